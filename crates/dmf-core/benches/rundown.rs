@@ -1,0 +1,2 @@
+//! Rundown protection benchmark (being written; see issue 2).
+fn main() {}

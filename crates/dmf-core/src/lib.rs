@@ -1,0 +1,23 @@
+//! # dmf-core — the framework core of DMF for Rust
+//!
+//! Microsoft's Driver Module Framework (DMF) builds a KMDF driver as a tree of *Modules*: small,
+//! self-contained drivers, each with its own config, private context, locks and lifecycle. The
+//! framework dispatches every WDF callback through the tree in a defined order and guards every
+//! Module Method with rundown protection. This crate is that framework, in Rust:
+//!
+//! - [`status`] — `NtStatus` and `NtResult<T>`: every failure is an `NTSTATUS` a caller can act on.
+//! - [`rundown`] — rundown protection with `EX_RUNDOWN_REF` semantics; the guard of every Method call.
+//! - [`platform`] — the contract with the operating system, with two backends: `sim` (the default,
+//!   onto the user-mode KMDF simulation `kmdf-sim`) and `kmdf` (wdk-sys, Windows + eWDK only).
+//!
+//! The crate is `#![no_std]` with `alloc`. The only module that names `std` is `platform::sim`,
+//! so the same code compiles for `x86_64-pc-windows-msvc` kernel drivers (ARCHITECTURE.md, invariant 1).
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod platform;
+pub mod rundown;
+pub mod status;
+
+pub use status::{NtResult, NtStatus};

@@ -1,0 +1,1 @@
+//! The platform contract: the only code in DMF that touches the operating system (being written).

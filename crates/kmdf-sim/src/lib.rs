@@ -1,0 +1,1 @@
+//! # kmdf-sim — a user-mode KMDF (being written; see issue 3)
