@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Invariant checks of ARCHITECTURE.md that the compiler cannot see by itself.
+
+1. dmf-core names `std` only in `src/platform/sim/` (and in `#[cfg(test)]` items); dmf-modules never
+   names `std` outside `#[cfg(test)]` items. (CI also *builds* both for x86_64-unknown-none, which
+   has no std at all; this check gives a readable message and also covers the sim backend boundary.)
+2. No wdk crate (wdk, wdk-sys, wdk-alloc, wdk-panic, wdk-build) is named in Rust code outside
+   `crates/dmf-core/src/platform/kmdf/`, the facade's kernel glue (`src/kernel/`) and build scripts.
+3. dmf-modules, dmf-macros and the samples carry `#![forbid(unsafe_code)]`.
+
+Usage: check_invariants.py [ROOT]   (exit 1 and one line per finding when something is wrong)
+       check_invariants.py --self-test   (proves each check fires on a planted violation)
+"""
+import os
+import re
+import sys
+import tempfile
+
+STD_RE = re.compile(r"\bstd\s*::|\bextern\s+crate\s+std\b|\buse\s+std\b")
+WDK_RE = re.compile(r"\b(wdk_sys|wdk_alloc|wdk_panic|wdk_build|wdk)\s*::|\bextern\s+crate\s+(wdk_sys|wdk_alloc|wdk_panic|wdk)\b")
+
+
+def strip_comments_and_strings(text):
+    """Blank out comments, string and char literals, keeping line structure."""
+    out = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            i = j
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif c == '"' or (c == "r" and re.match(r'r#*"', text[i:i + 8]) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_"))):
+            if c == "r":
+                m = re.match(r'r(#*)"', text[i:])
+                end = '"' + m.group(1)
+                j = text.find(end, i + len(m.group(0)))
+                j = n if j < 0 else j + len(end)
+            else:
+                j = i + 1
+                while j < n and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+                j += 1
+            out.append('""' + "\n" * text.count("\n", i, j))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def strip_cfg_test_items(text):
+    """Remove items annotated `#[cfg(test)]` (a braced block or a statement ending in `;`)."""
+    result, i = [], 0
+    pattern = re.compile(r"#\[cfg\((?:test|all\(test[^\]]*\)|any\(test[^\]]*\))\)\]")
+    while True:
+        m = pattern.search(text, i)
+        if not m:
+            result.append(text[i:])
+            break
+        result.append(text[i:m.start()])
+        j, depth = m.end(), 0
+        while j < len(text):
+            ch = text[j]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    j += 1
+                    break
+            elif ch == ";" and depth == 0:
+                j += 1
+                break
+            j += 1
+        result.append("\n" * text.count("\n", m.start(), j))
+        i = j
+    return "".join(result)
+
+
+def rust_files(root, sub):
+    base = os.path.join(root, sub)
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d != "target"]
+        for f in filenames:
+            if f.endswith(".rs"):
+                yield os.path.join(dirpath, f)
+
+
+def scan(path, regex):
+    with open(path, encoding="utf-8") as fh:
+        text = strip_cfg_test_items(strip_comments_and_strings(fh.read()))
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if regex.search(line):
+            yield lineno, line.strip()
+
+
+def check(root):
+    findings = []
+    rel = lambda p: os.path.relpath(p, root)
+    for path in rust_files(root, "crates/dmf-core/src"):
+        if "/platform/sim/" in path.replace(os.sep, "/") or path.endswith("/platform/sim.rs"):
+            continue
+        for lineno, line in scan(path, STD_RE):
+            findings.append(f"{rel(path)}:{lineno}: std named outside platform/sim (invariant 1): {line}")
+    for path in rust_files(root, "crates/dmf-modules/src"):
+        for lineno, line in scan(path, STD_RE):
+            findings.append(f"{rel(path)}:{lineno}: std named in dmf-modules (invariant 1): {line}")
+    for sub in ["src", "crates", "samples"]:
+        for path in rust_files(root, sub):
+            p = path.replace(os.sep, "/")
+            if "/platform/kmdf/" in p or "/src/kernel/" in p and "/crates/" not in p or p.endswith("/build.rs"):
+                continue
+            for lineno, line in scan(path, WDK_RE):
+                findings.append(f"{rel(path)}:{lineno}: wdk crate named outside the kmdf backend (invariant 2): {line}")
+    for crate in ["crates/dmf-modules", "crates/dmf-macros", "samples/switchbar", "samples/osrfx2-filter"]:
+        lib = os.path.join(root, crate, "src/lib.rs")
+        if os.path.exists(lib):
+            with open(lib, encoding="utf-8") as fh:
+                if "#![forbid(unsafe_code)]" not in fh.read():
+                    findings.append(f"{crate}/src/lib.rs: lacks #![forbid(unsafe_code)] (invariant 3)")
+    return findings
+
+
+def self_test():
+    plants = {
+        "crates/dmf-core/src/bad.rs": "fn f() { let _ = std::mem::size_of::<u8>(); }\n",
+        "crates/dmf-modules/src/lib.rs": "#![forbid(unsafe_code)]\nuse std::vec::Vec;\n",
+        "crates/dmf-macros/src/lib.rs": "//! no forbid here\n",
+        "samples/switchbar/src/lib.rs": "#![forbid(unsafe_code)]\nfn f() { wdk_sys::call(); }\n",
+    }
+    allowed = {
+        "crates/dmf-core/src/platform/sim/mod.rs": "extern crate std;\nuse std::sync::Mutex;\n",
+        "crates/dmf-core/src/ok.rs": "// std::mem in a comment\nconst S: &str = \"std::x\";\n#[cfg(test)]\nmod tests { use std::thread; }\n",
+        "crates/dmf-core/src/platform/kmdf/mod.rs": "use wdk_sys::NTSTATUS;\n",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel_path, body in {**plants, **allowed}.items():
+            full = os.path.join(tmp, rel_path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w", encoding="utf-8") as fh:
+                fh.write(body)
+        findings = check(tmp)
+    expected = ["bad.rs:1", "dmf-modules/src/lib.rs:2", "dmf-macros/src/lib.rs", "switchbar/src/lib.rs:2"]
+    missing = [e for e in expected if not any(e in f for f in findings)]
+    false_alarms = [f for f in findings if not any(e in f for e in expected)]
+    if missing or false_alarms:
+        print("invariant checker self-test FAILED", "missing:", missing, "false alarms:", false_alarms)
+        return 1
+    print(f"invariant checker self-test: {len(expected)} planted violations caught, no false alarms")
+    return 0
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--self-test":
+        return self_test()
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..")
+    findings = check(os.path.abspath(root))
+    for f in findings:
+        print(f)
+    if findings:
+        print(f"invariant check FAILED: {len(findings)} finding(s)")
+        return 1
+    print("invariant check passed: std confined to platform/sim, no wdk outside the kmdf backend, unsafe forbidden where required")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
