@@ -7,6 +7,8 @@
 //!
 //! - [`status`] — `NtStatus` and `NtResult<T>`: every failure is an `NTSTATUS` a caller can act on.
 //! - [`rundown`] — rundown protection with `EX_RUNDOWN_REF` semantics; the guard of every Method call.
+//! - `sync` — module locks: a spin lock or a wait lock behind one guard, plus auxiliary locks
+//!   (needs a platform backend).
 //! - [`platform`] — the contract with the operating system, with two backends: `sim` (the default,
 //!   onto the user-mode KMDF simulation `kmdf-sim`) and `kmdf` (wdk-sys, Windows + eWDK only).
 //!
@@ -19,5 +21,8 @@ extern crate alloc;
 pub mod platform;
 pub mod rundown;
 pub mod status;
+#[cfg(feature = "sim")]
+pub mod sync;
+mod sync_facade;
 
 pub use status::{NtResult, NtStatus};

@@ -325,6 +325,7 @@ impl<T> From<NtResult<T>> for NtStatus {
 impl core::error::Error for NtStatus {}
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_wrap)] // tests write NTSTATUS values unsigned, as ntstatus.h does
 mod tests {
     use super::*;
     use alloc::format;
@@ -367,11 +368,17 @@ mod tests {
     #[test]
     fn severity_and_success() {
         assert_eq!(NtStatus::SUCCESS.severity(), Severity::Success);
-        assert_eq!(NtStatus::OBJECT_NAME_EXISTS.severity(), Severity::Informational);
+        assert_eq!(
+            NtStatus::OBJECT_NAME_EXISTS.severity(),
+            Severity::Informational
+        );
         assert_eq!(NtStatus::NO_MORE_ENTRIES.severity(), Severity::Warning);
         assert_eq!(NtStatus::NOT_FOUND.severity(), Severity::Error);
         assert!(NtStatus::TIMEOUT.is_success());
-        assert!(NtStatus::OBJECT_NAME_EXISTS.is_success() && NtStatus::OBJECT_NAME_EXISTS.is_information());
+        assert!(
+            NtStatus::OBJECT_NAME_EXISTS.is_success()
+                && NtStatus::OBJECT_NAME_EXISTS.is_information()
+        );
         assert!(!NtStatus::BUFFER_OVERFLOW.is_success() && NtStatus::BUFFER_OVERFLOW.is_warning());
         assert!(NtStatus::CANCELLED.is_error());
         assert_eq!(NtStatus::INVALID_DEVICE_STATE.code(), 0x0184);
@@ -382,8 +389,14 @@ mod tests {
     #[test]
     fn debug_prints_the_name_or_hex() {
         assert_eq!(format!("{:?}", NtStatus::CANCELLED), "STATUS_CANCELLED");
-        assert_eq!(format!("{:?}", NtStatus::from_raw(0x1234)), "NTSTATUS(0x00001234)");
-        assert_eq!(format!("{}", NtStatus::NOT_SUPPORTED), "STATUS_NOT_SUPPORTED (0xC00000BB)");
+        assert_eq!(
+            format!("{:?}", NtStatus::from_raw(0x1234)),
+            "NTSTATUS(0x00001234)"
+        );
+        assert_eq!(
+            format!("{}", NtStatus::NOT_SUPPORTED),
+            "STATUS_NOT_SUPPORTED (0xC00000BB)"
+        );
         assert_eq!(format!("{:?}", NtStatus::WAIT_0), "STATUS_SUCCESS");
     }
 
@@ -397,6 +410,6 @@ mod tests {
         assert_eq!(NtStatus::from(ok), NtStatus::SUCCESS);
         assert_eq!(NtStatus::from(err), NtStatus::CANCELLED);
         assert_eq!(i32::from(NtStatus::UNSUCCESSFUL), 0xC000_0001_u32 as i32);
-        assert_eq!(NtStatus::from(-1073741823), NtStatus::UNSUCCESSFUL);
+        assert_eq!(NtStatus::from(-1_073_741_823), NtStatus::UNSUCCESSFUL);
     }
 }

@@ -86,7 +86,8 @@ pub type Timeout = Option<Duration>;
 /// has this property: the dispatcher lock covers both). Rundown protection relies on it: the
 /// waiter may free the protected object — event included — the moment its wait returns.
 pub trait PlatformEvent: Sized + Send + Sync {
-    /// Creates an event of `kind`, signalled if `signaled`.
+    /// Creates an event of `kind`, signalled if `signaled`. Cannot fail (`KeInitializeEvent`
+    /// initialises caller-provided storage).
     fn new(kind: EventKind, signaled: bool) -> Self;
     /// Signals the event; returns whether it was already signalled. `≤ DISPATCH_LEVEL`.
     fn set(&self) -> bool;

@@ -1,1 +1,61 @@
-//! The platform contract: the only code in DMF that touches the operating system (being written).
+//! The platform: the only code in DMF that touches the operating system.
+//!
+//! [`contract`] writes down, item by item, what DMF needs from the OS and which WDF or NT routine
+//! each item maps to on the kernel backend. A backend implements the contract with one concrete
+//! type per item, re-exported here under a plain name, which is what the rest of DMF — and Module
+//! and driver code — names:
+//!
+//! | Name | Contract | Rundown/locks built on it |
+//! |---|---|---|
+//! | [`Event`] | [`PlatformEvent`](contract::PlatformEvent) | [`RundownRef`] waits on it |
+//! | [`SpinLock`] | [`PlatformSpinLock`](contract::PlatformSpinLock) | `sync::ModuleLock` (DISPATCH Modules) |
+//! | [`WaitLock`] | [`PlatformWaitLock`](contract::PlatformWaitLock) | `sync::ModuleLock` (PASSIVE Modules) |
+//! | [`CurrentIrql`] | [`PlatformIrql`](contract::PlatformIrql) | IRQL assertions |
+//! | [`Clock`] | [`PlatformClock`](contract::PlatformClock) | time-outs, the `Time` Module |
+//! | [`Pool`] | [`PlatformPool`](contract::PlatformPool) | buffer Modules |
+//! | [`Trace`] | [`PlatformTrace`](contract::PlatformTrace) | per-Module trace |
+//!
+//! Backends, chosen by Cargo feature:
+//! - `sim` (default): the contract on `kmdf-sim`, the user-mode KMDF. The only place in dmf-core that
+//!   names `std`. Code runs on a simulated machine's threads, with its IRQL rules and verifier.
+//! - `kmdf` (Windows with the eWDK): one wdk-sys call per operation, no logic (the kernel-backend
+//!   issue). Until it lands, selecting it is a compile error that says so.
+//!
+//! With no backend feature the crate still builds its platform-independent part (status, rundown,
+//! the contract), which is how CI proves dmf-core `no_std` on a target without `std`.
+
+pub mod contract;
+
+#[cfg(feature = "sim")]
+mod sim;
+#[cfg(feature = "sim")]
+pub use sim::{Clock, CurrentIrql, Event, Pool, PoolBuffer, SpinLock, Trace, WaitLock};
+
+#[cfg(all(feature = "kmdf", not(feature = "sim")))]
+compile_error!(
+    "dmf-core: the `kmdf` platform backend (wdk-sys, Windows + eWDK) arrives with the kernel-backend \
+     issue; build with the default `sim` backend until then"
+);
+
+/// Rundown protection on the platform's event: what Module Methods are guarded with.
+///
+/// Maps to `EX_RUNDOWN_REF` (`ExAcquireRundownProtection`, `ExReleaseRundownProtection`,
+/// `ExWaitForRundownProtectionRelease`, `ExReInitializeRundownProtection`).
+#[cfg(feature = "sim")]
+pub type RundownRef = crate::rundown::Rundown<Event>;
+
+/// Compile-time proof that the selected backend implements the whole contract.
+#[cfg(feature = "sim")]
+const _: () = {
+    const fn implements_contract<
+        E: contract::PlatformEvent + crate::rundown::RundownEvent,
+        S: contract::PlatformSpinLock,
+        W: contract::PlatformWaitLock,
+        I: contract::PlatformIrql,
+        C: contract::PlatformClock,
+        P: contract::PlatformPool,
+        T: contract::PlatformTrace,
+    >() {
+    }
+    implements_contract::<Event, SpinLock, WaitLock, CurrentIrql, Clock, Pool, Trace>();
+};

@@ -1,0 +1,420 @@
+//! The scheduler accounting of one machine (internal).
+//!
+//! One mutex per machine — the *dispatcher lock*, named after the kernel's — protects: the table of
+//! threads bound to the machine with their run state, the DPC queue, the system work queue, the
+//! timer queue and the state of every dispatcher object (event flags, wait-lock owners, timer
+//! queue membership). Two condition variables go with it:
+//!
+//! * `wake_cv` — blocked waiters. Every change that could satisfy a wait (an event set, a lock
+//!   released, a queue filled, time moved) is made under the lock and followed by
+//!   [`Sched::wake_all`], which marks every blocked thread *woken* before notifying. A woken thread
+//!   re-evaluates its wait condition under the lock and either returns or blocks again.
+//! * `idle_cv` — observers: [`Machine::settle`](crate::Machine::settle), `advance`. Notified when a
+//!   thread blocks or leaves.
+//!
+//! Because the waker marks the waiter woken *under the lock*, an observer can never see "every
+//! thread blocked" while a wake-up is in flight: quiescence is exact, and `settle` needs no
+//! sleep-polling. A blocked thread never sleeps for real in Manual and AutoAdvance modes: its
+//! deadline is recorded, and the clock owner wakes it when virtual time reaches it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::exec::clock::{Clock, ClockMode};
+use crate::exec::context;
+
+/// Something the DPC thread or a worker thread runs (a DPC object, a timer expiry, a work item).
+pub(crate) trait Deferred: Send + Sync {
+    /// Under the dispatcher lock, when dequeued: update the object's state; false skips `run`.
+    fn begin(&self, st: &mut SchedState) -> bool;
+    /// Outside the lock, at the queue's IRQL: call the driver.
+    fn run(self: Arc<Self>);
+    /// Under the dispatcher lock, after `run` returned (or was skipped: not called then).
+    fn end(&self, st: &mut SchedState);
+}
+
+/// Something in the timer queue.
+pub(crate) trait Expire: Send + Sync {
+    /// Under the dispatcher lock, when virtual time reached `deadline`.
+    fn expire(self: Arc<Self>, st: &mut SchedState, deadline: u64);
+}
+
+/// What a bound thread is to the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ThreadRole {
+    /// A test or application thread bound with `Machine::enter`.
+    Client,
+    /// A system thread a driver created.
+    System,
+    /// The DPC thread or a system worker thread.
+    Service,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunState {
+    Running,
+    Blocked(Option<u64>),
+    Woken,
+}
+
+#[derive(Debug)]
+struct ThreadRec {
+    name: String,
+    role: ThreadRole,
+    state: RunState,
+    nest: u32,
+}
+
+/// Everything the dispatcher lock protects.
+pub(crate) struct SchedState {
+    threads: HashMap<u64, ThreadRec>,
+    pub(crate) dpc_queue: VecDeque<Arc<dyn Deferred>>,
+    pub(crate) work_queue: VecDeque<Arc<dyn Deferred>>,
+    pub(crate) timers: BTreeMap<(u64, u64), Arc<dyn Expire>>,
+    seq: u64,
+    generation: u64,
+    holds: u32,
+    pub(crate) shutdown: bool,
+    pub(crate) crash: Option<String>,
+}
+
+impl SchedState {
+    /// Adds (or re-enters) a thread in the accounting, as running.
+    pub(crate) fn register(&mut self, uid: u64, name: &str, role: ThreadRole) {
+        self.threads
+            .entry(uid)
+            .and_modify(|r| r.nest += 1)
+            .or_insert_with(|| ThreadRec {
+                name: name.to_owned(),
+                role,
+                state: RunState::Running,
+                nest: 1,
+            });
+    }
+
+    /// A fresh sequence number (timer-queue tie breaker: equal deadlines fire in start order).
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// Payload used to unwind a system thread blocked in a wait when its machine shuts down.
+pub(crate) struct ShutdownUnwind;
+
+/// How long `settle` waits in real time for threads that never block before it reports them.
+const SETTLE_WATCHDOG: Duration = Duration::from_secs(60);
+
+pub(crate) struct Sched {
+    core_id: u64,
+    pub(crate) clock: Arc<Clock>,
+    state: Mutex<SchedState>,
+    wake_cv: Condvar,
+    idle_cv: Condvar,
+}
+
+impl Sched {
+    pub(crate) fn new(core_id: u64, clock: Arc<Clock>) -> Self {
+        Sched {
+            core_id,
+            clock,
+            state: Mutex::new(SchedState {
+                threads: HashMap::new(),
+                dpc_queue: VecDeque::new(),
+                work_queue: VecDeque::new(),
+                timers: BTreeMap::new(),
+                seq: 0,
+                generation: 0,
+                holds: 0,
+                shutdown: false,
+                crash: None,
+            }),
+            wake_cv: Condvar::new(),
+            idle_cv: Condvar::new(),
+        }
+    }
+
+    /// Takes the dispatcher lock. Poisoning is ignored: the state is kept consistent at every
+    /// unlock, and a bug check (verifier panic) never happens with the lock held.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SchedState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes a thread (or one nesting level of it) from the accounting.
+    pub(crate) fn unregister(&self, st: &mut SchedState, uid: u64) {
+        if let Some(rec) = st.threads.get_mut(&uid) {
+            rec.nest -= 1;
+            if rec.nest == 0 {
+                st.threads.remove(&uid);
+            }
+        }
+        self.idle_cv.notify_all();
+        self.maybe_auto_advance(st);
+    }
+
+    /// Marks every blocked thread woken and notifies them. Call after any change that may
+    /// satisfy a wait, with the lock held.
+    pub(crate) fn wake_all(&self, st: &mut SchedState) {
+        st.generation += 1;
+        for rec in st.threads.values_mut() {
+            if matches!(rec.state, RunState::Blocked(_)) {
+                rec.state = RunState::Woken;
+            }
+        }
+        self.wake_cv.notify_all();
+    }
+
+    /// Something was added to the DPC or work queue.
+    pub(crate) fn queued(&self, st: &mut SchedState) {
+        self.wake_all(st);
+    }
+
+    /// The timer queue changed (a timer started or stopped).
+    pub(crate) fn deadlines_changed(&self, st: &mut SchedState) {
+        if self.clock.mode() == ClockMode::RealTime {
+            // Threads sleeping in real time may have to wake earlier now.
+            self.wake_all(st);
+        } else {
+            self.maybe_auto_advance(st);
+        }
+    }
+
+    fn set_state(st: &mut SchedState, uid: Option<u64>, state: RunState) {
+        if let Some(rec) = uid.and_then(|u| st.threads.get_mut(&u)) {
+            rec.state = state;
+        }
+    }
+
+    /// Blocks the calling thread until `cond` (evaluated under the lock) returns true, or until
+    /// virtual time reaches `deadline`. Returns the guard and whether `cond` was satisfied.
+    ///
+    /// A system thread blocked here when the machine shuts down is unwound (see
+    /// [`ShutdownUnwind`]); other callers should include `st.shutdown` in `cond` if they must not
+    /// wait forever on a dead machine.
+    pub(crate) fn block_until<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, SchedState>,
+        deadline: Option<u64>,
+        cond: &mut dyn FnMut(&mut SchedState) -> bool,
+    ) -> (MutexGuard<'a, SchedState>, bool) {
+        let role = context::role_on(self.core_id);
+        let me = role.map(|_| context::thread_uid());
+        loop {
+            if self.clock.mode() == ClockMode::RealTime {
+                self.fire_due(&mut st);
+            }
+            if cond(&mut st) {
+                Self::set_state(&mut st, me, RunState::Running);
+                return (st, true);
+            }
+            if deadline.is_some_and(|d| self.clock.now() >= d) {
+                Self::set_state(&mut st, me, RunState::Running);
+                return (st, false);
+            }
+            if st.shutdown && role == Some(ThreadRole::System) {
+                Self::set_state(&mut st, me, RunState::Running);
+                drop(st);
+                std::panic::resume_unwind(Box::new(ShutdownUnwind));
+            }
+            Self::set_state(&mut st, me, RunState::Blocked(deadline));
+            let generation = st.generation;
+            self.idle_cv.notify_all();
+            self.maybe_auto_advance(&mut st);
+            if st.generation != generation {
+                continue; // woken while we were still here (auto-advance): look again
+            }
+            st = if self.clock.mode() == ClockMode::RealTime {
+                let wake_at = [deadline, st.timers.keys().next().map(|k| k.0)]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                match wake_at {
+                    Some(t) => {
+                        let real = self.clock.real_until(t);
+                        self.wake_cv
+                            .wait_timeout(st, real)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => self
+                        .wake_cv
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner),
+                }
+            } else {
+                self.wake_cv
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner)
+            };
+        }
+    }
+
+    /// The earliest pending deadline: a timer expiry or a timed wait of a blocked thread.
+    fn earliest_deadline(st: &SchedState) -> Option<u64> {
+        let timer = st.timers.keys().next().map(|k| k.0);
+        let wait = st
+            .threads
+            .values()
+            .filter_map(|r| match r.state {
+                RunState::Blocked(d) => d,
+                _ => None,
+            })
+            .min();
+        [timer, wait].into_iter().flatten().min()
+    }
+
+    /// Expires every timer due at the current time and wakes timed-out waiters.
+    pub(crate) fn fire_due(&self, st: &mut SchedState) {
+        let now = self.clock.now();
+        let mut fired = false;
+        while let Some(entry) = st.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((deadline, _), timer) = entry.remove_entry();
+            timer.expire(st, deadline);
+            fired = true;
+        }
+        let timed_out = st
+            .threads
+            .values()
+            .any(|r| matches!(r.state, RunState::Blocked(Some(d)) if d <= now));
+        if fired || timed_out {
+            self.wake_all(st);
+        }
+    }
+
+    /// True if every bound thread other than `except` is blocked and both queues are empty.
+    fn quiescent(st: &SchedState, except: Option<u64>) -> bool {
+        st.dpc_queue.is_empty()
+            && st.work_queue.is_empty()
+            && st
+                .threads
+                .iter()
+                .all(|(uid, r)| Some(*uid) == except || matches!(r.state, RunState::Blocked(_)))
+    }
+
+    /// AutoAdvance: if the machine is idle and a client or system thread waits, jump to the
+    /// earliest deadline.
+    pub(crate) fn maybe_auto_advance(&self, st: &mut SchedState) {
+        if self.clock.mode() != ClockMode::AutoAdvance
+            || st.holds > 0
+            || st.shutdown
+            || st.crash.is_some()
+            || !Self::quiescent(st, None)
+            || !st.threads.values().any(|r| r.role != ThreadRole::Service)
+        {
+            return;
+        }
+        if let Some(t) = Self::earliest_deadline(st) {
+            self.clock.set(t);
+            self.fire_due(st);
+        }
+    }
+
+    fn settle_locked<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, SchedState>,
+        me: Option<u64>,
+    ) -> MutexGuard<'a, SchedState> {
+        let started = Instant::now();
+        loop {
+            if let Some(crash) = st.crash.clone() {
+                st.holds = st.holds.saturating_sub(1);
+                drop(st);
+                panic!("the simulated machine bug-checked: {crash}");
+            }
+            if st.shutdown || Self::quiescent(&st, me) {
+                return st;
+            }
+            if started.elapsed() > SETTLE_WATCHDOG {
+                let running: Vec<String> = st
+                    .threads
+                    .iter()
+                    .filter(|(uid, r)| {
+                        Some(**uid) != me && !matches!(r.state, RunState::Blocked(_))
+                    })
+                    .map(|(_, r)| r.name.clone())
+                    .collect();
+                st.holds = st.holds.saturating_sub(1);
+                drop(st);
+                panic!("settle: threads never blocked within {SETTLE_WATCHDOG:?}: {running:?}");
+            }
+            st = self
+                .idle_cv
+                .wait_timeout(st, Duration::from_secs(1))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// See [`Machine::settle`](crate::Machine::settle).
+    pub(crate) fn settle(&self) {
+        let me = context::role_on(self.core_id).map(|_| context::thread_uid());
+        let mut st = self.lock();
+        st.holds += 1;
+        let mut st = self.settle_locked(st, me);
+        st.holds -= 1;
+        self.maybe_auto_advance(&mut st);
+    }
+
+    /// See [`Machine::advance`](crate::Machine::advance).
+    pub(crate) fn advance(&self, ticks: u64) {
+        if self.clock.mode() == ClockMode::RealTime {
+            std::thread::sleep(crate::exec::clock::ticks_to_duration(ticks));
+            self.settle();
+            return;
+        }
+        let me = context::role_on(self.core_id).map(|_| context::thread_uid());
+        let mut st = self.lock();
+        st.holds += 1;
+        let target = self.clock.now().saturating_add(ticks);
+        loop {
+            st = self.settle_locked(st, me);
+            if st.shutdown {
+                break;
+            }
+            match Self::earliest_deadline(&st) {
+                Some(t) if t <= target => {
+                    self.clock.set(t);
+                    self.fire_due(&mut st);
+                }
+                _ => {
+                    self.clock.set(target);
+                    break;
+                }
+            }
+        }
+        st.holds -= 1;
+        self.maybe_auto_advance(&mut st);
+    }
+
+    /// Records a bug check (a panic in a simulator thread) and wakes observers.
+    pub(crate) fn record_crash(&self, message: String) {
+        let mut st = self.lock();
+        st.crash.get_or_insert(message);
+        self.idle_cv.notify_all();
+    }
+
+    /// Starts shutdown: service threads leave, blocked system threads unwind.
+    pub(crate) fn begin_shutdown(&self) -> bool {
+        let mut st = self.lock();
+        let first = !st.shutdown;
+        st.shutdown = true;
+        self.wake_all(&mut st);
+        self.idle_cv.notify_all();
+        first
+    }
+}
+
+/// Extracts a readable message from a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
