@@ -15,18 +15,26 @@
 //! other thread spins on the line. (The real `WdfSpinLockAcquire` also raises IRQL to
 //! `DISPATCH_LEVEL` and is called through the WDF function table, which this model leaves out.)
 //!
+//! - **platform spin-lock counter** — the same counter behind the spin lock DMF Modules get on
+//!   this platform (`dmf_core::platform::SpinLock`, on kmdf-sim): like `KeAcquireSpinLock` /
+//!   `WdfSpinLockAcquire` it raises the thread to `DISPATCH_LEVEL` and records the owner (for the
+//!   verifier), and lowers the IRQL again on release. This is the faithful model of what C DMF's
+//!   `ReferenceCountLock` costs a Method call; the test-and-set counter above is its lower bound.
+//!
 //! Run with `cargo bench -p dmf-core --bench rundown`; the measurement time is short so the whole
 //! run takes under a minute.
 
 use std::cell::UnsafeCell;
 use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Barrier, Condvar, Mutex};
+use std::sync::{Barrier, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion};
 use dmf_core::rundown::{Rundown, RundownEvent};
+use dmf_core::sync::{LockKind, ModuleLock};
+use kmdf_sim::Machine;
 
 /// A std notification event (never signalled in these benchmarks: no wait runs).
 struct BenchEvent {
@@ -141,6 +149,37 @@ impl Protection for SpinLockCounter {
     }
 }
 
+/// C DMF's module reference on this platform's spin lock (IRQL raise + owner tracking).
+struct PlatformSpinLockCounter {
+    lock: ModuleLock<(usize, bool)>,
+}
+
+impl PlatformSpinLockCounter {
+    fn new() -> Self {
+        Self {
+            lock: ModuleLock::new(LockKind::Spin, (0, false)).expect("inside a machine"),
+        }
+    }
+}
+
+impl Protection for PlatformSpinLockCounter {
+    #[inline]
+    fn call(&self) {
+        let referenced = {
+            let mut guard = self.lock.lock();
+            if guard.1 {
+                false
+            } else {
+                guard.0 += 1;
+                true
+            }
+        };
+        black_box(referenced);
+        assert!(referenced);
+        self.lock.lock().0 -= 1;
+    }
+}
+
 fn uncontended<P: Protection>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -161,6 +200,8 @@ fn contended<P: Protection>(
             let started = Barrier::new(2);
             thread::scope(|scope| {
                 scope.spawn(|| {
+                    // Both threads run on the simulated machine (the platform lock needs one).
+                    let _bound = machine().enter();
                     started.wait();
                     while !stop.load(Ordering::Relaxed) {
                         black_box(subject).call();
@@ -179,21 +220,31 @@ fn contended<P: Protection>(
     });
 }
 
+/// The simulated machine the benchmark threads are bound to.
+fn machine() -> &'static Machine {
+    static MACHINE: OnceLock<Machine> = OnceLock::new();
+    MACHINE.get_or_init(Machine::new)
+}
+
 fn bench(c: &mut Criterion) {
+    let _bound = machine().enter();
     let rundown = Rundown::<BenchEvent>::new();
     let floor = BareCounter(AtomicUsize::new(0));
     let spin = SpinLockCounter::new();
+    let platform_spin = PlatformSpinLockCounter::new();
 
     let mut group = c.benchmark_group("uncontended");
     uncontended(&mut group, "rundown", &rundown);
     uncontended(&mut group, "floor_atomic_pair", &floor);
     uncontended(&mut group, "spinlock_counter", &spin);
+    uncontended(&mut group, "platform_spinlock_counter", &platform_spin);
     group.finish();
 
     let mut group = c.benchmark_group("contended_2_threads");
     contended(&mut group, "rundown", &rundown);
     contended(&mut group, "floor_atomic_pair", &floor);
     contended(&mut group, "spinlock_counter", &spin);
+    contended(&mut group, "platform_spinlock_counter", &platform_spin);
     group.finish();
 
     // Nothing leaked: every guard and every reference was released.
