@@ -26,3 +26,8 @@ pub mod sync;
 mod sync_facade;
 
 pub use status::{NtResult, NtStatus};
+
+/// The guide pages' examples, compiled and run as doctests so the docs cannot rot.
+#[cfg(all(doctest, feature = "sim"))]
+#[doc = include_str!("../../../docs/status-and-rundown.md")]
+pub struct GuideStatusAndRundown;
