@@ -76,6 +76,12 @@ pub mod fx2;
 pub mod guid;
 pub mod registry;
 
+pub mod device;
+pub mod driver;
+pub mod interface;
+pub mod object;
+pub mod pnp;
+
 pub use exec::clock::ClockMode;
 pub use exec::irql::Irql;
 pub use machine::{Machine, MachineBuilder, MachineGuard};

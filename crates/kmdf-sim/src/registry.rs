@@ -928,6 +928,35 @@ impl RegistryKey {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The machine's registry (an addition kept here so machine.rs stays the exec layer's file).
+// ---------------------------------------------------------------------------------------------
+
+/// The registry attached to one machine (a [`crate::Machine::extension`]).
+struct MachineRegistry(Mutex<RegistryStore>);
+
+impl crate::Machine {
+    /// The machine's registry. A machine starts with an empty store of its own; call
+    /// [`use_registry`](Self::use_registry) before loading drivers to share one (a "reboot" test
+    /// hands the same store to a second machine).
+    pub fn registry(&self) -> RegistryStore {
+        let reg = self.extension(|| MachineRegistry(Mutex::new(RegistryStore::new())));
+        let store = reg
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        store.clone()
+    }
+
+    /// Makes `store` the machine's registry (clones share one tree).
+    pub fn use_registry(&self, store: &RegistryStore) {
+        let reg = self.extension(|| MachineRegistry(Mutex::new(RegistryStore::new())));
+        *reg.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = store.clone();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,29 +1020,5 @@ mod tests {
     fn registry_fold_is_simple_upcase() {
         assert_eq!(fold("Parameters"), "PARAMETERS");
         assert_eq!(fold("straße"), "STRAßE");
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The machine's registry (an addition kept here so machine.rs stays the exec layer's file).
-// ---------------------------------------------------------------------------------------------
-
-/// The registry attached to one machine (a [`crate::Machine::extension`]).
-struct MachineRegistry(Mutex<RegistryStore>);
-
-impl crate::Machine {
-    /// The machine's registry. A machine starts with an empty store of its own; call
-    /// [`use_registry`](Self::use_registry) before loading drivers to share one (a "reboot" test
-    /// hands the same store to a second machine).
-    pub fn registry(&self) -> RegistryStore {
-        let reg = self.extension(|| MachineRegistry(Mutex::new(RegistryStore::new())));
-        let store = reg.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        store.clone()
-    }
-
-    /// Makes `store` the machine's registry (clones share one tree).
-    pub fn use_registry(&self, store: &RegistryStore) {
-        let reg = self.extension(|| MachineRegistry(Mutex::new(RegistryStore::new())));
-        *reg.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = store.clone();
     }
 }

@@ -1,0 +1,586 @@
+//! Devices: `WDFDEVICE_INIT`, `WdfDeviceCreate`, the PnP/power callbacks, and the I/O-layer seam.
+//!
+//! # Design
+//!
+//! The PnP manager ([`crate::pnp`]) calls each driver's `EvtDriverDeviceAdd` with a
+//! [`DeviceInit`]. The driver fills in its PnP/power callbacks ([`PnpPowerCallbacks`],
+//! `WdfDeviceInitSetPnpPowerEventCallbacks`) and power-policy callbacks
+//! ([`PowerPolicyCallbacks`], `WdfDeviceInitSetPowerPolicyEventCallbacks`), may mark itself a
+//! filter ([`DeviceInit::set_filter`], `WdfFdoInitSetFilter` [D34]) and then calls
+//! [`Device::create`] (`WdfDeviceCreate`), which consumes the init and creates the WDFDEVICE
+//! object (a fault point) with the driver's typed context.
+//!
+//! Every callback is optional. The framework calls them at `PASSIVE_LEVEL` through
+//! [`invoke_callback`](crate::verifier::invoke_callback), in the sequences of [`crate::pnp`].
+//!
+//! # The seam for the I/O layer
+//!
+//! Queues, file objects and I/O targets are built by a later layer **on top of** devices:
+//!
+//! * **init-time config**: [`DeviceInit::extension_mut`] stores any `T: Any + Send + Sync`
+//!   (e.g. the default queue config, file-object config) while the driver builds the init; at
+//!   `WdfDeviceCreate` every such value moves to the device, where [`Device::extension`] (create
+//!   on first use) and [`Device::get_extension`] find it by type;
+//! * **power hooks**: [`Device::add_power_hook`] registers a [`DevicePowerHook`]; the framework
+//!   calls `started` at step 6 of the power-up sequences (start / restart power-managed queues:
+//!   [W2], [W5], [W6]), `stopping` at step 2 of the power-down sequences (stop power-managed
+//!   queues, `EvtIoStop` with [`StopAction::Suspend`] or [`StopAction::Purge`]: [W4], [W3], [W6])
+//!   and `removed` once when the device is torn down, before the WDFDEVICE object is deleted;
+//! * **stack access**: [`Device::lower`] (the next-lower device of the stack, `None` at the
+//!   bottom, where the PDO/bus is), [`Device::node`], [`Device::driver`], [`Device::is_filter`],
+//!   [`Device::is_in_d0`], [`Device::power_state`], [`Device::pnp_state`];
+//! * **idle references**: [`Device::stop_idle`] / [`Device::resume_idle`] (`WdfDeviceStopIdle` /
+//!   `WdfDeviceResumeIdle`): a request arriving at a power-managed queue while the stack idles in
+//!   Dx powers it back up.
+//!
+//! [D34]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdffdo/nf-wdffdo-wdffdoinitsetfilter
+//! [W2]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-plugs-in-a-device
+//! [W3]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
+//! [W4]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
+//! [W5]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
+//! [W6]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
+
+use core::fmt;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use crate::driver::Driver;
+use crate::machine::Machine;
+use crate::object::{ObjectAttributes, WdfObject};
+use crate::pnp::state::{
+    DevicePnpState, DevicePowerState, FailedAction, RelationType, SpecialFileType, StackRole,
+    StopAction, WdfPowerDeviceState,
+};
+use crate::pnp::{DeviceNode, NodeInner};
+use crate::status::Status;
+
+/// A callback taking the device and returning a status (`EvtDeviceSelfManagedIoInit`, …).
+pub type DeviceStatusFn = Arc<dyn Fn(&Device) -> Status + Send + Sync>;
+/// A callback taking the device, returning nothing (`EvtDeviceSurpriseRemoval`, …).
+pub type DeviceFn = Arc<dyn Fn(&Device) + Send + Sync>;
+/// A power callback with `PreviousState` / `TargetState` (`EvtDeviceD0Entry`, …).
+pub type DevicePowerFn = Arc<dyn Fn(&Device, WdfPowerDeviceState) -> Status + Send + Sync>;
+/// `EvtDevicePrepareHardware` / `EvtDeviceReleaseHardware` (the translated resources).
+pub type DeviceResourcesFn = Arc<dyn Fn(&Device, &Resources) -> Status + Send + Sync>;
+/// `EvtDeviceRelationsQuery`.
+pub type DeviceRelationsFn = Arc<dyn Fn(&Device, RelationType) + Send + Sync>;
+/// `EvtDeviceUsageNotificationEx` (`NotificationType`, `IsInNotificationPath`).
+pub type DeviceUsageFn = Arc<dyn Fn(&Device, SpecialFileType, bool) -> Status + Send + Sync>;
+/// `EvtDeviceArmWakeFromSxWithReason` (`DeviceWakeEnabled`, `ChildrenArmedForWake`).
+pub type DeviceArmSxReasonFn = Arc<dyn Fn(&Device, bool, bool) -> Status + Send + Sync>;
+
+/// `WDF_PNPPOWER_EVENT_CALLBACKS` (plus QueryRemove/QueryStop/RelationsQuery/UsageNotificationEx).
+#[derive(Clone, Default)]
+pub struct PnpPowerCallbacks {
+    /// `EvtDevicePrepareHardware` (kmdf-sequences D1).
+    pub prepare_hardware: Option<DeviceResourcesFn>,
+    /// `EvtDeviceReleaseHardware` (kmdf-sequences D2).
+    pub release_hardware: Option<DeviceResourcesFn>,
+    /// `EvtDeviceD0Entry(PreviousState)` (kmdf-sequences D3).
+    pub d0_entry: Option<DevicePowerFn>,
+    /// `EvtDeviceD0EntryPostInterruptsEnabled(PreviousState)` (kmdf-sequences D5).
+    pub d0_entry_post_interrupts_enabled: Option<DevicePowerFn>,
+    /// `EvtDeviceD0ExitPreInterruptsDisabled(TargetState)` (kmdf-sequences D6).
+    pub d0_exit_pre_interrupts_disabled: Option<DevicePowerFn>,
+    /// `EvtDeviceD0Exit(TargetState)` (kmdf-sequences D4).
+    pub d0_exit: Option<DevicePowerFn>,
+    /// `EvtDeviceSelfManagedIoInit` (kmdf-sequences D7).
+    pub self_managed_io_init: Option<DeviceStatusFn>,
+    /// `EvtDeviceSelfManagedIoRestart` (kmdf-sequences D8).
+    pub self_managed_io_restart: Option<DeviceStatusFn>,
+    /// `EvtDeviceSelfManagedIoSuspend` (kmdf-sequences D9).
+    pub self_managed_io_suspend: Option<DeviceStatusFn>,
+    /// `EvtDeviceSelfManagedIoFlush` (kmdf-sequences D10).
+    pub self_managed_io_flush: Option<DeviceFn>,
+    /// `EvtDeviceSelfManagedIoCleanup` (kmdf-sequences D11).
+    pub self_managed_io_cleanup: Option<DeviceFn>,
+    /// `EvtDeviceSurpriseRemoval` (kmdf-sequences D12).
+    pub surprise_removal: Option<DeviceFn>,
+    /// `EvtDeviceQueryRemove` (kmdf-sequences D13): a failure vetoes.
+    pub query_remove: Option<DeviceStatusFn>,
+    /// `EvtDeviceQueryStop` (kmdf-sequences D14): a failure vetoes.
+    pub query_stop: Option<DeviceStatusFn>,
+    /// `EvtDeviceRelationsQuery`.
+    pub relations_query: Option<DeviceRelationsFn>,
+    /// `EvtDeviceUsageNotificationEx`: a failure vetoes the special file.
+    pub usage_notification_ex: Option<DeviceUsageFn>,
+}
+
+/// `WDF_POWER_POLICY_EVENT_CALLBACKS` — called for the power policy owner only.
+#[derive(Clone, Default)]
+pub struct PowerPolicyCallbacks {
+    /// `EvtDeviceArmWakeFromS0` (kmdf-sequences D15): a failure means "not armed" (no Disarm, no failure).
+    pub arm_wake_from_s0: Option<DeviceStatusFn>,
+    /// `EvtDeviceDisarmWakeFromS0`.
+    pub disarm_wake_from_s0: Option<DeviceFn>,
+    /// `EvtDeviceWakeFromS0Triggered` (after D0Entry, before DisarmWakeFromS0).
+    pub wake_from_s0_triggered: Option<DeviceFn>,
+    /// `EvtDeviceArmWakeFromSx` (used when no `…WithReason` is set).
+    pub arm_wake_from_sx: Option<DeviceStatusFn>,
+    /// `EvtDeviceArmWakeFromSxWithReason`.
+    pub arm_wake_from_sx_with_reason: Option<DeviceArmSxReasonFn>,
+    /// `EvtDeviceDisarmWakeFromSx`.
+    pub disarm_wake_from_sx: Option<DeviceFn>,
+    /// `EvtDeviceWakeFromSxTriggered`.
+    pub wake_from_sx_triggered: Option<DeviceFn>,
+}
+
+/// The hardware resources a device node is started with (raw = translated here). A rebalance
+/// assigns a new set with a higher `generation`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Resources {
+    /// 0 for the first assignment, +1 per rebalance.
+    pub generation: u32,
+    /// Descriptions of the resources (e.g. `"memory 0xF0000000+0x1000"`).
+    pub items: Vec<String>,
+}
+
+/// `WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS` (the part the simulator uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S0IdleSettings {
+    /// `IdleCaps == IdleCanWakeFromS0`: arm for wake (EvtDeviceArmWakeFromS0) before idling.
+    pub can_wake: bool,
+    /// `DxState`: the state entered when idle (default D3).
+    pub dx_state: DevicePowerState,
+}
+
+impl Default for S0IdleSettings {
+    fn default() -> Self {
+        S0IdleSettings {
+            can_wake: false,
+            dx_state: DevicePowerState::D3,
+        }
+    }
+}
+
+/// The I/O layer's view of a device's power transitions. See the [module docs](self).
+/// Hooks run on the PnP thread at `PASSIVE_LEVEL` (framework code, not a driver callback); they
+/// may wait (e.g. for outstanding requests to be acknowledged).
+pub trait DevicePowerHook: Send + Sync {
+    /// Step 6 of the power-up sequences: the framework starts (first start) or restarts
+    /// power-managed queues. Runs before `EvtDeviceSelfManagedIoInit`/`Restart`.
+    fn started(&self, device: &Device) {
+        let _ = device;
+    }
+    /// Step 2 of the power-down sequences: stop power-managed queues, `EvtIoStop` per outstanding
+    /// request with `action`. Runs after `EvtDeviceSelfManagedIoSuspend` except on surprise
+    /// removal (before it, only if the device was in D0).
+    fn stopping(&self, device: &Device, action: StopAction) {
+        let _ = (device, action);
+    }
+    /// The device is torn down (after `EvtDeviceSelfManagedIoCleanup`, before the WDFDEVICE
+    /// object and its children are deleted): purge and delete queues, fail pending requests.
+    fn removed(&self, device: &Device) {
+        let _ = device;
+    }
+}
+
+/// `WDFDEVICE_INIT`: what a driver sets up in `EvtDriverDeviceAdd` before `WdfDeviceCreate`.
+pub struct DeviceInit {
+    /// The PnP/power callbacks.
+    pub pnp: PnpPowerCallbacks,
+    /// The power-policy callbacks (used if the device is the power policy owner).
+    pub power_policy: PowerPolicyCallbacks,
+    filter: bool,
+    ppo: Option<bool>,
+    name: Option<String>,
+    device_type: u32,
+    extensions: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    driver: Driver,
+    node: Weak<NodeInner>,
+    role: StackRole,
+    created: Option<Device>,
+}
+
+impl fmt::Debug for DeviceInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceInit")
+            .field("driver", &self.driver.name())
+            .field("role", &self.role)
+            .field("filter", &self.filter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `FILE_DEVICE_UNKNOWN`, the default device type.
+pub const FILE_DEVICE_UNKNOWN: u32 = 0x22;
+
+impl DeviceInit {
+    pub(crate) fn new(driver: Driver, node: &DeviceNode, role: StackRole) -> Self {
+        DeviceInit {
+            pnp: PnpPowerCallbacks::default(),
+            power_policy: PowerPolicyCallbacks::default(),
+            filter: false,
+            ppo: None,
+            name: None,
+            device_type: FILE_DEVICE_UNKNOWN,
+            extensions: HashMap::new(),
+            driver,
+            node: node.downgrade(),
+            role,
+            created: None,
+        }
+    }
+
+    /// `WdfFdoInitSetFilter`: this device is a filter — requests it does not handle are forwarded
+    /// to the next lower driver, and its queues default to non-power-managed (the I/O layer reads
+    /// [`Device::is_filter`]).
+    pub fn set_filter(&mut self) {
+        self.filter = true;
+    }
+
+    /// True after [`set_filter`](Self::set_filter).
+    pub fn is_filter(&self) -> bool {
+        self.filter
+    }
+
+    /// `WdfDeviceInitSetPowerPolicyOwnership`. Default: the function driver owns power policy,
+    /// filters do not.
+    pub fn set_power_policy_ownership(&mut self, owner: bool) {
+        self.ppo = Some(owner);
+    }
+
+    /// `WdfDeviceInitAssignName` (e.g. `\Device\OsrUsbFx2_0`).
+    pub fn assign_name(&mut self, name: &str) {
+        self.name = Some(name.to_owned());
+    }
+
+    /// `WdfDeviceInitSetDeviceType` (default [`FILE_DEVICE_UNKNOWN`]).
+    pub fn set_device_type(&mut self, device_type: u32) {
+        self.device_type = device_type;
+    }
+
+    /// The driver whose `EvtDriverDeviceAdd` runs.
+    pub fn driver(&self) -> &Driver {
+        &self.driver
+    }
+
+    /// The driver's role in the stack.
+    pub fn role(&self) -> StackRole {
+        self.role
+    }
+
+    /// The device node being built.
+    pub fn node(&self) -> Option<DeviceNode> {
+        DeviceNode::upgrade(&self.node)
+    }
+
+    /// The init-time extension of type `T`, created with `T::default()` on first use (the I/O
+    /// layer stores its queue/file-object config here).
+    ///
+    /// # Panics
+    ///
+    /// Never: the map only stores values under their own `TypeId`.
+    pub fn extension_mut<T: Any + Send + Sync + Default>(&mut self) -> &mut T {
+        self.extensions
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .expect("extension stored under its own TypeId")
+    }
+
+    /// The init-time extension of type `T`, if set.
+    pub fn extension<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.extensions
+            .get(&TypeId::of::<T>())
+            .and_then(|b| b.downcast_ref::<T>())
+    }
+
+    /// The device created from this init, if `Device::create` succeeded.
+    pub fn created_device(&self) -> Option<&Device> {
+        self.created.as_ref()
+    }
+
+    pub(crate) fn take_created(&mut self) -> Option<Device> {
+        self.created.take()
+    }
+}
+
+/// Mutable per-device state, owned by the PnP engine.
+#[derive(Default)]
+#[allow(clippy::struct_excessive_bools)] // reason: independent lifecycle flags, not a mode
+pub(crate) struct DeviceState {
+    pub(crate) pnp: DevicePnpState,
+    pub(crate) power: DevicePowerState,
+    pub(crate) prepared: bool,
+    pub(crate) smio_initialized: bool,
+    pub(crate) ever_started: bool,
+    pub(crate) armed_s0: bool,
+    pub(crate) armed_sx: bool,
+    pub(crate) idle: S0IdleSettings,
+    pub(crate) sx_wake: bool,
+    pub(crate) power_refs: usize,
+    pub(crate) removed_hooks_run: bool,
+}
+
+pub(crate) struct DeviceInner {
+    object: WdfObject,
+    driver: Driver,
+    node: Weak<NodeInner>,
+    role: StackRole,
+    filter: bool,
+    ppo: bool,
+    name: Option<String>,
+    device_type: u32,
+    pub(crate) pnp: PnpPowerCallbacks,
+    pub(crate) policy: PowerPolicyCallbacks,
+    pub(crate) st: Mutex<DeviceState>,
+    extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    hooks: Mutex<Vec<Arc<dyn DevicePowerHook>>>,
+}
+
+/// A framework device object (`WDFDEVICE`): FDO or filter DO of one device node. Cheap to clone;
+/// equality is identity.
+#[derive(Clone)]
+pub struct Device(pub(crate) Arc<DeviceInner>);
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Device {}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("name", &self.0.object.name())
+            .field("pnp", &self.pnp_state())
+            .field("power", &self.power_state())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Device {
+    /// `WdfDeviceCreate`: creates the WDFDEVICE from `init` (consumed: a second call fails) with
+    /// `attrs` (context, cleanup/destroy callbacks; a device has no parent).
+    ///
+    /// Errors: `STATUS_INSUFFICIENT_RESOURCES` (fault injection); `STATUS_INVALID_DEVICE_STATE`
+    /// if `init` was already used; `STATUS_INVALID_PARAMETER` if `attrs` names a parent.
+    pub fn create(init: &mut DeviceInit, attrs: ObjectAttributes) -> Result<Device, Status> {
+        if init.created.is_some() {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        if attrs.parent.is_some() {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        let machine = init.driver.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+        let object = WdfObject::create_for(&machine, init.driver.name(), "WDFDEVICE", attrs)?;
+        let extensions = init
+            .extensions
+            .drain()
+            .map(|(k, v)| (k, Arc::from(v)))
+            .collect();
+        let ppo = init
+            .ppo
+            .unwrap_or(init.role == StackRole::Function && !init.filter);
+        let device = Device(Arc::new(DeviceInner {
+            object,
+            driver: init.driver.clone(),
+            node: init.node.clone(),
+            role: init.role,
+            filter: init.filter,
+            ppo,
+            name: init.name.clone(),
+            device_type: init.device_type,
+            pnp: init.pnp.clone(),
+            policy: init.power_policy.clone(),
+            st: Mutex::new(DeviceState::default()),
+            extensions: Mutex::new(extensions),
+            hooks: Mutex::new(Vec::new()),
+        }));
+        init.driver.device_added();
+        init.created = Some(device.clone());
+        Ok(device)
+    }
+
+    /// The WDFDEVICE object (parent for queues, timers, … of the device).
+    pub fn object(&self) -> &WdfObject {
+        &self.0.object
+    }
+
+    /// The object's trace name, e.g. `WDFDEVICE switchbar#0`.
+    pub fn name(&self) -> &str {
+        self.0.object.name()
+    }
+
+    /// The typed context set at creation.
+    pub fn context<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.object.context::<T>()
+    }
+
+    /// The driver of this device object.
+    pub fn driver(&self) -> &Driver {
+        &self.0.driver
+    }
+
+    /// The machine, while it runs.
+    pub fn machine(&self) -> Option<Machine> {
+        self.0.object.machine()
+    }
+
+    /// The device node this device belongs to (gone once the node is dropped).
+    pub fn node(&self) -> Option<DeviceNode> {
+        DeviceNode::upgrade(&self.0.node)
+    }
+
+    /// The driver's role in the stack.
+    pub fn role(&self) -> StackRole {
+        self.0.role
+    }
+
+    /// `WdfFdoInitSetFilter` was called.
+    pub fn is_filter(&self) -> bool {
+        self.0.filter
+    }
+
+    /// This device is the stack's power policy owner.
+    pub fn is_power_policy_owner(&self) -> bool {
+        self.0.ppo
+    }
+
+    /// The name given with [`DeviceInit::assign_name`].
+    pub fn device_name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+
+    /// The device type.
+    pub fn device_type(&self) -> u32 {
+        self.0.device_type
+    }
+
+    /// The current power state.
+    pub fn power_state(&self) -> DevicePowerState {
+        lock(&self.0.st).power
+    }
+
+    /// True in D0.
+    pub fn is_in_d0(&self) -> bool {
+        self.power_state() == DevicePowerState::D0
+    }
+
+    /// The PnP state of this device object.
+    pub fn pnp_state(&self) -> DevicePnpState {
+        lock(&self.0.st).pnp
+    }
+
+    /// True while armed for wake from S0 (ArmWakeFromS0 succeeded, no Disarm yet).
+    pub fn is_armed_for_wake(&self) -> bool {
+        let st = lock(&self.0.st);
+        st.armed_s0 || st.armed_sx
+    }
+
+    /// The next-lower device of the stack (`None` at the bottom: below is the PDO).
+    pub fn lower(&self) -> Option<Device> {
+        let stack = self.node()?.stack();
+        let pos = stack.iter().position(|d| d == self)?;
+        pos.checked_sub(1).map(|i| stack[i].clone())
+    }
+
+    /// The next-higher device of the stack.
+    pub fn upper(&self) -> Option<Device> {
+        let stack = self.node()?.stack();
+        let pos = stack.iter().position(|d| d == self)?;
+        stack.get(pos + 1).cloned()
+    }
+
+    /// A device extension of type `T` (created by `init` on first use; values stored in
+    /// [`DeviceInit::extension_mut`] are already here).
+    ///
+    /// # Panics
+    ///
+    /// Never: the map only stores values under their own `TypeId`.
+    pub fn extension<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        let mut map = lock(&self.0.extensions);
+        let entry = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(init()) as Arc<dyn Any + Send + Sync>);
+        Arc::clone(entry)
+            .downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("extension stored under its own TypeId"))
+    }
+
+    /// The device extension of type `T`, if present.
+    pub fn get_extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        lock(&self.0.extensions)
+            .get(&TypeId::of::<T>())
+            .and_then(|e| Arc::clone(e).downcast::<T>().ok())
+    }
+
+    /// Registers a power hook (see [`DevicePowerHook`]). Hooks run in registration order.
+    pub fn add_power_hook(&self, hook: Arc<dyn DevicePowerHook>) {
+        lock(&self.0.hooks).push(hook);
+    }
+
+    pub(crate) fn hooks(&self) -> Vec<Arc<dyn DevicePowerHook>> {
+        lock(&self.0.hooks).clone()
+    }
+
+    pub(crate) fn hooks_removed(&self) {
+        let run = {
+            let mut st = lock(&self.0.st);
+            !std::mem::replace(&mut st.removed_hooks_run, true)
+        };
+        if run {
+            for h in self.hooks() {
+                h.removed(self);
+            }
+        }
+    }
+
+    /// `WdfDeviceAssignS0IdleSettings` (power policy owner).
+    pub fn assign_s0_idle_settings(&self, settings: S0IdleSettings) {
+        lock(&self.0.st).idle = settings;
+    }
+
+    /// `WdfDeviceAssignSxWakeSettings`: arm for wake from Sx when the system sleeps.
+    pub fn assign_sx_wake_settings(&self, enabled: bool) {
+        lock(&self.0.st).sx_wake = enabled;
+    }
+
+    /// `WdfDeviceStopIdle`: takes a power reference; if the stack idles in Dx it returns to D0
+    /// (synchronously on this thread when called at `PASSIVE_LEVEL` outside a PnP operation,
+    /// otherwise from a system work item).
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` if the device is deleted or its node is gone.
+    pub fn stop_idle(&self) -> Result<(), Status> {
+        self.0.object.ensure_alive("WdfDeviceStopIdle")?;
+        lock(&self.0.st).power_refs += 1;
+        let node = self.node().ok_or(Status::INVALID_DEVICE_STATE)?;
+        node.power_reference_taken();
+        Ok(())
+    }
+
+    /// `WdfDeviceResumeIdle`: drops a power reference taken by [`stop_idle`](Self::stop_idle).
+    pub fn resume_idle(&self) {
+        let mut st = lock(&self.0.st);
+        st.power_refs = st.power_refs.saturating_sub(1);
+    }
+
+    /// Power references held ([`stop_idle`](Self::stop_idle) not yet matched).
+    pub fn power_references(&self) -> usize {
+        lock(&self.0.st).power_refs
+    }
+
+    /// `WdfDeviceSetFailed` (≤ DISPATCH_LEVEL): the stack is torn down along the surprise-removal
+    /// path, after the current PnP operation or from a system work item; with
+    /// [`FailedAction::AttemptRestart`] the node is then rebuilt and restarted (bounded retries).
+    pub fn set_failed(&self, action: FailedAction) {
+        if self.0.object.ensure_alive("WdfDeviceSetFailed").is_err() {
+            return;
+        }
+        if let Some(node) = self.node() {
+            node.request_failure(action);
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, DeviceState> {
+        lock(&self.0.st)
+    }
+}

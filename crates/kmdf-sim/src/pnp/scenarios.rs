@@ -1,0 +1,394 @@
+//! The per-driver step lists of kmdf-sequences §2 (one device object at a time). The node-level
+//! code in [`super`] runs them over the stack in stack order.
+
+use crate::device::{Device, DeviceFn, DevicePowerFn, DeviceStatusFn, Resources};
+use crate::pnp::state::{DevicePnpState, StopAction, WdfPowerDeviceState};
+use crate::status::Status;
+use crate::verifier::invoke_callback;
+
+/// Calls a driver callback of `dev` through the verifier, traced as `label`.
+pub(crate) fn call<R>(dev: &Device, label: &str, f: impl FnOnce() -> R) -> R {
+    invoke_callback(dev.driver().name(), dev.name(), label, f)
+}
+
+fn status_cb(dev: &Device, label: &str, cb: Option<&DeviceStatusFn>) -> Status {
+    cb.map_or(Status::SUCCESS, |f| call(dev, label, || f(dev)))
+}
+
+fn void_cb(dev: &Device, label: &str, cb: Option<&DeviceFn>) {
+    if let Some(f) = cb {
+        call(dev, label, || f(dev));
+    }
+}
+
+fn power_cb(
+    dev: &Device,
+    name: &str,
+    cb: Option<&DevicePowerFn>,
+    state: WdfPowerDeviceState,
+) -> Status {
+    cb.map_or(Status::SUCCESS, |f| {
+        call(dev, &format!("{name}({state})"), || f(dev, state))
+    })
+}
+
+fn trace_state(dev: &Device, text: &str) {
+    if let Some(m) = dev.machine() {
+        m.trace().record_for(
+            crate::trace::TraceKind::State,
+            Some(dev.driver().name()),
+            dev.name(),
+            text,
+        );
+    }
+}
+
+/// Step 6 of the power-up lists: (re)start power-managed queues.
+fn queues_started(dev: &Device) {
+    trace_state(dev, "power-managed queues started");
+    for h in dev.hooks() {
+        h.started(dev);
+    }
+}
+
+/// Step 2 of the power-down lists: stop power-managed queues.
+fn queues_stopping(dev: &Device, action: StopAction) {
+    trace_state(dev, &format!("power-managed queues stopped ({action:?})"));
+    for h in dev.hooks() {
+        h.stopping(dev, action);
+    }
+}
+
+/// How a device is powered up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Up {
+    /// First start (or a start after re-enumeration): PrepareHardware, D0Entry(D3Final), …, Init.
+    First,
+    /// Restart after a rebalance: PrepareHardware(new resources), D0Entry(D3Final), …, Restart.
+    Rebalance,
+    /// Return from Dx: D0Entry(Dx), …, wake triggered/disarm, Restart.
+    Resume { wake: Option<Wake> },
+}
+
+/// Which wake signal brought the device back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// While idle in S0.
+    S0,
+    /// While the system slept.
+    Sx,
+}
+
+/// The step of a power-up list that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpFail {
+    PrepareHardware,
+    D0Entry,
+    PostInterruptsEnabled,
+    SelfManagedIo,
+}
+
+/// §2.1 / §2.3 / §2.7 power-up list for one device. `PreviousState` is D3Final for a first
+/// start and for a rebalance restart (inferred, §2.11), else the Dx the device was in.
+pub(crate) fn power_up(dev: &Device, up: Up, res: &Resources) -> Result<(), (UpFail, Status)> {
+    let pnp = &dev.0.pnp;
+    let prev = match up {
+        Up::First | Up::Rebalance => {
+            dev.state().prepared = true;
+            if let Some(f) = &pnp.prepare_hardware {
+                let s = call(dev, "EvtDevicePrepareHardware", || f(dev, res));
+                if !s.is_success() {
+                    return Err((UpFail::PrepareHardware, s));
+                }
+            }
+            WdfPowerDeviceState::D3Final
+        }
+        Up::Resume { .. } => dev.power_state().as_wdf(),
+    };
+    let s = power_cb(dev, "EvtDeviceD0Entry", pnp.d0_entry.as_ref(), prev);
+    if !s.is_success() {
+        return Err((UpFail::D0Entry, s));
+    }
+    {
+        let mut st = dev.state();
+        st.power = crate::pnp::state::DevicePowerState::D0;
+        st.ever_started = true;
+    }
+    let s = power_cb(
+        dev,
+        "EvtDeviceD0EntryPostInterruptsEnabled",
+        pnp.d0_entry_post_interrupts_enabled.as_ref(),
+        prev,
+    );
+    if !s.is_success() {
+        return Err((UpFail::PostInterruptsEnabled, s));
+    }
+    if let Up::Resume { wake } = up {
+        if dev.is_power_policy_owner() {
+            let policy = &dev.0.policy;
+            let (s0, sx) = {
+                let mut st = dev.state();
+                (
+                    std::mem::take(&mut st.armed_s0),
+                    std::mem::take(&mut st.armed_sx),
+                )
+            };
+            if s0 {
+                if wake == Some(Wake::S0) {
+                    void_cb(
+                        dev,
+                        "EvtDeviceWakeFromS0Triggered",
+                        policy.wake_from_s0_triggered.as_ref(),
+                    );
+                }
+                void_cb(
+                    dev,
+                    "EvtDeviceDisarmWakeFromS0",
+                    policy.disarm_wake_from_s0.as_ref(),
+                );
+            }
+            if sx {
+                if wake == Some(Wake::Sx) {
+                    void_cb(
+                        dev,
+                        "EvtDeviceWakeFromSxTriggered",
+                        policy.wake_from_sx_triggered.as_ref(),
+                    );
+                }
+                void_cb(
+                    dev,
+                    "EvtDeviceDisarmWakeFromSx",
+                    policy.disarm_wake_from_sx.as_ref(),
+                );
+            }
+        }
+    }
+    queues_started(dev);
+    dev.state().pnp = DevicePnpState::Started;
+    let init = !std::mem::replace(&mut dev.state().smio_initialized, true);
+    let s = if init {
+        status_cb(
+            dev,
+            "EvtDeviceSelfManagedIoInit",
+            pnp.self_managed_io_init.as_ref(),
+        )
+    } else {
+        status_cb(
+            dev,
+            "EvtDeviceSelfManagedIoRestart",
+            pnp.self_managed_io_restart.as_ref(),
+        )
+    };
+    if !s.is_success() {
+        return Err((UpFail::SelfManagedIo, s));
+    }
+    Ok(())
+}
+
+/// How a device is powered down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Down {
+    /// §2.2 to a Dx (idle: `sx == false`; system sleep: `sx == true`). No ReleaseHardware.
+    Dx {
+        target: WdfPowerDeviceState,
+        sx: bool,
+    },
+    /// System shutdown: D0Exit(D3Final), no ReleaseHardware, no wake arming.
+    Shutdown,
+    /// §2.7 rebalance stop: … D0Exit(D3Final), ReleaseHardware.
+    Stop,
+    /// §2.5 orderly removal: … D0Exit(D3Final), ReleaseHardware, Flush, Cleanup.
+    Remove,
+}
+
+/// §2.2 / §2.5 / §2.7 power-down list for one device. A device already out of D0 skips the
+/// D0 part (Suspend, queue stop, arming, D0Exit) — the inferred rule for removal/rebalance of an
+/// idle device. `Err` only for a failing SelfManagedIoSuspend when lowering power ([D9]).
+///
+/// [D9]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_suspend
+pub(crate) fn power_down(dev: &Device, down: Down) -> Result<(), Status> {
+    let pnp = &dev.0.pnp;
+    if dev.is_in_d0() {
+        let s = status_cb(
+            dev,
+            "EvtDeviceSelfManagedIoSuspend",
+            pnp.self_managed_io_suspend.as_ref(),
+        );
+        if !s.is_success() && down != Down::Remove {
+            return Err(s);
+        }
+        let action = if down == Down::Remove {
+            StopAction::Purge
+        } else {
+            StopAction::Suspend
+        };
+        queues_stopping(dev, action);
+        let target = match down {
+            Down::Dx { target, sx } => {
+                if dev.is_power_policy_owner() {
+                    arm_wake(dev, sx);
+                }
+                target
+            }
+            _ => WdfPowerDeviceState::D3Final,
+        };
+        power_exit(dev, target);
+    }
+    if matches!(down, Down::Stop | Down::Remove) {
+        release_hardware(dev);
+    }
+    match down {
+        Down::Remove => {
+            flush_and_cleanup(dev);
+            dev.state().pnp = DevicePnpState::Removed;
+        }
+        Down::Stop => dev.state().pnp = DevicePnpState::Stopped,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Step 3 of §2.2 (power policy owner): arm for wake from S0 (idle) or Sx (system sleep).
+fn arm_wake(dev: &Device, sx: bool) {
+    let policy = &dev.0.policy;
+    let (idle_wake, system_wake) = {
+        let st = dev.state();
+        (st.idle.can_wake, st.sx_wake)
+    };
+    if sx {
+        if system_wake {
+            let s = if let Some(f) = &policy.arm_wake_from_sx_with_reason {
+                call(dev, "EvtDeviceArmWakeFromSxWithReason", || {
+                    f(dev, true, false)
+                })
+            } else {
+                status_cb(
+                    dev,
+                    "EvtDeviceArmWakeFromSx",
+                    policy.arm_wake_from_sx.as_ref(),
+                )
+            };
+            dev.state().armed_sx = s.is_success();
+        }
+    } else if idle_wake {
+        let s = status_cb(
+            dev,
+            "EvtDeviceArmWakeFromS0",
+            policy.arm_wake_from_s0.as_ref(),
+        );
+        // D15: on failure no Disarm later and no device failure.
+        dev.state().armed_s0 = s.is_success();
+    }
+}
+
+/// Steps 5–6 of §2.2: D0ExitPreInterruptsDisabled, D0Exit. Failures of these callbacks are
+/// traced and otherwise ignored (the docs give only the generic W9 rule; inferred choice).
+fn power_exit(dev: &Device, target: WdfPowerDeviceState) {
+    let pnp = &dev.0.pnp;
+    let s1 = power_cb(
+        dev,
+        "EvtDeviceD0ExitPreInterruptsDisabled",
+        pnp.d0_exit_pre_interrupts_disabled.as_ref(),
+        target,
+    );
+    let s2 = power_cb(dev, "EvtDeviceD0Exit", pnp.d0_exit.as_ref(), target);
+    if !s1.is_success() || !s2.is_success() {
+        trace_state(dev, "power-down callback failed (ignored)");
+    }
+    dev.state().power = target.resulting_state();
+}
+
+fn release_hardware(dev: &Device) {
+    let prepared = std::mem::take(&mut dev.state().prepared);
+    if prepared {
+        if let Some(f) = &dev.0.pnp.release_hardware {
+            let res = dev.node().map(|n| n.resources()).unwrap_or_default();
+            let _ = call(dev, "EvtDeviceReleaseHardware", || f(dev, &res));
+        }
+    }
+}
+
+fn flush_and_cleanup(dev: &Device) {
+    let started = dev.state().smio_initialized;
+    if started {
+        let pnp = &dev.0.pnp;
+        void_cb(
+            dev,
+            "EvtDeviceSelfManagedIoFlush",
+            pnp.self_managed_io_flush.as_ref(),
+        );
+        void_cb(
+            dev,
+            "EvtDeviceSelfManagedIoCleanup",
+            pnp.self_managed_io_cleanup.as_ref(),
+        );
+    }
+}
+
+/// §4 unwinding of the device whose power-up step failed during a start or rebalance restart:
+/// PrepareHardware/D0Entry failed → ReleaseHardware only (no D0Exit, D3); PostInterruptsEnabled
+/// failed → D0Exit(D3Final), ReleaseHardware; SelfManagedIoInit/Restart failed → stop queues
+/// (Purge), D0ExitPreInterruptsDisabled + D0Exit (D3Final), ReleaseHardware, then Flush +
+/// Cleanup ([D7]). Flush + Cleanup run whenever SelfManagedIoInit had run.
+///
+/// [D7]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_init
+pub(crate) fn unwind_failed_start(dev: &Device, fail: UpFail) {
+    match fail {
+        UpFail::SelfManagedIo => {
+            queues_stopping(dev, StopAction::Purge);
+            power_exit(dev, WdfPowerDeviceState::D3Final);
+        }
+        UpFail::PostInterruptsEnabled => {
+            let s = power_cb(
+                dev,
+                "EvtDeviceD0Exit",
+                dev.0.pnp.d0_exit.as_ref(),
+                WdfPowerDeviceState::D3Final,
+            );
+            let _ = s;
+        }
+        UpFail::PrepareHardware | UpFail::D0Entry => {}
+    }
+    dev.state().power = crate::pnp::state::DevicePowerState::D3;
+    release_hardware(dev);
+    flush_and_cleanup(dev);
+    dev.state().pnp = DevicePnpState::Removed;
+}
+
+/// §2.6 surprise-removal list for one device: SurpriseRemoval; if in D0: stop queues (Purge),
+/// Suspend, D0ExitPreInterruptsDisabled + D0Exit (D3Final); then ReleaseHardware, Flush, Cleanup.
+/// A device in Dx skips the D0 part (it already ran D0Exit) and is not disarmed.
+pub(crate) fn surprise(dev: &Device) {
+    let pnp = &dev.0.pnp;
+    void_cb(
+        dev,
+        "EvtDeviceSurpriseRemoval",
+        pnp.surprise_removal.as_ref(),
+    );
+    if dev.is_in_d0() {
+        queues_stopping(dev, StopAction::Purge);
+        let _ = status_cb(
+            dev,
+            "EvtDeviceSelfManagedIoSuspend",
+            pnp.self_managed_io_suspend.as_ref(),
+        );
+        power_exit(dev, WdfPowerDeviceState::D3Final);
+    }
+    {
+        let mut st = dev.state();
+        st.armed_s0 = false;
+        st.armed_sx = false;
+    }
+    release_hardware(dev);
+    flush_and_cleanup(dev);
+    dev.state().pnp = DevicePnpState::SurpriseRemoved;
+}
+
+/// `EvtDeviceQueryRemove` / `EvtDeviceQueryStop`.
+pub(crate) fn query(dev: &Device, stop: bool) -> Status {
+    if stop {
+        status_cb(dev, "EvtDeviceQueryStop", dev.0.pnp.query_stop.as_ref())
+    } else {
+        status_cb(dev, "EvtDeviceQueryRemove", dev.0.pnp.query_remove.as_ref())
+    }
+}
