@@ -28,10 +28,18 @@ fn lock_kind_follows_the_module_options() {
         (ModuleOptions::PASSIVE, false, Ok(Wait)),
         (ModuleOptions::PASSIVE, true, Ok(Wait)),
         (ModuleOptions::DISPATCH, false, Ok(Spin)),
-        (ModuleOptions::DISPATCH, true, Err(NtStatus::INVALID_PARAMETER)),
+        (
+            ModuleOptions::DISPATCH,
+            true,
+            Err(NtStatus::INVALID_PARAMETER),
+        ),
         (ModuleOptions::DISPATCH_MAXIMUM, false, Ok(Spin)),
         (ModuleOptions::DISPATCH_MAXIMUM, true, Ok(Wait)),
-        (ModuleOptions::empty(), false, Err(NtStatus::INVALID_PARAMETER)),
+        (
+            ModuleOptions::empty(),
+            false,
+            Err(NtStatus::INVALID_PARAMETER),
+        ),
         (
             ModuleOptions::PASSIVE | ModuleOptions::DISPATCH,
             false,
@@ -158,19 +166,28 @@ fn events_work_on_the_virtual_clock() {
     let event = Event::new(EventKind::Synchronization, false);
     let real = Instant::now();
     // A 10-minute wait that nobody satisfies times out on the virtual clock at once.
-    assert_eq!(event.wait(Some(Duration::from_secs(600))), WaitStatus::TimedOut);
+    assert_eq!(
+        event.wait(Some(Duration::from_secs(600))),
+        WaitStatus::TimedOut
+    );
     assert_eq!(Clock::now(), Duration::from_secs(600));
     assert!(real.elapsed() < Duration::from_secs(10));
     assert!(!event.set());
     assert!(event.is_signaled());
     assert_eq!(event.wait(Some(Duration::ZERO)), WaitStatus::Signaled);
-    assert!(!event.is_signaled(), "a synchronization event resets on a satisfied wait");
+    assert!(
+        !event.is_signaled(),
+        "a synchronization event resets on a satisfied wait"
+    );
 }
 
 #[test]
 fn events_outside_a_machine_use_the_wall_clock() {
     let event = Event::new(EventKind::Notification, false);
-    assert_eq!(event.wait(Some(Duration::from_millis(1))), WaitStatus::TimedOut);
+    assert_eq!(
+        event.wait(Some(Duration::from_millis(1))),
+        WaitStatus::TimedOut
+    );
     assert!(!event.set());
     assert!(event.set(), "already signalled");
     assert_eq!(event.wait(None), WaitStatus::Signaled);
@@ -212,14 +229,21 @@ fn pool_allocation_failure_is_injectable() {
 fn trace_messages_reach_the_machine_trace() {
     let machine = Machine::new();
     let _bound = machine.enter();
-    Trace::trace(TraceLevel::Warning, "RingBuffer", format_args!("full at {} items", 8));
+    Trace::trace(
+        TraceLevel::Warning,
+        "RingBuffer",
+        format_args!("full at {} items", 8),
+    );
     let texts: Vec<String> = machine
         .trace()
         .events()
         .into_iter()
         .map(|e| e.text)
         .collect();
-    assert!(texts.iter().any(|t| t == "[WARNING] full at 8 items"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t == "[WARNING] full at 8 items"),
+        "{texts:?}"
+    );
 }
 
 /// EX-06 / RD-20 on the simulator: the closer blocks on the machine's event (not a poll) until the
@@ -232,13 +256,19 @@ fn rundown_waits_for_a_holder_on_the_virtual_clock() {
     let entered = Arc::new(Event::new(EventKind::Notification, false));
     let released = Arc::new(AtomicBool::new(false));
     let holder = {
-        let (rundown, entered, released) =
-            (Arc::clone(&rundown), Arc::clone(&entered), Arc::clone(&released));
+        let (rundown, entered, released) = (
+            Arc::clone(&rundown),
+            Arc::clone(&entered),
+            Arc::clone(&released),
+        );
         spawn(&machine, "method-caller", move || {
             let guard = rundown.reference().expect("open");
             entered.set();
             let nap = Event::new(EventKind::Notification, false);
-            assert_eq!(nap.wait(Some(Duration::from_secs(60))), WaitStatus::TimedOut);
+            assert_eq!(
+                nap.wait(Some(Duration::from_secs(60))),
+                WaitStatus::TimedOut
+            );
             released.store(true, Ordering::SeqCst);
             drop(guard);
         })
@@ -246,7 +276,10 @@ fn rundown_waits_for_a_holder_on_the_virtual_clock() {
     assert_eq!(entered.wait(None), WaitStatus::Signaled);
     let real = Instant::now();
     rundown.wait_for_release();
-    assert!(released.load(Ordering::SeqCst), "returned only after the guard was dropped");
+    assert!(
+        released.load(Ordering::SeqCst),
+        "returned only after the guard was dropped"
+    );
     assert_eq!(Clock::now(), Duration::from_secs(60));
     assert!(real.elapsed() < Duration::from_secs(10));
     assert_eq!(

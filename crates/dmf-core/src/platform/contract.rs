@@ -23,15 +23,20 @@
 //! | clock | [`PlatformClock`] | `KeQueryInterruptTime` |
 //! | pool memory | [`PlatformPool`] | `ExAllocatePool2` / `ExFreePoolWithTag` |
 //! | trace | [`PlatformTrace`] | `DbgPrintEx` (WPP in C DMF) |
+//! | timer | [`PlatformTimer`] | `WdfTimerCreate` / `WdfTimerStart` / `WdfTimerStop` |
+//! | work item | [`PlatformWorkItem`] | `WdfWorkItemCreate` / `WdfWorkItemEnqueue` / `WdfWorkItemFlush` |
+//! | system thread | [`PlatformThread`] | `PsCreateSystemThread` / `KeWaitForSingleObject` |
+//! | registry | [`PlatformRegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryQuery…` / `WdfRegistryAssign…` / `WdfRegistryRemoveValue` |
 //!
-//! The I/O items (device, queue, request, file object, I/O target, device-interface notification,
-//! timer, work item, system thread, registry) are added to this contract together with their
-//! kmdf-sim implementation (ARCHITECTURE.md records the plan), so that no contract item exists
-//! without a backend that implements it.
+//! The device and I/O items (driver, device, PnP/power callbacks, device interfaces, queue,
+//! request, file object, I/O target, device-interface notification) are in [`device`] (and the I/O items in `io`, with the simulator's I/O layer).
+//! No contract item exists without a backend that implements it.
 
 use core::time::Duration;
 
 use crate::status::NtResult;
+
+pub mod device;
 
 /// Interrupt request level of the current processor (the three levels a KMDF driver sees).
 ///
@@ -165,4 +170,84 @@ pub enum TraceLevel {
 pub trait PlatformTrace {
     /// Records `message` from `source` (a Module or driver name) at `level`.
     fn trace(level: TraceLevel, source: &str, message: core::fmt::Arguments<'_>);
+}
+
+/// Execution level of a timer callback (`WDF_EXECUTION_LEVEL` of a `WDFTIMER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TimerExecutionLevel {
+    /// The callback runs in a DPC at `DISPATCH_LEVEL` (the default).
+    Dispatch,
+    /// The callback runs from a work item at `PASSIVE_LEVEL` (one-shot timers only).
+    Passive,
+}
+
+/// A timer (`WDFTIMER`). Maps to `WdfTimerCreate` (new), `WdfTimerStart` (start, with a relative
+/// due time), `WdfTimerStop` (stop).
+pub trait PlatformTimer: Sized + Send + Sync {
+    /// Creates a timer whose `callback` runs at `level`, once (`period` `None`) or every `period`.
+    /// A passive-level periodic timer is `STATUS_INVALID_PARAMETER`, as in KMDF.
+    fn new(
+        name: &str,
+        period: Option<Duration>,
+        level: TimerExecutionLevel,
+        callback: impl Fn() + Send + Sync + 'static,
+    ) -> NtResult<Self>;
+    /// Starts (or restarts) the timer `due` from now; returns whether it was already queued.
+    /// `≤ DISPATCH_LEVEL`.
+    fn start(&self, due: Duration) -> bool;
+    /// Stops the timer; returns whether it was queued. With `wait`, also waits for a running
+    /// callback (`PASSIVE_LEVEL`, never from the timer's own callback).
+    fn stop(&self, wait: bool) -> bool;
+}
+
+/// A work item (`WDFWORKITEM`): its callback runs at `PASSIVE_LEVEL` on a system worker thread.
+/// Maps to `WdfWorkItemCreate` (new), `WdfWorkItemEnqueue` (enqueue), `WdfWorkItemFlush` (flush).
+pub trait PlatformWorkItem: Sized + Send + Sync {
+    /// Creates the work item.
+    fn new(name: &str, callback: impl Fn() + Send + Sync + 'static) -> NtResult<Self>;
+    /// Queues the work item unless it is already queued (`≤ DISPATCH_LEVEL`); returns whether it
+    /// was queued now.
+    fn enqueue(&self) -> bool;
+    /// Waits until the work item is not queued and its callback is not running (`PASSIVE_LEVEL`).
+    fn flush(&self);
+}
+
+/// A system thread. Maps to `PsCreateSystemThread` (spawn) and `KeWaitForSingleObject` on the
+/// thread object (wait).
+pub trait PlatformThread: Sized + Send + Sync {
+    /// Starts `start` on a new system thread at `PASSIVE_LEVEL`.
+    fn spawn(name: &str, start: impl FnOnce() + Send + 'static) -> NtResult<Self>;
+    /// Waits for the thread to terminate.
+    fn wait(&self, timeout: Timeout) -> WaitStatus;
+}
+
+/// A registry value as DMF reads and writes it (`REG_DWORD`, `REG_QWORD`, `REG_SZ`, `REG_BINARY`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegistryValue {
+    /// `REG_DWORD`.
+    Dword(u32),
+    /// `REG_QWORD`.
+    Qword(u64),
+    /// `REG_SZ`.
+    String(alloc::string::String),
+    /// `REG_BINARY`.
+    Binary(alloc::vec::Vec<u8>),
+}
+
+/// An open registry key (`WDFKEY`). Maps to `WdfRegistryQueryValue` / `WdfRegistryQueryULong` /
+/// `WdfRegistryQueryUnicodeString` (query), `WdfRegistryAssignValue` / `…AssignULong` (set),
+/// `WdfRegistryRemoveValue` (delete), `WdfRegistryClose` (drop).
+///
+/// Errors use the registry's statuses: `STATUS_OBJECT_NAME_NOT_FOUND` for a missing value,
+/// `STATUS_OBJECT_TYPE_MISMATCH` for a value of another type.
+pub trait PlatformRegistryKey: Sized + Send + Sync {
+    /// Opens the driver's `Parameters` key (`WdfDriverOpenParametersRegistryKey`) for the driver
+    /// named `driver`.
+    fn open_driver_parameters(driver: &str) -> NtResult<Self>;
+    /// Reads value `name`.
+    fn query(&self, name: &str) -> NtResult<RegistryValue>;
+    /// Writes value `name`, replacing any value of any type.
+    fn set(&self, name: &str, value: RegistryValue) -> NtResult<()>;
+    /// Deletes value `name`.
+    fn delete(&self, name: &str) -> NtResult<()>;
 }

@@ -29,7 +29,27 @@ pub mod contract;
 #[cfg(feature = "sim")]
 mod sim;
 #[cfg(feature = "sim")]
-pub use sim::{Clock, CurrentIrql, Event, Pool, PoolBuffer, SpinLock, Trace, WaitLock};
+pub use sim::{
+    Clock, CurrentIrql, Device, DeviceInit, Driver, Event, Pool, PoolBuffer, RegistryKey,
+    Resources, SpinLock, SystemThread, Timer, Trace, WaitLock, WorkItem,
+};
+
+/// Simulator-only entry points: installing and loading drivers on a `kmdf_sim::Machine` (on
+/// Windows the PnP manager and `DriverEntry` do this).
+#[cfg(feature = "sim")]
+pub mod simulator {
+    pub use super::sim::{install_driver, load_driver};
+}
+
+/// `WDF_DRIVER_CONFIG` for this platform's driver and device-init types.
+#[cfg(feature = "sim")]
+pub type DriverConfig = contract::device::DriverConfig<Driver, DeviceInit>;
+/// `WDF_PNPPOWER_EVENT_CALLBACKS` for this platform's device.
+#[cfg(feature = "sim")]
+pub type PnpPowerCallbacks = contract::device::PnpPowerCallbacks<Device, Resources>;
+/// `WDF_POWER_POLICY_EVENT_CALLBACKS` for this platform's device.
+#[cfg(feature = "sim")]
+pub type PowerPolicyCallbacks = contract::device::PowerPolicyCallbacks<Device>;
 
 #[cfg(all(feature = "kmdf", not(feature = "sim")))]
 compile_error!(
@@ -47,7 +67,7 @@ pub type RundownRef = crate::rundown::Rundown<Event>;
 /// Compile-time proof that the selected backend implements the whole contract.
 #[cfg(feature = "sim")]
 const _: () = {
-    const fn implements_contract<
+    const fn implements_execution_contract<
         E: contract::PlatformEvent + crate::rundown::RundownEvent,
         S: contract::PlatformSpinLock,
         W: contract::PlatformWaitLock,
@@ -55,7 +75,30 @@ const _: () = {
         C: contract::PlatformClock,
         P: contract::PlatformPool,
         T: contract::PlatformTrace,
+        Tm: contract::PlatformTimer,
+        Wi: contract::PlatformWorkItem,
+        Th: contract::PlatformThread,
+        R: contract::PlatformRegistryKey,
     >() {
     }
-    implements_contract::<Event, SpinLock, WaitLock, CurrentIrql, Clock, Pool, Trace>();
+    const fn implements_device_contract<
+        Drv: contract::device::PlatformDriver<DeviceInit = Init>,
+        Init: contract::device::PlatformDeviceInit<Device = Dev>,
+        Dev: contract::device::PlatformDevice,
+    >() {
+    }
+    implements_execution_contract::<
+        Event,
+        SpinLock,
+        WaitLock,
+        CurrentIrql,
+        Clock,
+        Pool,
+        Trace,
+        Timer,
+        WorkItem,
+        SystemThread,
+        RegistryKey,
+    >();
+    implements_device_contract::<Driver, DeviceInit, Device>();
 };

@@ -31,7 +31,13 @@ use super::contract::{
     PlatformTrace, PlatformWaitLock, PoolTag, Timeout, TraceLevel, WaitStatus,
 };
 use crate::rundown::RundownEvent;
+
+mod device;
+mod exec;
+
 use crate::status::{NtResult, NtStatus};
+pub use device::{install_driver, load_driver, Device, DeviceInit, Driver, Resources};
+pub use exec::{RegistryKey, SystemThread, Timer, WorkItem};
 
 fn current_machine() -> NtResult<Machine> {
     Machine::current().ok_or(NtStatus::INVALID_DEVICE_STATE)
@@ -75,7 +81,12 @@ impl PlatformEvent for Event {
                     EventKind::Notification => SimEventKind::Notification,
                     EventKind::Synchronization => SimEventKind::Synchronization,
                 };
-                Event(EventImpl::Sim(SimEvent::named(&machine, "DMF event", sim_kind, signaled)))
+                Event(EventImpl::Sim(SimEvent::named(
+                    &machine,
+                    "DMF event",
+                    sim_kind,
+                    signaled,
+                )))
             }
             None => Event(EventImpl::WallClock {
                 kind,
@@ -88,7 +99,9 @@ impl PlatformEvent for Event {
     fn set(&self) -> bool {
         match &self.0 {
             EventImpl::Sim(event) => event.set(),
-            EventImpl::WallClock { signaled, waiters, .. } => {
+            EventImpl::WallClock {
+                signaled, waiters, ..
+            } => {
                 // The flag and the wake-up happen under one lock: `set` is done with the event
                 // before a waiter can return (the contract rundown relies on).
                 let mut state = signaled.lock().unwrap_or_else(PoisonError::into_inner);
@@ -166,7 +179,11 @@ impl RundownEvent for Event {
 
     fn wait(&self) {
         let status = PlatformEvent::wait(self, None);
-        debug_assert_eq!(status, WaitStatus::Signaled, "an infinite wait cannot time out");
+        debug_assert_eq!(
+            status,
+            WaitStatus::Signaled,
+            "an infinite wait cannot time out"
+        );
     }
 
     fn reset(&self) {
@@ -189,7 +206,10 @@ pub struct SpinLock(SimSpinLock);
 
 impl PlatformSpinLock for SpinLock {
     fn new() -> NtResult<Self> {
-        Ok(SpinLock(SimSpinLock::new(&current_machine()?, "DMF spin lock")))
+        Ok(SpinLock(SimSpinLock::new(
+            &current_machine()?,
+            "DMF spin lock",
+        )))
     }
 
     fn acquire(&self) {
@@ -208,7 +228,10 @@ pub struct WaitLock(SimWaitLock);
 
 impl PlatformWaitLock for WaitLock {
     fn new() -> NtResult<Self> {
-        Ok(WaitLock(SimWaitLock::new(&current_machine()?, "DMF wait lock")))
+        Ok(WaitLock(SimWaitLock::new(
+            &current_machine()?,
+            "DMF wait lock",
+        )))
     }
 
     fn acquire(&self, timeout: Timeout) -> WaitStatus {

@@ -1,0 +1,328 @@
+//! Contract items for drivers, devices, PnP/power callbacks and device interfaces.
+//!
+//! | Item | Trait / type | kmdf mapping |
+//! |---|---|---|
+//! | driver | [`PlatformDriver`], [`DriverConfig`] | `WdfDriverCreate` (`WDF_DRIVER_CONFIG` with `EvtDriverDeviceAdd`, `EvtDriverUnload`) |
+//! | device init | [`PlatformDeviceInit`] | `WDFDEVICE_INIT`: `WdfDeviceInitSetPnpPowerEventCallbacks`, `WdfDeviceInitSetPowerPolicyEventCallbacks`, `WdfFdoInitSetFilter`, `WdfDeviceCreate` |
+//! | device | [`PlatformDevice`] | `WDFDEVICE`: `WdfDeviceSetFailed`, `WdfDeviceStopIdle` / `WdfDeviceResumeIdle`, `WdfDeviceCreateDeviceInterface`, `WdfDeviceSetDeviceInterfaceState` |
+//! | PnP/power callbacks | [`PnpPowerCallbacks`] | `WDF_PNPPOWER_EVENT_CALLBACKS` (+ `EvtDeviceQueryRemove`/`QueryStop`/`RelationsQuery`/`UsageNotificationEx`) |
+//! | power-policy callbacks | [`PowerPolicyCallbacks`] | `WDF_POWER_POLICY_EVENT_CALLBACKS` |
+//!
+//! The callback structs are generic over the backend's device and resource types; the platform
+//! module re-exports them instantiated (`platform::PnpPowerCallbacks`). Callbacks return
+//! `NtResult<()>`: `Err(status)` is the failing `NTSTATUS` the KMDF callback would return.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::fmt;
+
+use crate::status::NtResult;
+
+/// A GUID, laid out as the Windows `GUID` structure.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(C)]
+pub struct Guid {
+    /// First 32 bits.
+    pub data1: u32,
+    /// Next 16 bits.
+    pub data2: u16,
+    /// Next 16 bits.
+    pub data3: u16,
+    /// Last 64 bits, as bytes.
+    pub data4: [u8; 8],
+}
+
+static_assertions::assert_eq_size!(Guid, [u8; 16]);
+
+impl Guid {
+    /// Builds a GUID from its fields (`{data1-data2-data3-data4[0..2]-data4[2..8]}`).
+    pub const fn new(data1: u32, data2: u16, data3: u16, data4: [u8; 8]) -> Guid {
+        Guid {
+            data1,
+            data2,
+            data3,
+            data4,
+        }
+    }
+}
+
+impl fmt::Display for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.data4;
+        write!(
+            f,
+            "{{{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}}}",
+            self.data1, self.data2, self.data3, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+        )
+    }
+}
+
+impl fmt::Debug for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `WDF_POWER_DEVICE_STATE`: the `PreviousState` of `EvtDeviceD0Entry` and the `TargetState` of
+/// `EvtDeviceD0Exit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PowerDeviceState {
+    /// `WdfPowerDeviceD0`.
+    D0,
+    /// `WdfPowerDeviceD1`.
+    D1,
+    /// `WdfPowerDeviceD2`.
+    D2,
+    /// `WdfPowerDeviceD3`.
+    D3,
+    /// `WdfPowerDeviceD3Final`: first start, removal, shutdown or rebalance.
+    D3Final,
+    /// `WdfPowerDevicePrepareForHibernation`: on the hibernation path, do not power off.
+    PrepareForHibernation,
+}
+
+/// `WDF_SPECIAL_FILE_TYPE` of `EvtDeviceUsageNotificationEx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SpecialFileType {
+    /// `WdfSpecialFilePaging`.
+    Paging,
+    /// `WdfSpecialFileHibernation`.
+    Hibernation,
+    /// `WdfSpecialFileDump`.
+    Dump,
+    /// `WdfSpecialFileBoot`.
+    Boot,
+}
+
+/// `DEVICE_RELATION_TYPE` of `EvtDeviceRelationsQuery`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RelationType {
+    /// `BusRelations`.
+    Bus,
+    /// `EjectionRelations`.
+    Ejection,
+    /// `RemovalRelations`.
+    Removal,
+    /// `TargetDeviceRelation`.
+    TargetDevice,
+}
+
+/// `WDF_DEVICE_FAILED_ACTION` of `WdfDeviceSetFailed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailedAction {
+    /// `WdfDeviceFailedAttemptRestart`.
+    AttemptRestart,
+    /// `WdfDeviceFailedNoRestart`.
+    NoRestart,
+}
+
+/// A callback with the device only.
+pub type DeviceFn<D> = Arc<dyn Fn(&D) + Send + Sync>;
+/// A callback with the device that can fail.
+pub type DeviceResultFn<D> = Arc<dyn Fn(&D) -> NtResult<()> + Send + Sync>;
+/// A power callback with `PreviousState` / `TargetState`.
+pub type DevicePowerFn<D> = Arc<dyn Fn(&D, PowerDeviceState) -> NtResult<()> + Send + Sync>;
+/// `EvtDevicePrepareHardware` / `EvtDeviceReleaseHardware` with the translated resources.
+pub type DeviceResourcesFn<D, R> = Arc<dyn Fn(&D, &R) -> NtResult<()> + Send + Sync>;
+/// `EvtDeviceRelationsQuery`.
+pub type DeviceRelationsFn<D> = Arc<dyn Fn(&D, RelationType) + Send + Sync>;
+/// `EvtDeviceUsageNotificationEx` (`NotificationType`, `IsInNotificationPath`).
+pub type DeviceUsageFn<D> = Arc<dyn Fn(&D, SpecialFileType, bool) -> NtResult<()> + Send + Sync>;
+/// `EvtDeviceArmWakeFromSxWithReason` (`DeviceWakeEnabled`, `ChildrenArmedForWake`).
+pub type DeviceArmSxFn<D> = Arc<dyn Fn(&D, bool, bool) -> NtResult<()> + Send + Sync>;
+
+/// `WDF_PNPPOWER_EVENT_CALLBACKS` plus the query/relations/usage callbacks. Every one is optional.
+pub struct PnpPowerCallbacks<D, R> {
+    /// `EvtDevicePrepareHardware`.
+    pub prepare_hardware: Option<DeviceResourcesFn<D, R>>,
+    /// `EvtDeviceReleaseHardware`.
+    pub release_hardware: Option<DeviceResourcesFn<D, R>>,
+    /// `EvtDeviceD0Entry(PreviousState)`.
+    pub d0_entry: Option<DevicePowerFn<D>>,
+    /// `EvtDeviceD0EntryPostInterruptsEnabled(PreviousState)`.
+    pub d0_entry_post_interrupts_enabled: Option<DevicePowerFn<D>>,
+    /// `EvtDeviceD0ExitPreInterruptsDisabled(TargetState)`.
+    pub d0_exit_pre_interrupts_disabled: Option<DevicePowerFn<D>>,
+    /// `EvtDeviceD0Exit(TargetState)`.
+    pub d0_exit: Option<DevicePowerFn<D>>,
+    /// `EvtDeviceSelfManagedIoInit`.
+    pub self_managed_io_init: Option<DeviceResultFn<D>>,
+    /// `EvtDeviceSelfManagedIoRestart`.
+    pub self_managed_io_restart: Option<DeviceResultFn<D>>,
+    /// `EvtDeviceSelfManagedIoSuspend`.
+    pub self_managed_io_suspend: Option<DeviceResultFn<D>>,
+    /// `EvtDeviceSelfManagedIoFlush`.
+    pub self_managed_io_flush: Option<DeviceFn<D>>,
+    /// `EvtDeviceSelfManagedIoCleanup`.
+    pub self_managed_io_cleanup: Option<DeviceFn<D>>,
+    /// `EvtDeviceSurpriseRemoval`.
+    pub surprise_removal: Option<DeviceFn<D>>,
+    /// `EvtDeviceQueryRemove`: an error vetoes the removal.
+    pub query_remove: Option<DeviceResultFn<D>>,
+    /// `EvtDeviceQueryStop`: an error vetoes the stop.
+    pub query_stop: Option<DeviceResultFn<D>>,
+    /// `EvtDeviceRelationsQuery`.
+    pub relations_query: Option<DeviceRelationsFn<D>>,
+    /// `EvtDeviceUsageNotificationEx`: an error vetoes the special file.
+    pub usage_notification_ex: Option<DeviceUsageFn<D>>,
+}
+
+impl<D, R> Default for PnpPowerCallbacks<D, R> {
+    fn default() -> Self {
+        PnpPowerCallbacks {
+            prepare_hardware: None,
+            release_hardware: None,
+            d0_entry: None,
+            d0_entry_post_interrupts_enabled: None,
+            d0_exit_pre_interrupts_disabled: None,
+            d0_exit: None,
+            self_managed_io_init: None,
+            self_managed_io_restart: None,
+            self_managed_io_suspend: None,
+            self_managed_io_flush: None,
+            self_managed_io_cleanup: None,
+            surprise_removal: None,
+            query_remove: None,
+            query_stop: None,
+            relations_query: None,
+            usage_notification_ex: None,
+        }
+    }
+}
+
+impl<D, R> Clone for PnpPowerCallbacks<D, R> {
+    fn clone(&self) -> Self {
+        PnpPowerCallbacks {
+            prepare_hardware: self.prepare_hardware.clone(),
+            release_hardware: self.release_hardware.clone(),
+            d0_entry: self.d0_entry.clone(),
+            d0_entry_post_interrupts_enabled: self.d0_entry_post_interrupts_enabled.clone(),
+            d0_exit_pre_interrupts_disabled: self.d0_exit_pre_interrupts_disabled.clone(),
+            d0_exit: self.d0_exit.clone(),
+            self_managed_io_init: self.self_managed_io_init.clone(),
+            self_managed_io_restart: self.self_managed_io_restart.clone(),
+            self_managed_io_suspend: self.self_managed_io_suspend.clone(),
+            self_managed_io_flush: self.self_managed_io_flush.clone(),
+            self_managed_io_cleanup: self.self_managed_io_cleanup.clone(),
+            surprise_removal: self.surprise_removal.clone(),
+            query_remove: self.query_remove.clone(),
+            query_stop: self.query_stop.clone(),
+            relations_query: self.relations_query.clone(),
+            usage_notification_ex: self.usage_notification_ex.clone(),
+        }
+    }
+}
+
+/// `WDF_POWER_POLICY_EVENT_CALLBACKS` (called for the power-policy owner only).
+pub struct PowerPolicyCallbacks<D> {
+    /// `EvtDeviceArmWakeFromS0`: an error means "not armed" (no disarm, no device failure).
+    pub arm_wake_from_s0: Option<DeviceResultFn<D>>,
+    /// `EvtDeviceDisarmWakeFromS0`.
+    pub disarm_wake_from_s0: Option<DeviceFn<D>>,
+    /// `EvtDeviceWakeFromS0Triggered`.
+    pub wake_from_s0_triggered: Option<DeviceFn<D>>,
+    /// `EvtDeviceArmWakeFromSxWithReason`.
+    pub arm_wake_from_sx_with_reason: Option<DeviceArmSxFn<D>>,
+    /// `EvtDeviceDisarmWakeFromSx`.
+    pub disarm_wake_from_sx: Option<DeviceFn<D>>,
+    /// `EvtDeviceWakeFromSxTriggered`.
+    pub wake_from_sx_triggered: Option<DeviceFn<D>>,
+}
+
+impl<D> Default for PowerPolicyCallbacks<D> {
+    fn default() -> Self {
+        PowerPolicyCallbacks {
+            arm_wake_from_s0: None,
+            disarm_wake_from_s0: None,
+            wake_from_s0_triggered: None,
+            arm_wake_from_sx_with_reason: None,
+            disarm_wake_from_sx: None,
+            wake_from_sx_triggered: None,
+        }
+    }
+}
+
+impl<D> Clone for PowerPolicyCallbacks<D> {
+    fn clone(&self) -> Self {
+        PowerPolicyCallbacks {
+            arm_wake_from_s0: self.arm_wake_from_s0.clone(),
+            disarm_wake_from_s0: self.disarm_wake_from_s0.clone(),
+            wake_from_s0_triggered: self.wake_from_s0_triggered.clone(),
+            arm_wake_from_sx_with_reason: self.arm_wake_from_sx_with_reason.clone(),
+            disarm_wake_from_sx: self.disarm_wake_from_sx.clone(),
+            wake_from_sx_triggered: self.wake_from_sx_triggered.clone(),
+        }
+    }
+}
+
+/// A framework device object (`WDFDEVICE`): cheap to clone, equality is identity.
+pub trait PlatformDevice: Clone + Send + Sync + 'static {
+    /// The translated hardware resources handed to PrepareHardware/ReleaseHardware
+    /// (`WDFCMRESLIST`).
+    type Resources;
+    /// Whether `WdfFdoInitSetFilter` was called for this device.
+    fn is_filter(&self) -> bool;
+    /// Whether the device is in D0 now.
+    fn is_in_d0(&self) -> bool;
+    /// `WdfDeviceSetFailed`.
+    fn set_failed(&self, action: FailedAction);
+    /// `WdfDeviceStopIdle(device, TRUE)`: keep the device in D0 (powering it up if it idles).
+    fn stop_idle(&self) -> NtResult<()>;
+    /// `WdfDeviceResumeIdle`: balances one `stop_idle`.
+    fn resume_idle(&self);
+    /// `WdfDeviceCreateDeviceInterface`: registers an interface of `class` (enabled when the
+    /// device starts); returns its symbolic link name.
+    fn create_interface(&self, class: Guid, reference: Option<&str>) -> NtResult<String>;
+    /// `WdfDeviceSetDeviceInterfaceState`.
+    fn set_interface_state(&self, class: Guid, reference: Option<&str>, enabled: bool);
+}
+
+/// `WDFDEVICE_INIT` as DMF and the client fill it in `EvtDriverDeviceAdd`.
+pub trait PlatformDeviceInit {
+    /// The device this init creates.
+    type Device: PlatformDevice;
+    /// `WdfDeviceInitSetPnpPowerEventCallbacks` (replaces any earlier set).
+    fn set_pnp_power_callbacks(
+        &mut self,
+        callbacks: PnpPowerCallbacks<Self::Device, <Self::Device as PlatformDevice>::Resources>,
+    );
+    /// `WdfDeviceInitSetPowerPolicyEventCallbacks` (replaces any earlier set).
+    fn set_power_policy_callbacks(&mut self, callbacks: PowerPolicyCallbacks<Self::Device>);
+    /// `WdfFdoInitSetFilter`.
+    fn set_filter(&mut self);
+    /// Whether `set_filter` was called.
+    fn is_filter(&self) -> bool;
+    /// `WdfDeviceCreate`: creates the device (once per init).
+    fn create_device(&mut self) -> NtResult<Self::Device>;
+}
+
+/// `EvtDriverUnload`.
+pub type DriverUnloadFn<Drv> = Arc<dyn Fn(&Drv) + Send + Sync>;
+
+/// `EvtDriverDeviceAdd`.
+pub type DeviceAddFn<Drv, Init> = Arc<dyn Fn(&Drv, &mut Init) -> NtResult<()> + Send + Sync>;
+
+/// `WDF_DRIVER_CONFIG`: what `WdfDriverCreate` needs from `DriverEntry`.
+pub struct DriverConfig<Drv, Init> {
+    /// `EvtDriverDeviceAdd`.
+    pub device_add: DeviceAddFn<Drv, Init>,
+    /// `EvtDriverUnload`, if any.
+    pub unload: Option<DriverUnloadFn<Drv>>,
+}
+
+impl<Drv, Init> Clone for DriverConfig<Drv, Init> {
+    fn clone(&self) -> Self {
+        DriverConfig {
+            device_add: self.device_add.clone(),
+            unload: self.unload.clone(),
+        }
+    }
+}
+
+/// The framework driver object (`WDFDRIVER`).
+pub trait PlatformDriver: Clone + Send + Sync + 'static {
+    /// The device init its `EvtDriverDeviceAdd` receives.
+    type DeviceInit: PlatformDeviceInit;
+    /// The driver's name (its service name).
+    fn name(&self) -> &str;
+}

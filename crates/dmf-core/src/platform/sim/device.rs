@@ -1,0 +1,307 @@
+//! Drivers, devices, PnP/power callbacks and device interfaces on kmdf-sim.
+//!
+//! Each contract callback is wrapped into the kmdf-sim callback of the same name, converting the
+//! device handle and the status; kmdf-sim then calls it in KMDF's documented sequences, at
+//! PASSIVE_LEVEL, through its verifier.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use kmdf_sim::device::{
+    Device as SimDevice, DeviceInit as SimDeviceInit, PnpPowerCallbacks as SimPnp,
+    PowerPolicyCallbacks as SimPolicy, Resources as SimResources,
+};
+use kmdf_sim::driver::{Driver as SimDriver, DriverConfig as SimDriverConfig};
+use kmdf_sim::guid::Guid as SimGuid;
+use kmdf_sim::object::ObjectAttributes;
+use kmdf_sim::pnp::state::{
+    FailedAction as SimFailed, RelationType as SimRelation, SpecialFileType as SimSpecial,
+    WdfPowerDeviceState,
+};
+use kmdf_sim::{Machine, Status as SimStatus};
+
+use super::from_sim_status;
+use crate::platform::contract::device::{
+    DeviceFn, DevicePowerFn, DeviceResourcesFn, DeviceResultFn,
+    DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice, PlatformDeviceInit,
+    PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
+    PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
+};
+use crate::status::NtResult;
+
+fn to_sim(result: NtResult<()>) -> SimStatus {
+    match result {
+        Ok(()) => SimStatus::SUCCESS,
+        Err(status) => SimStatus(status.to_raw()),
+    }
+}
+
+fn to_sim_guid(guid: Guid) -> SimGuid {
+    SimGuid::new(guid.data1, guid.data2, guid.data3, guid.data4)
+}
+
+fn power_state(state: WdfPowerDeviceState) -> PowerDeviceState {
+    match state {
+        WdfPowerDeviceState::D0 => PowerDeviceState::D0,
+        WdfPowerDeviceState::D1 => PowerDeviceState::D1,
+        WdfPowerDeviceState::D2 => PowerDeviceState::D2,
+        WdfPowerDeviceState::D3 => PowerDeviceState::D3,
+        WdfPowerDeviceState::PrepareForHibernation => PowerDeviceState::PrepareForHibernation,
+        // `Invalid` is never passed to a driver; D3Final is the documented "first/last" value.
+        WdfPowerDeviceState::D3Final | WdfPowerDeviceState::Invalid => PowerDeviceState::D3Final,
+    }
+}
+
+fn relation(relation: SimRelation) -> RelationType {
+    match relation {
+        SimRelation::Bus => RelationType::Bus,
+        SimRelation::Ejection => RelationType::Ejection,
+        SimRelation::Removal => RelationType::Removal,
+        SimRelation::TargetDevice => RelationType::TargetDevice,
+    }
+}
+
+fn special_file(kind: SimSpecial) -> SpecialFileType {
+    match kind {
+        SimSpecial::Paging => SpecialFileType::Paging,
+        SimSpecial::Hibernation => SpecialFileType::Hibernation,
+        SimSpecial::Dump => SpecialFileType::Dump,
+        SimSpecial::Boot => SpecialFileType::Boot,
+    }
+}
+
+/// The hardware resources of a start (`WDFCMRESLIST`), as the simulator assigns them.
+pub type Resources = SimResources;
+
+/// A `WDFDEVICE` of the simulated machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device(SimDevice);
+
+impl Device {
+    /// The kmdf-sim device behind this handle (for simulator-level tests and the I/O layer).
+    pub fn sim(&self) -> &SimDevice {
+        &self.0
+    }
+}
+
+impl PlatformDevice for Device {
+    type Resources = Resources;
+
+    fn is_filter(&self) -> bool {
+        self.0.is_filter()
+    }
+
+    fn is_in_d0(&self) -> bool {
+        self.0.is_in_d0()
+    }
+
+    fn set_failed(&self, action: FailedAction) {
+        self.0.set_failed(match action {
+            FailedAction::AttemptRestart => SimFailed::AttemptRestart,
+            FailedAction::NoRestart => SimFailed::NoRestart,
+        });
+    }
+
+    fn stop_idle(&self) -> NtResult<()> {
+        self.0.stop_idle().map_err(from_sim_status)
+    }
+
+    fn resume_idle(&self) {
+        self.0.resume_idle();
+    }
+
+    fn create_interface(&self, class: Guid, reference: Option<&str>) -> NtResult<String> {
+        self.0
+            .create_interface(to_sim_guid(class), reference)
+            .map_err(from_sim_status)
+    }
+
+    fn set_interface_state(&self, class: Guid, reference: Option<&str>, enabled: bool) {
+        // A device without that interface is a driver bug KMDF ignores silently; so do we.
+        let _ = self
+            .0
+            .set_interface_state(to_sim_guid(class), reference, enabled);
+    }
+}
+
+/// `WDFDEVICE_INIT` of the simulated machine, as `EvtDriverDeviceAdd` receives it.
+#[repr(transparent)]
+pub struct DeviceInit(SimDeviceInit);
+
+impl DeviceInit {
+    /// Views kmdf-sim's init as the platform's.
+    fn from_sim_mut(init: &mut SimDeviceInit) -> &mut DeviceInit {
+        let init: *mut SimDeviceInit = init;
+        // SAFETY: `DeviceInit` is `#[repr(transparent)]` over `SimDeviceInit`, so the two have the
+        // same layout and the cast pointer is valid and aligned; the returned borrow has the
+        // input's lifetime and exclusivity.
+        unsafe { &mut *init.cast::<DeviceInit>() }
+    }
+
+    /// The kmdf-sim init behind this one (for simulator-level extensions: the I/O layer's
+    /// queue and file-object configuration).
+    pub fn sim_mut(&mut self) -> &mut SimDeviceInit {
+        &mut self.0
+    }
+}
+
+impl core::fmt::Debug for DeviceInit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+fn wrap_pnp(callbacks: ContractPnp<Device, Resources>) -> SimPnp {
+    fn plain(cb: Option<DeviceFn<Device>>) -> Option<kmdf_sim::device::DeviceFn> {
+        cb.map(|cb| -> kmdf_sim::device::DeviceFn {
+            Arc::new(move |d: &SimDevice| cb(&Device(d.clone())))
+        })
+    }
+    fn result(cb: Option<DeviceResultFn<Device>>) -> Option<kmdf_sim::device::DeviceStatusFn> {
+        cb.map(|cb| -> kmdf_sim::device::DeviceStatusFn {
+            Arc::new(move |d: &SimDevice| to_sim(cb(&Device(d.clone()))))
+        })
+    }
+    fn power(cb: Option<DevicePowerFn<Device>>) -> Option<kmdf_sim::device::DevicePowerFn> {
+        cb.map(|cb| -> kmdf_sim::device::DevicePowerFn {
+            Arc::new(move |d: &SimDevice, s| to_sim(cb(&Device(d.clone()), power_state(s))))
+        })
+    }
+    fn resources(
+        cb: Option<DeviceResourcesFn<Device, Resources>>,
+    ) -> Option<kmdf_sim::device::DeviceResourcesFn> {
+        cb.map(|cb| -> kmdf_sim::device::DeviceResourcesFn {
+            Arc::new(move |d: &SimDevice, r: &SimResources| to_sim(cb(&Device(d.clone()), r)))
+        })
+    }
+    SimPnp {
+        prepare_hardware: resources(callbacks.prepare_hardware),
+        release_hardware: resources(callbacks.release_hardware),
+        d0_entry: power(callbacks.d0_entry),
+        d0_entry_post_interrupts_enabled: power(callbacks.d0_entry_post_interrupts_enabled),
+        d0_exit_pre_interrupts_disabled: power(callbacks.d0_exit_pre_interrupts_disabled),
+        d0_exit: power(callbacks.d0_exit),
+        self_managed_io_init: result(callbacks.self_managed_io_init),
+        self_managed_io_restart: result(callbacks.self_managed_io_restart),
+        self_managed_io_suspend: result(callbacks.self_managed_io_suspend),
+        self_managed_io_flush: plain(callbacks.self_managed_io_flush),
+        self_managed_io_cleanup: plain(callbacks.self_managed_io_cleanup),
+        surprise_removal: plain(callbacks.surprise_removal),
+        query_remove: result(callbacks.query_remove),
+        query_stop: result(callbacks.query_stop),
+        relations_query: callbacks.relations_query.map(
+            |cb| -> kmdf_sim::device::DeviceRelationsFn {
+                Arc::new(move |d: &SimDevice, r| cb(&Device(d.clone()), relation(r)))
+            },
+        ),
+        usage_notification_ex: callbacks.usage_notification_ex.map(
+            |cb| -> kmdf_sim::device::DeviceUsageFn {
+                Arc::new(move |d: &SimDevice, kind, in_path| {
+                    to_sim(cb(&Device(d.clone()), special_file(kind), in_path))
+                })
+            },
+        ),
+    }
+}
+
+fn wrap_policy(callbacks: ContractPolicy<Device>) -> SimPolicy {
+    let plain = |cb: Option<DeviceFn<Device>>| {
+        cb.map(|cb| -> kmdf_sim::device::DeviceFn {
+            Arc::new(move |d: &SimDevice| cb(&Device(d.clone())))
+        })
+    };
+    SimPolicy {
+        arm_wake_from_s0: callbacks.arm_wake_from_s0.map(
+            |cb| -> kmdf_sim::device::DeviceStatusFn {
+                Arc::new(move |d: &SimDevice| to_sim(cb(&Device(d.clone()))))
+            },
+        ),
+        disarm_wake_from_s0: plain(callbacks.disarm_wake_from_s0),
+        wake_from_s0_triggered: plain(callbacks.wake_from_s0_triggered),
+        arm_wake_from_sx: None,
+        arm_wake_from_sx_with_reason: callbacks.arm_wake_from_sx_with_reason.map(
+            |cb| -> kmdf_sim::device::DeviceArmSxReasonFn {
+                Arc::new(move |d: &SimDevice, wake, children| {
+                    to_sim(cb(&Device(d.clone()), wake, children))
+                })
+            },
+        ),
+        disarm_wake_from_sx: plain(callbacks.disarm_wake_from_sx),
+        wake_from_sx_triggered: plain(callbacks.wake_from_sx_triggered),
+    }
+}
+
+impl PlatformDeviceInit for DeviceInit {
+    type Device = Device;
+
+    fn set_pnp_power_callbacks(&mut self, callbacks: ContractPnp<Device, Resources>) {
+        self.0.pnp = wrap_pnp(callbacks);
+    }
+
+    fn set_power_policy_callbacks(&mut self, callbacks: ContractPolicy<Device>) {
+        self.0.power_policy = wrap_policy(callbacks);
+    }
+
+    fn set_filter(&mut self) {
+        self.0.set_filter();
+    }
+
+    fn is_filter(&self) -> bool {
+        self.0.is_filter()
+    }
+
+    fn create_device(&mut self) -> NtResult<Device> {
+        SimDevice::create(&mut self.0, ObjectAttributes::new())
+            .map(Device)
+            .map_err(from_sim_status)
+    }
+}
+
+/// A `WDFDRIVER` of the simulated machine.
+#[derive(Clone, Debug)]
+pub struct Driver(SimDriver);
+
+impl Driver {
+    /// The kmdf-sim driver behind this handle.
+    pub fn sim(&self) -> &SimDriver {
+        &self.0
+    }
+}
+
+impl PlatformDriver for Driver {
+    type DeviceInit = DeviceInit;
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
+/// `WDF_DRIVER_CONFIG` on this backend.
+pub type DriverConfig = ContractDriverConfig<Driver, DeviceInit>;
+
+fn wrap_driver_config(config: DriverConfig) -> SimDriverConfig {
+    let device_add = config.device_add;
+    let mut sim = SimDriverConfig::new(move |driver: &SimDriver, init: &mut SimDeviceInit| {
+        device_add(&Driver(driver.clone()), DeviceInit::from_sim_mut(init))
+            .map_err(|status| SimStatus(status.to_raw()))
+    });
+    if let Some(unload) = config.unload {
+        sim = sim.on_unload(move |driver: &SimDriver| unload(&Driver(driver.clone())));
+    }
+    sim
+}
+
+/// Installs a driver package on the simulated machine, as the PnP manager will find it when a
+/// device node names it (the simulator's equivalent of `pnputil /add-driver`). The driver is
+/// loaded (DriverEntry → `WdfDriverCreate`) when a device needs it.
+pub fn install_driver(machine: &Machine, name: &str, config: DriverConfig) {
+    kmdf_sim::driver::install(machine, name, wrap_driver_config(config));
+}
+
+/// Loads a driver now (DriverEntry → `WdfDriverCreate`), installing it first; for drivers that
+/// create no PnP device (control-device and dynamic-Module-only drivers).
+pub fn load_driver(machine: &Machine, name: &str, config: DriverConfig) -> NtResult<Driver> {
+    SimDriver::load(machine, name, wrap_driver_config(config))
+        .map(Driver)
+        .map_err(from_sim_status)
+}
