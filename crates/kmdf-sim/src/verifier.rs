@@ -263,7 +263,7 @@ pub fn invoke_callback<R>(driver: &str, object: &str, callback: &str, f: impl Fn
     let leaked: Vec<String> = context::held_locks()
         .into_iter()
         .filter(|h| !entry_locks.contains(&h.id))
-        .map(|h| h.description)
+        .map(|h| h.description.to_string())
         .collect();
     if exit_irql != entry_irql {
         context::set_irql(entry_irql);

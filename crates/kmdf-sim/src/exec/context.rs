@@ -42,7 +42,8 @@ struct Binding {
 #[derive(Clone, Debug)]
 pub(crate) struct HeldLock {
     pub(crate) id: u64,
-    pub(crate) description: String,
+    /// e.g. `spin lock 'name'`, built once when the lock is created (acquire must stay cheap).
+    pub(crate) description: Arc<str>,
 }
 
 #[derive(Default)]
@@ -141,8 +142,13 @@ pub(crate) fn pop_driver() {
     });
 }
 
-pub(crate) fn push_held(id: u64, description: String) {
-    with((), |c| c.held.push(HeldLock { id, description }));
+pub(crate) fn push_held(id: u64, description: &Arc<str>) {
+    with((), |c| {
+        c.held.push(HeldLock {
+            id,
+            description: Arc::clone(description),
+        });
+    });
 }
 
 /// Removes `id` from the calling thread's held locks; false if it was not there.
