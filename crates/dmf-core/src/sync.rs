@@ -170,7 +170,9 @@ impl<T: ?Sized> ModuleLock<T> {
 
 impl<T: ?Sized> core::fmt::Debug for ModuleLock<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ModuleLock").field("kind", &self.kind()).finish_non_exhaustive()
+        f.debug_struct("ModuleLock")
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,6 +249,8 @@ impl AuxiliaryLocks {
 
 impl core::fmt::Debug for AuxiliaryLocks {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AuxiliaryLocks").field("count", &self.count()).finish()
+        f.debug_struct("AuxiliaryLocks")
+            .field("count", &self.count())
+            .finish()
     }
 }

@@ -49,8 +49,18 @@ impl Status {
     pub const INVALID_DEVICE_STATE: Status = nt(0xC000_0184);
     /// `STATUS_DEVICE_REMOVED` (0xC00002B6).
     pub const DEVICE_REMOVED: Status = nt(0xC000_02B6);
+    /// `STATUS_BUFFER_OVERFLOW` (0x80000005): a warning — the data did not fit; partial data.
+    pub const BUFFER_OVERFLOW: Status = nt(0x8000_0005);
+    /// `STATUS_NO_MORE_ENTRIES` (0x8000001A): e.g. a manual queue is empty.
+    pub const NO_MORE_ENTRIES: Status = nt(0x8000_001A);
+    /// `STATUS_OBJECT_NAME_NOT_FOUND` (0xC0000034): an open by a name that does not exist.
+    pub const OBJECT_NAME_NOT_FOUND: Status = nt(0xC000_0034);
+    /// `STATUS_IO_TIMEOUT` (0xC00000B5): a synchronous send timed out.
+    pub const IO_TIMEOUT: Status = nt(0xC000_00B5);
+    /// `STATUS_NOT_FOUND` (0xC0000225).
+    pub const NOT_FOUND: Status = nt(0xC000_0225);
 
-    const NAMES: [(Status, &'static str); 15] = [
+    const NAMES: [(Status, &'static str); 20] = [
         (Status::SUCCESS, "STATUS_SUCCESS"),
         (Status::TIMEOUT, "STATUS_TIMEOUT"),
         (Status::PENDING, "STATUS_PENDING"),
@@ -72,6 +82,14 @@ impl Status {
         (Status::CANCELLED, "STATUS_CANCELLED"),
         (Status::INVALID_DEVICE_STATE, "STATUS_INVALID_DEVICE_STATE"),
         (Status::DEVICE_REMOVED, "STATUS_DEVICE_REMOVED"),
+        (Status::BUFFER_OVERFLOW, "STATUS_BUFFER_OVERFLOW"),
+        (Status::NO_MORE_ENTRIES, "STATUS_NO_MORE_ENTRIES"),
+        (
+            Status::OBJECT_NAME_NOT_FOUND,
+            "STATUS_OBJECT_NAME_NOT_FOUND",
+        ),
+        (Status::IO_TIMEOUT, "STATUS_IO_TIMEOUT"),
+        (Status::NOT_FOUND, "STATUS_NOT_FOUND"),
     ];
 
     /// `NT_SUCCESS`: true for success and informational values (sign bit clear).
