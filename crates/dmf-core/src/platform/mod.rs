@@ -26,6 +26,11 @@
 
 pub mod contract;
 
+// The NT layer (feature `nt`, Windows targets only): ntoskrnl.exe rundown, events, pool, spin
+// locks, IRQL, clock and debug output for kernel-mode images. Documented in `nt/mod.rs`.
+#[cfg(all(feature = "nt", target_os = "windows"))]
+pub mod nt;
+
 #[cfg(feature = "sim")]
 mod sim;
 #[cfg(feature = "sim")]

@@ -65,7 +65,7 @@ impl PlatformWorkItem for WorkItem {
     fn new(name: &str, callback: impl Fn() + Send + Sync + 'static) -> NtResult<Self> {
         let machine = current_machine()?;
         Ok(WorkItem(SimWorkItem::new(&machine, name, move |_| {
-            callback()
+            callback();
         })))
     }
 
