@@ -17,9 +17,15 @@
 #![no_std]
 
 pub use dmf_core as core;
+pub use dmf_macros::{dmf_callbacks, dmf_module};
 pub use dmf_modules as modules;
 
 /// The names most drivers and Modules need, in one `use`.
 pub mod prelude {
+    #[cfg(feature = "sim")]
+    pub use dmf_core::module::{
+        Dispatched, Handled, Method, ModuleCallbacks, ModuleCollection, ModuleHandle, ModuleInit,
+    };
     pub use dmf_core::status::{NtResult, NtStatus};
+    pub use dmf_macros::{dmf_callbacks, dmf_module};
 }

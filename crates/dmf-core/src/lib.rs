@@ -18,6 +18,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "sim")]
+pub mod module;
 pub mod platform;
 pub mod rundown;
 pub mod status;

@@ -1,0 +1,353 @@
+//! The callbacks a Module may implement, and how the framework calls them without knowing the type.
+//!
+//! [`ModuleCallbacks`] is implemented by the Module author for the *handle type* under
+//! `#[dmf_callbacks]`. Every method has a default — DMF's "generic" callback (DSP-08): success for
+//! `NTSTATUS` callbacks, nothing for `VOID` ones, [`Handled::NotHandled`] for the BOOLEAN request
+//! callbacks (DSP-10). Each receives `&Dispatched<'_, Self>`: the framework holds the Module in the
+//! state the callback needs, so no rundown guard is taken (DSP-09: only DMF calls callbacks).
+//!
+//! `#[dmf_callbacks]` reads the method names of the impl block and emits the required
+//! [`ModuleCallbacks::IMPLEMENTED`] const. The const has no default on purpose: an impl written
+//! without the attribute fails to compile instead of silently never being dispatched.
+//!
+//! The device, request, queue, file-object and resource-list types are not in the platform contract
+//! yet, so the WDF callbacks take them as [`Opaque`] references that the later device integration
+//! fills in (a Module downcasts to the platform type). Power states are the contract's
+//! [`PowerDeviceState`].
+
+use core::any::Any;
+use core::marker::PhantomData;
+
+use super::descriptor::CallbackSet;
+use super::object::ModuleObject;
+use super::scope::{Dispatched, Module};
+use super::spec::ModuleInit;
+use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
+use crate::status::{NtResult, NtStatus};
+
+/// A WDF object passed through the dispatcher untouched (request, queue, file object, device,
+/// resource list): placeholder until those types join the platform contract.
+pub type Opaque = dyn Any + Send + Sync;
+
+/// The result of a BOOLEAN request callback (DSP-10): the first Module that handles a request
+/// stops the dispatch, and it owns the request's completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use]
+pub enum Handled {
+    /// `TRUE`: this Module handled (completed or forwarded) the request.
+    Handled,
+    /// `FALSE`: try the next Module.
+    NotHandled,
+}
+
+/// The callbacks of a Module (MOD-34, MOD-35, DSP-20…DSP-48), implemented for its handle type.
+#[allow(unused_variables)]
+pub trait ModuleCallbacks: Sized + 'static {
+    /// The callbacks this impl overrides; emitted by `#[dmf_callbacks]`.
+    const IMPLEMENTED: CallbackSet;
+
+    /// `ChildModulesAdd` (MOD-50): add children with the same API a client uses.
+    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {}
+    /// `DeviceResourcesAssign` (MOD-51): runs in PrepareHardware before the Module opens.
+    fn resources_assign(module: &Dispatched<'_, Self>, resources: &Opaque) -> NtResult<()> {
+        Ok(())
+    }
+    /// `DeviceNotificationRegister` (MOD-54): start asynchronous arrival notification.
+    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// `DeviceNotificationUnregister` (MOD-55): stop notifications (the framework closes the
+    /// Module afterwards if it is still open).
+    fn notification_unregister(module: &Dispatched<'_, Self>) {}
+    /// `DeviceOpen` (MOD-52).
+    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// `DeviceClose` (MOD-53).
+    fn close(module: &Dispatched<'_, Self>) {}
+    /// `ModuleInstanceDestroy` (MOD-56).
+    fn destroy(module: &Dispatched<'_, Self>) {}
+    /// `DMF_<Name>_TransportMethod` (MOD-72): returns the bytes written to `output`.
+    fn transport_method(
+        module: &Dispatched<'_, Self>,
+        message: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> NtResult<usize> {
+        Err(NtStatus::NOT_SUPPORTED)
+    }
+
+    /// DSP-20 `ModulePrepareHardware`.
+    fn prepare_hardware(module: &Dispatched<'_, Self>, resources: &Opaque) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-21 `ModuleReleaseHardware`.
+    fn release_hardware(module: &Dispatched<'_, Self>, resources: &Opaque) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-22 `ModuleD0Entry`.
+    fn d0_entry(module: &Dispatched<'_, Self>, previous: PowerDeviceState) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-23 `ModuleD0EntryPostInterruptsEnabled`.
+    fn d0_entry_post_interrupts_enabled(
+        module: &Dispatched<'_, Self>,
+        previous: PowerDeviceState,
+    ) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-25 `ModuleD0ExitPreInterruptsDisabled`.
+    fn d0_exit_pre_interrupts_disabled(
+        module: &Dispatched<'_, Self>,
+        target: PowerDeviceState,
+    ) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-24 `ModuleD0Exit`.
+    fn d0_exit(module: &Dispatched<'_, Self>, target: PowerDeviceState) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-30 `ModuleSelfManagedIoInit`.
+    fn self_managed_io_init(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-32 `ModuleSelfManagedIoRestart`.
+    fn self_managed_io_restart(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-31 `ModuleSelfManagedIoSuspend`.
+    fn self_managed_io_suspend(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-29 `ModuleSelfManagedIoFlush`.
+    fn self_managed_io_flush(module: &Dispatched<'_, Self>) {}
+    /// DSP-28 `ModuleSelfManagedIoCleanup`.
+    fn self_managed_io_cleanup(module: &Dispatched<'_, Self>) {}
+    /// DSP-33 `ModuleSurpriseRemoval`.
+    fn surprise_removal(module: &Dispatched<'_, Self>) {}
+    /// DSP-34 `ModuleQueryRemove`.
+    fn query_remove(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-35 `ModuleQueryStop`.
+    fn query_stop(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-36 `ModuleRelationsQuery`.
+    fn relations_query(module: &Dispatched<'_, Self>, relation: RelationType) {}
+    /// DSP-37 `ModuleUsageNotificationEx`.
+    fn usage_notification_ex(
+        module: &Dispatched<'_, Self>,
+        file_type: SpecialFileType,
+        in_path: bool,
+    ) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-38 `ModuleArmWakeFromS0`.
+    fn arm_wake_from_s0(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-39 `ModuleDisarmWakeFromS0` (VOID, E-08).
+    fn disarm_wake_from_s0(module: &Dispatched<'_, Self>) {}
+    /// DSP-40 `ModuleWakeFromS0Triggered`.
+    fn wake_from_s0_triggered(module: &Dispatched<'_, Self>) {}
+    /// DSP-41 `ModuleArmWakeFromSxWithReason`.
+    fn arm_wake_from_sx_with_reason(
+        module: &Dispatched<'_, Self>,
+        device_wake_enabled: bool,
+        children_armed_for_wake: bool,
+    ) -> NtResult<()> {
+        Ok(())
+    }
+    /// DSP-42 `ModuleDisarmWakeFromSx`.
+    fn disarm_wake_from_sx(module: &Dispatched<'_, Self>) {}
+    /// DSP-43 `ModuleWakeFromSxTriggered`.
+    fn wake_from_sx_triggered(module: &Dispatched<'_, Self>) {}
+    /// DSP-47 `ModuleQueueIoRead`.
+    fn queue_io_read(
+        module: &Dispatched<'_, Self>,
+        queue: &Opaque,
+        request: &Opaque,
+        length: usize,
+    ) -> Handled {
+        Handled::NotHandled
+    }
+    /// DSP-48 `ModuleQueueIoWrite`.
+    fn queue_io_write(
+        module: &Dispatched<'_, Self>,
+        queue: &Opaque,
+        request: &Opaque,
+        length: usize,
+    ) -> Handled {
+        Handled::NotHandled
+    }
+    /// DSP-26 `ModuleDeviceIoControl`.
+    fn device_io_control(module: &Dispatched<'_, Self>, request: &IoctlRequest<'_>) -> Handled {
+        Handled::NotHandled
+    }
+    /// DSP-27 `ModuleInternalDeviceIoControl`.
+    fn internal_device_io_control(
+        module: &Dispatched<'_, Self>,
+        request: &IoctlRequest<'_>,
+    ) -> Handled {
+        Handled::NotHandled
+    }
+    /// DSP-44 `ModuleFileCreate`.
+    fn file_create(
+        module: &Dispatched<'_, Self>,
+        device: &Opaque,
+        request: &Opaque,
+        file: &Opaque,
+    ) -> Handled {
+        Handled::NotHandled
+    }
+    /// DSP-45 `ModuleFileCleanup`.
+    fn file_cleanup(module: &Dispatched<'_, Self>, file: &Opaque) -> Handled {
+        Handled::NotHandled
+    }
+    /// DSP-46 `ModuleFileClose`.
+    fn file_close(module: &Dispatched<'_, Self>, file: &Opaque) -> Handled {
+        Handled::NotHandled
+    }
+}
+
+/// The parameters of `EvtIoDeviceControl` / `EvtIoInternalDeviceControl` (DSP-26, DSP-27).
+#[derive(Clone, Copy)]
+pub struct IoctlRequest<'a> {
+    /// The queue (`WDFQUEUE`).
+    pub queue: &'a Opaque,
+    /// The request (`WDFREQUEST`).
+    pub request: &'a Opaque,
+    /// `OutputBufferLength`.
+    pub output_buffer_length: usize,
+    /// `InputBufferLength`.
+    pub input_buffer_length: usize,
+    /// `IoControlCode`.
+    pub io_control_code: u32,
+}
+
+impl core::fmt::Debug for IoctlRequest<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoctlRequest")
+            .field("output_buffer_length", &self.output_buffer_length)
+            .field("input_buffer_length", &self.input_buffer_length)
+            .field("io_control_code", &self.io_control_code)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The object-safe face of [`ModuleCallbacks`] that the type-erased Module object stores: one
+/// zero-sized [`Shim`] per Module type, boxed without allocating.
+pub(crate) trait DynCallbacks: Send + Sync {
+    fn child_modules_add(&self, o: &ModuleObject, init: &mut ModuleInit);
+    fn resources_assign(&self, o: &ModuleObject, r: &Opaque) -> NtResult<()>;
+    fn notification_register(&self, o: &ModuleObject) -> NtResult<()>;
+    fn notification_unregister(&self, o: &ModuleObject);
+    fn open(&self, o: &ModuleObject) -> NtResult<()>;
+    fn close(&self, o: &ModuleObject);
+    fn destroy(&self, o: &ModuleObject);
+    fn transport_method(
+        &self,
+        o: &ModuleObject,
+        message: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> NtResult<usize>;
+    fn prepare_hardware(&self, o: &ModuleObject, r: &Opaque) -> NtResult<()>;
+    fn release_hardware(&self, o: &ModuleObject, r: &Opaque) -> NtResult<()>;
+    fn d0_entry(&self, o: &ModuleObject, p: PowerDeviceState) -> NtResult<()>;
+    fn d0_entry_post_interrupts_enabled(
+        &self,
+        o: &ModuleObject,
+        p: PowerDeviceState,
+    ) -> NtResult<()>;
+    fn d0_exit_pre_interrupts_disabled(
+        &self,
+        o: &ModuleObject,
+        t: PowerDeviceState,
+    ) -> NtResult<()>;
+    fn d0_exit(&self, o: &ModuleObject, t: PowerDeviceState) -> NtResult<()>;
+    fn self_managed_io_init(&self, o: &ModuleObject) -> NtResult<()>;
+    fn self_managed_io_restart(&self, o: &ModuleObject) -> NtResult<()>;
+    fn self_managed_io_suspend(&self, o: &ModuleObject) -> NtResult<()>;
+    fn self_managed_io_flush(&self, o: &ModuleObject);
+    fn self_managed_io_cleanup(&self, o: &ModuleObject);
+    fn surprise_removal(&self, o: &ModuleObject);
+    fn query_remove(&self, o: &ModuleObject) -> NtResult<()>;
+    fn query_stop(&self, o: &ModuleObject) -> NtResult<()>;
+    fn relations_query(&self, o: &ModuleObject, r: RelationType);
+    fn usage_notification_ex(&self, o: &ModuleObject, t: SpecialFileType, p: bool) -> NtResult<()>;
+    fn arm_wake_from_s0(&self, o: &ModuleObject) -> NtResult<()>;
+    fn disarm_wake_from_s0(&self, o: &ModuleObject);
+    fn wake_from_s0_triggered(&self, o: &ModuleObject);
+    fn arm_wake_from_sx_with_reason(&self, o: &ModuleObject, w: bool, c: bool) -> NtResult<()>;
+    fn disarm_wake_from_sx(&self, o: &ModuleObject);
+    fn wake_from_sx_triggered(&self, o: &ModuleObject);
+    fn queue_io_read(&self, o: &ModuleObject, q: &Opaque, r: &Opaque, l: usize) -> Handled;
+    fn queue_io_write(&self, o: &ModuleObject, q: &Opaque, r: &Opaque, l: usize) -> Handled;
+    fn device_io_control(&self, o: &ModuleObject, r: &IoctlRequest<'_>) -> Handled;
+    fn internal_device_io_control(&self, o: &ModuleObject, r: &IoctlRequest<'_>) -> Handled;
+    fn file_create(&self, o: &ModuleObject, d: &Opaque, r: &Opaque, f: &Opaque) -> Handled;
+    fn file_cleanup(&self, o: &ModuleObject, f: &Opaque) -> Handled;
+    fn file_close(&self, o: &ModuleObject, f: &Opaque) -> Handled;
+}
+
+/// The zero-sized adapter from the erased object to `M`'s callbacks.
+pub(crate) struct Shim<M>(PhantomData<fn() -> M>);
+
+impl<M> Shim<M> {
+    pub(crate) const NEW: Self = Shim(PhantomData);
+}
+
+macro_rules! shim {
+    ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)*) => {
+        impl<M: Module> DynCallbacks for Shim<M> {
+            $(
+                #[inline]
+                fn $name(&self, o: &ModuleObject $(, $arg: $ty)*) -> $ret {
+                    M::$name(&Dispatched::<M>::new(o) $(, $arg)*)
+                }
+            )*
+        }
+    };
+}
+
+shim! {
+    child_modules_add(init: &mut ModuleInit) -> ();
+    resources_assign(r: &Opaque) -> NtResult<()>;
+    notification_register() -> NtResult<()>;
+    notification_unregister() -> ();
+    open() -> NtResult<()>;
+    close() -> ();
+    destroy() -> ();
+    transport_method(message: u32, input: &[u8], output: &mut [u8]) -> NtResult<usize>;
+    prepare_hardware(r: &Opaque) -> NtResult<()>;
+    release_hardware(r: &Opaque) -> NtResult<()>;
+    d0_entry(p: PowerDeviceState) -> NtResult<()>;
+    d0_entry_post_interrupts_enabled(p: PowerDeviceState) -> NtResult<()>;
+    d0_exit_pre_interrupts_disabled(t: PowerDeviceState) -> NtResult<()>;
+    d0_exit(t: PowerDeviceState) -> NtResult<()>;
+    self_managed_io_init() -> NtResult<()>;
+    self_managed_io_restart() -> NtResult<()>;
+    self_managed_io_suspend() -> NtResult<()>;
+    self_managed_io_flush() -> ();
+    self_managed_io_cleanup() -> ();
+    surprise_removal() -> ();
+    query_remove() -> NtResult<()>;
+    query_stop() -> NtResult<()>;
+    relations_query(r: RelationType) -> ();
+    usage_notification_ex(t: SpecialFileType, p: bool) -> NtResult<()>;
+    arm_wake_from_s0() -> NtResult<()>;
+    disarm_wake_from_s0() -> ();
+    wake_from_s0_triggered() -> ();
+    arm_wake_from_sx_with_reason(w: bool, c: bool) -> NtResult<()>;
+    disarm_wake_from_sx() -> ();
+    wake_from_sx_triggered() -> ();
+    queue_io_read(q: &Opaque, r: &Opaque, l: usize) -> Handled;
+    queue_io_write(q: &Opaque, r: &Opaque, l: usize) -> Handled;
+    device_io_control(r: &IoctlRequest<'_>) -> Handled;
+    internal_device_io_control(r: &IoctlRequest<'_>) -> Handled;
+    file_create(d: &Opaque, r: &Opaque, f: &Opaque) -> Handled;
+    file_cleanup(f: &Opaque) -> Handled;
+    file_close(f: &Opaque) -> Handled;
+}

@@ -1,0 +1,585 @@
+//! The Module collection of one device, and the phase functions the device integration calls.
+//!
+//! # Design
+//!
+//! [`ModuleCollection::create`] is `DMF_ModulesCreate` minus the device (CLI-25, dmf-upstream
+//! §2.3): it creates every Module the client added (with their subtrees), then opens the
+//! `OPEN_Create` Modules and registers the `NOTIFY_Create` ones, children first. If anything fails
+//! it closes what it opened, destroys what it created and returns the status — nothing is left
+//! half-created or open (Top 25 #12, #13).
+//!
+//! Each WDF callback has one method here that walks the tree in the order [`dispatch_table::row`]
+//! gives (invariant 6) and calls the client stand-in ([`ClientCallbacks`], the slot C DMF's Bridge
+//! Module fills) before or after the Modules. The phase callbacks also do the automatic open and
+//! close of the open options (MOD-40, §2.4, Top 25 #6), per Module, **in addition to** the Module's
+//! own callback — unlike C DMF, where implementing ModulePrepareHardware replaces the generic
+//! handler that opens (dmf-upstream §2.5 "gotcha"). On the way up a Module's own callback runs
+//! first, then the framework opens it (so `prepare_hardware` sees the resources before `open`); on
+//! the way down the framework closes it first, then its own callback runs. A failing phase closes
+//! (and unregisters) exactly the Modules it opened (and registered), in reverse order, and returns
+//! the status (Top 25 #8, #9): the failing Module's open is never attempted, ReleaseHardware still
+//! reaches every Module (WDF calls it after a failed PrepareHardware), and D0Exit is not dispatched
+//! after a failed D0Entry (WDF does not call it).
+//!
+//! `OPEN_D0EntrySystemPowerUp` without the system power action in the contract yet: it opens in
+//! D0Entry when it is not open (first start, or after a system-sleep close) and closes in D0Exit
+//! when the target is `D3Final` or `PrepareForHibernation`.
+
+use alloc::boxed::Box;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::callbacks::{Handled, IoctlRequest, Opaque};
+use super::descriptor::{CallbackSet, OpenOption};
+use super::dispatch_table::{self, Callback, ClientOrder, Row, Siblings, Tree, Unhandled};
+use super::object::{DeviceShared, ModuleObject, ModuleState, OpenedDuring};
+use super::scope::{handle_of, Added, Module};
+use super::spec::{create_all, resolve, ModuleInit, Placement};
+use super::Feature;
+use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
+use crate::status::{NtResult, NtStatus};
+use crate::sync::{LockKind, ModuleLock};
+
+/// The client driver's place in the dispatch (C DMF's Bridge Module): the device integration
+/// forwards to the client's registered WDF callbacks here. Defaults: success / not handled.
+pub trait ClientCallbacks: Send + Sync {
+    /// Called at the client's position of `callback`'s row. For request callbacks return
+    /// `Ok(Handled::Handled)` to take the request.
+    fn callback(&self, callback: Callback) -> NtResult<Handled> {
+        let _ = callback;
+        Ok(Handled::NotHandled)
+    }
+}
+
+/// How a collection is set up (what `DMFDEVICE_INIT` carries that is not about WDF).
+#[derive(Default, Clone)]
+pub struct CollectionConfig {
+    /// `DMF_DmfFdoSetFilter` was called (CLI-21): `is_in_filter_driver` is `true` and unhandled
+    /// requests pass down.
+    pub filter: bool,
+    /// The client's callbacks.
+    pub client: Option<Arc<dyn ClientCallbacks>>,
+}
+
+impl core::fmt::Debug for CollectionConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CollectionConfig")
+            .field("filter", &self.filter)
+            .field("client", &self.client.is_some())
+            .finish()
+    }
+}
+
+/// What became of a request after the dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestDisposition {
+    /// A Module or the client took it (and owns its completion).
+    Handled,
+    /// Nobody took it: apply this policy.
+    Unhandled(Unhandled),
+}
+
+/// The Modules of one device (C DMF's Module Collection).
+pub struct ModuleCollection {
+    owner: u32,
+    modules: Box<[Arc<ModuleObject>]>,
+    pub(crate) device: Arc<DeviceShared>,
+    client: Option<Arc<dyn ClientCallbacks>>,
+    pub(crate) dynamic: Arc<ModuleLock<Vec<Arc<ModuleObject>>>>,
+    in_d0: AtomicBool,
+    destroyed: AtomicBool,
+}
+
+impl core::fmt::Debug for ModuleCollection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ModuleCollection")
+            .field("modules", &self.modules)
+            .field("filter", &self.device.filter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Walks `list` in `row`'s order, calling `f` on each Module; stops at the first error.
+#[inline]
+fn walk<F>(list: &[Arc<ModuleObject>], row: Row, f: &mut F) -> NtResult<()>
+where
+    F: FnMut(&Arc<ModuleObject>) -> NtResult<()>,
+{
+    match row.siblings {
+        Siblings::Forward => {
+            for object in list {
+                visit(object, row, f)?;
+            }
+        }
+        Siblings::Backward => {
+            for object in list.iter().rev() {
+                visit(object, row, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn visit<F>(object: &Arc<ModuleObject>, row: Row, f: &mut F) -> NtResult<()>
+where
+    F: FnMut(&Arc<ModuleObject>) -> NtResult<()>,
+{
+    match row.tree {
+        Tree::ChildrenFirst => {
+            walk(&object.children, row, f)?;
+            f(object)
+        }
+        Tree::ParentFirst => {
+            f(object)?;
+            walk(&object.children, row, f)
+        }
+    }
+}
+
+/// First-taker-wins walk (parent first; sibling order from the row).
+#[inline]
+fn walk_request<F>(list: &[Arc<ModuleObject>], row: Row, f: &mut F) -> Handled
+where
+    F: FnMut(&ModuleObject) -> Handled,
+{
+    let mut one = |object: &Arc<ModuleObject>| {
+        if f(object) == Handled::Handled {
+            return Handled::Handled;
+        }
+        walk_request(&object.children, row, f)
+    };
+    match row.siblings {
+        Siblings::Forward => {
+            for object in list {
+                if one(object) == Handled::Handled {
+                    return Handled::Handled;
+                }
+            }
+        }
+        Siblings::Backward => {
+            for object in list.iter().rev() {
+                if one(object) == Handled::Handled {
+                    return Handled::Handled;
+                }
+            }
+        }
+    }
+    Handled::NotHandled
+}
+
+/// What one phase opened and registered, to be undone exactly on failure.
+#[derive(Default)]
+pub(crate) struct PhaseLog {
+    opened: Vec<Arc<ModuleObject>>,
+    registered: Vec<Arc<ModuleObject>>,
+}
+
+impl PhaseLog {
+    fn open(&mut self, object: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
+        self.opened
+            .try_reserve(1)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        ModuleObject::open(object, during)?;
+        self.opened.push(Arc::clone(object));
+        Ok(())
+    }
+
+    fn register(&mut self, object: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
+        self.registered
+            .try_reserve(1)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        ModuleObject::register(object, during)?;
+        self.registered.push(Arc::clone(object));
+        Ok(())
+    }
+
+    /// Undoes the phase: unregister, then close, each in reverse order (parent first).
+    pub(crate) fn unwind(self) {
+        for object in self.registered.iter().rev() {
+            ModuleObject::unregister(object);
+        }
+        for object in self.opened.iter().rev() {
+            ModuleObject::close(object);
+        }
+    }
+}
+
+/// Opens `OPEN_Create` / registers `NOTIFY_Create` Modules of `list`, children first (PostCreate).
+pub(crate) fn open_on_create(list: &[Arc<ModuleObject>], log: &mut PhaseLog) -> NtResult<()> {
+    walk(
+        list,
+        dispatch_table::row(Callback::Open),
+        &mut |object| match object.descriptor.open_option {
+            OpenOption::Create => log.open(object, OpenedDuring::Create),
+            OpenOption::NotifyCreate => log.register(object, OpenedDuring::Create),
+            _ => Ok(()),
+        },
+    )
+}
+
+pub(crate) fn feature_lookup<F: Module>(device: &DeviceShared, feature: Feature) -> Option<F> {
+    let features = device.features.lock();
+    let object = features
+        .iter()
+        .find(|(f, _)| *f == feature)
+        .and_then(|(_, weak)| weak.upgrade())?;
+    drop(features);
+    handle_of(&object).ok()
+}
+
+macro_rules! status_callbacks {
+    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self $(, $arg: $ty)*) -> NtResult<()> {
+                self.run(Callback::$cb, |o| {
+                    if o.implements(CallbackSet::$flag) {
+                        o.callbacks.$name(o $(, $arg)*)
+                    } else {
+                        Ok(())
+                    }
+                })
+            }
+        )*
+    };
+}
+
+macro_rules! void_callbacks {
+    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self $(, $arg: $ty)*) {
+                let _ = self.run(Callback::$cb, |o| {
+                    if o.implements(CallbackSet::$flag) {
+                        o.callbacks.$name(o $(, $arg)*);
+                    }
+                    Ok(())
+                });
+            }
+        )*
+    };
+}
+
+macro_rules! request_callbacks {
+    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self $(, $arg: $ty)*) -> RequestDisposition {
+                self.run_request(Callback::$cb, |o| {
+                    if o.implements(CallbackSet::$flag) {
+                        o.callbacks.$name(o $(, $arg)*)
+                    } else {
+                        Handled::NotHandled
+                    }
+                })
+            }
+        )*
+    };
+}
+
+impl ModuleCollection {
+    /// `DMF_ModulesCreate` (CLI-25): creates the Modules added to `init`, then opens/registers the
+    /// `*_Create` ones. On failure nothing is left created or open (Top 25 #13).
+    pub fn create(init: ModuleInit, config: CollectionConfig) -> NtResult<ModuleCollection> {
+        if let Some(status) = init.error {
+            return Err(status);
+        }
+        let device = Arc::new(DeviceShared {
+            filter: config.filter,
+            features: ModuleLock::new(LockKind::Spin, Vec::new())?,
+        });
+        let placement = Placement {
+            parent: Weak::new(),
+            device: Some(Arc::clone(&device)),
+            dynamic: false,
+        };
+        let ModuleInit {
+            owner,
+            entries,
+            features,
+            ..
+        } = init;
+        let modules = create_all(entries, &placement)?;
+        let mut log = PhaseLog::default();
+        if let Err(status) = open_on_create(&modules, &mut log) {
+            log.unwind();
+            for object in modules.iter().rev() {
+                ModuleObject::close_tree(object);
+            }
+            for object in &modules {
+                ModuleObject::destroy_tree(object);
+            }
+            return Err(status);
+        }
+        {
+            let mut registry = device.features.lock();
+            for (feature, index) in features {
+                if let Some(object) = modules.get(usize::from(index)) {
+                    registry.push((feature, Arc::downgrade(object)));
+                }
+            }
+        }
+        Ok(ModuleCollection {
+            owner,
+            modules: modules.into_boxed_slice(),
+            device,
+            client: config.client,
+            dynamic: Arc::new(ModuleLock::new(LockKind::Spin, Vec::new())?),
+            in_d0: AtomicBool::new(false),
+            destroyed: AtomicBool::new(false),
+        })
+    }
+
+    /// The handle of a Module the client added (CLI-42 `ResultantDmfModule`).
+    pub fn get<M: Module>(&self, token: Added<M>) -> NtResult<M> {
+        resolve(self.owner, &self.modules, token)
+    }
+
+    /// How many top-level Modules there are.
+    pub fn len(&self) -> usize {
+        self.modules.len()
+    }
+
+    /// `true` without Modules.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty()
+    }
+
+    /// `DMF_ModuleIsInFilterDriver` at device level.
+    pub fn is_in_filter_driver(&self) -> bool {
+        self.device.filter
+    }
+
+    /// `DMF_FeatureModuleGetFromDevice` (MOD-111): `None` when the feature is not enabled.
+    pub fn feature<F: Module>(&self, feature: Feature) -> Option<F> {
+        feature_lookup(&self.device, feature)
+    }
+
+    fn client(&self, callback: Callback) -> NtResult<Handled> {
+        match &self.client {
+            Some(client) => client.callback(callback),
+            None => Ok(Handled::NotHandled),
+        }
+    }
+
+    #[inline]
+    fn run<F>(&self, callback: Callback, mut f: F) -> NtResult<()>
+    where
+        F: FnMut(&Arc<ModuleObject>) -> NtResult<()>,
+    {
+        let row = dispatch_table::row(callback);
+        if row.client == ClientOrder::BeforeModules {
+            let _ = self.client(callback)?;
+        }
+        walk(&self.modules, row, &mut f)?;
+        if row.client == ClientOrder::AfterModules {
+            let _ = self.client(callback)?;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn run_request<F>(&self, callback: Callback, mut f: F) -> RequestDisposition
+    where
+        F: FnMut(&ModuleObject) -> Handled,
+    {
+        let row = dispatch_table::row(callback);
+        if walk_request(&self.modules, row, &mut f) == Handled::Handled
+            || self.client(callback) == Ok(Handled::Handled)
+        {
+            return RequestDisposition::Handled;
+        }
+        match dispatch_table::unhandled(callback, self.device.filter) {
+            Some(policy) => RequestDisposition::Unhandled(policy),
+            None => RequestDisposition::Unhandled(Unhandled::Complete(NtStatus::NOT_SUPPORTED)),
+        }
+    }
+
+    /// `EvtDevicePrepareHardware` (DSP-20, MOD-51): per Module, children first: ResourcesAssign
+    /// (unless `*_Create`), its own PrepareHardware, then the automatic open (`OPEN_PrepareHardware`)
+    /// or NotificationRegister (`NOTIFY_PrepareHardware`). On failure the phase's opens are undone.
+    pub fn prepare_hardware(&self, resources: &Opaque) -> NtResult<()> {
+        let mut log = PhaseLog::default();
+        let result = self.run(Callback::PrepareHardware, |o| {
+            let option = o.descriptor.open_option;
+            if !option.is_create() && o.implements(CallbackSet::RESOURCES_ASSIGN) {
+                o.callbacks.resources_assign(o, resources)?;
+            }
+            if o.implements(CallbackSet::PREPARE_HARDWARE) {
+                o.callbacks.prepare_hardware(o, resources)?;
+            }
+            match option {
+                OpenOption::PrepareHardware => log.open(o, OpenedDuring::PrepareHardware),
+                OpenOption::NotifyPrepareHardware => log.register(o, OpenedDuring::PrepareHardware),
+                _ => Ok(()),
+            }
+        });
+        if result.is_err() {
+            log.unwind();
+        }
+        result
+    }
+
+    /// `EvtDeviceReleaseHardware` (DSP-21): client first, then parent first and backward: the
+    /// automatic unregister/close of what PrepareHardware opened, then the Module's own callback.
+    /// Reaches every Module even after a failed PrepareHardware (Top 25 #8).
+    pub fn release_hardware(&self, resources: &Opaque) -> NtResult<()> {
+        self.in_d0.store(false, Ordering::Release);
+        self.run(Callback::ReleaseHardware, |o| {
+            if o.registered_during() == OpenedDuring::PrepareHardware {
+                ModuleObject::unregister(o);
+            }
+            if o.opened_during() == OpenedDuring::PrepareHardware {
+                ModuleObject::close(o);
+            }
+            if o.implements(CallbackSet::RELEASE_HARDWARE) {
+                o.callbacks.release_hardware(o, resources)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `EvtDeviceD0Entry` (DSP-22): per Module, children first: its own D0Entry, then the
+    /// automatic open (`OPEN_D0Entry`, `OPEN_D0EntrySystemPowerUp` when not open) or register
+    /// (`NOTIFY_D0Entry`). On failure the phase's opens are undone and no D0Exit follows (Top 25 #9).
+    pub fn d0_entry(&self, previous: PowerDeviceState) -> NtResult<()> {
+        let mut log = PhaseLog::default();
+        let result = self.run(Callback::D0Entry, |o| {
+            if o.implements(CallbackSet::D0_ENTRY) {
+                o.callbacks.d0_entry(o, previous)?;
+            }
+            match o.descriptor.open_option {
+                OpenOption::D0Entry => log.open(o, OpenedDuring::D0Entry),
+                OpenOption::D0EntrySystemPowerUp if o.state() != ModuleState::Opened => {
+                    log.open(o, OpenedDuring::D0EntrySystemPowerUp)
+                }
+                OpenOption::NotifyD0Entry => log.register(o, OpenedDuring::D0Entry),
+                _ => Ok(()),
+            }
+        });
+        match result {
+            Ok(()) => self.in_d0.store(true, Ordering::Release),
+            Err(_) => log.unwind(),
+        }
+        result
+    }
+
+    /// `EvtDeviceD0Exit` (DSP-24): client first, then parent first and backward: the automatic
+    /// unregister/close (`NOTIFY_D0Entry`, `OPEN_D0Entry`, and `OPEN_D0EntrySystemPowerUp` when
+    /// `target` is D3Final or hibernation), then the Module's own D0Exit. Nothing is dispatched
+    /// unless a D0Entry succeeded.
+    pub fn d0_exit(&self, target: PowerDeviceState) -> NtResult<()> {
+        if !self.in_d0.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let system = matches!(
+            target,
+            PowerDeviceState::D3Final | PowerDeviceState::PrepareForHibernation
+        );
+        self.run(Callback::D0Exit, |o| {
+            if o.registered_during() == OpenedDuring::D0Entry {
+                ModuleObject::unregister(o);
+            }
+            match o.opened_during() {
+                OpenedDuring::D0Entry => {
+                    ModuleObject::close(o);
+                }
+                OpenedDuring::D0EntrySystemPowerUp if system => {
+                    ModuleObject::close(o);
+                }
+                _ => {}
+            }
+            if o.implements(CallbackSet::D0_EXIT) {
+                o.callbacks.d0_exit(o, target)?;
+            }
+            Ok(())
+        })
+    }
+
+    status_callbacks! {
+        /// `EvtDeviceD0EntryPostInterruptsEnabled` (DSP-23).
+        d0_entry_post_interrupts_enabled => D0EntryPostInterruptsEnabled, D0_ENTRY_POST_INTERRUPTS_ENABLED(previous: PowerDeviceState);
+        /// `EvtDeviceD0ExitPreInterruptsDisabled` (DSP-25).
+        d0_exit_pre_interrupts_disabled => D0ExitPreInterruptsDisabled, D0_EXIT_PRE_INTERRUPTS_DISABLED(target: PowerDeviceState);
+        /// `EvtDeviceSelfManagedIoInit` (DSP-30).
+        self_managed_io_init => SelfManagedIoInit, SELF_MANAGED_IO_INIT();
+        /// `EvtDeviceSelfManagedIoRestart` (DSP-32).
+        self_managed_io_restart => SelfManagedIoRestart, SELF_MANAGED_IO_RESTART();
+        /// `EvtDeviceSelfManagedIoSuspend` (DSP-31).
+        self_managed_io_suspend => SelfManagedIoSuspend, SELF_MANAGED_IO_SUSPEND();
+        /// `EvtDeviceQueryRemove` (DSP-34).
+        query_remove => QueryRemove, QUERY_REMOVE();
+        /// `EvtDeviceQueryStop` (DSP-35).
+        query_stop => QueryStop, QUERY_STOP();
+        /// `EvtDeviceUsageNotificationEx` (DSP-37).
+        usage_notification_ex => UsageNotificationEx, USAGE_NOTIFICATION_EX(file_type: SpecialFileType, in_path: bool);
+        /// `EvtDeviceArmWakeFromS0` (DSP-38).
+        arm_wake_from_s0 => ArmWakeFromS0, ARM_WAKE_FROM_S0();
+        /// `EvtDeviceArmWakeFromSxWithReason` (DSP-41).
+        arm_wake_from_sx_with_reason => ArmWakeFromSxWithReason, ARM_WAKE_FROM_SX_WITH_REASON(device_wake_enabled: bool, children_armed_for_wake: bool);
+    }
+
+    void_callbacks! {
+        /// `EvtDeviceSelfManagedIoFlush` (DSP-29).
+        self_managed_io_flush => SelfManagedIoFlush, SELF_MANAGED_IO_FLUSH();
+        /// `EvtDeviceSelfManagedIoCleanup` (DSP-28).
+        self_managed_io_cleanup => SelfManagedIoCleanup, SELF_MANAGED_IO_CLEANUP();
+        /// `EvtDeviceSurpriseRemoval` (DSP-33).
+        surprise_removal => SurpriseRemoval, SURPRISE_REMOVAL();
+        /// `EvtDeviceRelationsQuery` (DSP-36).
+        relations_query => RelationsQuery, RELATIONS_QUERY(relation: RelationType);
+        /// `EvtDeviceDisarmWakeFromS0` (DSP-39).
+        disarm_wake_from_s0 => DisarmWakeFromS0, DISARM_WAKE_FROM_S0();
+        /// `EvtDeviceWakeFromS0Triggered` (DSP-40).
+        wake_from_s0_triggered => WakeFromS0Triggered, WAKE_FROM_S0_TRIGGERED();
+        /// `EvtDeviceDisarmWakeFromSx` (DSP-42).
+        disarm_wake_from_sx => DisarmWakeFromSx, DISARM_WAKE_FROM_SX();
+        /// `EvtDeviceWakeFromSxTriggered` (DSP-43).
+        wake_from_sx_triggered => WakeFromSxTriggered, WAKE_FROM_SX_TRIGGERED();
+    }
+
+    request_callbacks! {
+        /// `EvtIoRead` (DSP-47): first taker wins.
+        queue_io_read => QueueIoRead, QUEUE_IO_READ(queue: &Opaque, request: &Opaque, length: usize);
+        /// `EvtIoWrite` (DSP-48): first taker wins.
+        queue_io_write => QueueIoWrite, QUEUE_IO_WRITE(queue: &Opaque, request: &Opaque, length: usize);
+        /// `EvtIoDeviceControl` (DSP-26): first taker wins.
+        device_io_control => DeviceIoControl, DEVICE_IO_CONTROL(request: &IoctlRequest<'_>);
+        /// `EvtIoInternalDeviceControl` (DSP-27): first taker wins.
+        internal_device_io_control => InternalDeviceIoControl, INTERNAL_DEVICE_IO_CONTROL(request: &IoctlRequest<'_>);
+        /// `EvtDeviceFileCreate` (DSP-44): first taker wins.
+        file_create => FileCreate, FILE_CREATE(device: &Opaque, request: &Opaque, file: &Opaque);
+        /// `EvtFileCleanup` (DSP-45): first taker wins.
+        file_cleanup => FileCleanup, FILE_CLEANUP(file: &Opaque);
+        /// `EvtFileClose` (DSP-46): first taker wins.
+        file_close => FileClose, FILE_CLOSE(file: &Opaque);
+    }
+
+    /// The collection cleanup: closes every Module (last to first, parent first; dynamic Modules
+    /// parented to the device too) and then destroys them (first to first, children first), each
+    /// exactly once. Also run on drop.
+    pub fn destroy(&self) {
+        if self.destroyed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let dynamic = core::mem::take(&mut *self.dynamic.lock());
+        for object in dynamic.iter().rev() {
+            ModuleObject::close_tree(object);
+            ModuleObject::destroy_tree(object);
+        }
+        for object in self.modules.iter().rev() {
+            ModuleObject::close_tree(object);
+        }
+        for object in &*self.modules {
+            ModuleObject::destroy_tree(object);
+        }
+    }
+}
+
+impl Drop for ModuleCollection {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}

@@ -1,0 +1,436 @@
+//! The Module object: the framework-internal, `Arc`-shared instance behind every typed handle.
+//!
+//! # Design
+//!
+//! C DMF's `DMF_OBJECT` (dmf-upstream §2.2) becomes [`ModuleObject`]. Everything a Module author
+//! must not see directly lives here, type-erased so one object type serves every Module:
+//!
+//! - the descriptor (`&'static`, generated as a `const` by `#[dmf_module]`);
+//! - the callbacks, as a zero-sized boxed [`Shim`](super::callbacks) (no allocation);
+//! - one erased *cell* holding the private copy of the config (MOD-21, Top 25 #14), the context
+//!   behind the Module's own lock (MOD-22, MOD-80) and its auxiliary locks (MOD-81). The cell's type
+//!   includes a private *key* type generated per Module, so only code that can name the key — the
+//!   Module's own Rust module — can open it (invariant 5);
+//! - the state machine (Created → Opening → Opened → Closing → Closed → Opening … → Destroying →
+//!   Destroyed) as an atomic, so open/close/destroy are each once-only under races (C DMF's
+//!   close-once guard, §2.6);
+//! - "opened during" / "registered during" as enums ([`OpenedDuring`]), so a failing phase closes
+//!   exactly what it opened (§2.4 failure cleanup);
+//! - the rundown that gates Methods (invariant 4): `open` re-arms it, `close` waits on it;
+//! - the static children (fixed at creation, so dispatch walks them without a lock), a weak parent
+//!   link, the device-wide shared data (filter flag, feature Modules), and, behind one spin lock,
+//!   the dynamic children and the optional in-flight trace ring (MOD-30 `InFlightRecorderSize`).
+//!
+//! # Open and close (MOD-52, MOD-53, MOD-62, MOD-63, Top 25 #7, #10)
+//!
+//! `open`: Created/Closed → Opening; client `OnDeviceNotificationOpen` (may veto); Module `open`;
+//! rundown re-armed; → Opened; client `PostOpen`. A failure returns the Module to its previous
+//! state with Methods still refused. `close`: Opened → Closing (a second closer returns at once);
+//! client `PreClose` (Methods still work, as in C DMF's code); rundown wait (new Method calls fail
+//! with `STATUS_INVALID_DEVICE_STATE`, calls in flight finish); Module `close`; → Closed; client
+//! `OnDeviceNotificationClose`.
+
+use alloc::boxed::Box;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::any::{Any, TypeId};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use super::callbacks::DynCallbacks;
+use super::descriptor::{CallbackSet, ModuleDescriptor};
+use super::Feature;
+use crate::platform::RundownRef;
+use crate::status::NtResult;
+use crate::sync::{LockKind, ModuleLock};
+
+/// The life-cycle state of a Module (MOD-03).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ModuleState {
+    /// Created (DMF resources allocated), never opened.
+    Created = 1,
+    /// Open is running.
+    Opening = 2,
+    /// Open; Methods may be called.
+    Opened = 3,
+    /// Close has begun; new Method calls fail.
+    Closing = 4,
+    /// Closed; it may be opened again.
+    Closed = 5,
+    /// Destroy is running.
+    Destroying = 6,
+    /// Destroyed; nothing may be called.
+    Destroyed = 7,
+}
+
+impl ModuleState {
+    fn from_u8(v: u8) -> ModuleState {
+        match v {
+            1 => ModuleState::Created,
+            2 => ModuleState::Opening,
+            3 => ModuleState::Opened,
+            4 => ModuleState::Closing,
+            5 => ModuleState::Closed,
+            6 => ModuleState::Destroying,
+            _ => ModuleState::Destroyed,
+        }
+    }
+}
+
+/// When a Module was opened (or registered for notifications): C DMF's `ModuleOpenedDuring`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OpenedDuring {
+    /// Not open (not registered).
+    Nothing = 0,
+    /// By the Module itself (`notification_open`, a NOTIFY Module).
+    Manual = 1,
+    /// Right after creation.
+    Create = 2,
+    /// In PrepareHardware.
+    PrepareHardware = 3,
+    /// In D0Entry.
+    D0Entry = 4,
+    /// In D0Entry on system power-up.
+    D0EntrySystemPowerUp = 5,
+}
+
+impl OpenedDuring {
+    fn from_u8(v: u8) -> OpenedDuring {
+        match v {
+            1 => OpenedDuring::Manual,
+            2 => OpenedDuring::Create,
+            3 => OpenedDuring::PrepareHardware,
+            4 => OpenedDuring::D0Entry,
+            5 => OpenedDuring::D0EntrySystemPowerUp,
+            _ => OpenedDuring::Nothing,
+        }
+    }
+}
+
+/// A client event callback, erased: it rebuilds the typed handle from the object.
+pub(crate) type ObjectFn = Box<dyn Fn(&Arc<ModuleObject>) -> NtResult<()> + Send + Sync>;
+
+/// `DMF_MODULE_EVENT_CALLBACKS` (MOD-25), erased.
+#[derive(Default)]
+pub(crate) struct EventCallbacks {
+    pub(crate) notification_open: Option<ObjectFn>,
+    pub(crate) post_open: Option<ObjectFn>,
+    pub(crate) pre_close: Option<ObjectFn>,
+    pub(crate) notification_close: Option<ObjectFn>,
+}
+
+/// Device-wide data every Module of a collection shares.
+pub(crate) struct DeviceShared {
+    pub(crate) filter: bool,
+    pub(crate) features: ModuleLock<Vec<(Feature, Weak<ModuleObject>)>>,
+}
+
+/// One in-flight trace entry: a static event name and an argument.
+pub type TraceEntry = (&'static str, u64);
+
+pub(crate) struct TraceRing {
+    entries: Vec<TraceEntry>,
+    next: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Mutable {
+    pub(crate) dynamic_children: Vec<Arc<ModuleObject>>,
+    pub(crate) trace: Option<TraceRing>,
+}
+
+pub(crate) const FLAG_DYNAMIC: u8 = 1;
+pub(crate) const FLAG_PASSIVE: u8 = 2;
+
+/// The Module object (see the module docs).
+pub struct ModuleObject {
+    pub(crate) descriptor: &'static ModuleDescriptor,
+    pub(crate) handle_type: TypeId,
+    pub(crate) callbacks: Box<dyn DynCallbacks>,
+    pub(crate) cell: Box<dyn Any + Send + Sync>,
+    pub(crate) rundown: RundownRef,
+    pub(crate) children: Box<[Arc<ModuleObject>]>,
+    pub(crate) parent: Weak<ModuleObject>,
+    pub(crate) this: Weak<ModuleObject>,
+    pub(crate) device: Option<Arc<DeviceShared>>,
+    pub(crate) events: Option<Box<EventCallbacks>>,
+    pub(crate) mutable: ModuleLock<Mutable>,
+    pub(crate) id: u32,
+    state: AtomicU8,
+    opened_during: AtomicU8,
+    registered_during: AtomicU8,
+    pub(crate) flags: u8,
+    pub(crate) transport: Option<u8>,
+}
+
+impl core::fmt::Debug for ModuleObject {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Module")
+            .field("name", &self.descriptor.name)
+            .field("state", &self.state())
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleObject {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        descriptor: &'static ModuleDescriptor,
+        handle_type: TypeId,
+        callbacks: Box<dyn DynCallbacks>,
+        cell: Box<dyn Any + Send + Sync>,
+        this: Weak<ModuleObject>,
+        parent: Weak<ModuleObject>,
+        device: Option<Arc<DeviceShared>>,
+        events: Option<Box<EventCallbacks>>,
+        mutable: ModuleLock<Mutable>,
+        flags: u8,
+        id: u32,
+    ) -> ModuleObject {
+        ModuleObject {
+            descriptor,
+            handle_type,
+            callbacks,
+            cell,
+            rundown: RundownRef::new_run_down(),
+            children: Box::new([]),
+            parent,
+            this,
+            device,
+            events,
+            mutable,
+            id,
+            state: AtomicU8::new(ModuleState::Created as u8),
+            opened_during: AtomicU8::new(0),
+            registered_during: AtomicU8::new(0),
+            flags,
+            transport: None,
+        }
+    }
+
+    /// The lock-protected mutable part for a Module with `descriptor`.
+    pub(crate) fn new_mutable(descriptor: &ModuleDescriptor) -> NtResult<ModuleLock<Mutable>> {
+        let trace = (descriptor.trace_capacity > 0).then(|| TraceRing {
+            entries: Vec::with_capacity(usize::from(descriptor.trace_capacity)),
+            next: 0,
+        });
+        ModuleLock::new(
+            LockKind::Spin,
+            Mutable {
+                dynamic_children: Vec::new(),
+                trace,
+            },
+        )
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ModuleState {
+        ModuleState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn opened_during(&self) -> OpenedDuring {
+        OpenedDuring::from_u8(self.opened_during.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn registered_during(&self) -> OpenedDuring {
+        OpenedDuring::from_u8(self.registered_during.load(Ordering::Acquire))
+    }
+
+    #[inline]
+    pub(crate) fn implements(&self, callback: CallbackSet) -> bool {
+        self.descriptor.callbacks.intersects(callback)
+    }
+
+    pub(crate) fn is_dynamic(&self) -> bool {
+        self.flags & FLAG_DYNAMIC != 0
+    }
+
+    /// Records an in-flight trace entry (no-op without a trace ring).
+    pub(crate) fn trace(&self, event: &'static str, argument: u64) {
+        if self.descriptor.trace_capacity == 0 {
+            return;
+        }
+        let mut m = self.mutable.lock();
+        if let Some(ring) = m.trace.as_mut() {
+            let cap = usize::from(self.descriptor.trace_capacity);
+            if ring.entries.len() < cap {
+                ring.entries.push((event, argument));
+            } else {
+                ring.entries[ring.next] = (event, argument);
+            }
+            ring.next = (ring.next + 1) % cap;
+        }
+    }
+
+    /// The trace ring, oldest first.
+    pub(crate) fn trace_snapshot(&self) -> Vec<TraceEntry> {
+        let m = self.mutable.lock();
+        match m.trace.as_ref() {
+            None => Vec::new(),
+            Some(ring) => {
+                let (a, b) = if ring.entries.len() < usize::from(self.descriptor.trace_capacity) {
+                    (&ring.entries[..], &[][..])
+                } else {
+                    let (b, a) = ring.entries.split_at(ring.next);
+                    (a, b)
+                };
+                a.iter().chain(b).copied().collect()
+            }
+        }
+    }
+
+    fn event(
+        this: &Arc<ModuleObject>,
+        pick: fn(&EventCallbacks) -> Option<&ObjectFn>,
+    ) -> NtResult<()> {
+        match this.events.as_deref().and_then(pick) {
+            Some(f) => f(this),
+            None => Ok(()),
+        }
+    }
+
+    /// `DMF_Internal_Open` on this one Module (not its children).
+    pub(crate) fn open(this: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
+        let previous = this.state.load(Ordering::Acquire);
+        if previous != ModuleState::Created as u8 && previous != ModuleState::Closed as u8 {
+            return Err(crate::NtStatus::INVALID_DEVICE_STATE);
+        }
+        if this
+            .state
+            .compare_exchange(
+                previous,
+                ModuleState::Opening as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return Err(crate::NtStatus::INVALID_DEVICE_STATE);
+        }
+        let result = Self::event(this, |e| e.notification_open.as_ref()).and_then(|()| {
+            if this.implements(CallbackSet::OPEN) {
+                this.callbacks.open(this)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(status) = result {
+            this.trace("open failed", u64::from(status.to_bits()));
+            this.state.store(previous, Ordering::Release);
+            return Err(status);
+        }
+        // INVARIANT: nobody waits on a Module that is not open, so re-arming cannot be refused.
+        let rearmed = this.rundown.reinitialize();
+        debug_assert!(rearmed.is_ok());
+        this.opened_during.store(during as u8, Ordering::Release);
+        this.state
+            .store(ModuleState::Opened as u8, Ordering::Release);
+        this.trace("open", during as u64);
+        let _ = Self::event(this, |e| e.post_open.as_ref());
+        Ok(())
+    }
+
+    /// `DMF_Internal_Close` on this one Module; returns `false` if it was not open (close-once).
+    pub(crate) fn close(this: &Arc<ModuleObject>) -> bool {
+        if this
+            .state
+            .compare_exchange(
+                ModuleState::Opened as u8,
+                ModuleState::Closing as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        let _ = Self::event(this, |e| e.pre_close.as_ref());
+        this.rundown.wait_for_release();
+        if this.implements(CallbackSet::CLOSE) {
+            this.callbacks.close(this);
+        }
+        this.opened_during.store(0, Ordering::Release);
+        this.state
+            .store(ModuleState::Closed as u8, Ordering::Release);
+        this.trace("close", 0);
+        let _ = Self::event(this, |e| e.notification_close.as_ref());
+        true
+    }
+
+    /// NotificationRegister on this one Module.
+    pub(crate) fn register(this: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
+        if this.registered_during() != OpenedDuring::Nothing {
+            return Ok(());
+        }
+        if this.implements(CallbackSet::NOTIFICATION_REGISTER) {
+            this.callbacks.notification_register(this)?;
+        }
+        this.registered_during
+            .store(during as u8, Ordering::Release);
+        this.trace("register", during as u64);
+        Ok(())
+    }
+
+    /// NotificationUnregister on this one Module, then close it if its notification left it open.
+    pub(crate) fn unregister(this: &Arc<ModuleObject>) {
+        if this.registered_during.swap(0, Ordering::AcqRel) == 0 {
+            return;
+        }
+        if this.implements(CallbackSet::NOTIFICATION_UNREGISTER) {
+            this.callbacks.notification_unregister(this);
+        }
+        this.trace("unregister", 0);
+        Self::close(this);
+    }
+
+    /// Closes (parent first, children backward) and unregisters the whole tree, dynamic children
+    /// included: the first half of destruction.
+    pub(crate) fn close_tree(this: &Arc<ModuleObject>) {
+        Self::unregister(this);
+        Self::close(this);
+        let dynamic = core::mem::take(&mut this.mutable.lock().dynamic_children);
+        for child in dynamic.iter().rev() {
+            Self::close_tree(child);
+            Self::destroy_tree(child);
+        }
+        for child in this.children.iter().rev() {
+            Self::close_tree(child);
+        }
+    }
+
+    /// Destroys the tree, children first, each Module exactly once (MOD-56, Top 25 #15).
+    pub(crate) fn destroy_tree(this: &Arc<ModuleObject>) {
+        for child in &*this.children {
+            Self::destroy_tree(child);
+        }
+        let mut current = this.state.load(Ordering::Acquire);
+        loop {
+            if current != ModuleState::Created as u8 && current != ModuleState::Closed as u8 {
+                return;
+            }
+            match this.state.compare_exchange(
+                current,
+                ModuleState::Destroying as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        if this.implements(CallbackSet::DESTROY) {
+            this.callbacks.destroy(this);
+        }
+        this.trace("destroy", 0);
+        this.state
+            .store(ModuleState::Destroyed as u8, Ordering::Release);
+    }
+
+    /// Marks a Module whose creation failed half-way as destroyed without calling it.
+    pub(crate) fn discard(&self) {
+        self.state
+            .store(ModuleState::Destroyed as u8, Ordering::Release);
+    }
+}
