@@ -82,8 +82,10 @@ pub mod interface;
 pub mod object;
 pub mod pnp;
 
+pub mod io;
+
 pub use exec::clock::ClockMode;
 pub use exec::irql::Irql;
-pub use machine::{Machine, MachineBuilder, MachineGuard};
+pub use machine::{Machine, MachineBuilder, MachineGuard, QueuesPaused};
 pub use status::Status;
 pub use verifier::{Rule, VerifierMode, Violation};

@@ -252,10 +252,11 @@ fn service_loop(core: &Arc<Core>, uid: u64, name: &str, queue: Queue) {
         let st = core.sched.lock();
         let (mut st, _) = core.sched.block_until(st, None, &mut |st| {
             st.shutdown
-                || match queue {
-                    Queue::Dpc => !st.dpc_queue.is_empty(),
-                    Queue::Work => !st.work_queue.is_empty(),
-                }
+                || (st.paused == 0
+                    && match queue {
+                        Queue::Dpc => !st.dpc_queue.is_empty(),
+                        Queue::Work => !st.work_queue.is_empty(),
+                    })
         });
         if st.shutdown {
             break;
@@ -280,6 +281,27 @@ fn service_loop(core: &Arc<Core>, uid: u64, name: &str, queue: Queue) {
         core.sched.wake_all(&mut st);
     }
     context::pop_binding(core.id);
+}
+
+/// Holds the machine's DPC and work-item queues while alive; see [`Machine::pause_queues`].
+#[must_use = "the queues resume as soon as the guard drops"]
+pub struct QueuesPaused {
+    machine: Machine,
+}
+
+impl Drop for QueuesPaused {
+    fn drop(&mut self) {
+        let sched = &self.machine.0.core.sched;
+        let mut st = sched.lock();
+        st.paused -= 1;
+        sched.wake_all(&mut st);
+    }
+}
+
+impl std::fmt::Debug for QueuesPaused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuesPaused").finish_non_exhaustive()
+    }
 }
 
 impl Default for Machine {
@@ -358,6 +380,18 @@ impl Machine {
     /// within a minute of real time (a busy loop), naming it.
     pub fn settle(&self) {
         self.0.core.sched.settle();
+    }
+
+    /// Holds DPC and work-item dispatch until the returned guard drops: queued DPCs and work items
+    /// stay queued (a test can build a backlog deterministically, as on a busy machine whose
+    /// workers have not been scheduled yet). While paused, [`settle`](Self::settle) and
+    /// [`advance`](Self::advance) do not wait for the queues to drain. Guards nest.
+    pub fn pause_queues(&self) -> QueuesPaused {
+        let mut st = self.0.core.sched.lock();
+        st.paused += 1;
+        QueuesPaused {
+            machine: self.clone(),
+        }
     }
 
     /// Moves virtual time forward by `d`: settles, then fires every deadline ≤ now + d in time

@@ -43,6 +43,33 @@ fn work_items_run_fifo_at_passive_and_are_not_queued_twice() {
 }
 
 #[test]
+fn paused_queues_hold_work_items_and_dpcs_until_the_guard_drops() {
+    let machine = Machine::new();
+    let runs = Arc::new(AtomicU32::new(0));
+    let (r1, r2) = (Arc::clone(&runs), Arc::clone(&runs));
+    let work = WorkItem::new(&machine, "w", move |_| {
+        r1.fetch_add(1, Ordering::SeqCst);
+    });
+    let dpc = Dpc::new(&machine, "d", move |_| {
+        r2.fetch_add(10, Ordering::SeqCst);
+    });
+    let outer = machine.pause_queues();
+    let inner = machine.pause_queues();
+    assert!(work.enqueue());
+    assert!(dpc.enqueue());
+    machine.settle();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "nothing runs while paused");
+    assert!(!work.enqueue(), "still queued: coalesced");
+    drop(inner);
+    machine.settle();
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "guards nest");
+    drop(outer);
+    machine.settle();
+    assert_eq!(runs.load(Ordering::SeqCst), 11);
+}
+
+#[test]
 fn dpc_is_coalesced_when_already_queued() {
     let machine = Machine::new();
     let runs = Arc::new(AtomicU32::new(0));

@@ -75,6 +75,9 @@ pub(crate) struct SchedState {
     seq: u64,
     generation: u64,
     holds: u32,
+    /// Number of live [`QueuesPaused`](crate::QueuesPaused) guards: while non-zero, the DPC and
+    /// worker threads take nothing from their queues.
+    pub(crate) paused: u32,
     pub(crate) shutdown: bool,
     pub(crate) crash: Option<String>,
 }
@@ -127,6 +130,7 @@ impl Sched {
                 seq: 0,
                 generation: 0,
                 holds: 0,
+                paused: 0,
                 shutdown: false,
                 crash: None,
             }),
@@ -287,8 +291,7 @@ impl Sched {
 
     /// True if every bound thread other than `except` is blocked and both queues are empty.
     fn quiescent(st: &SchedState, except: Option<u64>) -> bool {
-        st.dpc_queue.is_empty()
-            && st.work_queue.is_empty()
+        (st.paused > 0 || (st.dpc_queue.is_empty() && st.work_queue.is_empty()))
             && st
                 .threads
                 .iter()

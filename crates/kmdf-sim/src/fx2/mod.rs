@@ -29,6 +29,7 @@
 //! ```
 
 pub mod board;
+pub mod driver;
 pub mod ioctl;
 pub mod usb;
 

@@ -1,0 +1,458 @@
+//! The I/O layer: requests, queues, file objects, I/O targets and simulated applications.
+//!
+//! # Design
+//!
+//! A request ([`Request`]) is one I/O operation — an IRP — travelling through a device stack.
+//! Its state lives in a shared core; a [`Request`] value is a *handle* to it, owned by whoever
+//! holds it (the framework hands a fresh handle to each driver callback that receives the
+//! request). Completion consumes the handle. A handle remembers the stack depth it was issued
+//! at, so a stale handle — a second completion, or a completion by a driver that already passed
+//! the request on — is caught by the verifier ([`Rule::RequestCompletedTwice`]).
+//!
+//! ## The path of a request
+//!
+//! 1. An [`Application`] (the I/O manager side) opens a handle on a device
+//!    interface — a create request carrying a new [`FileObject`] goes to the **top** of the
+//!    interface's device stack — and then issues reads, writes and IOCTLs. The I/O manager
+//!    checks the access bits of an IOCTL code against the access granted to the handle
+//!    (kmdf-sequences §10.2, [K12]) before sending anything.
+//! 2. Entering a device ([`Device`]), a request first meets any test-injected [`IoFault`], then
+//!    the device's routing (kmdf-sequences §6.2, [W13], [D25], [D34]): creates, cleanups and
+//!    closes go to the file-object callbacks ([`FileConfig`]); other types to the queue set with
+//!    [`Device::configure_request_dispatching`], else to the default queue. With no queue, a
+//!    function driver's framework completes the request with `STATUS_INVALID_DEVICE_REQUEST`
+//!    while a filter's framework forwards it to the next lower driver.
+//! 3. A [`Queue`] presents requests to the driver per its dispatch type (§6.1, [W12]), holds
+//!    them while stopped or — power-managed — while the device is out of D0 (§6.3, [W10],
+//!    [W11], [W14]), and calls `EvtIoStop` / `EvtIoResume` through the PnP engine's power hooks
+//!    ([`DevicePowerHook`]).
+//! 4. The driver completes the request, parks it (another queue, its own context), or sends it
+//!    down through an [`IoTarget`] (§6.8, [D31]–[D33]): the device's local target reaches the
+//!    next lower device of the stack (at the bottom: the bus driver of the PDO, which succeeds
+//!    creates, cleanups and closes and fails everything else with
+//!    `STATUS_INVALID_DEVICE_REQUEST`); a remote target reaches the top of another stack opened
+//!    by a device-interface symbolic link (§7, [W16], [D35]–[D39]).
+//! 5. Completion unwinds the stack: each layer that set a completion routine gets the request
+//!    back (and must complete it); layers without one are completed by the framework; layers
+//!    that used send-and-forget are skipped. The last completion reaches the origin — the
+//!    application's pending operation, or the completion routine of a driver-created request.
+//!
+//! ## Threads and IRQL
+//!
+//! Everything runs on the thread that caused it: an application's thread delivers its own
+//! request into the driver at `PASSIVE_LEVEL`; a completion from a DPC delivers the next request
+//! of a sequential queue at `DISPATCH_LEVEL` (both are allowed: `EvtIo*` run at ≤
+//! `DISPATCH_LEVEL`, [D24]). Each queue has one dispatcher at a time, so a completion made from
+//! inside `EvtIoRead` does not nest the next `EvtIoRead`; it is presented when the first returns.
+//! Routine IRQL limits of kmdf-sequences §5.2 are checked with
+//! [`require_max_irql`](crate::exec::require_max_irql).
+//!
+//! ## Removal rule (kmdf-sequences §6.5 leaves it open)
+//!
+//! * Leaving D0 for removal (`EvtIoStop` with [`StopAction::Purge`](crate::pnp::StopAction)):
+//!   power-managed queues stop, undelivered requests are completed with `STATUS_CANCELLED`, new
+//!   arrivals are completed with `STATUS_INVALID_DEVICE_STATE` (the `WdfIoQueuePurge` rule, [D26]),
+//!   and the framework waits until each delivered request is completed or stop-acknowledged.
+//! * When the device is torn down (after `EvtDeviceSelfManagedIoFlush`/`Cleanup` — so a driver can
+//!   still complete parked requests there, as the FX2 sample does with `STATUS_DEVICE_REMOVED`):
+//!   every queue is purged the same way, the local I/O target is closed (its queued requests
+//!   cancelled, sent ones cancelled), and every request the driver still owns is a
+//!   [`Rule::RequestPendingAtTeardown`] violation; the framework then completes it with
+//!   `STATUS_CANCELLED` so that the application is not left hanging.
+//! * A request sent to a device that is already torn down (an application handle left open
+//!   after an unplug) is completed with `STATUS_DEVICE_REMOVED` without reaching any driver.
+//!
+//! ## Modules
+//!
+//! * [`request`] — [`Request`], parameters, buffers, completion, cancellation, forwarding,
+//!   driver-created requests and reuse;
+//! * [`queue`] — [`Queue`], [`QueueConfig`], dispatching and power management;
+//! * [`file`](mod@file) — [`FileObject`], [`FileConfig`];
+//! * [`target`] — [`IoTarget`], send options, remote targets and their PnP notifications;
+//! * [`app`] — [`Application`], handles and overlapped operations;
+//! * fault injection — [`IoFault`], [`inject_fault`], [`IoTarget::inject_fault`].
+//!
+//! [K12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/defining-i-o-control-codes
+//! [W10]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-power-managed-i-o-queues
+//! [W11]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-management-for-i-o-queues
+//! [W12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/dispatching-methods-for-i-o-requests
+//! [W13]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/creating-i-o-queues
+//! [W14]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
+//! [W16]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-a-general-i-o-target-s-state
+//! [D24]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_read
+//! [D25]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/ns-wdfio-_wdf_io_queue_config
+//! [D26]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nf-wdfio-wdfioqueuepurge
+//! [D31]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestsend
+//! [D33]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestformatrequestusingcurrenttype
+//! [D34]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdffdo/nf-wdffdo-wdffdoinitsetfilter
+//! [D35]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdfiotargetopen
+//! [D39]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_complete
+//! [`Application`]: app::Application
+//! [`DevicePowerHook`]: crate::device::DevicePowerHook
+//! [`Rule::RequestCompletedTwice`]: crate::verifier::Rule::RequestCompletedTwice
+//! [`Rule::RequestPendingAtTeardown`]: crate::verifier::Rule::RequestPendingAtTeardown
+
+pub mod app;
+pub mod file;
+pub mod queue;
+pub mod request;
+pub mod target;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crate::device::{lock, Device, DeviceInit, DevicePowerHook};
+use crate::exec::{DriverScope, Timer, TimerConfig};
+use crate::object::MachineRef;
+use crate::pnp::StopAction;
+use crate::status::Status;
+use crate::trace::TraceKind;
+
+pub use app::{Access, AppConfig, Application, Handle, IoResult, PendingIo};
+pub use file::{FileConfig, FileObject};
+pub use queue::{DispatchType, Queue, QueueConfig, QueueStatus, StopFlags};
+pub use request::{
+    CompletionParams, Request, RequestParameters, RequestType, RequestorMode, SendOptions,
+};
+pub use target::{IoTarget, OpenParams, TargetState, TargetStopAction};
+
+use request::ReqCore;
+
+/// The driver name the framework's own work (faults, the I/O manager) is attributed to.
+pub(crate) const IO_MANAGER: &str = "I/O manager";
+
+/// What an injected fault does to a request (see [`inject_fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoFault {
+    /// The request is completed at once with this status, as if the driver below had failed it.
+    Fail(Status),
+    /// The request is held for this much virtual time, then continues on its way (a slow lower
+    /// driver). Cancelling it meanwhile completes it with `STATUS_CANCELLED`.
+    Delay(Duration),
+}
+
+/// A fault with its filter: which request type it applies to and how many times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoFaultSpec {
+    /// The fault.
+    pub fault: IoFault,
+    /// Only requests of this type (`None`: every type).
+    pub only: Option<RequestType>,
+    /// How many requests it applies to (`None`: every one until cleared).
+    pub times: Option<u32>,
+}
+
+impl IoFaultSpec {
+    /// Fail every request with `status`.
+    pub fn fail(status: Status) -> Self {
+        IoFaultSpec {
+            fault: IoFault::Fail(status),
+            only: None,
+            times: None,
+        }
+    }
+
+    /// Hold every request for `delay` of virtual time.
+    pub fn delay(delay: Duration) -> Self {
+        IoFaultSpec {
+            fault: IoFault::Delay(delay),
+            only: None,
+            times: None,
+        }
+    }
+
+    /// Only requests of `kind`.
+    #[must_use]
+    pub fn only(mut self, kind: RequestType) -> Self {
+        self.only = Some(kind);
+        self
+    }
+
+    /// Only the next `n` matching requests.
+    #[must_use]
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+}
+
+/// Takes the first matching fault of `faults` (counting down `times`).
+pub(crate) fn take_fault(faults: &Mutex<Vec<IoFaultSpec>>, kind: RequestType) -> Option<IoFault> {
+    let mut f = lock(faults);
+    let pos = f.iter().position(|s| s.only.is_none_or(|k| k == kind))?;
+    let spec = &mut f[pos];
+    let fault = spec.fault;
+    if let Some(n) = spec.times.as_mut() {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            f.remove(pos);
+        }
+    }
+    Some(fault)
+}
+
+/// Applies `fault` to a request entering a layer; `then` continues it after a delay.
+pub(crate) fn apply_fault(
+    core: &Arc<ReqCore>,
+    fault: IoFault,
+    where_: &str,
+    then: Box<dyn FnOnce(Arc<ReqCore>) + Send>,
+) {
+    core.trace(&format!("fault injected at {where_}: {fault:?}"));
+    match fault {
+        IoFault::Fail(s) => request::complete_from_below(core, s, 0),
+        IoFault::Delay(d) => {
+            let Some(machine) = core.machine.machine() else {
+                return;
+            };
+            let weak = Arc::downgrade(core);
+            let timer = {
+                let _scope = DriverScope::enter(IO_MANAGER);
+                Timer::new(
+                    &machine,
+                    TimerConfig::one_shot("I/O fault delay"),
+                    move |_t| {
+                        if let Some(core) = weak.upgrade() {
+                            if let Some(next) = request::end_delay(&core) {
+                                next(core);
+                            }
+                        }
+                    },
+                )
+            };
+            let Ok(timer) = timer else {
+                then(Arc::clone(core));
+                return;
+            };
+            timer.start(d);
+            request::begin_delay(core, timer, then);
+        }
+    }
+}
+
+/// Init-time I/O settings stored in the [`DeviceInit`] (moved to the device at
+/// `WdfDeviceCreate`).
+#[derive(Default)]
+pub(crate) struct IoInit {
+    pub(crate) file: Option<FileConfig>,
+}
+
+/// `WdfDeviceInitSetFileObjectConfig`: the file-object callbacks of the device being built.
+pub fn set_file_object_config(init: &mut DeviceInit, config: FileConfig) {
+    init.extension_mut::<IoInit>().file = Some(config);
+}
+
+/// Per-device I/O state (a device extension).
+#[derive(Default)]
+pub(crate) struct IoState {
+    hooked: AtomicBool,
+    pub(crate) removed: AtomicBool,
+    pub(crate) queues: Mutex<Vec<Arc<queue::QueueCore>>>,
+    pub(crate) default_queue: Mutex<Option<Arc<queue::QueueCore>>>,
+    pub(crate) routes: Mutex<HashMap<RequestType, Arc<queue::QueueCore>>>,
+    pub(crate) local_target: Mutex<Option<IoTarget>>,
+    pub(crate) tracked: Mutex<Vec<Weak<ReqCore>>>,
+    pub(crate) faults: Mutex<Vec<IoFaultSpec>>,
+}
+
+struct IoHook;
+
+impl DevicePowerHook for IoHook {
+    fn started(&self, device: &Device) {
+        queue::power_started(device);
+    }
+
+    fn stopping(&self, device: &Device, action: StopAction) {
+        queue::power_stopping(device, action);
+    }
+
+    fn removed(&self, device: &Device) {
+        device_removed(device);
+    }
+}
+
+/// The I/O state of `device`, registering the power hook on first use.
+pub(crate) fn io_state(device: &Device) -> Arc<IoState> {
+    let st = device.extension(IoState::default);
+    if !st.hooked.swap(true, Ordering::SeqCst) {
+        device.add_power_hook(Arc::new(IoHook));
+    }
+    st
+}
+
+/// The file-object config of `device`.
+pub(crate) fn file_config(device: &Device) -> Option<FileConfig> {
+    device
+        .get_extension::<IoInit>()
+        .and_then(|i| i.file.clone())
+}
+
+/// Makes `fault` apply to requests entering `device` (before its queues and file callbacks):
+/// the test stands in for a misbehaving or slow driver at that device.
+pub fn inject_fault(device: &Device, fault: IoFaultSpec) {
+    lock(&io_state(device).faults).push(fault);
+}
+
+/// Removes every fault injected on `device`.
+pub fn clear_faults(device: &Device) {
+    lock(&io_state(device).faults).clear();
+}
+
+impl Device {
+    /// `WdfDeviceConfigureRequestDispatching`: requests of `kind` go to `queue` instead of the
+    /// default queue.
+    ///
+    /// Errors: `STATUS_INVALID_PARAMETER` for create/cleanup/close (routed to the file-object
+    /// callbacks here), or a queue of another device.
+    pub fn configure_request_dispatching(
+        &self,
+        queue: &Queue,
+        kind: RequestType,
+    ) -> Result<(), Status> {
+        if matches!(
+            kind,
+            RequestType::Create | RequestType::Cleanup | RequestType::Close
+        ) || queue.device().as_ref() != Some(self)
+        {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        lock(&io_state(self).routes).insert(kind, Arc::clone(&queue.0));
+        Ok(())
+    }
+
+    /// `WdfDeviceGetDefaultQueue`.
+    pub fn default_queue(&self) -> Option<Queue> {
+        lock(&io_state(self).default_queue).clone().map(Queue)
+    }
+
+    /// `WdfDeviceGetIoTarget`: the local I/O target — the next lower driver of the stack.
+    pub fn io_target(&self) -> IoTarget {
+        let st = io_state(self);
+        let mut t = lock(&st.local_target);
+        t.get_or_insert_with(|| IoTarget::local(self)).clone()
+    }
+
+    /// The device's queues, in creation order.
+    pub fn queues(&self) -> Vec<Queue> {
+        lock(&io_state(self).queues)
+            .iter()
+            .cloned()
+            .map(Queue)
+            .collect()
+    }
+}
+
+/// A request enters `device` (from the I/O manager or a driver above).
+pub(crate) fn dispatch_to_device(device: &Device, core: &Arc<ReqCore>) {
+    let st = io_state(device);
+    let kind = core.kind();
+    if let Some(fault) = take_fault(&st.faults, kind) {
+        let dev = device.clone();
+        apply_fault(
+            core,
+            fault,
+            device.name(),
+            Box::new(move |core| dispatch_inner(&dev, &core)),
+        );
+        return;
+    }
+    dispatch_inner(device, core);
+}
+
+fn dispatch_inner(device: &Device, core: &Arc<ReqCore>) {
+    let st = io_state(device);
+    request::push_layer(core, device);
+    lock(&st.tracked).push(Arc::downgrade(core));
+    if st.removed.load(Ordering::SeqCst) || device.object().is_deleted() {
+        request::complete_layer(core, Status::DEVICE_REMOVED, 0);
+        return;
+    }
+    let kind = core.kind();
+    match kind {
+        RequestType::Create | RequestType::Cleanup | RequestType::Close => {
+            file::dispatch(device, core, kind);
+        }
+        _ => {
+            let q = lock(&st.routes)
+                .get(&kind)
+                .cloned()
+                .or_else(|| lock(&st.default_queue).clone());
+            match q {
+                Some(q) => queue::enqueue(&q, core, false),
+                None if device.is_filter() => forward_down(device, core),
+                None => request::complete_layer(core, Status::INVALID_DEVICE_REQUEST, 0),
+            }
+        }
+    }
+}
+
+/// The framework forwards a request it does not handle to the next lower driver (filters).
+pub(crate) fn forward_down(device: &Device, core: &Arc<ReqCore>) {
+    request::mark_forget(core);
+    let target = device.io_target();
+    let opts = SendOptions {
+        send_and_forget: true,
+        ignore_target_state: true,
+        timeout: None,
+    };
+    if let Err(s) = target::submit(&target, core, opts) {
+        request::complete_from_below(core, s, 0);
+    }
+}
+
+/// The device is torn down: purge queues, close the local target, flag requests still owned.
+fn device_removed(device: &Device) {
+    let st = io_state(device);
+    st.removed.store(true, Ordering::SeqCst);
+    let local = lock(&st.local_target).clone();
+    if let Some(t) = local {
+        t.close_internal(true);
+    }
+    let queues = lock(&st.queues).clone();
+    for q in &queues {
+        queue::purge_for_removal(q);
+    }
+    let tracked: Vec<Arc<ReqCore>> = lock(&st.tracked)
+        .drain(..)
+        .filter_map(|w| w.upgrade())
+        .collect();
+    for core in tracked {
+        if request::owned_by(&core, device) {
+            let Some(machine) = device.machine() else {
+                continue;
+            };
+            machine.verifier().report_for(
+                crate::verifier::Rule::RequestPendingAtTeardown,
+                device.driver().name(),
+                &core.name(),
+                &format!(
+                    "{} was still owned by the driver when {} was torn down; every request \
+                     must be completed (or cancelled) before removal finishes — the framework \
+                     completes it with STATUS_CANCELLED",
+                    core.name(),
+                    device.name()
+                ),
+            );
+            request::complete_layer(&core, Status::CANCELLED, 0);
+        }
+    }
+}
+
+/// Records an I/O event in the trace of the machine behind `m`.
+pub(crate) fn trace(m: &MachineRef, driver: Option<&str>, object: &str, text: &str) {
+    if let Some(core) = m.core() {
+        core.trace
+            .record_for(TraceKind::Request, driver, object, text);
+    }
+}
+
+/// Wakes every simulator wait of the machine behind `m` to re-check its condition. Must not be
+/// called while holding an I/O-layer mutex (waits read those under the dispatcher lock).
+pub(crate) fn wake(m: &MachineRef) {
+    if let Some(core) = m.core() {
+        let mut st = core.sched.lock();
+        core.sched.wake_all(&mut st);
+    }
+}

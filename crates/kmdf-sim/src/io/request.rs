@@ -1,0 +1,1169 @@
+//! Requests (`WDFREQUEST`): parameters, buffers, completion, cancellation, forwarding.
+//!
+//! # Ownership
+//!
+//! A [`Request`] is a handle. The framework gives the driver one when it presents a request
+//! (`EvtIoRead`, …), when it asks it to stop one (`EvtIoStop`), cancel one (`EvtRequestCancel`)
+//! or hands one back (a completion routine). Completing consumes the handle. A handle is valid
+//! while its driver owns the request at the stack depth the handle was issued at; completing
+//! through a handle that is not — the request was already completed, or passed on — is a
+//! [`Rule::RequestCompletedTwice`] violation
+//! ([D27]). Reading a buffer of a completed request is
+//! [`Rule::DeletedObjectUsed`] ("after completion the
+//! handle is invalid", [D27]).
+//!
+//! # Buffers
+//!
+//! Buffered I/O: reads have an output buffer, writes an input buffer, IOCTLs both
+//! ([`input_buffer`](Request::input_buffer), [`with_output_buffer`](Request::with_output_buffer)).
+//! Asking for a buffer shorter than a minimum, or a zero-length one, fails with
+//! `STATUS_BUFFER_TOO_SMALL`; asking for a buffer the request type does not have fails with
+//! `STATUS_INVALID_DEVICE_REQUEST` (`WdfRequestRetrieveInputBuffer`/`OutputBuffer`).
+//!
+//! # Cancellation ([W15], [D28], [D29], kmdf-sequences §6.6)
+//!
+//! [`mark_cancelable`](Request::mark_cancelable) is `WdfRequestMarkCancelableEx`: it returns
+//! `STATUS_CANCELLED` without calling the routine if the request was already cancelled, and
+//! `STATUS_INVALID_DEVICE_REQUEST` if the driver does not own it or it is already cancelable.
+//! Cancelling an undelivered request completes it with `STATUS_CANCELLED` (or calls the queue's
+//! `EvtIoCanceledOnQueue`); a delivered one runs its cancel routine (at the canceller's IRQL,
+//! ≤ `DISPATCH_LEVEL`) or only sets [`is_canceled`](Request::is_canceled); a request queued in a
+//! stopped target or held by an injected delay is completed with `STATUS_CANCELLED`.
+//!
+//! # Forwarding ([D31], [D32], [D33], kmdf-sequences §6.8)
+//!
+//! [`send`](Request::send) passes the request to an [`IoTarget`]. With a completion routine
+//! ([`set_completion_routine`](Request::set_completion_routine)) the driver gets it back when the
+//! lower driver completes it and must complete it itself. Without one, the framework completes
+//! it on the driver's behalf when the lower driver does (the pass-through case). With
+//! [`SendOptions::send_and_forget`] the driver gives the request up at once: it gets no
+//! `EvtIoStop` and must not complete it (not allowed for driver-created requests or remote
+//! targets: `STATUS_INVALID_PARAMETER`). A send that does not reach the target returns the
+//! failure and leaves the request with the driver, who completes it (`WdfRequestSend` returning
+//! FALSE). [`send_synchronously`](Request::send_synchronously) (PASSIVE only) waits, with an
+//! optional timeout on the virtual clock (on expiry the request is cancelled and the result is
+//! `STATUS_IO_TIMEOUT`).
+//!
+//! Driver-created requests ([`Request::create`], `WdfRequestCreate`) are formatted with the
+//! `format_for_*` methods, sent, returned to the creator's completion routine, and may be
+//! [`reuse`](Request::reuse)d (`WdfRequestReuse`) or [`delete`](Request::delete)d.
+//!
+//! [D27]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestcomplete
+//! [D28]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestmarkcancelableex
+//! [D29]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nc-wdfrequest-evt_wdf_request_cancel
+//! [D31]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestsend
+//! [D32]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/ne-wdfrequest-_wdf_request_send_options_flags
+//! [D33]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestformatrequestusingcurrenttype
+//! [W15]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/canceling-i-o-requests
+//! [`Rule::RequestCompletedTwice`]: crate::verifier::Rule::RequestCompletedTwice
+//! [`Rule::DeletedObjectUsed`]: crate::verifier::Rule::DeletedObjectUsed
+
+use core::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::file::FileObject;
+use super::queue::{self, Queue, QueueCore};
+use super::target::{self, IoTarget, TargetCore};
+use super::{trace, wake, IO_MANAGER};
+use crate::device::{lock, Device};
+use crate::exec::{require_max_irql, DriverScope, Irql, Timer, TimerConfig};
+use crate::machine::Machine;
+use crate::object::{MachineRef, ObjectAttributes, WdfObject};
+use crate::status::Status;
+use crate::verifier::{invoke_callback, Rule};
+
+/// `WDF_REQUEST_TYPE` (the major function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestType {
+    /// `IRP_MJ_CREATE`.
+    Create,
+    /// `IRP_MJ_CLEANUP`.
+    Cleanup,
+    /// `IRP_MJ_CLOSE`.
+    Close,
+    /// `IRP_MJ_READ`.
+    Read,
+    /// `IRP_MJ_WRITE`.
+    Write,
+    /// `IRP_MJ_DEVICE_CONTROL`.
+    DeviceControl,
+    /// `IRP_MJ_INTERNAL_DEVICE_CONTROL`.
+    InternalDeviceControl,
+}
+
+/// `KPROCESSOR_MODE` of the request's originator (`WdfRequestGetRequestorMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestorMode {
+    /// A user-mode application.
+    User,
+    /// A kernel-mode driver.
+    Kernel,
+}
+
+/// `WDF_REQUEST_PARAMETERS` (`WdfRequestGetParameters`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestParameters {
+    /// The request type.
+    pub kind: RequestType,
+    /// The I/O control code (IOCTLs), else 0.
+    pub ioctl_code: u32,
+    /// Bytes in the input buffer (IOCTLs, writes).
+    pub input_length: usize,
+    /// Bytes in the output buffer (IOCTLs, reads).
+    pub output_length: usize,
+    /// The byte offset of a read or write.
+    pub offset: u64,
+}
+
+impl RequestParameters {
+    fn new(kind: RequestType) -> Self {
+        RequestParameters {
+            kind,
+            ioctl_code: 0,
+            input_length: 0,
+            output_length: 0,
+            offset: 0,
+        }
+    }
+}
+
+/// `WDF_REQUEST_COMPLETION_PARAMS`: what the lower driver completed the request with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletionParams {
+    /// `IoStatus.Status`.
+    pub status: Status,
+    /// `IoStatus.Information` (bytes transferred).
+    pub information: usize,
+}
+
+/// `WDF_REQUEST_SEND_OPTIONS` (the flags the simulator models; `SYNCHRONOUS` is
+/// [`Request::send_synchronously`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendOptions {
+    /// `WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET`.
+    pub send_and_forget: bool,
+    /// `WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE`: send even if the target is stopped.
+    pub ignore_target_state: bool,
+    /// `WDF_REQUEST_SEND_OPTION_TIMEOUT`: cancel the request after this much virtual time.
+    pub timeout: Option<Duration>,
+}
+
+/// `EVT_WDF_REQUEST_COMPLETION_ROUTINE`.
+pub type CompletionFn = Box<dyn FnOnce(Request, CompletionParams) + Send>;
+/// `EVT_WDF_REQUEST_CANCEL`.
+pub type CancelFn = Box<dyn FnOnce(Request) + Send>;
+/// The I/O manager's end of a request: status, information, output buffer.
+pub(crate) type DoneFn = Box<dyn FnOnce(Status, usize, Vec<u8>) + Send>;
+/// What happens to a delayed request when its delay ends.
+pub(crate) type ThenFn = Box<dyn FnOnce(Arc<ReqCore>) + Send>;
+
+/// Where a request is.
+pub(crate) enum Loc {
+    /// In transit inside the framework.
+    Framework,
+    /// Waiting in a queue.
+    Queued(Weak<QueueCore>),
+    /// Owned by the driver of the deepest layer.
+    Driver,
+    /// Queued inside a stopped I/O target.
+    InTarget(Weak<TargetCore>),
+    /// Held by an injected delay.
+    Delayed,
+    /// A driver-created request back with (or not yet sent by) its creator.
+    Creator,
+    /// Completed to its originator.
+    Completed,
+}
+
+/// One device the request visited.
+pub(crate) struct Layer {
+    pub(crate) device: Device,
+    pub(crate) queue: Option<Arc<QueueCore>>,
+    routine: Option<CompletionFn>,
+    forget: bool,
+    timer: Option<Timer>,
+}
+
+pub(crate) enum Origin {
+    Io(Option<DoneFn>),
+    Driver {
+        device: Device,
+        routine: Option<CompletionFn>,
+        object: WdfObject,
+        timer: Option<Timer>,
+    },
+}
+
+pub(crate) struct ReqSt {
+    pub(crate) params: RequestParameters,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    status: Status,
+    information: usize,
+    mode: RequestorMode,
+    pub(crate) file: Option<FileObject>,
+    cancelled: bool,
+    cancel_routine: Option<CancelFn>,
+    next_routine: Option<CompletionFn>,
+    origin: Origin,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) loc: Loc,
+    delay: Option<(Timer, ThenFn)>,
+    pub(crate) requeued: bool,
+}
+
+/// The shared state of one request.
+pub(crate) struct ReqCore {
+    pub(crate) id: u64,
+    pub(crate) machine: MachineRef,
+    pub(crate) st: Mutex<ReqSt>,
+}
+
+impl ReqCore {
+    /// A request from the I/O manager (an application or a kernel-mode open of a target).
+    pub(crate) fn new_io(
+        machine: &Machine,
+        params: RequestParameters,
+        input: Vec<u8>,
+        mode: RequestorMode,
+        file: Option<FileObject>,
+        done: DoneFn,
+    ) -> Arc<ReqCore> {
+        let output = vec![0; params.output_length];
+        Arc::new(ReqCore {
+            id: crate::exec::context::new_uid(),
+            machine: MachineRef::new(machine),
+            st: Mutex::new(ReqSt {
+                params,
+                input,
+                output,
+                status: Status::PENDING,
+                information: 0,
+                mode,
+                file,
+                cancelled: false,
+                cancel_routine: None,
+                next_routine: None,
+                origin: Origin::Io(Some(done)),
+                layers: Vec::new(),
+                loc: Loc::Framework,
+                delay: None,
+                requeued: false,
+            }),
+        })
+    }
+
+    pub(crate) fn kind(&self) -> RequestType {
+        lock(&self.st).params.kind
+    }
+
+    pub(crate) fn name(&self) -> String {
+        format!("WDFREQUEST #{}", self.id)
+    }
+
+    pub(crate) fn trace(&self, text: &str) {
+        trace(&self.machine, None, &self.name(), text);
+    }
+
+    pub(crate) fn file(&self) -> Option<FileObject> {
+        lock(&self.st).file.clone()
+    }
+}
+
+/// A request handle (`WDFREQUEST`). See the [module docs](self).
+pub struct Request {
+    pub(crate) core: Arc<ReqCore>,
+    depth: usize,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.core.id)
+            .field("parameters", &self.parameters())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh handle at the request's current depth.
+pub(crate) fn handle(core: &Arc<ReqCore>) -> Request {
+    let depth = lock(&core.st).layers.len();
+    Request {
+        core: Arc::clone(core),
+        depth,
+    }
+}
+
+/// A handle at the depth of `device`'s layer (for `EvtIoStop` on a request sent further down).
+pub(crate) fn handle_at(core: &Arc<ReqCore>, device: &Device) -> Option<Request> {
+    let st = lock(&core.st);
+    let pos = st.layers.iter().rposition(|l| l.device == *device)?;
+    Some(Request {
+        core: Arc::clone(core),
+        depth: pos + 1,
+    })
+}
+
+/// True while a cancel routine is set.
+pub(crate) fn is_cancelable(core: &Arc<ReqCore>) -> bool {
+    lock(&core.st).cancel_routine.is_some()
+}
+
+/// The framework hands the request to the deepest layer's driver (file-object callbacks).
+pub(crate) fn give_to_driver(core: &Arc<ReqCore>) {
+    lock(&core.st).loc = Loc::Driver;
+}
+
+/// Replaces the I/O manager's completion of a request built with [`ReqCore::new_io`].
+pub(crate) fn set_done(core: &Arc<ReqCore>, done: DoneFn) {
+    if let Origin::Io(d) = &mut lock(&core.st).origin {
+        *d = Some(done);
+    }
+}
+
+/// The request enters `device`.
+pub(crate) fn push_layer(core: &Arc<ReqCore>, device: &Device) {
+    let mut st = lock(&core.st);
+    st.layers.push(Layer {
+        device: device.clone(),
+        queue: None,
+        routine: None,
+        forget: false,
+        timer: None,
+    });
+    st.loc = Loc::Framework;
+}
+
+/// The deepest layer completes the request (driver or framework on its behalf).
+pub(crate) fn complete_layer(core: &Arc<ReqCore>, status: Status, information: usize) {
+    let (layer, device) = {
+        let mut st = lock(&core.st);
+        st.status = status;
+        st.information = information;
+        st.cancel_routine = None;
+        let l = st.layers.pop();
+        let d = l.as_ref().map(|l| l.device.name().to_owned());
+        (l, d)
+    };
+    if let Some(d) = device {
+        trace(
+            &core.machine,
+            None,
+            &core.name(),
+            &format!("completed by {d} with {status}, information {information}"),
+        );
+    }
+    if let Some(mut l) = layer {
+        drop(l.timer.take());
+        if let Some(q) = l.queue.take() {
+            queue::request_left(&q, core);
+        }
+    }
+    propagate(core);
+}
+
+/// Something below the deepest layer (bus driver, fault, stopped target) completes it.
+pub(crate) fn complete_from_below(core: &Arc<ReqCore>, status: Status, information: usize) {
+    {
+        let mut st = lock(&core.st);
+        st.status = status;
+        st.information = information;
+    }
+    propagate(core);
+}
+
+/// Unwinds the completion up the layers to the origin.
+fn propagate(core: &Arc<ReqCore>) {
+    propagate_inner(core);
+    wake(&core.machine);
+}
+
+fn propagate_inner(core: &Arc<ReqCore>) {
+    loop {
+        let mut st = lock(&core.st);
+        let Some(up) = st.layers.last_mut() else {
+            break;
+        };
+        if !up.forget {
+            if let Some(r) = up.routine.take() {
+                let timer = up.timer.take();
+                let driver = up.device.driver().name().to_owned();
+                st.loc = Loc::Driver;
+                let depth = st.layers.len();
+                let params = CompletionParams {
+                    status: st.status,
+                    information: st.information,
+                };
+                drop(st);
+                drop(timer);
+                let handle = Request {
+                    core: Arc::clone(core),
+                    depth,
+                };
+                invoke_callback(&driver, &core.name(), "CompletionRoutine", || {
+                    r(handle, params);
+                });
+                return;
+            }
+        }
+        let mut l = st.layers.pop().expect("a layer is present");
+        drop(st);
+        drop(l.timer.take());
+        if let Some(q) = l.queue.take() {
+            queue::request_left(&q, core);
+        }
+    }
+    let mut st = lock(&core.st);
+    let params = CompletionParams {
+        status: st.status,
+        information: st.information,
+    };
+    match &mut st.origin {
+        Origin::Io(done) => {
+            let done = done.take();
+            st.loc = Loc::Completed;
+            let mut out = std::mem::take(&mut st.output);
+            out.truncate(params.information.min(out.len()));
+            drop(st);
+            core.trace(&format!("completed with {}", params.status));
+            if let Some(d) = done {
+                d(params.status, params.information, out);
+            }
+        }
+        Origin::Driver {
+            device,
+            routine,
+            timer,
+            ..
+        } => {
+            let r = routine.take();
+            let timer = timer.take();
+            let driver = device.driver().name().to_owned();
+            st.loc = Loc::Creator;
+            drop(st);
+            drop(timer);
+            core.trace(&format!("returned to its creator with {}", params.status));
+            if let Some(r) = r {
+                let handle = Request {
+                    core: Arc::clone(core),
+                    depth: 0,
+                };
+                invoke_callback(&driver, &core.name(), "CompletionRoutine", || {
+                    r(handle, params);
+                });
+            }
+        }
+    }
+}
+
+/// The framework gives up the deepest layer's ownership (send-and-forget, filter auto-forward).
+pub(crate) fn mark_forget(core: &Arc<ReqCore>) {
+    let q = {
+        let mut st = lock(&core.st);
+        st.layers.last_mut().and_then(|l| {
+            l.forget = true;
+            l.queue.take()
+        })
+    };
+    if let Some(q) = q {
+        queue::request_left(&q, core);
+    }
+}
+
+/// True if the driver of `device` owns the request now.
+pub(crate) fn owned_by(core: &Arc<ReqCore>, device: &Device) -> bool {
+    let st = lock(&core.st);
+    matches!(st.loc, Loc::Driver) && st.layers.last().is_some_and(|l| l.device == *device)
+}
+
+pub(crate) fn begin_delay(core: &Arc<ReqCore>, timer: Timer, then: ThenFn) {
+    let mut st = lock(&core.st);
+    st.loc = Loc::Delayed;
+    st.delay = Some((timer, then));
+}
+
+/// Ends a delay (timer fired or cancel): the continuation, if the request was still delayed.
+pub(crate) fn end_delay(core: &Arc<ReqCore>) -> Option<ThenFn> {
+    let taken = {
+        let mut st = lock(&core.st);
+        if !matches!(st.loc, Loc::Delayed) {
+            return None;
+        }
+        st.loc = Loc::Framework;
+        st.delay.take()
+    };
+    let (timer, then) = taken?;
+    drop(timer);
+    Some(then)
+}
+
+/// Cancels the request wherever it is (`IoCancelIrp`). True if something was cancelled.
+pub(crate) fn cancel(core: &Arc<ReqCore>) -> bool {
+    lock(&core.st).cancelled = true;
+    core.trace("cancel requested");
+    for _ in 0..1000 {
+        enum At {
+            Queue(Option<Arc<QueueCore>>),
+            Driver,
+            Target(Option<Arc<TargetCore>>),
+            Delayed,
+            Other,
+        }
+        let at = match &lock(&core.st).loc {
+            Loc::Queued(w) => At::Queue(w.upgrade()),
+            Loc::Driver => At::Driver,
+            Loc::InTarget(w) => At::Target(w.upgrade()),
+            Loc::Delayed => At::Delayed,
+            _ => At::Other,
+        };
+        match at {
+            At::Queue(Some(q)) => {
+                if queue::remove_pending(&q, core) {
+                    queue::canceled_on_queue(&q, core);
+                    return true;
+                }
+            }
+            At::Target(Some(t)) => {
+                if target::remove_queued(&t, core) {
+                    complete_from_below(core, Status::CANCELLED, 0);
+                    return true;
+                }
+            }
+            At::Driver => {
+                let (routine, driver) = {
+                    let mut st = lock(&core.st);
+                    let d = st
+                        .layers
+                        .last()
+                        .map(|l| l.device.driver().name().to_owned());
+                    (st.cancel_routine.take(), d)
+                };
+                let Some(r) = routine else {
+                    return false;
+                };
+                let h = handle(core);
+                invoke_callback(
+                    &driver.unwrap_or_else(|| IO_MANAGER.to_owned()),
+                    &core.name(),
+                    "EvtRequestCancel",
+                    || r(h),
+                );
+                return true;
+            }
+            At::Delayed => {
+                if let Some(then) = end_delay(core) {
+                    drop(then);
+                    complete_from_below(core, Status::CANCELLED, 0);
+                    return true;
+                }
+            }
+            At::Queue(None) | At::Target(None) | At::Other => return false,
+        }
+        std::thread::yield_now();
+    }
+    false
+}
+
+fn report(core: &ReqCore, rule: Rule, text: &str) {
+    if let Some(c) = core.machine.core() {
+        c.verifier.report(rule, &core.name(), text);
+    }
+}
+
+impl Request {
+    /// True if this handle's driver owns the request now.
+    fn owns(&self, st: &ReqSt) -> bool {
+        st.layers.len() == self.depth
+            && match st.loc {
+                Loc::Driver => self.depth > 0 || matches!(st.origin, Origin::Driver { .. }),
+                Loc::Creator => self.depth == 0,
+                _ => false,
+            }
+    }
+
+    /// A number identifying the request (unique per process).
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// `WdfRequestGetParameters`.
+    pub fn parameters(&self) -> RequestParameters {
+        lock(&self.core.st).params
+    }
+
+    /// The request type.
+    pub fn kind(&self) -> RequestType {
+        self.core.kind()
+    }
+
+    /// `WdfRequestGetRequestorMode`.
+    pub fn requestor_mode(&self) -> RequestorMode {
+        lock(&self.core.st).mode
+    }
+
+    /// `WdfRequestGetFileObject`.
+    pub fn file_object(&self) -> Option<FileObject> {
+        self.core.file()
+    }
+
+    /// Whether the originator is an administrator — the simulator's stand-in for
+    /// `SeSinglePrivilegeCheck(…, UserMode)` on the requester's token (kmdf-sequences §11): true
+    /// for kernel-mode requests (the check always passes for `KernelMode`), else the
+    /// administrator flag of the application that opened the file object.
+    pub fn is_requestor_administrator(&self) -> bool {
+        let st = lock(&self.core.st);
+        st.mode == RequestorMode::Kernel
+            || st.file.as_ref().is_some_and(FileObject::is_administrator)
+    }
+
+    fn check_buffer_access(&self, st: &ReqSt, routine: &str) -> Result<(), Status> {
+        if !require_max_irql(Irql::Dispatch, routine) {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        if matches!(st.loc, Loc::Completed) {
+            report(
+                &self.core,
+                Rule::DeletedObjectUsed,
+                &format!("{routine} on a request that was already completed"),
+            );
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        Ok(())
+    }
+
+    /// `WdfRequestRetrieveInputBuffer`: a copy of the input buffer (writes, IOCTLs).
+    ///
+    /// Errors: `STATUS_BUFFER_TOO_SMALL` if it is empty or shorter than `min_len`;
+    /// `STATUS_INVALID_DEVICE_REQUEST` for a request type without one.
+    pub fn input_buffer(&self, min_len: usize) -> Result<Vec<u8>, Status> {
+        let st = lock(&self.core.st);
+        self.check_buffer_access(&st, "WdfRequestRetrieveInputBuffer")?;
+        if !matches!(
+            st.params.kind,
+            RequestType::Write | RequestType::DeviceControl | RequestType::InternalDeviceControl
+        ) {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        if st.input.is_empty() || st.input.len() < min_len {
+            return Err(Status::BUFFER_TOO_SMALL);
+        }
+        Ok(st.input.clone())
+    }
+
+    /// `WdfRequestRetrieveOutputBuffer`: runs `f` on the output buffer (reads, IOCTLs).
+    ///
+    /// Errors: as [`input_buffer`](Self::input_buffer).
+    pub fn with_output_buffer<R>(
+        &self,
+        min_len: usize,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, Status> {
+        let mut st = lock(&self.core.st);
+        self.check_buffer_access(&st, "WdfRequestRetrieveOutputBuffer")?;
+        if !matches!(
+            st.params.kind,
+            RequestType::Read | RequestType::DeviceControl | RequestType::InternalDeviceControl
+        ) {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        if st.output.is_empty() || st.output.len() < min_len {
+            return Err(Status::BUFFER_TOO_SMALL);
+        }
+        Ok(f(&mut st.output))
+    }
+
+    /// A copy of the output buffer (e.g. what a target returned into a driver-created request).
+    pub fn output(&self) -> Vec<u8> {
+        lock(&self.core.st).output.clone()
+    }
+
+    /// `WdfRequestSetInformation`.
+    pub fn set_information(&self, information: usize) {
+        lock(&self.core.st).information = information;
+    }
+
+    /// `WdfRequestGetInformation`.
+    pub fn information(&self) -> usize {
+        lock(&self.core.st).information
+    }
+
+    /// `WdfRequestGetStatus`: the status the request was last completed with (`STATUS_PENDING`
+    /// while in progress).
+    pub fn status(&self) -> Status {
+        lock(&self.core.st).status
+    }
+
+    /// `WdfRequestComplete` (≤ `DISPATCH_LEVEL`), keeping the information already set.
+    pub fn complete(self, status: Status) {
+        let info = self.information();
+        self.complete_with_information(status, info);
+    }
+
+    /// `WdfRequestCompleteWithInformation` (≤ `DISPATCH_LEVEL`).
+    pub fn complete_with_information(self, status: Status, information: usize) {
+        if !require_max_irql(Irql::Dispatch, "WdfRequestComplete") {
+            return;
+        }
+        let (ok, created) = {
+            let st = lock(&self.core.st);
+            let created = self.depth == 0 && matches!(st.origin, Origin::Driver { .. });
+            (self.owns(&st) && !created, created)
+        };
+        if !ok {
+            let why = if created {
+                "a driver-created request is never completed by its creator (reuse or delete it)"
+            } else {
+                "the request was already completed (or passed on) through another handle"
+            };
+            report(
+                &self.core,
+                Rule::RequestCompletedTwice,
+                &format!(
+                    "WdfRequestComplete({status}): {why}; a request is completed exactly once"
+                ),
+            );
+            return;
+        }
+        complete_layer(&self.core, status, information);
+    }
+
+    /// `WdfRequestMarkCancelableEx` (≤ `DISPATCH_LEVEL`). See the [module docs](self).
+    pub fn mark_cancelable(&self, routine: impl FnOnce(Request) + Send + 'static) -> Status {
+        if !require_max_irql(Irql::Dispatch, "WdfRequestMarkCancelableEx") {
+            return Status::INVALID_DEVICE_STATE;
+        }
+        let mut st = lock(&self.core.st);
+        if !self.owns(&st) || st.cancel_routine.is_some() {
+            return Status::INVALID_DEVICE_REQUEST;
+        }
+        if st.cancelled {
+            return Status::CANCELLED;
+        }
+        st.cancel_routine = Some(Box::new(routine));
+        Status::SUCCESS
+    }
+
+    /// `WdfRequestUnmarkCancelable`: `STATUS_SUCCESS`, or `STATUS_CANCELLED` if the cancel
+    /// routine already ran or runs (it completes the request: the caller must not), or
+    /// `STATUS_INVALID_DEVICE_REQUEST` if the request was not cancelable.
+    pub fn unmark_cancelable(&self) -> Status {
+        let mut st = lock(&self.core.st);
+        if st.cancel_routine.take().is_some() {
+            Status::SUCCESS
+        } else if st.cancelled {
+            Status::CANCELLED
+        } else {
+            Status::INVALID_DEVICE_REQUEST
+        }
+    }
+
+    /// `WdfRequestIsCanceled`.
+    pub fn is_canceled(&self) -> bool {
+        lock(&self.core.st).cancelled
+    }
+
+    /// `WdfRequestStopAcknowledge` from `EvtIoStop`: `requeue` puts the request back at the head
+    /// of its queue (the driver must not touch it any more); otherwise the driver keeps it and
+    /// gets `EvtIoResume` when the device returns to D0.
+    pub fn stop_acknowledge(&self, requeue: bool) {
+        let q = {
+            let st = lock(&self.core.st);
+            if requeue && !self.owns(&st) {
+                return;
+            }
+            self.depth
+                .checked_sub(1)
+                .and_then(|i| st.layers.get(i))
+                .and_then(|l| l.queue.clone())
+        };
+        let Some(q) = q else {
+            return;
+        };
+        if requeue {
+            let mut st = lock(&self.core.st);
+            st.cancel_routine = None;
+            if let Some(l) = st.layers.last_mut() {
+                l.queue = None;
+            }
+            drop(st);
+            queue::requeue_front(&q, &self.core);
+        } else {
+            queue::ack_no_requeue(&q, &self.core);
+        }
+    }
+
+    /// `WdfRequestForwardToIoQueue`: moves the request into another queue of the same device.
+    ///
+    /// Errors (the request is handed back): `STATUS_INVALID_DEVICE_REQUEST` if the driver does
+    /// not own it, it is still cancelable, or the queue belongs to another device;
+    /// `STATUS_INVALID_DEVICE_STATE` if the queue does not accept requests.
+    pub fn forward_to_queue(self, queue: &Queue) -> Result<(), (Request, Status)> {
+        let old = {
+            let mut st = lock(&self.core.st);
+            let same_device = st
+                .layers
+                .last()
+                .is_some_and(|l| queue.device().as_ref() == Some(&l.device));
+            if !self.owns(&st) || st.cancel_routine.is_some() || !same_device {
+                drop(st);
+                return Err((self, Status::INVALID_DEVICE_REQUEST));
+            }
+            if !queue::accepts(&queue.0) {
+                drop(st);
+                return Err((self, Status::INVALID_DEVICE_STATE));
+            }
+            st.requeued = true;
+            st.layers.last_mut().and_then(|l| l.queue.take())
+        };
+        if let Some(q) = old {
+            queue::request_left(&q, &self.core);
+        }
+        queue::enqueue(&queue.0, &self.core, true);
+        Ok(())
+    }
+
+    /// `WdfRequestRequeue`: back to the head of the queue that presented it.
+    ///
+    /// Errors: as [`forward_to_queue`](Self::forward_to_queue); also if it came from no queue.
+    pub fn requeue(self) -> Result<(), (Request, Status)> {
+        let q = {
+            let mut st = lock(&self.core.st);
+            if !self.owns(&st) || st.cancel_routine.is_some() {
+                drop(st);
+                return Err((self, Status::INVALID_DEVICE_REQUEST));
+            }
+            st.requeued = true;
+            st.layers.last_mut().and_then(|l| l.queue.take())
+        };
+        let Some(q) = q else {
+            return Err((self, Status::INVALID_DEVICE_REQUEST));
+        };
+        queue::requeue_front(&q, &self.core);
+        Ok(())
+    }
+
+    /// `WdfRequestFormatRequestUsingCurrentType` (≤ `DISPATCH_LEVEL`): the request is passed on
+    /// unchanged (the simulator keeps one parameter set per request).
+    pub fn format_using_current_type(&self) {
+        let _ = require_max_irql(Irql::Dispatch, "WdfRequestFormatRequestUsingCurrentType");
+    }
+
+    /// `WdfRequestSetCompletionRoutine`: called (≤ `DISPATCH_LEVEL`) when the target completes
+    /// the request sent next.
+    pub fn set_completion_routine(
+        &self,
+        routine: impl FnOnce(Request, CompletionParams) + Send + 'static,
+    ) {
+        lock(&self.core.st).next_routine = Some(Box::new(routine));
+    }
+
+    /// `WdfRequestSend` (asynchronous; ≤ `DISPATCH_LEVEL`). See the [module docs](self).
+    ///
+    /// Errors: the status of a send that did not reach the target (the driver still owns the
+    /// request and completes it); `STATUS_INVALID_DEVICE_REQUEST` if the driver does not own it;
+    /// `STATUS_INVALID_PARAMETER` for a send-and-forget that is not allowed.
+    pub fn send(&self, target: &IoTarget, options: SendOptions) -> Result<(), Status> {
+        if !require_max_irql(Irql::Dispatch, "WdfRequestSend") {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        self.send_inner(target, options, None)
+    }
+
+    fn send_inner(
+        &self,
+        target: &IoTarget,
+        options: SendOptions,
+        sync: Option<CompletionFn>,
+    ) -> Result<(), Status> {
+        let forget_queue = {
+            let mut st = lock(&self.core.st);
+            if !self.owns(&st) {
+                return Err(Status::INVALID_DEVICE_REQUEST);
+            }
+            let created = self.depth == 0;
+            if options.send_and_forget && (created || target.is_remote() || sync.is_some()) {
+                return Err(Status::INVALID_PARAMETER);
+            }
+            let routine = sync.or_else(|| st.next_routine.take());
+            let q = if created {
+                if let Origin::Driver { routine: r, .. } = &mut st.origin {
+                    *r = routine;
+                }
+                None
+            } else {
+                let l = st.layers.last_mut().expect("owned at depth > 0");
+                l.routine = routine;
+                l.forget = options.send_and_forget;
+                if options.send_and_forget {
+                    l.queue.clone()
+                } else {
+                    None
+                }
+            };
+            if target.is_remote() {
+                st.file = target.file_object();
+            }
+            st.status = Status::PENDING;
+            st.loc = Loc::Framework;
+            q
+        };
+        trace(
+            &self.core.machine,
+            None,
+            &self.core.name(),
+            &format!("sent to {}", target.name()),
+        );
+        let timer = options.timeout.and_then(|t| self.timeout_timer(t));
+        if let Some(timer) = timer {
+            let mut st = lock(&self.core.st);
+            if self.depth == 0 {
+                if let Origin::Driver { timer: slot, .. } = &mut st.origin {
+                    *slot = Some(timer);
+                }
+            } else if let Some(l) = st.layers.get_mut(self.depth - 1) {
+                l.timer = Some(timer);
+            }
+        }
+        match target::submit(target, &self.core, options) {
+            Ok(()) => {
+                if let Some(q) = forget_queue {
+                    queue::request_left(&q, &self.core);
+                }
+                Ok(())
+            }
+            Err(s) => {
+                let timer = {
+                    let mut guard = lock(&self.core.st);
+                    let st = &mut *guard;
+                    st.status = s;
+                    st.loc = if self.depth == 0 {
+                        Loc::Creator
+                    } else {
+                        Loc::Driver
+                    };
+                    if self.depth == 0 {
+                        if let Origin::Driver { routine, timer, .. } = &mut st.origin {
+                            st.next_routine = routine.take();
+                            timer.take()
+                        } else {
+                            None
+                        }
+                    } else {
+                        let l = st.layers.last_mut().expect("owned at depth > 0");
+                        l.forget = false;
+                        let r = l.routine.take();
+                        let t = l.timer.take();
+                        st.next_routine = r;
+                        t
+                    }
+                };
+                drop(timer);
+                Err(s)
+            }
+        }
+    }
+
+    fn timeout_timer(&self, timeout: Duration) -> Option<Timer> {
+        let machine = self.core.machine.machine()?;
+        let weak = Arc::downgrade(&self.core);
+        let _scope = DriverScope::enter(IO_MANAGER);
+        let timer = Timer::new(&machine, TimerConfig::one_shot("send timeout"), move |_t| {
+            if let Some(core) = weak.upgrade() {
+                core.trace("send timeout expired");
+                cancel(&core);
+            }
+        })
+        .ok()?;
+        timer.start(timeout);
+        Some(timer)
+    }
+
+    /// `WdfRequestSend` with `WDF_REQUEST_SEND_OPTION_SYNCHRONOUS` (PASSIVE only): returns the
+    /// status the target completed the request with (`STATUS_IO_TIMEOUT` if `timeout` of
+    /// virtual time passed first: the request is then cancelled and waited for). The driver
+    /// owns the request again afterwards.
+    pub fn send_synchronously(&self, target: &IoTarget, timeout: Option<Duration>) -> Status {
+        if !require_max_irql(Irql::Passive, "WdfRequestSend(SYNCHRONOUS)") {
+            return Status::INVALID_DEVICE_STATE;
+        }
+        let Some(machine) = self.core.machine.machine() else {
+            return Status::INVALID_DEVICE_STATE;
+        };
+        let slot: Arc<Mutex<Option<Status>>> = Arc::new(Mutex::new(None));
+        let s2 = Arc::clone(&slot);
+        let routine: CompletionFn = Box::new(move |req, params| {
+            *lock(&s2) = Some(params.status);
+            drop(req);
+        });
+        if let Err(s) = self.send_inner(target, SendOptions::default(), Some(routine)) {
+            return s;
+        }
+        let name = self.core.name();
+        let w = machine.wait_until("WdfRequestSend(SYNCHRONOUS)", &name, timeout, || {
+            lock(&slot).is_some()
+        });
+        if w.is_signaled() {
+            return lock(&slot).unwrap_or(Status::UNSUCCESSFUL);
+        }
+        self.core.trace("synchronous send timed out: cancelling");
+        cancel(&self.core);
+        let _ = machine.wait_until("WdfRequestSend(SYNCHRONOUS)", &name, None, || {
+            lock(&slot).is_some()
+        });
+        lock(&self.core.st).status = Status::IO_TIMEOUT;
+        Status::IO_TIMEOUT
+    }
+
+    /// `WdfRequestCancelSentRequest` (≤ `DISPATCH_LEVEL`): asks the target to cancel the request
+    /// this driver sent. True if a cancellation was delivered somewhere.
+    pub fn cancel_sent_request(&self) -> bool {
+        if !require_max_irql(Irql::Dispatch, "WdfRequestCancelSentRequest") {
+            return false;
+        }
+        let sent = {
+            let st = lock(&self.core.st);
+            st.layers.len() > self.depth || !matches!(st.loc, Loc::Driver | Loc::Creator)
+        };
+        sent && cancel(&self.core)
+    }
+
+    /// `WdfRequestCreate`: a driver-created request, parented to `device` (a fault point).
+    ///
+    /// Errors: `STATUS_INSUFFICIENT_RESOURCES` (fault injection); `STATUS_INVALID_DEVICE_STATE`
+    /// if the device is deleted or its machine gone.
+    pub fn create(device: &Device) -> Result<Request, Status> {
+        let machine = device.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+        let object = WdfObject::create(
+            &machine,
+            "WDFREQUEST",
+            ObjectAttributes::new().parent(device.object()),
+        )?;
+        let core = Arc::new(ReqCore {
+            id: crate::exec::context::new_uid(),
+            machine: MachineRef::new(&machine),
+            st: Mutex::new(ReqSt {
+                params: RequestParameters::new(RequestType::DeviceControl),
+                input: Vec::new(),
+                output: Vec::new(),
+                status: Status::SUCCESS,
+                information: 0,
+                mode: RequestorMode::Kernel,
+                file: None,
+                cancelled: false,
+                cancel_routine: None,
+                next_routine: None,
+                origin: Origin::Driver {
+                    device: device.clone(),
+                    routine: None,
+                    object,
+                    timer: None,
+                },
+                layers: Vec::new(),
+                loc: Loc::Creator,
+                delay: None,
+                requeued: false,
+            }),
+        });
+        Ok(Request { core, depth: 0 })
+    }
+
+    fn format(
+        &self,
+        params: RequestParameters,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<(), Status> {
+        let mut st = lock(&self.core.st);
+        if !(self.depth == 0 && matches!(st.loc, Loc::Creator)) {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        st.params = params;
+        st.input = input.to_vec();
+        st.output = vec![0; output_len];
+        Ok(())
+    }
+
+    /// `WdfIoTargetFormatRequestForIoctl` on a driver-created request (not while it is sent).
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` if it is not a driver-created request at rest.
+    pub fn format_for_ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<(), Status> {
+        let mut p = RequestParameters::new(RequestType::DeviceControl);
+        p.ioctl_code = code;
+        p.input_length = input.len();
+        p.output_length = output_len;
+        self.format(p, input, output_len)
+    }
+
+    /// `WdfIoTargetFormatRequestForInternalIoctl`.
+    ///
+    /// Errors: as [`format_for_ioctl`](Self::format_for_ioctl).
+    pub fn format_for_internal_ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<(), Status> {
+        let mut p = RequestParameters::new(RequestType::InternalDeviceControl);
+        p.ioctl_code = code;
+        p.input_length = input.len();
+        p.output_length = output_len;
+        self.format(p, input, output_len)
+    }
+
+    /// `WdfIoTargetFormatRequestForRead`.
+    ///
+    /// Errors: as [`format_for_ioctl`](Self::format_for_ioctl).
+    pub fn format_for_read(&self, length: usize, offset: u64) -> Result<(), Status> {
+        let mut p = RequestParameters::new(RequestType::Read);
+        p.output_length = length;
+        p.offset = offset;
+        self.format(p, &[], length)
+    }
+
+    /// `WdfIoTargetFormatRequestForWrite`.
+    ///
+    /// Errors: as [`format_for_ioctl`](Self::format_for_ioctl).
+    pub fn format_for_write(&self, data: &[u8], offset: u64) -> Result<(), Status> {
+        let mut p = RequestParameters::new(RequestType::Write);
+        p.input_length = data.len();
+        p.offset = offset;
+        self.format(p, data, 0)
+    }
+
+    /// `WdfRequestReuse`: resets a driver-created request that came back (status set to
+    /// `status`, information 0, cancel state cleared) so it can be formatted and sent again.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` while it is sent (or for a received request).
+    pub fn reuse(&self, status: Status) -> Result<(), Status> {
+        let mut st = lock(&self.core.st);
+        if !(self.depth == 0 && matches!(st.loc, Loc::Creator)) {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        st.status = status;
+        st.information = 0;
+        st.cancelled = false;
+        st.cancel_routine = None;
+        st.next_routine = None;
+        Ok(())
+    }
+
+    /// `WdfObjectDelete` on a driver-created request at rest.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` while it is sent or for a received request.
+    pub fn delete(self) -> Result<(), Status> {
+        let obj = {
+            let st = lock(&self.core.st);
+            match (&st.origin, &st.loc) {
+                (Origin::Driver { object, .. }, Loc::Creator) if self.depth == 0 => object.clone(),
+                _ => return Err(Status::INVALID_DEVICE_STATE),
+            }
+        };
+        obj.delete()
+    }
+}
