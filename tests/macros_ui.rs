@@ -5,4 +5,6 @@
 fn macro_ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("crates/dmf-macros/tests/ui/*.rs");
+    // A complete small Module that must compile (and the client code around it).
+    t.pass("crates/dmf-macros/tests/ui/pass/*.rs");
 }

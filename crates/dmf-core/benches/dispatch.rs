@@ -23,18 +23,24 @@ use dmf_core::NtResult;
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 struct Counting;
+/// Bytes requested by every allocation (gross, temporaries included).
 static BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Allocations made.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Bytes allocated and not yet freed (net, what a Module keeps).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -100,20 +106,31 @@ fn bench(c: &mut Criterion) {
     let machine = kmdf_sim::Machine::new();
     let _g = machine.enter();
 
-    let (bytes0, count0) = (BYTES.load(Ordering::Relaxed), COUNT.load(Ordering::Relaxed));
+    // The Module's own lock alone: a platform (kmdf-sim) spin lock, which must stay one.
+    let live0 = LIVE.load(Ordering::Relaxed);
+    let lock = dmf_core::sync::ModuleLock::new(dmf_core::sync::LockKind::Spin, ()).unwrap();
+    let lock_bytes = LIVE.load(Ordering::Relaxed) - live0 + std::mem::size_of_val(&lock);
+    drop(lock);
+
+    let (bytes0, count0, live0) = (
+        BYTES.load(Ordering::Relaxed),
+        COUNT.load(Ordering::Relaxed),
+        LIVE.load(Ordering::Relaxed),
+    );
     let (collection, tokens) = tree();
-    let (bytes, count) = (
+    let (bytes, count, live) = (
         BYTES.load(Ordering::Relaxed) - bytes0,
         COUNT.load(Ordering::Relaxed) - count0,
+        LIVE.load(Ordering::Relaxed) - live0,
     );
     println!(
-        "memory: {} bytes in {} allocations for 64 Modules = {} bytes and {:.1} allocations per Module \
-         (context `()`, config `u8`; object size {} bytes, counted in the allocations)",
-        bytes,
-        count,
-        bytes / 64,
+        "memory: {live} bytes kept for 64 Modules = {} bytes per Module, of which {lock_bytes} are \
+         the Module's own platform lock (kmdf-sim object and its allocations); context `()`, \
+         config `u8`, object size {} bytes, counted in the allocations. Gross: {bytes} bytes in \
+         {count} allocations = {:.1} allocations per Module (temporaries included)",
+        live / 64,
+        dmf_core::module::__private::MODULE_OBJECT_SIZE,
         count as f64 / 64.0,
-        dmf_core::module::__private::MODULE_OBJECT_SIZE
     );
 
     let floor: Vec<Box<dyn Floor>> = (0..64).map(|_| Box::new(F) as Box<dyn Floor>).collect();

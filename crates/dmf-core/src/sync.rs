@@ -214,7 +214,8 @@ impl<T: ?Sized> Drop for ModuleLockGuard<'_, T> {
 ///
 /// Maps to `DMF_ModuleAuxiliaryLock(module, index)` / `DMF_ModuleAuxiliaryUnlock`.
 pub struct AuxiliaryLocks {
-    locks: alloc::vec::Vec<ModuleLock<()>>,
+    // A boxed slice, not a `Vec`: one word less in every Module, nothing allocated for none.
+    locks: alloc::boxed::Box<[ModuleLock<()>]>,
 }
 
 impl AuxiliaryLocks {
@@ -230,7 +231,9 @@ impl AuxiliaryLocks {
         for _ in 0..count {
             locks.push(ModuleLock::new(kind, ())?);
         }
-        Ok(AuxiliaryLocks { locks })
+        Ok(AuxiliaryLocks {
+            locks: locks.into_boxed_slice(),
+        })
     }
 
     /// How many auxiliary locks there are.

@@ -163,7 +163,21 @@ struct Model {
     name: String,
 }
 
-fn validate(args: Args, item: &ItemStruct, errors: &mut Option<syn::Error>) -> Model {
+/// Where a missing key is reported: the attribute's first argument token, or the struct's name for
+/// an empty attribute — a token of the author's, not the whole attribute.
+fn missing_key_span(args: &TokenStream, item: &ItemStruct) -> Span {
+    args.clone()
+        .into_iter()
+        .next()
+        .map_or_else(|| item.ident.span(), |token| token.span())
+}
+
+fn validate(
+    args: Args,
+    missing: Span,
+    item: &ItemStruct,
+    errors: &mut Option<syn::Error>,
+) -> Model {
     let krate = args
         .krate
         .as_ref()
@@ -172,7 +186,7 @@ fn validate(args: Args, item: &ItemStruct, errors: &mut Option<syn::Error>) -> M
         push(
             errors,
             syn::Error::new(
-                Span::call_site(),
+                missing,
                 "missing `config = <type>` (write `config = ()` for a Module without a config)",
             ),
         );
@@ -197,7 +211,7 @@ fn validate(args: Args, item: &ItemStruct, errors: &mut Option<syn::Error>) -> M
         None => {
             push(
                 errors,
-                syn::Error::new(Span::call_site(), "missing `open = <option>`"),
+                syn::Error::new(missing, "missing `open = <option>`"),
             );
             format_ident!("Create")
         }
@@ -219,7 +233,7 @@ fn validate(args: Args, item: &ItemStruct, errors: &mut Option<syn::Error>) -> M
         push(
             errors,
             syn::Error::new(
-                Span::call_site(),
+                missing,
                 "missing `lock = Passive | Dispatch | DispatchMaximum`",
             ),
         );
@@ -379,8 +393,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return out;
         }
     };
+    let missing = missing_key_span(&args, &item);
     let (args, mut errors) = parse_args(args);
-    let model = validate(args, &item, &mut errors);
+    let model = validate(args, missing, &item, &mut errors);
     let mut out = generate(&model, &item);
     if let Some(errors) = errors {
         out.extend(errors.to_compile_error());

@@ -15,7 +15,7 @@
 //! fills in (a Module downcasts to the platform type). Power states are the contract's
 //! [`PowerDeviceState`].
 
-use core::any::Any;
+use core::any::{Any, TypeId};
 use core::marker::PhantomData;
 
 use super::descriptor::CallbackSet;
@@ -236,83 +236,62 @@ impl core::fmt::Debug for IoctlRequest<'_> {
     }
 }
 
-/// The object-safe face of [`ModuleCallbacks`] that the type-erased Module object stores: one
-/// zero-sized [`Shim`] per Module type, boxed without allocating.
-pub(crate) trait DynCallbacks: Send + Sync {
-    fn child_modules_add(&self, o: &ModuleObject, init: &mut ModuleInit);
-    fn resources_assign(&self, o: &ModuleObject, r: &Opaque) -> NtResult<()>;
-    fn notification_register(&self, o: &ModuleObject) -> NtResult<()>;
-    fn notification_unregister(&self, o: &ModuleObject);
-    fn open(&self, o: &ModuleObject) -> NtResult<()>;
-    fn close(&self, o: &ModuleObject);
-    fn destroy(&self, o: &ModuleObject);
-    fn transport_method(
-        &self,
-        o: &ModuleObject,
-        message: u32,
-        input: &[u8],
-        output: &mut [u8],
-    ) -> NtResult<usize>;
-    fn prepare_hardware(&self, o: &ModuleObject, r: &Opaque) -> NtResult<()>;
-    fn release_hardware(&self, o: &ModuleObject, r: &Opaque) -> NtResult<()>;
-    fn d0_entry(&self, o: &ModuleObject, p: PowerDeviceState) -> NtResult<()>;
-    fn d0_entry_post_interrupts_enabled(
-        &self,
-        o: &ModuleObject,
-        p: PowerDeviceState,
-    ) -> NtResult<()>;
-    fn d0_exit_pre_interrupts_disabled(
-        &self,
-        o: &ModuleObject,
-        t: PowerDeviceState,
-    ) -> NtResult<()>;
-    fn d0_exit(&self, o: &ModuleObject, t: PowerDeviceState) -> NtResult<()>;
-    fn self_managed_io_init(&self, o: &ModuleObject) -> NtResult<()>;
-    fn self_managed_io_restart(&self, o: &ModuleObject) -> NtResult<()>;
-    fn self_managed_io_suspend(&self, o: &ModuleObject) -> NtResult<()>;
-    fn self_managed_io_flush(&self, o: &ModuleObject);
-    fn self_managed_io_cleanup(&self, o: &ModuleObject);
-    fn surprise_removal(&self, o: &ModuleObject);
-    fn query_remove(&self, o: &ModuleObject) -> NtResult<()>;
-    fn query_stop(&self, o: &ModuleObject) -> NtResult<()>;
-    fn relations_query(&self, o: &ModuleObject, r: RelationType);
-    fn usage_notification_ex(&self, o: &ModuleObject, t: SpecialFileType, p: bool) -> NtResult<()>;
-    fn arm_wake_from_s0(&self, o: &ModuleObject) -> NtResult<()>;
-    fn disarm_wake_from_s0(&self, o: &ModuleObject);
-    fn wake_from_s0_triggered(&self, o: &ModuleObject);
-    fn arm_wake_from_sx_with_reason(&self, o: &ModuleObject, w: bool, c: bool) -> NtResult<()>;
-    fn disarm_wake_from_sx(&self, o: &ModuleObject);
-    fn wake_from_sx_triggered(&self, o: &ModuleObject);
-    fn queue_io_read(&self, o: &ModuleObject, q: &Opaque, r: &Opaque, l: usize) -> Handled;
-    fn queue_io_write(&self, o: &ModuleObject, q: &Opaque, r: &Opaque, l: usize) -> Handled;
-    fn device_io_control(&self, o: &ModuleObject, r: &IoctlRequest<'_>) -> Handled;
-    fn internal_device_io_control(&self, o: &ModuleObject, r: &IoctlRequest<'_>) -> Handled;
-    fn file_create(&self, o: &ModuleObject, d: &Opaque, r: &Opaque, f: &Opaque) -> Handled;
-    fn file_cleanup(&self, o: &ModuleObject, f: &Opaque) -> Handled;
-    fn file_close(&self, o: &ModuleObject, f: &Opaque) -> Handled;
+/// The type-erased face of [`ModuleCallbacks`] that the Module object stores: a table of plain
+/// function pointers, one `'static` table per Module type (a promoted `const`, no allocation).
+///
+/// A hand-made vtable rather than `Box<dyn Trait>` so that the dispatcher can copy the one entry a
+/// callback needs next to the object pointer in its precomputed flat order (`collection.rs`): a
+/// dispatch step is then one indirect call, as in a loop over `Box<dyn Trait>`. It also carries the
+/// handle's `TypeId`, so the object needs no field for it.
+pub(crate) struct CallbackTable {
+    /// `TypeId::of::<M>()` of the handle type.
+    pub(crate) type_id: fn() -> TypeId,
+    /// The callbacks.
+    pub(crate) fns: CallbackFns,
 }
 
-/// The zero-sized adapter from the erased object to `M`'s callbacks.
-pub(crate) struct Shim<M>(PhantomData<fn() -> M>);
-
-impl<M> Shim<M> {
-    pub(crate) const NEW: Self = Shim(PhantomData);
-}
-
-macro_rules! shim {
+macro_rules! callback_table {
     ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)*) => {
-        impl<M: Module> DynCallbacks for Shim<M> {
+        /// The function-pointer fields of [`CallbackTable`], one per callback.
+        pub(crate) struct CallbackFns {
+            $(pub(crate) $name: fn(&ModuleObject $(, $ty)*) -> $ret,)*
+        }
+
+        impl CallbackTable {
             $(
                 #[inline]
-                fn $name(&self, o: &ModuleObject $(, $arg: $ty)*) -> $ret {
+                pub(crate) fn $name(&self, o: &ModuleObject $(, $arg: $ty)*) -> $ret {
+                    (self.fns.$name)(o $(, $arg)*)
+                }
+            )*
+        }
+
+        mod thunks {
+            use super::*;
+            $(
+                #[inline]
+                pub(super) fn $name<M: Module>(o: &ModuleObject $(, $arg: $ty)*) -> $ret {
                     M::$name(&Dispatched::<M>::new(o) $(, $arg)*)
                 }
             )*
         }
+
+        impl<M: Module> Shim<M> {
+            /// `M`'s table; `const { &Shim::<M>::TABLE }` is its `'static` address.
+            pub(crate) const TABLE: CallbackTable = CallbackTable {
+                type_id: TypeId::of::<M>,
+                fns: CallbackFns {
+                    $($name: thunks::$name::<M>,)*
+                },
+            };
+        }
     };
 }
 
-shim! {
+/// The zero-sized carrier of a Module type's [`CallbackTable`].
+pub(crate) struct Shim<M>(PhantomData<fn() -> M>);
+
+callback_table! {
     child_modules_add(init: &mut ModuleInit) -> ();
     resources_assign(r: &Opaque) -> NtResult<()>;
     notification_register() -> NtResult<()>;

@@ -117,8 +117,12 @@ impl<M: Module> Drop for DynamicModule<M> {
         let object = &self.handle.__ref().0;
         match &self.owner {
             Owner::Module(parent) => {
-                if let Some(parent) = parent.upgrade() {
-                    remove(&mut parent.mutable.lock().dynamic_children, object);
+                if let Some(mutable) = parent
+                    .upgrade()
+                    .as_deref()
+                    .and_then(ModuleObject::mutable_if_any)
+                {
+                    remove(&mut mutable.lock().dynamic_children, object);
                 }
             }
             Owner::Device(list) => {
@@ -156,9 +160,20 @@ impl<M: Module> ModuleSpec<M> {
             return Err(status);
         }
         let attached = match &owner {
-            Owner::Module(parent) => parent.upgrade().map(|p| {
-                p.mutable.lock().dynamic_children.push(Arc::clone(&object));
-            }),
+            Owner::Module(parent) => match parent.upgrade() {
+                Some(p) => match p.mutable() {
+                    Ok(mutable) => {
+                        mutable.lock().dynamic_children.push(Arc::clone(&object));
+                        Some(())
+                    }
+                    Err(status) => {
+                        ModuleObject::close_tree(&object);
+                        ModuleObject::destroy_tree(&object);
+                        return Err(status);
+                    }
+                },
+                None => None,
+            },
             Owner::Device(list) => list.upgrade().map(|l| l.lock().push(Arc::clone(&object))),
             Owner::Nobody => Some(()),
         };

@@ -6,25 +6,62 @@
 //! A Module author writes a config, a private context, callbacks and Methods; `#[dmf_module]` and
 //! `#[dmf_callbacks]` (re-exported by the `dmf` facade) generate the rest:
 //!
-//! ```ignore
-//! #[dmf_module(config = RingBufferConfig, context = Context, open = Create, lock = Dispatch)]
-//! pub struct RingBuffer;                        // a cloneable typed handle
+//! ```
+//! use dmf_core::module::{
+//!     CollectionConfig, Dispatched, ModuleCallbacks, ModuleCollection, ModuleHandle, ModuleInit,
+//!     PowerDeviceState,
+//! };
+//! use dmf_core::{NtResult, NtStatus};
+//! use dmf_macros::{dmf_callbacks, dmf_module};
+//!
+//! #[derive(Clone, Debug)]
+//! pub struct RingBufferConfig { pub capacity: usize }
 //!
 //! #[derive(Default)]
 //! struct Context { items: Vec<u32> }            // private, reachable only here
 //!
-//! #[dmf_callbacks]
+//! // In a crate on the `dmf` facade, drop `crate = ::dmf_core`.
+//! #[dmf_module(crate = ::dmf_core, config = RingBufferConfig, context = Context, open = D0Entry, lock = Dispatch)]
+//! pub struct RingBuffer;                        // a cloneable typed handle
+//!
+//! #[dmf_callbacks(crate = ::dmf_core)]
 //! impl ModuleCallbacks for RingBuffer {
-//!     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> { /* no enter(): held open */ Ok(()) }
+//!     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+//!         // No enter(): the framework holds the Module open for its callbacks.
+//!         let capacity = module.config().capacity;
+//!         module.lock().items.reserve(capacity);
+//!         Ok(())
+//!     }
 //! }
 //!
 //! impl RingBuffer {
 //!     pub fn write(&self, item: u32) -> NtResult<()> {
-//!         let module = self.enter()?;           // rundown guard; fails once closing
-//!         module.lock().items.push(item);       // the Module's own lock, its own context
+//!         let module = self.enter()?;           // rundown guard; fails unless open
+//!         let mut context = module.lock();      // the Module's own lock, its own context
+//!         if context.items.len() == module.config().capacity {
+//!             return Err(NtStatus::BUFFER_OVERFLOW);
+//!         }
+//!         context.items.push(item);
 //!         Ok(())
 //!     }
 //! }
+//!
+//! // The device integration drives a collection through the phase functions; here a test does,
+//! // on a simulated machine.
+//! let machine = kmdf_sim::Machine::new();
+//! let _entered = machine.enter();
+//! let mut init = ModuleInit::new();
+//! let ring = init.add(RingBuffer::with(RingBufferConfig { capacity: 2 }));
+//! let modules = ModuleCollection::create(init, CollectionConfig::default())?;
+//! let ring = modules.get(ring)?;
+//! assert_eq!(ring.write(1), Err(NtStatus::INVALID_DEVICE_STATE)); // OPEN_D0Entry: not yet
+//! modules.d0_entry(PowerDeviceState::D3Final)?;
+//! ring.write(1)?;
+//! ring.write(2)?;
+//! assert_eq!(ring.write(3), Err(NtStatus::BUFFER_OVERFLOW));
+//! modules.d0_exit(PowerDeviceState::D3)?;               // closes it again
+//! assert_eq!(ring.write(4), Err(NtStatus::INVALID_DEVICE_STATE));
+//! # Ok::<(), NtStatus>(())
 //! ```
 //!
 //! | Piece | File | Seed IDs |
@@ -38,6 +75,7 @@
 //! | the collection and the phase functions | `collection.rs` | CLI-22, CLI-25, Top 25 #1–#9, #12, #13 |
 //! | dynamic Modules | `dynamic.rs` | MOD-91…MOD-95 |
 //! | DMF Interfaces (protocol/transport binding) | `interface.rs` | dmf-upstream §2.11 |
+//! | lazily created internals (internal lock, rundown event) | `lazy.rs` | — |
 //!
 //! ARCHITECTURE.md "Module framework" records the decisions and the deviations from C DMF.
 
@@ -47,6 +85,7 @@ mod descriptor;
 pub mod dispatch_table;
 mod dynamic;
 pub mod interface;
+mod lazy;
 mod object;
 mod scope;
 mod spec;
@@ -55,6 +94,7 @@ pub use callbacks::{Handled, IoctlRequest, ModuleCallbacks, Opaque};
 pub use collection::{ClientCallbacks, CollectionConfig, ModuleCollection, RequestDisposition};
 pub use descriptor::{CallbackSet, ModuleDescriptor, OpenOption, DEFAULT_CHILD_LIMIT};
 pub use dynamic::{DynamicModule, DynamicParent, DynamicParentRef, NoParent};
+pub use interface::{Binding, BindingState, Interface, InterfaceProtocol, InterfaceTransport};
 pub use object::{ModuleState, OpenedDuring, TraceEntry};
 pub use scope::{
     Added, Dispatched, Method, Module, ModuleHandle, ModuleRef, ModuleReference, Scope,

@@ -6,7 +6,8 @@
 //! must not see directly lives here, type-erased so one object type serves every Module:
 //!
 //! - the descriptor (`&'static`, generated as a `const` by `#[dmf_module]`);
-//! - the callbacks, as a zero-sized boxed [`Shim`](super::callbacks) (no allocation);
+//! - the callbacks, as a `&'static` table of function pointers generated per Module type
+//!   (`CallbackTable` in `callbacks.rs`; no allocation), which also identifies the handle type;
 //! - one erased *cell* holding the private copy of the config (MOD-21, Top 25 #14), the context
 //!   behind the Module's own lock (MOD-22, MOD-80) and its auxiliary locks (MOD-81). The cell's type
 //!   includes a private *key* type generated per Module, so only code that can name the key — the
@@ -16,10 +17,25 @@
 //!   close-once guard, §2.6);
 //! - "opened during" / "registered during" as enums ([`OpenedDuring`]), so a failing phase closes
 //!   exactly what it opened (§2.4 failure cleanup);
-//! - the rundown that gates Methods (invariant 4): `open` re-arms it, `close` waits on it;
+//! - the rundown that gates Methods (invariant 4): `open` re-arms it, `close` waits on it. Its
+//!   event is created on the first wait that has to sleep (`lazy.rs`);
 //! - the static children (fixed at creation, so dispatch walks them without a lock), a weak parent
 //!   link, the device-wide shared data (filter flag, feature Modules), and, behind one spin lock,
-//!   the dynamic children and the optional in-flight trace ring (MOD-30 `InFlightRecorderSize`).
+//!   the dynamic children, the DMF Interface bindings and the optional in-flight trace ring (MOD-30
+//!   `InFlightRecorderSize`).
+//!
+//! # Memory
+//!
+//! The framework's part of a Module is this object (one `Arc` allocation, about 120 bytes on
+//! 64-bit targets) plus the private cell (config, context, the Module's own lock, aux locks). The
+//! internal lock that guards the dynamic children, bindings and trace ring is a *platform* spin lock
+//! like the Module's own lock — so the IRQL rules and the verifier apply to it too, and it is sound
+//! at DISPATCH_LEVEL on the kernel, which a bare `core` spin lock that does not raise IRQL is not —
+//! but it is created only when first needed: at creation for a Module with a trace ring, and on the
+//! first dynamic child or interface binding otherwise. It is framework-internal and never held
+//! across a callback (each use is a push, a removal or a copy). Likewise the rundown's event.
+//! C DMF makes the same trade for its internal locks (native `KSPIN_LOCK`s rather than WDF handles,
+//! dmf-upstream §2.9).
 //!
 //! # Open and close (MOD-52, MOD-53, MOD-62, MOD-63, Top 25 #7, #10)
 //!
@@ -33,13 +49,14 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::any::{Any, TypeId};
+use core::any::Any;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::callbacks::DynCallbacks;
+use super::callbacks::CallbackTable;
 use super::descriptor::{CallbackSet, ModuleDescriptor};
+use super::interface::ErasedBinding;
+use super::lazy::{LazyRundown, OnceBox};
 use super::Feature;
-use crate::platform::RundownRef;
 use crate::status::NtResult;
 use crate::sync::{LockKind, ModuleLock};
 
@@ -138,6 +155,8 @@ pub(crate) struct TraceRing {
 pub(crate) struct Mutable {
     pub(crate) dynamic_children: Vec<Arc<ModuleObject>>,
     pub(crate) trace: Option<TraceRing>,
+    /// The DMF Interface bindings this Module is the protocol or the transport of.
+    pub(crate) bindings: Vec<Arc<dyn ErasedBinding>>,
 }
 
 pub(crate) const FLAG_DYNAMIC: u8 = 1;
@@ -146,16 +165,15 @@ pub(crate) const FLAG_PASSIVE: u8 = 2;
 /// The Module object (see the module docs).
 pub struct ModuleObject {
     pub(crate) descriptor: &'static ModuleDescriptor,
-    pub(crate) handle_type: TypeId,
-    pub(crate) callbacks: Box<dyn DynCallbacks>,
+    pub(crate) callbacks: &'static CallbackTable,
     pub(crate) cell: Box<dyn Any + Send + Sync>,
-    pub(crate) rundown: RundownRef,
+    pub(crate) rundown: LazyRundown,
     pub(crate) children: Box<[Arc<ModuleObject>]>,
     pub(crate) parent: Weak<ModuleObject>,
     pub(crate) this: Weak<ModuleObject>,
     pub(crate) device: Option<Arc<DeviceShared>>,
     pub(crate) events: Option<Box<EventCallbacks>>,
-    pub(crate) mutable: ModuleLock<Mutable>,
+    mutable: OnceBox<ModuleLock<Mutable>>,
     pub(crate) id: u32,
     state: AtomicU8,
     opened_during: AtomicU8,
@@ -178,29 +196,31 @@ impl ModuleObject {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         descriptor: &'static ModuleDescriptor,
-        handle_type: TypeId,
-        callbacks: Box<dyn DynCallbacks>,
+        callbacks: &'static CallbackTable,
         cell: Box<dyn Any + Send + Sync>,
         this: Weak<ModuleObject>,
         parent: Weak<ModuleObject>,
         device: Option<Arc<DeviceShared>>,
         events: Option<Box<EventCallbacks>>,
-        mutable: ModuleLock<Mutable>,
+        mutable: Option<ModuleLock<Mutable>>,
         flags: u8,
         id: u32,
     ) -> ModuleObject {
+        let lazy = OnceBox::new();
+        if let Some(mutable) = mutable {
+            lazy.get_or_init(|| mutable);
+        }
         ModuleObject {
             descriptor,
-            handle_type,
             callbacks,
             cell,
-            rundown: RundownRef::new_run_down(),
+            rundown: LazyRundown::new_run_down(),
             children: Box::new([]),
             parent,
             this,
             device,
             events,
-            mutable,
+            mutable: lazy,
             id,
             state: AtomicU8::new(ModuleState::Created as u8),
             opened_during: AtomicU8::new(0),
@@ -210,19 +230,37 @@ impl ModuleObject {
         }
     }
 
-    /// The lock-protected mutable part for a Module with `descriptor`.
-    pub(crate) fn new_mutable(descriptor: &ModuleDescriptor) -> NtResult<ModuleLock<Mutable>> {
-        let trace = (descriptor.trace_capacity > 0).then(|| TraceRing {
+    /// The lock-protected mutable part for a Module with `descriptor`, if it needs one from the
+    /// start (a trace ring, which may be written at DISPATCH_LEVEL where nothing is created).
+    pub(crate) fn new_mutable(
+        descriptor: &ModuleDescriptor,
+    ) -> NtResult<Option<ModuleLock<Mutable>>> {
+        if descriptor.trace_capacity == 0 {
+            return Ok(None);
+        }
+        let trace = TraceRing {
             entries: Vec::with_capacity(usize::from(descriptor.trace_capacity)),
             next: 0,
-        });
+        };
         ModuleLock::new(
             LockKind::Spin,
             Mutable {
-                dynamic_children: Vec::new(),
-                trace,
+                trace: Some(trace),
+                ..Mutable::default()
             },
         )
+        .map(Some)
+    }
+
+    /// The mutable part, created on first use (PASSIVE_LEVEL: it creates a platform lock).
+    pub(crate) fn mutable(&self) -> NtResult<&ModuleLock<Mutable>> {
+        self.mutable
+            .get_or_try_init(|| ModuleLock::new(LockKind::Spin, Mutable::default()))
+    }
+
+    /// The mutable part, if it exists (nothing to do otherwise).
+    pub(crate) fn mutable_if_any(&self) -> Option<&ModuleLock<Mutable>> {
+        self.mutable.get()
     }
 
     /// The current state.
@@ -252,7 +290,10 @@ impl ModuleObject {
         if self.descriptor.trace_capacity == 0 {
             return;
         }
-        let mut m = self.mutable.lock();
+        let Some(mutable) = self.mutable.get() else {
+            return;
+        };
+        let mut m = mutable.lock();
         if let Some(ring) = m.trace.as_mut() {
             let cap = usize::from(self.descriptor.trace_capacity);
             if ring.entries.len() < cap {
@@ -266,7 +307,10 @@ impl ModuleObject {
 
     /// The trace ring, oldest first.
     pub(crate) fn trace_snapshot(&self) -> Vec<TraceEntry> {
-        let m = self.mutable.lock();
+        let Some(mutable) = self.mutable.get() else {
+            return Vec::new();
+        };
+        let m = mutable.lock();
         match m.trace.as_ref() {
             None => Vec::new(),
             Some(ring) => {
@@ -388,9 +432,13 @@ impl ModuleObject {
     /// Closes (parent first, children backward) and unregisters the whole tree, dynamic children
     /// included: the first half of destruction.
     pub(crate) fn close_tree(this: &Arc<ModuleObject>) {
+        super::interface::unbind_all(this);
         Self::unregister(this);
         Self::close(this);
-        let dynamic = core::mem::take(&mut this.mutable.lock().dynamic_children);
+        let dynamic = this
+            .mutable_if_any()
+            .map(|m| core::mem::take(&mut m.lock().dynamic_children))
+            .unwrap_or_default();
         for child in dynamic.iter().rev() {
             Self::close_tree(child);
             Self::destroy_tree(child);
@@ -405,6 +453,9 @@ impl ModuleObject {
         for child in &*this.children {
             Self::destroy_tree(child);
         }
+        // Destroying a Module unbinds its interfaces (dmf-upstream §2.11); `close_tree` already did
+        // unless a binding was made after it.
+        super::interface::unbind_all(this);
         let mut current = this.state.load(Ordering::Acquire);
         loop {
             if current != ModuleState::Created as u8 && current != ModuleState::Closed as u8 {

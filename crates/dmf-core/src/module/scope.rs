@@ -30,9 +30,9 @@ use core::ops::Deref;
 
 use super::callbacks::ModuleCallbacks;
 use super::descriptor::ModuleDescriptor;
+use super::lazy::LazyEvent;
 use super::object::{ModuleObject, ModuleState, TraceEntry, FLAG_PASSIVE};
 use super::Feature;
-use crate::platform::Event;
 use crate::rundown::RundownGuard;
 use crate::status::{NtResult, NtStatus};
 use crate::sync::{AuxiliaryLocks, ModuleLock, ModuleLockGuard};
@@ -59,7 +59,7 @@ impl core::fmt::Debug for ModuleRef {
 
 /// Builds a typed handle after checking that the object is of that Module type.
 pub(crate) fn handle_of<M: Module>(object: &Arc<ModuleObject>) -> NtResult<M> {
-    if object.handle_type == TypeId::of::<M>() {
+    if (object.callbacks.type_id)() == TypeId::of::<M>() {
         Ok(M::__from_ref(ModuleRef(Arc::clone(object))))
     } else {
         Err(NtStatus::INVALID_PARAMETER)
@@ -95,7 +95,7 @@ impl<M: Module> ModuleHandle for M {}
 /// `DMF_ModuleReference` held; dropping it is `DMF_ModuleDereference`.
 #[must_use = "dropping the reference releases the Module at once"]
 pub struct ModuleReference<'a> {
-    _guard: RundownGuard<'a, Event>,
+    _guard: RundownGuard<'a, LazyEvent>,
 }
 
 impl core::fmt::Debug for ModuleReference<'_> {
@@ -255,7 +255,7 @@ impl<'a, M: Module> Scope<'a, M> {
 #[must_use = "the scope is the rundown guard: dropping it ends the Method's protection"]
 pub struct Method<'a, M> {
     scope: Scope<'a, M>,
-    _guard: RundownGuard<'a, Event>,
+    _guard: RundownGuard<'a, LazyEvent>,
 }
 
 impl<'a, M> Deref for Method<'a, M> {

@@ -21,11 +21,11 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::any::{Any, TypeId};
+use core::any::Any;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::callbacks::{DynCallbacks, Shim};
+use super::callbacks::{CallbackTable, Shim};
 use super::descriptor::{CallbackSet, ModuleDescriptor, OpenOption};
 use super::object::{DeviceShared, EventCallbacks, ModuleObject, FLAG_DYNAMIC, FLAG_PASSIVE};
 use super::scope::{handle_of, Added, Module, ModuleCell};
@@ -43,9 +43,8 @@ type TransportCreator = Box<dyn FnOnce(&mut ModuleInit) -> NtResult<()> + Send>;
 
 pub(crate) struct ErasedSpec {
     pub(crate) descriptor: &'static ModuleDescriptor,
-    handle_type: TypeId,
     make_cell: MakeCell,
-    callbacks: Box<dyn DynCallbacks>,
+    callbacks: &'static CallbackTable,
     passive_level: bool,
     events: EventCallbacks,
     transport_creator: Option<TransportCreator>,
@@ -152,9 +151,8 @@ where
     ModuleSpec {
         erased: ErasedSpec {
             descriptor: const { &M::DESCRIPTOR },
-            handle_type: TypeId::of::<M>(),
             make_cell,
-            callbacks: Box::new(Shim::<M>::NEW),
+            callbacks: const { &Shim::<M>::TABLE },
             passive_level: false,
             events: EventCallbacks::default(),
             transport_creator: None,
@@ -292,10 +290,9 @@ pub(crate) fn create_tree(spec: ErasedSpec, placement: &Placement) -> NtResult<A
     let kind = validate(&spec, placement.dynamic)?;
     let ErasedSpec {
         descriptor,
-        handle_type,
         make_cell,
         callbacks,
-        passive_level,
+        passive_level: _,
         events,
         transport_creator,
     } = spec;
@@ -309,14 +306,15 @@ pub(crate) fn create_tree(spec: ErasedSpec, placement: &Placement) -> NtResult<A
     if placement.dynamic {
         flags |= FLAG_DYNAMIC;
     }
-    if kind == LockKind::Wait && passive_level {
+    // DMF_ModuleIsPassiveLevel: a PASSIVE Module, or a DISPATCH_MAXIMUM one the client asked to
+    // run at PASSIVE_LEVEL — exactly the Modules whose locks are wait locks.
+    if kind == LockKind::Wait {
         flags |= FLAG_PASSIVE;
     }
     let mut failure = None;
     let object = Arc::new_cyclic(|this: &Weak<ModuleObject>| {
         let mut object = ModuleObject::new(
             descriptor,
-            handle_type,
             callbacks,
             cell,
             this.clone(),
