@@ -8,6 +8,55 @@
 //! SelfTarget), IoctlHandler and NotifyUserWithRequest. The Modules arrive with the Module-library
 //! issues, on top of the Module framework; until then this crate exports nothing.
 //!
+//! Buffers: [`buffer_pool`] (BufferPool: Source/Sink pools of fixed-size buffers with sentinels,
+//! lookaside growth and timed buffers), [`buffer_queue`] (BufferQueue: producer/consumer on two
+//! BufferPools). Data structures: [`stack`] (Stack: LIFO on a BufferQueue).
+//!
+//! Task execution: [`thread`] (Thread: DMF- or client-controlled system thread),
+//! [`queued_work_item`] (QueuedWorkItem: once per enqueue, in order, with per-call data),
+//! [`doorbell`] (Doorbell: rings coalesced into work-item runs), [`scheduled_task`] (ScheduledTask:
+//! run-once tasks per boot or persistent, at PrepareHardware/D0Entry/on demand, timer retry).
+//!
+//! Also: [`rundown`] (Rundown: Start/Reference/EndAndWait gate, RD-*), [`alertable_sleep`]
+//! (AlertableSleep: abortable sleeps on 1…32 slots, AS-*), [`ring_buffer`] (RingBuffer: fixed
+//! items, fail-if-full or overwrite-oldest), [`ping_pong_buffer`] (PingPongBuffer: packet
+//! reassembly), [`hash_table`] (HashTable: fixed capacity, FNV-1a or client hash), [`time`]
+//! (Time: ticks and elapsed time on the platform clock).
+//!
 //! The crate is `#![no_std]` and forbids `unsafe`: Modules are written only against dmf-core.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+// Task execution (MODS-Thread, MODS-QueuedWorkitem, MODS-ScheduledTask, Doorbell).
+#[cfg(feature = "sim")]
+pub mod doorbell;
+#[cfg(feature = "sim")]
+pub mod queued_work_item;
+#[cfg(feature = "sim")]
+pub mod scheduled_task;
+#[cfg(feature = "sim")]
+pub mod thread;
+
+// Rundown, AlertableSleep, RingBuffer, HashTable, PingPongBuffer, Time (MODS-*, §6.8, §6.9).
+#[cfg(feature = "sim")]
+pub mod alertable_sleep;
+#[cfg(feature = "sim")]
+pub mod hash_table;
+#[cfg(feature = "sim")]
+pub mod ping_pong_buffer;
+#[cfg(feature = "sim")]
+pub mod ring_buffer;
+#[cfg(feature = "sim")]
+pub mod rundown;
+#[cfg(feature = "sim")]
+pub mod time;
+
+// Buffers and data structures (MODS-BufferPool, MODS-BufferQueue, MODS-Stack).
+#[cfg(feature = "sim")]
+pub mod buffer_pool;
+#[cfg(feature = "sim")]
+pub mod buffer_queue;
+#[cfg(feature = "sim")]
+pub mod stack;

@@ -1,0 +1,199 @@
+//! # DMF_Rundown
+//!
+//! ## Summary
+//!
+//! Rundown management for a resource that is being unregistered while its Methods may still be
+//! called or running (RD-01): the Methods already inside keep running, new ones are refused, and
+//! the owner's [`Rundown::end_and_wait`] returns once the last of them has left. It is a
+//! reusable "the resource is alive" gate, independent of the Module's own open state.
+//!
+//! ## Configuration
+//!
+//! None (RD-02): create it with `Rundown::with(())`.
+//!
+//! ## Methods
+//!
+//! | C DMF | Rust | IRQL |
+//! |---|---|---|
+//! | `DMF_Rundown_Start` | [`Rundown::start`] | PASSIVE |
+//! | `DMF_Rundown_Reference` + `DMF_Rundown_Dereference` | [`Rundown::reference_with`], or [`Rundown::gate`] + [`RundownGate::reference`] (a `#[must_use]` guard; dropping it is Dereference) | ≤ DISPATCH |
+//! | `DMF_Rundown_EndAndWait` | [`Rundown::end_and_wait`] | PASSIVE |
+//!
+//! ## Callbacks
+//!
+//! None.
+//!
+//! ## Remarks
+//!
+//! - Call Start when the resource is created or registered, EndAndWait when it is deleted or
+//!   unregistered; References nest around each access (RD-07).
+//! - Reference fails with `STATUS_INVALID_DEVICE_STATE` before the first Start (RD-10), from the
+//!   moment EndAndWait begins, and after it returns (RD-11, Top 25 #19); then nothing is held.
+//! - EndAndWait blocks until every earlier Reference is released (RD-14, Top 25 #20) — on an event,
+//!   never by polling (C DMF polls every 100 ms; RD-14 allows the change). On an object already run
+//!   down it returns at once (RD-15). Start after EndAndWait re-arms it (RD-16, Top 25 #21).
+//! - Closing the Module ends the rundown if the client forgot, waiting for the references still
+//!   held (RD-17). The gate cannot be re-armed after that: Start fails once the Module is closed.
+//! - Built on [`dmf_core::platform::RundownRef`] (`EX_RUNDOWN_REF` semantics). The reference path
+//!   is lock-free and never blocks (RD-19).
+//! - The guard lives in a [`RundownGate`] the caller holds (a cheap clone of the Module's
+//!   rundown object), because a guard returned straight from a Method could not outlive the
+//!   Method's own scope. The C-shaped explicit Reference/Dereference pair is not offered: safe
+//!   Rust code has no way to release a reference without its guard.
+//! - Deviation: EndAndWait does not hold the Module's own Method guard while it waits, so a close
+//!   of the Module is never held up by it (close joins the same wait instead).
+//!
+//! ## Example
+//!
+//! ```
+//! use dmf_core::module::NoParent;
+//! use dmf_core::NtStatus;
+//! use dmf_modules::rundown::Rundown;
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _on = machine.enter();
+//! let rundown = Rundown::with(()).create(&NoParent)?;
+//!
+//! // RD-10: nothing is alive before Start.
+//! assert_eq!(rundown.reference_with(|| ()), Err(NtStatus::INVALID_DEVICE_STATE));
+//! rundown.start()?;
+//! let gate = rundown.gate()?;
+//! {
+//!     let _outer = gate.reference()?;
+//!     let _inner = gate.reference()?; // references nest (RD-07)
+//! }
+//! assert_eq!(rundown.reference_with(|| 42), Ok(42));
+//! rundown.end_and_wait()?; // no references out: returns at once
+//! assert_eq!(gate.reference().err(), Some(NtStatus::INVALID_DEVICE_STATE)); // RD-11
+//! rundown.start()?; // RD-16: restart
+//! assert!(gate.reference().is_ok());
+//! # Ok::<(), NtStatus>(())
+//! ```
+//!
+//! ## Category
+//!
+//! Task Execution.
+
+use alloc::sync::Arc;
+
+use dmf_core::module::{Dispatched, ModuleCallbacks};
+use dmf_core::platform::RundownRef;
+use dmf_core::rundown::RundownGuard;
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+/// The `DMF_Rundown` Module: a Start / Reference / Dereference / EndAndWait gate. See the
+/// [module documentation](self).
+#[dmf_module(crate = ::dmf_core, config = (), context = Context, open = Create, lock = Dispatch)]
+pub struct Rundown;
+
+/// The private context: the rundown object, created in Open, shared with the gates handed out.
+#[derive(Default)]
+struct Context {
+    gate: Option<Arc<RundownRef>>,
+}
+
+#[dmf_callbacks(crate = ::dmf_core)]
+impl ModuleCallbacks for Rundown {
+    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        // RD-18: open at creation with nothing alive; Start arms it.
+        module.lock().gate = Some(Arc::new(RundownRef::new_run_down()));
+        Ok(())
+    }
+
+    fn close(module: &Dispatched<'_, Self>) {
+        // RD-17: end the rundown on the client's behalf, waiting for the references still out.
+        // (On an object already run down this returns at once, RD-15.)
+        let gate = module.lock().gate.clone();
+        if let Some(gate) = gate {
+            gate.wait_for_release();
+        }
+    }
+}
+
+impl Rundown {
+    fn shared(&self) -> NtResult<Arc<RundownRef>> {
+        let module = self.enter()?;
+        let gate = module.lock().gate.clone();
+        gate.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+
+    /// `DMF_Rundown_Start` (RD-03, RD-16): makes the resource alive, so References succeed; after
+    /// an EndAndWait it re-arms the gate. No effect when already started.
+    ///
+    /// Fails with `STATUS_INVALID_DEVICE_STATE` while an EndAndWait is still waiting, and once the
+    /// Module is closed.
+    pub fn start(&self) -> NtResult<()> {
+        self.shared()?.reinitialize()
+    }
+
+    /// `DMF_Rundown_Reference` … `DMF_Rundown_Dereference` around `f` (RD-04, RD-05): runs `f`
+    /// with the resource held alive and returns its result; `STATUS_INVALID_DEVICE_STATE` (and `f`
+    /// not run) before Start, once EndAndWait has begun, and after the Module closed (RD-10,
+    /// RD-11). Never blocks; callable at `DISPATCH_LEVEL`.
+    pub fn reference_with<R>(&self, f: impl FnOnce() -> R) -> NtResult<R> {
+        let gate = self.shared()?;
+        let _reference = gate.reference()?;
+        Ok(f())
+    }
+
+    /// The gate through which References are taken as guards ([`RundownGate::reference`]). A
+    /// gate stays usable after the Module closed: its References then fail.
+    pub fn gate(&self) -> NtResult<RundownGate> {
+        Ok(RundownGate {
+            rundown: self.shared()?,
+        })
+    }
+
+    /// `DMF_Rundown_EndAndWait` (RD-06, RD-14, RD-15): refuses new References from now on and
+    /// waits until every earlier one is released. On an object already run down (or never
+    /// started) it returns at once with no effect. `PASSIVE_LEVEL`.
+    ///
+    /// Fails with `STATUS_INVALID_DEVICE_STATE` only when the Module is not open (its close has
+    /// already ended the rundown).
+    pub fn end_and_wait(&self) -> NtResult<()> {
+        // The Module's own Method guard is dropped before the wait (see the Remarks).
+        let gate = self.shared()?;
+        gate.wait_for_release();
+        Ok(())
+    }
+}
+
+/// The reference side of a [`Rundown`]: a cheap clone of its rundown object. Obtained from
+/// [`Rundown::gate`].
+#[derive(Clone)]
+pub struct RundownGate {
+    rundown: Arc<RundownRef>,
+}
+
+impl core::fmt::Debug for RundownGate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RundownGate")
+            .field("run_down", &self.rundown.is_run_down())
+            .finish()
+    }
+}
+
+impl RundownGate {
+    /// `DMF_Rundown_Reference` (RD-04, RD-12): holds the resource alive until the returned guard
+    /// drops (`DMF_Rundown_Dereference`, RD-05, RD-13). `STATUS_INVALID_DEVICE_STATE` before
+    /// Start, once EndAndWait has begun and after it returned (RD-10, RD-11); then nothing is
+    /// held. Never blocks; callable (and droppable) at `DISPATCH_LEVEL` (RD-19).
+    pub fn reference(&self) -> NtResult<RundownReference<'_>> {
+        Ok(RundownReference {
+            _guard: self.rundown.reference()?,
+        })
+    }
+}
+
+/// A successful `DMF_Rundown_Reference`; dropping it is `DMF_Rundown_Dereference`.
+#[must_use = "dropping the reference releases the resource at once (DMF_Rundown_Dereference)"]
+pub struct RundownReference<'a> {
+    _guard: RundownGuard<'a, dmf_core::platform::Event>,
+}
+
+impl core::fmt::Debug for RundownReference<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RundownReference")
+    }
+}

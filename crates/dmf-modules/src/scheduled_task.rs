@@ -1,0 +1,495 @@
+//! # ScheduledTask
+//!
+//! ## Summary
+//!
+//! Runs a client task once — once per boot, or once ever — at PrepareHardware, at D0Entry, or
+//! when the client asks, immediately or deferred, retrying on a timer while the task asks for it
+//! (C DMF: `Dmf_ScheduledTask.c`).
+//!
+//! - **When** ([`ExecuteWhen`]): in the Module's own PrepareHardware or D0Entry callback, or
+//!   `Other` (only by [`ScheduledTask::execute_now`] / [`ScheduledTask::execute_now_deferred`]).
+//! - **How** ([`ExecutionMode`]): `Immediate` calls the task inside the phase callback; `Deferred`
+//!   starts a PASSIVE_LEVEL timer `time_before_initial_call` later.
+//! - **How often** ([`Persistence`]): the task counts its successful runs ("times run"). A phase
+//!   runs it only while that count is 0. `NotPersistentAcrossReboots` keeps the count in memory
+//!   (once per boot); `PersistentAcrossReboots` keeps it as a `REG_DWORD` under the driver's
+//!   `Parameters` key, so "once ever" survives a reboot.
+//! - **Retry**: a run the Module started (phase, deferred, retry) whose task returns
+//!   [`ScheduledTaskResult::SuccessButTryAgain`] / [`ScheduledTaskResult::FailButTryAgain`] runs
+//!   again `timer_period_on_success` / `timer_period_on_fail` later, until it returns `Success` or
+//!   `Fail`, or until [`ScheduledTask::cancel`], D0Exit/ReleaseHardware or close.
+//!
+//! ## Configuration
+//!
+//! [`ScheduledTaskConfig`]: `callback` (`EvtScheduledTaskCallback`), `persistence`
+//! (`PersistenceType`), `execution_mode` (`ExecutionMode`), `execute_when` (`ExecuteWhen`),
+//! `timer_period_on_success` / `timer_period_on_fail` (`TimerPeriodMsOnSuccess` / `…OnFail`),
+//! `time_before_initial_call` (`TimeMsBeforeInitialCall`). C's `CallbackContext` is whatever the
+//! closure captures.
+//!
+//! ## Methods
+//!
+//! | Method | C DMF | IRQL |
+//! |---|---|---|
+//! | [`ScheduledTask::execute_now`] | `DMF_ScheduledTask_ExecuteNow` | PASSIVE |
+//! | [`ScheduledTask::execute_now_deferred`] | `DMF_ScheduledTask_ExecuteNowDeferred` | ≤ DISPATCH |
+//! | [`ScheduledTask::cancel`] | `DMF_ScheduledTask_Cancel` | ≤ DISPATCH |
+//! | [`ScheduledTask::times_run`] | `DMF_ScheduledTask_TimesRunGet` | PASSIVE |
+//! | [`ScheduledTask::set_times_run`] | `DMF_ScheduledTask_TimesRunSet` | PASSIVE |
+//!
+//! ## Callbacks
+//!
+//! `EVT_DMF_ScheduledTask_Callback` → [`ScheduledTaskCallback`]:
+//! `Fn(&ScheduledTask, Option<PowerDeviceState>) -> ScheduledTaskResult`, at `PASSIVE_LEVEL`. The
+//! state is D0Entry's previous state for a D0Entry task, `None` otherwise (C passes a meaningless
+//! value).
+//!
+//! ## Remarks
+//!
+//! - `execute_now` always calls the task (the client decides; C does the same) and returns its
+//!   result without retrying; a `Success…` result counts as a run.
+//! - `cancel` stops future runs (a pending deferred run or retry); a run in progress finishes.
+//!   `execute_now_deferred` after `cancel` schedules again.
+//! - D0Exit (D0Entry tasks) and ReleaseHardware (PrepareHardware tasks) stop pending retries and
+//!   wait for a running deferred task; a task that never succeeded runs again at the next phase.
+//! - Close stops the timer and waits for a running deferred task; nothing outlives the Module.
+//! - A registry failure while reading the count is treated as "never ran" (the task runs), while
+//!   writing it is traced: running a task twice is safer than never.
+//! - Open option `OPEN_Create` with its own PrepareHardware/D0Entry callbacks, DISPATCH lock.
+//!   Because it implements WDF callbacks it cannot be created dynamically (framework rule).
+//!
+//! ## Category
+//!
+//! Task Execution (seed MODS-ScheduledTask).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use core::time::Duration;
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit, PowerDeviceState};
+//! use dmf_modules::scheduled_task::*;
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! let mut init = ModuleInit::new();
+//! let token = init.add(ScheduledTask::with(ScheduledTaskConfig {
+//!     callback: Arc::new(|_task: &ScheduledTask, _previous: Option<PowerDeviceState>| ScheduledTaskResult::Success),
+//!     persistence: Persistence::NotPersistentAcrossReboots,
+//!     execution_mode: ExecutionMode::Immediate,
+//!     execute_when: ExecuteWhen::D0Entry,
+//!     timer_period_on_success: Duration::ZERO,
+//!     timer_period_on_fail: Duration::ZERO,
+//!     time_before_initial_call: Duration::ZERO,
+//! }));
+//! let device = ModuleCollection::create(init, CollectionConfig::default())?;
+//! let task = device.get(token)?;
+//! device.d0_entry(PowerDeviceState::D3Final)?;
+//! device.d0_exit(PowerDeviceState::D3)?;
+//! device.d0_entry(PowerDeviceState::D3)?;
+//! assert_eq!(task.times_run()?, 1, "once per boot");
+//! device.destroy();
+//! # Ok::<(), dmf_core::NtStatus>(())
+//! ```
+
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use core::time::Duration;
+
+use dmf_core::module::{Dispatched, ModuleCallbacks, Opaque, PowerDeviceState, Scope};
+use dmf_core::platform::contract::{
+    PlatformRegistryKey, PlatformTimer, PlatformTrace, RegistryValue, TimerExecutionLevel,
+    TraceLevel,
+};
+use dmf_core::platform::{RegistryKey, Timer, Trace};
+use dmf_core::sync::{LockKind, ModuleLock};
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+/// `ScheduledTask_Result_Type`: what a task run achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScheduledTaskResult {
+    /// `ScheduledTask_WorkResult_Success`: done; counts as a run.
+    Success,
+    /// `ScheduledTask_WorkResult_Fail`: failed; not retried.
+    Fail,
+    /// `ScheduledTask_WorkResult_FailButTryAgain`: retry after `timer_period_on_fail`.
+    FailButTryAgain,
+    /// `ScheduledTask_WorkResult_SuccessButTryAgain`: counts as a run; run again after
+    /// `timer_period_on_success`.
+    SuccessButTryAgain,
+}
+
+/// `ScheduledTask_Persistence_Type`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Persistence {
+    /// `ScheduledTask_Persistence_PersistentAcrossReboots`: once ever. The count is the `REG_DWORD`
+    /// `value_name` under the `Parameters` key of the driver (service) `driver`.
+    PersistentAcrossReboots {
+        /// The driver's service name (whose `Parameters` key holds the count).
+        driver: String,
+        /// The value name of the count.
+        value_name: String,
+    },
+    /// `ScheduledTask_Persistence_NotPersistentAcrossReboots`: once per boot (per Module life).
+    NotPersistentAcrossReboots,
+}
+
+/// `ScheduledTask_ExecutionMode_Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExecutionMode {
+    /// In the phase callback itself.
+    Immediate,
+    /// On a PASSIVE_LEVEL timer, `time_before_initial_call` after the phase.
+    Deferred,
+}
+
+/// `ScheduledTask_ExecuteWhen_Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExecuteWhen {
+    /// In the Module's PrepareHardware.
+    PrepareHardware,
+    /// In the Module's D0Entry.
+    D0Entry,
+    /// Only when the client calls `execute_now` / `execute_now_deferred`.
+    Other,
+}
+
+/// `EVT_DMF_ScheduledTask_Callback`.
+pub type ScheduledTaskCallback =
+    Arc<dyn Fn(&ScheduledTask, Option<PowerDeviceState>) -> ScheduledTaskResult + Send + Sync>;
+
+/// `DMF_CONFIG_ScheduledTask`.
+#[derive(Clone)]
+pub struct ScheduledTaskConfig {
+    /// `EvtScheduledTaskCallback`.
+    pub callback: ScheduledTaskCallback,
+    /// `PersistenceType`.
+    pub persistence: Persistence,
+    /// `ExecutionMode`.
+    pub execution_mode: ExecutionMode,
+    /// `ExecuteWhen`.
+    pub execute_when: ExecuteWhen,
+    /// `TimerPeriodMsOnSuccess`: retry delay after `SuccessButTryAgain`.
+    pub timer_period_on_success: Duration,
+    /// `TimerPeriodMsOnFail`: retry delay after `FailButTryAgain`.
+    pub timer_period_on_fail: Duration,
+    /// `TimeMsBeforeInitialCall`: delay of a deferred phase run.
+    pub time_before_initial_call: Duration,
+}
+
+impl core::fmt::Debug for ScheduledTaskConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ScheduledTaskConfig")
+            .field("persistence", &self.persistence)
+            .field("execution_mode", &self.execution_mode)
+            .field("execute_when", &self.execute_when)
+            .field("timer_period_on_success", &self.timer_period_on_success)
+            .field("timer_period_on_fail", &self.timer_period_on_fail)
+            .field("time_before_initial_call", &self.time_before_initial_call)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Run-once tasks with timer retry. See the [module documentation](self).
+#[dmf_module(crate = dmf_core, config = ScheduledTaskConfig, context = Context, open = Create, lock = Dispatch)]
+pub struct ScheduledTask;
+
+#[derive(Default)]
+struct Context {
+    shared: Option<Arc<Shared>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// No (re-)arming of the timer: cancelled, powered down or closing.
+    halted: bool,
+    /// What the deferred run passes to the task.
+    previous: Option<PowerDeviceState>,
+    /// Times run, when not persistent.
+    times_run: u32,
+}
+
+struct Shared {
+    handle: ScheduledTask,
+    config: ScheduledTaskConfig,
+    state: ModuleLock<State>,
+    /// Serialises the read-modify-write of a persistent count (PASSIVE: the registry is there).
+    count_lock: ModuleLock<()>,
+    timer: Option<Timer>,
+}
+
+const SOURCE: &str = "ScheduledTask";
+
+impl Shared {
+    fn times_run(&self) -> NtResult<u32> {
+        match &self.config.persistence {
+            Persistence::NotPersistentAcrossReboots => Ok(self.state.lock().times_run),
+            Persistence::PersistentAcrossReboots { driver, value_name } => {
+                let key = RegistryKey::open_driver_parameters(driver)?;
+                match key.query(value_name) {
+                    Ok(RegistryValue::Dword(n)) => Ok(n),
+                    Ok(_) => Err(NtStatus::OBJECT_TYPE_MISMATCH),
+                    Err(status) if status == NtStatus::OBJECT_NAME_NOT_FOUND => Ok(0),
+                    Err(status) => Err(status),
+                }
+            }
+        }
+    }
+
+    fn set_times_run(&self, times: u32) -> NtResult<()> {
+        match &self.config.persistence {
+            Persistence::NotPersistentAcrossReboots => {
+                self.state.lock().times_run = times;
+                Ok(())
+            }
+            Persistence::PersistentAcrossReboots { driver, value_name } => {
+                RegistryKey::open_driver_parameters(driver)?
+                    .set(value_name, RegistryValue::Dword(times))
+            }
+        }
+    }
+
+    /// Calls the task and counts a successful run.
+    fn execute(&self, previous: Option<PowerDeviceState>) -> ScheduledTaskResult {
+        let result = (self.config.callback)(&self.handle, previous);
+        if matches!(
+            result,
+            ScheduledTaskResult::Success | ScheduledTaskResult::SuccessButTryAgain
+        ) {
+            let counted = match &self.config.persistence {
+                Persistence::NotPersistentAcrossReboots => {
+                    let mut state = self.state.lock();
+                    state.times_run = state.times_run.saturating_add(1);
+                    Ok(())
+                }
+                Persistence::PersistentAcrossReboots { .. } => {
+                    let _serialised = self.count_lock.lock();
+                    self.times_run()
+                        .and_then(|n| self.set_times_run(n.saturating_add(1)))
+                }
+            };
+            if let Err(status) = counted {
+                <Trace as PlatformTrace>::trace(
+                    TraceLevel::Error,
+                    SOURCE,
+                    format_args!("cannot record the run: {status:?}"),
+                );
+            }
+        }
+        result
+    }
+
+    /// A run the Module started: retries on the timer when the task asks for it.
+    fn run_scheduled(&self, previous: Option<PowerDeviceState>) {
+        match self.execute(previous) {
+            ScheduledTaskResult::SuccessButTryAgain => {
+                self.arm(self.config.timer_period_on_success, false);
+            }
+            ScheduledTaskResult::FailButTryAgain => {
+                self.arm(self.config.timer_period_on_fail, false);
+            }
+            ScheduledTaskResult::Success | ScheduledTaskResult::Fail => {}
+        }
+    }
+
+    /// Starts the timer `due` from now, unless halted (`resume` lifts the halt first).
+    fn arm(&self, due: Duration, resume: bool) {
+        let state = &mut *self.state.lock();
+        if resume {
+            state.halted = false;
+        }
+        if !state.halted {
+            if let Some(timer) = &self.timer {
+                timer.start(due);
+            }
+        }
+    }
+
+    /// Stops future runs and waits for a running deferred one (PASSIVE, never from the timer).
+    fn halt_and_wait(&self) {
+        self.state.lock().halted = true;
+        if let Some(timer) = &self.timer {
+            timer.stop(true);
+        }
+    }
+
+    /// The phase run (PrepareHardware / D0Entry) of a task that has not run yet.
+    fn phase(&self, previous: Option<PowerDeviceState>) {
+        let times = self.times_run().unwrap_or(0);
+        if times > 0 {
+            return;
+        }
+        match self.config.execution_mode {
+            ExecutionMode::Immediate => {
+                self.state.lock().halted = false;
+                self.run_scheduled(previous);
+            }
+            ExecutionMode::Deferred => {
+                self.state.lock().previous = previous;
+                self.arm(self.config.time_before_initial_call, true);
+            }
+        }
+    }
+}
+
+fn shared_of(module: &Scope<'_, ScheduledTask>) -> Option<Arc<Shared>> {
+    module.lock().shared.clone()
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for ScheduledTask {
+    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        let config = module.config().clone();
+        if let Persistence::PersistentAcrossReboots { driver, value_name } = &config.persistence {
+            if driver.is_empty() || value_name.is_empty() {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+        }
+        let handle = module.handle()?;
+        let state = ModuleLock::new(LockKind::Spin, State::default())?;
+        let count_lock = ModuleLock::new(LockKind::Wait, ())?;
+        let mut failure = None;
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
+            let weak = weak.clone();
+            let timer = Timer::new(
+                module.name(),
+                None,
+                TimerExecutionLevel::Passive,
+                move || {
+                    if let Some(shared) = weak.upgrade() {
+                        let previous = shared.state.lock().previous;
+                        shared.run_scheduled(previous);
+                    }
+                },
+            )
+            .map_err(|status| failure = Some(status))
+            .ok();
+            Shared {
+                handle,
+                config,
+                state,
+                count_lock,
+                timer,
+            }
+        });
+        if let Some(status) = failure {
+            return Err(status);
+        }
+        module.lock().shared = Some(shared);
+        Ok(())
+    }
+
+    fn close(module: &Dispatched<'_, Self>) {
+        let shared = module.lock().shared.take();
+        if let Some(shared) = shared {
+            shared.halt_and_wait();
+        }
+    }
+
+    fn prepare_hardware(module: &Dispatched<'_, Self>, _resources: &Opaque) -> NtResult<()> {
+        if module.config().execute_when == ExecuteWhen::PrepareHardware {
+            if let Some(shared) = shared_of(module) {
+                shared.phase(None);
+            }
+        }
+        Ok(())
+    }
+
+    fn release_hardware(module: &Dispatched<'_, Self>, _resources: &Opaque) -> NtResult<()> {
+        if module.config().execute_when == ExecuteWhen::PrepareHardware {
+            if let Some(shared) = shared_of(module) {
+                shared.halt_and_wait();
+            }
+        }
+        Ok(())
+    }
+
+    fn d0_entry(module: &Dispatched<'_, Self>, previous: PowerDeviceState) -> NtResult<()> {
+        if module.config().execute_when == ExecuteWhen::D0Entry {
+            if let Some(shared) = shared_of(module) {
+                shared.phase(Some(previous));
+            }
+        }
+        Ok(())
+    }
+
+    fn d0_exit(module: &Dispatched<'_, Self>, _target: PowerDeviceState) -> NtResult<()> {
+        if module.config().execute_when == ExecuteWhen::D0Entry {
+            if let Some(shared) = shared_of(module) {
+                shared.halt_and_wait();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScheduledTask {
+    /// `DMF_ScheduledTask_ExecuteNow` (PASSIVE_LEVEL): calls the task now, on this thread, and
+    /// returns its result (no retry; a `Success…` result counts as a run).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn execute_now(&self) -> NtResult<ScheduledTaskResult> {
+        let module = self.enter()?;
+        let shared = shared_of_method(&module)?;
+        Ok(shared.execute(None))
+    }
+
+    /// `DMF_ScheduledTask_ExecuteNowDeferred` (≤ DISPATCH_LEVEL): runs the task soon on a
+    /// PASSIVE_LEVEL timer, with retries as it asks; lifts an earlier `cancel`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn execute_now_deferred(&self) -> NtResult<()> {
+        let module = self.enter()?;
+        let shared = shared_of_method(&module)?;
+        shared.state.lock().previous = None;
+        shared.arm(Duration::ZERO, true);
+        Ok(())
+    }
+
+    /// `DMF_ScheduledTask_Cancel` (≤ DISPATCH_LEVEL): no further deferred run or retry starts
+    /// (until `execute_now_deferred` or the next phase); a run in progress finishes.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn cancel(&self) -> NtResult<()> {
+        let module = self.enter()?;
+        let shared = shared_of_method(&module)?;
+        shared.state.lock().halted = true;
+        if let Some(timer) = &shared.timer {
+            timer.stop(false);
+        }
+        Ok(())
+    }
+
+    /// `DMF_ScheduledTask_TimesRunGet` (PASSIVE_LEVEL): how many times the task succeeded (from
+    /// the registry when persistent).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; the registry's status when persistent.
+    pub fn times_run(&self) -> NtResult<u32> {
+        let module = self.enter()?;
+        shared_of_method(&module)?.times_run()
+    }
+
+    /// `DMF_ScheduledTask_TimesRunSet` (PASSIVE_LEVEL): sets the count (0 makes the task run again
+    /// at its next phase).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; the registry's status when persistent.
+    pub fn set_times_run(&self, times: u32) -> NtResult<()> {
+        let module = self.enter()?;
+        shared_of_method(&module)?.set_times_run(times)
+    }
+}
+
+fn shared_of_method(module: &Scope<'_, ScheduledTask>) -> NtResult<Arc<Shared>> {
+    shared_of(module).ok_or(NtStatus::INVALID_DEVICE_STATE)
+}

@@ -1,0 +1,404 @@
+//! ScheduledTask (MODS-ScheduledTask): unit tests through a ModuleCollection's phase functions,
+//! persistence across a simulated reboot, and a stress scenario modelled on C DMF's
+//! Tests_ScheduledTask (dmf-upstream §4).
+#![cfg(feature = "sim")]
+#![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
+
+mod task_support;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit, PowerDeviceState};
+use dmf_core::platform::contract::{Irql, PlatformIrql};
+use dmf_core::platform::CurrentIrql;
+use dmf_core::NtStatus;
+use dmf_modules::scheduled_task::{
+    ExecuteWhen, ExecutionMode, Persistence, ScheduledTask, ScheduledTaskConfig,
+    ScheduledTaskResult,
+};
+use kmdf_sim::exec::SystemThread;
+use kmdf_sim::registry::{RegistryStore, RegistryValue as SimValue};
+use kmdf_sim::{ClockMode, Machine};
+use task_support::{assert_clean, seed, Rng};
+
+type Script = Arc<Mutex<Vec<ScheduledTaskResult>>>;
+type Seen = Arc<Mutex<Vec<Option<PowerDeviceState>>>>;
+
+/// A task that returns the scripted results in turn (then `Success`) and records its calls.
+fn config(
+    when: ExecuteWhen,
+    mode: ExecutionMode,
+    persistence: Persistence,
+    script: &Script,
+    seen: &Seen,
+) -> ScheduledTaskConfig {
+    let (script, seen) = (Arc::clone(script), Arc::clone(seen));
+    ScheduledTaskConfig {
+        callback: Arc::new(move |_t: &ScheduledTask, previous| {
+            assert_eq!(CurrentIrql::current(), Irql::Passive);
+            seen.lock().unwrap().push(previous);
+            let mut script = script.lock().unwrap();
+            if script.is_empty() {
+                ScheduledTaskResult::Success
+            } else {
+                script.remove(0)
+            }
+        }),
+        persistence,
+        execution_mode: mode,
+        execute_when: when,
+        timer_period_on_success: Duration::from_millis(200),
+        timer_period_on_fail: Duration::from_millis(100),
+        time_before_initial_call: Duration::from_millis(50),
+    }
+}
+
+fn device(config: ScheduledTaskConfig) -> (ModuleCollection, ScheduledTask) {
+    let mut init = ModuleInit::new();
+    let token = init.add(ScheduledTask::with(config));
+    let device = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+    let task = device.get(token).unwrap();
+    (device, task)
+}
+
+fn persistent() -> Persistence {
+    Persistence::PersistentAcrossReboots {
+        driver: "TaskTest".into(),
+        value_name: "TimesRun".into(),
+    }
+}
+
+/// MODS-ScheduledTask: PrepareHardware, immediate, once per boot: a second start does not run it.
+#[test]
+fn mods_scheduledtask_prepare_hardware_immediate_once_per_boot() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let (script, seen) = (Script::default(), Seen::default());
+    let (device, task) = device(config(
+        ExecuteWhen::PrepareHardware,
+        ExecutionMode::Immediate,
+        Persistence::NotPersistentAcrossReboots,
+        &script,
+        &seen,
+    ));
+    assert!(seen.lock().unwrap().is_empty(), "not at create");
+    device.prepare_hardware(&()).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![None]);
+    device.d0_entry(PowerDeviceState::D3Final).unwrap();
+    device.d0_exit(PowerDeviceState::D3Final).unwrap();
+    device.release_hardware(&()).unwrap();
+    device.prepare_hardware(&()).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1, "once per boot");
+    assert_eq!(task.times_run(), Ok(1));
+    task.set_times_run(0).unwrap();
+    device.release_hardware(&()).unwrap();
+    device.prepare_hardware(&()).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2, "count reset: runs again");
+    device.destroy();
+    assert_eq!(task.times_run(), Err(NtStatus::INVALID_DEVICE_STATE));
+    drop(task);
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask: D0Entry, deferred, with timer retry on FailButTryAgain /
+/// SuccessButTryAgain on the virtual clock; the task gets D0Entry's previous state.
+#[test]
+fn mods_scheduledtask_d0entry_deferred_retries_on_timer() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let script: Script = Arc::new(Mutex::new(vec![
+        ScheduledTaskResult::FailButTryAgain,
+        ScheduledTaskResult::SuccessButTryAgain,
+        ScheduledTaskResult::Success,
+    ]));
+    let seen = Seen::default();
+    let (device, task) = device(config(
+        ExecuteWhen::D0Entry,
+        ExecutionMode::Deferred,
+        Persistence::NotPersistentAcrossReboots,
+        &script,
+        &seen,
+    ));
+    device.d0_entry(PowerDeviceState::D3Final).unwrap();
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 0, "deferred");
+    machine.advance(Duration::from_millis(50));
+    assert_eq!(seen.lock().unwrap().len(), 1, "initial call");
+    assert_eq!(task.times_run(), Ok(0), "failed");
+    machine.advance(Duration::from_millis(99));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    machine.advance(Duration::from_millis(1));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "retry after timer_period_on_fail"
+    );
+    assert_eq!(task.times_run(), Ok(1), "SuccessButTryAgain counts");
+    machine.advance(Duration::from_millis(200));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "retry after timer_period_on_success"
+    );
+    machine.advance(Duration::from_secs(5));
+    assert_eq!(seen.lock().unwrap().len(), 3, "Success ends it");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| *p == Some(PowerDeviceState::D3Final)));
+    device.d0_exit(PowerDeviceState::D3).unwrap();
+    device.d0_entry(PowerDeviceState::D3).unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 3, "already ran this boot");
+    device.destroy();
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask: D0Exit stops pending retries; the task runs again at the next D0Entry
+/// because it never succeeded.
+#[test]
+fn mods_scheduledtask_d0exit_stops_retries() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let script: Script = Arc::new(Mutex::new(vec![ScheduledTaskResult::FailButTryAgain; 3]));
+    let seen = Seen::default();
+    let (device, _task) = device(config(
+        ExecuteWhen::D0Entry,
+        ExecutionMode::Immediate,
+        Persistence::NotPersistentAcrossReboots,
+        &script,
+        &seen,
+    ));
+    device.d0_entry(PowerDeviceState::D3Final).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1, "immediate");
+    device.d0_exit(PowerDeviceState::D3).unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 1, "no retry while in D3");
+    device.d0_entry(PowerDeviceState::D3).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    machine.advance(Duration::from_millis(100));
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    device.destroy();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 3, "nothing after close");
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask: persistent — "once ever" survives a simulated reboot (two machines sharing
+/// one registry store); the count lives under the driver's Parameters key.
+#[test]
+fn mods_scheduledtask_persistent_survives_reboot() {
+    let store = RegistryStore::new();
+    for boot in 0..3 {
+        let machine = Machine::new();
+        machine.use_registry(&store);
+        let _bound = machine.enter();
+        let (script, seen) = (Script::default(), Seen::default());
+        let (device, task) = device(config(
+            ExecuteWhen::PrepareHardware,
+            ExecutionMode::Immediate,
+            persistent(),
+            &script,
+            &seen,
+        ));
+        device.prepare_hardware(&()).unwrap();
+        device.d0_entry(PowerDeviceState::D3Final).unwrap();
+        let expected = usize::from(boot == 0);
+        assert_eq!(seen.lock().unwrap().len(), expected, "boot {boot}");
+        assert_eq!(task.times_run(), Ok(1));
+        device.d0_exit(PowerDeviceState::D3Final).unwrap();
+        device.release_hardware(&()).unwrap();
+        device.destroy();
+        let value = machine
+            .registry()
+            .driver_parameters("TaskTest")
+            .unwrap()
+            .query_value("TimesRun")
+            .unwrap();
+        assert_eq!(value, SimValue::Dword(1));
+        assert_clean(&machine, 0);
+    }
+}
+
+/// MODS-ScheduledTask: "Other" — ExecuteNow returns the result; ExecuteNowDeferred retries until
+/// cancelled; invalid configs are refused with a status.
+#[test]
+fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let script: Script = Arc::new(Mutex::new(vec![
+        ScheduledTaskResult::Fail,
+        ScheduledTaskResult::SuccessButTryAgain,
+        ScheduledTaskResult::SuccessButTryAgain,
+        ScheduledTaskResult::SuccessButTryAgain,
+        ScheduledTaskResult::SuccessButTryAgain,
+    ]));
+    let seen = Seen::default();
+    let (device, task) = device(config(
+        ExecuteWhen::Other,
+        ExecutionMode::Deferred,
+        Persistence::NotPersistentAcrossReboots,
+        &script,
+        &seen,
+    ));
+    device.prepare_hardware(&()).unwrap();
+    device.d0_entry(PowerDeviceState::D3Final).unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert!(seen.lock().unwrap().is_empty(), "Other: no phase run");
+    assert_eq!(task.execute_now(), Ok(ScheduledTaskResult::Fail));
+    assert_eq!(task.times_run(), Ok(0));
+    task.execute_now_deferred().unwrap();
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    machine.advance(Duration::from_millis(200));
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    task.cancel().unwrap();
+    machine.advance(Duration::from_secs(2));
+    assert_eq!(seen.lock().unwrap().len(), 3, "cancelled");
+    assert_eq!(task.times_run(), Ok(2));
+    task.execute_now_deferred().unwrap();
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 4, "deferred again after cancel");
+    device.destroy();
+
+    let bad = config(
+        ExecuteWhen::Other,
+        ExecutionMode::Immediate,
+        Persistence::PersistentAcrossReboots {
+            driver: String::new(),
+            value_name: "x".into(),
+        },
+        &script,
+        &seen,
+    );
+    let mut init = ModuleInit::new();
+    let _ = init.add(ScheduledTask::with(bad));
+    assert_eq!(
+        ModuleCollection::create(init, CollectionConfig::default()).err(),
+        Some(NtStatus::INVALID_PARAMETER)
+    );
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask stress (Tests_ScheduledTask): system threads call ExecuteNow,
+/// ExecuteNowDeferred, Cancel and TimesRunGet at random while the task returns random results and
+/// one caller closes the Module. Invariants: the task runs at PASSIVE_LEVEL; the persistent count
+/// equals the successful runs; nothing runs after close; every Method after close fails with
+/// STATUS_INVALID_DEVICE_STATE; no verifier violation, no pool leaked.
+#[test]
+fn mods_scheduledtask_stress_concurrent_callers_and_close() {
+    for round in 0..3u64 {
+        stress(seed("mods_scheduledtask_stress", 0x5C4E_0000 + round));
+    }
+}
+
+fn stress(seed: u64) {
+    const CALLERS: u8 = 3;
+    const ITERATIONS: u32 = 60;
+    let machine = Machine::builder().clock(ClockMode::AutoAdvance).build();
+    let _bound = machine.enter();
+    let successes = Arc::new(AtomicU32::new(0));
+    let runs = Arc::new(AtomicU32::new(0));
+    let closed = Arc::new(AtomicBool::new(false));
+    let results = Arc::new(Mutex::new(Rng::new(seed ^ 0xABCD)));
+    let config = {
+        let (successes, runs, closed, results) = (
+            Arc::clone(&successes),
+            Arc::clone(&runs),
+            Arc::clone(&closed),
+            Arc::clone(&results),
+        );
+        ScheduledTaskConfig {
+            callback: Arc::new(move |_t: &ScheduledTask, _previous| {
+                assert_eq!(CurrentIrql::current(), Irql::Passive, "seed {seed}");
+                runs.fetch_add(1, Ordering::SeqCst);
+                let _ = &closed;
+                let result = match results.lock().unwrap().below(8) {
+                    0 => ScheduledTaskResult::FailButTryAgain,
+                    1 => ScheduledTaskResult::SuccessButTryAgain,
+                    2 | 3 => ScheduledTaskResult::Fail,
+                    _ => ScheduledTaskResult::Success,
+                };
+                if matches!(
+                    result,
+                    ScheduledTaskResult::Success | ScheduledTaskResult::SuccessButTryAgain
+                ) {
+                    successes.fetch_add(1, Ordering::SeqCst);
+                }
+                result
+            }),
+            persistence: Persistence::PersistentAcrossReboots {
+                driver: "TaskStress".into(),
+                value_name: "TimesRun".into(),
+            },
+            execution_mode: ExecutionMode::Deferred,
+            execute_when: ExecuteWhen::Other,
+            timer_period_on_success: Duration::from_millis(5),
+            timer_period_on_fail: Duration::from_millis(3),
+            time_before_initial_call: Duration::ZERO,
+        }
+    };
+    let mut init = ModuleInit::new();
+    let token = init.add(ScheduledTask::with(config));
+    let device = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+    let handle = device.get(token).unwrap();
+    let owner = Arc::new(Mutex::new(Some(device)));
+    let close_at = u32::try_from(Rng::new(seed).below(u64::from(ITERATIONS))).unwrap();
+    let threads: Vec<SystemThread> = (0..CALLERS)
+        .map(|caller| {
+            let (handle, owner, closed) = (handle.clone(), Arc::clone(&owner), Arc::clone(&closed));
+            let mut rng = Rng::new(seed ^ (u64::from(caller) << 32));
+            SystemThread::spawn(&machine, &format!("caller-{caller}"), move || {
+                for i in 0..ITERATIONS {
+                    if caller == 0 && i == close_at {
+                        let device = owner.lock().unwrap().take();
+                        drop(device);
+                        // Set only once the close has completed: a call that starts after
+                        // this point must be refused.
+                        closed.store(true, Ordering::SeqCst);
+                        continue;
+                    }
+                    let was_closed = closed.load(Ordering::SeqCst);
+                    let result = match rng.below(5) {
+                        0 => handle.execute_now().map(drop),
+                        1 | 2 => handle.execute_now_deferred(),
+                        3 => handle.cancel(),
+                        _ => handle.times_run().map(drop),
+                    };
+                    match result {
+                        Ok(()) => assert!(!was_closed, "seed {seed}: a call succeeded after close"),
+                        Err(status) => {
+                            assert_eq!(status, NtStatus::INVALID_DEVICE_STATE, "seed {seed}");
+                        }
+                    }
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for thread in &threads {
+        thread.wait(None);
+    }
+    assert!(closed.load(Ordering::SeqCst));
+    let after_close = runs.load(Ordering::SeqCst);
+    machine.advance(Duration::from_secs(10));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        after_close,
+        "seed {seed}: ran after close"
+    );
+    let stored = machine
+        .registry()
+        .driver_parameters("TaskStress")
+        .unwrap()
+        .query_value("TimesRun")
+        .ok();
+    let successes = successes.load(Ordering::SeqCst);
+    let expected = (successes > 0).then_some(SimValue::Dword(successes));
+    assert_eq!(stored, expected, "seed {seed}: count != successful runs");
+    drop(handle);
+    assert_clean(&machine, seed);
+}

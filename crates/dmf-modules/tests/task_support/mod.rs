@@ -1,0 +1,55 @@
+//! Shared helpers of the task-execution Module tests: a small deterministic PRNG, the seed of a
+//! scenario (printed so a failure can be replayed with `DMF_SEED=<n>`), and the end-of-test checks.
+#![allow(dead_code)]
+
+use kmdf_sim::Machine;
+
+/// xorshift64*: small, deterministic, good enough to pick actions.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// The scenario's seed: `DMF_SEED` if set, else `default`; printed (shown when the test fails).
+pub fn seed(test: &str, default: u64) -> u64 {
+    let seed = std::env::var("DMF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    eprintln!("{test}: seed = {seed} (replay with DMF_SEED={seed})");
+    seed
+}
+
+/// No verifier violation, no bug check, no pool left allocated.
+pub fn assert_clean(machine: &Machine, seed: u64) {
+    machine.settle();
+    assert_eq!(machine.crash(), None, "seed {seed}: machine bug-checked");
+    assert!(
+        machine.verifier().violations().is_empty(),
+        "seed {seed}: verifier: {:?}",
+        machine.verifier().violations()
+    );
+    assert!(
+        machine.pool().outstanding().is_empty(),
+        "seed {seed}: pool leaked: {:?}",
+        machine.pool().outstanding()
+    );
+}
