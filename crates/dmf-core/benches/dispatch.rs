@@ -16,9 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dmf_core::module::{
-    Dispatched, Handled, IoctlRequest, ModuleCallbacks, ModuleCollection, ModuleInit, Opaque,
-    PowerDeviceState,
+    Dispatched, Handled, IoRequest, ModuleCallbacks, ModuleCollection, ModuleInit, PowerDeviceState,
 };
+use dmf_core::NtStatus;
+
+#[path = "../tests/io_fixture/mod.rs"]
+mod io_fixture;
 use dmf_core::NtResult;
 use dmf_macros::{dmf_callbacks, dmf_module};
 
@@ -63,8 +66,8 @@ impl ModuleCallbacks for Node {
         black_box((m, previous));
         Ok(())
     }
-    fn device_io_control(m: &Dispatched<'_, Self>, request: &IoctlRequest<'_>) -> Handled {
-        black_box((m, request));
+    fn device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
+        black_box((m, io.ioctl_code()));
         Handled::NotHandled
     }
 }
@@ -78,7 +81,7 @@ impl Node {
 
 trait Floor {
     fn d0_entry(&self, previous: PowerDeviceState) -> NtResult<()>;
-    fn device_io_control(&self, request: &IoctlRequest<'_>) -> bool;
+    fn device_io_control(&self, io: &mut IoRequest<'_>) -> bool;
 }
 struct F;
 impl Floor for F {
@@ -86,8 +89,8 @@ impl Floor for F {
         black_box((std::ptr::from_ref(self), previous));
         Ok(())
     }
-    fn device_io_control(&self, request: &IoctlRequest<'_>) -> bool {
-        black_box((std::ptr::from_ref(self), request));
+    fn device_io_control(&self, io: &mut IoRequest<'_>) -> bool {
+        black_box((std::ptr::from_ref(self), io.ioctl_code()));
         false
     }
 }
@@ -134,14 +137,9 @@ fn bench(c: &mut Criterion) {
     );
 
     let floor: Vec<Box<dyn Floor>> = (0..64).map(|_| Box::new(F) as Box<dyn Floor>).collect();
-    let any: &Opaque = &();
-    let request = IoctlRequest {
-        queue: any,
-        request: any,
-        output_buffer_length: 0,
-        input_buffer_length: 0,
-        io_control_code: 0x22_2000,
-    };
+    // One real application IOCTL, offered again and again: nobody takes it.
+    let fx = io_fixture::IoFixture::new(&machine);
+    let mut io = IoRequest::new(Some(&fx.queue), fx.ioctl(0x22_2000, &[], 0));
 
     let mut group = c.benchmark_group("dispatch-64");
     group.bench_function("d0_entry/framework", |b| {
@@ -156,12 +154,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("ioctl/framework", |b| {
-        b.iter(|| collection.device_io_control(black_box(&request)))
+        b.iter(|| collection.device_io_control(black_box(&mut io)))
     });
     group.bench_function("ioctl/floor", |b| {
         b.iter(|| {
             for o in &floor {
-                if o.device_io_control(black_box(&request)) {
+                if o.device_io_control(black_box(&mut io)) {
                     return true;
                 }
             }
@@ -169,6 +167,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+    fx.finish(io.into_request(), NtStatus::NOT_SUPPORTED);
     let node = collection.get(tokens[0]).unwrap();
     c.bench_function("method/enter+config(TypeId check)", |b| {
         b.iter(|| black_box(&node).touch())

@@ -13,12 +13,16 @@ use std::sync::{Arc, Mutex};
 use dmf_core::module::dispatch_table::{self, Callback, ClientOrder, Siblings, Tree, Unhandled};
 use dmf_core::module::{
     Added, ClientCallbacks, CollectionConfig, Dispatched, DynamicModule, Feature, Handled,
-    IoctlRequest, ModuleCallbacks, ModuleCollection, ModuleHandle, ModuleInit, ModuleState,
-    NoParent, Opaque, PowerDeviceState, RelationType, RequestDisposition, SpecialFileType,
+    IoRequest, ModuleCallbacks, ModuleCollection, ModuleHandle, ModuleInit, ModuleState, NoParent,
+    PowerDeviceState, RelationType, RequestDisposition, SpecialFileType,
 };
+use dmf_core::platform::{FileObject, Resources};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
+use io_fixture::IoFixture;
 use kmdf_sim::Machine;
+
+mod io_fixture;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -139,7 +143,7 @@ macro_rules! test_module {
                 let tokens = add_children(m.config(), init);
                 m.lock().create_children = tokens;
             }
-            fn resources_assign(m: &Dispatched<'_, Self>, _r: &Opaque) -> NtResult<()> {
+            fn resources_assign(m: &Dispatched<'_, Self>, _r: &Resources) -> NtResult<()> {
                 rec(m.config(), "resources_assign")
             }
             fn notification_register(m: &Dispatched<'_, Self>) -> NtResult<()> {
@@ -163,10 +167,10 @@ macro_rules! test_module {
             fn destroy(m: &Dispatched<'_, Self>) {
                 let _ = rec(m.config(), "destroy");
             }
-            fn prepare_hardware(m: &Dispatched<'_, Self>, _r: &Opaque) -> NtResult<()> {
+            fn prepare_hardware(m: &Dispatched<'_, Self>, _r: &Resources) -> NtResult<()> {
                 rec(m.config(), "prepare_hardware")
             }
-            fn release_hardware(m: &Dispatched<'_, Self>, _r: &Opaque) -> NtResult<()> {
+            fn release_hardware(m: &Dispatched<'_, Self>, _r: &Resources) -> NtResult<()> {
                 rec(m.config(), "release_hardware")
             }
             fn d0_entry(m: &Dispatched<'_, Self>, _p: PowerDeviceState) -> NtResult<()> {
@@ -229,25 +233,25 @@ macro_rules! test_module {
             fn wake_from_sx_triggered(m: &Dispatched<'_, Self>) {
                 let _ = rec(m.config(), "wake_from_sx_triggered");
             }
-            fn queue_io_read(m: &Dispatched<'_, Self>, _q: &Opaque, _r: &Opaque, _l: usize) -> Handled {
+            fn queue_io_read(m: &Dispatched<'_, Self>, _io: &mut IoRequest<'_>, _l: usize) -> Handled {
                 req(m.config(), "queue_io_read")
             }
-            fn queue_io_write(m: &Dispatched<'_, Self>, _q: &Opaque, _r: &Opaque, _l: usize) -> Handled {
+            fn queue_io_write(m: &Dispatched<'_, Self>, _io: &mut IoRequest<'_>, _l: usize) -> Handled {
                 req(m.config(), "queue_io_write")
             }
-            fn device_io_control(m: &Dispatched<'_, Self>, _r: &IoctlRequest<'_>) -> Handled {
+            fn device_io_control(m: &Dispatched<'_, Self>, _io: &mut IoRequest<'_>) -> Handled {
                 req(m.config(), "device_io_control")
             }
-            fn internal_device_io_control(m: &Dispatched<'_, Self>, _r: &IoctlRequest<'_>) -> Handled {
+            fn internal_device_io_control(m: &Dispatched<'_, Self>, _io: &mut IoRequest<'_>) -> Handled {
                 req(m.config(), "internal_device_io_control")
             }
-            fn file_create(m: &Dispatched<'_, Self>, _d: &Opaque, _r: &Opaque, _f: &Opaque) -> Handled {
+            fn file_create(m: &Dispatched<'_, Self>, _io: &mut IoRequest<'_>, _f: &FileObject) -> Handled {
                 req(m.config(), "file_create")
             }
-            fn file_cleanup(m: &Dispatched<'_, Self>, _f: &Opaque) -> Handled {
+            fn file_cleanup(m: &Dispatched<'_, Self>, _f: &FileObject) -> Handled {
                 req(m.config(), "file_cleanup")
             }
-            fn file_close(m: &Dispatched<'_, Self>, _f: &Opaque) -> Handled {
+            fn file_close(m: &Dispatched<'_, Self>, _f: &FileObject) -> Handled {
                 req(m.config(), "file_close")
             }
         }
@@ -297,10 +301,28 @@ fn config(log: &Log, filter: bool) -> CollectionConfig {
             log: Arc::clone(log),
             take: false,
         })),
+        device: None,
     }
 }
 
-const R: &Opaque = &();
+/// An empty resource list (`WDFCMRESLIST`).
+const R: &Resources = &Resources {
+    generation: 0,
+    items: Vec::new(),
+};
+
+/// Offers `request` through `dispatch` and completes whatever nobody took the way the device
+/// integration would (the unhandled rule).
+fn offer(
+    fx: &IoFixture,
+    request: dmf_core::platform::Request,
+    dispatch: impl FnOnce(&mut IoRequest<'_>) -> RequestDisposition,
+) -> RequestDisposition {
+    let mut io = IoRequest::new(Some(&fx.queue), request);
+    let disposition = dispatch(&mut io);
+    fx.finish(io.into_request(), NtStatus::NOT_SUPPORTED);
+    disposition
+}
 
 /// The tree of the dispatch tests: A (children A1, A2), then B — all OPEN_Create.
 fn tree(log: &Log, a1: Cfg) -> (ModuleCollection, Added<OCreate>, Added<OCreate>) {
@@ -315,112 +337,105 @@ fn tree(log: &Log, a1: Cfg) -> (ModuleCollection, Added<OCreate>, Added<OCreate>
     (collection, a, b)
 }
 
-type Invoke = fn(&ModuleCollection) -> NtResult<()>;
+type Invoke = fn(&ModuleCollection, &IoFixture) -> NtResult<()>;
 
 fn invoke(callback: Callback) -> Option<(&'static str, Invoke)> {
-    fn ioctl(c: &ModuleCollection, internal: bool) -> NtResult<()> {
-        let r = IoctlRequest {
-            queue: R,
-            request: R,
-            output_buffer_length: 0,
-            input_buffer_length: 0,
-            io_control_code: 0x22_2000,
-        };
-        let _ = if internal {
-            c.internal_device_io_control(&r)
-        } else {
-            c.device_io_control(&r)
-        };
+    fn ioctl(c: &ModuleCollection, fx: &IoFixture, internal: bool) -> NtResult<()> {
+        let _ = offer(fx, fx.ioctl(0x22_2000, &[], 0), |io| {
+            if internal {
+                c.internal_device_io_control(io)
+            } else {
+                c.device_io_control(io)
+            }
+        });
         Ok(())
     }
     use Callback as C;
     Some(match callback {
-        C::PrepareHardware => ("prepare_hardware", |c| c.prepare_hardware(R)),
-        C::ReleaseHardware => ("release_hardware", |c| c.release_hardware(R)),
-        C::D0Entry => ("d0_entry", |c| c.d0_entry(PowerDeviceState::D3Final)),
-        C::D0EntryPostInterruptsEnabled => ("d0_entry_post_interrupts_enabled", |c| {
+        C::PrepareHardware => ("prepare_hardware", |c, _| c.prepare_hardware(R)),
+        C::ReleaseHardware => ("release_hardware", |c, _| c.release_hardware(R)),
+        C::D0Entry => ("d0_entry", |c, _| c.d0_entry(PowerDeviceState::D3Final)),
+        C::D0EntryPostInterruptsEnabled => ("d0_entry_post_interrupts_enabled", |c, _| {
             c.d0_entry_post_interrupts_enabled(PowerDeviceState::D3Final)
         }),
-        C::D0ExitPreInterruptsDisabled => ("d0_exit_pre_interrupts_disabled", |c| {
+        C::D0ExitPreInterruptsDisabled => ("d0_exit_pre_interrupts_disabled", |c, _| {
             c.d0_exit_pre_interrupts_disabled(PowerDeviceState::D3)
         }),
-        C::D0Exit => ("d0_exit", |c| {
+        C::D0Exit => ("d0_exit", |c, _| {
             c.d0_entry(PowerDeviceState::D3Final)?;
             c.d0_exit(PowerDeviceState::D3)
         }),
-        C::SelfManagedIoInit => (
-            "self_managed_io_init",
-            ModuleCollection::self_managed_io_init,
-        ),
-        C::SelfManagedIoRestart => (
-            "self_managed_io_restart",
-            ModuleCollection::self_managed_io_restart,
-        ),
-        C::SelfManagedIoSuspend => (
-            "self_managed_io_suspend",
-            ModuleCollection::self_managed_io_suspend,
-        ),
-        C::SelfManagedIoFlush => ("self_managed_io_flush", |c| {
+        C::SelfManagedIoInit => ("self_managed_io_init", |c, _| c.self_managed_io_init()),
+        C::SelfManagedIoRestart => ("self_managed_io_restart", |c, _| {
+            c.self_managed_io_restart()
+        }),
+        C::SelfManagedIoSuspend => ("self_managed_io_suspend", |c, _| {
+            c.self_managed_io_suspend()
+        }),
+        C::SelfManagedIoFlush => ("self_managed_io_flush", |c, _| {
             c.self_managed_io_flush();
             Ok(())
         }),
-        C::SelfManagedIoCleanup => ("self_managed_io_cleanup", |c| {
+        C::SelfManagedIoCleanup => ("self_managed_io_cleanup", |c, _| {
             c.self_managed_io_cleanup();
             Ok(())
         }),
-        C::SurpriseRemoval => ("surprise_removal", |c| {
+        C::SurpriseRemoval => ("surprise_removal", |c, _| {
             c.surprise_removal();
             Ok(())
         }),
-        C::QueryRemove => ("query_remove", ModuleCollection::query_remove),
-        C::QueryStop => ("query_stop", ModuleCollection::query_stop),
-        C::RelationsQuery => ("relations_query", |c| {
+        C::QueryRemove => ("query_remove", |c, _| c.query_remove()),
+        C::QueryStop => ("query_stop", |c, _| c.query_stop()),
+        C::RelationsQuery => ("relations_query", |c, _| {
             c.relations_query(RelationType::Bus);
             Ok(())
         }),
-        C::UsageNotificationEx => ("usage_notification_ex", |c| {
+        C::UsageNotificationEx => ("usage_notification_ex", |c, _| {
             c.usage_notification_ex(SpecialFileType::Paging, true)
         }),
-        C::ArmWakeFromS0 => ("arm_wake_from_s0", ModuleCollection::arm_wake_from_s0),
-        C::DisarmWakeFromS0 => ("disarm_wake_from_s0", |c| {
+        C::ArmWakeFromS0 => ("arm_wake_from_s0", |c, _| c.arm_wake_from_s0()),
+        C::DisarmWakeFromS0 => ("disarm_wake_from_s0", |c, _| {
             c.disarm_wake_from_s0();
             Ok(())
         }),
-        C::WakeFromS0Triggered => ("wake_from_s0_triggered", |c| {
+        C::WakeFromS0Triggered => ("wake_from_s0_triggered", |c, _| {
             c.wake_from_s0_triggered();
             Ok(())
         }),
-        C::ArmWakeFromSxWithReason => ("arm_wake_from_sx_with_reason", |c| {
+        C::ArmWakeFromSxWithReason => ("arm_wake_from_sx_with_reason", |c, _| {
             c.arm_wake_from_sx_with_reason(true, false)
         }),
-        C::DisarmWakeFromSx => ("disarm_wake_from_sx", |c| {
+        C::DisarmWakeFromSx => ("disarm_wake_from_sx", |c, _| {
             c.disarm_wake_from_sx();
             Ok(())
         }),
-        C::WakeFromSxTriggered => ("wake_from_sx_triggered", |c| {
+        C::WakeFromSxTriggered => ("wake_from_sx_triggered", |c, _| {
             c.wake_from_sx_triggered();
             Ok(())
         }),
-        C::QueueIoRead => ("queue_io_read", |c| {
-            let _ = c.queue_io_read(R, R, 1);
+        C::QueueIoRead => ("queue_io_read", |c, fx| {
+            let _ = offer(fx, fx.read(1), |io| c.queue_io_read(io, 1));
             Ok(())
         }),
-        C::QueueIoWrite => ("queue_io_write", |c| {
-            let _ = c.queue_io_write(R, R, 1);
+        C::QueueIoWrite => ("queue_io_write", |c, fx| {
+            let _ = offer(fx, fx.write(&[1]), |io| c.queue_io_write(io, 1));
             Ok(())
         }),
-        C::DeviceIoControl => ("device_io_control", |c| ioctl(c, false)),
-        C::InternalDeviceIoControl => ("internal_device_io_control", |c| ioctl(c, true)),
-        C::FileCreate => ("file_create", |c| {
-            let _ = c.file_create(R, R, R);
+        C::DeviceIoControl => ("device_io_control", |c, fx| ioctl(c, fx, false)),
+        C::InternalDeviceIoControl => ("internal_device_io_control", |c, fx| ioctl(c, fx, true)),
+        C::FileCreate => ("file_create", |c, fx| {
+            // A create request stands in: the row's order is what is checked.
+            let _ = offer(fx, fx.ioctl(0x22_2004, &[], 0), |io| {
+                c.file_create(io, &fx.file)
+            });
             Ok(())
         }),
-        C::FileCleanup => ("file_cleanup", |c| {
-            let _ = c.file_cleanup(R);
+        C::FileCleanup => ("file_cleanup", |c, fx| {
+            let _ = c.file_cleanup(&fx.file);
             Ok(())
         }),
-        C::FileClose => ("file_close", |c| {
-            let _ = c.file_close(R);
+        C::FileClose => ("file_close", |c, fx| {
+            let _ = c.file_close(&fx.file);
             Ok(())
         }),
         _ => return None,
@@ -458,6 +473,7 @@ fn expected(callback: Callback) -> Vec<&'static str> {
 fn every_row_of_the_dispatch_table_in_a_tree() {
     let machine = Machine::new();
     let _g = machine.enter();
+    let fx = IoFixture::new(&machine);
     let mut checked = 0;
     for callback in dispatch_table::ALL {
         let Some((name, call)) = invoke(callback) else {
@@ -466,7 +482,7 @@ fn every_row_of_the_dispatch_table_in_a_tree() {
         let log = log();
         let (collection, _, _) = tree(&log, cfg("A1", &log));
         take(&log);
-        call(&collection).unwrap();
+        call(&collection, &fx).unwrap();
         let client = format!("client.{callback:?}");
         let seen: Vec<String> = take(&log)
             .into_iter()
@@ -483,6 +499,7 @@ fn every_row_of_the_dispatch_table_in_a_tree() {
         checked += 1;
     }
     assert_eq!(checked, 29, "all 29 WDF callbacks (DSP-51)");
+    fx.teardown();
 }
 
 /// The DMF rows (Open, Close, NotificationRegister/Unregister, ResourcesAssign) follow the same
@@ -530,25 +547,23 @@ fn open_children_first_close_parent_first_and_children_usable_in_close() {
 }
 
 /// DSP-10, Top 25 #3: the first taker stops the dispatch; the client does not see the request.
+/// A Module that says Handled without taking the request has it completed with success.
 #[test]
 fn first_taker_wins() {
     let machine = Machine::new();
     let _g = machine.enter();
+    let fx = IoFixture::new(&machine);
     let log = log();
     let (collection, _, _) = tree(&log, cfg("A1", &log).take("device_io_control"));
     take(&log);
-    let r = IoctlRequest {
-        queue: R,
-        request: R,
-        output_buffer_length: 0,
-        input_buffer_length: 0,
-        io_control_code: 1,
-    };
     assert_eq!(
-        collection.device_io_control(&r),
+        offer(&fx, fx.ioctl(1, &[], 0), |io| collection
+            .device_io_control(io)),
         RequestDisposition::Handled
     );
     assert_eq!(take(&log), ["A.device_io_control", "A1.device_io_control"]);
+    assert_eq!(fx.statuses(), [Some(kmdf_sim::Status::SUCCESS)]);
+    fx.teardown();
 }
 
 /// CLI-22, DSP-10, Top 25 #4 (the data part): unhandled requests are NOT_SUPPORTED in a function
@@ -557,19 +572,13 @@ fn first_taker_wins() {
 fn unhandled_request_policy_is_data() {
     let machine = Machine::new();
     let _g = machine.enter();
+    let fx = IoFixture::new(&machine);
     let log = log();
     for filter in [false, true] {
         let mut init = ModuleInit::new();
         let a = init.add(OCreate::with(cfg("A", &log)));
         let collection = ModuleCollection::create(init, config(&log, filter)).unwrap();
         assert_eq!(collection.is_in_filter_driver(), filter);
-        let r = IoctlRequest {
-            queue: R,
-            request: R,
-            output_buffer_length: 0,
-            input_buffer_length: 0,
-            io_control_code: 1,
-        };
         let expect_io = if filter {
             Unhandled::PassDown
         } else {
@@ -581,15 +590,17 @@ fn unhandled_request_policy_is_data() {
             Unhandled::Complete(NtStatus::SUCCESS)
         };
         assert_eq!(
-            collection.device_io_control(&r),
+            offer(&fx, fx.ioctl(1, &[], 0), |io| collection
+                .device_io_control(io)),
             RequestDisposition::Unhandled(expect_io)
         );
         assert_eq!(
-            collection.queue_io_read(R, R, 4),
+            offer(&fx, fx.read(4), |io| collection.queue_io_read(io, 4)),
             RequestDisposition::Unhandled(expect_io)
         );
         assert_eq!(
-            collection.file_create(R, R, R),
+            offer(&fx, fx.ioctl(2, &[], 0), |io| collection
+                .file_create(io, &fx.file)),
             RequestDisposition::Unhandled(expect_create)
         );
         let _ = collection.get(a).unwrap();
@@ -600,15 +611,17 @@ fn unhandled_request_policy_is_data() {
             log: log.clone(),
             take: true,
         })),
+        device: None,
     };
     let mut init = ModuleInit::new();
     init.add(OCreate::with(cfg("A", &log)));
     let collection = ModuleCollection::create(init, client_takes).unwrap();
     assert_eq!(
-        collection.file_close(R),
+        collection.file_close(&fx.file),
         RequestDisposition::Handled,
         "the client is the last taker"
     );
+    fx.teardown();
 }
 
 /// DSP-53: a failing callback stops the chain — later Modules and the client are not called.

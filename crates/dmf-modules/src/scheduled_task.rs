@@ -96,11 +96,12 @@ use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use core::time::Duration;
 
-use dmf_core::module::{Dispatched, ModuleCallbacks, Opaque, PowerDeviceState, Scope};
+use dmf_core::module::{Dispatched, ModuleCallbacks, PowerDeviceState, Scope};
 use dmf_core::platform::contract::{
     PlatformRegistryKey, PlatformTimer, PlatformTrace, RegistryValue, TimerExecutionLevel,
     TraceLevel,
 };
+use dmf_core::platform::Resources;
 use dmf_core::platform::{RegistryKey, Timer, Trace};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
@@ -387,7 +388,7 @@ impl ModuleCallbacks for ScheduledTask {
         }
     }
 
-    fn prepare_hardware(module: &Dispatched<'_, Self>, _resources: &Opaque) -> NtResult<()> {
+    fn prepare_hardware(module: &Dispatched<'_, Self>, _resources: &Resources) -> NtResult<()> {
         if module.config().execute_when == ExecuteWhen::PrepareHardware {
             if let Some(shared) = shared_of(module) {
                 shared.phase(None);
@@ -396,7 +397,7 @@ impl ModuleCallbacks for ScheduledTask {
         Ok(())
     }
 
-    fn release_hardware(module: &Dispatched<'_, Self>, _resources: &Opaque) -> NtResult<()> {
+    fn release_hardware(module: &Dispatched<'_, Self>, _resources: &Resources) -> NtResult<()> {
         if module.config().execute_when == ExecuteWhen::PrepareHardware {
             if let Some(shared) = shared_of(module) {
                 shared.halt_and_wait();

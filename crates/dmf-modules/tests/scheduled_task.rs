@@ -84,17 +84,27 @@ fn mods_scheduledtask_prepare_hardware_immediate_once_per_boot() {
         &seen,
     ));
     assert!(seen.lock().unwrap().is_empty(), "not at create");
-    device.prepare_hardware(&()).unwrap();
+    device
+        .prepare_hardware(&dmf_core::platform::Resources::default())
+        .unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![None]);
     device.d0_entry(PowerDeviceState::D3Final).unwrap();
     device.d0_exit(PowerDeviceState::D3Final).unwrap();
-    device.release_hardware(&()).unwrap();
-    device.prepare_hardware(&()).unwrap();
+    device
+        .release_hardware(&dmf_core::platform::Resources::default())
+        .unwrap();
+    device
+        .prepare_hardware(&dmf_core::platform::Resources::default())
+        .unwrap();
     assert_eq!(seen.lock().unwrap().len(), 1, "once per boot");
     assert_eq!(task.times_run(), Ok(1));
     task.set_times_run(0).unwrap();
-    device.release_hardware(&()).unwrap();
-    device.prepare_hardware(&()).unwrap();
+    device
+        .release_hardware(&dmf_core::platform::Resources::default())
+        .unwrap();
+    device
+        .prepare_hardware(&dmf_core::platform::Resources::default())
+        .unwrap();
     assert_eq!(seen.lock().unwrap().len(), 2, "count reset: runs again");
     device.destroy();
     assert_eq!(task.times_run(), Err(NtStatus::INVALID_DEVICE_STATE));
@@ -204,13 +214,17 @@ fn mods_scheduledtask_persistent_survives_reboot() {
             &script,
             &seen,
         ));
-        device.prepare_hardware(&()).unwrap();
+        device
+            .prepare_hardware(&dmf_core::platform::Resources::default())
+            .unwrap();
         device.d0_entry(PowerDeviceState::D3Final).unwrap();
         let expected = usize::from(boot == 0);
         assert_eq!(seen.lock().unwrap().len(), expected, "boot {boot}");
         assert_eq!(task.times_run(), Ok(1));
         device.d0_exit(PowerDeviceState::D3Final).unwrap();
-        device.release_hardware(&()).unwrap();
+        device
+            .release_hardware(&dmf_core::platform::Resources::default())
+            .unwrap();
         device.destroy();
         let value = machine
             .registry()
@@ -244,7 +258,9 @@ fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
         &script,
         &seen,
     ));
-    device.prepare_hardware(&()).unwrap();
+    device
+        .prepare_hardware(&dmf_core::platform::Resources::default())
+        .unwrap();
     device.d0_entry(PowerDeviceState::D3Final).unwrap();
     machine.advance(Duration::from_secs(1));
     assert!(seen.lock().unwrap().is_empty(), "Other: no phase run");

@@ -10,12 +10,11 @@
 //! [`ModuleCallbacks::IMPLEMENTED`] const. The const has no default on purpose: an impl written
 //! without the attribute fails to compile instead of silently never being dispatched.
 //!
-//! The device, request, queue, file-object and resource-list types are not in the platform contract
-//! yet, so the WDF callbacks take them as [`Opaque`] references that the later device integration
-//! fills in (a Module downcasts to the platform type). Power states are the contract's
-//! [`PowerDeviceState`].
+//! The WDF objects are the platform's types: resource lists are [`Resources`], files
+//! [`FileObject`], power states [`PowerDeviceState`]. A request is offered to the Modules in an
+//! [`IoRequest`]: the Module that takes it out (to complete, forward or keep it) handles it.
 
-use core::any::{Any, TypeId};
+use core::any::TypeId;
 use core::marker::PhantomData;
 
 use super::descriptor::CallbackSet;
@@ -25,9 +24,8 @@ use super::spec::ModuleInit;
 use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
 use crate::status::{NtResult, NtStatus};
 
-/// A WDF object passed through the dispatcher untouched (request, queue, file object, device,
-/// resource list): placeholder until those types join the platform contract.
-pub type Opaque = dyn Any + Send + Sync;
+use crate::platform::contract::io::{PlatformRequest, RequestParameters};
+use crate::platform::{FileObject, Queue, Request, Resources};
 
 /// The result of a BOOLEAN request callback (DSP-10): the first Module that handles a request
 /// stops the dispatch, and it owns the request's completion.
@@ -49,7 +47,7 @@ pub trait ModuleCallbacks: Sized + 'static {
     /// `ChildModulesAdd` (MOD-50): add children with the same API a client uses.
     fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {}
     /// `DeviceResourcesAssign` (MOD-51): runs in PrepareHardware before the Module opens.
-    fn resources_assign(module: &Dispatched<'_, Self>, resources: &Opaque) -> NtResult<()> {
+    fn resources_assign(module: &Dispatched<'_, Self>, resources: &Resources) -> NtResult<()> {
         Ok(())
     }
     /// `DeviceNotificationRegister` (MOD-54): start asynchronous arrival notification.
@@ -78,11 +76,11 @@ pub trait ModuleCallbacks: Sized + 'static {
     }
 
     /// DSP-20 `ModulePrepareHardware`.
-    fn prepare_hardware(module: &Dispatched<'_, Self>, resources: &Opaque) -> NtResult<()> {
+    fn prepare_hardware(module: &Dispatched<'_, Self>, resources: &Resources) -> NtResult<()> {
         Ok(())
     }
     /// DSP-21 `ModuleReleaseHardware`.
-    fn release_hardware(module: &Dispatched<'_, Self>, resources: &Opaque) -> NtResult<()> {
+    fn release_hardware(module: &Dispatched<'_, Self>, resources: &Resources) -> NtResult<()> {
         Ok(())
     }
     /// DSP-22 `ModuleD0Entry`.
@@ -166,8 +164,7 @@ pub trait ModuleCallbacks: Sized + 'static {
     /// DSP-47 `ModuleQueueIoRead`.
     fn queue_io_read(
         module: &Dispatched<'_, Self>,
-        queue: &Opaque,
-        request: &Opaque,
+        io: &mut IoRequest<'_>,
         length: usize,
     ) -> Handled {
         Handled::NotHandled
@@ -175,63 +172,123 @@ pub trait ModuleCallbacks: Sized + 'static {
     /// DSP-48 `ModuleQueueIoWrite`.
     fn queue_io_write(
         module: &Dispatched<'_, Self>,
-        queue: &Opaque,
-        request: &Opaque,
+        io: &mut IoRequest<'_>,
         length: usize,
     ) -> Handled {
         Handled::NotHandled
     }
     /// DSP-26 `ModuleDeviceIoControl`.
-    fn device_io_control(module: &Dispatched<'_, Self>, request: &IoctlRequest<'_>) -> Handled {
+    fn device_io_control(module: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
         Handled::NotHandled
     }
     /// DSP-27 `ModuleInternalDeviceIoControl`.
     fn internal_device_io_control(
         module: &Dispatched<'_, Self>,
-        request: &IoctlRequest<'_>,
+        io: &mut IoRequest<'_>,
     ) -> Handled {
         Handled::NotHandled
     }
     /// DSP-44 `ModuleFileCreate`.
     fn file_create(
         module: &Dispatched<'_, Self>,
-        device: &Opaque,
-        request: &Opaque,
-        file: &Opaque,
+        io: &mut IoRequest<'_>,
+        file: &FileObject,
     ) -> Handled {
         Handled::NotHandled
     }
     /// DSP-45 `ModuleFileCleanup`.
-    fn file_cleanup(module: &Dispatched<'_, Self>, file: &Opaque) -> Handled {
+    fn file_cleanup(module: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
         Handled::NotHandled
     }
     /// DSP-46 `ModuleFileClose`.
-    fn file_close(module: &Dispatched<'_, Self>, file: &Opaque) -> Handled {
+    fn file_close(module: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
         Handled::NotHandled
     }
 }
 
-/// The parameters of `EvtIoDeviceControl` / `EvtIoInternalDeviceControl` (DSP-26, DSP-27).
-#[derive(Clone, Copy)]
-pub struct IoctlRequest<'a> {
-    /// The queue (`WDFQUEUE`).
-    pub queue: &'a Opaque,
-    /// The request (`WDFREQUEST`).
-    pub request: &'a Opaque,
-    /// `OutputBufferLength`.
-    pub output_buffer_length: usize,
-    /// `InputBufferLength`.
-    pub input_buffer_length: usize,
-    /// `IoControlCode`.
-    pub io_control_code: u32,
+/// A request offered to the Modules by an `EvtIo*` or `EvtDeviceFileCreate` dispatch (DSP-10,
+/// DSP-26, DSP-27, DSP-44, DSP-47, DSP-48).
+///
+/// The request stays in here while Modules look at it ([`parameters`](Self::parameters),
+/// [`request`](Self::request) for its buffers). A Module *handles* it by taking it out —
+/// [`take`](Self::take) to keep, forward or send it, [`complete`](Self::complete) /
+/// [`complete_with_information`](Self::complete_with_information) to finish it now — and the
+/// dispatch stops there (first taker wins). Returning [`Handled::Handled`] without taking it is a
+/// shorthand: the framework completes it with `STATUS_SUCCESS`. Returning
+/// [`Handled::NotHandled`] with the request still in place offers it to the next Module, then the
+/// client, then the unhandled-request rule (pass down in a filter, `STATUS_NOT_SUPPORTED`
+/// otherwise; creates succeed in a function driver).
+pub struct IoRequest<'a> {
+    queue: Option<&'a Queue>,
+    parameters: RequestParameters,
+    request: Option<Request>,
 }
 
-impl core::fmt::Debug for IoctlRequest<'_> {
+impl<'a> IoRequest<'a> {
+    /// Offers `request`, presented by `queue` (`None` for a create).
+    pub fn new(queue: Option<&'a Queue>, request: Request) -> Self {
+        IoRequest {
+            queue,
+            parameters: request.parameters(),
+            request: Some(request),
+        }
+    }
+
+    /// The queue that presented the request (`None` for `EvtDeviceFileCreate`).
+    pub fn queue(&self) -> Option<&'a Queue> {
+        self.queue
+    }
+
+    /// `WdfRequestGetParameters`: type, control code, buffer lengths, offset.
+    pub fn parameters(&self) -> RequestParameters {
+        self.parameters
+    }
+
+    /// `IoControlCode` (0 unless an IOCTL).
+    pub fn ioctl_code(&self) -> u32 {
+        self.parameters.ioctl_code
+    }
+
+    /// The request, while nobody has taken it (to read its buffers or requestor).
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    /// Whether a Module took the request.
+    pub fn is_taken(&self) -> bool {
+        self.request.is_none()
+    }
+
+    /// Takes the request out: the caller now owns its completion.
+    pub fn take(&mut self) -> Option<Request> {
+        self.request.take()
+    }
+
+    /// Takes the request and completes it with `status` (`WdfRequestComplete`).
+    pub fn complete(&mut self, status: NtStatus) -> Handled {
+        self.complete_with_information(status, 0)
+    }
+
+    /// Takes the request and completes it with `status` and `information`
+    /// (`WdfRequestCompleteWithInformation`).
+    pub fn complete_with_information(&mut self, status: NtStatus, information: usize) -> Handled {
+        if let Some(request) = self.request.take() {
+            request.complete_with_information(status, information);
+        }
+        Handled::Handled
+    }
+
+    /// The request if nobody took it (the dispatcher's end of the offer).
+    pub fn into_request(self) -> Option<Request> {
+        self.request
+    }
+}
+
+impl core::fmt::Debug for IoRequest<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("IoctlRequest")
-            .field("output_buffer_length", &self.output_buffer_length)
-            .field("input_buffer_length", &self.input_buffer_length)
-            .field("io_control_code", &self.io_control_code)
+        f.debug_struct("IoRequest")
+            .field("parameters", &self.parameters)
+            .field("taken", &self.request.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -293,15 +350,15 @@ pub(crate) struct Shim<M>(PhantomData<fn() -> M>);
 
 callback_table! {
     child_modules_add(init: &mut ModuleInit) -> ();
-    resources_assign(r: &Opaque) -> NtResult<()>;
+    resources_assign(r: &Resources) -> NtResult<()>;
     notification_register() -> NtResult<()>;
     notification_unregister() -> ();
     open() -> NtResult<()>;
     close() -> ();
     destroy() -> ();
     transport_method(message: u32, input: &[u8], output: &mut [u8]) -> NtResult<usize>;
-    prepare_hardware(r: &Opaque) -> NtResult<()>;
-    release_hardware(r: &Opaque) -> NtResult<()>;
+    prepare_hardware(r: &Resources) -> NtResult<()>;
+    release_hardware(r: &Resources) -> NtResult<()>;
     d0_entry(p: PowerDeviceState) -> NtResult<()>;
     d0_entry_post_interrupts_enabled(p: PowerDeviceState) -> NtResult<()>;
     d0_exit_pre_interrupts_disabled(t: PowerDeviceState) -> NtResult<()>;
@@ -322,11 +379,11 @@ callback_table! {
     arm_wake_from_sx_with_reason(w: bool, c: bool) -> NtResult<()>;
     disarm_wake_from_sx() -> ();
     wake_from_sx_triggered() -> ();
-    queue_io_read(q: &Opaque, r: &Opaque, l: usize) -> Handled;
-    queue_io_write(q: &Opaque, r: &Opaque, l: usize) -> Handled;
-    device_io_control(r: &IoctlRequest<'_>) -> Handled;
-    internal_device_io_control(r: &IoctlRequest<'_>) -> Handled;
-    file_create(d: &Opaque, r: &Opaque, f: &Opaque) -> Handled;
-    file_cleanup(f: &Opaque) -> Handled;
-    file_close(f: &Opaque) -> Handled;
+    queue_io_read(io: &mut IoRequest<'_>, l: usize) -> Handled;
+    queue_io_write(io: &mut IoRequest<'_>, l: usize) -> Handled;
+    device_io_control(io: &mut IoRequest<'_>) -> Handled;
+    internal_device_io_control(io: &mut IoRequest<'_>) -> Handled;
+    file_create(io: &mut IoRequest<'_>, f: &FileObject) -> Handled;
+    file_cleanup(f: &FileObject) -> Handled;
+    file_close(f: &FileObject) -> Handled;
 }

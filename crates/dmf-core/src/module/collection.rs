@@ -42,7 +42,7 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::callbacks::{CallbackTable, Handled, IoctlRequest, Opaque};
+use super::callbacks::{CallbackTable, Handled, IoRequest};
 use super::descriptor::{CallbackSet, OpenOption};
 use super::dispatch_table::{self, Callback, ClientOrder, Row, Siblings, Tree, Unhandled};
 use super::object::{DeviceShared, ModuleObject, ModuleState, OpenedDuring};
@@ -50,6 +50,7 @@ use super::scope::{handle_of, Added, Module};
 use super::spec::{create_all, resolve, ModuleInit, Placement};
 use super::Feature;
 use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
+use crate::platform::{FileObject, Resources};
 use crate::status::{NtResult, NtStatus};
 use crate::sync::{LockKind, ModuleLock};
 
@@ -72,6 +73,8 @@ pub struct CollectionConfig {
     pub filter: bool,
     /// The client's callbacks.
     pub client: Option<Arc<dyn ClientCallbacks>>,
+    /// The device the Modules belong to (`DMF_ParentDeviceGet`); the device integration sets it.
+    pub device: Option<crate::platform::Device>,
 }
 
 impl core::fmt::Debug for CollectionConfig {
@@ -79,6 +82,7 @@ impl core::fmt::Debug for CollectionConfig {
         f.debug_struct("CollectionConfig")
             .field("filter", &self.filter)
             .field("client", &self.client.is_some())
+            .field("device", &self.device)
             .finish()
     }
 }
@@ -366,9 +370,21 @@ macro_rules! request_callbacks {
     ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
         $(
             $(#[$doc])*
+            pub fn $name(&self, io: &mut IoRequest<'_> $(, $arg: $ty)*) -> RequestDisposition {
+                // The order holds only Modules whose set has `$flag`.
+                self.run_request(Callback::$cb, io, |s, io| s.table.$name(&s.object, io $(, $arg)*))
+            }
+        )*
+    };
+}
+
+macro_rules! file_callbacks {
+    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
+        $(
+            $(#[$doc])*
             pub fn $name(&self $(, $arg: $ty)*) -> RequestDisposition {
                 // The order holds only Modules whose set has `$flag`.
-                self.run_request(Callback::$cb, |s| s.table.$name(&s.object $(, $arg)*))
+                self.run_file(Callback::$cb, |s| s.table.$name(&s.object $(, $arg)*))
             }
         )*
     };
@@ -383,6 +399,7 @@ impl ModuleCollection {
         }
         let device = Arc::new(DeviceShared {
             filter: config.filter,
+            device: config.device.clone(),
             features: ModuleLock::new(LockKind::Spin, Vec::new())?,
         });
         let placement = Placement {
@@ -431,6 +448,11 @@ impl ModuleCollection {
             in_d0: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
         })
+    }
+
+    /// The device the collection belongs to, if it was created with one.
+    pub fn device(&self) -> Option<&crate::platform::Device> {
+        self.device.device.as_ref()
     }
 
     /// The handle of a Module the client added (CLI-42 `ResultantDmfModule`).
@@ -485,8 +507,36 @@ impl ModuleCollection {
         Ok(())
     }
 
+    /// A request row: Modules in order until one takes the request (or says it handled it, which
+    /// completes it with success — see [`IoRequest`]), then the client stand-in, then the
+    /// unhandled-request rule for the caller to apply to what is left in `io`.
     #[inline]
-    fn run_request<F>(&self, callback: Callback, mut f: F) -> RequestDisposition
+    fn run_request<F>(
+        &self,
+        callback: Callback,
+        io: &mut IoRequest<'_>,
+        mut f: F,
+    ) -> RequestDisposition
+    where
+        F: FnMut(&Step, &mut IoRequest<'_>) -> Handled,
+    {
+        debug_assert!(dispatch_table::row(callback).first_taker_wins);
+        for step in self.orders.of(callback) {
+            if f(step, io) == Handled::Handled || io.is_taken() {
+                let _ = io.complete(NtStatus::SUCCESS);
+                return RequestDisposition::Handled;
+            }
+        }
+        if self.client(callback) == Ok(Handled::Handled) {
+            let _ = io.complete(NtStatus::SUCCESS);
+            return RequestDisposition::Handled;
+        }
+        self.unhandled(callback)
+    }
+
+    /// A file-object row without a request (cleanup, close): first taker wins.
+    #[inline]
+    fn run_file<F>(&self, callback: Callback, mut f: F) -> RequestDisposition
     where
         F: FnMut(&Step) -> Handled,
     {
@@ -500,6 +550,10 @@ impl ModuleCollection {
         {
             return RequestDisposition::Handled;
         }
+        self.unhandled(callback)
+    }
+
+    fn unhandled(&self, callback: Callback) -> RequestDisposition {
         match dispatch_table::unhandled(callback, self.device.filter) {
             Some(policy) => RequestDisposition::Unhandled(policy),
             None => RequestDisposition::Unhandled(Unhandled::Complete(NtStatus::NOT_SUPPORTED)),
@@ -509,7 +563,7 @@ impl ModuleCollection {
     /// `EvtDevicePrepareHardware` (DSP-20, MOD-51): per Module, children first: ResourcesAssign
     /// (unless `*_Create`), its own PrepareHardware, then the automatic open (`OPEN_PrepareHardware`)
     /// or NotificationRegister (`NOTIFY_PrepareHardware`). On failure the phase's opens are undone.
-    pub fn prepare_hardware(&self, resources: &Opaque) -> NtResult<()> {
+    pub fn prepare_hardware(&self, resources: &Resources) -> NtResult<()> {
         let mut log = PhaseLog::default();
         let result = self.run(Callback::PrepareHardware, |s| {
             let o = &s.object;
@@ -535,7 +589,7 @@ impl ModuleCollection {
     /// `EvtDeviceReleaseHardware` (DSP-21): client first, then parent first and backward: the
     /// automatic unregister/close of what PrepareHardware opened, then the Module's own callback.
     /// Reaches every Module even after a failed PrepareHardware (Top 25 #8).
-    pub fn release_hardware(&self, resources: &Opaque) -> NtResult<()> {
+    pub fn release_hardware(&self, resources: &Resources) -> NtResult<()> {
         self.in_d0.store(false, Ordering::Release);
         self.run(Callback::ReleaseHardware, |s| {
             let o = &s.object;
@@ -666,19 +720,22 @@ impl ModuleCollection {
 
     request_callbacks! {
         /// `EvtIoRead` (DSP-47): first taker wins.
-        queue_io_read => QueueIoRead, QUEUE_IO_READ(queue: &Opaque, request: &Opaque, length: usize);
+        queue_io_read => QueueIoRead, QUEUE_IO_READ(length: usize);
         /// `EvtIoWrite` (DSP-48): first taker wins.
-        queue_io_write => QueueIoWrite, QUEUE_IO_WRITE(queue: &Opaque, request: &Opaque, length: usize);
+        queue_io_write => QueueIoWrite, QUEUE_IO_WRITE(length: usize);
         /// `EvtIoDeviceControl` (DSP-26): first taker wins.
-        device_io_control => DeviceIoControl, DEVICE_IO_CONTROL(request: &IoctlRequest<'_>);
+        device_io_control => DeviceIoControl, DEVICE_IO_CONTROL();
         /// `EvtIoInternalDeviceControl` (DSP-27): first taker wins.
-        internal_device_io_control => InternalDeviceIoControl, INTERNAL_DEVICE_IO_CONTROL(request: &IoctlRequest<'_>);
+        internal_device_io_control => InternalDeviceIoControl, INTERNAL_DEVICE_IO_CONTROL();
         /// `EvtDeviceFileCreate` (DSP-44): first taker wins.
-        file_create => FileCreate, FILE_CREATE(device: &Opaque, request: &Opaque, file: &Opaque);
+        file_create => FileCreate, FILE_CREATE(file: &FileObject);
+    }
+
+    file_callbacks! {
         /// `EvtFileCleanup` (DSP-45): first taker wins.
-        file_cleanup => FileCleanup, FILE_CLEANUP(file: &Opaque);
+        file_cleanup => FileCleanup, FILE_CLEANUP(file: &FileObject);
         /// `EvtFileClose` (DSP-46): first taker wins.
-        file_close => FileClose, FILE_CLOSE(file: &Opaque);
+        file_close => FileClose, FILE_CLOSE(file: &FileObject);
     }
 
     /// The collection cleanup: closes every Module (last to first, parent first; dynamic Modules

@@ -90,7 +90,7 @@ mod object;
 mod scope;
 mod spec;
 
-pub use callbacks::{Handled, IoctlRequest, ModuleCallbacks, Opaque};
+pub use callbacks::{Handled, IoRequest, ModuleCallbacks};
 pub use collection::{ClientCallbacks, CollectionConfig, ModuleCollection, RequestDisposition};
 pub use descriptor::{CallbackSet, ModuleDescriptor, OpenOption, DEFAULT_CHILD_LIMIT};
 pub use dynamic::{DynamicModule, DynamicParent, DynamicParentRef, NoParent};

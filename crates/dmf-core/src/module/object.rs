@@ -140,6 +140,9 @@ pub(crate) struct EventCallbacks {
 /// Device-wide data every Module of a collection shares.
 pub(crate) struct DeviceShared {
     pub(crate) filter: bool,
+    /// The `WDFDEVICE` the collection belongs to (`None` for a collection made without one, as
+    /// the framework's own tests do).
+    pub(crate) device: Option<crate::platform::Device>,
     pub(crate) features: ModuleLock<Vec<(Feature, Weak<ModuleObject>)>>,
 }
 

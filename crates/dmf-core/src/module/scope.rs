@@ -174,6 +174,12 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.device.as_ref().is_some_and(|d| d.filter)
     }
 
+    /// `DMF_ParentDeviceGet` / `DMF_AttachedDeviceGet` (MOD-74): the `WDFDEVICE` of the Module's collection; `None` for a
+    /// dynamic Module created without a device-bound parent.
+    pub fn device(&self) -> Option<&crate::platform::Device> {
+        self.object.device.as_ref().and_then(|d| d.device.as_ref())
+    }
+
     /// The Module's own handle (to hand to an asynchronous notification, e.g.). Fails during
     /// `child_modules_add`, before the object is complete.
     pub fn handle(&self) -> NtResult<M> {

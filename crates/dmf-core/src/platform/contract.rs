@@ -29,7 +29,7 @@
 //! | registry | [`PlatformRegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryQuery…` / `WdfRegistryAssign…` / `WdfRegistryRemoveValue` |
 //!
 //! The device and I/O items (driver, device, PnP/power callbacks, device interfaces, queue,
-//! request, file object, I/O target, device-interface notification) are in [`device`] (and the I/O items in `io`, with the simulator's I/O layer).
+//! request, file object, I/O target, device-interface notification) are in [`device`] and [`io`].
 //! No contract item exists without a backend that implements it.
 
 use core::time::Duration;
@@ -37,6 +37,7 @@ use core::time::Duration;
 use crate::status::NtResult;
 
 pub mod device;
+pub mod io;
 
 /// Interrupt request level of the current processor (the three levels a KMDF driver sees).
 ///

@@ -14,6 +14,8 @@
 //! | [`Clock`] | [`PlatformClock`](contract::PlatformClock) | time-outs, the `Time` Module |
 //! | [`Pool`] | [`PlatformPool`](contract::PlatformPool) | buffer Modules |
 //! | [`Trace`] | [`PlatformTrace`](contract::PlatformTrace) | per-Module trace |
+//! | [`Request`], [`Queue`], [`FileObject`], [`IoTarget`] | [`contract::io`] | request dispatch, the target Modules |
+//! | [`Device`], [`DeviceInit`], [`Driver`] | [`contract::device`] | the client-driver API |
 //!
 //! Backends, chosen by Cargo feature:
 //! - `sim` (default): the contract on `kmdf-sim`, the user-mode KMDF. The only place in dmf-core that
@@ -35,8 +37,9 @@ pub mod nt;
 mod sim;
 #[cfg(feature = "sim")]
 pub use sim::{
-    Clock, CurrentIrql, Device, DeviceInit, Driver, Event, Pool, PoolBuffer, RegistryKey,
-    Resources, SpinLock, SystemThread, Timer, Trace, WaitLock, WorkItem,
+    Clock, CurrentIrql, Device, DeviceInit, Driver, Event, FileObject, InterfaceNotification,
+    IoTarget, Pool, PoolBuffer, Queue, RegistryKey, Request, Resources, SpinLock, SystemThread,
+    Timer, Trace, WaitLock, WorkItem,
 };
 
 /// Simulator-only entry points: installing and loading drivers on a `kmdf_sim::Machine` (on
@@ -55,6 +58,15 @@ pub type PnpPowerCallbacks = contract::device::PnpPowerCallbacks<Device, Resourc
 /// `WDF_POWER_POLICY_EVENT_CALLBACKS` for this platform's device.
 #[cfg(feature = "sim")]
 pub type PowerPolicyCallbacks = contract::device::PowerPolicyCallbacks<Device>;
+/// `WDF_IO_QUEUE_CONFIG` for this platform's queue and request.
+#[cfg(feature = "sim")]
+pub type QueueConfig = contract::io::QueueConfig<Queue, Request>;
+/// `WDF_FILEOBJECT_CONFIG` for this platform's device, request and file object.
+#[cfg(feature = "sim")]
+pub type FileObjectConfig = contract::io::FileObjectConfig<Device, Request, FileObject>;
+/// `WDF_IO_TARGET_OPEN_PARAMS` for this platform's I/O target.
+#[cfg(feature = "sim")]
+pub type TargetOpenParams = contract::io::TargetOpenParams<IoTarget>;
 
 #[cfg(all(feature = "kmdf", not(feature = "sim")))]
 compile_error!(
@@ -89,7 +101,11 @@ const _: () = {
     const fn implements_device_contract<
         Drv: contract::device::PlatformDriver<DeviceInit = Init>,
         Init: contract::device::PlatformDeviceInit<Device = Dev>,
-        Dev: contract::device::PlatformDevice,
+        Dev: contract::device::PlatformDevice<Request = Req, Queue = Q, FileObject = F, IoTarget = T>,
+        Req: contract::io::PlatformRequest<Queue = Q, FileObject = F, IoTarget = T>,
+        Q: contract::io::PlatformQueue<Request = Req>,
+        F: contract::io::PlatformFileObject,
+        T: contract::io::PlatformIoTarget<Request = Req>,
     >() {
     }
     implements_execution_contract::<
@@ -105,5 +121,6 @@ const _: () = {
         SystemThread,
         RegistryKey,
     >();
-    implements_device_contract::<Driver, DeviceInit, Device>();
+    implements_device_contract::<Driver, DeviceInit, Device, Request, Queue, FileObject, IoTarget>(
+    );
 };

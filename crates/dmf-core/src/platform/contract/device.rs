@@ -16,6 +16,10 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
 
+use super::io::{
+    FileObjectConfig, InterfaceChange, PlatformFileObject, PlatformIoTarget, PlatformQueue,
+    PlatformRequest, QueueConfig, RequestType,
+};
 use crate::status::NtResult;
 
 /// A GUID, laid out as the Windows `GUID` structure.
@@ -275,6 +279,61 @@ pub trait PlatformDevice: Clone + Send + Sync + 'static {
     fn create_interface(&self, class: Guid, reference: Option<&str>) -> NtResult<String>;
     /// `WdfDeviceSetDeviceInterfaceState`.
     fn set_interface_state(&self, class: Guid, reference: Option<&str>, enabled: bool);
+
+    /// The backend's request (`WDFREQUEST`).
+    type Request: PlatformRequest<
+        Queue = Self::Queue,
+        FileObject = Self::FileObject,
+        IoTarget = Self::IoTarget,
+    >;
+    /// The backend's queue (`WDFQUEUE`).
+    type Queue: PlatformQueue<Request = Self::Request>;
+    /// The backend's file object (`WDFFILEOBJECT`).
+    type FileObject: PlatformFileObject;
+    /// The backend's I/O target (`WDFIOTARGET`).
+    type IoTarget: PlatformIoTarget<Request = Self::Request>;
+    /// A device-interface notification registration; dropping it unregisters.
+    type InterfaceNotification: Send + Sync;
+
+    /// `WdfIoQueueCreate` on this device.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for a presenting queue without a request callback or a second
+    /// default queue; `STATUS_INSUFFICIENT_RESOURCES`.
+    fn create_queue(
+        &self,
+        config: QueueConfig<Self::Queue, Self::Request>,
+    ) -> NtResult<Self::Queue>;
+    /// `WdfDeviceGetDefaultQueue`.
+    fn default_queue(&self) -> Option<Self::Queue>;
+    /// `WdfDeviceConfigureRequestDispatching`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for create/cleanup/close or a queue of another device.
+    fn configure_request_dispatching(&self, queue: &Self::Queue, kind: RequestType)
+        -> NtResult<()>;
+    /// `WdfDeviceGetIoTarget`: the local target (the next lower driver).
+    fn io_target(&self) -> Self::IoTarget;
+    /// `WdfIoTargetCreate`: a remote target owned by this device, closed until opened.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES`; `STATUS_INVALID_DEVICE_STATE` for a deleted device.
+    fn create_io_target(&self) -> NtResult<Self::IoTarget>;
+    /// `IoRegisterPlugPlayNotification(EventCategoryDeviceInterfaceChange,
+    /// PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES)`: `callback` runs at PASSIVE_LEVEL
+    /// for every interface of `class` that is enabled now or later, and for each removal.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` above PASSIVE_LEVEL or for a deleted device.
+    fn register_interface_notification(
+        &self,
+        class: Guid,
+        callback: Arc<dyn Fn(&InterfaceChange) + Send + Sync>,
+    ) -> NtResult<Self::InterfaceNotification>;
 }
 
 /// `WDFDEVICE_INIT` as DMF and the client fill it in `EvtDriverDeviceAdd`.
@@ -288,6 +347,15 @@ pub trait PlatformDeviceInit {
     );
     /// `WdfDeviceInitSetPowerPolicyEventCallbacks` (replaces any earlier set).
     fn set_power_policy_callbacks(&mut self, callbacks: PowerPolicyCallbacks<Self::Device>);
+    /// `WdfDeviceInitSetFileObjectConfig`.
+    fn set_file_object_config(
+        &mut self,
+        config: FileObjectConfig<
+            Self::Device,
+            <Self::Device as PlatformDevice>::Request,
+            <Self::Device as PlatformDevice>::FileObject,
+        >,
+    );
     /// `WdfFdoInitSetFilter`.
     fn set_filter(&mut self);
     /// Whether `set_filter` was called.

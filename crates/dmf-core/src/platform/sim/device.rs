@@ -21,12 +21,17 @@ use kmdf_sim::pnp::state::{
 use kmdf_sim::{Machine, Status as SimStatus};
 
 use super::from_sim_status;
+use super::io::{
+    register_interface_notification, set_file_object_config, to_sim_request_type, FileObject,
+    InterfaceNotification, IoTarget, Queue, Request,
+};
 use crate::platform::contract::device::{
     DeviceFn, DevicePowerFn, DeviceResourcesFn, DeviceResultFn,
     DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice, PlatformDeviceInit,
     PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
     PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
 };
+use crate::platform::contract::io::{FileObjectConfig, InterfaceChange, QueueConfig, RequestType};
 use crate::status::NtResult;
 
 fn to_sim(result: NtResult<()>) -> SimStatus {
@@ -36,7 +41,7 @@ fn to_sim(result: NtResult<()>) -> SimStatus {
     }
 }
 
-fn to_sim_guid(guid: Guid) -> SimGuid {
+pub(super) fn to_sim_guid(guid: Guid) -> SimGuid {
     SimGuid::new(guid.data1, guid.data2, guid.data3, guid.data4)
 }
 
@@ -82,10 +87,50 @@ impl Device {
     pub fn sim(&self) -> &SimDevice {
         &self.0
     }
+
+    /// Wraps a kmdf-sim device.
+    pub fn from_sim(device: SimDevice) -> Device {
+        Device(device)
+    }
 }
 
 impl PlatformDevice for Device {
     type Resources = Resources;
+    type Request = Request;
+    type Queue = Queue;
+    type FileObject = FileObject;
+    type IoTarget = IoTarget;
+    type InterfaceNotification = InterfaceNotification;
+
+    fn create_queue(&self, config: QueueConfig<Queue, Request>) -> NtResult<Queue> {
+        Queue::create(self, config)
+    }
+
+    fn default_queue(&self) -> Option<Queue> {
+        self.0.default_queue().map(Queue::from_sim)
+    }
+
+    fn configure_request_dispatching(&self, queue: &Queue, kind: RequestType) -> NtResult<()> {
+        self.0
+            .configure_request_dispatching(queue.sim(), to_sim_request_type(kind))
+            .map_err(from_sim_status)
+    }
+
+    fn io_target(&self) -> IoTarget {
+        IoTarget::from_sim(self.0.io_target())
+    }
+
+    fn create_io_target(&self) -> NtResult<IoTarget> {
+        IoTarget::create(self)
+    }
+
+    fn register_interface_notification(
+        &self,
+        class: Guid,
+        callback: Arc<dyn Fn(&InterfaceChange) + Send + Sync>,
+    ) -> NtResult<InterfaceNotification> {
+        register_interface_notification(self, class, callback)
+    }
 
     fn is_filter(&self) -> bool {
         self.0.is_filter()
@@ -240,6 +285,10 @@ impl PlatformDeviceInit for DeviceInit {
 
     fn set_power_policy_callbacks(&mut self, callbacks: ContractPolicy<Device>) {
         self.0.power_policy = wrap_policy(callbacks);
+    }
+
+    fn set_file_object_config(&mut self, config: FileObjectConfig<Device, Request, FileObject>) {
+        set_file_object_config(self, config);
     }
 
     fn set_filter(&mut self) {

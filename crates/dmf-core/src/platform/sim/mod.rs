@@ -34,10 +34,12 @@ use crate::rundown::RundownEvent;
 
 mod device;
 mod exec;
+mod io;
 
 use crate::status::{NtResult, NtStatus};
 pub use device::{install_driver, load_driver, Device, DeviceInit, Driver, Resources};
 pub use exec::{RegistryKey, SystemThread, Timer, WorkItem};
+pub use io::{FileObject, InterfaceNotification, IoTarget, Queue, Request};
 
 fn current_machine() -> NtResult<Machine> {
     Machine::current().ok_or(NtStatus::INVALID_DEVICE_STATE)
