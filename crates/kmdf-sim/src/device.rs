@@ -174,6 +174,13 @@ pub trait DevicePowerHook: Send + Sync {
     fn removed(&self, device: &Device) {
         let _ = device;
     }
+    /// True while the layer has I/O that keeps the device out of S0 idle (kmdf-sequences §2.9:
+    /// a request waiting in, or presented by, a power-managed queue). May be called at
+    /// `DISPATCH_LEVEL`; must not call into the PnP engine.
+    fn busy(&self, device: &Device) -> bool {
+        let _ = device;
+        false
+    }
 }
 
 /// `WDFDEVICE_INIT`: what a driver sets up in `EvtDriverDeviceAdd` before `WdfDeviceCreate`.
@@ -311,6 +318,7 @@ pub(crate) struct DeviceState {
     pub(crate) idle: S0IdleSettings,
     pub(crate) sx_wake: bool,
     pub(crate) power_refs: usize,
+    pub(crate) idle_timeout: Option<std::time::Duration>,
     pub(crate) removed_hooks_run: bool,
 }
 
@@ -539,6 +547,38 @@ impl Device {
         lock(&self.0.st).idle = settings;
     }
 
+    /// The `IdleTimeout` (with `Enabled = WdfTrue`) of `WdfDeviceAssignS0IdleSettings` (power
+    /// policy owner): with `Some(timeout)`, once the stack has been idle for `timeout` of virtual
+    /// time — no request waiting in or presented by a power-managed queue, no power reference
+    /// ([`stop_idle`](Self::stop_idle)), system in S0 — it powers down to the Dx of
+    /// [`S0IdleSettings`] as [`DeviceNode::idle`] does; a request for a power-managed queue or
+    /// `stop_idle` brings it back to D0 and the count starts again when the stack is idle again
+    /// (kmdf-sequences §2.9). `None` (the default) turns automatic idling off; the stack then
+    /// only idles on an explicit [`DeviceNode::idle`]. KMDF's own default timeout is 5 s.
+    pub fn assign_s0_idle_timeout(&self, timeout: Option<std::time::Duration>) {
+        lock(&self.0.st).idle_timeout = timeout;
+        if let Some(node) = self.node() {
+            node.idle_check();
+        }
+    }
+
+    /// The S0 idle timeout set with [`assign_s0_idle_timeout`](Self::assign_s0_idle_timeout).
+    pub fn s0_idle_timeout(&self) -> Option<std::time::Duration> {
+        lock(&self.0.st).idle_timeout
+    }
+
+    /// True while a power hook reports I/O that keeps the device out of S0 idle.
+    pub(crate) fn power_managed_io_pending(&self) -> bool {
+        self.hooks().iter().any(|h| h.busy(self))
+    }
+
+    /// Activity that may have kept the stack busy ended: restart the idle count if it applies.
+    pub(crate) fn idle_activity_done(&self) {
+        if let Some(node) = self.node() {
+            node.idle_check();
+        }
+    }
+
     /// `WdfDeviceAssignSxWakeSettings`: arm for wake from Sx when the system sleeps.
     pub fn assign_sx_wake_settings(&self, enabled: bool) {
         lock(&self.0.st).sx_wake = enabled;
@@ -559,8 +599,14 @@ impl Device {
 
     /// `WdfDeviceResumeIdle`: drops a power reference taken by [`stop_idle`](Self::stop_idle).
     pub fn resume_idle(&self) {
-        let mut st = lock(&self.0.st);
-        st.power_refs = st.power_refs.saturating_sub(1);
+        let last = {
+            let mut st = lock(&self.0.st);
+            st.power_refs = st.power_refs.saturating_sub(1);
+            st.power_refs == 0
+        };
+        if last {
+            self.idle_activity_done();
+        }
     }
 
     /// Power references held ([`stop_idle`](Self::stop_idle) not yet matched).

@@ -59,6 +59,98 @@
 //! assert!(machine.verifier().violations().is_empty());
 //! ```
 //!
+//! ## A complete driver and application test
+//!
+//! The layers above the core — [`driver`], [`device`], [`io`], [`pnp`] — let a test install a
+//! function driver, plug in a device it drives, and talk to it as an application would: here a
+//! driver whose default queue echoes one IOCTL, driven from an [`Application`](io::Application)
+//! on the same (test) thread.
+//!
+//! ```
+//! use kmdf_sim::device::Device;
+//! use kmdf_sim::driver::{self, DriverConfig};
+//! use kmdf_sim::guid::Guid;
+//! use kmdf_sim::io::{Access, AppConfig, Application, DispatchType, Queue, QueueConfig};
+//! use kmdf_sim::object::{live_objects, ObjectAttributes};
+//! use kmdf_sim::pnp::{NodeState, StackSpec};
+//! use kmdf_sim::{Machine, Status};
+//!
+//! const GUID_DEVINTERFACE_ECHO: Guid = Guid::new(0x0EC0_0001, 0x1234, 0x5678, [0xAB; 8]);
+//! // CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS)
+//! const IOCTL_ECHO: u32 = (0x22 << 16) | (0x800 << 2);
+//!
+//! let machine = Machine::new();
+//!
+//! // DriverEntry: the package "echo" with its EvtDriverDeviceAdd.
+//! driver::install(
+//!     &machine,
+//!     "echo",
+//!     DriverConfig::new(|_driver, init| {
+//!         let device = Device::create(init, ObjectAttributes::new())?; // WdfDeviceCreate
+//!         device.create_interface(GUID_DEVINTERFACE_ECHO, None)?;
+//!         // A parallel default queue whose EvtIoDeviceControl echoes the input buffer.
+//!         Queue::create(
+//!             &device,
+//!             QueueConfig::new_default(DispatchType::Parallel).on_device_control(
+//!                 |_queue, request, output_len, _input_len, code| {
+//!                     if code != IOCTL_ECHO {
+//!                         request.complete(Status::INVALID_DEVICE_REQUEST);
+//!                         return;
+//!                     }
+//!                     let data = request.input_buffer(1).unwrap_or_default();
+//!                     let n = data.len().min(output_len);
+//!                     let echo = |out: &mut [u8]| out[..n].copy_from_slice(&data[..n]);
+//!                     match request.with_output_buffer(n, echo) {
+//!                         Ok(()) => request.complete_with_information(Status::SUCCESS, n),
+//!                         Err(status) => request.complete(status),
+//!                     }
+//!                 },
+//!             ),
+//!             ObjectAttributes::new(),
+//!         )?;
+//!         Ok(())
+//!     }),
+//! );
+//!
+//! // Plug in a root-enumerated device: AddDevice, PrepareHardware, D0Entry, … run now.
+//! let node = machine
+//!     .pnp()
+//!     .plug_in(StackSpec::new("ROOT\\ECHO", "echo"))
+//!     .unwrap();
+//! assert_eq!(node.state(), NodeState::Started);
+//!
+//! // The application: CreateFile on the interface, DeviceIoControl, CloseHandle.
+//! let app = Application::new(
+//!     &machine,
+//!     AppConfig {
+//!         administrator: false,
+//!         name: "echo.exe".into(),
+//!     },
+//! );
+//! let handle = app
+//!     .open_interface(GUID_DEVINTERFACE_ECHO, Access::READ_WRITE)
+//!     .unwrap();
+//! let (output, information) = handle.device_io_control(IOCTL_ECHO, b"ping", 16).unwrap();
+//! assert_eq!((output.as_slice(), information), (&b"ping"[..], 4));
+//! assert_eq!(
+//!     handle.device_io_control(0x0022_0FFC, &[], 0).unwrap_err(),
+//!     Status::INVALID_DEVICE_REQUEST
+//! );
+//! handle.close();
+//!
+//! // Unplug (surprise removal), then check that nothing leaked and no rule was broken.
+//! node.surprise_remove().unwrap();
+//! assert_eq!(node.state(), NodeState::SurpriseRemoved);
+//! assert!(live_objects(&machine).is_empty());
+//! assert!(machine.pool().outstanding().is_empty());
+//! assert!(machine.verifier().violations().is_empty());
+//! assert!(machine
+//!     .trace()
+//!     .callbacks_for("echo")
+//!     .iter()
+//!     .any(|c| c == "EvtIoDeviceControl"));
+//! ```
+//!
 //! A failing rule is a bug check: by default the verifier panics with text like
 //! `DRIVER_VERIFIER_DETECTED_VIOLATION: WaitAtDispatch: driver 'x', object 'ev': …`. Tests that
 //! prove a rule fires build the machine with [`VerifierMode::Record`] and read

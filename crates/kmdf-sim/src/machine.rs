@@ -105,6 +105,29 @@ impl Core {
     pub(crate) fn machine(&self) -> Option<Machine> {
         self.handle.upgrade().map(Machine)
     }
+
+    /// After the last user handle dropped and shutdown joined the threads: drops what the core
+    /// still holds that may hold the core in turn — subsystems ([`Machine::extension`]), and
+    /// work items, DPCs and timers still queued — so that no reference cycle keeps it alive.
+    /// Nothing can reach these any more: every public entry point needs a [`Machine`].
+    fn release_references(&self) {
+        let extensions = std::mem::take(
+            &mut *self
+                .extensions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let queued = {
+            let mut st = self.sched.lock();
+            (
+                std::mem::take(&mut st.dpc_queue),
+                std::mem::take(&mut st.work_queue),
+                std::mem::take(&mut st.timers),
+            )
+        };
+        drop(queued);
+        drop(extensions);
+    }
 }
 
 /// The user handle: dropping the last one shuts the machine down.
@@ -115,6 +138,7 @@ struct MachineHandle {
 impl Drop for MachineHandle {
     fn drop(&mut self) {
         self.core.shutdown();
+        self.core.release_references();
     }
 }
 

@@ -59,8 +59,11 @@ impl Status {
     pub const IO_TIMEOUT: Status = nt(0xC000_00B5);
     /// `STATUS_NOT_FOUND` (0xC0000225).
     pub const NOT_FOUND: Status = nt(0xC000_0225);
+    /// `STATUS_WDF_BUSY` (0xC0200204): e.g. `WdfDeviceEnqueueRequest` into a queue that does not
+    /// accept requests.
+    pub const WDF_BUSY: Status = nt(0xC020_0204);
 
-    const NAMES: [(Status, &'static str); 20] = [
+    const NAMES: [(Status, &'static str); 21] = [
         (Status::SUCCESS, "STATUS_SUCCESS"),
         (Status::TIMEOUT, "STATUS_TIMEOUT"),
         (Status::PENDING, "STATUS_PENDING"),
@@ -90,6 +93,7 @@ impl Status {
         ),
         (Status::IO_TIMEOUT, "STATUS_IO_TIMEOUT"),
         (Status::NOT_FOUND, "STATUS_NOT_FOUND"),
+        (Status::WDF_BUSY, "STATUS_WDF_BUSY"),
     ];
 
     /// `NT_SUCCESS`: true for success and informational values (sign bit clear).

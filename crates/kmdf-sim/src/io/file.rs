@@ -230,10 +230,18 @@ impl FileObject {
         let me = self.clone();
         let item = {
             let _scope = DriverScope::enter(IO_MANAGER);
-            WorkItem::new(&machine, "IRP_MJ_CLOSE", move |_w| me.send_close())
+            WorkItem::new(&machine, "IRP_MJ_CLOSE", move |_w| {
+                // Release the file's hold on this item (file → item → closure → file would be a
+                // reference cycle keeping the device and the machine alive); deleting an item
+                // from its own callback does not wait for itself.
+                let item = lock(&me.0.st).close_item.take();
+                me.send_close();
+                drop(item);
+            })
         };
-        item.enqueue();
-        lock(&self.0.st).close_item = Some(item);
+        // Stored before it is queued, so that its callback finds it to release.
+        let mut st = lock(&self.0.st);
+        st.close_item.insert(item).enqueue();
     }
 
     /// Sends a cleanup or close request for this file and returns once it completed (creates,

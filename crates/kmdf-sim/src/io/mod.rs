@@ -18,7 +18,9 @@
 //!    (kmdf-sequences §10.2, [K12]) before sending anything.
 //! 2. Entering a device ([`Device`]), a request first meets any test-injected [`IoFault`], then
 //!    the device's routing (kmdf-sequences §6.2, [W13], [D25], [D34]): creates, cleanups and
-//!    closes go to the file-object callbacks ([`FileConfig`]); other types to the queue set with
+//!    closes go to the file-object callbacks ([`FileConfig`]); other types first to the driver's
+//!    `EvtIoInCallerContext` if it set one ([`set_io_in_caller_context`]; on the sender's thread,
+//!    handing the request back with [`Device::enqueue_request`]), then to the queue set with
 //!    [`Device::configure_request_dispatching`], else to the default queue. With no queue, a
 //!    function driver's framework completes the request with `STATUS_INVALID_DEVICE_REQUEST`
 //!    while a filter's framework forwards it to the next lower driver.
@@ -109,10 +111,11 @@ use crate::object::MachineRef;
 use crate::pnp::StopAction;
 use crate::status::Status;
 use crate::trace::TraceKind;
+use crate::verifier::invoke_callback;
 
 pub use app::{Access, AppConfig, Application, Handle, IoResult, PendingIo};
 pub use file::{FileConfig, FileObject};
-pub use queue::{DispatchType, Queue, QueueConfig, QueueStatus, StopFlags};
+pub use queue::{DispatchType, FoundRequest, Queue, QueueConfig, QueueStatus, StopFlags};
 pub use request::{
     CompletionParams, Request, RequestParameters, RequestType, RequestorMode, SendOptions,
 };
@@ -237,11 +240,35 @@ pub(crate) fn apply_fault(
 #[derive(Default)]
 pub(crate) struct IoInit {
     pub(crate) file: Option<FileConfig>,
+    pub(crate) in_caller_context: Option<IoInCallerContextFn>,
 }
+
+/// `EvtIoInCallerContext`: the device and the request, which the driver owns — it must complete
+/// it or hand it to the framework with [`Device::enqueue_request`].
+pub type IoInCallerContextFn = Arc<dyn Fn(&Device, Request) + Send + Sync>;
 
 /// `WdfDeviceInitSetFileObjectConfig`: the file-object callbacks of the device being built.
 pub fn set_file_object_config(init: &mut DeviceInit, config: FileConfig) {
     init.extension_mut::<IoInit>().file = Some(config);
+}
+
+/// `WdfDeviceInitSetIoInCallerContextCallback`: `EvtIoInCallerContext` of the device being
+/// built ([W14], kmdf-sequences §5.1, §11).
+///
+/// Every read, write and (internal) device-control request entering the device meets this
+/// callback **before** any queue — on the thread that sent it (an application's own thread at
+/// `PASSIVE_LEVEL`, the right place for a check of the caller's identity or for mapping its
+/// buffers), even while the device idles in Dx or its queues are stopped. The driver owns the
+/// request there and must either complete it or give it back with
+/// [`Device::enqueue_request`] (`WdfDeviceEnqueueRequest`), which routes it like an arriving
+/// request. Create, cleanup and close go to the file-object callbacks as before.
+///
+/// [W14]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
+pub fn set_io_in_caller_context(
+    init: &mut DeviceInit,
+    f: impl Fn(&Device, Request) + Send + Sync + 'static,
+) {
+    init.extension_mut::<IoInit>().in_caller_context = Some(Arc::new(f));
 }
 
 /// Per-device I/O state (a device extension).
@@ -271,6 +298,10 @@ impl DevicePowerHook for IoHook {
     fn removed(&self, device: &Device) {
         device_removed(device);
     }
+
+    fn busy(&self, device: &Device) -> bool {
+        queue::power_managed_busy(device)
+    }
 }
 
 /// The I/O state of `device`, registering the power hook on first use.
@@ -287,6 +318,13 @@ pub(crate) fn file_config(device: &Device) -> Option<FileConfig> {
     device
         .get_extension::<IoInit>()
         .and_then(|i| i.file.clone())
+}
+
+/// The `EvtIoInCallerContext` of `device`.
+fn in_caller_context(device: &Device) -> Option<IoInCallerContextFn> {
+    device
+        .get_extension::<IoInit>()
+        .and_then(|i| i.in_caller_context.clone())
 }
 
 /// Makes `fault` apply to requests entering `device` (before its queues and file callbacks):
@@ -320,6 +358,60 @@ impl Device {
         }
         lock(&io_state(self).routes).insert(kind, Arc::clone(&queue.0));
         Ok(())
+    }
+
+    /// `WdfDeviceEnqueueRequest` (≤ `DISPATCH_LEVEL`; from `EvtIoInCallerContext`, see
+    /// [`set_io_in_caller_context`]): hands a request the driver owns back to the framework,
+    /// which puts it in the queue configured for its type with
+    /// [`configure_request_dispatching`](Self::configure_request_dispatching), else in the
+    /// default queue; with no queue a filter's framework sends it to the next lower driver.
+    /// The request counts as put there by the driver (`EvtIoCanceledOnQueue` applies). It may be
+    /// presented — and completed — before this returns.
+    ///
+    /// Errors (the request is handed back; the driver must complete it):
+    /// `STATUS_INVALID_DEVICE_REQUEST` if the driver of this device does not own the request,
+    /// it is still cancelable, or a function driver has no queue for it; `STATUS_WDF_BUSY` if
+    /// the queue does not accept requests (purged or draining).
+    pub fn enqueue_request(&self, request: Request) -> Result<(), (Request, Status)> {
+        if !crate::exec::require_max_irql(crate::exec::Irql::Dispatch, "WdfDeviceEnqueueRequest") {
+            return Err((request, Status::INVALID_DEVICE_STATE));
+        }
+        let core = Arc::clone(&request.core);
+        let kind = {
+            let st = lock(&core.st);
+            let mine = request.owns(&st)
+                && st
+                    .layers
+                    .last()
+                    .is_some_and(|l| l.device == *self && l.queue.is_none());
+            if !mine || request::is_cancelable_st(&st) {
+                drop(st);
+                return Err((request, Status::INVALID_DEVICE_REQUEST));
+            }
+            st.params.kind
+        };
+        let io = io_state(self);
+        let q = lock(&io.routes)
+            .get(&kind)
+            .cloned()
+            .or_else(|| lock(&io.default_queue).clone());
+        match q {
+            Some(q) => {
+                if !queue::accepts(&q) {
+                    return Err((request, Status::WDF_BUSY));
+                }
+                drop(request);
+                lock(&core.st).requeued = true;
+                queue::enqueue(&q, &core, true);
+                Ok(())
+            }
+            None if self.is_filter() => {
+                drop(request);
+                forward_down(self, &core);
+                Ok(())
+            }
+            None => Err((request, Status::INVALID_DEVICE_REQUEST)),
+        }
     }
 
     /// `WdfDeviceGetDefaultQueue`.
@@ -375,6 +467,17 @@ fn dispatch_inner(device: &Device, core: &Arc<ReqCore>) {
             file::dispatch(device, core, kind);
         }
         _ => {
+            if let Some(f) = in_caller_context(device) {
+                request::give_to_driver(core);
+                let h = request::handle(core);
+                invoke_callback(
+                    device.driver().name(),
+                    device.name(),
+                    "EvtIoInCallerContext",
+                    || f(device, h),
+                );
+                return;
+            }
             let q = lock(&st.routes)
                 .get(&kind)
                 .cloned()

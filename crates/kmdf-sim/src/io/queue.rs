@@ -8,7 +8,9 @@
 //! * [`DispatchType::Parallel`] presents every request as soon as it arrives, up to
 //!   [`QueueConfig::max_presented`] outstanding (`NumberOfPresentedRequests`).
 //! * [`DispatchType::Manual`] presents nothing: the driver pulls with
-//!   [`Queue::retrieve_next_request`] / [`Queue::retrieve_request_by_file_object`].
+//!   [`Queue::retrieve_next_request`] / [`Queue::retrieve_request_by_file_object`], or looks
+//!   through the queue with [`Queue::find_request`] (a [`FoundRequest`] reference, no ownership)
+//!   and takes the one it wants with [`Queue::retrieve_found_request`].
 //!
 //! Each queue has one dispatcher at a time: the thread that finds the queue idle presents
 //! requests until none is deliverable; a completion made meanwhile (from inside the callback,
@@ -32,7 +34,9 @@
 //! [`Queue::stop`] / [`Queue::start`]; [`Queue::purge`] (stop accepting — later arrivals
 //! complete with `STATUS_INVALID_DEVICE_STATE` — and cancel undelivered requests with
 //! `STATUS_CANCELLED`; presented requests that were sent to a target are cancelled too);
-//! [`Queue::drain`] (stop accepting, keep presenting what is queued). The `…_synchronously`
+//! [`Queue::drain`] (stop accepting, keep presenting what is queued);
+//! [`Queue::stop_and_purge`] (stop presenting, cancel queued and driver-owned requests, keep
+//! accepting — arrivals wait for [`Queue::start`]). The `…_synchronously`
 //! variants (PASSIVE only) return when no request of the queue is left.
 //!
 //! [D21]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_stop
@@ -280,6 +284,9 @@ struct QueueSt {
     dispatching: bool,
     more: bool,
     idle_callbacks: Vec<QueueStateFn>,
+    /// `WdfIoQueueStopAndPurge` callbacks: run once the driver owns no request of the queue
+    /// (requests still waiting in the stopped queue do not count).
+    owned_idle_callbacks: Vec<QueueStateFn>,
 }
 
 pub(crate) struct QueueCore {
@@ -327,6 +334,56 @@ pub struct QueueStatus {
     pub powered: bool,
 }
 
+/// A request found by [`Queue::find_request`] (`WdfIoQueueFindRequest`): a **reference** on a
+/// request that is still in its queue, not ownership. It cannot be completed; read its
+/// parameters, pass it to [`Queue::retrieve_found_request`] or back to
+/// [`Queue::find_request`]. Dropping it is the `WdfObjectDereference` the driver owes.
+pub struct FoundRequest {
+    core: Arc<ReqCore>,
+    queue: Weak<QueueCore>,
+}
+
+impl fmt::Debug for FoundRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FoundRequest")
+            .field("id", &self.core.id)
+            .field("parameters", &self.parameters())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FoundRequest {
+    /// The request's id (as [`Request::id`]).
+    pub fn id(&self) -> u64 {
+        self.core.id
+    }
+
+    /// The request's parameters (`WDF_REQUEST_PARAMETERS`).
+    pub fn parameters(&self) -> request::RequestParameters {
+        lock(&self.core.st).params
+    }
+
+    /// The request type.
+    pub fn kind(&self) -> RequestType {
+        self.core.kind()
+    }
+
+    /// The file object the request was sent on.
+    pub fn file_object(&self) -> Option<FileObject> {
+        self.core.file()
+    }
+
+    /// True while the request still waits in the queue it was found in.
+    pub fn is_queued(&self) -> bool {
+        self.queue.upgrade().is_some_and(|q| {
+            lock(&q.st)
+                .pending
+                .iter()
+                .any(|c| Arc::ptr_eq(c, &self.core))
+        })
+    }
+}
+
 impl Queue {
     /// `WdfIoQueueCreate`: a queue of `device` (its WDFQUEUE object is a child of the device; a
     /// fault point).
@@ -367,6 +424,7 @@ impl Queue {
                 dispatching: false,
                 more: false,
                 idle_callbacks: Vec::new(),
+                owned_idle_callbacks: Vec::new(),
             }),
             config,
         });
@@ -456,6 +514,107 @@ impl Queue {
         self.retrieve(|c| c.file().as_ref() == Some(file))
     }
 
+    /// `WdfIoQueueFindRequest` (≤ `DISPATCH_LEVEL`, manual queues only): finds the next queued
+    /// request — the first one when `after` is `None`, else the first one **after** `after` —
+    /// that belongs to `file` (any file when `None`), **without** taking it out of the queue or
+    /// giving the driver ownership. The returned [`FoundRequest`] holds a reference on the request
+    /// (dropping it is the `WdfObjectDereference` the driver owes); pass it to
+    /// [`retrieve_found_request`](Self::retrieve_found_request) to take the request, or back as
+    /// `after` to continue the search. Its parameters are readable meanwhile
+    /// (`WDF_REQUEST_PARAMETERS` out-argument).
+    ///
+    /// Errors: `STATUS_NOT_FOUND` if `after` is no longer in the queue (retrieved, cancelled,
+    /// purged); `STATUS_NO_MORE_ENTRIES` at the end of the queue without a match;
+    /// `STATUS_INVALID_DEVICE_REQUEST` for a queue that is not manual;
+    /// `STATUS_INVALID_DEVICE_STATE` above `DISPATCH_LEVEL`.
+    pub fn find_request(
+        &self,
+        after: Option<&FoundRequest>,
+        file: Option<&FileObject>,
+    ) -> Result<FoundRequest, Status> {
+        if !require_max_irql(Irql::Dispatch, "WdfIoQueueFindRequest") {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        if self.0.config.dispatch != DispatchType::Manual {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        let st = lock(&self.0.st);
+        let start = match after {
+            None => 0,
+            Some(a) => {
+                st.pending
+                    .iter()
+                    .position(|c| Arc::ptr_eq(c, &a.core))
+                    .ok_or(Status::NOT_FOUND)?
+                    + 1
+            }
+        };
+        st.pending
+            .iter()
+            .skip(start)
+            .find(|c| file.is_none() || c.file().as_ref() == file)
+            .map(|c| FoundRequest {
+                core: Arc::clone(c),
+                queue: Arc::downgrade(&self.0),
+            })
+            .ok_or(Status::NO_MORE_ENTRIES)
+    }
+
+    /// `WdfIoQueueRetrieveFoundRequest` (≤ `DISPATCH_LEVEL`): takes the request found by
+    /// [`find_request`](Self::find_request) out of the queue; the driver owns it. `found` stays
+    /// valid (it only carries the reference) and is dropped by the caller.
+    ///
+    /// Errors: `STATUS_NOT_FOUND` if the request is no longer in this queue (retrieved, cancelled
+    /// or purged meanwhile); `STATUS_INVALID_DEVICE_STATE` for a power-managed queue while the
+    /// device is out of D0, or above `DISPATCH_LEVEL`.
+    pub fn retrieve_found_request(&self, found: &FoundRequest) -> Result<Request, Status> {
+        if !require_max_irql(Irql::Dispatch, "WdfIoQueueRetrieveFoundRequest") {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        let target = Arc::clone(&found.core);
+        match self.retrieve(|c| Arc::ptr_eq(c, &target)) {
+            Err(s) if s == Status::NO_MORE_ENTRIES => Err(Status::NOT_FOUND),
+            r => r,
+        }
+    }
+
+    /// `WdfIoQueueStopAndPurge` (KMDF ≥ 1.11): stop presenting (as [`stop`](Self::stop)),
+    /// cancel every request waiting in the queue (`EvtIoCanceledOnQueue` for requests the driver
+    /// put there, else completion with `STATUS_CANCELLED`), and cancel the requests the driver
+    /// owns (cancelable ones get `EvtRequestCancel`; ones sent to a target are cancelled there).
+    /// Unlike [`purge`](Self::purge) the queue **keeps accepting**: new arrivals wait until
+    /// [`start`](Self::start). `done` (`EvtIoQueueState`) runs once the driver owns no request
+    /// of the queue.
+    pub fn stop_and_purge(&self, done: Option<QueueStateFn>) {
+        self.trace("stop and purge");
+        let (pending, owned) = {
+            let mut st = lock(&self.0.st);
+            st.driver_stopped = true;
+            if let Some(d) = done {
+                st.owned_idle_callbacks.push(d);
+            }
+            let pending: Vec<_> = st.pending.drain(..).collect();
+            (pending, st.in_flight.clone())
+        };
+        for core in pending {
+            canceled_on_queue(&self.0, &core);
+        }
+        for core in owned {
+            request::cancel(&core);
+        }
+        check_idle(&self.0);
+    }
+
+    /// `WdfIoQueueStopAndPurgeSynchronously` (PASSIVE): [`stop_and_purge`](Self::stop_and_purge),
+    /// then wait until the driver owns no request of the queue.
+    pub fn stop_and_purge_synchronously(&self) {
+        self.stop_and_purge(None);
+        self.wait_for(
+            |st| st.in_flight.is_empty(),
+            "WdfIoQueueStopAndPurgeSynchronously",
+        );
+    }
+
     /// `WdfIoQueueStop`: stop presenting; keep accepting.
     pub fn stop(&self) {
         lock(&self.0.st).driver_stopped = true;
@@ -506,6 +665,7 @@ impl Queue {
             }
         }
         check_idle(&self.0);
+        activity_done(&self.0);
     }
 
     /// `WdfIoQueuePurgeSynchronously` (PASSIVE): purge, cancel driver-owned cancelable requests,
@@ -731,17 +891,46 @@ pub(crate) fn request_left(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
     }
     kick(q);
     check_idle(q);
+    activity_done(q);
     wake(&q.machine);
+}
+
+/// A power-managed queue may have become empty: the device's S0 idle count may start.
+fn activity_done(q: &Arc<QueueCore>) {
+    if !q.power_managed {
+        return;
+    }
+    let empty = {
+        let st = lock(&q.st);
+        st.pending.is_empty() && st.in_flight.is_empty()
+    };
+    if empty {
+        if let Some(dev) = q.device.upgrade().map(Device) {
+            dev.idle_activity_done();
+        }
+    }
+}
+
+/// True if a power-managed queue of `device` holds or presented a request (S0 idle condition,
+/// kmdf-sequences §2.9).
+pub(crate) fn power_managed_busy(device: &Device) -> bool {
+    power_queues(device).iter().any(|q| {
+        let st = lock(&q.st);
+        !st.pending.is_empty() || !st.in_flight.is_empty()
+    })
 }
 
 fn check_idle(q: &Arc<QueueCore>) {
     let callbacks = {
         let mut st = lock(&q.st);
-        if st.pending.is_empty() && st.in_flight.is_empty() {
-            std::mem::take(&mut st.idle_callbacks)
-        } else {
-            Vec::new()
+        let mut cbs = Vec::new();
+        if st.in_flight.is_empty() {
+            cbs.append(&mut st.owned_idle_callbacks);
+            if st.pending.is_empty() {
+                cbs.append(&mut st.idle_callbacks);
+            }
         }
+        cbs
     };
     if callbacks.is_empty() {
         return;
@@ -787,6 +976,7 @@ pub(crate) fn canceled_on_queue(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
         );
     } else {
         request::complete_layer(core, Status::CANCELLED, 0);
+        activity_done(q);
     }
 }
 

@@ -310,6 +310,11 @@ pub(crate) fn is_cancelable(core: &Arc<ReqCore>) -> bool {
     lock(&core.st).cancel_routine.is_some()
 }
 
+/// True while a cancel routine is set (caller holds the state lock).
+pub(crate) fn is_cancelable_st(st: &ReqSt) -> bool {
+    st.cancel_routine.is_some()
+}
+
 /// The framework hands the request to the deepest layer's driver (file-object callbacks).
 pub(crate) fn give_to_driver(core: &Arc<ReqCore>) {
     lock(&core.st).loc = Loc::Driver;
@@ -573,7 +578,7 @@ fn report(core: &ReqCore, rule: Rule, text: &str) {
 
 impl Request {
     /// True if this handle's driver owns the request now.
-    fn owns(&self, st: &ReqSt) -> bool {
+    pub(crate) fn owns(&self, st: &ReqSt) -> bool {
         st.layers.len() == self.depth
             && match st.loc {
                 Loc::Driver => self.depth > 0 || matches!(st.origin, Origin::Driver { .. }),

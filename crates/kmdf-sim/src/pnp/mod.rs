@@ -53,6 +53,12 @@
 //! * Hibernate (S4): `TargetState = D3` unless the node is on the hibernation path
 //!   ([`DeviceNode::set_hibernation_path`]), then `PrepareForHibernation`; resume passes
 //!   `PreviousState = D3` in both cases.
+//! * S0 idle happens on an explicit [`DeviceNode::idle`] or, with an idle timeout assigned by
+//!   the power policy owner ([`Device::assign_s0_idle_timeout`]), once the stack was idle for
+//!   that much virtual time (§2.9: no request waiting in or presented by a power-managed queue,
+//!   no power reference, system in S0). A one-shot timer restarts whenever activity ends; on
+//!   expiry the condition is re-checked on a system work item. A request for a power-managed
+//!   queue or `WdfDeviceStopIdle` brings the stack back to D0.
 //! * A device idle in Dx when the system sleeps is left alone (no second D0Exit) and stays in Dx
 //!   after resume (KMDF's default of not powering up idle devices on S0 return).
 //! * Removal, rebalance or surprise removal of a device idle in Dx skips the D0 part (no
@@ -89,6 +95,7 @@
 //! [D15w]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_wake_from_s0_triggered
 //! [D17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nf-wdfdevice-wdfdevicesetfailed
 //! [`Device::set_failed`]: crate::device::Device::set_failed
+//! [`Device::assign_s0_idle_timeout`]: crate::device::Device::assign_s0_idle_timeout
 //! [`invoke_callback`]: crate::verifier::invoke_callback
 
 pub(crate) mod scenarios;
@@ -98,10 +105,11 @@ use core::fmt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
+use std::time::Duration;
 
 use crate::device::{lock, Device, DeviceInit, Resources};
 use crate::driver::Driver;
-use crate::exec::{current_irql, DriverScope, Irql, WorkItem};
+use crate::exec::{current_irql, DriverScope, Irql, Timer, TimerConfig, WorkItem};
 use crate::interface;
 use crate::machine::Machine;
 use crate::object::{bind, MachineRef};
@@ -214,7 +222,9 @@ struct NodeSt {
     in_op: Option<ThreadId>,
     pending_failure: Option<FailedAction>,
     pending_power_up: bool,
+    pending_idle: bool,
     worker: Option<WorkItem>,
+    idle_timer: Option<Timer>,
     idle: bool,
     slept: bool,
     hibernation_path: bool,
@@ -344,7 +354,9 @@ impl PnpManager {
                 in_op: None,
                 pending_failure: None,
                 pending_power_up: false,
+                pending_idle: false,
                 worker: None,
+                idle_timer: None,
                 idle: false,
                 slept: false,
                 hibernation_path: false,
@@ -600,20 +612,24 @@ impl DeviceNode {
         lock(&self.0.st).in_op = Some(me);
         let r = f(self);
         loop {
-            let (failure, power_up) = {
+            let (failure, power_up, idle) = {
                 let mut st = lock(&self.0.st);
                 let failure = st.pending_failure.take();
                 let power_up = std::mem::take(&mut st.pending_power_up);
-                if failure.is_none() && !power_up {
+                let idle = std::mem::take(&mut st.pending_idle);
+                if failure.is_none() && !power_up && !idle {
                     st.in_op = None;
                     break;
                 }
-                (failure, power_up)
+                (failure, power_up, idle)
             };
             if let Some(action) = failure {
                 self.fail(action);
             } else if power_up && self.is_idle() {
                 let _ = self.resume_stack(None);
+            } else if idle && self.can_idle() {
+                self.trace("idle timeout expired");
+                let _ = self.go_idle();
             }
         }
         r
@@ -636,7 +652,13 @@ impl DeviceNode {
                 &format!("pnp {}", self.0.instance_id),
                 move |_| {
                     if let Some(node) = weak.upgrade().map(DeviceNode) {
+                        // The node gives up this item before the work runs: the item holds the
+                        // machine, which holds the PnP manager, which holds the node — kept in
+                        // the node, it would be a reference cycle that leaks the whole machine.
+                        // Work reported from here on queues a fresh item.
+                        let me = lock(&node.0.st).worker.take();
                         let _ = node.op("deferred PnP work", |_| Ok(()));
+                        drop(me);
                     }
                 },
             )
@@ -647,6 +669,71 @@ impl DeviceNode {
     pub(crate) fn request_failure(&self, action: FailedAction) {
         lock(&self.0.st).pending_failure.get_or_insert(action);
         self.kick_worker();
+    }
+
+    /// The power policy owner's S0 idle timeout ([`Device::assign_s0_idle_timeout`]).
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.stack()
+            .iter()
+            .find(|d| d.is_power_policy_owner())
+            .and_then(|d| d.state().idle_timeout)
+    }
+
+    /// The idle condition of [W17] (kmdf-sequences §2.9): started and in D0 with the system in
+    /// S0, no power reference held, and no request waiting in or presented by a power-managed
+    /// queue of any device of the stack.
+    ///
+    /// [W17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
+    fn can_idle(&self) -> bool {
+        let system = self
+            .machine()
+            .map_or(SystemPowerState::S5, |m| m.pnp().system_state());
+        system == SystemPowerState::S0
+            && self.state() == NodeState::Started
+            && !self.is_idle()
+            && self
+                .stack()
+                .iter()
+                .all(|d| d.power_references() == 0 && d.is_in_d0() && !d.power_managed_io_pending())
+    }
+
+    /// Something that may have kept the stack busy ended (a request left a power-managed queue,
+    /// a power reference was dropped, the stack reached D0): with an idle timeout assigned and
+    /// the idle condition met, (re)starts the idle timer for the full timeout. When it expires
+    /// the condition is checked again on a system work item and the stack idles to Dx. Any
+    /// activity meanwhile ends with another call here, which starts the count again.
+    pub(crate) fn idle_check(&self) {
+        let Some(timeout) = self.idle_timeout() else {
+            return;
+        };
+        if !self.can_idle() {
+            return;
+        }
+        let Some(machine) = self.0.machine.machine() else {
+            return;
+        };
+        let mut st = lock(&self.0.st);
+        if !st.state.has_stack() {
+            return;
+        }
+        if st.idle_timer.is_none() {
+            let weak = Arc::downgrade(&self.0);
+            let _scope = DriverScope::enter("pnp");
+            let timer = Timer::new(
+                &machine,
+                TimerConfig::one_shot(&format!("S0 idle {}", self.0.instance_id)),
+                move |_t| {
+                    if let Some(node) = weak.upgrade().map(DeviceNode) {
+                        lock(&node.0.st).pending_idle = true;
+                        node.kick_worker();
+                    }
+                },
+            );
+            st.idle_timer = timer.ok();
+        }
+        if let Some(t) = &st.idle_timer {
+            t.start(timeout);
+        }
     }
 
     pub(crate) fn power_reference_taken(&self) {
@@ -743,6 +830,7 @@ impl DeviceNode {
         }
         lock(&self.0.st).idle = false;
         self.set_state(NodeState::Started);
+        self.idle_check();
         Ok(())
     }
 
@@ -771,14 +859,17 @@ impl DeviceNode {
             }
         }
         self.teardown_objects();
-        {
+        let timer = {
             let mut st = lock(&self.0.st);
             st.idle = false;
             st.slept = false;
+            st.pending_idle = false;
             if !status.is_success() {
                 st.last_status = status;
             }
-        }
+            st.idle_timer.take()
+        };
+        drop(timer);
         self.set_state(state);
     }
 
@@ -1028,35 +1119,38 @@ impl DeviceNode {
     ///
     /// [W17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
     pub fn idle(&self) -> Result<(), Status> {
+        self.op("idle", DeviceNode::go_idle)
+    }
+
+    /// The body of [`idle`](Self::idle), inside an operation.
+    fn go_idle(&self) -> Result<(), Status> {
         let system = self
             .machine()
             .map_or(SystemPowerState::S5, |m| m.pnp().system_state());
-        self.op("idle", |n| {
-            let stack = n.stack();
-            if n.state() != NodeState::Started
-                || n.is_idle()
-                || system != SystemPowerState::S0
-                || stack
-                    .iter()
-                    .any(|d| d.power_references() > 0 || !d.is_in_d0())
-            {
-                return Err(Status::INVALID_DEVICE_STATE);
-            }
-            let dx = stack
+        let stack = self.stack();
+        if self.state() != NodeState::Started
+            || self.is_idle()
+            || system != SystemPowerState::S0
+            || stack
                 .iter()
-                .find(|d| d.is_power_policy_owner())
-                .map_or(DevicePowerState::D3, |d| d.state().idle.dx_state);
-            let target = dx.as_wdf();
-            for dev in stack.iter().rev() {
-                if let Err(s) = scenarios::power_down(dev, Down::Dx { target, sx: false }) {
-                    n.fail_now(s);
-                    return Err(s);
-                }
+                .any(|d| d.power_references() > 0 || !d.is_in_d0())
+        {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        let dx = stack
+            .iter()
+            .find(|d| d.is_power_policy_owner())
+            .map_or(DevicePowerState::D3, |d| d.state().idle.dx_state);
+        let target = dx.as_wdf();
+        for dev in stack.iter().rev() {
+            if let Err(s) = scenarios::power_down(dev, Down::Dx { target, sx: false }) {
+                self.fail_now(s);
+                return Err(s);
             }
-            n.trace(&format!("bus: child to {dx:?}"));
-            lock(&n.0.st).idle = true;
-            Ok(())
-        })
+        }
+        self.trace(&format!("bus: child to {dx:?}"));
+        lock(&self.0.st).idle = true;
+        Ok(())
     }
 
     /// Leaves S0 idle (`WdfDeviceStopIdle` or a request for a power-managed queue): §2.3 lowest
@@ -1115,6 +1209,7 @@ impl DeviceNode {
             }
         }
         lock(&self.0.st).idle = false;
+        self.idle_check();
         Ok(())
     }
 
