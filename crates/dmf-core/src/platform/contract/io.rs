@@ -210,7 +210,7 @@ pub trait PlatformRequest: Sized + Send + 'static {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_REQUEST` if the request is not the driver's own or is in flight.
+    /// `STATUS_INVALID_DEVICE_STATE` if the request is not the driver's own or is in flight.
     fn format_for_ioctl(&self, code: u32, input: &[u8], output_length: usize) -> NtResult<()>;
     /// `WdfIoTargetFormatRequestForInternalIoctl`.
     ///
@@ -252,13 +252,14 @@ pub trait PlatformRequest: Sized + Send + 'static {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_REQUEST` if it is not reusable now.
+    /// `STATUS_INVALID_DEVICE_STATE` if it is not reusable now (in flight, or not the driver's
+    /// own).
     fn reuse(&self, status: NtStatus) -> NtResult<()>;
     /// `WdfObjectDelete` of a driver-created request.
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_REQUEST` if it is not the driver's own or is in flight.
+    /// `STATUS_INVALID_DEVICE_STATE` if it is not the driver's own or is in flight.
     fn delete(self) -> NtResult<()>;
 }
 
@@ -523,7 +524,7 @@ pub trait PlatformIoTarget: Clone + Send + Sync + 'static {
     /// `STATUS_INVALID_DEVICE_STATE` if it is closed.
     fn start(&self) -> NtResult<()>;
     /// `WdfIoTargetStop(WdfIoTargetCancelSentIo)` when `cancel_sent` is set, else
-    /// `…WaitForSentIoToComplete`.
+    /// `…LeaveSentIoPending` (sent requests stay with the target below; it does not wait).
     fn stop(&self, cancel_sent: bool);
     /// `WdfIoTargetCloseForQueryRemove`.
     fn close_for_query_remove(&self);

@@ -523,7 +523,15 @@ impl PlatformIoTarget for IoTarget {
         if let Some(f) = params.remove_complete {
             sim = sim.on_remove_complete(move |t| f(&IoTarget(t.clone())));
         }
-        self.0.open(sim).map_err(from_sim_status)
+        // kmdf-sim answers an unknown name with STATUS_NOT_FOUND; WdfIoTargetOpen (and the
+        // contract) say STATUS_OBJECT_NAME_NOT_FOUND, as ZwCreateFile does.
+        self.0.open(sim).map_err(|status| {
+            if status == SimStatus::NOT_FOUND {
+                NtStatus::OBJECT_NAME_NOT_FOUND
+            } else {
+                from_sim_status(status)
+            }
+        })
     }
 
     fn start(&self) -> NtResult<()> {
