@@ -19,6 +19,8 @@
 extern crate alloc;
 
 #[cfg(feature = "sim")]
+pub mod device;
+#[cfg(feature = "sim")]
 pub mod module;
 pub mod platform;
 pub mod rundown;

@@ -264,6 +264,8 @@ pub trait PlatformDevice: Clone + Send + Sync + 'static {
     /// The translated hardware resources handed to PrepareHardware/ReleaseHardware
     /// (`WDFCMRESLIST`).
     type Resources;
+    /// `WdfObjectGetTypedContext`: the device context set at creation, if it has type `T`.
+    fn context<T: core::any::Any + Send + Sync>(&self) -> Option<Arc<T>>;
     /// Whether `WdfFdoInitSetFilter` was called for this device.
     fn is_filter(&self) -> bool;
     /// Whether the device is in D0 now.
@@ -336,6 +338,25 @@ pub trait PlatformDevice: Clone + Send + Sync + 'static {
     ) -> NtResult<Self::InterfaceNotification>;
 }
 
+/// `WDF_OBJECT_ATTRIBUTES` for `WdfDeviceCreate`: the device context and `EvtCleanupCallback`.
+#[derive(Default)]
+pub struct DeviceAttributes {
+    /// The device context (`WDF_OBJECT_ATTRIBUTES_INIT_CONTEXT_TYPE`), read back with
+    /// [`PlatformDevice::context`].
+    pub context: Option<Arc<dyn core::any::Any + Send + Sync>>,
+    /// `EvtCleanupCallback`: runs once when the device object is deleted (after removal).
+    pub cleanup: Option<alloc::boxed::Box<dyn FnOnce() + Send>>,
+}
+
+impl fmt::Debug for DeviceAttributes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceAttributes")
+            .field("context", &self.context.is_some())
+            .field("cleanup", &self.cleanup.is_some())
+            .finish()
+    }
+}
+
 /// `WDFDEVICE_INIT` as DMF and the client fill it in `EvtDriverDeviceAdd`.
 pub trait PlatformDeviceInit {
     /// The device this init creates.
@@ -362,6 +383,12 @@ pub trait PlatformDeviceInit {
     fn is_filter(&self) -> bool;
     /// `WdfDeviceCreate`: creates the device (once per init).
     fn create_device(&mut self) -> NtResult<Self::Device>;
+    /// `WdfDeviceCreate` with attributes (device context, cleanup callback).
+    ///
+    /// # Errors
+    ///
+    /// As `create_device`.
+    fn create_device_with(&mut self, attributes: DeviceAttributes) -> NtResult<Self::Device>;
 }
 
 /// `EvtDriverUnload`.

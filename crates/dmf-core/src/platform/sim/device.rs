@@ -26,7 +26,7 @@ use super::io::{
     InterfaceNotification, IoTarget, Queue, Request,
 };
 use crate::platform::contract::device::{
-    DeviceFn, DevicePowerFn, DeviceResourcesFn, DeviceResultFn,
+    DeviceAttributes, DeviceFn, DevicePowerFn, DeviceResourcesFn, DeviceResultFn,
     DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice, PlatformDeviceInit,
     PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
     PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
@@ -130,6 +130,10 @@ impl PlatformDevice for Device {
         callback: Arc<dyn Fn(&InterfaceChange) + Send + Sync>,
     ) -> NtResult<InterfaceNotification> {
         register_interface_notification(self, class, callback)
+    }
+
+    fn context<T: core::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.context::<T>()
     }
 
     fn is_filter(&self) -> bool {
@@ -300,7 +304,16 @@ impl PlatformDeviceInit for DeviceInit {
     }
 
     fn create_device(&mut self) -> NtResult<Device> {
-        SimDevice::create(&mut self.0, ObjectAttributes::new())
+        self.create_device_with(DeviceAttributes::default())
+    }
+
+    fn create_device_with(&mut self, attributes: DeviceAttributes) -> NtResult<Device> {
+        let mut attrs = ObjectAttributes::new();
+        attrs.context = attributes.context;
+        if let Some(cleanup) = attributes.cleanup {
+            attrs = attrs.on_cleanup(move |_| cleanup());
+        }
+        SimDevice::create(&mut self.0, attrs)
             .map(Device)
             .map_err(from_sim_status)
     }

@@ -1,0 +1,666 @@
+//! The client-driver API (CLI-*): DMF's device-init, the hooks that route every WDF callback
+//! through the Modules and then the client, `modules_create`, and the container-driver defaults.
+//!
+//! # The flow (CLI-27)
+//!
+//! ```text
+//! EvtDriverDeviceAdd(driver, init)
+//!   let mut dmf = DmfDeviceInit::new(init);        DMF_DmfDeviceInitAllocate        (CLI-11)
+//!   dmf.hook_pnp_power_callbacks(client_pnp);      DMF_DmfDeviceInitHookPnpPower…   (CLI-15)
+//!   dmf.hook_power_policy_callbacks(client_pp);    DMF_DmfDeviceInitHookPowerPolicy (CLI-16)
+//!   dmf.hook_file_object_config(client_files);     DMF_DmfDeviceInitHookFileObject  (CLI-17)
+//!   dmf.set_filter();                              DMF_DmfFdoSetFilter + WdfFdoInitSetFilter (CLI-21)
+//!   dmf.set_modules_add(modules_add);              DMF_DmfDeviceInitSetEventCallbacks (CLI-24)
+//!   let device = dmf.create_device(attributes)?;   WdfDeviceCreate
+//!   device.create_queue(dmf.hook_queue_config(q))? DMF_DmfDeviceInitHookQueueConfig (CLI-19)
+//!   let dmf_device = dmf.modules_create()?;        DMF_ModulesCreate                (CLI-25)
+//! ```
+//!
+//! Unlike C DMF there is no ordering rule to remember (CLI-14) and no hook to forget (CLI-18):
+//! the hooks only *record* the client's callbacks, and [`DmfDeviceInit::create_device`] registers
+//! DMF's own dispatchers with WDF for every callback, whether or not the client has one. Dropping
+//! a `DmfDeviceInit` is `DMF_DmfDeviceInitFree` (CLI-26).
+//!
+//! # Dispatch
+//!
+//! Each PnP, power and power-policy callback runs the Module collection's phase function and the
+//! client's callback in the order THE table gives ([`dispatch_table::row`], invariant 6): Modules
+//! first on the way up, the client first on the way down. A failing step stops the chain and its
+//! status goes to WDF (DSP-53); when the client's callback fails after the Modules came up in
+//! D0Entry or PrepareHardware, the Modules are taken back down (D0Exit to `D3Final`,
+//! ReleaseHardware), because WDF will not call them again for that transition.
+//!
+//! Requests (default queue, file object) are offered to the Modules first (first taker wins,
+//! [`IoRequest`]); a request nobody took goes to the client's callback of that type if it has
+//! one, else the unhandled rule applies (CLI-22): passed down to the next lower driver in a
+//! filter, completed with `STATUS_NOT_SUPPORTED` otherwise; creates succeed in a function driver.
+//! If the client creates no default queue, `modules_create` creates one (CLI-20).
+//!
+//! # Lifetime
+//!
+//! The Module collection lives until the device's `EvtCleanupCallback` (after removal), which
+//! closes and destroys every Module (C DMF does it in the device context cleanup).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+
+use crate::module::dispatch_table::{self, Callback, ClientOrder, Unhandled};
+use crate::module::{
+    Added, CollectionConfig, IoRequest, Module, ModuleCollection, ModuleInit, RequestDisposition,
+};
+use crate::platform::contract::device::{
+    DeviceAttributes, PlatformDevice, PlatformDeviceInit, PowerDeviceState,
+};
+use crate::platform::contract::io::{PlatformRequest, QueueDispatch, SendOptions};
+use crate::platform::{
+    Device, DeviceInit, DriverConfig, FileObject, FileObjectConfig, PnpPowerCallbacks,
+    PowerPolicyCallbacks, Queue, QueueConfig, Request, Resources,
+};
+use crate::status::{NtResult, NtStatus};
+use crate::sync::{LockKind, ModuleLock};
+
+/// `EVT_DMF_DEVICE_MODULES_ADD` (CLI-40): add the device's Modules. Runs once per device, at
+/// PASSIVE_LEVEL, inside `modules_create`. An error fails the device add (CLI-25).
+pub type ModulesAddFn = Arc<dyn Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync>;
+
+/// What DMF keeps per device: the collection (once created), the client's callbacks, the device.
+struct DeviceState {
+    collection: ModuleLock<Option<Arc<ModuleCollection>>>,
+    device: ModuleLock<Option<Device>>,
+    filter: bool,
+    pnp: PnpPowerCallbacks,
+    policy: PowerPolicyCallbacks,
+    files: FileObjectConfig,
+}
+
+impl DeviceState {
+    fn collection(&self) -> Option<Arc<ModuleCollection>> {
+        self.collection.lock().clone()
+    }
+
+    fn device(&self) -> Option<Device> {
+        self.device.lock().clone()
+    }
+
+    /// The client's callback and the Modules' phase function of a status callback, in the row's
+    /// order; stops at the first failure.
+    fn ordered(
+        &self,
+        callback: Callback,
+        modules: impl FnOnce(&ModuleCollection) -> NtResult<()>,
+        client: impl FnOnce() -> NtResult<()>,
+    ) -> NtResult<()> {
+        let collection = self.collection();
+        let run_modules = move || collection.as_deref().map_or(Ok(()), modules);
+        match dispatch_table::row(callback).client {
+            ClientOrder::AfterModules => {
+                run_modules()?;
+                client()
+            }
+            ClientOrder::BeforeModules => {
+                client()?;
+                run_modules()
+            }
+        }
+    }
+
+    /// Applies the unhandled-request rule to a request nobody took.
+    fn unhandled(&self, callback: Callback, request: Request) {
+        let policy = dispatch_table::unhandled(callback, self.filter)
+            .unwrap_or(Unhandled::Complete(NtStatus::NOT_SUPPORTED));
+        apply(policy, request, self.device().as_ref());
+    }
+
+    /// Offers a request to the Modules, then to `client`, then the unhandled rule.
+    fn offer(
+        &self,
+        callback: Callback,
+        queue: Option<&Queue>,
+        request: Request,
+        modules: impl FnOnce(&ModuleCollection, &mut IoRequest<'_>) -> RequestDisposition,
+        client: Option<impl FnOnce(Request)>,
+    ) {
+        let mut io = IoRequest::new(queue, request);
+        if let Some(collection) = self.collection() {
+            if modules(&collection, &mut io) == RequestDisposition::Handled {
+                return;
+            }
+        }
+        let Some(request) = io.into_request() else {
+            return;
+        };
+        match client {
+            Some(client) => client(request),
+            None => self.unhandled(callback, request),
+        }
+    }
+}
+
+/// Completes or passes down a request under `policy` (CLI-22). A pass-down that the lower
+/// target refuses completes the request with the refusal status.
+fn apply(policy: Unhandled, request: Request, device: Option<&Device>) {
+    match (policy, device) {
+        (Unhandled::Complete(status), _) => request.complete(status),
+        (Unhandled::PassDown, Some(device)) => {
+            request.format_using_current_type();
+            let options = SendOptions {
+                send_and_forget: true,
+                ..SendOptions::default()
+            };
+            if let Err(status) = request.send(&device.io_target(), options) {
+                request.complete(status);
+            }
+        }
+        (Unhandled::PassDown, None) => request.complete(NtStatus::INVALID_DEVICE_STATE),
+    }
+}
+
+/// `PDMFDEVICE_INIT` (CLI-11, CLI-12): DMF's view of a `WDFDEVICE_INIT` while `EvtDriverDeviceAdd`
+/// sets the device up. See the [module documentation](self) for the order of calls.
+pub struct DmfDeviceInit<'a> {
+    init: &'a mut DeviceInit,
+    filter: bool,
+    pnp: PnpPowerCallbacks,
+    policy: PowerPolicyCallbacks,
+    files: FileObjectConfig,
+    modules_add: Option<ModulesAddFn>,
+    state: Option<Arc<DeviceState>>,
+    queue_hooked: bool,
+}
+
+impl core::fmt::Debug for DmfDeviceInit<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DmfDeviceInit")
+            .field("filter", &self.filter)
+            .field("modules_add", &self.modules_add.is_some())
+            .field("device_created", &self.state.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> DmfDeviceInit<'a> {
+    /// `DMF_DmfDeviceInitAllocate` (CLI-11).
+    pub fn new(init: &'a mut DeviceInit) -> Self {
+        let filter = init.is_filter();
+        DmfDeviceInit {
+            init,
+            filter,
+            pnp: PnpPowerCallbacks::default(),
+            policy: PowerPolicyCallbacks::default(),
+            files: FileObjectConfig::default(),
+            modules_add: None,
+            state: None,
+            queue_hooked: false,
+        }
+    }
+
+    /// The `WDFDEVICE_INIT` underneath, for the client's other `WdfDeviceInitSet…` calls
+    /// (device type, I/O type, exclusivity — CLI-27 step 7).
+    pub fn device_init(&mut self) -> &mut DeviceInit {
+        self.init
+    }
+
+    /// `DMF_DmfDeviceInitHookPnpPowerEventCallbacks` (CLI-15): the client's PnP/power callbacks,
+    /// called after the Modules' on the way up and before them on the way down.
+    pub fn hook_pnp_power_callbacks(&mut self, client: Option<PnpPowerCallbacks>) {
+        self.pnp = client.unwrap_or_default();
+    }
+
+    /// `DMF_DmfDeviceInitHookPowerPolicyEventCallbacks` (CLI-16).
+    pub fn hook_power_policy_callbacks(&mut self, client: Option<PowerPolicyCallbacks>) {
+        self.policy = client.unwrap_or_default();
+    }
+
+    /// `DMF_DmfDeviceInitHookFileObjectConfig` (CLI-17): the client's create/cleanup/close, called
+    /// for the file requests no Module handles.
+    pub fn hook_file_object_config(&mut self, client: Option<FileObjectConfig>) {
+        self.files = client.unwrap_or_default();
+    }
+
+    /// `DMF_DmfFdoSetFilter` (CLI-21), which also calls `WdfFdoInitSetFilter` for the client:
+    /// unhandled requests pass down, `is_in_filter_driver` is true.
+    pub fn set_filter(&mut self) {
+        self.filter = true;
+        self.init.set_filter();
+    }
+
+    /// `DMF_DmfDeviceInitSetEventCallbacks` (CLI-23, CLI-24): the client's Modules-add callback.
+    pub fn set_modules_add(
+        &mut self,
+        modules_add: impl Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync + 'static,
+    ) {
+        self.modules_add = Some(Arc::new(modules_add));
+    }
+
+    /// `WdfDeviceCreate` with DMF's dispatchers registered for every PnP, power, power-policy and
+    /// file-object callback (the client's recorded ones run inside them). `attributes` carries the
+    /// client's device context (CLI-02); its cleanup callback, if any, runs after DMF's.
+    ///
+    /// # Errors
+    ///
+    /// `WdfDeviceCreate`'s status; `STATUS_INVALID_DEVICE_STATE` if called twice.
+    pub fn create_device(&mut self, attributes: DeviceAttributes) -> NtResult<Device> {
+        if self.state.is_some() {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        let state = Arc::new(DeviceState {
+            collection: ModuleLock::new(LockKind::Spin, None)?,
+            device: ModuleLock::new(LockKind::Spin, None)?,
+            filter: self.filter,
+            pnp: core::mem::take(&mut self.pnp),
+            policy: core::mem::take(&mut self.policy),
+            files: core::mem::take(&mut self.files),
+        });
+        self.init.set_pnp_power_callbacks(hook_pnp(&state));
+        self.init.set_power_policy_callbacks(hook_policy(&state));
+        self.init.set_file_object_config(hook_files(&state));
+        let client_cleanup = attributes.cleanup;
+        let weak = Arc::downgrade(&state);
+        let cleanup: Box<dyn FnOnce() + Send> = Box::new(move || {
+            if let Some(state) = weak.upgrade() {
+                let collection = state.collection.lock().take();
+                if let Some(collection) = collection {
+                    collection.destroy();
+                }
+                *state.device.lock() = None;
+            }
+            if let Some(cleanup) = client_cleanup {
+                cleanup();
+            }
+        });
+        let device = self.init.create_device_with(DeviceAttributes {
+            context: attributes.context,
+            cleanup: Some(cleanup),
+        })?;
+        *state.device.lock() = Some(device.clone());
+        self.state = Some(state);
+        Ok(device)
+    }
+
+    /// `DMF_DmfDeviceInitHookQueueConfig` (CLI-19): wraps the client's default-queue config so that
+    /// the Modules see each request first; create the queue with the result. The client's own
+    /// request callbacks get only what no Module took.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` before [`create_device`](Self::create_device).
+    pub fn hook_queue_config(&mut self, client: QueueConfig) -> NtResult<QueueConfig> {
+        let state = self.state.as_ref().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        self.queue_hooked = true;
+        Ok(hook_queue(state, client))
+    }
+
+    /// `DMF_ModulesCreate` (CLI-25): calls the Modules-add callback, creates the Modules (opening
+    /// the `*_Create` ones), and creates a default queue if the client has none (CLI-20). After it
+    /// returns the client may call its Modules' Methods through the returned [`DmfDevice`].
+    ///
+    /// # Errors
+    ///
+    /// The Modules-add callback's error, any Module's creation or open failure (nothing is left
+    /// created, Top 25 #13), the queue creation's failure; `STATUS_INVALID_DEVICE_STATE` before
+    /// [`create_device`](Self::create_device). Return it from `EvtDriverDeviceAdd`.
+    pub fn modules_create(self) -> NtResult<DmfDevice> {
+        let state = self.state.ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let device = state.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let mut modules = ModuleInit::new();
+        if let Some(add) = &self.modules_add {
+            add(&device, &mut modules)?;
+        }
+        let collection = Arc::new(ModuleCollection::create(
+            modules,
+            CollectionConfig {
+                filter: state.filter,
+                client: None,
+                device: Some(device.clone()),
+            },
+        )?);
+        *state.collection.lock() = Some(Arc::clone(&collection));
+        if !self.queue_hooked && device.default_queue().is_none() {
+            let config = hook_queue(&state, QueueConfig::new_default(QueueDispatch::Parallel));
+            if let Err(status) = device.create_queue(config) {
+                *state.collection.lock() = None;
+                collection.destroy();
+                return Err(status);
+            }
+        }
+        Ok(DmfDevice { collection, device })
+    }
+}
+
+/// A device's DMF side after `modules_create`: its Modules and its `WDFDEVICE`.
+#[derive(Clone)]
+pub struct DmfDevice {
+    collection: Arc<ModuleCollection>,
+    device: Device,
+}
+
+impl core::fmt::Debug for DmfDevice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DmfDevice")
+            .field("device", &self.device)
+            .field("modules", &self.collection.len())
+            .finish()
+    }
+}
+
+impl DmfDevice {
+    /// The handle of a Module the client added (`ResultantDmfModule`, CLI-42).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for a token of another device.
+    pub fn get<M: Module>(&self, token: Added<M>) -> NtResult<M> {
+        self.collection.get(token)
+    }
+
+    /// The `WDFDEVICE`.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The Module collection.
+    pub fn collection(&self) -> &ModuleCollection {
+        &self.collection
+    }
+}
+
+macro_rules! hook_status {
+    ($state:ident, $pnp:ident, $client:ident, $field:ident, $cb:ident, [$d:ident $(, $a:ident : $t:ty)*]) => {{
+        let s = Arc::clone($state);
+        $pnp.$field = Some(Arc::new(move |$d: &Device $(, $a: $t)*| {
+            s.ordered(
+                Callback::$cb,
+                |c| c.$field($($a),*),
+                || s.$client.$field.as_ref().map_or(Ok(()), |f| f($d $(, $a)*)),
+            )
+        }));
+    }};
+}
+
+macro_rules! hook_void {
+    ($state:ident, $pnp:ident, $client:ident, $field:ident, $cb:ident, [$d:ident $(, $a:ident : $t:ty)*]) => {{
+        let s = Arc::clone($state);
+        $pnp.$field = Some(Arc::new(move |$d: &Device $(, $a: $t)*| {
+            let _ = s.ordered(
+                Callback::$cb,
+                |c| {
+                    c.$field($($a),*);
+                    Ok(())
+                },
+                || {
+                    if let Some(f) = s.$client.$field.as_ref() {
+                        f($d $(, $a)*);
+                    }
+                    Ok(())
+                },
+            );
+        }));
+    }};
+}
+
+fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
+    let mut pnp = PnpPowerCallbacks::default();
+    {
+        let s = Arc::clone(state);
+        pnp.prepare_hardware = Some(Arc::new(move |d: &Device, r: &Resources| {
+            let collection = s.collection();
+            if let Some(c) = &collection {
+                c.prepare_hardware(r)?;
+            }
+            // After a failed client PrepareHardware WDF calls ReleaseHardware, which reaches
+            // the Modules: nothing to undo here.
+            s.pnp.prepare_hardware.as_ref().map_or(Ok(()), |f| f(d, r))
+        }));
+    }
+    hook_status!(state, pnp, pnp, release_hardware, ReleaseHardware, [d, r: &Resources]);
+    {
+        let s = Arc::clone(state);
+        pnp.d0_entry = Some(Arc::new(move |d: &Device, previous: PowerDeviceState| {
+            let collection = s.collection();
+            if let Some(c) = &collection {
+                c.d0_entry(previous)?;
+            }
+            let client = s.pnp.d0_entry.as_ref().map_or(Ok(()), |f| f(d, previous));
+            if client.is_err() {
+                // WDF will not call D0Exit after a failed D0Entry: take the Modules back down.
+                if let Some(c) = &collection {
+                    let _ = c.d0_exit(PowerDeviceState::D3Final);
+                }
+            }
+            client
+        }));
+    }
+    hook_status!(state, pnp, pnp, d0_entry_post_interrupts_enabled, D0EntryPostInterruptsEnabled, [d, p: PowerDeviceState]);
+    hook_status!(state, pnp, pnp, d0_exit_pre_interrupts_disabled, D0ExitPreInterruptsDisabled, [d, t: PowerDeviceState]);
+    hook_status!(state, pnp, pnp, d0_exit, D0Exit, [d, t: PowerDeviceState]);
+    hook_status!(
+        state,
+        pnp,
+        pnp,
+        self_managed_io_init,
+        SelfManagedIoInit,
+        [d]
+    );
+    hook_status!(
+        state,
+        pnp,
+        pnp,
+        self_managed_io_restart,
+        SelfManagedIoRestart,
+        [d]
+    );
+    hook_status!(
+        state,
+        pnp,
+        pnp,
+        self_managed_io_suspend,
+        SelfManagedIoSuspend,
+        [d]
+    );
+    hook_void!(
+        state,
+        pnp,
+        pnp,
+        self_managed_io_flush,
+        SelfManagedIoFlush,
+        [d]
+    );
+    hook_void!(
+        state,
+        pnp,
+        pnp,
+        self_managed_io_cleanup,
+        SelfManagedIoCleanup,
+        [d]
+    );
+    hook_void!(state, pnp, pnp, surprise_removal, SurpriseRemoval, [d]);
+    hook_status!(state, pnp, pnp, query_remove, QueryRemove, [d]);
+    hook_status!(state, pnp, pnp, query_stop, QueryStop, [d]);
+    hook_void!(state, pnp, pnp, relations_query, RelationsQuery, [d, r: crate::module::RelationType]);
+    hook_status!(state, pnp, pnp, usage_notification_ex, UsageNotificationEx, [d, t: crate::module::SpecialFileType, p: bool]);
+    pnp
+}
+
+fn hook_policy(state: &Arc<DeviceState>) -> PowerPolicyCallbacks {
+    let mut policy = PowerPolicyCallbacks::default();
+    hook_status!(state, policy, policy, arm_wake_from_s0, ArmWakeFromS0, [d]);
+    hook_void!(
+        state,
+        policy,
+        policy,
+        disarm_wake_from_s0,
+        DisarmWakeFromS0,
+        [d]
+    );
+    hook_void!(
+        state,
+        policy,
+        policy,
+        wake_from_s0_triggered,
+        WakeFromS0Triggered,
+        [d]
+    );
+    hook_status!(state, policy, policy, arm_wake_from_sx_with_reason, ArmWakeFromSxWithReason, [d, w: bool, c: bool]);
+    hook_void!(
+        state,
+        policy,
+        policy,
+        disarm_wake_from_sx,
+        DisarmWakeFromSx,
+        [d]
+    );
+    hook_void!(
+        state,
+        policy,
+        policy,
+        wake_from_sx_triggered,
+        WakeFromSxTriggered,
+        [d]
+    );
+    policy
+}
+
+fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
+    let s = Arc::clone(state);
+    let create = Arc::new(move |d: &Device, request: Request, file: &FileObject| {
+        s.offer(
+            Callback::FileCreate,
+            None,
+            request,
+            |c, io| c.file_create(io, file),
+            s.files
+                .create
+                .as_ref()
+                .map(|f| move |r: Request| f(d, r, file)),
+        );
+    });
+    let s = Arc::clone(state);
+    let cleanup = Arc::new(move |file: &FileObject| {
+        let taken = s
+            .collection()
+            .is_some_and(|c| c.file_cleanup(file) == RequestDisposition::Handled);
+        if !taken {
+            if let Some(f) = &s.files.cleanup {
+                f(file);
+            }
+        }
+    });
+    let s = Arc::clone(state);
+    let close = Arc::new(move |file: &FileObject| {
+        let taken = s
+            .collection()
+            .is_some_and(|c| c.file_close(file) == RequestDisposition::Handled);
+        if !taken {
+            if let Some(f) = &s.files.close {
+                f(file);
+            }
+        }
+    });
+    FileObjectConfig {
+        create: Some(create),
+        cleanup: Some(cleanup),
+        close: Some(close),
+    }
+}
+
+fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> QueueConfig {
+    if client.dispatch == QueueDispatch::Manual {
+        // A manual queue presents nothing: the client retrieves its requests itself.
+        return client;
+    }
+    let mut hooked = client.clone();
+    let s = Arc::clone(state);
+    let c = client.read.clone();
+    hooked.read = Some(Arc::new(move |q: &Queue, r: Request, length: usize| {
+        s.offer(
+            Callback::QueueIoRead,
+            Some(q),
+            r,
+            |m, io| m.queue_io_read(io, length),
+            c.as_ref().map(|f| move |r: Request| f(q, r, length)),
+        );
+    }));
+    let s = Arc::clone(state);
+    let c = client.write.clone();
+    hooked.write = Some(Arc::new(move |q: &Queue, r: Request, length: usize| {
+        s.offer(
+            Callback::QueueIoWrite,
+            Some(q),
+            r,
+            |m, io| m.queue_io_write(io, length),
+            c.as_ref().map(|f| move |r: Request| f(q, r, length)),
+        );
+    }));
+    let s = Arc::clone(state);
+    let c = client.device_control.clone();
+    hooked.device_control = Some(Arc::new(
+        move |q: &Queue, r: Request, output: usize, input: usize, code: u32| {
+            s.offer(
+                Callback::DeviceIoControl,
+                Some(q),
+                r,
+                ModuleCollection::device_io_control,
+                c.as_ref()
+                    .map(|f| move |r: Request| f(q, r, output, input, code)),
+            );
+        },
+    ));
+    let s = Arc::clone(state);
+    let c = client.internal_device_control.clone();
+    hooked.internal_device_control = Some(Arc::new(
+        move |q: &Queue, r: Request, output: usize, input: usize, code: u32| {
+            s.offer(
+                Callback::InternalDeviceIoControl,
+                Some(q),
+                r,
+                ModuleCollection::internal_device_io_control,
+                c.as_ref()
+                    .map(|f| move |r: Request| f(q, r, output, input, code)),
+            );
+        },
+    ));
+    // `EvtIoDefault` gets the types without a specific callback: the client's, else the rule.
+    let s = Arc::clone(state);
+    let c = client.default.clone();
+    hooked.default = Some(Arc::new(move |q: &Queue, r: Request| match &c {
+        Some(f) => f(q, r),
+        None => s.unhandled(Callback::DeviceIoControl, r),
+    }));
+    hooked
+}
+
+/// `DMF_DEFAULT_DEVICEADD` (CLI-33): an `EvtDriverDeviceAdd` that hooks everything, creates the
+/// device (no context) and calls `DMF_ModulesCreate` with `modules_add`. In a filter driver the
+/// function calls `set_filter` when the PnP manager loaded it as one.
+pub fn default_device_add(
+    modules_add: impl Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync + 'static,
+    filter: bool,
+) -> impl Fn(&crate::platform::Driver, &mut DeviceInit) -> NtResult<()> + Send + Sync + 'static {
+    let modules_add: ModulesAddFn = Arc::new(modules_add);
+    move |_driver, init| {
+        let mut dmf = DmfDeviceInit::new(init);
+        dmf.hook_pnp_power_callbacks(None);
+        dmf.hook_power_policy_callbacks(None);
+        dmf.hook_file_object_config(None);
+        if filter {
+            dmf.set_filter();
+        }
+        let add = Arc::clone(&modules_add);
+        dmf.set_modules_add(move |d, m| add(d, m));
+        dmf.create_device(DeviceAttributes::default())?;
+        dmf.modules_create().map(|_| ())
+    }
+}
+
+/// `DMF_DEFAULT_DRIVERENTRY` + `DMF_DEFAULT_DEVICEADD` (CLI-32, CLI-33): the `WDF_DRIVER_CONFIG`
+/// of a container driver whose only code is its Modules-add callback. The `dmf::driver!` macro
+/// turns it into `DriverEntry` on the kernel backend and a loadable description on kmdf-sim.
+pub fn container_driver_config(
+    modules_add: impl Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync + 'static,
+    filter: bool,
+) -> DriverConfig {
+    DriverConfig {
+        device_add: Arc::new(default_device_add(modules_add, filter)),
+        unload: None,
+    }
+}
