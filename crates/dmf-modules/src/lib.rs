@@ -10,7 +10,8 @@
 //!
 //! Buffers: [`buffer_pool`] (BufferPool: Source/Sink pools of fixed-size buffers with sentinels,
 //! lookaside growth and timed buffers), [`buffer_queue`] (BufferQueue: producer/consumer on two
-//! BufferPools). Data structures: [`stack`] (Stack: LIFO on a BufferQueue).
+//! BufferPools), [`threaded_buffer_queue`] (ThreadedBufferQueue: a BufferQueue consumed by a
+//! Thread calling the client per buffer). Data structures: [`stack`] (Stack: LIFO on a BufferQueue).
 //!
 //! Task execution: [`thread`] (Thread: DMF- or client-controlled system thread),
 //! [`queued_work_item`] (QueuedWorkItem: once per enqueue, in order, with per-call data),
@@ -60,3 +61,6 @@ pub mod buffer_pool;
 pub mod buffer_queue;
 #[cfg(feature = "sim")]
 pub mod stack;
+#[cfg(feature = "sim")]
+pub mod threaded_buffer_queue;
+
