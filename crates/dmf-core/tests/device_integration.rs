@@ -125,10 +125,22 @@ impl ModuleCallbacks for Echo {
         Handled::Handled
     }
     fn file_create(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
-        if m.config().admin_only && !file.is_administrator() {
+        if !m.config().admin_only {
+            return Handled::NotHandled;
+        }
+        if !file.is_administrator() {
             return io.complete(NtStatus::ACCESS_DENIED);
         }
-        Handled::NotHandled
+        // MOD-71: let the create continue — passed down in a filter, completed otherwise.
+        let Some(request) = io.take() else {
+            return Handled::NotHandled;
+        };
+        let completed = m.request_complete_or_forward(request, NtStatus::SUCCESS);
+        push(
+            &m.config().log,
+            format!("{}.create_completed({completed})", m.config().name),
+        );
+        Handled::Handled
     }
 }
 
@@ -195,7 +207,10 @@ fn container_driver_start_io_power_cycle_and_removal() {
         container_driver_config(
             move |device: &Device, modules| {
                 device.create_interface(GUID_TEST, None)?;
-                modules.add(Echo::with(echo("E", &l)));
+                modules.add(Echo::with(EchoConfig {
+                    admin_only: true,
+                    ..echo("E", &l)
+                }));
                 Ok(())
             },
             false,
@@ -211,9 +226,10 @@ fn container_driver_start_io_power_cycle_and_removal() {
         ["E.prepare_hardware(1)", "E.open", "E.d0_entry(D3Final)"]
     );
 
-    let handle = app(&machine, false)
+    let handle = app(&machine, true)
         .open_interface(sim_guid(GUID_TEST), Access::READ_WRITE)
-        .expect("create succeeds in a function driver with no handler (CLI-22)");
+        .expect("the Module completes the create with success in a function driver (MOD-71)");
+    assert_eq!(take(&log), ["E.create_completed(true)"]);
     let (out, info) = handle
         .device_io_control(IOCTL_DOUBLE, &[1, 2, 3], 3)
         .unwrap();
@@ -428,6 +444,11 @@ fn filter_passes_down_what_no_module_takes() {
     let handle = app(&machine, true)
         .open_interface(sim_guid(GUID_TEST), Access::READ_WRITE)
         .expect("an administrator's create passes down");
+    assert_eq!(
+        take(&log),
+        ["F.create_completed(false)"],
+        "MOD-71 forwards in a filter"
+    );
     assert_eq!(
         handle.device_io_control(IOCTL_DOUBLE, &[7], 1).unwrap(),
         (vec![14], 1),

@@ -169,6 +169,40 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.flags & FLAG_PASSIVE != 0
     }
 
+    /// `DMF_ModuleRequestCompleteOrForward` (MOD-71), for Modules that handle a request but let it
+    /// continue on success (IoctlHandler's create check): a failure status completes the
+    /// request; success passes it down to the next lower driver in a filter and completes it
+    /// otherwise. Returns `true` if the request was completed, `false` if it was forwarded. A
+    /// forward the lower target refuses completes the request with the refusal status (and
+    /// returns `true`).
+    pub fn request_complete_or_forward(
+        &self,
+        request: crate::platform::Request,
+        status: crate::NtStatus,
+    ) -> bool {
+        use crate::platform::contract::device::PlatformDevice;
+        use crate::platform::contract::io::{PlatformRequest, SendOptions};
+        let target = match self.device() {
+            Some(device) if status.is_success() && self.is_in_filter_driver() => device.io_target(),
+            _ => {
+                request.complete(status);
+                return true;
+            }
+        };
+        request.format_using_current_type();
+        let options = SendOptions {
+            send_and_forget: true,
+            ..SendOptions::default()
+        };
+        match request.send(&target, options) {
+            Ok(()) => false,
+            Err(refused) => {
+                request.complete(refused);
+                true
+            }
+        }
+    }
+
     /// `DMF_ModuleIsInFilterDriver` (MOD-69).
     pub fn is_in_filter_driver(&self) -> bool {
         self.object.device.as_ref().is_some_and(|d| d.filter)
