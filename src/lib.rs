@@ -153,3 +153,8 @@ macro_rules! driver {
         }
     };
 }
+
+/// The guide pages' examples, compiled and run as doctests so the docs cannot rot.
+#[cfg(all(doctest, feature = "sim"))]
+#[doc = include_str!("../docs/writing-modules-and-drivers.md")]
+pub struct GuideWritingModulesAndDrivers;
