@@ -24,6 +24,12 @@
 //! reassembly), [`hash_table`] (HashTable: fixed capacity, FNV-1a or client hash), [`time`]
 //! (Time: ticks and elapsed time on the platform clock).
 //!
+//! Targets: [`request_target`] (RequestTarget: one-shot sync/async sends, cancel by ID,
+//! time-outs), [`continuous_request_target`] (ContinuousRequestTarget: N requests kept in flight,
+//! manual or automatic streaming), [`device_interface_target`] (DeviceInterfaceTarget: a remote
+//! target found by interface GUID, surviving removal), [`default_target`] (DefaultTarget: the next
+//! lower driver, for filters).
+//!
 //! The crate is `#![no_std]` and forbids `unsafe`: Modules are written only against dmf-core.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -64,3 +70,12 @@ pub mod stack;
 #[cfg(feature = "sim")]
 pub mod threaded_buffer_queue;
 
+// Targets (dmf-upstream §5.5–§5.7): RequestTarget, ContinuousRequestTarget, DeviceInterfaceTarget.
+#[cfg(feature = "sim")]
+pub mod continuous_request_target;
+#[cfg(feature = "sim")]
+pub mod default_target;
+#[cfg(feature = "sim")]
+pub mod device_interface_target;
+#[cfg(feature = "sim")]
+pub mod request_target;

@@ -1,13 +1,108 @@
-//! The SwitchBar simulator runner: `cargo run -p switchbar`.
+//! The SwitchBar main job: `cargo run -p switchbar`.
 //!
-//! It will load the OSR FX2 driver model and SwitchBar on kmdf-sim's simulated board and play a
-//! scripted session (the samples issue). Until the sample exists it says so instead of pretending.
+//! Loads the OSR USB-FX2 function driver model and SwitchBar on kmdf-sim's simulated board and
+//! plays a scripted session: the device arrives, switches flip and the bar follows, the board is
+//! unplugged mid-stream and plugged back, the drivers unload. After each step it prints what the
+//! drivers did and a picture of the board, and it ends with the verifier's verdict.
+//!
+//! Flags: `--real-time` runs on the wall clock instead of the virtual one; `--interactive` lets
+//! you flip switches from the keyboard (`1`–`8` flip, `u` unplug, `p` plug in, `q` quit).
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("DMF for Rust — SwitchBar on the simulated OSR USB-FX2 board");
+use std::io::BufRead as _;
+use std::process::ExitCode;
+
+mod session;
+
+use session::{Session, Step};
+
+fn print_step(n: usize, step: &Step) {
+    println!("── {n}. {} ──", step.title);
+    for line in &step.trace {
+        println!("  {line}");
+    }
+    for line in step.picture.lines() {
+        println!("    {line}");
+    }
+    if step.connected {
+        let mirrored =
+            step.bar == switchbar::bar_for_switches(step.switches, switchbar::BOARD_WIRING);
+        println!(
+            "    {} the light bar {} the switches",
+            if mirrored { "✓" } else { "✗" },
+            if mirrored {
+                "mirrors"
+            } else {
+                "does NOT mirror"
+            }
+        );
+    }
     println!();
-    println!("The SwitchBar sample driver is not written yet: it arrives with the samples issue,");
-    println!("on top of kmdf-sim's FX2 board, the Module framework and the Module library.");
-    println!("Run `cargo test --workspace` to exercise what exists today.");
+}
+
+fn interactive(real_time: bool) -> Session {
+    let mut s = Session::start(real_time);
+    print_step(1, s.steps.last().expect("the start step"));
+    println!("Keys: 1-8 flip a switch, p plug in, u unplug, q quit (then Enter).");
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        for c in line.trim().chars() {
+            match c {
+                '1'..='8' => s.flip(c as u8 - b'0'),
+                'p' if !s.board.is_connected() => s.plug_in(),
+                'u' if s.board.is_connected() => s.unplug(),
+                'q' => {
+                    s.unload();
+                    return s;
+                }
+                _ => continue,
+            }
+            let n = s.steps.len();
+            print_step(n, s.steps.last().expect("a step"));
+        }
+    }
+    s.unload();
+    s
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let real_time = args.iter().any(|a| a == "--real-time");
+    let keyboard = args.iter().any(|a| a == "--interactive");
+    if let Some(bad) = args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "--real-time" | "--interactive"))
+    {
+        eprintln!("unknown argument {bad}; flags: --real-time, --interactive");
+        return ExitCode::from(2);
+    }
+    println!("DMF for Rust — SwitchBar on the simulated OSR USB-FX2 board");
+    println!(
+        "({} clock; SwitchBar mirrors switch n onto LED n)",
+        if real_time { "wall" } else { "virtual" }
+    );
+    println!();
+    let session = if keyboard {
+        interactive(real_time)
+    } else {
+        let s = Session::scripted(real_time);
+        for (i, step) in s.steps.iter().enumerate() {
+            print_step(i + 1, step);
+        }
+        s
+    };
+    if keyboard {
+        print_step(session.steps.len(), session.steps.last().expect("a step"));
+    }
+    match session.verdict() {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("the verifier found problems:\n{problems}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,359 @@
+//! # DefaultTarget
+//!
+//! ## Summary
+//!
+//! The RequestTarget / ContinuousRequestTarget API against the device's *default* I/O target —
+//! the next lower driver in the stack (`WdfDeviceGetIoTarget`) — for filter drivers (C DMF:
+//! `Dmf_DefaultTarget.c`; the SwitchBar3/4 samples). The Module opens in PrepareHardware with the
+//! target handed to its child and closes in ReleaseHardware.
+//!
+//! ## Configuration
+//!
+//! [`DefaultTargetConfig`]:
+//! - `stream` — the embedded `ContinuousRequestTargetModuleConfig`: with `Some` (and a non-zero
+//!   `request_count`) a ContinuousRequestTarget child streams (automatic mode: between D0Entry
+//!   and D0Exit; manual: `stream_start`/`stream_stop`); with `None` a RequestTarget child does
+//!   one-shot sends only;
+//! - `output_callback` — the stream's output callback with this Module's handle (overrides the
+//!   embedded config's own).
+//!
+//! `passive_level(true)` on the spec is passed on to the child.
+//!
+//! ## Methods
+//!
+//! | Method | C DMF | IRQL |
+//! |---|---|---|
+//! | [`DefaultTarget::send_synchronously`] | `DMF_DefaultTarget_SendSynchronously` | PASSIVE |
+//! | [`DefaultTarget::send`] | `DMF_DefaultTarget_SendEx` | ≤ DISPATCH |
+//! | [`DefaultTarget::cancel`] | `DMF_DefaultTarget_Cancel` | ≤ DISPATCH |
+//! | [`DefaultTarget::stream_start`] | `DMF_DefaultTarget_StreamStart` | ≤ DISPATCH |
+//! | [`DefaultTarget::stream_stop`] | `DMF_DefaultTarget_StreamStop` | PASSIVE |
+//! | [`DefaultTarget::get_target`] | `DMF_DefaultTarget_Get` | ≤ DISPATCH |
+//!
+//! ## Callbacks
+//!
+//! [`DefaultTargetOutputCallback`] (see the config) and the client event callbacks (PostOpen
+//! after PrepareHardware, PreClose before ReleaseHardware).
+//!
+//! ## Remarks
+//!
+//! - Open option `NOTIFY_PrepareHardware` as in C DMF: NotificationRegister hands
+//!   `device.io_target()` to the child and opens the Module; NotificationUnregister (in
+//!   ReleaseHardware) stops streaming, closes the Module (PreClose, rundown) and cancels and
+//!   waits for the child's requests.
+//! - Automatic streaming starts in the Module's D0Entry and stops (and is waited for) in its
+//!   D0Exit, which runs before the lower driver's D0Exit.
+//! - DISPATCH_MAXIMUM lock.
+//!
+//! ## Category
+//!
+//! Targets (dmf-upstream §1.2, DefaultTarget).
+//!
+//! # Example
+//!
+//! ```
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
+//! use dmf_core::NtStatus;
+//! use dmf_modules::default_target::{DefaultTarget, DefaultTargetConfig};
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! let mut init = ModuleInit::new();
+//! let token = init.add(DefaultTarget::with(DefaultTargetConfig::default()));
+//! let modules = ModuleCollection::create(init, CollectionConfig::default())?;
+//! let target = modules.get(token)?;
+//! // Opened in PrepareHardware (with a device): not yet.
+//! assert_eq!(target.get_target().err(), Some(NtStatus::INVALID_DEVICE_STATE));
+//! modules.destroy();
+//! # Ok::<(), NtStatus>(())
+//! ```
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use dmf_core::module::{
+    Added, Dispatched, Method, ModuleCallbacks, ModuleInit, PowerDeviceState, Scope,
+};
+use dmf_core::platform::contract::device::PlatformDevice;
+use dmf_core::platform::IoTarget;
+use dmf_core::sync::{LockKind, ModuleLock};
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+use crate::continuous_request_target::{
+    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, StreamCompletion,
+    StreamMode,
+};
+use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+
+/// The stream's output callback, with this Module's handle.
+pub type DefaultTargetOutputCallback =
+    Arc<dyn Fn(&DefaultTarget, &StreamCompletion<'_>) -> BufferDisposition + Send + Sync>;
+
+/// `DMF_CONFIG_DefaultTarget`.
+#[derive(Clone, Default)]
+pub struct DefaultTargetConfig {
+    /// `ContinuousRequestTargetModuleConfig` (`None`: one-shot sends only).
+    pub stream: Option<ContinuousRequestTargetConfig>,
+    /// The stream's output callback with this Module's handle (overrides the embedded one).
+    pub output_callback: Option<DefaultTargetOutputCallback>,
+}
+
+impl core::fmt::Debug for DefaultTargetConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DefaultTargetConfig")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Requests to the next lower driver. See the [module documentation](self).
+#[dmf_module(crate = dmf_core, config = DefaultTargetConfig, context = Context, open = NotifyPrepareHardware, lock = DispatchMaximum)]
+pub struct DefaultTarget;
+
+#[derive(Default)]
+struct Context {
+    stream: Option<Added<ContinuousRequestTarget>>,
+    single: Option<Added<RequestTarget>>,
+    /// This Module's handle for the redirected output callback (set while registered).
+    this: Option<Arc<ModuleLock<Option<DefaultTarget>>>>,
+    target: Option<IoTarget>,
+}
+
+#[derive(Clone)]
+enum Sink {
+    Stream(ContinuousRequestTarget),
+    Single(RequestTarget),
+}
+
+impl Sink {
+    fn stream(&self) -> NtResult<&ContinuousRequestTarget> {
+        match self {
+            Sink::Stream(s) => Ok(s),
+            Sink::Single(_) => Err(NtStatus::INVALID_DEVICE_REQUEST),
+        }
+    }
+}
+
+fn sink(module: &Scope<'_, DefaultTarget>) -> NtResult<Sink> {
+    let (stream, single) = {
+        let context = module.lock();
+        (context.stream, context.single)
+    };
+    match (stream, single) {
+        (Some(token), _) => Ok(Sink::Stream(module.child(token)?)),
+        (None, Some(token)) => Ok(Sink::Single(module.child(token)?)),
+        (None, None) => Err(NtStatus::INVALID_DEVICE_STATE),
+    }
+}
+
+fn automatic(module: &Scope<'_, DefaultTarget>) -> bool {
+    module
+        .config()
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic)
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for DefaultTarget {
+    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
+        let config = module.config();
+        let passive = module.is_passive_level();
+        let mut context = module.lock();
+        match config.stream.as_ref().filter(|s| s.request_count > 0) {
+            Some(stream) => {
+                let mut child = stream.clone();
+                // This Module runs automatic streaming, around the lower driver's power state.
+                child.mode = StreamMode::Manual;
+                if let (Some(callback), Ok(this)) = (
+                    config.output_callback.clone(),
+                    ModuleLock::new(LockKind::Spin, None),
+                ) {
+                    let this = Arc::new(this);
+                    let weak = Arc::downgrade(&this);
+                    child.output_callback = Some(Arc::new(move |_child, completion| {
+                        let handle = weak.upgrade().and_then(|this| this.lock().clone());
+                        match handle {
+                            Some(handle) => callback(&handle, completion),
+                            None => BufferDisposition::StopStreaming,
+                        }
+                    }));
+                    context.this = Some(this);
+                }
+                context.stream =
+                    Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
+            }
+            None => {
+                context.single = Some(init.add(RequestTarget::with(()).passive_level(passive)));
+            }
+        }
+    }
+
+    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        let target = module
+            .device()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?
+            .io_target();
+        let sink = sink(module)?;
+        match &sink {
+            Sink::Stream(s) => s.io_target_set(target.clone())?,
+            Sink::Single(s) => s.io_target_set(target.clone())?,
+        }
+        let handle = module.handle()?;
+        {
+            let mut context = module.lock();
+            context.target = Some(target);
+            if let Some(this) = &context.this {
+                *this.lock() = Some(handle.clone());
+            }
+        }
+        handle.notification_open()
+    }
+
+    fn notification_unregister(module: &Dispatched<'_, Self>) {
+        let Ok(sink) = sink(module) else {
+            return;
+        };
+        if automatic(module) {
+            if let Ok(stream) = sink.stream() {
+                let _ = stream.stop_and_wait();
+            }
+        }
+        if let Ok(handle) = module.handle() {
+            handle.notification_close();
+        }
+        let _ = match &sink {
+            Sink::Stream(s) => s.io_target_clear(),
+            Sink::Single(s) => s.clear_and_wait(),
+        };
+        let mut context = module.lock();
+        context.target = None;
+        if let Some(this) = &context.this {
+            *this.lock() = None;
+        }
+    }
+
+    fn d0_entry(module: &Dispatched<'_, Self>, _previous: PowerDeviceState) -> NtResult<()> {
+        if automatic(module) && module.lock().target.is_some() {
+            if let Ok(Sink::Stream(stream)) = sink(module) {
+                // A lower driver that refuses the stream does not fail the power-up.
+                let _ = stream.stream_start();
+            }
+        }
+        Ok(())
+    }
+
+    fn d0_exit(module: &Dispatched<'_, Self>, _target: PowerDeviceState) -> NtResult<()> {
+        if automatic(module) {
+            if let Ok(Sink::Stream(stream)) = sink(module) {
+                let _ = stream.stop_and_wait();
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy(module: &Dispatched<'_, Self>) {
+        if let Some(this) = module.lock().this.take() {
+            *this.lock() = None;
+        }
+    }
+}
+
+impl DefaultTarget {
+    fn sink(&self) -> NtResult<(Method<'_, DefaultTarget>, Sink)> {
+        let module = self.enter()?;
+        let sink = sink(&module)?;
+        Ok((module, sink))
+    }
+
+    /// `DMF_DefaultTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
+    /// [`RequestTarget::send_synchronously`].
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise.
+    pub fn send_synchronously(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+    ) -> NtResult<(Vec<u8>, usize)> {
+        let (_module, sink) = self.sink()?;
+        match &sink {
+            Sink::Stream(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
+            Sink::Single(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
+        }
+    }
+
+    /// `DMF_DefaultTarget_SendEx`: as [`RequestTarget::send`].
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise.
+    pub fn send(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        let (_module, sink) = self.sink()?;
+        match &sink {
+            Sink::Stream(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
+            Sink::Single(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
+        }
+    }
+
+    /// `DMF_DefaultTarget_Cancel`: as [`RequestTarget::cancel`].
+    pub fn cancel(&self, id: RequestId) -> bool {
+        match self.sink() {
+            Ok((_module, Sink::Stream(s))) => s.cancel(id),
+            Ok((_module, Sink::Single(s))) => s.cancel(id),
+            Err(_) => false,
+        }
+    }
+
+    /// `DMF_DefaultTarget_StreamStart`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; `STATUS_INVALID_DEVICE_REQUEST` without a
+    /// stream config; as ContinuousRequestTarget's otherwise.
+    pub fn stream_start(&self) -> NtResult<()> {
+        let (_module, sink) = self.sink()?;
+        sink.stream()?.stream_start()
+    }
+
+    /// `DMF_DefaultTarget_StreamStop` (`PASSIVE_LEVEL`, never from the output callback): stops
+    /// streaming and waits until no stream request is in flight.
+    ///
+    /// # Errors
+    ///
+    /// As [`stream_start`](Self::stream_start).
+    pub fn stream_stop(&self) -> NtResult<()> {
+        let (_module, sink) = self.sink()?;
+        sink.stream()?.stop_and_wait()
+    }
+
+    /// Whether stream requests are active.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.sink(), Ok((_module, Sink::Stream(s))) if s.is_streaming())
+    }
+
+    /// `DMF_DefaultTarget_Get`: the default (next lower) target.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn get_target(&self) -> NtResult<IoTarget> {
+        let module = self.enter()?;
+        let target = module.lock().target.clone();
+        target.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+}

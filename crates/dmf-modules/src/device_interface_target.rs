@@ -1,0 +1,720 @@
+//! # DeviceInterfaceTarget
+//!
+//! ## Summary
+//!
+//! Waits for a device interface of a given class to appear, opens it as a remote I/O target and
+//! offers the RequestTarget / ContinuousRequestTarget API against it; closes it when the device
+//! goes away and reopens it when it comes back (C DMF: `Dmf_DeviceInterfaceTarget.c`). The
+//! Module is *open* exactly while it has an open target: its Methods fail with
+//! `STATUS_INVALID_DEVICE_STATE` otherwise, and the client's PostOpen / PreClose callbacks
+//! (`ModuleSpec::on_post_open` / `on_pre_close`) are its arrival and removal notifications.
+//!
+//! ## Configuration
+//!
+//! [`DeviceInterfaceTargetConfig`]:
+//! - `interface_guid` — `DeviceInterfaceTargetGuid`;
+//! - `read`, `write` — the access the target is opened with (`OpenMode`);
+//! - `stream` — the embedded `ContinuousRequestTargetModuleConfig`: with `Some` (and a non-zero
+//!   `request_count`) the Module streams through a ContinuousRequestTarget child; with `None` it
+//!   has a RequestTarget child and offers one-shot sends only. With `mode: Automatic` streaming
+//!   runs while the target is open and the device is in D0; with `Manual` the client starts it
+//!   (typically in PostOpen);
+//! - `output_callback` — the stream's output callback, receiving this Module's handle (C DMF
+//!   redirects the child's callback through the parent the same way); if `None`, the embedded
+//!   config's own callback (receiving the child's handle) is used;
+//! - `query_remove` — `EvtDeviceInterfaceTargetOnStateChangeEx` for `QueryRemove`: return
+//!   `false` to veto the removal of the target's device.
+//!
+//! `passive_level(true)` on the spec is passed on to the child: stream and one-shot completions
+//! then reach the client at `PASSIVE_LEVEL`.
+//!
+//! ## Methods
+//!
+//! | Method | C DMF | IRQL |
+//! |---|---|---|
+//! | [`DeviceInterfaceTarget::send_synchronously`] | `DMF_DeviceInterfaceTarget_SendSynchronously` | PASSIVE |
+//! | [`DeviceInterfaceTarget::send`] | `DMF_DeviceInterfaceTarget_SendEx` | ≤ DISPATCH |
+//! | [`DeviceInterfaceTarget::cancel`] | `DMF_DeviceInterfaceTarget_Cancel` | ≤ DISPATCH |
+//! | [`DeviceInterfaceTarget::stream_start`] | `DMF_DeviceInterfaceTarget_StreamStart` | ≤ DISPATCH |
+//! | [`DeviceInterfaceTarget::stream_stop`] | `DMF_DeviceInterfaceTarget_StreamStop` | PASSIVE |
+//! | [`DeviceInterfaceTarget::get_target`] | `DMF_DeviceInterfaceTarget_Get` | ≤ DISPATCH |
+//! | [`DeviceInterfaceTarget::symbolic_link`] | — | ≤ DISPATCH |
+//!
+//! ## Callbacks
+//!
+//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`], and the client
+//! event callbacks of every Module (PostOpen on arrival and after a cancelled removal, PreClose
+//! before the target is closed).
+//!
+//! ## Remarks
+//!
+//! - NotificationRegister (`NOTIFY_PrepareHardware`; `NOTIFY_Create` is not offered, see below)
+//!   registers for interface arrival and removal on the Module's device
+//!   (`IoRegisterPlugPlayNotification` with existing interfaces included).
+//! - **Arrival**: ignored while a target is open (duplicates happen); otherwise a remote target
+//!   is created and opened by symbolic link with query-remove / remove-canceled /
+//!   remove-complete callbacks, handed to the child, the Module is opened (`notification_open`:
+//!   PostOpen runs) and automatic streaming starts.
+//! - **Removal** (interface removed, remove-complete without a query — surprise removal —, or
+//!   NotificationUnregister): automatic streaming stops and is waited for, the Module is closed
+//!   (`notification_close`: PreClose runs, then the rundown waits for Methods in flight), the
+//!   child's requests are cancelled and waited for, and the target is closed.
+//! - **Query-remove**: the client may veto; otherwise as removal but the target is only closed
+//!   for query-remove. **Remove-canceled** reopens it (`TargetOpenParams::reopen`), reopens the
+//!   Module and restarts automatic streaming; if the reopen fails the target is dropped and the
+//!   Module waits for the next arrival. **Remove-complete** after a query-remove closes it.
+//! - The PnP-side events are serialized by a PASSIVE_LEVEL lock of the Module, and a state
+//!   (`Idle`, `Open`, `QueryRemoved`) decides what each one does, so nothing closes twice
+//!   (C DMF's "close reason").
+//! - A Method that sends synchronously holds the Module open; a synchronous request that never
+//!   completes (a parked `GET_INTERRUPT_MESSAGE`) holds off a removal, as in C DMF. Prefer
+//!   asynchronous sends for requests that may wait: those are cancelled by a removal.
+//! - The remote target objects are not deleted before the device is (the platform contract has
+//!   no `WdfObjectDelete` for targets yet); each arrival creates a new one.
+//! - Open option `NOTIFY_PrepareHardware`, DISPATCH_MAXIMUM lock.
+//!
+//! ## Category
+//!
+//! Targets (dmf-upstream §5.7).
+//!
+//! # Example
+//!
+//! ```
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
+//! use dmf_core::platform::contract::device::Guid;
+//! use dmf_core::NtStatus;
+//! use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
+//! use dmf_modules::request_target::RequestKind;
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! let mut init = ModuleInit::new();
+//! let token = init.add(DeviceInterfaceTarget::with(DeviceInterfaceTargetConfig::new(
+//!     Guid::new(0x573E_8C73, 0x0CB4, 0x4471, [0xA1, 0xBF, 0xFA, 0xB2, 0x6C, 0x31, 0xD3, 0x84]),
+//! )));
+//! let modules = ModuleCollection::create(init, CollectionConfig::default())?;
+//! let target = modules.get(token)?;
+//! // No interface has arrived: the Module is closed.
+//! assert_eq!(target.get_target().err(), Some(NtStatus::INVALID_DEVICE_STATE));
+//! assert_eq!(
+//!     target.send_synchronously(RequestKind::Ioctl, &[], 1, 0x22_2000, None).err(),
+//!     Some(NtStatus::INVALID_DEVICE_STATE)
+//! );
+//! modules.destroy();
+//! # Ok::<(), NtStatus>(())
+//! ```
+
+use alloc::string::String;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use dmf_core::module::{Added, Dispatched, ModuleCallbacks, ModuleInit, PowerDeviceState, Scope};
+use dmf_core::platform::contract::device::{Guid, PlatformDevice};
+use dmf_core::platform::contract::io::{InterfaceChange, PlatformIoTarget};
+use dmf_core::platform::{Device, InterfaceNotification, IoTarget, TargetOpenParams};
+use dmf_core::sync::{LockKind, ModuleLock};
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+use crate::continuous_request_target::{
+    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, StreamCompletion,
+    StreamMode,
+};
+use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+
+/// The stream's output callback, with this Module's handle.
+pub type DeviceInterfaceOutputCallback =
+    Arc<dyn Fn(&DeviceInterfaceTarget, &StreamCompletion<'_>) -> BufferDisposition + Send + Sync>;
+
+/// Query-remove of the target's device: `false` vetoes it.
+pub type QueryRemoveCallback = Arc<dyn Fn(&DeviceInterfaceTarget) -> bool + Send + Sync>;
+
+/// `DMF_CONFIG_DeviceInterfaceTarget`.
+#[derive(Clone)]
+pub struct DeviceInterfaceTargetConfig {
+    /// `DeviceInterfaceTargetGuid`.
+    pub interface_guid: Guid,
+    /// Open the target for reading.
+    pub read: bool,
+    /// Open the target for writing.
+    pub write: bool,
+    /// `ContinuousRequestTargetModuleConfig` (`None`: one-shot sends only).
+    pub stream: Option<ContinuousRequestTargetConfig>,
+    /// The stream's output callback with this Module's handle (overrides the embedded one).
+    pub output_callback: Option<DeviceInterfaceOutputCallback>,
+    /// `EvtDeviceInterfaceTargetOnStateChangeEx(QueryRemove)`: `false` vetoes.
+    pub query_remove: Option<QueryRemoveCallback>,
+}
+
+impl DeviceInterfaceTargetConfig {
+    /// A config for `interface_guid`: read/write access, no streaming, no callbacks.
+    pub fn new(interface_guid: Guid) -> Self {
+        DeviceInterfaceTargetConfig {
+            interface_guid,
+            read: true,
+            write: true,
+            stream: None,
+            output_callback: None,
+            query_remove: None,
+        }
+    }
+}
+
+impl core::fmt::Debug for DeviceInterfaceTargetConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeviceInterfaceTargetConfig")
+            .field("interface_guid", &self.interface_guid)
+            .field("read", &self.read)
+            .field("write", &self.write)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A remote target found by device interface, surviving removal. See the
+/// [module documentation](self).
+#[dmf_module(crate = dmf_core, config = DeviceInterfaceTargetConfig, context = Context, open = NotifyPrepareHardware, lock = DispatchMaximum)]
+pub struct DeviceInterfaceTarget;
+
+#[derive(Default)]
+struct Context {
+    stream: Option<Added<ContinuousRequestTarget>>,
+    single: Option<Added<RequestTarget>>,
+    hub: Option<Arc<Hub>>,
+}
+
+/// The child that does the I/O.
+#[derive(Clone)]
+enum Sink {
+    Stream(ContinuousRequestTarget),
+    Single(RequestTarget),
+}
+
+impl Sink {
+    fn set_target(&self, target: IoTarget) -> NtResult<()> {
+        match self {
+            Sink::Stream(s) => s.io_target_set(target),
+            Sink::Single(s) => s.io_target_set(target),
+        }
+    }
+
+    /// Stops streaming, cancels every request, waits for them, forgets the target.
+    fn clear_and_wait(&self) {
+        let _ = match self {
+            Sink::Stream(s) => s.io_target_clear(),
+            Sink::Single(s) => s.clear_and_wait(),
+        };
+    }
+
+    fn stream(&self) -> NtResult<&ContinuousRequestTarget> {
+        match self {
+            Sink::Stream(s) => Ok(s),
+            Sink::Single(_) => Err(NtStatus::INVALID_DEVICE_REQUEST),
+        }
+    }
+}
+
+/// Where the target stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// No target.
+    Idle,
+    /// Target open, Module open.
+    Open,
+    /// Closed for query-remove: the target waits for remove-canceled or remove-complete.
+    QueryRemoved,
+}
+
+struct HubState {
+    handle: Option<DeviceInterfaceTarget>,
+    device: Option<Device>,
+    sink: Option<Sink>,
+    notification: Option<InterfaceNotification>,
+    link: Option<String>,
+    target: Option<IoTarget>,
+    phase: Phase,
+    in_d0: bool,
+}
+
+/// What the Module, its notification and its target's callbacks share (they cannot enter the
+/// Module while it is closed). The handle inside is cleared at unregister and destroy, which
+/// breaks the cycle Module → context → hub → handle.
+struct Hub {
+    /// Serializes arrival, removal, query-remove, remove-canceled/complete and unregister.
+    pnp: ModuleLock<()>,
+    state: ModuleLock<HubState>,
+    guid: Guid,
+    read: bool,
+    write: bool,
+    automatic: bool,
+    query_remove: Option<QueryRemoveCallback>,
+}
+
+impl Hub {
+    fn snapshot(&self) -> Option<(DeviceInterfaceTarget, Sink)> {
+        let state = self.state.lock();
+        Some((state.handle.clone()?, state.sink.clone()?))
+    }
+
+    fn on_change(self: &Arc<Self>, change: &InterfaceChange) {
+        match change {
+            InterfaceChange::Arrival(link) => self.arrival(link),
+            InterfaceChange::Removal(link) => self.removal(Some(link)),
+        }
+    }
+
+    /// An interface arrived: open it unless a target is open already.
+    fn arrival(self: &Arc<Self>, link: &str) {
+        let _pnp = self.pnp.lock();
+        let (device, handle, sink) = {
+            let state = self.state.lock();
+            if state.link.is_some() || state.phase != Phase::Idle {
+                return;
+            }
+            match (&state.device, &state.handle, &state.sink) {
+                (Some(d), Some(h), Some(s)) => (d.clone(), h.clone(), s.clone()),
+                _ => return,
+            }
+        };
+        let Ok(target) = device.create_io_target() else {
+            return;
+        };
+        let mut params = TargetOpenParams::by_name(link);
+        params.read = self.read;
+        params.write = self.write;
+        let weak = Arc::downgrade(self);
+        params.query_remove = Some(Arc::new(move |_t: &IoTarget| {
+            weak.upgrade().map_or(Ok(()), |hub| hub.query_removal())
+        }));
+        let weak: Weak<Hub> = Arc::downgrade(self);
+        params.remove_canceled = Some(Arc::new(move |_t: &IoTarget| {
+            if let Some(hub) = weak.upgrade() {
+                hub.remove_canceled();
+            }
+        }));
+        let weak: Weak<Hub> = Arc::downgrade(self);
+        params.remove_complete = Some(Arc::new(move |_t: &IoTarget| {
+            if let Some(hub) = weak.upgrade() {
+                hub.removal(None);
+            }
+        }));
+        if target.open(params).is_err() {
+            return;
+        }
+        {
+            let mut state = self.state.lock();
+            state.link = Some(String::from(link));
+            state.target = Some(target.clone());
+        }
+        self.open_module(&handle, &sink, &target);
+    }
+
+    /// Hands the open target to the child and opens the Module (PostOpen runs).
+    fn open_module(&self, handle: &DeviceInterfaceTarget, sink: &Sink, target: &IoTarget) {
+        // Open before PostOpen runs, so that the client's PostOpen can use `get_target`.
+        self.state.lock().phase = Phase::Open;
+        let opened = sink
+            .set_target(target.clone())
+            .and_then(|()| handle.notification_open());
+        if opened.is_ok() {
+            let start = self.automatic && self.state.lock().in_d0;
+            if start {
+                if let Ok(stream) = sink.stream() {
+                    let _ = stream.stream_start();
+                }
+            }
+        } else {
+            // Vetoed by the client (or no child): give the target up.
+            sink.clear_and_wait();
+            target.close();
+            self.forget();
+        }
+    }
+
+    fn forget(&self) {
+        let mut state = self.state.lock();
+        state.link = None;
+        state.target = None;
+        state.phase = Phase::Idle;
+    }
+
+    /// Stops automatic streaming, closes the Module (PreClose, rundown), stops the child's I/O.
+    fn close_module(&self, handle: &DeviceInterfaceTarget, sink: &Sink) {
+        if self.automatic {
+            if let Ok(stream) = sink.stream() {
+                let _ = stream.stop_and_wait();
+            }
+        }
+        handle.notification_close();
+        sink.clear_and_wait();
+    }
+
+    /// Interface removal (`link`), remove-complete (`None`) or unregister: close for good.
+    fn removal(&self, link: Option<&str>) {
+        let _pnp = self.pnp.lock();
+        let (phase, target) = {
+            let state = self.state.lock();
+            if let (Some(link), Some(current)) = (link, &state.link) {
+                if !current.eq_ignore_ascii_case(link) {
+                    return;
+                }
+            }
+            (state.phase, state.target.clone())
+        };
+        match phase {
+            Phase::Idle => return,
+            Phase::Open => {
+                if let Some((handle, sink)) = self.snapshot() {
+                    self.close_module(&handle, &sink);
+                }
+            }
+            Phase::QueryRemoved => {}
+        }
+        if let Some(target) = target {
+            target.close();
+        }
+        self.forget();
+    }
+
+    /// `EvtIoTargetQueryRemove`: the client may veto; otherwise close for query-remove.
+    fn query_removal(&self) -> NtResult<()> {
+        let _pnp = self.pnp.lock();
+        let target = {
+            let state = self.state.lock();
+            if state.phase != Phase::Open {
+                return Ok(());
+            }
+            state.target.clone()
+        };
+        let Some((handle, sink)) = self.snapshot() else {
+            return Ok(());
+        };
+        if let Some(veto) = &self.query_remove {
+            if !veto(&handle) {
+                return Err(NtStatus::UNSUCCESSFUL);
+            }
+        }
+        self.close_module(&handle, &sink);
+        if let Some(target) = target {
+            target.close_for_query_remove();
+        }
+        self.state.lock().phase = Phase::QueryRemoved;
+        Ok(())
+    }
+
+    /// `EvtIoTargetRemoveCanceled`: reopen the target and the Module.
+    fn remove_canceled(&self) {
+        let _pnp = self.pnp.lock();
+        let target = {
+            let state = self.state.lock();
+            if state.phase != Phase::QueryRemoved {
+                return;
+            }
+            state.target.clone()
+        };
+        let Some(target) = target else {
+            return;
+        };
+        let snapshot = self.snapshot();
+        if let (Ok(()), Some((handle, sink))) = (target.open(TargetOpenParams::reopen()), snapshot)
+        {
+            self.open_module(&handle, &sink, &target);
+        } else {
+            target.close();
+            self.forget();
+        }
+    }
+}
+
+fn hub(module: &Scope<'_, DeviceInterfaceTarget>) -> NtResult<Arc<Hub>> {
+    module
+        .lock()
+        .hub
+        .clone()
+        .ok_or(NtStatus::INVALID_DEVICE_STATE)
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for DeviceInterfaceTarget {
+    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
+        let config = module.config();
+        let passive = module.is_passive_level();
+        let automatic = config
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic);
+        let (Ok(pnp), Ok(state)) = (
+            ModuleLock::new(LockKind::Wait, ()),
+            ModuleLock::new(
+                LockKind::Spin,
+                HubState {
+                    handle: None,
+                    device: None,
+                    sink: None,
+                    notification: None,
+                    link: None,
+                    target: None,
+                    phase: Phase::Idle,
+                    in_d0: false,
+                },
+            ),
+        ) else {
+            // Without its hub the Module fails NotificationRegister.
+            return;
+        };
+        let hub = Arc::new(Hub {
+            pnp,
+            state,
+            guid: config.interface_guid,
+            read: config.read,
+            write: config.write,
+            automatic,
+            query_remove: config.query_remove.clone(),
+        });
+        let mut context = module.lock();
+        match config.stream.as_ref().filter(|s| s.request_count > 0) {
+            Some(stream) => {
+                let mut child = stream.clone();
+                // The parent runs automatic streaming (C DMF: "implemented by the parent").
+                child.mode = StreamMode::Manual;
+                if let Some(callback) = config.output_callback.clone() {
+                    let weak = Arc::downgrade(&hub);
+                    child.output_callback = Some(Arc::new(move |_child, completion| {
+                        let handle = weak
+                            .upgrade()
+                            .and_then(|hub| hub.state.lock().handle.clone());
+                        match handle {
+                            Some(handle) => callback(&handle, completion),
+                            None => BufferDisposition::StopStreaming,
+                        }
+                    }));
+                }
+                context.stream =
+                    Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
+            }
+            None => {
+                context.single = Some(init.add(RequestTarget::with(()).passive_level(passive)));
+            }
+        }
+        context.hub = Some(hub);
+    }
+
+    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        let hub = hub(module)?;
+        let device = module
+            .device()
+            .cloned()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let sink = {
+            let context = module.lock();
+            match (context.stream, context.single) {
+                (Some(token), _) => Sink::Stream(module.child(token)?),
+                (None, Some(token)) => Sink::Single(module.child(token)?),
+                (None, None) => return Err(NtStatus::INVALID_DEVICE_STATE),
+            }
+        };
+        {
+            let mut state = hub.state.lock();
+            state.handle = Some(module.handle()?);
+            state.device = Some(device.clone());
+            state.sink = Some(sink);
+        }
+        let weak = Arc::downgrade(&hub);
+        // Existing interfaces arrive from inside this call: no lock is held here.
+        let notification = device.register_interface_notification(
+            hub.guid,
+            Arc::new(move |change: &InterfaceChange| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.on_change(change);
+                }
+            }),
+        );
+        match notification {
+            Ok(notification) => {
+                hub.state.lock().notification = Some(notification);
+                Ok(())
+            }
+            Err(status) => {
+                let mut state = hub.state.lock();
+                state.handle = None;
+                state.device = None;
+                state.sink = None;
+                Err(status)
+            }
+        }
+    }
+
+    fn notification_unregister(module: &Dispatched<'_, Self>) {
+        let Ok(hub) = hub(module) else {
+            return;
+        };
+        // No callback runs after this (it waits for one in progress): taken out of the lock.
+        let notification = hub.state.lock().notification.take();
+        if let Some(notification) = notification {
+            notification.unregister();
+        }
+        hub.removal(None);
+        let mut state = hub.state.lock();
+        state.handle = None;
+        state.device = None;
+        state.sink = None;
+    }
+
+    fn d0_entry(module: &Dispatched<'_, Self>, _previous: PowerDeviceState) -> NtResult<()> {
+        if let Ok(hub) = hub(module) {
+            let start = {
+                let mut state = hub.state.lock();
+                state.in_d0 = true;
+                hub.automatic && state.phase == Phase::Open
+            };
+            if start {
+                if let Some((_, Sink::Stream(stream))) = hub.snapshot() {
+                    let _ = stream.stream_start();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn d0_exit(module: &Dispatched<'_, Self>, _target: PowerDeviceState) -> NtResult<()> {
+        if let Ok(hub) = hub(module) {
+            hub.state.lock().in_d0 = false;
+            if hub.automatic {
+                if let Some((_, Sink::Stream(stream))) = hub.snapshot() {
+                    let _ = stream.stop_and_wait();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy(module: &Dispatched<'_, Self>) {
+        if let Some(hub) = module.lock().hub.take() {
+            let mut state = hub.state.lock();
+            state.handle = None;
+            state.device = None;
+            state.sink = None;
+        }
+    }
+}
+
+impl DeviceInterfaceTarget {
+    fn sink(&self) -> NtResult<(dmf_core::module::Method<'_, DeviceInterfaceTarget>, Sink)> {
+        let module = self.enter()?;
+        let sink = hub(&module)?
+            .state
+            .lock()
+            .sink
+            .clone()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        Ok((module, sink))
+    }
+
+    /// `DMF_DeviceInterfaceTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
+    /// [`RequestTarget::send_synchronously`].
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's otherwise.
+    pub fn send_synchronously(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+    ) -> NtResult<(Vec<u8>, usize)> {
+        let (_module, sink) = self.sink()?;
+        match &sink {
+            Sink::Stream(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
+            Sink::Single(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
+        }
+    }
+
+    /// `DMF_DeviceInterfaceTarget_SendEx`: as [`RequestTarget::send`]; a removal cancels the
+    /// request (its callback still runs once).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's otherwise.
+    pub fn send(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        let (_module, sink) = self.sink()?;
+        match &sink {
+            Sink::Stream(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
+            Sink::Single(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
+        }
+    }
+
+    /// `DMF_DeviceInterfaceTarget_Cancel`: as [`RequestTarget::cancel`].
+    pub fn cancel(&self, id: RequestId) -> bool {
+        match self.sink() {
+            Ok((_module, Sink::Stream(s))) => s.cancel(id),
+            Ok((_module, Sink::Single(s))) => s.cancel(id),
+            Err(_) => false,
+        }
+    }
+
+    /// `DMF_DeviceInterfaceTarget_StreamStart`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; `STATUS_INVALID_DEVICE_REQUEST`
+    /// without a stream config; as ContinuousRequestTarget's otherwise.
+    pub fn stream_start(&self) -> NtResult<()> {
+        let (_module, sink) = self.sink()?;
+        sink.stream()?.stream_start()
+    }
+
+    /// `DMF_DeviceInterfaceTarget_StreamStop` (`PASSIVE_LEVEL`, never from the output
+    /// callback): stops streaming and waits until no stream request is in flight.
+    ///
+    /// # Errors
+    ///
+    /// As [`stream_start`](Self::stream_start).
+    pub fn stream_stop(&self) -> NtResult<()> {
+        let (_module, sink) = self.sink()?;
+        sink.stream()?.stop_and_wait()
+    }
+
+    /// Whether stream requests are active.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.sink(), Ok((_module, Sink::Stream(s))) if s.is_streaming())
+    }
+
+    /// `DMF_DeviceInterfaceTarget_Get`: the open remote target. Hold a
+    /// [`reference`](dmf_core::module::ModuleHandle::reference) while using it.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
+    pub fn get_target(&self) -> NtResult<IoTarget> {
+        let module = self.enter()?;
+        let hub = hub(&module)?;
+        let state = hub.state.lock();
+        match state.phase {
+            Phase::Open => state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE),
+            _ => Err(NtStatus::INVALID_DEVICE_STATE),
+        }
+    }
+
+    /// The symbolic link of the open target.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
+    pub fn symbolic_link(&self) -> NtResult<String> {
+        let module = self.enter()?;
+        let hub = hub(&module)?;
+        let link = hub.state.lock().link.clone();
+        link.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+}

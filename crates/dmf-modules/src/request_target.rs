@@ -1,0 +1,781 @@
+//! # RequestTarget
+//!
+//! ## Summary
+//!
+//! One-shot requests to an I/O target (C DMF: `Dmf_RequestTarget.c`): synchronous sends that
+//! return the output bytes, asynchronous sends whose completion reaches a client callback exactly
+//! once, cancellation by an ID that is never reused, and time-outs on the platform clock. The
+//! target — a remote target the client opened, or the device's next-lower driver — is handed in
+//! with [`RequestTarget::io_target_set`] and taken away with [`RequestTarget::io_target_clear`].
+//!
+//! ## Configuration
+//!
+//! None (`config = ()`), as in C DMF. `passive_level(true)` on the spec makes asynchronous
+//! completions reach the client at `PASSIVE_LEVEL` through a work item (C DMF's
+//! `DmfRequestTargetCompletionOption` *passive*); otherwise they run in the completion context
+//! (≤ `DISPATCH_LEVEL`).
+//!
+//! ## Methods
+//!
+//! | Method | C DMF | IRQL |
+//! |---|---|---|
+//! | [`RequestTarget::io_target_set`] | `DMF_RequestTarget_IoTargetSet` | ≤ DISPATCH |
+//! | [`RequestTarget::io_target_clear`] | `DMF_RequestTarget_IoTargetClear` | ≤ DISPATCH |
+//! | [`RequestTarget::send_synchronously`] | `DMF_RequestTarget_SendSynchronously` | PASSIVE |
+//! | [`RequestTarget::send`] | `DMF_RequestTarget_SendEx` | ≤ DISPATCH |
+//! | [`RequestTarget::cancel`] | `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
+//!
+//! ## Callbacks
+//!
+//! The completion callback of [`RequestTarget::send`] (`EVT_DMF_RequestTarget_SendCompletion`):
+//! `FnOnce(SendCompletion)` with the request ID, the completion status, the information (bytes
+//! transferred) and a copy of the output bytes. It runs exactly once per successful `send` —
+//! also for a cancelled or timed-out request — and never for a `send` that returned an error.
+//!
+//! ## Remarks
+//!
+//! - Every send creates its own request on the target (`WdfRequestCreate`), formats it
+//!   (`WdfIoTargetFormatRequestFor…`), sets the completion routine and sends it; the request is
+//!   deleted when it comes back. Zero-length input and output buffers are allowed.
+//! - A time-out cancels the request (`WDF_REQUEST_SEND_OPTION_TIMEOUT`); a request that came back
+//!   `STATUS_CANCELLED` after its deadline without a [`cancel`](RequestTarget::cancel) is reported
+//!   as `STATUS_IO_TIMEOUT`, as a synchronous send reports it.
+//! - Request IDs come from one process-wide, ever-increasing 64-bit counter, so an ID is never
+//!   reused even when the platform reuses request handles. `cancel` of an ID that already
+//!   completed returns `false` and touches nothing.
+//! - A synchronous send is an asynchronous send and a wait: it is tracked like any other request,
+//!   so clearing the target or closing the Module cancels it too.
+//! - Close refuses new sends, cancels every request in flight and waits until each has completed
+//!   and its callback has returned.
+//! - Open option `OPEN_Create`, DISPATCH_MAXIMUM lock, no WDF callbacks: it can be created
+//!   dynamically.
+//!
+//! ## Category
+//!
+//! Targets (dmf-upstream §5.6).
+//!
+//! # Example
+//!
+//! ```
+//! use dmf_core::module::NoParent;
+//! use dmf_core::NtStatus;
+//! use dmf_modules::request_target::{RequestKind, RequestTarget};
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! let target = RequestTarget::with(()).create(&NoParent)?;
+//! // Without a target every send fails with STATUS_INVALID_DEVICE_STATE.
+//! assert_eq!(
+//!     target.send_synchronously(RequestKind::Ioctl, &[], 1, 0x22_2000, None),
+//!     Err(NtStatus::INVALID_DEVICE_STATE)
+//! );
+//! assert!(!target.cancel(dmf_modules::request_target::RequestId::from_raw(1)));
+//! target.delete();
+//! # Ok::<(), NtStatus>(())
+//! ```
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
+
+use dmf_core::module::{Dispatched, ModuleCallbacks};
+use dmf_core::platform::contract::io::{
+    CompletionParams, PlatformIoTarget, PlatformRequest, SendOptions,
+};
+use dmf_core::platform::contract::{
+    EventKind, Irql, PlatformClock, PlatformEvent, PlatformIrql, PlatformWorkItem,
+};
+use dmf_core::platform::{Clock, CurrentIrql, Event, IoTarget, Request, WorkItem};
+use dmf_core::sync::{LockKind, ModuleLock};
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+/// The kind of request to send (`ContinuousRequestTarget_RequestType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// `IRP_MJ_READ`: `output_length` bytes come back.
+    Read,
+    /// `IRP_MJ_WRITE`: the input bytes go out.
+    Write,
+    /// `IRP_MJ_DEVICE_CONTROL` with the given control code.
+    Ioctl,
+    /// `IRP_MJ_INTERNAL_DEVICE_CONTROL` with the given control code.
+    InternalIoctl,
+}
+
+/// The ID of an asynchronous send (`RequestTarget_DmfRequestCancel`): unique for the life of
+/// the process, never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+impl RequestId {
+    /// The raw number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// An ID from a raw number (for tables kept by the client).
+    pub fn from_raw(raw: u64) -> RequestId {
+        RequestId(raw)
+    }
+}
+
+/// How an asynchronous send came back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendCompletion {
+    /// The ID [`RequestTarget::send`] returned.
+    pub id: RequestId,
+    /// The completion status (`STATUS_IO_TIMEOUT` if the time-out cancelled it).
+    pub status: NtStatus,
+    /// `IoStatus.Information`: bytes transferred.
+    pub information: usize,
+    /// The output bytes (at most `information` of them; empty for writes).
+    pub output: Vec<u8>,
+}
+
+/// `EVT_DMF_RequestTarget_SendCompletion`: runs exactly once per accepted send.
+pub type SendCallback = Box<dyn FnOnce(SendCompletion) + Send>;
+
+/// The process-wide request-ID counter (C DMF's `g_ContinuousRequestTargetUniqueId`).
+static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What one send carries besides its buffers' contents.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Format<'a> {
+    pub(crate) kind: RequestKind,
+    pub(crate) ioctl: u32,
+    pub(crate) input: &'a [u8],
+    pub(crate) output_length: usize,
+}
+
+/// Formats a driver-created request for `format`.
+pub(crate) fn format_request(request: &Request, format: &Format<'_>) -> NtResult<()> {
+    match format.kind {
+        RequestKind::Read => request.format_for_read(format.output_length, 0),
+        RequestKind::Write => request.format_for_write(format.input, 0),
+        RequestKind::Ioctl => {
+            request.format_for_ioctl(format.ioctl, format.input, format.output_length)
+        }
+        RequestKind::InternalIoctl => {
+            request.format_for_internal_ioctl(format.ioctl, format.input, format.output_length)
+        }
+    }
+}
+
+/// The output bytes of a request that came back (at most `information`).
+pub(crate) fn output_of(request: &Request, information: usize) -> Vec<u8> {
+    if request.parameters().output_length == 0 || information == 0 {
+        return Vec::new();
+    }
+    request
+        .with_output_buffer(0, |buffer| buffer[..information.min(buffer.len())].to_vec())
+        .unwrap_or_default()
+}
+
+/// One request in flight, shared between its sender and cancellers. The sender's completion
+/// routine gets the request back by value and deletes it; only a send that never reached the
+/// target is deleted through here, by whoever drops the last reference (`reclaim`).
+struct Slot {
+    request: Request,
+    reclaim: AtomicBool,
+}
+
+fn release(slot: Arc<Slot>) {
+    if let Some(slot) = Arc::into_inner(slot) {
+        if slot.reclaim.load(Ordering::Acquire) {
+            let _ = slot.request.delete();
+        }
+    }
+}
+
+struct Entry {
+    id: u64,
+    slot: Arc<Slot>,
+    cancel: bool,
+    stream: bool,
+}
+
+/// Work deferred to `PASSIVE_LEVEL`.
+pub(crate) type Deferred = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct SenderState {
+    target: Option<IoTarget>,
+    closed: bool,
+    entries: Vec<Entry>,
+    /// Sent and not yet finished (completion callback included).
+    outstanding: usize,
+    deferred: VecDeque<Deferred>,
+    draining: bool,
+    stream: StreamPhase,
+    stream_active: usize,
+}
+
+/// Where streaming stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum StreamPhase {
+    /// No stream request is active.
+    #[default]
+    Idle,
+    /// Stream requests are resent as they complete.
+    Running,
+    /// Stream requests end as they complete.
+    Stopping,
+}
+
+/// The send engine of the target Modules (RequestTarget, ContinuousRequestTarget): the target,
+/// the requests in flight (for cancel, close and stop), the work item for passive-level delivery
+/// and stream resends, and the streaming counters. Lives from the owning Module's open to its close.
+pub(crate) struct Sender {
+    state: ModuleLock<SenderState>,
+    /// Set while nothing is outstanding.
+    idle: Event,
+    /// Set while no stream request is active.
+    stream_idle: Event,
+    work_item: Option<WorkItem>,
+    /// Completions are delivered from the work item.
+    passive: bool,
+}
+
+impl Sender {
+    /// A sender; `passive` delivers completions from a work item at `PASSIVE_LEVEL`.
+    pub(crate) fn new(name: &str, passive: bool) -> NtResult<Arc<Sender>> {
+        let state = ModuleLock::new(LockKind::Spin, SenderState::default())?;
+        let mut failure = None;
+        let sender = Arc::new_cyclic(|weak: &Weak<Sender>| {
+            let weak = weak.clone();
+            let work_item = WorkItem::new(name, move || {
+                if let Some(sender) = weak.upgrade() {
+                    sender.drain();
+                }
+            })
+            .map_err(|status| failure = Some(status))
+            .ok();
+            Sender {
+                state,
+                idle: Event::new(EventKind::Notification, true),
+                stream_idle: Event::new(EventKind::Notification, true),
+                work_item,
+                passive,
+            }
+        });
+        match failure {
+            Some(status) => Err(status),
+            None => Ok(sender),
+        }
+    }
+
+    /// `IoTargetSet` / `IoTargetClear` (`None`).
+    pub(crate) fn set_target(&self, target: Option<IoTarget>) {
+        self.state.lock().target = target;
+    }
+
+    /// The current target.
+    pub(crate) fn target(&self) -> Option<IoTarget> {
+        self.state.lock().target.clone()
+    }
+
+    /// Refuses sends from now on (close).
+    fn refuse(&self) {
+        self.state.lock().closed = true;
+    }
+
+    /// Sends `request` (driver-created, formatted) on `target`; `on_complete` gets it back with
+    /// its ID, whether it was cancelled on purpose, and the completion. `on_complete` must call
+    /// [`finish`](Self::finish) once it (and any deferred work) is done.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        request: Request,
+        target: &IoTarget,
+        timeout: Option<Duration>,
+        stream: bool,
+        on_complete: impl FnOnce(u64, bool, Request, CompletionParams) + Send + 'static,
+    ) -> NtResult<u64> {
+        let id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            request,
+            reclaim: AtomicBool::new(false),
+        });
+        {
+            let mut state = self.state.lock();
+            if state.closed || (stream && state.stream == StreamPhase::Stopping) {
+                drop(state);
+                slot.reclaim.store(true, Ordering::Release);
+                release(slot);
+                return Err(if stream {
+                    NtStatus::CANCELLED
+                } else {
+                    NtStatus::INVALID_DEVICE_STATE
+                });
+            }
+            state.entries.push(Entry {
+                id,
+                slot: Arc::clone(&slot),
+                cancel: false,
+                stream,
+            });
+            state.outstanding += 1;
+            if state.outstanding == 1 {
+                self.idle.clear();
+            }
+        }
+        let me = Arc::clone(self);
+        slot.request.set_completion_routine(move |request, params| {
+            let cancelled = me.remove_entry(id);
+            on_complete(id, cancelled, request, params);
+        });
+        let options = SendOptions {
+            timeout,
+            ..SendOptions::default()
+        };
+        match slot.request.send(target, options) {
+            Ok(()) => {
+                // A cancel, close or stream stop that ran before the request reached the target
+                // found nothing to cancel: cancel it now.
+                let cancel = {
+                    let state = self.state.lock();
+                    state.entries.iter().any(|e| {
+                        e.id == id
+                            && (e.cancel
+                                || state.closed
+                                || (e.stream && state.stream == StreamPhase::Stopping))
+                    })
+                };
+                if cancel {
+                    slot.request.cancel_sent_request();
+                }
+                release(slot);
+                Ok(id)
+            }
+            Err(status) => {
+                self.remove_entry(id);
+                self.finish();
+                slot.reclaim.store(true, Ordering::Release);
+                release(slot);
+                Err(status)
+            }
+        }
+    }
+
+    /// Forgets a request that came back; returns whether it was cancelled on purpose.
+    fn remove_entry(&self, id: u64) -> bool {
+        let mut state = self.state.lock();
+        match state.entries.iter().position(|e| e.id == id) {
+            Some(index) => state.entries.swap_remove(index).cancel,
+            None => false,
+        }
+    }
+
+    /// One outstanding request is done (its callback returned).
+    pub(crate) fn finish(&self) {
+        let mut state = self.state.lock();
+        state.outstanding -= 1;
+        if state.outstanding == 0 {
+            self.idle.set();
+        }
+    }
+
+    /// `DMF_RequestTarget_Cancel`: true if the request was still in flight.
+    pub(crate) fn cancel(&self, id: u64) -> bool {
+        let slot = {
+            let mut state = self.state.lock();
+            let Some(entry) = state.entries.iter_mut().find(|e| e.id == id) else {
+                return false;
+            };
+            entry.cancel = true;
+            Arc::clone(&entry.slot)
+        };
+        slot.request.cancel_sent_request();
+        release(slot);
+        true
+    }
+
+    /// Cancels every request in flight (`streams_only`: the stream requests).
+    fn cancel_matching(&self, streams_only: bool) {
+        let slots: Vec<Arc<Slot>> = {
+            let mut state = self.state.lock();
+            state
+                .entries
+                .iter_mut()
+                .filter(|e| !streams_only || e.stream)
+                .map(|e| {
+                    e.cancel = true;
+                    Arc::clone(&e.slot)
+                })
+                .collect()
+        };
+        for slot in slots {
+            slot.request.cancel_sent_request();
+            release(slot);
+        }
+    }
+
+    /// Cancels every request in flight.
+    pub(crate) fn cancel_all(&self) {
+        self.cancel_matching(false);
+    }
+
+    /// Waits until nothing is outstanding (`PASSIVE_LEVEL`; never from a completion callback).
+    pub(crate) fn wait_idle(&self) {
+        let _ = self.idle.wait(None);
+    }
+
+    /// Close: refuse sends, cancel everything, wait for it, flush the work item, drop the target.
+    pub(crate) fn close(&self) {
+        self.refuse();
+        self.cancel_all();
+        self.wait_idle();
+        if let Some(work_item) = &self.work_item {
+            work_item.flush();
+        }
+        self.set_target(None);
+    }
+
+    /// Whether completions are delivered at `PASSIVE_LEVEL` from the work item.
+    pub(crate) fn is_passive(&self) -> bool {
+        self.passive
+    }
+
+    /// Runs `work` now, or from the work item at `PASSIVE_LEVEL` for a passive sender.
+    pub(crate) fn deliver(&self, work: Deferred) {
+        if self.passive {
+            self.defer(work);
+        } else {
+            work();
+        }
+    }
+
+    /// Runs `work` from the work item at `PASSIVE_LEVEL`, after the work queued before it.
+    pub(crate) fn defer(&self, work: Deferred) {
+        let Some(work_item) = &self.work_item else {
+            work();
+            return;
+        };
+        let mut state = self.state.lock();
+        state.deferred.push_back(work);
+        if !state.draining {
+            work_item.enqueue();
+        }
+    }
+
+    /// The work item: runs deferred work in order, one at a time.
+    fn drain(&self) {
+        {
+            let mut state = self.state.lock();
+            if state.draining {
+                return;
+            }
+            state.draining = true;
+        }
+        loop {
+            let work = {
+                let mut state = self.state.lock();
+                if let Some(work) = state.deferred.pop_front() {
+                    work
+                } else {
+                    state.draining = false;
+                    return;
+                }
+            };
+            work();
+        }
+    }
+
+    /// Sends one request for a client: `callback` gets the completion (`inline`: in the
+    /// completion context even for a passive sender — for waiters).
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        format: &Format<'_>,
+        timeout: Option<Duration>,
+        inline: bool,
+        callback: SendCallback,
+    ) -> NtResult<RequestId> {
+        let target = {
+            let state = self.state.lock();
+            if state.closed {
+                return Err(NtStatus::INVALID_DEVICE_STATE);
+            }
+            state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
+        };
+        let request = target.create_request()?;
+        if let Err(status) = format_request(&request, format) {
+            let _ = request.delete();
+            return Err(status);
+        }
+        let deadline = timeout.map(|t| Clock::now() + t);
+        let me = Arc::clone(self);
+        self.start(
+            request,
+            &target,
+            timeout,
+            false,
+            move |id, cancelled, request, params| {
+                let output = output_of(&request, params.information);
+                let _ = request.delete();
+                let timed_out = params.status == NtStatus::CANCELLED
+                    && !cancelled
+                    && deadline.is_some_and(|d| Clock::now() >= d);
+                let completion = SendCompletion {
+                    id: RequestId(id),
+                    status: if timed_out {
+                        NtStatus::IO_TIMEOUT
+                    } else {
+                        params.status
+                    },
+                    information: params.information,
+                    output,
+                };
+                if inline {
+                    callback(completion);
+                    me.finish();
+                } else {
+                    let sender = Arc::clone(&me);
+                    me.deliver(Box::new(move || {
+                        callback(completion);
+                        sender.finish();
+                    }));
+                }
+            },
+        )
+        .map(RequestId)
+    }
+
+    /// `SendSynchronously` (`PASSIVE_LEVEL`): the output bytes and the information.
+    pub(crate) fn send_synchronously(
+        self: &Arc<Self>,
+        format: &Format<'_>,
+        timeout: Option<Duration>,
+    ) -> NtResult<(Vec<u8>, usize)> {
+        if CurrentIrql::current() != Irql::Passive {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        let waiter = Arc::new(Waiter {
+            done: Event::new(EventKind::Notification, false),
+            result: ModuleLock::new(LockKind::Spin, None)?,
+        });
+        let w = Arc::clone(&waiter);
+        self.send(
+            format,
+            timeout,
+            true,
+            Box::new(move |completion| {
+                *w.result.lock() = Some(completion);
+                w.done.set();
+            }),
+        )?;
+        let _ = waiter.done.wait(None);
+        let completion = waiter
+            .result
+            .lock()
+            .take()
+            .ok_or(NtStatus::INTERNAL_ERROR)?;
+        if completion.status.is_success() {
+            Ok((completion.output, completion.information))
+        } else {
+            Err(completion.status)
+        }
+    }
+
+    // ------------------------------------------------------------------ streaming counters
+
+    /// Marks streaming started with `count` requests; `Err(STATUS_DEVICE_BUSY)` while a stop is
+    /// in progress, `Ok(false)` if it was already running.
+    pub(crate) fn stream_begin(&self, count: usize) -> NtResult<bool> {
+        let mut state = self.state.lock();
+        if state.closed || state.target.is_none() {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        match state.stream {
+            StreamPhase::Running => return Ok(false),
+            StreamPhase::Stopping => return Err(NtStatus::DEVICE_BUSY),
+            StreamPhase::Idle => {}
+        }
+        state.stream = StreamPhase::Running;
+        state.stream_active = count;
+        self.stream_idle.clear();
+        Ok(true)
+    }
+
+    /// One stream request ended (stopped, failed to resend, or never sent).
+    pub(crate) fn stream_end_one(&self) {
+        let mut state = self.state.lock();
+        state.stream_active -= 1;
+        if state.stream_active == 0 {
+            state.stream = StreamPhase::Idle;
+            self.stream_idle.set();
+        }
+    }
+
+    /// Whether streaming is stopping (no resend).
+    pub(crate) fn stream_stopping(&self) -> bool {
+        let state = self.state.lock();
+        state.stream == StreamPhase::Stopping || state.closed
+    }
+
+    /// Whether streaming runs.
+    pub(crate) fn stream_running(&self) -> bool {
+        self.state.lock().stream != StreamPhase::Idle
+    }
+
+    /// `StreamStop`: no resend from now on; cancels the stream requests in flight.
+    pub(crate) fn stream_stop(&self) {
+        {
+            let mut state = self.state.lock();
+            if state.stream != StreamPhase::Running {
+                return;
+            }
+            state.stream = StreamPhase::Stopping;
+        }
+        self.cancel_matching(true);
+    }
+
+    /// Waits until no stream request is active (`PASSIVE_LEVEL`; never from a callback).
+    pub(crate) fn stream_wait(&self) {
+        let _ = self.stream_idle.wait(None);
+    }
+}
+
+struct Waiter {
+    done: Event,
+    result: ModuleLock<Option<SendCompletion>>,
+}
+
+/// One-shot requests to an I/O target. See the [module documentation](self).
+#[dmf_module(crate = dmf_core, config = (), context = Context, open = Create, lock = DispatchMaximum)]
+pub struct RequestTarget;
+
+#[derive(Default)]
+struct Context {
+    sender: Option<Arc<Sender>>,
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for RequestTarget {
+    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        let sender = Sender::new(module.name(), module.is_passive_level())?;
+        module.lock().sender = Some(sender);
+        Ok(())
+    }
+
+    fn close(module: &Dispatched<'_, Self>) {
+        let sender = module.lock().sender.take();
+        if let Some(sender) = sender {
+            sender.close();
+        }
+    }
+}
+
+impl RequestTarget {
+    fn sender(&self) -> NtResult<(dmf_core::module::Method<'_, RequestTarget>, Arc<Sender>)> {
+        let module = self.enter()?;
+        let sender = module
+            .lock()
+            .sender
+            .clone()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        Ok((module, sender))
+    }
+
+    /// `DMF_RequestTarget_IoTargetSet`: sends go to `target` from now on.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn io_target_set(&self, target: IoTarget) -> NtResult<()> {
+        let (_module, sender) = self.sender()?;
+        sender.set_target(Some(target));
+        Ok(())
+    }
+
+    /// `DMF_RequestTarget_IoTargetClear`: no target from now on (sends fail with
+    /// `STATUS_INVALID_DEVICE_STATE`); the requests in flight are cancelled.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn io_target_clear(&self) -> NtResult<()> {
+        let (_module, sender) = self.sender()?;
+        sender.set_target(None);
+        sender.cancel_all();
+        Ok(())
+    }
+
+    /// `io_target_clear`, then waits until every request in flight came back (`PASSIVE_LEVEL`).
+    pub(crate) fn clear_and_wait(&self) -> NtResult<()> {
+        let (_module, sender) = self.sender()?;
+        sender.set_target(None);
+        sender.cancel_all();
+        sender.wait_idle();
+        Ok(())
+    }
+
+    /// `DMF_RequestTarget_SendSynchronously` (`PASSIVE_LEVEL`): sends a `kind` request with
+    /// `input` and room for `output_length` bytes (`ioctl` for IOCTLs) and waits for it, at most
+    /// `timeout`. Returns the output bytes (at most the information) and the information.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target (or above PASSIVE_LEVEL); the
+    /// completion status; `STATUS_IO_TIMEOUT` when the time-out expired.
+    pub fn send_synchronously(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+    ) -> NtResult<(Vec<u8>, usize)> {
+        let (_module, sender) = self.sender()?;
+        sender.send_synchronously(
+            &Format {
+                kind,
+                ioctl,
+                input,
+                output_length,
+            },
+            timeout,
+        )
+    }
+
+    /// `DMF_RequestTarget_SendEx`: sends a request and returns at once with its ID; `callback`
+    /// runs exactly once when it comes back (cancelled and timed-out requests included).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; the status of a send that did not
+    /// reach the target (the callback is then not called).
+    pub fn send(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        let (_module, sender) = self.sender()?;
+        sender.send(
+            &Format {
+                kind,
+                ioctl,
+                input,
+                output_length,
+            },
+            timeout,
+            false,
+            Box::new(callback),
+        )
+    }
+
+    /// `DMF_RequestTarget_Cancel`: asks the target to cancel request `id`; `true` if it was still
+    /// in flight (its callback then reports how it ended). IDs of completed requests are ignored.
+    pub fn cancel(&self, id: RequestId) -> bool {
+        match self.sender() {
+            Ok((_module, sender)) => sender.cancel(id.0),
+            Err(_) => false,
+        }
+    }
+}

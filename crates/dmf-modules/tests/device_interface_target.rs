@@ -1,0 +1,595 @@
+//! DeviceInterfaceTarget (dmf-upstream §5.7, §3.1): a SwitchBar-like client driver waits for the
+//! OSR FX2 interface, streams `GET_INTERRUPT_MESSAGE` through the Module and mirrors the switches
+//! onto the bar graph; the FX2 board is unplugged and replugged mid-stream, removal is vetoed and
+//! cancelled, and a seeded churn of arrivals and removals runs with I/O in flight (modelled on C
+//! DMF's Tests_DeviceInterfaceTarget, dmf-upstream §4).
+#![cfg(feature = "sim")]
+#![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
+
+mod task_support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dmf_core::module::{
+    Added, CollectionConfig, ModuleCollection, ModuleHandle, ModuleInit, ModuleState,
+};
+use dmf_core::platform::contract::device::{Guid, PlatformDeviceInit};
+use dmf_core::platform::contract::io::{IoTargetState, PlatformIoTarget};
+use dmf_core::platform::contract::{EventKind, Irql, PlatformEvent, PlatformIrql};
+use dmf_core::platform::{simulator, CurrentIrql, Device, DriverConfig, Event, PnpPowerCallbacks};
+use dmf_core::NtStatus;
+use dmf_modules::continuous_request_target::{
+    BufferDisposition, ContinuousRequestTargetConfig, StreamMode,
+};
+use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
+use dmf_modules::request_target::RequestKind;
+use kmdf_sim::fx2::ioctl::{
+    GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+    IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+};
+use kmdf_sim::fx2::Fx2Board;
+use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
+use kmdf_sim::Machine;
+use task_support::{assert_clean, seed, Rng};
+
+// ---------------------------------------------------------------------------- client driver
+
+type Collection = Arc<OnceLock<ModuleCollection>>;
+type Slot = Arc<Mutex<Option<(Device, Collection)>>>;
+
+/// A client driver: its device owns a ModuleCollection built by `modules_add`, driven from the
+/// device's PnP/power callbacks (what the DMF device integration will do).
+fn client_driver(
+    modules_add: Arc<dyn Fn(&mut ModuleInit) + Send + Sync>,
+    slot: &Slot,
+) -> DriverConfig {
+    let slot = Arc::clone(slot);
+    DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            let modules: Collection = Arc::default();
+            let mut pnp = PnpPowerCallbacks::default();
+            let m = Arc::clone(&modules);
+            pnp.prepare_hardware = Some(Arc::new(move |_d: &Device, r| {
+                m.get().map_or(Ok(()), |c| c.prepare_hardware(r))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.release_hardware = Some(Arc::new(move |_d: &Device, r| {
+                m.get().map_or(Ok(()), |c| c.release_hardware(r))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.d0_entry = Some(Arc::new(move |_d: &Device, p| {
+                m.get().map_or(Ok(()), |c| c.d0_entry(p))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.d0_exit = Some(Arc::new(move |_d: &Device, t| {
+                m.get().map_or(Ok(()), |c| c.d0_exit(t))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.self_managed_io_cleanup = Some(Arc::new(move |_d: &Device| {
+                if let Some(c) = m.get() {
+                    c.destroy();
+                }
+            }));
+            init.set_pnp_power_callbacks(pnp);
+            let device = init.create_device()?;
+            let mut module_init = ModuleInit::new();
+            modules_add(&mut module_init);
+            let collection = ModuleCollection::create(
+                module_init,
+                CollectionConfig {
+                    device: Some(device.clone()),
+                    ..CollectionConfig::default()
+                },
+            )?;
+            let _ = modules.set(collection);
+            *slot.lock().unwrap() = Some((device, modules));
+            Ok(())
+        }),
+        unload: None,
+    }
+}
+
+const FX2: Guid = Guid::new(
+    GUID_DEVINTERFACE_OSRUSBFX2.data1,
+    GUID_DEVINTERFACE_OSRUSBFX2.data2,
+    GUID_DEVINTERFACE_OSRUSBFX2.data3,
+    GUID_DEVINTERFACE_OSRUSBFX2.data4,
+);
+
+/// What the client saw.
+#[derive(Default)]
+struct Events {
+    post_open: AtomicUsize,
+    pre_close: AtomicUsize,
+    switches: Mutex<Vec<u8>>,
+    errors: AtomicUsize,
+}
+
+/// SwitchBar's mapping: rotate the switch byte by 5 and invert it.
+fn bars(switches: u8) -> u8 {
+    !switches.rotate_left(5)
+}
+
+/// SwitchBar's "read switches, set bar graph" through the Module.
+fn mirror(target: &DeviceInterfaceTarget) -> Result<u8, NtStatus> {
+    let (out, _) = target.send_synchronously(
+        RequestKind::Ioctl,
+        &[],
+        1,
+        IOCTL_OSRUSBFX2_READ_SWITCHES,
+        None,
+    )?;
+    target.send_synchronously(
+        RequestKind::Ioctl,
+        &[bars(out[0])],
+        0,
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+        None,
+    )?;
+    Ok(out[0])
+}
+
+struct Options {
+    mode: Option<StreamMode>,
+    passive: bool,
+    veto: Option<Arc<AtomicBool>>,
+}
+
+fn switchbar_config(events: &Arc<Events>, options: &Options) -> DeviceInterfaceTargetConfig {
+    let mut config = DeviceInterfaceTargetConfig::new(FX2);
+    if let Some(mode) = options.mode {
+        config.stream = Some(ContinuousRequestTargetConfig {
+            request_count: 1,
+            request_type: RequestKind::Ioctl,
+            ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            output_buffer_size: 1,
+            mode,
+            ..ContinuousRequestTargetConfig::default()
+        });
+        let events = Arc::clone(events);
+        let passive = options.passive;
+        config.output_callback = Some(Arc::new(move |target, completion| {
+            if !completion.status.is_success() {
+                events.errors.fetch_add(1, Ordering::SeqCst);
+                return BufferDisposition::StopStreaming;
+            }
+            if passive {
+                assert_eq!(CurrentIrql::current(), Irql::Passive);
+                // SwitchBar: sends at PASSIVE_LEVEL from the callback.
+                if mirror(target).is_err() {
+                    events.errors.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            events.switches.lock().unwrap().push(completion.output[0]);
+            BufferDisposition::ContinueStreaming
+        }));
+    }
+    if let Some(veto) = &options.veto {
+        let veto = Arc::clone(veto);
+        config.query_remove = Some(Arc::new(move |_target| !veto.load(Ordering::SeqCst)));
+    }
+    config
+}
+
+/// The machine, the client device with a DeviceInterfaceTarget, no FX2 yet.
+struct Fixture {
+    machine: Machine,
+    node: DeviceNode,
+    target: DeviceInterfaceTarget,
+    events: Arc<Events>,
+}
+
+fn fixture(options: &Options) -> Fixture {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let events = Arc::new(Events::default());
+    let token: Arc<Mutex<Option<Added<DeviceInterfaceTarget>>>> = Arc::default();
+    let (t, e) = (Arc::clone(&token), Arc::clone(&events));
+    let config = switchbar_config(&events, options);
+    let (manual, passive) = (options.mode == Some(StreamMode::Manual), options.passive);
+    let slot = Slot::default();
+    simulator::install_driver(
+        &machine,
+        "switchbar",
+        client_driver(
+            Arc::new(move |init: &mut ModuleInit| {
+                let (e1, e2) = (Arc::clone(&e), Arc::clone(&e));
+                let spec = DeviceInterfaceTarget::with(config.clone())
+                    .passive_level(passive)
+                    .on_post_open(move |target| {
+                        e1.post_open.fetch_add(1, Ordering::SeqCst);
+                        assert!(target.get_target().is_ok());
+                        if manual {
+                            target.stream_start().unwrap();
+                            let _ = mirror(target);
+                        }
+                    })
+                    .on_pre_close(move |target| {
+                        e2.pre_close.fetch_add(1, Ordering::SeqCst);
+                        if manual {
+                            target.stream_stop().unwrap();
+                        }
+                    });
+                *t.lock().unwrap() = Some(init.add(spec));
+            }),
+            &slot,
+        ),
+    );
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\SWITCHBAR", "switchbar"))
+        .unwrap();
+    assert_eq!(node.state(), NodeState::Started);
+    let (_device, modules) = slot.lock().unwrap().clone().unwrap();
+    let target = modules
+        .get()
+        .unwrap()
+        .get(token.lock().unwrap().unwrap())
+        .unwrap();
+    Fixture {
+        machine,
+        node,
+        target,
+        events,
+    }
+}
+
+/// Plugs a board (new or replugged) as an FX2 device node.
+fn plug(machine: &Machine, board: &Fx2Board) -> DeviceNode {
+    kmdf_sim::fx2::driver::install(machine, board).unwrap()
+}
+
+/// Unplugs the board: surprise removal of its node.
+fn unplug(board: &Fx2Board, node: &DeviceNode) {
+    board.unplug();
+    node.surprise_remove().unwrap();
+}
+
+impl Events {
+    /// The switch bytes seen, consecutive repeats folded: the FX2 driver completes every request
+    /// parked while it loops over its queue, so a request resent on another processor during
+    /// that loop sees the same byte again (as on real hardware).
+    fn changes(&self) -> Vec<u8> {
+        let mut seen = self.switches.lock().unwrap().clone();
+        seen.dedup();
+        seen
+    }
+}
+
+impl Fixture {
+    fn flip(&self, board: &Fx2Board, switch: u8) {
+        board.flip_switch(switch).unwrap();
+        self.machine.settle();
+    }
+
+    fn finish(self, fx2: Option<DeviceNode>, seed: u64) {
+        let _bound = self.machine.enter();
+        self.node.remove().unwrap();
+        assert_ne!(self.target.state(), ModuleState::Opened);
+        if let Some(fx2) = fx2 {
+            fx2.remove().unwrap();
+        }
+        assert_clean(&self.machine, seed);
+    }
+}
+
+// ---------------------------------------------------------------------------- scenarios
+
+/// SwitchBar1 (manual streaming, PASSIVE): the FX2 arrives after the client started →
+/// PostOpen starts streaming; switch flips reach the callback, which mirrors them on the bar
+/// graph; unplug mid-stream closes the Module (PreClose) and its Methods fail; a replug resumes.
+#[test]
+fn device_interface_target_switchbar_survives_unplug_and_replug() {
+    let f = fixture(&Options {
+        mode: Some(StreamMode::Manual),
+        passive: true,
+        veto: None,
+    });
+    let bound = f.machine.enter();
+    assert_eq!(
+        f.target.get_target().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 1);
+    assert!(f.target.is_streaming());
+    assert_eq!(
+        f.target.get_target().unwrap().state(),
+        IoTargetState::Started
+    );
+    assert_eq!(
+        board.snapshot().bar_graph.raw(),
+        bars(0),
+        "PostOpen mirrored the switches"
+    );
+    for switch in [1u8, 4, 8] {
+        f.flip(&board, switch);
+        let raw = board.switches().raw();
+        assert_eq!(f.events.switches.lock().unwrap().last(), Some(&raw));
+        assert_eq!(board.snapshot().bar_graph.raw(), bars(raw));
+    }
+    // Unplug mid-stream.
+    unplug(&board, &fx2);
+    f.machine.settle();
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 1);
+    assert_ne!(f.target.state(), ModuleState::Opened);
+    assert_eq!(
+        f.target.get_target().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_eq!(
+        f.target
+            .send_synchronously(
+                RequestKind::Ioctl,
+                &[],
+                1,
+                IOCTL_OSRUSBFX2_READ_SWITCHES,
+                None
+            )
+            .err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert!(!f.target.is_streaming());
+    // Replug: streaming resumes.
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 2);
+    f.flip(&board, 2);
+    let raw = board.switches().raw();
+    assert_eq!(f.events.switches.lock().unwrap().last(), Some(&raw));
+    assert_eq!(board.snapshot().bar_graph.raw(), bars(raw));
+    assert_eq!(f.events.errors.load(Ordering::SeqCst), 0);
+    drop(bound);
+    f.finish(Some(fx2), 0);
+}
+
+/// SwitchBar2 (automatic streaming, DISPATCH): the FX2 is present before the client starts;
+/// streaming runs without PostOpen help; an orderly removal (query-remove, remove) closes and
+/// a replug reopens.
+#[test]
+fn device_interface_target_automatic_streaming_across_orderly_removal() {
+    let machine_board = Fx2Board::new();
+    let f = fixture(&Options {
+        mode: Some(StreamMode::Automatic),
+        passive: false,
+        veto: None,
+    });
+    let bound = f.machine.enter();
+    let fx2 = plug(&f.machine, &machine_board);
+    f.machine.settle();
+    assert!(f.target.is_streaming());
+    f.flip(&machine_board, 3);
+    assert_eq!(f.events.changes(), [0b100]);
+    fx2.remove().unwrap();
+    f.machine.settle();
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        f.target.get_target().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    let fx2 = plug(&f.machine, &machine_board);
+    f.machine.settle();
+    assert!(f.target.is_streaming());
+    f.flip(&machine_board, 3);
+    assert_eq!(f.events.changes(), [0b100, 0]);
+    assert_eq!(f.events.errors.load(Ordering::SeqCst), 0);
+    drop(bound);
+    f.finish(Some(fx2), 0);
+}
+
+/// Query-remove: the client's veto keeps the target open and streaming; without it the target
+/// closes for query-remove (PreClose) and a cancelled removal reopens it (PostOpen again).
+#[test]
+fn device_interface_target_query_remove_veto_and_remove_cancel() {
+    let veto = Arc::new(AtomicBool::new(true));
+    let f = fixture(&Options {
+        mode: Some(StreamMode::Automatic),
+        passive: false,
+        veto: Some(Arc::clone(&veto)),
+    });
+    let bound = f.machine.enter();
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    assert!(fx2.remove().is_err(), "vetoed");
+    assert_eq!(fx2.state(), NodeState::Started);
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 0);
+    assert!(f.target.is_streaming());
+    f.flip(&board, 1);
+    assert_eq!(f.events.changes(), [1]);
+
+    veto.store(false, Ordering::SeqCst);
+    fx2.query_remove().unwrap();
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        f.target.get_target().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    fx2.cancel_remove().unwrap();
+    f.machine.settle();
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 2);
+    assert!(f.target.is_streaming());
+    assert_eq!(
+        f.target.get_target().unwrap().state(),
+        IoTargetState::Started
+    );
+    f.flip(&board, 1);
+    assert_eq!(f.events.changes(), [1, 0]);
+    // A query-remove followed by the removal closes for good.
+    fx2.remove().unwrap();
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 2);
+    assert_eq!(f.target.state(), ModuleState::Closed);
+    drop(bound);
+    f.finish(None, 0);
+}
+
+/// Without a stream config the Module is RequestTarget-only: one-shot sends work while the
+/// target is open, streaming Methods are refused, and asynchronous sends in flight are
+/// cancelled by a removal (their callbacks still run once).
+#[test]
+fn device_interface_target_request_target_only_mode() {
+    let f = fixture(&Options {
+        mode: None,
+        passive: false,
+        veto: None,
+    });
+    let bound = f.machine.enter();
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    assert_eq!(mirror(&f.target), Ok(0));
+    assert_eq!(
+        f.target.stream_start(),
+        Err(NtStatus::INVALID_DEVICE_REQUEST)
+    );
+    assert!(f.target.symbolic_link().is_ok());
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..3 {
+        let s = Arc::clone(&statuses);
+        f.target
+            .send(
+                RequestKind::Ioctl,
+                &[],
+                1,
+                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                None,
+                move |c| s.lock().unwrap().push(c.status),
+            )
+            .unwrap();
+    }
+    f.flip(&board, 5);
+    assert_eq!(*statuses.lock().unwrap(), [NtStatus::SUCCESS; 3]);
+    for _ in 0..2 {
+        let s = Arc::clone(&statuses);
+        f.target
+            .send(
+                RequestKind::Ioctl,
+                &[],
+                1,
+                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                None,
+                move |c| s.lock().unwrap().push(c.status),
+            )
+            .unwrap();
+    }
+    unplug(&board, &fx2);
+    f.machine.settle();
+    let statuses = statuses.lock().unwrap().clone();
+    assert_eq!(statuses.len(), 5);
+    assert!(
+        statuses[3..].iter().all(|s| !s.is_success()),
+        "{statuses:?}"
+    );
+    drop(bound);
+    f.finish(None, 0);
+}
+
+/// Seeded churn: a system thread keeps synchronous and asynchronous I/O going while the test
+/// unplugs/replugs, removes/replugs, query-removes/cancels and flips switches in random order;
+/// every accepted asynchronous send completes exactly once, the Module ends closed, the machine
+/// clean.
+#[test]
+fn device_interface_target_seeded_arrival_removal_churn() {
+    let seed = seed(
+        "device_interface_target_seeded_arrival_removal_churn",
+        0x5EED_0003,
+    );
+    let f = fixture(&Options {
+        mode: Some(StreamMode::Automatic),
+        passive: true,
+        veto: None,
+    });
+    let bound = f.machine.enter();
+    let board = Fx2Board::new();
+    let mut fx2 = Some(plug(&f.machine, &board));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (accepted, completed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let io = {
+        let (target, stop, accepted, completed) = (
+            f.target.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&accepted),
+            Arc::clone(&completed),
+        );
+        let mut rng = Rng::new(seed ^ 0x10);
+        kmdf_sim::exec::SystemThread::spawn(&f.machine, "io", move || {
+            let nap = Event::new(EventKind::Notification, false);
+            while !stop.load(Ordering::SeqCst) {
+                if rng.below(2) == 0 {
+                    // Completes at once, or fails: the target is gone or going.
+                    let _ = mirror(&target);
+                } else {
+                    let c = Arc::clone(&completed);
+                    let sent = target.send(
+                        RequestKind::Ioctl,
+                        &[],
+                        1,
+                        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                        Some(Duration::from_millis(3)),
+                        move |_| {
+                            c.fetch_add(1, Ordering::SeqCst);
+                        },
+                    );
+                    if sent.is_ok() {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                let _ = nap.wait(Some(Duration::from_millis(1)));
+            }
+        })
+        .unwrap()
+    };
+    let mut rng = Rng::new(seed);
+    for _ in 0..40 {
+        match (rng.below(5), fx2.take()) {
+            (0, Some(node)) => unplug(&board, &node),
+            (1, Some(node)) => node.remove().unwrap(),
+            (2, Some(node)) => {
+                node.query_remove().unwrap();
+                f.machine.advance(Duration::from_millis(1));
+                node.cancel_remove().unwrap();
+                fx2 = Some(node);
+            }
+            (_, Some(node)) => {
+                let _ = board.flip_switch(u8::try_from(rng.below(8) + 1).unwrap());
+                fx2 = Some(node);
+            }
+            (_, None) => {
+                board.plug_in();
+                fx2 = Some(plug(&f.machine, &board));
+            }
+        }
+        f.machine.advance(Duration::from_millis(rng.below(4) + 1));
+        let open = fx2.is_some();
+        assert_eq!(
+            f.target.state() == ModuleState::Opened,
+            open,
+            "seed {seed}: the Module is open exactly while the FX2 is there"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    f.machine.advance(Duration::from_millis(5));
+    io.wait(None);
+    f.machine.advance(Duration::from_millis(10));
+    assert_eq!(
+        f.events.post_open.load(Ordering::SeqCst),
+        f.events.pre_close.load(Ordering::SeqCst) + usize::from(fx2.is_some()),
+        "seed {seed}"
+    );
+    eprintln!(
+        "seed {seed}: {} arrivals, {} asynchronous sends, {} switch changes seen",
+        f.events.post_open.load(Ordering::SeqCst),
+        accepted.load(Ordering::SeqCst),
+        f.events.switches.lock().unwrap().len()
+    );
+    drop(bound);
+    let (accepted, completed) = (Arc::clone(&accepted), Arc::clone(&completed));
+    f.finish(fx2, seed);
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        accepted.load(Ordering::SeqCst),
+        "seed {seed}: every accepted send completed exactly once"
+    );
+}

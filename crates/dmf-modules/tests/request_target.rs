@@ -1,0 +1,640 @@
+//! RequestTarget (dmf-upstream §5.6): one-shot sends to the OSR FX2 function driver through a
+//! remote I/O target, from a small client driver written against `dmf_core::platform` whose
+//! device owns a ModuleCollection (modelled on C DMF's Tests_DefaultTarget / Tests_SelfTarget,
+//! dmf-upstream §4).
+#![cfg(feature = "sim")]
+#![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
+
+mod task_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dmf_core::module::{Added, CollectionConfig, ModuleCollection, ModuleHandle, ModuleInit};
+use dmf_core::platform::contract::device::{PlatformDevice, PlatformDeviceInit};
+use dmf_core::platform::contract::io::PlatformIoTarget;
+use dmf_core::platform::contract::{Irql, PlatformIrql};
+use dmf_core::platform::{
+    simulator, CurrentIrql, Device, DriverConfig, IoTarget, PnpPowerCallbacks, TargetOpenParams,
+};
+use dmf_core::NtStatus;
+use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use kmdf_sim::exec::SystemThread;
+use kmdf_sim::fx2::ioctl::{
+    GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+    IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+};
+use kmdf_sim::fx2::{Fx2Board, SwitchState};
+use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
+use kmdf_sim::Machine;
+use task_support::{assert_clean, seed, Rng};
+
+// ---------------------------------------------------------------------------- client driver
+
+type Collection = Arc<OnceLock<ModuleCollection>>;
+type Slot = Arc<Mutex<Option<(Device, Collection)>>>;
+
+/// A client driver: its device owns a ModuleCollection built by `modules_add`, driven from the
+/// device's PnP/power callbacks (what the DMF device integration will do).
+fn client_driver(
+    modules_add: Arc<dyn Fn(&mut ModuleInit) + Send + Sync>,
+    slot: &Slot,
+) -> DriverConfig {
+    let slot = Arc::clone(slot);
+    DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            let modules: Collection = Arc::default();
+            let mut pnp = PnpPowerCallbacks::default();
+            let m = Arc::clone(&modules);
+            pnp.prepare_hardware = Some(Arc::new(move |_d: &Device, r| {
+                m.get().map_or(Ok(()), |c| c.prepare_hardware(r))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.release_hardware = Some(Arc::new(move |_d: &Device, r| {
+                m.get().map_or(Ok(()), |c| c.release_hardware(r))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.d0_entry = Some(Arc::new(move |_d: &Device, p| {
+                m.get().map_or(Ok(()), |c| c.d0_entry(p))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.d0_exit = Some(Arc::new(move |_d: &Device, t| {
+                m.get().map_or(Ok(()), |c| c.d0_exit(t))
+            }));
+            let m = Arc::clone(&modules);
+            pnp.self_managed_io_cleanup = Some(Arc::new(move |_d: &Device| {
+                if let Some(c) = m.get() {
+                    c.destroy();
+                }
+            }));
+            init.set_pnp_power_callbacks(pnp);
+            let device = init.create_device()?;
+            let mut module_init = ModuleInit::new();
+            modules_add(&mut module_init);
+            let collection = ModuleCollection::create(
+                module_init,
+                CollectionConfig {
+                    device: Some(device.clone()),
+                    ..CollectionConfig::default()
+                },
+            )?;
+            let _ = modules.set(collection);
+            *slot.lock().unwrap() = Some((device, modules));
+            Ok(())
+        }),
+        unload: None,
+    }
+}
+
+/// A machine with an FX2 board and its driver, and the client device with one RequestTarget
+/// whose target is a remote target opened on the FX2 interface.
+struct Fixture {
+    machine: Machine,
+    board: Fx2Board,
+    fx2: DeviceNode,
+    node: DeviceNode,
+    target: RequestTarget,
+    io_target: IoTarget,
+}
+
+fn fixture(passive: bool) -> Fixture {
+    let machine = Machine::new();
+    let board = Fx2Board::new();
+    let fx2 = kmdf_sim::fx2::driver::install(&machine, &board).unwrap();
+    let _bound = machine.enter();
+    let token: Arc<Mutex<Option<Added<RequestTarget>>>> = Arc::default();
+    let t = Arc::clone(&token);
+    let slot = Slot::default();
+    simulator::install_driver(
+        &machine,
+        "rtclient",
+        client_driver(
+            Arc::new(move |init: &mut ModuleInit| {
+                *t.lock().unwrap() = Some(init.add(RequestTarget::with(()).passive_level(passive)));
+            }),
+            &slot,
+        ),
+    );
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\RTCLIENT", "rtclient"))
+        .unwrap();
+    assert_eq!(node.state(), NodeState::Started);
+    let (device, modules) = slot.lock().unwrap().clone().unwrap();
+    let target = modules
+        .get()
+        .unwrap()
+        .get(token.lock().unwrap().unwrap())
+        .unwrap();
+    let link = kmdf_sim::interface::interfaces_of_class(&machine, GUID_DEVINTERFACE_OSRUSBFX2)
+        .pop()
+        .unwrap();
+    let io_target = device.create_io_target().unwrap();
+    io_target.open(TargetOpenParams::by_name(&link)).unwrap();
+    target.io_target_set(io_target.clone()).unwrap();
+    Fixture {
+        machine,
+        board,
+        fx2,
+        node,
+        target,
+        io_target,
+    }
+}
+
+impl Fixture {
+    /// Removes the client device (closing the Module), then the FX2 device; checks the machine.
+    fn finish(self, seed: u64) {
+        let _bound = self.machine.enter();
+        self.node.remove().unwrap();
+        assert!(self.target.state() != dmf_core::module::ModuleState::Opened);
+        self.fx2.remove().unwrap();
+        assert_clean(&self.machine, seed);
+    }
+}
+
+type Completions = Arc<Mutex<Vec<SendCompletion>>>;
+
+fn recorder(log: &Completions) -> impl FnOnce(SendCompletion) + Send + 'static {
+    let log = Arc::clone(log);
+    move |c| log.lock().unwrap().push(c)
+}
+
+// ---------------------------------------------------------------------------- scenarios
+
+/// Synchronous sends: output bytes and information come back; zero-size buffers; errors are
+/// statuses; no target → STATUS_INVALID_DEVICE_STATE.
+#[test]
+fn request_target_sends_synchronously() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    f.board.set_switches(SwitchState::from_raw(0b1010_0101));
+    assert_eq!(
+        f.target.send_synchronously(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_READ_SWITCHES,
+            None
+        ),
+        Ok((vec![0b1010_0101], 1))
+    );
+    assert_eq!(
+        f.target.send_synchronously(
+            RequestKind::Ioctl,
+            &[0x3C],
+            0,
+            IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+            None
+        ),
+        Ok((vec![], 0))
+    );
+    assert_eq!(f.board.snapshot().bar_graph.raw(), 0x3C);
+    // Zero-size buffers reach the driver, which refuses them.
+    assert_eq!(
+        f.target.send_synchronously(
+            RequestKind::Ioctl,
+            &[],
+            0,
+            IOCTL_OSRUSBFX2_READ_SWITCHES,
+            None
+        ),
+        Err(NtStatus::BUFFER_TOO_SMALL)
+    );
+    assert_eq!(
+        f.target.send_synchronously(
+            RequestKind::Ioctl,
+            &[],
+            0,
+            IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+            None
+        ),
+        Err(NtStatus::BUFFER_TOO_SMALL)
+    );
+    assert_eq!(
+        f.target
+            .send_synchronously(RequestKind::Ioctl, &[], 4, 0x5500_6FFC, None),
+        Err(NtStatus::INVALID_DEVICE_REQUEST)
+    );
+    // Bulk loopback through write and read requests.
+    assert_eq!(
+        f.target
+            .send_synchronously(RequestKind::Write, b"hello", 0, 0, None),
+        Ok((vec![], 5))
+    );
+    assert_eq!(
+        f.target
+            .send_synchronously(RequestKind::Read, &[], 16, 0, None),
+        Ok((b"hello".to_vec(), 5))
+    );
+    f.target.io_target_clear().unwrap();
+    assert_eq!(
+        f.target.send_synchronously(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_READ_SWITCHES,
+            None
+        ),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
+    f.target.io_target_set(f.io_target.clone()).unwrap();
+    assert!(f
+        .target
+        .send_synchronously(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_READ_SWITCHES,
+            None
+        )
+        .is_ok());
+    drop(bound);
+    f.finish(0);
+}
+
+/// Asynchronous sends: each callback runs exactly once with its own ID, which is unique and
+/// increasing; a pended request completes when the hardware event comes.
+#[test]
+fn request_target_sends_asynchronously() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let log = Completions::default();
+    f.board.set_switches(SwitchState::from_raw(0x81));
+    let a = f
+        .target
+        .send(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_READ_SWITCHES,
+            None,
+            recorder(&log),
+        )
+        .unwrap();
+    let pended = f
+        .target
+        .send(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            None,
+            recorder(&log),
+        )
+        .unwrap();
+    assert!(pended > a);
+    f.machine.settle();
+    assert_eq!(
+        log.lock().unwrap().len(),
+        1,
+        "the interrupt message is parked"
+    );
+    f.board.flip_switch(2).unwrap();
+    f.machine.settle();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            SendCompletion {
+                id: a,
+                status: NtStatus::SUCCESS,
+                information: 1,
+                output: vec![0x81]
+            },
+            SendCompletion {
+                id: pended,
+                status: NtStatus::SUCCESS,
+                information: 1,
+                output: vec![0x83]
+            },
+        ]
+    );
+    drop(bound);
+    f.finish(0);
+}
+
+/// Cancel: the callback reports STATUS_CANCELLED once; a second cancel and a cancel of a
+/// completed or unknown ID return false and touch nothing.
+#[test]
+fn request_target_cancels_by_id() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let log = Completions::default();
+    let id = f
+        .target
+        .send(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            None,
+            recorder(&log),
+        )
+        .unwrap();
+    assert!(f.target.cancel(id));
+    f.machine.settle();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [SendCompletion {
+            id,
+            status: NtStatus::CANCELLED,
+            information: 0,
+            output: vec![]
+        }]
+    );
+    assert!(
+        !f.target.cancel(id),
+        "a completed ID is not cancelled again"
+    );
+    assert!(!f.target.cancel(RequestId::from_raw(u64::MAX)));
+    // A later request never gets the old ID, and a stale cancel does not reach it.
+    let next = f
+        .target
+        .send(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            None,
+            recorder(&log),
+        )
+        .unwrap();
+    assert_ne!(next, id);
+    assert!(!f.target.cancel(id));
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap().len(), 1);
+    f.board.flip_switch(1).unwrap();
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap()[1].status, NtStatus::SUCCESS);
+    drop(bound);
+    f.finish(0);
+}
+
+/// Time-outs on the virtual clock: an asynchronous send reports STATUS_IO_TIMEOUT once its
+/// deadline passed; a synchronous one returns it.
+#[test]
+fn request_target_times_out_on_the_virtual_clock() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let log = Completions::default();
+    let id = f
+        .target
+        .send(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            Some(Duration::from_millis(100)),
+            recorder(&log),
+        )
+        .unwrap();
+    f.machine.advance(Duration::from_millis(99));
+    assert!(log.lock().unwrap().is_empty());
+    f.machine.advance(Duration::from_millis(1));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [SendCompletion {
+            id,
+            status: NtStatus::IO_TIMEOUT,
+            information: 0,
+            output: vec![]
+        }]
+    );
+    assert!(!f.target.cancel(id));
+
+    // A synchronous send on a system thread, the clock moved by the test.
+    let result = Arc::new(Mutex::new(None));
+    let (t, r) = (f.target.clone(), Arc::clone(&result));
+    let thread = SystemThread::spawn(&f.machine, "sync-sender", move || {
+        *r.lock().unwrap() = Some(t.send_synchronously(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            Some(Duration::from_millis(250)),
+        ));
+    })
+    .unwrap();
+    f.machine.advance(Duration::from_millis(200));
+    assert!(result.lock().unwrap().is_none());
+    f.machine.advance(Duration::from_millis(50));
+    thread.wait(None);
+    assert_eq!(*result.lock().unwrap(), Some(Err(NtStatus::IO_TIMEOUT)));
+    // A request that completes in time is not a time-out.
+    let id = f
+        .target
+        .send(
+            RequestKind::Ioctl,
+            &[],
+            1,
+            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            Some(Duration::from_secs(1)),
+            recorder(&log),
+        )
+        .unwrap();
+    f.board.flip_switch(7).unwrap();
+    f.machine.advance(Duration::from_secs(2));
+    let last = log.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((last.id, last.status), (id, NtStatus::SUCCESS));
+    drop(bound);
+    f.finish(0);
+}
+
+/// Passive-level completion: the callback runs from a work item at PASSIVE_LEVEL.
+#[test]
+fn request_target_completes_at_passive_level() {
+    let f = fixture(true);
+    let bound = f.machine.enter();
+    let irqls = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..3 {
+        let irqls = Arc::clone(&irqls);
+        f.target
+            .send(
+                RequestKind::Ioctl,
+                &[],
+                1,
+                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                None,
+                move |c| {
+                    irqls
+                        .lock()
+                        .unwrap()
+                        .push((CurrentIrql::current(), c.status));
+                },
+            )
+            .unwrap();
+    }
+    // The FX2 driver completes parked requests at DISPATCH_LEVEL; the client sees PASSIVE.
+    f.board.flip_switch(1).unwrap();
+    f.machine.settle();
+    assert_eq!(
+        *irqls.lock().unwrap(),
+        [(Irql::Passive, NtStatus::SUCCESS); 3]
+    );
+    drop(bound);
+    f.finish(0);
+}
+
+/// Clearing the target and closing the Module cancel what is in flight; every callback still
+/// runs exactly once and nothing is left pending.
+#[test]
+fn request_target_clear_and_close_cancel_requests_in_flight() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let log = Completions::default();
+    for _ in 0..4 {
+        f.target
+            .send(
+                RequestKind::Ioctl,
+                &[],
+                1,
+                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                None,
+                recorder(&log),
+            )
+            .unwrap();
+    }
+    f.target.io_target_clear().unwrap();
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap().len(), 4);
+    assert!(log
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|c| c.status == NtStatus::CANCELLED));
+    assert_eq!(
+        f.target
+            .send(RequestKind::Ioctl, &[], 1, 0, None, recorder(&log))
+            .err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    f.target.io_target_set(f.io_target.clone()).unwrap();
+    for _ in 0..3 {
+        f.target
+            .send(
+                RequestKind::Ioctl,
+                &[],
+                1,
+                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                None,
+                recorder(&log),
+            )
+            .unwrap();
+    }
+    drop(bound);
+    let log2 = Arc::clone(&log);
+    let target = f.target.clone();
+    f.finish(0);
+    assert_eq!(log2.lock().unwrap().len(), 7, "close completed each once");
+    assert_eq!(
+        target
+            .send(RequestKind::Ioctl, &[], 1, 0, None, |_| {})
+            .err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+}
+
+/// Seeded stress (Tests_DefaultTarget style): two system threads send synchronously and
+/// asynchronously, cancel and time out while the test flips switches and moves the clock; every
+/// accepted asynchronous send completes exactly once.
+#[test]
+fn request_target_seeded_stress() {
+    let seed = seed("request_target_seeded_stress", 0x5EED_0001);
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<SystemThread> = (0..2u64)
+        .map(|n| {
+            let (target, accepted, completed) = (
+                f.target.clone(),
+                Arc::clone(&accepted),
+                Arc::clone(&completed),
+            );
+            let mut rng = Rng::new(seed ^ (n << 40));
+            SystemThread::spawn(&f.machine, &format!("sender-{n}"), move || {
+                let mut mine = Vec::new();
+                for _ in 0..60 {
+                    match rng.below(5) {
+                        0 => {
+                            let r = target.send_synchronously(
+                                RequestKind::Ioctl,
+                                &[],
+                                1,
+                                IOCTL_OSRUSBFX2_READ_SWITCHES,
+                                None,
+                            );
+                            assert_eq!(r.map(|(o, i)| (o.len(), i)), Ok((1, 1)));
+                        }
+                        1 => {
+                            let r = target.send_synchronously(
+                                RequestKind::Ioctl,
+                                &[u8::try_from(rng.below(256)).unwrap()],
+                                0,
+                                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+                                None,
+                            );
+                            assert!(r.is_ok(), "{r:?}");
+                        }
+                        2 | 3 => {
+                            let c = Arc::clone(&completed);
+                            let timeout = (rng.below(2) == 0)
+                                .then(|| Duration::from_millis(rng.below(50) + 1));
+                            let id = target
+                                .send(
+                                    RequestKind::Ioctl,
+                                    &[],
+                                    1,
+                                    IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                                    timeout,
+                                    move |done| {
+                                        assert!(matches!(
+                                            done.status,
+                                            NtStatus::SUCCESS
+                                                | NtStatus::CANCELLED
+                                                | NtStatus::IO_TIMEOUT
+                                        ));
+                                        c.fetch_add(1, Ordering::SeqCst);
+                                    },
+                                )
+                                .unwrap();
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            mine.push(id);
+                        }
+                        _ => {
+                            if !mine.is_empty() {
+                                let pick = usize::try_from(rng.below(mine.len() as u64)).unwrap();
+                                let id = mine.swap_remove(pick);
+                                let _ = target.cancel(id);
+                            }
+                        }
+                    }
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut rng = Rng::new(seed);
+    for _ in 0..40 {
+        if rng.below(2) == 0 {
+            f.board
+                .flip_switch(u8::try_from(rng.below(8) + 1).unwrap())
+                .unwrap();
+        }
+        f.machine.advance(Duration::from_millis(rng.below(20) + 1));
+    }
+    for t in &threads {
+        t.wait(None);
+    }
+    f.machine.settle();
+    drop(bound);
+    let (accepted, completed) = (Arc::clone(&accepted), Arc::clone(&completed));
+    f.finish(seed);
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        accepted.load(Ordering::SeqCst),
+        "seed {seed}: every accepted send completed exactly once"
+    );
+}

@@ -1,0 +1,229 @@
+//! The scripted SwitchBar session on a simulated machine: the main job's script and the
+//! end-to-end test's, so that what `cargo run -p switchbar` shows is what the tests assert.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use kmdf_sim::fx2::driver as fx2;
+use kmdf_sim::fx2::Fx2Board;
+use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
+use kmdf_sim::trace::{TraceEvent, TraceKind};
+use kmdf_sim::{ClockMode, Machine};
+
+/// One step's outcome, as printed and as asserted.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// What was done.
+    pub title: String,
+    /// The switch byte after the step.
+    pub switches: u8,
+    /// The light-bar byte after the step.
+    pub bar: u8,
+    /// Whether the board is plugged in.
+    pub connected: bool,
+    /// The trace lines of the step (SwitchBar's notes and both drivers' PnP callbacks).
+    pub trace: Vec<String>,
+    /// The board's picture.
+    pub picture: String,
+}
+
+/// The simulated machine with the FX2 board and SwitchBar installed.
+pub struct Session {
+    /// The machine.
+    pub machine: Machine,
+    /// The OSR USB-FX2 board on the desk.
+    pub board: Fx2Board,
+    switchbar: Option<DeviceNode>,
+    fx2: Option<DeviceNode>,
+    seen: u64,
+    /// The steps so far.
+    pub steps: Vec<Step>,
+}
+
+/// The SwitchBar device node (root-enumerated, as the sample's INF installs it).
+pub const SWITCHBAR_HARDWARE_ID: &str = "ROOT\\SWITCHBAR";
+
+fn line(e: &TraceEvent) -> Option<String> {
+    let ms = e.time.as_secs_f64() * 1000.0;
+    match e.kind {
+        TraceKind::Note if e.object == "SwitchBar" => Some(format!(
+            "{ms:>9.3} ms  SwitchBar: {}",
+            e.text.trim_start_matches("[INFO] ")
+        )),
+        TraceKind::Callback
+            if matches!(e.driver.as_deref(), Some("switchbar" | fx2::FX2_DRIVER))
+                && (e.text.starts_with("EvtDevice") || e.text.starts_with("EvtDriver")) =>
+        {
+            Some(format!(
+                "{ms:>9.3} ms  [{}] {}",
+                e.driver.as_deref().unwrap_or("-"),
+                e.text
+            ))
+        }
+        _ => None,
+    }
+}
+
+impl Session {
+    /// A machine (virtual clock, or wall clock with `real_time`) with the board and SwitchBar
+    /// installed; SwitchBar's device starts and waits for the FX2 interface.
+    pub fn start(real_time: bool) -> Session {
+        let machine = Machine::builder()
+            .name("switchbar-demo")
+            .clock(if real_time {
+                ClockMode::RealTime
+            } else {
+                ClockMode::Manual
+            })
+            .build();
+        let board = Fx2Board::new();
+        // On the desk, not yet connected.
+        board.unplug();
+        let mut session = Session {
+            machine,
+            board,
+            switchbar: None,
+            fx2: None,
+            seen: 0,
+            steps: Vec::new(),
+        };
+        {
+            let _bound = session.machine.enter();
+            dmf::core::platform::simulator::install_driver(
+                &session.machine,
+                "switchbar",
+                switchbar::driver_config(),
+            );
+            let node = session
+                .machine
+                .pnp()
+                .plug_in(StackSpec::new(SWITCHBAR_HARDWARE_ID, "switchbar"))
+                .expect("the SwitchBar device starts");
+            assert_eq!(node.state(), NodeState::Started);
+            session.switchbar = Some(node);
+        }
+        session.record("SwitchBar loads; it waits for the OSR FX2 interface");
+        session
+    }
+
+    /// A person takes a moment between actions: half a second of virtual time (the wall clock
+    /// does it by itself in real-time mode).
+    fn pause(&self) {
+        if self.machine.clock_mode() == ClockMode::RealTime {
+            std::thread::sleep(Duration::from_millis(300));
+        } else {
+            self.machine.advance(Duration::from_millis(500));
+        }
+    }
+
+    fn record(&mut self, title: &str) {
+        self.machine.settle();
+        let events = self.machine.trace().events();
+        let trace = events
+            .iter()
+            .filter(|e| e.seq > self.seen)
+            .filter_map(line)
+            .collect();
+        self.seen = events.last().map_or(self.seen, |e| e.seq);
+        let snapshot = self.board.snapshot();
+        self.steps.push(Step {
+            title: title.to_owned(),
+            switches: snapshot.switches.raw(),
+            bar: snapshot.bar_graph.raw(),
+            connected: self.board.is_connected(),
+            trace,
+            picture: self.board.picture(),
+        });
+    }
+
+    /// The board is plugged in: the FX2 driver starts and registers its interface.
+    pub fn plug_in(&mut self) {
+        self.pause();
+        {
+            let _bound = self.machine.enter();
+            self.fx2 = Some(fx2::install(&self.machine, &self.board).expect("the FX2 starts"));
+        }
+        self.record("the OSR FX2 board is plugged in");
+    }
+
+    /// Switch `n` (1..=8) is flipped by the person at the desk.
+    pub fn flip(&mut self, n: u8) {
+        self.pause();
+        let state = self.board.flip_switch(n).expect("switches 1..=8");
+        let on = state.is_on(n).unwrap_or(false);
+        self.record(&format!(
+            "switch {n} is turned {}",
+            if on { "on" } else { "off" }
+        ));
+    }
+
+    /// The cable is pulled while the interrupt message is pending (surprise removal).
+    pub fn unplug(&mut self) {
+        self.pause();
+        self.board.unplug();
+        if let Some(node) = self.fx2.take() {
+            let _bound = self.machine.enter();
+            node.surprise_remove().expect("surprise removal");
+        }
+        self.record("the board is unplugged mid-stream");
+    }
+
+    /// Both drivers unload: SwitchBar's device is removed, then the FX2's, and the machine settles.
+    pub fn unload(&mut self) {
+        self.pause();
+        {
+            let _bound = self.machine.enter();
+            if let Some(node) = self.switchbar.take() {
+                node.remove().expect("SwitchBar's device is removed");
+            }
+            if let Some(node) = self.fx2.take() {
+                node.remove().expect("the FX2 device is removed");
+            }
+        }
+        self.record("the drivers unload");
+    }
+
+    /// The verifier's verdict: `Ok` with a summary when nothing leaked and no rule was broken.
+    pub fn verdict(&self) -> Result<String, String> {
+        self.machine.settle();
+        let mut problems = String::new();
+        if let Some(crash) = self.machine.crash() {
+            let _ = writeln!(problems, "bug check: {crash}");
+        }
+        for v in self.machine.verifier().violations() {
+            let _ = writeln!(problems, "verifier: {v:?}");
+        }
+        for a in self.machine.pool().outstanding() {
+            let _ = writeln!(problems, "pool leak: {a:?}");
+        }
+        for (kind, name) in kmdf_sim::object::live_objects(&self.machine) {
+            let _ = writeln!(problems, "object left: {kind} {name}");
+        }
+        if problems.is_empty() {
+            Ok(format!(
+                "verifier: no violations, no IRQL errors, no pool or WDF object left ({} trace events, {:.3} ms of virtual time)",
+                self.machine.trace().events().len(),
+                self.machine.now().as_secs_f64() * 1000.0
+            ))
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The scripted session of the main job.
+    pub fn scripted(real_time: bool) -> Session {
+        let mut s = Session::start(real_time);
+        s.board.set_switch(1, true).expect("switch 1");
+        s.board.set_switch(3, true).expect("switch 3");
+        s.plug_in();
+        s.flip(2);
+        s.flip(8);
+        s.flip(1);
+        s.unplug();
+        s.flip(5);
+        s.plug_in();
+        s.flip(5);
+        s.unload();
+        s
+    }
+}
