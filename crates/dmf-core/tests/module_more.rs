@@ -247,3 +247,20 @@ fn transport_creator_sees_the_declared_children() {
     );
     drop(collection);
 }
+
+/// `ModuleHandle::downgrade`: a weak handle keeps nothing alive, upgrades while the object
+/// exists, and Methods through the upgraded handle still obey rundown (invariant 4).
+#[test]
+fn weak_handles_upgrade_while_the_object_exists() {
+    use dmf_core::module::ModuleHandle;
+    let machine = Machine::new();
+    let _g = machine.enter();
+    let (collection, module) = create_one(DispatchModule::with(())).unwrap();
+    let weak = module.downgrade();
+    assert!(weak.upgrade().unwrap().observe().is_ok());
+    collection.destroy();
+    let upgraded = weak.upgrade().expect("the handle still holds the object");
+    assert_eq!(upgraded.observe(), Err(NtStatus::INVALID_DEVICE_STATE));
+    drop((upgraded, module, collection));
+    assert!(weak.upgrade().is_none(), "nothing kept the object alive");
+}

@@ -1740,5 +1740,16 @@ fn io_target_state_transitions() {
     );
     req.delete().unwrap();
     t.close();
+    // WdfObjectDelete of the remote target: it is gone at once (not only at device deletion);
+    // the local target is the framework's and refuses.
+    let second = device.create_io_target().unwrap();
+    second.open(TargetOpenParams::by_name(&link)).unwrap();
+    second.delete().unwrap();
+    assert_eq!(second.state(), IoTargetState::Deleted);
+    assert_eq!(second.delete(), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert_eq!(
+        device.io_target().delete(),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
     assert_clean(&m);
 }

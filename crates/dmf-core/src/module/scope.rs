@@ -88,9 +88,48 @@ pub trait ModuleHandle: Module {
     fn module_name(&self) -> &'static str {
         self.__ref().0.descriptor.name
     }
+    /// A weak handle: it keeps nothing alive, so a closure or context that stores it (a
+    /// notification callback, a child's config) makes no reference cycle with the Module.
+    fn downgrade(&self) -> WeakModule<Self> {
+        WeakModule {
+            object: Arc::downgrade(&self.__ref().0),
+            _m: PhantomData,
+        }
+    }
 }
 
 impl<M: Module> ModuleHandle for M {}
+
+/// A weak Module handle ([`ModuleHandle::downgrade`]). [`upgrade`](Self::upgrade) gives the
+/// handle back while the Module object exists; Methods on it still fail once the Module closes.
+pub struct WeakModule<M> {
+    object: alloc::sync::Weak<ModuleObject>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M: Module> WeakModule<M> {
+    /// The handle, if the Module object still exists.
+    pub fn upgrade(&self) -> Option<M> {
+        self.object
+            .upgrade()
+            .map(|object| M::__from_ref(ModuleRef(object)))
+    }
+}
+
+impl<M> Clone for WeakModule<M> {
+    fn clone(&self) -> Self {
+        WeakModule {
+            object: self.object.clone(),
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<M> core::fmt::Debug for WeakModule<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("WeakModule")
+    }
+}
 
 /// `DMF_ModuleReference` held; dropping it is `DMF_ModuleDereference`.
 #[must_use = "dropping the reference releases the Module at once"]

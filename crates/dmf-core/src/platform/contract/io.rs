@@ -530,6 +530,14 @@ pub trait PlatformIoTarget: Clone + Send + Sync + 'static {
     fn close_for_query_remove(&self);
     /// `WdfIoTargetClose`.
     fn close(&self);
+    /// `WdfObjectDelete` of a remote target the driver created: closes it (cancelling what it
+    /// still holds) and deletes the object. The target must not be used afterwards.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` for the device's local target (the framework owns it) or a
+    /// target already deleted.
+    fn delete(&self) -> NtResult<()>;
     /// `WdfRequestCreate` with this target as the request's target.
     ///
     /// # Errors

@@ -562,6 +562,16 @@ impl PlatformIoTarget for IoTarget {
         self.0.close();
     }
 
+    fn delete(&self) -> NtResult<()> {
+        let object = self.0.object().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        if self.0.state() == TargetState::Deleted {
+            // A second WdfObjectDelete is a bug check on Windows; refuse it here instead.
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        self.0.close();
+        object.delete().map_err(from_sim_status)
+    }
+
     fn create_request(&self) -> NtResult<Request> {
         let device = self.0.owner().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
         SimRequest::create(&device)
