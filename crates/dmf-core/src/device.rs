@@ -243,6 +243,9 @@ impl<'a> DmfDeviceInit<'a> {
         if self.state.is_some() {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
+        // `WdfFdoInitSetFilter` called directly on the init, before or after `DmfDeviceInit::new`,
+        // makes this a filter too: the order of the two calls does not matter (CLI-21).
+        self.filter |= self.init.is_filter();
         let state = Arc::new(DeviceState {
             collection: ModuleLock::new(LockKind::Spin, None)?,
             device: ModuleLock::new(LockKind::Spin, None)?,

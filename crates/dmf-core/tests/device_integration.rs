@@ -191,7 +191,7 @@ fn assert_clean(machine: &Machine) {
     );
 }
 
-/// CLI-30…CLI-33, CLI-20, CLI-22, Top 25 #4: a container driver (no device context, no queue of
+/// CLI-30…CLI-33, CLI-20, CLI-22, Top 25 #4, #17: a container driver (no device context, no queue of
 /// its own): DMF creates the default queue, the Module answers its IOCTL, an unknown IOCTL is
 /// `STATUS_NOT_SUPPORTED`, the interface opens (create succeeds with no handler), the Modules
 /// follow start, a system sleep/resume and removal, and are destroyed at device cleanup.
@@ -263,7 +263,7 @@ fn container_driver_start_io_power_cycle_and_removal() {
     assert_clean(&machine);
 }
 
-/// CLI-15, CLI-19, CLI-27, DSP-01…DSP-04: a driver with its own DeviceAdd, device context, PnP
+/// CLI-15, CLI-19, CLI-27, DSP-01…DSP-04, Top 25 #2, #12, #25: a driver with its own DeviceAdd, device context, PnP
 /// callbacks and default queue: the Modules run before the client on the way up and after it on
 /// the way down; the Module takes its IOCTL first, the client gets what no Module took, and the
 /// client's handle on its Module works (CLI-42).
@@ -533,6 +533,54 @@ fn failures_in_device_add_and_client_d0_entry_unwind() {
     assert_eq!(seen.last().map(String::as_str), Some("D.destroy"));
     if let Ok(node) = result {
         let _ = node.remove();
+    }
+    assert_clean(&machine);
+}
+
+/// CLI-21, Top 25 #25: `WdfFdoInitSetFilter` called on the init directly (without
+/// `DmfDeviceInit::set_filter`, in either order) still makes DMF follow the filter rules: an
+/// unhandled IOCTL passes down.
+#[test]
+fn filter_flag_set_directly_on_the_init_counts() {
+    use dmf_core::platform::contract::device::PlatformDeviceInit;
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    simulator::install_driver(&machine, "lower", lower_driver());
+    for before in [true, false] {
+        let name = if before {
+            "upper-before"
+        } else {
+            "upper-after"
+        };
+        let config = DriverConfig {
+            device_add: Arc::new(move |_driver, init| {
+                if before {
+                    init.set_filter();
+                }
+                let mut dmf = DmfDeviceInit::new(init);
+                if !before {
+                    dmf.device_init().set_filter();
+                }
+                dmf.create_device(DeviceAttributes::default())?;
+                dmf.modules_create().map(|_| ())
+            }),
+            unload: None,
+        };
+        simulator::install_driver(&machine, name, config);
+        let node = machine
+            .pnp()
+            .plug_in(StackSpec::new(&format!("ROOT\\{name}"), "lower").upper_filter(name))
+            .unwrap();
+        let handle = app(&machine, true)
+            .open_interface(sim_guid(GUID_TEST), Access::READ_WRITE)
+            .unwrap();
+        assert_eq!(
+            handle.device_io_control(IOCTL_UNKNOWN, &[], 0).unwrap().1,
+            0x04,
+            "{name}: passed down to the lower driver"
+        );
+        handle.close();
+        node.remove().unwrap();
     }
     assert_clean(&machine);
 }
