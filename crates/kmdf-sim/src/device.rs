@@ -13,6 +13,10 @@
 //! Every callback is optional. The framework calls them at `PASSIVE_LEVEL` through
 //! [`invoke_callback`](crate::verifier::invoke_callback), in the sequences of [`crate::pnp`].
 //!
+//! A **control device** (non-PnP, `WdfControlDeviceInitAllocate`) starts from
+//! [`DeviceInit::control`] instead and goes through the same [`Device::create`]; it has no node
+//! and no PnP/power callbacks. See [`crate::control`].
+//!
 //! # The seam for the I/O layer
 //!
 //! Queues, file objects and I/O targets are built by a later layer **on top of** devices:
@@ -45,6 +49,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
+use crate::control::{ControlState, DeviceSecurity};
 use crate::driver::Driver;
 use crate::machine::Machine;
 use crate::object::{ObjectAttributes, WdfObject};
@@ -198,6 +203,7 @@ pub struct DeviceInit {
     node: Weak<NodeInner>,
     role: StackRole,
     created: Option<Device>,
+    control: Option<DeviceSecurity>,
 }
 
 impl fmt::Debug for DeviceInit {
@@ -206,6 +212,7 @@ impl fmt::Debug for DeviceInit {
             .field("driver", &self.driver.name())
             .field("role", &self.role)
             .field("filter", &self.filter)
+            .field("control", &self.control)
             .finish_non_exhaustive()
     }
 }
@@ -227,7 +234,45 @@ impl DeviceInit {
             node: node.downgrade(),
             role,
             created: None,
+            control: None,
         }
+    }
+
+    /// `WdfControlDeviceInitAllocate(Driver, SDDLString)`: the init of a **control device** (a
+    /// non-PnP WDFDEVICE of `driver`, outside any device stack) whose security descriptor is
+    /// `security`. Build it like any init — [`assign_name`](Self::assign_name) (a control device
+    /// should be named: only a named one can get a symbolic link),
+    /// [`set_device_type`](Self::set_device_type),
+    /// [`io::set_file_object_config`](crate::io::set_file_object_config),
+    /// [`io::set_io_in_caller_context`](crate::io::set_io_in_caller_context) — then call
+    /// [`Device::create`], [`Device::create_symbolic_link`] and
+    /// [`Device::finish_initializing`]. See [`crate::control`] for the whole life cycle.
+    ///
+    /// KMDF lets a control init take only the init methods listed in "Using Control Device
+    /// Objects"; the PnP/power and power-policy callbacks are not among them. Callbacks put in
+    /// [`pnp`](Self::pnp) / [`power_policy`](Self::power_policy) anyway, and
+    /// [`set_filter`](Self::set_filter) / [`set_power_policy_ownership`](Self::set_power_policy_ownership),
+    /// are **ignored**: a control device has no PnP/power package, so they are never called.
+    pub fn control(driver: &Driver, security: DeviceSecurity) -> DeviceInit {
+        DeviceInit {
+            pnp: PnpPowerCallbacks::default(),
+            power_policy: PowerPolicyCallbacks::default(),
+            filter: false,
+            ppo: None,
+            name: None,
+            device_type: FILE_DEVICE_UNKNOWN,
+            extensions: HashMap::new(),
+            driver: driver.clone(),
+            node: Weak::new(),
+            role: StackRole::Function,
+            created: None,
+            control: Some(security),
+        }
+    }
+
+    /// True for an init made by [`control`](Self::control).
+    pub fn is_control(&self) -> bool {
+        self.control.is_some()
     }
 
     /// `WdfFdoInitSetFilter`: this device is a filter — requests it does not handle are forwarded
@@ -336,6 +381,7 @@ pub(crate) struct DeviceInner {
     pub(crate) st: Mutex<DeviceState>,
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     hooks: Mutex<Vec<Arc<dyn DevicePowerHook>>>,
+    pub(crate) control: Option<ControlState>,
 }
 
 /// A framework device object (`WDFDEVICE`): FDO or filter DO of one device node. Cheap to clone;
@@ -369,8 +415,13 @@ impl Device {
     /// `WdfDeviceCreate`: creates the WDFDEVICE from `init` (consumed: a second call fails) with
     /// `attrs` (context, cleanup/destroy callbacks; a device has no parent).
     ///
+    /// For a control init ([`DeviceInit::control`]) this creates a control device: no device
+    /// node, no PnP/power callbacks, queues never power-managed, I/O refused until
+    /// [`finish_initializing`](Self::finish_initializing); see [`crate::control`].
+    ///
     /// Errors: `STATUS_INSUFFICIENT_RESOURCES` (fault injection); `STATUS_INVALID_DEVICE_STATE`
-    /// if `init` was already used; `STATUS_INVALID_PARAMETER` if `attrs` names a parent.
+    /// if `init` was already used; `STATUS_INVALID_PARAMETER` if `attrs` names a parent;
+    /// `STATUS_OBJECT_NAME_COLLISION` if a control init's name is already taken.
     pub fn create(init: &mut DeviceInit, attrs: ObjectAttributes) -> Result<Device, Status> {
         if init.created.is_some() {
             return Err(Status::INVALID_DEVICE_STATE);
@@ -379,6 +430,9 @@ impl Device {
             return Err(Status::INVALID_PARAMETER);
         }
         let machine = init.driver.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+        if let Some(security) = init.control {
+            return crate::control::create(init, security, &machine, attrs);
+        }
         let object = WdfObject::create_for(&machine, init.driver.name(), "WDFDEVICE", attrs)?;
         let extensions = init
             .extensions
@@ -402,10 +456,53 @@ impl Device {
             st: Mutex::new(DeviceState::default()),
             extensions: Mutex::new(extensions),
             hooks: Mutex::new(Vec::new()),
+            control: None,
         }));
         init.driver.device_added();
         init.created = Some(device.clone());
         Ok(device)
+    }
+
+    /// Builds the `DeviceInner` of a control device (called by [`crate::control::create`]).
+    pub(crate) fn new_control(
+        init: &mut DeviceInit,
+        object: WdfObject,
+        name: String,
+        control: ControlState,
+    ) -> Device {
+        let extensions = init
+            .extensions
+            .drain()
+            .map(|(k, v)| (k, Arc::from(v)))
+            .collect();
+        let st = DeviceState {
+            power: DevicePowerState::D0,
+            ..DeviceState::default()
+        };
+        Device(Arc::new(DeviceInner {
+            object,
+            driver: init.driver.clone(),
+            node: Weak::new(),
+            role: StackRole::Function,
+            filter: false,
+            ppo: false,
+            name: Some(name),
+            device_type: init.device_type,
+            pnp: PnpPowerCallbacks::default(),
+            policy: PowerPolicyCallbacks::default(),
+            st: Mutex::new(st),
+            extensions: Mutex::new(extensions),
+            hooks: Mutex::new(Vec::new()),
+            control: Some(control),
+        }))
+    }
+
+    pub(crate) fn init_name(init: &DeviceInit) -> Option<String> {
+        init.name.clone()
+    }
+
+    pub(crate) fn set_created(init: &mut DeviceInit, device: &Device) {
+        init.created = Some(device.clone());
     }
 
     /// The WDFDEVICE object (parent for queues, timers, … of the device).

@@ -17,6 +17,12 @@
 //!   ([`Pool::check_leaks`](crate::pool::Pool::check_leaks)): every allocation still attributed
 //!   to the driver is a [`Rule::PoolLeak`](crate::Rule::PoolLeak) violation listing the tags.
 //!
+//! A driver may also create **control devices** ([`crate::control`]), typically from
+//! `DriverEntry` (a config with no `EvtDriverDeviceAdd`, loaded with [`Driver::load`]). They
+//! count in [`Driver::device_count`]: a PnP driver stays loaded until it has deleted them, while
+//! a driver with only control devices is unloaded by [`Driver::unload`], which deletes them
+//! after `EvtDriverUnload`.
+//!
 //! Per [W9] a failing function driver `EvtDriverDeviceAdd` fails the device node while a failing
 //! filter driver `EvtDriverDeviceAdd` only skips that filter (see [`crate::pnp`]).
 //!
@@ -27,9 +33,9 @@
 
 use core::fmt;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use crate::device::DeviceInit;
+use crate::device::{Device, DeviceInit, DeviceInner};
 use crate::machine::Machine;
 use crate::object::{MachineRef, ObjectAttributes, WdfObject};
 use crate::registry::RegistryKey;
@@ -139,6 +145,10 @@ struct DriverInner {
 struct DriverState {
     devices: usize,
     unloaded: bool,
+    /// At least one PnP device was created: the driver unloads when its last device goes.
+    pnp_ever: bool,
+    /// The control devices not yet deleted (weak: a device holds its driver).
+    controls: Vec<Weak<DeviceInner>>,
 }
 
 /// A loaded driver (`WDFDRIVER`). Cheap to clone; equality is identity.
@@ -202,6 +212,10 @@ impl Driver {
                 }));
                 if let Some(entry) = &config.entry {
                     if let Err(st) = entry(&driver) {
+                        // Control devices a failed DriverEntry left behind go with it.
+                        for dev in driver.control_devices() {
+                            let _ = dev.object().delete();
+                        }
                         let _ = driver.0.object.delete();
                         return Err(st);
                     }
@@ -251,9 +265,22 @@ impl Driver {
         &self.0.config
     }
 
-    /// Number of device objects of this driver that are not yet removed.
+    /// Number of device objects of this driver that are not yet removed (PnP devices and
+    /// control devices).
     pub fn device_count(&self) -> usize {
         lock(&self.0.st).devices
+    }
+
+    /// The control devices of this driver that are not yet deleted, oldest first (see
+    /// [`crate::control`]).
+    pub fn control_devices(&self) -> Vec<Device> {
+        lock(&self.0.st)
+            .controls
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(Device)
+            .filter(|d| !d.object().is_deleted())
+            .collect()
     }
 
     /// True once unloaded.
@@ -275,7 +302,33 @@ impl Driver {
 
     /// A device of this driver was created (called by the device layer).
     pub(crate) fn device_added(&self) {
-        lock(&self.0.st).devices += 1;
+        let mut st = lock(&self.0.st);
+        st.devices += 1;
+        st.pnp_ever = true;
+    }
+
+    /// A control device of this driver was created.
+    pub(crate) fn control_added(&self, device: &Device) {
+        let mut st = lock(&self.0.st);
+        st.devices += 1;
+        st.controls.push(Arc::downgrade(&device.0));
+    }
+
+    /// A control device of this driver was deleted. A PnP driver (one that created PnP
+    /// devices) unloads when this was its last device; a driver with only control devices stays
+    /// loaded until [`unload`](Self::unload) (a legacy driver is stopped, not unloaded by
+    /// deleting its devices).
+    pub(crate) fn control_removed(&self, device: &Device) {
+        let last = {
+            let mut st = lock(&self.0.st);
+            st.devices = st.devices.saturating_sub(1);
+            st.controls
+                .retain(|w| w.upgrade().is_some_and(|d| !Arc::ptr_eq(&d, &device.0)));
+            st.devices == 0 && st.pnp_ever && !st.unloaded
+        };
+        if last {
+            let _ = self.unload();
+        }
     }
 
     /// A device of this driver was removed; the driver unloads when it was the last one.
@@ -290,15 +343,30 @@ impl Driver {
         }
     }
 
-    /// Unloads the driver: `EvtDriverUnload`, deletion of the WDFDRIVER object, pool leak check
-    /// (a [`Rule::PoolLeak`](crate::Rule::PoolLeak) violation lists every leaked tag).
+    /// Unloads the driver: `EvtDriverUnload`, then the framework deletes the driver's remaining
+    /// control devices ("Using Control Device Objects": for a driver without PnP devices the
+    /// framework deletes them after `EvtDriverUnload` returns), then the WDFDRIVER object, then
+    /// the pool leak check (a [`Rule::PoolLeak`](crate::Rule::PoolLeak) violation lists every
+    /// leaked tag).
     ///
-    /// Errors: `STATUS_INVALID_DEVICE_STATE` while a device of the driver exists or when already
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` while a PnP device of the driver exists, while a
+    /// control device of the driver has open handles (Windows keeps such an unload pending until
+    /// they are closed; the simulator refuses it — close them and call again), or when already
     /// unloaded.
     pub fn unload(&self) -> Result<(), Status> {
         {
             let mut st = lock(&self.0.st);
-            if st.devices > 0 || st.unloaded {
+            let controls: Vec<Device> = st
+                .controls
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(Device)
+                .filter(|d| !d.object().is_deleted())
+                .collect();
+            if st.unloaded
+                || st.devices > controls.len()
+                || controls.iter().any(|d| crate::control::open_handles(d) > 0)
+            {
                 return Err(Status::INVALID_DEVICE_STATE);
             }
             st.unloaded = true;
@@ -311,6 +379,9 @@ impl Driver {
         let object = self.0.object.name().to_owned();
         if let Some(unload) = &self.0.config.unload {
             verifier::invoke_callback(&self.0.name, &object, "EvtDriverUnload", || unload(self));
+        }
+        for dev in self.control_devices() {
+            let _ = dev.object().delete();
         }
         let _ = self.0.object.delete();
         machine.trace().record_for(

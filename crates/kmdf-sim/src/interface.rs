@@ -144,10 +144,15 @@ impl Device {
     /// symbolic link name.
     ///
     /// Errors: `STATUS_INVALID_PARAMETER` if this device already registered the same class and
-    /// reference string; `STATUS_INVALID_DEVICE_STATE` if the device is deleted.
+    /// reference string; `STATUS_INVALID_DEVICE_STATE` if the device is deleted;
+    /// `STATUS_INVALID_DEVICE_REQUEST` on a [control device](crate::control) (no interfaces on
+    /// non-PnP devices).
     pub fn create_interface(&self, class: Guid, reference: Option<&str>) -> Result<String, Status> {
         self.object()
             .ensure_alive("WdfDeviceCreateDeviceInterface")?;
+        if self.is_control() {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
         let machine = self.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
         let node = self.node();
         let link = link_for(node.as_ref(), self, class, reference);

@@ -61,7 +61,8 @@
 //!
 //! ## A complete driver and application test
 //!
-//! The layers above the core — [`driver`], [`device`], [`io`], [`pnp`] — let a test install a
+//! The layers above the core — [`driver`], [`device`], [`io`], [`pnp`], and [`control`] for
+//! non-PnP control devices — let a test install a
 //! function driver, plug in a device it drives, and talk to it as an application would: here a
 //! driver whose default queue echoes one IOCTL, driven from an [`Application`](io::Application)
 //! on the same (test) thread.
@@ -168,6 +169,7 @@ pub mod fx2;
 pub mod guid;
 pub mod registry;
 
+pub mod control;
 pub mod device;
 pub mod driver;
 pub mod interface;

@@ -154,6 +154,15 @@ struct ObjState {
     cleanup: Option<ObjectCallback>,
     destroy: Option<ObjectCallback>,
     context: Option<Arc<dyn Any + Send + Sync>>,
+    delete_hook: Option<Arc<dyn DeleteHook>>,
+}
+
+/// Framework work around `WdfObjectDelete` of one object (a control device's teardown): `before`
+/// runs before the cleanup phase, `after` once both phases are done. Called once, on the thread
+/// that deletes the object.
+pub(crate) trait DeleteHook: Send + Sync {
+    fn before(&self, object: &WdfObject);
+    fn after(&self, object: &WdfObject);
 }
 
 struct ObjectInner {
@@ -279,6 +288,7 @@ impl WdfObject {
                 cleanup: attrs.cleanup,
                 destroy: attrs.destroy,
                 context: attrs.context,
+                delete_hook: None,
             }),
         }));
         if let Some(parent) = &attrs.parent {
@@ -420,9 +430,21 @@ impl WdfObject {
         self.ensure_alive("WdfObjectDelete")?;
         let machine = self.machine();
         let _g = machine.as_ref().and_then(bind);
+        let hook = lock(&self.0.st).delete_hook.take();
+        if let Some(h) = &hook {
+            h.before(self);
+        }
         self.cleanup_tree();
         self.release_tree();
+        if let Some(h) = &hook {
+            h.after(self);
+        }
         Ok(())
+    }
+
+    /// Sets the framework's [`DeleteHook`] of this object (replacing any earlier one).
+    pub(crate) fn set_delete_hook(&self, hook: Arc<dyn DeleteHook>) {
+        lock(&self.0.st).delete_hook = Some(hook);
     }
 
     /// Phase 1: children's cleanup, then ours.

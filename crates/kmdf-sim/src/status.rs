@@ -55,6 +55,8 @@ impl Status {
     pub const NO_MORE_ENTRIES: Status = nt(0x8000_001A);
     /// `STATUS_OBJECT_NAME_NOT_FOUND` (0xC0000034): an open by a name that does not exist.
     pub const OBJECT_NAME_NOT_FOUND: Status = nt(0xC000_0034);
+    /// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): a name (e.g. a symbolic link) already exists.
+    pub const OBJECT_NAME_COLLISION: Status = nt(0xC000_0035);
     /// `STATUS_IO_TIMEOUT` (0xC00000B5): a synchronous send timed out.
     pub const IO_TIMEOUT: Status = nt(0xC000_00B5);
     /// `STATUS_NOT_FOUND` (0xC0000225).
@@ -63,7 +65,7 @@ impl Status {
     /// accept requests.
     pub const WDF_BUSY: Status = nt(0xC020_0204);
 
-    const NAMES: [(Status, &'static str); 21] = [
+    const NAMES: [(Status, &'static str); 22] = [
         (Status::SUCCESS, "STATUS_SUCCESS"),
         (Status::TIMEOUT, "STATUS_TIMEOUT"),
         (Status::PENDING, "STATUS_PENDING"),
@@ -90,6 +92,10 @@ impl Status {
         (
             Status::OBJECT_NAME_NOT_FOUND,
             "STATUS_OBJECT_NAME_NOT_FOUND",
+        ),
+        (
+            Status::OBJECT_NAME_COLLISION,
+            "STATUS_OBJECT_NAME_COLLISION",
         ),
         (Status::IO_TIMEOUT, "STATUS_IO_TIMEOUT"),
         (Status::NOT_FOUND, "STATUS_NOT_FOUND"),

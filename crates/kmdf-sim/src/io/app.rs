@@ -17,9 +17,12 @@
 //! * The application's administrator flag ([`AppConfig::administrator`]) travels with the file
 //!   object; drivers read it as [`FileObject::is_administrator`] or
 //!   [`Request::is_requestor_administrator`](super::Request::is_requestor_administrator) — the
-//!   simulator's stand-in for a token check with `SeSinglePrivilegeCheck`. Device security
-//!   descriptors (SDDL) are not modelled: an admin-only driver checks the flag in
-//!   `EvtDeviceFileCreate` (the opener's thread, where such a check belongs) and fails the open.
+//!   simulator's stand-in for a token check with `SeSinglePrivilegeCheck`. Security descriptors
+//!   (SDDL) are modelled for [control devices](crate::control) only
+//!   ([`DeviceSecurity`](crate::control::DeviceSecurity): an admin-only control device refuses a
+//!   non-administrator's open with `STATUS_ACCESS_DENIED`); otherwise an admin-only driver
+//!   checks the flag in `EvtDeviceFileCreate` (the opener's thread, where such a check belongs)
+//!   and fails the open.
 //!
 //! Synchronous calls block the calling thread (bound to the machine for the call) until the
 //! request completes: a call that a driver pends forever never returns — use the overlapped form
@@ -121,19 +124,32 @@ impl Application {
     }
 
     /// `CreateFile(symbolic_link, access, OPEN_EXISTING)`: sends a create to the top of the
-    /// interface's device stack and waits for it.
+    /// interface's device stack and waits for it. `symbolic_link` may also be a link made with
+    /// [`Device::create_symbolic_link`](crate::device::Device::create_symbolic_link) (e.g.
+    /// `\DosDevices\MyCtl` of a [control device](crate::control), which receives the create
+    /// itself).
     ///
-    /// Errors: `STATUS_OBJECT_NAME_NOT_FOUND` if no enabled interface has that link; the status
-    /// the driver failed the create with.
+    /// Errors: `STATUS_OBJECT_NAME_NOT_FOUND` if no enabled interface or symbolic link has that
+    /// name; for a control device `STATUS_NO_SUCH_DEVICE` before
+    /// [`Device::finish_initializing`](crate::device::Device::finish_initializing) and
+    /// `STATUS_ACCESS_DENIED` if its [`DeviceSecurity`](crate::control::DeviceSecurity) refuses
+    /// this application; the status the driver failed the create with.
     pub fn open(&self, symbolic_link: &str, access: Access) -> Result<Handle, Status> {
         let _g = bind(&self.machine);
-        let info =
-            find_interface(&self.machine, symbolic_link).ok_or(Status::OBJECT_NAME_NOT_FOUND)?;
-        let top = info
-            .device
-            .node()
-            .and_then(|n| n.stack().last().cloned())
-            .unwrap_or(info.device);
+        let top = if let Some(info) = find_interface(&self.machine, symbolic_link) {
+            info.device
+                .node()
+                .and_then(|n| n.stack().last().cloned())
+                .unwrap_or(info.device)
+        } else {
+            crate::control::resolve_link(
+                &self.machine,
+                symbolic_link,
+                self.config.administrator,
+                RequestorMode::User,
+            )?
+            .ok_or(Status::OBJECT_NAME_NOT_FOUND)?
+        };
         let file = FileObject::new(
             &self.machine,
             top,

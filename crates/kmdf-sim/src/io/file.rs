@@ -271,6 +271,11 @@ impl FileObject {
             lock(&slot).is_some()
         });
         let s = lock(&slot).unwrap_or(Status::UNSUCCESSFUL);
+        match kind {
+            RequestType::Create if s.is_success() => crate::control::handle_opened(&self.0.device),
+            RequestType::Close => crate::control::handle_closed(&self.0.device),
+            _ => {}
+        }
         s
     }
 

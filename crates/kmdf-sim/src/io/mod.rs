@@ -13,7 +13,8 @@
 //!
 //! 1. An [`Application`] (the I/O manager side) opens a handle on a device
 //!    interface — a create request carrying a new [`FileObject`] goes to the **top** of the
-//!    interface's device stack — and then issues reads, writes and IOCTLs. The I/O manager
+//!    interface's device stack — or on a symbolic link (a [control device](crate::control)
+//!    receives the create itself: it is in no stack), and then issues reads, writes and IOCTLs. The I/O manager
 //!    checks the access bits of an IOCTL code against the access granted to the handle
 //!    (kmdf-sequences §10.2, [K12]) before sending anything.
 //! 2. Entering a device ([`Device`]), a request first meets any test-injected [`IoFault`], then
@@ -62,7 +63,9 @@
 //!   [`Rule::RequestPendingAtTeardown`] violation; the framework then completes it with
 //!   `STATUS_CANCELLED` so that the application is not left hanging.
 //! * A request sent to a device that is already torn down (an application handle left open
-//!   after an unplug) is completed with `STATUS_DEVICE_REMOVED` without reaching any driver.
+//!   after an unplug) is completed with `STATUS_DEVICE_REMOVED` without reaching any driver —
+//!   except the cleanup and close of a handle on a deleted **control device**
+//!   ([`crate::control`]), which still reach `EvtFileCleanup` / `EvtFileClose`.
 //!
 //! ## Modules
 //!
@@ -457,11 +460,17 @@ fn dispatch_inner(device: &Device, core: &Arc<ReqCore>) {
     let st = io_state(device);
     request::push_layer(core, device);
     lock(&st.tracked).push(Arc::downgrade(core));
+    let kind = core.kind();
     if st.removed.load(Ordering::SeqCst) || device.object().is_deleted() {
-        request::complete_layer(core, Status::DEVICE_REMOVED, 0);
+        // A deleted control device still runs the cleanup and close of handles opened before
+        // (its WDM device object lives until they are closed; see crate::control).
+        if device.is_control() && matches!(kind, RequestType::Cleanup | RequestType::Close) {
+            file::dispatch(device, core, kind);
+        } else {
+            request::complete_layer(core, Status::DEVICE_REMOVED, 0);
+        }
         return;
     }
-    let kind = core.kind();
     match kind {
         RequestType::Create | RequestType::Cleanup | RequestType::Close => {
             file::dispatch(device, core, kind);

@@ -19,7 +19,8 @@
 //! # Power management ([W10], [W11], [W14], [D21], [D22], kmdf-sequences §6.3)
 //!
 //! [`QueueConfig::power_managed`] `None` means `WdfUseDefault`: power-managed unless the device is
-//! a filter. A power-managed queue presents requests only between the framework's "queues
+//! a filter. Queues of a [control device](crate::control) are never power-managed, whatever the
+//! config says (KMDF forces the setting off for non-PnP devices; "Using Control Device Objects"). A power-managed queue presents requests only between the framework's "queues
 //! started" step (after `EvtDeviceD0Entry`) and its "queues stopped" step; meanwhile requests are
 //! held. A request arriving while the stack idles in Dx (system in S0) powers it up first
 //! (`WdfDeviceStopIdle` semantics). When the device leaves D0 the framework calls `EvtIoStop`
@@ -407,7 +408,9 @@ impl Queue {
         let mut attrs = attrs;
         attrs.parent = Some(device.object().clone());
         let object = WdfObject::create(&machine, "WDFQUEUE", attrs)?;
-        let power_managed = config.power_managed.unwrap_or(!device.is_filter());
+        // KMDF forces queues of a non-PnP (control) device to non-power-managed.
+        let power_managed =
+            !device.is_control() && config.power_managed.unwrap_or(!device.is_filter());
         let power_on = !power_managed || device.is_in_d0();
         let core = Arc::new(QueueCore {
             object,

@@ -6,13 +6,16 @@
 //! lower device of the stack; below the lowest device is the bus driver of the PDO, which the
 //! simulator models as succeeding create/cleanup/close and failing every other request with
 //! `STATUS_INVALID_DEVICE_REQUEST` (a test puts other behaviour there with
-//! [`IoTarget::inject_fault`]). The framework starts it with the device and, when the device is
+//! [`IoTarget::inject_fault`]). A [control device](crate::control) has nothing below it: every
+//! request sent to its local target fails with `STATUS_INVALID_DEVICE_REQUEST`. The framework starts it with the device and, when the device is
 //! torn down, closes it and cancels what is queued in it or sent through it.
 //!
 //! # Remote targets ([D35], [D36], kmdf-sequences §7.2)
 //!
 //! [`IoTarget::create`] then [`IoTarget::open`] with [`OpenParams::by_name`] (a device-interface
-//! symbolic link, `FILE_OPEN` semantics): a missing name fails with `STATUS_NOT_FOUND`, an open
+//! symbolic link or a symbolic link made with
+//! [`Device::create_symbolic_link`](crate::device::Device::create_symbolic_link), `FILE_OPEN`
+//! semantics): a missing name fails with `STATUS_NOT_FOUND`, an open
 //! target with `STATUS_INVALID_DEVICE_STATE`. Opening sends a kernel-mode create to the top of the
 //! target's stack (a [`FileObject`]) and starts the target.
 //!
@@ -343,12 +346,20 @@ impl IoTarget {
             }
         };
         let link = params.symbolic_link.clone().unwrap_or_default();
-        let info = find_interface(&machine, &link).ok_or(Status::NOT_FOUND)?;
-        let node = info.device.node();
-        let top = node
-            .as_ref()
-            .and_then(|n| n.stack().last().cloned())
-            .unwrap_or(info.device);
+        let (top, node) = if let Some(info) = find_interface(&machine, &link) {
+            let node = info.device.node();
+            let top = node
+                .as_ref()
+                .and_then(|n| n.stack().last().cloned())
+                .unwrap_or(info.device);
+            (top, node)
+        } else {
+            // A symbolic link (WdfDeviceCreateSymbolicLink), e.g. of a control device.
+            let dev = crate::control::resolve_link(&machine, &link, true, RequestorMode::Kernel)?
+                .ok_or(Status::NOT_FOUND)?;
+            let node = dev.node();
+            (dev, node)
+        };
         let file = FileObject::new(
             &machine,
             top.clone(),
@@ -565,6 +576,11 @@ pub(crate) fn submit(t: &IoTarget, core: &Arc<ReqCore>, opts: SendOptions) -> Re
 fn deliver(t: &IoTarget, core: &Arc<ReqCore>) {
     if let Some(dev) = t.target_device() {
         dispatch_to_device(&dev, core);
+    } else if t.0.local && t.owner().is_some_and(|d| d.is_control()) {
+        // A control device has nothing below it (KMDF gives it no local target at all).
+        let s = Status::INVALID_DEVICE_REQUEST;
+        core.trace(&format!("no device below a control device: {s}"));
+        request::complete_from_below(core, s, 0);
     } else {
         // The bus driver of the PDO.
         let s = match core.kind() {
