@@ -16,6 +16,14 @@
 //!   let dmf_device = dmf.modules_create()?;        DMF_ModulesCreate                (CLI-25)
 //! ```
 //!
+//! A **control device** (CLI-50…CLI-56) goes the same way from the init of
+//! `PlatformDriver::control_device_init` (`DMF_DmfControlDeviceInitAllocate`): name it
+//! (`device_init().assign_name`), optionally `set_client_driver_device(fdo)` in a filter, create
+//! it, `create_symbolic_link`, `modules_create`, then `finish_initializing`
+//! (`WdfControlFinishInitializing`). Its PnP hooks are never called (a control device has no PnP);
+//! its DMF default queue is not power-managed; delete it with `PlatformDevice::delete`, which
+//! destroys its Modules.
+//!
 //! Unlike C DMF there is no ordering rule to remember (CLI-14) and no hook to forget (CLI-18):
 //! the hooks only *record* the client's callbacks, and [`DmfDeviceInit::create_device`] registers
 //! DMF's own dispatchers with WDF for every callback, whether or not the client has one. Dropping
@@ -166,6 +174,7 @@ pub struct DmfDeviceInit<'a> {
     modules_add: Option<ModulesAddFn>,
     state: Option<Arc<DeviceState>>,
     queue_hooked: bool,
+    client_driver_device: Option<Device>,
 }
 
 impl core::fmt::Debug for DmfDeviceInit<'_> {
@@ -191,6 +200,7 @@ impl<'a> DmfDeviceInit<'a> {
             modules_add: None,
             state: None,
             queue_hooked: false,
+            client_driver_device: None,
         }
     }
 
@@ -222,6 +232,13 @@ impl<'a> DmfDeviceInit<'a> {
     pub fn set_filter(&mut self) {
         self.filter = true;
         self.init.set_filter();
+    }
+
+    /// `DMF_DmfControlDeviceInitSetClientDriverDevice` (CLI-52): on a control device's init (from
+    /// `PlatformDriver::control_device_init`, CLI-50), the filter driver's own device, which the
+    /// control device's Modules reach with `Scope::filter_device` (CLI-56).
+    pub fn set_client_driver_device(&mut self, device: Device) {
+        self.client_driver_device = Some(device);
     }
 
     /// `DMF_DmfDeviceInitSetEventCallbacks` (CLI-23, CLI-24): the client's Modules-add callback.
@@ -315,6 +332,7 @@ impl<'a> DmfDeviceInit<'a> {
                 filter: state.filter,
                 client: None,
                 device: Some(device.clone()),
+                filter_device: self.client_driver_device.clone(),
             },
         )?);
         *state.collection.lock() = Some(Arc::clone(&collection));

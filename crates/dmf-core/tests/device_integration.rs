@@ -584,3 +584,101 @@ fn filter_flag_set_directly_on_the_init_counts() {
     }
     assert_clean(&machine);
 }
+
+/// A Module for a control device: OPEN_Create (a control device has no PnP), answers
+/// `IOCTL_DOUBLE`, and reaches the filter's own device (CLI-56).
+#[dmf_module(crate = ::dmf_core, config = EchoConfig, context = (), open = Create, lock = Dispatch)]
+struct ControlEcho;
+
+#[dmf_callbacks(crate = ::dmf_core)]
+impl ModuleCallbacks for ControlEcho {
+    fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
+        let on_filter = m.filter_device().is_some_and(|d| !d.is_control());
+        push(
+            &m.config().log,
+            format!("{}.open(filter device: {on_filter})", m.config().name),
+        );
+        Ok(())
+    }
+    fn destroy(m: &Dispatched<'_, Self>) {
+        push(&m.config().log, format!("{}.destroy", m.config().name));
+    }
+    fn device_io_control(_m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
+        if io.ioctl_code() != IOCTL_DOUBLE {
+            return Handled::NotHandled;
+        }
+        io.complete_with_information(NtStatus::SUCCESS, 0)
+    }
+}
+
+/// CLI-50…CLI-56, UM-07: a filter driver creates a control device with its own Modules; an
+/// application opens it by its symbolic link, the Module answers its IOCTL, an unknown IOCTL is
+/// `STATUS_NOT_SUPPORTED` (a control device is not a filter), and deleting the control device
+/// destroys its Modules.
+#[test]
+fn filter_with_a_control_device_and_its_modules() {
+    use dmf_core::platform::contract::device::{PlatformDeviceInit, PlatformDriver};
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let log = Log::default();
+    let control: Arc<Mutex<Option<Device>>> = Arc::default();
+    simulator::install_driver(&machine, "lower", lower_driver());
+    let (l, slot) = (Arc::clone(&log), Arc::clone(&control));
+    let config = DriverConfig {
+        device_add: Arc::new(move |driver, init| {
+            let mut dmf = DmfDeviceInit::new(init);
+            dmf.set_filter();
+            let fdo = dmf.create_device(DeviceAttributes::default())?;
+            dmf.modules_create()?;
+
+            let mut control_init = driver.control_device_init(false);
+            let mut ctl = DmfDeviceInit::new(&mut control_init);
+            ctl.device_init().assign_name("\\Device\\DmfControl");
+            ctl.set_client_driver_device(fdo);
+            let c = Arc::clone(&l);
+            ctl.set_modules_add(move |_device, modules| {
+                modules.add(ControlEcho::with(echo("C", &c)));
+                Ok(())
+            });
+            let device = ctl.create_device(DeviceAttributes::default())?;
+            assert!(device.is_control());
+            device.create_symbolic_link("\\DosDevices\\DmfControl")?;
+            ctl.modules_create()?;
+            device.finish_initializing();
+            *slot.lock().unwrap() = Some(device);
+            Ok(())
+        }),
+        unload: None,
+    };
+    simulator::install_driver(&machine, "with-control", config);
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\CTLFILTER", "lower").upper_filter("with-control"))
+        .unwrap();
+    assert_eq!(take(&log), ["C.open(filter device: true)"]);
+    let handle = app(&machine, false)
+        .open("\\DosDevices\\DmfControl", Access::READ_WRITE)
+        .expect("the control device opens by its link");
+    assert_eq!(
+        handle.device_io_control(IOCTL_DOUBLE, &[], 0).unwrap().1,
+        0,
+        "the control device's Module"
+    );
+    assert_eq!(
+        handle.device_io_control(IOCTL_UNKNOWN, &[], 0).unwrap_err(),
+        Status::NOT_SUPPORTED
+    );
+    handle.close();
+    let device = control.lock().unwrap().take().unwrap();
+    device.delete().unwrap();
+    machine.settle();
+    assert_eq!(
+        take(&log),
+        ["C.destroy"],
+        "deleting it destroys its Modules"
+    );
+    assert_eq!(device.delete(), Err(NtStatus::INVALID_DEVICE_STATE));
+    drop(device);
+    node.remove().unwrap();
+    assert_clean(&machine);
+}

@@ -301,7 +301,7 @@ fn config(log: &Log, filter: bool) -> CollectionConfig {
             log: Arc::clone(log),
             take: false,
         })),
-        device: None,
+        ..CollectionConfig::default()
     }
 }
 
@@ -611,7 +611,7 @@ fn unhandled_request_policy_is_data() {
             log: log.clone(),
             take: true,
         })),
-        device: None,
+        ..CollectionConfig::default()
     };
     let mut init = ModuleInit::new();
     init.add(OCreate::with(cfg("A", &log)));

@@ -75,6 +75,9 @@ pub struct CollectionConfig {
     pub client: Option<Arc<dyn ClientCallbacks>>,
     /// The device the Modules belong to (`DMF_ParentDeviceGet`); the device integration sets it.
     pub device: Option<crate::platform::Device>,
+    /// `DMF_DmfControlDeviceInitSetClientDriverDevice` (CLI-52): for a collection on a filter
+    /// driver's control device, the filter's own device (`DMF_FilterDeviceGet`, CLI-56).
+    pub filter_device: Option<crate::platform::Device>,
 }
 
 impl core::fmt::Debug for CollectionConfig {
@@ -400,6 +403,7 @@ impl ModuleCollection {
         let device = Arc::new(DeviceShared {
             filter: config.filter,
             device: config.device.clone(),
+            filter_device: config.filter_device.clone(),
             features: ModuleLock::new(LockKind::Spin, Vec::new())?,
         });
         let placement = Placement {

@@ -143,6 +143,8 @@ pub(crate) struct DeviceShared {
     /// The `WDFDEVICE` the collection belongs to (`None` for a collection made without one, as
     /// the framework's own tests do).
     pub(crate) device: Option<crate::platform::Device>,
+    /// The filter driver's FDO when the collection belongs to its control device (CLI-52).
+    pub(crate) filter_device: Option<crate::platform::Device>,
     pub(crate) features: ModuleLock<Vec<(Feature, Weak<ModuleObject>)>>,
 }
 

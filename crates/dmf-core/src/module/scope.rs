@@ -253,6 +253,18 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.device.as_ref().and_then(|d| d.device.as_ref())
     }
 
+    /// `DMF_FilterDeviceGet` (CLI-56): the filter driver's own device — the collection's device in
+    /// a filter, or the device given to `set_client_driver_device` for Modules on a filter's
+    /// control device; `None` outside filter drivers.
+    pub fn filter_device(&self) -> Option<&crate::platform::Device> {
+        let shared = self.object.device.as_ref()?;
+        match (&shared.filter_device, shared.filter) {
+            (Some(fdo), _) => Some(fdo),
+            (None, true) => shared.device.as_ref(),
+            (None, false) => None,
+        }
+    }
+
     /// The Module's own handle (to hand to an asynchronous notification, e.g.). Fails during
     /// `child_modules_add`, before the object is complete.
     pub fn handle(&self) -> NtResult<M> {

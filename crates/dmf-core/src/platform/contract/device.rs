@@ -281,6 +281,23 @@ pub trait PlatformDevice: Clone + Send + Sync + 'static {
     fn create_interface(&self, class: Guid, reference: Option<&str>) -> NtResult<String>;
     /// `WdfDeviceSetDeviceInterfaceState`.
     fn set_interface_state(&self, class: Guid, reference: Option<&str>, enabled: bool);
+    /// Whether this is a control device (`WdfControlDeviceInitAllocate`).
+    fn is_control(&self) -> bool;
+    /// `WdfDeviceCreateSymbolicLink` (e.g. `\\DosDevices\\MyControl`).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_OBJECT_NAME_COLLISION` for a link in use; `STATUS_INVALID_DEVICE_STATE` for an
+    /// unnamed device.
+    fn create_symbolic_link(&self, link: &str) -> NtResult<()>;
+    /// `WdfControlFinishInitializing`: applications can open the control device from now on.
+    fn finish_initializing(&self);
+    /// `WdfObjectDelete` of a control device (PnP devices are deleted by the PnP manager).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` for a PnP device or a device already deleted.
+    fn delete(&self) -> NtResult<()>;
 
     /// The backend's request (`WDFREQUEST`).
     type Request: PlatformRequest<
@@ -379,6 +396,9 @@ pub trait PlatformDeviceInit {
     );
     /// `WdfFdoInitSetFilter`.
     fn set_filter(&mut self);
+    /// `WdfDeviceInitAssignName` (`\\Device\\Name`; control devices need one for a symbolic
+    /// link).
+    fn assign_name(&mut self, name: &str);
     /// Whether `set_filter` was called.
     fn is_filter(&self) -> bool;
     /// `WdfDeviceCreate`: creates the device (once per init).
@@ -420,4 +440,9 @@ pub trait PlatformDriver: Clone + Send + Sync + 'static {
     type DeviceInit: PlatformDeviceInit;
     /// The driver's name (its service name).
     fn name(&self) -> &str;
+    /// `WdfControlDeviceInitAllocate`: an init for a control device (a non-PnP `WDFDEVICE` that
+    /// applications open by its symbolic link). `administrators_only` picks
+    /// `SDDL_DEVOBJ_SYS_ALL_ADM_ALL`; otherwise `SDDL_DEVOBJ_SYS_ALL_ADM_RWX_WORLD_RW_RES_R`.
+    /// PnP, power and power-policy callbacks set on it are never called.
+    fn control_device_init(&self, administrators_only: bool) -> Self::DeviceInit;
 }

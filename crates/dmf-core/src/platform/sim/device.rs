@@ -7,6 +7,7 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 
+use kmdf_sim::control::DeviceSecurity;
 use kmdf_sim::device::{
     Device as SimDevice, DeviceInit as SimDeviceInit, PnpPowerCallbacks as SimPnp,
     PowerPolicyCallbacks as SimPolicy, Resources as SimResources,
@@ -32,7 +33,7 @@ use crate::platform::contract::device::{
     PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
 };
 use crate::platform::contract::io::{FileObjectConfig, InterfaceChange, QueueConfig, RequestType};
-use crate::status::NtResult;
+use crate::status::{NtResult, NtStatus};
 
 fn to_sim(result: NtResult<()>) -> SimStatus {
     match result {
@@ -130,6 +131,26 @@ impl PlatformDevice for Device {
         callback: Arc<dyn Fn(&InterfaceChange) + Send + Sync>,
     ) -> NtResult<InterfaceNotification> {
         register_interface_notification(self, class, callback)
+    }
+
+    fn is_control(&self) -> bool {
+        self.0.is_control()
+    }
+
+    fn create_symbolic_link(&self, link: &str) -> NtResult<()> {
+        self.0.create_symbolic_link(link).map_err(from_sim_status)
+    }
+
+    fn finish_initializing(&self) {
+        self.0.finish_initializing();
+    }
+
+    fn delete(&self) -> NtResult<()> {
+        // A second WdfObjectDelete is a bug check on Windows; refuse it here instead.
+        if !self.0.is_control() || self.0.object().is_deleted() {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        self.0.object().delete().map_err(from_sim_status)
     }
 
     fn context<T: core::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
@@ -299,6 +320,10 @@ impl PlatformDeviceInit for DeviceInit {
         self.0.set_filter();
     }
 
+    fn assign_name(&mut self, name: &str) {
+        self.0.assign_name(name);
+    }
+
     fn is_filter(&self) -> bool {
         self.0.is_filter()
     }
@@ -335,6 +360,17 @@ impl PlatformDriver for Driver {
 
     fn name(&self) -> &str {
         self.0.name()
+    }
+
+    fn control_device_init(&self, administrators_only: bool) -> DeviceInit {
+        DeviceInit(SimDeviceInit::control(
+            &self.0,
+            if administrators_only {
+                DeviceSecurity::AdministratorsOnly
+            } else {
+                DeviceSecurity::Everyone
+            },
+        ))
     }
 }
 
