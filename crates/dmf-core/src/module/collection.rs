@@ -86,6 +86,7 @@ impl core::fmt::Debug for CollectionConfig {
             .field("filter", &self.filter)
             .field("client", &self.client.is_some())
             .field("device", &self.device)
+            .field("filter_device", &self.filter_device)
             .finish()
     }
 }
