@@ -487,6 +487,47 @@ impl Machine {
         &self.0.core.pool
     }
 
+    /// The end-of-test verdict, what Driver Verifier would say at unload: settles, then lists
+    /// a bug check, every verifier violation, every pool allocation still outstanding and every
+    /// WDF object still alive. `Ok` carries a one-line summary when there is nothing to report.
+    ///
+    /// # Errors
+    ///
+    /// The problems, one per line.
+    ///
+    /// # Panics
+    ///
+    /// As [`settle`](Self::settle), except that a bug check is reported, not raised.
+    pub fn verdict(&self) -> Result<String, String> {
+        use std::fmt::Write as _;
+        let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.settle()));
+        let mut problems = String::new();
+        if let Some(crash) = self.crash() {
+            let _ = writeln!(problems, "bug check: {crash}");
+        } else if settled.is_err() {
+            let _ = writeln!(problems, "the machine did not settle");
+        }
+        for v in self.verifier().violations() {
+            let _ = writeln!(problems, "verifier: {v:?}");
+        }
+        for a in self.pool().outstanding() {
+            let _ = writeln!(problems, "pool leak: {a:?}");
+        }
+        for (kind, name) in crate::object::live_objects(self) {
+            let _ = writeln!(problems, "object left: {kind} {name}");
+        }
+        if problems.is_empty() {
+            Ok(format!(
+                "verifier: no violations, no IRQL errors, no pool or WDF object left ({} trace \
+                 events, {:.3} ms of virtual time)",
+                self.trace().events().len(),
+                self.now().as_secs_f64() * 1000.0
+            ))
+        } else {
+            Err(problems)
+        }
+    }
+
     /// The fault injector.
     pub fn faults(&self) -> &FaultInjector {
         &self.0.core.faults

@@ -90,3 +90,20 @@ fn pool_blocks_are_zeroed_tagged_and_tracked() {
     b.free();
     assert!(machine.pool().outstanding().is_empty());
 }
+
+/// `Machine::verdict`: clean machines pass with a summary; a leaked allocation is reported, and
+/// freeing it clears the verdict.
+#[test]
+fn verdict_reports_leaks_and_passes_clean_machines() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    assert!(machine
+        .verdict()
+        .unwrap()
+        .starts_with("verifier: no violations"));
+    let block = machine.pool().allocate(*b"Leak", 32).unwrap();
+    let problems = machine.verdict().unwrap_err();
+    assert!(problems.contains("pool leak"), "{problems}");
+    block.free();
+    assert!(machine.verdict().is_ok());
+}

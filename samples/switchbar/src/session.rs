@@ -1,7 +1,6 @@
 //! The scripted SwitchBar session on a simulated machine: the main job's script and the
 //! end-to-end test's, so that what `cargo run -p switchbar` shows is what the tests assert.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use kmdf_sim::fx2::driver as fx2;
@@ -183,31 +182,9 @@ impl Session {
         self.record("the drivers unload");
     }
 
-    /// The verifier's verdict: `Ok` with a summary when nothing leaked and no rule was broken.
+    /// The verifier's verdict ([`Machine::verdict`]).
     pub fn verdict(&self) -> Result<String, String> {
-        self.machine.settle();
-        let mut problems = String::new();
-        if let Some(crash) = self.machine.crash() {
-            let _ = writeln!(problems, "bug check: {crash}");
-        }
-        for v in self.machine.verifier().violations() {
-            let _ = writeln!(problems, "verifier: {v:?}");
-        }
-        for a in self.machine.pool().outstanding() {
-            let _ = writeln!(problems, "pool leak: {a:?}");
-        }
-        for (kind, name) in kmdf_sim::object::live_objects(&self.machine) {
-            let _ = writeln!(problems, "object left: {kind} {name}");
-        }
-        if problems.is_empty() {
-            Ok(format!(
-                "verifier: no violations, no IRQL errors, no pool or WDF object left ({} trace events, {:.3} ms of virtual time)",
-                self.machine.trace().events().len(),
-                self.machine.now().as_secs_f64() * 1000.0
-            ))
-        } else {
-            Err(problems)
-        }
+        self.machine.verdict()
     }
 
     /// The scripted session of the main job.
