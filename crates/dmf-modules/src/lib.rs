@@ -37,45 +37,51 @@
 extern crate alloc;
 
 // Task execution (MODS-Thread, MODS-QueuedWorkitem, MODS-ScheduledTask, Doorbell).
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod doorbell;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod queued_work_item;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod scheduled_task;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod thread;
 
 // Rundown, AlertableSleep, RingBuffer, HashTable, PingPongBuffer, Time (MODS-*, §6.8, §6.9).
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod alertable_sleep;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod hash_table;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod ping_pong_buffer;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod ring_buffer;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod rundown;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod time;
 
 // Buffers and data structures (MODS-BufferPool, MODS-BufferQueue, MODS-Stack).
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod buffer_pool;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod buffer_queue;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod stack;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod threaded_buffer_queue;
 
 // Targets (dmf-upstream §5.5–§5.7): RequestTarget, ContinuousRequestTarget, DeviceInterfaceTarget.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod continuous_request_target;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod default_target;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod device_interface_target;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod request_target;
+
+// Driver patterns (dmf-upstream §5.4, MODS-IoctlHandler, MODS-NotifyUserWithRequest).
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod ioctl_handler;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod notify_user_with_request;

@@ -1,0 +1,996 @@
+//! # IoctlHandler
+//!
+//! ## Summary
+//!
+//! Table-driven IOCTL dispatch (C DMF: `Dmf_IoctlHandler.c`, seed MODS-IoctlHandler): the client
+//! lists its IOCTLs with their minimum input and output sizes and a handler each; the Module
+//! validates every request against the table **before** any handler runs, optionally creates
+//! the device interface applications open, and filters who may open it. It replaces both a
+//! hand-written `EvtIoDeviceControl` switch and `DMF_Utility_UserModeAccessCreate`.
+//!
+//! ## Configuration
+//!
+//! [`IoctlHandlerConfig`] (`DMF_CONFIG_IoctlHandler`):
+//! - `table` — an [`IoctlTable`] of [`IoctlEntry`] records (`IoctlHandler_IoctlRecord`):
+//!   control code, minimum input size, minimum output size, handler, `administrator_only`;
+//! - `access_mode` — [`IoctlAccessMode`] (`AccessModeFilter`): `Default`, `AdministratorOnly`,
+//!   `AdministratorOnlyPerIoctl`, `KernelModeOnly`, or `ClientCallback` (the client's
+//!   `EvtIoctlHandlerAccessModeFilter`);
+//! - `exclusive` — only one handle open at a time (like `WdfDeviceInitSetExclusive`);
+//! - `device_interface`, `reference_string` — the interface the Module creates when it opens
+//!   (`DeviceInterfaceGuid`, `ReferenceString`); `None` creates none;
+//! - `manual_mode` — create the interface only when the client calls `enable(true)`
+//!   (`ManualMode`, `DMF_IoctlHandler_IoctlStateSet`);
+//! - `kernel_mode_requests_only`, `forward_unhandled_requests`, `post_device_interface_create`
+//!   — as in C DMF.
+//!
+//! ## Methods
+//!
+//! | Method | C DMF |
+//! |---|---|
+//! | [`IoctlHandler::enable`] / [`DynamicIoctlHandler::enable`] | `DMF_IoctlHandler_IoctlStateSet` |
+//! | [`IoctlHandler::is_enabled`] / [`DynamicIoctlHandler::is_enabled`] | — (the interface state) |
+//! | [`DynamicIoctlHandler::handle_device_io_control`] and the other `handle_*` | `DMF_IoctlHandler_IoctlChain`, generalised |
+//!
+//! ## Callbacks
+//!
+//! [`IoctlHandlerFn`] (`EVT_DMF_IoctlHandler_Callback`): `Fn(&mut IoctlCall<'_>) -> IoctlResult`.
+//! The [`IoctlCall`] gives the control code, the queue, the request, the input bytes and a
+//! writable output buffer of the request's full output length, both already checked against the
+//! entry's minimums. The handler returns [`IoctlResult::Complete`] (the Module completes the
+//! request with that status and information, copying the output back), or takes the request with
+//! [`IoctlCall::take`] and returns [`IoctlResult::Pending`] with the token `take` gave it (C DMF's
+//! `STATUS_PENDING`: the handler now owns the request and writes its output through it). Handlers
+//! are closures: what C DMF reaches through the `DMFMODULE` argument (the parent's context) a
+//! handler captures.
+//!
+//! ## Remarks
+//!
+//! - Validation (C DMF's order): an unknown code is not handled (the next Module, the client,
+//!   then DMF's rule: passed down in a filter, `STATUS_NOT_SUPPORTED` in a function driver) —
+//!   unless `forward_unhandled_requests`. A known code is always handled: a user-mode sender
+//!   with `kernel_mode_requests_only`, or a non-administrator on an `administrator_only` entry in
+//!   `AdministratorOnlyPerIoctl` mode, gets `STATUS_ACCESS_DENIED`; an input or output buffer
+//!   shorter than the entry's minimum gets `STATUS_BUFFER_TOO_SMALL` (what
+//!   `WdfRequestRetrieveInputBuffer` returns); a minimum of 0 passes an empty buffer. The handler
+//!   is never called for a request that failed validation.
+//! - File create: `AdministratorOnly` refuses non-administrators with `STATUS_ACCESS_DENIED`;
+//!   `AdministratorOnlyPerIoctl` lets everyone open and checks per IOCTL; `ClientCallback` asks
+//!   the client; `exclusive` refuses a second open with `STATUS_ACCESS_DENIED` (the I/O manager's
+//!   status for an exclusive device). Refusals and, in a filter driver, successes go through
+//!   `DMF_ModuleRequestCompleteOrForward` (MOD-71): a refused create is completed, an accepted one
+//!   passed down. In a function driver an accepted create is left to the client (or DMF, which
+//!   succeeds it). Cleanup and close are never taken, so the client still sees them (DMF #129).
+//!   The exclusive hold is taken when the Module accepts the create and released at file close:
+//!   a create that something after the Module fails (the client's callback, the lower driver in
+//!   a filter) keeps it until the Module closes.
+//! - The administrator check uses the token captured at create (`SeTokenIsAdmin`), which the
+//!   platform exposes per file object and per request.
+//! - The handler's output is the Module's own buffer, copied into the request when it completes
+//!   with a non-error status; the information is clamped to the output length.
+//! - **Dynamic use**: dmf-core refuses WDF callbacks on dynamic Modules (it cannot dispatch to
+//!   them: they are not in the device's tree). [`DynamicIoctlHandler`] is the same Module without
+//!   WDF callbacks: created with `.create(&parent)`, it creates and removes its interface with its
+//!   lifetime, and its owner routes requests to it with the `handle_*` Methods (C DMF's
+//!   `IoctlChain`, generalised to creates and cleanups).
+//! - Not ported: reference-string routing of several instances on one device (the platform's file
+//!   object does not expose its file name yet; every file object is this instance's), the
+//!   "no default queue" open check (dmf-core creates the default queue after the Modules open).
+//! - Open option `OPEN_Create`, DISPATCH lock (the request callbacks may run at DISPATCH_LEVEL).
+//!
+//! ## Category
+//!
+//! Driver Patterns (seed MODS-IoctlHandler).
+//!
+//! # Example
+//!
+//! A container driver whose only Module answers one IOCTL; an application opens the interface.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dmf_core::device::container_driver_config;
+//! use dmf_core::platform::contract::device::Guid;
+//! use dmf_core::platform::simulator;
+//! use dmf_core::NtStatus;
+//! use dmf_modules::ioctl_handler::{
+//!     IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult, IoctlTable,
+//! };
+//! use kmdf_sim::io::{Access, AppConfig, Application};
+//! use kmdf_sim::pnp::StackSpec;
+//!
+//! const GUID: Guid = Guid::new(0x1234_5678, 0x9ABC, 0xDEF0, [1, 2, 3, 4, 5, 6, 7, 8]);
+//! const IOCTL_SUM: u32 = 0x0022_2000;
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! simulator::install_driver(
+//!     &machine,
+//!     "summer",
+//!     container_driver_config(
+//!         |_device, modules| {
+//!             let sum = IoctlEntry::new(IOCTL_SUM, 2, 1, |call| {
+//!                 let total = call.input().iter().fold(0u8, |a, b| a.wrapping_add(*b));
+//!                 call.output()[0] = total;
+//!                 IoctlResult::success(1)
+//!             });
+//!             modules.add(IoctlHandler::with(IoctlHandlerConfig {
+//!                 table: IoctlTable::new([sum]),
+//!                 device_interface: Some(GUID),
+//!                 ..IoctlHandlerConfig::default()
+//!             }));
+//!             Ok(())
+//!         },
+//!         false,
+//!     ),
+//! );
+//! let node = machine.pnp().plug_in(StackSpec::new("ROOT\\SUMMER", "summer")).unwrap();
+//! let app = Application::new(&machine, AppConfig::default());
+//! let class = kmdf_sim::guid::Guid::new(GUID.data1, GUID.data2, GUID.data3, GUID.data4);
+//! let handle = app.open_interface(class, Access::READ_WRITE).unwrap();
+//! assert_eq!(handle.device_io_control(IOCTL_SUM, &[2, 3], 1).unwrap(), (vec![5], 1));
+//! // Too short an input never reaches the handler.
+//! assert_eq!(
+//!     handle.device_io_control(IOCTL_SUM, &[2], 1).unwrap_err().0,
+//!     NtStatus::BUFFER_TOO_SMALL.to_raw()
+//! );
+//! handle.close();
+//! node.remove().unwrap();
+//! machine.settle();
+//! assert!(machine.verifier().violations().is_empty());
+//! ```
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use dmf_core::module::{Dispatched, Handled, IoRequest, Module, ModuleCallbacks, Scope};
+use dmf_core::platform::contract::device::{Guid, PlatformDevice};
+use dmf_core::platform::contract::io::{
+    PlatformFileObject, PlatformRequest, RequestorMode, SendOptions,
+};
+use dmf_core::platform::{Device, FileObject, Queue, Request};
+use dmf_core::sync::ModuleLockGuard;
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+/// `EVT_DMF_IoctlHandler_Callback`: handles one validated IOCTL. See the
+/// [module documentation](self).
+pub type IoctlHandlerFn = Arc<dyn Fn(&mut IoctlCall<'_>) -> IoctlResult + Send + Sync>;
+
+/// `EVT_DMF_IoctlHandler_AccessModeFilter`: decides whether a create may open the interface.
+/// `Ok` accepts it (passed down in a filter, left to the client otherwise); `Err(status)`
+/// completes it with that status.
+pub type IoctlAccessFilterFn = Arc<dyn Fn(&FileObject, &Request) -> NtResult<()> + Send + Sync>;
+
+/// `EVT_DMF_IoctlHandler_PostDeviceInterfaceCreate`: runs once the Module created its device
+/// interface (the device, the class and the reference string). An error fails the open.
+pub type PostInterfaceCreateFn =
+    Arc<dyn Fn(&Device, Guid, Option<&str>) -> NtResult<()> + Send + Sync>;
+
+/// `IoctlHandler_IoctlRecord`: one IOCTL the Module handles.
+#[derive(Clone)]
+pub struct IoctlEntry {
+    /// `IoctlCode`.
+    pub code: u32,
+    /// `InputBufferMinimumSize`: shorter inputs are `STATUS_BUFFER_TOO_SMALL`.
+    pub input_minimum: usize,
+    /// `OutputBufferMinimumSize`: shorter outputs are `STATUS_BUFFER_TOO_SMALL`.
+    pub output_minimum: usize,
+    /// `AdministratorAccessOnly`: only meaningful in [`IoctlAccessMode::AdministratorOnlyPerIoctl`].
+    pub administrator_only: bool,
+    /// `EvtIoctlHandlerFunction`.
+    pub handler: IoctlHandlerFn,
+}
+
+impl IoctlEntry {
+    /// An entry for `code` with the given minimum sizes and handler.
+    pub fn new(
+        code: u32,
+        input_minimum: usize,
+        output_minimum: usize,
+        handler: impl Fn(&mut IoctlCall<'_>) -> IoctlResult + Send + Sync + 'static,
+    ) -> Self {
+        IoctlEntry {
+            code,
+            input_minimum,
+            output_minimum,
+            administrator_only: false,
+            handler: Arc::new(handler),
+        }
+    }
+
+    /// Marks the entry administrator-only (`AdministratorAccessOnly = TRUE`).
+    #[must_use]
+    pub fn administrator_only(mut self) -> Self {
+        self.administrator_only = true;
+        self
+    }
+
+    /// The size check of a request with these buffer lengths: `STATUS_BUFFER_TOO_SMALL` if either
+    /// is shorter than its minimum.
+    #[inline]
+    pub fn validate(&self, input_length: usize, output_length: usize) -> NtResult<()> {
+        if input_length < self.input_minimum || output_length < self.output_minimum {
+            Err(NtStatus::BUFFER_TOO_SMALL)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl core::fmt::Debug for IoctlEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoctlEntry")
+            .field("code", &format_args!("{:#010X}", self.code))
+            .field("input_minimum", &self.input_minimum)
+            .field("output_minimum", &self.output_minimum)
+            .field("administrator_only", &self.administrator_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `IoctlRecords` + `IoctlRecordCount`: the entries, indexed by code. When two entries share a
+/// code the first one listed wins (C DMF's linear scan). Cheap to clone.
+///
+/// Lookup is O(1): the usual table — codes made by `CTL_CODE` with neighbouring function numbers
+/// — gets a direct index on the function bits; any other set of codes an open-addressing hash
+/// table (at most half full). Both are built once, with the table.
+#[derive(Clone, Default)]
+pub struct IoctlTable {
+    /// The codes, sorted.
+    codes: Arc<[u32]>,
+    /// The entries in the order of `codes`.
+    entries: Arc<[IoctlEntry]>,
+    index: Index,
+}
+
+/// How [`IoctlTable::find`] gets from a code to a position.
+#[derive(Clone, Default)]
+enum Index {
+    /// No entries.
+    #[default]
+    Empty,
+    /// `(code - base) >> 2` → position + 1 (0: none).
+    Dense { base: u32, slots: Arc<[u16]> },
+    /// Linear probing from the code's multiplicative hash (top `32 - shift` bits); a slot is
+    /// `(code, position + 1)`, position 0 marks an empty slot.
+    Hashed {
+        shift: u32,
+        slots: Arc<[(u32, u16)]>,
+    },
+}
+
+/// Fibonacci hashing multiplier (2^32 / φ).
+const HASH_MULTIPLIER: u32 = 0x9E37_79B9;
+
+/// The direct index of sorted `codes`, if they are dense enough and no two share their bits
+/// above the transfer-method bits.
+fn dense_index(codes: &[u32]) -> Option<Index> {
+    let (&base, &last) = (codes.first()?, codes.last()?);
+    let span = usize::try_from((last - base) >> 2).ok()? + 1;
+    if span > codes.len().saturating_mul(4) {
+        return None;
+    }
+    let mut slots = Vec::new();
+    slots.try_reserve_exact(span).ok()?;
+    slots.resize(span, 0u16);
+    for (position, &code) in codes.iter().enumerate() {
+        let slot = &mut slots[usize::try_from((code - base) >> 2).ok()?];
+        if *slot == 0 {
+            *slot = u16::try_from(position + 1).ok()?;
+        } else if codes[usize::from(*slot - 1)] != code {
+            // Two codes differing only in the method bits: hash them instead.
+            return None;
+        }
+    }
+    Some(Index::Dense {
+        base,
+        slots: slots.into(),
+    })
+}
+
+/// The hash index of sorted `codes` (the first of equal codes kept).
+fn hashed_index(codes: &[u32]) -> Option<Index> {
+    let capacity = codes.len().checked_mul(2)?.next_power_of_two().max(2);
+    let shift = 32 - capacity.trailing_zeros();
+    let mask = capacity - 1;
+    let mut slots = Vec::new();
+    slots.try_reserve_exact(capacity).ok()?;
+    slots.resize(capacity, (0u32, 0u16));
+    for (position, &code) in codes.iter().enumerate() {
+        let mut i = usize::try_from(code.wrapping_mul(HASH_MULTIPLIER) >> shift).ok()?;
+        loop {
+            let slot = &mut slots[i];
+            if slot.1 == 0 {
+                *slot = (code, u16::try_from(position + 1).ok()?);
+                break;
+            }
+            if slot.0 == code {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+    Some(Index::Hashed {
+        shift,
+        slots: slots.into(),
+    })
+}
+
+impl IoctlTable {
+    /// A table of `entries` (any order).
+    ///
+    /// # Panics
+    ///
+    /// With 65 535 entries or more (an index position is 16 bits).
+    pub fn new(entries: impl IntoIterator<Item = IoctlEntry>) -> Self {
+        let mut entries: Vec<IoctlEntry> = entries.into_iter().collect();
+        assert!(
+            entries.len() < usize::from(u16::MAX),
+            "IoctlTable: too many entries"
+        );
+        // Stable: among equal codes the first listed stays first, and the index keeps it.
+        entries.sort_by_key(|e| e.code);
+        let codes: Vec<u32> = entries.iter().map(|e| e.code).collect();
+        let index = if codes.is_empty() {
+            Index::Empty
+        } else {
+            dense_index(&codes)
+                .or_else(|| hashed_index(&codes))
+                .unwrap_or_default()
+        };
+        IoctlTable {
+            codes: codes.into(),
+            entries: entries.into(),
+            index,
+        }
+    }
+
+    /// How many entries the table has.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, sorted by code.
+    pub fn entries(&self) -> &[IoctlEntry] {
+        &self.entries
+    }
+
+    /// The entry for `code` (the first listed, if several).
+    #[inline]
+    pub fn find(&self, code: u32) -> Option<&IoctlEntry> {
+        match &self.index {
+            Index::Empty => None,
+            Index::Dense { base, slots } => {
+                let key = usize::try_from(code.wrapping_sub(*base) >> 2).ok()?;
+                let position = usize::from(*slots.get(key)?).checked_sub(1)?;
+                match self.codes.get(position) {
+                    Some(&c) if c == code => self.entries.get(position),
+                    _ => None,
+                }
+            }
+            Index::Hashed { shift, slots } => {
+                let mask = slots.len() - 1;
+                let mut i = usize::try_from(code.wrapping_mul(HASH_MULTIPLIER) >> shift).ok()?;
+                loop {
+                    let (c, position) = *slots.get(i)?;
+                    if position == 0 {
+                        return None;
+                    }
+                    if c == code {
+                        return self.entries.get(usize::from(position) - 1);
+                    }
+                    i = (i + 1) & mask;
+                }
+            }
+        }
+    }
+
+    /// Lookup and size validation in one step (the Module's dispatch before any access to the
+    /// request's buffers): `None` for an unknown code, else the entry or
+    /// `STATUS_BUFFER_TOO_SMALL`.
+    #[inline]
+    pub fn lookup(
+        &self,
+        code: u32,
+        input_length: usize,
+        output_length: usize,
+    ) -> Option<NtResult<&IoctlEntry>> {
+        self.find(code)
+            .map(|e| e.validate(input_length, output_length).map(|()| e))
+    }
+}
+
+impl core::fmt::Debug for IoctlTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.entries.iter()).finish()
+    }
+}
+
+/// `IoctlHandler_AccessModeFilter`: who may open the device interface and send IOCTLs.
+#[derive(Clone, Default)]
+pub enum IoctlAccessMode {
+    /// `IoctlHandler_AccessModeDefault`: anyone.
+    #[default]
+    Default,
+    /// `IoctlHandler_AccessModeFilterAdministratorOnly`: only administrators may open.
+    AdministratorOnly,
+    /// `IoctlHandler_AccessModeFilterAdministratorOnlyPerIoctl`: anyone may open; entries marked
+    /// `administrator_only` refuse non-administrators with `STATUS_ACCESS_DENIED`.
+    AdministratorOnlyPerIoctl,
+    /// `IoctlHandler_AccessModeFilterKernelModeOnly`: the table answers internal IOCTLs
+    /// (`IRP_MJ_INTERNAL_DEVICE_CONTROL`) only; device-control requests are not handled.
+    KernelModeOnly,
+    /// `IoctlHandler_AccessModeFilterClientCallback`: the client decides at create.
+    ClientCallback(IoctlAccessFilterFn),
+}
+
+impl core::fmt::Debug for IoctlAccessMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            IoctlAccessMode::Default => "Default",
+            IoctlAccessMode::AdministratorOnly => "AdministratorOnly",
+            IoctlAccessMode::AdministratorOnlyPerIoctl => "AdministratorOnlyPerIoctl",
+            IoctlAccessMode::KernelModeOnly => "KernelModeOnly",
+            IoctlAccessMode::ClientCallback(_) => "ClientCallback",
+        })
+    }
+}
+
+/// `DMF_CONFIG_IoctlHandler`. See the [module documentation](self).
+#[derive(Clone, Default)]
+#[allow(clippy::struct_excessive_bools)] // reason: C DMF's independent config flags, one field each
+pub struct IoctlHandlerConfig {
+    /// The IOCTL table.
+    pub table: IoctlTable,
+    /// `AccessModeFilter` (with `EvtIoctlHandlerAccessModeFilter` in `ClientCallback`).
+    pub access_mode: IoctlAccessMode,
+    /// Only one open handle at a time; a second create gets `STATUS_ACCESS_DENIED`.
+    pub exclusive: bool,
+    /// `DeviceInterfaceGuid`: the interface created at open (`None`: no interface).
+    pub device_interface: Option<Guid>,
+    /// `ReferenceString` of the interface.
+    pub reference_string: Option<String>,
+    /// `ManualMode`: the interface is created disabled; `enable(true)` enables it.
+    pub manual_mode: bool,
+    /// `KernelModeRequestsOnly`: user-mode senders of a table IOCTL get `STATUS_ACCESS_DENIED`.
+    pub kernel_mode_requests_only: bool,
+    /// `ForwardUnhandledRequests`: codes not in the table are passed to the next lower driver.
+    pub forward_unhandled_requests: bool,
+    /// `PostDeviceInterfaceCreate`.
+    pub post_device_interface_create: Option<PostInterfaceCreateFn>,
+}
+
+impl core::fmt::Debug for IoctlHandlerConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoctlHandlerConfig")
+            .field("table", &self.table)
+            .field("access_mode", &self.access_mode)
+            .field("exclusive", &self.exclusive)
+            .field("device_interface", &self.device_interface)
+            .field("reference_string", &self.reference_string)
+            .field("manual_mode", &self.manual_mode)
+            .field("kernel_mode_requests_only", &self.kernel_mode_requests_only)
+            .field(
+                "forward_unhandled_requests",
+                &self.forward_unhandled_requests,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Proof that a handler took its request ([`IoctlCall::take`]); only [`IoctlResult::Pending`]
+/// consumes it, so "pending" cannot be returned for a request the Module still holds.
+#[derive(Debug)]
+#[must_use = "return it as IoctlResult::Pending"]
+pub struct Pended(());
+
+/// What a handler did with its request (`NTSTATUS` + `*BytesReturned` in C DMF).
+#[derive(Debug)]
+#[must_use]
+pub enum IoctlResult {
+    /// Complete the request with `status`, `information` bytes of the output returned.
+    Complete {
+        /// The completion status.
+        status: NtStatus,
+        /// `BytesReturned` (clamped to the output length).
+        information: usize,
+    },
+    /// `STATUS_PENDING`: the handler took the request and will complete it.
+    Pending(Pended),
+}
+
+impl IoctlResult {
+    /// `STATUS_SUCCESS` with `information` output bytes.
+    pub const fn success(information: usize) -> Self {
+        IoctlResult::Complete {
+            status: NtStatus::SUCCESS,
+            information,
+        }
+    }
+
+    /// `status` with no output.
+    pub const fn status(status: NtStatus) -> Self {
+        IoctlResult::Complete {
+            status,
+            information: 0,
+        }
+    }
+}
+
+/// One validated IOCTL as its handler sees it.
+pub struct IoctlCall<'a> {
+    code: u32,
+    queue: Option<&'a Queue>,
+    request: Option<Request>,
+    input: &'a [u8],
+    output: &'a mut [u8],
+}
+
+impl core::fmt::Debug for IoctlCall<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IoctlCall")
+            .field("code", &format_args!("{:#010X}", self.code))
+            .field("input", &self.input.len())
+            .field("output", &self.output.len())
+            .field("taken", &self.request.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> IoctlCall<'a> {
+    /// `IoControlCode`.
+    pub fn code(&self) -> u32 {
+        self.code
+    }
+
+    /// The queue that presented the request (`None` when the owner of a
+    /// [`DynamicIoctlHandler`] routed a request without one).
+    pub fn queue(&self) -> Option<&'a Queue> {
+        self.queue
+    }
+
+    /// The request while the handler has not taken it (its requestor, file object, …).
+    pub fn request(&self) -> Option<&Request> {
+        self.request.as_ref()
+    }
+
+    /// The input buffer: at least the entry's minimum (empty when the minimum is 0 and the
+    /// sender passed none).
+    pub fn input(&self) -> &[u8] {
+        self.input
+    }
+
+    /// The output buffer, the request's full output length (at least the entry's minimum). The
+    /// first `information` bytes are returned when the handler completes with a non-error status.
+    pub fn output(&mut self) -> &mut [u8] {
+        self.output
+    }
+
+    /// Takes the request to complete it later: return [`IoctlResult::Pending`] with the token.
+    /// The output buffer of this call is then discarded (write the output through the request),
+    /// and the Module ignores whatever the handler returns: the request is the handler's.
+    pub fn take(&mut self) -> Option<(Request, Pended)> {
+        self.request.take().map(|r| (r, Pended(())))
+    }
+}
+
+/// Table-driven IOCTL handling with access control; see the [module documentation](self).
+#[dmf_module(crate = dmf_core, config = IoctlHandlerConfig, context = Context, open = Create, lock = Dispatch)]
+pub struct IoctlHandler;
+
+/// The same Module for dynamic creation: no WDF callbacks, its owner routes requests to it. See
+/// the [module documentation](self).
+#[dmf_module(crate = dmf_core, config = IoctlHandlerConfig, context = Context, open = Create, lock = Dispatch)]
+pub struct DynamicIoctlHandler;
+
+/// The state both Module types keep.
+#[derive(Default)]
+struct Context {
+    /// `IsDeviceInterfaceCreated`.
+    interface_created: bool,
+    /// The interface is enabled (created and not disabled by `enable(false)`).
+    enabled: bool,
+    /// With `exclusive`: the file object that holds the device open.
+    exclusive_owner: Option<u64>,
+}
+
+impl core::fmt::Debug for Context {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Context")
+            .field("interface_created", &self.interface_created)
+            .field("enabled", &self.enabled)
+            .field("exclusive_owner", &self.exclusive_owner)
+            .finish()
+    }
+}
+
+/// What the shared code needs from either Module: its scope (device, filter flag, MOD-71), its
+/// config and its context.
+struct Parts<'s, 'a, M> {
+    scope: &'s Scope<'a, M>,
+    config: &'s IoctlHandlerConfig,
+    lock: &'s dyn Fn() -> ModuleLockGuard<'s, Context>,
+}
+
+/// Builds the [`Parts`] of a scope of either Module type (the macro's access trait is private to
+/// each, so this is a macro rather than a function).
+macro_rules! parts {
+    ($m:expr) => {
+        Parts {
+            scope: &$m,
+            config: $m.config(),
+            lock: &|| $m.lock(),
+        }
+    };
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for IoctlHandler {
+    fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
+        open(&parts!(m))
+    }
+
+    fn close(m: &Dispatched<'_, Self>) {
+        close(&parts!(m));
+    }
+
+    fn device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
+        if matches!(m.config().access_mode, IoctlAccessMode::KernelModeOnly) {
+            return Handled::NotHandled;
+        }
+        dispatch(&parts!(m), io)
+    }
+
+    fn internal_device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
+        if !matches!(m.config().access_mode, IoctlAccessMode::KernelModeOnly) {
+            return Handled::NotHandled;
+        }
+        dispatch(&parts!(m), io)
+    }
+
+    fn file_create(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
+        file_create(&parts!(m), io, file)
+    }
+
+    fn file_close(m: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
+        // The exclusive hold lasts until close, as the I/O manager's does. Never taken, so the
+        // client sees it (DMF #129).
+        file_close(&parts!(m), file);
+        Handled::NotHandled
+    }
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for DynamicIoctlHandler {
+    fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
+        open(&parts!(m))
+    }
+
+    fn close(m: &Dispatched<'_, Self>) {
+        close(&parts!(m));
+    }
+}
+
+impl IoctlHandler {
+    /// `DMF_IoctlHandler_IoctlStateSet`: enables or disables the device interface (creating it
+    /// the first time in manual mode). Existing handles stay open.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` once closing or without a device; the interface creation's
+    /// status.
+    pub fn enable(&self, enable: bool) -> NtResult<()> {
+        let m = self.enter()?;
+        state_set(&parts!(m), enable)
+    }
+
+    /// Whether the device interface is enabled.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` once closing.
+    pub fn is_enabled(&self) -> NtResult<bool> {
+        let m = self.enter()?;
+        let enabled = m.lock().enabled;
+        Ok(enabled)
+    }
+}
+
+impl DynamicIoctlHandler {
+    /// As [`IoctlHandler::enable`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IoctlHandler::enable`].
+    pub fn enable(&self, enable: bool) -> NtResult<()> {
+        let m = self.enter()?;
+        state_set(&parts!(m), enable)
+    }
+
+    /// As [`IoctlHandler::is_enabled`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IoctlHandler::is_enabled`].
+    pub fn is_enabled(&self) -> NtResult<bool> {
+        let m = self.enter()?;
+        let enabled = m.lock().enabled;
+        Ok(enabled)
+    }
+
+    /// Offers a device-control request (or, in `KernelModeOnly` mode, an internal one) to the
+    /// table, exactly as the static Module's callback does: `Handled` if it took the request
+    /// (completed, pended by a handler, refused or forwarded); `NotHandled` leaves it in `io`
+    /// (unknown code, or the Module is closing).
+    pub fn handle_device_io_control(&self, io: &mut IoRequest<'_>) -> Handled {
+        let Ok(m) = self.enter() else {
+            return Handled::NotHandled;
+        };
+        dispatch(&parts!(m), io)
+    }
+
+    /// Offers a create, as the static Module's `ModuleFileCreate`: `Handled` if it completed
+    /// (refused) or forwarded it; `NotHandled` leaves an accepted create to the caller.
+    pub fn handle_file_create(&self, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
+        let Ok(m) = self.enter() else {
+            return Handled::NotHandled;
+        };
+        file_create(&parts!(m), io, file)
+    }
+
+    /// `ModuleFileClose`: releases the exclusive hold of `file`.
+    pub fn handle_file_close(&self, file: &FileObject) {
+        if let Ok(m) = self.enter() {
+            file_close(&parts!(m), file);
+        }
+    }
+}
+
+fn open<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
+    if p.config.device_interface.is_some() && !p.config.manual_mode {
+        create_or_enable_interface(p)?;
+    }
+    Ok(())
+}
+
+fn close<M: Module>(p: &Parts<'_, '_, M>) {
+    let created = {
+        let mut ctx = (p.lock)();
+        ctx.exclusive_owner = None;
+        core::mem::replace(&mut ctx.enabled, false) && ctx.interface_created
+    };
+    // A dynamic handler can go while its device stays: its interface goes with it. (A static
+    // one closes with its device, whose interfaces go anyway.)
+    if created && p.scope.is_dynamic() {
+        if let (Some(device), Some(guid)) = (p.scope.device(), p.config.device_interface) {
+            device.set_interface_state(guid, p.config.reference_string.as_deref(), false);
+        }
+    }
+}
+
+fn create_or_enable_interface<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
+    let Some(guid) = p.config.device_interface else {
+        (p.lock)().enabled = true;
+        return Ok(());
+    };
+    let device = p.scope.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    let reference = p.config.reference_string.as_deref();
+    let created = (p.lock)().interface_created;
+    if created {
+        device.set_interface_state(guid, reference, true);
+    } else {
+        match device.create_interface(guid, reference) {
+            Ok(_) => {}
+            // Registered by an earlier instance on this device (a dynamic handler created again):
+            // interfaces cannot be deleted, only enabled again.
+            Err(NtStatus::INVALID_PARAMETER | NtStatus::OBJECT_NAME_COLLISION) => {
+                device.set_interface_state(guid, reference, true);
+            }
+            Err(status) => return Err(status),
+        }
+        (p.lock)().interface_created = true;
+        if let Some(post) = &p.config.post_device_interface_create {
+            post(device, guid, reference)?;
+        }
+    }
+    (p.lock)().enabled = true;
+    Ok(())
+}
+
+fn state_set<M: Module>(p: &Parts<'_, '_, M>, enable: bool) -> NtResult<()> {
+    if enable {
+        return create_or_enable_interface(p);
+    }
+    let created = {
+        let mut ctx = (p.lock)();
+        ctx.enabled = false;
+        ctx.interface_created
+    };
+    if let (true, Some(guid)) = (created, p.config.device_interface) {
+        let device = p.scope.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        device.set_interface_state(guid, p.config.reference_string.as_deref(), false);
+    }
+    Ok(())
+}
+
+/// `DMF_IoctlHandler_ModuleDeviceIoControl`.
+fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled {
+    let params = io.parameters();
+    let Some(found) =
+        p.config
+            .table
+            .lookup(params.ioctl_code, params.input_length, params.output_length)
+    else {
+        if p.config.forward_unhandled_requests {
+            if let Some(request) = io.take() {
+                forward(p.scope, request);
+                return Handled::Handled;
+            }
+        }
+        return Handled::NotHandled;
+    };
+    let Some(request) = io.take() else {
+        return Handled::NotHandled;
+    };
+    // A known code is handled whatever the outcome (C DMF).
+    let entry = match found {
+        Ok(entry) => entry,
+        Err(status) => {
+            request.complete(status);
+            return Handled::Handled;
+        }
+    };
+    if p.config.kernel_mode_requests_only && request.requestor_mode() != RequestorMode::Kernel {
+        request.complete(NtStatus::ACCESS_DENIED);
+        return Handled::Handled;
+    }
+    if entry.administrator_only
+        && matches!(
+            p.config.access_mode,
+            IoctlAccessMode::AdministratorOnlyPerIoctl
+        )
+        && !request.is_requestor_administrator()
+    {
+        request.complete(NtStatus::ACCESS_DENIED);
+        return Handled::Handled;
+    }
+    let input = match retrieve_input(&request, entry.input_minimum, params.input_length) {
+        Ok(input) => input,
+        Err(status) => {
+            request.complete(status);
+            return Handled::Handled;
+        }
+    };
+    let mut output = alloc::vec![0u8; params.output_length];
+    let mut call = IoctlCall {
+        code: params.ioctl_code,
+        queue: io.queue(),
+        request: Some(request),
+        input: &input,
+        output: &mut output,
+    };
+    let result = (entry.handler)(&mut call);
+    let Some(request) = call.request.take() else {
+        // The handler took it (pending, or finished it itself).
+        return Handled::Handled;
+    };
+    match result {
+        IoctlResult::Complete {
+            status,
+            information,
+        } => {
+            let information = information.min(output.len());
+            if information > 0 && !status.is_error() {
+                let copied = request.with_output_buffer(information, |out| {
+                    out[..information].copy_from_slice(&output[..information]);
+                });
+                if let Err(error) = copied {
+                    request.complete(error);
+                    return Handled::Handled;
+                }
+                request.complete_with_information(status, information);
+            } else {
+                request.complete(status);
+            }
+        }
+        IoctlResult::Pending(_) => {
+            // Unreachable: `Pended` comes only from `take`, which empties the call.
+            request.complete(NtStatus::INTERNAL_ERROR);
+        }
+    }
+    Handled::Handled
+}
+
+/// `WdfRequestRetrieveInputBuffer(minimum)`, with C DMF's rule that a minimum of 0 passes an
+/// empty buffer instead of failing.
+fn retrieve_input(request: &Request, minimum: usize, length: usize) -> NtResult<Vec<u8>> {
+    if minimum == 0 && length == 0 {
+        return Ok(Vec::new());
+    }
+    match request.with_input_buffer(minimum, <[u8]>::to_vec) {
+        Err(NtStatus::BUFFER_TOO_SMALL) if minimum == 0 => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// `IoctlHandler_RequestForward`: send-and-forget to the next lower driver; a refused send
+/// completes the request with the refusal.
+fn forward<M: Module>(scope: &Scope<'_, M>, request: Request) {
+    let Some(device) = scope.device() else {
+        request.complete(NtStatus::INVALID_DEVICE_STATE);
+        return;
+    };
+    request.format_using_current_type();
+    let options = SendOptions {
+        send_and_forget: true,
+        ..SendOptions::default()
+    };
+    if let Err(status) = request.send(&device.io_target(), options) {
+        request.complete(status);
+    }
+}
+
+/// `DMF_IoctlHandler_FileCreate`.
+fn file_create<M: Module>(
+    p: &Parts<'_, '_, M>,
+    io: &mut IoRequest<'_>,
+    file: &FileObject,
+) -> Handled {
+    let verdict = match &p.config.access_mode {
+        IoctlAccessMode::Default
+        | IoctlAccessMode::KernelModeOnly
+        | IoctlAccessMode::AdministratorOnlyPerIoctl => Ok(()),
+        IoctlAccessMode::AdministratorOnly => {
+            if file.is_administrator() {
+                Ok(())
+            } else {
+                Err(NtStatus::ACCESS_DENIED)
+            }
+        }
+        IoctlAccessMode::ClientCallback(filter) => match io.request() {
+            Some(request) => filter(file, request),
+            None => return Handled::NotHandled,
+        },
+    };
+    let verdict = verdict.and_then(|()| {
+        if !p.config.exclusive {
+            return Ok(());
+        }
+        let mut ctx = (p.lock)();
+        match ctx.exclusive_owner {
+            Some(owner) if owner != file.id() => Err(NtStatus::ACCESS_DENIED),
+            _ => {
+                ctx.exclusive_owner = Some(file.id());
+                Ok(())
+            }
+        }
+    });
+    match verdict {
+        // An accepted create in a function driver is left to the client (or DMF's success).
+        Ok(()) if !p.scope.is_in_filter_driver() => Handled::NotHandled,
+        _ => {
+            let Some(request) = io.take() else {
+                return Handled::NotHandled;
+            };
+            let status = verdict.err().unwrap_or(NtStatus::SUCCESS);
+            let _completed = p.scope.request_complete_or_forward(request, status);
+            Handled::Handled
+        }
+    }
+}
+
+/// `DMF_IoctlHandler_FileClose`: the exclusive hold ends when the file object goes.
+fn file_close<M: Module>(p: &Parts<'_, '_, M>, file: &FileObject) {
+    if p.config.exclusive {
+        let mut ctx = (p.lock)();
+        if ctx.exclusive_owner == Some(file.id()) {
+            ctx.exclusive_owner = None;
+        }
+    }
+}

@@ -1,0 +1,993 @@
+//! IoctlHandler on kmdf-sim (MODS-IoctlHandler, dmf-upstream §5.4), modelled on C DMF's
+//! Tests_IoctlHandler: drivers with an IoctlHandler are installed, devices plugged, and
+//! applications (administrators and not) open the interface and send IOCTLs. Every buffer size
+//! from 0 to past the minimums, every access mode for both kinds of caller, unknown codes in a
+//! function driver and in a filter over a lower driver, a dynamic IoctlHandler routed by its
+//! owner, exclusive open, manual mode, pending handlers, and a property test: arbitrary codes and
+//! sizes, every request completed exactly once. Every test ends with the verifier clean, no pool
+//! and no WDF object left.
+#![cfg(feature = "sim")]
+#![allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dmf_core::device::{container_driver_config, DmfDeviceInit};
+use dmf_core::module::{DynamicModule, Handled, IoRequest, ModuleHandle};
+use dmf_core::platform::contract::device::{DeviceAttributes, Guid, PlatformDevice};
+use dmf_core::platform::contract::io::{PlatformFileObject, PlatformRequest, QueueDispatch};
+use dmf_core::platform::{simulator, Device, DriverConfig, FileObjectConfig, QueueConfig, Request};
+use dmf_core::NtStatus;
+use dmf_modules::ioctl_handler::{
+    DynamicIoctlHandler, IoctlAccessMode, IoctlEntry, IoctlHandler, IoctlHandlerConfig,
+    IoctlResult, IoctlTable,
+};
+use kmdf_sim::io::{Access, AppConfig, Application, Handle};
+use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
+use kmdf_sim::{Machine, Status};
+use proptest::prelude::*;
+
+const GUID: Guid = Guid::new(
+    0x5D2A_1C40,
+    0x7B3E,
+    0x4F19,
+    [0x9A, 0x61, 0x0C, 0x2D, 0x8E, 0x47, 0xB5, 0x13],
+);
+
+/// Input ≥ 4, output ≥ 2: answers the input's byte sum in two bytes.
+const IOCTL_SUM: u32 = 0x0022_2000;
+/// No minimums: answers the input and output lengths it saw.
+const IOCTL_ANY: u32 = 0x0022_2004;
+/// Administrator-only in `AdministratorOnlyPerIoctl` mode.
+const IOCTL_ADMIN: u32 = 0x0022_2008;
+/// Pended by its handler.
+const IOCTL_PEND: u32 = 0x0022_200C;
+/// Not in any table.
+const IOCTL_UNKNOWN: u32 = 0x0022_2100;
+
+fn sim_guid(g: Guid) -> kmdf_sim::guid::Guid {
+    kmdf_sim::guid::Guid::new(g.data1, g.data2, g.data3, g.data4)
+}
+
+fn st(status: NtStatus) -> Status {
+    Status(status.to_raw())
+}
+
+fn app(machine: &Machine, administrator: bool) -> Application {
+    Application::new(
+        machine,
+        AppConfig {
+            administrator,
+            name: if administrator { "admin" } else { "user" }.to_owned(),
+        },
+    )
+}
+
+fn open(machine: &Machine, administrator: bool) -> Result<Handle, Status> {
+    app(machine, administrator).open_interface(sim_guid(GUID), Access::READ_WRITE)
+}
+
+fn assert_clean(machine: &Machine) {
+    machine.settle();
+    assert_eq!(machine.crash(), None);
+    assert!(
+        machine.verifier().violations().is_empty(),
+        "{:?}",
+        machine.verifier().violations()
+    );
+    assert!(
+        machine.pool().outstanding().is_empty(),
+        "{:?}",
+        machine.pool().outstanding()
+    );
+    assert!(
+        kmdf_sim::object::live_objects(machine).is_empty(),
+        "{:?}",
+        kmdf_sim::object::live_objects(machine)
+    );
+}
+
+/// What the handlers saw: (code, input length, output length) per call.
+type Calls = Arc<Mutex<Vec<(u32, usize, usize)>>>;
+
+/// The standard table: SUM, ANY, ADMIN (administrator-only), each recording its calls.
+fn table(calls: &Calls) -> IoctlTable {
+    let (c1, c2, c3) = (Arc::clone(calls), Arc::clone(calls), Arc::clone(calls));
+    IoctlTable::new([
+        IoctlEntry::new(IOCTL_SUM, 4, 2, move |call| {
+            c1.lock()
+                .unwrap()
+                .push((call.code(), call.input().len(), call.output().len()));
+            assert!(call.input().len() >= 4 && call.output().len() >= 2);
+            let sum: u16 = call.input().iter().map(|b| u16::from(*b)).sum();
+            call.output()[..2].copy_from_slice(&sum.to_le_bytes());
+            IoctlResult::success(2)
+        }),
+        IoctlEntry::new(IOCTL_ANY, 0, 0, move |call| {
+            let (i, o) = (call.input().len(), call.output().len());
+            c2.lock().unwrap().push((call.code(), i, o));
+            if o >= 2 {
+                call.output()[0] = u8::try_from(i).unwrap();
+                call.output()[1] = u8::try_from(o).unwrap();
+                IoctlResult::success(2)
+            } else {
+                IoctlResult::success(0)
+            }
+        }),
+        IoctlEntry::new(IOCTL_ADMIN, 0, 1, move |call| {
+            c3.lock().unwrap().push((call.code(), 0, 0));
+            call.output()[0] = 0xAD;
+            IoctlResult::success(1)
+        })
+        .administrator_only(),
+    ])
+}
+
+/// A container function driver with one IoctlHandler that creates the interface.
+fn install_function_driver(machine: &Machine, name: &str, config: IoctlHandlerConfig) {
+    simulator::install_driver(
+        machine,
+        name,
+        container_driver_config(
+            move |_device: &Device, modules| {
+                modules.add(IoctlHandler::with(config.clone()));
+                Ok(())
+            },
+            false,
+        ),
+    );
+}
+
+fn plug(machine: &Machine, id: &str, driver: &str) -> DeviceNode {
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new(id, driver))
+        .expect("plug in");
+    assert_eq!(node.state(), NodeState::Started);
+    node
+}
+
+fn config(calls: &Calls, access_mode: IoctlAccessMode) -> IoctlHandlerConfig {
+    IoctlHandlerConfig {
+        table: table(calls),
+        access_mode,
+        device_interface: Some(GUID),
+        ..IoctlHandlerConfig::default()
+    }
+}
+
+/// Tests_IoctlHandler's buffer checks: every input size 0…6 and output size 0…4 against
+/// minimums 4/2, and 0/0: a buffer shorter than its minimum is `STATUS_BUFFER_TOO_SMALL` and
+/// never reaches the handler; a minimum of 0 passes an empty buffer.
+#[test]
+fn every_buffer_size_from_zero_past_the_minimum() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    install_function_driver(&machine, "sizes", config(&calls, IoctlAccessMode::Default));
+    let node = plug(&machine, "ROOT\\SIZES", "sizes");
+    let handle = open(&machine, false).unwrap();
+    for input_length in 0..=6usize {
+        for output_length in 0..=4usize {
+            let input: Vec<u8> = (1..=u8::try_from(input_length).unwrap()).collect();
+            let before = calls.lock().unwrap().len();
+            let result = handle.device_io_control(IOCTL_SUM, &input, output_length);
+            if input_length < 4 || output_length < 2 {
+                assert_eq!(
+                    result,
+                    Err(Status::BUFFER_TOO_SMALL),
+                    "in {input_length} out {output_length}"
+                );
+                assert_eq!(calls.lock().unwrap().len(), before, "handler not called");
+            } else {
+                let sum: u16 = input.iter().map(|b| u16::from(*b)).sum();
+                assert_eq!(result, Ok((sum.to_le_bytes().to_vec(), 2)));
+                assert_eq!(
+                    calls.lock().unwrap().last(),
+                    Some(&(IOCTL_SUM, input_length, output_length)),
+                    "the handler sees the full buffers"
+                );
+            }
+            let result = handle.device_io_control(IOCTL_ANY, &input, output_length);
+            let (i, o) = (
+                u8::try_from(input_length).unwrap(),
+                u8::try_from(output_length).unwrap(),
+            );
+            if output_length >= 2 {
+                assert_eq!(result, Ok((vec![i, o], 2)));
+            } else {
+                assert_eq!(result, Ok((vec![], 0)));
+            }
+            assert_eq!(
+                calls.lock().unwrap().last(),
+                Some(&(IOCTL_ANY, input_length, output_length)),
+                "minimum 0: the handler runs for every size, empty buffers included"
+            );
+        }
+    }
+    let sum_calls = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.0 == IOCTL_SUM)
+        .count();
+    assert_eq!(sum_calls, 3 * 3, "inputs 4..=6 × outputs 2..=4");
+    handle.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// Every access mode with an administrator and a non-administrator caller: who may open, and
+/// who may send the administrator-only IOCTL.
+#[test]
+fn access_modes_for_administrators_and_users() {
+    struct Case {
+        mode: IoctlAccessMode,
+        user_opens: Result<(), Status>,
+        user_admin_ioctl: Status,
+    }
+    let cases = [
+        Case {
+            mode: IoctlAccessMode::Default,
+            user_opens: Ok(()),
+            user_admin_ioctl: Status::SUCCESS,
+        },
+        Case {
+            mode: IoctlAccessMode::AdministratorOnly,
+            user_opens: Err(Status::ACCESS_DENIED),
+            user_admin_ioctl: Status::SUCCESS,
+        },
+        Case {
+            mode: IoctlAccessMode::AdministratorOnlyPerIoctl,
+            user_opens: Ok(()),
+            user_admin_ioctl: Status::ACCESS_DENIED,
+        },
+        Case {
+            // The client refuses non-administrators with a status of its own.
+            mode: IoctlAccessMode::ClientCallback(Arc::new(|file, request| {
+                assert_eq!(
+                    request.file_object().map(|f| f.id()),
+                    Some(file.id()),
+                    "the create request of this file"
+                );
+                if file.is_administrator() {
+                    Ok(())
+                } else {
+                    Err(NtStatus::PRIVILEGE_NOT_HELD)
+                }
+            })),
+            user_opens: Err(st(NtStatus::PRIVILEGE_NOT_HELD)),
+            user_admin_ioctl: Status::SUCCESS,
+        },
+    ];
+    for case in cases {
+        let label = format!("{:?}", case.mode);
+        let machine = Machine::new();
+        let _bound = machine.enter();
+        let calls = Calls::default();
+        install_function_driver(&machine, "access", config(&calls, case.mode));
+        let node = plug(&machine, "ROOT\\ACCESS", "access");
+
+        let admin = open(&machine, true).unwrap_or_else(|s| panic!("{label}: admin open {s:?}"));
+        assert_eq!(
+            admin.device_io_control(IOCTL_ADMIN, &[], 1),
+            Ok((vec![0xAD], 1)),
+            "{label}: administrators may send everything"
+        );
+        assert_eq!(
+            admin.device_io_control(IOCTL_SUM, &[1, 1, 1, 1], 2),
+            Ok((vec![4, 0], 2)),
+            "{label}"
+        );
+        let user = open(&machine, false);
+        assert_eq!(
+            user.as_ref().map(|_| ()).map_err(|s| *s),
+            case.user_opens,
+            "{label}: non-administrator open"
+        );
+        if let Ok(user) = user {
+            let before = calls.lock().unwrap().len();
+            let result = user.device_io_control(IOCTL_ADMIN, &[], 1);
+            if case.user_admin_ioctl == Status::SUCCESS {
+                assert_eq!(result, Ok((vec![0xAD], 1)), "{label}");
+            } else {
+                assert_eq!(result, Err(case.user_admin_ioctl), "{label}");
+                assert_eq!(
+                    calls.lock().unwrap().len(),
+                    before,
+                    "{label}: no handler call"
+                );
+            }
+            assert_eq!(
+                user.device_io_control(IOCTL_SUM, &[2, 2, 2, 2], 2),
+                Ok((vec![8, 0], 2)),
+                "{label}: the other IOCTLs stay open to everyone"
+            );
+            user.close();
+        }
+        admin.close();
+        node.remove().unwrap();
+        assert_clean(&machine);
+    }
+}
+
+/// CLI-22 in a function driver: a code not in the table is not handled, so DMF completes it with
+/// `STATUS_NOT_SUPPORTED`; reads are not the Module's either. `kernel_mode_requests_only`
+/// refuses an application's table IOCTL.
+#[test]
+fn unknown_codes_in_a_function_driver_are_not_supported() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    install_function_driver(
+        &machine,
+        "function",
+        config(&calls, IoctlAccessMode::Default),
+    );
+    install_function_driver(
+        &machine,
+        "kernel-only",
+        IoctlHandlerConfig {
+            kernel_mode_requests_only: true,
+            device_interface: Some(Guid::new(1, 2, 3, [4; 8])),
+            ..config(&calls, IoctlAccessMode::Default)
+        },
+    );
+    let node = plug(&machine, "ROOT\\FUNCTION", "function");
+    let kernel_only = plug(&machine, "ROOT\\KERNELONLY", "kernel-only");
+    let handle = open(&machine, true).unwrap();
+    assert_eq!(
+        handle.device_io_control(IOCTL_UNKNOWN, &[1], 4),
+        Err(Status::NOT_SUPPORTED)
+    );
+    assert_eq!(handle.read(4), Err(Status::NOT_SUPPORTED));
+    assert!(calls.lock().unwrap().is_empty());
+    let other = app(&machine, true)
+        .open_interface(sim_guid(Guid::new(1, 2, 3, [4; 8])), Access::READ_WRITE)
+        .unwrap();
+    assert_eq!(
+        other.device_io_control(IOCTL_ANY, &[], 0),
+        Err(Status::ACCESS_DENIED),
+        "KernelModeRequestsOnly refuses user-mode senders"
+    );
+    assert!(calls.lock().unwrap().is_empty());
+    other.close();
+    handle.close();
+    kernel_only.remove().unwrap();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// `KernelModeOnly`: the table answers internal IOCTLs from another driver (sent through a
+/// remote I/O target), while an application's device-control requests are not handled.
+#[test]
+fn kernel_mode_only_answers_internal_ioctls_from_drivers() {
+    use dmf_core::platform::contract::device::PlatformDeviceInit;
+    use dmf_core::platform::contract::io::{PlatformIoTarget, TargetOpenParams};
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    install_function_driver(
+        &machine,
+        "server",
+        config(&calls, IoctlAccessMode::KernelModeOnly),
+    );
+    let client: Arc<Mutex<Option<Device>>> = Arc::default();
+    let c = Arc::clone(&client);
+    simulator::install_driver(
+        &machine,
+        "client",
+        DriverConfig {
+            device_add: Arc::new(move |_driver, init| {
+                *c.lock().unwrap() = Some(init.create_device()?);
+                Ok(())
+            }),
+            unload: None,
+        },
+    );
+    let server = plug(&machine, "ROOT\\SERVER", "server");
+    let client_node = plug(&machine, "ROOT\\CLIENT", "client");
+    let handle = open(&machine, true).unwrap();
+    assert_eq!(
+        handle.device_io_control(IOCTL_SUM, &[1, 2, 3, 4], 2),
+        Err(Status::NOT_SUPPORTED),
+        "device control is not the table's in KernelModeOnly"
+    );
+    assert!(calls.lock().unwrap().is_empty());
+    let device = client.lock().unwrap().clone().unwrap();
+    let link = kmdf_sim::interface::interfaces_of_class(&machine, sim_guid(GUID))
+        .into_iter()
+        .next()
+        .unwrap();
+    let target = device.create_io_target().unwrap();
+    target.open(TargetOpenParams::by_name(&link)).unwrap();
+    assert_eq!(
+        target.send_ioctl_synchronously(IOCTL_SUM, &[1, 2, 3, 4], 2, true, None),
+        Ok((vec![10, 0], 2)),
+        "an internal IOCTL from a driver"
+    );
+    assert_eq!(
+        target.send_ioctl_synchronously(IOCTL_SUM, &[1], 2, true, None),
+        Err(NtStatus::BUFFER_TOO_SMALL)
+    );
+    assert_eq!(calls.lock().unwrap().len(), 1);
+    target.close();
+    drop(target);
+    drop(device);
+    client.lock().unwrap().take();
+    handle.close();
+    client_node.remove().unwrap();
+    server.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// The lower driver: completes every IOCTL with its code's low byte as the information and
+/// creates the interface; counts what reaches it.
+fn lower_driver(reached: Arc<AtomicUsize>) -> DriverConfig {
+    DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            use dmf_core::platform::contract::device::PlatformDeviceInit;
+            let device = init.create_device()?;
+            let mut queue = QueueConfig::new_default(QueueDispatch::Parallel);
+            let r = Arc::clone(&reached);
+            queue.device_control = Some(Arc::new(move |_q, req: Request, _o, _i, code: u32| {
+                r.fetch_add(1, Ordering::SeqCst);
+                req.complete_with_information(NtStatus::SUCCESS, (code & 0xFF) as usize);
+            }));
+            device.create_queue(queue)?;
+            device.create_interface(GUID, None)?;
+            Ok(())
+        }),
+        unload: None,
+    }
+}
+
+/// A filter over a lower driver (SwitchBar4's shape): the table's IOCTLs never reach the lower
+/// driver — not even when refused for size — and everything else passes down untouched. With
+/// `AdministratorOnly` a non-administrator's create is refused by the filter and an
+/// administrator's passes down (MOD-71 through `request_complete_or_forward`).
+#[test]
+fn filter_over_a_lower_driver_passes_unknown_codes_down() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let reached = Arc::new(AtomicUsize::new(0));
+    simulator::install_driver(&machine, "lower", lower_driver(Arc::clone(&reached)));
+    let filter_config = IoctlHandlerConfig {
+        device_interface: None,
+        ..config(&calls, IoctlAccessMode::AdministratorOnly)
+    };
+    simulator::install_driver(
+        &machine,
+        "upper",
+        container_driver_config(
+            move |_device: &Device, modules| {
+                modules.add(IoctlHandler::with(filter_config.clone()));
+                Ok(())
+            },
+            true,
+        ),
+    );
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\FILTERED", "lower").upper_filter("upper"))
+        .unwrap();
+    assert_eq!(node.state(), NodeState::Started);
+    assert_eq!(open(&machine, false).err(), Some(Status::ACCESS_DENIED));
+    let handle = open(&machine, true).expect("an administrator's create passes down");
+    assert_eq!(
+        handle.device_io_control(IOCTL_SUM, &[1, 2, 3, 4], 2),
+        Ok((vec![10, 0], 2))
+    );
+    assert_eq!(
+        handle.device_io_control(IOCTL_SUM, &[1], 2),
+        Err(Status::BUFFER_TOO_SMALL)
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "the table's IOCTLs stay");
+    assert_eq!(
+        handle.device_io_control(IOCTL_UNKNOWN, &[9, 9], 8),
+        Ok((vec![0; 0], 0x00)),
+        "passed down: the lower driver's information (code & 0xFF = 0)"
+    );
+    assert_eq!(
+        handle.device_io_control(IOCTL_UNKNOWN | 0x34, &[], 0),
+        Ok((vec![], 0x34))
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 2);
+    handle.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// Exclusive open: a second handle is refused while the first is open, by anyone; once the first
+/// closes a new one opens.
+#[test]
+fn exclusive_open_admits_one_handle_at_a_time() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    install_function_driver(
+        &machine,
+        "exclusive",
+        IoctlHandlerConfig {
+            exclusive: true,
+            ..config(&calls, IoctlAccessMode::Default)
+        },
+    );
+    let node = plug(&machine, "ROOT\\EXCLUSIVE", "exclusive");
+    let first = open(&machine, false).unwrap();
+    assert_eq!(open(&machine, true).err(), Some(Status::ACCESS_DENIED));
+    assert_eq!(open(&machine, false).err(), Some(Status::ACCESS_DENIED));
+    assert!(first.device_io_control(IOCTL_ANY, &[], 0).is_ok());
+    first.close();
+    let second = open(&machine, true).expect("free again after the close");
+    assert_eq!(open(&machine, false).err(), Some(Status::ACCESS_DENIED));
+    second.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// A handler that takes its request (STATUS_PENDING in C DMF): the application's I/O stays
+/// pending until the driver completes it, with the output written through the request; an
+/// application cancel reaches a request the driver marked cancelable.
+#[test]
+fn pending_handler_completes_later() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let kept: Arc<Mutex<Vec<Request>>> = Arc::default();
+    let k = Arc::clone(&kept);
+    let table = IoctlTable::new([IoctlEntry::new(IOCTL_PEND, 1, 1, move |call| {
+        let (request, pended) = call.take().expect("the call holds the request");
+        assert!(call.take().is_none(), "taken once");
+        k.lock().unwrap().push(request);
+        IoctlResult::Pending(pended)
+    })]);
+    install_function_driver(
+        &machine,
+        "pending",
+        IoctlHandlerConfig {
+            table,
+            device_interface: Some(GUID),
+            ..IoctlHandlerConfig::default()
+        },
+    );
+    let node = plug(&machine, "ROOT\\PENDING", "pending");
+    let handle = open(&machine, false).unwrap();
+    let first = handle
+        .device_io_control_overlapped(IOCTL_PEND, &[7], 1)
+        .unwrap();
+    let second = handle
+        .device_io_control_overlapped(IOCTL_PEND, &[8], 1)
+        .unwrap();
+    machine.settle();
+    assert!(!first.is_complete() && !second.is_complete());
+    let mut requests = std::mem::take(&mut *kept.lock().unwrap());
+    assert_eq!(requests.len(), 2);
+    let second_request = requests.pop().unwrap();
+    let first_request = requests.pop().unwrap();
+    let input = first_request.with_input_buffer(1, |b| b[0]).unwrap();
+    first_request
+        .with_output_buffer(1, |out| out[0] = input * 2)
+        .unwrap();
+    first_request.complete_with_information(NtStatus::SUCCESS, 1);
+    assert_eq!(first.wait(None), Some(Ok((vec![14], 1))));
+    let k2 = Arc::clone(&kept);
+    second_request
+        .mark_cancelable(move |r| {
+            k2.lock().unwrap().clear();
+            r.complete(NtStatus::CANCELLED);
+        })
+        .unwrap();
+    drop(second_request);
+    assert!(second.cancel());
+    assert_eq!(second.wait(None), Some(Err(Status::CANCELLED)));
+    handle.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// Manual mode (`IoctlStateSet`): no interface until `enable(true)`; `enable(false)` hides it
+/// from new opens while open handles keep working. The post-create callback runs once.
+#[test]
+fn manual_mode_enables_and_disables_the_interface() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let created = Arc::new(AtomicUsize::new(0));
+    let handler: Arc<Mutex<Option<IoctlHandler>>> = Arc::default();
+    let (c, h, cfg) = (
+        Arc::clone(&created),
+        Arc::clone(&handler),
+        config(&calls, IoctlAccessMode::Default),
+    );
+    let config = DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            let mut dmf = DmfDeviceInit::new(init);
+            let token = Arc::new(Mutex::new(None));
+            let (t, c, cfg) = (Arc::clone(&token), Arc::clone(&c), cfg.clone());
+            dmf.set_modules_add(move |_device, modules| {
+                let c = Arc::clone(&c);
+                *t.lock().unwrap() = Some(modules.add(IoctlHandler::with(IoctlHandlerConfig {
+                    manual_mode: true,
+                    post_device_interface_create: Some(Arc::new(move |_d, guid, reference| {
+                        assert_eq!((guid, reference), (GUID, None));
+                        c.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })),
+                    ..cfg.clone()
+                })));
+                Ok(())
+            });
+            dmf.create_device(DeviceAttributes::default())?;
+            let device = dmf.modules_create()?;
+            let token = token.lock().unwrap().take().unwrap();
+            *h.lock().unwrap() = Some(device.get(token)?);
+            Ok(())
+        }),
+        unload: None,
+    };
+    simulator::install_driver(&machine, "manual", config);
+    let node = plug(&machine, "ROOT\\MANUAL", "manual");
+    let module = handler.lock().unwrap().clone().unwrap();
+    assert_eq!(module.is_enabled(), Ok(false));
+    assert_eq!(
+        open(&machine, false).err(),
+        Some(Status::OBJECT_NAME_NOT_FOUND)
+    );
+    module.enable(true).unwrap();
+    assert_eq!(module.is_enabled(), Ok(true));
+    let handle = open(&machine, false).unwrap();
+    module.enable(false).unwrap();
+    assert_eq!(
+        open(&machine, false).err(),
+        Some(Status::OBJECT_NAME_NOT_FOUND)
+    );
+    assert!(handle.device_io_control(IOCTL_ANY, &[], 0).is_ok());
+    module.enable(true).unwrap();
+    open(&machine, true).unwrap().close();
+    assert_eq!(
+        created.load(Ordering::SeqCst),
+        1,
+        "created once, re-enabled after"
+    );
+    handle.close();
+    node.remove().unwrap();
+    machine.settle();
+    assert_eq!(module.enable(true), Err(NtStatus::INVALID_DEVICE_STATE));
+    drop(module);
+    drop(handler);
+    assert_clean(&machine);
+}
+
+type Slot = Arc<Mutex<Option<DynamicModule<DynamicIoctlHandler>>>>;
+
+fn create_dynamic(
+    device: &dmf_core::device::DmfDevice,
+    calls: &Calls,
+) -> DynamicModule<DynamicIoctlHandler> {
+    DynamicIoctlHandler::with(IoctlHandlerConfig {
+        exclusive: true,
+        ..config(calls, IoctlAccessMode::AdministratorOnlyPerIoctl)
+    })
+    .create(device.collection())
+    .expect("dynamic create")
+}
+
+/// A dynamic IoctlHandler (C DMF since #263): created at run time under the device's collection,
+/// it creates its interface; the client routes its queue's IOCTLs and its file creates/closes to
+/// it (IoctlChain). Deleting it withdraws the interface and its IOCTLs; creating it again brings
+/// them back.
+#[test]
+fn dynamic_ioctl_handler_routed_by_its_owner() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let slot = Slot::default();
+    let dmf_device: Arc<Mutex<Option<dmf_core::device::DmfDevice>>> = Arc::default();
+    let (s, d, c) = (
+        Arc::clone(&slot),
+        Arc::clone(&dmf_device),
+        Arc::clone(&calls),
+    );
+    let config = DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            let mut dmf = DmfDeviceInit::new(init);
+            let mut files = FileObjectConfig::default();
+            let s1 = Arc::clone(&s);
+            files.create = Some(Arc::new(move |_d: &Device, request: Request, file| {
+                let mut io = IoRequest::new(None, request);
+                let taken = s1
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .map(|h| h.handle_file_create(&mut io, file));
+                if taken != Some(Handled::Handled) {
+                    if let Some(request) = io.into_request() {
+                        request.complete(NtStatus::SUCCESS);
+                    }
+                }
+            }));
+            let s2 = Arc::clone(&s);
+            files.close = Some(Arc::new(move |file| {
+                if let Some(h) = s2.lock().unwrap().as_ref() {
+                    h.handle_file_close(file);
+                }
+            }));
+            dmf.hook_file_object_config(Some(files));
+            let device = dmf.create_device(DeviceAttributes::default())?;
+            let mut queue = QueueConfig::new_default(QueueDispatch::Parallel);
+            let s3 = Arc::clone(&s);
+            queue.device_control = Some(Arc::new(move |q, request: Request, _o, _i, _code| {
+                let mut io = IoRequest::new(Some(q), request);
+                let handler = s3.lock().unwrap().as_ref().map(|h| (*h).clone());
+                if handler.map(|h| h.handle_device_io_control(&mut io)) != Some(Handled::Handled) {
+                    if let Some(request) = io.into_request() {
+                        request.complete(NtStatus::NOT_SUPPORTED);
+                    }
+                }
+            }));
+            device.create_queue(dmf.hook_queue_config(queue)?)?;
+            let created = dmf.modules_create()?;
+            *s.lock().unwrap() = Some(create_dynamic(&created, &c));
+            *d.lock().unwrap() = Some(created);
+            Ok(())
+        }),
+        unload: None,
+    };
+    simulator::install_driver(&machine, "dynamic", config);
+    let node = plug(&machine, "ROOT\\DYNAMIC", "dynamic");
+    assert!(slot.lock().unwrap().as_ref().unwrap().is_dynamic());
+
+    let user = open(&machine, false).unwrap();
+    assert_eq!(
+        open(&machine, true).err(),
+        Some(Status::ACCESS_DENIED),
+        "exclusive, through the owner's create callback"
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_SUM, &[5, 5, 5, 5], 2),
+        Ok((vec![20, 0], 2))
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_SUM, &[5], 2),
+        Err(Status::BUFFER_TOO_SMALL)
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_ADMIN, &[], 1),
+        Err(Status::ACCESS_DENIED),
+        "per-IOCTL administrator check"
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_UNKNOWN, &[], 0),
+        Err(Status::NOT_SUPPORTED),
+        "not handled: the owner's rule"
+    );
+    user.close();
+    let admin = open(&machine, true).unwrap();
+    assert_eq!(
+        admin.device_io_control(IOCTL_ADMIN, &[], 1),
+        Ok((vec![0xAD], 1))
+    );
+
+    // Delete at run time: the interface goes, the IOCTLs with it.
+    slot.lock().unwrap().take().unwrap().delete();
+    assert_eq!(
+        open(&machine, false).err(),
+        Some(Status::OBJECT_NAME_NOT_FOUND)
+    );
+    assert_eq!(
+        admin.device_io_control(IOCTL_SUM, &[1, 1, 1, 1], 2),
+        Err(Status::NOT_SUPPORTED)
+    );
+    admin.close();
+    // And back.
+    let again = create_dynamic(dmf_device.lock().unwrap().as_ref().unwrap(), &calls);
+    *slot.lock().unwrap() = Some(again);
+    let user = open(&machine, false).expect("the interface is enabled again");
+    assert_eq!(
+        user.device_io_control(IOCTL_SUM, &[1, 1, 1, 1], 2),
+        Ok((vec![4, 0], 2))
+    );
+    user.close();
+    // The owner deletes it before the device goes (the callbacks hold the slot).
+    slot.lock().unwrap().take();
+    dmf_device.lock().unwrap().take();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// `forward_unhandled_requests` in a function driver over a lower filter: unknown codes go to the
+/// next lower driver instead of DMF's NOT_SUPPORTED.
+#[test]
+fn forward_unhandled_requests_sends_unknown_codes_down() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let reached = Arc::new(AtomicUsize::new(0));
+    simulator::install_driver(&machine, "below", lower_driver(Arc::clone(&reached)));
+    let cfg = IoctlHandlerConfig {
+        forward_unhandled_requests: true,
+        device_interface: Some(Guid::new(9, 9, 9, [9; 8])),
+        ..config(&calls, IoctlAccessMode::Default)
+    };
+    install_function_driver(&machine, "forwarder", cfg);
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\FORWARDER", "forwarder").lower_filter("below"))
+        .unwrap();
+    assert_eq!(node.state(), NodeState::Started);
+    let handle = app(&machine, false)
+        .open_interface(sim_guid(Guid::new(9, 9, 9, [9; 8])), Access::READ_WRITE)
+        .unwrap();
+    assert_eq!(
+        handle.device_io_control(IOCTL_UNKNOWN | 0x42, &[], 0),
+        Ok((vec![], 0x42))
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+    assert_eq!(handle.device_io_control(IOCTL_ANY, &[], 0), Ok((vec![], 0)));
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+    handle.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// The table on its own: lookup and validation, duplicates (first listed wins), empty table.
+#[test]
+fn table_lookup_and_validation() {
+    let first = IoctlEntry::new(7, 1, 0, |_| IoctlResult::success(0));
+    let second = IoctlEntry::new(7, 9, 9, |_| IoctlResult::success(0));
+    let table = IoctlTable::new([
+        IoctlEntry::new(30, 0, 0, |_| IoctlResult::success(0)),
+        first,
+        second,
+        IoctlEntry::new(2, 0, 4, |_| IoctlResult::success(0)),
+    ]);
+    assert_eq!(table.len(), 4);
+    assert_eq!(
+        table.find(7).map(|e| e.input_minimum),
+        Some(1),
+        "first listed"
+    );
+    assert!(table.find(8).is_none() && table.find(0).is_none() && table.find(31).is_none());
+    assert_eq!(
+        table.lookup(2, 0, 3).map(Result::err),
+        Some(Some(NtStatus::BUFFER_TOO_SMALL))
+    );
+    assert!(matches!(table.lookup(2, 0, 4), Some(Ok(e)) if e.code == 2));
+    assert!(table.lookup(99, 0, 0).is_none());
+    assert!(IoctlTable::default().find(0).is_none());
+    let codes: Vec<u32> = table.entries().iter().map(|e| e.code).collect();
+    assert_eq!(codes, [2, 7, 7, 30]);
+
+    // Sparse codes (binary search) and codes differing only in the method bits.
+    for codes in [
+        vec![0x10, 0x0022_2000, 0xFFFF_FFF0],
+        vec![0x0022_2000, 0x0022_2001, 0x0022_2003, 0x0022_2004],
+    ] {
+        let table = IoctlTable::new(
+            codes
+                .iter()
+                .map(|&c| IoctlEntry::new(c, 0, 0, |_| IoctlResult::success(0))),
+        );
+        for &c in &codes {
+            assert_eq!(table.find(c).map(|e| e.code), Some(c));
+        }
+        for c in [0, 0x11, 0x0022_2002, 0x0022_2005, 0xFFFF_FFFF] {
+            assert!(table.find(c).is_none(), "{c:#x}");
+        }
+    }
+}
+
+/// What a property-test handler does, chosen by the code.
+fn behaviour(code: u32) -> u32 {
+    code % 4
+}
+
+fn property_table(seen: &Arc<Mutex<HashMap<u64, u32>>>) -> IoctlTable {
+    IoctlTable::new((0..8u32).map(|i| {
+        let code = 0x0022_0000 | (i << 2);
+        let seen = Arc::clone(seen);
+        IoctlEntry::new(code, (i as usize) * 3, (i as usize % 3) * 5, move |call| {
+            let id = call.request().map(PlatformRequest::id).unwrap();
+            *seen.lock().unwrap().entry(id).or_default() += 1;
+            match behaviour(i) {
+                // Complete with more information than the output has: clamped.
+                0 => IoctlResult::success(call.output().len() + 7),
+                1 => IoctlResult::status(NtStatus::DEVICE_BUSY),
+                // Take it and complete it right away, with information.
+                2 => {
+                    let (request, pended) = call.take().unwrap();
+                    request.complete_with_information(NtStatus::SUCCESS, 0);
+                    IoctlResult::Pending(pended)
+                }
+                _ => IoctlResult::Complete {
+                    status: NtStatus::BUFFER_OVERFLOW,
+                    information: call.output().len() / 2,
+                },
+            }
+        })
+    }))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The table's lookup (direct index or binary search) agrees with C DMF's linear scan.
+    #[test]
+    fn table_find_agrees_with_a_linear_scan(
+        codes in proptest::collection::vec(prop_oneof![0x0022_2000u32..0x0022_2100, any::<u32>()], 0..40),
+        probes in proptest::collection::vec(prop_oneof![0x0022_1FF0u32..0x0022_2110, any::<u32>()], 1..64),
+    ) {
+        let entries: Vec<IoctlEntry> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| IoctlEntry::new(c, i, 0, |_| IoctlResult::success(0)))
+            .collect();
+        let table = IoctlTable::new(entries.clone());
+        for probe in probes.into_iter().chain(codes.iter().copied()) {
+            let linear = entries.iter().find(|e| e.code == probe).map(|e| e.input_minimum);
+            prop_assert_eq!(table.find(probe).map(|e| e.input_minimum), linear);
+        }
+    }
+
+    /// Arbitrary codes (table and not) and buffer sizes: no panic, every request completes
+    /// exactly once with the status the rules give, handlers run only for valid requests.
+    #[test]
+    fn arbitrary_codes_and_sizes_complete_exactly_once(
+        requests in proptest::collection::vec(
+            (prop_oneof![0u32..8, any::<u32>()], 0usize..40, 0usize..24),
+            1..24,
+        )
+    ) {
+        let machine = Machine::new();
+        let _bound = machine.enter();
+        let seen: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+        let cfg = IoctlHandlerConfig {
+            table: property_table(&seen),
+            device_interface: Some(GUID),
+            ..IoctlHandlerConfig::default()
+        };
+        install_function_driver(&machine, "prop", cfg);
+        let node = plug(&machine, "ROOT\\PROP", "prop");
+        let handle = open(&machine, false).unwrap();
+        let table = property_table(&Arc::default());
+        for (raw, input_length, output_length) in requests {
+            // Small values are table indexes; the rest are arbitrary codes (access bits cleared so
+            // the I/O manager lets them through the read/write handle).
+            let code = if raw < 8 { 0x0022_0000 | (raw << 2) } else { raw & !0xC000 };
+            let input = vec![0xA5u8; input_length];
+            let pending = handle
+                .device_io_control_overlapped(code, &input, output_length)
+                .unwrap();
+            let result = pending.wait(None).expect("completed");
+            let status = pending.status().unwrap();
+            let handler_ran = seen.lock().unwrap().get(&pending.request_id()).copied();
+            match table.lookup(code, input_length, output_length) {
+                None => {
+                    prop_assert_eq!(status, Status::NOT_SUPPORTED);
+                    prop_assert_eq!(handler_ran, None);
+                }
+                Some(Err(_)) => {
+                    prop_assert_eq!(status, Status::BUFFER_TOO_SMALL);
+                    prop_assert_eq!(handler_ran, None);
+                }
+                Some(Ok(entry)) => {
+                    prop_assert_eq!(handler_ran, Some(1));
+                    let i = (entry.code >> 2) & 7;
+                    match behaviour(i) {
+                        0 => prop_assert_eq!(result, Ok((vec![0; output_length], output_length))),
+                        1 => prop_assert_eq!(status, st(NtStatus::DEVICE_BUSY)),
+                        2 => prop_assert_eq!(result, Ok((vec![], 0))),
+                        _ => prop_assert_eq!(status, st(NtStatus::BUFFER_OVERFLOW)),
+                    }
+                }
+            }
+        }
+        handle.close();
+        node.remove().unwrap();
+        machine.settle();
+        prop_assert!(machine.verifier().violations().is_empty(), "{:?}", machine.verifier().violations());
+        prop_assert!(kmdf_sim::object::live_objects(&machine).is_empty());
+    }
+}
