@@ -1,4 +1,163 @@
-//! The `osrfx2-filter` sample driver. It arrives with the samples issue, once the Module library has the
-//! Modules it is built from; until then this crate holds no driver code.
+//! # OSR FX2 filter — a DMF upper filter on the OSR USB-FX2 function driver
+//!
+//! The in-stack variant of DMF's FX2 samples (dmf-upstream §3.1 SwitchBar3/4 and §3.2): an upper
+//! filter driver over the FX2 function driver. It has two Modules:
+//!
+//! * a **DefaultTarget** (its target is the next lower driver, the FX2 function driver). It
+//!   streams `IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE` through the stack in *automatic* mode,
+//!   between D0Entry and D0Exit, with PASSIVE_LEVEL callbacks. When the Module opens (PostOpen)
+//!   and on every interrupt message it reads
+//!   the switches and sets the light bar to mirror them (switch *n* lights LED *n*; see the
+//!   SwitchBar sample for the wiring note).
+//! * an **IoctlHandler** whose table holds only `IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY` (one input
+//!   byte), marked administrator-only (`AdministratorOnlyPerIoctl`). An application without
+//!   administrator rights gets `STATUS_ACCESS_DENIED` and the request never reaches the FX2
+//!   driver. An administrator's request passes down unchanged.
+//!
+//! Every other request — the other IOCTLs, reads, writes, creates — is handled by no Module, so
+//! DMF's automatic pass-through (the filter rule, CLI-22) sends it down untouched. The filter
+//! therefore has no queue code of its own.
+//!
+//! The driver code is the same on both backends. The simulator runner is the `osrfx2-filter`
+//! binary of this package.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+
+use dmf::core::module::ModuleInit;
+use dmf::core::platform::contract::device::PlatformDevice;
+use dmf::core::platform::contract::io::{PlatformRequest, SendOptions};
+use dmf::core::platform::contract::{PlatformTrace, TraceLevel};
+use dmf::core::platform::{Device, Trace};
+use dmf::modules::continuous_request_target::{
+    BufferDisposition, ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
+};
+use dmf::modules::default_target::{DefaultTarget, DefaultTargetConfig};
+use dmf::modules::ioctl_handler::{
+    IoctlAccessMode, IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult,
+    IoctlTable,
+};
+use dmf::modules::request_target::RequestKind;
+use dmf::prelude::*;
+
+/// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 5, METHOD_BUFFERED, FILE_WRITE_ACCESS)`.
+pub const IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY: u32 = 0x5500_A014;
+/// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 6, METHOD_BUFFERED, FILE_READ_ACCESS)`.
+pub const IOCTL_OSRUSBFX2_READ_SWITCHES: u32 = 0x5500_6018;
+/// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 9, METHOD_OUT_DIRECT, FILE_READ_ACCESS)`.
+pub const IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE: u32 = 0x5500_6026;
+
+const SOURCE: &str = "FX2Filter";
+
+fn note(args: core::fmt::Arguments<'_>) {
+    Trace::trace(TraceLevel::Information, SOURCE, args);
+}
+
+/// Reads the switches through the lower driver and sets the bar to mirror them.
+fn mirror(target: &DefaultTarget) -> NtResult<u8> {
+    let (switches, read) = target.send_synchronously(
+        RequestKind::Ioctl,
+        &[],
+        1,
+        IOCTL_OSRUSBFX2_READ_SWITCHES,
+        None,
+    )?;
+    let switches = if read >= 1 { switches[0] } else { 0 };
+    target.send_synchronously(
+        RequestKind::Ioctl,
+        &[switches],
+        0,
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+        None,
+    )?;
+    note(format_args!(
+        "switches {switches:08b} -> light bar {switches:08b}"
+    ));
+    Ok(switches)
+}
+
+/// The interrupt message arrived (or failed: the device is leaving).
+fn interrupt_message(
+    target: &DefaultTarget,
+    completion: &StreamCompletion<'_>,
+) -> BufferDisposition {
+    if !completion.status.is_success() {
+        return BufferDisposition::StopStreaming;
+    }
+    match mirror(target) {
+        Ok(_) => BufferDisposition::ContinueStreaming,
+        Err(status) => {
+            note(format_args!("mirroring failed with {status:?}"));
+            BufferDisposition::StopStreaming
+        }
+    }
+}
+
+/// The IoctlHandler entry's handler: an administrator's request goes down unchanged.
+fn pass_down(device: &Device, call: &mut IoctlCall<'_>) -> IoctlResult {
+    let Some((request, pended)) = call.take() else {
+        return IoctlResult::status(NtStatus::INVALID_DEVICE_STATE);
+    };
+    note(format_args!(
+        "an administrator sets the light bar: passed down"
+    ));
+    request.format_using_current_type();
+    let options = SendOptions {
+        send_and_forget: true,
+        ..SendOptions::default()
+    };
+    if let Err(status) = request.send(&device.io_target(), options) {
+        request.complete(status);
+    }
+    IoctlResult::Pending(pended)
+}
+
+/// The filter's Modules (CLI-40).
+///
+/// # Errors
+///
+/// None of its own; Module creation errors are reported by `modules_create`.
+pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
+    let mut target = DefaultTargetConfig {
+        stream: Some(ContinuousRequestTargetConfig {
+            request_count: 1,
+            request_type: RequestKind::Ioctl,
+            ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+            output_buffer_size: 1,
+            mode: StreamMode::Automatic,
+            ..ContinuousRequestTargetConfig::default()
+        }),
+        ..DefaultTargetConfig::default()
+    };
+    target.output_callback = Some(Arc::new(interrupt_message));
+    modules.add(
+        DefaultTarget::with(target)
+            .passive_level(true)
+            // The board reported its switches at power-up, before the stream started: sync once.
+            .on_post_open(|target| {
+                if let Err(status) = mirror(target) {
+                    note(format_args!("initial mirror failed with {status:?}"));
+                }
+            }),
+    );
+
+    let fdo = device.clone();
+    let table = IoctlTable::new([IoctlEntry::new(
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+        1,
+        0,
+        move |call: &mut IoctlCall<'_>| pass_down(&fdo, call),
+    )
+    .administrator_only()]);
+    modules.add(IoctlHandler::with(IoctlHandlerConfig {
+        table,
+        access_mode: IoctlAccessMode::AdministratorOnlyPerIoctl,
+        ..IoctlHandlerConfig::default()
+    }));
+    Ok(())
+}
+
+dmf::driver!(modules_add = modules_add, filter = true);

@@ -1,12 +1,44 @@
-//! The OSR FX2 filter simulator runner: `cargo run -p osrfx2-filter`.
+//! The OSR FX2 filter runner: `cargo run -p osrfx2-filter`.
 //!
-//! It will load the FX2 driver model with this upper filter on kmdf-sim's simulated board (the
-//! samples issue). Until the sample exists it says so instead of pretending.
+//! Loads the FX2 function-driver model with this DMF upper filter on kmdf-sim's simulated board.
+//! It then plays a session: the board arrives and the filter keeps the light bar in sync with
+//! the switches, a user reads the switches through the filter, a user who is not an administrator
+//! tries to set the bar and is refused, an administrator sets it, the board is unplugged and
+//! plugged back, and the drivers unload. It ends with the verifier's verdict.
 #![forbid(unsafe_code)]
 
-fn main() {
-    println!("DMF for Rust — the OSR FX2 upper filter on the simulated board");
+use std::process::ExitCode;
+
+// The test reads every field of a step; the runner prints the trace and the picture.
+#[allow(dead_code)]
+mod session;
+
+fn main() -> ExitCode {
+    if let Some(bad) = std::env::args().nth(1) {
+        eprintln!("unknown argument {bad}; this runner takes none");
+        return ExitCode::from(2);
+    }
+    println!("DMF for Rust — an upper filter (DefaultTarget + IoctlHandler) on the simulated OSR USB-FX2");
     println!();
-    println!("The filter sample is not written yet: it arrives with the samples issue.");
-    println!("Run `cargo test --workspace` to exercise what exists today.");
+    let s = session::Session::scripted();
+    for (i, step) in s.steps.iter().enumerate() {
+        println!("── {}. {} ──", i + 1, step.title);
+        for line in &step.trace {
+            println!("  {line}");
+        }
+        for line in step.picture.lines() {
+            println!("    {line}");
+        }
+        println!();
+    }
+    match s.verdict() {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            println!("the verifier found problems:\n{problems}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,256 @@
+//! The scripted session of the OSR FX2 filter on a simulated machine (the runner's script and the
+//! end-to-end test's).
+
+use std::time::Duration;
+
+use kmdf_sim::fx2::driver as fx2;
+use kmdf_sim::fx2::ioctl::{
+    IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY, IOCTL_OSRUSBFX2_READ_SWITCHES,
+    IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+};
+use kmdf_sim::fx2::{Fx2Board, GUID_DEVINTERFACE_OSRUSBFX2};
+use kmdf_sim::io::{Access, AppConfig, Application};
+use kmdf_sim::pnp::{DeviceNode, NodeState};
+use kmdf_sim::trace::{TraceEvent, TraceKind};
+use kmdf_sim::{Machine, Status};
+
+/// The filter's service name.
+pub const FILTER: &str = "osrfx2filter";
+
+/// One step's outcome.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// What was done.
+    pub title: String,
+    /// Switch byte after the step.
+    pub switches: u8,
+    /// Light-bar byte after the step.
+    pub bar: u8,
+    /// Whether the board is plugged in.
+    pub connected: bool,
+    /// The filter's notes, both drivers' PnP callbacks and the applications' results.
+    pub trace: Vec<String>,
+    /// The board's picture.
+    pub picture: String,
+}
+
+/// The machine with the board, the FX2 driver and the filter.
+pub struct Session {
+    /// The machine.
+    pub machine: Machine,
+    /// The board on the desk.
+    pub board: Fx2Board,
+    node: Option<DeviceNode>,
+    seen: u64,
+    app_lines: Vec<String>,
+    /// The steps so far.
+    pub steps: Vec<Step>,
+}
+
+fn line(e: &TraceEvent) -> Option<String> {
+    let ms = e.time.as_secs_f64() * 1000.0;
+    match e.kind {
+        TraceKind::Note if e.object == "FX2Filter" => Some(format!(
+            "{ms:>9.3} ms  filter: {}",
+            e.text.trim_start_matches("[INFO] ")
+        )),
+        TraceKind::Callback
+            if matches!(e.driver.as_deref(), Some(FILTER | fx2::FX2_DRIVER))
+                && (e.text.starts_with("EvtDevicePrepare")
+                    || e.text.starts_with("EvtDeviceD0")
+                    || e.text.starts_with("EvtDeviceRelease")
+                    || e.text.starts_with("EvtDriver")) =>
+        {
+            Some(format!(
+                "{ms:>9.3} ms  [{}] {}",
+                e.driver.as_deref().unwrap_or("-"),
+                e.text
+            ))
+        }
+        _ => None,
+    }
+}
+
+impl Session {
+    /// A machine with the filter installed and the board on the desk, not plugged in.
+    pub fn start() -> Session {
+        let machine = Machine::builder().name("osrfx2-filter-demo").build();
+        let board = Fx2Board::new();
+        board.unplug();
+        {
+            let _bound = machine.enter();
+            dmf::core::platform::simulator::install_driver(
+                &machine,
+                FILTER,
+                osrfx2_filter::driver_config(),
+            );
+        }
+        Session {
+            machine,
+            board,
+            node: None,
+            seen: 0,
+            app_lines: Vec::new(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, title: &str) {
+        self.machine.settle();
+        let events = self.machine.trace().events();
+        let mut trace: Vec<String> = events
+            .iter()
+            .filter(|e| e.seq > self.seen)
+            .filter_map(line)
+            .collect();
+        trace.append(&mut self.app_lines);
+        self.seen = events.last().map_or(self.seen, |e| e.seq);
+        let snapshot = self.board.snapshot();
+        self.steps.push(Step {
+            title: title.to_owned(),
+            switches: snapshot.switches.raw(),
+            bar: snapshot.bar_graph.raw(),
+            connected: self.board.is_connected(),
+            trace,
+            picture: self.board.picture(),
+        });
+    }
+
+    fn pause(&self) {
+        self.machine.advance(Duration::from_millis(500));
+    }
+
+    /// The board is plugged in: the FX2 stack starts with the filter above the function driver.
+    pub fn plug_in(&mut self) {
+        self.pause();
+        {
+            let _bound = self.machine.enter();
+            let spec = fx2::stack_spec(&self.machine, &self.board).upper_filter(FILTER);
+            let node = self
+                .machine
+                .pnp()
+                .plug_in(spec)
+                .expect("the FX2 stack starts");
+            assert_eq!(node.state(), NodeState::Started);
+            self.node = Some(node);
+        }
+        self.record("the OSR FX2 board is plugged in (FX2 driver + the filter above it)");
+    }
+
+    /// Switch `n` (1..=8) is flipped.
+    pub fn flip(&mut self, n: u8) {
+        self.pause();
+        let state = self.board.flip_switch(n).expect("switches 1..=8");
+        let on = state.is_on(n).unwrap_or(false);
+        self.record(&format!(
+            "switch {n} is turned {}",
+            if on { "on" } else { "off" }
+        ));
+    }
+
+    /// An application (administrator or not) sends `code` with `input`; returns its result.
+    pub fn app_ioctl(
+        &mut self,
+        administrator: bool,
+        code: u32,
+        input: &[u8],
+        output: usize,
+    ) -> Result<Vec<u8>, Status> {
+        let _bound = self.machine.enter();
+        let who = if administrator { "admin" } else { "user" };
+        let app = Application::new(
+            &self.machine,
+            AppConfig {
+                administrator,
+                name: who.to_owned(),
+            },
+        );
+        let handle = app
+            .open_interface(GUID_DEVINTERFACE_OSRUSBFX2, Access::READ_WRITE)
+            .expect("the FX2 interface opens through the filter");
+        let result = handle
+            .device_io_control(code, input, output)
+            .map(|(out, _)| out);
+        handle.close();
+        let name = kmdf_sim::fx2::ioctl::osrusbfx2_ioctl_name(code).unwrap_or("IOCTL");
+        self.app_lines.push(format!(
+            "           {who} application: {name} {input:02X?} -> {}",
+            match &result {
+                Ok(out) => format!("success {out:02X?}"),
+                Err(status) => format!("{status:?}"),
+            }
+        ));
+        result
+    }
+
+    /// An application sets the light bar.
+    pub fn set_bar(&mut self, administrator: bool, bar: u8) -> Result<(), Status> {
+        self.pause();
+        let result = self
+            .app_ioctl(
+                administrator,
+                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+                &[bar],
+                0,
+            )
+            .map(|_| ());
+        let who = if administrator {
+            "an administrator"
+        } else {
+            "a user"
+        };
+        self.record(&format!("{who} tries to set the light bar to {bar:08b}"));
+        result
+    }
+
+    /// Applications read the switches and the bar: passed down untouched.
+    pub fn read_back(&mut self) -> (Result<Vec<u8>, Status>, Result<Vec<u8>, Status>) {
+        self.pause();
+        let switches = self.app_ioctl(false, IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1);
+        let bar = self.app_ioctl(false, IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY, &[], 1);
+        self.record("a user reads the switches and the bar (passed down by DMF)");
+        (switches, bar)
+    }
+
+    /// The cable is pulled (surprise removal of the whole stack).
+    pub fn unplug(&mut self) {
+        self.pause();
+        self.board.unplug();
+        if let Some(node) = self.node.take() {
+            let _bound = self.machine.enter();
+            node.surprise_remove().expect("surprise removal");
+        }
+        self.record("the board is unplugged");
+    }
+
+    /// The stack is removed and the drivers unload.
+    pub fn unload(&mut self) {
+        self.pause();
+        if let Some(node) = self.node.take() {
+            let _bound = self.machine.enter();
+            node.remove().expect("orderly removal");
+        }
+        self.record("the drivers unload");
+    }
+
+    /// The verifier's verdict ([`Machine::verdict`]).
+    pub fn verdict(&self) -> Result<String, String> {
+        self.machine.verdict()
+    }
+
+    /// The scripted session of the runner.
+    pub fn scripted() -> Session {
+        let mut s = Session::start();
+        s.board.set_switch(2, true).expect("switch 2");
+        s.plug_in();
+        s.flip(4);
+        let _ = s.read_back();
+        let _ = s.set_bar(false, 0xFF);
+        let _ = s.set_bar(true, 0xAA);
+        s.flip(6);
+        s.unplug();
+        s.plug_in();
+        s.unload();
+        s
+    }
+}
