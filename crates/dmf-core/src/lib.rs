@@ -18,14 +18,14 @@
 
 extern crate alloc;
 
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod device;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod module;
 pub mod platform;
 pub mod rundown;
 pub mod status;
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod sync;
 mod sync_facade;
 

@@ -20,8 +20,11 @@
 //! Backends, chosen by Cargo feature:
 //! - `sim` (default): the contract on `kmdf-sim`, the user-mode KMDF. The only place in dmf-core that
 //!   names `std`. Code runs on a simulated machine's threads, with its IRQL rules and verifier.
-//! - `kmdf` (Windows with the eWDK): one wdk-sys call per operation, no logic (the kernel-backend
-//!   issue). Until it lands, selecting it is a compile error that says so.
+//! - `kmdf` (Windows with the WDK or eWDK): one wdk-sys call per operation (`platform/kmdf/`,
+//!   reviewed item by item in `docs/kmdf-backend.md`). It needs wdk-sys, whose build script needs
+//!   the WDK, so it exists only on Windows targets; selecting it elsewhere is a compile error
+//!   that says why. With both features, `sim` wins (the workspace's default builds stay on the
+//!   simulator); a driver package builds with `--no-default-features --features kmdf`.
 //!
 //! With no backend feature the crate still builds its platform-independent part (status, rundown,
 //! the contract), which is how CI proves dmf-core `no_std` on a target without `std`.
@@ -50,39 +53,59 @@ pub mod simulator {
 }
 
 /// `WDF_DRIVER_CONFIG` for this platform's driver and device-init types.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type DriverConfig = contract::device::DriverConfig<Driver, DeviceInit>;
 /// `WDF_PNPPOWER_EVENT_CALLBACKS` for this platform's device.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type PnpPowerCallbacks = contract::device::PnpPowerCallbacks<Device, Resources>;
 /// `WDF_POWER_POLICY_EVENT_CALLBACKS` for this platform's device.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type PowerPolicyCallbacks = contract::device::PowerPolicyCallbacks<Device>;
 /// `WDF_IO_QUEUE_CONFIG` for this platform's queue and request.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type QueueConfig = contract::io::QueueConfig<Queue, Request>;
 /// `WDF_FILEOBJECT_CONFIG` for this platform's device, request and file object.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type FileObjectConfig = contract::io::FileObjectConfig<Device, Request, FileObject>;
 /// `WDF_IO_TARGET_OPEN_PARAMS` for this platform's I/O target.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type TargetOpenParams = contract::io::TargetOpenParams<IoTarget>;
 
-#[cfg(all(feature = "kmdf", not(feature = "sim")))]
+// The kernel backend (feature `kmdf` without `sim`, Windows targets only). Documented in
+// `kmdf/mod.rs`.
+#[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
+mod kmdf;
+#[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
+pub use kmdf::{
+    Clock, CurrentIrql, Device, DeviceInit, Driver, Event, FileObject, InterfaceNotification,
+    IoTarget, Pool, PoolBuffer, Queue, RegistryKey, Request, Resources, SpinLock, SystemThread,
+    Timer, Trace, WaitLock, WorkItem,
+};
+
+/// Kernel-only entry points: what `DriverEntry` calls (on kmdf-sim, [`simulator`] plays this
+/// part).
+#[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
+pub mod kernel {
+    pub use super::kmdf::driver_create;
+}
+
+#[cfg(all(feature = "kmdf", not(feature = "sim"), not(windows)))]
 compile_error!(
-    "dmf-core: the `kmdf` platform backend (wdk-sys, Windows + eWDK) arrives with the kernel-backend \
-     issue; build with the default `sim` backend until then"
+    "dmf-core: the `kmdf` platform backend needs a Windows target: it is built on wdk-sys, whose \
+     build script runs bindgen over the WDK headers and so builds only on Windows with the WDK or \
+     eWDK installed (docs/deploy.md). Off Windows, use the default `sim` backend (kmdf-sim), or \
+     build the WDM kernel image (kernel-image/) to check the NT layer."
 );
 
 /// Rundown protection on the platform's event: what Module Methods are guarded with.
 ///
 /// Maps to `EX_RUNDOWN_REF` (`ExAcquireRundownProtection`, `ExReleaseRundownProtection`,
 /// `ExWaitForRundownProtectionRelease`, `ExReInitializeRundownProtection`).
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type RundownRef = crate::rundown::Rundown<Event>;
 
 /// Compile-time proof that the selected backend implements the whole contract.
-#[cfg(feature = "sim")]
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 const _: () = {
     const fn implements_execution_contract<
         E: contract::PlatformEvent + crate::rundown::RundownEvent,

@@ -1,0 +1,761 @@
+//! The execution items on the kernel: events, locks, IRQL, clock, pool, trace (the NT layer and
+//! `WDFSPINLOCK`/`WDFWAITLOCK`), timers, work items, system threads and the registry.
+//!
+//! | Item | Calls |
+//! |---|---|
+//! | [`Event`] | the NT layer's [`NtEvent`](crate::platform::nt::NtEvent): `KeInitializeEvent` / `KeSetEvent` / `KeClearEvent` / `KeReadStateEvent` / `KeWaitForSingleObject` |
+//! | [`SpinLock`] | `WdfSpinLockCreate` / `WdfSpinLockAcquire` / `WdfSpinLockRelease` / `WdfObjectDelete` |
+//! | [`WaitLock`] | `WdfWaitLockCreate` / `WdfWaitLockAcquire` / `WdfWaitLockRelease` / `WdfObjectDelete` |
+//! | IRQL, clock, pool, trace | the NT layer (`KeGetCurrentIrql`, `KeQueryInterruptTime`, `ExAllocatePool2` / `ExFreePoolWithTag`, `DbgPrintEx`) |
+//! | [`Timer`] | `WdfTimerCreate` / `WdfTimerStart` / `WdfTimerStop` / `WdfObjectDelete`; `EvtTimerFunc` trampoline |
+//! | [`WorkItem`] | `WdfWorkItemCreate` / `WdfWorkItemEnqueue` / `WdfWorkItemFlush` / `WdfObjectDelete`; `EvtWorkItem` trampoline |
+//! | [`SystemThread`] | `PsCreateSystemThread` + `ObReferenceObjectByHandle` + `ZwClose` / `KeWaitForSingleObject` / `ObfDereferenceObject` |
+//! | [`RegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryQueryValue` / `WdfRegistryAssignValue` / `WdfRegistryRemoveValue` / `WdfRegistryClose` |
+//!
+//! # Parents of timers and work items
+//! KMDF requires a timer's or work item's `ParentObject` to be a device (or an object whose
+//! parent chain reaches one); the contract's constructors take no device. The backend parents
+//! them to the device most recently created by this driver ([`super::device::parent_device`]):
+//! DMF creates them while a device's Modules are created, and the owning Module deletes them on
+//! drop. Because WDF deletes children when the device goes away, each object's
+//! `EvtCleanupCallback` clears the handle the Rust owner holds, so a late drop does not delete an
+//! already deleted object.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::time::Duration;
+
+use wdk_sys::{
+    call_unsafe_wdf_function_binding, HANDLE, NTSTATUS, PVOID, ULONG, WDFKEY, WDFOBJECT,
+    WDFSPINLOCK, WDFTIMER, WDFWAITLOCK, WDFWORKITEM,
+};
+
+use super::device::parent_device;
+use super::wdf::{
+    as_object, context_type, nt_result, object_attributes_init, object_attributes_with_context,
+    relative_timeout, timer_config_init, workitem_config_init, UnicodeName,
+    WDF_EXECUTION_LEVEL_PASSIVE,
+};
+use crate::platform::contract::{
+    EventKind, Irql, PlatformEvent, PlatformIrql, PlatformPool, PlatformRegistryKey,
+    PlatformSpinLock, PlatformThread, PlatformTimer, PlatformTrace, PlatformWaitLock,
+    PlatformWorkItem, PoolTag, RegistryValue, Timeout, TimerExecutionLevel, TraceLevel, WaitStatus,
+};
+use crate::platform::nt::{self, NtCurrentIrql, NtEvent};
+use crate::rundown::RundownEvent;
+use crate::status::{NtResult, NtStatus};
+
+/// `STATUS_TIMEOUT`.
+const STATUS_TIMEOUT: NTSTATUS = 0x0000_0102;
+/// `STATUS_BUFFER_OVERFLOW` (a warning: the size was returned).
+#[allow(
+    clippy::cast_possible_wrap,
+    reason = "NTSTATUS values are written as their u32 bit patterns"
+)]
+const STATUS_BUFFER_OVERFLOW: NTSTATUS = 0x8000_0005_u32 as i32;
+
+/// A kernel event: the NT layer's [`NtEvent`] (a `KEVENT` in its own non-paged pool block).
+#[derive(Debug)]
+pub struct Event(NtEvent);
+
+impl PlatformEvent for Event {
+    /// `ExAllocatePool2` + `KeInitializeEvent`. The contract's constructor cannot fail; an
+    /// exhausted pool is handled like any failed kernel allocation of `alloc` (the global
+    /// allocation-error handler, which bug-checks through the panic handler).
+    fn new(kind: EventKind, signaled: bool) -> Self {
+        match NtEvent::new(kind, signaled) {
+            Ok(event) => Event(event),
+            Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<[u64; 3]>()),
+        }
+    }
+
+    fn set(&self) -> bool {
+        self.0.set()
+    }
+
+    fn clear(&self) {
+        self.0.clear();
+    }
+
+    fn is_signaled(&self) -> bool {
+        self.0.is_signaled()
+    }
+
+    fn wait(&self, timeout: Timeout) -> WaitStatus {
+        self.0.wait(timeout)
+    }
+}
+
+impl RundownEvent for Event {
+    fn new() -> Self {
+        <Event as PlatformEvent>::new(EventKind::Notification, false)
+    }
+
+    fn signal(&self) {
+        self.0.set();
+    }
+
+    fn wait(&self) {
+        let status = self.0.wait(None);
+        debug_assert_eq!(
+            status,
+            WaitStatus::Signaled,
+            "an infinite wait cannot time out"
+        );
+    }
+
+    fn reset(&self) {
+        self.0.clear();
+    }
+}
+
+/// The current IRQL (`KeGetCurrentIrql`, the NT layer's CR8 read).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CurrentIrql;
+
+impl PlatformIrql for CurrentIrql {
+    fn current() -> Irql {
+        NtCurrentIrql::current()
+    }
+}
+
+/// `KeQueryInterruptTime` (the NT layer's clock).
+pub type Clock = nt::NtClock;
+/// A zeroed non-paged pool block, freed on drop (the NT layer's block).
+pub type PoolBuffer = nt::NtPoolBlock;
+
+/// Tagged non-paged pool: `ExAllocatePool2(POOL_FLAG_NON_PAGED, …)` / `ExFreePoolWithTag`, the NT
+/// layer's [`NtPool`](nt::NtPool). A type of its own (not an alias) so that, as on the
+/// simulator, the contract trait is the only way to call it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pool;
+
+impl PlatformPool for Pool {
+    type Block = PoolBuffer;
+
+    fn allocate(tag: PoolTag, size: usize) -> NtResult<PoolBuffer> {
+        nt::NtPool::allocate(tag, size)
+    }
+}
+
+/// Driver tracing: `DbgPrintEx(DPFLTR_IHVDRIVER_ID, …)`, the NT layer's
+/// [`NtTrace`](nt::NtTrace).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Trace;
+
+impl PlatformTrace for Trace {
+    fn trace(level: TraceLevel, source: &str, message: core::fmt::Arguments<'_>) {
+        nt::NtTrace::trace(level, source, message);
+    }
+}
+
+/// Deletes a WDF object (`WdfObjectDelete`).
+///
+/// # Safety
+/// `object` must be a live WDF object the caller owns and may delete.
+unsafe fn object_delete(object: WDFOBJECT) {
+    // SAFETY: forwarded from the caller.
+    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, object) };
+}
+
+/// A `WDFSPINLOCK` parented to the driver, deleted on drop.
+#[derive(Debug)]
+pub struct SpinLock {
+    // INVARIANT: a live WDFSPINLOCK created by `new` and owned by this value.
+    handle: WDFSPINLOCK,
+}
+
+// SAFETY: a WDFSPINLOCK handle may be used from any thread and processor; WDF synchronises it.
+unsafe impl Send for SpinLock {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for SpinLock {}
+
+impl PlatformSpinLock for SpinLock {
+    fn new() -> NtResult<Self> {
+        let mut attributes = object_attributes_init();
+        let mut handle: WDFSPINLOCK = null_mut();
+        // SAFETY: valid attributes and an out pointer to our local.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfSpinLockCreate,
+                &raw mut attributes,
+                &raw mut handle
+            )
+        };
+        nt_result(status)?;
+        Ok(SpinLock { handle })
+    }
+
+    fn acquire(&self) {
+        // SAFETY: live lock (invariant); WdfSpinLockAcquire is callable at <= DISPATCH_LEVEL.
+        unsafe { call_unsafe_wdf_function_binding!(WdfSpinLockAcquire, self.handle) };
+    }
+
+    fn release(&self) {
+        // SAFETY: live lock (invariant); the contract says only the acquiring thread releases.
+        unsafe { call_unsafe_wdf_function_binding!(WdfSpinLockRelease, self.handle) };
+    }
+}
+
+impl Drop for SpinLock {
+    fn drop(&mut self) {
+        // SAFETY: we own the lock (invariant); a lock being dropped is not held (`&mut self`).
+        unsafe { object_delete(as_object(self.handle)) };
+    }
+}
+
+/// A `WDFWAITLOCK` parented to the driver, deleted on drop.
+#[derive(Debug)]
+pub struct WaitLock {
+    // INVARIANT: a live WDFWAITLOCK created by `new` and owned by this value.
+    handle: WDFWAITLOCK,
+}
+
+// SAFETY: a WDFWAITLOCK handle may be used from any thread; WDF synchronises it.
+unsafe impl Send for WaitLock {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for WaitLock {}
+
+impl PlatformWaitLock for WaitLock {
+    fn new() -> NtResult<Self> {
+        let mut attributes = object_attributes_init();
+        let mut handle: WDFWAITLOCK = null_mut();
+        // SAFETY: valid attributes and an out pointer to our local.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfWaitLockCreate,
+                &raw mut attributes,
+                &raw mut handle
+            )
+        };
+        nt_result(status)?;
+        Ok(WaitLock { handle })
+    }
+
+    fn acquire(&self, timeout: Timeout) -> WaitStatus {
+        let mut interval = relative_timeout(timeout);
+        let interval_ptr = interval.as_mut().map_or(null_mut(), core::ptr::from_mut);
+        // SAFETY: live lock (invariant); the timeout is null or our local LONGLONG.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(WdfWaitLockAcquire, self.handle, interval_ptr)
+        };
+        if status == STATUS_TIMEOUT {
+            WaitStatus::TimedOut
+        } else {
+            WaitStatus::Signaled
+        }
+    }
+
+    fn release(&self) {
+        // SAFETY: live lock (invariant); the contract says only the acquiring thread releases.
+        unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockRelease, self.handle) };
+    }
+}
+
+impl Drop for WaitLock {
+    fn drop(&mut self) {
+        // SAFETY: we own the lock (invariant); it is not held (`&mut self`).
+        unsafe { object_delete(as_object(self.handle)) };
+    }
+}
+
+/// What a timer's or work item's context and its Rust owner share.
+pub(super) struct Shared<H> {
+    /// The WDF handle; null once the object was deleted (by the owner or by WDF with its parent).
+    handle: AtomicPtr<H>,
+    /// The driver's callback.
+    callback: Box<dyn Fn() + Send + Sync>,
+    /// Work items only: queued and not yet started.
+    queued: AtomicBool,
+}
+
+context_type!(
+    /// The context of a `WDFTIMER`: the shared state.
+    TIMER_CONTEXT: Arc<Shared<wdk_sys::WDFTIMER__>> = c"DmfRsTimer", timer_context_destroy
+);
+context_type!(
+    /// The context of a `WDFWORKITEM`: the shared state.
+    WORK_ITEM_CONTEXT: Arc<Shared<wdk_sys::WDFWORKITEM__>> = c"DmfRsWorkItem", work_item_context_destroy
+);
+
+/// `EvtTimerFunc`: runs the driver's callback (at DISPATCH_LEVEL, or PASSIVE_LEVEL for a passive
+/// timer).
+unsafe extern "C" fn evt_timer(timer: WDFTIMER) {
+    // SAFETY: WDF passes the live timer this callback was registered for, created with
+    // TIMER_CONTEXT.
+    if let Some(shared) = unsafe { TIMER_CONTEXT.get(as_object(timer)) } {
+        (shared.callback)();
+    }
+}
+
+/// `EvtCleanupCallback` of a timer or work item: WDF is deleting it; the owner must not.
+unsafe extern "C" fn evt_timer_cleanup(object: WDFOBJECT) {
+    // SAFETY: WDF passes the live timer, created with TIMER_CONTEXT.
+    if let Some(shared) = unsafe { TIMER_CONTEXT.get(object) } {
+        shared.handle.store(null_mut(), Ordering::Release);
+    }
+}
+
+/// A `WDFTIMER` whose `EvtTimerFunc` runs a Rust closure; deleted on drop.
+pub struct Timer {
+    shared: Arc<Shared<wdk_sys::WDFTIMER__>>,
+}
+
+impl core::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Timer").finish_non_exhaustive()
+    }
+}
+
+impl Timer {
+    fn handle(&self) -> WDFTIMER {
+        self.shared.handle.load(Ordering::Acquire)
+    }
+}
+
+impl PlatformTimer for Timer {
+    fn new(
+        _name: &str,
+        period: Option<Duration>,
+        level: TimerExecutionLevel,
+        callback: impl Fn() + Send + Sync + 'static,
+    ) -> NtResult<Self> {
+        let period_ms = match period {
+            None => 0,
+            Some(_) if level == TimerExecutionLevel::Passive => {
+                return Err(NtStatus::INVALID_PARAMETER)
+            }
+            Some(p) => match u32::try_from(p.as_millis()) {
+                Ok(0) | Err(_) => return Err(NtStatus::INVALID_PARAMETER),
+                Ok(ms) => ms,
+            },
+        };
+        let shared = Arc::new(Shared {
+            handle: AtomicPtr::new(null_mut()),
+            callback: Box::new(callback),
+            queued: AtomicBool::new(false),
+        });
+        let mut config = timer_config_init(period_ms);
+        config.EvtTimerFunc = Some(evt_timer);
+        let mut attributes = object_attributes_with_context(&TIMER_CONTEXT);
+        attributes.ParentObject = as_object(parent_device()?);
+        attributes.EvtCleanupCallback = Some(evt_timer_cleanup);
+        if level == TimerExecutionLevel::Passive {
+            attributes.ExecutionLevel = WDF_EXECUTION_LEVEL_PASSIVE as _;
+        }
+        let mut handle: WDFTIMER = null_mut();
+        // SAFETY: valid config and attributes (parent: a live device); out pointer to our local.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfTimerCreate,
+                &raw mut config,
+                &raw mut attributes,
+                &raw mut handle
+            )
+        };
+        nt_result(status)?;
+        // SAFETY: the timer was just created with TIMER_CONTEXT and cannot fire before `start`.
+        unsafe {
+            let Some(slot) = TIMER_CONTEXT.slot(as_object(handle)) else {
+                object_delete(as_object(handle));
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            };
+            slot.init(shared.clone());
+        }
+        shared.handle.store(handle, Ordering::Release);
+        Ok(Timer { shared })
+    }
+
+    fn start(&self, due: Duration) -> bool {
+        let handle = self.handle();
+        if handle.is_null() {
+            return false;
+        }
+        let due_time = relative_timeout(Some(due)).unwrap_or(0);
+        // SAFETY: a live timer (not deleted: the handle is cleared on deletion).
+        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, handle, due_time) != 0 }
+    }
+
+    fn stop(&self, wait: bool) -> bool {
+        let handle = self.handle();
+        if handle.is_null() {
+            return false;
+        }
+        // SAFETY: a live timer; with `wait` the caller is at PASSIVE_LEVEL (contract).
+        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, handle, u8::from(wait)) != 0 }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        let handle = self.shared.handle.swap(null_mut(), Ordering::AcqRel);
+        if !handle.is_null() {
+            // SAFETY: the handle was still set, so WDF has not deleted the timer; we own it.
+            // WdfObjectDelete stops the timer; the context (our Arc clone) goes with the object.
+            unsafe { object_delete(as_object(handle)) };
+        }
+    }
+}
+
+/// `EvtWorkItem`: runs the driver's callback at PASSIVE_LEVEL.
+unsafe extern "C" fn evt_work_item(item: WDFWORKITEM) {
+    // SAFETY: WDF passes the live work item, created with WORK_ITEM_CONTEXT.
+    if let Some(shared) = unsafe { WORK_ITEM_CONTEXT.get(as_object(item)) } {
+        shared.queued.store(false, Ordering::Release);
+        (shared.callback)();
+    }
+}
+
+/// `EvtCleanupCallback` of a work item.
+unsafe extern "C" fn evt_work_item_cleanup(object: WDFOBJECT) {
+    // SAFETY: WDF passes the live work item, created with WORK_ITEM_CONTEXT.
+    if let Some(shared) = unsafe { WORK_ITEM_CONTEXT.get(object) } {
+        shared.handle.store(null_mut(), Ordering::Release);
+    }
+}
+
+/// A `WDFWORKITEM` whose `EvtWorkItem` runs a Rust closure; deleted on drop.
+pub struct WorkItem {
+    shared: Arc<Shared<wdk_sys::WDFWORKITEM__>>,
+}
+
+impl core::fmt::Debug for WorkItem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WorkItem").finish_non_exhaustive()
+    }
+}
+
+impl PlatformWorkItem for WorkItem {
+    fn new(_name: &str, callback: impl Fn() + Send + Sync + 'static) -> NtResult<Self> {
+        let shared = Arc::new(Shared {
+            handle: AtomicPtr::new(null_mut()),
+            callback: Box::new(callback),
+            queued: AtomicBool::new(false),
+        });
+        let mut config = workitem_config_init();
+        config.EvtWorkItemFunc = Some(evt_work_item);
+        let mut attributes = object_attributes_with_context(&WORK_ITEM_CONTEXT);
+        attributes.ParentObject = as_object(parent_device()?);
+        attributes.EvtCleanupCallback = Some(evt_work_item_cleanup);
+        let mut handle: WDFWORKITEM = null_mut();
+        // SAFETY: valid config and attributes (parent: a live device); out pointer to our local.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfWorkItemCreate,
+                &raw mut config,
+                &raw mut attributes,
+                &raw mut handle
+            )
+        };
+        nt_result(status)?;
+        // SAFETY: just created with WORK_ITEM_CONTEXT; it cannot run before `enqueue`.
+        unsafe {
+            let Some(slot) = WORK_ITEM_CONTEXT.slot(as_object(handle)) else {
+                object_delete(as_object(handle));
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            };
+            slot.init(shared.clone());
+        }
+        shared.handle.store(handle, Ordering::Release);
+        Ok(WorkItem { shared })
+    }
+
+    /// `WdfWorkItemEnqueue`. WDF does not report whether the item was already queued (it then
+    /// does nothing); the backend keeps that bit, cleared when the callback starts.
+    fn enqueue(&self) -> bool {
+        let handle = self.shared.handle.load(Ordering::Acquire);
+        if handle.is_null() || self.shared.queued.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // SAFETY: a live work item; WdfWorkItemEnqueue is callable at <= DISPATCH_LEVEL.
+        unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, handle) };
+        true
+    }
+
+    fn flush(&self) {
+        let handle = self.shared.handle.load(Ordering::Acquire);
+        if !handle.is_null() {
+            // SAFETY: a live work item; the caller is at PASSIVE_LEVEL (contract).
+            unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, handle) };
+        }
+    }
+}
+
+impl Drop for WorkItem {
+    fn drop(&mut self) {
+        let handle = self.shared.handle.swap(null_mut(), Ordering::AcqRel);
+        if !handle.is_null() {
+            // SAFETY: not deleted by WDF yet (the handle was set); we own it. WdfObjectDelete
+            // waits for a running callback of a work item (documented for WdfWorkItemFlush/Delete
+            // at PASSIVE_LEVEL).
+            unsafe { object_delete(as_object(handle)) };
+        }
+    }
+}
+
+/// `THREAD_ALL_ACCESS`.
+const THREAD_ALL_ACCESS: ULONG = 0x001F_FFFF;
+/// `SYNCHRONIZE`.
+const SYNCHRONIZE: ULONG = 0x0010_0000;
+/// `STATUS_SUCCESS`.
+const STATUS_SUCCESS: NTSTATUS = 0;
+
+/// The start routine of every system thread: runs the boxed closure, then terminates.
+unsafe extern "C" fn system_thread_start(context: PVOID) {
+    // SAFETY: `spawn` passed a `Box<Box<dyn FnOnce>>` leaked with `Box::into_raw`, received here
+    // exactly once.
+    let start = unsafe { Box::from_raw(context.cast::<Box<dyn FnOnce() + Send>>()) };
+    start();
+    // SAFETY: called on the system thread itself, at PASSIVE_LEVEL, holding no locks.
+    let _ = unsafe { wdk_sys::ntddk::PsTerminateSystemThread(STATUS_SUCCESS) };
+}
+
+/// A system thread (`PsCreateSystemThread`), referenced by its `ETHREAD` so it can be waited on.
+pub struct SystemThread {
+    // INVARIANT: a referenced PETHREAD (ObReferenceObjectByHandle), dereferenced on drop.
+    thread: PVOID,
+}
+
+// SAFETY: a referenced thread object may be waited on and dereferenced from any thread.
+unsafe impl Send for SystemThread {}
+// SAFETY: as for `Send`; `wait` is KeWaitForSingleObject, built for concurrent use.
+unsafe impl Sync for SystemThread {}
+
+impl core::fmt::Debug for SystemThread {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SystemThread").finish_non_exhaustive()
+    }
+}
+
+impl PlatformThread for SystemThread {
+    fn spawn(_name: &str, start: impl FnOnce() + Send + 'static) -> NtResult<Self> {
+        let start: Box<Box<dyn FnOnce() + Send>> = Box::new(Box::new(start));
+        let context = Box::into_raw(start);
+        let mut handle: HANDLE = null_mut();
+        // SAFETY: out pointer to our local; no object attributes (kernel handle by default for a
+        // system thread in the system process), no process, no client id; the start routine takes
+        // ownership of `context` if the thread starts.
+        let status = unsafe {
+            wdk_sys::ntddk::PsCreateSystemThread(
+                &raw mut handle,
+                THREAD_ALL_ACCESS,
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                Some(system_thread_start),
+                context.cast::<c_void>(),
+            )
+        };
+        if let Err(error) = nt_result(status) {
+            // SAFETY: the thread was not created, so the closure is still ours.
+            drop(unsafe { Box::from_raw(context) });
+            return Err(error);
+        }
+        let mut thread: PVOID = null_mut();
+        // SAFETY: `handle` is the kernel handle just returned; a null object type is allowed for
+        // a KernelMode reference (and avoids importing the `PsThreadType` data export); out
+        // pointer to our local.
+        let status = unsafe {
+            wdk_sys::ntddk::ObReferenceObjectByHandle(
+                handle,
+                SYNCHRONIZE,
+                null_mut(),
+                0, // KernelMode
+                &raw mut thread,
+                null_mut(),
+            )
+        };
+        // SAFETY: we own the handle; the thread keeps running without it.
+        let _ = unsafe { wdk_sys::ntddk::ZwClose(handle) };
+        nt_result(status)?;
+        Ok(SystemThread { thread })
+    }
+
+    fn wait(&self, timeout: Timeout) -> WaitStatus {
+        let mut interval = relative_timeout(timeout);
+        let interval_ptr = interval.as_mut().map_or(null_mut(), core::ptr::from_mut);
+        // SAFETY: a referenced thread object (invariant); the timeout is null or our local
+        // LARGE_INTEGER (an i64).
+        let status = unsafe {
+            nt::ffi::KeWaitForSingleObject(
+                self.thread,
+                nt::ffi::EXECUTIVE,
+                nt::ffi::KERNEL_MODE,
+                0,
+                interval_ptr,
+            )
+        };
+        if status == STATUS_TIMEOUT {
+            WaitStatus::TimedOut
+        } else {
+            WaitStatus::Signaled
+        }
+    }
+}
+
+impl Drop for SystemThread {
+    fn drop(&mut self) {
+        // SAFETY: balances the ObReferenceObjectByHandle of `spawn` (invariant), once.
+        let _ = unsafe { wdk_sys::ntddk::ObfDereferenceObject(self.thread) };
+    }
+}
+
+/// `KEY_READ | KEY_WRITE`.
+const KEY_READ_WRITE: ULONG = 0x0002_0019 | 0x0002_0006;
+/// `REG_SZ`.
+const REG_SZ: ULONG = 1;
+/// `REG_EXPAND_SZ`.
+const REG_EXPAND_SZ: ULONG = 2;
+/// `REG_BINARY`.
+const REG_BINARY: ULONG = 3;
+/// `REG_DWORD`.
+const REG_DWORD: ULONG = 4;
+/// `REG_QWORD`.
+const REG_QWORD: ULONG = 11;
+
+/// An open `WDFKEY` (the driver's `Parameters` key), closed on drop.
+pub struct RegistryKey {
+    // INVARIANT: a WDFKEY opened by `open_driver_parameters`, closed only by `drop`.
+    key: WDFKEY,
+}
+
+// SAFETY: a WDFKEY may be used from any thread at PASSIVE_LEVEL; the registry synchronises.
+unsafe impl Send for RegistryKey {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for RegistryKey {}
+
+impl core::fmt::Debug for RegistryKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RegistryKey").finish_non_exhaustive()
+    }
+}
+
+impl PlatformRegistryKey for RegistryKey {
+    /// `WdfDriverOpenParametersRegistryKey(WdfGetDriver(), KEY_READ | KEY_WRITE)`. A kernel
+    /// image holds one driver, so `_driver` is not needed to find it.
+    fn open_driver_parameters(_driver: &str) -> NtResult<Self> {
+        let driver = super::device::wdf_driver();
+        let mut key: WDFKEY = null_mut();
+        // SAFETY: the driver object of this image; no attributes; out pointer to our local.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfDriverOpenParametersRegistryKey,
+                driver,
+                KEY_READ_WRITE,
+                wdk_sys::WDF_NO_OBJECT_ATTRIBUTES,
+                &raw mut key
+            )
+        };
+        nt_result(status)?;
+        Ok(RegistryKey { key })
+    }
+
+    /// `WdfRegistryQueryValue`, once for the size (`STATUS_BUFFER_OVERFLOW`) and once for the data.
+    fn query(&self, name: &str) -> NtResult<RegistryValue> {
+        let name = UnicodeName::new(name)?;
+        let mut length: ULONG = 0;
+        let mut kind: ULONG = 0;
+        // SAFETY: open key (invariant); a valid name; no buffer with length 0; out pointers to
+        // our locals.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRegistryQueryValue,
+                self.key,
+                name.as_ptr(),
+                0,
+                null_mut(),
+                &raw mut length,
+                &raw mut kind
+            )
+        };
+        if status != STATUS_BUFFER_OVERFLOW {
+            nt_result(status)?;
+        }
+        let mut data = vec![0_u8; length as usize];
+        // SAFETY: as above, with a buffer of `length` bytes.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRegistryQueryValue,
+                self.key,
+                name.as_ptr(),
+                length,
+                data.as_mut_ptr().cast::<c_void>(),
+                &raw mut length,
+                &raw mut kind
+            )
+        };
+        nt_result(status)?;
+        data.truncate(length as usize);
+        match kind {
+            REG_DWORD if data.len() == 4 => Ok(RegistryValue::Dword(u32::from_le_bytes([
+                data[0], data[1], data[2], data[3],
+            ]))),
+            REG_QWORD if data.len() == 8 => {
+                let mut bytes = [0_u8; 8];
+                bytes.copy_from_slice(&data);
+                Ok(RegistryValue::Qword(u64::from_le_bytes(bytes)))
+            }
+            REG_SZ | REG_EXPAND_SZ => {
+                let units: alloc::vec::Vec<u16> = data
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .take_while(|&u| u != 0)
+                    .collect();
+                Ok(RegistryValue::String(String::from_utf16_lossy(&units)))
+            }
+            REG_BINARY => Ok(RegistryValue::Binary(data)),
+            _ => Err(NtStatus::OBJECT_TYPE_MISMATCH),
+        }
+    }
+
+    /// `WdfRegistryAssignValue` with the value's type and bytes.
+    fn set(&self, name: &str, value: RegistryValue) -> NtResult<()> {
+        let name = UnicodeName::new(name)?;
+        let (kind, mut data) = match value {
+            RegistryValue::Dword(v) => (REG_DWORD, v.to_le_bytes().to_vec()),
+            RegistryValue::Qword(v) => (REG_QWORD, v.to_le_bytes().to_vec()),
+            RegistryValue::String(s) => (
+                REG_SZ,
+                s.encode_utf16()
+                    .chain([0])
+                    .flat_map(u16::to_le_bytes)
+                    .collect(),
+            ),
+            RegistryValue::Binary(b) => (REG_BINARY, b),
+        };
+        let length = ULONG::try_from(data.len()).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        // SAFETY: open key (invariant); valid name; `data` holds `length` bytes for the call.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRegistryAssignValue,
+                self.key,
+                name.as_ptr(),
+                kind,
+                length,
+                data.as_mut_ptr().cast::<c_void>()
+            )
+        };
+        nt_result(status)
+    }
+
+    fn delete(&self, name: &str) -> NtResult<()> {
+        let name = UnicodeName::new(name)?;
+        // SAFETY: open key (invariant); valid name.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(WdfRegistryRemoveValue, self.key, name.as_ptr())
+        };
+        nt_result(status)
+    }
+}
+
+impl Drop for RegistryKey {
+    fn drop(&mut self) {
+        // SAFETY: open key (invariant), closed once.
+        unsafe { call_unsafe_wdf_function_binding!(WdfRegistryClose, self.key) };
+    }
+}
