@@ -7,8 +7,8 @@
 //! - `method_breakdown`: where a Method's time goes on the simulator — `BufferPool::count` (guard +
 //!   lock + len) and a bare platform spin lock acquire/release (kmdf-sim's, with the verifier's
 //!   bookkeeping).
-//! - `ring_write_read`: RingBuffer write + read against `Mutex<VecDeque>` — TODO(RingBuffer): the
-//!   RingBuffer Module (`ring_buffer.rs`) is still a placeholder; see `ring_write_read` below.
+//! - `ring_write_read`: RingBuffer write + read (two Methods: each a rundown guard and the Module's
+//!   spin lock) against `Mutex<VecDeque>` write + read, 32-byte items, 64 slots.
 //!
 //! Run: `cargo bench -p dmf-modules --bench buffers` (short measurement times; the numbers are
 //! for comparison within one run, on the simulator platform).
@@ -25,6 +25,7 @@ use dmf_core::module::NoParent;
 use dmf_core::platform::contract::PlatformSpinLock;
 use dmf_core::platform::SpinLock;
 use dmf_modules::buffer_pool::{Buffer, BufferPool, BufferPoolConfig, BufferPoolSourceSettings};
+use dmf_modules::ring_buffer::{RingBuffer, RingBufferConfig, RingBufferMode};
 use kmdf_sim::Machine;
 
 const BUFFERS: u32 = 64;
@@ -102,15 +103,27 @@ fn buffer_get_put(c: &mut Criterion) {
     assert!(machine.pool().outstanding().is_empty());
 }
 
-/// RingBuffer write + read against `Mutex<VecDeque>`.
-///
-/// TODO(RingBuffer): `dmf_modules::ring_buffer` is a placeholder while its engineer writes it.
-/// When it lands, add `RingBuffer write+read` here beside this baseline (same item count and
-/// size) and compare in one run.
+/// RingBuffer write + read against `Mutex<VecDeque>`, in the same run.
 fn ring_write_read(c: &mut Criterion) {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let module = RingBuffer::with(RingBufferConfig {
+        item_count: 64,
+        item_size: 32,
+        mode: RingBufferMode::FailIfFullOnWrite,
+    })
+    .create(&NoParent)
+    .unwrap();
     let ring = Mutex::new(VecDeque::with_capacity(64));
     let item = [0_u8; 32];
+    let mut out = [0_u8; 32];
     let mut group = c.benchmark_group("ring_write_read");
+    group.bench_function("RingBuffer write+read", |b| {
+        b.iter(|| {
+            module.write(black_box(&item)).unwrap();
+            module.read(black_box(&mut out)).unwrap();
+        });
+    });
     group.bench_function("Mutex<VecDeque> write+read (baseline)", |b| {
         b.iter(|| {
             ring.lock().unwrap().push_back(black_box(item));
@@ -118,6 +131,8 @@ fn ring_write_read(c: &mut Criterion) {
         });
     });
     group.finish();
+    drop(module);
+    assert!(machine.pool().outstanding().is_empty());
 }
 
 fn short() -> Criterion {
