@@ -86,6 +86,7 @@ use crate::continuous_request_target::{
     StreamMode,
 };
 use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use crate::target_sink::Sink;
 
 /// The stream's output callback, with this Module's handle.
 pub type DefaultTargetOutputCallback =
@@ -121,31 +122,12 @@ struct Context {
     target: Option<IoTarget>,
 }
 
-#[derive(Clone)]
-enum Sink {
-    Stream(ContinuousRequestTarget),
-    Single(RequestTarget),
-}
-
-impl Sink {
-    fn stream(&self) -> NtResult<&ContinuousRequestTarget> {
-        match self {
-            Sink::Stream(s) => Ok(s),
-            Sink::Single(_) => Err(NtStatus::INVALID_DEVICE_REQUEST),
-        }
-    }
-}
-
 fn sink(module: &Scope<'_, DefaultTarget>) -> NtResult<Sink> {
     let (stream, single) = {
         let context = module.lock();
         (context.stream, context.single)
     };
-    match (stream, single) {
-        (Some(token), _) => Ok(Sink::Stream(module.child(token)?)),
-        (None, Some(token)) => Ok(Sink::Single(module.child(token)?)),
-        (None, None) => Err(NtStatus::INVALID_DEVICE_STATE),
-    }
+    Sink::of(module, stream, single)
 }
 
 fn automatic(module: &Scope<'_, DefaultTarget>) -> bool {
@@ -196,11 +178,7 @@ impl ModuleCallbacks for DefaultTarget {
             .device()
             .ok_or(NtStatus::INVALID_DEVICE_STATE)?
             .io_target();
-        let sink = sink(module)?;
-        match &sink {
-            Sink::Stream(s) => s.io_target_set(target.clone())?,
-            Sink::Single(s) => s.io_target_set(target.clone())?,
-        }
+        sink(module)?.set_target(target.clone())?;
         let handle = module.handle()?;
         {
             let mut context = module.lock();
@@ -224,10 +202,7 @@ impl ModuleCallbacks for DefaultTarget {
         if let Ok(handle) = module.handle() {
             handle.notification_close();
         }
-        let _ = match &sink {
-            Sink::Stream(s) => s.io_target_clear(),
-            Sink::Single(s) => s.clear_and_wait(),
-        };
+        sink.clear_and_wait();
         let mut context = module.lock();
         context.target = None;
         if let Some(this) = &context.this {
@@ -283,10 +258,7 @@ impl DefaultTarget {
         timeout: Option<Duration>,
     ) -> NtResult<(Vec<u8>, usize)> {
         let (_module, sink) = self.sink()?;
-        match &sink {
-            Sink::Stream(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
-            Sink::Single(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
-        }
+        sink.send_synchronously(kind, input, output_length, ioctl, timeout)
     }
 
     /// `DMF_DefaultTarget_SendEx`: as [`RequestTarget::send`].
@@ -304,19 +276,12 @@ impl DefaultTarget {
         callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
         let (_module, sink) = self.sink()?;
-        match &sink {
-            Sink::Stream(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
-            Sink::Single(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
-        }
+        sink.send(kind, input, output_length, ioctl, timeout, callback)
     }
 
     /// `DMF_DefaultTarget_Cancel`: as [`RequestTarget::cancel`].
     pub fn cancel(&self, id: RequestId) -> bool {
-        match self.sink() {
-            Ok((_module, Sink::Stream(s))) => s.cancel(id),
-            Ok((_module, Sink::Single(s))) => s.cancel(id),
-            Err(_) => false,
-        }
+        self.sink().is_ok_and(|(_module, sink)| sink.cancel(id))
     }
 
     /// `DMF_DefaultTarget_StreamStart`.
@@ -343,7 +308,7 @@ impl DefaultTarget {
 
     /// Whether stream requests are active.
     pub fn is_streaming(&self) -> bool {
-        matches!(self.sink(), Ok((_module, Sink::Stream(s))) if s.is_streaming())
+        self.sink().is_ok_and(|(_module, sink)| sink.is_streaming())
     }
 
     /// `DMF_DefaultTarget_Get`: the default (next lower) target.

@@ -122,6 +122,7 @@ use crate::continuous_request_target::{
     StreamMode,
 };
 use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use crate::target_sink::Sink;
 
 /// The stream's output callback, with this Module's handle.
 pub type DeviceInterfaceOutputCallback =
@@ -182,37 +183,6 @@ struct Context {
     stream: Option<Added<ContinuousRequestTarget>>,
     single: Option<Added<RequestTarget>>,
     hub: Option<Arc<Hub>>,
-}
-
-/// The child that does the I/O.
-#[derive(Clone)]
-enum Sink {
-    Stream(ContinuousRequestTarget),
-    Single(RequestTarget),
-}
-
-impl Sink {
-    fn set_target(&self, target: IoTarget) -> NtResult<()> {
-        match self {
-            Sink::Stream(s) => s.io_target_set(target),
-            Sink::Single(s) => s.io_target_set(target),
-        }
-    }
-
-    /// Stops streaming, cancels every request, waits for them, forgets the target.
-    fn clear_and_wait(&self) {
-        let _ = match self {
-            Sink::Stream(s) => s.io_target_clear(),
-            Sink::Single(s) => s.clear_and_wait(),
-        };
-    }
-
-    fn stream(&self) -> NtResult<&ContinuousRequestTarget> {
-        match self {
-            Sink::Stream(s) => Ok(s),
-            Sink::Single(_) => Err(NtStatus::INVALID_DEVICE_REQUEST),
-        }
-    }
 }
 
 /// Where the target stands.
@@ -506,14 +476,11 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
             .device()
             .cloned()
             .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        let sink = {
+        let (stream, single) = {
             let context = module.lock();
-            match (context.stream, context.single) {
-                (Some(token), _) => Sink::Stream(module.child(token)?),
-                (None, Some(token)) => Sink::Single(module.child(token)?),
-                (None, None) => return Err(NtStatus::INVALID_DEVICE_STATE),
-            }
+            (context.stream, context.single)
         };
+        let sink = Sink::of(module, stream, single)?;
         {
             let mut state = hub.state.lock();
             state.handle = Some(module.handle()?);
@@ -626,10 +593,7 @@ impl DeviceInterfaceTarget {
         timeout: Option<Duration>,
     ) -> NtResult<(Vec<u8>, usize)> {
         let (_module, sink) = self.sink()?;
-        match &sink {
-            Sink::Stream(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
-            Sink::Single(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
-        }
+        sink.send_synchronously(kind, input, output_length, ioctl, timeout)
     }
 
     /// `DMF_DeviceInterfaceTarget_SendEx`: as [`RequestTarget::send`]; a removal cancels the
@@ -648,19 +612,12 @@ impl DeviceInterfaceTarget {
         callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
         let (_module, sink) = self.sink()?;
-        match &sink {
-            Sink::Stream(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
-            Sink::Single(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
-        }
+        sink.send(kind, input, output_length, ioctl, timeout, callback)
     }
 
     /// `DMF_DeviceInterfaceTarget_Cancel`: as [`RequestTarget::cancel`].
     pub fn cancel(&self, id: RequestId) -> bool {
-        match self.sink() {
-            Ok((_module, Sink::Stream(s))) => s.cancel(id),
-            Ok((_module, Sink::Single(s))) => s.cancel(id),
-            Err(_) => false,
-        }
+        self.sink().is_ok_and(|(_module, sink)| sink.cancel(id))
     }
 
     /// `DMF_DeviceInterfaceTarget_StreamStart`.
@@ -687,7 +644,7 @@ impl DeviceInterfaceTarget {
 
     /// Whether stream requests are active.
     pub fn is_streaming(&self) -> bool {
-        matches!(self.sink(), Ok((_module, Sink::Stream(s))) if s.is_streaming())
+        self.sink().is_ok_and(|(_module, sink)| sink.is_streaming())
     }
 
     /// `DMF_DeviceInterfaceTarget_Get`: the open remote target. Hold a

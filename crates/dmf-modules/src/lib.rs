@@ -79,6 +79,8 @@ pub mod default_target;
 pub mod device_interface_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod request_target;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+mod target_sink;
 
 // Driver patterns (dmf-upstream §5.4, MODS-IoctlHandler, MODS-NotifyUserWithRequest).
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]

@@ -2,24 +2,23 @@
 //! its parked `GET_INTERRUPT_MESSAGE` IOCTL completes on every switch flip — in manual and
 //! automatic mode, at DISPATCH and PASSIVE level, plus output streaming of writes into the bulk
 //! loopback; and DefaultTarget (which embeds a ContinuousRequestTarget) in an upper filter on the
-//! FX2 stack (SwitchBar3); from a client driver written against `dmf_core::platform` whose device owns a
-//! ModuleCollection (modelled on C DMF's Tests_DefaultTarget streaming cases, dmf-upstream §4).
+//! FX2 stack (SwitchBar3); from a client driver written with DMF's client-driver API
+//! (`dmf_core::device`, see `driver_support`) (modelled on C DMF's Tests_DefaultTarget streaming
+//! cases, dmf-upstream §4).
 #![cfg(feature = "sim")]
 #![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
 
+mod driver_support;
 mod task_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmf_core::module::{Added, CollectionConfig, ModuleCollection, ModuleInit};
-use dmf_core::platform::contract::device::{PlatformDevice, PlatformDeviceInit};
+use dmf_core::platform::contract::device::PlatformDevice;
 use dmf_core::platform::contract::io::PlatformIoTarget;
 use dmf_core::platform::contract::{Irql, PlatformIrql};
-use dmf_core::platform::{
-    simulator, CurrentIrql, Device, DriverConfig, IoTarget, PnpPowerCallbacks, TargetOpenParams,
-};
+use dmf_core::platform::{CurrentIrql, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
 use dmf_modules::continuous_request_target::{
     BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
@@ -27,6 +26,7 @@ use dmf_modules::continuous_request_target::{
 };
 use dmf_modules::default_target::{DefaultTarget, DefaultTargetConfig};
 use dmf_modules::request_target::RequestKind;
+use driver_support::Teardown;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -35,76 +35,6 @@ use kmdf_sim::fx2::{Fx2Board, SwitchState};
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
 use kmdf_sim::Machine;
 use task_support::{assert_clean, seed, Rng};
-
-// ---------------------------------------------------------------------------- client driver
-
-type Collection = Arc<OnceLock<ModuleCollection>>;
-type Slot = Arc<Mutex<Option<(Device, Collection)>>>;
-
-/// A client driver: its device owns a ModuleCollection built by `modules_add`, driven from the
-/// device's PnP/power callbacks (what the DMF device integration will do).
-fn client_driver(
-    modules_add: Arc<dyn Fn(&mut ModuleInit) + Send + Sync>,
-    slot: &Slot,
-) -> DriverConfig {
-    driver(modules_add, slot, false)
-}
-
-/// The client driver, as a filter (`WdfFdoInitSetFilter`) when `filter`.
-fn driver(
-    modules_add: Arc<dyn Fn(&mut ModuleInit) + Send + Sync>,
-    slot: &Slot,
-    filter: bool,
-) -> DriverConfig {
-    let slot = Arc::clone(slot);
-    DriverConfig {
-        device_add: Arc::new(move |_driver, init| {
-            let modules: Collection = Arc::default();
-            let mut pnp = PnpPowerCallbacks::default();
-            let m = Arc::clone(&modules);
-            pnp.prepare_hardware = Some(Arc::new(move |_d: &Device, r| {
-                m.get().map_or(Ok(()), |c| c.prepare_hardware(r))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.release_hardware = Some(Arc::new(move |_d: &Device, r| {
-                m.get().map_or(Ok(()), |c| c.release_hardware(r))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.d0_entry = Some(Arc::new(move |_d: &Device, p| {
-                m.get().map_or(Ok(()), |c| c.d0_entry(p))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.d0_exit = Some(Arc::new(move |_d: &Device, t| {
-                m.get().map_or(Ok(()), |c| c.d0_exit(t))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.self_managed_io_cleanup = Some(Arc::new(move |_d: &Device| {
-                if let Some(c) = m.get() {
-                    c.destroy();
-                }
-            }));
-            init.set_pnp_power_callbacks(pnp);
-            if filter {
-                init.set_filter();
-            }
-            let device = init.create_device()?;
-            let mut module_init = ModuleInit::new();
-            modules_add(&mut module_init);
-            let collection = ModuleCollection::create(
-                module_init,
-                CollectionConfig {
-                    device: Some(device.clone()),
-                    filter,
-                    ..CollectionConfig::default()
-                },
-            )?;
-            let _ = modules.set(collection);
-            *slot.lock().unwrap() = Some((device, modules));
-            Ok(())
-        }),
-        unload: None,
-    }
-}
 
 /// A machine with an FX2 board and its driver, and the client device with one
 /// ContinuousRequestTarget; `io_target` is a remote target opened on the FX2 interface (not yet
@@ -123,32 +53,19 @@ fn fixture(config: ContinuousRequestTargetConfig, passive: bool) -> Fixture {
     let board = Fx2Board::new();
     let fx2 = kmdf_sim::fx2::driver::install(&machine, &board).unwrap();
     let _bound = machine.enter();
-    let token: Arc<Mutex<Option<Added<ContinuousRequestTarget>>>> = Arc::default();
-    let t = Arc::clone(&token);
-    let slot = Slot::default();
-    simulator::install_driver(
+    let slot = driver_support::install(
         &machine,
         "crtclient",
-        client_driver(
-            Arc::new(move |init: &mut ModuleInit| {
-                *t.lock().unwrap() = Some(
-                    init.add(ContinuousRequestTarget::with(config.clone()).passive_level(passive)),
-                );
-            }),
-            &slot,
-        ),
+        false,
+        Teardown::SelfManagedIoCleanup,
+        move |init| init.add(ContinuousRequestTarget::with(config.clone()).passive_level(passive)),
     );
     let node = machine
         .pnp()
         .plug_in(StackSpec::new("ROOT\\CRTCLIENT", "crtclient"))
         .unwrap();
     assert_eq!(node.state(), NodeState::Started);
-    let (device, modules) = slot.lock().unwrap().clone().unwrap();
-    let stream = modules
-        .get()
-        .unwrap()
-        .get(token.lock().unwrap().unwrap())
-        .unwrap();
+    let (device, stream) = driver_support::take(&slot);
     let link = kmdf_sim::interface::interfaces_of_class(&machine, GUID_DEVINTERFACE_OSRUSBFX2)
         .pop()
         .unwrap();
@@ -565,58 +482,42 @@ fn default_target_streams_to_the_lower_driver_in_a_filter() {
     let machine = Machine::new();
     let board = Fx2Board::new();
     let bound = machine.enter();
-    let token: Arc<Mutex<Option<Added<DefaultTarget>>>> = Arc::default();
     let callbacks = Arc::new(AtomicUsize::new(0));
-    let (t, c) = (Arc::clone(&token), Arc::clone(&callbacks));
-    let slot = Slot::default();
-    simulator::install_driver(
-        &machine,
-        "switchbar3",
-        driver(
-            Arc::new(move |init: &mut ModuleInit| {
-                let c = Arc::clone(&c);
-                let config = DefaultTargetConfig {
-                    stream: Some(ContinuousRequestTargetConfig {
-                        request_count: 1,
-                        request_type: RequestKind::Ioctl,
-                        ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                        output_buffer_size: 1,
-                        mode: StreamMode::Automatic,
-                        ..ContinuousRequestTargetConfig::default()
-                    }),
-                    output_callback: Some(Arc::new(move |target: &DefaultTarget, done| {
-                        assert_eq!(CurrentIrql::current(), Irql::Passive);
-                        if !done.status.is_success() {
-                            return BufferDisposition::StopStreaming;
-                        }
-                        c.fetch_add(1, Ordering::SeqCst);
-                        let bars = !done.output[0].rotate_left(5);
-                        let _ = target.send_synchronously(
-                            RequestKind::Ioctl,
-                            &[bars],
-                            0,
-                            IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-                            None,
-                        );
-                        BufferDisposition::ContinueStreaming
-                    })),
-                };
-                *t.lock().unwrap() =
-                    Some(init.add(DefaultTarget::with(config).passive_level(true)));
+    let c = Arc::clone(&callbacks);
+    let slot = driver_support::install(&machine, "switchbar3", true, Teardown::Dmf, move |init| {
+        let c = Arc::clone(&c);
+        let config = DefaultTargetConfig {
+            stream: Some(ContinuousRequestTargetConfig {
+                request_count: 1,
+                request_type: RequestKind::Ioctl,
+                ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                output_buffer_size: 1,
+                mode: StreamMode::Automatic,
+                ..ContinuousRequestTargetConfig::default()
             }),
-            &slot,
-            true,
-        ),
-    );
+            output_callback: Some(Arc::new(move |target: &DefaultTarget, done| {
+                assert_eq!(CurrentIrql::current(), Irql::Passive);
+                if !done.status.is_success() {
+                    return BufferDisposition::StopStreaming;
+                }
+                c.fetch_add(1, Ordering::SeqCst);
+                let bars = !done.output[0].rotate_left(5);
+                let _ = target.send_synchronously(
+                    RequestKind::Ioctl,
+                    &[bars],
+                    0,
+                    IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+                    None,
+                );
+                BufferDisposition::ContinueStreaming
+            })),
+        };
+        init.add(DefaultTarget::with(config).passive_level(true))
+    });
     let spec = kmdf_sim::fx2::driver::stack_spec(&machine, &board).upper_filter("switchbar3");
     let fx2 = machine.pnp().plug_in(spec).unwrap();
     assert_eq!(fx2.state(), NodeState::Started);
-    let (_device, modules) = slot.lock().unwrap().clone().unwrap();
-    let target = modules
-        .get()
-        .unwrap()
-        .get(token.lock().unwrap().unwrap())
-        .unwrap();
+    let (_device, target) = driver_support::take(&slot);
     assert!(target.is_streaming(), "automatic: streaming since D0Entry");
     assert!(target.get_target().is_ok());
     for switch in [2u8, 7, 2] {

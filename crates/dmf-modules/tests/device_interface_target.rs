@@ -6,25 +6,25 @@
 #![cfg(feature = "sim")]
 #![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
 
+mod driver_support;
 mod task_support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmf_core::module::{
-    Added, CollectionConfig, ModuleCollection, ModuleHandle, ModuleInit, ModuleState,
-};
-use dmf_core::platform::contract::device::{Guid, PlatformDeviceInit};
+use dmf_core::module::{ModuleHandle, ModuleState};
+use dmf_core::platform::contract::device::Guid;
 use dmf_core::platform::contract::io::{IoTargetState, PlatformIoTarget};
 use dmf_core::platform::contract::{EventKind, Irql, PlatformEvent, PlatformIrql};
-use dmf_core::platform::{simulator, CurrentIrql, Device, DriverConfig, Event, PnpPowerCallbacks};
+use dmf_core::platform::{CurrentIrql, Event};
 use dmf_core::NtStatus;
 use dmf_modules::continuous_request_target::{
     BufferDisposition, ContinuousRequestTargetConfig, StreamMode,
 };
 use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
 use dmf_modules::request_target::RequestKind;
+use driver_support::Teardown;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -33,63 +33,6 @@ use kmdf_sim::fx2::Fx2Board;
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
 use kmdf_sim::Machine;
 use task_support::{assert_clean, seed, Rng};
-
-// ---------------------------------------------------------------------------- client driver
-
-type Collection = Arc<OnceLock<ModuleCollection>>;
-type Slot = Arc<Mutex<Option<(Device, Collection)>>>;
-
-/// A client driver: its device owns a ModuleCollection built by `modules_add`, driven from the
-/// device's PnP/power callbacks (what the DMF device integration will do).
-fn client_driver(
-    modules_add: Arc<dyn Fn(&mut ModuleInit) + Send + Sync>,
-    slot: &Slot,
-) -> DriverConfig {
-    let slot = Arc::clone(slot);
-    DriverConfig {
-        device_add: Arc::new(move |_driver, init| {
-            let modules: Collection = Arc::default();
-            let mut pnp = PnpPowerCallbacks::default();
-            let m = Arc::clone(&modules);
-            pnp.prepare_hardware = Some(Arc::new(move |_d: &Device, r| {
-                m.get().map_or(Ok(()), |c| c.prepare_hardware(r))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.release_hardware = Some(Arc::new(move |_d: &Device, r| {
-                m.get().map_or(Ok(()), |c| c.release_hardware(r))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.d0_entry = Some(Arc::new(move |_d: &Device, p| {
-                m.get().map_or(Ok(()), |c| c.d0_entry(p))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.d0_exit = Some(Arc::new(move |_d: &Device, t| {
-                m.get().map_or(Ok(()), |c| c.d0_exit(t))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.self_managed_io_cleanup = Some(Arc::new(move |_d: &Device| {
-                if let Some(c) = m.get() {
-                    c.destroy();
-                }
-            }));
-            init.set_pnp_power_callbacks(pnp);
-            let device = init.create_device()?;
-            let mut module_init = ModuleInit::new();
-            modules_add(&mut module_init);
-            let collection = ModuleCollection::create(
-                module_init,
-                CollectionConfig {
-                    device: Some(device.clone()),
-                    ..CollectionConfig::default()
-                },
-            )?;
-            let _ = modules.set(collection);
-            *slot.lock().unwrap() = Some((device, modules));
-            Ok(())
-        }),
-        unload: None,
-    }
-}
 
 const FX2: Guid = Guid::new(
     GUID_DEVINTERFACE_OSRUSBFX2.data1,
@@ -185,49 +128,35 @@ fn fixture(options: &Options) -> Fixture {
     let machine = Machine::new();
     let _bound = machine.enter();
     let events = Arc::new(Events::default());
-    let token: Arc<Mutex<Option<Added<DeviceInterfaceTarget>>>> = Arc::default();
-    let (t, e) = (Arc::clone(&token), Arc::clone(&events));
+    let e = Arc::clone(&events);
     let config = switchbar_config(&events, options);
     let (manual, passive) = (options.mode == Some(StreamMode::Manual), options.passive);
-    let slot = Slot::default();
-    simulator::install_driver(
-        &machine,
-        "switchbar",
-        client_driver(
-            Arc::new(move |init: &mut ModuleInit| {
-                let (e1, e2) = (Arc::clone(&e), Arc::clone(&e));
-                let spec = DeviceInterfaceTarget::with(config.clone())
-                    .passive_level(passive)
-                    .on_post_open(move |target| {
-                        e1.post_open.fetch_add(1, Ordering::SeqCst);
-                        assert!(target.get_target().is_ok());
-                        if manual {
-                            target.stream_start().unwrap();
-                            let _ = mirror(target);
-                        }
-                    })
-                    .on_pre_close(move |target| {
-                        e2.pre_close.fetch_add(1, Ordering::SeqCst);
-                        if manual {
-                            target.stream_stop().unwrap();
-                        }
-                    });
-                *t.lock().unwrap() = Some(init.add(spec));
-            }),
-            &slot,
-        ),
-    );
+    let slot = driver_support::install(&machine, "switchbar", false, Teardown::Dmf, move |init| {
+        let (e1, e2) = (Arc::clone(&e), Arc::clone(&e));
+        let spec = DeviceInterfaceTarget::with(config.clone())
+            .passive_level(passive)
+            .on_post_open(move |target| {
+                e1.post_open.fetch_add(1, Ordering::SeqCst);
+                assert!(target.get_target().is_ok());
+                if manual {
+                    target.stream_start().unwrap();
+                    let _ = mirror(target);
+                }
+            })
+            .on_pre_close(move |target| {
+                e2.pre_close.fetch_add(1, Ordering::SeqCst);
+                if manual {
+                    target.stream_stop().unwrap();
+                }
+            });
+        init.add(spec)
+    });
     let node = machine
         .pnp()
         .plug_in(StackSpec::new("ROOT\\SWITCHBAR", "switchbar"))
         .unwrap();
     assert_eq!(node.state(), NodeState::Started);
-    let (_device, modules) = slot.lock().unwrap().clone().unwrap();
-    let target = modules
-        .get()
-        .unwrap()
-        .get(token.lock().unwrap().unwrap())
-        .unwrap();
+    let (_device, target) = driver_support::take(&slot);
     Fixture {
         machine,
         node,

@@ -1,25 +1,25 @@
 //! RequestTarget (dmf-upstream §5.6): one-shot sends to the OSR FX2 function driver through a
-//! remote I/O target, from a small client driver written against `dmf_core::platform` whose
-//! device owns a ModuleCollection (modelled on C DMF's Tests_DefaultTarget / Tests_SelfTarget,
-//! dmf-upstream §4).
+//! remote I/O target, from a small client driver written with DMF's client-driver API
+//! (`dmf_core::device`, see `driver_support`) (modelled on C DMF's Tests_DefaultTarget /
+//! Tests_SelfTarget, dmf-upstream §4).
 #![cfg(feature = "sim")]
 #![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
 
+mod driver_support;
 mod task_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmf_core::module::{Added, CollectionConfig, ModuleCollection, ModuleHandle, ModuleInit};
-use dmf_core::platform::contract::device::{PlatformDevice, PlatformDeviceInit};
+use dmf_core::module::ModuleHandle;
+use dmf_core::platform::contract::device::PlatformDevice;
 use dmf_core::platform::contract::io::PlatformIoTarget;
 use dmf_core::platform::contract::{Irql, PlatformIrql};
-use dmf_core::platform::{
-    simulator, CurrentIrql, Device, DriverConfig, IoTarget, PnpPowerCallbacks, TargetOpenParams,
-};
+use dmf_core::platform::{CurrentIrql, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
 use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use driver_support::Teardown;
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
@@ -29,63 +29,6 @@ use kmdf_sim::fx2::{Fx2Board, SwitchState};
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
 use kmdf_sim::Machine;
 use task_support::{assert_clean, seed, Rng};
-
-// ---------------------------------------------------------------------------- client driver
-
-type Collection = Arc<OnceLock<ModuleCollection>>;
-type Slot = Arc<Mutex<Option<(Device, Collection)>>>;
-
-/// A client driver: its device owns a ModuleCollection built by `modules_add`, driven from the
-/// device's PnP/power callbacks (what the DMF device integration will do).
-fn client_driver(
-    modules_add: Arc<dyn Fn(&mut ModuleInit) + Send + Sync>,
-    slot: &Slot,
-) -> DriverConfig {
-    let slot = Arc::clone(slot);
-    DriverConfig {
-        device_add: Arc::new(move |_driver, init| {
-            let modules: Collection = Arc::default();
-            let mut pnp = PnpPowerCallbacks::default();
-            let m = Arc::clone(&modules);
-            pnp.prepare_hardware = Some(Arc::new(move |_d: &Device, r| {
-                m.get().map_or(Ok(()), |c| c.prepare_hardware(r))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.release_hardware = Some(Arc::new(move |_d: &Device, r| {
-                m.get().map_or(Ok(()), |c| c.release_hardware(r))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.d0_entry = Some(Arc::new(move |_d: &Device, p| {
-                m.get().map_or(Ok(()), |c| c.d0_entry(p))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.d0_exit = Some(Arc::new(move |_d: &Device, t| {
-                m.get().map_or(Ok(()), |c| c.d0_exit(t))
-            }));
-            let m = Arc::clone(&modules);
-            pnp.self_managed_io_cleanup = Some(Arc::new(move |_d: &Device| {
-                if let Some(c) = m.get() {
-                    c.destroy();
-                }
-            }));
-            init.set_pnp_power_callbacks(pnp);
-            let device = init.create_device()?;
-            let mut module_init = ModuleInit::new();
-            modules_add(&mut module_init);
-            let collection = ModuleCollection::create(
-                module_init,
-                CollectionConfig {
-                    device: Some(device.clone()),
-                    ..CollectionConfig::default()
-                },
-            )?;
-            let _ = modules.set(collection);
-            *slot.lock().unwrap() = Some((device, modules));
-            Ok(())
-        }),
-        unload: None,
-    }
-}
 
 /// A machine with an FX2 board and its driver, and the client device with one RequestTarget
 /// whose target is a remote target opened on the FX2 interface.
@@ -103,30 +46,19 @@ fn fixture(passive: bool) -> Fixture {
     let board = Fx2Board::new();
     let fx2 = kmdf_sim::fx2::driver::install(&machine, &board).unwrap();
     let _bound = machine.enter();
-    let token: Arc<Mutex<Option<Added<RequestTarget>>>> = Arc::default();
-    let t = Arc::clone(&token);
-    let slot = Slot::default();
-    simulator::install_driver(
+    let slot = driver_support::install(
         &machine,
         "rtclient",
-        client_driver(
-            Arc::new(move |init: &mut ModuleInit| {
-                *t.lock().unwrap() = Some(init.add(RequestTarget::with(()).passive_level(passive)));
-            }),
-            &slot,
-        ),
+        false,
+        Teardown::SelfManagedIoCleanup,
+        move |init| init.add(RequestTarget::with(()).passive_level(passive)),
     );
     let node = machine
         .pnp()
         .plug_in(StackSpec::new("ROOT\\RTCLIENT", "rtclient"))
         .unwrap();
     assert_eq!(node.state(), NodeState::Started);
-    let (device, modules) = slot.lock().unwrap().clone().unwrap();
-    let target = modules
-        .get()
-        .unwrap()
-        .get(token.lock().unwrap().unwrap())
-        .unwrap();
+    let (device, target) = driver_support::take(&slot);
     let link = kmdf_sim::interface::interfaces_of_class(&machine, GUID_DEVINTERFACE_OSRUSBFX2)
         .pop()
         .unwrap();
