@@ -46,8 +46,12 @@
 //!
 //! # Lifetime
 //!
-//! The Module collection lives until the device's `EvtCleanupCallback` (after removal), which
-//! closes and destroys every Module (C DMF does it in the device context cleanup).
+//! The Module collection lives until the device's last PnP callback of a removal,
+//! `EvtDeviceSelfManagedIoCleanup`, after which every Module is closed and destroyed while the
+//! objects the Modules created on the device (I/O targets, requests, timers) still exist; WDF
+//! cleans those up before the device's own `EvtCleanupCallback`. A device that never gets that
+//! callback (a control device, a failed start) has its Modules destroyed in its
+//! `EvtCleanupCallback`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -486,14 +490,34 @@ fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
         SelfManagedIoFlush,
         [d]
     );
-    hook_void!(
-        state,
-        pnp,
-        pnp,
-        self_managed_io_cleanup,
-        SelfManagedIoCleanup,
-        [d]
-    );
+    {
+        // The last PnP callback of a removal: after the client and the Modules ran it, the
+        // Modules close and are destroyed here, while the device's children (I/O targets,
+        // requests, timers the Modules created) still exist. At the device's cleanup callback
+        // WDF has already cleaned those children up, so a Module closing there would touch
+        // deleted objects. Later file closes see no collection (the client's callbacks and
+        // the unhandled rule still apply).
+        let s = Arc::clone(state);
+        pnp.self_managed_io_cleanup = Some(Arc::new(move |d: &Device| {
+            let _ = s.ordered(
+                Callback::SelfManagedIoCleanup,
+                |c| {
+                    c.self_managed_io_cleanup();
+                    Ok(())
+                },
+                || {
+                    if let Some(f) = s.pnp.self_managed_io_cleanup.as_ref() {
+                        f(d);
+                    }
+                    Ok(())
+                },
+            );
+            let collection = s.collection.lock().take();
+            if let Some(collection) = collection {
+                collection.destroy();
+            }
+        }));
+    }
     hook_void!(state, pnp, pnp, surprise_removal, SurpriseRemoval, [d]);
     hook_status!(state, pnp, pnp, query_remove, QueryRemove, [d]);
     hook_status!(state, pnp, pnp, query_stop, QueryStop, [d]);

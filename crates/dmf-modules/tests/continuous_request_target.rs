@@ -26,7 +26,6 @@ use dmf_modules::continuous_request_target::{
 };
 use dmf_modules::default_target::{DefaultTarget, DefaultTargetConfig};
 use dmf_modules::request_target::RequestKind;
-use driver_support::Teardown;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -53,13 +52,9 @@ fn fixture(config: ContinuousRequestTargetConfig, passive: bool) -> Fixture {
     let board = Fx2Board::new();
     let fx2 = kmdf_sim::fx2::driver::install(&machine, &board).unwrap();
     let _bound = machine.enter();
-    let slot = driver_support::install(
-        &machine,
-        "crtclient",
-        false,
-        Teardown::SelfManagedIoCleanup,
-        move |init| init.add(ContinuousRequestTarget::with(config.clone()).passive_level(passive)),
-    );
+    let slot = driver_support::install(&machine, "crtclient", false, move |init| {
+        init.add(ContinuousRequestTarget::with(config.clone()).passive_level(passive))
+    });
     let node = machine
         .pnp()
         .plug_in(StackSpec::new("ROOT\\CRTCLIENT", "crtclient"))
@@ -484,7 +479,7 @@ fn default_target_streams_to_the_lower_driver_in_a_filter() {
     let bound = machine.enter();
     let callbacks = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&callbacks);
-    let slot = driver_support::install(&machine, "switchbar3", true, Teardown::Dmf, move |init| {
+    let slot = driver_support::install(&machine, "switchbar3", true, move |init| {
         let c = Arc::clone(&c);
         let config = DefaultTargetConfig {
             stream: Some(ContinuousRequestTargetConfig {

@@ -24,7 +24,6 @@ use dmf_modules::continuous_request_target::{
 };
 use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
 use dmf_modules::request_target::RequestKind;
-use driver_support::Teardown;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -131,7 +130,7 @@ fn fixture(options: &Options) -> Fixture {
     let e = Arc::clone(&events);
     let config = switchbar_config(&events, options);
     let (manual, passive) = (options.mode == Some(StreamMode::Manual), options.passive);
-    let slot = driver_support::install(&machine, "switchbar", false, Teardown::Dmf, move |init| {
+    let slot = driver_support::install(&machine, "switchbar", false, move |init| {
         let (e1, e2) = (Arc::clone(&e), Arc::clone(&e));
         let spec = DeviceInterfaceTarget::with(config.clone())
             .passive_level(passive)

@@ -19,7 +19,6 @@ use dmf_core::platform::contract::{Irql, PlatformIrql};
 use dmf_core::platform::{CurrentIrql, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
 use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
-use driver_support::Teardown;
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
@@ -46,13 +45,9 @@ fn fixture(passive: bool) -> Fixture {
     let board = Fx2Board::new();
     let fx2 = kmdf_sim::fx2::driver::install(&machine, &board).unwrap();
     let _bound = machine.enter();
-    let slot = driver_support::install(
-        &machine,
-        "rtclient",
-        false,
-        Teardown::SelfManagedIoCleanup,
-        move |init| init.add(RequestTarget::with(()).passive_level(passive)),
-    );
+    let slot = driver_support::install(&machine, "rtclient", false, move |init| {
+        init.add(RequestTarget::with(()).passive_level(passive))
+    });
     let node = machine
         .pnp()
         .plug_in(StackSpec::new("ROOT\\RTCLIENT", "rtclient"))

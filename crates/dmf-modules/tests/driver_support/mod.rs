@@ -6,29 +6,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use dmf_core::device::{DmfDevice, DmfDeviceInit};
+use dmf_core::device::DmfDeviceInit;
 use dmf_core::module::{Added, Module, ModuleInit};
 use dmf_core::platform::contract::device::DeviceAttributes;
-use dmf_core::platform::{simulator, Device, DriverConfig, PnpPowerCallbacks};
+use dmf_core::platform::{simulator, Device, DriverConfig};
 use dmf_core::NtStatus;
 use kmdf_sim::Machine;
 
 /// Where the device add leaves the client device and the handle of its Module.
 pub type Slot<M> = Arc<Mutex<Option<(Device, M)>>>;
-
-/// When the client device's Modules are closed and destroyed on removal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Teardown {
-    /// DMF's own: in the device's cleanup callback.
-    Dmf,
-    /// Earlier, from the client's `EvtDeviceSelfManagedIoCleanup`. The Modules opened on Create
-    /// (RequestTarget, ContinuousRequestTarget) close only at destroy, and the tests that remove
-    /// the device with requests still in flight need that close to cancel them while the
-    /// WDFREQUESTs are alive: by the device's cleanup callback WDF has already cleaned up the
-    /// device's children (the I/O target and its requests), and the cancel would touch deleted
-    /// objects (a `DeletedObjectUsed` verifier violation).
-    SelfManagedIoCleanup,
-}
 
 /// Installs the client driver as `name` (a filter, `DMF_DmfFdoSetFilter`, when `filter`); `add`
 /// adds its one Module. Once a device of it is added, the returned slot holds the device and the
@@ -37,7 +23,6 @@ pub fn install<M: Module + 'static>(
     machine: &Machine,
     name: &str,
     filter: bool,
-    teardown: Teardown,
     add: impl Fn(&mut ModuleInit) -> Added<M> + Send + Sync + 'static,
 ) -> Slot<M> {
     let add = Arc::new(add);
@@ -46,18 +31,6 @@ pub fn install<M: Module + 'static>(
     let config = DriverConfig {
         device_add: Arc::new(move |_driver, init| {
             let mut dmf = DmfDeviceInit::new(init);
-            let created: Arc<Mutex<Option<DmfDevice>>> = Arc::default();
-            if teardown == Teardown::SelfManagedIoCleanup {
-                let c = Arc::clone(&created);
-                dmf.hook_pnp_power_callbacks(Some(PnpPowerCallbacks {
-                    self_managed_io_cleanup: Some(Arc::new(move |_d: &Device| {
-                        if let Some(dmf_device) = c.lock().unwrap().take() {
-                            dmf_device.collection().destroy();
-                        }
-                    })),
-                    ..PnpPowerCallbacks::default()
-                }));
-            }
             if filter {
                 dmf.set_filter();
             }
@@ -75,9 +48,6 @@ pub fn install<M: Module + 'static>(
                 .take()
                 .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
             let module = dmf_device.get(token)?;
-            if teardown == Teardown::SelfManagedIoCleanup {
-                *created.lock().unwrap() = Some(dmf_device);
-            }
             *s.lock().unwrap() = Some((device, module));
             Ok(())
         }),
