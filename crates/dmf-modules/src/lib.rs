@@ -87,3 +87,5 @@ mod target_sink;
 pub mod ioctl_handler;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod notify_user_with_request;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod self_target;

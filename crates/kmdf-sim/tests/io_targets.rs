@@ -424,3 +424,52 @@ fn io_surprise_removal_with_io_in_flight_completes_everything() {
     m.settle();
     assert_eq!(node.state(), NodeState::SurpriseRemoved);
 }
+
+#[test]
+fn io_stack_top_target_enters_own_stack_at_the_top_without_a_create() {
+    let m = Machine::new();
+    let held: Held = Arc::default();
+    install_fdo(&m, &held);
+    install_forwarding_filter(&m);
+    let (node, _link) = plug(
+        &m,
+        StackSpec::new("ROOT\\SELF", "fdo").upper_filter("upper"),
+    );
+    let fdo = node.function_device().unwrap();
+    let upper = node.device("upper").unwrap();
+    // Every create entering the top of the stack fails: opening on the existing device sends none.
+    io::inject_fault(
+        &upper,
+        IoFaultSpec::fail(Status::ACCESS_DENIED).only(RequestType::Create),
+    );
+    let bound = m.enter();
+    let t = IoTarget::create(&fdo, ObjectAttributes::new()).unwrap();
+    t.open_stack_top(&fdo).unwrap();
+    assert_eq!(t.state(), TargetState::Started);
+    assert_eq!(t.target_device(), Some(upper.clone()), "the top, not fdo");
+    assert!(t.file_object().is_none());
+    assert_eq!(t.open_stack_top(&fdo), Err(Status::INVALID_DEVICE_STATE));
+    // The IOCTL enters at the upper filter (its completion routine adds 100), then reaches fdo.
+    let (out, n) = t
+        .send_ioctl_synchronously(IOCTL_ECHO, b"hi", 8, None)
+        .unwrap();
+    assert_eq!(n, 102);
+    assert_eq!(&out[..2], b"hi");
+    assert!(m
+        .trace()
+        .callbacks_for("upper")
+        .iter()
+        .any(|c| c == "CompletionRoutine"));
+    // No reopen parameters; close refuses further sends.
+    t.close();
+    assert_eq!(t.open(OpenParams::reopen()), Err(Status::INVALID_PARAMETER));
+    assert_eq!(
+        t.send_ioctl_synchronously(IOCTL_ECHO, b"x", 1, None)
+            .unwrap_err(),
+        Status::INVALID_DEVICE_STATE
+    );
+    t.object().unwrap().delete().unwrap();
+    drop(bound);
+    node.remove().unwrap();
+    assert!(m.verifier().violations().is_empty());
+}

@@ -19,6 +19,17 @@
 //! target with `STATUS_INVALID_DEVICE_STATE`. Opening sends a kernel-mode create to the top of the
 //! target's stack (a [`FileObject`]) and starts the target.
 //!
+//! [`IoTarget::open_stack_top`] opens a remote target on the top of a device's own stack
+//! (`WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE` with
+//! `IoGetAttachedDeviceReference(WdfDeviceWdmGetDeviceObject(device))`, [D40]): no create is
+//! sent and the target has no file object; requests sent through it enter the stack at its top
+//! device (upper filters first, then the device itself and what is below it) — the top *when it
+//! is opened*: opened in the device's own `EvtDriverDeviceAdd`, before upper filters attach, that
+//! is the device itself, as with `IoGetAttachedDeviceReference` in WDM. Such a target does
+//! not hook target-device-change notifications (choice: KMDF registers them for the file object of
+//! a target opened by name; a target on the owner's own stack is torn down with the owner); it is
+//! closed with [`IoTarget::close`] and cannot be reopened with [`OpenParams::reopen`].
+//!
 //! # States ([W16], kmdf-sequences §7.1)
 //!
 //! [`TargetState::Started`] sends; [`TargetState::Stopped`] queues requests inside the target
@@ -46,6 +57,7 @@
 //! [D37]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_query_remove
 //! [D38]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_canceled
 //! [D39]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_complete
+//! [D40]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdf_io_target_open_params_init_existing_device
 //! [W16]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-a-general-i-o-target-s-state
 
 use core::fmt;
@@ -160,7 +172,8 @@ impl OpenParams {
 
 struct Remote {
     device: Device,
-    file: FileObject,
+    /// `None` for a target opened on an existing device ([`IoTarget::open_stack_top`]).
+    file: Option<FileObject>,
 }
 
 struct TargetSt {
@@ -284,7 +297,10 @@ impl IoTarget {
 
     /// The file object of an open remote target.
     pub fn file_object(&self) -> Option<FileObject> {
-        lock(&self.0.st).remote.as_ref().map(|r| r.file.clone())
+        lock(&self.0.st)
+            .remote
+            .as_ref()
+            .and_then(|r| r.file.clone())
     }
 
     /// `WdfIoTargetGetState`.
@@ -381,7 +397,10 @@ impl IoTarget {
             _ => None,
         };
         let mut st = lock(&self.0.st);
-        st.remote = Some(Remote { device: top, file });
+        st.remote = Some(Remote {
+            device: top,
+            file: Some(file),
+        });
         st.params = Some(params);
         if hook.is_some() {
             st.hook = hook;
@@ -389,6 +408,57 @@ impl IoTarget {
         st.state = TargetState::Started;
         drop(st);
         self.trace(&format!("opened {link}"));
+        Ok(())
+    }
+
+    /// `WdfIoTargetOpen` with `WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE` on
+    /// `IoGetAttachedDeviceReference(WdfDeviceWdmGetDeviceObject(device))` (PASSIVE): opens this
+    /// remote target on the top of `device`'s own stack without a create (no file object) and
+    /// starts it. See the [module docs](self).
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` if open (or local), if `device` is deleted or
+    /// removed, or if the machine is gone.
+    pub fn open_stack_top(&self, device: &Device) -> Result<(), Status> {
+        if !require_max_irql(Irql::Passive, "WdfIoTargetOpen") || self.0.local {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        if self
+            .0
+            .machine
+            .as_ref()
+            .and_then(MachineRef::machine)
+            .is_none()
+            || device.object().is_deleted()
+            || super::io_state(device)
+                .removed
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        // A device still in its EvtDriverDeviceAdd is attached but nothing is above it yet (the
+        // simulator adds it to the node's stack when the add returns): it is the top itself.
+        let top = device
+            .node()
+            .map(|n| n.stack())
+            .filter(|stack| stack.contains(device))
+            .and_then(|stack| stack.last().cloned())
+            .unwrap_or_else(|| device.clone());
+        let mut st = lock(&self.0.st);
+        if matches!(st.state, TargetState::Started | TargetState::Stopped) {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        let name = top.name().to_owned();
+        st.remote = Some(Remote {
+            device: top,
+            file: None,
+        });
+        // Nothing to reopen: a reopen needs the parameters of an open by name.
+        st.params = None;
+        st.state = TargetState::Started;
+        drop(st);
+        self.trace(&format!(
+            "opened on the top of the stack ({name}), no create"
+        ));
         Ok(())
     }
 
@@ -456,8 +526,8 @@ impl IoTarget {
         for c in sent {
             request::cancel(&c);
         }
-        if let Some(r) = remote {
-            r.file.close_handle();
+        if let Some(file) = remote.and_then(|r| r.file) {
+            file.close_handle();
         }
         self.trace(&format!("{to:?}"));
     }

@@ -341,6 +341,20 @@ pub trait PlatformDevice: Clone + Send + Sync + 'static {
     ///
     /// `STATUS_INSUFFICIENT_RESOURCES`; `STATUS_INVALID_DEVICE_STATE` for a deleted device.
     fn create_io_target(&self) -> NtResult<Self::IoTarget>;
+    /// `WdfIoTargetCreate` + `WdfIoTargetOpen` with `WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE`
+    /// on `IoGetAttachedDeviceReference(WdfDeviceWdmGetDeviceObject(device))`: a remote target
+    /// owned by this device, open and started on the *top of this device's own stack* (upper
+    /// filters first, then this device). No `IRP_MJ_CREATE` is sent and the target has no file
+    /// object; it is not reopened after a query-remove ([`TargetOpenParams::reopen`] does not
+    /// apply). The caller closes and deletes it (`PlatformIoTarget::delete`).
+    ///
+    /// [`TargetOpenParams::reopen`]: crate::platform::contract::io::TargetOpenParams::reopen
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES`; `STATUS_INVALID_DEVICE_STATE` for a deleted or removed
+    /// device; the status of a failed open (the created target is deleted then).
+    fn create_stack_top_target(&self) -> NtResult<Self::IoTarget>;
     /// `IoRegisterPlugPlayNotification(EventCategoryDeviceInterfaceChange,
     /// PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES)`: `callback` runs at PASSIVE_LEVEL
     /// for every interface of `class` that is enabled now or later, and for each removal.

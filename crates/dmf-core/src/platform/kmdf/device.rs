@@ -19,8 +19,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use wdk_sys::{
     call_unsafe_wdf_function_binding, BOOLEAN, DEVICE_RELATION_TYPE, GUID, NTSTATUS,
-    PCUNICODE_STRING, PWDFDEVICE_INIT, WDFCMRESLIST, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT,
-    WDFOBJECT, WDFSTRING, WDF_POWER_DEVICE_STATE, WDF_SPECIAL_FILE_TYPE,
+    PCUNICODE_STRING, PWDFDEVICE_INIT, ULONG, WDFCMRESLIST, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT,
+    WDFOBJECT, WDFSTRING, WDF_IO_TARGET_OPEN_PARAMS, WDF_POWER_DEVICE_STATE, WDF_SPECIAL_FILE_TYPE,
 };
 
 use super::io::{
@@ -37,11 +37,16 @@ use crate::platform::contract::device::{
     PlatformDeviceInit, PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
     PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
 };
-use crate::platform::contract::io::{FileObjectConfig, InterfaceChange, QueueConfig, RequestType};
+use crate::platform::contract::io::{
+    FileObjectConfig, InterfaceChange, PlatformIoTarget, QueueConfig, RequestType,
+};
 use crate::status::{NtResult, NtStatus};
 
 /// `STATUS_SUCCESS`.
 const STATUS_SUCCESS: NTSTATUS = 0;
+
+/// `WdfIoTargetOpenUseExistingDevice` (`WDF_IO_TARGET_OPEN_TYPE`, wdfiotarget.h).
+const WDF_IO_TARGET_OPEN_USE_EXISTING_DEVICE: i32 = 1;
 
 /// `NtResult` to the `NTSTATUS` a WDF callback returns.
 pub(super) fn to_ntstatus(result: NtResult<()>) -> NTSTATUS {
@@ -851,6 +856,43 @@ impl PlatformDevice for Device {
 
     fn create_io_target(&self) -> NtResult<IoTarget> {
         IoTarget::create(self)
+    }
+
+    /// `WdfIoTargetCreate` + `WdfIoTargetOpen` with `WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE`
+    /// on `IoGetAttachedDeviceReference(WdfDeviceWdmGetDeviceObject(device))`; the reference is
+    /// released with `ObDereferenceObject` after the open (WDF takes its own). On failure the
+    /// created target is deleted.
+    fn create_stack_top_target(&self) -> NtResult<IoTarget> {
+        let size = ULONG::try_from(core::mem::size_of::<WDF_IO_TARGET_OPEN_PARAMS>())
+            .map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        let target = IoTarget::create(self)?;
+        // SAFETY: live device; WDM device object of a WDF device (never null for a created one).
+        let device_object =
+            unsafe { call_unsafe_wdf_function_binding!(WdfDeviceWdmGetDeviceObject, self.handle) };
+        if device_object.is_null() {
+            let _ = target.delete();
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        // SAFETY: a live device object at PASSIVE_LEVEL; the returned top of its stack is
+        // referenced and released below.
+        let top = unsafe { wdk_sys::ntddk::IoGetAttachedDeviceReference(device_object) };
+        // WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE: zero, Size, Type, TargetDeviceObject.
+        // SAFETY: integers, pointers, optional callbacks and a UNICODE_STRING: all-zero is valid.
+        let mut params: WDF_IO_TARGET_OPEN_PARAMS = unsafe { core::mem::zeroed() };
+        params.Size = size;
+        params.Type = WDF_IO_TARGET_OPEN_USE_EXISTING_DEVICE as _;
+        params.TargetDeviceObject = top;
+        // SAFETY: live remote target created above; params valid for the call.
+        let opened = nt_result(unsafe {
+            call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target.raw(), &raw mut params)
+        });
+        // SAFETY: balances IoGetAttachedDeviceReference, once; the open took its own reference.
+        let _ = unsafe { wdk_sys::ntddk::ObfDereferenceObject(top.cast::<c_void>()) };
+        if let Err(status) = opened {
+            let _ = target.delete();
+            return Err(status);
+        }
+        Ok(target)
     }
 
     fn register_interface_notification(

@@ -32,7 +32,9 @@ use crate::platform::contract::device::{
     PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
     PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
 };
-use crate::platform::contract::io::{FileObjectConfig, InterfaceChange, QueueConfig, RequestType};
+use crate::platform::contract::io::{
+    FileObjectConfig, InterfaceChange, PlatformIoTarget, QueueConfig, RequestType,
+};
 use crate::status::{NtResult, NtStatus};
 
 fn to_sim(result: NtResult<()>) -> SimStatus {
@@ -123,6 +125,15 @@ impl PlatformDevice for Device {
 
     fn create_io_target(&self) -> NtResult<IoTarget> {
         IoTarget::create(self)
+    }
+
+    fn create_stack_top_target(&self) -> NtResult<IoTarget> {
+        let target = IoTarget::create(self)?;
+        if let Err(s) = target.sim().open_stack_top(&self.0) {
+            let _ = target.delete();
+            return Err(from_sim_status(s));
+        }
+        Ok(target)
     }
 
     fn register_interface_notification(

@@ -1,0 +1,203 @@
+//! # SelfTarget
+//!
+//! ## Summary
+//!
+//! The RequestTarget API against the *top of the Module's own device stack* (C DMF:
+//! `Dmf_SelfTarget.c`, dmf-upstream §1.2): a driver sends requests to itself — through its own
+//! default queue and Modules — as any other client of the stack would. On Open the Module creates
+//! a remote I/O target opened on the existing device at the top of its stack (no
+//! `IRP_MJ_CREATE`, no file object) and hands it to its RequestTarget child; on Close it takes
+//! the target away from the child (cancelling and waiting for what is in flight), closes it and
+//! deletes it.
+//!
+//! ## Configuration
+//!
+//! None (`config = ()`), as in C DMF (`DECLARE_DMF_MODULE_NO_CONFIG(SelfTarget)`).
+//! `passive_level(true)` on the spec is passed on to the child (asynchronous completions at
+//! `PASSIVE_LEVEL`).
+//!
+//! ## Methods
+//!
+//! | Method | C DMF | IRQL |
+//! |---|---|---|
+//! | [`SelfTarget::send_synchronously`] | `DMF_SelfTarget_SendSynchronously` | PASSIVE |
+//! | [`SelfTarget::send`] | `DMF_SelfTarget_Send` / `…SendEx` | ≤ DISPATCH |
+//! | [`SelfTarget::cancel`] | the child's `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
+//! | [`SelfTarget::get_target`] | `DMF_SelfTarget_Get` | ≤ DISPATCH |
+//!
+//! Every Method runs under the Module's rundown (`DMF_ModuleReference`): once the Module is
+//! closed, each fails with `STATUS_INVALID_DEVICE_STATE` (`cancel` returns `false`).
+//!
+//! ## Callbacks
+//!
+//! The completion callback of [`SelfTarget::send`], as RequestTarget's ([`SendCompletion`]):
+//! exactly once per successful `send`, cancelled and timed-out requests included.
+//!
+//! ## Remarks
+//!
+//! - Open option `OPEN_PrepareHardware` (as the stored upstream `Dmf_SelfTarget.c`): the Module
+//!   opens in PrepareHardware, when the whole stack is built, and closes in ReleaseHardware. A
+//!   collection without a device fails that PrepareHardware with `STATUS_INVALID_DEVICE_STATE`.
+//! - The target: [`PlatformDevice::create_stack_top_target`] — `WdfIoTargetCreate` +
+//!   `WdfIoTargetOpen(WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE(IoGetAttachedDeviceReference(
+//!   WdfDeviceWdmGetDeviceObject(device))))`. The top of the stack is taken when the target
+//!   opens, in PrepareHardware: requests enter at the highest upper filter and travel down to the
+//!   device's own default queue (and the Modules that take I/O first), as an application's do.
+//!   (Opened in the device add instead, before filters attach, the top would be the device
+//!   itself.)
+//! - Close order: the child's target is cleared (in-flight requests cancelled and waited for)
+//!   before `WdfIoTargetClose` + `WdfObjectDelete`, as C DMF's `DMF_SelfTarget_Close`.
+//! - DISPATCH_MAXIMUM lock; the child is a RequestTarget (C DMF's older versions used a
+//!   ContinuousRequestTarget child only for its single-request Methods).
+//!
+//! ## Category
+//!
+//! Targets (dmf-upstream §1.2, SelfTarget; MOD-74 `DMF_AttachedDeviceGet`).
+//!
+//! # Example
+//!
+//! ```
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
+//! use dmf_core::platform::Resources;
+//! use dmf_core::NtStatus;
+//! use dmf_modules::self_target::SelfTarget;
+//!
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! let mut init = ModuleInit::new();
+//! init.add(SelfTarget::with(()));
+//! // It needs the device whose stack it targets: without one its PrepareHardware open fails.
+//! let collection = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+//! assert_eq!(
+//!     collection.prepare_hardware(&Resources::default()),
+//!     Err(NtStatus::INVALID_DEVICE_STATE)
+//! );
+//! ```
+//!
+//! [`PlatformDevice::create_stack_top_target`]: dmf_core::platform::contract::device::PlatformDevice::create_stack_top_target
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use dmf_core::module::{Added, Dispatched, Method, ModuleCallbacks, ModuleInit, Scope};
+use dmf_core::platform::contract::device::PlatformDevice;
+use dmf_core::platform::contract::io::PlatformIoTarget;
+use dmf_core::platform::IoTarget;
+use dmf_core::{NtResult, NtStatus};
+use dmf_macros::{dmf_callbacks, dmf_module};
+
+use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+
+/// Requests to the top of the Module's own device stack. See the
+/// [module documentation](self).
+#[dmf_module(crate = dmf_core, config = (), context = Context, open = PrepareHardware, lock = DispatchMaximum)]
+pub struct SelfTarget;
+
+#[derive(Default)]
+struct Context {
+    child: Option<Added<RequestTarget>>,
+    target: Option<IoTarget>,
+}
+
+fn child(module: &Scope<'_, SelfTarget>) -> NtResult<RequestTarget> {
+    let token = module.lock().child.ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    module.child(token)
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for SelfTarget {
+    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
+        let passive = module.is_passive_level();
+        module.lock().child = Some(init.add(RequestTarget::with(()).passive_level(passive)));
+    }
+
+    /// `DMF_SelfTarget_Open`: creates and opens the stack-top target and hands it to the child.
+    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        let device = module.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let child = child(module)?;
+        let target = device.create_stack_top_target()?;
+        if let Err(status) = child.io_target_set(target.clone()) {
+            target.close();
+            let _ = target.delete();
+            return Err(status);
+        }
+        module.lock().target = Some(target);
+        Ok(())
+    }
+
+    /// `DMF_SelfTarget_Close`: clears the child's target (cancelling and waiting for its
+    /// requests), then closes and deletes the target.
+    fn close(module: &Dispatched<'_, Self>) {
+        if let Ok(child) = child(module) {
+            let _ = child.clear_and_wait();
+        }
+        let target = module.lock().target.take();
+        if let Some(target) = target {
+            target.close();
+            let _ = target.delete();
+        }
+    }
+}
+
+impl SelfTarget {
+    fn child(&self) -> NtResult<(Method<'_, SelfTarget>, RequestTarget)> {
+        let module = self.enter()?;
+        let child = child(&module)?;
+        Ok((module, child))
+    }
+
+    /// `DMF_SelfTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
+    /// [`RequestTarget::send_synchronously`], to the top of the Module's own stack.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise.
+    pub fn send_synchronously(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+    ) -> NtResult<(Vec<u8>, usize)> {
+        let (_module, child) = self.child()?;
+        child.send_synchronously(kind, input, output_length, ioctl, timeout)
+    }
+
+    /// `DMF_SelfTarget_Send` / `DMF_SelfTarget_SendEx`: as [`RequestTarget::send`]; `callback`
+    /// runs exactly once when the request comes back.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise (the callback is
+    /// then not called).
+    pub fn send(
+        &self,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        let (_module, child) = self.child()?;
+        child.send(kind, input, output_length, ioctl, timeout, callback)
+    }
+
+    /// As [`RequestTarget::cancel`]: `true` if request `id` was still in flight; `false` once
+    /// the Module is closed.
+    pub fn cancel(&self, id: RequestId) -> bool {
+        self.child().is_ok_and(|(_module, child)| child.cancel(id))
+    }
+
+    /// `DMF_SelfTarget_Get`: the target on the top of the Module's own stack.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn get_target(&self) -> NtResult<IoTarget> {
+        let module = self.enter()?;
+        let target = module.lock().target.clone();
+        target.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+}
