@@ -24,6 +24,9 @@
 //! | [`RequestTarget::send_synchronously`] | `DMF_RequestTarget_SendSynchronously` | PASSIVE |
 //! | [`RequestTarget::send`] | `DMF_RequestTarget_SendEx` | ≤ DISPATCH |
 //! | [`RequestTarget::cancel`] | `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
+//! | [`RequestTarget::reuse_create`] | `DMF_RequestTarget_ReuseCreate` | ≤ DISPATCH |
+//! | [`RequestTarget::reuse_send`] | `DMF_RequestTarget_ReuseSend` | ≤ DISPATCH |
+//! | [`RequestTarget::reuse_delete`] | `DMF_RequestTarget_ReuseDelete` | PASSIVE |
 //!
 //! ## Callbacks
 //!
@@ -31,6 +34,7 @@
 //! `FnOnce(SendCompletion)` with the request ID, the completion status, the information (bytes
 //! transferred) and a copy of the output bytes. It runs exactly once per successful `send` —
 //! also for a cancelled or timed-out request — and never for a `send` that returned an error.
+//! [`RequestTarget::reuse_send`] takes the same callback, with the same guarantee per send.
 //!
 //! ## Remarks
 //!
@@ -47,6 +51,13 @@
 //!   so clearing the target or closing the Module cancels it too.
 //! - Close refuses new sends, cancels every request in flight and waits until each has completed
 //!   and its callback has returned.
+//! - Reuse requests ([`reuse_create`](RequestTarget::reuse_create)) are created once on the
+//!   current target and kept by the Module; each [`reuse_send`](RequestTarget::reuse_send)
+//!   formats and sends that same request again under a new request ID, and the request is
+//!   `WdfRequestReuse`d when it comes back. It counts as in flight until its completion callback
+//!   has returned (so a resend from inside that callback is refused). `io_target_clear` and close
+//!   cancel and delete every reuse request (one in flight is deleted when it comes back); their
+//!   IDs are unknown afterwards.
 //! - Open option `OPEN_Create`, DISPATCH_MAXIMUM lock, no WDF callbacks: it can be created
 //!   dynamically.
 //!
@@ -136,11 +147,27 @@ pub struct SendCompletion {
     pub output: Vec<u8>,
 }
 
+/// The ID of a reuse request ([`RequestTarget::reuse_create`]): unique for the life of the
+/// process, never reused. Each [`reuse_send`](RequestTarget::reuse_send) of it gets its own
+/// [`RequestId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReuseId(u64);
+
+impl ReuseId {
+    /// The raw number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 /// `EVT_DMF_RequestTarget_SendCompletion`: runs exactly once per accepted send.
 pub type SendCallback = Box<dyn FnOnce(SendCompletion) + Send>;
 
 /// The process-wide request-ID counter (C DMF's `g_ContinuousRequestTargetUniqueId`).
 static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The process-wide reuse-request-ID counter.
+static NEXT_REUSE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What one send carries besides its buffers' contents.
 #[derive(Clone, Copy, Debug)]
@@ -175,18 +202,29 @@ pub(crate) fn output_of(request: &Request, information: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// What becomes of a reuse request whose send never reached the target: it goes back to its
+/// reuse entry instead of being deleted.
+type Keep = Box<dyn FnOnce(Request) + Send + Sync>;
+
 /// One request in flight, shared between its sender and cancellers. The sender's completion
-/// routine gets the request back by value and deletes it; only a send that never reached the
-/// target is deleted through here, by whoever drops the last reference (`reclaim`).
+/// routine gets the request back by value and deletes (or reuses) it; only a send that never
+/// reached the target is deleted (or handed to `keep`) through here, by whoever drops the last
+/// reference (`reclaim`).
 struct Slot {
     request: Request,
     reclaim: AtomicBool,
+    keep: Option<Keep>,
 }
 
 fn release(slot: Arc<Slot>) {
     if let Some(slot) = Arc::into_inner(slot) {
         if slot.reclaim.load(Ordering::Acquire) {
-            let _ = slot.request.delete();
+            match slot.keep {
+                Some(keep) => keep(slot.request),
+                None => {
+                    let _ = slot.request.delete();
+                }
+            }
         }
     }
 }
@@ -196,6 +234,20 @@ struct Entry {
     slot: Arc<Slot>,
     cancel: bool,
     stream: bool,
+    /// The reuse request this send is, if any.
+    reuse: Option<u64>,
+}
+
+/// A reuse request kept by the sender (C DMF's `PendingReuseRequests`).
+struct ReuseEntry {
+    id: u64,
+    /// The request while it is at rest; `None` while a send of it is in flight (until its
+    /// completion callback returned).
+    request: Option<Request>,
+    /// Deleted (or cleared): the request is deleted when it comes back.
+    doomed: bool,
+    /// Set while the request is at rest.
+    idle: Arc<Event>,
 }
 
 /// Work deferred to `PASSIVE_LEVEL`.
@@ -210,6 +262,7 @@ struct SenderState {
     outstanding: usize,
     deferred: VecDeque<Deferred>,
     draining: bool,
+    reuse: Vec<ReuseEntry>,
     stream: StreamPhase,
     stream_active: usize,
 }
@@ -294,10 +347,29 @@ impl Sender {
         stream: bool,
         on_complete: impl FnOnce(u64, bool, Request, CompletionParams) + Send + 'static,
     ) -> NtResult<u64> {
+        self.start_with(request, target, timeout, stream, None, on_complete)
+    }
+
+    /// [`start`](Self::start); `reuse` names the reuse request being sent and what to do with it
+    /// if the send fails (instead of deleting it).
+    fn start_with(
+        self: &Arc<Self>,
+        request: Request,
+        target: &IoTarget,
+        timeout: Option<Duration>,
+        stream: bool,
+        reuse: Option<(u64, Keep)>,
+        on_complete: impl FnOnce(u64, bool, Request, CompletionParams) + Send + 'static,
+    ) -> NtResult<u64> {
         let id = NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed);
+        let (reuse, keep) = match reuse {
+            Some((reuse, keep)) => (Some(reuse), Some(keep)),
+            None => (None, None),
+        };
         let slot = Arc::new(Slot {
             request,
             reclaim: AtomicBool::new(false),
+            keep,
         });
         {
             let mut state = self.state.lock();
@@ -316,6 +388,7 @@ impl Sender {
                 slot: Arc::clone(&slot),
                 cancel: false,
                 stream,
+                reuse,
             });
             state.outstanding += 1;
             if state.outstanding == 1 {
@@ -352,9 +425,9 @@ impl Sender {
             }
             Err(status) => {
                 self.remove_entry(id);
-                self.finish();
                 slot.reclaim.store(true, Ordering::Release);
                 release(slot);
+                self.finish();
                 Err(status)
             }
         }
@@ -380,9 +453,14 @@ impl Sender {
 
     /// `DMF_RequestTarget_Cancel`: true if the request was still in flight.
     pub(crate) fn cancel(&self, id: u64) -> bool {
+        self.cancel_where(|e| e.id == id)
+    }
+
+    /// Cancels the first request in flight `matches` picks; true if there was one.
+    fn cancel_where(&self, matches: impl Fn(&Entry) -> bool) -> bool {
         let slot = {
             let mut state = self.state.lock();
-            let Some(entry) = state.entries.iter_mut().find(|e| e.id == id) else {
+            let Some(entry) = state.entries.iter_mut().find(|e| matches(e)) else {
                 return false;
             };
             entry.cancel = true;
@@ -423,7 +501,8 @@ impl Sender {
         let _ = self.idle.wait(None);
     }
 
-    /// Close: refuse sends, cancel everything, wait for it, flush the work item, drop the target.
+    /// Close: refuse sends, cancel everything, wait for it, flush the work item, delete the
+    /// reuse requests, drop the target.
     pub(crate) fn close(&self) {
         self.refuse();
         self.cancel_all();
@@ -431,6 +510,7 @@ impl Sender {
         if let Some(work_item) = &self.work_item {
             work_item.flush();
         }
+        self.reuse_delete_all();
         self.set_target(None);
     }
 
@@ -513,21 +593,8 @@ impl Sender {
             timeout,
             false,
             move |id, cancelled, request, params| {
-                let output = output_of(&request, params.information);
+                let completion = completion_of(id, cancelled, deadline, &request, &params);
                 let _ = request.delete();
-                let timed_out = params.status == NtStatus::CANCELLED
-                    && !cancelled
-                    && deadline.is_some_and(|d| Clock::now() >= d);
-                let completion = SendCompletion {
-                    id: RequestId(id),
-                    status: if timed_out {
-                        NtStatus::IO_TIMEOUT
-                    } else {
-                        params.status
-                    },
-                    information: params.information,
-                    output,
-                };
                 if inline {
                     callback(completion);
                     me.finish();
@@ -576,6 +643,168 @@ impl Sender {
             Ok((completion.output, completion.information))
         } else {
             Err(completion.status)
+        }
+    }
+
+    // ------------------------------------------------------------------ reuse requests
+
+    /// `ReuseCreate`: a request created on the current target, kept at rest.
+    pub(crate) fn reuse_create(&self) -> NtResult<u64> {
+        let target = {
+            let state = self.state.lock();
+            if state.closed {
+                return Err(NtStatus::INVALID_DEVICE_STATE);
+            }
+            state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
+        };
+        let request = target.create_request()?;
+        let entry = ReuseEntry {
+            id: NEXT_REUSE_ID.fetch_add(1, Ordering::Relaxed),
+            request: None,
+            doomed: false,
+            idle: Arc::new(Event::new(EventKind::Notification, true)),
+        };
+        let id = entry.id;
+        let mut state = self.state.lock();
+        if state.closed || state.target.is_none() {
+            // Closed or cleared meanwhile: it would never be deleted.
+            drop(state);
+            let _ = request.delete();
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        state.reuse.push(ReuseEntry {
+            request: Some(request),
+            ..entry
+        });
+        Ok(id)
+    }
+
+    /// `ReuseSend`: formats and sends reuse request `reuse` on the current target; `callback`
+    /// gets the completion, after which the request is at rest again.
+    pub(crate) fn reuse_send(
+        self: &Arc<Self>,
+        reuse: u64,
+        format: &Format<'_>,
+        timeout: Option<Duration>,
+        callback: SendCallback,
+    ) -> NtResult<RequestId> {
+        let (target, request) = {
+            let mut state = self.state.lock();
+            if state.closed {
+                return Err(NtStatus::INVALID_DEVICE_STATE);
+            }
+            let target = state.target.clone();
+            let Some(entry) = state.reuse.iter_mut().find(|e| e.id == reuse && !e.doomed) else {
+                drop(state);
+                return Err(NtStatus::INVALID_PARAMETER);
+            };
+            let Some(target) = target else {
+                drop(state);
+                return Err(NtStatus::INVALID_DEVICE_STATE);
+            };
+            // In flight (its callback included).
+            let Some(request) = entry.request.take() else {
+                drop(state);
+                return Err(NtStatus::INVALID_DEVICE_STATE);
+            };
+            entry.idle.clear();
+            (target, request)
+        };
+        if let Err(status) = format_request(&request, format) {
+            self.reuse_return(reuse, request);
+            return Err(status);
+        }
+        let deadline = timeout.map(|t| Clock::now() + t);
+        let keeper = Arc::clone(self);
+        let keep: Keep = Box::new(move |request| keeper.reuse_return(reuse, request));
+        let me = Arc::clone(self);
+        self.start_with(
+            request,
+            &target,
+            timeout,
+            false,
+            Some((reuse, keep)),
+            move |id, cancelled, request, params| {
+                let completion = completion_of(id, cancelled, deadline, &request, &params);
+                let _ = request.reuse(NtStatus::SUCCESS);
+                let sender = Arc::clone(&me);
+                me.deliver(Box::new(move || {
+                    callback(completion);
+                    sender.reuse_return(reuse, request);
+                    sender.finish();
+                }));
+            },
+        )
+        .map(RequestId)
+    }
+
+    /// A reuse request is at rest again: back into its entry, or deleted if the entry is doomed
+    /// or gone.
+    fn reuse_return(&self, reuse: u64, request: Request) {
+        let mut state = self.state.lock();
+        let Some(index) = state.reuse.iter().position(|e| e.id == reuse) else {
+            drop(state);
+            let _ = request.delete();
+            return;
+        };
+        if state.reuse[index].doomed {
+            let entry = state.reuse.swap_remove(index);
+            drop(state);
+            let _ = request.delete();
+            entry.idle.set();
+        } else {
+            let entry = &mut state.reuse[index];
+            entry.request = Some(request);
+            entry.idle.set();
+        }
+    }
+
+    /// `ReuseDelete` (`PASSIVE_LEVEL`): cancels reuse request `reuse` if in flight, waits until
+    /// its callback returned, deletes it.
+    pub(crate) fn reuse_delete(&self, reuse: u64) -> NtResult<()> {
+        if CurrentIrql::current() != Irql::Passive {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        let idle = {
+            let mut state = self.state.lock();
+            let Some(index) = state.reuse.iter().position(|e| e.id == reuse && !e.doomed) else {
+                return Err(NtStatus::INVALID_PARAMETER);
+            };
+            if state.reuse[index].request.is_some() {
+                let entry = state.reuse.swap_remove(index);
+                drop(state);
+                if let Some(request) = entry.request {
+                    let _ = request.delete();
+                }
+                return Ok(());
+            }
+            state.reuse[index].doomed = true;
+            Arc::clone(&state.reuse[index].idle)
+        };
+        self.cancel_where(|e| e.reuse == Some(reuse));
+        let _ = idle.wait(None);
+        Ok(())
+    }
+
+    /// Deletes every reuse request: those at rest now, those in flight when they come back
+    /// (they were cancelled with everything else).
+    fn reuse_delete_all(&self) {
+        let at_rest: Vec<Request> = {
+            let mut state = self.state.lock();
+            let mut at_rest = Vec::new();
+            state.reuse.retain_mut(|e| {
+                if let Some(request) = e.request.take() {
+                    at_rest.push(request);
+                    false
+                } else {
+                    e.doomed = true;
+                    true
+                }
+            });
+            at_rest
+        };
+        for request in at_rest {
+            let _ = request.delete();
         }
     }
 
@@ -638,6 +867,29 @@ impl Sender {
     }
 }
 
+/// The completion of send `id` (`STATUS_IO_TIMEOUT` for a request cancelled by its deadline).
+fn completion_of(
+    id: u64,
+    cancelled: bool,
+    deadline: Option<Duration>,
+    request: &Request,
+    params: &CompletionParams,
+) -> SendCompletion {
+    let timed_out = params.status == NtStatus::CANCELLED
+        && !cancelled
+        && deadline.is_some_and(|d| Clock::now() >= d);
+    SendCompletion {
+        id: RequestId(id),
+        status: if timed_out {
+            NtStatus::IO_TIMEOUT
+        } else {
+            params.status
+        },
+        information: params.information,
+        output: output_of(request, params.information),
+    }
+}
+
 struct Waiter {
     done: Event,
     result: ModuleLock<Option<SendCompletion>>,
@@ -691,7 +943,8 @@ impl RequestTarget {
     }
 
     /// `DMF_RequestTarget_IoTargetClear`: no target from now on (sends fail with
-    /// `STATUS_INVALID_DEVICE_STATE`); the requests in flight are cancelled.
+    /// `STATUS_INVALID_DEVICE_STATE`); the requests in flight are cancelled and every reuse
+    /// request is deleted (one in flight when it comes back).
     ///
     /// # Errors
     ///
@@ -700,6 +953,7 @@ impl RequestTarget {
         let (_module, sender) = self.sender()?;
         sender.set_target(None);
         sender.cancel_all();
+        sender.reuse_delete_all();
         Ok(())
     }
 
@@ -708,6 +962,7 @@ impl RequestTarget {
         let (_module, sender) = self.sender()?;
         sender.set_target(None);
         sender.cancel_all();
+        sender.reuse_delete_all();
         sender.wait_idle();
         Ok(())
     }
@@ -777,5 +1032,68 @@ impl RequestTarget {
             Ok((_module, sender)) => sender.cancel(id.0),
             Err(_) => false,
         }
+    }
+
+    /// `DMF_RequestTarget_ReuseCreate`: creates one request on the current target and keeps it
+    /// for [`reuse_send`](Self::reuse_send). It lives until [`reuse_delete`](Self::reuse_delete),
+    /// [`io_target_clear`](Self::io_target_clear) or close.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; the status of the request
+    /// creation (`STATUS_INSUFFICIENT_RESOURCES`).
+    pub fn reuse_create(&self) -> NtResult<ReuseId> {
+        let (_module, sender) = self.sender()?;
+        sender.reuse_create().map(ReuseId)
+    }
+
+    /// `DMF_RequestTarget_ReuseSend`: formats reuse request `id` as a `kind` request with `input`
+    /// and room for `output_length` bytes (`ioctl` for IOCTLs) and sends it to the current
+    /// target, like [`send`](Self::send): it returns at once with a new request ID (for
+    /// [`cancel`](Self::cancel)) and `callback` runs exactly once when it comes back. The request
+    /// is then reused and can be sent again once `callback` has returned.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for an unknown (or deleted) `id`;
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target, or while a send of `id` is in
+    /// flight (its callback included); the status of a send that did not reach the target (the
+    /// callback is then not called and the request can be sent again).
+    #[allow(clippy::too_many_arguments)]
+    pub fn reuse_send(
+        &self,
+        id: ReuseId,
+        kind: RequestKind,
+        input: &[u8],
+        output_length: usize,
+        ioctl: u32,
+        timeout: Option<Duration>,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        let (_module, sender) = self.sender()?;
+        sender.reuse_send(
+            id.0,
+            &Format {
+                kind,
+                ioctl,
+                input,
+                output_length,
+            },
+            timeout,
+            Box::new(callback),
+        )
+    }
+
+    /// `DMF_RequestTarget_ReuseDelete` (`PASSIVE_LEVEL`): deletes reuse request `id`; if a send
+    /// of it is in flight it is cancelled first and this waits until its callback has returned
+    /// (so never call it from that callback).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for an unknown (or already deleted) `id`;
+    /// `STATUS_INVALID_DEVICE_STATE` unless open, or above `PASSIVE_LEVEL`.
+    pub fn reuse_delete(&self, id: ReuseId) -> NtResult<()> {
+        let (_module, sender) = self.sender()?;
+        sender.reuse_delete(id.0)
     }
 }

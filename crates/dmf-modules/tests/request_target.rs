@@ -18,7 +18,7 @@ use dmf_core::platform::contract::io::PlatformIoTarget;
 use dmf_core::platform::contract::{Irql, PlatformIrql};
 use dmf_core::platform::{CurrentIrql, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
-use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, ReuseId, SendCompletion};
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
@@ -564,4 +564,293 @@ fn request_target_seeded_stress() {
         accepted.load(Ordering::SeqCst),
         "seed {seed}: every accepted send completed exactly once"
     );
+}
+
+// ---------------------------------------------------------------------------- reuse requests
+
+/// Sends reuse request `id` as a parked interrupt-message read.
+fn reuse_park(
+    target: &RequestTarget,
+    id: ReuseId,
+    timeout: Option<Duration>,
+    log: &Completions,
+) -> Result<RequestId, NtStatus> {
+    target.reuse_send(
+        id,
+        RequestKind::Ioctl,
+        &[],
+        1,
+        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+        timeout,
+        recorder(log),
+    )
+}
+
+/// The WDFREQUESTs alive on the machine.
+fn live_requests(machine: &Machine) -> usize {
+    kmdf_sim::object::live_objects(machine)
+        .iter()
+        .filter(|(name, _)| name.starts_with("WDFREQUEST"))
+        .count()
+}
+
+/// Removes the client and FX2 devices; the machine's verdict must be clean.
+fn finish_with_verdict(f: Fixture) {
+    let machine = f.machine.clone();
+    f.finish(0);
+    let verdict = machine.verdict();
+    assert!(verdict.is_ok(), "{verdict:?}");
+}
+
+/// One reuse request sent three times (dispatch and passive delivery): each completion is seen
+/// once with its own request ID and the right output; a resend while in flight is refused;
+/// unknown and deleted IDs are refused.
+#[test]
+fn request_target_reuse_sends_the_same_request_again() {
+    for passive in [false, true] {
+        let f = fixture(passive);
+        let bound = f.machine.enter();
+        let log = Completions::default();
+        let reuse = f.target.reuse_create().unwrap();
+        let mut ids = Vec::new();
+        for (n, switches) in [0x11u8, 0x22, 0x44].into_iter().enumerate() {
+            f.board.set_switches(SwitchState::from_raw(switches));
+            let id = f
+                .target
+                .reuse_send(
+                    reuse,
+                    RequestKind::Ioctl,
+                    &[],
+                    1,
+                    IOCTL_OSRUSBFX2_READ_SWITCHES,
+                    None,
+                    recorder(&log),
+                )
+                .unwrap();
+            f.machine.settle();
+            assert_eq!(log.lock().unwrap().len(), n + 1, "passive {passive}");
+            assert_eq!(
+                log.lock().unwrap()[n],
+                SendCompletion {
+                    id,
+                    status: NtStatus::SUCCESS,
+                    information: 1,
+                    output: vec![switches]
+                }
+            );
+            assert!(!ids.contains(&id));
+            ids.push(id);
+        }
+        // In flight (parked): a resend is refused until its callback ran.
+        f.board.set_switches(SwitchState::from_raw(0));
+        let parked = reuse_park(&f.target, reuse, None, &log).unwrap();
+        assert_eq!(
+            reuse_park(&f.target, reuse, None, &log),
+            Err(NtStatus::INVALID_DEVICE_STATE)
+        );
+        f.machine.settle();
+        assert_eq!(log.lock().unwrap().len(), 3);
+        f.board.flip_switch(1).unwrap();
+        f.machine.settle();
+        assert_eq!(
+            log.lock().unwrap()[3],
+            SendCompletion {
+                id: parked,
+                status: NtStatus::SUCCESS,
+                information: 1,
+                output: vec![0x01]
+            }
+        );
+        // A write through the same request after IOCTLs.
+        f.target
+            .reuse_send(
+                reuse,
+                RequestKind::Ioctl,
+                &[0x5A],
+                0,
+                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+                None,
+                recorder(&log),
+            )
+            .unwrap();
+        f.machine.settle();
+        assert_eq!(log.lock().unwrap()[4].status, NtStatus::SUCCESS);
+        assert_eq!(f.board.snapshot().bar_graph.raw(), 0x5A);
+        // Delete at rest; the ID is unknown afterwards.
+        assert_eq!(live_requests(&f.machine), 1);
+        f.target.reuse_delete(reuse).unwrap();
+        assert_eq!(live_requests(&f.machine), 0);
+        assert_eq!(
+            f.target.reuse_delete(reuse),
+            Err(NtStatus::INVALID_PARAMETER)
+        );
+        assert_eq!(
+            reuse_park(&f.target, reuse, None, &log),
+            Err(NtStatus::INVALID_PARAMETER)
+        );
+        assert_eq!(log.lock().unwrap().len(), 5);
+        drop(bound);
+        finish_with_verdict(f);
+    }
+}
+
+/// reuse_delete of a request in flight cancels it, and returns after its callback ran (once,
+/// STATUS_CANCELLED); io_target_clear cancels and deletes reuse requests too.
+#[test]
+fn request_target_reuse_delete_and_clear_cancel_in_flight() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let log = Completions::default();
+    let reuse = f.target.reuse_create().unwrap();
+    let id = reuse_park(&f.target, reuse, None, &log).unwrap();
+    f.machine.settle();
+    assert!(log.lock().unwrap().is_empty());
+    f.target.reuse_delete(reuse).unwrap();
+    assert_eq!(live_requests(&f.machine), 0);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [SendCompletion {
+            id,
+            status: NtStatus::CANCELLED,
+            information: 0,
+            output: vec![]
+        }]
+    );
+    assert!(!f.target.cancel(id));
+    assert_eq!(
+        reuse_park(&f.target, reuse, None, &log),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    // cancel() by the send's request ID: the reuse request stays usable.
+    let reuse = f.target.reuse_create().unwrap();
+    let id = reuse_park(&f.target, reuse, None, &log).unwrap();
+    assert!(f.target.cancel(id));
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap()[1].status, NtStatus::CANCELLED);
+    let again = reuse_park(&f.target, reuse, None, &log).unwrap();
+    assert_ne!(again, id);
+    // Clear: the one in flight is cancelled, both are deleted.
+    let idle = f.target.reuse_create().unwrap();
+    f.target.io_target_clear().unwrap();
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap().len(), 3);
+    assert_eq!(log.lock().unwrap()[2].id, again);
+    assert_eq!(log.lock().unwrap()[2].status, NtStatus::CANCELLED);
+    assert_eq!(live_requests(&f.machine), 0, "clear deleted both");
+    for r in [reuse, idle] {
+        assert_eq!(
+            reuse_park(&f.target, r, None, &log),
+            Err(NtStatus::INVALID_PARAMETER)
+        );
+        assert_eq!(f.target.reuse_delete(r), Err(NtStatus::INVALID_PARAMETER));
+    }
+    assert_eq!(f.target.reuse_create(), Err(NtStatus::INVALID_DEVICE_STATE));
+    f.target.io_target_set(f.io_target.clone()).unwrap();
+    let reuse = f.target.reuse_create().unwrap();
+    reuse_park(&f.target, reuse, None, &log).unwrap();
+    f.board.flip_switch(3).unwrap();
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap()[3].status, NtStatus::SUCCESS);
+    assert_eq!(log.lock().unwrap().len(), 4);
+    drop(bound);
+    finish_with_verdict(f);
+}
+
+/// Close with a reuse request in flight (and one at rest): it is cancelled, its callback runs
+/// once, both are deleted and the machine's verdict is clean.
+#[test]
+fn request_target_close_cancels_and_deletes_reuse_requests() {
+    for passive in [false, true] {
+        let f = fixture(passive);
+        let bound = f.machine.enter();
+        let log = Completions::default();
+        let busy = f.target.reuse_create().unwrap();
+        let _idle = f.target.reuse_create().unwrap();
+        let id = reuse_park(&f.target, busy, None, &log).unwrap();
+        f.machine.settle();
+        // A dynamic instance closed by delete (the device, and so the target, stays): its reuse
+        // requests are gone at once.
+        let dynamic = RequestTarget::with(())
+            .passive_level(passive)
+            .create(&dmf_core::module::NoParent)
+            .unwrap();
+        dynamic.io_target_set(f.io_target.clone()).unwrap();
+        let dynamic_log = Completions::default();
+        let r = dynamic.reuse_create().unwrap();
+        let _ = dynamic.reuse_create().unwrap();
+        let dynamic_id = reuse_park(&dynamic, r, None, &dynamic_log).unwrap();
+        assert_eq!(live_requests(&f.machine), 4);
+        dynamic.delete();
+        assert_eq!(live_requests(&f.machine), 2);
+        assert_eq!(
+            *dynamic_log.lock().unwrap(),
+            [SendCompletion {
+                id: dynamic_id,
+                status: NtStatus::CANCELLED,
+                information: 0,
+                output: vec![]
+            }]
+        );
+        drop(bound);
+        let (target, log2) = (f.target.clone(), Arc::clone(&log));
+        finish_with_verdict(f);
+        assert_eq!(
+            *log2.lock().unwrap(),
+            [SendCompletion {
+                id,
+                status: NtStatus::CANCELLED,
+                information: 0,
+                output: vec![]
+            }],
+            "passive {passive}"
+        );
+        assert_eq!(
+            reuse_park(&target, busy, None, &log),
+            Err(NtStatus::INVALID_DEVICE_STATE)
+        );
+        assert_eq!(target.reuse_create(), Err(NtStatus::INVALID_DEVICE_STATE));
+    }
+}
+
+/// Time-outs on the virtual clock: a reuse send reports STATUS_IO_TIMEOUT once its deadline
+/// passed, and the same request then completes in time.
+#[test]
+fn request_target_reuse_times_out_on_the_virtual_clock() {
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let log = Completions::default();
+    let reuse = f.target.reuse_create().unwrap();
+    let id = reuse_park(&f.target, reuse, Some(Duration::from_millis(100)), &log).unwrap();
+    f.machine.advance(Duration::from_millis(99));
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!(
+        reuse_park(&f.target, reuse, None, &log),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
+    f.machine.advance(Duration::from_millis(1));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [SendCompletion {
+            id,
+            status: NtStatus::IO_TIMEOUT,
+            information: 0,
+            output: vec![]
+        }]
+    );
+    f.board.set_switches(SwitchState::from_raw(0));
+    let id = reuse_park(&f.target, reuse, Some(Duration::from_secs(1)), &log).unwrap();
+    f.board.flip_switch(8).unwrap();
+    f.machine.advance(Duration::from_secs(2));
+    assert_eq!(
+        log.lock().unwrap()[1],
+        SendCompletion {
+            id,
+            status: NtStatus::SUCCESS,
+            information: 1,
+            output: vec![0x80]
+        }
+    );
+    assert_eq!(log.lock().unwrap().len(), 2);
+    drop(bound);
+    finish_with_verdict(f);
 }
