@@ -5,6 +5,8 @@
 // reason: scenario closures name their handle `h`, the thread `t`, the Rng `rng`, as Tests_* do.
 #![allow(clippy::many_single_char_names)]
 
+mod task_support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,39 +17,12 @@ use dmf_core::platform::{Clock, Event};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::NtStatus;
 use dmf_modules::alertable_sleep::{AlertableSleep, AlertableSleepConfig};
-use kmdf_sim::exec::{SystemThread, WaitStatus as SimWait};
-use kmdf_sim::{ClockMode, Machine, VerifierMode};
-
-fn machine() -> Machine {
-    Machine::builder()
-        .clock(ClockMode::AutoAdvance)
-        .verifier(VerifierMode::Record)
-        .build()
-}
-
-/// Virtual time since `start`.
-fn since(start: Duration) -> Duration {
-    Clock::now()
-        .checked_sub(start)
-        .expect("the clock is monotonic")
-}
-
-fn spawn(machine: &Machine, name: &str, f: impl FnOnce() + Send + 'static) -> SystemThread {
-    SystemThread::spawn(machine, name, f).expect("system thread")
-}
+use kmdf_sim::exec::WaitStatus as SimWait;
+use task_support::{auto_advance_machine as machine, clean, since, spawn, test_seed, Rng};
 
 fn nap(ms: u64) {
     let event = Event::new(EventKind::Notification, false);
     let _ = event.wait(Some(Duration::from_millis(ms)));
-}
-
-fn clean(machine: &Machine) {
-    assert!(
-        machine.verifier().violations().is_empty(),
-        "{:?}",
-        machine.verifier().violations()
-    );
-    assert!(machine.pool().outstanding().is_empty());
 }
 
 fn create(count: u32) -> dmf_core::module::DynamicModule<AlertableSleep> {
@@ -216,27 +191,6 @@ fn as17_close_aborts_every_sleeper() {
     clean(&machine);
 }
 
-/// xorshift64*: a small deterministic PRNG for the scenario.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("DMF_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0000_0000_0022)
-}
-
 /// Tests_AlertableSleep scenario (Top 25 #22–#24, AS-12…AS-17): per slot pair, a sleeper sleeps
 /// random durations and resets after an interruption; an aborter sleeps random durations on its
 /// own slot and aborts the sleeper's slot at random. Invariants: success ⇒ the full delay
@@ -247,7 +201,7 @@ fn seed() -> u64 {
 fn scenario_tests_alertable_sleep_random_aborts_and_close_under_load() {
     const PAIRS: u32 = 2;
     const ITERATIONS: u64 = 150;
-    let seed = seed();
+    let seed = test_seed(0x5EED_0000_0000_0022);
     let machine = machine();
     let _on = machine.enter();
     let sleep = create(PAIRS * 2);
@@ -276,7 +230,7 @@ fn scenario_tests_alertable_sleep_random_aborts_and_close_under_load() {
                 mark_half.clone(),
             );
             threads.push(spawn(&machine, &format!("sleeper-{pair}"), move || {
-                let mut rng = Rng(seed ^ u64::from(pair));
+                let mut rng = Rng::from_state(seed ^ u64::from(pair));
                 let mut acknowledged = *issued.lock().unwrap();
                 for n in 0..ITERATIONS {
                     if n == ITERATIONS / 2 {
@@ -310,7 +264,7 @@ fn scenario_tests_alertable_sleep_random_aborts_and_close_under_load() {
         {
             let (h, closing) = (handle.clone(), Arc::clone(&closing));
             threads.push(spawn(&machine, &format!("aborter-{pair}"), move || {
-                let mut rng = Rng(seed.rotate_left(7) ^ u64::from(pair));
+                let mut rng = Rng::from_state(seed.rotate_left(7) ^ u64::from(pair));
                 for n in 0..ITERATIONS {
                     if n == ITERATIONS / 2 {
                         mark_half();

@@ -5,6 +5,8 @@
 // reason: scenario closures name their handle `h`, the thread `t`, the Rng `rng`, as Tests_* do.
 #![allow(clippy::many_single_char_names)]
 
+mod task_support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,20 +17,7 @@ use dmf_core::NtStatus;
 use dmf_modules::hash_table::{fnv1a, HashTable, HashTableConfig};
 use kmdf_sim::exec::{SystemThread, WaitStatus as SimWait};
 use kmdf_sim::fault::FaultPoint;
-use kmdf_sim::{Machine, VerifierMode};
-
-fn machine() -> Machine {
-    Machine::builder().verifier(VerifierMode::Record).build()
-}
-
-fn clean(machine: &Machine) {
-    assert!(
-        machine.verifier().violations().is_empty(),
-        "{:?}",
-        machine.verifier().violations()
-    );
-    assert!(machine.pool().outstanding().is_empty());
-}
+use task_support::{clean, machine, test_seed, Rng};
 
 fn table(size: u32, hash: Option<fn(&[u8]) -> usize>) -> DynamicModule<HashTable> {
     HashTable::with(HashTableConfig {
@@ -159,27 +148,6 @@ fn mods_hash_table_find_enumerate_client_hash() {
     clean(&machine);
 }
 
-/// xorshift64*: a small deterministic PRNG for the scenario.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("DMF_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0000_0000_0073)
-}
-
 /// The generated record of key `i`: the value derives from the key.
 fn record(i: u64) -> ([u8; 4], [u8; 8]) {
     let k = u32::try_from(i).unwrap().to_le_bytes();
@@ -195,7 +163,7 @@ fn record(i: u64) -> ([u8; 4], [u8; 8]) {
 fn scenario_tests_hash_table_concurrent_reads_and_close_under_load() {
     const RECORDS: u64 = 64;
     const ITERATIONS: u64 = 1_500;
-    let seed = seed();
+    let seed = test_seed(0x5EED_0000_0000_0073);
     let machine = machine();
     let _on = machine.enter();
     let t = HashTable::with(HashTableConfig {
@@ -218,7 +186,7 @@ fn scenario_tests_hash_table_concurrent_reads_and_close_under_load() {
             let (h, progress, halfway) =
                 (handle.clone(), Arc::clone(&progress), Arc::clone(&halfway));
             SystemThread::spawn(&machine, &format!("t{id}"), move || {
-                let mut rng = Rng(seed ^ id);
+                let mut rng = Rng::from_state(seed ^ id);
                 for n in 0..ITERATIONS {
                     if n == ITERATIONS / 2 && progress.fetch_add(1, Ordering::SeqCst) == 2 {
                         halfway.set();

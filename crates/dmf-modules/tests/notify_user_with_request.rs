@@ -10,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use dmf_core::device::DmfDeviceInit;
+use dmf_core::module::{Module, ModuleSpec};
 use dmf_core::platform::contract::device::{DeviceAttributes, Guid};
 use dmf_core::platform::contract::io::PlatformRequest;
 use dmf_core::platform::{simulator, DriverConfig};
@@ -61,38 +62,25 @@ fn assert_clean(machine: &Machine) {
     );
 }
 
-/// Installs a driver with an IoctlHandler whose `IOCTL_WAIT` parks the request in a
-/// NotifyUserWithRequest configured with `config`; returns the slot of the Module's handle.
-fn install(machine: &Machine, config: NotifyUserWithRequestConfig) -> Slot {
-    let slot = Slot::default();
+/// Installs the `notifier` driver: its device adds the Module `spec` makes, then an IoctlHandler
+/// (on [`GUID`]) with the table `table` makes from the slot; the slot holds the Module's handle
+/// once created.
+fn install_with<M: Module + 'static>(
+    machine: &Machine,
+    spec: impl Fn() -> ModuleSpec<M> + Send + Sync + 'static,
+    table: impl Fn(&Arc<Mutex<Option<M>>>) -> IoctlTable + Send + Sync + 'static,
+) -> Arc<Mutex<Option<M>>> {
+    let slot = Arc::new(Mutex::new(None));
     let s = Arc::clone(&slot);
+    let spec = Arc::new(spec);
     let driver = DriverConfig {
         device_add: Arc::new(move |_driver, init| {
             let mut dmf = DmfDeviceInit::new(init);
-            let park = |add: bool, slot: &Slot| {
-                let slot = Arc::clone(slot);
-                move |call: &mut dmf_modules::ioctl_handler::IoctlCall<'_>| {
-                    let (request, pended) = call.take().expect("untaken");
-                    let module = slot.lock().unwrap().clone().expect("created");
-                    let parked = if add {
-                        module.event_request_add(request)
-                    } else {
-                        module.request_process(request)
-                    };
-                    if let Err((request, status)) = parked {
-                        request.complete(status);
-                    }
-                    IoctlResult::Pending(pended)
-                }
-            };
-            let table = IoctlTable::new([
-                IoctlEntry::new(IOCTL_WAIT, 0, 0, park(false, &s)),
-                IoctlEntry::new(IOCTL_ADD, 0, 0, park(true, &s)),
-            ]);
+            let table = table(&s);
             let token = Arc::new(Mutex::new(None));
-            let (t, config) = (Arc::clone(&token), config.clone());
+            let (t, spec) = (Arc::clone(&token), Arc::clone(&spec));
             dmf.set_modules_add(move |_device, modules| {
-                *t.lock().unwrap() = Some(modules.add(NotifyUserWithRequest::with(config.clone())));
+                *t.lock().unwrap() = Some(modules.add(spec()));
                 modules.add(IoctlHandler::with(IoctlHandlerConfig {
                     table: table.clone(),
                     device_interface: Some(GUID),
@@ -110,6 +98,37 @@ fn install(machine: &Machine, config: NotifyUserWithRequestConfig) -> Slot {
     };
     simulator::install_driver(machine, "notifier", driver);
     slot
+}
+
+/// Installs a driver with an IoctlHandler whose `IOCTL_WAIT` parks the request in a
+/// NotifyUserWithRequest configured with `config`; returns the slot of the Module's handle.
+fn install(machine: &Machine, config: NotifyUserWithRequestConfig) -> Slot {
+    install_with(
+        machine,
+        move || NotifyUserWithRequest::with(config.clone()),
+        |s| {
+            let park = |add: bool, slot: &Slot| {
+                let slot = Arc::clone(slot);
+                move |call: &mut dmf_modules::ioctl_handler::IoctlCall<'_>| {
+                    let (request, pended) = call.take().expect("untaken");
+                    let module = slot.lock().unwrap().clone().expect("created");
+                    let parked = if add {
+                        module.event_request_add(request)
+                    } else {
+                        module.request_process(request)
+                    };
+                    if let Err((request, status)) = parked {
+                        request.complete(status);
+                    }
+                    IoctlResult::Pending(pended)
+                }
+            };
+            IoctlTable::new([
+                IoctlEntry::new(IOCTL_WAIT, 0, 0, park(false, s)),
+                IoctlEntry::new(IOCTL_ADD, 0, 0, park(true, s)),
+            ])
+        },
+    )
 }
 
 fn plug(machine: &Machine) -> DeviceNode {
@@ -453,42 +472,21 @@ fn install_multiple(
     machine: &Machine,
     config: NotifyUserWithRequestMultipleConfig,
 ) -> MultipleSlot {
-    let slot = MultipleSlot::default();
-    let s = Arc::clone(&slot);
-    let driver = DriverConfig {
-        device_add: Arc::new(move |_driver, init| {
-            let mut dmf = DmfDeviceInit::new(init);
-            let parked = Arc::clone(&s);
-            let table = IoctlTable::new([IoctlEntry::new(IOCTL_WAIT, 0, 0, move |call| {
+    install_with(
+        machine,
+        move || NotifyUserWithRequestMultiple::with(config.clone()),
+        |s| {
+            let parked = Arc::clone(s);
+            IoctlTable::new([IoctlEntry::new(IOCTL_WAIT, 0, 0, move |call| {
                 let (request, pended) = call.take().expect("untaken");
                 let module = parked.lock().unwrap().clone().expect("created");
                 if let Err((request, status)) = module.request_process(request) {
                     request.complete(status);
                 }
                 IoctlResult::Pending(pended)
-            })]);
-            let token = Arc::new(Mutex::new(None));
-            let (t, config) = (Arc::clone(&token), config.clone());
-            dmf.set_modules_add(move |_device, modules| {
-                *t.lock().unwrap() =
-                    Some(modules.add(NotifyUserWithRequestMultiple::with(config.clone())));
-                modules.add(IoctlHandler::with(IoctlHandlerConfig {
-                    table: table.clone(),
-                    device_interface: Some(GUID),
-                    ..IoctlHandlerConfig::default()
-                }));
-                Ok(())
-            });
-            dmf.create_device(DeviceAttributes::default())?;
-            let device = dmf.modules_create()?;
-            let token = token.lock().unwrap().take().unwrap();
-            *s.lock().unwrap() = Some(device.get(token)?);
-            Ok(())
-        }),
-        unload: None,
-    };
-    simulator::install_driver(machine, "notifier", driver);
-    slot
+            })])
+        },
+    )
 }
 
 /// NotifyUserWithRequestMultiple: every client gets every broadcast, each in its own order; a

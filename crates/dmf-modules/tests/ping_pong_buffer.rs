@@ -5,6 +5,8 @@
 // reason: scenario closures name their handle `h`, the thread `t`, the Rng `rng`, as Tests_* do.
 #![allow(clippy::many_single_char_names)]
 
+mod task_support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,20 +17,7 @@ use dmf_core::NtStatus;
 use dmf_modules::ping_pong_buffer::{PingPongBuffer, PingPongBufferConfig};
 use kmdf_sim::exec::{SystemThread, WaitStatus as SimWait};
 use kmdf_sim::fault::FaultPoint;
-use kmdf_sim::{Machine, VerifierMode};
-
-fn machine() -> Machine {
-    Machine::builder().verifier(VerifierMode::Record).build()
-}
-
-fn clean(machine: &Machine) {
-    assert!(
-        machine.verifier().violations().is_empty(),
-        "{:?}",
-        machine.verifier().violations()
-    );
-    assert!(machine.pool().outstanding().is_empty());
-}
+use task_support::{clean, machine, test_seed, Rng};
 
 fn buffer(size: u32) -> DynamicModule<PingPongBuffer> {
     PingPongBuffer::with(PingPongBufferConfig { buffer_size: size })
@@ -104,27 +93,6 @@ fn mods_ping_pong_creation_failures_leak_nothing() {
     }
 }
 
-/// xorshift64*: a small deterministic PRNG for the scenario.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("DMF_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0000_0000_0069)
-}
-
 /// Tests_PingPongBuffer scenario: a writer streams framed packets (`[len, seq, payload…, sum]`) in
 /// random-sized chunks; a reader reassembles: it finds complete frames in Ping and consumes them,
 /// shifting away nothing but whole frames. Invariants: every consumed packet is intact and in
@@ -134,7 +102,7 @@ fn seed() -> u64 {
 fn scenario_tests_ping_pong_buffer_reassembly_and_close_under_load() {
     const SIZE: u32 = 64;
     const ITERATIONS: u64 = 3_000;
-    let seed = seed();
+    let seed = test_seed(0x5EED_0000_0000_0069);
     let machine = machine();
     let _on = machine.enter();
     let b = buffer(SIZE);
@@ -152,7 +120,7 @@ fn scenario_tests_ping_pong_buffer_reassembly_and_close_under_load() {
     let writer = {
         let (h, mark) = (handle.clone(), mark.clone());
         SystemThread::spawn(&machine, "writer", move || {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::from_state(seed);
             let mut pending: Vec<u8> = Vec::new();
             let mut seq = 0_u8;
             for n in 0..ITERATIONS {

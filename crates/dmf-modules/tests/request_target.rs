@@ -88,6 +88,32 @@ fn recorder(log: &Completions) -> impl FnOnce(SendCompletion) + Send + 'static {
     move |c| log.lock().unwrap().push(c)
 }
 
+/// Sends a parked interrupt-message read (completed when a switch flips, or at `timeout`).
+fn park(
+    target: &RequestTarget,
+    timeout: Option<Duration>,
+    log: &Completions,
+) -> Result<RequestId, NtStatus> {
+    target.send(
+        RequestKind::Ioctl,
+        &[],
+        1,
+        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+        timeout,
+        recorder(log),
+    )
+}
+
+/// The completion of request `id` with `status` and no data.
+fn no_data(id: RequestId, status: NtStatus) -> SendCompletion {
+    SendCompletion {
+        id,
+        status,
+        information: 0,
+        output: vec![],
+    }
+}
+
 // ---------------------------------------------------------------------------- scenarios
 
 /// Synchronous sends: output bytes and information come back; zero-size buffers; errors are
@@ -200,17 +226,7 @@ fn request_target_sends_asynchronously() {
             recorder(&log),
         )
         .unwrap();
-    let pended = f
-        .target
-        .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            None,
-            recorder(&log),
-        )
-        .unwrap();
+    let pended = park(&f.target, None, &log).unwrap();
     assert!(pended > a);
     f.machine.settle();
     assert_eq!(
@@ -249,45 +265,17 @@ fn request_target_cancels_by_id() {
     let f = fixture(false);
     let bound = f.machine.enter();
     let log = Completions::default();
-    let id = f
-        .target
-        .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            None,
-            recorder(&log),
-        )
-        .unwrap();
+    let id = park(&f.target, None, &log).unwrap();
     assert!(f.target.cancel(id));
     f.machine.settle();
-    assert_eq!(
-        *log.lock().unwrap(),
-        [SendCompletion {
-            id,
-            status: NtStatus::CANCELLED,
-            information: 0,
-            output: vec![]
-        }]
-    );
+    assert_eq!(*log.lock().unwrap(), [no_data(id, NtStatus::CANCELLED)]);
     assert!(
         !f.target.cancel(id),
         "a completed ID is not cancelled again"
     );
     assert!(!f.target.cancel(RequestId::from_raw(u64::MAX)));
     // A later request never gets the old ID, and a stale cancel does not reach it.
-    let next = f
-        .target
-        .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            None,
-            recorder(&log),
-        )
-        .unwrap();
+    let next = park(&f.target, None, &log).unwrap();
     assert_ne!(next, id);
     assert!(!f.target.cancel(id));
     f.machine.settle();
@@ -306,29 +294,11 @@ fn request_target_times_out_on_the_virtual_clock() {
     let f = fixture(false);
     let bound = f.machine.enter();
     let log = Completions::default();
-    let id = f
-        .target
-        .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            Some(Duration::from_millis(100)),
-            recorder(&log),
-        )
-        .unwrap();
+    let id = park(&f.target, Some(Duration::from_millis(100)), &log).unwrap();
     f.machine.advance(Duration::from_millis(99));
     assert!(log.lock().unwrap().is_empty());
     f.machine.advance(Duration::from_millis(1));
-    assert_eq!(
-        *log.lock().unwrap(),
-        [SendCompletion {
-            id,
-            status: NtStatus::IO_TIMEOUT,
-            information: 0,
-            output: vec![]
-        }]
-    );
+    assert_eq!(*log.lock().unwrap(), [no_data(id, NtStatus::IO_TIMEOUT)]);
     assert!(!f.target.cancel(id));
 
     // A synchronous send on a system thread, the clock moved by the test.
@@ -350,17 +320,7 @@ fn request_target_times_out_on_the_virtual_clock() {
     thread.wait(None);
     assert_eq!(*result.lock().unwrap(), Some(Err(NtStatus::IO_TIMEOUT)));
     // A request that completes in time is not a time-out.
-    let id = f
-        .target
-        .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            Some(Duration::from_secs(1)),
-            recorder(&log),
-        )
-        .unwrap();
+    let id = park(&f.target, Some(Duration::from_secs(1)), &log).unwrap();
     f.board.flip_switch(7).unwrap();
     f.machine.advance(Duration::from_secs(2));
     let last = log.lock().unwrap().last().cloned().unwrap();
@@ -412,16 +372,7 @@ fn request_target_clear_and_close_cancel_requests_in_flight() {
     let bound = f.machine.enter();
     let log = Completions::default();
     for _ in 0..4 {
-        f.target
-            .send(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                None,
-                recorder(&log),
-            )
-            .unwrap();
+        park(&f.target, None, &log).unwrap();
     }
     f.target.io_target_clear().unwrap();
     f.machine.settle();
@@ -439,16 +390,7 @@ fn request_target_clear_and_close_cancel_requests_in_flight() {
     );
     f.target.io_target_set(f.io_target.clone()).unwrap();
     for _ in 0..3 {
-        f.target
-            .send(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                None,
-                recorder(&log),
-            )
-            .unwrap();
+        park(&f.target, None, &log).unwrap();
     }
     drop(bound);
     let log2 = Arc::clone(&log);
@@ -707,15 +649,7 @@ fn request_target_reuse_delete_and_clear_cancel_in_flight() {
     assert!(log.lock().unwrap().is_empty());
     f.target.reuse_delete(reuse).unwrap();
     assert_eq!(live_requests(&f.machine), 0);
-    assert_eq!(
-        *log.lock().unwrap(),
-        [SendCompletion {
-            id,
-            status: NtStatus::CANCELLED,
-            information: 0,
-            output: vec![]
-        }]
-    );
+    assert_eq!(*log.lock().unwrap(), [no_data(id, NtStatus::CANCELLED)]);
     assert!(!f.target.cancel(id));
     assert_eq!(
         reuse_park(&f.target, reuse, None, &log),
@@ -784,24 +718,14 @@ fn request_target_close_cancels_and_deletes_reuse_requests() {
         assert_eq!(live_requests(&f.machine), 2);
         assert_eq!(
             *dynamic_log.lock().unwrap(),
-            [SendCompletion {
-                id: dynamic_id,
-                status: NtStatus::CANCELLED,
-                information: 0,
-                output: vec![]
-            }]
+            [no_data(dynamic_id, NtStatus::CANCELLED)]
         );
         drop(bound);
         let (target, log2) = (f.target.clone(), Arc::clone(&log));
         finish_with_verdict(f);
         assert_eq!(
             *log2.lock().unwrap(),
-            [SendCompletion {
-                id,
-                status: NtStatus::CANCELLED,
-                information: 0,
-                output: vec![]
-            }],
+            [no_data(id, NtStatus::CANCELLED)],
             "passive {passive}"
         );
         assert_eq!(
@@ -828,15 +752,7 @@ fn request_target_reuse_times_out_on_the_virtual_clock() {
         Err(NtStatus::INVALID_DEVICE_STATE)
     );
     f.machine.advance(Duration::from_millis(1));
-    assert_eq!(
-        *log.lock().unwrap(),
-        [SendCompletion {
-            id,
-            status: NtStatus::IO_TIMEOUT,
-            information: 0,
-            output: vec![]
-        }]
-    );
+    assert_eq!(*log.lock().unwrap(), [no_data(id, NtStatus::IO_TIMEOUT)]);
     f.board.set_switches(SwitchState::from_raw(0));
     let id = reuse_park(&f.target, reuse, Some(Duration::from_secs(1)), &log).unwrap();
     f.board.flip_switch(8).unwrap();

@@ -5,6 +5,8 @@
 // reason: scenario closures name their handle `h`, the thread `t`, the Rng `rng`, as Tests_* do.
 #![allow(clippy::many_single_char_names)]
 
+mod task_support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,20 +17,7 @@ use dmf_core::NtStatus;
 use dmf_modules::ring_buffer::{RingBuffer, RingBufferConfig, RingBufferMode};
 use kmdf_sim::exec::{SystemThread, WaitStatus as SimWait};
 use kmdf_sim::fault::FaultPoint;
-use kmdf_sim::{Machine, VerifierMode};
-
-fn machine() -> Machine {
-    Machine::builder().verifier(VerifierMode::Record).build()
-}
-
-fn clean(machine: &Machine) {
-    assert!(
-        machine.verifier().violations().is_empty(),
-        "{:?}",
-        machine.verifier().violations()
-    );
-    assert!(machine.pool().outstanding().is_empty());
-}
+use task_support::{clean, machine, test_seed, Rng};
 
 fn ring(count: u32, size: u32, mode: RingBufferMode) -> DynamicModule<RingBuffer> {
     RingBuffer::with(RingBufferConfig {
@@ -176,27 +165,6 @@ fn mods_ring_buffer_segments_enumerate_find_reorder() {
     clean(&machine);
 }
 
-/// xorshift64*: a small deterministic PRNG for the scenario.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("DMF_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0000_0000_0052)
-}
-
 /// Item: writer id (1 byte) | sequence (4 bytes) | checksum (1 byte).
 fn item(writer: u8, seq: u32) -> [u8; 6] {
     let s = seq.to_le_bytes();
@@ -230,7 +198,7 @@ fn scenario_tests_ring_buffer_concurrent_and_close_under_load() {
         RingBufferMode::FailIfFullOnWrite,
         RingBufferMode::DeleteOldestIfFullOnWrite,
     ] {
-        let seed = seed();
+        let seed = test_seed(0x5EED_0000_0000_0052);
         let machine = machine();
         let _on = machine.enter();
         let r = ring(8, 6, mode);
@@ -242,7 +210,7 @@ fn scenario_tests_ring_buffer_concurrent_and_close_under_load() {
                 let (h, progress, halfway) =
                     (handle.clone(), Arc::clone(&progress), Arc::clone(&halfway));
                 SystemThread::spawn(&machine, &format!("t{id}"), move || {
-                    let mut rng = Rng(seed ^ u64::from(id) ^ mode as u64);
+                    let mut rng = Rng::from_state(seed ^ u64::from(id) ^ mode as u64);
                     let mut next_seq = 0_u32;
                     let mut last = [None::<u32>; 3];
                     for n in 0..ITERATIONS {

@@ -4,6 +4,8 @@
 // reason: scenario closures name their handle `h`, the thread `t`, the Rng `rng`, as Tests_* do.
 #![allow(clippy::many_single_char_names)]
 
+mod task_support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +16,8 @@ use dmf_core::platform::{Clock, Event};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::NtStatus;
 use dmf_modules::rundown::Rundown;
-use kmdf_sim::exec::{SystemThread, WaitStatus as SimWait};
-use kmdf_sim::{ClockMode, Machine, VerifierMode};
-
-fn machine() -> Machine {
-    Machine::builder()
-        .clock(ClockMode::AutoAdvance)
-        .verifier(VerifierMode::Record)
-        .build()
-}
+use kmdf_sim::exec::WaitStatus as SimWait;
+use task_support::{auto_advance_machine as machine, clean, since, spawn, test_seed, Rng};
 
 fn nap(ms: u64) {
     let event = Event::new(EventKind::Notification, false);
@@ -30,26 +25,6 @@ fn nap(ms: u64) {
         event.wait(Some(Duration::from_millis(ms))),
         WaitStatus::TimedOut
     );
-}
-
-/// Virtual time since `start`.
-fn since(start: Duration) -> Duration {
-    Clock::now()
-        .checked_sub(start)
-        .expect("the clock is monotonic")
-}
-
-fn spawn(machine: &Machine, name: &str, f: impl FnOnce() + Send + 'static) -> SystemThread {
-    SystemThread::spawn(machine, name, f).expect("system thread")
-}
-
-fn clean(machine: &Machine) {
-    assert!(
-        machine.verifier().violations().is_empty(),
-        "{:?}",
-        machine.verifier().violations()
-    );
-    assert!(machine.pool().outstanding().is_empty());
 }
 
 /// RD-10, Top 25 #19: Reference before Start fails with STATUS_INVALID_DEVICE_STATE, nothing held.
@@ -212,27 +187,6 @@ fn rd19_reference_at_dispatch_level() {
     clean(&machine);
 }
 
-/// xorshift64*: a small deterministic PRNG for the scenario.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("DMF_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0000_0000_0019)
-}
-
 /// Tests_Rundown-style scenario (Top 25 #19–#21, RD-11…RD-17): one owner thread cycles
 /// Start → work → EndAndWait → "free" the resource; three callers take References at random and
 /// touch the resource while holding them (it must be alive); then the Module is closed while
@@ -242,7 +196,7 @@ fn seed() -> u64 {
 fn scenario_tests_rundown_random_callers_and_close_under_load() {
     const CALLERS: u64 = 3;
     const ITERATIONS: u64 = 200;
-    let seed = seed();
+    let seed = test_seed(0x5EED_0000_0000_0019);
     let machine = machine();
     let _on = machine.enter();
     let rundown = Rundown::with(()).create(&NoParent).unwrap();
@@ -255,7 +209,7 @@ fn scenario_tests_rundown_random_callers_and_close_under_load() {
     let owner = {
         let (h, alive) = (handle.clone(), Arc::clone(&alive));
         spawn(&machine, "owner", move || {
-            let mut rng = Rng(seed ^ 0xA5A5);
+            let mut rng = Rng::from_state(seed ^ 0xA5A5);
             for _ in 0..ITERATIONS {
                 alive.store(true, Ordering::SeqCst); // (re)create the resource
                 match h.start() {
@@ -289,7 +243,7 @@ fn scenario_tests_rundown_random_callers_and_close_under_load() {
                 Arc::clone(&halfway),
             );
             spawn(&machine, &format!("caller-{i}"), move || {
-                let mut rng = Rng(seed.wrapping_add(i + 1));
+                let mut rng = Rng::from_state(seed.wrapping_add(i + 1));
                 for n in 0..ITERATIONS {
                     if n == ITERATIONS / 2 && half.fetch_add(1, Ordering::SeqCst) + 1 == CALLERS {
                         halfway.set();
