@@ -21,14 +21,21 @@
 //!   (typically in PostOpen);
 //! - `output_callback` — the stream's output callback, receiving this Module's handle (C DMF
 //!   redirects the child's callback through the parent the same way); if `None`, the embedded
-//!   config's own callback (receiving the child's handle) is used;
+//!   config's own callback (receiving the child's handle) is used. [`DeviceInterfaceTarget`]
+//!   only;
 //! - `query_remove` — `EvtDeviceInterfaceTargetOnStateChangeEx` for `QueryRemove`: return
-//!   `false` to veto the removal of the target's device.
+//!   `false` to veto the removal of the target's device. [`DeviceInterfaceTarget`] only;
+//! - `dynamic_query_remove` — the same for a [`DynamicDeviceInterfaceTarget`] (its handle).
+//!
+//! A callback set for the other Module type fails NotificationRegister with
+//! `STATUS_INVALID_PARAMETER` (it could never be called).
 //!
 //! `passive_level(true)` on the spec is passed on to the child: stream and one-shot completions
 //! then reach the client at `PASSIVE_LEVEL`.
 //!
 //! ## Methods
+//!
+//! [`DynamicDeviceInterfaceTarget`] has the same Methods, with the same semantics.
 //!
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
@@ -42,14 +49,15 @@
 //!
 //! ## Callbacks
 //!
-//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`], and the client
+//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`] /
+//! [`DynamicQueryRemoveCallback`], and the client
 //! event callbacks of every Module (PostOpen on arrival and after a cancelled removal, PreClose
 //! before the target is closed).
 //!
 //! ## Remarks
 //!
-//! - NotificationRegister (`NOTIFY_PrepareHardware`; `NOTIFY_Create` is not offered, see below)
-//!   registers for interface arrival and removal on the Module's device
+//! - NotificationRegister (`NOTIFY_PrepareHardware`; `NOTIFY_Create` for the dynamic Module, see
+//!   below) registers for interface arrival and removal on the Module's device
 //!   (`IoRegisterPlugPlayNotification` with existing interfaces included).
 //! - **Arrival**: ignored while a target is open (duplicates happen); otherwise a remote target
 //!   is created and opened by symbolic link with query-remove / remove-canceled /
@@ -71,7 +79,19 @@
 //!   asynchronous sends for requests that may wait: those are cancelled by a removal.
 //! - The remote target objects are not deleted before the device is (the platform contract has
 //!   no `WdfObjectDelete` for targets yet); each arrival creates a new one.
-//! - Open option `NOTIFY_PrepareHardware`, DISPATCH_MAXIMUM lock.
+//! - **Dynamic use**: C DMF switches this Module to `NOTIFY_Create` when it is created
+//!   dynamically; here the open option is fixed per type and dmf-core refuses WDF callbacks on
+//!   dynamic Modules, so [`DynamicDeviceInterfaceTarget`] is the same Module (same config, same
+//!   Methods, shared code) with `NOTIFY_Create` and no power callbacks.
+//!   `DynamicDeviceInterfaceTarget::with(config).create(&parent)` works at any time on a parent
+//!   bound to a device (the device's `ModuleCollection`, or a Module's `Scope`): it registers
+//!   before `create` returns (an interface already present opens it from inside `create`, PostOpen
+//!   included), survives removal and arrival as the static Module does, and deleting (dropping)
+//!   the `DynamicModule` unregisters — closing an open target first, PreClose included. Its
+//!   differences: it cannot stream (ContinuousRequestTarget implements D0Entry/D0Exit, so a
+//!   `stream` config fails `create` with `STATUS_INVALID_PARAMETER`: one-shot sends only), and
+//!   its query-remove callback is `dynamic_query_remove`.
+//! - Open option `NOTIFY_PrepareHardware` (dynamic: `NOTIFY_Create`), DISPATCH_MAXIMUM lock.
 //!
 //! ## Category
 //!
@@ -109,7 +129,10 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use dmf_core::module::{Added, Dispatched, ModuleCallbacks, ModuleInit, PowerDeviceState, Scope};
+use dmf_core::module::{
+    Added, Dispatched, Module, ModuleCallbacks, ModuleInit, ModuleLockGuard, PowerDeviceState,
+    Scope,
+};
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{InterfaceChange, PlatformIoTarget};
 use dmf_core::platform::{Device, InterfaceNotification, IoTarget, TargetOpenParams};
@@ -131,6 +154,10 @@ pub type DeviceInterfaceOutputCallback =
 /// Query-remove of the target's device: `false` vetoes it.
 pub type QueryRemoveCallback = Arc<dyn Fn(&DeviceInterfaceTarget) -> bool + Send + Sync>;
 
+/// [`QueryRemoveCallback`] of a [`DynamicDeviceInterfaceTarget`].
+pub type DynamicQueryRemoveCallback =
+    Arc<dyn Fn(&DynamicDeviceInterfaceTarget) -> bool + Send + Sync>;
+
 /// `DMF_CONFIG_DeviceInterfaceTarget`.
 #[derive(Clone)]
 pub struct DeviceInterfaceTargetConfig {
@@ -145,7 +172,10 @@ pub struct DeviceInterfaceTargetConfig {
     /// The stream's output callback with this Module's handle (overrides the embedded one).
     pub output_callback: Option<DeviceInterfaceOutputCallback>,
     /// `EvtDeviceInterfaceTargetOnStateChangeEx(QueryRemove)`: `false` vetoes.
+    /// [`DeviceInterfaceTarget`] only.
     pub query_remove: Option<QueryRemoveCallback>,
+    /// `query_remove` of a [`DynamicDeviceInterfaceTarget`] (its handle).
+    pub dynamic_query_remove: Option<DynamicQueryRemoveCallback>,
 }
 
 impl DeviceInterfaceTargetConfig {
@@ -158,6 +188,7 @@ impl DeviceInterfaceTargetConfig {
             stream: None,
             output_callback: None,
             query_remove: None,
+            dynamic_query_remove: None,
         }
     }
 }
@@ -178,11 +209,59 @@ impl core::fmt::Debug for DeviceInterfaceTargetConfig {
 #[dmf_module(crate = dmf_core, config = DeviceInterfaceTargetConfig, context = Context, open = NotifyPrepareHardware, lock = DispatchMaximum)]
 pub struct DeviceInterfaceTarget;
 
+/// The same Module for dynamic creation (`NOTIFY_Create`, no WDF callbacks): created with
+/// `.create(&parent)`, it registers at creation and unregisters when deleted. See the
+/// [module documentation](self).
+#[dmf_module(crate = dmf_core, config = DeviceInterfaceTargetConfig, context = Context, open = NotifyCreate, lock = DispatchMaximum)]
+pub struct DynamicDeviceInterfaceTarget;
+
+/// The state both Module types keep.
 #[derive(Default)]
 struct Context {
     stream: Option<Added<ContinuousRequestTarget>>,
     single: Option<Added<RequestTarget>>,
     hub: Option<Arc<Hub>>,
+}
+
+/// The handle of either Module type.
+#[derive(Clone)]
+enum Handle {
+    Static(DeviceInterfaceTarget),
+    Dynamic(DynamicDeviceInterfaceTarget),
+}
+
+impl Handle {
+    fn notification_open(&self) -> NtResult<()> {
+        match self {
+            Handle::Static(h) => h.notification_open(),
+            Handle::Dynamic(h) => h.notification_open(),
+        }
+    }
+
+    fn notification_close(&self) {
+        match self {
+            Handle::Static(h) => h.notification_close(),
+            Handle::Dynamic(h) => h.notification_close(),
+        }
+    }
+}
+
+/// The client's query-remove callbacks, with the handle type of the Module they belong to (the
+/// output callback is the static Module's only: a dynamic one cannot stream).
+struct Callbacks {
+    query_remove: Option<QueryRemoveCallback>,
+    dynamic_query_remove: Option<DynamicQueryRemoveCallback>,
+}
+
+impl Callbacks {
+    /// The query-remove callback for `handle`: `false` vetoes (none: accept).
+    fn query_remove(&self, handle: &Handle) -> bool {
+        match (handle, &self.query_remove, &self.dynamic_query_remove) {
+            (Handle::Static(h), Some(callback), _) => callback(h),
+            (Handle::Dynamic(h), _, Some(callback)) => callback(h),
+            _ => true,
+        }
+    }
 }
 
 /// Where the target stands.
@@ -197,7 +276,7 @@ enum Phase {
 }
 
 struct HubState {
-    handle: Option<DeviceInterfaceTarget>,
+    handle: Option<Handle>,
     device: Option<Device>,
     sink: Option<Sink>,
     notification: Option<InterfaceNotification>,
@@ -218,11 +297,11 @@ struct Hub {
     read: bool,
     write: bool,
     automatic: bool,
-    query_remove: Option<QueryRemoveCallback>,
+    callbacks: Callbacks,
 }
 
 impl Hub {
-    fn snapshot(&self) -> Option<(DeviceInterfaceTarget, Sink)> {
+    fn snapshot(&self) -> Option<(Handle, Sink)> {
         let state = self.state.lock();
         Some((state.handle.clone()?, state.sink.clone()?))
     }
@@ -281,7 +360,7 @@ impl Hub {
     }
 
     /// Hands the open target to the child and opens the Module (PostOpen runs).
-    fn open_module(&self, handle: &DeviceInterfaceTarget, sink: &Sink, target: &IoTarget) {
+    fn open_module(&self, handle: &Handle, sink: &Sink, target: &IoTarget) {
         // Open before PostOpen runs, so that the client's PostOpen can use `get_target`.
         self.state.lock().phase = Phase::Open;
         let opened = sink
@@ -310,7 +389,7 @@ impl Hub {
     }
 
     /// Stops automatic streaming, closes the Module (PreClose, rundown), stops the child's I/O.
-    fn close_module(&self, handle: &DeviceInterfaceTarget, sink: &Sink) {
+    fn close_module(&self, handle: &Handle, sink: &Sink) {
         if self.automatic {
             if let Ok(stream) = sink.stream() {
                 let _ = stream.stop_and_wait();
@@ -360,10 +439,8 @@ impl Hub {
         let Some((handle, sink)) = self.snapshot() else {
             return Ok(());
         };
-        if let Some(veto) = &self.query_remove {
-            if !veto(&handle) {
-                return Err(NtStatus::UNSUCCESSFUL);
-            }
+        if !self.callbacks.query_remove(&handle) {
+            return Err(NtStatus::UNSUCCESSFUL);
         }
         self.close_module(&handle, &sink);
         if let Some(target) = target {
@@ -395,141 +472,219 @@ impl Hub {
             self.forget();
         }
     }
-}
 
-fn hub(module: &Scope<'_, DeviceInterfaceTarget>) -> NtResult<Arc<Hub>> {
-    module
-        .lock()
-        .hub
-        .clone()
-        .ok_or(NtStatus::INVALID_DEVICE_STATE)
-}
-
-#[dmf_callbacks(crate = dmf_core)]
-impl ModuleCallbacks for DeviceInterfaceTarget {
-    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
-        let config = module.config();
-        let passive = module.is_passive_level();
-        let automatic = config
-            .stream
-            .as_ref()
-            .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic);
-        let (Ok(pnp), Ok(state)) = (
-            ModuleLock::new(LockKind::Wait, ()),
-            ModuleLock::new(
-                LockKind::Spin,
-                HubState {
-                    handle: None,
-                    device: None,
-                    sink: None,
-                    notification: None,
-                    link: None,
-                    target: None,
-                    phase: Phase::Idle,
-                    in_d0: false,
-                },
-            ),
-        ) else {
-            // Without its hub the Module fails NotificationRegister.
-            return;
-        };
-        let hub = Arc::new(Hub {
-            pnp,
-            state,
-            guid: config.interface_guid,
-            read: config.read,
-            write: config.write,
-            automatic,
-            query_remove: config.query_remove.clone(),
-        });
-        let mut context = module.lock();
-        match config.stream.as_ref().filter(|s| s.request_count > 0) {
-            Some(stream) => {
-                let mut child = stream.clone();
-                // The parent runs automatic streaming (C DMF: "implemented by the parent").
-                child.mode = StreamMode::Manual;
-                if let Some(callback) = config.output_callback.clone() {
-                    let weak = Arc::downgrade(&hub);
-                    child.output_callback = Some(Arc::new(move |_child, completion| {
-                        let handle = weak
-                            .upgrade()
-                            .and_then(|hub| hub.state.lock().handle.clone());
-                        match handle {
-                            Some(handle) => callback(&handle, completion),
-                            None => BufferDisposition::StopStreaming,
-                        }
-                    }));
-                }
-                context.stream =
-                    Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
-            }
-            None => {
-                context.single = Some(init.add(RequestTarget::with(()).passive_level(passive)));
-            }
-        }
-        context.hub = Some(hub);
-    }
-
-    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let hub = hub(module)?;
-        let device = module
-            .device()
-            .cloned()
-            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        let (stream, single) = {
-            let context = module.lock();
-            (context.stream, context.single)
-        };
-        let sink = Sink::of(module, stream, single)?;
-        {
-            let mut state = hub.state.lock();
-            state.handle = Some(module.handle()?);
-            state.device = Some(device.clone());
-            state.sink = Some(sink);
-        }
-        let weak = Arc::downgrade(&hub);
-        // Existing interfaces arrive from inside this call: no lock is held here.
-        let notification = device.register_interface_notification(
-            hub.guid,
-            Arc::new(move |change: &InterfaceChange| {
-                if let Some(hub) = weak.upgrade() {
-                    hub.on_change(change);
-                }
-            }),
-        );
-        match notification {
-            Ok(notification) => {
-                hub.state.lock().notification = Some(notification);
-                Ok(())
-            }
-            Err(status) => {
-                let mut state = hub.state.lock();
-                state.handle = None;
-                state.device = None;
-                state.sink = None;
-                Err(status)
-            }
-        }
-    }
-
-    fn notification_unregister(module: &Dispatched<'_, Self>) {
-        let Ok(hub) = hub(module) else {
-            return;
-        };
-        // No callback runs after this (it waits for one in progress): taken out of the lock.
-        let notification = hub.state.lock().notification.take();
-        if let Some(notification) = notification {
-            notification.unregister();
-        }
-        hub.removal(None);
-        let mut state = hub.state.lock();
+    /// Drops what points back at the Module.
+    fn detach(&self) {
+        let mut state = self.state.lock();
         state.handle = None;
         state.device = None;
         state.sink = None;
     }
 
+    /// The child doing the I/O (`STATUS_INVALID_DEVICE_STATE` while not registered).
+    fn sink(&self) -> NtResult<Sink> {
+        self.state
+            .lock()
+            .sink
+            .clone()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+
+    /// `DMF_DeviceInterfaceTarget_Get`.
+    fn get_target(&self) -> NtResult<IoTarget> {
+        let state = self.state.lock();
+        match state.phase {
+            Phase::Open => state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE),
+            _ => Err(NtStatus::INVALID_DEVICE_STATE),
+        }
+    }
+
+    fn symbolic_link(&self) -> NtResult<String> {
+        let link = self.state.lock().link.clone();
+        link.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+}
+
+/// What the shared callbacks need from a scope of either Module type: the scope, its config and
+/// its context.
+struct Parts<'s, 'a, M> {
+    scope: &'s Scope<'a, M>,
+    config: &'s DeviceInterfaceTargetConfig,
+    lock: &'s dyn Fn() -> ModuleLockGuard<'s, Context>,
+}
+
+/// Builds the [`Parts`] of a scope of either Module type (the macro's access trait is private to
+/// each, so this is a macro rather than a function).
+macro_rules! parts {
+    ($m:expr) => {
+        Parts {
+            scope: &$m,
+            config: $m.config(),
+            lock: &|| $m.lock(),
+        }
+    };
+}
+
+fn hub<M>(p: &Parts<'_, '_, M>) -> NtResult<Arc<Hub>> {
+    (p.lock)().hub.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)
+}
+
+/// ChildModulesAdd: the hub, and the child doing the I/O.
+fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
+    let config = p.config;
+    let passive = p.scope.is_passive_level();
+    let automatic = config
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic);
+    let (Ok(pnp), Ok(state)) = (
+        ModuleLock::new(LockKind::Wait, ()),
+        ModuleLock::new(
+            LockKind::Spin,
+            HubState {
+                handle: None,
+                device: None,
+                sink: None,
+                notification: None,
+                link: None,
+                target: None,
+                phase: Phase::Idle,
+                in_d0: false,
+            },
+        ),
+    ) else {
+        // Without its hub the Module fails NotificationRegister.
+        return;
+    };
+    let hub = Arc::new(Hub {
+        pnp,
+        state,
+        guid: config.interface_guid,
+        read: config.read,
+        write: config.write,
+        automatic,
+        callbacks: Callbacks {
+            query_remove: config.query_remove.clone(),
+            dynamic_query_remove: config.dynamic_query_remove.clone(),
+        },
+    });
+    let mut context = (p.lock)();
+    match config.stream.as_ref().filter(|s| s.request_count > 0) {
+        Some(stream) => {
+            let mut child = stream.clone();
+            // The parent runs automatic streaming (C DMF: "implemented by the parent").
+            child.mode = StreamMode::Manual;
+            if let Some(callback) = config.output_callback.clone() {
+                let weak = Arc::downgrade(&hub);
+                child.output_callback = Some(Arc::new(move |_child, completion| {
+                    let handle = weak
+                        .upgrade()
+                        .and_then(|hub| hub.state.lock().handle.clone());
+                    match handle {
+                        Some(Handle::Static(handle)) => callback(&handle, completion),
+                        _ => BufferDisposition::StopStreaming,
+                    }
+                }));
+            }
+            context.stream =
+                Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
+        }
+        None => {
+            context.single = Some(init.add(RequestTarget::with(()).passive_level(passive)));
+        }
+    }
+    context.hub = Some(hub);
+}
+
+/// NotificationRegister: registers for the interface (existing ones arrive from inside).
+fn notification_register<M: Module>(p: &Parts<'_, '_, M>, handle: Handle) -> NtResult<()> {
+    let callbacks = (
+        p.config.output_callback.is_some() || p.config.query_remove.is_some(),
+        p.config.dynamic_query_remove.is_some(),
+    );
+    // A callback for the other Module type would never run.
+    match (&handle, callbacks) {
+        (Handle::Static(_), (_, true)) | (Handle::Dynamic(_), (true, _)) => {
+            return Err(NtStatus::INVALID_PARAMETER)
+        }
+        _ => {}
+    }
+    let hub = hub(p)?;
+    let device = p
+        .scope
+        .device()
+        .cloned()
+        .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    let (stream, single) = {
+        let context = (p.lock)();
+        (context.stream, context.single)
+    };
+    let sink = Sink::of(p.scope, stream, single)?;
+    {
+        let mut state = hub.state.lock();
+        state.handle = Some(handle);
+        state.device = Some(device.clone());
+        state.sink = Some(sink);
+    }
+    let weak = Arc::downgrade(&hub);
+    // Existing interfaces arrive from inside this call: no lock is held here.
+    let notification = device.register_interface_notification(
+        hub.guid,
+        Arc::new(move |change: &InterfaceChange| {
+            if let Some(hub) = weak.upgrade() {
+                hub.on_change(change);
+            }
+        }),
+    );
+    match notification {
+        Ok(notification) => {
+            hub.state.lock().notification = Some(notification);
+            Ok(())
+        }
+        Err(status) => {
+            hub.detach();
+            Err(status)
+        }
+    }
+}
+
+/// NotificationUnregister: no callback after it; closes an open target.
+fn notification_unregister<M>(p: &Parts<'_, '_, M>) {
+    let Ok(hub) = hub(p) else {
+        return;
+    };
+    // No callback runs after this (it waits for one in progress): taken out of the lock.
+    let notification = hub.state.lock().notification.take();
+    if let Some(notification) = notification {
+        notification.unregister();
+    }
+    hub.removal(None);
+    hub.detach();
+}
+
+fn destroy<M>(p: &Parts<'_, '_, M>) {
+    let hub = (p.lock)().hub.take();
+    if let Some(hub) = hub {
+        hub.detach();
+    }
+}
+
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for DeviceInterfaceTarget {
+    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
+        child_modules_add(&parts!(module), init);
+    }
+
+    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        notification_register(&parts!(module), Handle::Static(module.handle()?))
+    }
+
+    fn notification_unregister(module: &Dispatched<'_, Self>) {
+        notification_unregister(&parts!(module));
+    }
+
     fn d0_entry(module: &Dispatched<'_, Self>, _previous: PowerDeviceState) -> NtResult<()> {
-        if let Ok(hub) = hub(module) {
+        if let Ok(hub) = hub(&parts!(module)) {
             let start = {
                 let mut state = hub.state.lock();
                 state.in_d0 = true;
@@ -545,7 +700,7 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
     }
 
     fn d0_exit(module: &Dispatched<'_, Self>, _target: PowerDeviceState) -> NtResult<()> {
-        if let Ok(hub) = hub(module) {
+        if let Ok(hub) = hub(&parts!(module)) {
             hub.state.lock().in_d0 = false;
             if hub.automatic {
                 if let Some((_, Sink::Stream(stream))) = hub.snapshot() {
@@ -557,121 +712,138 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
     }
 
     fn destroy(module: &Dispatched<'_, Self>) {
-        if let Some(hub) = module.lock().hub.take() {
-            let mut state = hub.state.lock();
-            state.handle = None;
-            state.device = None;
-            state.sink = None;
-        }
+        destroy(&parts!(module));
     }
 }
 
-impl DeviceInterfaceTarget {
-    fn sink(&self) -> NtResult<(dmf_core::module::Method<'_, DeviceInterfaceTarget>, Sink)> {
-        let module = self.enter()?;
-        let sink = hub(&module)?
-            .state
-            .lock()
-            .sink
-            .clone()
-            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        Ok((module, sink))
+#[dmf_callbacks(crate = dmf_core)]
+impl ModuleCallbacks for DynamicDeviceInterfaceTarget {
+    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
+        child_modules_add(&parts!(module), init);
     }
 
-    /// `DMF_DeviceInterfaceTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
-    /// [`RequestTarget::send_synchronously`].
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's otherwise.
-    pub fn send_synchronously(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-    ) -> NtResult<(Vec<u8>, usize)> {
-        let (_module, sink) = self.sink()?;
-        sink.send_synchronously(kind, input, output_length, ioctl, timeout)
+    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        notification_register(&parts!(module), Handle::Dynamic(module.handle()?))
     }
 
-    /// `DMF_DeviceInterfaceTarget_SendEx`: as [`RequestTarget::send`]; a removal cancels the
-    /// request (its callback still runs once).
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's otherwise.
-    pub fn send(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-        callback: impl FnOnce(SendCompletion) + Send + 'static,
-    ) -> NtResult<RequestId> {
-        let (_module, sink) = self.sink()?;
-        sink.send(kind, input, output_length, ioctl, timeout, callback)
+    fn notification_unregister(module: &Dispatched<'_, Self>) {
+        notification_unregister(&parts!(module));
     }
 
-    /// `DMF_DeviceInterfaceTarget_Cancel`: as [`RequestTarget::cancel`].
-    pub fn cancel(&self, id: RequestId) -> bool {
-        self.sink().is_ok_and(|(_module, sink)| sink.cancel(id))
-    }
-
-    /// `DMF_DeviceInterfaceTarget_StreamStart`.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; `STATUS_INVALID_DEVICE_REQUEST`
-    /// without a stream config; as ContinuousRequestTarget's otherwise.
-    pub fn stream_start(&self) -> NtResult<()> {
-        let (_module, sink) = self.sink()?;
-        sink.stream()?.stream_start()
-    }
-
-    /// `DMF_DeviceInterfaceTarget_StreamStop` (`PASSIVE_LEVEL`, never from the output
-    /// callback): stops streaming and waits until no stream request is in flight.
-    ///
-    /// # Errors
-    ///
-    /// As [`stream_start`](Self::stream_start).
-    pub fn stream_stop(&self) -> NtResult<()> {
-        let (_module, sink) = self.sink()?;
-        sink.stream()?.stop_and_wait()
-    }
-
-    /// Whether stream requests are active.
-    pub fn is_streaming(&self) -> bool {
-        self.sink().is_ok_and(|(_module, sink)| sink.is_streaming())
-    }
-
-    /// `DMF_DeviceInterfaceTarget_Get`: the open remote target. Hold a
-    /// [`reference`](dmf_core::module::ModuleHandle::reference) while using it.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
-    pub fn get_target(&self) -> NtResult<IoTarget> {
-        let module = self.enter()?;
-        let hub = hub(&module)?;
-        let state = hub.state.lock();
-        match state.phase {
-            Phase::Open => state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE),
-            _ => Err(NtStatus::INVALID_DEVICE_STATE),
-        }
-    }
-
-    /// The symbolic link of the open target.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
-    pub fn symbolic_link(&self) -> NtResult<String> {
-        let module = self.enter()?;
-        let hub = hub(&module)?;
-        let link = hub.state.lock().link.clone();
-        link.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    fn destroy(module: &Dispatched<'_, Self>) {
+        destroy(&parts!(module));
     }
 }
+
+/// The public Methods of both Module types: each enters the Module (rundown-guarded, so it
+/// fails while no target is open) and runs the shared code on the hub.
+macro_rules! methods {
+    ($ty:ident) => {
+        impl $ty {
+            /// Enters the Module and runs `f` on its hub inside the Method.
+            fn with_hub<R>(&self, f: impl FnOnce(&Hub) -> NtResult<R>) -> NtResult<R> {
+                let module = self.enter()?;
+                let hub = hub(&parts!(module))?;
+                f(&hub)
+            }
+
+            /// `DMF_DeviceInterfaceTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
+            /// [`RequestTarget::send_synchronously`].
+            ///
+            /// # Errors
+            ///
+            /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's
+            /// otherwise.
+            pub fn send_synchronously(
+                &self,
+                kind: RequestKind,
+                input: &[u8],
+                output_length: usize,
+                ioctl: u32,
+                timeout: Option<Duration>,
+            ) -> NtResult<(Vec<u8>, usize)> {
+                self.with_hub(|hub| {
+                    hub.sink()?
+                        .send_synchronously(kind, input, output_length, ioctl, timeout)
+                })
+            }
+
+            /// `DMF_DeviceInterfaceTarget_SendEx`: as [`RequestTarget::send`]; a removal
+            /// cancels the request (its callback still runs once).
+            ///
+            /// # Errors
+            ///
+            /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's
+            /// otherwise.
+            pub fn send(
+                &self,
+                kind: RequestKind,
+                input: &[u8],
+                output_length: usize,
+                ioctl: u32,
+                timeout: Option<Duration>,
+                callback: impl FnOnce(SendCompletion) + Send + 'static,
+            ) -> NtResult<RequestId> {
+                self.with_hub(|hub| {
+                    hub.sink()?
+                        .send(kind, input, output_length, ioctl, timeout, callback)
+                })
+            }
+
+            /// `DMF_DeviceInterfaceTarget_Cancel`: as [`RequestTarget::cancel`].
+            pub fn cancel(&self, id: RequestId) -> bool {
+                self.with_hub(|hub| Ok(hub.sink()?.cancel(id)))
+                    .unwrap_or(false)
+            }
+
+            /// `DMF_DeviceInterfaceTarget_StreamStart`.
+            ///
+            /// # Errors
+            ///
+            /// `STATUS_INVALID_DEVICE_STATE` while no target is open;
+            /// `STATUS_INVALID_DEVICE_REQUEST` without a stream config; as
+            /// ContinuousRequestTarget's otherwise.
+            pub fn stream_start(&self) -> NtResult<()> {
+                self.with_hub(|hub| hub.sink()?.stream()?.stream_start())
+            }
+
+            /// `DMF_DeviceInterfaceTarget_StreamStop` (`PASSIVE_LEVEL`, never from the output
+            /// callback): stops streaming and waits until no stream request is in flight.
+            ///
+            /// # Errors
+            ///
+            /// As [`stream_start`](Self::stream_start).
+            pub fn stream_stop(&self) -> NtResult<()> {
+                self.with_hub(|hub| hub.sink()?.stream()?.stop_and_wait())
+            }
+
+            /// Whether stream requests are active.
+            pub fn is_streaming(&self) -> bool {
+                self.with_hub(|hub| Ok(hub.sink()?.is_streaming()))
+                    .unwrap_or(false)
+            }
+
+            /// `DMF_DeviceInterfaceTarget_Get`: the open remote target. Hold a
+            /// [`reference`](dmf_core::module::ModuleHandle::reference) while using it.
+            ///
+            /// # Errors
+            ///
+            /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
+            pub fn get_target(&self) -> NtResult<IoTarget> {
+                self.with_hub(Hub::get_target)
+            }
+
+            /// The symbolic link of the open target.
+            ///
+            /// # Errors
+            ///
+            /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
+            pub fn symbolic_link(&self) -> NtResult<String> {
+                self.with_hub(Hub::symbolic_link)
+            }
+        }
+    };
+}
+
+methods!(DeviceInterfaceTarget);
+methods!(DynamicDeviceInterfaceTarget);
