@@ -1106,11 +1106,26 @@ fn dynamic_module_lifecycle() {
         ["E.open", "E.close", "E.destroy"],
         "exactly once"
     );
-    // A Module with WDF callbacks, or a non-*_Create option, cannot be dynamic.
-    assert_eq!(
-        OCreate::with(cfg("X", &log)).create(&NoParent).err(),
-        Some(NtStatus::INVALID_PARAMETER)
+    // A Module type with WDF callbacks can be created dynamically but receives none of them
+    // (Top 25 #15: C DMF's rule); a non-*_Create option cannot be dynamic.
+    let collection =
+        ModuleCollection::create(ModuleInit::new(), CollectionConfig::default()).unwrap();
+    let x = OCreate::with(cfg("X", &log)).create(&collection).unwrap();
+    assert!(x.is_dynamic());
+    collection.d0_entry(PowerDeviceState::D3Final).unwrap();
+    collection.d0_exit(PowerDeviceState::D3).unwrap();
+    collection.self_managed_io_init().unwrap();
+    let seen = take(&log);
+    assert!(seen.contains(&"X.open".to_owned()), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e.contains("d0_") || e.contains("self_managed")),
+        "no WDF callback reaches a dynamic Module: {seen:?}"
     );
+    drop(x);
+    drop(collection);
+    take(&log);
     assert_eq!(
         DynD0::with(cfg("Y", &log)).create(&NoParent).err(),
         Some(NtStatus::INVALID_PARAMETER)

@@ -88,9 +88,11 @@
 //!   before `create` returns (an interface already present opens it from inside `create`, PostOpen
 //!   included), survives removal and arrival as the static Module does, and deleting (dropping)
 //!   the `DynamicModule` unregisters — closing an open target first, PreClose included. Its
-//!   differences: it cannot stream (ContinuousRequestTarget implements D0Entry/D0Exit, so a
-//!   `stream` config fails `create` with `STATUS_INVALID_PARAMETER`: one-shot sends only), and
-//!   its query-remove callback is `dynamic_query_remove`.
+//!   differences: it streams in manual mode only (`stream_start` / `stream_stop`; automatic
+//!   streaming follows D0Entry/D0Exit, which never reach a dynamic Module, so an automatic
+//!   `stream` config fails `create` with `STATUS_INVALID_PARAMETER`), its stream's output callback
+//!   is the embedded ContinuousRequestTarget config's, and its query-remove callback is
+//!   `dynamic_query_remove`.
 //! - Open option `NOTIFY_PrepareHardware` (dynamic: `NOTIFY_Create`), DISPATCH_MAXIMUM lock.
 //!
 //! ## Category
@@ -247,7 +249,7 @@ impl Handle {
 }
 
 /// The client's query-remove callbacks, with the handle type of the Module they belong to (the
-/// output callback is the static Module's only: a dynamic one cannot stream).
+/// DeviceInterfaceTarget-handle output callback is the static Module's only).
 struct Callbacks {
     query_remove: Option<QueryRemoveCallback>,
     dynamic_query_remove: Option<DynamicQueryRemoveCallback>,
@@ -608,6 +610,16 @@ fn notification_register<M: Module>(p: &Parts<'_, '_, M>, handle: Handle) -> NtR
             return Err(NtStatus::INVALID_PARAMETER)
         }
         _ => {}
+    }
+    // Automatic streaming follows D0Entry/D0Exit, which never reach a dynamic Module (Top 25
+    // #15): a dynamic Module streams in manual mode only.
+    let automatic = p
+        .config
+        .stream
+        .as_ref()
+        .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic);
+    if automatic && matches!(handle, Handle::Dynamic(_)) {
+        return Err(NtStatus::INVALID_PARAMETER);
     }
     let hub = hub(p)?;
     let device = p

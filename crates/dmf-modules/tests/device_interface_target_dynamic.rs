@@ -324,9 +324,9 @@ fn dynamic_device_interface_target_under_a_module_scope() {
     machine.verdict().unwrap();
 }
 
-/// The static Module cannot be created dynamically (it has power callbacks); neither can a
-/// stream config (ContinuousRequestTarget has power callbacks); a callback of the other Module
-/// type is refused rather than never called.
+/// The static Module cannot be created dynamically (NOTIFY_PrepareHardware); an automatic stream
+/// (it follows D0Entry/D0Exit, which never reach a dynamic Module) is refused; a callback of the
+/// other Module type is refused rather than never called.
 #[test]
 fn dynamic_device_interface_target_refusals() {
     let machine = Machine::new();
@@ -344,7 +344,7 @@ fn dynamic_device_interface_target_refusals() {
         request_type: RequestKind::Ioctl,
         ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
         output_buffer_size: 1,
-        mode: StreamMode::Manual,
+        mode: StreamMode::Automatic,
         ..ContinuousRequestTargetConfig::default()
     });
     assert_eq!(
@@ -361,6 +361,63 @@ fn dynamic_device_interface_target_refusals() {
             .err(),
         Some(NtStatus::INVALID_PARAMETER)
     );
+    node.remove().unwrap();
+    drop(device);
+    machine.verdict().unwrap();
+}
+
+/// A dynamic Module streams in manual mode (its ContinuousRequestTarget child is dynamic too and
+/// gets no D0 callbacks, Top 25 #15): started in PostOpen, every switch flip reaches the stream's
+/// output callback; unplug stops it; the Module deletes cleanly.
+#[test]
+fn dynamic_device_interface_target_streams_in_manual_mode() {
+    use dmf_modules::continuous_request_target::{BufferDisposition, StreamCompletion};
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let (node, device) = client(&machine);
+    let bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let b = Arc::clone(&bytes);
+    let mut config = DeviceInterfaceTargetConfig::new(FX2);
+    config.stream = Some(ContinuousRequestTargetConfig {
+        request_count: 1,
+        request_type: RequestKind::Ioctl,
+        ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+        output_buffer_size: 1,
+        mode: StreamMode::Manual,
+        output_callback: Some(Arc::new(move |_crt, completion: &StreamCompletion<'_>| {
+            if !completion.status.is_success() {
+                return BufferDisposition::StopStreaming;
+            }
+            if let Some(byte) = completion.output.first() {
+                let mut seen = b.lock().unwrap();
+                // The FX2 driver may complete a re-sent request with the same byte: fold repeats.
+                if seen.last() != Some(byte) {
+                    seen.push(*byte);
+                }
+            }
+            BufferDisposition::ContinueStreaming
+        })),
+        ..ContinuousRequestTargetConfig::default()
+    });
+    let dynamic = DynamicDeviceInterfaceTarget::with(config)
+        .on_post_open(|target| {
+            target.stream_start().unwrap();
+        })
+        .create(device.collection())
+        .unwrap();
+    let board = Fx2Board::new();
+    let fx2 = plug(&machine, &board);
+    machine.settle();
+    assert!(dynamic.is_streaming());
+    board.flip_switch(1).unwrap();
+    machine.settle();
+    board.flip_switch(2).unwrap();
+    machine.settle();
+    assert_eq!(*bytes.lock().unwrap(), [0x01, 0x03]);
+    unplug(&board, &fx2);
+    machine.settle();
+    assert!(!dynamic.is_streaming());
+    drop(dynamic);
     node.remove().unwrap();
     drop(device);
     machine.verdict().unwrap();

@@ -1,9 +1,12 @@
 //! Dynamic Modules (MOD-91…MOD-95, Top 25 #15): created at any time with
 //! `<Name>::with(config).create(&parent)`, owned by their parent, deleted explicitly or with it.
 //!
-//! A dynamic Module may only use `OPEN_Create` or `NOTIFY_Create` and implement no WDF callback
-//! (it is not in the dispatch tree, so they could never be called — creation fails with
-//! `STATUS_INVALID_PARAMETER` instead). It is open (or registered) when `create` returns. The
+//! A dynamic Module may only use `OPEN_Create` or `NOTIFY_Create` (otherwise creation fails with
+//! `STATUS_INVALID_PARAMETER`). It receives no WDF callbacks: it is not in any dispatch order. A
+//! Module type that implements some can still be created dynamically, as in C DMF; it learns
+//! that it is dynamic from `is_dynamic` (MOD-68) and must do without them (a
+//! ContinuousRequestTarget streams in manual mode only, for instance). It is open (or
+//! registered) when `create` returns. The
 //! returned [`DynamicModule`] is the owner: [`DynamicModule::delete`] (or dropping it) is
 //! `WdfObjectDelete` — close (parent first) then destroy (children first), each exactly once even
 //! if the parent is deleted concurrently. The parent is a Module's scope (the Module owns it), a

@@ -236,8 +236,11 @@ fn validate(spec: &ErasedSpec, dynamic: bool) -> NtResult<LockKind> {
     if usize::from(d.aux_locks) > crate::sync::MAXIMUM_AUXILIARY_LOCKS {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    if dynamic && (!d.open_option.is_create() || d.callbacks.intersects(CallbackSet::WDF)) {
-        // MOD-91, dmf-upstream §2.5: dynamic Modules open on create and get no WDF callbacks.
+    if dynamic && !d.open_option.is_create() {
+        // MOD-91, dmf-upstream §2.5: dynamic Modules open on create. They receive no WDF
+        // callbacks (Top 25 #15) because they are not in any dispatch order; a Module type that
+        // implements some may still be created dynamically, as in C DMF, where such Modules check
+        // `DMF_ModuleIsDynamic` (MOD-68) and do without them.
         return Err(NtStatus::INVALID_PARAMETER);
     }
     if d.options.contains(ModuleOptions::TRANSPORT_REQUIRED) != spec.transport_creator.is_some() {
