@@ -185,7 +185,7 @@ pub struct ModuleLockGuard<'a, T: ?Sized> {
 }
 
 // SAFETY: sharing `&ModuleLockGuard` across threads only gives `&T`, which is fine for `T: Sync`
-// (as for `std::sync::MutexGuard`).
+// (as for the standard library's `MutexGuard`).
 unsafe impl<T: ?Sized + Sync> Sync for ModuleLockGuard<'_, T> {}
 
 impl<T: ?Sized> Deref for ModuleLockGuard<'_, T> {
