@@ -148,20 +148,31 @@ impl DeviceState {
     }
 }
 
-/// Completes or passes down a request under `policy` (CLI-22). A pass-down that the lower
-/// target refuses completes the request with the refusal status.
+/// Passes `request` down to `device`'s next lower driver unchanged: DMF's pass-through in a
+/// filter (CLI-22; `WdfRequestFormatRequestUsingCurrentType`, then `WdfRequestSend` with
+/// `SEND_AND_FORGET` to `WdfDeviceGetIoTarget`). Returns `true` if it was sent; if the lower target refuses it, the request is
+/// completed with the refusal status and the result is `false`.
+pub fn pass_down(request: Request, device: &Device) -> bool {
+    request.format_using_current_type();
+    let options = SendOptions {
+        send_and_forget: true,
+        ..SendOptions::default()
+    };
+    match request.send(&device.io_target(), options) {
+        Ok(()) => true,
+        Err(status) => {
+            request.complete(status);
+            false
+        }
+    }
+}
+
+/// Completes or passes down a request under `policy` (CLI-22).
 fn apply(policy: Unhandled, request: Request, device: Option<&Device>) {
     match (policy, device) {
         (Unhandled::Complete(status), _) => request.complete(status),
         (Unhandled::PassDown, Some(device)) => {
-            request.format_using_current_type();
-            let options = SendOptions {
-                send_and_forget: true,
-                ..SendOptions::default()
-            };
-            if let Err(status) = request.send(&device.io_target(), options) {
-                request.complete(status);
-            }
+            let _ = pass_down(request, device);
         }
         (Unhandled::PassDown, None) => request.complete(NtStatus::INVALID_DEVICE_STATE),
     }

@@ -145,9 +145,7 @@ use alloc::vec::Vec;
 
 use dmf_core::module::{Dispatched, Handled, IoRequest, Module, ModuleCallbacks, Scope};
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
-use dmf_core::platform::contract::io::{
-    PlatformFileObject, PlatformRequest, RequestorMode, SendOptions,
-};
+use dmf_core::platform::contract::io::{PlatformFileObject, PlatformRequest, RequestorMode};
 use dmf_core::platform::{Device, FileObject, Queue, Request};
 use dmf_core::sync::ModuleLockGuard;
 use dmf_core::{NtResult, NtStatus};
@@ -926,14 +924,7 @@ fn forward<M: Module>(scope: &Scope<'_, M>, request: Request) {
         request.complete(NtStatus::INVALID_DEVICE_STATE);
         return;
     };
-    request.format_using_current_type();
-    let options = SendOptions {
-        send_and_forget: true,
-        ..SendOptions::default()
-    };
-    if let Err(status) = request.send(&device.io_target(), options) {
-        request.complete(status);
-    }
+    let _ = dmf_core::device::pass_down(request, device);
 }
 
 /// `DMF_IoctlHandler_FileCreate`.

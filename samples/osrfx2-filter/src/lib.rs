@@ -28,8 +28,6 @@ extern crate alloc;
 use alloc::sync::Arc;
 
 use dmf::core::module::ModuleInit;
-use dmf::core::platform::contract::device::PlatformDevice;
-use dmf::core::platform::contract::io::{PlatformRequest, SendOptions};
 use dmf::core::platform::contract::{PlatformTrace, TraceLevel};
 use dmf::core::platform::{Device, Trace};
 use dmf::modules::continuous_request_target::{
@@ -104,14 +102,7 @@ fn pass_down(device: &Device, call: &mut IoctlCall<'_>) -> IoctlResult {
     note(format_args!(
         "an administrator sets the light bar: passed down"
     ));
-    request.format_using_current_type();
-    let options = SendOptions {
-        send_and_forget: true,
-        ..SendOptions::default()
-    };
-    if let Err(status) = request.send(&device.io_target(), options) {
-        request.complete(status);
-    }
+    let _ = dmf::core::device::pass_down(request, device);
     IoctlResult::Pending(pended)
 }
 

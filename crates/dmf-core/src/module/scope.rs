@@ -219,24 +219,13 @@ impl<'a, M: Module> Scope<'a, M> {
         request: crate::platform::Request,
         status: crate::NtStatus,
     ) -> bool {
-        use crate::platform::contract::device::PlatformDevice;
-        use crate::platform::contract::io::{PlatformRequest, SendOptions};
-        let target = match self.device() {
-            Some(device) if status.is_success() && self.is_in_filter_driver() => device.io_target(),
+        use crate::platform::contract::io::PlatformRequest;
+        match self.device() {
+            Some(device) if status.is_success() && self.is_in_filter_driver() => {
+                !crate::device::pass_down(request, device)
+            }
             _ => {
                 request.complete(status);
-                return true;
-            }
-        };
-        request.format_using_current_type();
-        let options = SendOptions {
-            send_and_forget: true,
-            ..SendOptions::default()
-        };
-        match request.send(&target, options) {
-            Ok(()) => false,
-            Err(refused) => {
-                request.complete(refused);
                 true
             }
         }
