@@ -6,6 +6,7 @@
 //! Module Method with rundown protection. This crate is that framework, in Rust:
 //!
 //! - [`status`] — `NtStatus` and `NtResult<T>`: every failure is an `NTSTATUS` a caller can act on.
+//! - [`free_list`] — a bounded lock-free free list with slot keys (the BufferPool fast path).
 //! - [`rundown`] — rundown protection with `EX_RUNDOWN_REF` semantics; the guard of every Method call.
 //! - `sync` — module locks: a spin lock or a wait lock behind one guard, plus auxiliary locks
 //!   (needs a platform backend).
@@ -23,6 +24,7 @@ pub mod device;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod module;
 pub mod platform;
+pub mod free_list;
 pub mod rundown;
 pub mod status;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
