@@ -83,6 +83,8 @@ pub struct FreeList<T> {
     head: AtomicU64,
     minted: AtomicBool,
     id: NonZeroU64,
+    /// `slots.len()`, below `NIL`.
+    capacity: u32,
     slots: Box<[Slot<T>]>,
 }
 
@@ -188,9 +190,10 @@ impl<T> FreeList<T> {
     /// `STATUS_INVALID_PARAMETER` for a capacity of `u32::MAX` or more,
     /// `STATUS_INSUFFICIENT_RESOURCES` if the slots cannot be allocated.
     pub fn with_capacity(capacity: usize) -> NtResult<Self> {
-        if capacity >= NIL as usize {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
+        let count = match u32::try_from(capacity) {
+            Ok(count) if count < NIL => count,
+            _ => return Err(NtStatus::INVALID_PARAMETER),
+        };
         let mut slots = Vec::new();
         slots
             .try_reserve_exact(capacity)
@@ -206,6 +209,7 @@ impl<T> FreeList<T> {
             id: NonZeroU64::new(NEXT_LIST_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed))
                 .ok_or(NtStatus::INTERNAL_ERROR)?,
             slots: slots.into_boxed_slice(),
+            capacity: count,
         })
     }
 
@@ -223,8 +227,7 @@ impl<T> FreeList<T> {
         Some(Keys {
             list: self.id,
             next: 0,
-            // The capacity is below `NIL` (checked at construction).
-            end: self.slots.len() as u32,
+            end: self.capacity,
         })
     }
 
@@ -240,6 +243,11 @@ impl<T> FreeList<T> {
     /// [`Pushed::Busy`] while an [`Exclusive`] holds the list, [`Pushed::Closed`] while it is
     /// closed, [`Pushed::Foreign`] for a key of another list; each hands back the key and the
     /// value.
+    ///
+    /// # Panics
+    ///
+    /// Never for any use of this API: only if the list's own invariant (a listed slot holds a
+    /// value) were broken, which would be a bug in this module.
     #[inline]
     pub fn push(&self, key: SlotKey, value: T) -> Result<(), Pushed<T>> {
         if !self.owns(&key) {
@@ -256,8 +264,10 @@ impl<T> FreeList<T> {
         // SAFETY: the key proves the slot is not listed and that no other key names it; a pop
         // that unlisted it finished with the cell before returning the key, and `Exclusive`
         // reaches only listed slots. So nobody else touches the cell until the compare-exchange
-        // below publishes it (Release).
-        slot.value.with_mut(|cell| unsafe { *cell = Some(value) });
+        // below publishes it (Release). The cell holds `None` (unlisted), so writing over it
+        // without dropping the old value loses nothing.
+        slot.value
+            .with_mut(|cell| unsafe { core::ptr::write(cell, Some(value)) });
         loop {
             slot.next.store(index_of(head), Ordering::Relaxed);
             match self.head.compare_exchange_weak(
@@ -284,6 +294,11 @@ impl<T> FreeList<T> {
 
     /// Unlists the value on top with its slot's key. Lock-free: one compare-exchange unless
     /// another thread changes the head at the same moment.
+    ///
+    /// # Panics
+    ///
+    /// Never for any use of this API: only if the list's own invariant (a listed slot holds a
+    /// value) were broken, which would be a bug in this module.
     #[inline]
     pub fn pop(&self) -> Pop<T> {
         let mut head = self.head.load(Ordering::Acquire);
@@ -463,15 +478,20 @@ impl<'a, T> Exclusive<'a, T> {
 
     /// Calls `f` on each listed value, top first, until it says stop; returns the value it
     /// removed ([`Visit::RemoveAndStop`]) with its key.
+    ///
+    /// # Panics
+    ///
+    /// Never for any use of this API: only if the list's own invariant (a listed slot holds a
+    /// value) were broken, which would be a bug in this module.
     pub fn visit(&mut self, mut f: impl FnMut(&mut T) -> Visit) -> Option<(SlotKey, T)> {
         let mut previous = NIL;
         let mut index = self.top;
         while index != NIL {
             let slot = self.slot(index);
             let next = slot.next.load(Ordering::Relaxed);
-            // SAFETY: a listed slot under the LOCK bit (see `take`); the `&mut` ends before the
-            // cell is touched again.
             let visit = slot.value.with_mut(|cell| {
+                // SAFETY: a listed slot under the LOCK bit (see `take`); the `&mut` ends before
+                // the cell is touched again.
                 let value = unsafe { &mut *cell }
                     .as_mut()
                     .expect("a listed slot holds a value");
@@ -585,7 +605,9 @@ mod tests {
     #[test]
     fn exclusive_refuses_lock_free_callers_and_hands_back() {
         let list = filled(4);
-        let Pop::Item(key, value) = list.pop() else { panic!() };
+        let Pop::Item(key, value) = list.pop() else {
+            panic!()
+        };
         let mut ex = list.exclusive().unwrap();
         assert!(list.exclusive().is_none());
         assert!(matches!(list.pop(), Pop::Busy));
@@ -602,7 +624,9 @@ mod tests {
     #[test]
     fn a_closed_list_refuses_lock_free_callers_until_opened() {
         let list = filled(2);
-        let Pop::Item(key, value) = list.pop() else { panic!() };
+        let Pop::Item(key, value) = list.pop() else {
+            panic!()
+        };
         let mut ex = list.exclusive().unwrap();
         assert!(!ex.is_closed());
         ex.set_closed(true);
@@ -647,10 +671,8 @@ mod tests {
         assert_eq!(ex.visit(|_| Visit::Stop).map(|(_, v)| v), None);
         let rest: Vec<u32> = ex.drain().map(|(_, v)| v).collect();
         assert_eq!(rest, [41, 31, 10, 0]);
-        // Remove the top, then the bottom.
-        for (k, v) in [(key, 1_u32)] {
-            ex.push(k, v).unwrap();
-        }
+        // A single value: removing it empties the list.
+        ex.push(key, 1).unwrap();
         assert!(ex.visit(|_| Visit::RemoveAndStop).is_some());
         assert!(ex.is_empty());
     }
@@ -660,9 +682,13 @@ mod tests {
         let tracker = Arc::new(());
         let list = FreeList::with_capacity(3).unwrap();
         let mut keys = list.mint().unwrap();
-        list.push(keys.next().unwrap(), Arc::clone(&tracker)).unwrap();
-        list.push(keys.next().unwrap(), Arc::clone(&tracker)).unwrap();
-        let Pop::Item(_key, held) = list.pop() else { panic!() };
+        list.push(keys.next().unwrap(), Arc::clone(&tracker))
+            .unwrap();
+        list.push(keys.next().unwrap(), Arc::clone(&tracker))
+            .unwrap();
+        let Pop::Item(_key, held) = list.pop() else {
+            panic!()
+        };
         assert_eq!(Arc::strong_count(&tracker), 3);
         drop(list);
         assert_eq!(Arc::strong_count(&tracker), 2);

@@ -21,10 +21,10 @@ extern crate alloc;
 
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod device;
+pub mod free_list;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod module;
 pub mod platform;
-pub mod free_list;
 pub mod rundown;
 pub mod status;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]

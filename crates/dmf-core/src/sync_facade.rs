@@ -10,10 +10,14 @@
 #[cfg(dmf_loom)]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(dmf_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 #[cfg(not(dmf_loom))]
-pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 /// `core::cell::UnsafeCell` with loom's access API (`with_mut`), so the lock-free code reads the
 /// same under both builds and loom can check every access to the cell.
@@ -29,7 +33,7 @@ impl<T> UnsafeCell<T> {
 
     /// Calls `f` with a raw pointer to the contents; what the caller may do with it is the
     /// caller's `SAFETY` argument.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }

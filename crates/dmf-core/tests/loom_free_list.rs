@@ -37,7 +37,10 @@ impl Tracked {
     fn touch(&self) {
         // SAFETY: loom checks that this access is ordered after the previous owner's.
         let seen = self.cell.with(|p| unsafe { *p });
-        assert_eq!(seen, self.id, "a value read before its writer's access was visible");
+        assert_eq!(
+            seen, self.id,
+            "a value read before its writer's access was visible"
+        );
         // SAFETY: as above.
         self.cell.with_mut(|p| unsafe { *p = self.id });
     }
@@ -96,7 +99,11 @@ fn drained_ids(list: &FreeList<Tracked>) -> Vec<u32> {
     let mut ids: Vec<u32> = ex
         .drain()
         .map(|(key, value)| {
-            assert_eq!(key.index(), value.id, "a value came back under another slot's key");
+            assert_eq!(
+                key.index(),
+                value.id,
+                "a value came back under another slot's key"
+            );
             value.touch();
             value.id
         })

@@ -1,6 +1,6 @@
 //! More conformance tests of the Module framework: `PassiveLevel` and lock kinds (MOD-24, MOD-70,
 //! MOD-80), auxiliary locks (MOD-81), and the Transport creator's view of the declared children
-//! (MOD-102, Top 25 #16).
+//! (MOD-102, Top 25 #16), and shared state with lock-free Methods (`shared = …`, `enter_lock_free`).
 #![cfg(feature = "sim")]
 #![allow(dead_code)]
 
@@ -263,4 +263,95 @@ fn weak_handles_upgrade_while_the_object_exists() {
     assert_eq!(upgraded.observe(), Err(NtStatus::INVALID_DEVICE_STATE));
     drop((upgraded, module, collection));
     assert!(weak.upgrade().is_none(), "nothing kept the object alive");
+}
+
+/// A Module's shared state for the test below: a counter that starts at the config.
+struct Tally {
+    hits: std::sync::atomic::AtomicU32,
+}
+
+impl dmf_core::module::ModuleShared<u32> for Tally {
+    fn new(config: &u32) -> NtResult<Self> {
+        if *config == u32::MAX {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        Ok(Tally {
+            hits: std::sync::atomic::AtomicU32::new(*config),
+        })
+    }
+}
+
+#[dmf_module(crate = ::dmf_core, config = u32, shared = Tally, open = D0Entry, lock = Dispatch)]
+struct Tallied;
+
+#[dmf_callbacks(crate = ::dmf_core)]
+impl ModuleCallbacks for Tallied {
+    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        // Framework callbacks reach the shared state too.
+        module
+            .shared()
+            .hits
+            .fetch_add(100, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Tallied {
+    /// A lock-free Method: no rundown guard, no lock.
+    fn hit(&self) -> NtResult<u32> {
+        let shared = self.enter_lock_free()?;
+        Ok(shared
+            .hits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1)
+    }
+
+    /// A guarded Method reaching the same state.
+    fn peek(&self) -> NtResult<u32> {
+        let module = self.enter()?;
+        Ok(module
+            .shared()
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// `shared = …` (`ModuleShared`, ARCHITECTURE.md "lock-free Methods"): the state is built from
+/// the config at create and kept across close and reopen; `enter_lock_free` reaches it without a
+/// lock or rundown guard and answers STATUS_INVALID_DEVICE_STATE whenever the Module is not open
+/// (before its D0Entry open, after its D0Exit close) — as a guarded Method does (invariant 4);
+/// a failing `ModuleShared::new` fails the create with its status and leaves nothing behind.
+#[test]
+fn shared_state_and_lock_free_methods() {
+    use dmf_core::module::PowerDeviceState;
+    let machine = Machine::new();
+    let _g = machine.enter();
+    let (collection, module) = create_one(Tallied::with(7)).unwrap();
+    assert_eq!(
+        module.hit(),
+        Err(NtStatus::INVALID_DEVICE_STATE),
+        "created, not open"
+    );
+    assert_eq!(module.peek(), Err(NtStatus::INVALID_DEVICE_STATE));
+    collection.d0_entry(PowerDeviceState::D3Final).unwrap();
+    assert_eq!(module.hit(), Ok(108), "config 7 + open's 100 + this hit");
+    assert_eq!(module.hit(), Ok(109));
+    assert_eq!(module.peek(), Ok(109));
+    collection.d0_exit(PowerDeviceState::D3).unwrap();
+    assert_eq!(module.hit(), Err(NtStatus::INVALID_DEVICE_STATE), "closed");
+    collection.d0_entry(PowerDeviceState::D3).unwrap();
+    assert_eq!(module.hit(), Ok(210), "the state outlives close and reopen");
+    collection.destroy();
+    assert_eq!(
+        module.hit(),
+        Err(NtStatus::INVALID_DEVICE_STATE),
+        "destroyed"
+    );
+    drop((module, collection));
+
+    assert_eq!(
+        create_one(Tallied::with(u32::MAX)).err(),
+        Some(NtStatus::INSUFFICIENT_RESOURCES)
+    );
+    assert!(machine.pool().outstanding().is_empty());
 }

@@ -25,6 +25,7 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `config` | the config type (`()` for none) | required |
 /// | `context` | the private context type (`Default`) | `()` |
+/// | `shared` | state reached without the lock, built from the config (`dmf_core::module::ModuleShared`) | `()` |
 /// | `open` | `Create`, `PrepareHardware`, `D0Entry`, `D0EntrySystemPowerUp`, `NotifyCreate`, `NotifyPrepareHardware`, `NotifyD0Entry` | required |
 /// | `lock` | `Passive`, `Dispatch`, `DispatchMaximum` | required |
 /// | `aux_locks` | 0…4 | 0 |

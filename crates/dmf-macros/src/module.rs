@@ -23,13 +23,14 @@ const LOCKS: [(&str, &str); 3] = [
     ("DispatchMaximum", "DISPATCH_MAXIMUM"),
 ];
 const KEYS: &str =
-    "config, context, open, lock, aux_locks, transport_required, child_limit, trace, name, crate";
+    "config, context, shared, open, lock, aux_locks, transport_required, child_limit, trace, name, crate";
 
 /// The parsed arguments (the model).
 #[derive(Default)]
 pub(crate) struct Args {
     config: Option<Type>,
     context: Option<Type>,
+    shared: Option<Type>,
     open: Option<Ident>,
     lock: Option<Ident>,
     aux_locks: Option<LitInt>,
@@ -89,6 +90,7 @@ fn parse_args(tokens: TokenStream) -> (Args, Option<syn::Error>) {
                 match key_name.as_str() {
                     "config" => set(&mut args.config, input.parse()?, &key, &mut errors),
                     "context" => set(&mut args.context, input.parse()?, &key, &mut errors),
+                    "shared" => set(&mut args.shared, input.parse()?, &key, &mut errors),
                     "open" => set(&mut args.open, input.parse()?, &key, &mut errors),
                     "lock" => set(&mut args.lock, input.parse()?, &key, &mut errors),
                     "aux_locks" => set(&mut args.aux_locks, input.parse()?, &key, &mut errors),
@@ -154,6 +156,7 @@ struct Model {
     krate: TokenStream,
     config: Type,
     context: Type,
+    shared: Type,
     open: Ident,
     lock: Ident,
     transport_required: bool,
@@ -193,6 +196,7 @@ fn validate(
         syn::parse_quote!(())
     });
     let context = args.context.unwrap_or_else(|| syn::parse_quote!(()));
+    let shared = args.shared.unwrap_or_else(|| syn::parse_quote!(()));
     let open = match args.open {
         Some(open) if OPEN_OPTIONS.contains(&open.to_string().as_str()) => open,
         Some(open) => {
@@ -255,6 +259,7 @@ fn validate(
         krate,
         config,
         context,
+        shared,
         open,
         lock,
         transport_required: args.transport_required.is_some_and(|b| b.value),
@@ -267,11 +272,59 @@ fn validate(
     }
 }
 
+/// The private access trait through which the Module alone reaches its own config, context,
+/// shared state and locks (MOD-21, MOD-22).
+fn access_trait(
+    model: &Model,
+    ident: &syn::Ident,
+    key: &syn::Ident,
+    access: &syn::Ident,
+) -> TokenStream {
+    let Model {
+        krate,
+        config,
+        context,
+        shared,
+        ..
+    } = model;
+    quote! {
+    /// The Module's private access to its own config, context and locks.
+    #[allow(dead_code, non_camel_case_types)]
+    trait #access {
+        /// `DMF_CONFIG_GET`: the Module's own copy of its config.
+        fn config(&self) -> &#config;
+        /// `DMF_ModuleLock` + `DMF_CONTEXT_GET`: the context under the Module's lock.
+        fn lock(&self) -> #krate::module::ModuleLockGuard<'_, #context>;
+        /// `DMF_ModuleAuxiliaryLock`.
+        fn aux_lock(&self, index: usize) -> #krate::NtResult<#krate::module::ModuleLockGuard<'_, ()>>;
+        /// The Module's shared state: built from its config at create, reached without its
+        /// lock (atomics, lock-free structures), kept until the Module is destroyed.
+        fn shared(&self) -> &#shared;
+    }
+
+    impl #access for #krate::module::Scope<'_, #ident> {
+        fn config(&self) -> &#config {
+            self.__cell::<#key, #config, #context, #shared>().config()
+        }
+        fn lock(&self) -> #krate::module::ModuleLockGuard<'_, #context> {
+            self.__cell::<#key, #config, #context, #shared>().lock()
+        }
+        fn aux_lock(&self, index: usize) -> #krate::NtResult<#krate::module::ModuleLockGuard<'_, ()>> {
+            self.__cell::<#key, #config, #context, #shared>().aux_lock(index)
+        }
+        fn shared(&self) -> &#shared {
+            self.__cell::<#key, #config, #context, #shared>().shared()
+        }
+    }
+    }
+}
+
 fn generate(model: &Model, item: &ItemStruct) -> TokenStream {
     let Model {
         krate,
         config,
         context,
+        shared,
         open,
         lock,
         transport_required,
@@ -285,6 +338,7 @@ fn generate(model: &Model, item: &ItemStruct) -> TokenStream {
     let attrs = &item.attrs;
     let key = format_ident!("__DmfKey{}", ident);
     let access = format_ident!("__Dmf{}Access", ident);
+    let access_trait = access_trait(model, ident, &key, &access);
     let transport = if *transport_required {
         quote!(.union(#krate::module::ModuleOptions::TRANSPORT_REQUIRED))
     } else {
@@ -334,13 +388,23 @@ fn generate(model: &Model, item: &ItemStruct) -> TokenStream {
         impl #ident {
             #[doc = #with_doc]
             #vis fn with(config: #config) -> #krate::module::ModuleSpec<#ident> {
-                #krate::module::__private::spec::<#ident, #config, #context, #key>(config)
+                #krate::module::__private::spec::<#ident, #config, #context, #shared, #key>(config)
             }
 
             /// Enters a Method: the rundown-guarded scope; `STATUS_INVALID_DEVICE_STATE` unless open.
             #[allow(dead_code)]
+            #[inline]
             fn enter(&self) -> #krate::NtResult<#krate::module::Method<'_, #ident>> {
                 #krate::module::__private::enter(self)
+            }
+
+            /// Enters a lock-free Method: the Module's shared state if the Module is open now,
+            /// `STATUS_INVALID_DEVICE_STATE` otherwise. No rundown guard: only for steps the
+            /// Module's close shuts out itself (see `dmf_core::free_list`).
+            #[allow(dead_code)]
+            #[inline]
+            fn enter_lock_free(&self) -> #krate::NtResult<&#shared> {
+                #krate::module::__private::enter_lock_free::<#ident, #key, #config, #context, #shared>(self)
             }
 
             /// `DMF_ModuleNotificationOpen`: opens this Module from its own notification.
@@ -356,28 +420,7 @@ fn generate(model: &Model, item: &ItemStruct) -> TokenStream {
             }
         }
 
-        /// The Module's private access to its own config, context and locks.
-        #[allow(dead_code, non_camel_case_types)]
-        trait #access {
-            /// `DMF_CONFIG_GET`: the Module's own copy of its config.
-            fn config(&self) -> &#config;
-            /// `DMF_ModuleLock` + `DMF_CONTEXT_GET`: the context under the Module's lock.
-            fn lock(&self) -> #krate::module::ModuleLockGuard<'_, #context>;
-            /// `DMF_ModuleAuxiliaryLock`.
-            fn aux_lock(&self, index: usize) -> #krate::NtResult<#krate::module::ModuleLockGuard<'_, ()>>;
-        }
-
-        impl #access for #krate::module::Scope<'_, #ident> {
-            fn config(&self) -> &#config {
-                self.__cell::<#key, #config, #context>().config()
-            }
-            fn lock(&self) -> #krate::module::ModuleLockGuard<'_, #context> {
-                self.__cell::<#key, #config, #context>().lock()
-            }
-            fn aux_lock(&self, index: usize) -> #krate::NtResult<#krate::module::ModuleLockGuard<'_, ()>> {
-                self.__cell::<#key, #config, #context>().aux_lock(index)
-            }
-        }
+        #access_trait
     }
 }
 

@@ -104,6 +104,31 @@ pub use spec::{ModuleInit, ModuleSpec};
 pub use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
 pub use crate::sync::{ModuleLockGuard, ModuleOptions};
 
+/// A Module's **shared state**: what its Methods reach *without* taking the Module's lock —
+/// atomics and lock-free structures (C DMF Modules keep such fields in their context and use
+/// `Interlocked*` on them; in Rust the context is behind the lock, so they live here).
+///
+/// Declared with `#[dmf_module(shared = T, …)]`; built from the Module's config when the Module is
+/// created (a failure fails the create with that status), reached through `module.shared()` in
+/// the Module's own code only (like its context, MOD-21), and dropped when the Module is destroyed.
+/// It outlives every open/close cycle: what must start fresh at open is reset in the open callback.
+/// Methods still run inside their rundown guard; the shared state only spares them the lock.
+pub trait ModuleShared<Cfg>: Send + Sync + Sized + 'static {
+    /// Builds the state for a Module created with `config`.
+    ///
+    /// # Errors
+    ///
+    /// Any status; the Module's create fails with it.
+    fn new(config: &Cfg) -> crate::NtResult<Self>;
+}
+
+/// No shared state (the default).
+impl<Cfg> ModuleShared<Cfg> for () {
+    fn new(_config: &Cfg) -> crate::NtResult<()> {
+        Ok(())
+    }
+}
+
 /// Framework-owned feature Modules (MOD-110): looked up by [`Scope::feature`] and
 /// [`ModuleCollection::feature`]; none is enabled unless the client adds one with
 /// [`ModuleInit::add_feature`].
@@ -128,7 +153,9 @@ impl ModuleInit {
 /// What `#[dmf_module]` expansions name. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use super::scope::{enter, notification_close, notification_open, ModuleCell};
+    pub use super::scope::{
+        enter, enter_lock_free, notification_close, notification_open, ModuleCell,
+    };
     pub use super::spec::spec;
     pub use crate::status::NtResult;
 

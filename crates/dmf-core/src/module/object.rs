@@ -49,7 +49,7 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::any::Any;
+use core::any::{Any, TypeId};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::callbacks::CallbackTable;
@@ -172,6 +172,9 @@ pub struct ModuleObject {
     pub(crate) descriptor: &'static ModuleDescriptor,
     pub(crate) callbacks: &'static CallbackTable,
     pub(crate) cell: Box<dyn Any + Send + Sync>,
+    /// `cell`'s concrete type, read once at creation: `Scope::__cell` compares against it
+    /// instead of calling `Any::type_id` through the vtable on every Method.
+    pub(crate) cell_type: TypeId,
     pub(crate) rundown: LazyRundown,
     pub(crate) children: Box<[Arc<ModuleObject>]>,
     pub(crate) parent: Weak<ModuleObject>,
@@ -218,6 +221,7 @@ impl ModuleObject {
         ModuleObject {
             descriptor,
             callbacks,
+            cell_type: (*cell).type_id(),
             cell,
             rundown: LazyRundown::new_run_down(),
             children: Box::new([]),
@@ -269,6 +273,7 @@ impl ModuleObject {
     }
 
     /// The current state.
+    #[inline]
     pub fn state(&self) -> ModuleState {
         ModuleState::from_u8(self.state.load(Ordering::Acquire))
     }

@@ -24,7 +24,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::any::TypeId;
+use core::any::{Any, TypeId};
 use core::marker::PhantomData;
 use core::ops::Deref;
 
@@ -321,13 +321,20 @@ impl<'a, M: Module> Scope<'a, M> {
     /// Opens the private cell. Only code that names the Module's private key type can call it,
     /// which is the extension trait `#[dmf_module]` generates.
     #[doc(hidden)]
-    pub fn __cell<K: 'static, Cfg: Send + Sync + 'static, C: Send + 'static>(
+    pub fn __cell<K: 'static, Cfg: Send + Sync + 'static, C: Send + 'static, S: 'static>(
         &self,
-    ) -> &'a ModuleCell<K, Cfg, C> {
-        self.object
-            .cell
-            .downcast_ref::<ModuleCell<K, Cfg, C>>()
-            .expect("a Module's cell is opened only with its own key")
+    ) -> &'a ModuleCell<K, Cfg, C, S> {
+        assert!(
+            self.object.cell_type == TypeId::of::<ModuleCell<K, Cfg, C, S>>(),
+            "a Module's cell is opened only with its own key"
+        );
+        let cell: &'a (dyn Any + Send + Sync) = &*self.object.cell;
+        // SAFETY: `cell_type` is the `TypeId` of the boxed value, taken from it when the object
+        // was built (the box is never replaced), and it equals the `TypeId` of
+        // `ModuleCell<K, Cfg, C, S>` (asserted above); so the trait object's data pointer points
+        // to a live `ModuleCell<K, Cfg, C, S>` borrowed for `'a`. This is `Any::downcast_ref`
+        // with its type check against the stored id instead of a virtual `type_id` call.
+        unsafe { &*core::ptr::from_ref(cell).cast::<ModuleCell<K, Cfg, C, S>>() }
     }
 }
 
@@ -381,18 +388,20 @@ impl<M: Module> core::fmt::Debug for Dispatched<'_, M> {
 /// The private cell of one Module: its config copy, its context behind its lock, its auxiliary
 /// locks. `K` is the Module's private key type.
 #[doc(hidden)]
-pub struct ModuleCell<K, Cfg, C> {
+pub struct ModuleCell<K, Cfg, C, S = ()> {
     config: Cfg,
     context: ModuleLock<C>,
+    shared: S,
     aux: AuxiliaryLocks,
     _key: PhantomData<fn() -> K>,
 }
 
-impl<K, Cfg, C> ModuleCell<K, Cfg, C> {
-    pub(crate) fn new(config: Cfg, context: ModuleLock<C>, aux: AuxiliaryLocks) -> Self {
+impl<K, Cfg, C, S> ModuleCell<K, Cfg, C, S> {
+    pub(crate) fn new(config: Cfg, context: ModuleLock<C>, shared: S, aux: AuxiliaryLocks) -> Self {
         ModuleCell {
             config,
             context,
+            shared,
             aux,
             _key: PhantomData,
         }
@@ -404,6 +413,10 @@ impl<K, Cfg, C> ModuleCell<K, Cfg, C> {
     /// `DMF_ModuleLock` + `DMF_CONTEXT_GET`.
     pub fn lock(&self) -> ModuleLockGuard<'_, C> {
         self.context.lock()
+    }
+    /// The shared state ([`ModuleShared`](super::ModuleShared)), without the lock.
+    pub fn shared(&self) -> &S {
+        &self.shared
     }
     /// `DMF_ModuleAuxiliaryLock`.
     pub fn aux_lock(&self, index: usize) -> NtResult<ModuleLockGuard<'_, ()>> {
@@ -421,6 +434,29 @@ pub fn enter<M: Module>(handle: &M) -> NtResult<Method<'_, M>> {
         scope: Scope::new(object),
         _guard: guard,
     })
+}
+
+/// `enter_lock_free()`: a lock-free Method's entry. No rundown guard: it returns the Module's
+/// shared state if the Module is open at this instant and `STATUS_INVALID_DEVICE_STATE`
+/// otherwise. Whatever the Method then does must be a step the Module's close shuts out on its
+/// own (a closable lock-free structure such as `FreeList`), because close does not wait for it
+/// (ARCHITECTURE.md, "lock-free Methods"). The shared state itself lives as long as the handle,
+/// so the reference is always valid.
+#[doc(hidden)]
+#[inline]
+pub fn enter_lock_free<M, K, Cfg, C, S>(handle: &M) -> NtResult<&S>
+where
+    M: Module,
+    K: 'static,
+    Cfg: Send + Sync + 'static,
+    C: Send + 'static,
+    S: 'static,
+{
+    let object = &handle.__ref().0;
+    if object.state() != ModuleState::Opened {
+        return Err(NtStatus::INVALID_DEVICE_STATE);
+    }
+    Ok(Scope::<M>::new(object).__cell::<K, Cfg, C, S>().shared())
 }
 
 /// `DMF_ModuleNotificationOpen` / `DMF_ModuleOpen` (MOD-54, MOD-62, MOD-76).

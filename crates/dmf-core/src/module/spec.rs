@@ -133,17 +133,20 @@ impl<M: Module> ModuleSpec<M> {
 /// Builds the spec of Module `M` with config `Cfg`, context `C` (from `Default`) and private key
 /// `K`. Called by the `with` function `#[dmf_module]` generates.
 #[doc(hidden)]
-pub fn spec<M, Cfg, C, K>(config: Cfg) -> ModuleSpec<M>
+pub fn spec<M, Cfg, C, S, K>(config: Cfg) -> ModuleSpec<M>
 where
     M: Module,
     Cfg: Send + Sync + 'static,
     C: Default + Send + 'static,
+    S: super::ModuleShared<Cfg>,
     K: 'static,
 {
     let make_cell: MakeCell = Box::new(move |kind, aux| {
-        let cell = ModuleCell::<K, Cfg, C>::new(
+        let shared = S::new(&config)?;
+        let cell = ModuleCell::<K, Cfg, C, S>::new(
             config,
             ModuleLock::new(kind, C::default())?,
+            shared,
             AuxiliaryLocks::new(kind, aux)?,
         );
         Ok(Box::new(cell) as Box<dyn Any + Send + Sync>)
