@@ -4,6 +4,8 @@
 //!   spin lock, the sentinel check) against `crossbeam_queue::ArrayQueue` pop + push (the
 //!   lock-free baseline) and a `Mutex<Vec<_>>` pool, all cycling the same kind of `Buffer`.
 //!   Targets: BufferPool within 2× of ArrayQueue, faster than the mutex pool.
+//! - `buffer_get_put_2_threads`: the same three, with two threads cycling buffers through one
+//!   pool at once (time per get+put on each thread; this machine has two cores).
 //! - `method_breakdown`: where a Method's time goes on the simulator — `BufferPool::count` (guard +
 //!   lock + len) and a bare platform spin lock acquire/release (kmdf-sim's, with the verifier's
 //!   bookkeeping).
@@ -16,8 +18,8 @@
 
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_queue::ArrayQueue;
@@ -54,7 +56,13 @@ fn buffer_get_put(c: &mut Criterion) {
         }
     }
     // Top both baselines up to BUFFERS with a third pool's buffers.
-    let extra = BufferPool::with(config()).create(&NoParent).expect("extra");
+    let extra = BufferPool::with(BufferPoolConfig::source({
+        let mut settings = BufferPoolSourceSettings::new(3 * BUFFERS, SIZE);
+        settings.buffer_context_size = 16;
+        settings
+    }))
+    .create(&NoParent)
+    .expect("extra");
     while queue.len() < BUFFERS as usize {
         queue.push(extra.get().expect("buffer")).expect("room");
     }
@@ -84,10 +92,55 @@ fn buffer_get_put(c: &mut Criterion) {
     });
     group.finish();
 
+    let mut group = c.benchmark_group("buffer_get_put_2_threads");
+    group.bench_function("BufferPool get+put", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(&machine, iters, || {
+                let buffer = pool.get().expect("get");
+                pool.put(black_box(buffer)).expect("put");
+            })
+        });
+    });
+    group.bench_function("ArrayQueue pop+push (baseline)", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(&machine, iters, || {
+                let buffer = queue.pop().expect("pop");
+                queue.push(black_box(buffer)).expect("push");
+            })
+        });
+    });
+    group.bench_function("Mutex<Vec> pop+push", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(&machine, iters, || {
+                let buffer = mutex_pool.lock().unwrap().pop().expect("pop");
+                mutex_pool.lock().unwrap().push(black_box(buffer));
+            })
+        });
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("method_breakdown");
     group.bench_function("BufferPool count (guard + lock)", |b| {
         b.iter(|| black_box(pool.count().expect("count")));
     });
+    let mut held = pool.get().expect("get");
+    group.bench_function("BufferPool context_get (guard + sentinel check)", |b| {
+        b.iter(|| black_box(pool.context_get(&mut held).expect("context").len()));
+    });
+    pool.put(held).expect("put");
+    let free = dmf_core::free_list::FreeList::with_capacity(BUFFERS as usize).expect("list");
+    for key in free.mint().expect("keys") {
+        free.push(key, donor_buffer(&extra)).expect("push");
+    }
+    group.bench_function("FreeList pop+push (the lock-free list alone)", |b| {
+        b.iter(|| {
+            let dmf_core::free_list::Pop::Item(key, buffer) = free.pop() else {
+                panic!("empty")
+            };
+            free.push(key, black_box(buffer)).expect("push");
+        });
+    });
+    drop(free);
     let lock = SpinLock::new().expect("lock");
     group.bench_function("platform SpinLock acquire+release", |b| {
         b.iter(|| {
@@ -101,6 +154,31 @@ fn buffer_get_put(c: &mut Criterion) {
     drop(mutex_pool);
     drop((pool, donor, extra));
     assert!(machine.pool().outstanding().is_empty());
+}
+
+/// Runs `op` `iters` times on each of two threads started together; the wall time of the pair.
+fn on_two_threads(machine: &Machine, iters: u64, op: impl Fn() + Sync) -> Duration {
+    let start = Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let _bound = machine.enter();
+                start.wait();
+                for _ in 0..iters {
+                    op();
+                }
+            });
+        }
+        start.wait();
+        let began = Instant::now();
+        // The scope joins both threads before it returns.
+        began
+    })
+    .elapsed()
+}
+
+fn donor_buffer(pool: &BufferPool) -> Buffer {
+    pool.get().expect("buffer")
 }
 
 /// RingBuffer write + read against `Mutex<VecDeque>`, in the same run.

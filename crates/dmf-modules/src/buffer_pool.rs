@@ -64,7 +64,8 @@
 //!
 //! (PASSIVE_LEVEL only when the client created the pool with `passive_level(true)`.) Every Method
 //! fails with `STATUS_INVALID_DEVICE_STATE` once the Module has begun to close; a `put` that fails
-//! hands the buffer back in the [`PutError`].
+//! hands the buffer back in the [`PutError`]. On a Source pool `get`, `put` and `put_at_head` are
+//! **lock-free** (see the remarks).
 //!
 //! ## Callbacks
 //!
@@ -77,6 +78,21 @@
 //!
 //! ## Remarks
 //!
+//! - **Source pools are lock-free.** A Source pool keeps its buffers in a
+//!   [`FreeList`](dmf_core::free_list::FreeList): `get` and `put` are one compare-exchange each,
+//!   with no lock and no rundown guard — they are *lock-free Methods* (ARCHITECTURE.md): they
+//!   check that the Module is open, and the Module's close shuts the list in the same step that
+//!   drains it, so a `get` or `put` racing with close either completes before it (a buffer it put
+//!   is freed by close) or is refused with `STATUS_INVALID_DEVICE_STATE`. `enumerate` and
+//!   `count` take the list exclusively under the Module's lock; a `get` or `put` meanwhile waits
+//!   for that lock. Measured against `crossbeam_queue::ArrayQueue` in `benches/buffers.rs`.
+//! - **Source order.** A Source pool hands out the buffer put back last first (LIFO, as the
+//!   kernel's lookaside lists do: that buffer is the one still in the cache); its buffers are
+//!   interchangeable, so `put` and `put_at_head` are the same there. A Sink pool is a FIFO with
+//!   `put_at_head`, as in C DMF.
+//! - **A `Buffer` is one pointer.** Its header (pool block, sizes, owning pool, slot in the free
+//!   list) is a small allocation made with the buffer, so buffers move between pools and clients
+//!   by copying one word.
 //! - **Layout and sentinels.** A buffer is one tagged pool allocation:
 //!   `| data | sentinel | context | sentinel |`. The client sees exactly `data` and `context`, so
 //!   safe Rust cannot overrun them; the sentinels catch what safe Rust cannot see (DMA, unsafe
@@ -97,7 +113,8 @@
 //!   (the expiry callbacks of buffers still listed are not called, as in C DMF). Buffers a client
 //!   holds are its own: dropping a [`Buffer`] frees its memory (it does not return to its pool).
 //! - Open option `OPEN_Create`, `DISPATCH_MAXIMUM` lock, no WDF callback: it can be created
-//!   dynamically.
+//!   dynamically. A Source pool's free list is its shared state (`shared = …`), allocated with
+//!   the Module; its buffers are allocated at open.
 //!
 //! ## Category
 //!
@@ -128,12 +145,15 @@
 //! # Ok::<(), dmf_core::NtStatus>(())
 //! ```
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
-use dmf_core::module::{Dispatched, ModuleCallbacks};
+use dmf_core::free_list::{FreeList, Pop, Pushed, SlotKey, Visit};
+use dmf_core::module::{Dispatched, ModuleCallbacks, ModuleShared};
 use dmf_core::platform::contract::{
     PlatformClock, PlatformPool, PlatformTimer, PlatformTrace, PoolTag, TimerExecutionLevel,
     TraceLevel,
@@ -258,29 +278,50 @@ const FLAG_TIMER: u8 = 2;
 /// One buffer of a Source pool: client data and client context in one tagged pool allocation,
 /// followed each by a sentinel. Owned by exactly one party at a time (a pool or a client); not
 /// `Clone`. Dropping it frees its memory.
-pub struct Buffer {
+///
+/// A `Buffer` is one pointer: its header (the pool block, its sizes, its owner, its slot key)
+/// is a small allocation of its own made with the buffer, so moving a buffer in and out of
+/// pools — the hot path of every producer/consumer queue — moves a word, not a struct.
+pub struct Buffer(Box<[Header; 1]>);
+
+/// What a [`Buffer`] points to.
+struct Header {
     block: PoolBuffer,
     /// The id of the Source pool that allocated it.
     owner: u32,
     data_len: u32,
     context_len: u32,
     flags: u8,
+    /// The key of its home slot in its Source pool's free list (`None` for an additional
+    /// buffer). Dropping the buffer drops it: the pool has one buffer less from then on.
+    key: Option<SlotKey>,
 }
 
 impl core::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let h = self.h();
         f.debug_struct("Buffer")
-            .field("owner", &self.owner)
-            .field("data_len", &self.data_len)
-            .field("context_len", &self.context_len)
+            .field("owner", &h.owner)
+            .field("data_len", &h.data_len)
+            .field("context_len", &h.context_len)
             .field("additional", &self.is_additional())
             .finish_non_exhaustive()
     }
 }
 
 impl Buffer {
+    #[inline]
+    fn h(&self) -> &Header {
+        &self.0[0]
+    }
+
+    #[inline]
+    fn h_mut(&mut self) -> &mut Header {
+        &mut self.0[0]
+    }
+
     fn data_end(&self) -> usize {
-        self.data_len as usize
+        self.h().data_len as usize
     }
 
     fn context_start(&self) -> usize {
@@ -288,41 +329,41 @@ impl Buffer {
     }
 
     fn context_end(&self) -> usize {
-        self.context_start() + self.context_len as usize
+        self.context_start() + self.h().context_len as usize
     }
 
     /// The client data (`BufferSize` bytes).
     pub fn data(&self) -> &[u8] {
-        &self.block.as_ref()[..self.data_end()]
+        &self.h().block.as_ref()[..self.data_end()]
     }
 
     /// The client data, writable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let end = self.data_end();
-        &mut self.block.as_mut()[..end]
+        &mut self.h_mut().block.as_mut()[..end]
     }
 
     /// The client context (`BufferContextSize` bytes; empty without one).
     pub fn context(&self) -> &[u8] {
-        &self.block.as_ref()[self.context_start()..self.context_end()]
+        &self.h().block.as_ref()[self.context_start()..self.context_end()]
     }
 
     /// The client context, writable (`DMF_BufferPool_ContextGet` without the Module).
     pub fn context_mut(&mut self) -> &mut [u8] {
         let (start, end) = (self.context_start(), self.context_end());
-        &mut self.block.as_mut()[start..end]
+        &mut self.h_mut().block.as_mut()[start..end]
     }
 
     /// Data and context at once, both writable.
     pub fn data_and_context_mut(&mut self) -> (&mut [u8], &mut [u8]) {
         let (data_end, start, end) = (self.data_end(), self.context_start(), self.context_end());
-        let (data, rest) = self.block.as_mut().split_at_mut(data_end);
+        let (data, rest) = self.h_mut().block.as_mut().split_at_mut(data_end);
         (data, &mut rest[start - data_end..end - data_end])
     }
 
     /// `true` for a buffer a lookaside Source pool allocated beyond its `buffer_count`.
     pub fn is_additional(&self) -> bool {
-        self.flags & FLAG_ADDITIONAL != 0
+        self.h().flags & FLAG_ADDITIONAL != 0
     }
 
     /// Writes `bytes` just past the end of the data or context region, as a DMA engine or unsafe
@@ -334,12 +375,13 @@ impl Buffer {
             BufferRegion::Context => self.context_end(),
         };
         let n = bytes.len().min(SENTINEL_LEN);
-        self.block.as_mut()[start..start + n].copy_from_slice(&bytes[..n]);
+        self.h_mut().block.as_mut()[start..start + n].copy_from_slice(&bytes[..n]);
     }
 
     /// Which sentinel is broken, if any.
+    #[inline]
     fn overrun(&self) -> Option<BufferRegion> {
-        let block = self.block.as_ref();
+        let block = self.h().block.as_ref();
         let (d, c) = (self.data_end(), self.context_end());
         if block[d..d + SENTINEL_LEN] != SENTINEL {
             Some(BufferRegion::Data)
@@ -350,8 +392,13 @@ impl Buffer {
         }
     }
 
-    /// Allocates one buffer for Source pool `owner`.
-    fn allocate(owner: u32, settings: &BufferPoolSourceSettings, flags: u8) -> NtResult<Buffer> {
+    /// Allocates one buffer for Source pool `owner`, for slot `key` (`None`: additional).
+    fn allocate(
+        owner: u32,
+        settings: &BufferPoolSourceSettings,
+        flags: u8,
+        key: Option<SlotKey>,
+    ) -> NtResult<Buffer> {
         let data_len = settings.buffer_size as usize;
         let context_len = settings.buffer_context_size as usize;
         let total = data_len
@@ -362,13 +409,24 @@ impl Buffer {
         let bytes = block.as_mut();
         bytes[data_len..data_len + SENTINEL_LEN].copy_from_slice(&SENTINEL);
         bytes[total - SENTINEL_LEN..].copy_from_slice(&SENTINEL);
-        Ok(Buffer {
+        let header = Header {
             block,
             owner,
             data_len: settings.buffer_size,
             context_len: settings.buffer_context_size,
             flags,
-        })
+            key,
+        };
+        // `Box::new` would abort on exhaustion; a one-element Vec reports it.
+        let mut one = Vec::new();
+        one.try_reserve_exact(1)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        one.push(header);
+        let one: Box<[Header; 1]> = one
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| NtStatus::INTERNAL_ERROR)?;
+        Ok(Buffer(one))
     }
 }
 
@@ -423,13 +481,45 @@ struct Entry {
     timeout: Option<Timeout>,
 }
 
-/// The pool's private state.
+/// The pool's lock-free state, kept from create to destroy.
+struct Shared {
+    /// The pool's id: the buffers of a Source pool carry it.
+    id: u32,
+    /// A Source pool's settings (`None` for a Sink pool).
+    settings: Option<BufferPoolSourceSettings>,
+    /// A Source pool's buffers (`None` for a Sink pool). Closed while the Module is.
+    free: Option<FreeList<Buffer>>,
+}
+
+impl ModuleShared<BufferPoolConfig> for Shared {
+    fn new(config: &BufferPoolConfig) -> NtResult<Self> {
+        let (settings, free) = match config.mode {
+            BufferPoolMode::Source(settings) => {
+                let free = FreeList::with_capacity(settings.buffer_count as usize)?;
+                // Closed until the Module opens.
+                free.exclusive()
+                    .ok_or(NtStatus::INTERNAL_ERROR)?
+                    .set_closed(true);
+                (Some(settings), Some(free))
+            }
+            BufferPoolMode::Sink => (None, None),
+        };
+        Ok(Shared {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            settings,
+            free,
+        })
+    }
+}
+
+/// The pool's private state, under its lock.
 #[derive(Default)]
 struct Context {
-    /// Set at open; buffers of a Source pool carry it.
-    id: u32,
-    /// The buffers, head first (`get` takes the head).
+    /// A Sink pool's buffers, head first (`get` takes the head).
     list: VecDeque<Entry>,
+    /// A Source pool's slots without a buffer while it is closed (their buffers were freed at
+    /// close); open allocates a buffer for each.
+    spare_keys: Vec<SlotKey>,
     /// A Sink pool's timer (from open to close).
     timer: Option<Timer>,
     /// The deadline the timer is programmed for.
@@ -473,7 +563,7 @@ impl Context {
 }
 
 /// A pool of fixed-size buffers, Source or Sink. See the [module documentation](self).
-#[dmf_module(crate = dmf_core, config = BufferPoolConfig, context = Context, open = Create, lock = DispatchMaximum)]
+#[dmf_module(crate = dmf_core, config = BufferPoolConfig, context = Context, shared = Shared, open = Create, lock = DispatchMaximum)]
 pub struct BufferPool;
 
 fn overrun_trace(pool: u32, operation: &str, region: BufferRegion) {
@@ -494,31 +584,50 @@ fn overrun_trace(pool: u32, operation: &str, region: BufferRegion) {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for BufferPool {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let id = NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed);
-        let mut list = VecDeque::new();
-        let mut timer = None;
-        match module.config().mode {
-            BufferPoolMode::Source(settings) => {
+        let shared = module.shared();
+        match (module.config().mode, &shared.free) {
+            (BufferPoolMode::Source(settings), Some(free)) => {
                 if settings.buffer_size == 0 {
                     return Err(NtStatus::INVALID_PARAMETER);
                 }
-                let count = settings.buffer_count as usize;
-                list.try_reserve_exact(count)
-                    .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+                let mut ctx = module.lock();
+                // Nobody else holds the list: Methods start only once open returns, and every
+                // other exclusive holder holds the Module's lock.
+                let mut list = free.exclusive().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+                list.set_closed(false);
+                // The first open mints a key per slot; a later one finds the keys that close
+                // freed (a buffer a client kept across the close keeps its own).
+                let mut keys = match free.mint() {
+                    Some(keys) => keys.collect(),
+                    None => core::mem::take(&mut ctx.spare_keys),
+                };
                 let flags = if settings.create_with_timer {
                     FLAG_TIMER
                 } else {
                     0
                 };
-                for _ in 0..count {
-                    // On failure `list` drops here with every buffer allocated so far.
-                    list.push_back(Entry {
-                        buffer: Buffer::allocate(id, &settings, flags)?,
-                        timeout: None,
-                    });
+                while let Some(key) = keys.pop() {
+                    match Buffer::allocate(shared.id, &settings, flags, None) {
+                        Ok(buffer) => {
+                            // The key is this list's own (minted or drained from it).
+                            let _ = list.push(key, buffer);
+                        }
+                        Err(status) => {
+                            // Back to the state before open: closed, every slot keyless.
+                            list.set_closed(true);
+                            keys.push(key);
+                            keys.extend(list.drain().map(|(key, _buffer)| key));
+                            ctx.spare_keys = keys;
+                            return Err(status);
+                        }
+                    }
                 }
+                Ok(())
             }
-            BufferPoolMode::Sink => {
+            (BufferPoolMode::Source(_), None) | (BufferPoolMode::Sink, Some(_)) => {
+                Err(NtStatus::INTERNAL_ERROR)
+            }
+            (BufferPoolMode::Sink, None) => {
                 let handle = module.handle()?;
                 let level = if module.is_passive_level() {
                     TimerExecutionLevel::Passive
@@ -526,29 +635,40 @@ impl ModuleCallbacks for BufferPool {
                     TimerExecutionLevel::Dispatch
                 };
                 // The closure holds the handle; close drops the timer, which ends that cycle.
-                timer = Some(Timer::new("BufferPool timer", None, level, move || {
+                let timer = Timer::new("BufferPool timer", None, level, move || {
                     handle.timer_expired();
-                })?);
+                })?;
+                let mut ctx = module.lock();
+                ctx.list = VecDeque::new();
+                ctx.timer = Some(timer);
+                ctx.armed = None;
+                Ok(())
             }
         }
-        let mut ctx = module.lock();
-        ctx.id = id;
-        ctx.list = list;
-        ctx.timer = timer;
-        ctx.armed = None;
-        Ok(())
     }
 
     fn close(module: &Dispatched<'_, Self>) {
-        let (timer, list) = {
+        let (timer, list, freed) = {
             let mut ctx = module.lock();
             ctx.armed = None;
-            (ctx.timer.take(), core::mem::take(&mut ctx.list))
+            let mut freed = Vec::new();
+            if let Some(free) = &module.shared().free {
+                if let Some(mut list) = free.exclusive() {
+                    // Shut in the same hold that drains: a lock-free get or put either came
+                    // before (its buffer is drained or was taken) or is refused after.
+                    list.set_closed(true);
+                    for (key, buffer) in list.drain() {
+                        ctx.spare_keys.push(key);
+                        freed.push(buffer);
+                    }
+                }
+            }
+            (ctx.timer.take(), core::mem::take(&mut ctx.list), freed)
         };
         if let Some(timer) = timer {
             timer.stop(true);
         }
-        drop(list);
+        drop((list, freed));
     }
 }
 
@@ -557,42 +677,87 @@ impl BufferPool {
     ///
     /// An empty pool is `STATUS_UNSUCCESSFUL`, except a lookaside Source pool, which allocates an
     /// additional buffer (`STATUS_INSUFFICIENT_RESOURCES` if that fails). A buffer whose sentinel
-    /// was overwritten is freed and reported (`STATUS_DATA_ERROR`).
+    /// was overwritten is freed and reported (`STATUS_DATA_ERROR`). Lock-free on a Source pool.
+    #[inline]
     pub fn get(&self) -> NtResult<Buffer> {
+        let shared = self.enter_lock_free()?;
+        if let Some(free) = &shared.free {
+            // The fast path: one compare-exchange and the sentinel check.
+            if let Pop::Item(key, mut buffer) = free.pop() {
+                buffer.h_mut().key = Some(key);
+                return Self::checked(shared.id, buffer);
+            }
+            return self.source_get_slow(shared, free);
+        }
         let module = self.enter()?;
-        let (entry, id) = {
-            let mut ctx = module.lock();
-            (ctx.list.pop_front(), ctx.id)
+        let entry = module.lock().list.pop_front();
+        Self::checked(shared.id, entry.ok_or(NtStatus::UNSUCCESSFUL)?.buffer)
+    }
+
+    /// `buffer` unless a sentinel is broken (then it is freed and reported).
+    #[inline]
+    fn checked(id: u32, buffer: Buffer) -> NtResult<Buffer> {
+        match buffer.overrun() {
+            None => Ok(buffer),
+            Some(region) => {
+                overrun_trace(id, "get", region);
+                Err(NtStatus::DATA_ERROR)
+            }
+        }
+    }
+
+    /// A Source pool's `get` when the lock-free pop found nothing: closed, empty (lookaside
+    /// allocates), or held by an exclusive holder (open, close, enumerate, count) — then it waits
+    /// for the Module's lock, which that holder holds, and pops under it.
+    #[cold]
+    fn source_get_slow(&self, shared: &Shared, free: &FreeList<Buffer>) -> NtResult<Buffer> {
+        let popped = match free.pop() {
+            Pop::Item(key, buffer) => Some((key, buffer)),
+            Pop::Empty => None,
+            Pop::Closed => return Err(NtStatus::INVALID_DEVICE_STATE),
+            Pop::Busy => {
+                let module = self.enter()?;
+                let _ctx = module.lock();
+                let mut list = free.exclusive().ok_or(NtStatus::INTERNAL_ERROR)?;
+                if list.is_closed() {
+                    return Err(NtStatus::INVALID_DEVICE_STATE);
+                }
+                list.pop()
+            }
         };
-        match entry {
-            Some(entry) => match entry.buffer.overrun() {
-                None => Ok(entry.buffer),
-                Some(region) => {
-                    overrun_trace(id, "get", region);
-                    Err(NtStatus::DATA_ERROR)
-                }
-            },
-            None => match module.config().mode {
-                BufferPoolMode::Source(settings) if settings.enable_look_aside => {
-                    let flags = FLAG_ADDITIONAL
-                        | if settings.create_with_timer {
-                            FLAG_TIMER
-                        } else {
-                            0
-                        };
-                    Buffer::allocate(id, &settings, flags)
-                }
-                _ => Err(NtStatus::UNSUCCESSFUL),
-            },
+        if let Some((key, mut buffer)) = popped {
+            buffer.h_mut().key = Some(key);
+            return Self::checked(shared.id, buffer);
+        }
+        match shared.settings {
+            Some(settings) if settings.enable_look_aside => {
+                let flags = FLAG_ADDITIONAL
+                    | if settings.create_with_timer {
+                        FLAG_TIMER
+                    } else {
+                        0
+                    };
+                Buffer::allocate(shared.id, &settings, flags, None)
+            }
+            _ => Err(NtStatus::UNSUCCESSFUL),
         }
     }
 
     /// `DMF_BufferPool_Put`: adds `buffer` at the tail of the pool.
     ///
     /// A Source pool accepts only its own buffers (`STATUS_INVALID_PARAMETER`) and frees an
-    /// additional buffer when lookaside is on; a Sink pool accepts any Source pool's buffer.
+    /// additional buffer when lookaside is on; a Sink pool accepts any Source pool's buffer. A
+    /// Source pool hands out the buffer put last first (see the remarks), so there `put` and
+    /// `put_at_head` are the same.
+    #[inline]
     pub fn put(&self, buffer: Buffer) -> Result<(), PutError> {
-        self.insert(buffer, false, None)
+        match self.enter_lock_free() {
+            Ok(shared) => match &shared.free {
+                Some(free) => self.source_put(shared.id, free, buffer),
+                None => self.insert(buffer, false, None),
+            },
+            Err(status) => Err(PutError::new(status, buffer)),
+        }
     }
 
     /// `DMF_BufferPool_PutAtHead`: adds `buffer` at the head, so the next `get` returns it.
@@ -630,39 +795,28 @@ impl BufferPool {
         timeout: Option<Timeout>,
     ) -> Result<(), PutError> {
         let fail = |status, buffer| Err(PutError { status, buffer });
+        let shared = match self.enter_lock_free() {
+            Ok(shared) => shared,
+            Err(status) => return fail(status, buffer),
+        };
+        if let Some(free) = &shared.free {
+            if timeout.is_some() {
+                return fail(NtStatus::INVALID_DEVICE_REQUEST, buffer);
+            }
+            return self.source_put(shared.id, free, buffer);
+        }
         let module = match self.enter() {
             Ok(module) => module,
             Err(status) => return fail(status, buffer),
         };
-        let source = match module.config().mode {
-            BufferPoolMode::Source(settings) => Some(settings),
-            BufferPoolMode::Sink => None,
-        };
-        if timeout.is_some() {
-            if source.is_some() {
-                return fail(NtStatus::INVALID_DEVICE_REQUEST, buffer);
-            }
-            if buffer.flags & FLAG_TIMER == 0 {
-                return fail(NtStatus::INVALID_PARAMETER, buffer);
-            }
+        if timeout.is_some() && buffer.h().flags & FLAG_TIMER == 0 {
+            return fail(NtStatus::INVALID_PARAMETER, buffer);
         }
-        let mut ctx = module.lock();
         if let Some(region) = buffer.overrun() {
-            let id = ctx.id;
-            drop(ctx);
-            overrun_trace(id, "put", region);
+            overrun_trace(shared.id, "put", region);
             return fail(NtStatus::DATA_ERROR, buffer);
         }
-        if let Some(settings) = source {
-            if buffer.owner != ctx.id {
-                return fail(NtStatus::INVALID_PARAMETER, buffer);
-            }
-            if settings.enable_look_aside && buffer.is_additional() {
-                drop(ctx);
-                drop(buffer); // lookaside: an additional buffer is freed, not listed
-                return Ok(());
-            }
-        }
+        let mut ctx = module.lock();
         if ctx.list.try_reserve(1).is_err() {
             return fail(NtStatus::INSUFFICIENT_RESOURCES, buffer);
         }
@@ -685,10 +839,88 @@ impl BufferPool {
         Ok(())
     }
 
+    /// A Source pool's `put`: one compare-exchange, unless an exclusive holder has the list
+    /// (see [`source_pop`](Self::source_pop)).
+    #[inline]
+    fn source_put(
+        &self,
+        id: u32,
+        free: &FreeList<Buffer>,
+        mut buffer: Buffer,
+    ) -> Result<(), PutError> {
+        if buffer.h().owner == id && buffer.overrun().is_none() {
+            if let Some(key) = buffer.h_mut().key.take() {
+                // The fast path: one compare-exchange.
+                return match free.push(key, buffer) {
+                    Ok(()) => Ok(()),
+                    Err(refused) => self.source_put_slow(free, refused),
+                };
+            }
+            // An additional buffer (lookaside): freed, not listed.
+            drop(buffer);
+            return Ok(());
+        }
+        if let Some(region) = buffer.overrun() {
+            overrun_trace(id, "put", region);
+            return Err(PutError::new(NtStatus::DATA_ERROR, buffer));
+        }
+        Err(PutError::new(NtStatus::INVALID_PARAMETER, buffer))
+    }
+
+    /// A Source pool's `put` that the lock-free push refused: held by an exclusive holder (push
+    /// under the Module's lock), or closed.
+    #[cold]
+    fn source_put_slow(
+        &self,
+        free: &FreeList<Buffer>,
+        refused: Pushed<Buffer>,
+    ) -> Result<(), PutError> {
+        let refused = match refused {
+            Pushed::Busy(key, buffer) => match self.source_push_locked(free, key, buffer) {
+                Ok(()) => return Ok(()),
+                Err(refused) => refused,
+            },
+            refused => refused,
+        };
+        let status = match refused {
+            Pushed::Closed(..) => NtStatus::INVALID_DEVICE_STATE,
+            // Not reached for a buffer of this pool (its key is this list's).
+            Pushed::Foreign(..) => NtStatus::INVALID_PARAMETER,
+            Pushed::Busy(..) => NtStatus::INTERNAL_ERROR,
+        };
+        let (key, mut buffer) = refused.into_parts();
+        buffer.h_mut().key = Some(key);
+        Err(PutError::new(status, buffer))
+    }
+
+    /// A push while an exclusive holder had the list: under the Module's lock.
+    fn source_push_locked(
+        &self,
+        free: &FreeList<Buffer>,
+        key: SlotKey,
+        buffer: Buffer,
+    ) -> Result<(), Pushed<Buffer>> {
+        let Ok(module) = self.enter() else {
+            return Err(Pushed::Closed(key, buffer));
+        };
+        let _ctx = module.lock();
+        match free.exclusive() {
+            Some(list) if list.is_closed() => Err(Pushed::Closed(key, buffer)),
+            Some(mut list) => list.push(key, buffer),
+            None => Err(Pushed::Busy(key, buffer)),
+        }
+    }
+
     /// `DMF_BufferPool_Count`: how many buffers the pool holds.
     pub fn count(&self) -> NtResult<usize> {
         let module = self.enter()?;
-        let count = module.lock().list.len();
+        let ctx = module.lock();
+        let count = match &module.shared().free {
+            // Every exclusive holder holds the lock, so the list is ours here.
+            Some(free) => free.exclusive().ok_or(NtStatus::INTERNAL_ERROR)?.len(),
+            None => ctx.list.len(),
+        };
+        drop(ctx);
         Ok(count)
     }
 
@@ -697,7 +929,7 @@ impl BufferPool {
     pub fn context_get<'b>(&self, buffer: &'b mut Buffer) -> NtResult<&'b mut [u8]> {
         let _module = self.enter()?;
         if let Some(region) = buffer.overrun() {
-            overrun_trace(buffer.owner, "context_get", region);
+            overrun_trace(buffer.h().owner, "context_get", region);
             return Err(NtStatus::DATA_ERROR);
         }
         Ok(buffer.context_mut())
@@ -713,6 +945,25 @@ impl BufferPool {
     ) -> NtResult<Option<Buffer>> {
         let module = self.enter()?;
         let mut ctx = module.lock();
+        if let Some(free) = &module.shared().free {
+            // A Source pool: no timeouts, so the timer dispositions are plain continue/stop.
+            let mut list = free.exclusive().ok_or(NtStatus::INTERNAL_ERROR)?;
+            let removed = list.visit(|buffer| match callback(buffer) {
+                EnumerationDisposition::Continue
+                | EnumerationDisposition::StopTimerAndContinue
+                | EnumerationDisposition::ResetTimerAndContinue => Visit::Continue,
+                EnumerationDisposition::Stop
+                | EnumerationDisposition::StopTimerAndStop
+                | EnumerationDisposition::ResetTimerAndStop => Visit::Stop,
+                EnumerationDisposition::RemoveAndStop => Visit::RemoveAndStop,
+            });
+            drop(list);
+            drop(ctx);
+            return Ok(removed.map(|(key, mut buffer)| {
+                buffer.h_mut().key = Some(key);
+                buffer
+            }));
+        }
         let now = Clock::now();
         let mut index = 0;
         let mut earliest_reset: Option<Duration> = None;

@@ -51,9 +51,10 @@ fn tagged_blocks(machine: &Machine) -> usize {
 }
 
 /// MODS-BufferPool, §5.3 layout: a Source pool preallocates BufferCount tagged buffers with data
-/// and context of the configured sizes; Get is FIFO; Put returns to the tail.
+/// and context of the configured sizes. A Source pool hands out the buffer put last first (LIFO,
+/// as the kernel's lookaside S-lists do; see the module remarks), so Put and PutAtHead agree.
 #[test]
-fn mods_bufferpool_source_preallocates_tagged_buffers_and_is_fifo() {
+fn mods_bufferpool_source_preallocates_tagged_buffers_and_reuses_the_last_put_first() {
     let machine = Machine::new();
     let _bound = machine.enter();
     let mut s = settings(3, 32);
@@ -72,18 +73,79 @@ fn mods_bufferpool_source_preallocates_tagged_buffers_and_is_fifo() {
     a.data_mut()[0] = 1;
     a.context_mut()[0] = 0xC1;
     pool.put(a).unwrap();
-    // The two untouched buffers come first, then the one put back at the tail.
+    // The buffer put back comes first, then the two untouched ones.
+    let mut a = pool.get().unwrap();
     let b = pool.get().unwrap();
     let c = pool.get().unwrap();
-    let mut a = pool.get().unwrap();
-    assert_eq!((b.data()[0], c.data()[0], a.data()[0]), (0, 0, 1));
+    assert_eq!((a.data()[0], b.data()[0], c.data()[0]), (1, 0, 0));
     assert_eq!(pool.context_get(&mut a).unwrap()[0], 0xC1);
     assert_eq!(pool.count(), Ok(0));
-    // PutAtHead: the next Get returns it.
+    // PutAtHead: the next Get returns it; so does a plain Put.
     pool.put(b).unwrap();
     pool.put_at_head(a).unwrap();
+    let a = pool.get().unwrap();
+    assert_eq!(a.data()[0], 1);
+    pool.put(a).unwrap();
     assert_eq!(pool.get().unwrap().data()[0], 1);
-    drop(c); // a client may drop a buffer: its memory is freed
+    drop(c); // a client may drop a buffer: its memory is freed, the pool has one less
+    assert_eq!(pool.count(), Ok(1));
+    pool.delete();
+    assert_clean(&machine);
+}
+
+/// §5.3 Enumerate on a Source pool: head (last put) first; continue, stop and remove-and-stop;
+/// the timer dispositions are continue/stop (a Source pool holds no timed buffer); the removed
+/// buffer goes back in.
+#[test]
+fn mods_bufferpool_enumerate_a_source_pool() {
+    use EnumerationDisposition as D;
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let pool = source(settings(4, 8));
+    let mut held: Vec<Buffer> = (0..4).map(|_| pool.get().unwrap()).collect();
+    for (i, buffer) in held.iter_mut().enumerate() {
+        buffer.data_mut()[0] = i as u8;
+    }
+    for buffer in held.drain(..) {
+        pool.put(buffer).unwrap();
+    }
+    let mut seen = vec![];
+    assert!(pool
+        .enumerate(|b| {
+            seen.push(b.data()[0]);
+            D::ResetTimerAndContinue
+        })
+        .unwrap()
+        .is_none());
+    assert_eq!(seen, [3, 2, 1, 0]);
+    let mut n = 0;
+    assert!(pool
+        .enumerate(|_| {
+            n += 1;
+            D::StopTimerAndStop
+        })
+        .unwrap()
+        .is_none());
+    assert_eq!(n, 1);
+    let removed = pool
+        .enumerate(|b| {
+            if b.data()[0] == 1 {
+                D::RemoveAndStop
+            } else {
+                b.data_mut()[1] = 0xEE;
+                D::Continue
+            }
+        })
+        .unwrap()
+        .expect("removed");
+    assert_eq!(removed.data()[0], 1);
+    assert_eq!(pool.count(), Ok(3));
+    pool.put(removed).unwrap();
+    let order: Vec<(u8, u8)> = (0..4)
+        .map(|_| pool.get().unwrap())
+        .map(|b| (b.data()[0], b.data()[1]))
+        .collect();
+    assert_eq!(order, [(1, 0), (3, 0xEE), (2, 0xEE), (0, 0)]);
     pool.delete();
     assert_clean(&machine);
 }
@@ -610,6 +672,26 @@ fn bufferpool_scenario(seed: u64) {
                             }
                         }
                         8 => {
+                            // A Source enumerate takes the free list exclusively while the
+                            // other threads get and put lock-free.
+                            let remove = rng.below(3) == 0;
+                            let result = source.enumerate(|buffer| {
+                                if !valid(buffer) {
+                                    fail("enumerated source buffer corrupted");
+                                }
+                                if remove {
+                                    EnumerationDisposition::RemoveAndStop
+                                } else {
+                                    EnumerationDisposition::Continue
+                                }
+                            });
+                            match result {
+                                Ok(Some(buffer)) => {
+                                    check(source.put(buffer).map_err(|e| e.status()), "put");
+                                }
+                                Ok(None) => check(Ok(()), "source.enumerate"),
+                                Err(status) => check(Err(status), "source.enumerate"),
+                            }
                             match source.count() {
                                 Ok(n) if n > COUNT as usize => {
                                     fail(&format!("source count {n} > BufferCount {COUNT}"));

@@ -93,17 +93,25 @@ impl Tracker {
 }
 
 /// An allocated block: a zeroed buffer; freed on drop.
+///
+/// Three words, like the kernel's pointer-and-size handle plus one: the bytes, and the
+/// bookkeeping behind one pointer (a block is moved far more often than it is allocated).
 pub struct PoolBlock {
+    data: Box<[u8]>,
+    meta: Box<BlockMeta>,
+}
+
+/// What the pool tracks about one block.
+struct BlockMeta {
     id: u64,
     tag: PoolTag,
-    data: Vec<u8>,
     tracker: Arc<Tracker>,
 }
 
 impl fmt::Debug for PoolBlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBlock")
-            .field("tag", &self.tag)
+            .field("tag", &self.meta.tag)
             .field("size", &self.data.len())
             .finish_non_exhaustive()
     }
@@ -112,7 +120,7 @@ impl fmt::Debug for PoolBlock {
 impl PoolBlock {
     /// The block's tag.
     pub fn tag(&self) -> PoolTag {
-        self.tag
+        self.meta.tag
     }
 
     /// Frees the block (`ExFreePoolWithTag`); same as dropping it.
@@ -134,7 +142,7 @@ impl core::ops::DerefMut for PoolBlock {
 
 impl Drop for PoolBlock {
     fn drop(&mut self) {
-        self.tracker.lock().remove(&self.id);
+        self.meta.tracker.lock().remove(&self.meta.id);
     }
 }
 
@@ -191,10 +199,12 @@ impl Pool {
             },
         );
         Ok(PoolBlock {
-            id,
-            tag,
-            data,
-            tracker: Arc::clone(&self.tracker),
+            data: data.into_boxed_slice(),
+            meta: Box::new(BlockMeta {
+                id,
+                tag,
+                tracker: Arc::clone(&self.tracker),
+            }),
         })
     }
 
