@@ -71,6 +71,22 @@ fn buffer_get_put(c: &mut Criterion) {
     }
     let mutex_pool = Mutex::new(vec);
 
+    single_thread(c, &pool, &queue, &mutex_pool);
+    two_threads(c, &machine, &pool, &queue, &mutex_pool);
+    breakdown(c, &pool, &extra);
+
+    drop(queue);
+    drop(mutex_pool);
+    drop((pool, donor, extra));
+    assert!(machine.pool().outstanding().is_empty());
+}
+
+fn single_thread(
+    c: &mut Criterion,
+    pool: &BufferPool,
+    queue: &ArrayQueue<Buffer>,
+    mutex_pool: &Mutex<Vec<Buffer>>,
+) {
     let mut group = c.benchmark_group("buffer_get_put");
     group.bench_function("BufferPool get+put", |b| {
         b.iter(|| {
@@ -91,11 +107,19 @@ fn buffer_get_put(c: &mut Criterion) {
         });
     });
     group.finish();
+}
 
+fn two_threads(
+    c: &mut Criterion,
+    machine: &Machine,
+    pool: &BufferPool,
+    queue: &ArrayQueue<Buffer>,
+    mutex_pool: &Mutex<Vec<Buffer>>,
+) {
     let mut group = c.benchmark_group("buffer_get_put_2_threads");
     group.bench_function("BufferPool get+put", |b| {
         b.iter_custom(|iters| {
-            on_two_threads(&machine, iters, || {
+            on_two_threads(machine, iters, || {
                 let buffer = pool.get().expect("get");
                 pool.put(black_box(buffer)).expect("put");
             })
@@ -103,7 +127,7 @@ fn buffer_get_put(c: &mut Criterion) {
     });
     group.bench_function("ArrayQueue pop+push (baseline)", |b| {
         b.iter_custom(|iters| {
-            on_two_threads(&machine, iters, || {
+            on_two_threads(machine, iters, || {
                 let buffer = queue.pop().expect("pop");
                 queue.push(black_box(buffer)).expect("push");
             })
@@ -111,14 +135,16 @@ fn buffer_get_put(c: &mut Criterion) {
     });
     group.bench_function("Mutex<Vec> pop+push", |b| {
         b.iter_custom(|iters| {
-            on_two_threads(&machine, iters, || {
+            on_two_threads(machine, iters, || {
                 let buffer = mutex_pool.lock().unwrap().pop().expect("pop");
                 mutex_pool.lock().unwrap().push(black_box(buffer));
             })
         });
     });
     group.finish();
+}
 
+fn breakdown(c: &mut Criterion, pool: &BufferPool, extra: &BufferPool) {
     let mut group = c.benchmark_group("method_breakdown");
     group.bench_function("BufferPool count (guard + lock)", |b| {
         b.iter(|| black_box(pool.count().expect("count")));
@@ -130,7 +156,7 @@ fn buffer_get_put(c: &mut Criterion) {
     pool.put(held).expect("put");
     let free = dmf_core::free_list::FreeList::with_capacity(BUFFERS as usize).expect("list");
     for key in free.mint().expect("keys") {
-        free.push(key, donor_buffer(&extra)).expect("push");
+        free.push(key, donor_buffer(extra)).expect("push");
     }
     group.bench_function("FreeList pop+push (the lock-free list alone)", |b| {
         b.iter(|| {
@@ -149,11 +175,6 @@ fn buffer_get_put(c: &mut Criterion) {
         });
     });
     group.finish();
-
-    drop(queue);
-    drop(mutex_pool);
-    drop((pool, donor, extra));
-    assert!(machine.pool().outstanding().is_empty());
 }
 
 /// Runs `op` `iters` times on each of two threads started together; the wall time of the pair.
