@@ -69,6 +69,26 @@ fn successor(word: u64, index: u32, lock: bool) -> u64 {
     tag | (word & CLOSED) | if lock { LOCK } else { 0 } | u64::from(index)
 }
 
+/// Exponential spinning after a lost compare-exchange: the other thread gets the head's cache
+/// line for a while instead of both retrying into each other (bounded: at most 2⁶ pause hints).
+struct Backoff(u32);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(0)
+    }
+
+    #[cold]
+    fn snooze(&mut self) {
+        for _ in 0..1_u32 << self.0 {
+            core::hint::spin_loop();
+        }
+        if self.0 < 6 {
+            self.0 += 1;
+        }
+    }
+}
+
 struct Slot<T> {
     /// The slot below this one while listed (meaningless otherwise). Atomic because a pop that
     /// lost a race may read it while the slot's new owner rewrites it.
@@ -261,6 +281,7 @@ impl<T> FreeList<T> {
             return Err(Pushed::Closed(key, value));
         }
         let slot = &self.slots[key.index as usize];
+        let mut backoff = Backoff::new();
         // SAFETY: the key proves the slot is not listed and that no other key names it; a pop
         // that unlisted it finished with the cell before returning the key, and `Exclusive`
         // reaches only listed slots. So nobody else touches the cell until the compare-exchange
@@ -287,7 +308,10 @@ impl<T> FreeList<T> {
                         Pushed::Closed(key, value)
                     });
                 }
-                Err(actual) => head = actual,
+                Err(actual) => {
+                    backoff.snooze();
+                    head = actual;
+                }
             }
         }
     }
@@ -302,6 +326,7 @@ impl<T> FreeList<T> {
     #[inline]
     pub fn pop(&self) -> Pop<T> {
         let mut head = self.head.load(Ordering::Acquire);
+        let mut backoff = Backoff::new();
         loop {
             if head & LOCK != 0 {
                 return Pop::Busy;
@@ -334,7 +359,10 @@ impl<T> FreeList<T> {
                     };
                     return Pop::Item(key, value.expect("a listed slot holds a value"));
                 }
-                Err(actual) => head = actual,
+                Err(actual) => {
+                    backoff.snooze();
+                    head = actual;
+                }
             }
         }
     }
