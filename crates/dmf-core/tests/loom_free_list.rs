@@ -75,6 +75,7 @@ fn push_back(list: &FreeList<Tracked>, mut key: SlotKey, mut value: Tracked) {
                 thread::yield_now();
             }
             Err(Pushed::Foreign(..)) => panic!("own key refused"),
+            Err(Pushed::Closed(..)) => panic!("nobody closes the list in this model"),
         }
     }
 }
@@ -89,7 +90,7 @@ fn cycle(list: &FreeList<Tracked>) {
                 return;
             }
             // Busy: a real caller waits on the lock the holder holds; here, give up the round.
-            Pop::Empty | Pop::Busy => return,
+            Pop::Empty | Pop::Busy | Pop::Closed => return,
         }
     }
 }
@@ -176,7 +177,7 @@ fn two_holders_push_back_concurrently() {
                             return;
                         }
                         Pop::Empty => thread::yield_now(),
-                        Pop::Busy => unreachable!("nobody holds the list"),
+                        Pop::Busy | Pop::Closed => unreachable!("nobody holds the list"),
                     }
                 })
             })
@@ -229,5 +230,54 @@ fn exclusive_against_two_cyclers() {
         }
         walker.join().unwrap();
         assert_eq!(drained_ids(&list), [0, 1, 2]);
+    });
+}
+
+/// Close against two cyclers (what BufferPool's close does): a third thread takes the list, closes
+/// it and drains it in one hold. A cycler's pop either came before (it owns the value) or is
+/// refused (`Closed`, or `Busy` while the closer holds the list: the cycler gives up); its push
+/// after the close is refused and hands the value back. Every value ends up exactly once either
+/// drained by the closer or in a cycler's hands — none lost, none doubled, none touched after the
+/// closer took it.
+#[test]
+fn close_against_two_cyclers() {
+    check(Some(2), || {
+        let list = filled(2);
+        let cyclers: Vec<_> = (0..2)
+            .map(|_| {
+                let list = Arc::clone(&list);
+                thread::spawn(move || -> Option<u32> {
+                    let Pop::Item(key, value) = list.pop() else {
+                        return None;
+                    };
+                    value.touch();
+                    match list.push(key, value) {
+                        Ok(()) => None,
+                        // Refused (closed) or busy (being closed): the value stays with us.
+                        Err(Pushed::Closed(_, v) | Pushed::Busy(_, v)) => {
+                            v.touch();
+                            Some(v.id)
+                        }
+                        Err(Pushed::Foreign(..)) => panic!("own key refused"),
+                    }
+                })
+            })
+            .collect();
+        let mut ex = list.exclusive().expect("only the closer takes the list");
+        ex.set_closed(true);
+        let mut all: Vec<u32> = ex
+            .drain()
+            .map(|(_, value)| {
+                value.touch();
+                value.id
+            })
+            .collect();
+        drop(ex);
+        for t in cyclers {
+            all.extend(t.join().unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, [0, 1]);
+        assert!(matches!(list.pop(), Pop::Closed));
     });
 }
