@@ -334,6 +334,19 @@ fn stop_and_purge_cancels_queued_and_owned_requests_and_keeps_accepting() {
 
 #[test]
 fn stop_and_purge_gives_driver_requeued_requests_to_evt_io_canceled_on_queue() {
+    requeued_request_cancelled_on_the_queue(|q| q.stop_and_purge(None));
+}
+
+/// `WdfIoQueuePurge` (kmdf-sequences §6.6): a request the driver forwarded to the queue goes to
+/// EvtIoCanceledOnQueue as with StopAndPurge (it used to be completed with STATUS_CANCELLED
+/// behind the driver's back).
+#[test]
+fn purge_gives_driver_requeued_requests_to_evt_io_canceled_on_queue() {
+    requeued_request_cancelled_on_the_queue(|q| q.purge(None));
+}
+
+/// A request forwarded by the driver into a manual queue with EvtIoCanceledOnQueue, then `purge`.
+fn requeued_request_cancelled_on_the_queue(purge: impl Fn(&Queue)) {
     let m = Machine::new();
     let manual: Arc<Mutex<Option<Queue>>> = Arc::default();
     let mq = Arc::clone(&manual);
@@ -370,7 +383,7 @@ fn stop_and_purge_gives_driver_requeued_requests_to_evt_io_canceled_on_queue() {
     let o = h.device_io_control_overlapped(IOCTL_PARK, &[], 0).unwrap();
     let park = manual.lock().unwrap().clone().unwrap();
     assert_eq!(park.status().queued, 1);
-    park.stop_and_purge(None);
+    purge(&park);
     assert_eq!(take(&events), vec!["EvtIoCanceledOnQueue"]);
     assert_eq!(o.result().unwrap().unwrap_err(), Status::CANCELLED);
     assert!(m.verifier().violations().is_empty());

@@ -656,7 +656,9 @@ impl Queue {
             (pending, st.in_flight.clone())
         };
         for core in pending {
-            request::complete_layer(&core, Status::CANCELLED, 0);
+            // A request the driver requeued goes to EvtIoCanceledOnQueue if the queue has one
+            // (kmdf-sequences §6.6); any other is completed with STATUS_CANCELLED.
+            canceled_on_queue(&self.0, &core);
         }
         for core in sent {
             let below = {
