@@ -8,7 +8,9 @@
 //! - [`FreeList::push`] consumes a key and lists its value; [`FreeList::pop`] returns the most
 //!   recently pushed value with its key (a stack: the buffer used last is the one still in cache).
 //! - Both are one compare-exchange on the list's head word when nobody holds the list
-//!   exclusively, and they never block.
+//!   exclusively, and they never block. A compare-exchange lost to another thread backs off
+//!   exponentially (at most 2⁶ pause hints) before retrying, so contending threads take turns on
+//!   the head's cache line instead of colliding on it.
 //! - [`FreeList::exclusive`] takes the whole list (walking, counting, removing from the middle):
 //!   while an [`Exclusive`] lives, `push` and `pop` answer [`Pushed::Busy`] and [`Pop::Busy`]
 //!   instead of waiting, so the caller decides how to wait (a Module waits on its own lock, which
