@@ -79,7 +79,7 @@
 //! ## Remarks
 //!
 //! - **Source pools are lock-free.** A Source pool keeps its buffers in a
-//!   [`FreeList`](dmf_core::free_list::FreeList): `get` and `put` are one compare-exchange each,
+//!   [`FreeList`]: `get` and `put` are one compare-exchange each,
 //!   with no lock and no rundown guard — they are *lock-free Methods* (ARCHITECTURE.md): they
 //!   check that the Module is open, and the Module's close shuts the list in the same step that
 //!   drains it, so a `get` or `put` racing with close either completes before it (a buffer it put
