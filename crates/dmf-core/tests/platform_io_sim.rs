@@ -663,7 +663,8 @@ fn manual_queue_forward_retrieve_requeue_and_queue_state_changes() {
         NtStatus::INVALID_DEVICE_REQUEST
     );
 
-    // Stopped: still accepting. Purged: queued requests cancelled, new ones refused.
+    // Stopped: still accepting. Purged: queued requests cancelled (o5, which the driver forwarded
+    // here, through EvtIoCanceledOnQueue, kmdf-sequences §6.6), new ones refused.
     manual.stop_synchronously();
     let o5 = h1
         .device_io_control_overlapped(IOCTL_PARK, b"5", 0)
@@ -713,6 +714,7 @@ fn manual_queue_forward_retrieve_requeue_and_queue_state_changes() {
         [
             format!("EvtIoCanceledOnQueue {}", o4.request_id()),
             format!("forward refused: {:?}", NtStatus::INVALID_DEVICE_REQUEST),
+            format!("EvtIoCanceledOnQueue {}", o5.request_id()),
             format!("forward refused: {:?}", NtStatus::INVALID_DEVICE_STATE),
             format!("forward refused: {:?}", NtStatus::INVALID_DEVICE_STATE),
         ]
