@@ -257,13 +257,13 @@ pub fn invoke_callback<R>(driver: &str, object: &str, callback: &str, f: impl Fn
         core.trace.record(TraceKind::Callback, object, callback);
     }
     let entry_irql = context::irql();
-    let entry_locks: Vec<u64> = context::held_locks().iter().map(|h| h.id).collect();
+    let entry_locks: Vec<u64> = context::held_locks();
     let result = f();
     let exit_irql = context::irql();
     let leaked: Vec<String> = context::held_locks()
         .into_iter()
-        .filter(|h| !entry_locks.contains(&h.id))
-        .map(|h| h.description.to_string())
+        .filter(|id| !entry_locks.contains(id))
+        .map(context::lock_description)
         .collect();
     if exit_irql != entry_irql {
         context::set_irql(entry_irql);

@@ -16,9 +16,10 @@
 //! attribution is pushed by [`DriverScope`] and by `invoke_callback`.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::exec::irql::Irql;
 use crate::exec::sched::ThreadRole;
@@ -38,12 +39,33 @@ struct Binding {
     role: ThreadRole,
 }
 
-/// A lock held by the calling thread.
-#[derive(Clone, Debug)]
-pub(crate) struct HeldLock {
-    pub(crate) id: u64,
-    /// e.g. `spin lock 'name'`, built once when the lock is created (acquire must stay cheap).
-    pub(crate) description: Arc<str>,
+/// Descriptions of the live locks (e.g. `spin lock 'name'`) by lock id, for held-lock reports.
+/// Registered when a lock is created and removed when it is dropped, so acquire and release only
+/// record the id (they must stay cheap: every Module lock on the simulator goes through them).
+static LOCK_DESCRIPTIONS: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
+
+fn descriptions() -> std::sync::MutexGuard<'static, BTreeMap<u64, String>> {
+    LOCK_DESCRIPTIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Records the description of lock `id` (at creation).
+pub(crate) fn register_lock(id: u64, description: String) {
+    descriptions().insert(id, description);
+}
+
+/// Forgets lock `id` (when it is dropped).
+pub(crate) fn unregister_lock(id: u64) {
+    descriptions().remove(&id);
+}
+
+/// The description of lock `id`, or a placeholder for a lock already dropped.
+pub(crate) fn lock_description(id: u64) -> String {
+    descriptions()
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| format!("lock #{id} (deleted)"))
 }
 
 #[derive(Default)]
@@ -52,7 +74,8 @@ struct Ctx {
     name: Option<String>,
     irql: Irql,
     bindings: Vec<Binding>,
-    held: Vec<HeldLock>,
+    /// Ids of the locks this thread holds, in acquisition order.
+    held: Vec<u64>,
     drivers: Vec<String>,
 }
 
@@ -142,19 +165,14 @@ pub(crate) fn pop_driver() {
     });
 }
 
-pub(crate) fn push_held(id: u64, description: &Arc<str>) {
-    with((), |c| {
-        c.held.push(HeldLock {
-            id,
-            description: Arc::clone(description),
-        });
-    });
+pub(crate) fn push_held(id: u64) {
+    with((), |c| c.held.push(id));
 }
 
 /// Removes `id` from the calling thread's held locks; false if it was not there.
 pub(crate) fn remove_held(id: u64) -> bool {
     with(false, |c| {
-        if let Some(pos) = c.held.iter().rposition(|h| h.id == id) {
+        if let Some(pos) = c.held.iter().rposition(|&h| h == id) {
             c.held.remove(pos);
             true
         } else {
@@ -163,7 +181,7 @@ pub(crate) fn remove_held(id: u64) -> bool {
     })
 }
 
-pub(crate) fn held_locks() -> Vec<HeldLock> {
+pub(crate) fn held_locks() -> Vec<u64> {
     with(Vec::new(), |c| c.held.clone())
 }
 

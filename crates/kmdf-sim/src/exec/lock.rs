@@ -46,8 +46,6 @@ pub struct SpinLock {
     core: Arc<Core>,
     id: u64,
     name: String,
-    /// `spin lock '<name>'`, for held-lock reports.
-    description: Arc<str>,
     /// Thread uid of the holder, 0 when free.
     owner: AtomicU64,
     /// The IRQL to restore on release; written by the holder after it acquired the lock.
@@ -72,14 +70,21 @@ fn irql_from_u8(raw: u8) -> Irql {
     }
 }
 
+impl Drop for SpinLock {
+    fn drop(&mut self) {
+        context::unregister_lock(self.id);
+    }
+}
+
 impl SpinLock {
     /// `WdfSpinLockCreate` on `machine`; `name` appears in violations.
     pub fn new(machine: &Machine, name: &str) -> Self {
+        let id = new_uid();
+        context::register_lock(id, format!("spin lock '{name}'"));
         SpinLock {
             core: Arc::clone(machine.core()),
-            id: new_uid(),
+            id,
             name: name.to_owned(),
-            description: Arc::from(format!("spin lock '{name}'")),
             owner: AtomicU64::new(0),
             saved_irql: AtomicU8::new(Irql::Passive as u8),
         }
@@ -128,7 +133,7 @@ impl SpinLock {
             }
         }
         self.saved_irql.store(old as u8, Ordering::Relaxed);
-        context::push_held(self.id, &self.description);
+        context::push_held(self.id);
     }
 
     /// `WdfSpinLockRelease`: releases the lock and restores the IRQL saved by `acquire`.
@@ -195,8 +200,6 @@ pub struct WaitLock {
     core: Arc<Core>,
     id: u64,
     name: String,
-    /// `wait lock '<name>'`, for held-lock reports.
-    description: Arc<str>,
     /// Written only under the dispatcher lock.
     owner: Mutex<Option<u64>>,
 }
@@ -210,14 +213,21 @@ impl core::fmt::Debug for WaitLock {
     }
 }
 
+impl Drop for WaitLock {
+    fn drop(&mut self) {
+        context::unregister_lock(self.id);
+    }
+}
+
 impl WaitLock {
     /// `WdfWaitLockCreate` on `machine`; `name` appears in violations.
     pub fn new(machine: &Machine, name: &str) -> Self {
+        let id = new_uid();
+        context::register_lock(id, format!("wait lock '{name}'"));
         WaitLock {
             core: Arc::clone(machine.core()),
-            id: new_uid(),
+            id,
             name: name.to_owned(),
-            description: Arc::from(format!("wait lock '{name}'")),
             owner: Mutex::new(None),
         }
     }
@@ -275,7 +285,7 @@ impl WaitLock {
             },
         );
         if result.is_signaled() {
-            context::push_held(self.id, &self.description);
+            context::push_held(self.id);
         }
         result.to_status()
     }
