@@ -34,8 +34,11 @@
 //!   down it returns at once (RD-15). Start after EndAndWait re-arms it (RD-16, Top 25 #21).
 //! - Closing the Module ends the rundown if the client forgot, waiting for the references still
 //!   held (RD-17). The gate cannot be re-armed after that: Start fails once the Module is closed.
-//! - Built on [`dmf_core::platform::RundownRef`] (`EX_RUNDOWN_REF` semantics). The reference path
-//!   is lock-free and never blocks (RD-19).
+//! - Built on [`dmf_core::platform::RundownRef`] (`EX_RUNDOWN_REF` semantics), kept in the
+//!   Module's shared state. The reference path is lock-free and never blocks (RD-19):
+//!   `reference_with` is a lock-free Method (no Module lock, no Module guard — the reference on the
+//!   gate is the protection, and the Module's close runs the gate down), and a
+//!   [`RundownGate`] reference touches only the gate.
 //! - The guard lives in a [`RundownGate`] the caller holds (a cheap clone of the Module's
 //!   rundown object), because a guard returned straight from a Method could not outlive the
 //!   Method's own scope. The C-shaped explicit Reference/Dereference pair is not offered: safe
@@ -76,46 +79,47 @@
 
 use alloc::sync::Arc;
 
-use dmf_core::module::{Dispatched, ModuleCallbacks};
+use dmf_core::module::{Dispatched, ModuleCallbacks, ModuleShared};
 use dmf_core::platform::RundownRef;
 use dmf_core::rundown::RundownGuard;
-use dmf_core::{NtResult, NtStatus};
+use dmf_core::NtResult;
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 /// The `DMF_Rundown` Module: a Start / Reference / Dereference / EndAndWait gate. See the
 /// [module documentation](self).
-#[dmf_module(crate = ::dmf_core, config = (), context = Context, open = Create, lock = Dispatch)]
+#[dmf_module(crate = ::dmf_core, config = (), shared = Shared, open = Create, lock = Dispatch)]
 pub struct Rundown;
 
-/// The private context: the rundown object, created in Open, shared with the gates handed out.
-#[derive(Default)]
-struct Context {
-    gate: Option<Arc<RundownRef>>,
+/// The shared state: the rundown object, created with the Module in the run-down state (nothing
+/// alive until Start, RD-18), shared with the gates handed out.
+struct Shared {
+    gate: Arc<RundownRef>,
+}
+
+impl ModuleShared<()> for Shared {
+    fn new(_config: &()) -> NtResult<Self> {
+        Ok(Shared {
+            gate: Arc::new(RundownRef::new_run_down()),
+        })
+    }
 }
 
 #[dmf_callbacks(crate = ::dmf_core)]
 impl ModuleCallbacks for Rundown {
-    fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        // RD-18: open at creation with nothing alive; Start arms it.
-        module.lock().gate = Some(Arc::new(RundownRef::new_run_down()));
-        Ok(())
-    }
-
     fn close(module: &Dispatched<'_, Self>) {
         // RD-17: end the rundown on the client's behalf, waiting for the references still out.
-        // (On an object already run down this returns at once, RD-15.)
-        let gate = module.lock().gate.clone();
-        if let Some(gate) = gate {
-            gate.wait_for_release();
-        }
+        // (On an object already run down this returns at once, RD-15.) This is also what shuts
+        // out `reference_with`, a lock-free Method: a reference taken before waits here, one
+        // attempted after fails.
+        module.shared().gate.wait_for_release();
     }
 }
 
 impl Rundown {
-    fn shared(&self) -> NtResult<Arc<RundownRef>> {
+    /// The rundown object, for a guarded Method (the guard ends when this returns).
+    fn shared_gate(&self) -> NtResult<Arc<RundownRef>> {
         let module = self.enter()?;
-        let gate = module.lock().gate.clone();
-        gate.ok_or(NtStatus::INVALID_DEVICE_STATE)
+        Ok(Arc::clone(&module.shared().gate))
     }
 
     /// `DMF_Rundown_Start` (RD-03, RD-16): makes the resource alive, so References succeed; after
@@ -124,16 +128,21 @@ impl Rundown {
     /// Fails with `STATUS_INVALID_DEVICE_STATE` while an EndAndWait is still waiting, and once the
     /// Module is closed.
     pub fn start(&self) -> NtResult<()> {
-        self.shared()?.reinitialize()
+        // Guarded: close must not run down the gate between our check and the re-arm.
+        let module = self.enter()?;
+        module.shared().gate.reinitialize()
     }
 
     /// `DMF_Rundown_Reference` … `DMF_Rundown_Dereference` around `f` (RD-04, RD-05): runs `f`
     /// with the resource held alive and returns its result; `STATUS_INVALID_DEVICE_STATE` (and `f`
     /// not run) before Start, once EndAndWait has begun, and after the Module closed (RD-10,
     /// RD-11). Never blocks; callable at `DISPATCH_LEVEL`.
+    ///
+    /// A lock-free Method (ARCHITECTURE.md): the reference on the gate is its own protection,
+    /// since the Module's close runs the gate down and waits for it.
     pub fn reference_with<R>(&self, f: impl FnOnce() -> R) -> NtResult<R> {
-        let gate = self.shared()?;
-        let _reference = gate.reference()?;
+        let shared = self.enter_lock_free()?;
+        let _reference = shared.gate.reference()?;
         Ok(f())
     }
 
@@ -141,7 +150,7 @@ impl Rundown {
     /// gate stays usable after the Module closed: its References then fail.
     pub fn gate(&self) -> NtResult<RundownGate> {
         Ok(RundownGate {
-            rundown: self.shared()?,
+            rundown: self.shared_gate()?,
         })
     }
 
@@ -153,7 +162,7 @@ impl Rundown {
     /// already ended the rundown).
     pub fn end_and_wait(&self) -> NtResult<()> {
         // The Module's own Method guard is dropped before the wait (see the Remarks).
-        let gate = self.shared()?;
+        let gate = self.shared_gate()?;
         gate.wait_for_release();
         Ok(())
     }
