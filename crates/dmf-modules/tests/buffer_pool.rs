@@ -93,6 +93,48 @@ fn mods_bufferpool_source_preallocates_tagged_buffers_and_reuses_the_last_put_fi
     assert_clean(&machine);
 }
 
+/// §5.3 sentinels, Get side: an overrun done while the pool holds the buffer (as DMA or unsafe
+/// code could; here through `enumerate`'s access) is found by the next Get — on the Source pool's
+/// lock-free path and on a Sink pool — which frees the buffer and answers STATUS_DATA_ERROR with
+/// an error trace; the Source pool has one buffer less from then on.
+#[test]
+fn mods_bufferpool_sentinels_detect_overruns_on_get() {
+    use EnumerationDisposition as D;
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let mut s = settings(3, 8);
+    s.buffer_context_size = 4;
+    let pool = source(s);
+    let sink = sink();
+    pool.enumerate(|b| {
+        b.simulate_overrun(BufferRegion::Context, &[0xEE]);
+        D::Stop
+    })
+    .unwrap();
+    assert_eq!(pool.get().err(), Some(NtStatus::DATA_ERROR));
+    assert_eq!(pool.count(), Ok(2));
+    assert_eq!(tagged_blocks(&machine), 2, "the corrupted buffer was freed");
+    sink.put(pool.get().unwrap()).unwrap();
+    sink.enumerate(|b| {
+        b.simulate_overrun(BufferRegion::Data, &[0xEE]);
+        D::Stop
+    })
+    .unwrap();
+    assert_eq!(sink.get().err(), Some(NtStatus::DATA_ERROR));
+    assert_eq!((pool.count(), sink.count()), (Ok(1), Ok(0)));
+    assert_eq!(tagged_blocks(&machine), 1);
+    let overruns = machine
+        .trace()
+        .events()
+        .into_iter()
+        .filter(|e| e.text.contains("buffer overrun detected by get"))
+        .count();
+    assert_eq!(overruns, 2);
+    sink.delete();
+    pool.delete();
+    assert_clean(&machine);
+}
+
 /// §5.3 Enumerate on a Source pool: head (last put) first; continue, stop and remove-and-stop;
 /// the timer dispositions are continue/stop (a Source pool holds no timed buffer); the removed
 /// buffer goes back in.
