@@ -2,7 +2,8 @@
 """Invariant checks of ARCHITECTURE.md that the compiler cannot see by itself.
 
 1. dmf-core names `std` only in `src/platform/sim/` (and in `#[cfg(test)]` items); dmf-modules never
-   names `std` outside `#[cfg(test)]` items. (CI also *builds* both for x86_64-unknown-none, which
+   names `std` outside `#[cfg(test)]` items. Doc comments count too: a doctest of either crate is
+   written with `core` and `alloc` (and kmdf-sim), as the code it documents is. (CI also *builds* both for x86_64-unknown-none, which
    has no std at all; this check gives a readable message and also covers the sim backend boundary.)
 2. No wdk crate (wdk, wdk-sys, wdk-alloc, wdk-panic, wdk-build) is named in Rust code outside
    `crates/dmf-core/src/platform/kmdf/`, the facade's kernel glue (`src/kernel.rs`, or a
@@ -107,6 +108,17 @@ def scan(path, regex):
             yield lineno, line.strip()
 
 
+DOC_RE = re.compile(r"^\s*//[/!]")
+
+
+def scan_docs(path, regex):
+    """Doc-comment lines (doctests and prose) naming what `regex` matches."""
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if DOC_RE.match(line) and regex.search(line):
+                yield lineno, line.strip()
+
+
 def check(root):
     findings = []
     rel = lambda p: os.path.relpath(p, root)
@@ -115,9 +127,13 @@ def check(root):
             continue
         for lineno, line in scan(path, STD_RE):
             findings.append(f"{rel(path)}:{lineno}: std named outside platform/sim (invariant 1): {line}")
+        for lineno, line in scan_docs(path, STD_RE):
+            findings.append(f"{rel(path)}:{lineno}: std named in a doc comment outside platform/sim (invariant 1): {line}")
     for path in rust_files(root, "crates/dmf-modules/src"):
         for lineno, line in scan(path, STD_RE):
             findings.append(f"{rel(path)}:{lineno}: std named in dmf-modules (invariant 1): {line}")
+        for lineno, line in scan_docs(path, STD_RE):
+            findings.append(f"{rel(path)}:{lineno}: std named in a dmf-modules doc comment (invariant 1): {line}")
     for sub in ["src", "crates", "samples"]:
         for path in rust_files(root, sub):
             p = path.replace(os.sep, "/")
@@ -142,6 +158,8 @@ def self_test():
         "crates/dmf-core/src/bad.rs": "fn f() { let _ = std::mem::size_of::<u8>(); }\n",
         "crates/dmf-modules/src/lib.rs": "#![forbid(unsafe_code)]\nuse std::vec::Vec;\n",
         "crates/dmf-macros/src/lib.rs": "//! no forbid here\n",
+        "crates/dmf-modules/src/doc.rs": "//! ```\n//! use std::sync::Mutex;\n//! ```\n",
+        "crates/dmf-core/src/doc.rs": "/// ```\n/// let t = std::thread::spawn(|| ());\n/// ```\n",
         "samples/switchbar/src/lib.rs": "#![forbid(unsafe_code)]\nfn f() { wdk_sys::call(); }\n",
         # Only the root facade's kernel glue is exempt, not a `kernel` module elsewhere.
         "crates/dmf-core/src/platform/kernel.rs": "use wdk_sys::NTSTATUS;\n",
@@ -149,7 +167,8 @@ def self_test():
     }
     allowed = {
         "crates/dmf-core/src/platform/sim/mod.rs": "extern crate std;\nuse std::sync::Mutex;\n",
-        "crates/dmf-core/src/ok.rs": "// std::mem in a comment\nconst S: &str = \"std::x\";\n#[cfg(test)]\nmod tests { use std::thread; }\n",
+        "crates/dmf-core/src/ok.rs": "// std::mem in a comment\nconst S: &str = \"std::x\";\n#[cfg(test)]\nmod tests { use std::thread; }\n//! no std in this prose\n",
+        "crates/dmf-core/src/platform/sim/doc.rs": "//! ```\n//! use std::sync::Mutex;\n//! ```\n",
         "crates/dmf-core/src/platform/kmdf/mod.rs": "use wdk_sys::NTSTATUS;\n",
         "crates/dmf-core/src/platform/kmdf/io.rs": "fn f() { unsafe { wdk_sys::call_unsafe_wdf_function_binding!(WdfIoQueueStart, q) } }\n",
         "src/kernel.rs": "use wdk_sys::PDRIVER_OBJECT;\n",
@@ -164,6 +183,7 @@ def self_test():
                 fh.write(body)
         findings = check(tmp)
     expected = ["bad.rs:1", "dmf-modules/src/lib.rs:2", "dmf-macros/src/lib.rs", "switchbar/src/lib.rs:2",
+                "dmf-modules/src/doc.rs:2", "dmf-core/src/doc.rs:2",
                 "platform/kernel.rs:1", "osrfx2-filter/src/kernel/mod.rs:1"]
     missing = [e for e in expected if not any(e in f for f in findings)]
     false_alarms = [f for f in findings if not any(e in f for e in expected)]

@@ -33,7 +33,8 @@
 //! `next`; it would take 2³⁰ head changes inside one pop's window for that to go wrong.
 //!
 //! loom models every interleaving of two pushers/poppers and an exclusive holder
-//! (`tests/loom_free_list.rs`); miri runs the unit tests below.
+//! (`tests/loom_free_list.rs`); miri runs the unit tests below and the threaded test
+//! (`tests/free_list_threads.rs`).
 //!
 //! [`BufferPool`]: ../../dmf_modules/buffer_pool/index.html
 
@@ -724,46 +725,5 @@ mod tests {
         assert_eq!(Arc::strong_count(&tracker), 2);
         drop(held);
         assert_eq!(Arc::strong_count(&tracker), 1);
-    }
-
-    #[cfg(not(dmf_loom))]
-    #[test]
-    fn threads_cycle_values_without_loss() {
-        extern crate std;
-        let list = Arc::new(filled(8));
-        let threads: Vec<_> = (0..4)
-            .map(|t| {
-                let list = Arc::clone(&list);
-                std::thread::spawn(move || {
-                    for i in 0..if cfg!(miri) { 50 } else { 20_000 } {
-                        if (i + t) % 97 == 0 {
-                            if let Some(ex) = list.exclusive() {
-                                assert!(ex.len() <= 8);
-                            }
-                            continue;
-                        }
-                        match list.pop() {
-                            Pop::Item(key, value) => {
-                                let mut pending = Some((key, value));
-                                while let Some((key, value)) = pending.take() {
-                                    if let Err(Pushed::Busy(k, v)) = list.push(key, value) {
-                                        std::thread::yield_now();
-                                        pending = Some((k, v));
-                                    }
-                                }
-                            }
-                            Pop::Empty | Pop::Busy | Pop::Closed => std::thread::yield_now(),
-                        }
-                    }
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        let mut ex = list.exclusive().unwrap();
-        let mut values: Vec<u32> = ex.drain().map(|(_, v)| v).collect();
-        values.sort_unstable();
-        assert_eq!(values, [0, 10, 20, 30, 40, 50, 60, 70]);
     }
 }

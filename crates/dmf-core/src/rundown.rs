@@ -59,52 +59,37 @@
 //!
 //! # Example
 //!
+//! With the platform's event (`platform::RundownRef`, here on kmdf-sim, whose system threads play
+//! the callers); `tests/loom_rundown.rs` shows a [`RundownEvent`] written by hand.
+//!
 //! ```
-//! use std::sync::{Arc, Condvar, Mutex};
-//! use dmf_core::rundown::{Rundown, RundownEvent};
+//! extern crate alloc;
+//! use alloc::sync::Arc;
+//! use dmf_core::platform::RundownRef;
+//! use kmdf_sim::exec::SystemThread;
 //!
-//! /// A notification event: a flag and a condvar under one mutex.
-//! struct Event(Mutex<bool>, Condvar);
-//!
-//! impl RundownEvent for Event {
-//!     fn new() -> Self {
-//!         Event(Mutex::new(false), Condvar::new())
-//!     }
-//!     fn signal(&self) {
-//!         *self.0.lock().unwrap() = true;
-//!         self.1.notify_all();
-//!     }
-//!     fn wait(&self) {
-//!         let mut signalled = self.0.lock().unwrap();
-//!         while !*signalled {
-//!             signalled = self.1.wait(signalled).unwrap();
-//!         }
-//!     }
-//!     fn reset(&self) {
-//!         *self.0.lock().unwrap() = false;
-//!     }
-//! }
-//!
-//! let rundown = Arc::new(Rundown::<Event>::new());
+//! let machine = kmdf_sim::Machine::new();
+//! let _bound = machine.enter();
+//! let rundown = Arc::new(RundownRef::new());
 //!
 //! // A Method call: runs only inside a guard.
 //! let guard = rundown.acquire().expect("not run down yet");
 //! let caller = {
 //!     let rundown = Arc::clone(&rundown);
-//!     std::thread::spawn(move || {
-//!         let _nested = rundown.reference()?; // nested references balance (RD-07)
-//!         Ok::<(), dmf_core::NtStatus>(())
+//!     SystemThread::spawn(&machine, "caller", move || {
+//!         let _nested = rundown.reference().expect("nested references balance (RD-07)");
 //!     })
+//!     .unwrap()
 //! };
-//! caller.join().unwrap().ok();
+//! caller.wait(None);
 //!
 //! // Close: refuse new calls, then wait for the one in flight.
 //! let closer = {
 //!     let rundown = Arc::clone(&rundown);
-//!     std::thread::spawn(move || rundown.wait_for_release())
+//!     SystemThread::spawn(&machine, "closer", move || rundown.wait_for_release()).unwrap()
 //! };
 //! drop(guard); // the last release wakes the closer at once
-//! closer.join().unwrap();
+//! closer.wait(None);
 //!
 //! assert!(rundown.acquire().is_none()); // EX-05: no acquire after the wait began
 //! rundown.wait_for_release(); // EX-08: already run down, no effect

@@ -77,7 +77,8 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::Arc;
+//! extern crate alloc;
+//! use alloc::sync::Arc;
 //! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
 //! use dmf_core::NtStatus;
 //! use dmf_modules::continuous_request_target::{

@@ -38,8 +38,9 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::atomic::{AtomicU32, Ordering};
-//! use std::sync::Arc;
+//! use core::sync::atomic::{AtomicU32, Ordering};
+//! extern crate alloc;
+//! use alloc::sync::Arc;
 //! use dmf_core::module::NoParent;
 //! use dmf_modules::doorbell::{Doorbell, DoorbellConfig};
 //!

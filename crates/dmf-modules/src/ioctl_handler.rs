@@ -87,7 +87,8 @@
 //! A container driver whose only Module answers one IOCTL; an application opens the interface.
 //!
 //! ```
-//! use std::sync::Arc;
+//! extern crate alloc;
+//! use alloc::sync::Arc;
 //! use dmf_core::device::container_driver_config;
 //! use dmf_core::platform::contract::device::Guid;
 //! use dmf_core::platform::simulator;

@@ -82,7 +82,9 @@
 //! An IoctlHandler parks `IOCTL_WAIT`; the driver later reports an event.
 //!
 //! ```
-//! use std::sync::{Arc, OnceLock};
+//! extern crate alloc;
+//! use alloc::sync::Arc;
+//! use dmf_core::sync::{LockKind, ModuleLock};
 //! use dmf_core::device::DmfDeviceInit;
 //! use dmf_core::platform::contract::device::{DeviceAttributes, Guid};
 //! use dmf_core::platform::contract::io::PlatformRequest;
@@ -98,7 +100,9 @@
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
-//! let notify: Arc<OnceLock<NotifyUserWithRequest>> = Arc::default();
+//! // The Module handle, once the device has created it (a slot under a platform spin lock).
+//! let notify: Arc<ModuleLock<Option<NotifyUserWithRequest>>> =
+//!     Arc::new(ModuleLock::new(LockKind::Spin, None).unwrap());
 //! let slot = Arc::clone(&notify);
 //! let config = DriverConfig {
 //!     device_add: Arc::new(move |_driver, init| {
@@ -106,20 +110,22 @@
 //!         let parked = Arc::clone(&slot);
 //!         let wait = IoctlEntry::new(IOCTL_WAIT, 0, 4, move |call| {
 //!             let (request, pended) = call.take().expect("untaken");
-//!             if let Err((request, status)) = parked.get().unwrap().request_process(request) {
+//!             let notify = parked.lock().clone().expect("created with the device");
+//!             if let Err((request, status)) = notify.request_process(request) {
 //!                 request.complete(status);
 //!             }
 //!             IoctlResult::Pending(pended)
 //!         });
-//!         let token = Arc::new(OnceLock::new());
+//!         let token = Arc::new(ModuleLock::new(LockKind::Spin, None)?);
 //!         let t = Arc::clone(&token);
 //!         dmf.set_modules_add(move |_device, modules| {
-//!             let _ = t.set(modules.add(NotifyUserWithRequest::with(NotifyUserWithRequestConfig {
+//!             let added = modules.add(NotifyUserWithRequest::with(NotifyUserWithRequestConfig {
 //!                 maximum_pending_requests: 4,
 //!                 maximum_pending_data_buffers: 2,
 //!                 size_of_data_buffer: 4,
 //!                 ..NotifyUserWithRequestConfig::default()
-//!             })));
+//!             }));
+//!             *t.lock() = Some(added);
 //!             modules.add(IoctlHandler::with(IoctlHandlerConfig {
 //!                 table: IoctlTable::new([wait.clone()]),
 //!                 device_interface: Some(GUID),
@@ -129,7 +135,9 @@
 //!         });
 //!         dmf.create_device(DeviceAttributes::default())?;
 //!         let device = dmf.modules_create()?;
-//!         let _ = slot.set(device.get(*token.get().unwrap())?);
+//!         let added = (*token.lock()).expect("added in modules_add");
+//!         let handle = device.get(added)?;
+//!         *slot.lock() = Some(handle);
 //!         Ok(())
 //!     }),
 //!     unload: None,
@@ -143,7 +151,8 @@
 //! let pending = handle.device_io_control_overlapped(IOCTL_WAIT, &[], 4).unwrap();
 //! machine.settle();
 //! assert!(!pending.is_complete(), "parked until there is news");
-//! notify.get().unwrap().data_process(NtStatus::SUCCESS, &[1, 2, 3, 4]).unwrap();
+//! let module = notify.lock().clone().unwrap();
+//! module.data_process(NtStatus::SUCCESS, &[1, 2, 3, 4]).unwrap();
 //! assert_eq!(pending.wait(None), Some(Ok((vec![1, 2, 3, 4], 4))));
 //! handle.close();
 //! node.remove().unwrap();

@@ -54,7 +54,9 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::{Arc, Mutex};
+//! extern crate alloc;
+//! use alloc::sync::Arc;
+//! use dmf_core::sync::{LockKind, ModuleLock};
 //! use dmf_core::module::NoParent;
 //! use dmf_core::NtStatus;
 //! use dmf_modules::queued_work_item::{QueuedWorkItem, QueuedWorkItemConfig};
@@ -62,11 +64,11 @@
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
-//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let seen = Arc::new(ModuleLock::new(LockKind::Spin, Vec::new())?);
 //! let log = Arc::clone(&seen);
 //! let work = QueuedWorkItem::with(QueuedWorkItemConfig {
 //!     callback: Arc::new(move |_module: &QueuedWorkItem, call: &mut dmf_modules::queued_work_item::QueuedWork<'_>| {
-//!         log.lock().unwrap().push(call.buffer()[0]);
+//!         log.lock().push(call.buffer()[0]);
 //!         if call.buffer()[0] == 3 {
 //!             call.status_set(NtStatus::DEVICE_BUSY);
 //!         }
@@ -80,7 +82,7 @@
 //! work.enqueue(&[1])?;
 //! work.enqueue(&[2])?;
 //! assert_eq!(work.enqueue_and_wait(&[3]), Err(NtStatus::DEVICE_BUSY));
-//! assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
+//! assert_eq!(*seen.lock(), [1, 2, 3]);
 //! work.delete();
 //! assert!(machine.pool().outstanding().is_empty());
 //! # Ok::<(), NtStatus>(())

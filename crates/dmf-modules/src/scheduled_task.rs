@@ -65,7 +65,8 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::Arc;
+//! extern crate alloc;
+//! use alloc::sync::Arc;
 //! use core::time::Duration;
 //! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit, PowerDeviceState};
 //! use dmf_modules::scheduled_task::*;

@@ -53,8 +53,9 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::atomic::{AtomicU32, Ordering};
-//! use std::sync::Arc;
+//! use core::sync::atomic::{AtomicU32, Ordering};
+//! extern crate alloc;
+//! use alloc::sync::Arc;
 //! use dmf_core::module::NoParent;
 //! use dmf_modules::thread::{Thread, ThreadConfig, ThreadControl};
 //!

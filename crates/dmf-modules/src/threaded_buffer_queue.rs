@@ -96,7 +96,9 @@
 //! # Example
 //!
 //! ```
-//! use std::sync::{Arc, Mutex};
+//! extern crate alloc;
+//! use alloc::sync::Arc;
+//! use dmf_core::sync::{LockKind, ModuleLock};
 //! use dmf_core::module::NoParent;
 //! use dmf_core::NtStatus;
 //! use dmf_modules::buffer_pool::BufferPoolSourceSettings;
@@ -107,13 +109,13 @@
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
-//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let seen = Arc::new(ModuleLock::new(LockKind::Spin, Vec::new())?);
 //! let log = Arc::clone(&seen);
 //! let queue = ThreadedBufferQueue::with(ThreadedBufferQueueConfig {
 //!     buffer_queue: BufferQueueConfig { source: BufferPoolSourceSettings::new(4, 8) },
 //!     pre: None,
 //!     work: Arc::new(move |_queue: &ThreadedBufferQueue, buffer: WorkBuffer| {
-//!         log.lock().unwrap().push(buffer.data()[0]);
+//!         log.lock().push(buffer.data()[0]);
 //!         let status = if buffer.data()[0] == 3 { NtStatus::DEVICE_BUSY } else { NtStatus::SUCCESS };
 //!         BufferDisposition::WorkComplete(buffer, status)
 //!     }),
@@ -130,7 +132,7 @@
 //! let mut buffer = queue.fetch()?;
 //! buffer.data_mut()[0] = 3;
 //! assert_eq!(queue.enqueue_and_wait(buffer), Err(NtStatus::DEVICE_BUSY));
-//! assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
+//! assert_eq!(*seen.lock(), [1, 2, 3]);
 //! queue.delete(); // stops the thread
 //! assert!(machine.pool().outstanding().is_empty());
 //! # Ok::<(), NtStatus>(())
