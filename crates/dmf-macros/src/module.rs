@@ -300,6 +300,8 @@ fn access_trait(
         /// The Module's shared state: built from its config at create, reached without its
         /// lock (atomics, lock-free structures), kept until the Module is destroyed.
         fn shared(&self) -> &#shared;
+        /// Scope, config and context lock as one value, for code shared with a twin Module type.
+        fn parts(&self) -> #krate::module::ModuleParts<'_, '_, #ident, #config, #context>;
     }
 
     impl #access for #krate::module::Scope<'_, #ident> {
@@ -314,6 +316,9 @@ fn access_trait(
         }
         fn shared(&self) -> &#shared {
             self.__cell::<#key, #config, #context, #shared>().shared()
+        }
+        fn parts(&self) -> #krate::module::ModuleParts<'_, '_, #ident, #config, #context> {
+            self.__cell::<#key, #config, #context, #shared>().parts(self)
         }
     }
     }

@@ -132,8 +132,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use dmf_core::module::{
-    Added, Dispatched, Module, ModuleCallbacks, ModuleInit, ModuleLockGuard, PowerDeviceState,
-    Scope,
+    Added, Dispatched, Module, ModuleCallbacks, ModuleInit, ModuleParts, PowerDeviceState,
 };
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{InterfaceChange, PlatformIoTarget};
@@ -507,28 +506,12 @@ impl Hub {
     }
 }
 
-/// What the shared callbacks need from a scope of either Module type: the scope, its config and
-/// its context.
-struct Parts<'s, 'a, M> {
-    scope: &'s Scope<'a, M>,
-    config: &'s DeviceInterfaceTargetConfig,
-    lock: &'s dyn Fn() -> ModuleLockGuard<'s, Context>,
-}
-
-/// Builds the [`Parts`] of a scope of either Module type (the macro's access trait is private to
-/// each, so this is a macro rather than a function).
-macro_rules! parts {
-    ($m:expr) => {
-        Parts {
-            scope: &$m,
-            config: $m.config(),
-            lock: &|| $m.lock(),
-        }
-    };
-}
+/// What the code shared by both Module types needs from either: its scope, config and context
+/// (the framework's [`ModuleParts`], from each Module's private `parts()`).
+type Parts<'s, 'a, M> = ModuleParts<'s, 'a, M, DeviceInterfaceTargetConfig, Context>;
 
 fn hub<M>(p: &Parts<'_, '_, M>) -> NtResult<Arc<Hub>> {
-    (p.lock)().hub.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)
+    p.lock().hub.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)
 }
 
 /// ChildModulesAdd: the hub, and the child doing the I/O.
@@ -570,7 +553,7 @@ fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
             dynamic_query_remove: config.dynamic_query_remove.clone(),
         },
     });
-    let mut context = (p.lock)();
+    let mut context = p.lock();
     match config.stream.as_ref().filter(|s| s.request_count > 0) {
         Some(stream) => {
             let mut child = stream.clone();
@@ -628,7 +611,7 @@ fn notification_register<M: Module>(p: &Parts<'_, '_, M>, handle: Handle) -> NtR
         .cloned()
         .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
     let (stream, single) = {
-        let context = (p.lock)();
+        let context = p.lock();
         (context.stream, context.single)
     };
     let sink = Sink::of(p.scope, stream, single)?;
@@ -675,7 +658,7 @@ fn notification_unregister<M>(p: &Parts<'_, '_, M>) {
 }
 
 fn destroy<M>(p: &Parts<'_, '_, M>) {
-    let hub = (p.lock)().hub.take();
+    let hub = p.lock().hub.take();
     if let Some(hub) = hub {
         hub.detach();
     }
@@ -684,19 +667,19 @@ fn destroy<M>(p: &Parts<'_, '_, M>) {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for DeviceInterfaceTarget {
     fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
-        child_modules_add(&parts!(module), init);
+        child_modules_add(&module.parts(), init);
     }
 
     fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        notification_register(&parts!(module), Handle::Static(module.handle()?))
+        notification_register(&module.parts(), Handle::Static(module.handle()?))
     }
 
     fn notification_unregister(module: &Dispatched<'_, Self>) {
-        notification_unregister(&parts!(module));
+        notification_unregister(&module.parts());
     }
 
     fn d0_entry(module: &Dispatched<'_, Self>, _previous: PowerDeviceState) -> NtResult<()> {
-        if let Ok(hub) = hub(&parts!(module)) {
+        if let Ok(hub) = hub(&module.parts()) {
             let start = {
                 let mut state = hub.state.lock();
                 state.in_d0 = true;
@@ -712,7 +695,7 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
     }
 
     fn d0_exit(module: &Dispatched<'_, Self>, _target: PowerDeviceState) -> NtResult<()> {
-        if let Ok(hub) = hub(&parts!(module)) {
+        if let Ok(hub) = hub(&module.parts()) {
             hub.state.lock().in_d0 = false;
             if hub.automatic {
                 if let Some((_, Sink::Stream(stream))) = hub.snapshot() {
@@ -724,26 +707,26 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
     }
 
     fn destroy(module: &Dispatched<'_, Self>) {
-        destroy(&parts!(module));
+        destroy(&module.parts());
     }
 }
 
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for DynamicDeviceInterfaceTarget {
     fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
-        child_modules_add(&parts!(module), init);
+        child_modules_add(&module.parts(), init);
     }
 
     fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        notification_register(&parts!(module), Handle::Dynamic(module.handle()?))
+        notification_register(&module.parts(), Handle::Dynamic(module.handle()?))
     }
 
     fn notification_unregister(module: &Dispatched<'_, Self>) {
-        notification_unregister(&parts!(module));
+        notification_unregister(&module.parts());
     }
 
     fn destroy(module: &Dispatched<'_, Self>) {
-        destroy(&parts!(module));
+        destroy(&module.parts());
     }
 }
 
@@ -755,7 +738,7 @@ macro_rules! methods {
             /// Enters the Module and runs `f` on its hub inside the Method.
             fn with_hub<R>(&self, f: impl FnOnce(&Hub) -> NtResult<R>) -> NtResult<R> {
                 let module = self.enter()?;
-                let hub = hub(&parts!(module))?;
+                let hub = hub(&module.parts())?;
                 f(&hub)
             }
 

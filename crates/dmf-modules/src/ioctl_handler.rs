@@ -144,11 +144,12 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use dmf_core::module::{Dispatched, Handled, IoRequest, Module, ModuleCallbacks, Scope};
+use dmf_core::module::{
+    Dispatched, Handled, IoRequest, Module, ModuleCallbacks, ModuleParts, Scope,
+};
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{PlatformFileObject, PlatformRequest, RequestorMode};
 use dmf_core::platform::{Device, FileObject, Queue, Request};
-use dmf_core::sync::ModuleLockGuard;
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
@@ -609,58 +610,42 @@ impl core::fmt::Debug for Context {
     }
 }
 
-/// What the shared code needs from either Module: its scope (device, filter flag, MOD-71), its
-/// config and its context.
-struct Parts<'s, 'a, M> {
-    scope: &'s Scope<'a, M>,
-    config: &'s IoctlHandlerConfig,
-    lock: &'s dyn Fn() -> ModuleLockGuard<'s, Context>,
-}
-
-/// Builds the [`Parts`] of a scope of either Module type (the macro's access trait is private to
-/// each, so this is a macro rather than a function).
-macro_rules! parts {
-    ($m:expr) => {
-        Parts {
-            scope: &$m,
-            config: $m.config(),
-            lock: &|| $m.lock(),
-        }
-    };
-}
+/// What the code shared by both Module types needs from either: its scope, config and context
+/// (the framework's [`ModuleParts`], from each Module's private `parts()`).
+type Parts<'s, 'a, M> = ModuleParts<'s, 'a, M, IoctlHandlerConfig, Context>;
 
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for IoctlHandler {
     fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
-        open(&parts!(m))
+        open(&m.parts())
     }
 
     fn close(m: &Dispatched<'_, Self>) {
-        close(&parts!(m));
+        close(&m.parts());
     }
 
     fn device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
         if matches!(m.config().access_mode, IoctlAccessMode::KernelModeOnly) {
             return Handled::NotHandled;
         }
-        dispatch(&parts!(m), io)
+        dispatch(&m.parts(), io)
     }
 
     fn internal_device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
         if !matches!(m.config().access_mode, IoctlAccessMode::KernelModeOnly) {
             return Handled::NotHandled;
         }
-        dispatch(&parts!(m), io)
+        dispatch(&m.parts(), io)
     }
 
     fn file_create(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
-        file_create(&parts!(m), io, file)
+        file_create(&m.parts(), io, file)
     }
 
     fn file_close(m: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
         // The exclusive hold lasts until close, as the I/O manager's does. Never taken, so the
         // client sees it (DMF #129).
-        file_close(&parts!(m), file);
+        file_close(&m.parts(), file);
         Handled::NotHandled
     }
 }
@@ -668,11 +653,11 @@ impl ModuleCallbacks for IoctlHandler {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for DynamicIoctlHandler {
     fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
-        open(&parts!(m))
+        open(&m.parts())
     }
 
     fn close(m: &Dispatched<'_, Self>) {
-        close(&parts!(m));
+        close(&m.parts());
     }
 }
 
@@ -686,7 +671,7 @@ impl IoctlHandler {
     /// status.
     pub fn enable(&self, enable: bool) -> NtResult<()> {
         let m = self.enter()?;
-        state_set(&parts!(m), enable)
+        state_set(&m.parts(), enable)
     }
 
     /// Whether the device interface is enabled.
@@ -709,7 +694,7 @@ impl DynamicIoctlHandler {
     /// As [`IoctlHandler::enable`].
     pub fn enable(&self, enable: bool) -> NtResult<()> {
         let m = self.enter()?;
-        state_set(&parts!(m), enable)
+        state_set(&m.parts(), enable)
     }
 
     /// As [`IoctlHandler::is_enabled`].
@@ -731,7 +716,7 @@ impl DynamicIoctlHandler {
         let Ok(m) = self.enter() else {
             return Handled::NotHandled;
         };
-        dispatch(&parts!(m), io)
+        dispatch(&m.parts(), io)
     }
 
     /// Offers a create, as the static Module's `ModuleFileCreate`: `Handled` if it completed
@@ -740,13 +725,13 @@ impl DynamicIoctlHandler {
         let Ok(m) = self.enter() else {
             return Handled::NotHandled;
         };
-        file_create(&parts!(m), io, file)
+        file_create(&m.parts(), io, file)
     }
 
     /// `ModuleFileClose`: releases the exclusive hold of `file`.
     pub fn handle_file_close(&self, file: &FileObject) {
         if let Ok(m) = self.enter() {
-            file_close(&parts!(m), file);
+            file_close(&m.parts(), file);
         }
     }
 }
@@ -760,7 +745,7 @@ fn open<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
 
 fn close<M: Module>(p: &Parts<'_, '_, M>) {
     let created = {
-        let mut ctx = (p.lock)();
+        let mut ctx = p.lock();
         ctx.exclusive_owner = None;
         core::mem::replace(&mut ctx.enabled, false) && ctx.interface_created
     };
@@ -775,12 +760,12 @@ fn close<M: Module>(p: &Parts<'_, '_, M>) {
 
 fn create_or_enable_interface<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
     let Some(guid) = p.config.device_interface else {
-        (p.lock)().enabled = true;
+        p.lock().enabled = true;
         return Ok(());
     };
     let device = p.scope.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
     let reference = p.config.reference_string.as_deref();
-    let created = (p.lock)().interface_created;
+    let created = p.lock().interface_created;
     if created {
         device.set_interface_state(guid, reference, true);
     } else {
@@ -793,12 +778,12 @@ fn create_or_enable_interface<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
             }
             Err(status) => return Err(status),
         }
-        (p.lock)().interface_created = true;
+        p.lock().interface_created = true;
         if let Some(post) = &p.config.post_device_interface_create {
             post(device, guid, reference)?;
         }
     }
-    (p.lock)().enabled = true;
+    p.lock().enabled = true;
     Ok(())
 }
 
@@ -807,7 +792,7 @@ fn state_set<M: Module>(p: &Parts<'_, '_, M>, enable: bool) -> NtResult<()> {
         return create_or_enable_interface(p);
     }
     let created = {
-        let mut ctx = (p.lock)();
+        let mut ctx = p.lock();
         ctx.enabled = false;
         ctx.interface_created
     };
@@ -954,7 +939,7 @@ fn file_create<M: Module>(
         if !p.config.exclusive {
             return Ok(());
         }
-        let mut ctx = (p.lock)();
+        let mut ctx = p.lock();
         match ctx.exclusive_owner {
             Some(owner) if owner != file.id() => Err(NtStatus::ACCESS_DENIED),
             _ => {
@@ -980,7 +965,7 @@ fn file_create<M: Module>(
 /// `DMF_IoctlHandler_FileClose`: the exclusive hold ends when the file object goes.
 fn file_close<M: Module>(p: &Parts<'_, '_, M>, file: &FileObject) {
     if p.config.exclusive {
-        let mut ctx = (p.lock)();
+        let mut ctx = p.lock();
         if ctx.exclusive_owner == Some(file.id()) {
             ctx.exclusive_owner = None;
         }

@@ -97,7 +97,8 @@ pub use dynamic::{DynamicModule, DynamicParent, DynamicParentRef, NoParent};
 pub use interface::{Binding, BindingState, Interface, InterfaceProtocol, InterfaceTransport};
 pub use object::{ModuleState, OpenedDuring, TraceEntry};
 pub use scope::{
-    Added, Dispatched, Method, Module, ModuleHandle, ModuleRef, ModuleReference, Scope, WeakModule,
+    Added, Dispatched, Method, Module, ModuleHandle, ModuleParts, ModuleRef, ModuleReference,
+    Scope, WeakModule,
 };
 pub use spec::{ModuleInit, ModuleSpec};
 

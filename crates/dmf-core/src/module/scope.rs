@@ -418,9 +418,37 @@ impl<K, Cfg, C, S> ModuleCell<K, Cfg, C, S> {
     pub fn shared(&self) -> &S {
         &self.shared
     }
+    /// Scope, config and context lock as one [`ModuleParts`].
+    pub fn parts<'s, 'a, M>(&'s self, scope: &'s Scope<'a, M>) -> ModuleParts<'s, 'a, M, Cfg, C> {
+        ModuleParts {
+            scope,
+            config: &self.config,
+            context: &self.context,
+        }
+    }
     /// `DMF_ModuleAuxiliaryLock`.
     pub fn aux_lock(&self, index: usize) -> NtResult<ModuleLockGuard<'_, ()>> {
         self.aux.lock(index)
+    }
+}
+
+/// A Module's scope, config and context lock as one value, for code shared by two Module types
+/// with the same config and context (a static Module and its dynamic twin, such as IoctlHandler and
+/// DynamicIoctlHandler): the shared functions take `&ModuleParts<'_, '_, M, Config, Context>`,
+/// generic over `M`. It comes only from the Module's private access trait (`parts()`), so, like
+/// `lock()`, it reaches only the Module's own state (invariant 5).
+pub struct ModuleParts<'s, 'a, M, Cfg, C> {
+    /// The Module's scope (device, filter flag, handle, children, …).
+    pub scope: &'s Scope<'a, M>,
+    /// `DMF_CONFIG_GET`.
+    pub config: &'s Cfg,
+    context: &'s ModuleLock<C>,
+}
+
+impl<'s, M, Cfg, C> ModuleParts<'s, '_, M, Cfg, C> {
+    /// `DMF_ModuleLock` + `DMF_CONTEXT_GET`: the context under the Module's lock.
+    pub fn lock(&self) -> ModuleLockGuard<'s, C> {
+        self.context.lock()
     }
 }
 
