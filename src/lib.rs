@@ -88,8 +88,7 @@
 //! let node = machine.pnp().plug_in(StackSpec::new("ROOT\\COUNTER", "counter")).unwrap();
 //!
 //! let app = Application::new(&machine, AppConfig { administrator: false, name: "app".into() });
-//! let class = kmdf_sim::guid::Guid::new(
-//!     GUID_COUNTER.data1, GUID_COUNTER.data2, GUID_COUNTER.data3, GUID_COUNTER.data4);
+//! let class = simulator::sim_guid(GUID_COUNTER);
 //! let handle = app.open_interface(class, Access::READ_WRITE).unwrap();
 //! let read = |h: &kmdf_sim::io::Handle| {
 //!     let (out, _) = h.device_io_control(IOCTL_COUNTER_GET, &[], 4).unwrap();

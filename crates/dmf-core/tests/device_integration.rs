@@ -37,9 +37,7 @@ const GUID_TEST: Guid = Guid::new(
     [0x8B, 0x2C, 0x61, 0x0D, 0x9E, 0x33, 0xA4, 0x70],
 );
 
-fn sim_guid(g: Guid) -> kmdf_sim::guid::Guid {
-    kmdf_sim::guid::Guid::new(g.data1, g.data2, g.data3, g.data4)
-}
+use dmf_core::platform::simulator::sim_guid;
 
 /// The IOCTL the test Module answers (its input doubled into the output).
 const IOCTL_DOUBLE: u32 = 0x0022_2000;

@@ -111,12 +111,7 @@ fn a_platform_driver_runs_through_start_power_cycle_and_removal() {
     assert_eq!(
         kmdf_sim::interface::interfaces_of_class(
             &machine,
-            kmdf_sim::guid::Guid::new(
-                GUID_TEST.data1,
-                GUID_TEST.data2,
-                GUID_TEST.data3,
-                GUID_TEST.data4
-            )
+            dmf_core::platform::simulator::sim_guid(GUID_TEST)
         )
         .len(),
         1,

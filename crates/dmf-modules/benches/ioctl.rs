@@ -156,7 +156,7 @@ fn bench_table(c: &mut Criterion) {
 const GUID: Guid = Guid::new(0x0BE7_C4A1, 0x1111, 0x2222, [3; 8]);
 
 fn sim_guid() -> kmdf_sim::guid::Guid {
-    kmdf_sim::guid::Guid::new(GUID.data1, GUID.data2, GUID.data3, GUID.data4)
+    dmf_core::platform::simulator::sim_guid(GUID)
 }
 
 /// The hand-written driver: its default queue's `EvtIoDeviceControl` is the `match`.

@@ -126,7 +126,7 @@
 //! );
 //! let node = machine.pnp().plug_in(StackSpec::new("ROOT\\SUMMER", "summer")).unwrap();
 //! let app = Application::new(&machine, AppConfig::default());
-//! let class = kmdf_sim::guid::Guid::new(GUID.data1, GUID.data2, GUID.data3, GUID.data4);
+//! let class = simulator::sim_guid(GUID);
 //! let handle = app.open_interface(class, Access::READ_WRITE).unwrap();
 //! assert_eq!(handle.device_io_control(IOCTL_SUM, &[2, 3], 1).unwrap(), (vec![5], 1));
 //! // Too short an input never reaches the handler.

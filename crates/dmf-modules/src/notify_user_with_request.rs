@@ -144,7 +144,7 @@
 //! };
 //! simulator::install_driver(&machine, "notifier", config);
 //! let node = machine.pnp().plug_in(StackSpec::new("ROOT\\NOTIFIER", "notifier")).unwrap();
-//! let class = kmdf_sim::guid::Guid::new(GUID.data1, GUID.data2, GUID.data3, GUID.data4);
+//! let class = simulator::sim_guid(GUID);
 //! let handle = Application::new(&machine, AppConfig::default())
 //!     .open_interface(class, Access::READ_WRITE)
 //!     .unwrap();

@@ -33,12 +33,7 @@ use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
 use kmdf_sim::Machine;
 use task_support::{assert_clean, seed, Rng};
 
-const FX2: Guid = Guid::new(
-    GUID_DEVINTERFACE_OSRUSBFX2.data1,
-    GUID_DEVINTERFACE_OSRUSBFX2.data2,
-    GUID_DEVINTERFACE_OSRUSBFX2.data3,
-    GUID_DEVINTERFACE_OSRUSBFX2.data4,
-);
+const FX2: Guid = dmf_core::platform::simulator::platform_guid(GUID_DEVINTERFACE_OSRUSBFX2);
 
 /// What the client saw.
 #[derive(Default)]

@@ -46,9 +46,7 @@ const IOCTL_PEND: u32 = 0x0022_200C;
 /// Not in any table.
 const IOCTL_UNKNOWN: u32 = 0x0022_2100;
 
-fn sim_guid(g: Guid) -> kmdf_sim::guid::Guid {
-    kmdf_sim::guid::Guid::new(g.data1, g.data2, g.data3, g.data4)
-}
+use dmf_core::platform::simulator::sim_guid;
 
 fn st(status: NtStatus) -> Status {
     Status(status.to_raw())

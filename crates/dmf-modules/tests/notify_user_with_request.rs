@@ -143,7 +143,7 @@ fn plug(machine: &Machine) -> DeviceNode {
 fn open(machine: &Machine) -> Handle {
     Application::new(machine, AppConfig::default())
         .open_interface(
-            kmdf_sim::guid::Guid::new(GUID.data1, GUID.data2, GUID.data3, GUID.data4),
+            dmf_core::platform::simulator::sim_guid(GUID),
             Access::READ_WRITE,
         )
         .unwrap()
@@ -534,7 +534,7 @@ fn multiple_broadcasts_to_every_client() {
         },
     )
     .open_interface(
-        kmdf_sim::guid::Guid::new(GUID.data1, GUID.data2, GUID.data3, GUID.data4),
+        dmf_core::platform::simulator::sim_guid(GUID),
         Access::READ_WRITE,
     )
     .expect("an arrival refusal does not refuse the open");

@@ -49,7 +49,7 @@ pub use sim::{
 /// Windows the PnP manager and `DriverEntry` do this).
 #[cfg(feature = "sim")]
 pub mod simulator {
-    pub use super::sim::{install_driver, load_driver};
+    pub use super::sim::{install_driver, load_driver, platform_guid, sim_guid};
 }
 
 /// `WDF_DRIVER_CONFIG` for this platform's driver and device-init types.

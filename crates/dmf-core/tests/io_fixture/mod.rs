@@ -67,12 +67,7 @@ impl IoFixture {
                 name: "fixture-app".to_owned(),
             },
         );
-        let class = kmdf_sim::guid::Guid::new(
-            GUID_FIXTURE.data1,
-            GUID_FIXTURE.data2,
-            GUID_FIXTURE.data3,
-            GUID_FIXTURE.data4,
-        );
+        let class = dmf_core::platform::simulator::sim_guid(GUID_FIXTURE);
         let handle = app
             .open_interface(class, Access::READ_WRITE)
             .expect("the fixture interface opens");

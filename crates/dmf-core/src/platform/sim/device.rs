@@ -44,8 +44,16 @@ fn to_sim(result: NtResult<()>) -> SimStatus {
     }
 }
 
-pub(super) fn to_sim_guid(guid: Guid) -> SimGuid {
+/// A platform GUID as kmdf-sim's: what an application or a PnP query on the simulated machine
+/// takes (an interface class a driver registered).
+pub const fn sim_guid(guid: Guid) -> SimGuid {
     SimGuid::new(guid.data1, guid.data2, guid.data3, guid.data4)
+}
+
+/// kmdf-sim's GUID as the platform's: a class the simulated hardware defines (the OSR FX2's
+/// device interface) as a driver names it.
+pub const fn platform_guid(guid: SimGuid) -> Guid {
+    Guid::new(guid.data1, guid.data2, guid.data3, guid.data4)
 }
 
 fn power_state(state: WdfPowerDeviceState) -> PowerDeviceState {
@@ -193,7 +201,7 @@ impl PlatformDevice for Device {
 
     fn create_interface(&self, class: Guid, reference: Option<&str>) -> NtResult<String> {
         self.0
-            .create_interface(to_sim_guid(class), reference)
+            .create_interface(sim_guid(class), reference)
             .map_err(from_sim_status)
     }
 
@@ -201,7 +209,7 @@ impl PlatformDevice for Device {
         // A device without that interface is a driver bug KMDF ignores silently; so do we.
         let _ = self
             .0
-            .set_interface_state(to_sim_guid(class), reference, enabled);
+            .set_interface_state(sim_guid(class), reference, enabled);
     }
 }
 

@@ -26,7 +26,7 @@ use kmdf_sim::object::ObjectAttributes;
 use kmdf_sim::pnp::state::StopAction;
 use kmdf_sim::Status as SimStatus;
 
-use super::device::{to_sim_guid, Device, DeviceInit};
+use super::device::{sim_guid, Device, DeviceInit};
 use super::from_sim_status;
 use crate::platform::contract::device::Guid;
 use crate::platform::contract::io::{
@@ -640,7 +640,7 @@ pub(super) fn register_interface_notification(
         };
         callback(&change);
     });
-    register_notification(&machine, to_sim_guid(class), true, callback)
+    register_notification(&machine, sim_guid(class), true, callback)
         .map(|entry| InterfaceNotification(Some(entry)))
         .map_err(from_sim_status)
 }

@@ -37,7 +37,9 @@ mod exec;
 mod io;
 
 use crate::status::{NtResult, NtStatus};
-pub use device::{install_driver, load_driver, Device, DeviceInit, Driver, Resources};
+pub use device::{
+    install_driver, load_driver, platform_guid, sim_guid, Device, DeviceInit, Driver, Resources,
+};
 pub use exec::{RegistryKey, SystemThread, Timer, WorkItem};
 pub use io::{FileObject, InterfaceNotification, IoTarget, Queue, Request};
 
