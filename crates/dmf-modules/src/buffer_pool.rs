@@ -751,18 +751,25 @@ impl BufferPool {
     /// `put_at_head` are the same.
     #[inline]
     pub fn put(&self, buffer: Buffer) -> Result<(), PutError> {
-        match self.enter_lock_free() {
-            Ok(shared) => match &shared.free {
-                Some(free) => self.source_put(shared.id, free, buffer),
-                None => self.insert(buffer, false, None),
-            },
-            Err(status) => Err(PutError::new(status, buffer)),
-        }
+        self.put_at(buffer, false)
     }
 
     /// `DMF_BufferPool_PutAtHead`: adds `buffer` at the head, so the next `get` returns it.
+    #[inline]
     pub fn put_at_head(&self, buffer: Buffer) -> Result<(), PutError> {
-        self.insert(buffer, true, None)
+        self.put_at(buffer, true)
+    }
+
+    /// `put` and `put_at_head`: lock-free into a Source pool, under the lock into a Sink pool.
+    #[inline]
+    fn put_at(&self, buffer: Buffer, at_head: bool) -> Result<(), PutError> {
+        match self.enter_lock_free() {
+            Ok(shared) => match &shared.free {
+                Some(free) => self.source_put(shared.id, free, buffer),
+                None => self.sink_insert(shared.id, buffer, at_head, None),
+            },
+            Err(status) => Err(PutError::new(status, buffer)),
+        }
     }
 
     /// `DMF_BufferPool_PutInSinkWithTimer`: adds `buffer` at the tail of this Sink pool; unless
@@ -777,34 +784,30 @@ impl BufferPool {
         timeout: Duration,
         callback: BufferTimerCallback,
     ) -> Result<(), PutError> {
-        self.insert(
-            buffer,
-            false,
-            Some(Timeout {
-                deadline: Duration::ZERO,
-                period: timeout,
-                callback,
-            }),
-        )
+        let shared = match self.enter_lock_free() {
+            Ok(shared) => shared,
+            Err(status) => return Err(PutError::new(status, buffer)),
+        };
+        if shared.free.is_some() {
+            return Err(PutError::new(NtStatus::INVALID_DEVICE_REQUEST, buffer));
+        }
+        let timeout = Timeout {
+            deadline: Duration::ZERO,
+            period: timeout,
+            callback,
+        };
+        self.sink_insert(shared.id, buffer, false, Some(timeout))
     }
 
-    fn insert(
+    /// A Sink pool's put, under the Module's lock (rundown-guarded).
+    fn sink_insert(
         &self,
+        id: u32,
         buffer: Buffer,
         at_head: bool,
         timeout: Option<Timeout>,
     ) -> Result<(), PutError> {
         let fail = |status, buffer| Err(PutError { status, buffer });
-        let shared = match self.enter_lock_free() {
-            Ok(shared) => shared,
-            Err(status) => return fail(status, buffer),
-        };
-        if let Some(free) = &shared.free {
-            if timeout.is_some() {
-                return fail(NtStatus::INVALID_DEVICE_REQUEST, buffer);
-            }
-            return self.source_put(shared.id, free, buffer);
-        }
         let module = match self.enter() {
             Ok(module) => module,
             Err(status) => return fail(status, buffer),
@@ -813,7 +816,7 @@ impl BufferPool {
             return fail(NtStatus::INVALID_PARAMETER, buffer);
         }
         if let Some(region) = buffer.overrun() {
-            overrun_trace(shared.id, "put", region);
+            overrun_trace(id, "put", region);
             return fail(NtStatus::DATA_ERROR, buffer);
         }
         let mut ctx = module.lock();
@@ -840,7 +843,7 @@ impl BufferPool {
     }
 
     /// A Source pool's `put`: one compare-exchange, unless an exclusive holder has the list
-    /// (see [`source_pop`](Self::source_pop)).
+    /// (see [`source_get_slow`](Self::source_get_slow)).
     #[inline]
     fn source_put(
         &self,
