@@ -96,7 +96,7 @@ const_assert_eq!(size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>(), 144);
 const_assert_eq!(size_of::<WDF_POWER_POLICY_EVENT_CALLBACKS>(), 64);
 const_assert_eq!(size_of::<WDF_FILEOBJECT_CONFIG>(), 40);
 const_assert_eq!(size_of::<WDF_IO_QUEUE_CONFIG>(), 96);
-const_assert_eq!(size_of::<WDF_TIMER_CONFIG>(), 32);
+const_assert_eq!(size_of::<WDF_TIMER_CONFIG>(), 40);
 const_assert_eq!(size_of::<WDF_WORKITEM_CONFIG>(), 24);
 const_assert_eq!(size_of::<WDF_REQUEST_SEND_OPTIONS>(), 16);
 const_assert_eq!(size_of::<WDF_REQUEST_REUSE_PARAMS>(), 24);
