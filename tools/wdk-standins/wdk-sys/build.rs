@@ -4,12 +4,20 @@
 
 use std::path::PathBuf;
 
-const GENERATED: [&str; 5] = ["types.rs", "constants.rs", "ntddk.rs", "wdf.rs", "status.rs"];
+const GENERATED: [&str; 5] = [
+    "types.rs",
+    "constants.rs",
+    "ntddk.rs",
+    "wdf.rs",
+    "status.rs",
+];
 
 fn main() {
     println!("cargo::rerun-if-env-changed=DMF_WDK_BINDINGS");
     println!("cargo::rerun-if-env-changed=DMF_WDK_LIBS");
-    println!("cargo::rustc-check-cfg=cfg(driver_model__driver_type, values(\"WDM\", \"KMDF\", \"UMDF\"))");
+    println!(
+        "cargo::rustc-check-cfg=cfg(driver_model__driver_type, values(\"WDM\", \"KMDF\", \"UMDF\"))"
+    );
     println!("cargo::rustc-cfg=driver_model__driver_type=\"KMDF\"");
     let Some(bindings) = std::env::var_os("DMF_WDK_BINDINGS").map(PathBuf::from) else {
         panic!(
@@ -49,6 +57,9 @@ fn main() {
     )
     .expect("write wdf_function_count.rs");
     if let Some(libs) = std::env::var_os("DMF_WDK_LIBS") {
-        println!("cargo::rustc-link-search=native={}", PathBuf::from(libs).display());
+        println!(
+            "cargo::rustc-link-search=native={}",
+            PathBuf::from(libs).display()
+        );
     }
 }

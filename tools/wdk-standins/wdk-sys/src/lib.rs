@@ -64,7 +64,10 @@ pub mod wdf {
 }
 
 mod macros {
-    include!(concat!(env!("OUT_DIR"), "/call_unsafe_wdf_function_binding.rs"));
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/call_unsafe_wdf_function_binding.rs"
+    ));
 }
 
 // The import libraries a KMDF image links against, as the real crate names them: here they are

@@ -50,7 +50,10 @@ pub mod __print {
     }
 
     pub fn print(args: fmt::Arguments<'_>) {
-        let mut buffer = DbgPrintBuffer { bytes: [0; 512], used: 0 };
+        let mut buffer = DbgPrintBuffer {
+            bytes: [0; 512],
+            used: 0,
+        };
         let _ = buffer.write_fmt(args);
         buffer.flush();
     }
