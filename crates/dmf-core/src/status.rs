@@ -53,9 +53,16 @@ pub struct NtStatus(i32);
 static_assertions::assert_eq_size!(NtStatus, i32);
 static_assertions::assert_eq_align!(NtStatus, i32);
 
-/// Declares the named status values once: the constants and the name table `Debug` prints from.
+/// Declares the named status values once: the constants, the name table `Debug` prints from, and
+/// [`for_each_nt_status!`], the list of `(NAME, STATUS_NAME)` pairs for code that checks the
+/// values against another source (the kmdf backend compares each with the WDK headers' value at
+/// compile time, `platform/kmdf/pins.rs`; this module itself names no WDK crate).
+///
+/// Each entry is `NAME (STATUS_NAME) = value;`: the constant's name, the C name in `ntstatus.h`,
+/// and the value as `ntstatus.h` writes it. `$d` is a `$` token, so that the generated
+/// `macro_rules!` can declare its own metavariable.
 macro_rules! nt_statuses {
-    ($( $(#[$doc:meta])* $name:ident = $value:literal; )*) => {
+    ($d:tt $( $(#[$doc:meta])* $name:ident ($cname:ident) = $value:literal; )*) => {
         impl NtStatus {
             $(
                 $(#[$doc])*
@@ -66,120 +73,133 @@ macro_rules! nt_statuses {
 
         /// `(value, "STATUS_NAME")` for every named status, in declaration order.
         const NAMES: &[(NtStatus, &str)] = &[
-            $( (NtStatus::$name, concat!("STATUS_", stringify!($name))), )*
+            $( (NtStatus::$name, stringify!($cname)), )*
         ];
+
+        /// Calls `$callback! { (NAME, STATUS_NAME) … }` with every named status, in declaration
+        /// order: `NAME` is the associated constant of [`NtStatus`], `STATUS_NAME` its C name.
+        #[doc(hidden)]
+        #[allow(unused_macros, reason = "used only by the kmdf backend's compile-time checks")]
+        macro_rules! for_each_nt_status {
+            ($d callback:ident) => {
+                $d callback! { $( ($name, $cname) )* }
+            };
+        }
+        #[allow(unused_imports, reason = "used only by the kmdf backend's compile-time checks")]
+        pub(crate) use for_each_nt_status;
     };
 }
 
 nt_statuses! {
+    $
     /// `STATUS_SUCCESS`: the operation completed successfully.
-    SUCCESS = 0x0000_0000;
+    SUCCESS (STATUS_SUCCESS) = 0x0000_0000;
     /// `STATUS_WAIT_1`: the second object of a multiple-object wait was signalled.
-    WAIT_1 = 0x0000_0001;
+    WAIT_1 (STATUS_WAIT_1) = 0x0000_0001;
     /// `STATUS_ABANDONED`: a wait was satisfied by an abandoned mutant.
-    ABANDONED = 0x0000_0080;
+    ABANDONED (STATUS_ABANDONED) = 0x0000_0080;
     /// `STATUS_USER_APC`: a wait was ended by a user-mode APC.
-    USER_APC = 0x0000_00C0;
+    USER_APC (STATUS_USER_APC) = 0x0000_00C0;
     /// `STATUS_ALERTED`: an alertable wait was alerted.
-    ALERTED = 0x0000_0101;
+    ALERTED (STATUS_ALERTED) = 0x0000_0101;
     /// `STATUS_TIMEOUT`: a wait ended because its timeout expired (a success code).
-    TIMEOUT = 0x0000_0102;
+    TIMEOUT (STATUS_TIMEOUT) = 0x0000_0102;
     /// `STATUS_PENDING`: the operation will complete later.
-    PENDING = 0x0000_0103;
+    PENDING (STATUS_PENDING) = 0x0000_0103;
     /// `STATUS_REPARSE`: the object name must be reparsed.
-    REPARSE = 0x0000_0104;
+    REPARSE (STATUS_REPARSE) = 0x0000_0104;
     /// `STATUS_MORE_ENTRIES`: more entries are available than were returned.
-    MORE_ENTRIES = 0x0000_0105;
+    MORE_ENTRIES (STATUS_MORE_ENTRIES) = 0x0000_0105;
     /// `STATUS_OBJECT_NAME_EXISTS`: the object already existed and was opened (informational).
-    OBJECT_NAME_EXISTS = 0x4000_0000;
+    OBJECT_NAME_EXISTS (STATUS_OBJECT_NAME_EXISTS) = 0x4000_0000;
     /// `STATUS_BUFFER_OVERFLOW`: the data did not fit; what fit was returned (a warning).
-    BUFFER_OVERFLOW = 0x8000_0005;
+    BUFFER_OVERFLOW (STATUS_BUFFER_OVERFLOW) = 0x8000_0005;
     /// `STATUS_DEVICE_BUSY`: the device is busy (a warning).
-    DEVICE_BUSY = 0x8000_0011;
+    DEVICE_BUSY (STATUS_DEVICE_BUSY) = 0x8000_0011;
     /// `STATUS_NO_MORE_ENTRIES`: an enumeration has no more entries (a warning).
-    NO_MORE_ENTRIES = 0x8000_001A;
+    NO_MORE_ENTRIES (STATUS_NO_MORE_ENTRIES) = 0x8000_001A;
     /// `STATUS_UNSUCCESSFUL`: the operation failed.
-    UNSUCCESSFUL = 0xC000_0001;
+    UNSUCCESSFUL (STATUS_UNSUCCESSFUL) = 0xC000_0001;
     /// `STATUS_NOT_IMPLEMENTED`: the requested operation is not implemented.
-    NOT_IMPLEMENTED = 0xC000_0002;
+    NOT_IMPLEMENTED (STATUS_NOT_IMPLEMENTED) = 0xC000_0002;
     /// `STATUS_INFO_LENGTH_MISMATCH`: the information length does not match the class.
-    INFO_LENGTH_MISMATCH = 0xC000_0004;
+    INFO_LENGTH_MISMATCH (STATUS_INFO_LENGTH_MISMATCH) = 0xC000_0004;
     /// `STATUS_INVALID_HANDLE`: the handle is not valid.
-    INVALID_HANDLE = 0xC000_0008;
+    INVALID_HANDLE (STATUS_INVALID_HANDLE) = 0xC000_0008;
     /// `STATUS_INVALID_PARAMETER`: a parameter is not valid.
-    INVALID_PARAMETER = 0xC000_000D;
+    INVALID_PARAMETER (STATUS_INVALID_PARAMETER) = 0xC000_000D;
     /// `STATUS_NO_SUCH_DEVICE`: the device does not exist.
-    NO_SUCH_DEVICE = 0xC000_000E;
+    NO_SUCH_DEVICE (STATUS_NO_SUCH_DEVICE) = 0xC000_000E;
     /// `STATUS_INVALID_DEVICE_REQUEST`: the request is not valid for this device.
-    INVALID_DEVICE_REQUEST = 0xC000_0010;
+    INVALID_DEVICE_REQUEST (STATUS_INVALID_DEVICE_REQUEST) = 0xC000_0010;
     /// `STATUS_END_OF_FILE`: the end of the data was reached.
-    END_OF_FILE = 0xC000_0011;
+    END_OF_FILE (STATUS_END_OF_FILE) = 0xC000_0011;
     /// `STATUS_NO_MEMORY`: not enough virtual memory.
-    NO_MEMORY = 0xC000_0017;
+    NO_MEMORY (STATUS_NO_MEMORY) = 0xC000_0017;
     /// `STATUS_ACCESS_DENIED`: the caller lacks the access the operation requires.
-    ACCESS_DENIED = 0xC000_0022;
+    ACCESS_DENIED (STATUS_ACCESS_DENIED) = 0xC000_0022;
     /// `STATUS_BUFFER_TOO_SMALL`: the buffer is too small for the data.
-    BUFFER_TOO_SMALL = 0xC000_0023;
+    BUFFER_TOO_SMALL (STATUS_BUFFER_TOO_SMALL) = 0xC000_0023;
     /// `STATUS_OBJECT_TYPE_MISMATCH`: the object is not of the expected type.
-    OBJECT_TYPE_MISMATCH = 0xC000_0024;
+    OBJECT_TYPE_MISMATCH (STATUS_OBJECT_TYPE_MISMATCH) = 0xC000_0024;
     /// `STATUS_OBJECT_NAME_NOT_FOUND`: no object has that name.
-    OBJECT_NAME_NOT_FOUND = 0xC000_0034;
+    OBJECT_NAME_NOT_FOUND (STATUS_OBJECT_NAME_NOT_FOUND) = 0xC000_0034;
     /// `STATUS_OBJECT_NAME_COLLISION`: an object with that name already exists.
-    OBJECT_NAME_COLLISION = 0xC000_0035;
+    OBJECT_NAME_COLLISION (STATUS_OBJECT_NAME_COLLISION) = 0xC000_0035;
     /// `STATUS_DATA_ERROR`: a data error occurred.
-    DATA_ERROR = 0xC000_003E;
+    DATA_ERROR (STATUS_DATA_ERROR) = 0xC000_003E;
     /// `STATUS_SHARING_VIOLATION`: the object is opened exclusively by someone else.
-    SHARING_VIOLATION = 0xC000_0043;
+    SHARING_VIOLATION (STATUS_SHARING_VIOLATION) = 0xC000_0043;
     /// `STATUS_QUOTA_EXCEEDED`: a quota was exceeded.
-    QUOTA_EXCEEDED = 0xC000_0044;
+    QUOTA_EXCEEDED (STATUS_QUOTA_EXCEEDED) = 0xC000_0044;
     /// `STATUS_DELETE_PENDING`: the object is being deleted.
-    DELETE_PENDING = 0xC000_0056;
+    DELETE_PENDING (STATUS_DELETE_PENDING) = 0xC000_0056;
     /// `STATUS_PRIVILEGE_NOT_HELD`: the caller does not hold a required privilege.
-    PRIVILEGE_NOT_HELD = 0xC000_0061;
+    PRIVILEGE_NOT_HELD (STATUS_PRIVILEGE_NOT_HELD) = 0xC000_0061;
     /// `STATUS_INTEGER_OVERFLOW`: an integer computation overflowed.
-    INTEGER_OVERFLOW = 0xC000_0095;
+    INTEGER_OVERFLOW (STATUS_INTEGER_OVERFLOW) = 0xC000_0095;
     /// `STATUS_INSUFFICIENT_RESOURCES`: not enough system resources (pool, handles, …).
-    INSUFFICIENT_RESOURCES = 0xC000_009A;
+    INSUFFICIENT_RESOURCES (STATUS_INSUFFICIENT_RESOURCES) = 0xC000_009A;
     /// `STATUS_DEVICE_DATA_ERROR`: the device reported a data error.
-    DEVICE_DATA_ERROR = 0xC000_009C;
+    DEVICE_DATA_ERROR (STATUS_DEVICE_DATA_ERROR) = 0xC000_009C;
     /// `STATUS_DEVICE_NOT_CONNECTED`: the device is not connected.
-    DEVICE_NOT_CONNECTED = 0xC000_009D;
+    DEVICE_NOT_CONNECTED (STATUS_DEVICE_NOT_CONNECTED) = 0xC000_009D;
     /// `STATUS_DEVICE_POWER_FAILURE`: the device failed a power transition.
-    DEVICE_POWER_FAILURE = 0xC000_009E;
+    DEVICE_POWER_FAILURE (STATUS_DEVICE_POWER_FAILURE) = 0xC000_009E;
     /// `STATUS_DEVICE_NOT_READY`: the device is not ready.
-    DEVICE_NOT_READY = 0xC000_00A3;
+    DEVICE_NOT_READY (STATUS_DEVICE_NOT_READY) = 0xC000_00A3;
     /// `STATUS_IO_TIMEOUT`: an I/O operation timed out.
-    IO_TIMEOUT = 0xC000_00B5;
+    IO_TIMEOUT (STATUS_IO_TIMEOUT) = 0xC000_00B5;
     /// `STATUS_NOT_SUPPORTED`: the request is not supported.
-    NOT_SUPPORTED = 0xC000_00BB;
+    NOT_SUPPORTED (STATUS_NOT_SUPPORTED) = 0xC000_00BB;
     /// `STATUS_DEVICE_DOES_NOT_EXIST`: the device does not exist.
-    DEVICE_DOES_NOT_EXIST = 0xC000_00C0;
+    DEVICE_DOES_NOT_EXIST (STATUS_DEVICE_DOES_NOT_EXIST) = 0xC000_00C0;
     /// `STATUS_REQUEST_NOT_ACCEPTED`: the request was not accepted.
-    REQUEST_NOT_ACCEPTED = 0xC000_00D0;
+    REQUEST_NOT_ACCEPTED (STATUS_REQUEST_NOT_ACCEPTED) = 0xC000_00D0;
     /// `STATUS_INTERNAL_ERROR`: an internal error occurred.
-    INTERNAL_ERROR = 0xC000_00E5;
+    INTERNAL_ERROR (STATUS_INTERNAL_ERROR) = 0xC000_00E5;
     /// `STATUS_INVALID_USER_BUFFER`: a user buffer is not valid.
-    INVALID_USER_BUFFER = 0xC000_00E8;
+    INVALID_USER_BUFFER (STATUS_INVALID_USER_BUFFER) = 0xC000_00E8;
     /// `STATUS_CANCELLED`: the operation was cancelled.
-    CANCELLED = 0xC000_0120;
+    CANCELLED (STATUS_CANCELLED) = 0xC000_0120;
     /// `STATUS_FILE_CLOSED`: the file handle was closed.
-    FILE_CLOSED = 0xC000_0128;
+    FILE_CLOSED (STATUS_FILE_CLOSED) = 0xC000_0128;
     /// `STATUS_DEVICE_CONFIGURATION_ERROR`: the device is misconfigured.
-    DEVICE_CONFIGURATION_ERROR = 0xC000_0182;
+    DEVICE_CONFIGURATION_ERROR (STATUS_DEVICE_CONFIGURATION_ERROR) = 0xC000_0182;
     /// `STATUS_INVALID_DEVICE_STATE`: the device (or Module) is not in a state that allows it.
-    INVALID_DEVICE_STATE = 0xC000_0184;
+    INVALID_DEVICE_STATE (STATUS_INVALID_DEVICE_STATE) = 0xC000_0184;
     /// `STATUS_IO_DEVICE_ERROR`: an I/O error occurred on the device.
-    IO_DEVICE_ERROR = 0xC000_0185;
+    IO_DEVICE_ERROR (STATUS_IO_DEVICE_ERROR) = 0xC000_0185;
     /// `STATUS_INVALID_BUFFER_SIZE`: the buffer size is not valid for the operation.
-    INVALID_BUFFER_SIZE = 0xC000_0206;
+    INVALID_BUFFER_SIZE (STATUS_INVALID_BUFFER_SIZE) = 0xC000_0206;
     /// `STATUS_NOT_FOUND`: the object was not found.
-    NOT_FOUND = 0xC000_0225;
+    NOT_FOUND (STATUS_NOT_FOUND) = 0xC000_0225;
     /// `STATUS_RETRY`: the operation should be retried.
-    RETRY = 0xC000_022D;
+    RETRY (STATUS_RETRY) = 0xC000_022D;
     /// `STATUS_DEVICE_REMOVED`: the device has been removed.
-    DEVICE_REMOVED = 0xC000_02B6;
+    DEVICE_REMOVED (STATUS_DEVICE_REMOVED) = 0xC000_02B6;
     /// `STATUS_POWER_STATE_INVALID`: the device is in a power state that does not allow it.
-    POWER_STATE_INVALID = 0xC000_02D3;
+    POWER_STATE_INVALID (STATUS_POWER_STATE_INVALID) = 0xC000_02D3;
 }
 
 impl NtStatus {
@@ -362,6 +382,22 @@ mod tests {
             for (other, other_name) in &NAMES[i + 1..] {
                 assert_ne!(status, other, "{name} and {other_name} share a value");
             }
+        }
+    }
+
+    #[test]
+    fn for_each_nt_status_lists_every_name_with_its_c_name() {
+        macro_rules! collect {
+            ($( ($name:ident, $cname:ident) )*) => {
+                &[$( (NtStatus::$name, stringify!($name), stringify!($cname)) ),*]
+            };
+        }
+        let listed: &[(NtStatus, &str, &str)] = for_each_nt_status!(collect);
+        assert_eq!(listed.len(), NAMES.len());
+        for ((status, name, cname), (named, printed)) in listed.iter().zip(NAMES) {
+            assert_eq!(status, named);
+            assert_eq!(*cname, *printed);
+            assert_eq!(cname.strip_prefix("STATUS_"), Some(*name), "{cname}");
         }
     }
 

@@ -202,9 +202,11 @@ fn set_failed_through_the_contract_tears_the_device_down() {
 fn timers_run_on_the_virtual_clock() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let (_node, device) = simulator::plug_in_device(&machine, "ticker").unwrap();
     let ticks = Arc::new(Mutex::new(Vec::new()));
     let t = Arc::clone(&ticks);
     let timer = Timer::new(
+        &device,
         "heartbeat",
         Some(Duration::from_millis(250)),
         TimerExecutionLevel::Dispatch,
@@ -220,6 +222,7 @@ fn timers_run_on_the_virtual_clock() {
     assert!(timer.stop(true));
     assert_eq!(
         Timer::new(
+            &device,
             "bad",
             Some(Duration::from_millis(5)),
             TimerExecutionLevel::Passive,
@@ -235,9 +238,10 @@ fn timers_run_on_the_virtual_clock() {
 fn work_items_and_threads_run_at_passive() {
     let machine = Machine::builder().clock(ClockMode::AutoAdvance).build();
     let _bound = machine.enter();
+    let (_node, device) = simulator::plug_in_device(&machine, "worker").unwrap();
     let runs = Arc::new(Mutex::new(0_u32));
     let r = Arc::clone(&runs);
-    let item = WorkItem::new("work", move || {
+    let item = WorkItem::new(&device, "work", move || {
         assert_eq!(
             kmdf_sim::exec::current_irql(),
             kmdf_sim::Irql::Passive,
@@ -259,6 +263,81 @@ fn work_items_and_threads_run_at_passive() {
     .unwrap();
     assert_eq!(thread.wait(None), WaitStatus::Signaled);
     assert_eq!(machine.now(), Duration::from_secs(30));
+}
+
+/// The parent of `Timer::new`/`WorkItem::new` (`ParentObject`): removing a device deletes its
+/// timer and work item — the timer stops, a queued run of the work item is skipped — while those
+/// of another device keep running; the owners' late drops are harmless, and a removed device
+/// parents nothing (`STATUS_INVALID_DEVICE_STATE`).
+#[test]
+fn timers_and_work_items_go_away_with_their_parent_device() {
+    let machine = Machine::builder()
+        .verifier(kmdf_sim::VerifierMode::Record)
+        .build();
+    let _bound = machine.enter();
+    let (node_a, device_a) = simulator::plug_in_device(&machine, "parent-a").unwrap();
+    let (node_b, device_b) = simulator::plug_in_device(&machine, "parent-b").unwrap();
+    let counter = |runs: &Arc<Mutex<u32>>| {
+        let r = Arc::clone(runs);
+        move || *r.lock().unwrap() += 1
+    };
+    let (ticks_a, ticks_b) = (Arc::default(), Arc::default());
+    let (work_a, work_b) = (Arc::default(), Arc::default());
+    let period = Some(Duration::from_millis(10));
+    let dispatch = TimerExecutionLevel::Dispatch;
+    let timer_a = Timer::new(&device_a, "a", period, dispatch, counter(&ticks_a)).unwrap();
+    let timer_b = Timer::new(&device_b, "b", period, dispatch, counter(&ticks_b)).unwrap();
+    let item_a = WorkItem::new(&device_a, "a", counter(&work_a)).unwrap();
+    let item_b = WorkItem::new(&device_b, "b", counter(&work_b)).unwrap();
+    timer_a.start(Duration::from_millis(10));
+    timer_b.start(Duration::from_millis(10));
+    machine.advance(Duration::from_millis(20));
+    assert_eq!((*ticks_a.lock().unwrap(), *ticks_b.lock().unwrap()), (2, 2));
+
+    let paused = machine.pause_queues();
+    assert!(item_a.enqueue());
+    node_a.remove().unwrap();
+    drop(paused);
+    machine.advance(Duration::from_millis(20));
+    assert_eq!(*ticks_a.lock().unwrap(), 2, "device A's timer went with A");
+    assert_eq!(*ticks_b.lock().unwrap(), 4, "device B's timer still runs");
+    assert_eq!(
+        *work_a.lock().unwrap(),
+        0,
+        "A's queued work item was deleted with A"
+    );
+    assert!(!timer_a.stop(true), "a deleted timer is not queued");
+    item_a.flush();
+    assert!(item_b.enqueue());
+    item_b.flush();
+    assert_eq!(*work_b.lock().unwrap(), 1);
+    drop((timer_a, item_a));
+    assert!(
+        machine.verifier().violations().is_empty(),
+        "late drops are harmless: {:?}",
+        machine.verifier().violations()
+    );
+
+    assert_eq!(
+        Timer::new(&device_a, "late", None, dispatch, || {}).err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_eq!(
+        WorkItem::new(&device_a, "late", || {}).err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_eq!(
+        machine.verifier().violations().len(),
+        2,
+        "creating a child of a deleted device is a deleted-object use"
+    );
+    drop((timer_b, item_b));
+    node_b.remove().unwrap();
+    assert!(
+        kmdf_sim::object::live_objects(&machine).is_empty(),
+        "{:?}",
+        kmdf_sim::object::live_objects(&machine)
+    );
 }
 
 #[test]

@@ -109,6 +109,11 @@
 //!   the pool's lock (whoever removes the buffer first owns it; an expired buffer is skipped by
 //!   `enumerate`, as C DMF skips a buffer whose timer it cannot stop). A Source pool must set
 //!   `create_with_timer` for its buffers to be put with a timer (C DMF's rule).
+//! - **The timer needs a device.** It is a child of the Module's device (the `ParentObject` of
+//!   `WdfTimerCreate`). A Sink pool without a device (a dynamic Module created without a
+//!   device-bound parent) opens without a timer, and a timed put into it is
+//!   `STATUS_INVALID_DEVICE_STATE` — where C DMF, which creates a buffer's timer at its first
+//!   timed put, fails that `WdfTimerCreate`. Untimed puts and gets need no device.
 //! - **Close** stops the timer and waits for its callback, then frees every buffer the pool holds
 //!   (the expiry callbacks of buffers still listed are not called, as in C DMF). Buffers a client
 //!   holds are its own: dropping a [`Buffer`] frees its memory (it does not return to its pool).
@@ -634,13 +639,21 @@ impl ModuleCallbacks for BufferPool {
                 } else {
                     TimerExecutionLevel::Dispatch
                 };
-                // The closure holds the handle; close drops the timer, which ends that cycle.
-                let timer = Timer::new("BufferPool timer", None, level, move || {
-                    handle.timer_expired();
-                })?;
+                // The closure holds the handle; close drops the timer, which ends that cycle. The
+                // timer is a child of the Module's device; without a device there is none.
+                let timer = match module.device() {
+                    Some(device) => Some(Timer::new(
+                        device,
+                        "BufferPool timer",
+                        None,
+                        level,
+                        move || handle.timer_expired(),
+                    )?),
+                    None => None,
+                };
                 let mut ctx = module.lock();
                 ctx.list = VecDeque::new();
-                ctx.timer = Some(timer);
+                ctx.timer = timer;
                 ctx.armed = None;
                 Ok(())
             }
@@ -776,7 +789,8 @@ impl BufferPool {
     /// it is removed first (`get`, `enumerate`), after `timeout` it is removed and passed to
     /// `callback`.
     ///
-    /// A Source pool is `STATUS_INVALID_DEVICE_REQUEST`; a buffer from a Source pool without
+    /// A Source pool is `STATUS_INVALID_DEVICE_REQUEST`; a Sink pool without a timer (a Module
+    /// without a device) is `STATUS_INVALID_DEVICE_STATE`; a buffer from a Source pool without
     /// `create_with_timer` is `STATUS_INVALID_PARAMETER`.
     pub fn put_in_sink_with_timer(
         &self,
@@ -820,6 +834,10 @@ impl BufferPool {
             return fail(NtStatus::DATA_ERROR, buffer);
         }
         let mut ctx = module.lock();
+        if timeout.is_some() && ctx.timer.is_none() {
+            drop(ctx);
+            return fail(NtStatus::INVALID_DEVICE_STATE, buffer);
+        }
         if ctx.list.try_reserve(1).is_err() {
             return fail(NtStatus::INSUFFICIENT_RESOURCES, buffer);
         }

@@ -69,6 +69,9 @@
 //! - Open option `OPEN_Create`, DISPATCH_MAXIMUM lock; it implements D0Entry/D0Exit (automatic
 //!   mode), so it cannot be created dynamically on this framework (dynamic Modules may not
 //!   implement WDF callbacks) — use manual mode from the client's own callbacks, or a parent.
+//! - **Needs a device.** Its work item (resends, passive-level delivery) is a child of the
+//!   Module's device (the `ParentObject` of `WdfWorkItemCreate`); in a collection without a
+//!   device it fails to open with `STATUS_INVALID_DEVICE_STATE`.
 //!
 //! ## Category
 //!
@@ -104,7 +107,10 @@
 //!     mode: StreamMode::Manual,
 //!     ..ContinuousRequestTargetConfig::default()
 //! }));
-//! let modules = ModuleCollection::create(init, CollectionConfig::default())?;
+//! // Its work item is a child of its device: a device on the simulator.
+//! let (_node, device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(device), ..CollectionConfig::default() };
+//! let modules = ModuleCollection::create(init, config)?;
 //! let stream = modules.get(token)?;
 //! // No target yet: nothing to stream to.
 //! assert_eq!(stream.stream_start(), Err(NtStatus::INVALID_DEVICE_STATE));
@@ -364,7 +370,11 @@ impl Shared {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for ContinuousRequestTarget {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let sender = Sender::new(module.name(), module.is_passive_level())?;
+        let sender = Sender::new(
+            module.require_device()?,
+            module.name(),
+            module.is_passive_level(),
+        )?;
         let shared = Arc::new(Shared {
             handle: module.handle()?,
             sender,

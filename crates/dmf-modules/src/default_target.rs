@@ -60,7 +60,10 @@
 //! let _bound = machine.enter();
 //! let mut init = ModuleInit::new();
 //! let token = init.add(DefaultTarget::with(DefaultTargetConfig::default()));
-//! let modules = ModuleCollection::create(init, CollectionConfig::default())?;
+//! // Its children's work items are children of its device: a device on the simulator.
+//! let (_node, device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(device), ..CollectionConfig::default() };
+//! let modules = ModuleCollection::create(init, config)?;
 //! let target = modules.get(token)?;
 //! // Opened in PrepareHardware (with a device): not yet.
 //! assert_eq!(target.get_target().err(), Some(NtStatus::INVALID_DEVICE_STATE));

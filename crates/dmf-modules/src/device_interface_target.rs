@@ -114,7 +114,10 @@
 //! let token = init.add(DeviceInterfaceTarget::with(DeviceInterfaceTargetConfig::new(
 //!     Guid::new(0x573E_8C73, 0x0CB4, 0x4471, [0xA1, 0xBF, 0xFA, 0xB2, 0x6C, 0x31, 0xD3, 0x84]),
 //! )));
-//! let modules = ModuleCollection::create(init, CollectionConfig::default())?;
+//! // Its children's work items are children of its device: a device on the simulator.
+//! let (_node, device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(device), ..CollectionConfig::default() };
+//! let modules = ModuleCollection::create(init, config)?;
 //! let target = modules.get(token)?;
 //! // No interface has arrived: the Module is closed.
 //! assert_eq!(target.get_target().err(), Some(NtStatus::INVALID_DEVICE_STATE));

@@ -30,6 +30,10 @@
 //! - Close flushes: a ring that was accepted before close began is still served before close
 //!   returns; later rings fail with `STATUS_INVALID_DEVICE_STATE` (C's `Ring` returns `VOID`).
 //! - Open option `OPEN_Create`, DISPATCH lock, no WDF callbacks (can be created dynamically).
+//! - **Needs a device.** The work item is a child of the Module's device (the `ParentObject` of
+//!   `WdfWorkItemCreate`) and goes away with it. A Module without a device (a dynamic Module
+//!   created without a device-bound parent) fails to open with `STATUS_INVALID_DEVICE_STATE`,
+//!   as C DMF's `WdfWorkItemCreate` fails for it.
 //!
 //! ## Category
 //!
@@ -41,11 +45,16 @@
 //! use core::sync::atomic::{AtomicU32, Ordering};
 //! extern crate alloc;
 //! use alloc::sync::Arc;
-//! use dmf_core::module::NoParent;
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
 //! use dmf_modules::doorbell::{Doorbell, DoorbellConfig};
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
+//! // Its work item is a child of its device: the Module's parent is a device's (empty)
+//! // collection, on a device of the simulator.
+//! let (_node, device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(device), ..CollectionConfig::default() };
+//! let parent = ModuleCollection::create(ModuleInit::new(), config)?;
 //! let runs = Arc::new(AtomicU32::new(0));
 //! let counter = Arc::clone(&runs);
 //! let doorbell = Doorbell::with(DoorbellConfig {
@@ -53,7 +62,7 @@
 //!         counter.fetch_add(1, Ordering::SeqCst);
 //!     }),
 //! })
-//! .create(&NoParent)?;
+//! .create(&parent)?;
 //! doorbell.ring()?;
 //! doorbell.flush()?;
 //! assert!(runs.load(Ordering::SeqCst) >= 1);
@@ -134,12 +143,13 @@ impl Shared {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for Doorbell {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        let device = module.require_device()?;
         let handle = module.handle()?;
         let bell = ModuleLock::new(LockKind::Spin, Bell::default())?;
         let mut failure = None;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let weak = weak.clone();
-            let work_item = WorkItem::new(module.name(), move || {
+            let work_item = WorkItem::new(device, module.name(), move || {
                 if let Some(shared) = weak.upgrade() {
                     shared.run();
                 }

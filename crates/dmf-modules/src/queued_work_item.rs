@@ -46,6 +46,10 @@
 //!   item and its queue directly, because a ScheduledTask implements WDF callbacks and so could not
 //!   be the child of a dynamic Module (the framework refuses WDF callbacks in dynamic trees).
 //! - Open option `OPEN_Create`, DISPATCH lock, no WDF callbacks: it can be created dynamically.
+//! - **Needs a device.** Its work item is a child of the Module's device (the `ParentObject` of
+//!   `WdfWorkItemCreate`); a Module without one (a dynamic Module created without a device-bound
+//!   parent) fails to open with `STATUS_INVALID_DEVICE_STATE`, as C DMF's work item creation
+//!   fails for it.
 //!
 //! ## Category
 //!
@@ -57,13 +61,18 @@
 //! extern crate alloc;
 //! use alloc::sync::Arc;
 //! use dmf_core::sync::{LockKind, ModuleLock};
-//! use dmf_core::module::NoParent;
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
 //! use dmf_core::NtStatus;
 //! use dmf_modules::queued_work_item::{QueuedWorkItem, QueuedWorkItemConfig};
 //! use dmf_modules::scheduled_task::ScheduledTaskResult;
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
+//! // Its work item is a child of its device: the Module's parent is a device's (empty)
+//! // collection, on a device of the simulator.
+//! let (_node, device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(device), ..CollectionConfig::default() };
+//! let parent = ModuleCollection::create(ModuleInit::new(), config)?;
 //! let seen = Arc::new(ModuleLock::new(LockKind::Spin, Vec::new())?);
 //! let log = Arc::clone(&seen);
 //! let work = QueuedWorkItem::with(QueuedWorkItemConfig {
@@ -78,7 +87,7 @@
 //!     buffer_size: 8,
 //!     enable_look_aside: false,
 //! })
-//! .create(&NoParent)?;
+//! .create(&parent)?;
 //! work.enqueue(&[1])?;
 //! work.enqueue(&[2])?;
 //! assert_eq!(work.enqueue_and_wait(&[3]), Err(NtStatus::DEVICE_BUSY));
@@ -237,11 +246,12 @@ impl Shared {
                 ..Queue::default()
             },
         )?;
+        let device = module.require_device()?;
         let handle = module.handle()?;
         let mut failure = None;
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let weak = weak.clone();
-            let work_item = WorkItem::new(module.name(), move || {
+            let work_item = WorkItem::new(device, module.name(), move || {
                 if let Some(shared) = weak.upgrade() {
                     shared.drain();
                 }

@@ -60,6 +60,10 @@
 //!   IDs are unknown afterwards.
 //! - Open option `OPEN_Create`, DISPATCH_MAXIMUM lock, no WDF callbacks: it can be created
 //!   dynamically.
+//! - **Needs a device.** Its work item (passive-level completions) is a child of the Module's
+//!   device (the `ParentObject` of `WdfWorkItemCreate`); a Module without one (a dynamic Module
+//!   created without a device-bound parent) fails to open with `STATUS_INVALID_DEVICE_STATE`, as
+//!   C DMF's RequestTarget, whose QueuedWorkItem child needs the device, does.
 //!
 //! ## Category
 //!
@@ -68,13 +72,18 @@
 //! # Example
 //!
 //! ```
-//! use dmf_core::module::NoParent;
+//! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
 //! use dmf_core::NtStatus;
 //! use dmf_modules::request_target::{RequestKind, RequestTarget};
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
-//! let target = RequestTarget::with(()).create(&NoParent)?;
+//! // Its work item is a child of its device: the Module's parent is a device's (empty)
+//! // collection, on a device of the simulator.
+//! let (_node, device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(device), ..CollectionConfig::default() };
+//! let parent = ModuleCollection::create(ModuleInit::new(), config)?;
+//! let target = RequestTarget::with(()).create(&parent)?;
 //! // Without a target every send fails with STATUS_INVALID_DEVICE_STATE.
 //! assert_eq!(
 //!     target.send_synchronously(RequestKind::Ioctl, &[], 1, 0x22_2000, None),
@@ -99,7 +108,7 @@ use dmf_core::platform::contract::io::{
 use dmf_core::platform::contract::{
     EventKind, Irql, PlatformClock, PlatformEvent, PlatformIrql, PlatformWorkItem,
 };
-use dmf_core::platform::{Clock, CurrentIrql, Event, IoTarget, Request, WorkItem};
+use dmf_core::platform::{Clock, CurrentIrql, Device, Event, IoTarget, Request, WorkItem};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
@@ -294,13 +303,14 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    /// A sender; `passive` delivers completions from a work item at `PASSIVE_LEVEL`.
-    pub(crate) fn new(name: &str, passive: bool) -> NtResult<Arc<Sender>> {
+    /// A sender whose work item is a child of `device` (the owning Module's); `passive` delivers
+    /// completions from that work item at `PASSIVE_LEVEL`.
+    pub(crate) fn new(device: &Device, name: &str, passive: bool) -> NtResult<Arc<Sender>> {
         let state = ModuleLock::new(LockKind::Spin, SenderState::default())?;
         let mut failure = None;
         let sender = Arc::new_cyclic(|weak: &Weak<Sender>| {
             let weak = weak.clone();
-            let work_item = WorkItem::new(name, move || {
+            let work_item = WorkItem::new(device, name, move || {
                 if let Some(sender) = weak.upgrade() {
                     sender.drain();
                 }
@@ -907,7 +917,11 @@ struct Context {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for RequestTarget {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let sender = Sender::new(module.name(), module.is_passive_level())?;
+        let sender = Sender::new(
+            module.require_device()?,
+            module.name(),
+            module.is_passive_level(),
+        )?;
         module.lock().sender = Some(sender);
         Ok(())
     }

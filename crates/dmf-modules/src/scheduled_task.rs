@@ -57,6 +57,9 @@
 //!   writing it is traced: running a task twice is safer than never.
 //! - Open option `OPEN_Create` with its own PrepareHardware/D0Entry callbacks, DISPATCH lock.
 //!   Because it implements WDF callbacks it cannot be created dynamically (framework rule).
+//! - **Needs a device.** Its timer is a child of the Module's device (the `ParentObject` of
+//!   `WdfTimerCreate`); in a collection without a device it fails to open with
+//!   `STATUS_INVALID_DEVICE_STATE`, as C DMF's `WdfTimerCreate` fails there.
 //!
 //! ## Category
 //!
@@ -83,7 +86,10 @@
 //!     timer_period_on_fail: Duration::ZERO,
 //!     time_before_initial_call: Duration::ZERO,
 //! }));
-//! let device = ModuleCollection::create(init, CollectionConfig::default())?;
+//! // Its timer and work item are children of its device: a device on the simulator.
+//! let (_node, wdf_device) = dmf_core::platform::simulator::plug_in_device(&machine, "example")?;
+//! let config = CollectionConfig { device: Some(wdf_device), ..CollectionConfig::default() };
+//! let device = ModuleCollection::create(init, config)?;
 //! let task = device.get(token)?;
 //! device.d0_entry(PowerDeviceState::D3Final)?;
 //! device.d0_exit(PowerDeviceState::D3)?;
@@ -348,6 +354,7 @@ impl ModuleCallbacks for ScheduledTask {
                 return Err(NtStatus::INVALID_PARAMETER);
             }
         }
+        let device = module.require_device()?;
         let handle = module.handle()?;
         let state = ModuleLock::new(LockKind::Spin, State::default())?;
         let count_lock = ModuleLock::new(LockKind::Wait, ())?;
@@ -355,6 +362,7 @@ impl ModuleCallbacks for ScheduledTask {
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let weak = weak.clone();
             let timer = Timer::new(
+                device,
                 module.name(),
                 None,
                 TimerExecutionLevel::Passive,

@@ -36,8 +36,10 @@
 //! ## Remarks
 //!
 //! - Open option `OPEN_PrepareHardware` (as the stored upstream `Dmf_SelfTarget.c`): the Module
-//!   opens in PrepareHardware, when the whole stack is built, and closes in ReleaseHardware. A
-//!   collection without a device fails that PrepareHardware with `STATUS_INVALID_DEVICE_STATE`.
+//!   opens in PrepareHardware, when the whole stack is built, and closes in ReleaseHardware.
+//! - It needs its device, and so does its RequestTarget child (the parent of its work item): a
+//!   collection without a device is not created (`STATUS_INVALID_DEVICE_STATE`, the child's open
+//!   on Create), and would fail this Module's PrepareHardware with the same status.
 //! - The target: [`PlatformDevice::create_stack_top_target`] — `WdfIoTargetCreate` +
 //!   `WdfIoTargetOpen(WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE(IoGetAttachedDeviceReference(
 //!   WdfDeviceWdmGetDeviceObject(device))))`. The top of the stack is taken when the target
@@ -58,7 +60,6 @@
 //!
 //! ```
 //! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
-//! use dmf_core::platform::Resources;
 //! use dmf_core::NtStatus;
 //! use dmf_modules::self_target::SelfTarget;
 //!
@@ -66,11 +67,11 @@
 //! let _bound = machine.enter();
 //! let mut init = ModuleInit::new();
 //! init.add(SelfTarget::with(()));
-//! // It needs the device whose stack it targets: without one its PrepareHardware open fails.
-//! let collection = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+//! // It needs the device whose stack it targets (its RequestTarget child needs it too, for its
+//! // work item): without one the collection is not created.
 //! assert_eq!(
-//!     collection.prepare_hardware(&Resources::default()),
-//!     Err(NtStatus::INVALID_DEVICE_STATE)
+//!     ModuleCollection::create(init, CollectionConfig::default()).err(),
+//!     Some(NtStatus::INVALID_DEVICE_STATE)
 //! );
 //! ```
 //!

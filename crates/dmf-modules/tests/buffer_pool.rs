@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use buffers_common::{assert_clean, nap, seeds, spawn, Failures, Rng, SeedGuard};
+use buffers_common::{
+    assert_clean, device_parent, nap, seeds, spawn, DeviceParent, Failures, Rng, SeedGuard,
+};
 use dmf_core::module::{DynamicModule, NoParent};
 use dmf_core::platform::contract::{EventKind, PlatformEvent, PoolTag};
 use dmf_core::platform::Event;
@@ -37,6 +39,13 @@ fn source(s: BufferPoolSourceSettings) -> DynamicModule<BufferPool> {
 fn sink() -> DynamicModule<BufferPool> {
     BufferPool::with(BufferPoolConfig::sink())
         .create(&NoParent)
+        .expect("sink pool")
+}
+
+/// A Sink pool on a device, whose timer (a child of the device) takes timed buffers.
+fn timed_sink(parent: &DeviceParent) -> DynamicModule<BufferPool> {
+    BufferPool::with(BufferPoolConfig::sink())
+        .create(parent)
         .expect("sink pool")
 }
 
@@ -314,10 +323,11 @@ fn collector() -> (BufferTimerCallback, Arc<Mutex<Vec<Buffer>>>) {
 fn mods_bufferpool_put_in_sink_with_timer_hands_the_buffer_back() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let mut s = settings(3, 8);
     s.create_with_timer = true;
     let pool = source(s);
-    let sink = sink();
+    let sink = timed_sink(&parent);
     let (callback, got) = collector();
     for (i, ms) in [(1_u8, 30_u64), (2, 10), (3, 20)] {
         let mut buffer = pool.get().unwrap();
@@ -346,16 +356,17 @@ fn mods_bufferpool_put_in_sink_with_timer_hands_the_buffer_back() {
 }
 
 /// §5.3 race rule: a timed buffer removed by Get before its timeout never reaches the callback;
-/// timed puts need a Sink and a Source created with timers.
+/// timed puts need a Sink on a device (its timer's parent) and a Source created with timers.
 #[test]
 fn mods_bufferpool_timer_versus_get_and_timer_rules() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let mut s = settings(2, 8);
     s.create_with_timer = true;
     let pool = source(s);
     let plain = source(settings(1, 8));
-    let sink = sink();
+    let sink = timed_sink(&parent);
     let (callback, got) = collector();
 
     let buffer = pool.get().unwrap();
@@ -384,6 +395,23 @@ fn mods_bufferpool_timer_versus_get_and_timer_rules() {
         "no CreateWithTimer"
     );
     plain.put(error.into_buffer()).unwrap();
+    // A Sink pool without a device has no timer to parent: a timed put is refused with a status
+    // and the buffer comes back; untimed puts still work.
+    let deviceless = BufferPool::with(BufferPoolConfig::sink())
+        .create(&NoParent)
+        .unwrap();
+    let error = deviceless
+        .put_in_sink_with_timer(pool.get().unwrap(), Duration::from_millis(1), collector().0)
+        .unwrap_err();
+    assert_eq!(
+        error.status(),
+        NtStatus::INVALID_DEVICE_STATE,
+        "no device, no timer"
+    );
+    deviceless.put(error.into_buffer()).unwrap();
+    assert_eq!(deviceless.count(), Ok(1));
+    pool.put(deviceless.get().unwrap()).unwrap();
+    deviceless.delete();
     sink.delete();
     pool.delete();
     plain.delete();
@@ -397,10 +425,11 @@ fn mods_bufferpool_enumerate_applies_every_disposition() {
     use EnumerationDisposition as D;
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let mut s = settings(4, 8);
     s.create_with_timer = true;
     let pool = source(s);
-    let sink = sink();
+    let sink = timed_sink(&parent);
     let (callback, got) = collector();
     for i in 0..4_u8 {
         let mut buffer = pool.get().unwrap();
@@ -489,10 +518,11 @@ fn mods_bufferpool_enumerate_applies_every_disposition() {
 fn mods_bufferpool_close_flushes_and_later_calls_are_invalid_device_state() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let mut s = settings(4, 8);
     s.create_with_timer = true;
     let pool = source(s);
-    let sink = sink();
+    let sink = timed_sink(&parent);
     let (callback, got) = collector();
     for _ in 0..2 {
         sink.put_in_sink_with_timer(
@@ -599,12 +629,13 @@ fn bufferpool_scenario(seed: u64) {
     let _seed = SeedGuard("tests_bufferpool_scenario", seed);
     let machine = Machine::builder().clock(ClockMode::AutoAdvance).build();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let mut s = settings(COUNT, 24);
     s.buffer_context_size = 4;
     s.enable_look_aside = true;
     s.create_with_timer = true;
     let source = source(s);
-    let sink = sink();
+    let sink = timed_sink(&parent);
     let failures = Failures::default();
     let closed = Arc::new(AtomicBool::new(false));
     let expired = Arc::new(AtomicUsize::new(0));

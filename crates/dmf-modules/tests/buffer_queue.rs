@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use buffers_common::{assert_clean, nap, seeds, spawn, Failures, Rng, SeedGuard};
-use dmf_core::module::{DynamicModule, ModuleCollection, ModuleInit, NoParent};
+use buffers_common::{assert_clean, device_parent, nap, seeds, spawn, Failures, Rng, SeedGuard};
+use dmf_core::module::{DynamicModule, DynamicParent, ModuleCollection, ModuleInit, NoParent};
 use dmf_core::platform::contract::{EventKind, PlatformEvent, PoolTag};
 use dmf_core::platform::Event;
 use dmf_core::NtStatus;
@@ -23,12 +23,18 @@ use kmdf_sim::{ClockMode, Machine};
 const TAG: PoolTag = PoolTag(*b"TbqT");
 
 fn queue(count: u32, timers: bool) -> DynamicModule<BufferQueue> {
+    queue_on(&NoParent, count, timers)
+}
+
+/// A queue under `parent`; timed enqueues need a device-bound parent (the Sink pool's timer is a
+/// child of the device).
+fn queue_on(parent: &impl DynamicParent, count: u32, timers: bool) -> DynamicModule<BufferQueue> {
     let mut source = BufferPoolSourceSettings::new(count, 16);
     source.buffer_context_size = 4;
     source.create_with_timer = timers;
     source.pool_tag = TAG;
     BufferQueue::with(BufferQueueConfig { source })
-        .create(&NoParent)
+        .create(parent)
         .expect("queue")
 }
 
@@ -122,7 +128,8 @@ fn mods_bufferqueue_flush_and_enumerate() {
 fn mods_bufferqueue_enqueue_with_timer() {
     let machine = Machine::new();
     let _bound = machine.enter();
-    let q = queue(2, true);
+    let parent = device_parent(&machine);
+    let q = queue_on(&parent, 2, true);
     let back = Arc::new(Mutex::new(Vec::new()));
     let callback: BufferTimerCallback = {
         let back = Arc::clone(&back);
@@ -153,7 +160,7 @@ fn mods_bufferqueue_enqueue_with_timer() {
     for buffer in back.lock().unwrap().drain(..) {
         q.reuse(buffer).unwrap();
     }
-    let plain = queue(1, false);
+    let plain = queue_on(&parent, 1, false);
     let error = plain
         .enqueue_with_timer(filled(&plain, 1), Duration::from_millis(1), callback)
         .unwrap_err();
@@ -219,7 +226,8 @@ fn bufferqueue_scenario(seed: u64) {
     let _seed = SeedGuard("tests_bufferqueue_scenario", seed);
     let machine = Machine::builder().clock(ClockMode::AutoAdvance).build();
     let _bound = machine.enter();
-    let q = queue(COUNT, true);
+    let parent = device_parent(&machine);
+    let q = queue_on(&parent, COUNT, true);
     let failures = Failures::default();
     let closed = Arc::new(AtomicBool::new(false));
     let closing = Arc::new(AtomicBool::new(false));

@@ -15,7 +15,7 @@ use dmf_core::NtStatus;
 use dmf_modules::doorbell::{Doorbell, DoorbellConfig};
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::Machine;
-use task_support::{assert_clean, seed, Rng};
+use task_support::{assert_clean, device_parent, seed, Rng};
 
 fn counting(runs: &Arc<AtomicU32>) -> DoorbellConfig {
     let runs = Arc::clone(runs);
@@ -32,8 +32,9 @@ fn counting(runs: &Arc<AtomicU32>) -> DoorbellConfig {
 fn mods_doorbell_rings_coalesce() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let runs = Arc::new(AtomicU32::new(0));
-    let doorbell = Doorbell::with(counting(&runs)).create(&NoParent).unwrap();
+    let doorbell = Doorbell::with(counting(&runs)).create(&parent).unwrap();
     // Raise to DISPATCH_LEVEL like a DPC would: Ring is allowed there. The workers are held so
     // all ten rings land before the work item can run (on a real machine a worker could pick it
     // up after the first ring).
@@ -59,6 +60,7 @@ fn mods_doorbell_rings_coalesce() {
 fn mods_doorbell_ring_during_callback_runs_once_more() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let runs = Arc::new(AtomicU32::new(0));
     let config = {
         let runs = Arc::clone(&runs);
@@ -71,7 +73,7 @@ fn mods_doorbell_ring_during_callback_runs_once_more() {
             }),
         }
     };
-    let doorbell = Doorbell::with(config).create(&NoParent).unwrap();
+    let doorbell = Doorbell::with(config).create(&parent).unwrap();
     doorbell.ring().unwrap();
     machine.settle();
     assert_eq!(runs.load(Ordering::SeqCst), 2);
@@ -84,8 +86,9 @@ fn mods_doorbell_ring_during_callback_runs_once_more() {
 fn mods_doorbell_close_serves_accepted_ring() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let runs = Arc::new(AtomicU32::new(0));
-    let doorbell = Doorbell::with(counting(&runs)).create(&NoParent).unwrap();
+    let doorbell = Doorbell::with(counting(&runs)).create(&parent).unwrap();
     doorbell.ring().unwrap();
     let handle = (*doorbell).clone();
     doorbell.delete();
@@ -111,6 +114,7 @@ fn stress(seed: u64) {
     const ITERATIONS: u32 = 200;
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     // Rings are numbered before they are made; a run records the highest number issued when it
     // started: every ring numbered at or below that is served.
     let issued = Arc::new(AtomicU64::new(0));
@@ -130,7 +134,7 @@ fn stress(seed: u64) {
         }
     };
     let owner = Arc::new(Mutex::new(Some(
-        Doorbell::with(config).create(&NoParent).unwrap(),
+        Doorbell::with(config).create(&parent).unwrap(),
     )));
     let handle = owner
         .lock()
@@ -214,4 +218,19 @@ fn stress(seed: u64) {
     );
     drop(handle);
     assert_clean(&machine, seed);
+}
+
+/// Doorbell without a device (a dynamic Module created without a device-bound parent): its work
+/// item has no parent device, so it fails to open with a status, as in C DMF — and nothing is
+/// left behind.
+#[test]
+fn mods_doorbell_without_a_device_fails_with_a_status() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let runs = Arc::new(AtomicU32::new(0));
+    assert_eq!(
+        Doorbell::with(counting(&runs)).create(&NoParent).err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_clean(&machine, 0);
 }

@@ -16,7 +16,7 @@ use dmf_modules::queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemCo
 use dmf_modules::scheduled_task::ScheduledTaskResult;
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::Machine;
-use task_support::{assert_clean, seed, Rng};
+use task_support::{assert_clean, device_parent, seed, Rng};
 
 type Log = Arc<Mutex<Vec<Vec<u8>>>>;
 
@@ -39,9 +39,10 @@ fn logging(log: &Log, count: u32, size: u32, look_aside: bool) -> QueuedWorkItem
 fn mods_queued_workitem_runs_once_per_enqueue_in_order() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let log = Log::default();
     let work = QueuedWorkItem::with(logging(&log, 8, 4, false))
-        .create(&NoParent)
+        .create(&parent)
         .unwrap();
     for i in 0u8..8 {
         work.enqueue(&[i, i]).unwrap();
@@ -58,16 +59,24 @@ fn mods_queued_workitem_runs_once_per_enqueue_in_order() {
 fn mods_queued_workitem_invalid_input_is_a_status() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let log = Log::default();
     assert_eq!(
         QueuedWorkItem::with(logging(&log, 0, 4, false))
-            .create(&NoParent)
+            .create(&parent)
             .err(),
         Some(NtStatus::INVALID_PARAMETER),
         "no buffer and no look-aside"
     );
+    assert_eq!(
+        QueuedWorkItem::with(logging(&log, 1, 4, false))
+            .create(&NoParent)
+            .err(),
+        Some(NtStatus::INVALID_DEVICE_STATE),
+        "no device to parent the work item"
+    );
     let work = QueuedWorkItem::with(logging(&log, 1, 4, false))
-        .create(&NoParent)
+        .create(&parent)
         .unwrap();
     assert_eq!(work.enqueue(&[0; 5]), Err(NtStatus::BUFFER_TOO_SMALL));
     {
@@ -99,9 +108,10 @@ fn mods_queued_workitem_invalid_input_is_a_status() {
 fn mods_queued_workitem_look_aside_grows_and_frees() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let log = Log::default();
     let work = QueuedWorkItem::with(logging(&log, 1, 2, true))
-        .create(&NoParent)
+        .create(&parent)
         .unwrap();
     {
         // Hold the workers so all five buffers are queued at once.
@@ -127,6 +137,7 @@ fn mods_queued_workitem_look_aside_grows_and_frees() {
 fn mods_queued_workitem_enqueue_and_wait_returns_callback_status() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let work = QueuedWorkItem::with(QueuedWorkItemConfig {
         callback: Arc::new(|_m: &QueuedWorkItem, call: &mut QueuedWork<'_>| {
             if call.buffer() == b"bad" {
@@ -140,7 +151,7 @@ fn mods_queued_workitem_enqueue_and_wait_returns_callback_status() {
         buffer_size: 3,
         enable_look_aside: false,
     })
-    .create(&NoParent)
+    .create(&parent)
     .unwrap();
     assert_eq!(work.enqueue_and_wait(b"ok"), Ok(()));
     assert_eq!(work.enqueue_and_wait(b"bad"), Err(NtStatus::DEVICE_BUSY));
@@ -154,9 +165,10 @@ fn mods_queued_workitem_enqueue_and_wait_returns_callback_status() {
 fn mods_queued_workitem_close_flushes() {
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let log = Log::default();
     let work = QueuedWorkItem::with(logging(&log, 4, 1, false))
-        .create(&NoParent)
+        .create(&parent)
         .unwrap();
     for i in 0u8..4 {
         work.enqueue(&[i]).unwrap();
@@ -189,6 +201,7 @@ fn stress(seed: u64) {
     const ITERATIONS: u32 = 150;
     let machine = Machine::new();
     let _bound = machine.enter();
+    let parent = device_parent(&machine);
     let log = Log::default();
     let busy = Arc::new(AtomicBool::new(false));
     let config = {
@@ -203,11 +216,11 @@ fn stress(seed: u64) {
             }),
             buffer_count: 4,
             buffer_size: 5,
-            enable_look_aside: seed % 2 == 0,
+            enable_look_aside: seed.is_multiple_of(2),
         }
     };
     let owner = Arc::new(Mutex::new(Some(
-        QueuedWorkItem::with(config).create(&NoParent).unwrap(),
+        QueuedWorkItem::with(config).create(&parent).unwrap(),
     )));
     let handle = owner
         .lock()

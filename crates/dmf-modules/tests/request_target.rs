@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmf_core::module::ModuleHandle;
+use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleHandle, ModuleInit, NoParent};
 use dmf_core::platform::contract::device::PlatformDevice;
 use dmf_core::platform::contract::io::PlatformIoTarget;
 use dmf_core::platform::contract::{Irql, PlatformIrql};
-use dmf_core::platform::{CurrentIrql, IoTarget, TargetOpenParams};
+use dmf_core::platform::{CurrentIrql, Device, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
 use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, ReuseId, SendCompletion};
 use kmdf_sim::exec::SystemThread;
@@ -36,6 +36,8 @@ struct Fixture {
     board: Fx2Board,
     fx2: DeviceNode,
     node: DeviceNode,
+    /// The client device (the Module's).
+    device: Device,
     target: RequestTarget,
     io_target: IoTarget,
 }
@@ -65,6 +67,7 @@ fn fixture(passive: bool) -> Fixture {
         board,
         fx2,
         node,
+        device,
         target,
         io_target,
     }
@@ -702,11 +705,27 @@ fn request_target_close_cancels_and_deletes_reuse_requests() {
         let _idle = f.target.reuse_create().unwrap();
         let id = reuse_park(&f.target, busy, None, &log).unwrap();
         f.machine.settle();
-        // A dynamic instance closed by delete (the device, and so the target, stays): its reuse
-        // requests are gone at once.
+        // Without a device there is no parent for its work item: creation fails with a status.
+        assert_eq!(
+            RequestTarget::with(())
+                .passive_level(passive)
+                .create(&NoParent)
+                .err(),
+            Some(NtStatus::INVALID_DEVICE_STATE)
+        );
+        // A dynamic instance on the client device, closed by delete (the device, and so the
+        // target, stays): its reuse requests are gone at once.
+        let on_device = ModuleCollection::create(
+            ModuleInit::new(),
+            CollectionConfig {
+                device: Some(f.device.clone()),
+                ..CollectionConfig::default()
+            },
+        )
+        .unwrap();
         let dynamic = RequestTarget::with(())
             .passive_level(passive)
-            .create(&dmf_core::module::NoParent)
+            .create(&on_device)
             .unwrap();
         dynamic.io_target_set(f.io_target.clone()).unwrap();
         let dynamic_log = Completions::default();
@@ -720,6 +739,7 @@ fn request_target_close_cancels_and_deletes_reuse_requests() {
             *dynamic_log.lock().unwrap(),
             [no_data(dynamic_id, NtStatus::CANCELLED)]
         );
+        drop(on_device);
         drop(bound);
         let (target, log2) = (f.target.clone(), Arc::clone(&log));
         finish_with_verdict(f);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit, PowerDeviceState};
 use dmf_core::platform::contract::{Irql, PlatformIrql};
-use dmf_core::platform::CurrentIrql;
+use dmf_core::platform::{simulator, CurrentIrql};
 use dmf_core::NtStatus;
 use dmf_modules::scheduled_task::{
     ExecuteWhen, ExecutionMode, Persistence, ScheduledTask, ScheduledTaskConfig,
@@ -55,10 +55,22 @@ fn config(
     }
 }
 
+/// The collection's config: bound to a device plugged in on the calling thread's machine (the
+/// parent of the Module's timer and work item).
+fn on_a_device() -> CollectionConfig {
+    let machine = Machine::current().expect("the test thread is bound to its machine");
+    let (_node, device) =
+        simulator::plug_in_device(&machine, "task-test").expect("the test device starts");
+    CollectionConfig {
+        device: Some(device),
+        ..CollectionConfig::default()
+    }
+}
+
 fn device(config: ScheduledTaskConfig) -> (ModuleCollection, ScheduledTask) {
     let mut init = ModuleInit::new();
     let token = init.add(ScheduledTask::with(config));
-    let device = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+    let device = ModuleCollection::create(init, on_a_device()).unwrap();
     let task = device.get(token).unwrap();
     (device, task)
 }
@@ -293,8 +305,22 @@ fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
     let mut init = ModuleInit::new();
     let _ = init.add(ScheduledTask::with(bad));
     assert_eq!(
-        ModuleCollection::create(init, CollectionConfig::default()).err(),
+        ModuleCollection::create(init, on_a_device()).err(),
         Some(NtStatus::INVALID_PARAMETER)
+    );
+    let fine = config(
+        ExecuteWhen::Other,
+        ExecutionMode::Immediate,
+        Persistence::NotPersistentAcrossReboots,
+        &script,
+        &seen,
+    );
+    let mut init = ModuleInit::new();
+    let _ = init.add(ScheduledTask::with(fine));
+    assert_eq!(
+        ModuleCollection::create(init, CollectionConfig::default()).err(),
+        Some(NtStatus::INVALID_DEVICE_STATE),
+        "a collection without a device cannot parent the task's timer"
     );
     assert_clean(&machine, 0);
 }
@@ -359,7 +385,7 @@ fn stress(seed: u64) {
     };
     let mut init = ModuleInit::new();
     let token = init.add(ScheduledTask::with(config));
-    let device = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+    let device = ModuleCollection::create(init, on_a_device()).unwrap();
     let handle = device.get(token).unwrap();
     let owner = Arc::new(Mutex::new(Some(device)));
     let close_at = u32::try_from(Rng::new(seed).below(u64::from(ITERATIONS))).unwrap();

@@ -249,8 +249,9 @@ fn self_target_requests_enter_at_the_highest_filter() {
     machine.verdict().unwrap();
 }
 
-/// It needs the device whose stack it targets: a collection without one fails its
-/// PrepareHardware and leaves nothing behind.
+/// It needs the device whose stack it targets, and its RequestTarget child needs it for its work
+/// item: a collection without one is not created (the child's open on Create fails) and leaves
+/// nothing behind.
 #[test]
 fn self_target_without_a_device_fails_to_open() {
     use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
@@ -258,11 +259,9 @@ fn self_target_without_a_device_fails_to_open() {
     let _bound = machine.enter();
     let mut init = ModuleInit::new();
     init.add(SelfTarget::with(()));
-    let collection = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
     assert_eq!(
-        collection.prepare_hardware(&dmf_core::platform::Resources::default()),
-        Err(NtStatus::INVALID_DEVICE_STATE)
+        ModuleCollection::create(init, CollectionConfig::default()).err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
     );
-    collection.destroy();
     machine.verdict().unwrap();
 }

@@ -21,7 +21,11 @@
 //! `WdfObjectDelete` (or the framework deleting a device) runs in two phases:
 //!
 //! 1. **Cleanup**, depth first, **children before their parent**: each object's
-//!    `EvtCleanupCallback` runs and the object is marked deleted.
+//!    `EvtCleanupCallback` runs and the object is marked deleted. An object with framework state
+//!    is torn down by the framework first: a timer is stopped and a work item unqueued, and their
+//!    running callbacks are waited for, before the driver's `EvtCleanupCallback` [D50]; so a
+//!    device's removal deletes its timers and work items (see [`Timer::create`] and
+//!    [`WorkItem::create`]).
 //! 2. **Release** of the creation reference, again children first. An object is **destroyed**
 //!    (its `EvtDestroyCallback` runs, then its context is dropped) when it is deleted, its
 //!    reference count is 0 **and all its children are destroyed** — so a parent's destroy always
@@ -46,6 +50,8 @@
 //! [`FaultPoint::ObjectCreation`]; an injected failure returns `STATUS_INSUFFICIENT_RESOURCES`,
 //! like a failed `WdfObjectCreate`/`WdfDeviceCreate`.
 //!
+//! [`Timer::create`]: crate::exec::Timer::create
+//! [`WorkItem::create`]: crate::exec::WorkItem::create
 //! [D50]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_cleanup
 //! [D51]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_destroy
 //! [W8]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-down-and-removal-sequence-for-a-function-or-filter-driver
@@ -155,7 +161,12 @@ struct ObjState {
     destroy: Option<ObjectCallback>,
     context: Option<Arc<dyn Any + Send + Sync>>,
     delete_hook: Option<Arc<dyn DeleteHook>>,
+    framework_cleanup: Option<FrameworkCleanup>,
 }
+
+/// The framework's own teardown of an object, run in its cleanup phase before the driver's
+/// `EvtCleanupCallback` (a timer is stopped and its running callback waited for).
+type FrameworkCleanup = Box<dyn FnOnce() + Send>;
 
 /// Framework work around `WdfObjectDelete` of one object (a control device's teardown): `before`
 /// runs before the cleanup phase, `after` once both phases are done. Called once, on the thread
@@ -289,6 +300,7 @@ impl WdfObject {
                 destroy: attrs.destroy,
                 context: attrs.context,
                 delete_hook: None,
+                framework_cleanup: None,
             }),
         }));
         if let Some(parent) = &attrs.parent {
@@ -347,6 +359,19 @@ impl WdfObject {
             .as_ref()
             .and_then(Weak::upgrade)
             .map(WdfObject)
+    }
+
+    /// The nearest `WDFDEVICE` in the object's parent chain, the object itself included (the
+    /// device a timer's or work item's `ParentObject` must lead to).
+    pub fn device_ancestor(&self) -> Option<WdfObject> {
+        let mut object = Some(self.clone());
+        while let Some(o) = object {
+            if o.kind() == "WDFDEVICE" {
+                return Some(o);
+            }
+            object = o.parent();
+        }
+        None
     }
 
     /// The children not yet destroyed, oldest first.
@@ -428,18 +453,46 @@ impl WdfObject {
     /// Errors: `STATUS_INVALID_DEVICE_STATE` when already deleted.
     pub fn delete(&self) -> Result<(), Status> {
         self.ensure_alive("WdfObjectDelete")?;
+        self.delete_now();
+        Ok(())
+    }
+
+    /// `WdfObjectDelete` by the framework on behalf of an owner that may come after the object's
+    /// parent deleted it (a timer dropped after its device was removed): deletes the object if it
+    /// is alive, and otherwise does nothing (no violation, no second cleanup).
+    pub(crate) fn delete_if_alive(&self) {
+        if !self.is_deleted() {
+            self.delete_now();
+        }
+    }
+
+    fn delete_now(&self) {
         let machine = self.machine();
         let _g = machine.as_ref().and_then(bind);
         let hook = lock(&self.0.st).delete_hook.take();
         if let Some(h) = &hook {
             h.before(self);
         }
-        self.cleanup_tree();
-        self.release_tree();
+        // Only the thread whose cleanup deleted the object releases it: a parent deleting it
+        // concurrently releases it in its own release phase.
+        if self.cleanup_tree() {
+            self.release_tree();
+        }
         if let Some(h) = &hook {
             h.after(self);
         }
-        Ok(())
+    }
+
+    /// Sets the framework's own teardown of this object, run in its cleanup phase before the
+    /// driver's `EvtCleanupCallback`. Returns false (and keeps nothing) if the object is already
+    /// deleted: the caller then tears down itself.
+    pub(crate) fn set_framework_cleanup(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        let mut st = lock(&self.0.st);
+        if st.state != ObjectState::Alive {
+            return false;
+        }
+        st.framework_cleanup = Some(Box::new(f));
+        true
     }
 
     /// Sets the framework's [`DeleteHook`] of this object (replacing any earlier one).
@@ -447,18 +500,26 @@ impl WdfObject {
         lock(&self.0.st).delete_hook = Some(hook);
     }
 
-    /// Phase 1: children's cleanup, then ours.
-    fn cleanup_tree(&self) {
-        let (children, cb) = {
+    /// Phase 1: children's cleanup, then ours (the framework's part first, then the driver's
+    /// callback). False if the object was already deleted.
+    fn cleanup_tree(&self) -> bool {
+        let (children, framework, cb) = {
             let mut st = lock(&self.0.st);
             if st.state != ObjectState::Alive {
-                return;
+                return false;
             }
             st.state = ObjectState::Deleted;
-            (st.children.clone(), st.cleanup.take())
+            (
+                st.children.clone(),
+                st.framework_cleanup.take(),
+                st.cleanup.take(),
+            )
         };
         for child in children.iter().rev() {
             child.cleanup_tree();
+        }
+        if let Some(framework) = framework {
+            framework();
         }
         if let Some(cb) = cb {
             verifier::invoke_callback(&self.0.driver, &self.0.name, "EvtCleanupCallback", || {
@@ -468,6 +529,7 @@ impl WdfObject {
         self.0
             .machine
             .state(&self.0.driver, &self.0.name, "deleted");
+        true
     }
 
     /// Phase 2: children release their creation reference first, then we do.

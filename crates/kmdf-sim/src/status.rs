@@ -64,8 +64,11 @@ impl Status {
     /// `STATUS_WDF_BUSY` (0xC0200204): e.g. `WdfDeviceEnqueueRequest` into a queue that does not
     /// accept requests.
     pub const WDF_BUSY: Status = nt(0xC020_0204);
+    /// `STATUS_WDF_PARENT_NOT_SPECIFIED` (0xC0200212): a `Wdf…Create` that needs a parent
+    /// object (a timer, a work item) got none.
+    pub const WDF_PARENT_NOT_SPECIFIED: Status = nt(0xC020_0212);
 
-    const NAMES: [(Status, &'static str); 22] = [
+    const NAMES: [(Status, &'static str); 23] = [
         (Status::SUCCESS, "STATUS_SUCCESS"),
         (Status::TIMEOUT, "STATUS_TIMEOUT"),
         (Status::PENDING, "STATUS_PENDING"),
@@ -100,6 +103,10 @@ impl Status {
         (Status::IO_TIMEOUT, "STATUS_IO_TIMEOUT"),
         (Status::NOT_FOUND, "STATUS_NOT_FOUND"),
         (Status::WDF_BUSY, "STATUS_WDF_BUSY"),
+        (
+            Status::WDF_PARENT_NOT_SPECIFIED,
+            "STATUS_WDF_PARENT_NOT_SPECIFIED",
+        ),
     ];
 
     /// `NT_SUCCESS`: true for success and informational values (sign bit clear).

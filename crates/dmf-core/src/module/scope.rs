@@ -242,6 +242,20 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.device.as_ref().and_then(|d| d.device.as_ref())
     }
 
+    /// The device that parents the Module's timers and work items ([`device`](Self::device), the
+    /// `ParentObject` of `WdfTimerCreate`/`WdfWorkItemCreate`; see
+    /// [`PlatformTimer`](crate::platform::contract::PlatformTimer)).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` for a Module without a device (a dynamic Module created
+    /// without a device-bound parent, or a collection created without one), the status the
+    /// Modules that need their device return (KMDF refuses a timer or work item whose parent
+    /// chain has no device, so C DMF's Module fails there too).
+    pub fn require_device(&self) -> crate::NtResult<&crate::platform::Device> {
+        self.device().ok_or(crate::NtStatus::INVALID_DEVICE_STATE)
+    }
+
     /// `DMF_FilterDeviceGet` (CLI-56): the filter driver's own device — the collection's device in
     /// a filter, or the device given to `set_client_driver_device` for Modules on a filter's
     /// control device; `None` outside filter drivers.

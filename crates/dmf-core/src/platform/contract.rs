@@ -23,8 +23,8 @@
 //! | clock | [`PlatformClock`] | `KeQueryInterruptTime` |
 //! | pool memory | [`PlatformPool`] | `ExAllocatePool2` / `ExFreePoolWithTag` |
 //! | trace | [`PlatformTrace`] | `DbgPrintEx` (WPP in C DMF) |
-//! | timer | [`PlatformTimer`] | `WdfTimerCreate` / `WdfTimerStart` / `WdfTimerStop` |
-//! | work item | [`PlatformWorkItem`] | `WdfWorkItemCreate` / `WdfWorkItemEnqueue` / `WdfWorkItemFlush` |
+//! | timer | [`PlatformTimer`] | `WdfTimerCreate` (parent: a device) / `WdfTimerStart` / `WdfTimerStop` |
+//! | work item | [`PlatformWorkItem`] | `WdfWorkItemCreate` (parent: a device) / `WdfWorkItemEnqueue` / `WdfWorkItemFlush` |
 //! | system thread | [`PlatformThread`] | `PsCreateSystemThread` / `KeWaitForSingleObject` |
 //! | registry | [`PlatformRegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryQuery…` / `WdfRegistryAssign…` / `WdfRegistryRemoveValue` |
 //!
@@ -183,11 +183,26 @@ pub enum TimerExecutionLevel {
 }
 
 /// A timer (`WDFTIMER`). Maps to `WdfTimerCreate` (new), `WdfTimerStart` (start, with a relative
-/// due time), `WdfTimerStop` (stop).
+/// due time), `WdfTimerStop` (stop); dropping it is `WdfObjectDelete`.
+///
+/// **Parent.** A timer belongs to a device: `parent` is the `ParentObject` of `WdfTimerCreate`,
+/// which KMDF requires to be a device (or an object whose parent chain reaches one). When the
+/// framework deletes that device (its removal) it deletes the timer too — stopped, a running
+/// callback waited for. Dropping the timer after that is harmless and `stop` does nothing;
+/// `start` is a use of a deleted object (reported by kmdf-sim's verifier, ignored by the kmdf
+/// backend).
+///
+/// Code without a device (a dynamic Module created without a device-bound parent) cannot create
+/// a timer, as in C DMF, where the `WdfTimerCreate` of such a Module fails.
 pub trait PlatformTimer: Sized + Send + Sync {
-    /// Creates a timer whose `callback` runs at `level`, once (`period` `None`) or every `period`.
-    /// A passive-level periodic timer is `STATUS_INVALID_PARAMETER`, as in KMDF.
+    /// The platform's device type (`WDFDEVICE`), the timer's parent.
+    type Device: device::PlatformDevice;
+    /// Creates a timer of `parent` whose `callback` runs at `level`, once (`period` `None`) or
+    /// every `period`. A passive-level periodic timer is `STATUS_INVALID_PARAMETER`, as in KMDF.
+    /// A deleted `parent` is refused (`STATUS_INVALID_DEVICE_STATE` on kmdf-sim; on KMDF the
+    /// handle of a deleted device must not be used at all).
     fn new(
+        parent: &Self::Device,
         name: &str,
         period: Option<Duration>,
         level: TimerExecutionLevel,
@@ -202,10 +217,23 @@ pub trait PlatformTimer: Sized + Send + Sync {
 }
 
 /// A work item (`WDFWORKITEM`): its callback runs at `PASSIVE_LEVEL` on a system worker thread.
-/// Maps to `WdfWorkItemCreate` (new), `WdfWorkItemEnqueue` (enqueue), `WdfWorkItemFlush` (flush).
+/// Maps to `WdfWorkItemCreate` (new), `WdfWorkItemEnqueue` (enqueue), `WdfWorkItemFlush` (flush);
+/// dropping it is `WdfObjectDelete`.
+///
+/// **Parent.** As for [`PlatformTimer`]: `parent` is the `ParentObject` of `WdfWorkItemCreate`, a
+/// device; the framework deletes the work item with that device (a queued run skipped, a running
+/// callback waited for). Dropping it after that is harmless and `flush` does nothing; `enqueue`
+/// is a use of a deleted object (reported by kmdf-sim's verifier, ignored by the kmdf backend).
 pub trait PlatformWorkItem: Sized + Send + Sync {
-    /// Creates the work item.
-    fn new(name: &str, callback: impl Fn() + Send + Sync + 'static) -> NtResult<Self>;
+    /// The platform's device type (`WDFDEVICE`), the work item's parent.
+    type Device: device::PlatformDevice;
+    /// Creates a work item of `parent`. A deleted `parent` is refused as by
+    /// [`PlatformTimer::new`].
+    fn new(
+        parent: &Self::Device,
+        name: &str,
+        callback: impl Fn() + Send + Sync + 'static,
+    ) -> NtResult<Self>;
     /// Queues the work item unless it is already queued (`≤ DISPATCH_LEVEL`); returns whether it
     /// was queued now.
     fn enqueue(&self) -> bool;

@@ -49,7 +49,7 @@ pub use sim::{
 /// Windows the PnP manager and `DriverEntry` do this).
 #[cfg(feature = "sim")]
 pub mod simulator {
-    pub use super::sim::{install_driver, load_driver, platform_guid, sim_guid};
+    pub use super::sim::{install_driver, load_driver, platform_guid, plug_in_device, sim_guid};
 }
 
 /// `WDF_DRIVER_CONFIG` for this platform's driver and device-init types.
@@ -115,8 +115,8 @@ const _: () = {
         C: contract::PlatformClock,
         P: contract::PlatformPool,
         T: contract::PlatformTrace,
-        Tm: contract::PlatformTimer,
-        Wi: contract::PlatformWorkItem,
+        Tm: contract::PlatformTimer<Device = Device>,
+        Wi: contract::PlatformWorkItem<Device = Device>,
         Th: contract::PlatformThread,
         R: contract::PlatformRegistryKey,
     >() {

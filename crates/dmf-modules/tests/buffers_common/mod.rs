@@ -1,14 +1,20 @@
 //! Shared helpers of the buffer Modules' scenario tests (modelled on C DMF's Tests_BufferPool,
 //! Tests_BufferQueue and Tests_Stack, dmf-upstream §4): a small deterministic PRNG, system-thread
-//! callers, virtual-time naps, and a guard that prints the seed when a scenario fails.
+//! callers, virtual-time naps, a guard that prints the seed when a scenario fails, and a
+//! device-bound parent for pools whose timer needs a device.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dmf_core::module::{
+    CollectionConfig, DynamicParent, DynamicParentRef, ModuleCollection, ModuleInit,
+};
 use dmf_core::platform::contract::{EventKind, PlatformEvent};
 use dmf_core::platform::Event;
+use dmf_core::platform::{simulator, Device};
 use kmdf_sim::exec::SystemThread;
+use kmdf_sim::pnp::DeviceNode;
 use kmdf_sim::Machine;
 
 /// SplitMix64: small, deterministic, good enough to pick actions.
@@ -95,4 +101,38 @@ pub fn assert_clean(machine: &Machine) {
     assert!(violations.is_empty(), "verifier: {violations:?}");
     let outstanding = machine.pool().outstanding();
     assert!(outstanding.is_empty(), "leaked pool: {outstanding:?}");
+}
+
+/// The parent of dynamic Modules whose timers or work items need a device (their
+/// `ParentObject`): a device of a minimal driver plugged in on the machine, and a collection of
+/// no Modules bound to it. `Module::with(config).create(&parent)` binds a Module to the device.
+pub struct DeviceParent {
+    pub node: DeviceNode,
+    pub device: Device,
+    pub collection: ModuleCollection,
+}
+
+impl DynamicParent for DeviceParent {
+    fn dynamic_parent(&self) -> DynamicParentRef {
+        self.collection.dynamic_parent()
+    }
+}
+
+/// A [`DeviceParent`] on `machine`.
+pub fn device_parent(machine: &Machine) -> DeviceParent {
+    let (node, device) =
+        simulator::plug_in_device(machine, "module-test").expect("the test device starts");
+    let collection = ModuleCollection::create(
+        ModuleInit::new(),
+        CollectionConfig {
+            device: Some(device.clone()),
+            ..CollectionConfig::default()
+        },
+    )
+    .expect("a collection on the test device");
+    DeviceParent {
+        node,
+        device,
+        collection,
+    }
 }

@@ -1,12 +1,18 @@
 //! Shared helpers of the task-execution Module tests: a small deterministic PRNG, the seed of a
-//! scenario (printed so a failure can be replayed with `DMF_SEED=<n>`), and the end-of-test checks.
+//! scenario (printed so a failure can be replayed with `DMF_SEED=<n>`), the end-of-test checks, and
+//! a device-bound parent for dynamic Modules whose timers and work items need a device.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
+use dmf_core::module::{
+    CollectionConfig, DynamicParent, DynamicParentRef, ModuleCollection, ModuleInit,
+};
 use dmf_core::platform::contract::PlatformClock;
 use dmf_core::platform::Clock;
+use dmf_core::platform::{simulator, Device};
 use kmdf_sim::exec::SystemThread;
+use kmdf_sim::pnp::DeviceNode;
 use kmdf_sim::{ClockMode, Machine, VerifierMode};
 
 /// xorshift64*: small, deterministic, good enough to pick actions.
@@ -107,4 +113,38 @@ pub fn assert_clean(machine: &Machine, seed: u64) {
         "seed {seed}: pool leaked: {:?}",
         machine.pool().outstanding()
     );
+}
+
+/// The parent of dynamic Modules whose timers or work items need a device (their
+/// `ParentObject`): a device of a minimal driver plugged in on the machine, and a collection of
+/// no Modules bound to it. `Module::with(config).create(&parent)` binds a Module to the device.
+pub struct DeviceParent {
+    pub node: DeviceNode,
+    pub device: Device,
+    pub collection: ModuleCollection,
+}
+
+impl DynamicParent for DeviceParent {
+    fn dynamic_parent(&self) -> DynamicParentRef {
+        self.collection.dynamic_parent()
+    }
+}
+
+/// A [`DeviceParent`] on `machine`.
+pub fn device_parent(machine: &Machine) -> DeviceParent {
+    let (node, device) =
+        simulator::plug_in_device(machine, "module-test").expect("the test device starts");
+    let collection = ModuleCollection::create(
+        ModuleInit::new(),
+        CollectionConfig {
+            device: Some(device.clone()),
+            ..CollectionConfig::default()
+        },
+    )
+    .expect("a collection on the test device");
+    DeviceParent {
+        node,
+        device,
+        collection,
+    }
 }

@@ -17,8 +17,8 @@
 //! | [`Event`] | KEVENT, KeSetEvent, KeWaitForSingleObject (K1–K3) | — |
 //! | [`SpinLock`] | WDFSPINLOCK (D55): raises to DISPATCH_LEVEL | — |
 //! | [`WaitLock`] | WDFWAITLOCK (D54): PASSIVE only | — |
-//! | [`Timer`] | WDFTIMER (D41–D45) | DPC thread at DISPATCH, or a worker at PASSIVE |
-//! | [`WorkItem`] | WDFWORKITEM (D46–D48) | a system worker thread at PASSIVE |
+//! | [`Timer`] | WDFTIMER (D41–D45), a child of a device | DPC thread at DISPATCH, or a worker at PASSIVE |
+//! | [`WorkItem`] | WDFWORKITEM (D46–D48), a child of a device | a system worker thread at PASSIVE |
 //! | [`Dpc`] | WDFDPC (D49) | the DPC thread at DISPATCH |
 //! | [`SystemThread`] | PsCreateSystemThread (K4, K5) | its own thread at PASSIVE |
 //!
@@ -53,7 +53,9 @@ pub use workitem::WorkItem;
 use core::time::Duration;
 use std::sync::Mutex;
 
-use crate::machine::Core;
+use crate::machine::{Core, Machine};
+use crate::object::{ObjectAttributes, WdfObject};
+use crate::status::Status;
 use crate::verifier::Rule;
 use sched::SchedState;
 
@@ -166,6 +168,29 @@ pub(crate) fn delete_callback_object(
     let _ = core
         .sched
         .block_until(st, None, &mut |st| st.shutdown || lock(state).running == 0);
+}
+
+/// The object half of `WdfTimerCreate` / `WdfWorkItemCreate`: a `kind` object under
+/// `attrs.parent`, which is mandatory and must be a device or lead to one (kmdf-sequences §8.1).
+///
+/// Errors: `STATUS_WDF_PARENT_NOT_SPECIFIED` without a parent; `STATUS_INVALID_DEVICE_REQUEST`
+/// when no device is in the parent chain; `STATUS_INVALID_DEVICE_STATE` when the parent is
+/// deleted (a [`Rule::DeletedObjectUsed`] violation too) or its machine is gone;
+/// `STATUS_INSUFFICIENT_RESOURCES` (fault injection).
+pub(crate) fn create_parented_object(
+    attrs: ObjectAttributes,
+    kind: &str,
+) -> Result<(Machine, WdfObject), Status> {
+    let parent = attrs
+        .parent
+        .clone()
+        .ok_or(Status::WDF_PARENT_NOT_SPECIFIED)?;
+    if parent.device_ancestor().is_none() {
+        return Err(Status::INVALID_DEVICE_REQUEST);
+    }
+    let machine = parent.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+    let object = WdfObject::create(&machine, kind, attrs)?;
+    Ok((machine, object))
 }
 
 /// Reports use of a deleted object.

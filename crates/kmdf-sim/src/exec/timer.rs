@@ -19,6 +19,18 @@
 //! * an expiry that finds the previous one's callback still queued is coalesced (one KDPC);
 //! * deleting the timer ([`Timer::delete`] or dropping the owner) stops it and waits for a running
 //!   callback, except from inside that callback or above PASSIVE_LEVEL.
+//!
+//! # Parent
+//!
+//! A driver's timer is created with [`Timer::create`] (`WdfTimerCreate`): a `WDFTIMER` object
+//! whose `ParentObject` is mandatory and must be a device or an object whose parent chain leads
+//! to one (kmdf-sequences §8.1). When the framework deletes that device (removal) it deletes the
+//! timer with it: in the timer's cleanup step it stops the timer and waits for a running callback
+//! (D50), then runs the driver's `EvtCleanupCallback`. The owner's later [`Timer::delete`] or drop
+//! is then harmless (the object is not deleted twice); any other use is a
+//! [`Rule::DeletedObjectUsed`] violation, as on KMDF. [`Timer::new`] makes a timer without an
+//! object or parent: what the framework uses internally (request time-outs, idle timers) and what
+//! the execution-layer tests use.
 
 use core::time::Duration;
 use std::sync::{Arc, Mutex};
@@ -29,6 +41,7 @@ use crate::exec::irql::{require_max_irql, Irql};
 use crate::exec::sched::{Deferred, Expire, SchedState};
 use crate::exec::{delete_callback_object, lock, report_deleted, CallbackState};
 use crate::machine::{Core, Machine};
+use crate::object::{ObjectAttributes, WdfObject};
 use crate::status::Status;
 use crate::verifier::{invoke_callback, Rule, NO_DRIVER};
 
@@ -97,6 +110,20 @@ struct TimerInner {
     callback: TimerCallback,
     cb: Mutex<CallbackState>,
     queue: Mutex<TimerQueueState>,
+    /// The `WDFTIMER` object of a timer made with [`Timer::create`].
+    object: Option<WdfObject>,
+}
+
+impl TimerInner {
+    /// The framework's part of deleting the timer: stop it, skip a queued expiry, wait for a
+    /// running callback (when allowed).
+    fn delete_callbacks(&self) {
+        delete_callback_object(&self.core, &self.cb, &mut |st| {
+            if let Some(k) = lock(&self.queue).due.take() {
+                st.timers.remove(&k);
+            }
+        });
+    }
 }
 
 impl Expire for TimerInner {
@@ -163,7 +190,8 @@ impl core::fmt::Debug for Timer {
 }
 
 impl Timer {
-    /// `WdfTimerCreate` on `machine`, owned by the calling thread's current driver.
+    /// A timer on `machine` without a WDF object or parent (the framework's own timers; see the
+    /// [module docs](self)), owned by the calling thread's current driver.
     ///
     /// Errors: `STATUS_INVALID_PARAMETER` for a passive-level timer with a nonzero period.
     pub fn new(
@@ -174,7 +202,48 @@ impl Timer {
         if config.execution_level == ExecutionLevel::Passive && config.period_ms != 0 {
             return Err(Status::INVALID_PARAMETER);
         }
-        Ok(Timer {
+        Ok(Timer::build(machine, config, None, callback))
+    }
+
+    /// `WdfTimerCreate(config, attributes)`: a `WDFTIMER` object, child of `attrs.parent`, owned
+    /// by the calling thread's current driver. The framework deletes it with its device (see the
+    /// [module docs](self)); `attrs` also carries its `EvtCleanupCallback`/`EvtDestroyCallback`.
+    ///
+    /// Errors: `STATUS_INVALID_PARAMETER` for a passive-level timer with a nonzero period;
+    /// `STATUS_WDF_PARENT_NOT_SPECIFIED` without a parent; `STATUS_INVALID_DEVICE_REQUEST` when
+    /// the parent chain has no device; `STATUS_INVALID_DEVICE_STATE` when the parent is deleted
+    /// (also a [`Rule::DeletedObjectUsed`] violation) or its machine is gone;
+    /// `STATUS_INSUFFICIENT_RESOURCES` (fault injection at object creation).
+    pub fn create(
+        config: TimerConfig,
+        attrs: ObjectAttributes,
+        callback: impl Fn(&Timer) + Send + Sync + 'static,
+    ) -> Result<Timer, Status> {
+        if config.execution_level == ExecutionLevel::Passive && config.period_ms != 0 {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        let (machine, object) = crate::exec::create_parented_object(attrs, "WDFTIMER")?;
+        let timer = Timer::build(&machine, config, Some(object.clone()), callback);
+        let weak = Arc::downgrade(&timer.inner);
+        let armed = object.set_framework_cleanup(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.delete_callbacks();
+            }
+        });
+        if !armed {
+            // The parent went away while we created the timer.
+            timer.inner.delete_callbacks();
+        }
+        Ok(timer)
+    }
+
+    fn build(
+        machine: &Machine,
+        config: TimerConfig,
+        object: Option<WdfObject>,
+        callback: impl Fn(&Timer) + Send + Sync + 'static,
+    ) -> Timer {
+        Timer {
             inner: Arc::new(TimerInner {
                 core: Arc::clone(machine.core()),
                 name: config.name,
@@ -184,9 +253,20 @@ impl Timer {
                 callback: Box::new(callback),
                 cb: Mutex::new(CallbackState::default()),
                 queue: Mutex::new(TimerQueueState::default()),
+                object,
             }),
             owner: true,
-        })
+        }
+    }
+
+    /// The `WDFTIMER` object of a timer made with [`create`](Self::create).
+    pub fn object(&self) -> Option<&WdfObject> {
+        self.inner.object.as_ref()
+    }
+
+    /// True once the timer is deleted (by its owner, or by the framework with its parent).
+    pub fn is_deleted(&self) -> bool {
+        lock(&self.inner.cb).deleted
     }
 
     /// The timer's name.
@@ -266,15 +346,16 @@ impl Timer {
     }
 
     /// `WdfObjectDelete` on the timer: stops it, skips an expiry still queued, and waits for a
-    /// running callback (unless called from it or above PASSIVE_LEVEL). Further use is a
-    /// [`Rule::DeletedObjectUsed`] violation. Dropping the owner does the same.
+    /// running callback (unless called from it or above PASSIVE_LEVEL); then the object's cleanup
+    /// and destroy callbacks run. Further use is a [`Rule::DeletedObjectUsed`] violation.
+    /// Dropping the owner does the same. Once deleted — also by the framework with the timer's
+    /// parent — this does nothing.
     pub fn delete(&self) {
-        let inner = &self.inner;
-        delete_callback_object(&inner.core, &inner.cb, &mut |st| {
-            if let Some(k) = lock(&inner.queue).due.take() {
-                st.timers.remove(&k);
-            }
-        });
+        match &self.inner.object {
+            // The object's cleanup step stops the timer (framework cleanup, set by `create`).
+            Some(object) => object.delete_if_alive(),
+            None => self.inner.delete_callbacks(),
+        }
     }
 }
 

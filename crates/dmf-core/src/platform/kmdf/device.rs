@@ -15,12 +15,14 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use wdk_sys::{
-    call_unsafe_wdf_function_binding, BOOLEAN, DEVICE_RELATION_TYPE, GUID, NTSTATUS,
-    PCUNICODE_STRING, PWDFDEVICE_INIT, ULONG, WDFCMRESLIST, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT,
-    WDFOBJECT, WDFSTRING, WDF_IO_TARGET_OPEN_PARAMS, WDF_POWER_DEVICE_STATE, WDF_SPECIAL_FILE_TYPE,
+    call_unsafe_wdf_function_binding, _DEVICE_RELATION_TYPE, _WDF_DEVICE_FAILED_ACTION,
+    _WDF_POWER_DEVICE_STATE, _WDF_SPECIAL_FILE_TYPE, BOOLEAN, DEVICE_RELATION_TYPE, GUID, NTSTATUS,
+    NT_SUCCESS, PCUNICODE_STRING, PWDFDEVICE_INIT, STATUS_SUCCESS, WDFCMRESLIST, WDFDEVICE,
+    WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFSTRING, WDF_DEVICE_FAILED_ACTION,
+    WDF_POWER_DEVICE_STATE, WDF_REQUEST_TYPE, WDF_SPECIAL_FILE_TYPE,
 };
 
 use super::io::{
@@ -28,9 +30,10 @@ use super::io::{
     REQUEST_CONTEXT,
 };
 use super::wdf::{
-    as_object, context_type, driver_config_init, fileobject_config_init, from_unicode_string,
-    nt_result, object_attributes_with_context, pnp_power_event_callbacks_init,
-    power_policy_event_callbacks_init, TakeCell, UnicodeName,
+    as_object, boolean, context_type, driver_config_init, fileobject_config_init,
+    from_unicode_string, io_target_open_params_init_existing_device, nt_result,
+    object_attributes_with_context, pnp_power_event_callbacks_init,
+    power_policy_event_callbacks_init, TakeCell, UnicodeName, FALSE, TRUE,
 };
 use crate::platform::contract::device::{
     DeviceAttributes, DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice,
@@ -41,12 +44,6 @@ use crate::platform::contract::io::{
     FileObjectConfig, InterfaceChange, PlatformIoTarget, QueueConfig, RequestType,
 };
 use crate::status::{NtResult, NtStatus};
-
-/// `STATUS_SUCCESS`.
-const STATUS_SUCCESS: NTSTATUS = 0;
-
-/// `WdfIoTargetOpenUseExistingDevice` (`WDF_IO_TARGET_OPEN_TYPE`, wdfiotarget.h).
-const WDF_IO_TARGET_OPEN_USE_EXISTING_DEVICE: i32 = 1;
 
 /// `NtResult` to the `NTSTATUS` a WDF callback returns.
 pub(super) fn to_ntstatus(result: NtResult<()>) -> NTSTATUS {
@@ -64,6 +61,11 @@ pub(super) fn to_wdk_guid(guid: Guid) -> GUID {
         Data3: guid.data3,
         Data4: guid.data4,
     }
+}
+
+/// The WDK's GUID as the contract's.
+pub(super) fn from_wdk_guid(guid: GUID) -> Guid {
+    Guid::new(guid.Data1, guid.Data2, guid.Data3, guid.Data4)
 }
 
 /// `WdfGetDriver()` (`WdfDriverGlobals->Driver`).
@@ -130,7 +132,7 @@ fn sddl_string(wide: &'static [u16]) -> wdk_sys::UNICODE_STRING {
         clippy::cast_possible_truncation,
         reason = "the SDDL strings are under 64 units"
     )]
-    let bytes = (units * 2) as u16;
+    let bytes = (units * core::mem::size_of::<u16>()) as u16;
     // SAFETY: UNICODE_STRING is plain data; zero is valid.
     let mut string: wdk_sys::UNICODE_STRING = unsafe { core::mem::zeroed() };
     string.Length = bytes;
@@ -297,30 +299,8 @@ context_type!(
     DEVICE_CONTEXT: DeviceState = c"DmfRsDevice", device_context_destroy
 );
 
-/// The device most recently created, which parents timers and work items (see `exec.rs`).
-static PARENT_DEVICE: AtomicPtr<wdk_sys::WDFDEVICE__> = AtomicPtr::new(null_mut());
-
-/// The device timers and work items are parented to.
-///
-/// # Errors
-/// `STATUS_INVALID_DEVICE_STATE` before the first device or after the last one was removed.
-pub(super) fn parent_device() -> NtResult<WDFDEVICE> {
-    let device = PARENT_DEVICE.load(Ordering::Acquire);
-    if device.is_null() {
-        Err(NtStatus::INVALID_DEVICE_STATE)
-    } else {
-        Ok(device)
-    }
-}
-
 /// `EvtCleanupCallback` of a device: runs the attributes' cleanup closure.
 unsafe extern "C" fn evt_device_cleanup(object: WDFOBJECT) {
-    let _ = PARENT_DEVICE.compare_exchange(
-        object.cast(),
-        null_mut(),
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    );
     // SAFETY: WDF passes the live device, created with DEVICE_CONTEXT.
     if let Some(state) = unsafe { DEVICE_CONTEXT.get(object) } {
         if let Some(cleanup) = state.cleanup.take() {
@@ -618,7 +598,6 @@ impl PlatformDeviceInit for DeviceInit {
                 .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?
                 .init(state);
         }
-        PARENT_DEVICE.store(handle, Ordering::Release);
         Ok(Device { handle })
     }
 }
@@ -676,19 +655,21 @@ impl PlatformDevice for Device {
 
     /// `WdfDeviceSetFailed`.
     fn set_failed(&self, action: FailedAction) {
-        let action: i32 = match action {
-            FailedAction::AttemptRestart => 1, // WdfDeviceFailedAttemptRestart
-            FailedAction::NoRestart => 2,      // WdfDeviceFailedNoRestart
+        let action: WDF_DEVICE_FAILED_ACTION = match action {
+            FailedAction::AttemptRestart => {
+                _WDF_DEVICE_FAILED_ACTION::WdfDeviceFailedAttemptRestart
+            }
+            FailedAction::NoRestart => _WDF_DEVICE_FAILED_ACTION::WdfDeviceFailedNoRestart,
         };
         // SAFETY: live device.
-        unsafe { call_unsafe_wdf_function_binding!(WdfDeviceSetFailed, self.handle, action as _) };
+        unsafe { call_unsafe_wdf_function_binding!(WdfDeviceSetFailed, self.handle, action) };
     }
 
     /// `WdfDeviceStopIdle(device, TRUE)` (the table entry `WdfDeviceStopIdleNoTrack`).
     fn stop_idle(&self) -> NtResult<()> {
         // SAFETY: live device; waiting for D0 requires PASSIVE_LEVEL (contract of the caller).
         nt_result(unsafe {
-            call_unsafe_wdf_function_binding!(WdfDeviceStopIdleNoTrack, self.handle, 1)
+            call_unsafe_wdf_function_binding!(WdfDeviceStopIdleNoTrack, self.handle, TRUE)
         })
     }
 
@@ -776,7 +757,7 @@ impl PlatformDevice for Device {
                 self.handle,
                 &raw const guid,
                 reference_ptr,
-                u8::from(enabled)
+                boolean(enabled)
             );
         }
     }
@@ -831,7 +812,7 @@ impl PlatformDevice for Device {
 
     /// `WdfDeviceConfigureRequestDispatching`.
     fn configure_request_dispatching(&self, queue: &Queue, kind: RequestType) -> NtResult<()> {
-        let wdf_type: i32 = match kind {
+        let wdf_type: WDF_REQUEST_TYPE = match kind {
             RequestType::Cleanup | RequestType::Close => return Err(NtStatus::INVALID_PARAMETER),
             other => io::wdf_request_type(other),
         };
@@ -841,7 +822,7 @@ impl PlatformDevice for Device {
                 WdfDeviceConfigureRequestDispatching,
                 self.handle,
                 queue.raw(),
-                wdf_type as _
+                wdf_type
             )
         })
     }
@@ -863,8 +844,6 @@ impl PlatformDevice for Device {
     /// released with `ObDereferenceObject` after the open (WDF takes its own). On failure the
     /// created target is deleted.
     fn create_stack_top_target(&self) -> NtResult<IoTarget> {
-        let size = ULONG::try_from(core::mem::size_of::<WDF_IO_TARGET_OPEN_PARAMS>())
-            .map_err(|_| NtStatus::INVALID_PARAMETER)?;
         let target = IoTarget::create(self)?;
         // SAFETY: live device; WDM device object of a WDF device (never null for a created one).
         let device_object =
@@ -876,12 +855,7 @@ impl PlatformDevice for Device {
         // SAFETY: a live device object at PASSIVE_LEVEL; the returned top of its stack is
         // referenced and released below.
         let top = unsafe { wdk_sys::ntddk::IoGetAttachedDeviceReference(device_object) };
-        // WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE: zero, Size, Type, TargetDeviceObject.
-        // SAFETY: integers, pointers, optional callbacks and a UNICODE_STRING: all-zero is valid.
-        let mut params: WDF_IO_TARGET_OPEN_PARAMS = unsafe { core::mem::zeroed() };
-        params.Size = size;
-        params.Type = WDF_IO_TARGET_OPEN_USE_EXISTING_DEVICE as _;
-        params.TargetDeviceObject = top;
+        let mut params = io_target_open_params_init_existing_device(top);
         // SAFETY: live remote target created above; params valid for the call.
         let opened = nt_result(unsafe {
             call_unsafe_wdf_function_binding!(WdfIoTargetOpen, target.raw(), &raw mut params)
@@ -911,13 +885,16 @@ impl PlatformDevice for Device {
 /// `WDF_POWER_DEVICE_STATE` to the contract's (`WdfPowerDeviceInvalid` and unknown values are
 /// reported as D3Final, the "first/last" value).
 fn power_state(state: WDF_POWER_DEVICE_STATE) -> PowerDeviceState {
-    match i64::from(state) {
-        1 => PowerDeviceState::D0,
-        2 => PowerDeviceState::D1,
-        3 => PowerDeviceState::D2,
-        4 => PowerDeviceState::D3,
-        6 => PowerDeviceState::PrepareForHibernation,
-        _ => PowerDeviceState::D3Final, // 5 = WdfPowerDeviceD3Final
+    match state {
+        _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD0 => PowerDeviceState::D0,
+        _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD1 => PowerDeviceState::D1,
+        _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD2 => PowerDeviceState::D2,
+        _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3 => PowerDeviceState::D3,
+        _WDF_POWER_DEVICE_STATE::WdfPowerDevicePrepareForHibernation => {
+            PowerDeviceState::PrepareForHibernation
+        }
+        // WdfPowerDeviceD3Final, WdfPowerDeviceInvalid and unknown values.
+        _ => PowerDeviceState::D3Final,
     }
 }
 
@@ -1017,7 +994,7 @@ unsafe extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_
             let status = s.pnp.d0_entry.as_ref().map_or(STATUS_SUCCESS, |cb| {
                 to_ntstatus(cb(d, power_state(previous)))
             });
-            if status >= 0 {
+            if NT_SUCCESS(status) {
                 s.in_d0.store(true, Ordering::Release);
             }
             status
@@ -1077,11 +1054,11 @@ unsafe extern "C" fn evt_release_hardware(device: WDFDEVICE, translated: WDFCMRE
 /// `EvtDeviceRelationsQuery`: relation types the contract does not name (`PowerRelations`,
 /// `SingleBusRelations`, `TransportRelations`) are not passed on.
 unsafe extern "C" fn evt_relations_query(device: WDFDEVICE, relation: DEVICE_RELATION_TYPE) {
-    let relation = match i64::from(relation) {
-        0 => RelationType::Bus,
-        1 => RelationType::Ejection,
-        3 => RelationType::Removal,
-        4 => RelationType::TargetDevice,
+    let relation = match relation {
+        _DEVICE_RELATION_TYPE::BusRelations => RelationType::Bus,
+        _DEVICE_RELATION_TYPE::EjectionRelations => RelationType::Ejection,
+        _DEVICE_RELATION_TYPE::RemovalRelations => RelationType::Removal,
+        _DEVICE_RELATION_TYPE::TargetDeviceRelation => RelationType::TargetDevice,
         _ => return,
     };
     // SAFETY: WDF passes the live device of the callback.
@@ -1100,11 +1077,11 @@ unsafe extern "C" fn evt_usage_notification_ex(
     kind: WDF_SPECIAL_FILE_TYPE,
     in_path: BOOLEAN,
 ) -> NTSTATUS {
-    let kind = match i64::from(kind) {
-        1 => SpecialFileType::Paging,
-        2 => SpecialFileType::Hibernation,
-        3 => SpecialFileType::Dump,
-        4 => SpecialFileType::Boot,
+    let kind = match kind {
+        _WDF_SPECIAL_FILE_TYPE::WdfSpecialFilePaging => SpecialFileType::Paging,
+        _WDF_SPECIAL_FILE_TYPE::WdfSpecialFileHibernation => SpecialFileType::Hibernation,
+        _WDF_SPECIAL_FILE_TYPE::WdfSpecialFileDump => SpecialFileType::Dump,
+        _WDF_SPECIAL_FILE_TYPE::WdfSpecialFileBoot => SpecialFileType::Boot,
         _ => return STATUS_SUCCESS,
     };
     // SAFETY: WDF passes the live device of the callback.
@@ -1113,7 +1090,9 @@ unsafe extern "C" fn evt_usage_notification_ex(
             s.pnp
                 .usage_notification_ex
                 .as_ref()
-                .map_or(STATUS_SUCCESS, |cb| to_ntstatus(cb(d, kind, in_path != 0)))
+                .map_or(STATUS_SUCCESS, |cb| {
+                    to_ntstatus(cb(d, kind, in_path != FALSE))
+                })
         })
     }
 }
@@ -1133,8 +1112,8 @@ unsafe extern "C" fn evt_arm_wake_from_sx_with_reason(
                 .map_or(STATUS_SUCCESS, |cb| {
                     to_ntstatus(cb(
                         d,
-                        device_wake_enabled != 0,
-                        children_armed_for_wake != 0,
+                        device_wake_enabled != FALSE,
+                        children_armed_for_wake != FALSE,
                     ))
                 })
         })

@@ -14,32 +14,33 @@
 //!
 //! # Parents of timers and work items
 //! KMDF requires a timer's or work item's `ParentObject` to be a device (or an object whose
-//! parent chain reaches one); the contract's constructors take no device. The backend parents
-//! them to the device most recently created by this driver ([`super::device::parent_device`]):
-//! DMF creates them while a device's Modules are created, and the owning Module deletes them on
-//! drop. Because WDF deletes children when the device goes away, each object's
-//! `EvtCleanupCallback` clears the handle the Rust owner holds, so a late drop does not delete an
-//! already deleted object.
+//! parent chain reaches one); the contract's constructors take that device (`parent`), and the
+//! backend passes its `WDFDEVICE` ([`Device::raw`]) as `ParentObject`. The Rust owner (a Module)
+//! deletes the object on drop; WDF deletes it first when the device goes away, so each object's
+//! `EvtCleanupCallback` clears the handle the owner holds, and a late drop (or call) does not
+//! touch an already deleted object.
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use core::ffi::c_void;
+use core::mem::size_of;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{
-    call_unsafe_wdf_function_binding, HANDLE, NTSTATUS, PVOID, ULONG, WDFKEY, WDFOBJECT,
-    WDFSPINLOCK, WDFTIMER, WDFWAITLOCK, WDFWORKITEM,
+    call_unsafe_wdf_function_binding, _KWAIT_REASON, HANDLE, KEVENT, PVOID, REG_BINARY, REG_DWORD,
+    REG_EXPAND_SZ, REG_QWORD, REG_SZ, STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS, STATUS_TIMEOUT,
+    ULONG, WDFKEY, WDFOBJECT, WDFSPINLOCK, WDFTIMER, WDFWAITLOCK, WDFWORKITEM,
 };
 
-use super::device::parent_device;
+use super::device::Device;
 use super::wdf::{
-    as_object, context_type, nt_result, object_attributes_init, object_attributes_with_context,
-    relative_timeout, timer_config_init, workitem_config_init, UnicodeName,
-    WDF_EXECUTION_LEVEL_PASSIVE,
+    as_object, boolean, context_type, nt_result, object_attributes_init,
+    object_attributes_with_context, relative_timeout, timer_config_init, workitem_config_init,
+    UnicodeName, FALSE, KERNEL_MODE, WDF_EXECUTION_LEVEL_PASSIVE,
 };
 use crate::platform::contract::{
     EventKind, Irql, PlatformEvent, PlatformIrql, PlatformPool, PlatformRegistryKey,
@@ -49,15 +50,6 @@ use crate::platform::contract::{
 use crate::platform::nt::{self, NtCurrentIrql, NtEvent};
 use crate::rundown::RundownEvent;
 use crate::status::{NtResult, NtStatus};
-
-/// `STATUS_TIMEOUT`.
-const STATUS_TIMEOUT: NTSTATUS = 0x0000_0102;
-/// `STATUS_BUFFER_OVERFLOW` (a warning: the size was returned).
-#[allow(
-    clippy::cast_possible_wrap,
-    reason = "NTSTATUS values are written as their u32 bit patterns"
-)]
-const STATUS_BUFFER_OVERFLOW: NTSTATUS = 0x8000_0005_u32 as i32;
 
 /// A kernel event: the NT layer's [`NtEvent`] (a `KEVENT` in its own non-paged pool block).
 #[derive(Debug)]
@@ -70,7 +62,7 @@ impl PlatformEvent for Event {
     fn new(kind: EventKind, signaled: bool) -> Self {
         match NtEvent::new(kind, signaled) {
             Ok(event) => Event(event),
-            Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<[u64; 3]>()),
+            Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<KEVENT>()),
         }
     }
 
@@ -319,7 +311,10 @@ impl Timer {
 }
 
 impl PlatformTimer for Timer {
+    type Device = Device;
+
     fn new(
+        parent: &Device,
         _name: &str,
         period: Option<Duration>,
         level: TimerExecutionLevel,
@@ -343,13 +338,14 @@ impl PlatformTimer for Timer {
         let mut config = timer_config_init(period_ms);
         config.EvtTimerFunc = Some(evt_timer);
         let mut attributes = object_attributes_with_context(&TIMER_CONTEXT);
-        attributes.ParentObject = as_object(parent_device()?);
+        attributes.ParentObject = as_object(parent.raw());
         attributes.EvtCleanupCallback = Some(evt_timer_cleanup);
         if level == TimerExecutionLevel::Passive {
             attributes.ExecutionLevel = WDF_EXECUTION_LEVEL_PASSIVE as _;
         }
         let mut handle: WDFTIMER = null_mut();
-        // SAFETY: valid config and attributes (parent: a live device); out pointer to our local.
+        // SAFETY: valid config and attributes; the parent is `parent`'s WDFDEVICE, live while a
+        // `Device` exists (the backend's invariant); out pointer to our local.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfTimerCreate,
@@ -378,7 +374,7 @@ impl PlatformTimer for Timer {
         }
         let due_time = relative_timeout(Some(due)).unwrap_or(0);
         // SAFETY: a live timer (not deleted: the handle is cleared on deletion).
-        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, handle, due_time) != 0 }
+        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, handle, due_time) != FALSE }
     }
 
     fn stop(&self, wait: bool) -> bool {
@@ -387,7 +383,7 @@ impl PlatformTimer for Timer {
             return false;
         }
         // SAFETY: a live timer; with `wait` the caller is at PASSIVE_LEVEL (contract).
-        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, handle, u8::from(wait)) != 0 }
+        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, handle, boolean(wait)) != FALSE }
     }
 }
 
@@ -431,7 +427,13 @@ impl core::fmt::Debug for WorkItem {
 }
 
 impl PlatformWorkItem for WorkItem {
-    fn new(_name: &str, callback: impl Fn() + Send + Sync + 'static) -> NtResult<Self> {
+    type Device = Device;
+
+    fn new(
+        parent: &Device,
+        _name: &str,
+        callback: impl Fn() + Send + Sync + 'static,
+    ) -> NtResult<Self> {
         let shared = Arc::new(Shared {
             handle: AtomicPtr::new(null_mut()),
             callback: Box::new(callback),
@@ -440,10 +442,11 @@ impl PlatformWorkItem for WorkItem {
         let mut config = workitem_config_init();
         config.EvtWorkItemFunc = Some(evt_work_item);
         let mut attributes = object_attributes_with_context(&WORK_ITEM_CONTEXT);
-        attributes.ParentObject = as_object(parent_device()?);
+        attributes.ParentObject = as_object(parent.raw());
         attributes.EvtCleanupCallback = Some(evt_work_item_cleanup);
         let mut handle: WDFWORKITEM = null_mut();
-        // SAFETY: valid config and attributes (parent: a live device); out pointer to our local.
+        // SAFETY: valid config and attributes; the parent is `parent`'s WDFDEVICE, live while a
+        // `Device` exists (the backend's invariant); out pointer to our local.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfWorkItemCreate,
@@ -498,13 +501,6 @@ impl Drop for WorkItem {
     }
 }
 
-/// `THREAD_ALL_ACCESS`.
-const THREAD_ALL_ACCESS: ULONG = 0x001F_FFFF;
-/// `SYNCHRONIZE`.
-const SYNCHRONIZE: ULONG = 0x0010_0000;
-/// `STATUS_SUCCESS`.
-const STATUS_SUCCESS: NTSTATUS = 0;
-
 /// The start routine of every system thread: runs the boxed closure, then terminates.
 unsafe extern "C" fn system_thread_start(context: PVOID) {
     // SAFETY: `spawn` passed a `Box<Box<dyn FnOnce>>` leaked with `Box::into_raw`, received here
@@ -543,7 +539,7 @@ impl PlatformThread for SystemThread {
         let status = unsafe {
             wdk_sys::ntddk::PsCreateSystemThread(
                 &raw mut handle,
-                THREAD_ALL_ACCESS,
+                wdk_sys::THREAD_ALL_ACCESS,
                 null_mut(),
                 null_mut(),
                 null_mut(),
@@ -563,9 +559,9 @@ impl PlatformThread for SystemThread {
         let status = unsafe {
             wdk_sys::ntddk::ObReferenceObjectByHandle(
                 handle,
-                SYNCHRONIZE,
+                wdk_sys::SYNCHRONIZE,
                 null_mut(),
-                0, // KernelMode
+                KERNEL_MODE,
                 &raw mut thread,
                 null_mut(),
             )
@@ -582,12 +578,12 @@ impl PlatformThread for SystemThread {
         // SAFETY: a referenced thread object (invariant); the timeout is null or our local
         // LARGE_INTEGER (an i64).
         let status = unsafe {
-            nt::ffi::KeWaitForSingleObject(
+            wdk_sys::ntddk::KeWaitForSingleObject(
                 self.thread,
-                nt::ffi::EXECUTIVE,
-                nt::ffi::KERNEL_MODE,
-                0,
-                interval_ptr,
+                _KWAIT_REASON::Executive,
+                KERNEL_MODE,
+                FALSE,
+                interval_ptr.cast::<wdk_sys::LARGE_INTEGER>(),
             )
         };
         if status == STATUS_TIMEOUT {
@@ -606,17 +602,7 @@ impl Drop for SystemThread {
 }
 
 /// `KEY_READ | KEY_WRITE`.
-const KEY_READ_WRITE: ULONG = 0x0002_0019 | 0x0002_0006;
-/// `REG_SZ`.
-const REG_SZ: ULONG = 1;
-/// `REG_EXPAND_SZ`.
-const REG_EXPAND_SZ: ULONG = 2;
-/// `REG_BINARY`.
-const REG_BINARY: ULONG = 3;
-/// `REG_DWORD`.
-const REG_DWORD: ULONG = 4;
-/// `REG_QWORD`.
-const REG_QWORD: ULONG = 11;
+const KEY_READ_WRITE: wdk_sys::ACCESS_MASK = wdk_sys::KEY_READ | wdk_sys::KEY_WRITE;
 
 /// An open `WDFKEY` (the driver's `Parameters` key), closed on drop.
 pub struct RegistryKey {
@@ -692,17 +678,19 @@ impl PlatformRegistryKey for RegistryKey {
         nt_result(status)?;
         data.truncate(length as usize);
         match kind {
-            REG_DWORD if data.len() == 4 => Ok(RegistryValue::Dword(u32::from_le_bytes([
-                data[0], data[1], data[2], data[3],
-            ]))),
-            REG_QWORD if data.len() == 8 => {
-                let mut bytes = [0_u8; 8];
+            REG_DWORD if data.len() == size_of::<u32>() => {
+                Ok(RegistryValue::Dword(u32::from_le_bytes([
+                    data[0], data[1], data[2], data[3],
+                ])))
+            }
+            REG_QWORD if data.len() == size_of::<u64>() => {
+                let mut bytes = [0_u8; size_of::<u64>()];
                 bytes.copy_from_slice(&data);
                 Ok(RegistryValue::Qword(u64::from_le_bytes(bytes)))
             }
             REG_SZ | REG_EXPAND_SZ => {
                 let units: alloc::vec::Vec<u16> = data
-                    .chunks_exact(2)
+                    .chunks_exact(size_of::<u16>())
                     .map(|c| u16::from_le_bytes([c[0], c[1]]))
                     .take_while(|&u| u != 0)
                     .collect();

@@ -21,23 +21,31 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
+use core::mem::{offset_of, size_of};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{
-    call_unsafe_wdf_function_binding, NTSTATUS, PVOID, PWDF_REQUEST_COMPLETION_PARAMS, ULONG,
-    WDFCONTEXT, WDFDEVICE, WDFFILEOBJECT, WDFIOTARGET, WDFMEMORY, WDFQUEUE, WDFREQUEST,
-    WDF_MEMORY_DESCRIPTOR,
+    call_unsafe_wdf_function_binding, _IO_NOTIFICATION_EVENT_CATEGORY, _POOL_TYPE,
+    _WDF_IO_TARGET_SENT_IO_ACTION, _WDF_IO_TARGET_STATE, _WDF_MEMORY_DESCRIPTOR_TYPE,
+    _WDF_REQUEST_SEND_OPTIONS_FLAGS, _WDF_REQUEST_STOP_ACTION_FLAGS, _WDF_REQUEST_TYPE,
+    DEVICE_INTERFACE_CHANGE_NOTIFICATION, NTSTATUS, NT_SUCCESS, PVOID,
+    PWDF_REQUEST_COMPLETION_PARAMS, STATUS_SUCCESS, ULONG, WDFCONTEXT, WDFDEVICE, WDFFILEOBJECT,
+    WDFIOTARGET, WDFMEMORY, WDFQUEUE, WDFREQUEST, WDF_IO_TARGET_SENT_IO_ACTION,
+    WDF_MEMORY_DESCRIPTOR, WDF_REQUEST_TYPE, WDF_TRI_STATE,
 };
 
-use super::device::{file_device, to_ntstatus, to_wdk_guid, wdf_driver, with_device_state, Device};
+use super::device::{
+    file_device, from_wdk_guid, to_ntstatus, to_wdk_guid, wdf_driver, with_device_state, Device,
+};
 use super::wdf::{
-    as_object, context_type, io_queue_config_init, io_target_open_params_init, nt_result,
+    as_object, boolean, context_type, io_queue_config_init, io_target_open_params_init, nt_result,
     object_attributes_init, object_attributes_with_context, relative_timeout,
     request_parameters_init, request_reuse_params_init, request_send_options_init,
-    zeroed_context_type, TakeCell, UnicodeName, WDF_FALSE, WDF_IO_QUEUE_DISPATCH_MANUAL,
-    WDF_IO_QUEUE_DISPATCH_PARALLEL, WDF_IO_QUEUE_DISPATCH_SEQUENTIAL, WDF_TRUE,
+    zeroed_context_type, TakeCell, UnicodeName, FALSE, USER_MODE, WDF_FALSE,
+    WDF_IO_QUEUE_DISPATCH_MANUAL, WDF_IO_QUEUE_DISPATCH_PARALLEL, WDF_IO_QUEUE_DISPATCH_SEQUENTIAL,
+    WDF_TRUE,
 };
 use crate::platform::contract::device::Guid;
 use crate::platform::contract::io::{
@@ -49,52 +57,60 @@ use crate::platform::contract::{Irql, PlatformIrql};
 use crate::platform::nt::NtSpinLock;
 use crate::status::{NtResult, NtStatus};
 
-/// `STATUS_SUCCESS`.
-const STATUS_SUCCESS: NTSTATUS = 0;
 /// `NonPagedPoolNx` (`POOL_TYPE`), for `WdfMemoryCreate`.
-const NON_PAGED_POOL_NX: i32 = 512;
+const NON_PAGED_POOL_NX: wdk_sys::POOL_TYPE = _POOL_TYPE::NonPagedPoolNx;
 /// The pool tag of request buffers (`'MfmD'` in C notation).
 const MEMORY_TAG: ULONG = u32::from_le_bytes(*b"DmfM");
-/// `WDF_REQUEST_SEND_OPTION_TIMEOUT`.
-const SEND_OPTION_TIMEOUT: ULONG = 0x0000_0001;
+/// `WDF_REQUEST_SEND_OPTION_TIMEOUT` (`WDF_REQUEST_SEND_OPTIONS_FLAGS`, as the `ULONG` of `Flags`).
+const SEND_OPTION_TIMEOUT: ULONG =
+    _WDF_REQUEST_SEND_OPTIONS_FLAGS::WDF_REQUEST_SEND_OPTION_TIMEOUT.cast_unsigned();
 /// `WDF_REQUEST_SEND_OPTION_SYNCHRONOUS`.
-const SEND_OPTION_SYNCHRONOUS: ULONG = 0x0000_0002;
+const SEND_OPTION_SYNCHRONOUS: ULONG =
+    _WDF_REQUEST_SEND_OPTIONS_FLAGS::WDF_REQUEST_SEND_OPTION_SYNCHRONOUS.cast_unsigned();
 /// `WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE`.
-const SEND_OPTION_IGNORE_TARGET_STATE: ULONG = 0x0000_0004;
+const SEND_OPTION_IGNORE_TARGET_STATE: ULONG =
+    _WDF_REQUEST_SEND_OPTIONS_FLAGS::WDF_REQUEST_SEND_OPTION_IGNORE_TARGET_STATE.cast_unsigned();
 /// `WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET`.
-const SEND_OPTION_SEND_AND_FORGET: ULONG = 0x0000_0008;
-/// `WdfRequestStopActionPurge`.
-const STOP_ACTION_PURGE: ULONG = 0x0000_0002;
+const SEND_OPTION_SEND_AND_FORGET: ULONG =
+    _WDF_REQUEST_SEND_OPTIONS_FLAGS::WDF_REQUEST_SEND_OPTION_SEND_AND_FORGET.cast_unsigned();
+/// `WdfRequestStopActionPurge` (`WDF_REQUEST_STOP_ACTION_FLAGS`, as `EvtIoStop`'s `ULONG`).
+const STOP_ACTION_PURGE: ULONG =
+    _WDF_REQUEST_STOP_ACTION_FLAGS::WdfRequestStopActionPurge.cast_unsigned();
 /// `WdfRequestStopRequestCancelable`.
-const STOP_REQUEST_CANCELABLE: ULONG = 0x1000_0000;
+const STOP_REQUEST_CANCELABLE: ULONG =
+    _WDF_REQUEST_STOP_ACTION_FLAGS::WdfRequestStopRequestCancelable.cast_unsigned();
 /// `GENERIC_READ`.
-const GENERIC_READ: u32 = 0x8000_0000;
+const GENERIC_READ: wdk_sys::ACCESS_MASK = wdk_sys::GENERIC_READ;
 /// `GENERIC_WRITE`.
-const GENERIC_WRITE: u32 = 0x4000_0000;
+const GENERIC_WRITE: wdk_sys::ACCESS_MASK = wdk_sys::GENERIC_WRITE;
+/// No `WDF_REQUEST_SEND_OPTIONS_FLAGS` bit (the header has no name for the empty set).
+const NO_SEND_OPTIONS: ULONG = 0; // not a WDF/NT value: the empty flag set
 
-/// The `WDF_REQUEST_TYPE` value of a contract request type (the `IRP_MJ_*` codes).
-pub(super) fn wdf_request_type(kind: RequestType) -> i32 {
+/// The `WDF_REQUEST_TYPE` of a contract request type (the `IRP_MJ_*` codes).
+pub(super) fn wdf_request_type(kind: RequestType) -> WDF_REQUEST_TYPE {
     match kind {
-        RequestType::Create => 0x00,
-        RequestType::Close => 0x02,
-        RequestType::Read => 0x03,
-        RequestType::Write => 0x04,
-        RequestType::DeviceControl => 0x0e,
-        RequestType::InternalDeviceControl => 0x0f,
-        RequestType::Cleanup => 0x12,
+        RequestType::Create => _WDF_REQUEST_TYPE::WdfRequestTypeCreate,
+        RequestType::Close => _WDF_REQUEST_TYPE::WdfRequestTypeClose,
+        RequestType::Read => _WDF_REQUEST_TYPE::WdfRequestTypeRead,
+        RequestType::Write => _WDF_REQUEST_TYPE::WdfRequestTypeWrite,
+        RequestType::DeviceControl => _WDF_REQUEST_TYPE::WdfRequestTypeDeviceControl,
+        RequestType::InternalDeviceControl => {
+            _WDF_REQUEST_TYPE::WdfRequestTypeDeviceControlInternal
+        }
+        RequestType::Cleanup => _WDF_REQUEST_TYPE::WdfRequestTypeCleanup,
     }
 }
 
 /// The contract's request type of a `WDF_REQUEST_TYPE` value. Other major functions never reach
 /// DMF's queues (they register only these seven); they are reported as internal IOCTLs.
-fn request_type(value: i64) -> RequestType {
+fn request_type(value: WDF_REQUEST_TYPE) -> RequestType {
     match value {
-        0x00 => RequestType::Create,
-        0x02 => RequestType::Close,
-        0x03 => RequestType::Read,
-        0x04 => RequestType::Write,
-        0x0e => RequestType::DeviceControl,
-        0x12 => RequestType::Cleanup,
+        _WDF_REQUEST_TYPE::WdfRequestTypeCreate => RequestType::Create,
+        _WDF_REQUEST_TYPE::WdfRequestTypeClose => RequestType::Close,
+        _WDF_REQUEST_TYPE::WdfRequestTypeRead => RequestType::Read,
+        _WDF_REQUEST_TYPE::WdfRequestTypeWrite => RequestType::Write,
+        _WDF_REQUEST_TYPE::WdfRequestTypeDeviceControl => RequestType::DeviceControl,
+        _WDF_REQUEST_TYPE::WdfRequestTypeCleanup => RequestType::Cleanup,
         _ => RequestType::InternalDeviceControl,
     }
 }
@@ -187,7 +203,7 @@ impl Request {
                 call_unsafe_wdf_function_binding!(
                     WdfMemoryCreate,
                     &raw mut attributes,
-                    NON_PAGED_POOL_NX as _,
+                    NON_PAGED_POOL_NX,
                     MEMORY_TAG,
                     len,
                     &raw mut memory,
@@ -287,7 +303,7 @@ impl PlatformRequest for Request {
                 &raw mut params
             );
         };
-        let kind = request_type(i64::from(params.Type));
+        let kind = request_type(params.Type);
         let (ioctl_code, input_length, output_length, offset) = match kind {
             // SAFETY: WDF filled the union member of the request's type.
             RequestType::DeviceControl | RequestType::InternalDeviceControl => unsafe {
@@ -325,7 +341,7 @@ impl PlatformRequest for Request {
         // SAFETY: live request.
         let mode =
             unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetRequestorMode, self.handle) };
-        if mode == 1 {
+        if mode == USER_MODE {
             RequestorMode::User
         } else {
             RequestorMode::Kernel
@@ -482,7 +498,7 @@ impl PlatformRequest for Request {
                 Some(evt_request_cancel)
             )
         };
-        if status < 0 {
+        if !NT_SUCCESS(status) {
             drop(state.cancel.take());
         }
         nt_result(status)
@@ -494,7 +510,7 @@ impl PlatformRequest for Request {
         // SAFETY: live request the driver marked cancelable.
         let status =
             unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, self.handle) };
-        if status >= 0 {
+        if NT_SUCCESS(status) {
             if let Some(state) = self.state() {
                 drop(state.cancel.take());
             }
@@ -505,7 +521,7 @@ impl PlatformRequest for Request {
     /// `WdfRequestIsCanceled`.
     fn is_canceled(&self) -> bool {
         // SAFETY: live request.
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestIsCanceled, self.handle) != 0 }
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestIsCanceled, self.handle) != FALSE }
     }
 
     /// `WdfRequestStopAcknowledge`.
@@ -515,7 +531,7 @@ impl PlatformRequest for Request {
             call_unsafe_wdf_function_binding!(
                 WdfRequestStopAcknowledge,
                 self.handle,
-                u8::from(requeue)
+                boolean(requeue)
             );
         };
     }
@@ -659,7 +675,7 @@ impl PlatformRequest for Request {
     /// `WdfRequestSend` (`WDF_REQUEST_SEND_OPTIONS` from `options`); on `FALSE`,
     /// `WdfRequestGetStatus`.
     fn send(&self, target: &IoTarget, options: SendOptions) -> NtResult<()> {
-        let mut flags = 0;
+        let mut flags = NO_SEND_OPTIONS;
         if options.send_and_forget {
             flags |= SEND_OPTION_SEND_AND_FORGET;
         }
@@ -680,7 +696,7 @@ impl PlatformRequest for Request {
                 &raw mut wdf_options
             )
         };
-        if sent == 0 {
+        if sent == FALSE {
             Err(self.status())
         } else {
             Ok(())
@@ -710,7 +726,9 @@ impl PlatformRequest for Request {
     /// `WdfRequestCancelSentRequest`.
     fn cancel_sent_request(&self) -> bool {
         // SAFETY: live request (sent by this driver: contract of the caller).
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestCancelSentRequest, self.handle) != 0 }
+        unsafe {
+            call_unsafe_wdf_function_binding!(WdfRequestCancelSentRequest, self.handle) != FALSE
+        }
     }
 
     /// `WdfRequestReuse` of a driver-created request.
@@ -782,13 +800,10 @@ impl Queue {
         };
         let mut wdf = io_queue_config_init(dispatch, config.default_queue);
         if let Some(power_managed) = config.power_managed {
-            wdf.PowerManaged = if power_managed {
-                WDF_TRUE as _
-            } else {
-                WDF_FALSE as _
-            };
+            let power_managed: WDF_TRI_STATE = if power_managed { WDF_TRUE } else { WDF_FALSE };
+            wdf.PowerManaged = power_managed;
         }
-        wdf.AllowZeroLengthRequests = u8::from(config.allow_zero_length_requests);
+        wdf.AllowZeroLengthRequests = boolean(config.allow_zero_length_requests);
         if config.read.is_some() {
             wdf.EvtIoRead = Some(evt_io_read);
         }
@@ -1097,7 +1112,7 @@ unsafe fn creator_is_administrator(request: WDFREQUEST) -> bool {
         } else {
             subject.ClientToken
         };
-        !token.is_null() && wdk_sys::ntddk::SeTokenIsAdmin(token) != 0
+        !token.is_null() && wdk_sys::ntddk::SeTokenIsAdmin(token) != FALSE
     }
 }
 
@@ -1324,7 +1339,7 @@ fn buffer_descriptor(buffer: *mut u8, length: usize) -> NtResult<WDF_MEMORY_DESC
     let length = ULONG::try_from(length).map_err(|_| NtStatus::INVALID_PARAMETER)?;
     // SAFETY: WDF_MEMORY_DESCRIPTOR is an enum value and a union of pointers/integers.
     let mut descriptor: WDF_MEMORY_DESCRIPTOR = unsafe { core::mem::zeroed() };
-    descriptor.Type = 1 as _; // WdfMemoryDescriptorTypeBuffer
+    descriptor.Type = _WDF_MEMORY_DESCRIPTOR_TYPE::WdfMemoryDescriptorTypeBuffer;
     #[allow(
         unused_unsafe,
         reason = "whether a nested union-field write needs `unsafe` varies"
@@ -1344,12 +1359,17 @@ impl PlatformIoTarget for IoTarget {
     fn state(&self) -> IoTargetState {
         // SAFETY: live target.
         let state = unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetGetState, self.handle) };
-        match i64::from(state) {
-            1 => IoTargetState::Started,
-            2 => IoTargetState::Stopped,
-            4 => IoTargetState::ClosedForQueryRemove,
-            5 => IoTargetState::Deleted,
-            _ => IoTargetState::Closed, // 3 = WdfIoTargetClosed
+        match state {
+            _WDF_IO_TARGET_STATE::WdfIoTargetStarted => IoTargetState::Started,
+            _WDF_IO_TARGET_STATE::WdfIoTargetStopped => IoTargetState::Stopped,
+            _WDF_IO_TARGET_STATE::WdfIoTargetClosedForQueryRemove => {
+                IoTargetState::ClosedForQueryRemove
+            }
+            _WDF_IO_TARGET_STATE::WdfIoTargetDeleted => IoTargetState::Deleted,
+            // WdfIoTargetClosed; also WdfIoTargetPurged (the contract has no purged state and the
+            // backend never purges: a purged target fails new requests, as a closed one does) and
+            // WdfIoTargetStateUndefined.
+            _ => IoTargetState::Closed,
         }
     }
 
@@ -1362,7 +1382,7 @@ impl PlatformIoTarget for IoTarget {
             .as_deref()
             .map(UnicodeName::new)
             .transpose()?;
-        let mut access = 0;
+        let mut access: wdk_sys::ACCESS_MASK = 0; // not a WDF/NT value: no access bits yet
         if params.read {
             access |= GENERIC_READ;
         }
@@ -1407,9 +1427,13 @@ impl PlatformIoTarget for IoTarget {
 
     /// `WdfIoTargetStop(WdfIoTargetCancelSentIo | WdfIoTargetLeaveSentIoPending)`.
     fn stop(&self, cancel_sent: bool) {
-        let action: i32 = if cancel_sent { 1 } else { 3 };
+        let action: WDF_IO_TARGET_SENT_IO_ACTION = if cancel_sent {
+            _WDF_IO_TARGET_SENT_IO_ACTION::WdfIoTargetCancelSentIo
+        } else {
+            _WDF_IO_TARGET_SENT_IO_ACTION::WdfIoTargetLeaveSentIoPending
+        };
         // SAFETY: live target.
-        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetStop, self.handle, action as _) };
+        unsafe { call_unsafe_wdf_function_binding!(WdfIoTargetStop, self.handle, action) };
     }
 
     /// `WdfIoTargetCloseForQueryRemove`.
@@ -1480,14 +1504,12 @@ impl PlatformIoTarget for IoTarget {
             core::ptr::from_mut(&mut output_descriptor)
         };
         let timeout = relative_timeout(timeout);
-        let mut options = request_send_options_init(
-            if timeout.is_some() {
-                SEND_OPTION_TIMEOUT
-            } else {
-                0
-            },
-            timeout.unwrap_or(0),
-        );
+        let flags = if timeout.is_some() {
+            SEND_OPTION_TIMEOUT
+        } else {
+            NO_SEND_OPTIONS
+        };
+        let mut options = request_send_options_init(flags, timeout.unwrap_or(0));
         let mut returned: u64 = 0;
         // SAFETY: live target; the descriptors describe our buffers, alive across the
         // synchronous call; options and out pointer are our locals; PASSIVE_LEVEL (contract).
@@ -1527,36 +1549,37 @@ impl PlatformIoTarget for IoTarget {
 // Device-interface notifications
 // ---------------------------------------------------------------------------------------------
 
-/// `GUID_DEVICE_INTERFACE_ARRIVAL` (wdmguid.h).
+// `GUID_DEVICE_INTERFACE_ARRIVAL` / `…_REMOVAL` are `DEFINE_GUID`s of wdmguid.h: without
+// `INITGUID` the headers declare them as data in a library (wdmguid.lib), so the bindings hold no
+// value for them. They are written out here, from wdmguid.h.
+/// `GUID_DEVICE_INTERFACE_ARRIVAL` (wdmguid.h: `{CB3A4004-46F0-11D0-B08F-00609713053F}`).
 const GUID_DEVICE_INTERFACE_ARRIVAL: Guid = Guid::new(
-    0xCB3A_4004,
-    0x46F0,
-    0x11D0,
-    [0xB0, 0x8F, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3F],
+    0xCB3A_4004, // not in the bindings: wdmguid.h data (see above)
+    0x46F0,      // not in the bindings: (as above)
+    0x11D0,      // not in the bindings: (as above)
+    [0xB0, 0x8F, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3F], // not in the bindings: (as above)
 );
-/// `GUID_DEVICE_INTERFACE_REMOVAL` (wdmguid.h).
+/// `GUID_DEVICE_INTERFACE_REMOVAL` (wdmguid.h: `{CB3A4005-46F0-11D0-B08F-00609713053F}`).
 const GUID_DEVICE_INTERFACE_REMOVAL: Guid = Guid::new(
-    0xCB3A_4005,
-    0x46F0,
-    0x11D0,
-    [0xB0, 0x8F, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3F],
+    0xCB3A_4005, // not in the bindings: wdmguid.h data (see above)
+    0x46F0,      // not in the bindings: (as above)
+    0x11D0,      // not in the bindings: (as above)
+    [0xB0, 0x8F, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3F], // not in the bindings: (as above)
 );
 /// `EventCategoryDeviceInterfaceChange`.
-const EVENT_CATEGORY_DEVICE_INTERFACE_CHANGE: i32 = 2;
+const EVENT_CATEGORY_DEVICE_INTERFACE_CHANGE: wdk_sys::IO_NOTIFICATION_EVENT_CATEGORY =
+    _IO_NOTIFICATION_EVENT_CATEGORY::EventCategoryDeviceInterfaceChange;
 /// `PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES`.
-const PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES: ULONG = 0x0000_0001;
+const PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES: ULONG =
+    wdk_sys::PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES;
 
-/// `DEVICE_INTERFACE_CHANGE_NOTIFICATION` (wdm.h), as the callback reads it.
-#[repr(C)]
-struct DeviceInterfaceChangeNotification {
-    version: u16,
-    size: u16,
-    event: Guid,
-    interface_class_guid: Guid,
-    symbolic_link_name: *const wdk_sys::UNICODE_STRING,
-}
-
-static_assertions::assert_eq_size!(DeviceInterfaceChangeNotification, [u8; 48]);
+// The members of `DEVICE_INTERFACE_CHANGE_NOTIFICATION` (wdm.h) the callback reads, x64.
+static_assertions::const_assert_eq!(size_of::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>(), 48);
+static_assertions::const_assert_eq!(offset_of!(DEVICE_INTERFACE_CHANGE_NOTIFICATION, Event), 4);
+static_assertions::const_assert_eq!(
+    offset_of!(DEVICE_INTERFACE_CHANGE_NOTIFICATION, SymbolicLinkName),
+    40
+);
 
 /// The closure a registration calls.
 type InterfaceChangeFn = Arc<dyn Fn(&InterfaceChange) + Send + Sync>;
@@ -1567,12 +1590,13 @@ unsafe extern "C" fn interface_change_callback(notification: PVOID, context: PVO
     // valid during the call, and the context the registration gave (a live `InterfaceChangeFn`
     // until IoUnregisterPlugPlayNotificationEx returned, which waits for running callbacks).
     unsafe {
-        let notification = &*notification.cast::<DeviceInterfaceChangeNotification>();
+        let notification = &*notification.cast::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>();
         let callback = &*context.cast::<InterfaceChangeFn>();
-        let link = super::wdf::from_unicode_string(notification.symbolic_link_name);
-        if notification.event == GUID_DEVICE_INTERFACE_ARRIVAL {
+        let link = super::wdf::from_unicode_string(notification.SymbolicLinkName);
+        let event = from_wdk_guid(notification.Event);
+        if event == GUID_DEVICE_INTERFACE_ARRIVAL {
             callback(&InterfaceChange::Arrival(link));
-        } else if notification.event == GUID_DEVICE_INTERFACE_REMOVAL {
+        } else if event == GUID_DEVICE_INTERFACE_REMOVAL {
             callback(&InterfaceChange::Removal(link));
         }
     }
@@ -1639,7 +1663,7 @@ pub(super) fn register_interface_notification(
     // DRIVER_NOTIFICATION_CALLBACK_ROUTINE; `context` stays alive until unregistration.
     let status = unsafe {
         wdk_sys::ntddk::IoRegisterPlugPlayNotification(
-            EVENT_CATEGORY_DEVICE_INTERFACE_CHANGE as _,
+            EVENT_CATEGORY_DEVICE_INTERFACE_CHANGE,
             PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES,
             core::ptr::from_mut(&mut guid).cast::<c_void>(),
             driver_object,

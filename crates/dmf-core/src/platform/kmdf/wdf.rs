@@ -22,61 +22,118 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::mem::{size_of, MaybeUninit};
+use core::mem::{offset_of, size_of, MaybeUninit};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use alloc::vec::Vec;
 
 use static_assertions::const_assert_eq;
 use wdk_sys::{
-    call_unsafe_wdf_function_binding, NTSTATUS, ULONG, UNICODE_STRING, WDFOBJECT,
-    WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_IO_TARGET_OPEN_PARAMS,
-    WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDF_PNPPOWER_EVENT_CALLBACKS,
-    WDF_POWER_POLICY_EVENT_CALLBACKS, WDF_REQUEST_PARAMETERS, WDF_REQUEST_REUSE_PARAMS,
-    WDF_REQUEST_SEND_OPTIONS, WDF_TIMER_CONFIG, WDF_WORKITEM_CONFIG,
+    call_unsafe_wdf_function_binding, _MODE, _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS,
+    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_IO_TARGET_OPEN_TYPE, _WDF_REQUEST_REUSE_FLAGS,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, BOOLEAN, GUID, KPROCESSOR_MODE, NTSTATUS,
+    NT_SUCCESS, PDEVICE_OBJECT, ULONG, UNICODE_STRING, WDFOBJECT, WDF_DRIVER_CONFIG,
+    WDF_EXECUTION_LEVEL, WDF_FILEOBJECT_CLASS, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG,
+    WDF_IO_QUEUE_DISPATCH_TYPE, WDF_IO_TARGET_OPEN_PARAMS, WDF_IO_TARGET_OPEN_TYPE,
+    WDF_MEMORY_DESCRIPTOR, WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO,
+    WDF_PNPPOWER_EVENT_CALLBACKS, WDF_POWER_POLICY_EVENT_CALLBACKS, WDF_REQUEST_PARAMETERS,
+    WDF_REQUEST_REUSE_PARAMS, WDF_REQUEST_SEND_OPTIONS, WDF_SYNCHRONIZATION_SCOPE,
+    WDF_TIMER_CONFIG, WDF_TRI_STATE, WDF_WORKITEM_CONFIG,
 };
 
 use crate::status::{NtResult, NtStatus};
 
 // ---------------------------------------------------------------------------------------------
-// Enumerator values (wdfobject.h, wdfio.h, wdfiotarget.h, wdfrequest.h, wdm.h). bindgen turns
-// each C enum into a module of `const`s whose integer type follows the compiler's choice for the
-// enum; assigning these with `as _` keeps the code independent of that choice. The values are the
-// headers' and do not change between KMDF versions.
+// Enumerators and flags (wdfobject.h, wdftypes.h, wdfdevice.h, wdfio.h, wdfiotarget.h,
+// wdfrequest.h, wdm.h). Every value is the generated wdk-sys item: bindgen makes each C enum a
+// module of `const`s (`_WDF_TRI_STATE::WdfTrue`) with a type alias (`WDF_TRI_STATE`), and each
+// `#define` a plain `const` (`wdk_sys::FILE_OPEN`). The names below only shorten call sites; no
+// number is written by hand here (`.ci/check_kmdf_literals.py` checks that).
 // ---------------------------------------------------------------------------------------------
 
 /// `WdfExecutionLevelInheritFromParent`.
-pub(super) const WDF_EXECUTION_LEVEL_INHERIT: i32 = 1;
+pub(super) const WDF_EXECUTION_LEVEL_INHERIT: WDF_EXECUTION_LEVEL =
+    _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent;
 /// `WdfExecutionLevelPassive`.
-pub(super) const WDF_EXECUTION_LEVEL_PASSIVE: i32 = 2;
+pub(super) const WDF_EXECUTION_LEVEL_PASSIVE: WDF_EXECUTION_LEVEL =
+    _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive;
 /// `WdfSynchronizationScopeInheritFromParent`.
-pub(super) const WDF_SYNCHRONIZATION_SCOPE_INHERIT: i32 = 1;
+pub(super) const WDF_SYNCHRONIZATION_SCOPE_INHERIT: WDF_SYNCHRONIZATION_SCOPE =
+    _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent;
 /// `WdfFalse`.
-pub(super) const WDF_FALSE: i32 = 0;
+pub(super) const WDF_FALSE: WDF_TRI_STATE = _WDF_TRI_STATE::WdfFalse;
 /// `WdfTrue`.
-pub(super) const WDF_TRUE: i32 = 1;
+pub(super) const WDF_TRUE: WDF_TRI_STATE = _WDF_TRI_STATE::WdfTrue;
 /// `WdfUseDefault`.
-pub(super) const WDF_USE_DEFAULT: i32 = 2;
+pub(super) const WDF_USE_DEFAULT: WDF_TRI_STATE = _WDF_TRI_STATE::WdfUseDefault;
 /// `WdfIoQueueDispatchSequential`.
-pub(super) const WDF_IO_QUEUE_DISPATCH_SEQUENTIAL: i32 = 1;
+pub(super) const WDF_IO_QUEUE_DISPATCH_SEQUENTIAL: WDF_IO_QUEUE_DISPATCH_TYPE =
+    _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchSequential;
 /// `WdfIoQueueDispatchParallel`.
-pub(super) const WDF_IO_QUEUE_DISPATCH_PARALLEL: i32 = 2;
+pub(super) const WDF_IO_QUEUE_DISPATCH_PARALLEL: WDF_IO_QUEUE_DISPATCH_TYPE =
+    _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel;
 /// `WdfIoQueueDispatchManual`.
-pub(super) const WDF_IO_QUEUE_DISPATCH_MANUAL: i32 = 3;
+pub(super) const WDF_IO_QUEUE_DISPATCH_MANUAL: WDF_IO_QUEUE_DISPATCH_TYPE =
+    _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchManual;
 /// `WdfFileObjectWdfCannotUseFsContexts` (what `WDF_FILEOBJECT_CONFIG_INIT` sets).
-pub(super) const WDF_FILE_OBJECT_WDF_CANNOT_USE_FS_CONTEXTS: i32 = 1;
+pub(super) const WDF_FILE_OBJECT_WDF_CANNOT_USE_FS_CONTEXTS: WDF_FILEOBJECT_CLASS =
+    _WDF_FILEOBJECT_CLASS::WdfFileObjectWdfCannotUseFsContexts;
+/// `WdfIoTargetOpenUseExistingDevice`.
+pub(super) const WDF_IO_TARGET_OPEN_USE_EXISTING_DEVICE: WDF_IO_TARGET_OPEN_TYPE =
+    _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenUseExistingDevice;
 /// `WdfIoTargetOpenByName`.
-pub(super) const WDF_IO_TARGET_OPEN_BY_NAME: i32 = 3;
+pub(super) const WDF_IO_TARGET_OPEN_BY_NAME: WDF_IO_TARGET_OPEN_TYPE =
+    _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName;
 /// `WdfIoTargetOpenReopen`.
-pub(super) const WDF_IO_TARGET_OPEN_REOPEN: i32 = 4;
+pub(super) const WDF_IO_TARGET_OPEN_REOPEN: WDF_IO_TARGET_OPEN_TYPE =
+    _WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenReopen;
 /// `FILE_NON_DIRECTORY_FILE` (what `WDF_IO_TARGET_OPEN_PARAMS_INIT_OPEN_BY_NAME` sets).
-pub(super) const FILE_NON_DIRECTORY_FILE: u32 = 0x0000_0040;
+pub(super) const FILE_NON_DIRECTORY_FILE: ULONG = wdk_sys::FILE_NON_DIRECTORY_FILE;
 /// `FILE_OPEN`.
-pub(super) const FILE_OPEN: u32 = 0x0000_0001;
-/// `WDF_REQUEST_REUSE_NO_FLAGS`.
-pub(super) const WDF_REQUEST_REUSE_NO_FLAGS: u32 = 0;
+pub(super) const FILE_OPEN: ULONG = wdk_sys::FILE_OPEN;
+/// `WDF_REQUEST_REUSE_NO_FLAGS` (an enumerator of `WDF_REQUEST_REUSE_FLAGS`; the `Flags` member
+/// is a `ULONG`).
+pub(super) const WDF_REQUEST_REUSE_NO_FLAGS: ULONG =
+    _WDF_REQUEST_REUSE_FLAGS::WDF_REQUEST_REUSE_NO_FLAGS.cast_unsigned();
 /// `FALSE` as a `BOOLEAN`.
-pub(super) const FALSE: u8 = 0;
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "FALSE is 0; the assertion below proves the value survives"
+)]
+pub(super) const FALSE: BOOLEAN = wdk_sys::FALSE as BOOLEAN;
+/// `TRUE` as a `BOOLEAN`.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "TRUE is 1; the assertion below proves the value survives"
+)]
+pub(super) const TRUE: BOOLEAN = wdk_sys::TRUE as BOOLEAN;
+/// `KernelMode` as the `KPROCESSOR_MODE` (`CCHAR`) the routines take and return.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "MODE values are 0..=2; the assertion below proves the value survives"
+)]
+pub(super) const KERNEL_MODE: KPROCESSOR_MODE = _MODE::KernelMode as KPROCESSOR_MODE;
+/// `UserMode` as a `KPROCESSOR_MODE`.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "MODE values are 0..=2; the assertion below proves the value survives"
+)]
+pub(super) const USER_MODE: KPROCESSOR_MODE = _MODE::UserMode as KPROCESSOR_MODE;
+
+/// A Rust `bool` as a `BOOLEAN` ([`TRUE`] or [`FALSE`]).
+pub(super) const fn boolean(value: bool) -> BOOLEAN {
+    if value {
+        TRUE
+    } else {
+        FALSE
+    }
+}
+
+// The narrowing casts above lose nothing.
+const_assert_eq!(FALSE as u32, wdk_sys::FALSE);
+const_assert_eq!(TRUE as u32, wdk_sys::TRUE);
+const_assert_eq!(KERNEL_MODE as i32, _MODE::KernelMode);
+const_assert_eq!(USER_MODE as i32, _MODE::UserMode);
 
 /// `WDF_STRUCTURE_SIZE` as the `ULONG` the `Size` members take.
 #[allow(
@@ -88,19 +145,236 @@ const fn structure_size<T>() -> ULONG {
 }
 
 // x64 layouts of KMDF 1.33 (wdfobject.h, wdfdriver.h, wdfdevice.h, wdfio.h, wdftimer.h,
-// wdfworkitem.h, wdfrequest.h, wdfiotarget.h). A mismatch means wdk-sys was generated from other
-// headers: the `Size` members would lie to WDF.
+// wdfworkitem.h, wdfrequest.h, wdfiotarget.h, wdfmemory.h, wdm.h): the size of every structure
+// the backend fills by hand, and the offset of every member it writes (or reads, for the
+// structures WDF fills). A mismatch means wdk-sys was generated from other headers: the `Size`
+// members would lie to WDF and the members would land elsewhere. Each line names its structure,
+// so a failure says which one differs.
 const_assert_eq!(size_of::<WDF_OBJECT_ATTRIBUTES>(), 56);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, Size), 0);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, EvtCleanupCallback), 8);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, EvtDestroyCallback), 16);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, ExecutionLevel), 24);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, SynchronizationScope), 28);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, ParentObject), 32);
+const_assert_eq!(offset_of!(WDF_OBJECT_ATTRIBUTES, ContextTypeInfo), 48);
+
+const_assert_eq!(size_of::<WDF_OBJECT_CONTEXT_TYPE_INFO>(), 40);
+const_assert_eq!(offset_of!(WDF_OBJECT_CONTEXT_TYPE_INFO, Size), 0);
+const_assert_eq!(offset_of!(WDF_OBJECT_CONTEXT_TYPE_INFO, ContextName), 8);
+const_assert_eq!(offset_of!(WDF_OBJECT_CONTEXT_TYPE_INFO, ContextSize), 16);
+const_assert_eq!(offset_of!(WDF_OBJECT_CONTEXT_TYPE_INFO, UniqueType), 24);
+
 const_assert_eq!(size_of::<WDF_DRIVER_CONFIG>(), 32);
+const_assert_eq!(offset_of!(WDF_DRIVER_CONFIG, Size), 0);
+const_assert_eq!(offset_of!(WDF_DRIVER_CONFIG, EvtDriverDeviceAdd), 8);
+const_assert_eq!(offset_of!(WDF_DRIVER_CONFIG, EvtDriverUnload), 16);
+
 const_assert_eq!(size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>(), 144);
+const_assert_eq!(offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, Size), 0);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Entry),
+    8
+);
+const_assert_eq!(
+    offset_of!(
+        WDF_PNPPOWER_EVENT_CALLBACKS,
+        EvtDeviceD0EntryPostInterruptsEnabled
+    ),
+    16
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Exit),
+    24
+);
+const_assert_eq!(
+    offset_of!(
+        WDF_PNPPOWER_EVENT_CALLBACKS,
+        EvtDeviceD0ExitPreInterruptsDisabled
+    ),
+    32
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDevicePrepareHardware),
+    40
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceReleaseHardware),
+    48
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoCleanup),
+    56
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoFlush),
+    64
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoInit),
+    72
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoSuspend),
+    80
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoRestart),
+    88
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSurpriseRemoval),
+    96
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryRemove),
+    104
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryStop),
+    112
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceRelationsQuery),
+    128
+);
+const_assert_eq!(
+    offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceUsageNotificationEx),
+    136
+);
+
 const_assert_eq!(size_of::<WDF_POWER_POLICY_EVENT_CALLBACKS>(), 64);
+const_assert_eq!(offset_of!(WDF_POWER_POLICY_EVENT_CALLBACKS, Size), 0);
+const_assert_eq!(
+    offset_of!(WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceArmWakeFromS0),
+    8
+);
+const_assert_eq!(
+    offset_of!(WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceDisarmWakeFromS0),
+    16
+);
+const_assert_eq!(
+    offset_of!(
+        WDF_POWER_POLICY_EVENT_CALLBACKS,
+        EvtDeviceWakeFromS0Triggered
+    ),
+    24
+);
+const_assert_eq!(
+    offset_of!(WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceDisarmWakeFromSx),
+    40
+);
+const_assert_eq!(
+    offset_of!(
+        WDF_POWER_POLICY_EVENT_CALLBACKS,
+        EvtDeviceWakeFromSxTriggered
+    ),
+    48
+);
+const_assert_eq!(
+    offset_of!(
+        WDF_POWER_POLICY_EVENT_CALLBACKS,
+        EvtDeviceArmWakeFromSxWithReason
+    ),
+    56
+);
+
 const_assert_eq!(size_of::<WDF_FILEOBJECT_CONFIG>(), 40);
+const_assert_eq!(offset_of!(WDF_FILEOBJECT_CONFIG, Size), 0);
+const_assert_eq!(offset_of!(WDF_FILEOBJECT_CONFIG, EvtDeviceFileCreate), 8);
+const_assert_eq!(offset_of!(WDF_FILEOBJECT_CONFIG, EvtFileClose), 16);
+const_assert_eq!(offset_of!(WDF_FILEOBJECT_CONFIG, EvtFileCleanup), 24);
+const_assert_eq!(
+    offset_of!(WDF_FILEOBJECT_CONFIG, AutoForwardCleanupClose),
+    32
+);
+const_assert_eq!(offset_of!(WDF_FILEOBJECT_CONFIG, FileObjectClass), 36);
+
 const_assert_eq!(size_of::<WDF_IO_QUEUE_CONFIG>(), 96);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, Size), 0);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, DispatchType), 4);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, PowerManaged), 8);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, AllowZeroLengthRequests), 12);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, DefaultQueue), 13);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoDefault), 16);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoRead), 24);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoWrite), 32);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoDeviceControl), 40);
+const_assert_eq!(
+    offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoInternalDeviceControl),
+    48
+);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoStop), 56);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoResume), 64);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, EvtIoCanceledOnQueue), 72);
+const_assert_eq!(offset_of!(WDF_IO_QUEUE_CONFIG, Settings), 80);
+
 const_assert_eq!(size_of::<WDF_TIMER_CONFIG>(), 40);
+const_assert_eq!(offset_of!(WDF_TIMER_CONFIG, Size), 0);
+const_assert_eq!(offset_of!(WDF_TIMER_CONFIG, EvtTimerFunc), 8);
+const_assert_eq!(offset_of!(WDF_TIMER_CONFIG, Period), 16);
+const_assert_eq!(offset_of!(WDF_TIMER_CONFIG, AutomaticSerialization), 20);
+const_assert_eq!(offset_of!(WDF_TIMER_CONFIG, TolerableDelay), 24);
+const_assert_eq!(offset_of!(WDF_TIMER_CONFIG, UseHighResolutionTimer), 32);
+
 const_assert_eq!(size_of::<WDF_WORKITEM_CONFIG>(), 24);
+const_assert_eq!(offset_of!(WDF_WORKITEM_CONFIG, Size), 0);
+const_assert_eq!(offset_of!(WDF_WORKITEM_CONFIG, EvtWorkItemFunc), 8);
+const_assert_eq!(offset_of!(WDF_WORKITEM_CONFIG, AutomaticSerialization), 16);
+
+const_assert_eq!(size_of::<WDF_REQUEST_PARAMETERS>(), 40);
+const_assert_eq!(offset_of!(WDF_REQUEST_PARAMETERS, Size), 0);
+const_assert_eq!(offset_of!(WDF_REQUEST_PARAMETERS, Type), 4);
+const_assert_eq!(offset_of!(WDF_REQUEST_PARAMETERS, Parameters), 8);
+
 const_assert_eq!(size_of::<WDF_REQUEST_SEND_OPTIONS>(), 16);
+const_assert_eq!(offset_of!(WDF_REQUEST_SEND_OPTIONS, Size), 0);
+const_assert_eq!(offset_of!(WDF_REQUEST_SEND_OPTIONS, Flags), 4);
+const_assert_eq!(offset_of!(WDF_REQUEST_SEND_OPTIONS, Timeout), 8);
+
 const_assert_eq!(size_of::<WDF_REQUEST_REUSE_PARAMS>(), 24);
+const_assert_eq!(offset_of!(WDF_REQUEST_REUSE_PARAMS, Size), 0);
+const_assert_eq!(offset_of!(WDF_REQUEST_REUSE_PARAMS, Flags), 4);
+const_assert_eq!(offset_of!(WDF_REQUEST_REUSE_PARAMS, Status), 8);
+
+const_assert_eq!(size_of::<WDF_IO_TARGET_OPEN_PARAMS>(), 136);
+const_assert_eq!(offset_of!(WDF_IO_TARGET_OPEN_PARAMS, Size), 0);
+const_assert_eq!(offset_of!(WDF_IO_TARGET_OPEN_PARAMS, Type), 4);
+const_assert_eq!(
+    offset_of!(WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetQueryRemove),
+    8
+);
+const_assert_eq!(
+    offset_of!(WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetRemoveCanceled),
+    16
+);
+const_assert_eq!(
+    offset_of!(WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetRemoveComplete),
+    24
+);
+const_assert_eq!(
+    offset_of!(WDF_IO_TARGET_OPEN_PARAMS, TargetDeviceObject),
+    32
+);
+const_assert_eq!(offset_of!(WDF_IO_TARGET_OPEN_PARAMS, TargetDeviceName), 48);
+const_assert_eq!(offset_of!(WDF_IO_TARGET_OPEN_PARAMS, DesiredAccess), 64);
+const_assert_eq!(offset_of!(WDF_IO_TARGET_OPEN_PARAMS, CreateDisposition), 76);
+const_assert_eq!(offset_of!(WDF_IO_TARGET_OPEN_PARAMS, CreateOptions), 80);
+
+const_assert_eq!(size_of::<WDF_MEMORY_DESCRIPTOR>(), 24);
+const_assert_eq!(offset_of!(WDF_MEMORY_DESCRIPTOR, Type), 0);
+const_assert_eq!(offset_of!(WDF_MEMORY_DESCRIPTOR, u), 8);
+
 const_assert_eq!(size_of::<UNICODE_STRING>(), 16);
+const_assert_eq!(offset_of!(UNICODE_STRING, Length), 0);
+const_assert_eq!(offset_of!(UNICODE_STRING, MaximumLength), 2);
+const_assert_eq!(offset_of!(UNICODE_STRING, Buffer), 8);
+
+const_assert_eq!(size_of::<GUID>(), 16);
+const_assert_eq!(offset_of!(GUID, Data1), 0);
+const_assert_eq!(offset_of!(GUID, Data2), 4);
+const_assert_eq!(offset_of!(GUID, Data3), 6);
+const_assert_eq!(offset_of!(GUID, Data4), 8);
 
 /// A zeroed WDF structure: what every `WDF_*_INIT` starts with (`RtlZeroMemory`).
 ///
@@ -117,8 +391,8 @@ pub(super) const fn object_attributes_init() -> WDF_OBJECT_ATTRIBUTES {
     // SAFETY: WDF_OBJECT_ATTRIBUTES is integers, pointers and optional callbacks.
     let mut attributes: WDF_OBJECT_ATTRIBUTES = unsafe { zeroed() };
     attributes.Size = structure_size::<WDF_OBJECT_ATTRIBUTES>();
-    attributes.ExecutionLevel = WDF_EXECUTION_LEVEL_INHERIT as _;
-    attributes.SynchronizationScope = WDF_SYNCHRONIZATION_SCOPE_INHERIT as _;
+    attributes.ExecutionLevel = WDF_EXECUTION_LEVEL_INHERIT;
+    attributes.SynchronizationScope = WDF_SYNCHRONIZATION_SCOPE_INHERIT;
     attributes
 }
 
@@ -163,20 +437,23 @@ pub(super) const fn fileobject_config_init() -> WDF_FILEOBJECT_CONFIG {
     // SAFETY: integers and optional callbacks.
     let mut config: WDF_FILEOBJECT_CONFIG = unsafe { zeroed() };
     config.Size = structure_size::<WDF_FILEOBJECT_CONFIG>();
-    config.AutoForwardCleanupClose = WDF_USE_DEFAULT as _;
-    config.FileObjectClass = WDF_FILE_OBJECT_WDF_CANNOT_USE_FS_CONTEXTS as _;
+    config.AutoForwardCleanupClose = WDF_USE_DEFAULT;
+    config.FileObjectClass = WDF_FILE_OBJECT_WDF_CANNOT_USE_FS_CONTEXTS;
     config
 }
 
 /// `WDF_IO_QUEUE_CONFIG_INIT` / `…_INIT_DEFAULT_QUEUE`: `PowerManaged = WdfUseDefault`, and for a
 /// parallel queue `Settings.Parallel.NumberOfPresentedRequests = (ULONG)-1` (unlimited).
-pub(super) fn io_queue_config_init(dispatch: i32, default_queue: bool) -> WDF_IO_QUEUE_CONFIG {
+pub(super) fn io_queue_config_init(
+    dispatch: WDF_IO_QUEUE_DISPATCH_TYPE,
+    default_queue: bool,
+) -> WDF_IO_QUEUE_CONFIG {
     // SAFETY: integers, optional callbacks, a union of one ULONG, and a handle.
     let mut config: WDF_IO_QUEUE_CONFIG = unsafe { zeroed() };
     config.Size = structure_size::<WDF_IO_QUEUE_CONFIG>();
-    config.PowerManaged = WDF_USE_DEFAULT as _;
-    config.DefaultQueue = u8::from(default_queue);
-    config.DispatchType = dispatch as _;
+    config.PowerManaged = WDF_USE_DEFAULT;
+    config.DefaultQueue = boolean(default_queue);
+    config.DispatchType = dispatch;
     if dispatch == WDF_IO_QUEUE_DISPATCH_PARALLEL {
         #[allow(
             unused_unsafe,
@@ -191,14 +468,14 @@ pub(super) fn io_queue_config_init(dispatch: i32, default_queue: bool) -> WDF_IO
 }
 
 /// `WDF_TIMER_CONFIG_INIT` (`period_ms == 0`) / `WDF_TIMER_CONFIG_INIT_PERIODIC`, without
-/// automatic serialization (DMF does its own locking).
+/// automatic serialization (DMF does its own locking). `TolerableDelay` (no tolerance) and
+/// `UseHighResolutionTimer` (`FALSE`) keep the zero of the `RtlZeroMemory` the header starts with.
 pub(super) const fn timer_config_init(period_ms: ULONG) -> WDF_TIMER_CONFIG {
     // SAFETY: integers and an optional callback.
     let mut config: WDF_TIMER_CONFIG = unsafe { zeroed() };
     config.Size = structure_size::<WDF_TIMER_CONFIG>();
     config.Period = period_ms;
     config.AutomaticSerialization = FALSE;
-    config.TolerableDelay = 0;
     config
 }
 
@@ -217,10 +494,10 @@ pub(super) const fn request_parameters_init() -> WDF_REQUEST_PARAMETERS {
     let mut parameters: WDF_REQUEST_PARAMETERS = unsafe { zeroed() };
     #[allow(
         clippy::cast_possible_truncation,
-        reason = "the structure is far below 64 KiB"
+        reason = "the structure is 40 bytes (asserted above); `Size` is a USHORT here"
     )]
     {
-        parameters.Size = size_of::<WDF_REQUEST_PARAMETERS>() as _;
+        parameters.Size = size_of::<WDF_REQUEST_PARAMETERS>() as wdk_sys::USHORT;
     }
     parameters
 }
@@ -259,26 +536,43 @@ pub(super) fn io_target_open_params_init(
     params.Size = structure_size::<WDF_IO_TARGET_OPEN_PARAMS>();
     match name {
         Some(name) => {
-            params.Type = WDF_IO_TARGET_OPEN_BY_NAME as _;
+            params.Type = WDF_IO_TARGET_OPEN_BY_NAME;
             params.TargetDeviceName = *name;
             params.DesiredAccess = desired_access;
             params.CreateOptions = FILE_NON_DIRECTORY_FILE;
             params.CreateDisposition = FILE_OPEN;
         }
-        None => params.Type = WDF_IO_TARGET_OPEN_REOPEN as _,
+        None => params.Type = WDF_IO_TARGET_OPEN_REOPEN,
     }
     params
 }
 
+/// `WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE`: open on a device object the caller holds a
+/// reference to for the duration of `WdfIoTargetOpen` (WDF takes its own).
+pub(super) fn io_target_open_params_init_existing_device(
+    device: PDEVICE_OBJECT,
+) -> WDF_IO_TARGET_OPEN_PARAMS {
+    // SAFETY: integers, pointers, optional callbacks and a UNICODE_STRING (length + pointer).
+    let mut params: WDF_IO_TARGET_OPEN_PARAMS = unsafe { zeroed() };
+    params.Size = structure_size::<WDF_IO_TARGET_OPEN_PARAMS>();
+    params.Type = WDF_IO_TARGET_OPEN_USE_EXISTING_DEVICE;
+    params.TargetDeviceObject = device;
+    params
+}
+
+/// Nanoseconds per tick of the NT time base (`LARGE_INTEGER` times count 100-ns units).
+const NANOSECONDS_PER_NT_TICK: u128 = 100; // not a WDF/NT value: a unit conversion (100 ns)
+
 /// A relative `LONGLONG` timeout for WDF/NT waits: `None` → no timeout pointer; `Some(d)` → minus `d`
 /// in 100-ns units, rounded up so a non-zero duration never becomes a state test.
 pub(super) fn relative_timeout(timeout: Option<core::time::Duration>) -> Option<i64> {
-    timeout.map(|d| -i64::try_from(d.as_nanos().div_ceil(100)).unwrap_or(i64::MAX))
+    timeout
+        .map(|d| -i64::try_from(d.as_nanos().div_ceil(NANOSECONDS_PER_NT_TICK)).unwrap_or(i64::MAX))
 }
 
 /// `NT_SUCCESS` as a `Result`.
 pub(super) fn nt_result(status: NTSTATUS) -> NtResult<()> {
-    if status >= 0 {
+    if NT_SUCCESS(status) {
         Ok(())
     } else {
         Err(NtStatus::from_raw(status))
@@ -299,10 +593,10 @@ impl UnicodeName {
     pub(super) fn new(text: &str) -> NtResult<Self> {
         let mut buffer: Vec<u16> = text.encode_utf16().collect();
         buffer.push(0);
-        let bytes = (buffer.len() - 1) * 2;
-        let length = u16::try_from(bytes).map_err(|_| NtStatus::from_raw(STATUS_NAME_TOO_LONG))?;
-        let maximum =
-            u16::try_from(bytes + 2).map_err(|_| NtStatus::from_raw(STATUS_NAME_TOO_LONG))?;
+        let bytes = (buffer.len() - 1) * size_of::<u16>();
+        let too_long = |_| NtStatus::from_raw(wdk_sys::STATUS_NAME_TOO_LONG);
+        let length = u16::try_from(bytes).map_err(too_long)?;
+        let maximum = u16::try_from(bytes + size_of::<u16>()).map_err(too_long)?;
         // SAFETY: UNICODE_STRING is two USHORTs and a pointer; zero is valid.
         let mut string: UNICODE_STRING = unsafe { zeroed() };
         string.Length = length;
@@ -324,13 +618,6 @@ impl UnicodeName {
     }
 }
 
-/// `STATUS_NAME_TOO_LONG`.
-#[allow(
-    clippy::cast_possible_wrap,
-    reason = "NTSTATUS values are written as their u32 bit patterns"
-)]
-const STATUS_NAME_TOO_LONG: i32 = 0xC000_0106_u32 as i32;
-
 /// A `UNICODE_STRING` as a Rust string (lossy for unpaired surrogates).
 ///
 /// # Safety
@@ -345,8 +632,9 @@ pub(super) unsafe fn from_unicode_string(string: *const UNICODE_STRING) -> alloc
         return alloc::string::String::new();
     }
     // SAFETY: the caller guarantees `Length` valid bytes at `Buffer` (UTF-16 units, 2-aligned).
-    let units =
-        unsafe { core::slice::from_raw_parts(string.Buffer, usize::from(string.Length) / 2) };
+    let units = unsafe {
+        core::slice::from_raw_parts(string.Buffer, usize::from(string.Length) / size_of::<u16>())
+    };
     alloc::string::String::from_utf16_lossy(units)
 }
 

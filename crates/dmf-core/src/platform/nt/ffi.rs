@@ -19,6 +19,14 @@
 //! The layouts are checked at compile time against the sizes of the x64 WDK headers (they were
 //! confirmed against mingw-w64's `ddk/wdm.h` with a C compiler, see the project's cross-compile
 //! reference note).
+//!
+//! This layer is built without any WDK crate (the standalone kernel image has none), so its
+//! constants and layouts are written here by hand. Whenever the kmdf backend is compiled, each of
+//! them — the constants below, `ExRundownRef`/`KEvent`/`KSpinLock`, and the numbers of the other
+//! modules (`KIrql`'s levels, `POOL_ALIGNMENT`, `dpfltr_level`'s levels,
+//! `KUSER_SHARED_DATA_INTERRUPT_TIME`) — is compared with the generated wdk-sys item at compile
+//! time, in `platform/kmdf/pins.rs` (there, because only the kmdf backend may name wdk-sys:
+//! invariant 2).
 
 use core::ffi::c_void;
 

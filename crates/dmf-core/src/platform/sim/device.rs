@@ -4,6 +4,7 @@
 //! device handle and the status; kmdf-sim then calls it in KMDF's documented sequences, at
 //! PASSIVE_LEVEL, through its verifier.
 
+use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 
@@ -19,6 +20,7 @@ use kmdf_sim::pnp::state::{
     FailedAction as SimFailed, RelationType as SimRelation, SpecialFileType as SimSpecial,
     WdfPowerDeviceState,
 };
+use kmdf_sim::pnp::{DeviceNode, StackSpec};
 use kmdf_sim::{Machine, Status as SimStatus};
 
 use super::from_sim_status;
@@ -413,6 +415,33 @@ fn wrap_driver_config(config: DriverConfig) -> SimDriverConfig {
 /// loaded (DriverEntry → `WdfDriverCreate`) when a device needs it.
 pub fn install_driver(machine: &Machine, name: &str, config: DriverConfig) {
     kmdf_sim::driver::install(machine, name, wrap_driver_config(config));
+}
+
+/// Plugs in a device of `driver`, a minimal function driver installed by this call (its
+/// `EvtDriverDeviceAdd` only creates the device), and returns the started device with its node
+/// (`node.remove()` removes it). For tests and examples of code that needs a device but is not a
+/// driver of its own — Modules whose timers and work items are children of their device.
+///
+/// # Errors
+///
+/// The status of the failed device add or start.
+pub fn plug_in_device(machine: &Machine, driver: &str) -> NtResult<(DeviceNode, Device)> {
+    install_driver(
+        machine,
+        driver,
+        DriverConfig {
+            device_add: Arc::new(|_driver, init| init.create_device().map(|_device| ())),
+            unload: None,
+        },
+    );
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new(&format!("ROOT\\{driver}"), driver))
+        .map_err(from_sim_status)?;
+    let device = node
+        .function_device()
+        .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    Ok((node, Device(device)))
 }
 
 /// Loads a driver now (DriverEntry → `WdfDriverCreate`), installing it first; for drivers that

@@ -7,8 +7,10 @@ use kmdf_sim::exec::{
     ExecutionLevel, SystemThread as SimThread, Timer as SimTimer, TimerConfig,
     WaitStatus as SimWait, WorkItem as SimWorkItem,
 };
+use kmdf_sim::object::ObjectAttributes;
 use kmdf_sim::registry::{RegistryKey as SimKey, RegistryValue as SimValue};
 
+use super::device::Device;
 use super::{current_machine, from_sim_status};
 use crate::platform::contract::{
     PlatformRegistryKey, PlatformThread, PlatformTimer, PlatformWorkItem, RegistryValue, Timeout,
@@ -21,13 +23,17 @@ use crate::status::{NtResult, NtStatus};
 pub struct Timer(SimTimer);
 
 impl PlatformTimer for Timer {
+    type Device = Device;
+
+    /// `WdfTimerCreate` with the device's `WDFDEVICE` object as `ParentObject`: kmdf-sim deletes
+    /// the timer with the device.
     fn new(
+        parent: &Device,
         name: &str,
         period: Option<Duration>,
         level: TimerExecutionLevel,
         callback: impl Fn() + Send + Sync + 'static,
     ) -> NtResult<Self> {
-        let machine = current_machine()?;
         let config = match period {
             None => TimerConfig::one_shot(name),
             Some(period) => {
@@ -43,9 +49,13 @@ impl PlatformTimer for Timer {
             TimerExecutionLevel::Dispatch => ExecutionLevel::Dispatch,
             TimerExecutionLevel::Passive => ExecutionLevel::Passive,
         });
-        SimTimer::new(&machine, config, move |_| callback())
-            .map(Timer)
-            .map_err(from_sim_status)
+        SimTimer::create(
+            config,
+            ObjectAttributes::new().parent(parent.sim().object()),
+            move |_| callback(),
+        )
+        .map(Timer)
+        .map_err(from_sim_status)
     }
 
     fn start(&self, due: Duration) -> bool {
@@ -62,11 +72,22 @@ impl PlatformTimer for Timer {
 pub struct WorkItem(SimWorkItem);
 
 impl PlatformWorkItem for WorkItem {
-    fn new(name: &str, callback: impl Fn() + Send + Sync + 'static) -> NtResult<Self> {
-        let machine = current_machine()?;
-        Ok(WorkItem(SimWorkItem::new(&machine, name, move |_| {
-            callback();
-        })))
+    type Device = Device;
+
+    /// `WdfWorkItemCreate` with the device's `WDFDEVICE` object as `ParentObject`: kmdf-sim
+    /// deletes the work item with the device.
+    fn new(
+        parent: &Device,
+        name: &str,
+        callback: impl Fn() + Send + Sync + 'static,
+    ) -> NtResult<Self> {
+        SimWorkItem::create(
+            name,
+            ObjectAttributes::new().parent(parent.sim().object()),
+            move |_| callback(),
+        )
+        .map(WorkItem)
+        .map_err(from_sim_status)
     }
 
     fn enqueue(&self) -> bool {

@@ -38,7 +38,8 @@ mod io;
 
 use crate::status::{NtResult, NtStatus};
 pub use device::{
-    install_driver, load_driver, platform_guid, sim_guid, Device, DeviceInit, Driver, Resources,
+    install_driver, load_driver, platform_guid, plug_in_device, sim_guid, Device, DeviceInit,
+    Driver, Resources,
 };
 pub use exec::{RegistryKey, SystemThread, Timer, WorkItem};
 pub use io::{FileObject, InterfaceNotification, IoTarget, Queue, Request};
