@@ -98,7 +98,7 @@ fn requests(code: fn(u32) -> u32) -> Vec<(u32, usize, usize)> {
             x ^= x >> 17;
             x ^= x << 5;
             let i = x % 32;
-            let c = if x % 4 == 0 {
+            let c = if x.is_multiple_of(4) {
                 code(i) + 0x40_0000
             } else {
                 code(i)
@@ -193,11 +193,13 @@ fn ioctl_handler_driver() -> DriverConfig {
         |_device: &Device, modules| {
             let table = IoctlTable::new((0..32).map(|i| {
                 IoctlEntry::new(ctl(i), min_in(i), min_out(i), |call| {
-                    if call.output().is_empty() {
+                    if call.output_length() == 0 {
                         IoctlResult::success(0)
                     } else {
-                        call.output()[0] = 1;
-                        IoctlResult::success(1)
+                        match call.with_output(|out| out[0] = 1) {
+                            Ok(()) => IoctlResult::success(1),
+                            Err(status) => IoctlResult::status(status),
+                        }
                     }
                 })
             }));

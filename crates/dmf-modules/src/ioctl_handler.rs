@@ -35,25 +35,36 @@
 //! ## Callbacks
 //!
 //! [`IoctlHandlerFn`] (`EVT_DMF_IoctlHandler_Callback`): `Fn(&mut IoctlCall<'_>) -> IoctlResult`.
-//! The [`IoctlCall`] gives the control code, the queue, the request, the input bytes and a
-//! writable output buffer of the request's full output length, both already checked against the
-//! entry's minimums. The handler returns [`IoctlResult::Complete`] (the Module completes the
-//! request with that status and information, copying the output back), or takes the request with
-//! [`IoctlCall::take`] and returns [`IoctlResult::Pending`] with the token `take` gave it (C DMF's
-//! `STATUS_PENDING`: the handler now owns the request and writes its output through it). Handlers
-//! are closures: what C DMF reaches through the `DMFMODULE` argument (the parent's context) a
-//! handler captures.
+//! The [`IoctlCall`] gives the control code, the queue, the request, and the request's own input
+//! and output buffers ([`IoctlCall::with_input`], [`IoctlCall::with_output`]: C DMF's
+//! `InputBuffer` / `OutputBuffer` arguments), both already checked against the entry's minimums.
+//! The handler returns [`IoctlResult::Complete`] (the Module completes the request with that
+//! status and information), or takes the request with [`IoctlCall::take`] and returns
+//! [`IoctlResult::Pending`] with the token `take` gave it (C DMF's `STATUS_PENDING`: the handler
+//! now owns the request). Handlers are closures: what C DMF reaches through the `DMFMODULE`
+//! argument (the parent's context) a handler captures.
 //!
 //! ## Remarks
 //!
 //! - Validation (C DMF's order): an unknown code is not handled (the next Module, the client,
 //!   then DMF's rule: passed down in a filter, `STATUS_NOT_SUPPORTED` in a function driver) —
-//!   unless `forward_unhandled_requests`. A known code is always handled: a user-mode sender
-//!   with `kernel_mode_requests_only`, or a non-administrator on an `administrator_only` entry in
-//!   `AdministratorOnlyPerIoctl` mode, gets `STATUS_ACCESS_DENIED`; an input or output buffer
-//!   shorter than the entry's minimum gets `STATUS_BUFFER_TOO_SMALL` (what
-//!   `WdfRequestRetrieveInputBuffer` returns); a minimum of 0 passes an empty buffer. The handler
-//!   is never called for a request that failed validation.
+//!   unless `forward_unhandled_requests`. A known code is always handled: access first — a
+//!   user-mode sender with `kernel_mode_requests_only`, or a non-administrator on an
+//!   administrator-only code, gets `STATUS_ACCESS_DENIED` — then sizes: an input or output
+//!   buffer shorter than the entry's minimum gets `STATUS_BUFFER_TOO_SMALL` (what
+//!   `WdfRequestRetrieveInputBuffer` returns); a minimum of 0 passes an empty buffer. Access
+//!   comes first so that a caller who may not send a code cannot learn the code's sizes (or that
+//!   it exists) from `STATUS_BUFFER_TOO_SMALL`. The handler is never called for a request that
+//!   failed validation.
+//! - **Access is checked per IOCTL, stricter than C DMF on purpose.** C DMF checks
+//!   `AdministratorOnly` at create only, and `AdministratorOnlyPerIoctl` against the file objects
+//!   that this Module saw created. Here every IOCTL is checked against who opened its file
+//!   object (the administrator flag the platform captured at create, `SeTokenIsAdmin`):
+//!   in `AdministratorOnly` mode every code of the table, in `AdministratorOnlyPerIoctl` mode the
+//!   `administrator_only` entries. So an administrator-only IOCTL on a handle opened by a
+//!   non-administrator is refused with `STATUS_ACCESS_DENIED` whatever Module accepted the create
+//!   — e.g. in a filter where a Module before this one accepted it and passed it down, so this
+//!   one never saw it. `ClientCallback` is the client's create-time decision only.
 //! - File create: `AdministratorOnly` refuses non-administrators with `STATUS_ACCESS_DENIED`;
 //!   `AdministratorOnlyPerIoctl` lets everyone open and checks per IOCTL; `ClientCallback` asks
 //!   the client; `exclusive` refuses a second open with `STATUS_ACCESS_DENIED` (the I/O manager's
@@ -61,13 +72,18 @@
 //!   `DMF_ModuleRequestCompleteOrForward` (MOD-71): a refused create is completed, an accepted one
 //!   passed down. In a function driver an accepted create is left to the client (or DMF, which
 //!   succeeds it). Cleanup and close are never taken, so the client still sees them (DMF #129).
-//!   The exclusive hold is taken when the Module accepts the create and released at file close:
-//!   a create that something after the Module fails (the client's callback, the lower driver in
-//!   a filter) keeps it until the Module closes.
+//!   The exclusive hold belongs to an opened file object: it is taken when the Module accepts the
+//!   create (never by a create it refuses) and released at that file's close. In a filter the
+//!   Module passes the accepted create down with a completion routine and releases the hold when
+//!   the lower driver fails it, so a refused open never locks others out. In a function driver
+//!   the accepted create goes on to the Modules after this one and the client; a create they
+//!   refuse (no file object, no close) keeps the hold until the Module closes — put an exclusive
+//!   IoctlHandler after the Modules that may refuse the create.
 //! - The administrator check uses the token captured at create (`SeTokenIsAdmin`), which the
 //!   platform exposes per file object and per request.
-//! - The handler's output is the Module's own buffer, copied into the request when it completes
-//!   with a non-error status; the information is clamped to the output length.
+//! - The handler works on the request's own buffers: the Module allocates nothing whose size
+//!   the caller chooses (an output length of 4 GiB costs nothing) and copies nothing. The
+//!   information is clamped to the output length.
 //! - **Dynamic use**: dmf-core refuses WDF callbacks on dynamic Modules (it cannot dispatch to
 //!   them: they are not in the device's tree). [`DynamicIoctlHandler`] is the same Module without
 //!   WDF callbacks: created with `.create(&parent)`, it creates and removes its interface with its
@@ -110,9 +126,15 @@
 //!     container_driver_config(
 //!         |_device, modules| {
 //!             let sum = IoctlEntry::new(IOCTL_SUM, 2, 1, |call| {
-//!                 let total = call.input().iter().fold(0u8, |a, b| a.wrapping_add(*b));
-//!                 call.output()[0] = total;
-//!                 IoctlResult::success(1)
+//!                 // METHOD_BUFFERED: one system buffer, so read the input before writing.
+//!                 let read = call.with_input(|input| {
+//!                     input.iter().fold(0u8, |a, b| a.wrapping_add(*b))
+//!                 });
+//!                 let written = read.and_then(|total| call.with_output(|out| out[0] = total));
+//!                 match written {
+//!                     Ok(()) => IoctlResult::success(1),
+//!                     Err(status) => IoctlResult::status(status),
+//!                 }
 //!             });
 //!             modules.add(IoctlHandler::with(IoctlHandlerConfig {
 //!                 table: IoctlTable::new([sum]),
@@ -148,7 +170,9 @@ use dmf_core::module::{
     Dispatched, Handled, IoRequest, Module, ModuleCallbacks, ModuleParts, Scope,
 };
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
-use dmf_core::platform::contract::io::{PlatformFileObject, PlatformRequest, RequestorMode};
+use dmf_core::platform::contract::io::{
+    PlatformFileObject, PlatformRequest, RequestorMode, SendOptions,
+};
 use dmf_core::platform::{Device, FileObject, Queue, Request};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
@@ -524,20 +548,25 @@ impl IoctlResult {
 }
 
 /// One validated IOCTL as its handler sees it.
+///
+/// The buffers are the request's own (`WdfRequestRetrieveInputBuffer` /
+/// `…OutputBuffer`): the Module allocates nothing sized by the caller and copies nothing.
 pub struct IoctlCall<'a> {
     code: u32,
     queue: Option<&'a Queue>,
     request: Option<Request>,
-    input: &'a [u8],
-    output: &'a mut [u8],
+    input_length: usize,
+    output_length: usize,
+    input_minimum: usize,
+    output_minimum: usize,
 }
 
 impl core::fmt::Debug for IoctlCall<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("IoctlCall")
             .field("code", &format_args!("{:#010X}", self.code))
-            .field("input", &self.input.len())
-            .field("output", &self.output.len())
+            .field("input", &self.input_length)
+            .field("output", &self.output_length)
             .field("taken", &self.request.is_none())
             .finish_non_exhaustive()
     }
@@ -560,21 +589,78 @@ impl<'a> IoctlCall<'a> {
         self.request.as_ref()
     }
 
-    /// The input buffer: at least the entry's minimum (empty when the minimum is 0 and the
-    /// sender passed none).
-    pub fn input(&self) -> &[u8] {
-        self.input
+    /// `InputBufferLength`: at least the entry's minimum.
+    pub fn input_length(&self) -> usize {
+        self.input_length
     }
 
-    /// The output buffer, the request's full output length (at least the entry's minimum). The
-    /// first `information` bytes are returned when the handler completes with a non-error status.
-    pub fn output(&mut self) -> &mut [u8] {
-        self.output
+    /// `OutputBufferLength`: at least the entry's minimum.
+    pub fn output_length(&self) -> usize {
+        self.output_length
+    }
+
+    /// Runs `f` on the request's input buffer (`WdfRequestRetrieveInputBuffer`): at least the
+    /// entry's minimum, empty when the minimum is 0 and the sender passed none.
+    ///
+    /// With `METHOD_BUFFERED` the input and the output are one system buffer: read the input
+    /// before writing the output, and do not nest the two views (the kernel backend refuses a
+    /// nested view with `STATUS_INVALID_DEVICE_STATE`).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` once the handler took the request; the platform's status
+    /// for a buffer it cannot map.
+    pub fn with_input<R>(&self, f: impl FnOnce(&[u8]) -> R) -> NtResult<R> {
+        let request = self
+            .request
+            .as_ref()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        if self.input_length == 0 {
+            return Ok(f(&[]));
+        }
+        let mut f = Some(f);
+        match request.with_input_buffer(self.input_minimum, |buffer| f.take().map(|f| f(buffer))) {
+            Ok(Some(result)) => Ok(result),
+            // C DMF: a minimum of 0 passes an empty buffer instead of failing.
+            Err(NtStatus::BUFFER_TOO_SMALL) if self.input_minimum == 0 => {
+                f.take().map(|f| f(&[])).ok_or(NtStatus::INTERNAL_ERROR)
+            }
+            Ok(None) => Err(NtStatus::INTERNAL_ERROR),
+            Err(status) => Err(status),
+        }
+    }
+
+    /// Runs `f` on the request's output buffer (`WdfRequestRetrieveOutputBuffer`), the request's
+    /// full output length (at least the entry's minimum). What `f` writes is the request's
+    /// output: the first `information` bytes reach the sender when the handler completes with a
+    /// non-error status. See [`with_input`](Self::with_input) for `METHOD_BUFFERED`.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_input`](Self::with_input).
+    pub fn with_output<R>(&mut self, f: impl FnOnce(&mut [u8]) -> R) -> NtResult<R> {
+        let request = self
+            .request
+            .as_ref()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        if self.output_length == 0 {
+            return Ok(f(&mut []));
+        }
+        let mut f = Some(f);
+        match request.with_output_buffer(self.output_minimum, |buffer| f.take().map(|f| f(buffer)))
+        {
+            Ok(Some(result)) => Ok(result),
+            Err(NtStatus::BUFFER_TOO_SMALL) if self.output_minimum == 0 => {
+                f.take().map(|f| f(&mut [])).ok_or(NtStatus::INTERNAL_ERROR)
+            }
+            Ok(None) => Err(NtStatus::INTERNAL_ERROR),
+            Err(status) => Err(status),
+        }
     }
 
     /// Takes the request to complete it later: return [`IoctlResult::Pending`] with the token.
-    /// The output buffer of this call is then discarded (write the output through the request),
-    /// and the Module ignores whatever the handler returns: the request is the handler's.
+    /// What the handler wrote to the output is already in the request; the Module ignores
+    /// whatever the handler returns: the request is the handler's.
     pub fn take(&mut self) -> Option<(Request, Pended)> {
         self.request.take().map(|r| (r, Pended(())))
     }
@@ -639,7 +725,11 @@ impl ModuleCallbacks for IoctlHandler {
     }
 
     fn file_create(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
-        file_create(&m.parts(), io, file)
+        file_create(&m.parts(), io, file, |handle: &Self, file| {
+            if let Ok(m) = handle.enter() {
+                release_hold(&m.parts(), file);
+            }
+        })
     }
 
     fn file_close(m: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
@@ -725,7 +815,11 @@ impl DynamicIoctlHandler {
         let Ok(m) = self.enter() else {
             return Handled::NotHandled;
         };
-        file_create(&m.parts(), io, file)
+        file_create(&m.parts(), io, file, |handle: &Self, file| {
+            if let Ok(m) = handle.enter() {
+                release_hold(&m.parts(), file);
+            }
+        })
     }
 
     /// `ModuleFileClose`: releases the exclusive hold of `file`.
@@ -803,14 +897,12 @@ fn state_set<M: Module>(p: &Parts<'_, '_, M>, enable: bool) -> NtResult<()> {
     Ok(())
 }
 
-/// `DMF_IoctlHandler_ModuleDeviceIoControl`.
+/// `DMF_IoctlHandler_ModuleDeviceIoControl`: the checks in order — code, requestor mode,
+/// administrator (before the sizes, so a refused caller learns nothing of the entry), sizes —
+/// then the handler, on the request's own buffers.
 fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled {
     let params = io.parameters();
-    let Some(found) =
-        p.config
-            .table
-            .lookup(params.ioctl_code, params.input_length, params.output_length)
-    else {
+    let Some(entry) = p.config.table.find(params.ioctl_code) else {
         if p.config.forward_unhandled_requests {
             if let Some(request) = io.take() {
                 forward(p.scope, request);
@@ -823,41 +915,20 @@ fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled 
         return Handled::NotHandled;
     };
     // A known code is handled whatever the outcome (C DMF).
-    let entry = match found {
-        Ok(entry) => entry,
-        Err(status) => {
-            request.complete(status);
-            return Handled::Handled;
-        }
-    };
-    if p.config.kernel_mode_requests_only && request.requestor_mode() != RequestorMode::Kernel {
-        request.complete(NtStatus::ACCESS_DENIED);
-        return Handled::Handled;
-    }
-    if entry.administrator_only
-        && matches!(
-            p.config.access_mode,
-            IoctlAccessMode::AdministratorOnlyPerIoctl
-        )
-        && !request.is_requestor_administrator()
+    if let Err(status) = check_access(p.config, entry, &request)
+        .and_then(|()| entry.validate(params.input_length, params.output_length))
     {
-        request.complete(NtStatus::ACCESS_DENIED);
+        request.complete(status);
         return Handled::Handled;
     }
-    let input = match retrieve_input(&request, entry.input_minimum, params.input_length) {
-        Ok(input) => input,
-        Err(status) => {
-            request.complete(status);
-            return Handled::Handled;
-        }
-    };
-    let mut output = alloc::vec![0u8; params.output_length];
     let mut call = IoctlCall {
         code: params.ioctl_code,
         queue: io.queue(),
         request: Some(request),
-        input: &input,
-        output: &mut output,
+        input_length: params.input_length,
+        output_length: params.output_length,
+        input_minimum: entry.input_minimum,
+        output_minimum: entry.output_minimum,
     };
     let result = (entry.handler)(&mut call);
     let Some(request) = call.request.take() else {
@@ -869,18 +940,10 @@ fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled 
             status,
             information,
         } => {
-            let information = information.min(output.len());
-            if information > 0 && !status.is_error() {
-                let copied = request.with_output_buffer(information, |out| {
-                    out[..information].copy_from_slice(&output[..information]);
-                });
-                if let Err(error) = copied {
-                    request.complete(error);
-                    return Handled::Handled;
-                }
-                request.complete_with_information(status, information);
-            } else {
+            if status.is_error() {
                 request.complete(status);
+            } else {
+                request.complete_with_information(status, information.min(params.output_length));
             }
         }
         IoctlResult::Pending(_) => {
@@ -891,16 +954,30 @@ fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled 
     Handled::Handled
 }
 
-/// `WdfRequestRetrieveInputBuffer(minimum)`, with C DMF's rule that a minimum of 0 passes an
-/// empty buffer instead of failing.
-fn retrieve_input(request: &Request, minimum: usize, length: usize) -> NtResult<Vec<u8>> {
-    if minimum == 0 && length == 0 {
-        return Ok(Vec::new());
+/// Who may send `entry`, checked on every IOCTL against the file object's opener (the
+/// administrator flag the platform captured at create), whichever Module accepted the create:
+/// `STATUS_ACCESS_DENIED` for a user-mode sender with `kernel_mode_requests_only`, and for a
+/// non-administrator in `AdministratorOnly` mode or on an `administrator_only` entry in
+/// `AdministratorOnlyPerIoctl` mode.
+fn check_access(
+    config: &IoctlHandlerConfig,
+    entry: &IoctlEntry,
+    request: &Request,
+) -> NtResult<()> {
+    if config.kernel_mode_requests_only && request.requestor_mode() != RequestorMode::Kernel {
+        return Err(NtStatus::ACCESS_DENIED);
     }
-    match request.with_input_buffer(minimum, <[u8]>::to_vec) {
-        Err(NtStatus::BUFFER_TOO_SMALL) if minimum == 0 => Ok(Vec::new()),
-        other => other,
+    let administrator_only = match config.access_mode {
+        IoctlAccessMode::AdministratorOnly => true,
+        IoctlAccessMode::AdministratorOnlyPerIoctl => entry.administrator_only,
+        IoctlAccessMode::Default
+        | IoctlAccessMode::KernelModeOnly
+        | IoctlAccessMode::ClientCallback(_) => false,
+    };
+    if administrator_only && !request.is_requestor_administrator() {
+        return Err(NtStatus::ACCESS_DENIED);
     }
+    Ok(())
 }
 
 /// `IoctlHandler_RequestForward`: send-and-forget to the next lower driver; a refused send
@@ -913,11 +990,16 @@ fn forward<M: Module>(scope: &Scope<'_, M>, request: Request) {
     let _ = dmf_core::device::pass_down(request, device);
 }
 
+/// Releases the exclusive hold of the file object `file` (a create that did not succeed, a
+/// close); the same Module entered again through its handle.
+type ReleaseFn<M> = fn(&M, u64);
+
 /// `DMF_IoctlHandler_FileCreate`.
-fn file_create<M: Module>(
+fn file_create<M: Module + 'static>(
     p: &Parts<'_, '_, M>,
     io: &mut IoRequest<'_>,
     file: &FileObject,
+    release: ReleaseFn<M>,
 ) -> Handled {
     let verdict = match &p.config.access_mode {
         IoctlAccessMode::Default
@@ -935,6 +1017,8 @@ fn file_create<M: Module>(
             None => return Handled::NotHandled,
         },
     };
+    // Taken only once this Module accepts the create (never by a create it refuses).
+    let mut took_hold = false;
     let verdict = verdict.and_then(|()| {
         if !p.config.exclusive {
             return Ok(());
@@ -942,8 +1026,10 @@ fn file_create<M: Module>(
         let mut ctx = p.lock();
         match ctx.exclusive_owner {
             Some(owner) if owner != file.id() => Err(NtStatus::ACCESS_DENIED),
-            _ => {
+            Some(_) => Ok(()),
+            None => {
                 ctx.exclusive_owner = Some(file.id());
+                took_hold = true;
                 Ok(())
             }
         }
@@ -951,6 +1037,14 @@ fn file_create<M: Module>(
     match verdict {
         // An accepted create in a function driver is left to the client (or DMF's success).
         Ok(()) if !p.scope.is_in_filter_driver() => Handled::NotHandled,
+        Ok(()) if took_hold => {
+            let Some(request) = io.take() else {
+                release_hold(p, file.id());
+                return Handled::NotHandled;
+            };
+            forward_create(p, request, file.id(), release);
+            Handled::Handled
+        }
         _ => {
             let Some(request) = io.take() else {
                 return Handled::NotHandled;
@@ -962,12 +1056,44 @@ fn file_create<M: Module>(
     }
 }
 
+/// A create that took the exclusive hold, in a filter: passed down with a completion routine
+/// so that the hold is released when the lower driver fails the create (the hold belongs to an
+/// opened file object only).
+fn forward_create<M: Module + 'static>(
+    p: &Parts<'_, '_, M>,
+    request: Request,
+    file: u64,
+    release: ReleaseFn<M>,
+) {
+    let (Some(device), Ok(handle)) = (p.scope.device(), p.scope.handle()) else {
+        release_hold(p, file);
+        request.complete(NtStatus::INVALID_DEVICE_STATE);
+        return;
+    };
+    request.format_using_current_type();
+    request.set_completion_routine(move |request, params| {
+        if !params.status.is_success() {
+            release(&handle, file);
+        }
+        request.complete_with_information(params.status, params.information);
+    });
+    if let Err(status) = request.send(&device.io_target(), SendOptions::default()) {
+        release_hold(p, file);
+        request.complete(status);
+    }
+}
+
+/// Ends `file`'s exclusive hold, if it has it.
+fn release_hold<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
+    let mut ctx = p.lock();
+    if ctx.exclusive_owner == Some(file) {
+        ctx.exclusive_owner = None;
+    }
+}
+
 /// `DMF_IoctlHandler_FileClose`: the exclusive hold ends when the file object goes.
 fn file_close<M: Module>(p: &Parts<'_, '_, M>, file: &FileObject) {
     if p.config.exclusive {
-        let mut ctx = p.lock();
-        if ctx.exclusive_owner == Some(file.id()) {
-            ctx.exclusive_owner = None;
-        }
+        release_hold(p, file.id());
     }
 }

@@ -96,18 +96,26 @@ fn table(calls: &Calls) -> IoctlTable {
         IoctlEntry::new(IOCTL_SUM, 4, 2, move |call| {
             c1.lock()
                 .unwrap()
-                .push((call.code(), call.input().len(), call.output().len()));
-            assert!(call.input().len() >= 4 && call.output().len() >= 2);
-            let sum: u16 = call.input().iter().map(|b| u16::from(*b)).sum();
-            call.output()[..2].copy_from_slice(&sum.to_le_bytes());
+                .push((call.code(), call.input_length(), call.output_length()));
+            assert!(call.input_length() >= 4 && call.output_length() >= 2);
+            let sum: u16 = call
+                .with_input(|input| input.iter().map(|b| u16::from(*b)).sum())
+                .unwrap();
+            call.with_output(|out| out[..2].copy_from_slice(&sum.to_le_bytes()))
+                .unwrap();
             IoctlResult::success(2)
         }),
         IoctlEntry::new(IOCTL_ANY, 0, 0, move |call| {
-            let (i, o) = (call.input().len(), call.output().len());
+            let (i, o) = (call.input_length(), call.output_length());
+            assert_eq!(call.with_input(<[u8]>::len), Ok(i));
             c2.lock().unwrap().push((call.code(), i, o));
             if o >= 2 {
-                call.output()[0] = u8::try_from(i).unwrap();
-                call.output()[1] = u8::try_from(o).unwrap();
+                call.with_output(|out| {
+                    assert_eq!(out.len(), o, "the request's own buffer");
+                    out[0] = u8::try_from(i).unwrap_or(u8::MAX);
+                    out[1] = u8::try_from(o).unwrap_or(u8::MAX);
+                })
+                .unwrap();
                 IoctlResult::success(2)
             } else {
                 IoctlResult::success(0)
@@ -115,7 +123,7 @@ fn table(calls: &Calls) -> IoctlTable {
         }),
         IoctlEntry::new(IOCTL_ADMIN, 0, 1, move |call| {
             c3.lock().unwrap().push((call.code(), 0, 0));
-            call.output()[0] = 0xAD;
+            call.with_output(|out| out[0] = 0xAD).unwrap();
             IoctlResult::success(1)
         })
         .administrator_only(),
@@ -891,7 +899,7 @@ fn property_table(seen: &Arc<Mutex<HashMap<u64, u32>>>) -> IoctlTable {
             *seen.lock().unwrap().entry(id).or_default() += 1;
             match behaviour(i) {
                 // Complete with more information than the output has: clamped.
-                0 => IoctlResult::success(call.output().len() + 7),
+                0 => IoctlResult::success(call.output_length() + 7),
                 1 => IoctlResult::status(NtStatus::DEVICE_BUSY),
                 // Take it and complete it right away, with information.
                 2 => {
@@ -901,7 +909,7 @@ fn property_table(seen: &Arc<Mutex<HashMap<u64, u32>>>) -> IoctlTable {
                 }
                 _ => IoctlResult::Complete {
                     status: NtStatus::BUFFER_OVERFLOW,
-                    information: call.output().len() / 2,
+                    information: call.output_length() / 2,
                 },
             }
         })
@@ -988,4 +996,273 @@ proptest! {
         prop_assert!(machine.verifier().violations().is_empty(), "{:?}", machine.verifier().violations());
         prop_assert!(kmdf_sim::object::live_objects(&machine).is_empty());
     }
+}
+
+/// An upper filter on `lower` with the given IoctlHandlers (in order), plugged in.
+fn filter_stack(
+    machine: &Machine,
+    lower: DriverConfig,
+    handlers: Vec<IoctlHandlerConfig>,
+) -> DeviceNode {
+    simulator::install_driver(machine, "lower", lower);
+    simulator::install_driver(
+        machine,
+        "upper",
+        container_driver_config(
+            move |_device: &Device, modules| {
+                for config in &handlers {
+                    modules.add(IoctlHandler::with(config.clone()));
+                }
+                Ok(())
+            },
+            true,
+        ),
+    );
+    let node = machine
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\FILTERED", "lower").upper_filter("upper"))
+        .unwrap();
+    assert_eq!(node.state(), NodeState::Started);
+    node
+}
+
+/// D2: in a filter, a default IoctlHandler before an administrator-only one accepts a
+/// non-administrator's create and passes it down, so the administrator-only Module never sees
+/// it. Its IOCTLs are still refused on that handle: access is checked per IOCTL against who
+/// opened the file object, whatever Module accepted the create.
+#[test]
+fn ioctl_handler_admin_ioctl_refused_on_handle_opened_by_user() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let open_to_all = IoctlHandlerConfig {
+        table: IoctlTable::new([IoctlEntry::new(IOCTL_PEND, 0, 0, move |call| {
+            c.lock().unwrap().push((call.code(), 0, 0));
+            IoctlResult::success(0)
+        })]),
+        ..IoctlHandlerConfig::default()
+    };
+    let administrators = IoctlHandlerConfig {
+        device_interface: None,
+        ..config(&calls, IoctlAccessMode::AdministratorOnly)
+    };
+    let node = filter_stack(
+        &machine,
+        lower_driver(Arc::clone(&reached)),
+        vec![open_to_all, administrators],
+    );
+    let user = open(&machine, false).expect("the first Module accepts and passes it down");
+    assert_eq!(user.device_io_control(IOCTL_PEND, &[], 0), Ok((vec![], 0)));
+    for (code, input, output) in [
+        (IOCTL_ADMIN, &[][..], 1),
+        (IOCTL_SUM, &[1, 2, 3, 4][..], 2),
+        (IOCTL_ANY, &[][..], 0),
+    ] {
+        assert_eq!(
+            user.device_io_control(code, input, output),
+            Err(Status::ACCESS_DENIED),
+            "{code:#X}"
+        );
+    }
+    assert_eq!(
+        calls.lock().unwrap().len(),
+        1,
+        "only the open Module's handler ran"
+    );
+    let admin = open(&machine, true).unwrap();
+    assert_eq!(
+        admin.device_io_control(IOCTL_ADMIN, &[], 1),
+        Ok((vec![0xAD], 1))
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "the table's IOCTLs stay");
+    user.close();
+    admin.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// D6: access is checked before the buffer sizes, so a caller who may not send a code learns
+/// nothing about it: a non-administrator's too-short administrator-only IOCTL is
+/// `STATUS_ACCESS_DENIED`, not `STATUS_BUFFER_TOO_SMALL`.
+#[test]
+fn ioctl_handler_access_denied_before_buffer_too_small() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    install_function_driver(
+        &machine,
+        "order",
+        IoctlHandlerConfig {
+            kernel_mode_requests_only: false,
+            ..config(&calls, IoctlAccessMode::AdministratorOnlyPerIoctl)
+        },
+    );
+    install_function_driver(
+        &machine,
+        "kernel-only",
+        IoctlHandlerConfig {
+            kernel_mode_requests_only: true,
+            device_interface: Some(Guid::new(1, 2, 3, [4; 8])),
+            ..config(&calls, IoctlAccessMode::Default)
+        },
+    );
+    let node = plug(&machine, "ROOT\\ORDER", "order");
+    let kernel_only = plug(&machine, "ROOT\\KERNELONLY", "kernel-only");
+    let user = open(&machine, false).unwrap();
+    assert_eq!(
+        user.device_io_control(IOCTL_ADMIN, &[], 0),
+        Err(Status::ACCESS_DENIED),
+        "output minimum 1, but the caller may not send it at all"
+    );
+    let admin = open(&machine, true).unwrap();
+    assert_eq!(
+        admin.device_io_control(IOCTL_ADMIN, &[], 0),
+        Err(Status::BUFFER_TOO_SMALL),
+        "an administrator gets the size check"
+    );
+    let other = app(&machine, true)
+        .open_interface(sim_guid(Guid::new(1, 2, 3, [4; 8])), Access::READ_WRITE)
+        .unwrap();
+    assert_eq!(
+        other.device_io_control(IOCTL_SUM, &[1], 0),
+        Err(Status::ACCESS_DENIED),
+        "KernelModeRequestsOnly before the sizes too"
+    );
+    assert!(calls.lock().unwrap().is_empty());
+    other.close();
+    user.close();
+    admin.close();
+    kernel_only.remove().unwrap();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// A lower driver that refuses non-administrators' creates (and otherwise behaves as
+/// [`lower_driver`]).
+fn administrators_only_lower_driver(reached: Arc<AtomicUsize>) -> DriverConfig {
+    DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            use dmf_core::platform::contract::device::PlatformDeviceInit;
+            init.set_file_object_config(FileObjectConfig {
+                create: Some(Arc::new(|_d: &Device, request: Request, file| {
+                    request.complete(if file.is_administrator() {
+                        NtStatus::SUCCESS
+                    } else {
+                        NtStatus::ACCESS_DENIED
+                    });
+                })),
+                ..FileObjectConfig::default()
+            });
+            let device = init.create_device()?;
+            let mut queue = QueueConfig::new_default(QueueDispatch::Parallel);
+            let r = Arc::clone(&reached);
+            queue.device_control = Some(Arc::new(move |_q, req: Request, _o, _i, code: u32| {
+                r.fetch_add(1, Ordering::SeqCst);
+                req.complete_with_information(NtStatus::SUCCESS, (code & 0xFF) as usize);
+            }));
+            device.create_queue(queue)?;
+            device.create_interface(GUID, None)?;
+            Ok(())
+        }),
+        unload: None,
+    }
+}
+
+/// D3: an exclusive IoctlHandler in a filter takes its hold when it accepts a create; when the
+/// lower driver then refuses the create (a non-administrator), the hold goes with it — the
+/// refused open does not lock administrators out. The hold still admits one handle at a time.
+#[test]
+fn ioctl_handler_exclusive_hold_released_when_create_refused_below() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let node = filter_stack(
+        &machine,
+        administrators_only_lower_driver(Arc::clone(&reached)),
+        vec![IoctlHandlerConfig {
+            exclusive: true,
+            device_interface: None,
+            ..config(&calls, IoctlAccessMode::Default)
+        }],
+    );
+    for _ in 0..2 {
+        assert_eq!(open(&machine, false).err(), Some(Status::ACCESS_DENIED));
+    }
+    let admin = open(&machine, true).expect("the refused opens left no hold");
+    assert_eq!(
+        open(&machine, true).err(),
+        Some(Status::ACCESS_DENIED),
+        "exclusive"
+    );
+    assert!(admin.device_io_control(IOCTL_ANY, &[], 0).is_ok());
+    admin.close();
+    let again = open(&machine, true).expect("free again after the close");
+    again.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// D1: the caller chooses the output length — here `u32::MAX`, DeviceIoControl's largest. The
+/// Module allocates nothing of that size and copies nothing: the handler writes into the
+/// request's own buffer, and the request completes with the handler's status (no abort, which
+/// in the kernel would be a bug check on a failed pool allocation).
+#[test]
+fn ioctl_handler_huge_output_length_completes_without_allocating() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    install_function_driver(&machine, "huge", config(&calls, IoctlAccessMode::Default));
+    let node = plug(&machine, "ROOT\\HUGE", "huge");
+    let handle = open(&machine, false).unwrap();
+    let huge = usize::try_from(u32::MAX).unwrap();
+    assert_eq!(
+        handle.device_io_control(IOCTL_ANY, &[1, 2, 3], huge),
+        Ok((vec![3, u8::MAX], 2)),
+        "the handler wrote into the request's buffer"
+    );
+    assert_eq!(calls.lock().unwrap().last(), Some(&(IOCTL_ANY, 3, huge)));
+    handle.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// D1: what a handler writes before taking the request is in the request (the buffer is the
+/// request's own, not a copy the Module discards).
+#[test]
+fn ioctl_handler_output_written_before_take_reaches_the_caller() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let table = IoctlTable::new([IoctlEntry::new(IOCTL_PEND, 1, 2, |call| {
+        let doubled = call.with_input(|input| input[0] * 2).unwrap();
+        call.with_output(|out| out[..2].copy_from_slice(&[doubled, 0xEE]))
+            .unwrap();
+        let (request, pended) = call.take().unwrap();
+        assert_eq!(
+            call.with_output(|_| ()),
+            Err(NtStatus::INVALID_DEVICE_STATE)
+        );
+        request.complete_with_information(NtStatus::SUCCESS, 2);
+        IoctlResult::Pending(pended)
+    })]);
+    install_function_driver(
+        &machine,
+        "take",
+        IoctlHandlerConfig {
+            table,
+            device_interface: Some(GUID),
+            ..IoctlHandlerConfig::default()
+        },
+    );
+    let node = plug(&machine, "ROOT\\TAKE", "take");
+    let handle = open(&machine, false).unwrap();
+    assert_eq!(
+        handle.device_io_control(IOCTL_PEND, &[21], 2),
+        Ok((vec![42, 0xEE], 2))
+    );
+    handle.close();
+    node.remove().unwrap();
+    assert_clean(&machine);
 }

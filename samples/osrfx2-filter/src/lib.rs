@@ -9,13 +9,16 @@
 //!   and on every interrupt message it reads
 //!   the switches and sets the light bar to mirror them (switch *n* lights LED *n*; see the
 //!   SwitchBar sample for the wiring note).
-//! * an **IoctlHandler** whose table holds only `IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY` (one input
-//!   byte), marked administrator-only (`AdministratorOnlyPerIoctl`). An application without
-//!   administrator rights gets `STATUS_ACCESS_DENIED` and the request never reaches the FX2
-//!   driver. An administrator's request passes down unchanged.
+//! * an **IoctlHandler** whose table holds every FX2 IOCTL that changes the device's state —
+//!   `IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY` and `…_SET_7_SEGMENT_DISPLAY` (one input byte),
+//!   `…_RESET_DEVICE` and `…_REENUMERATE_DEVICE` — each marked administrator-only
+//!   (`AdministratorOnlyPerIoctl`). An application without administrator rights gets
+//!   `STATUS_ACCESS_DENIED` and the request never reaches the FX2 driver. An administrator's
+//!   request passes down unchanged.
 //!
-//! Every other request — the other IOCTLs, reads, writes, creates — is handled by no Module, so
-//! DMF's automatic pass-through (the filter rule, CLI-22) sends it down untouched. The filter
+//! Every other request — the read-only IOCTLs (switches, displays, descriptor, interrupt
+//! message), reads, writes, creates — is handled by no Module, so DMF's automatic pass-through
+//! (the filter rule, CLI-22) sends it down untouched: queries stay open to everyone. The filter
 //! therefore has no queue code of its own.
 //!
 //! The driver code is the same on both backends. The simulator runner is the `osrfx2-filter`
@@ -41,8 +44,23 @@ use dmf::modules::ioctl_handler::{
 use dmf::modules::request_target::RequestKind;
 use dmf::prelude::*;
 
+/// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 1, METHOD_BUFFERED, FILE_WRITE_ACCESS)`.
+pub const IOCTL_OSRUSBFX2_RESET_DEVICE: u32 = 0x5500_A004;
+/// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 3, METHOD_BUFFERED, FILE_WRITE_ACCESS)`.
+pub const IOCTL_OSRUSBFX2_REENUMERATE_DEVICE: u32 = 0x5500_A00C;
 /// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 5, METHOD_BUFFERED, FILE_WRITE_ACCESS)`.
 pub const IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY: u32 = 0x5500_A014;
+/// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 8, METHOD_BUFFERED, FILE_WRITE_ACCESS)`.
+pub const IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY: u32 = 0x5500_A020;
+
+/// The IOCTLs that change the board's state, with their minimum input sizes: administrator-only
+/// in the filter's table.
+pub const ADMINISTRATOR_ONLY_IOCTLS: [(u32, usize); 4] = [
+    (IOCTL_OSRUSBFX2_RESET_DEVICE, 0),
+    (IOCTL_OSRUSBFX2_REENUMERATE_DEVICE, 0),
+    (IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY, 1),
+    (IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, 1),
+];
 /// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 6, METHOD_BUFFERED, FILE_READ_ACCESS)`.
 pub const IOCTL_OSRUSBFX2_READ_SWITCHES: u32 = 0x5500_6018;
 /// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 9, METHOD_OUT_DIRECT, FILE_READ_ACCESS)`.
@@ -94,14 +112,18 @@ fn interrupt_message(
     }
 }
 
-/// The IoctlHandler entry's handler: an administrator's request goes down unchanged.
+/// The IoctlHandler entries' handler: an administrator's request goes down unchanged.
 fn pass_down(device: &Device, call: &mut IoctlCall<'_>) -> IoctlResult {
+    let what = match call.code() {
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY => "sets the light bar",
+        IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY => "sets the 7-segment display",
+        IOCTL_OSRUSBFX2_RESET_DEVICE => "resets the device",
+        _ => "re-enumerates the device",
+    };
     let Some((request, pended)) = call.take() else {
         return IoctlResult::status(NtStatus::INVALID_DEVICE_STATE);
     };
-    note(format_args!(
-        "an administrator sets the light bar: passed down"
-    ));
+    note(format_args!("an administrator {what}: passed down"));
     let _ = dmf::core::device::pass_down(request, device);
     IoctlResult::Pending(pended)
 }
@@ -135,14 +157,13 @@ pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
             }),
     );
 
-    let fdo = device.clone();
-    let table = IoctlTable::new([IoctlEntry::new(
-        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-        1,
-        0,
-        move |call: &mut IoctlCall<'_>| pass_down(&fdo, call),
-    )
-    .administrator_only()]);
+    let table = IoctlTable::new(ADMINISTRATOR_ONLY_IOCTLS.map(|(code, input_minimum)| {
+        let fdo = device.clone();
+        IoctlEntry::new(code, input_minimum, 0, move |call: &mut IoctlCall<'_>| {
+            pass_down(&fdo, call)
+        })
+        .administrator_only()
+    }));
     modules.add(IoctlHandler::with(IoctlHandlerConfig {
         table,
         access_mode: IoctlAccessMode::AdministratorOnlyPerIoctl,

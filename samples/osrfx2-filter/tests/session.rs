@@ -10,6 +10,7 @@ mod session;
 use kmdf_sim::fx2::ioctl::{
     IOCTL_OSRUSBFX2_GET_7_SEGMENT_DISPLAY, IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY,
     IOCTL_OSRUSBFX2_GET_CONFIG_DESCRIPTOR, IOCTL_OSRUSBFX2_READ_SWITCHES,
+    IOCTL_OSRUSBFX2_REENUMERATE_DEVICE, IOCTL_OSRUSBFX2_RESET_DEVICE,
     IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
 };
 use kmdf_sim::Status;
@@ -79,12 +80,8 @@ fn every_other_fx2_ioctl_passes_down_untouched_for_any_caller() {
             Ok(vec![0x04])
         );
         assert_eq!(
-            s.app_ioctl(admin, IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, &[0x3F], 0),
-            Ok(vec![])
-        );
-        assert_eq!(
             s.app_ioctl(admin, IOCTL_OSRUSBFX2_GET_7_SEGMENT_DISPLAY, &[], 1),
-            Ok(vec![0x3F])
+            Ok(vec![0x00])
         );
         let descriptor = s
             .app_ioctl(admin, IOCTL_OSRUSBFX2_GET_CONFIG_DESCRIPTOR, &[], 64)
@@ -96,7 +93,7 @@ fn every_other_fx2_ioctl_passes_down_untouched_for_any_caller() {
             Err(Status::BUFFER_TOO_SMALL)
         );
     }
-    // The table's one IOCTL: too small is refused by the IoctlHandler before any handler.
+    // A table IOCTL: too small is refused by the IoctlHandler before any handler.
     assert_eq!(
         s.app_ioctl(true, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY, &[], 0),
         Err(Status::BUFFER_TOO_SMALL)
@@ -111,6 +108,61 @@ fn every_other_fx2_ioctl_passes_down_untouched_for_any_caller() {
     );
     s.machine.settle();
     assert_eq!(s.board.snapshot().bar_graph.raw(), 0x81);
+    s.unload();
+    assert_eq!(s.verdict().map(|_| ()), Ok(()));
+}
+
+/// The filter's table and the board's IOCTL codes agree.
+#[test]
+fn filter_table_codes_are_the_fx2_codes() {
+    assert_eq!(
+        osrfx2_filter::ADMINISTRATOR_ONLY_IOCTLS.map(|(code, _)| code),
+        [
+            IOCTL_OSRUSBFX2_RESET_DEVICE,
+            IOCTL_OSRUSBFX2_REENUMERATE_DEVICE,
+            IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+            IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY,
+        ]
+    );
+}
+
+/// Every FX2 IOCTL that changes the board's state is administrator-only: a non-administrator's
+/// SET_7_SEGMENT_DISPLAY, RESET_DEVICE and REENUMERATE_DEVICE are refused with
+/// `STATUS_ACCESS_DENIED` before the FX2 driver (access before size: even an empty input), and
+/// the board is unchanged; an administrator's 7-segment write passes down.
+#[test]
+fn non_administrator_state_changing_fx2_ioctls_are_refused() {
+    let mut s = Session::start();
+    s.plug_in();
+    let before = s.board.snapshot();
+    for (code, input) in [
+        (IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, &[0x3F][..]),
+        (IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, &[][..]),
+        (IOCTL_OSRUSBFX2_RESET_DEVICE, &[][..]),
+        (IOCTL_OSRUSBFX2_REENUMERATE_DEVICE, &[][..]),
+        (IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY, &[][..]),
+    ] {
+        assert_eq!(
+            s.app_ioctl(false, code, input, 0),
+            Err(Status::ACCESS_DENIED),
+            "{code:#010X} {input:?}"
+        );
+    }
+    s.machine.settle();
+    let after = s.board.snapshot();
+    assert_eq!(after.seven_segment.raw(), before.seven_segment.raw());
+    assert_eq!(after.bar_graph.raw(), before.bar_graph.raw());
+    assert_eq!(
+        s.app_ioctl(true, IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, &[0x3F], 0),
+        Ok(vec![])
+    );
+    for admin in [false, true] {
+        assert_eq!(
+            s.app_ioctl(admin, IOCTL_OSRUSBFX2_GET_7_SEGMENT_DISPLAY, &[], 1),
+            Ok(vec![0x3F]),
+            "queries stay open to everyone"
+        );
+    }
     s.unload();
     assert_eq!(s.verdict().map(|_| ()), Ok(()));
 }
