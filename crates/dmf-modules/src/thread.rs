@@ -220,6 +220,26 @@ impl Thread {
     /// `STATUS_INVALID_DEVICE_STATE` when the Module is not open, the thread already runs, or
     /// another `start`/`stop` is under way; the platform's status if the thread cannot be created.
     pub fn start(&self) -> NtResult<()> {
+        self.start_thread(false)
+    }
+
+    /// `DMF_Thread_Start` followed by `DMF_Thread_WorkReady`, as one step: the wake-up is
+    /// signalled *before* the thread exists, so it coalesces with any `work_ready` remembered from
+    /// before the start and the new thread runs `work` once for both.
+    ///
+    /// Calling `start` and then `work_ready` is racy: if the new thread has already consumed a
+    /// remembered wake-up (and run `work`) by the time `work_ready` is called, `work` runs a
+    /// second time. The ThreadedBufferQueue relies on one run (after `WorkPending` the thread
+    /// must not take the next buffer until it is woken again).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start); on an error nothing is signalled.
+    pub(crate) fn start_with_work_ready(&self) -> NtResult<()> {
+        self.start_thread(true)
+    }
+
+    fn start_thread(&self, work_ready: bool) -> NtResult<()> {
         let module = self.enter()?;
         let signals = {
             let mut ctx = module.lock();
@@ -231,6 +251,12 @@ impl Thread {
             signals
         };
         signals.stop_pending.store(false, Ordering::SeqCst);
+        if work_ready {
+            // Before the spawn: the thread cannot have waited yet, so this coalesces with a
+            // wake-up remembered from before the start. (If the spawn fails the wake-up stays
+            // remembered, as a `work_ready` before `start` would.)
+            signals.wake.set();
+        }
         let spawned = module.handle().and_then(|handle| {
             let control = module.config().control.clone();
             let shared = Arc::clone(&signals);

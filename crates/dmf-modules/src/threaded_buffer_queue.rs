@@ -692,9 +692,12 @@ impl ThreadedBufferQueue {
     pub fn start(&self) -> NtResult<()> {
         let module = self.enter()?;
         let shared = shared_of(&module)?;
-        shared.thread.start()?;
-        // Work queued while the thread was stopped is not lost.
-        shared.thread.work_ready()
+        // Work queued while the thread was stopped is not lost: the thread starts with one
+        // wake-up (C DMF's Start only starts the thread). Not `start()` then `work_ready()`: the
+        // new thread may already have consumed the wake-up of an earlier enqueue, kept that
+        // buffer (`WorkPending`) and gone back to waiting, so the second wake-up would make it
+        // take the next buffer — a run that depends on thread timing.
+        shared.thread.start_with_work_ready()
     }
 
     /// `DMF_ThreadedBufferQueue_Stop` (PASSIVE_LEVEL): stops the thread (waiting for the buffer in

@@ -39,7 +39,7 @@ fn as12_sleep_succeeds_after_the_full_delay() {
     let sleep = create(1);
     let start = Clock::now();
     assert_eq!(sleep.sleep(0, 600_000), Ok(()));
-    assert_eq!(since(start), Duration::from_secs(600));
+    assert_eq!(since(start), Duration::from_mins(10));
     assert_eq!(sleep.sleep(0, 0), Ok(()));
     drop(sleep);
     clean(&machine);
@@ -173,7 +173,7 @@ fn as17_close_aborts_every_sleeper() {
             spawn(&machine, &format!("sleeper-{i}"), move || {
                 let start = Clock::now();
                 assert_eq!(h.sleep(i, 3_600_000), Err(NtStatus::UNSUCCESSFUL));
-                assert!(since(start) < Duration::from_secs(3_600));
+                assert!(since(start) < Duration::from_hours(1));
             })
         })
         .collect();

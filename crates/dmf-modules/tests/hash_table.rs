@@ -197,7 +197,7 @@ fn scenario_tests_hash_table_concurrent_reads_and_close_under_load() {
                     let result = match rng.below(4) {
                         0 | 1 => match h.read(&k, &mut got) {
                             Ok(len) => {
-                                assert!(i % 2 == 0, "seed {seed:#x}: phantom key {i}");
+                                assert!(i.is_multiple_of(2), "seed {seed:#x}: phantom key {i}");
                                 assert_eq!((len, got), (8, v), "seed {seed:#x}");
                                 Ok(())
                             }
@@ -207,7 +207,7 @@ fn scenario_tests_hash_table_concurrent_reads_and_close_under_load() {
                             }
                             Err(e) => Err(e),
                         },
-                        2 if i % 2 == 0 => h.write(&k, &v),
+                        2 if i.is_multiple_of(2) => h.write(&k, &v),
                         2 => match h.write(&k, &v) {
                             Err(NtStatus::INSUFFICIENT_RESOURCES) => Ok(()),
                             Err(NtStatus::INVALID_DEVICE_STATE) => {

@@ -161,6 +161,7 @@ pub struct MachineBuilder {
     name: String,
     clock: ClockMode,
     verifier: VerifierMode,
+    power_watchdog: Option<Duration>,
     workers: usize,
 }
 
@@ -170,6 +171,7 @@ impl Default for MachineBuilder {
             name: "machine".to_owned(),
             clock: ClockMode::Manual,
             verifier: VerifierMode::Panic,
+            power_watchdog: Some(crate::verifier::DEFAULT_POWER_WATCHDOG),
             workers: 2,
         }
     }
@@ -197,6 +199,16 @@ impl MachineBuilder {
         self
     }
 
+    /// The verifier's power watchdog: how much virtual time a PnP/power transition may wait for
+    /// a driver before it is reported like bug check 0x9F (`None`: no bound). Default
+    /// [`DEFAULT_POWER_WATCHDOG`](crate::verifier::DEFAULT_POWER_WATCHDOG), ten minutes. See
+    /// [`Verifier::set_power_watchdog`].
+    #[must_use]
+    pub fn power_watchdog(mut self, bound: Option<Duration>) -> Self {
+        self.power_watchdog = bound;
+        self
+    }
+
     /// Number of system worker threads (at least 1). Default 2.
     #[must_use]
     pub fn worker_threads(mut self, n: usize) -> Self {
@@ -214,6 +226,7 @@ impl MachineBuilder {
         let clock = Arc::new(Clock::new(self.clock));
         let trace = Arc::new(Trace::new(Arc::clone(&clock)));
         let verifier = Arc::new(Verifier::new(self.verifier, Arc::clone(&trace)));
+        verifier.set_power_watchdog(self.power_watchdog);
         let faults = Arc::new(FaultInjector::new(Arc::clone(&trace)));
         let pool = Pool::new(
             Arc::clone(&faults),
@@ -464,6 +477,26 @@ impl Machine {
         mut cond: impl FnMut() -> bool,
     ) -> crate::exec::WaitStatus {
         crate::exec::checked_wait(self.core(), routine, object, timeout, &mut |_| cond())
+    }
+
+    /// A framework wait of a PnP/power transition (PASSIVE_LEVEL) under the verifier's power
+    /// watchdog ([`Verifier::power_watchdog`]; see crate::verifier, "The power watchdog"): blocks
+    /// until `cond` holds — true — or until the watchdog's bound of virtual time passed — false,
+    /// and the caller reports the [`Rule::PowerStateFailure`](crate::verifier::Rule). With the
+    /// watchdog off it waits without a bound.
+    pub(crate) fn wait_under_watchdog(
+        &self,
+        routine: &str,
+        object: &str,
+        mut cond: impl FnMut() -> bool,
+    ) -> bool {
+        let core = self.core();
+        let Some(bound) = core.verifier.power_watchdog_ticks() else {
+            return self.wait_until(routine, object, None, cond).is_signaled();
+        };
+        let st = core.sched.lock();
+        let (_st, satisfied) = core.sched.block_under_watchdog(st, bound, &mut |_| cond());
+        satisfied
     }
 
     /// Changes state that [`Machine::wait_until`] conditions read: runs `f` under the dispatcher

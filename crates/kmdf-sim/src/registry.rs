@@ -258,7 +258,7 @@ impl RegistryValue {
     /// as Windows tolerates it).
     pub fn from_bytes(value_type: RegistryValueType, bytes: &[u8]) -> Result<Self, RegistryError> {
         fn units(bytes: &[u8]) -> Result<Vec<u16>, RegistryError> {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return Err(RegistryError::InvalidParameter);
             }
             Ok(bytes

@@ -18,10 +18,37 @@
 //!
 //! [`invoke_callback`] is how the whole simulator calls into a driver: it attributes the call,
 //! traces it, and checks on return that the IRQL was restored and no new lock is still held.
+//!
+//! ## The power watchdog (bug check 0x9F)
+//!
+//! In the kernel a PnP or power transition that a driver blocks — a request it never completes
+//! while the framework waits for it before leaving D0 or removing the device — ends in bug check
+//! 0x9F, `DRIVER_POWER_STATE_FAILURE` (parameter 1 = 0x3: "a device object has been blocking an
+//! IRP for too long a time", [B9F]). The simulator bounds the framework's waits of a transition
+//! (the `EvtIoStop` wait of power-down and removal, and the `WdfIoQueue…Synchronously` waits) by
+//! [`Verifier::power_watchdog`] of **virtual** time, default [`DEFAULT_POWER_WATCHDOG`] (the page
+//! does not document Windows' timeout, which is minutes; ten minutes is well above any real
+//! transition and is reached in no real time: see below). A wait that reaches it is a
+//! [`Rule::PowerStateFailure`] violation naming the transition and what it waits for — e.g.
+//! `EvtIoStop(Purge) of queue 'q' (device removal) … waiting for WDFREQUEST #12
+//! (IRP_MJ_DEVICE_CONTROL, IOCTL 0x00220004) taken in EvtIoDeviceControl from queue 'q'` — printed
+//! as `DRIVER_POWER_STATE_FAILURE (0x9F): PowerStateFailure: …`. In Record mode the transition
+//! then goes on as if the wait had ended.
+//!
+//! Such a wait never hangs a test: while a thread waits under the watchdog, the clock of a
+//! [`ClockMode::Manual`](crate::exec::ClockMode::Manual) machine advances by itself whenever
+//! every bound thread is blocked (as [`ClockMode::AutoAdvance`](crate::exec::ClockMode) always
+//! does) — the machine could not go on otherwise — so timers the driver relies on still fire in
+//! order, and a stuck wait reaches the bound after microseconds of real time.
+//!
+//! [B9F]: https://learn.microsoft.com/en-us/windows-hardware/drivers/debugger/bug-check-0x9f--driver-power-state-failure
 
 use core::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::exec::clock::{duration_to_ticks, ticks_to_duration};
 
 use crate::exec::context::{self, DriverScope};
 use crate::trace::{Trace, TraceKind};
@@ -56,6 +83,13 @@ pub enum Rule {
     PoolLeak,
     /// WdfTimerStop(Wait = TRUE) from the timer's own EvtTimerFunc (a deadlock on real hardware).
     TimerStopWaitInOwnCallback,
+    /// The driver dropped its last handle to a request it owns without completing, forwarding,
+    /// sending or requeuing it (and without a cancel routine that could): the request can never
+    /// complete.
+    RequestDroppedWithoutCompletion,
+    /// A PnP/power transition waited longer than the power watchdog for the driver (bug check
+    /// 0x9F, `DRIVER_POWER_STATE_FAILURE`; see the [module docs](self)).
+    PowerStateFailure,
 }
 
 impl Rule {
@@ -75,6 +109,17 @@ impl Rule {
             Rule::DeletedObjectUsed => "DeletedObjectUsed",
             Rule::PoolLeak => "PoolLeak",
             Rule::TimerStopWaitInOwnCallback => "TimerStopWaitInOwnCallback",
+            Rule::RequestDroppedWithoutCompletion => "RequestDroppedWithoutCompletion",
+            Rule::PowerStateFailure => "PowerStateFailure",
+        }
+    }
+
+    /// The bug check a violation of the rule reads like: `DRIVER_POWER_STATE_FAILURE (0x9F)` for
+    /// [`Rule::PowerStateFailure`], else `DRIVER_VERIFIER_DETECTED_VIOLATION`.
+    pub fn bug_check(self) -> &'static str {
+        match self {
+            Rule::PowerStateFailure => "DRIVER_POWER_STATE_FAILURE (0x9F)",
+            _ => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         }
     }
 }
@@ -102,8 +147,12 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "DRIVER_VERIFIER_DETECTED_VIOLATION: {}: driver '{}', object '{}': {}",
-            self.rule, self.driver, self.object, self.message
+            "{}: {}: driver '{}', object '{}': {}",
+            self.rule.bug_check(),
+            self.rule,
+            self.driver,
+            self.object,
+            self.message
         )
     }
 }
@@ -124,10 +173,16 @@ pub struct Verifier {
     panic_mode: AtomicBool,
     violations: Mutex<Vec<Violation>>,
     trace: Arc<Trace>,
+    /// The power watchdog in ticks of virtual time; 0 = off.
+    power_watchdog: AtomicU64,
 }
 
 /// The driver name used when the thread runs no driver code.
 pub const NO_DRIVER: &str = "<no driver>";
+
+/// The default [power watchdog](self#the-power-watchdog-bug-check-0x9f): ten minutes of virtual
+/// time.
+pub const DEFAULT_POWER_WATCHDOG: Duration = Duration::from_mins(10);
 
 impl Verifier {
     pub(crate) fn new(mode: VerifierMode, trace: Arc<Trace>) -> Self {
@@ -135,6 +190,31 @@ impl Verifier {
             panic_mode: AtomicBool::new(mode == VerifierMode::Panic),
             violations: Mutex::new(Vec::new()),
             trace,
+            power_watchdog: AtomicU64::new(duration_to_ticks(DEFAULT_POWER_WATCHDOG)),
+        }
+    }
+
+    /// How much virtual time a PnP/power transition may wait for a driver before it is a
+    /// [`Rule::PowerStateFailure`] (see the [module docs](self#the-power-watchdog-bug-check-0x9f));
+    /// `None` when the watchdog is off.
+    pub fn power_watchdog(&self) -> Option<Duration> {
+        match self.power_watchdog.load(Ordering::Relaxed) {
+            0 => None,
+            ticks => Some(ticks_to_duration(ticks)),
+        }
+    }
+
+    /// Sets the power watchdog (`None` turns it off: transitions wait forever, as before). Waits
+    /// already under way keep the bound they started with.
+    pub fn set_power_watchdog(&self, bound: Option<Duration>) {
+        let ticks = bound.map_or(0, |d| duration_to_ticks(d).max(1));
+        self.power_watchdog.store(ticks, Ordering::Relaxed);
+    }
+
+    pub(crate) fn power_watchdog_ticks(&self) -> Option<u64> {
+        match self.power_watchdog.load(Ordering::Relaxed) {
+            0 => None,
+            ticks => Some(ticks),
         }
     }
 
@@ -167,7 +247,9 @@ impl Verifier {
     ///
     /// # Panics
     ///
-    /// In Panic mode, always (that is the bug check), after recording.
+    /// In Panic mode (that is the bug check), after recording — unless the thread is already
+    /// unwinding from a panic (a violation found by a destructor then): a second panic would
+    /// abort the process, so the violation is only recorded.
     pub fn report_for(&self, rule: Rule, driver: &str, object: &str, message: &str) {
         let v = Violation {
             rule,
@@ -186,7 +268,7 @@ impl Verifier {
             clippy::manual_assert,
             reason = "a bug check is a deliberate panic, not an assertion"
         )]
-        if self.mode() == VerifierMode::Panic {
+        if self.mode() == VerifierMode::Panic && !std::thread::panicking() {
             panic!("{text}");
         }
     }

@@ -409,7 +409,7 @@ fn io_surprise_removal_with_io_in_flight_completes_everything() {
     // One request parked by the function driver (forwarded through the filter), one held by a
     // slow lower driver, one undelivered in a stopped queue.
     let parked = h.device_io_control_overlapped(IOCTL_PARK, &[], 0).unwrap();
-    io::inject_fault(&fdo, IoFaultSpec::delay(Duration::from_secs(60)).times(1));
+    io::inject_fault(&fdo, IoFaultSpec::delay(Duration::from_mins(1)).times(1));
     let delayed = h.device_io_control_overlapped(IOCTL_ECHO, b"d", 1).unwrap();
     fdo.default_queue().unwrap().stop();
     let queued = h.device_io_control_overlapped(IOCTL_ECHO, b"q", 1).unwrap();

@@ -247,7 +247,7 @@ fn no_idle_while_the_system_sleeps_and_none_after_removal() {
     let alive: Weak<Marker> = Arc::downgrade(&m.extension(|| Marker));
     h.device_io_control(IOCTL_ECHO, &[], 0).unwrap();
     node.remove().unwrap();
-    m.advance(Duration::from_secs(60));
+    m.advance(Duration::from_mins(1));
     assert!(!node.is_idle());
     assert!(live_objects(&m).is_empty(), "{:?}", live_objects(&m));
     assert!(m.verifier().violations().is_empty());

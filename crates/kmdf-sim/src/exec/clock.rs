@@ -6,7 +6,10 @@
 //!
 //! * [`ClockMode::Manual`] — time moves only when a test calls [`Machine::advance`]. `advance(d)`
 //!   first settles the machine, then fires every deadline up to `now + d` in time order (timer
-//!   expiries and timed-out waits), settling after each, and ends exactly at `now + d`.
+//!   expiries and timed-out waits), settling after each, and ends exactly at `now + d`. One
+//!   exception: while a PnP/power transition waits for a driver under the verifier's power
+//!   watchdog, the clock advances as in AutoAdvance — then every bound thread is blocked and
+//!   nothing else could end the wait (see [`crate::verifier`], "The power watchdog").
 //! * [`ClockMode::AutoAdvance`] — like Manual, and in addition, when every thread bound to the
 //!   machine (entered test threads and system threads) is blocked in a simulator wait, the DPC and
 //!   work queues are empty and something has a deadline, time jumps to the earliest deadline (the

@@ -78,6 +78,9 @@ pub(crate) struct SchedState {
     /// Number of live [`QueuesPaused`](crate::QueuesPaused) guards: while non-zero, the DPC and
     /// worker threads take nothing from their queues.
     pub(crate) paused: u32,
+    /// Threads blocked in [`Sched::block_under_watchdog`]: while non-zero, a Manual clock
+    /// auto-advances like AutoAdvance (see [`Sched::maybe_auto_advance`]).
+    watchdog_waiters: u32,
     pub(crate) shutdown: bool,
     pub(crate) crash: Option<String>,
 }
@@ -107,7 +110,7 @@ impl SchedState {
 pub(crate) struct ShutdownUnwind;
 
 /// How long `settle` waits in real time for threads that never block before it reports them.
-const SETTLE_WATCHDOG: Duration = Duration::from_secs(60);
+const SETTLE_WATCHDOG: Duration = Duration::from_mins(1);
 
 pub(crate) struct Sched {
     core_id: u64,
@@ -131,6 +134,7 @@ impl Sched {
                 generation: 0,
                 holds: 0,
                 paused: 0,
+                watchdog_waiters: 0,
                 shutdown: false,
                 crash: None,
             }),
@@ -254,6 +258,34 @@ impl Sched {
         }
     }
 
+    /// [`block_until`](Self::block_until) with a deadline `bound` ticks from now, as a wait under
+    /// the power watchdog (crate::verifier, "The power watchdog"): while it lasts, a Manual clock
+    /// advances by itself whenever the machine is otherwise quiescent — every bound thread blocked
+    /// and nothing queued, so nothing but the clock could ever end the wait. Returns the guard
+    /// and whether `cond` was satisfied (false: the bound passed).
+    pub(crate) fn block_under_watchdog<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, SchedState>,
+        bound: u64,
+        cond: &mut dyn FnMut(&mut SchedState) -> bool,
+    ) -> (MutexGuard<'a, SchedState>, bool) {
+        /// Keeps the count right if the wait unwinds (a system thread at shutdown).
+        struct Count<'s>(&'s Sched);
+        impl Drop for Count<'_> {
+            fn drop(&mut self) {
+                let mut st = self.0.lock();
+                st.watchdog_waiters = st.watchdog_waiters.saturating_sub(1);
+            }
+        }
+        st.watchdog_waiters += 1;
+        let deadline = self.clock.now().saturating_add(bound);
+        let count = Count(self);
+        let (st, satisfied) = self.block_until(st, Some(deadline), cond);
+        drop(st);
+        drop(count);
+        (self.lock(), satisfied)
+    }
+
     /// The earliest pending deadline: a timer expiry or a timed wait of a blocked thread.
     fn earliest_deadline(st: &SchedState) -> Option<u64> {
         let timer = st.timers.keys().next().map(|k| k.0);
@@ -299,9 +331,15 @@ impl Sched {
     }
 
     /// AutoAdvance: if the machine is idle and a client or system thread waits, jump to the
-    /// earliest deadline.
+    /// earliest deadline. A Manual clock does the same while a thread waits under the power
+    /// watchdog ([`block_under_watchdog`](Self::block_under_watchdog)).
     pub(crate) fn maybe_auto_advance(&self, st: &mut SchedState) {
-        if self.clock.mode() != ClockMode::AutoAdvance
+        let auto = match self.clock.mode() {
+            ClockMode::AutoAdvance => true,
+            ClockMode::Manual => st.watchdog_waiters > 0,
+            ClockMode::RealTime => false,
+        };
+        if !auto
             || st.holds > 0
             || st.shutdown
             || st.crash.is_some()

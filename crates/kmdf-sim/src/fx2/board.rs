@@ -818,7 +818,7 @@ impl Fx2Board {
                     Some(remaining) if !remaining.is_zero() => remaining,
                     _ => return Ok(None),
                 },
-                None => Duration::from_secs(3600), // "forever": wait in long slices
+                None => Duration::from_hours(1), // "forever": wait in long slices
             };
             state = self
                 .shared

@@ -317,6 +317,7 @@ pub(crate) fn dispatch(device: &Device, core: &Arc<ReqCore>, kind: RequestType) 
                     return;
                 }
                 request::give_to_driver(core);
+                request::set_taken(core, format!("EvtDeviceFileCreate of {}", device.name()));
                 let h = handle(core);
                 invoke_callback(&driver, device.name(), "EvtDeviceFileCreate", || {
                     f(device, h, &file);

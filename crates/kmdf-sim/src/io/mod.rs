@@ -55,7 +55,13 @@
 //! * Leaving D0 for removal (`EvtIoStop` with [`StopAction::Purge`](crate::pnp::StopAction)):
 //!   power-managed queues stop, undelivered requests are completed with `STATUS_CANCELLED`, new
 //!   arrivals are completed with `STATUS_INVALID_DEVICE_STATE` (the `WdfIoQueuePurge` rule, [D26]),
-//!   and the framework waits until each delivered request is completed or stop-acknowledged.
+//!   and the framework waits until each delivered request is completed or stop-acknowledged —
+//!   at most the verifier's power watchdog of virtual time (default ten minutes): then the wait
+//!   is a [`Rule::PowerStateFailure`] (reads like bug check 0x9F) naming the requests it waits
+//!   for and where the driver took them, and the removal goes on (see [`crate::verifier`]).
+//! * A driver that drops its last handle to a request it owns, without completing, forwarding or
+//!   requeuing it, is told at the drop ([`Rule::RequestDroppedWithoutCompletion`]); the request
+//!   stays outstanding, as in the kernel.
 //! * When the device is torn down (after `EvtDeviceSelfManagedIoFlush`/`Cleanup` — so a driver can
 //!   still complete parked requests there, as the FX2 sample does with `STATUS_DEVICE_REMOVED`):
 //!   every queue is purged the same way, the local I/O target is closed (its queued requests
@@ -96,6 +102,8 @@
 //! [`DevicePowerHook`]: crate::device::DevicePowerHook
 //! [`Rule::RequestCompletedTwice`]: crate::verifier::Rule::RequestCompletedTwice
 //! [`Rule::RequestPendingAtTeardown`]: crate::verifier::Rule::RequestPendingAtTeardown
+//! [`Rule::PowerStateFailure`]: crate::verifier::Rule::PowerStateFailure
+//! [`Rule::RequestDroppedWithoutCompletion`]: crate::verifier::Rule::RequestDroppedWithoutCompletion
 
 pub mod app;
 pub mod file;
@@ -403,13 +411,13 @@ impl Device {
                 if !queue::accepts(&q) {
                     return Err((request, Status::WDF_BUSY));
                 }
-                drop(request);
+                request.release();
                 lock(&core.st).requeued = true;
                 queue::enqueue(&q, &core, true);
                 Ok(())
             }
             None if self.is_filter() => {
-                drop(request);
+                request.release();
                 forward_down(self, &core);
                 Ok(())
             }
@@ -478,6 +486,7 @@ fn dispatch_inner(device: &Device, core: &Arc<ReqCore>) {
         _ => {
             if let Some(f) = in_caller_context(device) {
                 request::give_to_driver(core);
+                request::set_taken(core, format!("EvtIoInCallerContext of {}", device.name()));
                 let h = request::handle(core);
                 invoke_callback(
                     device.driver().name(),

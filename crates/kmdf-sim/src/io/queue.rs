@@ -475,8 +475,12 @@ impl Queue {
         }
     }
 
-    fn retrieve(&self, pick: impl Fn(&Arc<ReqCore>) -> bool) -> Result<Request, Status> {
-        if !require_max_irql(Irql::Dispatch, "WdfIoQueueRetrieveNextRequest") {
+    fn retrieve(
+        &self,
+        routine: &str,
+        pick: impl Fn(&Arc<ReqCore>) -> bool,
+    ) -> Result<Request, Status> {
+        if !require_max_irql(Irql::Dispatch, routine) {
             return Err(Status::INVALID_DEVICE_STATE);
         }
         let core = {
@@ -499,6 +503,7 @@ impl Queue {
             }
         }
         core.trace(&format!("retrieved from {}", self.name()));
+        request::set_taken(&core, format!("{routine} from queue '{}'", self.name()));
         Ok(handle(&core))
     }
 
@@ -507,14 +512,16 @@ impl Queue {
     /// Errors: `STATUS_NO_MORE_ENTRIES` if the queue is empty; `STATUS_INVALID_DEVICE_STATE` for
     /// a power-managed queue while the device is out of D0.
     pub fn retrieve_next_request(&self) -> Result<Request, Status> {
-        self.retrieve(|_| true)
+        self.retrieve("WdfIoQueueRetrieveNextRequest", |_| true)
     }
 
     /// `WdfIoQueueRetrieveRequestByFileObject`: the oldest queued request of `file`.
     ///
     /// Errors: as [`retrieve_next_request`](Self::retrieve_next_request).
     pub fn retrieve_request_by_file_object(&self, file: &FileObject) -> Result<Request, Status> {
-        self.retrieve(|c| c.file().as_ref() == Some(file))
+        self.retrieve("WdfIoQueueRetrieveRequestByFileObject", |c| {
+            c.file().as_ref() == Some(file)
+        })
     }
 
     /// `WdfIoQueueFindRequest` (≤ `DISPATCH_LEVEL`, manual queues only): finds the next queued
@@ -575,7 +582,9 @@ impl Queue {
             return Err(Status::INVALID_DEVICE_STATE);
         }
         let target = Arc::clone(&found.core);
-        match self.retrieve(|c| Arc::ptr_eq(c, &target)) {
+        match self.retrieve("WdfIoQueueRetrieveFoundRequest", |c| {
+            Arc::ptr_eq(c, &target)
+        }) {
             Err(s) if s == Status::NO_MORE_ENTRIES => Err(Status::NOT_FOUND),
             r => r,
         }
@@ -711,6 +720,11 @@ impl Queue {
         );
     }
 
+    /// A synchronous queue routine's wait, under the power watchdog (crate::verifier): these
+    /// run in PnP/power callbacks (`EvtDeviceSelfManagedIoFlush`, `EvtDeviceD0Exit`, …), where a
+    /// wait that never ends is bug check 0x9F; elsewhere it would hang the calling thread. Either
+    /// way it is reported, naming the requests still waited for; in Record mode the routine then
+    /// returns.
     fn wait_for(&self, cond: impl Fn(&QueueSt) -> bool, routine: &str) {
         if !require_max_irql(Irql::Passive, routine) {
             return;
@@ -719,7 +733,22 @@ impl Queue {
             return;
         };
         let q = Arc::clone(&self.0);
-        let _ = m.wait_until(routine, self.name(), None, || cond(&lock(&q.st)));
+        if !m.wait_under_watchdog(routine, self.name(), || cond(&lock(&q.st))) {
+            let waiting: Vec<_> = {
+                let st = lock(&q.st);
+                st.in_flight
+                    .iter()
+                    .chain(st.pending.iter())
+                    .cloned()
+                    .collect()
+            };
+            report_stuck(
+                &m,
+                &q,
+                &format!("{routine} on queue '{}'", self.name()),
+                &waiting,
+            );
+        }
     }
 
     fn trace(&self, text: &str) {
@@ -793,7 +822,7 @@ fn deliver(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
     let queue = Queue(Arc::clone(q));
     let driver = q.object.driver_name().to_owned();
     let name = q.object.name().to_owned();
-    let h = handle(core);
+    let taken = |label: &str| request::set_taken(core, format!("{label} from queue '{name}'"));
     let cfg = &q.config;
     match params.kind {
         RequestType::Read | RequestType::Write => {
@@ -808,6 +837,8 @@ fn deliver(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
                 params.input_length
             };
             if let Some(f) = f {
+                taken(label);
+                let h = handle(core);
                 invoke_callback(&driver, &name, label, || f(&queue, h, len));
                 return;
             }
@@ -822,6 +853,8 @@ fn deliver(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
                 )
             };
             if let Some(f) = f {
+                taken(label);
+                let h = handle(core);
                 invoke_callback(&driver, &name, label, || {
                     f(
                         &queue,
@@ -837,10 +870,11 @@ fn deliver(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
         RequestType::Create | RequestType::Cleanup | RequestType::Close => {}
     }
     if let Some(f) = &cfg.default {
+        taken("EvtIoDefault");
+        let h = handle(core);
         invoke_callback(&driver, &name, "EvtIoDefault", || f(&queue, h));
         return;
     }
-    drop(h);
     request::complete_layer(core, Status::INVALID_DEVICE_REQUEST, 0);
 }
 
@@ -972,6 +1006,10 @@ pub(crate) fn canceled_on_queue(q: &Arc<QueueCore>, core: &Arc<ReqCore>) {
         }
         lock(&q.st).in_flight.push(Arc::clone(core));
         let queue = Queue(Arc::clone(q));
+        request::set_taken(
+            core,
+            format!("EvtIoCanceledOnQueue from queue '{}'", q.object.name()),
+        );
         let h = handle(core);
         invoke_callback(
             q.object.driver_name(),
@@ -1090,12 +1128,64 @@ pub(crate) fn power_stopping(device: &Device, action: StopAction) {
         }
         if let Some(m) = q.machine.machine() {
             let qq = Arc::clone(&q);
-            let _ = m.wait_until("EvtIoStop", q.object.name(), None, || {
+            let stopped = m.wait_under_watchdog("EvtIoStop", q.object.name(), || {
                 let st = lock(&qq.st);
                 st.in_flight.iter().all(|c| st.acked.contains(&c.id))
             });
+            if !stopped {
+                let waiting: Vec<_> = {
+                    let st = lock(&q.st);
+                    st.in_flight
+                        .iter()
+                        .filter(|c| !st.acked.contains(&c.id))
+                        .cloned()
+                        .collect()
+                };
+                let transition = match action {
+                    StopAction::Purge => "device removal",
+                    StopAction::Suspend => "power-down",
+                };
+                report_stuck(
+                    &m,
+                    &q,
+                    &format!(
+                        "the {transition} of {}: queue '{}' stop (EvtIoStop({action:?}))",
+                        device.name(),
+                        q.object.name()
+                    ),
+                    &waiting,
+                );
+            }
         }
     }
+}
+
+/// Reports a framework wait that reached the power watchdog: `what` is still waiting for
+/// `waiting` (see crate::verifier, "The power watchdog").
+fn report_stuck(m: &crate::Machine, q: &QueueCore, what: &str, waiting: &[Arc<ReqCore>]) {
+    let bound = m
+        .verifier()
+        .power_watchdog()
+        .map_or_else(|| "the watchdog".to_owned(), |d| format!("{d:?}"));
+    let list = if waiting.is_empty() {
+        "nothing any more (it ended as the watchdog fired)".to_owned()
+    } else {
+        waiting
+            .iter()
+            .map(|c| request::describe(c))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    m.verifier().report_for(
+        crate::verifier::Rule::PowerStateFailure,
+        q.object.driver_name(),
+        q.object.name(),
+        &format!(
+            "{what} did not finish within {bound} of virtual time: waiting for {list}, neither \
+             completed nor stop-acknowledged (a device object has been blocking an IRP for too \
+             long: bug check 0x9F, parameter 1 = 0x3)"
+        ),
+    );
 }
 
 /// Removal: purge the queue (undelivered → `STATUS_CANCELLED`, late arrivals → invalid state).

@@ -12,6 +12,14 @@
 //! [`Rule::DeletedObjectUsed`] ("after completion the
 //! handle is invalid", [D27]).
 //!
+//! Dropping the last handle of the layer that owns the request while it still owns it — not
+//! completed, forwarded, sent or requeued, and not cancelable (a cancelable request comes back
+//! through its cancel routine) — is a [`Rule::RequestDroppedWithoutCompletion`]
+//! violation naming the request (id, `IRP_MJ_…`, IOCTL code) and where the driver took it (the
+//! callback and queue, e.g. `taken in EvtIoDeviceControl from queue 'WDFQUEUE #7'`). A second
+//! handle the framework gave the driver (`EvtIoStop`, `EvtIoResume`, a cancel routine) may be
+//! dropped freely while the first one is kept.
+//!
 //! # Buffers
 //!
 //! Buffered I/O: reads have an output buffer, writes an input buffer, IOCTLs both
@@ -57,6 +65,7 @@
 //! [W15]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/canceling-i-o-requests
 //! [`Rule::RequestCompletedTwice`]: crate::verifier::Rule::RequestCompletedTwice
 //! [`Rule::DeletedObjectUsed`]: crate::verifier::Rule::DeletedObjectUsed
+//! [`Rule::RequestDroppedWithoutCompletion`]: crate::verifier::Rule::RequestDroppedWithoutCompletion
 
 use core::fmt;
 use std::sync::{Arc, Mutex, Weak};
@@ -183,6 +192,14 @@ pub(crate) struct Layer {
     routine: Option<CompletionFn>,
     forget: bool,
     timer: Option<Timer>,
+    /// Where this layer's driver last got the request (the callback, and the queue it came
+    /// from), for the verifier's reports.
+    taken: Option<String>,
+    /// Live handles issued at this layer's depth (see [`Request`]'s `Drop`).
+    handles: usize,
+    /// Identifies this visit (a layer popped at completion and pushed again by a re-send is a
+    /// new visit: handles of the old one do not count for it).
+    visit: u64,
 }
 
 pub(crate) enum Origin {
@@ -272,9 +289,18 @@ impl ReqCore {
 }
 
 /// A request handle (`WDFREQUEST`). See the [module docs](self).
+///
+/// Dropping the last handle a driver holds on a request it still owns — neither completed,
+/// forwarded, sent nor requeued, and not marked cancelable — is a
+/// [`Rule::RequestDroppedWithoutCompletion`] violation: the
+/// request can then never complete, and the removal of its device would wait for it forever.
 pub struct Request {
     pub(crate) core: Arc<ReqCore>,
     depth: usize,
+    /// The visit of the layer at `depth` this handle was issued for (0 at depth 0).
+    visit: u64,
+    /// Given back to the framework ([`Request::release`]): the drop checks nothing.
+    released: bool,
 }
 
 impl fmt::Debug for Request {
@@ -286,23 +312,84 @@ impl fmt::Debug for Request {
     }
 }
 
-/// A fresh handle at the request's current depth.
-pub(crate) fn handle(core: &Arc<ReqCore>) -> Request {
-    let depth = lock(&core.st).layers.len();
+/// A handle at `depth`, counted in that layer's live handles (caller holds the state lock).
+fn issue(core: &Arc<ReqCore>, st: &mut ReqSt, depth: usize) -> Request {
+    let mut visit = 0;
+    if let Some(l) = depth.checked_sub(1).and_then(|i| st.layers.get_mut(i)) {
+        l.handles += 1;
+        visit = l.visit;
+    }
     Request {
         core: Arc::clone(core),
         depth,
+        visit,
+        released: false,
     }
+}
+
+/// A fresh handle at the request's current depth.
+pub(crate) fn handle(core: &Arc<ReqCore>) -> Request {
+    let mut st = lock(&core.st);
+    let depth = st.layers.len();
+    issue(core, &mut st, depth)
 }
 
 /// A handle at the depth of `device`'s layer (for `EvtIoStop` on a request sent further down).
 pub(crate) fn handle_at(core: &Arc<ReqCore>, device: &Device) -> Option<Request> {
-    let st = lock(&core.st);
+    let mut st = lock(&core.st);
     let pos = st.layers.iter().rposition(|l| l.device == *device)?;
-    Some(Request {
-        core: Arc::clone(core),
-        depth: pos + 1,
-    })
+    Some(issue(core, &mut st, pos + 1))
+}
+
+/// Records where the deepest layer's driver got the request (`EvtIoRead from queue 'q'`, …).
+pub(crate) fn set_taken(core: &Arc<ReqCore>, taken: String) {
+    if let Some(l) = lock(&core.st).layers.last_mut() {
+        l.taken = Some(taken);
+    }
+}
+
+/// `IRP_MJ_…` of a request type.
+fn major_function(kind: RequestType) -> &'static str {
+    match kind {
+        RequestType::Create => "IRP_MJ_CREATE",
+        RequestType::Cleanup => "IRP_MJ_CLEANUP",
+        RequestType::Close => "IRP_MJ_CLOSE",
+        RequestType::Read => "IRP_MJ_READ",
+        RequestType::Write => "IRP_MJ_WRITE",
+        RequestType::DeviceControl => "IRP_MJ_DEVICE_CONTROL",
+        RequestType::InternalDeviceControl => "IRP_MJ_INTERNAL_DEVICE_CONTROL",
+    }
+}
+
+/// `WDFREQUEST #12 (IRP_MJ_DEVICE_CONTROL, IOCTL 0x00220004) taken in EvtIoDeviceControl from
+/// queue 'q'`: the request, its major function (and control code) and where the driver of the
+/// deepest layer got it — for the verifier's reports.
+pub(crate) fn describe(core: &ReqCore) -> String {
+    let st = lock(&core.st);
+    describe_st(core, &st, st.layers.len())
+}
+
+fn describe_st(req: &ReqCore, st: &ReqSt, depth: usize) -> String {
+    let ioctl = if matches!(
+        st.params.kind,
+        RequestType::DeviceControl | RequestType::InternalDeviceControl
+    ) {
+        format!(", IOCTL {:#010x}", st.params.ioctl_code)
+    } else {
+        String::new()
+    };
+    let place = match depth.checked_sub(1).and_then(|i| st.layers.get(i)) {
+        Some(Layer {
+            taken: Some(taken), ..
+        }) => format!(" taken in {taken}"),
+        Some(l) => format!(" owned by {}", l.device.name()),
+        None => String::new(),
+    };
+    format!(
+        "{} ({}{ioctl}){place}",
+        req.name(),
+        major_function(st.params.kind)
+    )
 }
 
 /// True while a cancel routine is set.
@@ -336,21 +423,27 @@ pub(crate) fn push_layer(core: &Arc<ReqCore>, device: &Device) {
         routine: None,
         forget: false,
         timer: None,
+        taken: None,
+        handles: 0,
+        visit: crate::exec::context::new_uid(),
     });
     st.loc = Loc::Framework;
 }
 
 /// The deepest layer completes the request (driver or framework on its behalf).
 pub(crate) fn complete_layer(core: &Arc<ReqCore>, status: Status, information: usize) {
-    let (layer, device) = {
+    let (layer, device, cancel_routine) = {
         let mut st = lock(&core.st);
         st.status = status;
         st.information = information;
-        st.cancel_routine = None;
+        // Dropped outside the lock, as every driver closure: it may own a handle of this very
+        // request, whose drop takes the lock.
+        let cancel_routine = st.cancel_routine.take();
         let l = st.layers.pop();
         let d = l.as_ref().map(|l| l.device.name().to_owned());
-        (l, d)
+        (l, d, cancel_routine)
     };
+    drop(cancel_routine);
     if let Some(d) = device {
         trace(
             &core.machine,
@@ -400,12 +493,12 @@ fn propagate_inner(core: &Arc<ReqCore>) {
                     status: st.status,
                     information: st.information,
                 };
+                if let Some(l) = st.layers.last_mut() {
+                    l.taken = Some(format!("the CompletionRoutine of {driver}"));
+                }
+                let handle = issue(core, &mut st, depth);
                 drop(st);
                 drop(timer);
-                let handle = Request {
-                    core: Arc::clone(core),
-                    depth,
-                };
                 invoke_callback(&driver, &core.name(), "CompletionRoutine", || {
                     r(handle, params);
                 });
@@ -453,6 +546,8 @@ fn propagate_inner(core: &Arc<ReqCore>) {
                 let handle = Request {
                     core: Arc::clone(core),
                     depth: 0,
+                    visit: 0,
+                    released: false,
                 };
                 invoke_callback(&driver, &core.name(), "CompletionRoutine", || {
                     r(handle, params);
@@ -576,7 +671,65 @@ fn report(core: &ReqCore, rule: Rule, text: &str) {
     }
 }
 
+impl Drop for Request {
+    /// The driver lets go of a handle. If it was the last handle of the layer that owns the
+    /// request, and the request is still owned there, nobody can complete it any more: a
+    /// [`Rule::RequestDroppedWithoutCompletion`] violation. In Record mode the request stays
+    /// outstanding, as in the kernel (removal then waits for it until the power watchdog, see
+    /// [`Verifier::power_watchdog`](crate::verifier::Verifier::power_watchdog), and teardown
+    /// completes it with `STATUS_CANCELLED`).
+    fn drop(&mut self) {
+        let (text, driver) = {
+            let mut guard = lock(&self.core.st);
+            let st = &mut *guard;
+            let Some(layer) = self
+                .depth
+                .checked_sub(1)
+                .and_then(|i| st.layers.get_mut(i))
+                .filter(|l| l.visit == self.visit)
+            else {
+                return;
+            };
+            layer.handles = layer.handles.saturating_sub(1);
+            // A cancelable request is not lost: its cancel routine gets a handle and completes
+            // it (a driver may keep a parked request only through its cancel routine).
+            if self.released || layer.handles > 0 || st.cancel_routine.is_some() || !self.owns(st) {
+                return;
+            }
+            let driver = st.layers[self.depth - 1].device.driver().name().to_owned();
+            (describe_st(&self.core, st, self.depth), driver)
+        };
+        let Some(core) = self.core.machine.core() else {
+            return;
+        };
+        if core.sched.lock().shutdown {
+            return; // the machine is going away: its drivers' state is dropped wholesale
+        }
+        self.core
+            .trace("the driver dropped its last handle without completing the request");
+        core.verifier.report_for(
+            Rule::RequestDroppedWithoutCompletion,
+            &driver,
+            &self.core.name(),
+            &format!(
+                "{text} was dropped without being completed, forwarded or requeued: the \
+                 driver holds no handle to it any more, so it never completes and the removal \
+                 of its device would wait for it forever (WdfRequestComplete, \
+                 WdfRequestForwardToIoQueue, WdfRequestRequeue or WdfRequestSend before \
+                 letting go)"
+            ),
+        );
+    }
+}
+
 impl Request {
+    /// The framework takes the request back from the driver (`WdfDeviceEnqueueRequest`,
+    /// forwarding to a queue): the handle goes away without the drop check.
+    pub(crate) fn release(mut self) -> Arc<ReqCore> {
+        self.released = true;
+        Arc::clone(&self.core)
+    }
+
     /// True if this handle's driver owns the request now.
     pub(crate) fn owns(&self, st: &ReqSt) -> bool {
         st.layers.len() == self.depth
@@ -754,9 +907,12 @@ impl Request {
     /// `STATUS_INVALID_DEVICE_REQUEST` if the request was not cancelable.
     pub fn unmark_cancelable(&self) -> Status {
         let mut st = lock(&self.core.st);
-        if st.cancel_routine.take().is_some() {
+        let routine = st.cancel_routine.take();
+        let cancelled = st.cancelled;
+        drop(st); // before the routine (see `complete_layer`)
+        if routine.is_some() {
             Status::SUCCESS
-        } else if st.cancelled {
+        } else if cancelled {
             Status::CANCELLED
         } else {
             Status::INVALID_DEVICE_REQUEST
@@ -787,11 +943,12 @@ impl Request {
         };
         if requeue {
             let mut st = lock(&self.core.st);
-            st.cancel_routine = None;
+            let routine = st.cancel_routine.take();
             if let Some(l) = st.layers.last_mut() {
                 l.queue = None;
             }
             drop(st);
+            drop(routine);
             queue::requeue_front(&q, &self.core);
         } else {
             queue::ack_no_requeue(&q, &self.core);
@@ -821,10 +978,11 @@ impl Request {
             st.requeued = true;
             st.layers.last_mut().and_then(|l| l.queue.take())
         };
+        let core = self.release();
         if let Some(q) = old {
-            queue::request_left(&q, &self.core);
+            queue::request_left(&q, &core);
         }
-        queue::enqueue(&queue.0, &self.core, true);
+        queue::enqueue(&queue.0, &core, true);
         Ok(())
     }
 
@@ -844,7 +1002,8 @@ impl Request {
         let Some(q) = q else {
             return Err((self, Status::INVALID_DEVICE_REQUEST));
         };
-        queue::requeue_front(&q, &self.core);
+        let core = self.release();
+        queue::requeue_front(&q, &core);
         Ok(())
     }
 
@@ -860,7 +1019,8 @@ impl Request {
         &self,
         routine: impl FnOnce(Request, CompletionParams) + Send + 'static,
     ) {
-        lock(&self.core.st).next_routine = Some(Box::new(routine));
+        let old = lock(&self.core.st).next_routine.replace(Box::new(routine));
+        drop(old);
     }
 
     /// `WdfRequestSend` (asynchronous; ≤ `DISPATCH_LEVEL`). See the [module docs](self).
@@ -1070,7 +1230,12 @@ impl Request {
                 requeued: false,
             }),
         });
-        Ok(Request { core, depth: 0 })
+        Ok(Request {
+            core,
+            depth: 0,
+            visit: 0,
+            released: false,
+        })
     }
 
     fn format(
@@ -1153,8 +1318,9 @@ impl Request {
         st.status = status;
         st.information = 0;
         st.cancelled = false;
-        st.cancel_routine = None;
-        st.next_routine = None;
+        let routines = (st.cancel_routine.take(), st.next_routine.take());
+        drop(st);
+        drop(routines);
         Ok(())
     }
 
