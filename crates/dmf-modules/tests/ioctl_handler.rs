@@ -431,9 +431,27 @@ fn kernel_mode_only_answers_internal_ioctls_from_drivers() {
 /// The lower driver: completes every IOCTL with its code's low byte as the information and
 /// creates the interface; counts what reaches it.
 fn lower_driver(reached: Arc<AtomicUsize>) -> DriverConfig {
+    lower_driver_refusing_users(reached, false)
+}
+
+/// [`lower_driver`], refusing a non-administrator's create with `STATUS_ACCESS_DENIED` when
+/// `refuse_users` (the lower driver of the exclusive-hold tests).
+fn lower_driver_refusing_users(reached: Arc<AtomicUsize>, refuse_users: bool) -> DriverConfig {
     DriverConfig {
         device_add: Arc::new(move |_driver, init| {
             use dmf_core::platform::contract::device::PlatformDeviceInit;
+            if refuse_users {
+                init.set_file_object_config(FileObjectConfig {
+                    create: Some(Arc::new(|_d: &Device, request: Request, file| {
+                        request.complete(if file.is_administrator() {
+                            NtStatus::SUCCESS
+                        } else {
+                            NtStatus::ACCESS_DENIED
+                        });
+                    })),
+                    ..FileObjectConfig::default()
+                });
+            }
             let device = init.create_device()?;
             let mut queue = QueueConfig::new_default(QueueDispatch::Parallel);
             let r = Arc::clone(&reached);
@@ -1139,37 +1157,6 @@ fn ioctl_handler_access_denied_before_buffer_too_small() {
     assert_clean(&machine);
 }
 
-/// A lower driver that refuses non-administrators' creates (and otherwise behaves as
-/// [`lower_driver`]).
-fn administrators_only_lower_driver(reached: Arc<AtomicUsize>) -> DriverConfig {
-    DriverConfig {
-        device_add: Arc::new(move |_driver, init| {
-            use dmf_core::platform::contract::device::PlatformDeviceInit;
-            init.set_file_object_config(FileObjectConfig {
-                create: Some(Arc::new(|_d: &Device, request: Request, file| {
-                    request.complete(if file.is_administrator() {
-                        NtStatus::SUCCESS
-                    } else {
-                        NtStatus::ACCESS_DENIED
-                    });
-                })),
-                ..FileObjectConfig::default()
-            });
-            let device = init.create_device()?;
-            let mut queue = QueueConfig::new_default(QueueDispatch::Parallel);
-            let r = Arc::clone(&reached);
-            queue.device_control = Some(Arc::new(move |_q, req: Request, _o, _i, code: u32| {
-                r.fetch_add(1, Ordering::SeqCst);
-                req.complete_with_information(NtStatus::SUCCESS, (code & 0xFF) as usize);
-            }));
-            device.create_queue(queue)?;
-            device.create_interface(GUID, None)?;
-            Ok(())
-        }),
-        unload: None,
-    }
-}
-
 /// D3: an exclusive IoctlHandler in a filter takes its hold when it accepts a create; when the
 /// lower driver then refuses the create (a non-administrator), the hold goes with it — the
 /// refused open does not lock administrators out. The hold still admits one handle at a time.
@@ -1181,7 +1168,7 @@ fn ioctl_handler_exclusive_hold_released_when_create_refused_below() {
     let reached = Arc::new(AtomicUsize::new(0));
     let node = filter_stack(
         &machine,
-        administrators_only_lower_driver(Arc::clone(&reached)),
+        lower_driver_refusing_users(Arc::clone(&reached), true),
         vec![IoctlHandlerConfig {
             exclusive: true,
             device_interface: None,

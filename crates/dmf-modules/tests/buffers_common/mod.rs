@@ -7,14 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmf_core::module::{
-    CollectionConfig, DynamicParent, DynamicParentRef, ModuleCollection, ModuleInit,
-};
 use dmf_core::platform::contract::{EventKind, PlatformEvent};
 use dmf_core::platform::Event;
-use dmf_core::platform::{simulator, Device};
 use kmdf_sim::exec::SystemThread;
-use kmdf_sim::pnp::DeviceNode;
 use kmdf_sim::Machine;
 
 /// SplitMix64: small, deterministic, good enough to pick actions.
@@ -103,36 +98,7 @@ pub fn assert_clean(machine: &Machine) {
     assert!(outstanding.is_empty(), "leaked pool: {outstanding:?}");
 }
 
-/// The parent of dynamic Modules whose timers or work items need a device (their
-/// `ParentObject`): a device of a minimal driver plugged in on the machine, and a collection of
-/// no Modules bound to it. `Module::with(config).create(&parent)` binds a Module to the device.
-pub struct DeviceParent {
-    pub node: DeviceNode,
-    pub device: Device,
-    pub collection: ModuleCollection,
-}
-
-impl DynamicParent for DeviceParent {
-    fn dynamic_parent(&self) -> DynamicParentRef {
-        self.collection.dynamic_parent()
-    }
-}
-
-/// A [`DeviceParent`] on `machine`.
-pub fn device_parent(machine: &Machine) -> DeviceParent {
-    let (node, device) =
-        simulator::plug_in_device(machine, "module-test").expect("the test device starts");
-    let collection = ModuleCollection::create(
-        ModuleInit::new(),
-        CollectionConfig {
-            device: Some(device.clone()),
-            ..CollectionConfig::default()
-        },
-    )
-    .expect("a collection on the test device");
-    DeviceParent {
-        node,
-        device,
-        collection,
-    }
-}
+#[path = "../device_parent/mod.rs"]
+mod device_parent;
+#[allow(unused_imports)] // not every test names the type
+pub use device_parent::{device_parent, DeviceParent};
