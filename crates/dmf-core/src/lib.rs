@@ -24,6 +24,11 @@ pub mod device;
 pub mod free_list;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod module;
+// The Module object's state word and Method rundown (no platform): public only to the loom models.
+#[cfg(dmf_loom)]
+pub mod module_gate;
+#[cfg(all(not(dmf_loom), any(feature = "sim", all(feature = "kmdf", windows))))]
+pub(crate) mod module_gate;
 pub mod platform;
 pub mod rundown;
 pub mod status;

@@ -11,12 +11,12 @@
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(dmf_loom)]
 pub(crate) use loom::sync::atomic::{
-    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
 #[cfg(not(dmf_loom))]
 pub(crate) use core::sync::atomic::{
-    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
 /// `core::cell::UnsafeCell` with loom's access API (`with_mut`), so the lock-free code reads the

@@ -18,7 +18,8 @@
 //! - "opened during" / "registered during" as enums ([`OpenedDuring`]), so a failing phase closes
 //!   exactly what it opened (§2.4 failure cleanup);
 //! - the rundown that gates Methods (invariant 4): `open` re-arms it, `close` waits on it. Its
-//!   event is created on the first wait that has to sleep (`lazy.rs`);
+//!   event is created on the first wait that has to sleep (`lazy.rs`). State word and rundown are
+//!   one [`MethodGate`] (`module_gate.rs`, no platform, so the loom models run it);
 //! - the static children (fixed at creation, so dispatch walks them without a lock), a weak parent
 //!   link, the device-wide shared data (filter flag, feature Modules), and, behind one spin lock,
 //!   the dynamic children, the DMF Interface bindings and the optional in-flight trace ring (MOD-30
@@ -52,47 +53,16 @@ use alloc::vec::Vec;
 use core::any::{Any, TypeId};
 use core::sync::atomic::{AtomicU8, Ordering};
 
+pub use crate::module_gate::ModuleState;
+
 use super::callbacks::CallbackTable;
 use super::descriptor::{CallbackSet, ModuleDescriptor};
 use super::interface::ErasedBinding;
-use super::lazy::{LazyRundown, OnceBox};
+use super::lazy::{LazyEvent, OnceBox};
 use super::Feature;
+use crate::module_gate::MethodGate;
 use crate::status::NtResult;
 use crate::sync::{LockKind, ModuleLock};
-
-/// The life-cycle state of a Module (MOD-03).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum ModuleState {
-    /// Created (DMF resources allocated), never opened.
-    Created = 1,
-    /// Open is running.
-    Opening = 2,
-    /// Open; Methods may be called.
-    Opened = 3,
-    /// Close has begun; new Method calls fail.
-    Closing = 4,
-    /// Closed; it may be opened again.
-    Closed = 5,
-    /// Destroy is running.
-    Destroying = 6,
-    /// Destroyed; nothing may be called.
-    Destroyed = 7,
-}
-
-impl ModuleState {
-    fn from_u8(v: u8) -> ModuleState {
-        match v {
-            1 => ModuleState::Created,
-            2 => ModuleState::Opening,
-            3 => ModuleState::Opened,
-            4 => ModuleState::Closing,
-            5 => ModuleState::Closed,
-            6 => ModuleState::Destroying,
-            _ => ModuleState::Destroyed,
-        }
-    }
-}
 
 /// When a Module was opened (or registered for notifications): C DMF's `ModuleOpenedDuring`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -175,7 +145,8 @@ pub struct ModuleObject {
     /// `cell`'s concrete type, read once at creation: `Scope::__cell` compares against it
     /// instead of calling `Any::type_id` through the vtable on every Method.
     pub(crate) cell_type: TypeId,
-    pub(crate) rundown: LazyRundown,
+    /// The state word and the rundown that gates Methods.
+    pub(crate) gate: MethodGate<LazyEvent>,
     pub(crate) children: Box<[Arc<ModuleObject>]>,
     pub(crate) parent: Weak<ModuleObject>,
     pub(crate) this: Weak<ModuleObject>,
@@ -183,7 +154,6 @@ pub struct ModuleObject {
     pub(crate) events: Option<Box<EventCallbacks>>,
     mutable: OnceBox<ModuleLock<Mutable>>,
     pub(crate) id: u32,
-    state: AtomicU8,
     opened_during: AtomicU8,
     registered_during: AtomicU8,
     pub(crate) flags: u8,
@@ -223,7 +193,7 @@ impl ModuleObject {
             callbacks,
             cell_type: (*cell).type_id(),
             cell,
-            rundown: LazyRundown::new_run_down(),
+            gate: MethodGate::new(),
             children: Box::new([]),
             parent,
             this,
@@ -231,7 +201,6 @@ impl ModuleObject {
             events,
             mutable: lazy,
             id,
-            state: AtomicU8::new(ModuleState::Created as u8),
             opened_during: AtomicU8::new(0),
             registered_during: AtomicU8::new(0),
             flags,
@@ -275,7 +244,7 @@ impl ModuleObject {
     /// The current state.
     #[inline]
     pub fn state(&self) -> ModuleState {
-        ModuleState::from_u8(self.state.load(Ordering::Acquire))
+        self.gate.state()
     }
 
     pub(crate) fn opened_during(&self) -> OpenedDuring {
@@ -347,22 +316,7 @@ impl ModuleObject {
 
     /// `DMF_Internal_Open` on this one Module (not its children).
     pub(crate) fn open(this: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
-        let previous = this.state.load(Ordering::Acquire);
-        if previous != ModuleState::Created as u8 && previous != ModuleState::Closed as u8 {
-            return Err(crate::NtStatus::INVALID_DEVICE_STATE);
-        }
-        if this
-            .state
-            .compare_exchange(
-                previous,
-                ModuleState::Opening as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
-            return Err(crate::NtStatus::INVALID_DEVICE_STATE);
-        }
+        let previous = this.gate.begin_open()?;
         let result = Self::event(this, |e| e.notification_open.as_ref()).and_then(|()| {
             if this.implements(CallbackSet::OPEN) {
                 this.callbacks.open(this)
@@ -372,15 +326,12 @@ impl ModuleObject {
         });
         if let Err(status) = result {
             this.trace("open failed", u64::from(status.to_bits()));
-            this.state.store(previous, Ordering::Release);
+            this.gate.cancel_open(previous);
             return Err(status);
         }
-        // INVARIANT: nobody waits on a Module that is not open, so re-arming cannot be refused.
-        let rearmed = this.rundown.reinitialize();
-        debug_assert!(rearmed.is_ok());
         this.opened_during.store(during as u8, Ordering::Release);
-        this.state
-            .store(ModuleState::Opened as u8, Ordering::Release);
+        // Re-arms the rundown, then Opened.
+        this.gate.finish_open();
         this.trace("open", during as u64);
         let _ = Self::event(this, |e| e.post_open.as_ref());
         Ok(())
@@ -388,26 +339,16 @@ impl ModuleObject {
 
     /// `DMF_Internal_Close` on this one Module; returns `false` if it was not open (close-once).
     pub(crate) fn close(this: &Arc<ModuleObject>) -> bool {
-        if this
-            .state
-            .compare_exchange(
-                ModuleState::Opened as u8,
-                ModuleState::Closing as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
+        if !this.gate.begin_close() {
             return false;
         }
         let _ = Self::event(this, |e| e.pre_close.as_ref());
-        this.rundown.wait_for_release();
+        this.gate.wait_for_methods();
         if this.implements(CallbackSet::CLOSE) {
             this.callbacks.close(this);
         }
         this.opened_during.store(0, Ordering::Release);
-        this.state
-            .store(ModuleState::Closed as u8, Ordering::Release);
+        this.gate.finish_close();
         this.trace("close", 0);
         let _ = Self::event(this, |e| e.notification_close.as_ref());
         true
@@ -466,32 +407,18 @@ impl ModuleObject {
         // Destroying a Module unbinds its interfaces (dmf-upstream §2.11); `close_tree` already did
         // unless a binding was made after it.
         super::interface::unbind_all(this);
-        let mut current = this.state.load(Ordering::Acquire);
-        loop {
-            if current != ModuleState::Created as u8 && current != ModuleState::Closed as u8 {
-                return;
-            }
-            match this.state.compare_exchange(
-                current,
-                ModuleState::Destroying as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => current = now,
-            }
+        if !this.gate.begin_destroy() {
+            return;
         }
         if this.implements(CallbackSet::DESTROY) {
             this.callbacks.destroy(this);
         }
         this.trace("destroy", 0);
-        this.state
-            .store(ModuleState::Destroyed as u8, Ordering::Release);
+        this.gate.finish_destroy();
     }
 
     /// Marks a Module whose creation failed half-way as destroyed without calling it.
     pub(crate) fn discard(&self) {
-        self.state
-            .store(ModuleState::Destroyed as u8, Ordering::Release);
+        self.gate.finish_destroy();
     }
 }

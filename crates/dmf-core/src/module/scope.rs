@@ -73,7 +73,7 @@ pub trait ModuleHandle: Module {
     /// nothing is held, so there is nothing to dereference — MOD-67 by construction).
     fn reference(&self) -> NtResult<ModuleReference<'_>> {
         Ok(ModuleReference {
-            _guard: self.__ref().0.rundown.reference()?,
+            _guard: self.__ref().0.gate.enter()?,
         })
     }
     /// The Module's state.
@@ -307,7 +307,7 @@ impl<'a, M: Module> Scope<'a, M> {
     pub fn transport_call(&self, message: u32, input: &[u8], output: &mut [u8]) -> NtResult<usize> {
         let index = self.object.transport.ok_or(NtStatus::NOT_FOUND)?;
         let transport = &self.object.children[usize::from(index)];
-        let _guard = transport.rundown.reference()?;
+        let _guard = transport.gate.enter()?;
         transport
             .callbacks
             .transport_method(transport, message, input, output)
@@ -471,7 +471,7 @@ impl<'s, M, Cfg, C> ModuleParts<'s, '_, M, Cfg, C> {
 #[inline]
 pub fn enter<M: Module>(handle: &M) -> NtResult<Method<'_, M>> {
     let object = &handle.__ref().0;
-    let guard = object.rundown.reference()?;
+    let guard = object.gate.enter()?;
     Ok(Method {
         scope: Scope::new(object),
         _guard: guard,
@@ -495,9 +495,7 @@ where
     S: 'static,
 {
     let object = &handle.__ref().0;
-    if object.state() != ModuleState::Opened {
-        return Err(NtStatus::INVALID_DEVICE_STATE);
-    }
+    object.gate.enter_lock_free()?;
     Ok(Scope::<M>::new(object).__cell::<K, Cfg, C, S>().shared())
 }
 
