@@ -42,6 +42,9 @@
 //! [`IoRequest`]); a request nobody took goes to the client's callback of that type if it has
 //! one, else the unhandled rule applies (CLI-22): passed down to the next lower driver in a
 //! filter, completed with `STATUS_NOT_SUPPORTED` otherwise; creates succeed in a function driver.
+//! Every file object that reached the create ends with one `file_object_deleted` notice to the
+//! Modules (and the client's `deleted`): after its close, or when its create failed — whoever
+//! failed it, whenever — since a failed create gets no cleanup or close.
 //! If the client creates no default queue, `modules_create` creates one (CLI-20).
 //!
 //! # Lifetime
@@ -612,10 +615,30 @@ fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
             }
         }
     });
+    // The file object is deleted: after its close, or because its create failed — wherever
+    // that was decided (a Module, the client's callback, possibly later, or a lower driver).
+    // This is what ties per-file state taken at create to the file object's life (D3).
+    let s = Arc::clone(state);
+    let deleted = Arc::new(move |file: &FileObject| {
+        let _ = s.ordered(
+            Callback::FileObjectDeleted,
+            |c| {
+                c.file_object_deleted(file);
+                Ok(())
+            },
+            || {
+                if let Some(f) = &s.files.deleted {
+                    f(file);
+                }
+                Ok(())
+            },
+        );
+    });
     FileObjectConfig {
         create: Some(create),
         cleanup: Some(cleanup),
         close: Some(close),
+        deleted: Some(deleted),
     }
 }
 

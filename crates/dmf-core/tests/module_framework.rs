@@ -254,6 +254,9 @@ macro_rules! test_module {
             fn file_close(m: &Dispatched<'_, Self>, _f: &FileObject) -> Handled {
                 req(m.config(), "file_close")
             }
+            fn file_object_deleted(m: &Dispatched<'_, Self>, _f: &FileObject) {
+                let _ = rec(m.config(), "file_object_deleted");
+            }
         }
     };
 }
@@ -438,6 +441,10 @@ fn invoke(callback: Callback) -> Option<(&'static str, Invoke)> {
             let _ = c.file_close(&fx.file);
             Ok(())
         }),
+        C::FileObjectDeleted => ("file_object_deleted", |c, fx| {
+            c.file_object_deleted(&fx.file);
+            Ok(())
+        }),
         _ => return None,
     })
 }
@@ -498,7 +505,10 @@ fn every_row_of_the_dispatch_table_in_a_tree() {
         assert_eq!(seen, expected(callback), "{callback:?}");
         checked += 1;
     }
-    assert_eq!(checked, 29, "all 29 WDF callbacks (DSP-51)");
+    assert_eq!(
+        checked, 30,
+        "all 29 WDF callbacks (DSP-51) and the file object's deletion"
+    );
     fx.teardown();
 }
 

@@ -1052,7 +1052,8 @@ fn file_object_callbacks_and_administrator_checks() {
         &m,
         "fdo",
         driver(move |init| {
-            let (l1, l2, l3, rf) = (
+            let (l1, l2, l3, l4, rf) = (
+                Arc::clone(&l),
                 Arc::clone(&l),
                 Arc::clone(&l),
                 Arc::clone(&l),
@@ -1079,10 +1080,13 @@ fn file_object_callbacks_and_administrator_checks() {
                 Arc::new(move |file| push(&l2, format!("cleanup {}", file.id())));
             let close: FileFn<FileObject> =
                 Arc::new(move |file| push(&l3, format!("close {}", file.id())));
+            let deleted: FileFn<FileObject> =
+                Arc::new(move |file| push(&l4, format!("deleted {}", file.id())));
             init.set_file_object_config(FileObjectConfig {
                 create: Some(create),
                 cleanup: Some(cleanup),
                 close: Some(close),
+                deleted: Some(deleted),
             });
             let device = init.create_device()?;
             device.create_interface(CLASS, None)?;
@@ -1122,14 +1126,22 @@ fn file_object_callbacks_and_administrator_checks() {
         app_err(user.device_io_control(IOCTL_ADMIN_ONLY, &[], 0)),
         NtStatus::ACCESS_DENIED
     );
-    // A create the driver fails fails the open.
+    // A create the driver fails fails the open; its file object is deleted at once (the file
+    // objects' EvtCleanupCallback), with no cleanup or close.
     refuse.store(true, Ordering::SeqCst);
     assert_eq!(
         app_err(app(&m, false).open(&link, Access::READ)),
         NtStatus::SHARING_VIOLATION
     );
     refuse.store(false, Ordering::SeqCst);
-    assert_eq!(entries(&log).len(), 3);
+    let after = entries(&log);
+    assert_eq!(after.len(), 4, "{after:?}");
+    let failed = after[2]
+        .strip_prefix("create ")
+        .and_then(|e| e.strip_suffix(" admin=false"))
+        .expect("the refused create")
+        .to_owned();
+    assert_eq!(after[3], format!("deleted {failed}"));
     log.lock().unwrap().clear();
 
     // Cleanup at CloseHandle; close only once the file's last request completed.
@@ -1149,8 +1161,10 @@ fn file_object_callbacks_and_administrator_checks() {
         [
             format!("cleanup {user_id}"),
             format!("close {user_id}"),
+            format!("deleted {user_id}"),
             format!("cleanup {admin_id}"),
             format!("close {admin_id}"),
+            format!("deleted {admin_id}"),
         ]
     );
     assert_clean(&m);

@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{ImplItem, ItemImpl, Path};
 
 /// Every callback of `ModuleCallbacks`; the `CallbackSet` flag is the name in upper case.
-const CALLBACKS: [&str; 37] = [
+const CALLBACKS: [&str; 38] = [
     "child_modules_add",
     "resources_assign",
     "notification_register",
@@ -44,6 +44,7 @@ const CALLBACKS: [&str; 37] = [
     "file_create",
     "file_cleanup",
     "file_close",
+    "file_object_deleted",
 ];
 
 pub(crate) fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {

@@ -204,6 +204,14 @@ pub trait ModuleCallbacks: Sized + 'static {
     fn file_close(module: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
         Handled::NotHandled
     }
+    /// Not in C DMF: `file` is deleted (its `EvtCleanupCallback`) — right after its close, or,
+    /// for a create that failed (refused by a Module after this one, by the client, or by a lower
+    /// driver), when that create completed: no cleanup or close ever comes for it. So it ends
+    /// exactly once whatever a Module did in `file_create`: release per-file state here (e.g. an
+    /// exclusive hold). A notice to every Module that implements it (parent first, siblings
+    /// backward, the client's first), also for files it never saw; it may run inside the call
+    /// that completes the create, so do not complete a create while holding a lock this takes.
+    fn file_object_deleted(module: &Dispatched<'_, Self>, file: &FileObject) {}
 }
 
 /// A request offered to the Modules by an `EvtIo*` or `EvtDeviceFileCreate` dispatch (DSP-10,
@@ -386,4 +394,5 @@ callback_table! {
     file_create(io: &mut IoRequest<'_>, f: &FileObject) -> Handled;
     file_cleanup(f: &FileObject) -> Handled;
     file_close(f: &FileObject) -> Handled;
+    file_object_deleted(f: &FileObject) -> ();
 }

@@ -209,6 +209,7 @@ const fn flag(callback: Callback) -> CallbackSet {
         C::FileCreate => CallbackSet::FILE_CREATE,
         C::FileCleanup => CallbackSet::FILE_CLEANUP,
         C::FileClose => CallbackSet::FILE_CLOSE,
+        C::FileObjectDeleted => CallbackSet::FILE_OBJECT_DELETED,
         C::ResourcesAssign => CallbackSet::RESOURCES_ASSIGN,
         C::NotificationRegister => CallbackSet::NOTIFICATION_REGISTER,
         C::NotificationUnregister => CallbackSet::NOTIFICATION_UNREGISTER,
@@ -721,6 +722,9 @@ impl ModuleCollection {
         disarm_wake_from_sx => DisarmWakeFromSx, DISARM_WAKE_FROM_SX();
         /// `EvtDeviceWakeFromSxTriggered` (DSP-43).
         wake_from_sx_triggered => WakeFromSxTriggered, WAKE_FROM_SX_TRIGGERED();
+        /// The file object's `EvtCleanupCallback`: it is deleted, after its close or because its
+        /// create failed. Every Module that implements it, whether or not it saw the create.
+        file_object_deleted => FileObjectDeleted, FILE_OBJECT_DELETED(file: &FileObject);
     }
 
     request_callbacks! {

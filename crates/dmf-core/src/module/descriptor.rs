@@ -139,12 +139,14 @@ bitflags::bitflags! {
         const FILE_CLEANUP = 1 << 35;
         /// DSP-46.
         const FILE_CLOSE = 1 << 36;
+        /// The file object's deletion (after close, or a failed create).
+        const FILE_OBJECT_DELETED = 1 << 37;
     }
 }
 
 impl CallbackSet {
-    /// The 29 WDF callbacks: a dynamic Module may implement none of them (MOD-91).
-    pub const WDF: CallbackSet = CallbackSet::from_bits_truncate(((1u64 << 37) - 1) & !0xff);
+    /// The 30 WDF callbacks: a dynamic Module may implement none of them (MOD-91).
+    pub const WDF: CallbackSet = CallbackSet::from_bits_truncate(((1u64 << 38) - 1) & !0xff);
 }
 
 /// The default child limit (MOD-10, Top 25 #18; the seed's "up to 16", E-01).

@@ -7,7 +7,7 @@
 //! | Row | Tree | Siblings (and top-level Modules) | Client | Callbacks |
 //! |---|---|---|---|---|
 //! | [`UP`] | children first | forward (add order) | after the Modules | power-up, start, wake disarm/trigger, relations, usage notification, ResourcesAssign, NotificationRegister, open |
-//! | [`DOWN`] | parent first | backward (reverse add order) | before the Modules | power-down, stop, remove, surprise removal, query remove/stop, arm for wake, NotificationUnregister, close |
+//! | [`DOWN`] | parent first | backward (reverse add order) | before the Modules | power-down, stop, remove, surprise removal, query remove/stop, arm for wake, file object deleted, NotificationUnregister, close |
 //! | [`REQUEST`] | parent first | forward | after the Modules (last taker) | the seven BOOLEAN request callbacks: first taker wins |
 //!
 //! This is the rule DMF's documentation states (DSP-02, DSP-03: "children before parents on the way
@@ -25,7 +25,7 @@
 //! called) and its status is returned (DSP-53). A request nobody handles is resolved by
 //! [`unhandled`]: data the device integration applies (CLI-22, Top 25 #4, dmf-upstream §2.4).
 
-/// Every dispatched callback: the 29 WDF callbacks and the DMF callbacks that walk the tree.
+/// Every dispatched callback: the 30 WDF callbacks and the DMF callbacks that walk the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Callback {
     /// DSP-20.
@@ -86,6 +86,9 @@ pub enum Callback {
     FileCleanup,
     /// DSP-46.
     FileClose,
+    /// Not in C DMF: the file object's `EvtCleanupCallback` — it is deleted, after its close or
+    /// because its create failed (a notice, not a request: every Module that implements it).
+    FileObjectDeleted,
     /// MOD-51 (in PrepareHardware).
     ResourcesAssign,
     /// MOD-54 (at the open option's point).
@@ -191,6 +194,7 @@ pub const fn row(callback: Callback) -> Row {
         | C::QueryStop
         | C::ArmWakeFromS0
         | C::ArmWakeFromSxWithReason
+        | C::FileObjectDeleted
         | C::NotificationUnregister
         | C::Close => DOWN,
         C::QueueIoRead
@@ -204,7 +208,7 @@ pub const fn row(callback: Callback) -> Row {
 }
 
 /// Every callback, for the tests that assert each row.
-pub const ALL: [Callback; 34] = {
+pub const ALL: [Callback; 35] = {
     use Callback as C;
     [
         C::PrepareHardware,
@@ -236,6 +240,7 @@ pub const ALL: [Callback; 34] = {
         C::FileCreate,
         C::FileCleanup,
         C::FileClose,
+        C::FileObjectDeleted,
         C::ResourcesAssign,
         C::NotificationRegister,
         C::NotificationUnregister,

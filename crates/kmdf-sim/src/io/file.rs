@@ -13,6 +13,11 @@
 //!   worker thread when the last one completes (an arbitrary thread at `PASSIVE_LEVEL`), or at
 //!   once on the closing thread if none is outstanding. Cleanup and close are forwarded down by
 //!   filters (`AutoForwardCleanupClose`) and succeeded by function drivers.
+//! * The file object's `EvtCleanupCallback` ([`FileConfig::object_cleanup`], from the
+//!   `FileObjectAttributes` of `WdfDeviceInitSetFileObjectConfig`) runs when the device's
+//!   `WDFFILEOBJECT` is deleted: right after `EvtFileClose`, or — for a create that this device's
+//!   layer completes with an error status — inside that completion, since the I/O manager sends
+//!   no cleanup or close for a failed create (KMDF's create completion deletes the file object).
 //!
 //! A file object records who opened it: the application's name, whether it runs as an
 //! administrator (see [`Request::is_requestor_administrator`](super::Request::is_requestor_administrator)),
@@ -52,6 +57,9 @@ pub struct FileConfig {
     pub cleanup: Option<FileFn>,
     /// `EvtFileClose`.
     pub close: Option<FileFn>,
+    /// The file objects' `EvtCleanupCallback` (`FileObjectAttributes`): the `WDFFILEOBJECT` is
+    /// deleted — after `EvtFileClose`, or when its create failed (see the module docs).
+    pub object_cleanup: Option<FileFn>,
 }
 
 impl fmt::Debug for FileConfig {
@@ -60,6 +68,7 @@ impl fmt::Debug for FileConfig {
             .field("create", &self.create.is_some())
             .field("cleanup", &self.cleanup.is_some())
             .field("close", &self.close.is_some())
+            .field("object_cleanup", &self.object_cleanup.is_some())
             .finish()
     }
 }
@@ -91,6 +100,13 @@ impl FileConfig {
     #[must_use]
     pub fn on_close(mut self, f: impl Fn(&FileObject) + Send + Sync + 'static) -> Self {
         self.close = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets the file objects' `EvtCleanupCallback` (deletion: after close, or a failed create).
+    #[must_use]
+    pub fn on_object_cleanup(mut self, f: impl Fn(&FileObject) + Send + Sync + 'static) -> Self {
+        self.object_cleanup = Some(Arc::new(f));
         self
     }
 }
@@ -264,6 +280,7 @@ impl FileObject {
             Vec::new(),
             self.0.mode,
             Some(self.clone()),
+            super::request::Mem::default(),
             Box::new(move |s, _, _| *lock(&s2) = Some(s)),
         );
         dispatch_to_device(&self.0.device, &core);
@@ -334,6 +351,10 @@ pub(crate) fn dispatch(device: &Device, core: &Arc<ReqCore>, kind: RequestType) 
             if let Some(f) = cfg.close {
                 invoke_callback(&driver, device.name(), "EvtFileClose", || f(&file));
             }
+            // KMDF deletes the WDFFILEOBJECT after EvtFileClose.
+            if let Some(f) = cfg.object_cleanup {
+                invoke_callback(&driver, device.name(), "EvtCleanupCallback", || f(&file));
+            }
         }
     }
     if device.is_filter() {
@@ -341,4 +362,25 @@ pub(crate) fn dispatch(device: &Device, core: &Arc<ReqCore>, kind: RequestType) 
     } else {
         request::complete_layer(core, Status::SUCCESS, 0);
     }
+}
+
+/// `device`'s layer of `core` is done with `status`: for a create that failed there, KMDF's
+/// create completion deletes the device's `WDFFILEOBJECT` (no cleanup or close will come), so its
+/// `EvtCleanupCallback` runs now, in the completing thread.
+pub(crate) fn layer_completed(device: &Device, core: &Arc<ReqCore>, status: Status) {
+    if status.is_success() || core.kind() != RequestType::Create {
+        return;
+    }
+    let (Some(f), Some(file)) = (
+        file_config(device).and_then(|c| c.object_cleanup),
+        core.file(),
+    ) else {
+        return;
+    };
+    invoke_callback(
+        device.driver().name(),
+        device.name(),
+        "EvtCleanupCallback",
+        || f(&file),
+    );
 }

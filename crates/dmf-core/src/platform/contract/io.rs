@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | request | [`PlatformRequest`] | `WDFREQUEST`: `WdfRequestGetParameters`, `WdfRequestRetrieveInputBuffer` / `…OutputBuffer`, `WdfRequestSetInformation`, `WdfRequestComplete(WithInformation)`, `WdfRequestMarkCancelableEx` / `WdfRequestUnmarkCancelable` / `WdfRequestIsCanceled`, `WdfRequestStopAcknowledge`, `WdfRequestForwardToIoQueue`, `WdfRequestRequeue`, `WdfRequestFormatRequestUsingCurrentType`, `WdfIoTargetFormatRequestFor…`, `WdfRequestSetCompletionRoutine`, `WdfRequestSend`, `WdfRequestCancelSentRequest`, `WdfRequestReuse`, `WdfObjectDelete`, `WdfRequestGetRequestorMode`, `WdfRequestGetFileObject` |
 //! | queue | [`PlatformQueue`], [`QueueConfig`] | `WDFQUEUE`: `WdfIoQueueCreate` (`WDF_IO_QUEUE_CONFIG`), `WdfIoQueueRetrieveNextRequest`, `WdfIoQueueRetrieveRequestByFileObject`, `WdfIoQueueStart`, `WdfIoQueueStopSynchronously`, `WdfIoQueuePurgeSynchronously`, `WdfIoQueueDrainSynchronously`, `WdfDeviceConfigureRequestDispatching` |
-//! | file object | [`PlatformFileObject`], [`FileObjectConfig`] | `WDFFILEOBJECT`, `WdfDeviceInitSetFileObjectConfig` (`EvtDeviceFileCreate`, `EvtFileCleanup`, `EvtFileClose`) |
+//! | file object | [`PlatformFileObject`], [`FileObjectConfig`] | `WDFFILEOBJECT`, `WdfDeviceInitSetFileObjectConfig` (`EvtDeviceFileCreate`, `EvtFileCleanup`, `EvtFileClose`; the file objects' `EvtCleanupCallback` in its `FileObjectAttributes`) |
 //! | I/O target | [`PlatformIoTarget`], [`TargetOpenParams`] | `WDFIOTARGET`: `WdfDeviceGetIoTarget`, `WdfIoTargetCreate`, `WdfIoTargetOpen` (`WDF_IO_TARGET_OPEN_PARAMS_INIT_OPEN_BY_NAME` with `EvtIoTargetQueryRemove` / `…RemoveCanceled` / `…RemoveComplete`), `WdfIoTargetStart` / `Stop` / `CloseForQueryRemove` / `Close`, `WdfRequestCreate`, `WdfIoTargetSendIoctlSynchronously` |
 //! | device-interface notification | [`PlatformDevice::register_interface_notification`](super::device::PlatformDevice) | `IoRegisterPlugPlayNotification(EventCategoryDeviceInterfaceChange)` / `IoUnregisterPlugPlayNotificationEx` |
 //!
@@ -157,7 +157,10 @@ pub trait PlatformRequest: Sized + Send + 'static {
     /// # Errors
     ///
     /// `STATUS_BUFFER_TOO_SMALL` if it is shorter than `min_len`; `STATUS_INVALID_DEVICE_REQUEST`
-    /// for a request type without one.
+    /// for a request type without one (and for a user-mode `METHOD_NEITHER` IOCTL, whose
+    /// buffers are user addresses); `STATUS_INVALID_DEVICE_STATE` when called inside `f` of
+    /// another buffer view of the same request (with `METHOD_BUFFERED` the input and output are
+    /// one buffer: a nested view would alias it).
     fn with_input_buffer<R>(&self, min_len: usize, f: impl FnOnce(&[u8]) -> R) -> NtResult<R>;
     /// `WdfRequestRetrieveOutputBuffer(min_len)`: `f` fills the output buffer.
     ///
@@ -414,6 +417,14 @@ pub struct FileObjectConfig<D, R, F> {
     pub cleanup: Option<FileFn<F>>,
     /// `EvtFileClose`.
     pub close: Option<FileFn<F>>,
+    /// The file objects' `EvtCleanupCallback` (in the `FileObjectAttributes` of
+    /// `WdfDeviceInitSetFileObjectConfig`): the `WDFFILEOBJECT` is being deleted. That is right
+    /// after `EvtFileClose` for a file that opened, and — the point of this item — for a create
+    /// that completed with an error status, at that completion (KMDF deletes the file object
+    /// when the create fails; the I/O manager sends no cleanup or close for it). So every file
+    /// object that reached `EvtDeviceFileCreate` gets this exactly once, whether it opened or
+    /// not. It may run inside the call that completes the create, at `IRQL <= DISPATCH_LEVEL`.
+    pub deleted: Option<FileFn<F>>,
 }
 
 impl<D, R, F> Default for FileObjectConfig<D, R, F> {
@@ -422,6 +433,7 @@ impl<D, R, F> Default for FileObjectConfig<D, R, F> {
             create: None,
             cleanup: None,
             close: None,
+            deleted: None,
         }
     }
 }
@@ -432,6 +444,7 @@ impl<D, R, F> Clone for FileObjectConfig<D, R, F> {
             create: self.create.clone(),
             cleanup: self.cleanup.clone(),
             close: self.close.clone(),
+            deleted: self.deleted.clone(),
         }
     }
 }

@@ -483,7 +483,8 @@ impl PlatformDeviceInit for DeviceInit {
     }
 
     /// `WdfDeviceInitSetFileObjectConfig`: trampolines for the closures set, and a context on
-    /// every file object (its administrator flag, captured in EvtDeviceFileCreate).
+    /// every file object (its administrator flag, captured in EvtDeviceFileCreate) whose
+    /// attributes carry the `deleted` closure as the file objects' `EvtCleanupCallback`.
     fn set_file_object_config(&mut self, config: FileObjectConfig<Device, Request, FileObject>) {
         let mut wdf = fileobject_config_init();
         if config.create.is_some() {
@@ -495,8 +496,11 @@ impl PlatformDeviceInit for DeviceInit {
         if config.close.is_some() {
             wdf.EvtFileClose = Some(io::evt_file_close);
         }
-        self.file = config;
         let mut attributes = FILE_CONTEXT.attributes();
+        if config.deleted.is_some() {
+            attributes.EvtCleanupCallback = Some(io::evt_file_object_cleanup);
+        }
+        self.file = config;
         if !self.raw.is_null() {
             // SAFETY: live init (invariant, checked); WDF copies both structures.
             unsafe {

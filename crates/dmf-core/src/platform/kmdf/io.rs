@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `WDFQUEUE` | [`QueueState`] (the `QueueConfig`) | `EvtIoRead`/`Write`/`DeviceControl`/`InternalDeviceControl`/`Default`/`Stop`/`Resume`/`CanceledOnQueue` |
 //! | `WDFREQUEST` (every one: `WdfDeviceInitSetRequestAttributes`, and those `WdfRequestCreate` makes) | [`RequestState`] (zero-valid) | `EvtRequestCancel`, `EvtRequestCompletionRoutine` |
-//! | `WDFFILEOBJECT` | [`FileState`] (zero-valid) | `EvtDeviceFileCreate`, `EvtFileCleanup`, `EvtFileClose` (closures in the device context) |
+//! | `WDFFILEOBJECT` | [`FileState`] (zero-valid) | `EvtDeviceFileCreate`, `EvtFileCleanup`, `EvtFileClose`, the file objects' `EvtCleanupCallback` (closures in the device context) |
 //! | remote `WDFIOTARGET` | [`TargetState`] | `EvtIoTargetQueryRemove`/`RemoveCanceled`/`RemoveComplete` |
 //! | PnP notification entry | the boxed closure (`Context`) | `DRIVER_NOTIFICATION_CALLBACK_ROUTINE` |
 //!
@@ -32,7 +32,7 @@ use wdk_sys::{
     _WDF_REQUEST_SEND_OPTIONS_FLAGS, _WDF_REQUEST_STOP_ACTION_FLAGS, _WDF_REQUEST_TYPE,
     DEVICE_INTERFACE_CHANGE_NOTIFICATION, NTSTATUS, NT_SUCCESS, PVOID,
     PWDF_REQUEST_COMPLETION_PARAMS, STATUS_SUCCESS, ULONG, WDFCONTEXT, WDFDEVICE, WDFFILEOBJECT,
-    WDFIOTARGET, WDFMEMORY, WDFQUEUE, WDFREQUEST, WDF_IO_TARGET_SENT_IO_ACTION,
+    WDFIOTARGET, WDFMEMORY, WDFOBJECT, WDFQUEUE, WDFREQUEST, WDF_IO_TARGET_SENT_IO_ACTION,
     WDF_MEMORY_DESCRIPTOR, WDF_REQUEST_TYPE, WDF_TRI_STATE,
 };
 
@@ -1164,6 +1164,22 @@ pub(super) unsafe extern "C" fn evt_file_close(file: WDFFILEOBJECT) {
     unsafe {
         with_device_state(file_device(file), (), |s, _| {
             if let Some(cb) = s.file.close.as_ref() {
+                cb(&FileObject { handle: file });
+            }
+        });
+    }
+}
+
+/// The file objects' `EvtCleanupCallback` (`FileObjectAttributes`): the `WDFFILEOBJECT` is being
+/// deleted — after `EvtFileClose`, or when its create completed with an error status (KMDF's
+/// create completion deletes it; no cleanup or close follows).
+pub(super) unsafe extern "C" fn evt_file_object_cleanup(object: WDFOBJECT) {
+    let file: WDFFILEOBJECT = object.cast();
+    // SAFETY: WDF passes the file object being deleted, valid until the callback returns; its
+    // device outlives its file objects.
+    unsafe {
+        with_device_state(file_device(file), (), |s, _| {
+            if let Some(cb) = s.file.deleted.as_ref() {
                 cb(&FileObject { handle: file });
             }
         });
