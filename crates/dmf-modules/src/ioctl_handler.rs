@@ -72,13 +72,18 @@
 //!   `DMF_ModuleRequestCompleteOrForward` (MOD-71): a refused create is completed, an accepted one
 //!   passed down. In a function driver an accepted create is left to the client (or DMF, which
 //!   succeeds it). Cleanup and close are never taken, so the client still sees them (DMF #129).
-//!   The exclusive hold belongs to an opened file object: it is taken when the Module accepts the
-//!   create (never by a create it refuses) and released at that file's close. In a filter the
-//!   Module passes the accepted create down with a completion routine and releases the hold when
-//!   the lower driver fails it, so a refused open never locks others out. In a function driver
-//!   the accepted create goes on to the Modules after this one and the client; a create they
-//!   refuse (no file object, no close) keeps the hold until the Module closes — put an exclusive
-//!   IoctlHandler after the Modules that may refuse the create.
+//!   The exclusive hold belongs to the file object: it is taken when the Module accepts the
+//!   create (never by a create it refuses) and released when that file object is deleted —
+//!   at its close, or, if the create is refused after this Module accepted it (by a Module after
+//!   this one, the client's create callback, now or later, or a lower driver), when that create
+//!   completes: dmf-core's `file_object_deleted` notice, the file object's `EvtCleanupCallback`,
+//!   which KMDF runs for a failed create although it sends no cleanup or close for it. So a
+//!   refused open never locks others out, wherever the Module sits in the tree. (Why the file
+//!   object's deletion and not a tentative hold committed on success: the final status of a
+//!   create the client completes later is known only to WDF, and the deletion is the one WDF
+//!   notice that comes in both cases.) In a filter the Module also passes the accepted create
+//!   down with a completion routine that releases the hold when the lower driver fails it.
+//!   [`DynamicIoctlHandler`]'s owner calls `handle_file_object_deleted` for the same effect.
 //! - The administrator check uses the token captured at create (`SeTokenIsAdmin`), which the
 //!   platform exposes per file object and per request.
 //! - The handler works on the request's own buffers: the Module allocates nothing whose size
@@ -603,8 +608,8 @@ impl<'a> IoctlCall<'a> {
     /// entry's minimum, empty when the minimum is 0 and the sender passed none.
     ///
     /// With `METHOD_BUFFERED` the input and the output are one system buffer: read the input
-    /// before writing the output, and do not nest the two views (the kernel backend refuses a
-    /// nested view with `STATUS_INVALID_DEVICE_STATE`).
+    /// before writing the output, and do not nest the two views (both platforms refuse a view
+    /// nested in another view of the same request with `STATUS_INVALID_DEVICE_STATE`).
     ///
     /// # Errors
     ///
@@ -738,6 +743,12 @@ impl ModuleCallbacks for IoctlHandler {
         file_close(&m.parts(), file);
         Handled::NotHandled
     }
+
+    fn file_object_deleted(m: &Dispatched<'_, Self>, file: &FileObject) {
+        // After close (released there already), or a create refused after this Module accepted
+        // it: the file object never opened, and no close will come for it.
+        file_close(&m.parts(), file);
+    }
 }
 
 #[dmf_callbacks(crate = dmf_core)]
@@ -824,6 +835,15 @@ impl DynamicIoctlHandler {
 
     /// `ModuleFileClose`: releases the exclusive hold of `file`.
     pub fn handle_file_close(&self, file: &FileObject) {
+        if let Ok(m) = self.enter() {
+            file_close(&m.parts(), file);
+        }
+    }
+
+    /// The file object is deleted (its `EvtCleanupCallback`: after its close, or because its
+    /// create failed after this Module accepted it): releases the exclusive hold of `file`, as
+    /// the static Module's `file_object_deleted`.
+    pub fn handle_file_object_deleted(&self, file: &FileObject) {
         if let Ok(m) = self.enter() {
             file_close(&m.parts(), file);
         }
@@ -1091,7 +1111,8 @@ fn release_hold<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
     }
 }
 
-/// `DMF_IoctlHandler_FileClose`: the exclusive hold ends when the file object goes.
+/// `DMF_IoctlHandler_FileClose`, and the file object's deletion: the exclusive hold ends when the
+/// file object goes.
 fn file_close<M: Module>(p: &Parts<'_, '_, M>, file: &FileObject) {
     if p.config.exclusive {
         release_hold(p, file.id());

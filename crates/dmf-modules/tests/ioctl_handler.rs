@@ -14,13 +14,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dmf_core::device::{container_driver_config, DmfDeviceInit};
-use dmf_core::module::{DynamicModule, Handled, IoRequest, ModuleHandle};
+use dmf_core::module::{
+    Dispatched, DynamicModule, Handled, IoRequest, ModuleCallbacks, ModuleHandle,
+};
 use dmf_core::platform::contract::device::{DeviceAttributes, Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{PlatformFileObject, PlatformRequest, QueueDispatch};
-use dmf_core::platform::{simulator, Device, DriverConfig, FileObjectConfig, QueueConfig, Request};
+use dmf_core::platform::{
+    simulator, Device, DriverConfig, FileObject, FileObjectConfig, QueueConfig, Request,
+};
 use dmf_core::NtStatus;
+use dmf_macros::{dmf_callbacks, dmf_module};
 use dmf_modules::ioctl_handler::{
-    DynamicIoctlHandler, IoctlAccessMode, IoctlEntry, IoctlHandler, IoctlHandlerConfig,
+    DynamicIoctlHandler, IoctlAccessMode, IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig,
     IoctlResult, IoctlTable,
 };
 use kmdf_sim::io::{Access, AppConfig, Application, Handle};
@@ -39,6 +44,8 @@ const GUID: Guid = Guid::new(
 const IOCTL_SUM: u32 = 0x0022_2000;
 /// No minimums: answers the input and output lengths it saw.
 const IOCTL_ANY: u32 = 0x0022_2004;
+/// IOCTL_ANY's handler on a `METHOD_OUT_DIRECT` code: the output is the caller's own memory.
+const IOCTL_ANY_DIRECT: u32 = IOCTL_ANY | 2;
 /// Administrator-only in `AdministratorOnlyPerIoctl` mode.
 const IOCTL_ADMIN: u32 = 0x0022_2008;
 /// Pended by its handler.
@@ -89,7 +96,29 @@ fn assert_clean(machine: &Machine) {
 /// What the handlers saw: (code, input length, output length) per call.
 type Calls = Arc<Mutex<Vec<(u32, usize, usize)>>>;
 
-/// The standard table: SUM, ANY, ADMIN (administrator-only), each recording its calls.
+/// IOCTL_ANY's handler: records the call; with room for two bytes, answers the input and output
+/// lengths it saw, written into the request's own output buffer.
+fn any_handler(calls: Calls) -> impl Fn(&mut IoctlCall<'_>) -> IoctlResult + Send + Sync + 'static {
+    move |call| {
+        let (i, o) = (call.input_length(), call.output_length());
+        assert_eq!(call.with_input(<[u8]>::len), Ok(i));
+        calls.lock().unwrap().push((call.code(), i, o));
+        if o >= 2 {
+            call.with_output(|out| {
+                assert_eq!(out.len(), o, "the request's own buffer");
+                out[0] = u8::try_from(i).unwrap_or(u8::MAX);
+                out[1] = u8::try_from(o).unwrap_or(u8::MAX);
+            })
+            .unwrap();
+            IoctlResult::success(2)
+        } else {
+            IoctlResult::success(0)
+        }
+    }
+}
+
+/// The standard table: SUM, ANY (buffered and direct), ADMIN (administrator-only), each
+/// recording its calls.
 fn table(calls: &Calls) -> IoctlTable {
     let (c1, c2, c3) = (Arc::clone(calls), Arc::clone(calls), Arc::clone(calls));
     IoctlTable::new([
@@ -105,22 +134,8 @@ fn table(calls: &Calls) -> IoctlTable {
                 .unwrap();
             IoctlResult::success(2)
         }),
-        IoctlEntry::new(IOCTL_ANY, 0, 0, move |call| {
-            let (i, o) = (call.input_length(), call.output_length());
-            assert_eq!(call.with_input(<[u8]>::len), Ok(i));
-            c2.lock().unwrap().push((call.code(), i, o));
-            if o >= 2 {
-                call.with_output(|out| {
-                    assert_eq!(out.len(), o, "the request's own buffer");
-                    out[0] = u8::try_from(i).unwrap_or(u8::MAX);
-                    out[1] = u8::try_from(o).unwrap_or(u8::MAX);
-                })
-                .unwrap();
-                IoctlResult::success(2)
-            } else {
-                IoctlResult::success(0)
-            }
-        }),
+        IoctlEntry::new(IOCTL_ANY, 0, 0, any_handler(c2)),
+        IoctlEntry::new(IOCTL_ANY_DIRECT, 0, 0, any_handler(Arc::clone(calls))),
         IoctlEntry::new(IOCTL_ADMIN, 0, 1, move |call| {
             c3.lock().unwrap().push((call.code(), 0, 0));
             call.with_output(|out| out[0] = 0xAD).unwrap();
@@ -1000,7 +1015,15 @@ proptest! {
                     prop_assert_eq!(handler_ran, Some(1));
                     let i = (entry.code >> 2) & 7;
                     match behaviour(i) {
-                        0 => prop_assert_eq!(result, Ok((vec![0; output_length], output_length))),
+                        // METHOD_BUFFERED: the output is the system buffer the input was
+                        // copied into, so what the handler did not overwrite is the input.
+                        0 => {
+                            let mut output = vec![0; output_length];
+                            for b in output.iter_mut().take(input_length) {
+                                *b = 0xA5;
+                            }
+                            prop_assert_eq!(result, Ok((output, output_length)));
+                        }
                         1 => prop_assert_eq!(status, st(NtStatus::DEVICE_BUSY)),
                         2 => prop_assert_eq!(result, Ok((vec![], 0))),
                         _ => prop_assert_eq!(status, st(NtStatus::BUFFER_OVERFLOW)),
@@ -1192,10 +1215,125 @@ fn ioctl_handler_exclusive_hold_released_when_create_refused_below() {
     assert_clean(&machine);
 }
 
-/// D1: the caller chooses the output length — here `u32::MAX`, DeviceIoControl's largest. The
-/// Module allocates nothing of that size and copies nothing: the handler writes into the
-/// request's own buffer, and the request completes with the handler's status (no abort, which
-/// in the kernel would be a bug check on a failed pool allocation).
+/// A Module that refuses creates from non-administrators (`STATUS_ACCESS_DENIED`) and leaves the
+/// others to the Modules after it and the client.
+#[dmf_module(crate = ::dmf_core, config = (), context = (), open = Create, lock = Dispatch)]
+struct AdminGate;
+
+#[dmf_callbacks(crate = ::dmf_core)]
+impl ModuleCallbacks for AdminGate {
+    fn file_create(
+        _m: &Dispatched<'_, Self>,
+        io: &mut IoRequest<'_>,
+        file: &FileObject,
+    ) -> Handled {
+        if file.is_administrator() {
+            return Handled::NotHandled;
+        }
+        let _ = io.complete(NtStatus::ACCESS_DENIED);
+        Handled::Handled
+    }
+}
+
+/// The opens of the function-driver D3 tests: after refused opens by non-administrators, an
+/// administrator opens; the exclusive rule still admits one handle at a time; the close frees it.
+fn refused_opens_leave_no_hold(machine: &Machine) {
+    for _ in 0..2 {
+        assert_eq!(open(machine, false).err(), Some(Status::ACCESS_DENIED));
+    }
+    let admin = open(machine, true).expect("the refused opens left no hold");
+    assert_eq!(
+        open(machine, true).err(),
+        Some(Status::ACCESS_DENIED),
+        "exclusive: one handle at a time"
+    );
+    assert_eq!(open(machine, false).err(), Some(Status::ACCESS_DENIED));
+    assert!(admin.device_io_control(IOCTL_ANY, &[], 0).is_ok());
+    admin.close();
+    let again = open(machine, true).expect("free again after the close");
+    again.close();
+}
+
+/// D3 in a function driver: an exclusive IoctlHandler accepts a non-administrator's create and
+/// takes its hold; the Module after it refuses the create. The file object is deleted with the
+/// failed create (no close ever comes) and the hold goes with it, so administrators can still
+/// open — and the exclusive rule still holds.
+#[test]
+fn ioctl_handler_exclusive_hold_released_when_a_later_module_refuses_the_create() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let config = IoctlHandlerConfig {
+        exclusive: true,
+        ..config(&calls, IoctlAccessMode::Default)
+    };
+    simulator::install_driver(
+        &machine,
+        "gated",
+        container_driver_config(
+            move |_device: &Device, modules| {
+                modules.add(IoctlHandler::with(config.clone()));
+                modules.add(AdminGate::with(()));
+                Ok(())
+            },
+            false,
+        ),
+    );
+    let node = plug(&machine, "ROOT\\GATED", "gated");
+    refused_opens_leave_no_hold(&machine);
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// D3 in a function driver: the exclusive IoctlHandler accepts every create; the client's own
+/// create callback (which gets the creates no Module took) refuses non-administrators. The hold
+/// taken for a refused create is released when the create completes.
+#[test]
+fn ioctl_handler_exclusive_hold_released_when_the_client_refuses_the_create() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let config = IoctlHandlerConfig {
+        exclusive: true,
+        ..config(&calls, IoctlAccessMode::Default)
+    };
+    let driver = DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            let mut dmf = DmfDeviceInit::new(init);
+            dmf.hook_file_object_config(Some(FileObjectConfig {
+                create: Some(Arc::new(|_d: &Device, request: Request, file| {
+                    request.complete(if file.is_administrator() {
+                        NtStatus::SUCCESS
+                    } else {
+                        NtStatus::ACCESS_DENIED
+                    });
+                })),
+                ..FileObjectConfig::default()
+            }));
+            let config = config.clone();
+            dmf.set_modules_add(move |_device, modules| {
+                modules.add(IoctlHandler::with(config.clone()));
+                Ok(())
+            });
+            dmf.create_device(DeviceAttributes::default())?;
+            dmf.modules_create().map(|_| ())
+        }),
+        unload: None,
+    };
+    simulator::install_driver(&machine, "client-gated", driver);
+    let node = plug(&machine, "ROOT\\CLIENTGATED", "client-gated");
+    refused_opens_leave_no_hold(&machine);
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// D1: the caller chooses the output length — here `u32::MAX`, DeviceIoControl's largest.
+/// With `METHOD_OUT_DIRECT` the output is the caller's own memory: the Module allocates nothing of
+/// that size and copies nothing, the handler writes into the request's buffer in place, and the
+/// request completes with the handler's status (no abort, which in the kernel would be a bug
+/// check on a failed pool allocation). With `METHOD_BUFFERED` the I/O manager would need a system
+/// buffer of that size: its pool allocation fails and the caller gets
+/// `STATUS_INSUFFICIENT_RESOURCES` before any driver sees the request.
 #[test]
 fn ioctl_handler_huge_output_length_completes_without_allocating() {
     let machine = Machine::new();
@@ -1206,11 +1344,21 @@ fn ioctl_handler_huge_output_length_completes_without_allocating() {
     let handle = open(&machine, false).unwrap();
     let huge = usize::try_from(u32::MAX).unwrap();
     assert_eq!(
-        handle.device_io_control(IOCTL_ANY, &[1, 2, 3], huge),
+        handle.device_io_control(IOCTL_ANY_DIRECT, &[1, 2, 3], huge),
         Ok((vec![3, u8::MAX], 2)),
         "the handler wrote into the request's buffer"
     );
-    assert_eq!(calls.lock().unwrap().last(), Some(&(IOCTL_ANY, 3, huge)));
+    assert_eq!(
+        calls.lock().unwrap().last(),
+        Some(&(IOCTL_ANY_DIRECT, 3, huge))
+    );
+    let before = calls.lock().unwrap().len();
+    assert_eq!(
+        handle.device_io_control(IOCTL_ANY, &[1, 2, 3], huge),
+        Err(Status::INSUFFICIENT_RESOURCES),
+        "no system buffer of 4 GiB"
+    );
+    assert_eq!(calls.lock().unwrap().len(), before, "the handler never ran");
     handle.close();
     node.remove().unwrap();
     assert_clean(&machine);

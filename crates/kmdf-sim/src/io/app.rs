@@ -8,6 +8,14 @@
 //! (`CancelIoEx`). [`Handle::close`] (or dropping the handle) is `CloseHandle`: cleanup now,
 //! close after the handle's last request completed.
 //!
+//! The output buffer is the application's memory: [`Handle::device_io_control_buffer`] passes
+//! one with contents of the caller's choosing and returns all of it as it is after completion
+//! ([`PendingIo::caller_output`] shows it at any time). What reaches it depends on the IOCTL's
+//! transfer method (see the [request docs](super::request#buffers)): with `METHOD_BUFFERED`
+//! the I/O manager copies `Information` bytes of the system buffer into it at completion, with
+//! the direct methods the driver writes it in place. The plain [`Handle::device_io_control`]
+//! passes a zero-filled buffer and returns its first `Information` bytes.
+//!
 //! # What the I/O manager checks ([K12], kmdf-sequences §10.2, §11)
 //!
 //! * An IOCTL is sent only if the handle was granted the access bits of its code (bits 15–14:
@@ -36,7 +44,7 @@ use std::time::Duration;
 
 use super::dispatch_to_device;
 use super::file::FileObject;
-use super::request::{self, ReqCore, RequestParameters, RequestType, RequestorMode};
+use super::request::{self, Mem, ReqCore, RequestParameters, RequestType, RequestorMode};
 use crate::device::lock;
 use crate::guid::Guid;
 use crate::interface::{find_interface, interfaces_of_class};
@@ -205,6 +213,8 @@ struct OpCore {
 pub struct PendingIo {
     machine: Machine,
     op: Arc<OpCore>,
+    /// The application's output buffer.
+    caller_output: Mem,
 }
 
 impl fmt::Debug for PendingIo {
@@ -258,6 +268,15 @@ impl PendingIo {
         self.result()
     }
 
+    /// The application's output buffer as it is now, all of it. A driver writes it directly
+    /// with `METHOD_IN_DIRECT`/`METHOD_OUT_DIRECT` (through the MDL: visible before completion,
+    /// and past the information); with `METHOD_BUFFERED` and buffered reads the I/O manager
+    /// copies the information's bytes of the system buffer into it at completion (not for an
+    /// error status).
+    pub fn caller_output(&self) -> Vec<u8> {
+        self.caller_output.snapshot()
+    }
+
     /// `CancelIoEx` for this operation: true if a cancellation reached the request (a driver
     /// that does not watch for cancellation may still complete it normally).
     pub fn cancel(&self) -> bool {
@@ -276,12 +295,15 @@ impl Handle {
         &self,
         params: RequestParameters,
         input: Vec<u8>,
+        caller_output: Vec<u8>,
         access_ok: bool,
     ) -> Result<PendingIo, Status> {
         if !access_ok {
             return Err(Status::ACCESS_DENIED);
         }
+        params.check_system_buffer()?;
         let _g = bind(&self.machine);
+        let caller_output = Mem::new(caller_output);
         let op = Arc::new(OpCore {
             req: ReqCore::new_io(
                 &self.machine,
@@ -289,6 +311,7 @@ impl Handle {
                 input,
                 RequestorMode::User,
                 Some(self.file.clone()),
+                caller_output.clone(),
                 Box::new(|_, _, _| {}),
             ),
             result: Mutex::new(None),
@@ -315,6 +338,7 @@ impl Handle {
         Ok(PendingIo {
             machine: self.machine.clone(),
             op,
+            caller_output,
         })
     }
 
@@ -322,7 +346,7 @@ impl Handle {
         p?.wait(None).unwrap_or(Err(Status::UNSUCCESSFUL))
     }
 
-    /// Overlapped `DeviceIoControl`.
+    /// Overlapped `DeviceIoControl` with a zero-filled output buffer of `output_len` bytes.
     ///
     /// Errors: `STATUS_ACCESS_DENIED` if the handle lacks the code's access bits.
     pub fn device_io_control_overlapped(
@@ -331,18 +355,53 @@ impl Handle {
         input: &[u8],
         output_len: usize,
     ) -> Result<PendingIo, Status> {
+        self.device_io_control_buffer_overlapped(code, input, vec![0; output_len])
+    }
+
+    /// Overlapped `DeviceIoControl` whose output buffer is `output`, the application's own
+    /// memory with its current contents (a `METHOD_IN_DIRECT` driver reads them;
+    /// [`PendingIo::caller_output`] shows the buffer at any time). See the
+    /// [I/O module docs](super) for what each transfer method does with it.
+    ///
+    /// Errors: `STATUS_ACCESS_DENIED` if the handle lacks the code's access bits.
+    pub fn device_io_control_buffer_overlapped(
+        &self,
+        code: u32,
+        input: &[u8],
+        output: Vec<u8>,
+    ) -> Result<PendingIo, Status> {
         let params = RequestParameters {
             kind: RequestType::DeviceControl,
             ioctl_code: code,
             input_length: input.len(),
-            output_length: output_len,
+            output_length: output.len(),
             offset: 0,
         };
         self.issue(
             params,
             input.to_vec(),
+            output,
             self.file.access().allows_ioctl(code),
         )
+    }
+
+    /// Synchronous `DeviceIoControl(code, input, output)` on the application's own `output`
+    /// buffer: on return `output` holds what the caller's memory holds after completion (all of
+    /// it, not only the information's bytes); the result is the information
+    /// (`lpBytesReturned`).
+    ///
+    /// Errors: `STATUS_ACCESS_DENIED` (access bits); the completion status (`output` is updated
+    /// all the same: a direct-I/O driver may have written it).
+    pub fn device_io_control_buffer(
+        &self,
+        code: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, Status> {
+        let p = self.device_io_control_buffer_overlapped(code, input, output.to_vec())?;
+        let r = p.wait(None).unwrap_or(Err(Status::UNSUCCESSFUL));
+        output.copy_from_slice(&p.caller_output());
+        r.map(|(_, n)| n)
     }
 
     /// Synchronous `DeviceIoControl`: the output (truncated to the information) and the
@@ -369,7 +428,7 @@ impl Handle {
             output_length: len,
             offset: 0,
         };
-        self.issue(params, Vec::new(), self.file.access().read)
+        self.issue(params, Vec::new(), vec![0; len], self.file.access().read)
     }
 
     /// Synchronous `ReadFile`: the bytes read.
@@ -390,7 +449,7 @@ impl Handle {
             output_length: 0,
             offset: 0,
         };
-        self.issue(params, data.to_vec(), self.file.access().write)
+        self.issue(params, data.to_vec(), Vec::new(), self.file.access().write)
     }
 
     /// Synchronous `WriteFile`: the bytes written (the information).

@@ -128,7 +128,8 @@ pub use app::{Access, AppConfig, Application, Handle, IoResult, PendingIo};
 pub use file::{FileConfig, FileObject};
 pub use queue::{DispatchType, FoundRequest, Queue, QueueConfig, QueueStatus, StopFlags};
 pub use request::{
-    CompletionParams, Request, RequestParameters, RequestType, RequestorMode, SendOptions,
+    CompletionParams, LockedUserBuffer, Request, RequestParameters, RequestType, RequestorMode,
+    SendOptions, UserBuffer, METHOD_BUFFERED, METHOD_IN_DIRECT, METHOD_NEITHER, METHOD_OUT_DIRECT,
 };
 pub use target::{IoTarget, OpenParams, TargetState, TargetStopAction};
 
@@ -488,12 +489,14 @@ fn dispatch_inner(device: &Device, core: &Arc<ReqCore>) {
                 request::give_to_driver(core);
                 request::set_taken(core, format!("EvtIoInCallerContext of {}", device.name()));
                 let h = request::handle(core);
+                request::set_in_caller_context(core, Some(std::thread::current().id()));
                 invoke_callback(
                     device.driver().name(),
                     device.name(),
                     "EvtIoInCallerContext",
                     || f(device, h),
                 );
+                request::set_in_caller_context(core, None);
                 return;
             }
             let q = lock(&st.routes)

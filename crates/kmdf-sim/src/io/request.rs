@@ -20,13 +20,55 @@
 //! handle the framework gave the driver (`EvtIoStop`, `EvtIoResume`, a cancel routine) may be
 //! dropped freely while the first one is kept.
 //!
-//! # Buffers
+//! # Buffers ([buffer descriptions], [unsafe user buffers], kmdf-sequences §10.2)
 //!
-//! Buffered I/O: reads have an output buffer, writes an input buffer, IOCTLs both
-//! ([`input_buffer`](Request::input_buffer), [`with_output_buffer`](Request::with_output_buffer)).
+//! Reads and writes use buffered I/O (a device's I/O type is not modelled): a read's output is a
+//! system buffer whose first `Information` bytes the I/O manager copies to the caller at
+//! completion; a write's input is a copy of the caller's data. IOCTLs follow the transfer method
+//! in bits 1–0 of the control code:
+//!
+//! * `METHOD_BUFFERED`: one system buffer of max(input, output) length, the input copied in.
+//!   [`input_buffer`](Request::input_buffer) and [`with_output_buffer`](Request::with_output_buffer)
+//!   are views of that **same** memory: the output view starts with the input, and once the
+//!   driver wrote the output, the input is gone. At completion the I/O manager copies
+//!   `Information` bytes — never more than the output length — to the caller's output buffer,
+//!   unless the status is an error (`NT_ERROR`; a warning such as `STATUS_BUFFER_OVERFLOW`
+//!   still copies).
+//! * `METHOD_IN_DIRECT` / `METHOD_OUT_DIRECT`: the input is a system buffer; the output view is
+//!   the caller's own memory (the MDL's pages, modelled as the very buffer the application
+//!   passed): the driver's writes land there at once — visible to the caller before
+//!   completion and past `Information` — and nothing is copied back. For IN_DIRECT the driver
+//!   reads that buffer as a second input (it starts with the caller's bytes). What is not
+//!   modelled: page granularity, the MDL object itself (`WdfRequestRetrieveOutputWdmMdl`), and
+//!   the read-only access of IN_DIRECT pages (a driver may write them here).
+//! * `METHOD_NEITHER`: the buffers are the caller's user-mode addresses. For a user-mode
+//!   `IRP_MJ_DEVICE_CONTROL` the framework gives the driver no buffer through
+//!   `Retrieve…Buffer` (`STATUS_INVALID_DEVICE_REQUEST`); the driver takes them in
+//!   `EvtIoInCallerContext` ([`set_io_in_caller_context`](super::set_io_in_caller_context)) with
+//!   [`retrieve_unsafe_user_input_buffer`](Request::retrieve_unsafe_user_input_buffer) /
+//!   [`…_output_buffer`](Request::retrieve_unsafe_user_output_buffer) and must probe and lock
+//!   them there ([`probe_and_lock_user_buffer_for_read`](Request::probe_and_lock_user_buffer_for_read)
+//!   / [`…_for_write`](Request::probe_and_lock_user_buffer_for_write)), which gives a
+//!   [`LockedUserBuffer`] usable in any context until the request completes. Outside that
+//!   callback (or from another thread) the unsafe retrieval and the probe fail with
+//!   `STATUS_INVALID_DEVICE_REQUEST` — KMDF makes that check under its verifier, which the
+//!   simulator always runs. Internal IOCTLs and kernel-mode requestors pass kernel addresses:
+//!   their `METHOD_NEITHER` buffers are given through `Retrieve…Buffer` as the sender passed
+//!   them (and the unsafe calls refuse internal IOCTLs).
+//!
+//! Requests drivers build ([`format_for_ioctl`](Request::format_for_ioctl),
+//! [`format_for_internal_ioctl`](Request::format_for_internal_ioctl), the synchronous senders
+//! of [`IoTarget`]) get the same buffers for their method, as `FxIoTarget::FormatIoctlRequest`
+//! builds them for internal and external IOCTLs alike: `METHOD_BUFFERED` one system buffer with
+//! `Information` bytes copied back into the creator's output memory, the direct methods the
+//! creator's output memory itself, `METHOD_NEITHER` the creator's buffers as given. The
+//! creator's [`output`](Request::output) is its own output memory.
+//!
 //! Asking for a buffer shorter than a minimum, or a zero-length one, fails with
 //! `STATUS_BUFFER_TOO_SMALL`; asking for a buffer the request type does not have fails with
-//! `STATUS_INVALID_DEVICE_REQUEST` (`WdfRequestRetrieveInputBuffer`/`OutputBuffer`).
+//! `STATUS_INVALID_DEVICE_REQUEST` (`WdfRequestRetrieveInputBuffer`/`OutputBuffer`). A view
+//! opened inside another view of the same request on the same thread fails with
+//! `STATUS_INVALID_DEVICE_STATE` instead of aliasing (or deadlocking on) the buffer.
 //!
 //! # Cancellation ([W15], [D28], [D29], kmdf-sequences §6.6)
 //!
@@ -56,6 +98,8 @@
 //! `format_for_*` methods, sent, returned to the creator's completion routine, and may be
 //! [`reuse`](Request::reuse)d (`WdfRequestReuse`) or [`delete`](Request::delete)d.
 //!
+//! [buffer descriptions]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/buffer-descriptions-for-i-o-control-codes
+//! [unsafe user buffers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestretrieveunsafeuserinputbuffer
 //! [D27]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestcomplete
 //! [D28]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestmarkcancelableex
 //! [D29]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nc-wdfrequest-evt_wdf_request_cancel
@@ -69,6 +113,7 @@
 
 use core::fmt;
 use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use super::file::FileObject;
@@ -126,6 +171,37 @@ pub struct RequestParameters {
 }
 
 impl RequestParameters {
+    /// The length of the system buffer the I/O manager (or the framework, for a request a driver
+    /// formats) allocates from pool for these parameters: `max(input, output)` for a
+    /// `METHOD_BUFFERED` IOCTL, the output for a buffered read, the input for the system copy of
+    /// a write or a direct/neither IOCTL's input; 0 otherwise.
+    pub(crate) fn system_buffer_length(&self) -> usize {
+        match self.kind {
+            RequestType::Read => self.output_length,
+            RequestType::Write => self.input_length,
+            RequestType::DeviceControl | RequestType::InternalDeviceControl => {
+                if self.ioctl_code & 3 == METHOD_BUFFERED {
+                    self.input_length.max(self.output_length)
+                } else {
+                    self.input_length
+                }
+            }
+            RequestType::Create | RequestType::Cleanup | RequestType::Close => 0,
+        }
+    }
+
+    /// `STATUS_INSUFFICIENT_RESOURCES` when the system buffer is larger than the pool grants
+    /// ([`MAX_ALLOCATION`](crate::pool::MAX_ALLOCATION)): the I/O manager fails such a request
+    /// before any driver sees it (its pool allocation fails), and so does the framework when a
+    /// driver formats one. Never an abort, whatever length the sender chose.
+    pub(crate) fn check_system_buffer(&self) -> Result<(), Status> {
+        if self.system_buffer_length() > crate::pool::MAX_ALLOCATION {
+            Err(Status::INSUFFICIENT_RESOURCES)
+        } else {
+            Ok(())
+        }
+    }
+
     fn new(kind: RequestType) -> Self {
         RequestParameters {
             kind,
@@ -134,6 +210,243 @@ impl RequestParameters {
             output_length: 0,
             offset: 0,
         }
+    }
+}
+
+/// `METHOD_BUFFERED` (bits 1–0 of an I/O control code).
+pub const METHOD_BUFFERED: u32 = 0;
+/// `METHOD_IN_DIRECT`.
+pub const METHOD_IN_DIRECT: u32 = 1;
+/// `METHOD_OUT_DIRECT`.
+pub const METHOD_OUT_DIRECT: u32 = 2;
+/// `METHOD_NEITHER`.
+pub const METHOD_NEITHER: u32 = 3;
+
+/// One block of memory a request's data lives in: a system buffer the framework allocated, or
+/// the originator's own memory (an application's buffer, reached through an MDL or its
+/// user-mode address; a driver's memory for a request it created).
+#[derive(Clone, Default)]
+pub(crate) struct Mem(Arc<Mutex<Vec<u8>>>);
+
+impl Mem {
+    pub(crate) fn new(bytes: Vec<u8>) -> Mem {
+        Mem(Arc::new(Mutex::new(bytes)))
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
+        lock(&self.0).clone()
+    }
+
+    /// A copy of the first `len` bytes (fewer if the memory is shorter): what completion hands
+    /// the originator, without copying the rest of a large caller buffer.
+    fn prefix(&self, len: usize) -> Vec<u8> {
+        let memory = lock(&self.0);
+        memory[..len.min(memory.len())].to_vec()
+    }
+
+    fn same(&self, other: &Mem) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Where a request's buffers are, decided when it is built (see the module docs, "Buffers").
+#[derive(Default)]
+struct Buffers {
+    /// What `WdfRequestRetrieveInputBuffer` describes (`None`: the request has none the
+    /// framework may hand out — a user-mode `METHOD_NEITHER` IOCTL).
+    input: Option<Mem>,
+    /// What `WdfRequestRetrieveOutputBuffer` describes (as `input`).
+    output: Option<Mem>,
+    /// The user-mode input and output of a `METHOD_NEITHER` IOCTL
+    /// (`WdfRequestRetrieveUnsafeUser…Buffer`).
+    user: Option<(Mem, Mem)>,
+    /// The originator's output memory.
+    caller_output: Mem,
+    /// Whether completion copies `Information` bytes of `output` into `caller_output` (a
+    /// system buffer: buffered reads and `METHOD_BUFFERED` IOCTLs).
+    copy_back: bool,
+}
+
+impl Buffers {
+    /// The buffers of a request with `params` whose originator passes `input` and
+    /// `caller_output` (kmdf-sequences §6; `FxIoTarget::FormatIoctlRequest` for the requests
+    /// drivers build, which follows the same rules).
+    fn new(
+        params: &RequestParameters,
+        input: Vec<u8>,
+        caller_output: Mem,
+        mode: RequestorMode,
+    ) -> Buffers {
+        let mut b = Buffers {
+            caller_output: caller_output.clone(),
+            ..Buffers::default()
+        };
+        match params.kind {
+            RequestType::Read => {
+                b.output = Some(Mem::new(vec![0; params.output_length]));
+                b.copy_back = true;
+            }
+            RequestType::Write => b.input = Some(Mem::new(input)),
+            RequestType::DeviceControl | RequestType::InternalDeviceControl => {
+                match params.ioctl_code & 3 {
+                    METHOD_BUFFERED => {
+                        let mut system = input;
+                        system.resize(params.input_length.max(params.output_length), 0);
+                        let system = Mem::new(system);
+                        b.input = Some(system.clone());
+                        b.output = Some(system);
+                        b.copy_back = true;
+                    }
+                    METHOD_IN_DIRECT | METHOD_OUT_DIRECT => {
+                        b.input = Some(Mem::new(input));
+                        b.output = Some(caller_output);
+                    }
+                    _ => {
+                        let user = Mem::new(input);
+                        // KMDF hands METHOD_NEITHER buffers out only when they are kernel
+                        // addresses: internal IOCTLs and kernel-mode requestors
+                        // (FxRequest::GetDeviceControlOutputMemoryObject).
+                        if mode == RequestorMode::Kernel
+                            || params.kind == RequestType::InternalDeviceControl
+                        {
+                            b.input = Some(user.clone());
+                            b.output = Some(caller_output.clone());
+                        }
+                        b.user = Some((user, caller_output));
+                    }
+                }
+            }
+            RequestType::Create | RequestType::Cleanup | RequestType::Close => {}
+        }
+        b
+    }
+
+    /// The I/O manager's (or the framework's, for a driver-created request) copy of a system
+    /// buffer back into the originator's output at completion: `Information` bytes, never more
+    /// than the output length, unless the status is an error (`NT_ERROR`; warnings such as
+    /// `STATUS_BUFFER_OVERFLOW` still copy).
+    fn copy_back(&self, status: Status, information: usize, output_length: usize) {
+        let Some(system) = self.output.as_ref().filter(|_| self.copy_back) else {
+            return;
+        };
+        if (status.as_u32() >> 30) == 3 || system.same(&self.caller_output) {
+            return;
+        }
+        let src = lock(&system.0);
+        let mut dst = lock(&self.caller_output.0);
+        let n = information.min(output_length).min(src.len()).min(dst.len());
+        dst[..n].copy_from_slice(&src[..n]);
+    }
+}
+
+/// An open buffer view of a request on one thread; closes it when dropped.
+struct ViewGuard<'a>(&'a Mutex<Vec<ThreadId>>, ThreadId);
+
+impl Drop for ViewGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.0).retain(|t| *t != self.1);
+    }
+}
+
+/// A user-mode buffer of a `METHOD_NEITHER` request, as `WdfRequestRetrieveUnsafeUserInputBuffer`
+/// and `…OutputBuffer` return it: an address in the caller's process, which the driver may use
+/// only after probing and locking it
+/// ([`probe_and_lock_user_buffer_for_read`](Request::probe_and_lock_user_buffer_for_read) /
+/// [`…_for_write`](Request::probe_and_lock_user_buffer_for_write)) in `EvtIoInCallerContext`.
+#[derive(Clone)]
+pub struct UserBuffer {
+    mem: Mem,
+    len: usize,
+    request: u64,
+}
+
+impl fmt::Debug for UserBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserBuffer")
+            .field("request", &self.request)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserBuffer {
+    /// The buffer's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length buffer.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The `WDFMEMORY` `WdfRequestProbeAndLockUserBufferFor{Read,Write}` creates: the caller's pages,
+/// locked and mapped, usable in any thread context until the request completes (its parent is
+/// the request). Using it after completion is [`Rule::DeletedObjectUsed`].
+pub struct LockedUserBuffer {
+    mem: Mem,
+    len: usize,
+    writable: bool,
+    core: Weak<ReqCore>,
+}
+
+impl fmt::Debug for LockedUserBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedUserBuffer")
+            .field("len", &self.len)
+            .field("writable", &self.writable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockedUserBuffer {
+    fn check(&self, routine: &str) -> Result<(), Status> {
+        let Some(core) = self.core.upgrade() else {
+            return Err(Status::INVALID_DEVICE_STATE);
+        };
+        if matches!(lock(&core.st).loc, Loc::Completed | Loc::Creator) {
+            report(
+                &core,
+                Rule::DeletedObjectUsed,
+                &format!("{routine} on a locked user buffer of a request that was completed"),
+            );
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        Ok(())
+    }
+
+    /// The buffer's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length buffer.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `WdfMemoryCopyToBuffer`: a copy of the caller's bytes.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` after the request completed.
+    pub fn read(&self) -> Result<Vec<u8>, Status> {
+        self.check("WdfMemoryCopyToBuffer")?;
+        let m = lock(&self.mem.0);
+        Ok(m[..self.len.min(m.len())].to_vec())
+    }
+
+    /// `WdfMemoryGetBuffer` for writing: `f` writes the caller's memory directly.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_REQUEST` for a buffer locked for reading only;
+    /// `STATUS_INVALID_DEVICE_STATE` after the request completed.
+    pub fn with_mut<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Status> {
+        self.check("WdfMemoryGetBuffer")?;
+        if !self.writable {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        let mut m = lock(&self.mem.0);
+        let n = self.len.min(m.len());
+        Ok(f(&mut m[..n]))
     }
 }
 
@@ -214,8 +527,11 @@ pub(crate) enum Origin {
 
 pub(crate) struct ReqSt {
     pub(crate) params: RequestParameters,
-    input: Vec<u8>,
-    output: Vec<u8>,
+    buffers: Buffers,
+    /// The thread running `EvtIoInCallerContext` with this request, while it runs and the
+    /// driver still owns the request there (the only place the unsafe user buffers of a
+    /// `METHOD_NEITHER` request may be retrieved).
+    in_caller_context: Option<ThreadId>,
     status: Status,
     information: usize,
     mode: RequestorMode,
@@ -235,6 +551,8 @@ pub(crate) struct ReqCore {
     pub(crate) id: u64,
     pub(crate) machine: MachineRef,
     pub(crate) st: Mutex<ReqSt>,
+    /// Threads with a buffer view of this request open (see [`ReqCore::view`]).
+    views: Mutex<Vec<ThreadId>>,
 }
 
 impl ReqCore {
@@ -245,16 +563,18 @@ impl ReqCore {
         input: Vec<u8>,
         mode: RequestorMode,
         file: Option<FileObject>,
+        caller_output: Mem,
         done: DoneFn,
     ) -> Arc<ReqCore> {
-        let output = vec![0; params.output_length];
+        let buffers = Buffers::new(&params, input, caller_output, mode);
         Arc::new(ReqCore {
             id: crate::exec::context::new_uid(),
             machine: MachineRef::new(machine),
+            views: Mutex::new(Vec::new()),
             st: Mutex::new(ReqSt {
                 params,
-                input,
-                output,
+                buffers,
+                in_caller_context: None,
                 status: Status::PENDING,
                 information: 0,
                 mode,
@@ -402,6 +722,11 @@ pub(crate) fn is_cancelable_st(st: &ReqSt) -> bool {
     st.cancel_routine.is_some()
 }
 
+/// The request enters (`Some`, the current thread) or leaves (`None`) `EvtIoInCallerContext`.
+pub(crate) fn set_in_caller_context(core: &Arc<ReqCore>, thread: Option<ThreadId>) {
+    lock(&core.st).in_caller_context = thread;
+}
+
 /// The framework hands the request to the deepest layer's driver (file-object callbacks).
 pub(crate) fn give_to_driver(core: &Arc<ReqCore>) {
     lock(&core.st).loc = Loc::Driver;
@@ -428,6 +753,8 @@ pub(crate) fn push_layer(core: &Arc<ReqCore>, device: &Device) {
         visit: crate::exec::context::new_uid(),
     });
     st.loc = Loc::Framework;
+    // A layer below is not in the caller's context of the layer that passed the request on.
+    st.in_caller_context = None;
 }
 
 /// The deepest layer completes the request (driver or framework on its behalf).
@@ -436,6 +763,7 @@ pub(crate) fn complete_layer(core: &Arc<ReqCore>, status: Status, information: u
         let mut st = lock(&core.st);
         st.status = status;
         st.information = information;
+        st.in_caller_context = None;
         // Dropped outside the lock, as every driver closure: it may own a handle of this very
         // request, whose drop takes the lock.
         let cancel_routine = st.cancel_routine.take();
@@ -457,6 +785,7 @@ pub(crate) fn complete_layer(core: &Arc<ReqCore>, status: Status, information: u
         if let Some(q) = l.queue.take() {
             queue::request_left(&q, core);
         }
+        super::file::layer_completed(&l.device, core, status);
     }
     propagate(core);
 }
@@ -506,23 +835,28 @@ fn propagate_inner(core: &Arc<ReqCore>) {
             }
         }
         let mut l = st.layers.pop().expect("a layer is present");
+        let status = st.status;
         drop(st);
         drop(l.timer.take());
         if let Some(q) = l.queue.take() {
             queue::request_left(&q, core);
         }
+        // A layer given up (send-and-forget, the framework's own pass-down of a create).
+        super::file::layer_completed(&l.device, core, status);
     }
     let mut st = lock(&core.st);
     let params = CompletionParams {
         status: st.status,
         information: st.information,
     };
+    st.in_caller_context = None;
+    st.buffers
+        .copy_back(params.status, params.information, st.params.output_length);
     match &mut st.origin {
         Origin::Io(done) => {
             let done = done.take();
             st.loc = Loc::Completed;
-            let mut out = std::mem::take(&mut st.output);
-            out.truncate(params.information.min(out.len()));
+            let out = st.buffers.caller_output.prefix(params.information);
             drop(st);
             core.trace(&format!("completed with {}", params.status));
             if let Some(d) = done {
@@ -727,6 +1061,7 @@ impl Request {
     /// forwarding to a queue): the handle goes away without the drop check.
     pub(crate) fn release(mut self) -> Arc<ReqCore> {
         self.released = true;
+        lock(&self.core.st).in_caller_context = None;
         Arc::clone(&self.core)
     }
 
@@ -790,26 +1125,105 @@ impl Request {
         Ok(())
     }
 
-    /// `WdfRequestRetrieveInputBuffer`: a copy of the input buffer (writes, IOCTLs).
-    ///
-    /// Errors: `STATUS_BUFFER_TOO_SMALL` if it is empty or shorter than `min_len`;
-    /// `STATUS_INVALID_DEVICE_REQUEST` for a request type without one.
-    pub fn input_buffer(&self, min_len: usize) -> Result<Vec<u8>, Status> {
-        let st = lock(&self.core.st);
-        self.check_buffer_access(&st, "WdfRequestRetrieveInputBuffer")?;
-        if !matches!(
-            st.params.kind,
-            RequestType::Write | RequestType::DeviceControl | RequestType::InternalDeviceControl
-        ) {
+    /// The memory and length of the input (`output == false`) or output view this handle sees:
+    /// the request's buffers, or the creator's own output memory for a driver-created request.
+    fn view_of(&self, st: &ReqSt, output: bool) -> Result<(Mem, usize), Status> {
+        let (ok, mem, len) = if output {
+            let ok = matches!(
+                st.params.kind,
+                RequestType::Read | RequestType::DeviceControl | RequestType::InternalDeviceControl
+            );
+            let mem = if self.depth == 0 {
+                Some(st.buffers.caller_output.clone())
+            } else {
+                st.buffers.output.clone()
+            };
+            (ok, mem, st.params.output_length)
+        } else {
+            let ok = matches!(
+                st.params.kind,
+                RequestType::Write
+                    | RequestType::DeviceControl
+                    | RequestType::InternalDeviceControl
+            );
+            (ok, st.buffers.input.clone(), st.params.input_length)
+        };
+        if !ok {
             return Err(Status::INVALID_DEVICE_REQUEST);
         }
-        if st.input.is_empty() || st.input.len() < min_len {
+        // KMDF checks the length before the transfer method (FxRequest::GetMemoryObject).
+        if len == 0 {
             return Err(Status::BUFFER_TOO_SMALL);
         }
-        Ok(st.input.clone())
+        mem.map(|m| (m, len)).ok_or(Status::INVALID_DEVICE_REQUEST)
     }
 
-    /// `WdfRequestRetrieveOutputBuffer`: runs `f` on the output buffer (reads, IOCTLs).
+    /// Runs `f` on the view `output` selects, refusing a view nested in another view of this
+    /// request on the same thread (`STATUS_INVALID_DEVICE_STATE`): with `METHOD_BUFFERED` the
+    /// input and output are one buffer, so a nested view would alias it.
+    fn with_view<R>(
+        &self,
+        output: bool,
+        min_len: usize,
+        routine: &str,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, Status> {
+        let (mem, len) = {
+            let st = lock(&self.core.st);
+            self.check_buffer_access(&st, routine)?;
+            self.view_of(&st, output)?
+        };
+        if len < min_len {
+            return Err(Status::BUFFER_TOO_SMALL);
+        }
+        let me = std::thread::current().id();
+        {
+            let mut views = lock(&self.core.views);
+            if views.contains(&me) {
+                drop(views);
+                self.core.trace(&format!(
+                    "{routine} while another buffer view of the request is open on this \
+                     thread: refused (the views may alias one buffer)"
+                ));
+                return Err(Status::INVALID_DEVICE_STATE);
+            }
+            views.push(me);
+        }
+        let _close = ViewGuard(&self.core.views, me);
+        let mut bytes = lock(&mem.0);
+        let n = len.min(bytes.len());
+        Ok(f(&mut bytes[..n]))
+    }
+
+    /// `WdfRequestRetrieveInputBuffer`: a copy of the input buffer (writes, IOCTLs). With
+    /// `METHOD_BUFFERED` it is the one system buffer the output shares: once the driver wrote
+    /// the output, the input is gone.
+    ///
+    /// Errors: `STATUS_BUFFER_TOO_SMALL` if it is empty or shorter than `min_len`;
+    /// `STATUS_INVALID_DEVICE_REQUEST` for a request type without one, and for a `METHOD_NEITHER`
+    /// IOCTL from user mode (see [`retrieve_unsafe_user_input_buffer`](Self::retrieve_unsafe_user_input_buffer));
+    /// `STATUS_INVALID_DEVICE_STATE` inside another buffer view of the request.
+    pub fn input_buffer(&self, min_len: usize) -> Result<Vec<u8>, Status> {
+        self.with_view(false, min_len, "WdfRequestRetrieveInputBuffer", |b| {
+            b.to_vec()
+        })
+    }
+
+    /// `WdfRequestRetrieveInputBuffer`: runs `f` on the input buffer in place.
+    ///
+    /// Errors: as [`input_buffer`](Self::input_buffer).
+    pub fn with_input_buffer<R>(
+        &self,
+        min_len: usize,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, Status> {
+        self.with_view(false, min_len, "WdfRequestRetrieveInputBuffer", |b| f(b))
+    }
+
+    /// `WdfRequestRetrieveOutputBuffer`: runs `f` on the output buffer (reads, IOCTLs) — the
+    /// system buffer (`METHOD_BUFFERED`, shared with the input; buffered reads) or the caller's
+    /// own memory (`METHOD_IN_DIRECT`/`METHOD_OUT_DIRECT`, where IN_DIRECT's "output" is a
+    /// second input the driver reads).
     ///
     /// Errors: as [`input_buffer`](Self::input_buffer).
     pub fn with_output_buffer<R>(
@@ -817,23 +1231,142 @@ impl Request {
         min_len: usize,
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<R, Status> {
-        let mut st = lock(&self.core.st);
-        self.check_buffer_access(&st, "WdfRequestRetrieveOutputBuffer")?;
-        if !matches!(
-            st.params.kind,
-            RequestType::Read | RequestType::DeviceControl | RequestType::InternalDeviceControl
-        ) {
-            return Err(Status::INVALID_DEVICE_REQUEST);
-        }
-        if st.output.is_empty() || st.output.len() < min_len {
-            return Err(Status::BUFFER_TOO_SMALL);
-        }
-        Ok(f(&mut st.output))
+        self.with_view(true, min_len, "WdfRequestRetrieveOutputBuffer", f)
     }
 
-    /// A copy of the output buffer (e.g. what a target returned into a driver-created request).
+    /// A copy of the output buffer (e.g. what a target returned into a driver-created request:
+    /// for the creator, its own output memory after the framework's copy-back).
     pub fn output(&self) -> Vec<u8> {
-        lock(&self.core.st).output.clone()
+        let st = lock(&self.core.st);
+        if self.depth == 0 {
+            return st.buffers.caller_output.snapshot();
+        }
+        st.buffers
+            .output
+            .as_ref()
+            .map(Mem::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// The unsafe user buffer `output` selects, for `routine`.
+    fn unsafe_user_buffer(
+        &self,
+        output: bool,
+        min_len: usize,
+        routine: &str,
+    ) -> Result<UserBuffer, Status> {
+        if !require_max_irql(Irql::Passive, routine) {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        let st = lock(&self.core.st);
+        self.check_buffer_access(&st, routine)?;
+        if !self.in_caller_context(&st) {
+            drop(st);
+            self.core.trace(&format!(
+                "{routine} outside EvtIoInCallerContext: refused with STATUS_INVALID_DEVICE_REQUEST"
+            ));
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        let Some((input, out)) = st
+            .buffers
+            .user
+            .as_ref()
+            .filter(|_| st.params.kind == RequestType::DeviceControl)
+        else {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        };
+        let (mem, len) = if output {
+            (out.clone(), st.params.output_length)
+        } else {
+            (input.clone(), st.params.input_length)
+        };
+        if len < min_len {
+            return Err(Status::BUFFER_TOO_SMALL);
+        }
+        Ok(UserBuffer {
+            mem,
+            len,
+            request: self.core.id,
+        })
+    }
+
+    /// True while this handle's driver holds the request in `EvtIoInCallerContext`, on that
+    /// callback's thread.
+    fn in_caller_context(&self, st: &ReqSt) -> bool {
+        self.owns(st) && st.in_caller_context == Some(std::thread::current().id())
+    }
+
+    /// `WdfRequestRetrieveUnsafeUserInputBuffer` (PASSIVE): the caller's user-mode input address
+    /// of a `METHOD_NEITHER` IOCTL (`Type3InputBuffer`). Valid only in `EvtIoInCallerContext`
+    /// (the caller's process); probe and lock it there before use.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_REQUEST` outside `EvtIoInCallerContext` (the check KMDF's
+    /// verifier makes, always on here), and for a request that is not a `METHOD_NEITHER`
+    /// `IRP_MJ_DEVICE_CONTROL` (internal IOCTLs included: their buffers are kernel addresses,
+    /// retrieved with [`input_buffer`](Self::input_buffer)); `STATUS_BUFFER_TOO_SMALL` below
+    /// `min_len`.
+    pub fn retrieve_unsafe_user_input_buffer(&self, min_len: usize) -> Result<UserBuffer, Status> {
+        self.unsafe_user_buffer(false, min_len, "WdfRequestRetrieveUnsafeUserInputBuffer")
+    }
+
+    /// `WdfRequestRetrieveUnsafeUserOutputBuffer` (PASSIVE): the caller's user-mode output
+    /// address (`Irp->UserBuffer`) of a `METHOD_NEITHER` IOCTL.
+    ///
+    /// Errors: as [`retrieve_unsafe_user_input_buffer`](Self::retrieve_unsafe_user_input_buffer).
+    pub fn retrieve_unsafe_user_output_buffer(&self, min_len: usize) -> Result<UserBuffer, Status> {
+        self.unsafe_user_buffer(true, min_len, "WdfRequestRetrieveUnsafeUserOutputBuffer")
+    }
+
+    fn probe_and_lock(
+        &self,
+        buffer: &UserBuffer,
+        writable: bool,
+        routine: &str,
+    ) -> Result<LockedUserBuffer, Status> {
+        if !require_max_irql(Irql::Passive, routine) {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        let st = lock(&self.core.st);
+        self.check_buffer_access(&st, routine)?;
+        if !self.in_caller_context(&st) {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        // The simulator's user addresses are always valid; one of another request stands in
+        // for an address the probe rejects.
+        if buffer.request != self.core.id {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        Ok(LockedUserBuffer {
+            mem: buffer.mem.clone(),
+            len: buffer.len,
+            writable,
+            core: Arc::downgrade(&self.core),
+        })
+    }
+
+    /// `WdfRequestProbeAndLockUserBufferForRead` (PASSIVE, in `EvtIoInCallerContext`): locks a
+    /// user buffer of this request for reading; the memory stays usable, from any context,
+    /// until the request completes.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_REQUEST` outside `EvtIoInCallerContext`;
+    /// `STATUS_INVALID_PARAMETER` for a buffer of another request.
+    pub fn probe_and_lock_user_buffer_for_read(
+        &self,
+        buffer: &UserBuffer,
+    ) -> Result<LockedUserBuffer, Status> {
+        self.probe_and_lock(buffer, false, "WdfRequestProbeAndLockUserBufferForRead")
+    }
+
+    /// `WdfRequestProbeAndLockUserBufferForWrite`: as
+    /// [`probe_and_lock_user_buffer_for_read`](Self::probe_and_lock_user_buffer_for_read), for
+    /// reading and writing.
+    ///
+    /// Errors: as `probe_and_lock_user_buffer_for_read`.
+    pub fn probe_and_lock_user_buffer_for_write(
+        &self,
+        buffer: &UserBuffer,
+    ) -> Result<LockedUserBuffer, Status> {
+        self.probe_and_lock(buffer, true, "WdfRequestProbeAndLockUserBufferForWrite")
     }
 
     /// `WdfRequestSetInformation`.
@@ -1207,10 +1740,11 @@ impl Request {
         let core = Arc::new(ReqCore {
             id: crate::exec::context::new_uid(),
             machine: MachineRef::new(&machine),
+            views: Mutex::new(Vec::new()),
             st: Mutex::new(ReqSt {
                 params: RequestParameters::new(RequestType::DeviceControl),
-                input: Vec::new(),
-                output: Vec::new(),
+                buffers: Buffers::default(),
+                in_caller_context: None,
                 status: Status::SUCCESS,
                 information: 0,
                 mode: RequestorMode::Kernel,
@@ -1248,9 +1782,19 @@ impl Request {
         if !(self.depth == 0 && matches!(st.loc, Loc::Creator)) {
             return Err(Status::INVALID_DEVICE_STATE);
         }
+        // The output memory (WdfMemoryCreate): a length the pool would refuse is refused with a
+        // status, never an abort (the sender chose it).
+        if output_len > crate::pool::MAX_ALLOCATION {
+            return Err(Status::INSUFFICIENT_RESOURCES);
+        }
+        params.check_system_buffer()?;
+        st.buffers = Buffers::new(
+            &params,
+            input.to_vec(),
+            Mem::new(vec![0; output_len]),
+            RequestorMode::Kernel,
+        );
         st.params = params;
-        st.input = input.to_vec();
-        st.output = vec![0; output_len];
         Ok(())
     }
 

@@ -130,9 +130,13 @@ impl PlatformRequest for Request {
         self.0.file_object().map(FileObject)
     }
 
+    /// kmdf-sim's views are the request's own memory (one system buffer for `METHOD_BUFFERED`,
+    /// the caller's memory for the output of `METHOD_*_DIRECT`); a view nested in another view
+    /// of the same request fails with `STATUS_INVALID_DEVICE_STATE`, as in the kernel backend.
     fn with_input_buffer<R>(&self, min_len: usize, f: impl FnOnce(&[u8]) -> R) -> NtResult<R> {
-        let input = self.0.input_buffer(min_len).map_err(from_sim_status)?;
-        Ok(f(&input))
+        self.0
+            .with_input_buffer(min_len, f)
+            .map_err(from_sim_status)
     }
 
     fn with_output_buffer<R>(&self, min_len: usize, f: impl FnOnce(&mut [u8]) -> R) -> NtResult<R> {
@@ -441,6 +445,9 @@ pub(super) fn wrap_file_config(
     }
     if let Some(f) = config.close {
         sim = sim.on_close(move |file| f(&FileObject(file.clone())));
+    }
+    if let Some(f) = config.deleted {
+        sim = sim.on_object_cleanup(move |file| f(&FileObject(file.clone())));
     }
     sim
 }
