@@ -595,7 +595,7 @@ impl Sender {
             let _ = request.delete();
             return Err(status);
         }
-        let deadline = timeout.map(|t| Clock::now() + t);
+        let deadline = timeout.map(|t| Clock::now().saturating_add(t));
         let me = Arc::clone(self);
         self.start(
             request,
@@ -724,7 +724,7 @@ impl Sender {
             self.reuse_return(reuse, request);
             return Err(status);
         }
-        let deadline = timeout.map(|t| Clock::now() + t);
+        let deadline = timeout.map(|t| Clock::now().saturating_add(t));
         let keeper = Arc::clone(self);
         let keep: Keep = Box::new(move |request| keeper.reuse_return(reuse, request));
         let me = Arc::clone(self);
