@@ -16,8 +16,11 @@ pub(crate) use loom::sync::atomic::{
 
 #[cfg(not(dmf_loom))]
 pub(crate) use core::sync::atomic::{
-    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
+// Only the Module's Method gate uses it, which exists where the Module framework does.
+#[cfg(all(not(dmf_loom), any(feature = "sim", all(feature = "kmdf", windows))))]
+pub(crate) use core::sync::atomic::AtomicU8;
 
 /// `core::cell::UnsafeCell` with loom's access API (`with_mut`), so the lock-free code reads the
 /// same under both builds and loom can check every access to the cell.
