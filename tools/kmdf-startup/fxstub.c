@@ -61,7 +61,7 @@ NTSTATUS FxDriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath
 
     if (RegistryPath == NULL ||
         RegistryPath->Length > sizeof(FxStubRegistryPathBuffer) - sizeof(WCHAR)) {
-        return STATUS_BUFFER_OVERFLOW;
+        return STATUS_NAME_TOO_LONG;
     }
     bytes = RegistryPath->Length;
     RtlCopyMemory(FxStubRegistryPathBuffer, RegistryPath->Buffer, bytes);
