@@ -8,7 +8,7 @@
 2. No wdk crate (wdk, wdk-sys, wdk-alloc, wdk-panic, wdk-build) is named in Rust code outside
    `crates/dmf-core/src/platform/kmdf/`, the facade's kernel glue (`src/kernel.rs`, or a
    `src/kernel/` directory, of the root `dmf` crate only) and build scripts.
-3. dmf-modules, dmf-macros and the samples carry `#![forbid(unsafe_code)]`.
+3. dmf-modules, dmf-macros, kmdf-sim and the samples carry `#![forbid(unsafe_code)]`.
 
 Usage: check_invariants.py [ROOT]   (exit 1 and one line per finding when something is wrong)
        check_invariants.py --self-test   (proves each check fires on a planted violation)
@@ -144,7 +144,7 @@ def check(root):
                 continue
             for lineno, line in scan(path, WDK_RE):
                 findings.append(f"{rel(path)}:{lineno}: wdk crate named outside the kmdf backend (invariant 2): {line}")
-    for crate in ["crates/dmf-modules", "crates/dmf-macros", "samples/switchbar", "samples/osrfx2-filter"]:
+    for crate in ["crates/dmf-modules", "crates/dmf-macros", "crates/kmdf-sim", "samples/switchbar", "samples/osrfx2-filter"]:
         lib = os.path.join(root, crate, "src/lib.rs")
         if os.path.exists(lib):
             with open(lib, encoding="utf-8") as fh:

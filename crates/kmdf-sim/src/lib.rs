@@ -156,6 +156,8 @@
 //! `DRIVER_VERIFIER_DETECTED_VIOLATION: WaitAtDispatch: driver 'x', object 'ev': …`. Tests that
 //! prove a rule fires build the machine with [`VerifierMode::Record`] and read
 //! `machine.verifier().violations()`.
+// kmdf-sim is safe Rust throughout: a simulator of kernel code must not be the unsound part.
+#![forbid(unsafe_code)]
 
 pub mod exec;
 pub mod fault;
