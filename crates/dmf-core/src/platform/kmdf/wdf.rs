@@ -560,14 +560,11 @@ pub(super) fn io_target_open_params_init_existing_device(
     params
 }
 
-/// Nanoseconds per tick of the NT time base (`LARGE_INTEGER` times count 100-ns units).
-const NANOSECONDS_PER_NT_TICK: u128 = 100; // not a WDF/NT value: a unit conversion (100 ns)
-
-/// A relative `LONGLONG` timeout for WDF/NT waits: `None` → no timeout pointer; `Some(d)` → minus `d`
-/// in 100-ns units, rounded up so a non-zero duration never becomes a state test.
+/// A relative `LONGLONG` timeout for WDF/NT waits: `None` → no timeout pointer; `Some(d)` → the
+/// NT layer's relative interval (minus `d` in 100-ns units, rounded up so a non-zero duration
+/// never becomes a state test).
 pub(super) fn relative_timeout(timeout: Option<core::time::Duration>) -> Option<i64> {
-    timeout
-        .map(|d| -i64::try_from(d.as_nanos().div_ceil(NANOSECONDS_PER_NT_TICK)).unwrap_or(i64::MAX))
+    timeout.map(crate::platform::nt::event::relative_interval)
 }
 
 /// `NT_SUCCESS` as a `Result`.

@@ -19,6 +19,10 @@ use crate::platform::contract::PlatformClock;
 /// Kernel-mode address of `KUSER_SHARED_DATA.InterruptTime` on x64.
 pub const KUSER_SHARED_DATA_INTERRUPT_TIME: usize = 0xFFFF_F780_0000_0008;
 
+/// Nanoseconds per tick of the NT time base: interrupt time and `LARGE_INTEGER` intervals count
+/// 100-ns units (a unit of the time base, not an enumerator the headers define).
+pub(crate) const NANOSECONDS_PER_TICK: u64 = 100;
+
 /// Interrupt time in 100-ns units since boot. Maps to `KeQueryInterruptTime`.
 ///
 /// Callable at any IRQL.
@@ -39,6 +43,6 @@ pub struct NtClock;
 impl PlatformClock for NtClock {
     /// `KeQueryInterruptTime` as a [`Duration`] since boot.
     fn now() -> Duration {
-        Duration::from_nanos(interrupt_time().saturating_mul(100))
+        Duration::from_nanos(interrupt_time().saturating_mul(NANOSECONDS_PER_TICK))
     }
 }

@@ -127,9 +127,13 @@ impl NtEvent {
 }
 
 /// A relative `LARGE_INTEGER` timeout: minus the duration in 100-ns units, rounded up so that a
-/// non-zero duration never becomes a zero-timeout state test (saturating).
-fn relative_interval(duration: Duration) -> i64 {
-    let ticks = duration.as_nanos().div_ceil(100);
+/// non-zero duration never becomes a zero-timeout state test (saturating). The one conversion of
+/// the NT layer and the kmdf backend (`KeWaitForSingleObject`, `WdfTimerStart`, WDF send and
+/// wait timeouts).
+pub(crate) fn relative_interval(duration: Duration) -> i64 {
+    let ticks = duration
+        .as_nanos()
+        .div_ceil(u128::from(super::clock::NANOSECONDS_PER_TICK));
     -i64::try_from(ticks).unwrap_or(i64::MAX)
 }
 
