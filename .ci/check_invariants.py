@@ -18,48 +18,13 @@ import re
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rust_source import strip_code  # noqa: E402  (the shared reader of Rust source)
+
 STD_RE = re.compile(r"\bstd\s*::|\bextern\s+crate\s+std\b|\buse\s+std\b")
 WDK_RE = re.compile(r"\b(wdk_sys|wdk_alloc|wdk_panic|wdk_build|wdk)\s*::|\bextern\s+crate\s+(wdk_sys|wdk_alloc|wdk_panic|wdk)\b")
 
 
-def strip_comments_and_strings(text):
-    """Blank out comments, string and char literals, keeping line structure."""
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            i = j
-        elif text.startswith("/*", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if text.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif text.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            out.append("\n" * text.count("\n", i, j))
-            i = j
-        elif c == '"' or (c == "r" and re.match(r'r#*"', text[i:i + 8]) and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_"))):
-            if c == "r":
-                m = re.match(r'r(#*)"', text[i:])
-                end = '"' + m.group(1)
-                j = text.find(end, i + len(m.group(0)))
-                j = n if j < 0 else j + len(end)
-            else:
-                j = i + 1
-                while j < n and text[j] != '"':
-                    j += 2 if text[j] == "\\" else 1
-                j += 1
-            out.append('""' + "\n" * text.count("\n", i, j))
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def strip_cfg_test_items(text):
@@ -102,7 +67,7 @@ def rust_files(root, sub):
 
 def scan(path, regex):
     with open(path, encoding="utf-8") as fh:
-        text = strip_cfg_test_items(strip_comments_and_strings(fh.read()))
+        text = strip_cfg_test_items(strip_code(fh.read()))
     for lineno, line in enumerate(text.splitlines(), 1):
         if regex.search(line):
             yield lineno, line.strip()

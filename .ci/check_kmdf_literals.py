@@ -42,6 +42,9 @@ import shutil
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rust_source import strip_code  # noqa: E402  (the shared reader of Rust source)
+
 BACKEND = os.path.join("crates", "dmf-core", "src", "platform", "kmdf")
 MARKER_RE = re.compile(r"//\s*(?:not a WDF/NT value|not in the bindings):\s*\S")
 
@@ -64,52 +67,6 @@ BRANCH_VALUE_RE = re.compile(r"(?:\)|\bif\b[^{]*|\belse)\s*\{\s*-?" + LITERAL_RE
 CALL_RE = re.compile(r"\bcall_unsafe_wdf_function_binding!\s*\(|\bwdk_sys\s*::\s*(?:\w+\s*::\s*)*\w+\s*\(")
 
 
-def strip_code(text):
-    """Blank out comments, strings and char literals, keeping every line in place."""
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if text.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif text.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            out.append("\n" * text.count("\n", i, j))
-            i = j
-        elif c == '"' or (c in "rbc" and re.match(r'(?:[bc]?r#*|[bc])"', text[i:i + 8])
-                          and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_"))):
-            m = re.match(r'([bc]?)(r(#*))?"', text[i:])
-            if m.group(2):
-                end = '"' + m.group(3)
-                j = text.find(end, i + len(m.group(0)))
-                j = n if j < 0 else j + len(end)
-            else:
-                j = i + len(m.group(0))
-                while j < n and text[j] != '"':
-                    j += 2 if text[j] == "\\" else 1
-                j += 1
-            out.append('""' + "\n" * text.count("\n", i, j))
-            i = j
-        elif c == "'":
-            m = re.match(r"b?'(\\.[^']*|[^\\'])'", text[i:])
-            if m:
-                out.append("' '")
-                i += len(m.group(0))
-            else:
-                out.append(c)
-                i += 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def blank_test_modules(code):

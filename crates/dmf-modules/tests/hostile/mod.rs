@@ -12,14 +12,17 @@
 #![allow(clippy::many_single_char_names)] // reason: decoders name their byte source `b` and the spec `s`, as the scenarios read
 #![allow(dead_code, clippy::too_many_lines)]
 
+#[path = "../driver_support/mod.rs"]
+mod driver_support;
+
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmf_core::device::{container_driver_config, DmfDeviceInit};
-use dmf_core::module::{Added, CollectionConfig, Module, ModuleCollection, ModuleInit, NoParent};
-use dmf_core::platform::contract::device::{DeviceAttributes, Guid, PlatformDevice};
+use dmf_core::device::container_driver_config;
+use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit, NoParent};
+use dmf_core::platform::contract::device::{Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{
     PlatformIoTarget, PlatformRequest, QueueDispatch, TargetOpenParams,
 };
@@ -233,45 +236,6 @@ fn echo_driver(reached: Arc<AtomicUsize>, interface: bool) -> DriverConfig {
         }),
         unload: None,
     }
-}
-
-/// Installs a DMF client driver `name` (a filter when `filter`) with the one Module `add` adds;
-/// the slot gets the device and the Module's handle.
-fn install_client<M: Module + 'static>(
-    machine: &Machine,
-    name: &str,
-    filter: bool,
-    add: impl Fn(&mut ModuleInit) -> Added<M> + Send + Sync + 'static,
-) -> Arc<Mutex<Option<(Device, M)>>> {
-    let add = Arc::new(add);
-    let slot: Arc<Mutex<Option<(Device, M)>>> = Arc::default();
-    let s = Arc::clone(&slot);
-    let config = DriverConfig {
-        device_add: Arc::new(move |_driver, init| {
-            let mut dmf = DmfDeviceInit::new(init);
-            if filter {
-                dmf.set_filter();
-            }
-            let token: Arc<Mutex<Option<Added<M>>>> = Arc::default();
-            let (a, t) = (Arc::clone(&add), Arc::clone(&token));
-            dmf.set_modules_add(move |_device, modules| {
-                *t.lock().unwrap() = Some(a(modules));
-                Ok(())
-            });
-            let device = dmf.create_device(DeviceAttributes::default())?;
-            let dmf_device = dmf.modules_create()?;
-            let token = token
-                .lock()
-                .unwrap()
-                .take()
-                .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-            *s.lock().unwrap() = Some((device, dmf_device.get(token)?));
-            Ok(())
-        }),
-        unload: None,
-    };
-    simulator::install_driver(machine, name, config);
-    slot
 }
 
 // ------------------------------------------------------------------------- IoctlHandler dispatch
@@ -746,7 +710,7 @@ pub fn target_request_format(data: &[u8]) -> Verdict {
                 stream: (stream.request_count > 0).then(|| stream.clone()),
                 output_callback: None,
             };
-            let slot = install_client(&machine, "client", true, move |init| {
+            let slot = driver_support::install(&machine, "client", true, move |init| {
                 init.add(DefaultTarget::with(config.clone()))
             });
             nodes.push(plug(
@@ -758,7 +722,7 @@ pub fn target_request_format(data: &[u8]) -> Verdict {
         n => {
             nodes.push(plug(StackSpec::new("ROOT\\ECHO", "echo"))?);
             let (device, sender) = if n == 0 {
-                let slot = install_client(&machine, "client", false, |init| {
+                let slot = driver_support::install(&machine, "client", false, |init| {
                     init.add(RequestTarget::with(()))
                 });
                 nodes.push(plug(StackSpec::new("ROOT\\CLIENT", "client"))?);
@@ -766,7 +730,7 @@ pub fn target_request_format(data: &[u8]) -> Verdict {
                 (device, Sender::Request(module))
             } else {
                 let config = stream.clone();
-                let slot = install_client(&machine, "client", false, move |init| {
+                let slot = driver_support::install(&machine, "client", false, move |init| {
                     init.add(ContinuousRequestTarget::with(config.clone()))
                 });
                 nodes.push(plug(StackSpec::new("ROOT\\CLIENT", "client"))?);
