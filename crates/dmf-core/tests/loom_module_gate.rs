@@ -73,60 +73,14 @@
 
 use dmf_core::free_list::{FreeList, Pop, Pushed, SlotKey};
 use dmf_core::module_gate::{MethodGate, ModuleState};
-use dmf_core::rundown::RundownEvent;
 use dmf_core::NtStatus;
 use loom::cell::UnsafeCell;
-use loom::sync::{Arc, Condvar, Mutex};
+use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-/// A notification event: a flag and a condvar under one mutex, plus a model of its memory.
-struct LoomEvent {
-    signalled: Mutex<bool>,
-    changed: Condvar,
-    /// `true` while the event's memory is "allocated"; the closer clears it after the wait.
-    alive: UnsafeCell<bool>,
-}
-
-impl RundownEvent for LoomEvent {
-    fn new() -> Self {
-        Self {
-            signalled: Mutex::new(false),
-            changed: Condvar::new(),
-            alive: UnsafeCell::new(true),
-        }
-    }
-
-    fn signal(&self) {
-        let mut signalled = self.signalled.lock().unwrap();
-        // SAFETY: loom checks this read against the closer's write in `free`; a race is reported.
-        self.alive
-            .with(|alive| assert!(unsafe { *alive }, "signal on a freed event"));
-        *signalled = true;
-        self.changed.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut signalled = self.signalled.lock().unwrap();
-        while !*signalled {
-            signalled = self.changed.wait(signalled).unwrap();
-        }
-    }
-
-    fn reset(&self) {
-        // SAFETY: as in `signal`.
-        self.alive
-            .with(|alive| assert!(unsafe { *alive }, "reset of a freed event"));
-        *self.signalled.lock().unwrap() = false;
-    }
-}
-
-impl LoomEvent {
-    /// Models freeing the event's memory: any later or unordered access is reported by loom.
-    fn free(&self) {
-        // SAFETY: loom checks this write against every other access to `alive`.
-        self.alive.with_mut(|alive| unsafe { *alive = false });
-    }
-}
+#[allow(dead_code)] // every model file includes it; not each uses every item
+mod loom_support;
+use loom_support::LoomEvent;
 
 /// Runs `model` under loom with at most `default_bound` preemptions per execution (`None`:
 /// exhaustive). `LOOM_MAX_PREEMPTIONS`, if set, overrides it.
