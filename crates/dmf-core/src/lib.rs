@@ -6,6 +6,8 @@
 //! Module Method with rundown protection. This crate is that framework, in Rust:
 //!
 //! - [`status`] — `NtStatus` and `NtResult<T>`: every failure is an `NTSTATUS` a caller can act on.
+//! - [`fallible`] — fallible `Box`/`Arc`/`Vec`/`String`: every allocation after `DriverEntry` can
+//!   fail with `STATUS_INSUFFICIENT_RESOURCES` instead of bug-checking.
 //! - [`free_list`] — a bounded lock-free free list with slot keys (the BufferPool fast path).
 //! - [`rundown`] — rundown protection with `EX_RUNDOWN_REF` semantics; the guard of every Method call.
 //! - `sync` — module locks: a spin lock or a wait lock behind one guard, plus auxiliary locks
@@ -21,6 +23,7 @@ extern crate alloc;
 
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod device;
+pub mod fallible;
 pub mod free_list;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod module;

@@ -151,6 +151,14 @@ pub trait PlatformPool {
     /// Allocates `size` zeroed bytes from non-paged pool under `tag`
     /// (`STATUS_INSUFFICIENT_RESOURCES` when the pool cannot).
     fn allocate(tag: PoolTag, size: usize) -> NtResult<Self::Block>;
+
+    /// Asked before each heap allocation made through [`crate::fallible`] (the framework's and the
+    /// Modules' own `Box`, `Arc` and `Vec` growth): `Err` refuses it. In a kernel image the pool
+    /// itself refuses, so the default admits everything; kmdf-sim makes it a fault point of the
+    /// machine's fault injector, counted with pool allocations, so tests can fail any allocation.
+    fn admit_heap_allocation() -> NtResult<()> {
+        Ok(())
+    }
 }
 
 /// Severity of a trace message (the `TRACE_LEVEL_*` values of WPP / `DPFLTR_*_LEVEL`).

@@ -11,6 +11,12 @@
 //! `STATUS_INVALID_DEVICE_STATE`, because their checks need a machine.
 //!
 //! This is the only module of dmf-core that names `std` (ARCHITECTURE.md, invariant 1).
+#![allow(
+    clippy::disallowed_methods,
+    clippy::disallowed_macros,
+    reason = "the simulator adapter runs in a user-mode process on std; the kernel allocation rule \
+              (dmf_core::fallible) is for code that runs in a kernel image"
+)]
 
 extern crate std;
 
@@ -301,6 +307,21 @@ impl PlatformPool for Pool {
             .allocate(kmdf_sim::pool::PoolTag(tag.0), size)
             .map(PoolBuffer)
             .map_err(from_sim_status)
+    }
+
+    /// A fault point of the current machine's fault injector (`FaultPoint::Allocation`, the
+    /// counter pool allocations use); admitted outside a machine.
+    fn admit_heap_allocation() -> NtResult<()> {
+        match Machine::current() {
+            Some(machine)
+                if machine
+                    .faults()
+                    .should_fail(kmdf_sim::fault::FaultPoint::Allocation) =>
+            {
+                Err(NtStatus::INSUFFICIENT_RESOURCES)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
