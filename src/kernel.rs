@@ -13,14 +13,17 @@
 //! simulator wins, as in dmf-core). Not built in the Linux CI: wdk-sys needs the WDK.
 #![cfg(not(feature = "sim"))]
 
-// The kernel image's panic handler (KeBugCheckEx) and global allocator (ExAllocatePool2 with a
-// tag), as the windows-drivers-rs samples declare them; here once for every DMF driver, so
-// driver crates name no wdk crate (invariant 2).
+// The kernel image's panic handler (KeBugCheckEx, wdk-panic, as the windows-drivers-rs samples
+// declare it) and global allocator, here once for every DMF driver so driver crates name no wdk
+// crate (invariant 2). The allocator is dmf-core's `NtPoolAllocator` (ExAllocatePool2, non-paged,
+// tag 'HfmD') rather than wdk-alloc's: it also serves the block reservations that make
+// `dmf_core::fallible::try_arc` fallible (`Arc::try_new` is not stable Rust).
 #[cfg(not(test))]
 extern crate wdk_panic;
 #[cfg(not(test))]
 #[global_allocator]
-static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
+static GLOBAL_ALLOCATOR: dmf_core::platform::nt::NtPoolAllocator =
+    dmf_core::platform::nt::NtPoolAllocator::new(dmf_core::platform::contract::PoolTag(*b"DmfH"));
 
 use core::ffi::c_void;
 

@@ -114,6 +114,9 @@
 #![no_std]
 
 pub use dmf_core as core;
+/// Fallible heap allocation (`try_box`, `try_arc`, `VecExt::try_push`, …): every allocation a
+/// driver makes after `DriverEntry`.
+pub use dmf_core::fallible;
 pub use dmf_macros::{dmf_callbacks, dmf_module};
 pub use dmf_modules as modules;
 
@@ -123,6 +126,7 @@ pub mod kernel;
 
 /// The names most drivers and Modules need, in one `use`.
 pub mod prelude {
+    pub use dmf_core::fallible::{self, VecExt};
     #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
     pub use dmf_core::module::{
         Dispatched, Handled, Method, ModuleCallbacks, ModuleCollection, ModuleHandle, ModuleInit,
@@ -154,8 +158,9 @@ pub mod prelude {
 /// (`WdfDriverCreate` with this config). WdfDriverEntry.lib's `FxDriverEntry` (the image's entry
 /// point, set by `wdk_build::configure_wdk_binary_build()`) binds to KMDF and calls it.
 ///
-/// The kernel panic handler (wdk-panic) and global allocator (wdk-alloc) come with `dmf`'s
-/// `kmdf` feature (its kernel glue), so the driver crate names no wdk crate.
+/// The kernel panic handler (wdk-panic) and global allocator (dmf-core's `NtPoolAllocator`, which
+/// also makes `dmf::fallible::try_arc` fallible) come with `dmf`'s `kmdf` feature (its kernel
+/// glue), so the driver crate names no wdk crate.
 ///
 /// See docs/deploy.md for building and loading the package.
 #[macro_export]

@@ -10,7 +10,7 @@
 //!   dmf.hook_power_policy_callbacks(client_pp);    DMF_DmfDeviceInitHookPowerPolicy (CLI-16)
 //!   dmf.hook_file_object_config(client_files);     DMF_DmfDeviceInitHookFileObject  (CLI-17)
 //!   dmf.set_filter();                              DMF_DmfFdoSetFilter + WdfFdoInitSetFilter (CLI-21)
-//!   dmf.set_modules_add(modules_add);              DMF_DmfDeviceInitSetEventCallbacks (CLI-24)
+//!   dmf.set_modules_add(modules_add)?;             DMF_DmfDeviceInitSetEventCallbacks (CLI-24)
 //!   let device = dmf.create_device(attributes)?;   WdfDeviceCreate
 //!   device.create_queue(dmf.hook_queue_config(q))? DMF_DmfDeviceInitHookQueueConfig (CLI-19)
 //!   let dmf_device = dmf.modules_create()?;        DMF_ModulesCreate                (CLI-25)
@@ -28,6 +28,11 @@
 //! the hooks only *record* the client's callbacks, and [`DmfDeviceInit::create_device`] registers
 //! DMF's own dispatchers with WDF for every callback, whether or not the client has one. Dropping
 //! a `DmfDeviceInit` is `DMF_DmfDeviceInitFree` (CLI-26).
+//!
+//! Everything DMF allocates for a device (its state, the dispatchers it registers, the client's
+//! recorded Modules-add callback, the collection) is allocated fallibly: a refused allocation
+//! fails the call that needed it with `STATUS_INSUFFICIENT_RESOURCES` before anything is
+//! registered with WDF or published, and `EvtDriverDeviceAdd` returns that status.
 //!
 //! # Dispatch
 //!
@@ -59,6 +64,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 
+use crate::fallible::{try_arc, try_box};
 use crate::module::dispatch_table::{self, Callback, ClientOrder, Unhandled};
 use crate::module::{
     Added, CollectionConfig, IoRequest, Module, ModuleCollection, ModuleInit, RequestDisposition,
@@ -260,11 +266,16 @@ impl<'a> DmfDeviceInit<'a> {
     }
 
     /// `DMF_DmfDeviceInitSetEventCallbacks` (CLI-23, CLI-24): the client's Modules-add callback.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` if it cannot be recorded; the previous one (if any) stays.
     pub fn set_modules_add(
         &mut self,
         modules_add: impl Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync + 'static,
-    ) {
-        self.modules_add = Some(Arc::new(modules_add));
+    ) -> NtResult<()> {
+        self.modules_add = Some(try_arc(modules_add)?);
+        Ok(())
     }
 
     /// `WdfDeviceCreate` with DMF's dispatchers registered for every PnP, power, power-policy and
@@ -273,7 +284,9 @@ impl<'a> DmfDeviceInit<'a> {
     ///
     /// # Errors
     ///
-    /// `WdfDeviceCreate`'s status; `STATUS_INVALID_DEVICE_STATE` if called twice.
+    /// `WdfDeviceCreate`'s status; `STATUS_INVALID_DEVICE_STATE` if called twice;
+    /// `STATUS_INSUFFICIENT_RESOURCES` if DMF's state or dispatchers cannot be allocated (then
+    /// nothing was registered and the hooks stay recorded).
     pub fn create_device(&mut self, attributes: DeviceAttributes) -> NtResult<Device> {
         if self.state.is_some() {
             return Err(NtStatus::INVALID_DEVICE_STATE);
@@ -281,20 +294,22 @@ impl<'a> DmfDeviceInit<'a> {
         // `WdfFdoInitSetFilter` called directly on the init, before or after `DmfDeviceInit::new`,
         // makes this a filter too: the order of the two calls does not matter (CLI-21).
         self.filter |= self.init.is_filter();
-        let state = Arc::new(DeviceState {
+        // Everything is allocated before the init is touched. The client's callbacks are cloned
+        // (reference counts only), so a failure leaves them recorded here.
+        let state = try_arc(DeviceState {
             collection: ModuleLock::new(LockKind::Spin, None)?,
             device: ModuleLock::new(LockKind::Spin, None)?,
             filter: self.filter,
-            pnp: core::mem::take(&mut self.pnp),
-            policy: core::mem::take(&mut self.policy),
-            files: core::mem::take(&mut self.files),
-        });
-        self.init.set_pnp_power_callbacks(hook_pnp(&state));
-        self.init.set_power_policy_callbacks(hook_policy(&state));
-        self.init.set_file_object_config(hook_files(&state));
+            pnp: self.pnp.clone(),
+            policy: self.policy.clone(),
+            files: self.files.clone(),
+        })?;
+        let pnp = hook_pnp(&state)?;
+        let policy = hook_policy(&state)?;
+        let files = hook_files(&state)?;
         let client_cleanup = attributes.cleanup;
         let weak = Arc::downgrade(&state);
-        let cleanup: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let cleanup: Box<dyn FnOnce() + Send> = try_box(move || {
             if let Some(state) = weak.upgrade() {
                 let collection = state.collection.lock().take();
                 if let Some(collection) = collection {
@@ -305,7 +320,13 @@ impl<'a> DmfDeviceInit<'a> {
             if let Some(cleanup) = client_cleanup {
                 cleanup();
             }
-        });
+        })?;
+        self.pnp = PnpPowerCallbacks::default();
+        self.policy = PowerPolicyCallbacks::default();
+        self.files = FileObjectConfig::default();
+        self.init.set_pnp_power_callbacks(pnp);
+        self.init.set_power_policy_callbacks(policy);
+        self.init.set_file_object_config(files);
         let device = self.init.create_device_with(DeviceAttributes {
             context: attributes.context,
             cleanup: Some(cleanup),
@@ -321,11 +342,13 @@ impl<'a> DmfDeviceInit<'a> {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_STATE` before [`create_device`](Self::create_device).
+    /// `STATUS_INVALID_DEVICE_STATE` before [`create_device`](Self::create_device);
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the dispatchers cannot be allocated.
     pub fn hook_queue_config(&mut self, client: QueueConfig) -> NtResult<QueueConfig> {
         let state = self.state.as_ref().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let hooked = hook_queue(state, client)?;
         self.queue_hooked = true;
-        Ok(hook_queue(state, client))
+        Ok(hooked)
     }
 
     /// `DMF_ModulesCreate` (CLI-25): calls the Modules-add callback, creates the Modules (opening
@@ -344,7 +367,9 @@ impl<'a> DmfDeviceInit<'a> {
         if let Some(add) = &self.modules_add {
             add(&device, &mut modules)?;
         }
-        let collection = Arc::new(ModuleCollection::create(
+        // If the `Arc` or the default queue's dispatchers cannot be allocated, the collection is
+        // dropped before anyone saw it, which destroys its Modules.
+        let collection = try_arc(ModuleCollection::create(
             modules,
             CollectionConfig {
                 filter: state.filter,
@@ -352,10 +377,17 @@ impl<'a> DmfDeviceInit<'a> {
                 device: Some(device.clone()),
                 filter_device: self.client_driver_device.clone(),
             },
-        )?);
+        )?)?;
+        let default_queue = if !self.queue_hooked && device.default_queue().is_none() {
+            Some(hook_queue(
+                &state,
+                QueueConfig::new_default(QueueDispatch::Parallel),
+            )?)
+        } else {
+            None
+        };
         *state.collection.lock() = Some(Arc::clone(&collection));
-        if !self.queue_hooked && device.default_queue().is_none() {
-            let config = hook_queue(&state, QueueConfig::new_default(QueueDispatch::Parallel));
+        if let Some(config) = default_queue {
             if let Err(status) = device.create_queue(config) {
                 *state.collection.lock() = None;
                 collection.destroy();
@@ -406,20 +438,20 @@ impl DmfDevice {
 macro_rules! hook_status {
     ($state:ident, $pnp:ident, $client:ident, $field:ident, $cb:ident, [$d:ident $(, $a:ident : $t:ty)*]) => {{
         let s = Arc::clone($state);
-        $pnp.$field = Some(Arc::new(move |$d: &Device $(, $a: $t)*| {
+        $pnp.$field = Some(try_arc(move |$d: &Device $(, $a: $t)*| {
             s.ordered(
                 Callback::$cb,
                 |c| c.$field($($a),*),
                 || s.$client.$field.as_ref().map_or(Ok(()), |f| f($d $(, $a)*)),
             )
-        }));
+        })?);
     }};
 }
 
 macro_rules! hook_void {
     ($state:ident, $pnp:ident, $client:ident, $field:ident, $cb:ident, [$d:ident $(, $a:ident : $t:ty)*]) => {{
         let s = Arc::clone($state);
-        $pnp.$field = Some(Arc::new(move |$d: &Device $(, $a: $t)*| {
+        $pnp.$field = Some(try_arc(move |$d: &Device $(, $a: $t)*| {
             let _ = s.ordered(
                 Callback::$cb,
                 |c| {
@@ -433,15 +465,16 @@ macro_rules! hook_void {
                     Ok(())
                 },
             );
-        }));
+        })?);
     }};
 }
 
-fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
+/// DMF's PnP and power dispatchers for the device of `state`.
+fn hook_pnp(state: &Arc<DeviceState>) -> NtResult<PnpPowerCallbacks> {
     let mut pnp = PnpPowerCallbacks::default();
     {
         let s = Arc::clone(state);
-        pnp.prepare_hardware = Some(Arc::new(move |d: &Device, r: &Resources| {
+        pnp.prepare_hardware = Some(try_arc(move |d: &Device, r: &Resources| {
             let collection = s.collection();
             if let Some(c) = &collection {
                 c.prepare_hardware(r)?;
@@ -449,12 +482,12 @@ fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
             // After a failed client PrepareHardware WDF calls ReleaseHardware, which reaches
             // the Modules: nothing to undo here.
             s.pnp.prepare_hardware.as_ref().map_or(Ok(()), |f| f(d, r))
-        }));
+        })?);
     }
     hook_status!(state, pnp, pnp, release_hardware, ReleaseHardware, [d, r: &Resources]);
     {
         let s = Arc::clone(state);
-        pnp.d0_entry = Some(Arc::new(move |d: &Device, previous: PowerDeviceState| {
+        pnp.d0_entry = Some(try_arc(move |d: &Device, previous: PowerDeviceState| {
             let collection = s.collection();
             if let Some(c) = &collection {
                 c.d0_entry(previous)?;
@@ -467,7 +500,7 @@ fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
                 }
             }
             client
-        }));
+        })?);
     }
     hook_status!(state, pnp, pnp, d0_entry_post_interrupts_enabled, D0EntryPostInterruptsEnabled, [d, p: PowerDeviceState]);
     hook_status!(state, pnp, pnp, d0_exit_pre_interrupts_disabled, D0ExitPreInterruptsDisabled, [d, t: PowerDeviceState]);
@@ -512,7 +545,7 @@ fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
         // deleted objects. Later file closes see no collection (the client's callbacks and
         // the unhandled rule still apply).
         let s = Arc::clone(state);
-        pnp.self_managed_io_cleanup = Some(Arc::new(move |d: &Device| {
+        pnp.self_managed_io_cleanup = Some(try_arc(move |d: &Device| {
             let _ = s.ordered(
                 Callback::SelfManagedIoCleanup,
                 |c| {
@@ -530,17 +563,18 @@ fn hook_pnp(state: &Arc<DeviceState>) -> PnpPowerCallbacks {
             if let Some(collection) = collection {
                 collection.destroy();
             }
-        }));
+        })?);
     }
     hook_void!(state, pnp, pnp, surprise_removal, SurpriseRemoval, [d]);
     hook_status!(state, pnp, pnp, query_remove, QueryRemove, [d]);
     hook_status!(state, pnp, pnp, query_stop, QueryStop, [d]);
     hook_void!(state, pnp, pnp, relations_query, RelationsQuery, [d, r: crate::module::RelationType]);
     hook_status!(state, pnp, pnp, usage_notification_ex, UsageNotificationEx, [d, t: crate::module::SpecialFileType, p: bool]);
-    pnp
+    Ok(pnp)
 }
 
-fn hook_policy(state: &Arc<DeviceState>) -> PowerPolicyCallbacks {
+/// DMF's power-policy dispatchers for the device of `state`.
+fn hook_policy(state: &Arc<DeviceState>) -> NtResult<PowerPolicyCallbacks> {
     let mut policy = PowerPolicyCallbacks::default();
     hook_status!(state, policy, policy, arm_wake_from_s0, ArmWakeFromS0, [d]);
     hook_void!(
@@ -576,12 +610,13 @@ fn hook_policy(state: &Arc<DeviceState>) -> PowerPolicyCallbacks {
         WakeFromSxTriggered,
         [d]
     );
-    policy
+    Ok(policy)
 }
 
-fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
+/// DMF's file-object dispatchers for the device of `state`.
+fn hook_files(state: &Arc<DeviceState>) -> NtResult<FileObjectConfig> {
     let s = Arc::clone(state);
-    let create = Arc::new(move |d: &Device, request: Request, file: &FileObject| {
+    let create = try_arc(move |d: &Device, request: Request, file: &FileObject| {
         s.offer(
             Callback::FileCreate,
             None,
@@ -592,9 +627,9 @@ fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
                 .as_ref()
                 .map(|f| move |r: Request| f(d, r, file)),
         );
-    });
+    })?;
     let s = Arc::clone(state);
-    let cleanup = Arc::new(move |file: &FileObject| {
+    let cleanup = try_arc(move |file: &FileObject| {
         let taken = s
             .collection()
             .is_some_and(|c| c.file_cleanup(file) == RequestDisposition::Handled);
@@ -603,9 +638,9 @@ fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
                 f(file);
             }
         }
-    });
+    })?;
     let s = Arc::clone(state);
-    let close = Arc::new(move |file: &FileObject| {
+    let close = try_arc(move |file: &FileObject| {
         let taken = s
             .collection()
             .is_some_and(|c| c.file_close(file) == RequestDisposition::Handled);
@@ -614,12 +649,12 @@ fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
                 f(file);
             }
         }
-    });
+    })?;
     // The file object is deleted: after its close, or because its create failed — wherever
     // that was decided (a Module, the client's callback, possibly later, or a lower driver).
     // This is what ties per-file state taken at create to the file object's life (D3).
     let s = Arc::clone(state);
-    let deleted = Arc::new(move |file: &FileObject| {
+    let deleted = try_arc(move |file: &FileObject| {
         let _ = s.ordered(
             Callback::FileObjectDeleted,
             |c| {
@@ -633,24 +668,25 @@ fn hook_files(state: &Arc<DeviceState>) -> FileObjectConfig {
                 Ok(())
             },
         );
-    });
-    FileObjectConfig {
+    })?;
+    Ok(FileObjectConfig {
         create: Some(create),
         cleanup: Some(cleanup),
         close: Some(close),
         deleted: Some(deleted),
-    }
+    })
 }
 
-fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> QueueConfig {
+/// `client` with DMF's request dispatchers in place of its request callbacks (which they call).
+fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> NtResult<QueueConfig> {
     if client.dispatch == QueueDispatch::Manual {
         // A manual queue presents nothing: the client retrieves its requests itself.
-        return client;
+        return Ok(client);
     }
     let mut hooked = client.clone();
     let s = Arc::clone(state);
     let c = client.read.clone();
-    hooked.read = Some(Arc::new(move |q: &Queue, r: Request, length: usize| {
+    hooked.read = Some(try_arc(move |q: &Queue, r: Request, length: usize| {
         s.offer(
             Callback::QueueIoRead,
             Some(q),
@@ -658,10 +694,10 @@ fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> QueueConfig {
             |m, io| m.queue_io_read(io, length),
             c.as_ref().map(|f| move |r: Request| f(q, r, length)),
         );
-    }));
+    })?);
     let s = Arc::clone(state);
     let c = client.write.clone();
-    hooked.write = Some(Arc::new(move |q: &Queue, r: Request, length: usize| {
+    hooked.write = Some(try_arc(move |q: &Queue, r: Request, length: usize| {
         s.offer(
             Callback::QueueIoWrite,
             Some(q),
@@ -669,10 +705,10 @@ fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> QueueConfig {
             |m, io| m.queue_io_write(io, length),
             c.as_ref().map(|f| move |r: Request| f(q, r, length)),
         );
-    }));
+    })?);
     let s = Arc::clone(state);
     let c = client.device_control.clone();
-    hooked.device_control = Some(Arc::new(
+    hooked.device_control = Some(try_arc(
         move |q: &Queue, r: Request, output: usize, input: usize, code: u32| {
             s.offer(
                 Callback::DeviceIoControl,
@@ -683,10 +719,10 @@ fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> QueueConfig {
                     .map(|f| move |r: Request| f(q, r, output, input, code)),
             );
         },
-    ));
+    )?);
     let s = Arc::clone(state);
     let c = client.internal_device_control.clone();
-    hooked.internal_device_control = Some(Arc::new(
+    hooked.internal_device_control = Some(try_arc(
         move |q: &Queue, r: Request, output: usize, input: usize, code: u32| {
             s.offer(
                 Callback::InternalDeviceIoControl,
@@ -697,24 +733,29 @@ fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> QueueConfig {
                     .map(|f| move |r: Request| f(q, r, output, input, code)),
             );
         },
-    ));
+    )?);
     // `EvtIoDefault` gets the types without a specific callback: the client's, else the rule.
     let s = Arc::clone(state);
     let c = client.default.clone();
-    hooked.default = Some(Arc::new(move |q: &Queue, r: Request| match &c {
+    hooked.default = Some(try_arc(move |q: &Queue, r: Request| match &c {
         Some(f) => f(q, r),
         None => s.unhandled(Callback::DeviceIoControl, r),
-    }));
-    hooked
+    })?);
+    Ok(hooked)
 }
 
 /// `DMF_DEFAULT_DEVICEADD` (CLI-33): an `EvtDriverDeviceAdd` that hooks everything, creates the
 /// device (no context) and calls `DMF_ModulesCreate` with `modules_add`. In a filter driver the
-/// function calls `set_filter` when the PnP manager loaded it as one.
+/// function calls `set_filter` when the PnP manager loaded it as one. Called while `DriverEntry`
+/// builds the driver config; each device add shares `modules_add` without allocating for it.
 pub fn default_device_add(
     modules_add: impl Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync + 'static,
     filter: bool,
 ) -> impl Fn(&crate::platform::Driver, &mut DeviceInit) -> NtResult<()> + Send + Sync + 'static {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "DriverEntry-time: the Modules-add callback of the driver config"
+    )]
     let modules_add: ModulesAddFn = Arc::new(modules_add);
     move |_driver, init| {
         let mut dmf = DmfDeviceInit::new(init);
@@ -724,8 +765,7 @@ pub fn default_device_add(
         if filter {
             dmf.set_filter();
         }
-        let add = Arc::clone(&modules_add);
-        dmf.set_modules_add(move |d, m| add(d, m));
+        dmf.modules_add = Some(Arc::clone(&modules_add));
         dmf.create_device(DeviceAttributes::default())?;
         dmf.modules_create().map(|_| ())
     }
@@ -738,8 +778,13 @@ pub fn container_driver_config(
     modules_add: impl Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync + 'static,
     filter: bool,
 ) -> DriverConfig {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "DriverEntry-time: the EvtDriverDeviceAdd of the driver config"
+    )]
+    let device_add = Arc::new(default_device_add(modules_add, filter));
     DriverConfig {
-        device_add: Arc::new(default_device_add(modules_add, filter)),
+        device_add,
         unload: None,
     }
 }

@@ -32,10 +32,10 @@
 //! (fallibly), hands it to the kernel's global allocator as a one-shot reservation for the current
 //! processor, and then lets `Arc::new` take it: `Arc::new` cannot reach the pool at all. The
 //! reservation is made and consumed at `DISPATCH_LEVEL`, so nothing else can run on the processor in
-//! between. The block's layout is the `Arc`'s (two counters, then the value); if a future standard
-//! library changed it the reservation would go unused, `try_arc` would free it and report
-//! `STATUS_INSUFFICIENT_RESOURCES` rather than risk an infallible allocation — and the test
-//! `fallible_arc_uses_the_reservation` fails first.
+//! between. The block's layout is the `Arc`'s ([`arc_block_layout`]: two counters, then the
+//! value); if a future standard library changed it, the reservation would go unused and `Arc::new`
+//! would fall back to an ordinary allocation — the test `arc_new_takes_the_reserved_block`
+//! (`tests/fallible_reservation.rs`, with a reserving global allocator) fails first.
 //!
 //! ```
 //! use dmf_core::fallible::{try_arc, try_box, try_vec_with_capacity, VecExt};
@@ -108,14 +108,8 @@ pub fn try_box<T>(value: T) -> NtResult<Box<T>> {
 
 /// The layout of an `Arc<T>`'s heap block: the strong and weak counters, then the value, padded
 /// to its alignment (how the standard library lays out `ArcInner<T>`).
-#[cfg_attr(
-    not(all(feature = "kmdf", not(feature = "sim"), windows)),
-    allow(
-        dead_code,
-        reason = "used by the kernel reservation and by the layout test"
-    )
-)]
-pub(crate) fn arc_block_layout<T>() -> Option<Layout> {
+/// `None` only for a value too large for any allocation.
+pub fn arc_block_layout<T>() -> Option<Layout> {
     let counters = Layout::new::<[usize; 2]>();
     Some(counters.extend(Layout::new::<T>()).ok()?.0.pad_to_align())
 }

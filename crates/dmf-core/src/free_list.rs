@@ -44,6 +44,7 @@ use core::fmt;
 use core::num::NonZeroU64;
 use core::sync::atomic::AtomicU64 as IdCounter;
 
+use crate::fallible::{try_boxed_slice, VecExt};
 use crate::status::{NtResult, NtStatus};
 use crate::sync_facade::{AtomicBool, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 
@@ -218,9 +219,7 @@ impl<T> FreeList<T> {
             _ => return Err(NtStatus::INVALID_PARAMETER),
         };
         let mut slots = Vec::new();
-        slots
-            .try_reserve_exact(capacity)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        slots.try_reserve_exact_nt(capacity)?;
         slots.extend((0..capacity).map(|_| Slot {
             next: AtomicU32::new(NIL),
             value: UnsafeCell::new(None),
@@ -231,7 +230,7 @@ impl<T> FreeList<T> {
             // Starts at 1 and cannot wrap in practice (2⁶⁴ lists).
             id: NonZeroU64::new(NEXT_LIST_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed))
                 .ok_or(NtStatus::INTERNAL_ERROR)?,
-            slots: slots.into_boxed_slice(),
+            slots: try_boxed_slice(slots)?,
             capacity: count,
         })
     }

@@ -190,6 +190,12 @@ impl<E: RundownEvent> MethodGate<E> {
             .store(ModuleState::Destroyed as u8, Ordering::Release);
     }
 
+    /// The rundown's event, for the Module object to make ready before the Module opens.
+    #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+    pub(crate) fn event(&self) -> &E {
+        self.rundown.event()
+    }
+
     /// The rundown's event, for loom models that "free" it after the wait.
     #[cfg(dmf_loom)]
     #[doc(hidden)]

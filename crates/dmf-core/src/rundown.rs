@@ -420,6 +420,13 @@ impl<E: RundownEvent> Rundown<E> {
         self.state.load(Ordering::Acquire) & ACTIVE != 0
     }
 
+    /// The event, for an owner whose event is created lazily: the Module framework makes it
+    /// ready, fallibly, before the rundown can have a waiter. Not for signalling.
+    #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+    pub(crate) fn event(&self) -> &E {
+        &self.event
+    }
+
     /// The event, for loom models that "free" it after the wait to catch a late `signal`.
     /// Exists only in `--cfg dmf_loom` builds: signalling it by hand would break the invariants.
     #[cfg(dmf_loom)]

@@ -22,6 +22,7 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
+use crate::fallible::VecExt;
 use crate::platform::contract::{PlatformSpinLock, PlatformWaitLock, WaitStatus};
 use crate::platform::{SpinLock, WaitLock};
 use crate::status::{NtResult, NtStatus};
@@ -225,14 +226,12 @@ impl AuxiliaryLocks {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         let mut locks = alloc::vec::Vec::new();
-        locks
-            .try_reserve_exact(count)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        locks.try_reserve_exact_nt(count)?;
         for _ in 0..count {
-            locks.push(ModuleLock::new(kind, ())?);
+            locks.try_push(ModuleLock::new(kind, ())?)?;
         }
         Ok(AuxiliaryLocks {
-            locks: locks.into_boxed_slice(),
+            locks: crate::fallible::try_boxed_slice(locks)?,
         })
     }
 

@@ -297,7 +297,7 @@ fn client_callbacks_run_after_modules_up_and_before_them_down() {
                 device.create_interface(GUID_TEST, None)?;
                 *t.lock().unwrap() = Some(modules.add(Echo::with(echo("E", &c))));
                 Ok(())
-            });
+            })?;
             let device = dmf.create_device(DeviceAttributes {
                 context: Some(Arc::new(7_u64)),
                 cleanup: None,
@@ -504,7 +504,7 @@ fn failures_in_device_add_and_client_d0_entry_unwind() {
             dmf.set_modules_add(move |_device, modules| {
                 modules.add(Echo::with(echo("D", &c)));
                 Ok(())
-            });
+            })?;
             dmf.create_device(DeviceAttributes::default())?;
             dmf.modules_create().map(|_| ())
         }),
@@ -637,7 +637,7 @@ fn filter_with_a_control_device_and_its_modules() {
             ctl.set_modules_add(move |_device, modules| {
                 modules.add(ControlEcho::with(echo("C", &c)));
                 Ok(())
-            });
+            })?;
             let device = ctl.create_device(DeviceAttributes::default())?;
             assert!(device.is_control());
             device.create_symbolic_link("\\DosDevices\\DmfControl")?;

@@ -1317,6 +1317,6 @@ impl OCreate {
         let m = self.enter().unwrap();
         m.trace("write", 2);
         m.trace("write", 2);
-        m.trace_entries()
+        m.trace_entries().unwrap()
     }
 }

@@ -70,10 +70,10 @@ hand_written!(match_dense, ctl, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 
 hand_written!(match_sparse, sparse, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31]);
 
 fn table(code: fn(u32) -> u32) -> IoctlTable {
-    IoctlTable::new(
-        (0..32)
-            .map(|i| IoctlEntry::new(code(i), min_in(i), min_out(i), |_| IoctlResult::success(0))),
-    )
+    IoctlTable::new((0..32).map(|i| {
+        IoctlEntry::new(code(i), min_in(i), min_out(i), |_| IoctlResult::success(0)).unwrap()
+    }))
+    .unwrap()
 }
 
 /// Table dispatch: the entry's input minimum, as the hand-written one answers.
@@ -202,7 +202,9 @@ fn ioctl_handler_driver() -> DriverConfig {
                         }
                     }
                 })
-            }));
+                .unwrap()
+            }))
+            .unwrap();
             modules.add(IoctlHandler::with(IoctlHandlerConfig {
                 table,
                 device_interface: Some(GUID),

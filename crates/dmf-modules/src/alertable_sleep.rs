@@ -81,6 +81,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use dmf_core::fallible::{try_arc, try_vec_with_capacity, VecExt};
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::{EventKind, Irql, PlatformEvent, PlatformIrql, WaitStatus};
 use dmf_core::platform::{CurrentIrql, Event};
@@ -123,13 +124,14 @@ impl ModuleCallbacks for AlertableSleep {
         if count == 0 || count > ALERTABLE_SLEEP_MAXIMUM_TIMERS {
             return Err(NtStatus::INVALID_PARAMETER);
         }
-        let slots = (0..count)
-            .map(|_| Slot {
-                event: Arc::new(Event::new(EventKind::Synchronization, false)),
+        let mut slots = try_vec_with_capacity(count as usize)?;
+        for _ in 0..count {
+            slots.try_push(Slot {
+                event: try_arc(Event::new(EventKind::Synchronization, false))?,
                 do_not_wait: false,
                 waiting: false,
-            })
-            .collect();
+            })?;
+        }
         let mut context = module.lock();
         context.slots = slots;
         context.closing = false;

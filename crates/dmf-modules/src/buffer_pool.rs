@@ -157,6 +157,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
+use dmf_core::fallible::{try_box, VecExt};
 use dmf_core::free_list::{FreeList, Pop, Pushed, SlotKey, Visit};
 use dmf_core::module::{Dispatched, ModuleCallbacks, ModuleShared};
 use dmf_core::platform::contract::{
@@ -287,7 +288,7 @@ const FLAG_TIMER: u8 = 2;
 /// A `Buffer` is one pointer: its header (the pool block, its sizes, its owner, its slot key)
 /// is a small allocation of its own made with the buffer, so moving a buffer in and out of
 /// pools — the hot path of every producer/consumer queue — moves a word, not a struct.
-pub struct Buffer(Box<[Header; 1]>);
+pub struct Buffer(Box<Header>);
 
 /// What a [`Buffer`] points to.
 struct Header {
@@ -317,12 +318,12 @@ impl core::fmt::Debug for Buffer {
 impl Buffer {
     #[inline]
     fn h(&self) -> &Header {
-        &self.0[0]
+        &self.0
     }
 
     #[inline]
     fn h_mut(&mut self) -> &mut Header {
-        &mut self.0[0]
+        &mut self.0
     }
 
     fn data_end(&self) -> usize {
@@ -422,16 +423,7 @@ impl Buffer {
             flags,
             key,
         };
-        // `Box::new` would abort on exhaustion; a one-element Vec reports it.
-        let mut one = Vec::new();
-        one.try_reserve_exact(1)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        one.push(header);
-        let one: Box<[Header; 1]> = one
-            .into_boxed_slice()
-            .try_into()
-            .map_err(|_| NtStatus::INTERNAL_ERROR)?;
-        Ok(Buffer(one))
+        Ok(Buffer(try_box(header)?))
     }
 }
 
@@ -596,16 +588,23 @@ impl ModuleCallbacks for BufferPool {
                     return Err(NtStatus::INVALID_PARAMETER);
                 }
                 let mut ctx = module.lock();
+                // Room for a key per slot, kept from open to open: the keys then move between the
+                // list and `spare_keys` (here and in close) without allocating.
+                let slots = settings.buffer_count as usize;
+                let room = slots.saturating_sub(ctx.spare_keys.len());
+                ctx.spare_keys.try_reserve_exact_nt(room)?;
                 // Nobody else holds the list: Methods start only once open returns, and every
                 // other exclusive holder holds the Module's lock.
                 let mut list = free.exclusive().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-                list.set_closed(false);
                 // The first open mints a key per slot; a later one finds the keys that close
                 // freed (a buffer a client kept across the close keeps its own).
-                let mut keys = match free.mint() {
-                    Some(keys) => keys.collect(),
-                    None => core::mem::take(&mut ctx.spare_keys),
-                };
+                if let Some(minted) = free.mint() {
+                    for key in minted {
+                        ctx.spare_keys.try_push(key)?;
+                    }
+                }
+                list.set_closed(false);
+                let mut keys = core::mem::take(&mut ctx.spare_keys);
                 let flags = if settings.create_with_timer {
                     FLAG_TIMER
                 } else {
@@ -618,15 +617,20 @@ impl ModuleCallbacks for BufferPool {
                             let _ = list.push(key, buffer);
                         }
                         Err(status) => {
-                            // Back to the state before open: closed, every slot keyless.
+                            // Back to the state before open: closed, every slot keyless. The keys
+                            // fit in the room reserved above: the pushes do not allocate.
                             list.set_closed(true);
-                            keys.push(key);
-                            keys.extend(list.drain().map(|(key, _buffer)| key));
+                            let _ = keys.try_push(key);
+                            for (key, _buffer) in list.drain() {
+                                let _ = keys.try_push(key);
+                            }
                             ctx.spare_keys = keys;
                             return Err(status);
                         }
                     }
                 }
+                // Empty now, with the room close needs.
+                ctx.spare_keys = keys;
                 Ok(())
             }
             (BufferPoolMode::Source(_), None) | (BufferPoolMode::Sink, Some(_)) => {
@@ -661,27 +665,28 @@ impl ModuleCallbacks for BufferPool {
     }
 
     fn close(module: &Dispatched<'_, Self>) {
-        let (timer, list, freed) = {
+        let (timer, list) = {
             let mut ctx = module.lock();
             ctx.armed = None;
-            let mut freed = Vec::new();
             if let Some(free) = &module.shared().free {
                 if let Some(mut list) = free.exclusive() {
                     // Shut in the same hold that drains: a lock-free get or put either came
                     // before (its buffer is drained or was taken) or is refused after.
                     list.set_closed(true);
                     for (key, buffer) in list.drain() {
-                        ctx.spare_keys.push(key);
-                        freed.push(buffer);
+                        // Within the room open reserved for every key (a refused key would only
+                        // cost the pool that slot, like a buffer its client dropped).
+                        let _ = ctx.spare_keys.try_push(key);
+                        drop(buffer);
                     }
                 }
             }
-            (ctx.timer.take(), core::mem::take(&mut ctx.list), freed)
+            (ctx.timer.take(), core::mem::take(&mut ctx.list))
         };
         if let Some(timer) = timer {
             timer.stop(true);
         }
-        drop((list, freed));
+        drop(list);
     }
 }
 
@@ -849,6 +854,7 @@ impl BufferPool {
             }),
         };
         let deadline = entry.timeout.as_ref().map(|t| t.deadline);
+        #[allow(clippy::disallowed_methods, reason = "capacity reserved above")]
         if at_head {
             ctx.list.push_front(entry);
         } else {

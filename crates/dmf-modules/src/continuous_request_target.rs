@@ -61,7 +61,9 @@
 //!   [`stop_and_wait`](ContinuousRequestTarget::stop_and_wait) returns only when no stream
 //!   request is in flight and no output callback runs; never call it from the callback.
 //! - Stream requests are created at start and deleted when they end; one-shot sends are as in
-//!   RequestTarget (IDs never reused, time-outs, exactly-once callbacks).
+//!   RequestTarget (IDs never reused, time-outs, exactly-once callbacks). Each stream request's
+//!   input and output buffers (`input_buffer_size`, `output_buffer_size`) are allocated at start
+//!   and kept until it ends: a running stream allocates nothing.
 //! - `io_target_clear` stops streaming, cancels every request and waits for them.
 //! - Close does the same, so no request or callback outlives the Module.
 //! - C DMF's buffer pools (client-kept output buffers, `BufferPut`) are not ported: the callback
@@ -121,10 +123,10 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use dmf_core::fallible::{try_arc, try_box, try_vec_filled};
 use dmf_core::module::{Dispatched, Method, ModuleCallbacks, PowerDeviceState};
 use dmf_core::platform::contract::io::{CompletionParams, PlatformIoTarget, PlatformRequest};
 use dmf_core::platform::{IoTarget, Request};
@@ -132,7 +134,7 @@ use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 use crate::request_target::{
-    format_request, output_of, Format, RequestId, RequestKind, SendCompletion, Sender,
+    copy_output, format_request, Format, RequestId, RequestKind, SendCompletion, Sender, Work,
 };
 
 /// `ContinuousRequestTarget_ModeType`.
@@ -255,7 +257,7 @@ impl Shared {
         }
         let mut failure = None;
         for _ in 0..count {
-            if let Err(status) = self.send_stream(None, &target) {
+            if let Err(status) = Stream::new(self).and_then(|stream| stream.send(None, &target)) {
                 self.sender.stream_end_one();
                 failure.get_or_insert(status);
             }
@@ -266,92 +268,6 @@ impl Shared {
                 self.sender.stream_stop();
                 Err(status)
             }
-        }
-    }
-
-    /// Sends one stream request: `request` again (reused), or a new one. On failure the request
-    /// is gone (deleted).
-    fn send_stream(self: &Arc<Self>, request: Option<Request>, target: &IoTarget) -> NtResult<()> {
-        let request = match request {
-            Some(request) => {
-                if let Err(status) = request.reuse(NtStatus::SUCCESS) {
-                    let _ = request.delete();
-                    return Err(status);
-                }
-                request
-            }
-            None => target.create_request()?,
-        };
-        let mut input = vec![0; self.config.input_buffer_size];
-        let used = match &self.config.input_callback {
-            Some(fill) => fill(&self.handle, &mut input).min(input.len()),
-            None => 0,
-        };
-        let format = Format {
-            kind: self.config.request_type,
-            ioctl: self.config.ioctl_code,
-            input: &input[..used],
-            output_length: self.config.output_buffer_size,
-        };
-        if let Err(status) = format_request(&request, &format) {
-            let _ = request.delete();
-            return Err(status);
-        }
-        let me = Arc::clone(self);
-        self.sender
-            .start(
-                request,
-                target,
-                None,
-                true,
-                move |_id, _cancelled, request, params| {
-                    let shared = Arc::clone(&me);
-                    me.sender
-                        .deliver(Box::new(move || shared.stream_completed(request, params)));
-                },
-            )
-            .map(|_| ())
-    }
-
-    /// A stream request came back (in the delivery context).
-    fn stream_completed(self: &Arc<Self>, request: Request, params: CompletionParams) {
-        let disposition = if self.sender.stream_stopping() {
-            BufferDisposition::StopStreaming
-        } else {
-            let output = output_of(&request, params.information);
-            let completion = StreamCompletion {
-                status: params.status,
-                output: &output,
-                information: params.information,
-            };
-            match &self.config.output_callback {
-                Some(callback) => callback(&self.handle, &completion),
-                None if params.status.is_success() => BufferDisposition::ContinueStreaming,
-                None => BufferDisposition::StopStreaming,
-            }
-        };
-        let target = self.sender.target();
-        if let (BufferDisposition::ContinueStreaming, Some(target)) = (disposition, target) {
-            let me = Arc::clone(self);
-            let resend: Box<dyn FnOnce() + Send> = Box::new(move || {
-                if me.send_stream(Some(request), &target).is_err() {
-                    me.sender.stream_end_one();
-                }
-                me.sender.finish();
-            });
-            if self.sender.is_passive() {
-                // Already on the work item, outside the target's completion.
-                resend();
-            } else {
-                // Never from inside the target's completion: a target that completes its
-                // parked requests in a loop (the FX2 driver does) would get the resent
-                // request back in the same loop, forever.
-                self.sender.defer(resend);
-            }
-        } else {
-            let _ = request.delete();
-            self.sender.stream_end_one();
-            self.sender.finish();
         }
     }
 
@@ -367,6 +283,142 @@ impl Shared {
     }
 }
 
+/// Where a stream request stands between its completion and its resend.
+enum Step {
+    /// In flight (or not yet sent).
+    Sent,
+    /// Came back: for the output callback, in the delivery context.
+    Completed(Request, CompletionParams),
+    /// To be sent again, from the work item.
+    Resend(Request, IoTarget),
+}
+
+/// One stream request's buffers and state, allocated at start and carried from send to
+/// completion to resend until the request ends: a running stream never allocates.
+struct Stream {
+    shared: Arc<Shared>,
+    /// `BufferInputSize` bytes, filled by the input callback before each send.
+    input: Vec<u8>,
+    /// `BufferOutputSize` bytes: the output of the request that came back.
+    output: Vec<u8>,
+    step: Step,
+}
+
+impl Stream {
+    fn new(shared: &Arc<Shared>) -> NtResult<Box<Stream>> {
+        let input = try_vec_filled(0, shared.config.input_buffer_size)?;
+        let output = try_vec_filled(0, shared.config.output_buffer_size)?;
+        try_box(Stream {
+            shared: Arc::clone(shared),
+            input,
+            output,
+            step: Step::Sent,
+        })
+    }
+
+    /// Sends the stream request: `request` again (reused), or a new one. On failure the request
+    /// is gone (deleted).
+    fn send(mut self: Box<Self>, request: Option<Request>, target: &IoTarget) -> NtResult<()> {
+        let request = match request {
+            Some(request) => {
+                if let Err(status) = request.reuse(NtStatus::SUCCESS) {
+                    let _ = request.delete();
+                    return Err(status);
+                }
+                request
+            }
+            None => target.create_request()?,
+        };
+        let shared = Arc::clone(&self.shared);
+        self.input.fill(0);
+        let used = match &shared.config.input_callback {
+            Some(fill) => fill(&shared.handle, &mut self.input).min(self.input.len()),
+            None => 0,
+        };
+        let format = Format {
+            kind: shared.config.request_type,
+            ioctl: shared.config.ioctl_code,
+            input: &self.input[..used],
+            output_length: shared.config.output_buffer_size,
+        };
+        if let Err(status) = format_request(&request, &format) {
+            let _ = request.delete();
+            return Err(status);
+        }
+        let sender = Arc::clone(&shared.sender);
+        shared
+            .sender
+            .start(
+                request,
+                target,
+                None,
+                true,
+                move |_id, _cancelled, request, params| {
+                    self.step = Step::Completed(request, params);
+                    sender.deliver(self);
+                },
+            )
+            .map(|_| ())
+    }
+
+    /// The request came back (in the delivery context).
+    fn completed(mut self: Box<Self>, request: Request, params: CompletionParams) {
+        let shared = Arc::clone(&self.shared);
+        let disposition = if shared.sender.stream_stopping() {
+            BufferDisposition::StopStreaming
+        } else {
+            let copied = copy_output(&request, params.information, &mut self.output);
+            let completion = StreamCompletion {
+                status: params.status,
+                output: &self.output[..copied],
+                information: params.information,
+            };
+            match &shared.config.output_callback {
+                Some(callback) => callback(&shared.handle, &completion),
+                None if params.status.is_success() => BufferDisposition::ContinueStreaming,
+                None => BufferDisposition::StopStreaming,
+            }
+        };
+        let target = shared.sender.target();
+        if let (BufferDisposition::ContinueStreaming, Some(target)) = (disposition, target) {
+            if shared.sender.is_passive() {
+                // Already on the work item, outside the target's completion.
+                self.resend(request, &target);
+            } else {
+                // Never from inside the target's completion: a target that completes its
+                // parked requests in a loop (the FX2 driver does) would get the resent
+                // request back in the same loop, forever.
+                self.step = Step::Resend(request, target);
+                shared.sender.defer(self);
+            }
+        } else {
+            let _ = request.delete();
+            shared.sender.stream_end_one();
+            shared.sender.finish();
+        }
+    }
+
+    /// Sends the request again; the one that came back is done.
+    fn resend(self: Box<Self>, request: Request, target: &IoTarget) {
+        let sender = Arc::clone(&self.shared.sender);
+        if self.send(Some(request), target).is_err() {
+            sender.stream_end_one();
+        }
+        sender.finish();
+    }
+}
+
+impl Work for Stream {
+    fn run(mut self: Box<Self>) {
+        match core::mem::replace(&mut self.step, Step::Sent) {
+            Step::Completed(request, params) => self.completed(request, params),
+            Step::Resend(request, target) => self.resend(request, &target),
+            // Not reached: a stream request is delivered or deferred with its next step.
+            Step::Sent => {}
+        }
+    }
+}
+
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for ContinuousRequestTarget {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
@@ -375,11 +427,11 @@ impl ModuleCallbacks for ContinuousRequestTarget {
             module.name(),
             module.is_passive_level(),
         )?;
-        let shared = Arc::new(Shared {
+        let shared = try_arc(Shared {
             handle: module.handle()?,
             sender,
             config: module.config().clone(),
-        });
+        })?;
         module.lock().shared = Some(shared);
         Ok(())
     }
@@ -562,7 +614,7 @@ impl ContinuousRequestTarget {
             },
             timeout,
             false,
-            Box::new(callback),
+            callback,
         )
     }
 

@@ -75,6 +75,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use dmf_core::fallible::try_arc;
 use dmf_core::module::{
     Added, Dispatched, Method, ModuleCallbacks, ModuleInit, PowerDeviceState, Scope,
 };
@@ -85,8 +86,8 @@ use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 use crate::continuous_request_target::{
-    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, StreamCompletion,
-    StreamMode,
+    BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
+    ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
 use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
 use crate::target_sink::Sink;
@@ -123,6 +124,28 @@ struct Context {
     /// This Module's handle for the redirected output callback (set while registered).
     this: Option<Arc<ModuleLock<Option<DefaultTarget>>>>,
     target: Option<IoTarget>,
+    /// Why ChildModulesAdd could not redirect the output callback: NotificationRegister fails
+    /// with it (the client's callback would never run).
+    failure: Option<NtStatus>,
+}
+
+/// The stream child's output callback, redirected to `callback` with this Module's handle (from
+/// `this`, set while registered).
+fn redirect(
+    callback: DefaultTargetOutputCallback,
+) -> NtResult<(Arc<ModuleLock<Option<DefaultTarget>>>, BufferOutputCallback)> {
+    let this = try_arc(ModuleLock::new(LockKind::Spin, None)?)?;
+    let weak = Arc::downgrade(&this);
+    let redirected = try_arc(
+        move |_child: &ContinuousRequestTarget, completion: &StreamCompletion<'_>| {
+            let handle = weak.upgrade().and_then(|this| this.lock().clone());
+            match handle {
+                Some(handle) => callback(&handle, completion),
+                None => BufferDisposition::StopStreaming,
+            }
+        },
+    )?;
+    Ok((this, redirected))
 }
 
 fn sink(module: &Scope<'_, DefaultTarget>) -> NtResult<Sink> {
@@ -152,20 +175,14 @@ impl ModuleCallbacks for DefaultTarget {
                 let mut child = stream.clone();
                 // This Module runs automatic streaming, around the lower driver's power state.
                 child.mode = StreamMode::Manual;
-                if let (Some(callback), Ok(this)) = (
-                    config.output_callback.clone(),
-                    ModuleLock::new(LockKind::Spin, None),
-                ) {
-                    let this = Arc::new(this);
-                    let weak = Arc::downgrade(&this);
-                    child.output_callback = Some(Arc::new(move |_child, completion| {
-                        let handle = weak.upgrade().and_then(|this| this.lock().clone());
-                        match handle {
-                            Some(handle) => callback(&handle, completion),
-                            None => BufferDisposition::StopStreaming,
+                if let Some(callback) = config.output_callback.clone() {
+                    match redirect(callback) {
+                        Ok((this, redirected)) => {
+                            child.output_callback = Some(redirected);
+                            context.this = Some(this);
                         }
-                    }));
-                    context.this = Some(this);
+                        Err(status) => context.failure = Some(status),
+                    }
                 }
                 context.stream =
                     Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
@@ -177,6 +194,9 @@ impl ModuleCallbacks for DefaultTarget {
     }
 
     fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
+        if let Some(status) = module.lock().failure {
+            return Err(status);
+        }
         let target = module
             .device()
             .ok_or(NtStatus::INVALID_DEVICE_STATE)?

@@ -134,6 +134,7 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use dmf_core::fallible::{try_arc, try_string};
 use dmf_core::module::{
     Added, Dispatched, Module, ModuleCallbacks, ModuleInit, ModuleParts, PowerDeviceState,
 };
@@ -145,8 +146,8 @@ use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 use crate::continuous_request_target::{
-    BufferDisposition, ContinuousRequestTarget, ContinuousRequestTargetConfig, StreamCompletion,
-    StreamMode,
+    BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
+    ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
 use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
 use crate::target_sink::Sink;
@@ -225,6 +226,8 @@ struct Context {
     stream: Option<Added<ContinuousRequestTarget>>,
     single: Option<Added<RequestTarget>>,
     hub: Option<Arc<Hub>>,
+    /// Why ChildModulesAdd could not make the hub: NotificationRegister fails with it.
+    failure: Option<NtStatus>,
 }
 
 /// The handle of either Module type.
@@ -330,37 +333,52 @@ impl Hub {
                 _ => return,
             }
         };
+        // Everything is allocated before the target is created: an interface that arrives
+        // while memory is short is not opened, and nothing is left half done.
+        let Ok((params, kept)) = self.open_params(link) else {
+            return;
+        };
         let Ok(target) = device.create_io_target() else {
             return;
         };
-        let mut params = TargetOpenParams::by_name(link);
-        params.read = self.read;
-        params.write = self.write;
-        let weak = Arc::downgrade(self);
-        params.query_remove = Some(Arc::new(move |_t: &IoTarget| {
-            weak.upgrade().map_or(Ok(()), |hub| hub.query_removal())
-        }));
-        let weak: Weak<Hub> = Arc::downgrade(self);
-        params.remove_canceled = Some(Arc::new(move |_t: &IoTarget| {
-            if let Some(hub) = weak.upgrade() {
-                hub.remove_canceled();
-            }
-        }));
-        let weak: Weak<Hub> = Arc::downgrade(self);
-        params.remove_complete = Some(Arc::new(move |_t: &IoTarget| {
-            if let Some(hub) = weak.upgrade() {
-                hub.removal(None);
-            }
-        }));
         if target.open(params).is_err() {
             return;
         }
         {
             let mut state = self.state.lock();
-            state.link = Some(String::from(link));
+            state.link = Some(kept);
             state.target = Some(target.clone());
         }
         self.open_module(&handle, &sink, &target);
+    }
+
+    /// The open parameters of the interface at `link` (this hub's access and target
+    /// callbacks), and a copy of `link` to keep.
+    fn open_params(self: &Arc<Self>, link: &str) -> NtResult<(TargetOpenParams, String)> {
+        let weak = Arc::downgrade(self);
+        let query_remove =
+            try_arc(move |_t: &IoTarget| weak.upgrade().map_or(Ok(()), |hub| hub.query_removal()))?;
+        let weak: Weak<Hub> = Arc::downgrade(self);
+        let remove_canceled = try_arc(move |_t: &IoTarget| {
+            if let Some(hub) = weak.upgrade() {
+                hub.remove_canceled();
+            }
+        })?;
+        let weak: Weak<Hub> = Arc::downgrade(self);
+        let remove_complete = try_arc(move |_t: &IoTarget| {
+            if let Some(hub) = weak.upgrade() {
+                hub.removal(None);
+            }
+        })?;
+        let params = TargetOpenParams {
+            symbolic_link: Some(try_string(link)?),
+            read: self.read,
+            write: self.write,
+            query_remove: Some(query_remove),
+            remove_canceled: Some(remove_canceled),
+            remove_complete: Some(remove_complete),
+        };
+        Ok((params, try_string(link)?))
     }
 
     /// Hands the open target to the child and opens the Module (PostOpen runs).
@@ -504,8 +522,13 @@ impl Hub {
     }
 
     fn symbolic_link(&self) -> NtResult<String> {
-        let link = self.state.lock().link.clone();
-        link.ok_or(NtStatus::INVALID_DEVICE_STATE)
+        let state = self.state.lock();
+        try_string(
+            state
+                .link
+                .as_deref()
+                .ok_or(NtStatus::INVALID_DEVICE_STATE)?,
+        )
     }
 }
 
@@ -517,34 +540,30 @@ fn hub<M>(p: &Parts<'_, '_, M>) -> NtResult<Arc<Hub>> {
     p.lock().hub.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)
 }
 
-/// ChildModulesAdd: the hub, and the child doing the I/O.
-fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
-    let config = p.config;
-    let passive = p.scope.is_passive_level();
+/// The hub of a Module with `config`, and the stream child's output callback redirected to the
+/// client's with this Module's handle (when both are configured).
+fn hub_create(
+    config: &DeviceInterfaceTargetConfig,
+) -> NtResult<(Arc<Hub>, Option<BufferOutputCallback>)> {
     let automatic = config
         .stream
         .as_ref()
         .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic);
-    let (Ok(pnp), Ok(state)) = (
-        ModuleLock::new(LockKind::Wait, ()),
-        ModuleLock::new(
-            LockKind::Spin,
-            HubState {
-                handle: None,
-                device: None,
-                sink: None,
-                notification: None,
-                link: None,
-                target: None,
-                phase: Phase::Idle,
-                in_d0: false,
-            },
-        ),
-    ) else {
-        // Without its hub the Module fails NotificationRegister.
-        return;
-    };
-    let hub = Arc::new(Hub {
+    let pnp = ModuleLock::new(LockKind::Wait, ())?;
+    let state = ModuleLock::new(
+        LockKind::Spin,
+        HubState {
+            handle: None,
+            device: None,
+            sink: None,
+            notification: None,
+            link: None,
+            target: None,
+            phase: Phase::Idle,
+            in_d0: false,
+        },
+    )?;
+    let hub = try_arc(Hub {
         pnp,
         state,
         guid: config.interface_guid,
@@ -555,16 +574,13 @@ fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
             query_remove: config.query_remove.clone(),
             dynamic_query_remove: config.dynamic_query_remove.clone(),
         },
-    });
-    let mut context = p.lock();
-    match config.stream.as_ref().filter(|s| s.request_count > 0) {
-        Some(stream) => {
-            let mut child = stream.clone();
-            // The parent runs automatic streaming (C DMF: "implemented by the parent").
-            child.mode = StreamMode::Manual;
-            if let Some(callback) = config.output_callback.clone() {
-                let weak = Arc::downgrade(&hub);
-                child.output_callback = Some(Arc::new(move |_child, completion| {
+    })?;
+    let streams = config.stream.as_ref().is_some_and(|s| s.request_count > 0);
+    let redirected = match (streams, config.output_callback.clone()) {
+        (true, Some(callback)) => {
+            let weak = Arc::downgrade(&hub);
+            let redirected: BufferOutputCallback = try_arc(
+                move |_child: &ContinuousRequestTarget, completion: &StreamCompletion<'_>| {
                     let handle = weak
                         .upgrade()
                         .and_then(|hub| hub.state.lock().handle.clone());
@@ -572,7 +588,35 @@ fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
                         Some(Handle::Static(handle)) => callback(&handle, completion),
                         _ => BufferDisposition::StopStreaming,
                     }
-                }));
+                },
+            )?;
+            Some(redirected)
+        }
+        _ => None,
+    };
+    Ok((hub, redirected))
+}
+
+/// ChildModulesAdd: the hub, and the child doing the I/O. Without its hub (no memory) no child
+/// is added and the Module fails NotificationRegister with the allocation's status.
+fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
+    let config = p.config;
+    let passive = p.scope.is_passive_level();
+    let (hub, redirected) = match hub_create(config) {
+        Ok(created) => created,
+        Err(status) => {
+            p.lock().failure = Some(status);
+            return;
+        }
+    };
+    let mut context = p.lock();
+    match config.stream.as_ref().filter(|s| s.request_count > 0) {
+        Some(stream) => {
+            let mut child = stream.clone();
+            // The parent runs automatic streaming (C DMF: "implemented by the parent").
+            child.mode = StreamMode::Manual;
+            if let Some(redirected) = redirected {
+                child.output_callback = Some(redirected);
             }
             context.stream =
                 Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
@@ -586,6 +630,9 @@ fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
 
 /// NotificationRegister: registers for the interface (existing ones arrive from inside).
 fn notification_register<M: Module>(p: &Parts<'_, '_, M>, handle: Handle) -> NtResult<()> {
+    if let Some(status) = p.lock().failure {
+        return Err(status);
+    }
     let callbacks = (
         p.config.output_callback.is_some() || p.config.query_remove.is_some(),
         p.config.dynamic_query_remove.is_some(),
@@ -618,22 +665,20 @@ fn notification_register<M: Module>(p: &Parts<'_, '_, M>, handle: Handle) -> NtR
         (context.stream, context.single)
     };
     let sink = Sink::of(p.scope, stream, single)?;
+    let weak = Arc::downgrade(&hub);
+    let on_change = try_arc(move |change: &InterfaceChange| {
+        if let Some(hub) = weak.upgrade() {
+            hub.on_change(change);
+        }
+    })?;
     {
         let mut state = hub.state.lock();
         state.handle = Some(handle);
         state.device = Some(device.clone());
         state.sink = Some(sink);
     }
-    let weak = Arc::downgrade(&hub);
     // Existing interfaces arrive from inside this call: no lock is held here.
-    let notification = device.register_interface_notification(
-        hub.guid,
-        Arc::new(move |change: &InterfaceChange| {
-            if let Some(hub) = weak.upgrade() {
-                hub.on_change(change);
-            }
-        }),
-    );
+    let notification = device.register_interface_notification(hub.guid, on_change);
     match notification {
         Ok(notification) => {
             hub.state.lock().notification = Some(notification);

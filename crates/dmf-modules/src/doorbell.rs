@@ -70,14 +70,17 @@
 //! # Ok::<(), dmf_core::NtStatus>(())
 //! ```
 
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 
+use dmf_core::fallible::try_arc;
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::PlatformWorkItem;
 use dmf_core::platform::WorkItem;
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
+
+use crate::back_ref::BackRef;
 
 /// `EVT_DMF_Doorbell_ClientCallback`.
 pub type DoorbellCallback = Arc<dyn Fn(&Doorbell) + Send + Sync>;
@@ -116,7 +119,7 @@ struct Shared {
     handle: Doorbell,
     callback: DoorbellCallback,
     bell: ModuleLock<Bell>,
-    work_item: Option<WorkItem>,
+    work_item: WorkItem,
 }
 
 impl Shared {
@@ -146,26 +149,22 @@ impl ModuleCallbacks for Doorbell {
         let device = module.require_device()?;
         let handle = module.handle()?;
         let bell = ModuleLock::new(LockKind::Spin, Bell::default())?;
-        let mut failure = None;
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
-            let weak = weak.clone();
-            let work_item = WorkItem::new(device, module.name(), move || {
-                if let Some(shared) = weak.upgrade() {
+        let back = BackRef::<Shared>::new()?;
+        let work_item = WorkItem::new(device, module.name(), {
+            let back = Arc::clone(&back);
+            move || {
+                if let Some(shared) = back.upgrade() {
                     shared.run();
                 }
-            })
-            .map_err(|status| failure = Some(status))
-            .ok();
-            Shared {
-                handle,
-                callback: Arc::clone(&module.config().callback),
-                bell,
-                work_item,
             }
-        });
-        if let Some(status) = failure {
-            return Err(status);
-        }
+        })?;
+        let shared = try_arc(Shared {
+            handle,
+            callback: Arc::clone(&module.config().callback),
+            bell,
+            work_item,
+        })?;
+        back.set(&shared);
         module.lock().shared = Some(shared);
         Ok(())
     }
@@ -174,9 +173,7 @@ impl ModuleCallbacks for Doorbell {
         let shared = module.lock().shared.take();
         if let Some(shared) = shared {
             // INVARIANT: no ring can arrive any more; serve the ones that did.
-            if let Some(work_item) = &shared.work_item {
-                work_item.flush();
-            }
+            shared.work_item.flush();
             shared.run();
         }
     }
@@ -198,9 +195,7 @@ impl Doorbell {
         let mut bell = shared.bell.lock();
         bell.rung = true;
         if !bell.running {
-            if let Some(work_item) = &shared.work_item {
-                work_item.enqueue();
-            }
+            shared.work_item.enqueue();
         }
         Ok(())
     }
@@ -218,9 +213,7 @@ impl Doorbell {
             .shared
             .clone()
             .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        if let Some(work_item) = &shared.work_item {
-            work_item.flush();
-        }
+        shared.work_item.flush();
         drop(module);
         Ok(())
     }

@@ -76,9 +76,9 @@
 //!
 //! Data Structures.
 
-use alloc::vec;
 use alloc::vec::Vec;
 
+use dmf_core::fallible::{try_vec_filled, VecExt};
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::{PlatformPool, PoolTag};
 use dmf_core::platform::{Pool, PoolBuffer};
@@ -171,11 +171,12 @@ impl Context {
         }
         let index = u32::try_from(self.entries.len()).map_err(|_| NtStatus::INTERNAL_ERROR)?;
         self.bytes(index)?.0[..key.len()].copy_from_slice(key);
-        self.entries.push(Entry {
+        // Within the capacity reserved at open: no allocation.
+        self.entries.try_push(Entry {
             key_length: key.len(),
             value_length: 0,
             next: self.buckets[bucket],
-        });
+        })?;
         self.buckets[bucket] = index;
         Ok(index)
     }
@@ -208,13 +209,12 @@ impl ModuleCallbacks for HashTable {
             .ok_or(NtStatus::INVALID_PARAMETER)?;
         let storage = Pool::allocate(HASH_TABLE_POOL_TAG, bytes)?;
         let mut entries = Vec::new();
-        entries
-            .try_reserve_exact(capacity)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        entries.try_reserve_exact_nt(capacity)?;
+        let buckets = try_vec_filled(NONE, capacity)?;
         *module.lock() = Context {
             storage: Some(storage),
             entries,
-            buckets: vec![NONE; capacity],
+            buckets,
             key_max,
             value_max,
             capacity,

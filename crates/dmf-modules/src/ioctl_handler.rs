@@ -140,9 +140,9 @@
 //!                     Ok(()) => IoctlResult::success(1),
 //!                     Err(status) => IoctlResult::status(status),
 //!                 }
-//!             });
+//!             })?;
 //!             modules.add(IoctlHandler::with(IoctlHandlerConfig {
-//!                 table: IoctlTable::new([sum]),
+//!                 table: IoctlTable::new([sum])?,
 //!                 device_interface: Some(GUID),
 //!                 ..IoctlHandlerConfig::default()
 //!             }));
@@ -171,6 +171,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use dmf_core::fallible::{try_arc, try_collect, try_vec_filled};
 use dmf_core::module::{
     Dispatched, Handled, IoRequest, Module, ModuleCallbacks, ModuleParts, Scope,
 };
@@ -213,19 +214,23 @@ pub struct IoctlEntry {
 
 impl IoctlEntry {
     /// An entry for `code` with the given minimum sizes and handler.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the handler cannot be allocated.
     pub fn new(
         code: u32,
         input_minimum: usize,
         output_minimum: usize,
         handler: impl Fn(&mut IoctlCall<'_>) -> IoctlResult + Send + Sync + 'static,
-    ) -> Self {
-        IoctlEntry {
+    ) -> NtResult<Self> {
+        Ok(IoctlEntry {
             code,
             input_minimum,
             output_minimum,
             administrator_only: false,
-            handler: Arc::new(handler),
-        }
+            handler: try_arc(handler)?,
+        })
     }
 
     /// Marks the entry administrator-only (`AdministratorAccessOnly = TRUE`).
@@ -266,27 +271,26 @@ impl core::fmt::Debug for IoctlEntry {
 /// table (at most half full). Both are built once, with the table.
 #[derive(Clone, Default)]
 pub struct IoctlTable {
+    /// `None`: no entries.
+    inner: Option<Arc<TableInner>>,
+}
+
+/// The entries of an [`IoctlTable`] and their index, shared by its clones.
+struct TableInner {
     /// The codes, sorted.
-    codes: Arc<[u32]>,
+    codes: Vec<u32>,
     /// The entries in the order of `codes`.
-    entries: Arc<[IoctlEntry]>,
+    entries: Vec<IoctlEntry>,
     index: Index,
 }
 
 /// How [`IoctlTable::find`] gets from a code to a position.
-#[derive(Clone, Default)]
 enum Index {
-    /// No entries.
-    #[default]
-    Empty,
     /// `(code - base) >> 2` → position + 1 (0: none).
-    Dense { base: u32, slots: Arc<[u16]> },
+    Dense { base: u32, slots: Vec<u16> },
     /// Linear probing from the code's multiplicative hash (top `32 - shift` bits); a slot is
     /// `(code, position + 1)`, position 0 marks an empty slot.
-    Hashed {
-        shift: u32,
-        slots: Arc<[(u32, u16)]>,
-    },
+    Hashed { shift: u32, slots: Vec<(u32, u16)> },
 }
 
 /// Fibonacci hashing multiplier (2^32 / φ).
@@ -294,17 +298,28 @@ const HASH_MULTIPLIER: u32 = 0x9E37_79B9;
 
 /// The direct index of sorted `codes`, if they are dense enough and no two share their bits
 /// above the transfer-method bits.
-fn dense_index(codes: &[u32]) -> Option<Index> {
-    let (&base, &last) = (codes.first()?, codes.last()?);
-    let span = usize::try_from((last - base) >> 2).ok()? + 1;
+fn dense_index(codes: &[u32]) -> NtResult<Option<Index>> {
+    let (Some(&base), Some(&last)) = (codes.first(), codes.last()) else {
+        return Ok(None);
+    };
+    let Some(span) = usize::try_from((last - base) >> 2)
+        .ok()
+        .and_then(|span| span.checked_add(1))
+    else {
+        return Ok(None);
+    };
     if span > codes.len().saturating_mul(4) {
-        return None;
+        return Ok(None);
     }
-    let mut slots = Vec::new();
-    slots.try_reserve_exact(span).ok()?;
-    slots.resize(span, 0u16);
+    let mut slots = try_vec_filled(0u16, span)?;
+    Ok(fill_dense(codes, base, &mut slots).map(|()| Index::Dense { base, slots }))
+}
+
+/// Fills the direct index `slots` of sorted `codes`; `None` if two codes differ only in the
+/// method bits.
+fn fill_dense(codes: &[u32], base: u32, slots: &mut [u16]) -> Option<()> {
     for (position, &code) in codes.iter().enumerate() {
-        let slot = &mut slots[usize::try_from((code - base) >> 2).ok()?];
+        let slot = slots.get_mut(usize::try_from((code - base) >> 2).ok()?)?;
         if *slot == 0 {
             *slot = u16::try_from(position + 1).ok()?;
         } else if codes[usize::from(*slot - 1)] != code {
@@ -312,24 +327,30 @@ fn dense_index(codes: &[u32]) -> Option<Index> {
             return None;
         }
     }
-    Some(Index::Dense {
-        base,
-        slots: slots.into(),
-    })
+    Some(())
 }
 
 /// The hash index of sorted `codes` (the first of equal codes kept).
-fn hashed_index(codes: &[u32]) -> Option<Index> {
-    let capacity = codes.len().checked_mul(2)?.next_power_of_two().max(2);
+fn hashed_index(codes: &[u32]) -> NtResult<Option<Index>> {
+    let Some(capacity) = codes
+        .len()
+        .checked_mul(2)
+        .map(|c| c.next_power_of_two().max(2))
+    else {
+        return Ok(None);
+    };
     let shift = 32 - capacity.trailing_zeros();
-    let mask = capacity - 1;
-    let mut slots = Vec::new();
-    slots.try_reserve_exact(capacity).ok()?;
-    slots.resize(capacity, (0u32, 0u16));
+    let mut slots = try_vec_filled((0u32, 0u16), capacity)?;
+    Ok(fill_hashed(codes, shift, &mut slots).map(|()| Index::Hashed { shift, slots }))
+}
+
+/// Fills the hash index `slots` (a power of two, more than twice the codes) of sorted `codes`.
+fn fill_hashed(codes: &[u32], shift: u32, slots: &mut [(u32, u16)]) -> Option<()> {
+    let mask = slots.len() - 1;
     for (position, &code) in codes.iter().enumerate() {
         let mut i = usize::try_from(code.wrapping_mul(HASH_MULTIPLIER) >> shift).ok()?;
         loop {
-            let slot = &mut slots[i];
+            let slot = slots.get_mut(i)?;
             if slot.1 == 0 {
                 *slot = (code, u16::try_from(position + 1).ok()?);
                 break;
@@ -340,66 +361,72 @@ fn hashed_index(codes: &[u32]) -> Option<Index> {
             i = (i + 1) & mask;
         }
     }
-    Some(Index::Hashed {
-        shift,
-        slots: slots.into(),
-    })
+    Some(())
 }
 
 impl IoctlTable {
     /// A table of `entries` (any order).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// With 65 535 entries or more (an index position is 16 bits).
-    pub fn new(entries: impl IntoIterator<Item = IoctlEntry>) -> Self {
-        let mut entries: Vec<IoctlEntry> = entries.into_iter().collect();
-        assert!(
-            entries.len() < usize::from(u16::MAX),
-            "IoctlTable: too many entries"
-        );
-        // Stable: among equal codes the first listed stays first, and the index keeps it.
-        entries.sort_by_key(|e| e.code);
-        let codes: Vec<u32> = entries.iter().map(|e| e.code).collect();
-        let index = if codes.is_empty() {
-            Index::Empty
-        } else {
-            dense_index(&codes)
-                .or_else(|| hashed_index(&codes))
-                .unwrap_or_default()
-        };
-        IoctlTable {
-            codes: codes.into(),
-            entries: entries.into(),
-            index,
+    /// `STATUS_INVALID_PARAMETER` with 65 535 entries or more (an index position is 16 bits);
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the table cannot be allocated.
+    pub fn new(entries: impl IntoIterator<Item = IoctlEntry>) -> NtResult<Self> {
+        // Each entry with its place in the list: among equal codes the first listed stays
+        // first (an unstable sort allocates nothing), and the index keeps it.
+        let mut listed = try_collect(
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(place, entry)| (entry.code, place, entry)),
+        )?;
+        if listed.len() >= usize::from(u16::MAX) {
+            return Err(NtStatus::INVALID_PARAMETER);
         }
+        if listed.is_empty() {
+            return Ok(IoctlTable::default());
+        }
+        listed.sort_unstable_by_key(|&(code, place, _)| (code, place));
+        let codes = try_collect(listed.iter().map(|&(code, _, _)| code))?;
+        let index = match dense_index(&codes)? {
+            Some(index) => index,
+            None => hashed_index(&codes)?.ok_or(NtStatus::INVALID_PARAMETER)?,
+        };
+        let entries = try_collect(listed.into_iter().map(|(_, _, entry)| entry))?;
+        Ok(IoctlTable {
+            inner: Some(try_arc(TableInner {
+                codes,
+                entries,
+                index,
+            })?),
+        })
     }
 
     /// How many entries the table has.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries().len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries().is_empty()
     }
 
     /// The entries, sorted by code.
     pub fn entries(&self) -> &[IoctlEntry] {
-        &self.entries
+        self.inner.as_deref().map_or(&[], |inner| &inner.entries)
     }
 
     /// The entry for `code` (the first listed, if several).
     #[inline]
     pub fn find(&self, code: u32) -> Option<&IoctlEntry> {
-        match &self.index {
-            Index::Empty => None,
+        let inner = self.inner.as_deref()?;
+        match &inner.index {
             Index::Dense { base, slots } => {
                 let key = usize::try_from(code.wrapping_sub(*base) >> 2).ok()?;
                 let position = usize::from(*slots.get(key)?).checked_sub(1)?;
-                match self.codes.get(position) {
-                    Some(&c) if c == code => self.entries.get(position),
+                match inner.codes.get(position) {
+                    Some(&c) if c == code => inner.entries.get(position),
                     _ => None,
                 }
             }
@@ -412,7 +439,7 @@ impl IoctlTable {
                         return None;
                     }
                     if c == code {
-                        return self.entries.get(usize::from(position) - 1);
+                        return inner.entries.get(usize::from(position) - 1);
                     }
                     i = (i + 1) & mask;
                 }
@@ -437,7 +464,7 @@ impl IoctlTable {
 
 impl core::fmt::Debug for IoctlTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.entries.iter()).finish()
+        f.debug_list().entries(self.entries().iter()).finish()
     }
 }
 

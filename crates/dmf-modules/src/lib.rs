@@ -38,6 +38,8 @@ extern crate alloc;
 
 // Task execution (MODS-Thread, MODS-QueuedWorkitem, MODS-ScheduledTask, Doorbell).
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+mod back_ref;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod doorbell;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod queued_work_item;

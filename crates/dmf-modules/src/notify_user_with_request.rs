@@ -71,7 +71,8 @@
 //! (`WdfIoQueueRetrieveRequestByFileObject`), so no Module is created per open. A client is
 //! recorded when its create reaches the Module: add it before Modules that take creates, and
 //! after any that refuse them (a create refused later leaves its client until the Module
-//! closes).
+//! closes). A create whose client cannot be recorded (no memory for its event ring) fails with
+//! `STATUS_INSUFFICIENT_RESOURCES`.
 //!
 //! ## Category
 //!
@@ -115,7 +116,7 @@
 //!                 request.complete(status);
 //!             }
 //!             IoctlResult::Pending(pended)
-//!         });
+//!         })?;
 //!         let token = Arc::new(ModuleLock::new(LockKind::Spin, None)?);
 //!         let t = Arc::clone(&token);
 //!         dmf.set_modules_add(move |_device, modules| {
@@ -127,12 +128,12 @@
 //!             }));
 //!             *t.lock() = Some(added);
 //!             modules.add(IoctlHandler::with(IoctlHandlerConfig {
-//!                 table: IoctlTable::new([wait.clone()]),
+//!                 table: IoctlTable::new([wait.clone()])?,
 //!                 device_interface: Some(GUID),
 //!                 ..IoctlHandlerConfig::default()
 //!             }));
 //!             Ok(())
-//!         });
+//!         })?;
 //!         dmf.create_device(DeviceAttributes::default())?;
 //!         let device = dmf.modules_create()?;
 //!         let added = (*token.lock()).expect("added in modules_add");
@@ -160,11 +161,11 @@
 //! assert!(machine.verifier().violations().is_empty());
 //! ```
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use dmf_core::fallible::{try_arc, try_collect, try_to_vec, try_vec_filled, VecExt};
 use dmf_core::module::{Dispatched, Handled, ModuleCallbacks};
 use dmf_core::platform::contract::device::PlatformDevice;
 use dmf_core::platform::contract::io::{
@@ -232,23 +233,15 @@ struct EventRing {
     count: usize,
 }
 
-fn zeroed<T: Clone>(count: usize, value: T) -> NtResult<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(count)
-        .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-    v.resize(count, value);
-    Ok(v)
-}
-
 impl EventRing {
     fn new(capacity: usize, slot_size: usize) -> NtResult<Self> {
         let bytes = capacity
             .checked_mul(slot_size)
             .ok_or(NtStatus::INVALID_PARAMETER)?;
         Ok(EventRing {
-            statuses: zeroed(capacity, NtStatus::SUCCESS)?,
-            lengths: zeroed(capacity, 0)?,
-            data: zeroed(bytes, 0)?,
+            statuses: try_vec_filled(NtStatus::SUCCESS, capacity)?,
+            lengths: try_vec_filled(0, capacity)?,
+            data: try_vec_filled(0, bytes)?,
             slot_size,
             head: 0,
             count: 0,
@@ -279,18 +272,19 @@ impl EventRing {
         true
     }
 
-    /// Takes the oldest event, its data copied into `out`.
-    fn pop(&mut self, out: &mut Vec<u8>) -> Option<NtStatus> {
+    /// Takes the oldest event, its data copied into `out` (`slot_size` bytes): its status and
+    /// its length.
+    fn pop(&mut self, out: &mut [u8]) -> Option<(NtStatus, usize)> {
         if self.count == 0 {
             return None;
         }
         let slot = self.head;
         let start = slot * self.slot_size;
-        out.clear();
-        out.extend_from_slice(&self.data[start..start + self.lengths[slot]]);
+        let length = self.lengths[slot].min(out.len());
+        out[..length].copy_from_slice(&self.data[start..start + length]);
         self.head = (self.head + 1) % self.capacity();
         self.count -= 1;
-        Some(self.statuses[slot])
+        Some((self.statuses[slot], length))
     }
 
     fn clear(&mut self) {
@@ -349,17 +343,17 @@ impl Shared {
             LockKind::Spin,
             EventRing::new(events, config.size_of_data_buffer)?,
         )?;
-        let held = Arc::new(AtomicUsize::new(0));
+        let held = try_arc(AtomicUsize::new(0))?;
         let mut queue_config = QueueConfig::new(QueueDispatch::Manual);
         queue_config.power_managed = Some(false);
         let (h, cancel) = (Arc::clone(&held), config.pending_requests_cancel.clone());
         // EvtIoCanceledOnQueue: the application cancelled, or the queue was purged.
-        queue_config.canceled_on_queue = Some(Arc::new(move |_queue: &Queue, request: Request| {
+        queue_config.canceled_on_queue = Some(try_arc(move |_queue: &Queue, request: Request| {
             h.fetch_sub(1, Ordering::SeqCst);
             cancel_complete(cancel.as_ref(), request);
-        }));
+        })?);
         let queue = device.create_queue(queue_config)?;
-        Ok(Arc::new(Shared {
+        try_arc(Shared {
             queue,
             held,
             events,
@@ -367,7 +361,7 @@ impl Shared {
             size_of_data_buffer: config.size_of_data_buffer,
             complete: config.complete.clone(),
             cancel: config.pending_requests_cancel.clone(),
-        }))
+        })
     }
 
     fn deliver(&self, request: Request, data: &[u8], status: NtStatus) {
@@ -395,14 +389,16 @@ impl Shared {
         })
     }
 
-    /// Completes parked requests with waiting events, oldest with oldest, while both exist.
-    fn pump(&self) {
-        let mut data = Vec::new();
-        if data.try_reserve_exact(self.size_of_data_buffer).is_err() {
-            return;
-        }
+    /// Room for one event's data, for [`pump`](Self::pump): allocated before anything changes.
+    fn scratch(&self) -> NtResult<Vec<u8>> {
+        try_vec_filled(0, self.size_of_data_buffer)
+    }
+
+    /// Completes parked requests with waiting events, oldest with oldest, while both exist;
+    /// `scratch` (from [`scratch`](Self::scratch)) holds each event's data.
+    fn pump(&self, scratch: &mut [u8]) {
         loop {
-            let (request, status) = {
+            let (request, status, length) = {
                 let mut events = self.events.lock();
                 if events.count == 0 {
                     return;
@@ -410,10 +406,10 @@ impl Shared {
                 let Some(request) = self.retrieve() else {
                     return;
                 };
-                let status = events.pop(&mut data).unwrap_or(NtStatus::SUCCESS);
-                (request, status)
+                let (status, length) = events.pop(scratch).unwrap_or((NtStatus::SUCCESS, 0));
+                (request, status, length)
             };
-            self.deliver(request, &data, status);
+            self.deliver(request, &scratch[..length], status);
         }
     }
 }
@@ -468,7 +464,8 @@ impl NotifyUserWithRequest {
     /// # Errors
     ///
     /// The request comes back with `STATUS_INVALID_DEVICE_STATE` when `maximum_pending_requests`
-    /// are parked or the Module is closing; the caller completes it.
+    /// are parked or the Module is closing, `STATUS_INSUFFICIENT_RESOURCES` when the room to
+    /// copy a waiting event cannot be allocated; the caller completes it.
     pub fn request_process(&self, request: Request) -> Result<(), (Request, NtStatus)> {
         self.park(request, true)
     }
@@ -492,10 +489,17 @@ impl NotifyUserWithRequest {
         let Some(shared) = shared else {
             return Err((request, NtStatus::INVALID_DEVICE_STATE));
         };
-        shared.park(request)?;
-        if pump {
-            shared.pump();
+        if !pump {
+            shared.park(request)?;
+            drop(m);
+            return Ok(());
         }
+        let mut scratch = match shared.scratch() {
+            Ok(scratch) => scratch,
+            Err(status) => return Err((request, status)),
+        };
+        shared.park(request)?;
+        shared.pump(&mut scratch);
         drop(m);
         Ok(())
     }
@@ -508,12 +512,14 @@ impl NotifyUserWithRequest {
     /// # Errors
     ///
     /// `STATUS_BUFFER_TOO_SMALL` if `data` is longer than `size_of_data_buffer`;
-    /// `STATUS_INVALID_DEVICE_STATE` once closing.
+    /// `STATUS_INVALID_DEVICE_STATE` once closing; `STATUS_INSUFFICIENT_RESOURCES` when the room
+    /// to copy a waiting event cannot be allocated (the event is then not kept).
     pub fn data_process(&self, status: NtStatus, data: &[u8]) -> NtResult<()> {
         self.with_shared(|shared| {
             if data.len() > shared.size_of_data_buffer {
                 return Err(NtStatus::BUFFER_TOO_SMALL);
             }
+            let mut scratch = shared.scratch()?;
             let direct = {
                 let mut events = shared.events.lock();
                 if events.count == 0 {
@@ -531,7 +537,7 @@ impl NotifyUserWithRequest {
             };
             match direct {
                 Some(request) => shared.deliver(request, data, status),
-                None => shared.pump(),
+                None => shared.pump(&mut scratch),
             }
             Ok(())
         })?
@@ -642,15 +648,43 @@ struct MultipleContext {
 
 /// One client: its file object, its parked-request count, its events.
 struct Client {
+    /// The file object's ID (the sort key of [`Clients::by_file`]).
+    id: u64,
     file: FileObject,
     held: usize,
     events: EventRing,
 }
 
 struct Clients {
-    by_file: BTreeMap<u64, Client>,
+    /// Sorted by file-object ID.
+    by_file: Vec<Client>,
     /// The last event broadcast (for replay): status, data.
     last: Option<(NtStatus, Vec<u8>)>,
+}
+
+impl Clients {
+    /// The client of file object `file`.
+    fn get_mut(&mut self, file: u64) -> Option<&mut Client> {
+        let index = self.by_file.binary_search_by_key(&file, |c| c.id).ok()?;
+        self.by_file.get_mut(index)
+    }
+
+    /// Records `client` (replacing one of the same file object). Refused, nothing changes.
+    fn insert(&mut self, client: Client) -> NtResult<()> {
+        match self.by_file.binary_search_by_key(&client.id, |c| c.id) {
+            Ok(index) => {
+                self.by_file[index] = client;
+                Ok(())
+            }
+            Err(index) => self.by_file.try_insert(index, client),
+        }
+    }
+
+    /// Forgets the client of file object `file`.
+    fn remove(&mut self, file: u64) -> Option<Client> {
+        let index = self.by_file.binary_search_by_key(&file, |c| c.id).ok()?;
+        Some(self.by_file.remove(index))
+    }
 }
 
 struct MultipleShared {
@@ -666,26 +700,26 @@ impl MultipleShared {
     fn create(m: &Dispatched<'_, NotifyUserWithRequestMultiple>) -> NtResult<Arc<Self>> {
         let config = m.config();
         let device = m.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        let clients = Arc::new(ModuleLock::new(
+        let clients = try_arc(ModuleLock::new(
             LockKind::Spin,
             Clients {
-                by_file: BTreeMap::new(),
+                by_file: Vec::new(),
                 last: None,
             },
-        )?);
+        )?)?;
         let mut queue_config = QueueConfig::new(QueueDispatch::Manual);
         queue_config.power_managed = Some(false);
         let c = Arc::clone(&clients);
-        queue_config.canceled_on_queue = Some(Arc::new(move |_queue: &Queue, request: Request| {
+        queue_config.canceled_on_queue = Some(try_arc(move |_queue: &Queue, request: Request| {
             if let Some(file) = request.file_object() {
-                if let Some(client) = c.lock().by_file.get_mut(&file.id()) {
+                if let Some(client) = c.lock().get_mut(file.id()) {
                     client.held = client.held.saturating_sub(1);
                 }
             }
             request.complete(NtStatus::CANCELLED);
-        }));
+        })?);
         let queue = device.create_queue(queue_config)?;
-        Ok(Arc::new(MultipleShared {
+        try_arc(MultipleShared {
             queue,
             clients,
             maximum_pending_requests: usize::try_from(config.maximum_pending_requests)
@@ -694,7 +728,7 @@ impl MultipleShared {
                 .map_err(|_| NtStatus::INVALID_PARAMETER)?,
             size_of_data_buffer: config.size_of_data_buffer,
             complete: config.complete.clone(),
-        }))
+        })
     }
 
     fn deliver(&self, request: Request, data: &[u8], status: NtStatus) {
@@ -714,16 +748,13 @@ impl MultipleShared {
         Some(request)
     }
 
-    /// Completes `file`'s parked requests with its waiting events while both exist.
-    fn pump(&self, file: u64) {
-        let mut data = Vec::new();
-        if data.try_reserve_exact(self.size_of_data_buffer).is_err() {
-            return;
-        }
+    /// Completes `file`'s parked requests with its waiting events while both exist; `scratch`
+    /// (`size_of_data_buffer` bytes, allocated before anything changed) holds each event's data.
+    fn pump(&self, file: u64, scratch: &mut [u8]) {
         loop {
-            let (request, status) = {
+            let (request, status, length) = {
                 let mut clients = self.clients.lock();
-                let Some(client) = clients.by_file.get_mut(&file) else {
+                let Some(client) = clients.get_mut(file) else {
                     return;
                 };
                 if client.events.count == 0 {
@@ -732,10 +763,10 @@ impl MultipleShared {
                 let Some(request) = self.retrieve(client) else {
                     return;
                 };
-                let status = client.events.pop(&mut data).unwrap_or(NtStatus::SUCCESS);
-                (request, status)
+                let (status, length) = client.events.pop(scratch).unwrap_or((NtStatus::SUCCESS, 0));
+                (request, status, length)
             };
-            self.deliver(request, &data, status);
+            self.deliver(request, &scratch[..length], status);
         }
     }
 }
@@ -762,39 +793,54 @@ impl ModuleCallbacks for NotifyUserWithRequestMultiple {
 
     fn file_create(
         m: &Dispatched<'_, Self>,
-        _io: &mut dmf_core::module::IoRequest<'_>,
+        io: &mut dmf_core::module::IoRequest<'_>,
         file: &FileObject,
     ) -> Handled {
         let shared = m.lock().shared.clone();
         let Some(shared) = shared else {
             return Handled::NotHandled;
         };
+        let mut events = match EventRing::new(
+            shared.maximum_pending_data_buffers,
+            shared.size_of_data_buffer,
+        ) {
+            Ok(events) => events,
+            // A client that could not be recorded would never be notified: its open fails.
+            Err(NtStatus::INSUFFICIENT_RESOURCES) => {
+                return io.complete(NtStatus::INSUFFICIENT_RESOURCES)
+            }
+            // A configuration the ring refuses (its size overflows): no notifications.
+            Err(_) => return Handled::NotHandled,
+        };
         if let Some(arrival) = &m.config().client_arrival {
             if arrival(file).is_err() {
                 return Handled::NotHandled;
             }
         }
-        let Ok(mut events) = EventRing::new(
-            shared.maximum_pending_data_buffers,
-            shared.size_of_data_buffer,
-        ) else {
-            return Handled::NotHandled;
-        };
-        let mut clients = shared.clients.lock();
-        if m.config().replay_last_message_to_new_clients {
-            if let Some((status, data)) = &clients.last {
-                let _kept = events.push(*status, data);
+        let recorded = {
+            let mut clients = shared.clients.lock();
+            if m.config().replay_last_message_to_new_clients {
+                if let Some((status, data)) = &clients.last {
+                    let _kept = events.push(*status, data);
+                }
             }
-        }
-        clients.by_file.insert(
-            file.id(),
-            Client {
+            clients.insert(Client {
+                id: file.id(),
                 file: file.clone(),
                 held: 0,
                 events,
-            },
-        );
-        Handled::NotHandled
+            })
+        };
+        match recorded {
+            Ok(()) => Handled::NotHandled,
+            Err(status) => {
+                // Accepted by the client, but the open fails: its departure balances the arrival.
+                if let Some(departure) = &m.config().client_departure {
+                    departure(file);
+                }
+                io.complete(status)
+            }
+        }
     }
 
     fn file_cleanup(m: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
@@ -805,7 +851,7 @@ impl ModuleCallbacks for NotifyUserWithRequestMultiple {
         while let Ok(request) = shared.queue.retrieve_request_by_file_object(file) {
             request.complete(NtStatus::CANCELLED);
         }
-        let removed = shared.clients.lock().by_file.remove(&file.id());
+        let removed = shared.clients.lock().remove(file.id());
         if let (Some(_), Some(departure)) = (removed, &m.config().client_departure) {
             departure(file);
         }
@@ -821,7 +867,8 @@ impl NotifyUserWithRequestMultiple {
     ///
     /// The request comes back with `STATUS_INVALID_DEVICE_REQUEST` if its file object is not a
     /// client, `STATUS_INVALID_DEVICE_STATE` when the client has `maximum_pending_requests`
-    /// parked or the Module is closing; the caller completes it.
+    /// parked or the Module is closing, `STATUS_INSUFFICIENT_RESOURCES` when the room to copy a
+    /// waiting event cannot be allocated; the caller completes it.
     pub fn request_process(&self, request: Request) -> Result<(), (Request, NtStatus)> {
         let m = match self.enter() {
             Ok(m) => m,
@@ -834,9 +881,13 @@ impl NotifyUserWithRequestMultiple {
         let Some(file) = request.file_object().map(|f| f.id()) else {
             return Err((request, NtStatus::INVALID_DEVICE_REQUEST));
         };
+        let mut scratch = match try_vec_filled(0, shared.size_of_data_buffer) {
+            Ok(scratch) => scratch,
+            Err(status) => return Err((request, status)),
+        };
         {
             let mut clients = shared.clients.lock();
-            let Some(client) = clients.by_file.get_mut(&file) else {
+            let Some(client) = clients.get_mut(file) else {
                 return Err((request, NtStatus::INVALID_DEVICE_REQUEST));
             };
             if client.held >= shared.maximum_pending_requests {
@@ -845,12 +896,12 @@ impl NotifyUserWithRequestMultiple {
             client.held += 1;
         }
         if let Err(refused) = request.forward_to_queue(&shared.queue) {
-            if let Some(client) = shared.clients.lock().by_file.get_mut(&file) {
+            if let Some(client) = shared.clients.lock().get_mut(file) {
                 client.held = client.held.saturating_sub(1);
             }
             return Err(refused);
         }
-        shared.pump(file);
+        shared.pump(file, &mut scratch);
         drop(m);
         Ok(())
     }
@@ -861,7 +912,9 @@ impl NotifyUserWithRequestMultiple {
     /// # Errors
     ///
     /// `STATUS_BUFFER_TOO_SMALL` if `data` is longer than `size_of_data_buffer`;
-    /// `STATUS_INVALID_DEVICE_STATE` once closing.
+    /// `STATUS_INVALID_DEVICE_STATE` once closing; `STATUS_INSUFFICIENT_RESOURCES` (no client
+    /// got the event) when the copy kept for replay or the list of waiting requests cannot be
+    /// allocated.
     pub fn data_broadcast(&self, data: &[u8], status: NtStatus) -> NtResult<()> {
         let m = self.enter()?;
         let shared = m.lock().shared.clone();
@@ -869,32 +922,23 @@ impl NotifyUserWithRequestMultiple {
         if data.len() > shared.size_of_data_buffer {
             return Err(NtStatus::BUFFER_TOO_SMALL);
         }
-        let mut last = Vec::new();
-        last.try_reserve_exact(data.len())
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        last.extend_from_slice(data);
-        let mut ready = Vec::new();
-        {
+        let last = try_to_vec(data)?;
+        let ready = {
             let mut clients = shared.clients.lock();
-            ready
-                .try_reserve_exact(clients.by_file.len())
-                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-            for client in clients.by_file.values_mut() {
-                let direct = if client.events.count == 0 {
-                    shared.retrieve(client)
-                } else {
-                    None
-                };
-                match direct {
-                    Some(request) => ready.push(request),
-                    None => {
-                        let _kept = client.events.push(status, data);
-                    }
+            // A place for a request of every client before any is taken from the queue.
+            let mut ready = try_collect(clients.by_file.iter().map(|_| None))?;
+            for (client, place) in clients.by_file.iter_mut().zip(ready.iter_mut()) {
+                if client.events.count == 0 {
+                    *place = shared.retrieve(client);
+                }
+                if place.is_none() {
+                    let _kept = client.events.push(status, data);
                 }
             }
             clients.last = Some((status, last));
-        }
-        for request in ready {
+            ready
+        };
+        for request in ready.into_iter().flatten() {
             shared.deliver(request, data, status);
         }
         drop(m);

@@ -98,10 +98,11 @@
 //! ```
 
 use alloc::collections::VecDeque;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicI32, Ordering};
 
+use dmf_core::fallible::{try_arc, try_vec_with_capacity, VecExt};
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::{
     EventKind, PlatformEvent, PlatformPool, PlatformTrace, PlatformWorkItem, PoolTag, TraceLevel,
@@ -111,6 +112,7 @@ use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
+use crate::back_ref::BackRef;
 use crate::scheduled_task::ScheduledTaskResult;
 
 /// Pool tag of the parameter buffers (`'QwmD'` in C notation).
@@ -215,7 +217,7 @@ struct Shared {
     buffer_size: usize,
     look_aside: bool,
     queue: ModuleLock<Queue>,
-    work_item: Option<WorkItem>,
+    work_item: WorkItem,
 }
 
 fn allocate(size: usize) -> NtResult<PoolBuffer> {
@@ -232,11 +234,10 @@ impl Shared {
         if buffer_count == 0 && !config.enable_look_aside {
             return Err(NtStatus::INVALID_PARAMETER);
         }
-        let mut free = Vec::new();
-        free.try_reserve_exact(buffer_count)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        // Room for every buffer the Module owns: giving one back never allocates.
+        let mut free = try_vec_with_capacity(buffer_count)?;
         for _ in 0..buffer_count {
-            free.push(allocate(buffer_size)?);
+            free.try_push(allocate(buffer_size)?)?;
         }
         let queue = ModuleLock::new(
             LockKind::Spin,
@@ -248,30 +249,26 @@ impl Shared {
         )?;
         let device = module.require_device()?;
         let handle = module.handle()?;
-        let mut failure = None;
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
-            let weak = weak.clone();
-            let work_item = WorkItem::new(device, module.name(), move || {
-                if let Some(shared) = weak.upgrade() {
+        let back = BackRef::<Shared>::new()?;
+        let work_item = WorkItem::new(device, module.name(), {
+            let back = Arc::clone(&back);
+            move || {
+                if let Some(shared) = back.upgrade() {
                     shared.drain();
                 }
-            })
-            .map_err(|status| failure = Some(status))
-            .ok();
-            Shared {
-                handle,
-                callback: Arc::clone(&config.callback),
-                buffer_count,
-                buffer_size,
-                look_aside: config.enable_look_aside,
-                queue,
-                work_item,
             }
-        });
-        match failure {
-            Some(status) => Err(status),
-            None => Ok(shared),
-        }
+        })?;
+        let shared = try_arc(Shared {
+            handle,
+            callback: Arc::clone(&config.callback),
+            buffer_count,
+            buffer_size,
+            look_aside: config.enable_look_aside,
+            queue,
+            work_item,
+        })?;
+        back.set(&shared);
+        Ok(shared)
     }
 
     /// Runs queued calls one by one until the queue is empty. Only one drain runs at a time, so
@@ -325,8 +322,10 @@ impl Shared {
                 queue.allocated -= 1;
                 drop(queue);
                 drop(buffer);
-            } else {
-                queue.free.push(buffer);
+            } else if queue.free.try_push(buffer).is_err() {
+                // Not reached: `free` has room for all `buffer_count` buffers. Were it refused,
+                // the buffer was freed and the Module owns one less.
+                queue.allocated -= 1;
             }
         }
     }
@@ -343,6 +342,7 @@ impl Shared {
             }
             taken
         };
+        let look_aside = taken.is_none();
         let mut buffer = match taken {
             Some(buffer) => buffer,
             None if self.look_aside => allocate(self.buffer_size).inspect_err(|_| {
@@ -353,27 +353,32 @@ impl Shared {
         buffer.as_mut()[..data.len()].copy_from_slice(data);
         let mut queue = self.queue.lock();
         if queue.pending.try_reserve(1).is_err() {
-            queue.free.push(buffer);
+            if look_aside {
+                // Freed (outside the lock), as the drain loop frees a look-aside buffer.
+                queue.allocated -= 1;
+                drop(queue);
+                drop(buffer);
+            } else if queue.free.try_push(buffer).is_err() {
+                // Not reached: the buffer came out of `free`, which keeps its room.
+                queue.allocated -= 1;
+            }
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
+        #[allow(clippy::disallowed_methods, reason = "capacity reserved above")]
         queue.pending.push_back(Entry {
             buffer,
             len: data.len(),
             waiter,
         });
         if !queue.draining {
-            if let Some(work_item) = &self.work_item {
-                work_item.enqueue();
-            }
+            self.work_item.enqueue();
         }
         Ok(())
     }
 
     /// Waits for queued calls; runs what is still queued on this thread (close, shutdown).
     fn flush(&self) {
-        if let Some(work_item) = &self.work_item {
-            work_item.flush();
-        }
+        self.work_item.flush();
         let left = !self.queue.lock().pending.is_empty();
         if left {
             self.drain();
@@ -428,10 +433,10 @@ impl QueuedWorkItem {
             .shared
             .clone()
             .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        let waiter = Arc::new(Waiter {
+        let waiter = try_arc(Waiter {
             done: Event::new(EventKind::Notification, false),
             status: AtomicI32::new(NtStatus::SUCCESS.to_raw()),
-        });
+        })?;
         shared.enqueue(parameters, Some(Arc::clone(&waiter)))?;
         drop(shared);
         let _ = waiter.done.wait(None);
@@ -465,8 +470,6 @@ impl QueuedWorkItem {
 
 impl Shared {
     fn flush_queued(&self) {
-        if let Some(work_item) = &self.work_item {
-            work_item.flush();
-        }
+        self.work_item.flush();
     }
 }

@@ -47,6 +47,10 @@
 //! - Request IDs come from one process-wide, ever-increasing 64-bit counter, so an ID is never
 //!   reused even when the platform reuses request handles. `cancel` of an ID that already
 //!   completed returns `false` and touches nothing.
+//! - Everything a completion needs — the copy of the output bytes, the delivery of the callback
+//!   — is allocated when the request is sent: a send that cannot allocate fails with
+//!   `STATUS_INSUFFICIENT_RESOURCES` (its callback is then not called), and a completion never
+//!   allocates.
 //! - A synchronous send is an asynchronous send and a wait: it is tracked like any other request,
 //!   so clearing the target or closing the Module cancels it too.
 //! - Close refuses new sends, cancels every request in flight and waits until each has completed
@@ -101,6 +105,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
+use dmf_core::fallible::{try_arc, try_box, try_vec_filled, VecExt};
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::io::{
     CompletionParams, PlatformIoTarget, PlatformRequest, SendOptions,
@@ -201,14 +206,27 @@ pub(crate) fn format_request(request: &Request, format: &Format<'_>) -> NtResult
     }
 }
 
-/// The output bytes of a request that came back (at most `information`).
-pub(crate) fn output_of(request: &Request, information: usize) -> Vec<u8> {
-    if request.parameters().output_length == 0 || information == 0 {
-        return Vec::new();
+/// The room a send needs for its output bytes (none for a write).
+fn output_room(format: &Format<'_>) -> usize {
+    match format.kind {
+        RequestKind::Write => 0,
+        RequestKind::Read | RequestKind::Ioctl | RequestKind::InternalIoctl => format.output_length,
+    }
+}
+
+/// Copies the output bytes of a request that came back (at most `information`) into `out`;
+/// returns how many. Nothing is allocated: `out` was sized when the request was sent.
+pub(crate) fn copy_output(request: &Request, information: usize, out: &mut [u8]) -> usize {
+    if request.parameters().output_length == 0 || information == 0 || out.is_empty() {
+        return 0;
     }
     request
-        .with_output_buffer(0, |buffer| buffer[..information.min(buffer.len())].to_vec())
-        .unwrap_or_default()
+        .with_output_buffer(0, |buffer| {
+            let copied = information.min(buffer.len()).min(out.len());
+            out[..copied].copy_from_slice(&buffer[..copied]);
+            copied
+        })
+        .unwrap_or(0)
 }
 
 /// What becomes of a reuse request whose send never reached the target: it goes back to its
@@ -216,24 +234,37 @@ pub(crate) fn output_of(request: &Request, information: usize) -> Vec<u8> {
 type Keep = Box<dyn FnOnce(Request) + Send + Sync>;
 
 /// One request in flight, shared between its sender and cancellers. The sender's completion
-/// routine gets the request back by value and deletes (or reuses) it; only a send that never
-/// reached the target is deleted (or handed to `keep`) through here, by whoever drops the last
-/// reference (`reclaim`).
+/// routine gets the request back by value and deletes (or reuses) it; a send that never reached
+/// the target (`reclaim`, set until the request is handed to the target) is deleted (or handed
+/// to `keep`) by whoever drops the last reference.
 struct Slot {
-    request: Request,
+    /// `None` only while the slot is dropped.
+    request: Option<Request>,
     reclaim: AtomicBool,
     keep: Option<Keep>,
 }
 
-fn release(slot: Arc<Slot>) {
-    if let Some(slot) = Arc::into_inner(slot) {
-        if slot.reclaim.load(Ordering::Acquire) {
-            match slot.keep {
-                Some(keep) => keep(slot.request),
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.reclaim.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(request) = self.request.take() {
+            match self.keep.take() {
+                Some(keep) => keep(request),
                 None => {
-                    let _ = slot.request.delete();
+                    let _ = request.delete();
                 }
             }
+        }
+    }
+}
+
+impl Slot {
+    /// `WdfRequestCancelSentRequest` on the request.
+    fn cancel(&self) {
+        if let Some(request) = &self.request {
+            request.cancel_sent_request();
         }
     }
 }
@@ -259,8 +290,50 @@ struct ReuseEntry {
     idle: Arc<Event>,
 }
 
+/// Work a completion hands to the delivery context (the work item at `PASSIVE_LEVEL`, or the
+/// completion context itself). It is allocated when its request is sent, so that a completion
+/// never allocates.
+pub(crate) trait Work: Send {
+    /// Runs the work (and frees it).
+    fn run(self: Box<Self>);
+}
+
 /// Work deferred to `PASSIVE_LEVEL`.
-pub(crate) type Deferred = Box<dyn FnOnce() + Send>;
+pub(crate) type Deferred = Box<dyn Work>;
+
+/// Work whose input comes with the completion: allocated when the request is sent
+/// ([`Job::new`]), given its input when the request comes back ([`Job::arm`]).
+struct Job<T, F> {
+    input: Option<T>,
+    work: F,
+}
+
+impl<T, F: FnOnce(T)> Job<T, F> {
+    /// The work, not yet armed.
+    fn new(work: F) -> NtResult<Box<Self>> {
+        try_box(Job { input: None, work })
+    }
+
+    /// The work with its input, ready to run.
+    #[allow(
+        clippy::unnecessary_box_returns,
+        reason = "the block allocated at send time is handed on: the completion allocates nothing"
+    )]
+    fn arm(mut self: Box<Self>, input: T) -> Box<Self> {
+        self.input = Some(input);
+        self
+    }
+}
+
+impl<T: Send, F: FnOnce(T) + Send> Work for Job<T, F> {
+    fn run(self: Box<Self>) {
+        let Job { input, work } = *self;
+        // Always armed: a job runs only once its completion gave it its input.
+        if let Some(input) = input {
+            work(input);
+        }
+    }
+}
 
 #[derive(Default)]
 struct SenderState {
@@ -307,28 +380,24 @@ impl Sender {
     /// completions from that work item at `PASSIVE_LEVEL`.
     pub(crate) fn new(device: &Device, name: &str, passive: bool) -> NtResult<Arc<Sender>> {
         let state = ModuleLock::new(LockKind::Spin, SenderState::default())?;
-        let mut failure = None;
-        let sender = Arc::new_cyclic(|weak: &Weak<Sender>| {
-            let weak = weak.clone();
-            let work_item = WorkItem::new(device, name, move || {
-                if let Some(sender) = weak.upgrade() {
-                    sender.drain();
-                }
-            })
-            .map_err(|status| failure = Some(status))
-            .ok();
-            Sender {
-                state,
-                idle: Event::new(EventKind::Notification, true),
-                stream_idle: Event::new(EventKind::Notification, true),
-                work_item,
-                passive,
+        // The work item finds its sender through this slot, filled once the sender exists.
+        let this = try_arc(ModuleLock::new(LockKind::Spin, Weak::<Sender>::new())?)?;
+        let slot = Arc::clone(&this);
+        let work_item = WorkItem::new(device, name, move || {
+            let sender = slot.lock().upgrade();
+            if let Some(sender) = sender {
+                sender.drain();
             }
-        });
-        match failure {
-            Some(status) => Err(status),
-            None => Ok(sender),
-        }
+        })?;
+        let sender = try_arc(Sender {
+            state,
+            idle: Event::new(EventKind::Notification, true),
+            stream_idle: Event::new(EventKind::Notification, true),
+            work_item: Some(work_item),
+            passive,
+        })?;
+        *this.lock() = Arc::downgrade(&sender);
+        Ok(sender)
     }
 
     /// `IoTargetSet` / `IoTargetClear` (`None`).
@@ -362,6 +431,9 @@ impl Sender {
 
     /// [`start`](Self::start); `reuse` names the reuse request being sent and what to do with it
     /// if the send fails (instead of deleting it).
+    ///
+    /// Whatever fails before the request reaches the target — an allocation included — deletes
+    /// the request (or hands it to `keep`).
     fn start_with(
         self: &Arc<Self>,
         request: Request,
@@ -376,37 +448,41 @@ impl Sender {
             Some((reuse, keep)) => (Some(reuse), Some(keep)),
             None => (None, None),
         };
-        let slot = Arc::new(Slot {
-            request,
-            reclaim: AtomicBool::new(false),
+        // Refused, the slot is dropped and reclaims the request.
+        let slot = try_arc(Slot {
+            request: Some(request),
+            reclaim: AtomicBool::new(true),
             keep,
-        });
+        })?;
+        let Some(request) = &slot.request else {
+            return Err(NtStatus::INTERNAL_ERROR);
+        };
         {
             let mut state = self.state.lock();
             if state.closed || (stream && state.stream == StreamPhase::Stopping) {
                 drop(state);
-                slot.reclaim.store(true, Ordering::Release);
-                release(slot);
                 return Err(if stream {
                     NtStatus::CANCELLED
                 } else {
                     NtStatus::INVALID_DEVICE_STATE
                 });
             }
-            state.entries.push(Entry {
+            // Room for the completion's deferred work: the completion never allocates.
+            Self::reserve_deferred(&mut state)?;
+            state.entries.try_push(Entry {
                 id,
                 slot: Arc::clone(&slot),
                 cancel: false,
                 stream,
                 reuse,
-            });
+            })?;
             state.outstanding += 1;
             if state.outstanding == 1 {
                 self.idle.clear();
             }
         }
         let me = Arc::clone(self);
-        slot.request.set_completion_routine(move |request, params| {
+        request.set_completion_routine(move |request, params| {
             let cancelled = me.remove_entry(id);
             on_complete(id, cancelled, request, params);
         });
@@ -414,7 +490,9 @@ impl Sender {
             timeout,
             ..SendOptions::default()
         };
-        match slot.request.send(target, options) {
+        // From here the request belongs to the target unless the send is refused.
+        slot.reclaim.store(false, Ordering::Release);
+        match request.send(target, options) {
             Ok(()) => {
                 // A cancel, close or stream stop that ran before the request reached the target
                 // found nothing to cancel: cancel it now.
@@ -428,19 +506,30 @@ impl Sender {
                     })
                 };
                 if cancel {
-                    slot.request.cancel_sent_request();
+                    slot.cancel();
                 }
-                release(slot);
                 Ok(id)
             }
             Err(status) => {
                 self.remove_entry(id);
                 slot.reclaim.store(true, Ordering::Release);
-                release(slot);
+                drop(slot);
                 self.finish();
                 Err(status)
             }
         }
+    }
+
+    /// Makes room in the deferred-work queue for one more outstanding request. Each outstanding
+    /// request has at most one piece of deferred work queued at a time, so with room for every
+    /// outstanding request [`defer`](Self::defer) never allocates.
+    fn reserve_deferred(state: &mut SenderState) -> NtResult<()> {
+        let wanted = state.outstanding + 1;
+        let additional = wanted.saturating_sub(state.deferred.len());
+        state
+            .deferred
+            .try_reserve(additional)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)
     }
 
     /// Forgets a request that came back; returns whether it was cancelled on purpose.
@@ -476,29 +565,15 @@ impl Sender {
             entry.cancel = true;
             Arc::clone(&entry.slot)
         };
-        slot.request.cancel_sent_request();
-        release(slot);
+        slot.cancel();
         true
     }
 
-    /// Cancels every request in flight (`streams_only`: the stream requests).
+    /// Cancels every request in flight (`streams_only`: the stream requests), one at a time
+    /// (nothing to allocate). A request marked cancelled already was cancelled by whoever marked
+    /// it, or is cancelled by its sender once it reached the target.
     fn cancel_matching(&self, streams_only: bool) {
-        let slots: Vec<Arc<Slot>> = {
-            let mut state = self.state.lock();
-            state
-                .entries
-                .iter_mut()
-                .filter(|e| !streams_only || e.stream)
-                .map(|e| {
-                    e.cancel = true;
-                    Arc::clone(&e.slot)
-                })
-                .collect()
-        };
-        for slot in slots {
-            slot.request.cancel_sent_request();
-            release(slot);
-        }
+        while self.cancel_where(|e| !e.cancel && (!streams_only || e.stream)) {}
     }
 
     /// Cancels every request in flight.
@@ -534,17 +609,29 @@ impl Sender {
         if self.passive {
             self.defer(work);
         } else {
-            work();
+            work.run();
         }
     }
 
-    /// Runs `work` from the work item at `PASSIVE_LEVEL`, after the work queued before it.
+    /// Runs `work` — of a request still outstanding — from the work item at `PASSIVE_LEVEL`,
+    /// after the work queued before it.
     pub(crate) fn defer(&self, work: Deferred) {
         let Some(work_item) = &self.work_item else {
-            work();
+            work.run();
             return;
         };
         let mut state = self.state.lock();
+        if state.deferred.len() == state.deferred.capacity() {
+            // Not reached: the request's send reserved room for its work (`reserve_deferred`).
+            // Running it here beats losing it.
+            drop(state);
+            work.run();
+            return;
+        }
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "capacity reserved when the request was sent"
+        )]
         state.deferred.push_back(work);
         if !state.draining {
             work_item.enqueue();
@@ -570,18 +657,19 @@ impl Sender {
                     return;
                 }
             };
-            work();
+            work.run();
         }
     }
 
     /// Sends one request for a client: `callback` gets the completion (`inline`: in the
-    /// completion context even for a passive sender — for waiters).
+    /// completion context even for a passive sender — for waiters). What the completion needs
+    /// (the output buffer, the delivery) is allocated here: a completion never allocates.
     pub(crate) fn send(
         self: &Arc<Self>,
         format: &Format<'_>,
         timeout: Option<Duration>,
         inline: bool,
-        callback: SendCallback,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
         let target = {
             let state = self.state.lock();
@@ -590,6 +678,12 @@ impl Sender {
             }
             state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
         };
+        let output = try_vec_filled(0u8, output_room(format))?;
+        let sender = Arc::clone(self);
+        let job = Job::new(move |completion| {
+            callback(completion);
+            sender.finish();
+        })?;
         let request = target.create_request()?;
         if let Err(status) = format_request(&request, format) {
             let _ = request.delete();
@@ -603,17 +697,13 @@ impl Sender {
             timeout,
             false,
             move |id, cancelled, request, params| {
-                let completion = completion_of(id, cancelled, deadline, &request, &params);
+                let completion = completion_of(id, cancelled, deadline, &request, &params, output);
                 let _ = request.delete();
+                let job = job.arm(completion);
                 if inline {
-                    callback(completion);
-                    me.finish();
+                    job.run();
                 } else {
-                    let sender = Arc::clone(&me);
-                    me.deliver(Box::new(move || {
-                        callback(completion);
-                        sender.finish();
-                    }));
+                    me.deliver(job);
                 }
             },
         )
@@ -629,20 +719,15 @@ impl Sender {
         if CurrentIrql::current() != Irql::Passive {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
-        let waiter = Arc::new(Waiter {
+        let waiter = try_arc(Waiter {
             done: Event::new(EventKind::Notification, false),
             result: ModuleLock::new(LockKind::Spin, None)?,
-        });
+        })?;
         let w = Arc::clone(&waiter);
-        self.send(
-            format,
-            timeout,
-            true,
-            Box::new(move |completion| {
-                *w.result.lock() = Some(completion);
-                w.done.set();
-            }),
-        )?;
+        self.send(format, timeout, true, move |completion| {
+            *w.result.lock() = Some(completion);
+            w.done.set();
+        })?;
         let _ = waiter.done.wait(None);
         let completion = waiter
             .result
@@ -667,14 +752,9 @@ impl Sender {
             }
             state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
         };
+        let idle = try_arc(Event::new(EventKind::Notification, true))?;
         let request = target.create_request()?;
-        let entry = ReuseEntry {
-            id: NEXT_REUSE_ID.fetch_add(1, Ordering::Relaxed),
-            request: None,
-            doomed: false,
-            idle: Arc::new(Event::new(EventKind::Notification, true)),
-        };
-        let id = entry.id;
+        let id = NEXT_REUSE_ID.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock();
         if state.closed || state.target.is_none() {
             // Closed or cleared meanwhile: it would never be deleted.
@@ -682,10 +762,21 @@ impl Sender {
             let _ = request.delete();
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
-        state.reuse.push(ReuseEntry {
-            request: Some(request),
-            ..entry
+        // The entry goes in first, the request once it is in (under the same lock): a refused
+        // entry leaves the request in hand, to delete.
+        let index = state.reuse.len();
+        let added = state.reuse.try_push(ReuseEntry {
+            id,
+            request: None,
+            doomed: false,
+            idle,
         });
+        if let Err(status) = added {
+            drop(state);
+            let _ = request.delete();
+            return Err(status);
+        }
+        state.reuse[index].request = Some(request);
         Ok(id)
     }
 
@@ -696,8 +787,18 @@ impl Sender {
         reuse: u64,
         format: &Format<'_>,
         timeout: Option<Duration>,
-        callback: SendCallback,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
+        // Allocated before the request leaves its entry: a completion never allocates.
+        let output = try_vec_filled(0u8, output_room(format))?;
+        let keeper = Arc::clone(self);
+        let keep: Keep = try_box(move |request| keeper.reuse_return(reuse, request))?;
+        let sender = Arc::clone(self);
+        let job = Job::new(move |(completion, request): (SendCompletion, Request)| {
+            callback(completion);
+            sender.reuse_return(reuse, request);
+            sender.finish();
+        })?;
         let (target, request) = {
             let mut state = self.state.lock();
             if state.closed {
@@ -725,8 +826,6 @@ impl Sender {
             return Err(status);
         }
         let deadline = timeout.map(|t| Clock::now().saturating_add(t));
-        let keeper = Arc::clone(self);
-        let keep: Keep = Box::new(move |request| keeper.reuse_return(reuse, request));
         let me = Arc::clone(self);
         self.start_with(
             request,
@@ -735,14 +834,9 @@ impl Sender {
             false,
             Some((reuse, keep)),
             move |id, cancelled, request, params| {
-                let completion = completion_of(id, cancelled, deadline, &request, &params);
+                let completion = completion_of(id, cancelled, deadline, &request, &params, output);
                 let _ = request.reuse(NtStatus::SUCCESS);
-                let sender = Arc::clone(&me);
-                me.deliver(Box::new(move || {
-                    callback(completion);
-                    sender.reuse_return(reuse, request);
-                    sender.finish();
-                }));
+                me.deliver(job.arm((completion, request)));
             },
         )
         .map(RequestId)
@@ -797,24 +891,30 @@ impl Sender {
     }
 
     /// Deletes every reuse request: those at rest now, those in flight when they come back
-    /// (they were cancelled with everything else).
+    /// (they were cancelled with everything else). All are doomed at once; those at rest are
+    /// then taken out and deleted one at a time (nothing to allocate).
     fn reuse_delete_all(&self) {
-        let at_rest: Vec<Request> = {
+        {
             let mut state = self.state.lock();
-            let mut at_rest = Vec::new();
-            state.reuse.retain_mut(|e| {
-                if let Some(request) = e.request.take() {
-                    at_rest.push(request);
-                    false
-                } else {
-                    e.doomed = true;
-                    true
-                }
-            });
-            at_rest
-        };
-        for request in at_rest {
-            let _ = request.delete();
+            for entry in &mut state.reuse {
+                entry.doomed = true;
+            }
+        }
+        loop {
+            let request = {
+                let mut state = self.state.lock();
+                let Some(index) = state
+                    .reuse
+                    .iter()
+                    .position(|e| e.doomed && e.request.is_some())
+                else {
+                    return;
+                };
+                state.reuse.swap_remove(index).request
+            };
+            if let Some(request) = request {
+                let _ = request.delete();
+            }
         }
     }
 
@@ -877,17 +977,21 @@ impl Sender {
     }
 }
 
-/// The completion of send `id` (`STATUS_IO_TIMEOUT` for a request cancelled by its deadline).
+/// The completion of send `id` (`STATUS_IO_TIMEOUT` for a request cancelled by its deadline);
+/// its output bytes are copied into `output`, allocated when the request was sent.
 fn completion_of(
     id: u64,
     cancelled: bool,
     deadline: Option<Duration>,
     request: &Request,
     params: &CompletionParams,
+    mut output: Vec<u8>,
 ) -> SendCompletion {
     let timed_out = params.status == NtStatus::CANCELLED
         && !cancelled
         && deadline.is_some_and(|d| Clock::now() >= d);
+    let copied = copy_output(request, params.information, &mut output);
+    output.truncate(copied);
     SendCompletion {
         id: RequestId(id),
         status: if timed_out {
@@ -896,7 +1000,7 @@ fn completion_of(
             params.status
         },
         information: params.information,
-        output: output_of(request, params.information),
+        output,
     }
 }
 
@@ -1035,7 +1139,7 @@ impl RequestTarget {
             },
             timeout,
             false,
-            Box::new(callback),
+            callback,
         )
     }
 
@@ -1094,7 +1198,7 @@ impl RequestTarget {
                 output_length,
             },
             timeout,
-            Box::new(callback),
+            callback,
         )
     }
 

@@ -79,6 +79,7 @@
 
 use alloc::sync::Arc;
 
+use dmf_core::fallible::try_arc;
 use dmf_core::module::{Dispatched, ModuleCallbacks, ModuleShared};
 use dmf_core::platform::RundownRef;
 use dmf_core::rundown::RundownGuard;
@@ -99,7 +100,7 @@ struct Shared {
 impl ModuleShared<()> for Shared {
     fn new(_config: &()) -> NtResult<Self> {
         Ok(Shared {
-            gate: Arc::new(RundownRef::new_run_down()),
+            gate: try_arc(RundownRef::new_run_down())?,
         })
     }
 }

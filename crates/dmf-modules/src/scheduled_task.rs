@@ -100,9 +100,10 @@
 //! ```
 
 use alloc::string::String;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use core::time::Duration;
 
+use dmf_core::fallible::{try_arc, try_string};
 use dmf_core::module::{Dispatched, ModuleCallbacks, PowerDeviceState, Scope};
 use dmf_core::platform::contract::{
     PlatformRegistryKey, PlatformTimer, PlatformTrace, RegistryValue, TimerExecutionLevel,
@@ -113,6 +114,8 @@ use dmf_core::platform::{RegistryKey, Timer, Trace};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
+
+use crate::back_ref::BackRef;
 
 /// `ScheduledTask_Result_Type`: what a task run achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -224,7 +227,7 @@ struct Shared {
     state: ModuleLock<State>,
     /// Serialises the read-modify-write of a persistent count (PASSIVE: the registry is there).
     count_lock: ModuleLock<()>,
-    timer: Option<Timer>,
+    timer: Timer,
 }
 
 const SOURCE: &str = "ScheduledTask";
@@ -308,18 +311,14 @@ impl Shared {
             state.halted = false;
         }
         if !state.halted {
-            if let Some(timer) = &self.timer {
-                timer.start(due);
-            }
+            self.timer.start(due);
         }
     }
 
     /// Stops future runs and waits for a running deferred one (PASSIVE, never from the timer).
     fn halt_and_wait(&self) {
         self.state.lock().halted = true;
-        if let Some(timer) = &self.timer {
-            timer.stop(true);
-        }
+        self.timer.stop(true);
     }
 
     /// The phase run (PrepareHardware / D0Entry) of a task that has not run yet.
@@ -341,6 +340,29 @@ impl Shared {
     }
 }
 
+/// A copy of `config` for the Module's shared state; `STATUS_INSUFFICIENT_RESOURCES` if the
+/// registry names cannot be copied.
+fn try_clone_config(config: &ScheduledTaskConfig) -> NtResult<ScheduledTaskConfig> {
+    let persistence = match &config.persistence {
+        Persistence::PersistentAcrossReboots { driver, value_name } => {
+            Persistence::PersistentAcrossReboots {
+                driver: try_string(driver)?,
+                value_name: try_string(value_name)?,
+            }
+        }
+        Persistence::NotPersistentAcrossReboots => Persistence::NotPersistentAcrossReboots,
+    };
+    Ok(ScheduledTaskConfig {
+        callback: Arc::clone(&config.callback),
+        persistence,
+        execution_mode: config.execution_mode,
+        execute_when: config.execute_when,
+        timer_period_on_success: config.timer_period_on_success,
+        timer_period_on_fail: config.timer_period_on_fail,
+        time_before_initial_call: config.time_before_initial_call,
+    })
+}
+
 fn shared_of(module: &Scope<'_, ScheduledTask>) -> Option<Arc<Shared>> {
     module.lock().shared.clone()
 }
@@ -348,7 +370,7 @@ fn shared_of(module: &Scope<'_, ScheduledTask>) -> Option<Arc<Shared>> {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for ScheduledTask {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let config = module.config().clone();
+        let config = try_clone_config(module.config())?;
         if let Persistence::PersistentAcrossReboots { driver, value_name } = &config.persistence {
             if driver.is_empty() || value_name.is_empty() {
                 return Err(NtStatus::INVALID_PARAMETER);
@@ -358,34 +380,24 @@ impl ModuleCallbacks for ScheduledTask {
         let handle = module.handle()?;
         let state = ModuleLock::new(LockKind::Spin, State::default())?;
         let count_lock = ModuleLock::new(LockKind::Wait, ())?;
-        let mut failure = None;
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
-            let weak = weak.clone();
-            let timer = Timer::new(
-                device,
-                module.name(),
-                None,
-                TimerExecutionLevel::Passive,
-                move || {
-                    if let Some(shared) = weak.upgrade() {
-                        let previous = shared.state.lock().previous;
-                        shared.run_scheduled(previous);
-                    }
-                },
-            )
-            .map_err(|status| failure = Some(status))
-            .ok();
-            Shared {
-                handle,
-                config,
-                state,
-                count_lock,
-                timer,
+        let back = BackRef::<Shared>::new()?;
+        let timer = Timer::new(device, module.name(), None, TimerExecutionLevel::Passive, {
+            let back = Arc::clone(&back);
+            move || {
+                if let Some(shared) = back.upgrade() {
+                    let previous = shared.state.lock().previous;
+                    shared.run_scheduled(previous);
+                }
             }
-        });
-        if let Some(status) = failure {
-            return Err(status);
-        }
+        })?;
+        let shared = try_arc(Shared {
+            handle,
+            config,
+            state,
+            count_lock,
+            timer,
+        })?;
+        back.set(&shared);
         module.lock().shared = Some(shared);
         Ok(())
     }
@@ -471,9 +483,7 @@ impl ScheduledTask {
         let module = self.enter()?;
         let shared = shared_of_method(&module)?;
         shared.state.lock().halted = true;
-        if let Some(timer) = &shared.timer {
-            timer.stop(false);
-        }
+        shared.timer.stop(false);
         Ok(())
     }
 

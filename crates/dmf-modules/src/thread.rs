@@ -85,6 +85,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use dmf_core::fallible::try_arc;
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::{EventKind, PlatformEvent, PlatformThread};
 use dmf_core::platform::{Event, SystemThread};
@@ -157,10 +158,10 @@ struct Context {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for Thread {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let signals = Arc::new(Signals {
+        let signals = try_arc(Signals {
             wake: Event::new(EventKind::Synchronization, false),
             stop_pending: AtomicBool::new(false),
-        });
+        })?;
         let mut ctx = module.lock();
         ctx.signals = Some(signals);
         ctx.transition = false;

@@ -142,6 +142,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
+use dmf_core::fallible::{try_arc, VecExt};
 use dmf_core::module::{Added, Dispatched, ModuleCallbacks, ModuleInit, Scope};
 use dmf_core::platform::contract::{EventKind, PlatformEvent};
 use dmf_core::platform::Event;
@@ -360,22 +361,20 @@ impl From<WorkBufferError> for NtStatus {
 
 /// The thread callbacks' way to the Module: they are fixed in the Thread child's config before
 /// this Module's handle exists, so they hold this cell, which `open` fills and `close` empties.
-struct Link(NtResult<ModuleLock<Option<Arc<Shared>>>>);
+struct Link(ModuleLock<Option<Arc<Shared>>>);
 
 impl Link {
     fn get(&self) -> Option<Arc<Shared>> {
-        self.0.as_ref().ok().and_then(|lock| lock.lock().clone())
+        self.0.lock().clone()
     }
 
-    fn set(&self, shared: Option<Arc<Shared>>) -> NtResult<()> {
-        let lock = self.0.as_ref().map_err(|status| *status)?;
+    fn set(&self, shared: Option<Arc<Shared>>) {
         let old = {
-            let mut slot = lock.lock();
+            let mut slot = self.0.lock();
             core::mem::replace(&mut *slot, shared)
         };
         // Dropped outside the lock: the last reference releases the children's handles.
         drop(old);
-        Ok(())
     }
 }
 
@@ -386,6 +385,8 @@ struct Context {
     queue: Option<Added<BufferQueue>>,
     thread: Option<Added<Thread>>,
     link: Option<Arc<Link>>,
+    /// Why the link or the thread callbacks could not be allocated (`open` reports it).
+    wiring_failure: Option<NtStatus>,
     shared: Option<Arc<Shared>>,
 }
 
@@ -461,15 +462,10 @@ impl Shared {
             None => 0,
             Some(waiter) => {
                 let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-                let mut waiters = self.waiters.lock();
-                if waiters.try_reserve(1).is_err() {
-                    drop(waiters);
-                    return Err(WorkBufferError::new(
-                        NtStatus::INSUFFICIENT_RESOURCES,
-                        WorkBuffer::plain(raw),
-                    ));
+                let pushed = self.waiters.lock().try_push((ticket, Arc::clone(waiter)));
+                if let Err(status) = pushed {
+                    return Err(WorkBufferError::new(status, WorkBuffer::plain(raw)));
                 }
-                waiters.push((ticket, Arc::clone(waiter)));
                 ticket
             }
         };
@@ -557,13 +553,36 @@ pub struct ThreadedBufferQueue;
 
 /// A thread callback of the Thread child that forwards to `forward` with the Module's shared
 /// state, while the Module is open.
-fn thread_callback(link: &Arc<Link>, forward: fn(&Shared, &Thread)) -> ThreadCallback {
+fn thread_callback(link: &Arc<Link>, forward: fn(&Shared, &Thread)) -> NtResult<ThreadCallback> {
     let link = Arc::clone(link);
-    Arc::new(move |thread: &Thread| {
+    Ok(try_arc(move |thread: &Thread| {
         if let Some(shared) = link.get() {
             forward(&shared, thread);
         }
-    })
+    })?)
+}
+
+/// The link and the Thread child's callbacks (`pre`, `work`, `post`), which forward through it.
+fn thread_wiring(config: &ThreadedBufferQueueConfig) -> NtResult<(Arc<Link>, ThreadControl)> {
+    let link = try_arc(Link(ModuleLock::new(LockKind::Spin, None)?))?;
+    let pre = match config.pre {
+        Some(_) => Some(thread_callback(&link, |shared, _| {
+            if let Some(pre) = &shared.config.pre {
+                pre(&shared.handle);
+            }
+        })?),
+        None => None,
+    };
+    let post = match config.post {
+        Some(_) => Some(thread_callback(&link, |shared, _| {
+            if let Some(post) = &shared.config.post {
+                post(&shared.handle);
+            }
+        })?),
+        None => None,
+    };
+    let work = thread_callback(&link, Shared::process)?;
+    Ok((link, ThreadControl::Dmf { pre, work, post }))
 }
 
 #[dmf_callbacks(crate = dmf_core)]
@@ -586,30 +605,19 @@ impl ModuleCallbacks for ThreadedBufferQueue {
         }
         let queue =
             init.add(BufferQueue::with(queue_config).passive_level(module.is_passive_level()));
-        // A failure to create the link's lock is reported by `open`.
-        let link = Arc::new(Link(ModuleLock::new(LockKind::Spin, None)));
-        let pre = config.pre.as_ref().map(|_| {
-            thread_callback(&link, |shared, _| {
-                if let Some(pre) = &shared.config.pre {
-                    pre(&shared.handle);
-                }
-            })
-        });
-        let post = config.post.as_ref().map(|_| {
-            thread_callback(&link, |shared, _| {
-                if let Some(post) = &shared.config.post {
-                    post(&shared.handle);
-                }
-            })
-        });
-        let work = thread_callback(&link, Shared::process);
-        let thread = init.add(Thread::with(ThreadConfig {
-            control: ThreadControl::Dmf { pre, work, post },
-        }));
+        // A failure to allocate the link or the callbacks is reported by `open` (without the
+        // Thread child).
+        let wiring = thread_wiring(config)
+            .map(|(link, control)| (link, init.add(Thread::with(ThreadConfig { control }))));
         let mut ctx = module.lock();
         ctx.queue = Some(queue);
-        ctx.thread = Some(thread);
-        ctx.link = Some(link);
+        match wiring {
+            Ok((link, thread)) => {
+                ctx.thread = Some(thread);
+                ctx.link = Some(link);
+            }
+            Err(status) => ctx.wiring_failure = Some(status),
+        }
     }
 
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
@@ -617,21 +625,24 @@ impl ModuleCallbacks for ThreadedBufferQueue {
         if config.buffer_queue.source.buffer_context_size > u32::MAX - HEADER_LEN_U32 {
             return Err(NtStatus::INVALID_PARAMETER);
         }
-        let (queue, thread, link) = {
+        let (queue, thread, link, wiring_failure) = {
             let ctx = module.lock();
-            (ctx.queue, ctx.thread, ctx.link.clone())
+            (ctx.queue, ctx.thread, ctx.link.clone(), ctx.wiring_failure)
         };
+        if let Some(status) = wiring_failure {
+            return Err(status);
+        }
         let missing = NtStatus::INVALID_DEVICE_STATE;
         let link = link.ok_or(missing)?;
-        let shared = Arc::new(Shared {
+        let shared = try_arc(Shared {
             handle: module.handle()?,
             queue: module.child(queue.ok_or(missing)?)?,
             thread: module.child(thread.ok_or(missing)?)?,
             config: config.clone(),
             waiters: ModuleLock::new(LockKind::Spin, Vec::new())?,
             next_ticket: AtomicU64::new(1),
-        });
-        link.set(Some(Arc::clone(&shared)))?;
+        })?;
+        link.set(Some(Arc::clone(&shared)));
         module.lock().shared = Some(shared);
         Ok(())
     }
@@ -649,7 +660,7 @@ impl ModuleCallbacks for ThreadedBufferQueue {
         // Joins the thread: the buffer in the callback finishes, then `post` runs.
         let _ = shared.thread.stop();
         if let Some(link) = link {
-            let _ = link.set(None);
+            link.set(None);
         }
         shared.flush();
         shared.cancel_waiters();
@@ -767,17 +778,25 @@ impl ThreadedBufferQueue {
     }
 
     fn enqueue_wait(&self, buffer: WorkBuffer, at_head: bool) -> NtResult<()> {
-        let waiter = Arc::new(Waiter::new());
-        {
+        let waiter = {
             let module = self.enter()?;
             let shared = shared_of(&module)?;
+            let waiter = match try_arc(Waiter::new()) {
+                Ok(waiter) => waiter,
+                Err(status) => {
+                    // Not queued: the buffer goes back to the producer list (or is freed).
+                    let (_, _refused) = shared.recycle(buffer);
+                    return Err(status);
+                }
+            };
             if let Err(error) = shared.enqueue(buffer, at_head, Some(&waiter)) {
                 let status = error.status();
                 // Not queued: the buffer goes back to the producer list (or is freed).
                 let (_, _refused) = shared.recycle(error.into_buffer());
                 return Err(status);
             }
-        }
+            waiter
+        };
         // Outside the rundown guard: close does not wait for this call, it cancels it.
         let _ = waiter.done.wait(None);
         NtStatus::from_raw(waiter.status.load(Ordering::SeqCst)).ok()

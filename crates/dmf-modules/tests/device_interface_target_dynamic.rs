@@ -58,7 +58,7 @@ fn client_with(machine: &Machine, holder: bool) -> (DeviceNode, DmfDevice, Optio
                     *t.lock().unwrap() = Some(modules.add(Holder::with(())));
                 }
                 Ok(())
-            });
+            })?;
             dmf.create_device(DeviceAttributes::default())?;
             let device = dmf.modules_create()?;
             let token = token.lock().unwrap().take();

@@ -133,16 +133,19 @@ fn table(calls: &Calls) -> IoctlTable {
             call.with_output(|out| out[..2].copy_from_slice(&sum.to_le_bytes()))
                 .unwrap();
             IoctlResult::success(2)
-        }),
-        IoctlEntry::new(IOCTL_ANY, 0, 0, any_handler(c2)),
-        IoctlEntry::new(IOCTL_ANY_DIRECT, 0, 0, any_handler(Arc::clone(calls))),
+        })
+        .unwrap(),
+        IoctlEntry::new(IOCTL_ANY, 0, 0, any_handler(c2)).unwrap(),
+        IoctlEntry::new(IOCTL_ANY_DIRECT, 0, 0, any_handler(Arc::clone(calls))).unwrap(),
         IoctlEntry::new(IOCTL_ADMIN, 0, 1, move |call| {
             c3.lock().unwrap().push((call.code(), 0, 0));
             call.with_output(|out| out[0] = 0xAD).unwrap();
             IoctlResult::success(1)
         })
+        .unwrap()
         .administrator_only(),
     ])
+    .unwrap()
 }
 
 /// A container function driver with one IoctlHandler that creates the interface.
@@ -581,7 +584,9 @@ fn pending_handler_completes_later() {
         assert!(call.take().is_none(), "taken once");
         k.lock().unwrap().push(request);
         IoctlResult::Pending(pended)
-    })]);
+    })
+    .unwrap()])
+    .unwrap();
     install_function_driver(
         &machine,
         "pending",
@@ -657,7 +662,7 @@ fn manual_mode_enables_and_disables_the_interface() {
                     ..cfg.clone()
                 })));
                 Ok(())
-            });
+            })?;
             dmf.create_device(DeviceAttributes::default())?;
             let device = dmf.modules_create()?;
             let token = token.lock().unwrap().take().unwrap();
@@ -874,14 +879,15 @@ fn forward_unhandled_requests_sends_unknown_codes_down() {
 /// The table on its own: lookup and validation, duplicates (first listed wins), empty table.
 #[test]
 fn table_lookup_and_validation() {
-    let first = IoctlEntry::new(7, 1, 0, |_| IoctlResult::success(0));
-    let second = IoctlEntry::new(7, 9, 9, |_| IoctlResult::success(0));
+    let first = IoctlEntry::new(7, 1, 0, |_| IoctlResult::success(0)).unwrap();
+    let second = IoctlEntry::new(7, 9, 9, |_| IoctlResult::success(0)).unwrap();
     let table = IoctlTable::new([
-        IoctlEntry::new(30, 0, 0, |_| IoctlResult::success(0)),
+        IoctlEntry::new(30, 0, 0, |_| IoctlResult::success(0)).unwrap(),
         first,
         second,
-        IoctlEntry::new(2, 0, 4, |_| IoctlResult::success(0)),
-    ]);
+        IoctlEntry::new(2, 0, 4, |_| IoctlResult::success(0)).unwrap(),
+    ])
+    .unwrap();
     assert_eq!(table.len(), 4);
     assert_eq!(
         table.find(7).map(|e| e.input_minimum),
@@ -907,8 +913,9 @@ fn table_lookup_and_validation() {
         let table = IoctlTable::new(
             codes
                 .iter()
-                .map(|&c| IoctlEntry::new(c, 0, 0, |_| IoctlResult::success(0))),
-        );
+                .map(|&c| IoctlEntry::new(c, 0, 0, |_| IoctlResult::success(0)).unwrap()),
+        )
+        .unwrap();
         for &c in &codes {
             assert_eq!(table.find(c).map(|e| e.code), Some(c));
         }
@@ -946,7 +953,9 @@ fn property_table(seen: &Arc<Mutex<HashMap<u64, u32>>>) -> IoctlTable {
                 },
             }
         })
+        .unwrap()
     }))
+    .unwrap()
 }
 
 proptest! {
@@ -961,9 +970,9 @@ proptest! {
         let entries: Vec<IoctlEntry> = codes
             .iter()
             .enumerate()
-            .map(|(i, &c)| IoctlEntry::new(c, i, 0, |_| IoctlResult::success(0)))
+            .map(|(i, &c)| IoctlEntry::new(c, i, 0, |_| IoctlResult::success(0)).unwrap())
             .collect();
-        let table = IoctlTable::new(entries.clone());
+        let table = IoctlTable::new(entries.clone()).unwrap();
         for probe in probes.into_iter().chain(codes.iter().copied()) {
             let linear = entries.iter().find(|e| e.code == probe).map(|e| e.input_minimum);
             prop_assert_eq!(table.find(probe).map(|e| e.input_minimum), linear);
@@ -1082,7 +1091,9 @@ fn ioctl_handler_admin_ioctl_refused_on_handle_opened_by_user() {
         table: IoctlTable::new([IoctlEntry::new(IOCTL_PEND, 0, 0, move |call| {
             c.lock().unwrap().push((call.code(), 0, 0));
             IoctlResult::success(0)
-        })]),
+        })
+        .unwrap()])
+        .unwrap(),
         ..IoctlHandlerConfig::default()
     };
     let administrators = IoctlHandlerConfig {
@@ -1314,7 +1325,7 @@ fn ioctl_handler_exclusive_hold_released_when_the_client_refuses_the_create() {
             dmf.set_modules_add(move |_device, modules| {
                 modules.add(IoctlHandler::with(config.clone()));
                 Ok(())
-            });
+            })?;
             dmf.create_device(DeviceAttributes::default())?;
             dmf.modules_create().map(|_| ())
         }),
@@ -1381,7 +1392,9 @@ fn ioctl_handler_output_written_before_take_reaches_the_caller() {
         );
         request.complete_with_information(NtStatus::SUCCESS, 2);
         IoctlResult::Pending(pended)
-    })]);
+    })
+    .unwrap()])
+    .unwrap();
     install_function_driver(
         &machine,
         "take",

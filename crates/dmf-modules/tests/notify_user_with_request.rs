@@ -87,7 +87,7 @@ fn install_with<M: Module + 'static>(
                     ..IoctlHandlerConfig::default()
                 }));
                 Ok(())
-            });
+            })?;
             dmf.create_device(DeviceAttributes::default())?;
             let device = dmf.modules_create()?;
             let token = token.lock().unwrap().take().unwrap();
@@ -124,9 +124,10 @@ fn install(machine: &Machine, config: NotifyUserWithRequestConfig) -> Slot {
                 }
             };
             IoctlTable::new([
-                IoctlEntry::new(IOCTL_WAIT, 0, 0, park(false, s)),
-                IoctlEntry::new(IOCTL_ADD, 0, 0, park(true, s)),
+                IoctlEntry::new(IOCTL_WAIT, 0, 0, park(false, s)).unwrap(),
+                IoctlEntry::new(IOCTL_ADD, 0, 0, park(true, s)).unwrap(),
             ])
+            .unwrap()
         },
     )
 }
@@ -484,7 +485,9 @@ fn install_multiple(
                     request.complete(status);
                 }
                 IoctlResult::Pending(pended)
-            })])
+            })
+            .unwrap()])
+            .unwrap()
         },
     )
 }

@@ -41,7 +41,7 @@ fn install_client(machine: &Machine, answered: &Arc<AtomicUsize>) -> Slot {
             dmf.set_modules_add(move |_device, modules| {
                 *t.lock().unwrap() = Some(modules.add(SelfTarget::with(())));
                 Ok(())
-            });
+            })?;
             let device = dmf.create_device(DeviceAttributes::default())?;
             let mut queue = QueueConfig::new_default(QueueDispatch::Parallel);
             let answered = Arc::clone(&answered);

@@ -26,10 +26,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-extern crate alloc;
-
-use alloc::sync::Arc;
-
 use dmf::core::module::ModuleInit;
 use dmf::core::platform::contract::{PlatformTrace, TraceLevel};
 use dmf::core::platform::{Device, Trace};
@@ -132,7 +128,8 @@ fn pass_down(device: &Device, call: &mut IoctlCall<'_>) -> IoctlResult {
 ///
 /// # Errors
 ///
-/// None of its own; Module creation errors are reported by `modules_create`.
+/// `STATUS_INSUFFICIENT_RESOURCES` if the configuration cannot be allocated; Module creation
+/// errors are reported by `modules_create`.
 pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
     let mut target = DefaultTargetConfig {
         stream: Some(ContinuousRequestTargetConfig {
@@ -145,7 +142,7 @@ pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
         }),
         ..DefaultTargetConfig::default()
     };
-    target.output_callback = Some(Arc::new(interrupt_message));
+    target.output_callback = Some(fallible::try_arc(interrupt_message)?);
     modules.add(
         DefaultTarget::with(target)
             .passive_level(true)
@@ -157,13 +154,15 @@ pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
             }),
     );
 
-    let table = IoctlTable::new(ADMINISTRATOR_ONLY_IOCTLS.map(|(code, input_minimum)| {
+    let mut entries = fallible::try_vec_with_capacity(ADMINISTRATOR_ONLY_IOCTLS.len())?;
+    for (code, input_minimum) in ADMINISTRATOR_ONLY_IOCTLS {
         let fdo = device.clone();
-        IoctlEntry::new(code, input_minimum, 0, move |call: &mut IoctlCall<'_>| {
+        let entry = IoctlEntry::new(code, input_minimum, 0, move |call: &mut IoctlCall<'_>| {
             pass_down(&fdo, call)
-        })
-        .administrator_only()
-    }));
+        })?;
+        entries.try_push(entry.administrator_only())?;
+    }
+    let table = IoctlTable::new(entries)?;
     modules.add(IoctlHandler::with(IoctlHandlerConfig {
         table,
         access_mode: IoctlAccessMode::AdministratorOnlyPerIoctl,

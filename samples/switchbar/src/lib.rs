@@ -31,10 +31,6 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-extern crate alloc;
-
-use alloc::sync::Arc;
-
 use dmf::core::module::ModuleInit;
 use dmf::core::platform::contract::device::Guid;
 use dmf::core::platform::contract::{PlatformTrace, TraceLevel};
@@ -156,7 +152,11 @@ fn on_removal(target: &DeviceInterfaceTarget) {
 }
 
 /// The Module configuration (`DmfDeviceModulesAdd` of the C sample).
-pub fn target_config() -> DeviceInterfaceTargetConfig {
+///
+/// # Errors
+///
+/// `STATUS_INSUFFICIENT_RESOURCES` if the output callback cannot be allocated.
+pub fn target_config() -> NtResult<DeviceInterfaceTargetConfig> {
     let mut config = DeviceInterfaceTargetConfig::new(GUID_DEVINTERFACE_OSRUSBFX2);
     config.stream = Some(ContinuousRequestTargetConfig {
         request_count: 1,
@@ -166,18 +166,19 @@ pub fn target_config() -> DeviceInterfaceTargetConfig {
         mode: StreamMode::Manual,
         ..ContinuousRequestTargetConfig::default()
     });
-    config.output_callback = Some(Arc::new(switch_changed));
-    config
+    config.output_callback = Some(fallible::try_arc(switch_changed)?);
+    Ok(config)
 }
 
 /// `DmfDeviceModulesAdd`: SwitchBar's only code besides the callbacks above (CLI-40).
 ///
 /// # Errors
 ///
-/// None of its own; Module creation errors are reported by `modules_create`.
+/// `STATUS_INSUFFICIENT_RESOURCES` if the configuration cannot be allocated; Module creation
+/// errors are reported by `modules_create`.
 pub fn modules_add(_device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
     modules.add(
-        DeviceInterfaceTarget::with(target_config())
+        DeviceInterfaceTarget::with(target_config()?)
             .passive_level(true)
             .on_post_open(on_arrival)
             .on_pre_close(on_removal),

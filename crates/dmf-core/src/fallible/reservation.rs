@@ -31,12 +31,14 @@ struct Slot {
 }
 
 impl Slot {
-    const FREE: Slot = Slot {
-        owner: AtomicUsize::new(0),
-        block: AtomicPtr::new(core::ptr::null_mut()),
-        size: AtomicUsize::new(0),
-        align: AtomicUsize::new(0),
-    };
+    const fn free() -> Slot {
+        Slot {
+            owner: AtomicUsize::new(0),
+            block: AtomicPtr::new(core::ptr::null_mut()),
+            size: AtomicUsize::new(0),
+            align: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// A table of reservations, one per concurrent owner (a `static` of the global allocator).
@@ -63,7 +65,7 @@ impl Reservations {
     /// An empty table.
     pub const fn new() -> Self {
         Reservations {
-            slots: [Slot::FREE; SLOTS],
+            slots: [const { Slot::free() }; SLOTS],
             in_use: AtomicUsize::new(0),
         }
     }
@@ -89,10 +91,17 @@ impl Reservations {
         }
     }
 
+    /// Whether any owner holds a reservation: an allocator with nothing pending skips
+    /// [`take`](Self::take) (and finding out who it is) with this one load. An owner always sees
+    /// its own reservation here.
+    pub fn pending(&self) -> bool {
+        self.in_use.load(Ordering::Relaxed) != 0
+    }
+
     /// Called by the allocator: `owner`'s reserved block if it has one of exactly `layout` and
     /// has not handed it out yet.
     pub fn take(&self, owner: Owner, layout: Layout) -> Option<NonNull<u8>> {
-        if self.in_use.load(Ordering::Relaxed) == 0 {
+        if !self.pending() {
             return None;
         }
         let slot = self
@@ -109,6 +118,10 @@ impl Reservations {
 
     /// Frees the slot; returns the block if the allocator did not hand it out (the caller frees
     /// it with the layout it reserved).
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "taking the ticket makes a second reclaim of the slot impossible"
+    )]
     pub fn reclaim(&self, ticket: Ticket) -> Option<NonNull<u8>> {
         let slot = &self.slots[ticket.slot];
         let block = slot.block.swap(core::ptr::null_mut(), Ordering::Relaxed);

@@ -47,8 +47,9 @@ use super::descriptor::{CallbackSet, OpenOption};
 use super::dispatch_table::{self, Callback, ClientOrder, Row, Siblings, Tree, Unhandled};
 use super::object::{DeviceShared, ModuleObject, ModuleState, OpenedDuring};
 use super::scope::{handle_of, Added, Module};
-use super::spec::{create_all, resolve, ModuleInit, Placement};
+use super::spec::{boxed_exact, create_all, resolve, ModuleInit, Placement};
 use super::Feature;
+use crate::fallible::{try_arc, try_boxed_slice, try_vec_with_capacity, VecExt};
 use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
 use crate::platform::{FileObject, Resources};
 use crate::status::{NtResult, NtStatus};
@@ -257,13 +258,10 @@ impl Orders {
                     let relevant = phase_relevant(object, callback);
                     if relevant || object.implements(want) {
                         phase[index] |= relevant;
-                        steps
-                            .try_reserve(1)
-                            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-                        steps.push(Step {
+                        steps.try_push(Step {
                             object: Arc::clone(object),
                             table: object.callbacks,
-                        });
+                        })?;
                     }
                     Ok(())
                 })?;
@@ -271,7 +269,7 @@ impl Orders {
             ranges[index] = (start, u32::try_from(steps.len()).map_err(too_many)?);
         }
         Ok(Orders {
-            steps: steps.into_boxed_slice(),
+            steps: try_boxed_slice(steps)?,
             ranges,
             phase,
         })
@@ -293,20 +291,24 @@ pub(crate) struct PhaseLog {
 
 impl PhaseLog {
     fn open(&mut self, object: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
-        self.opened
-            .try_reserve(1)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        // Room in the log first, so that the push after the open does not allocate; should it
+        // fail anyway, the open is undone rather than left unlogged.
+        self.opened.try_reserve_nt(1)?;
         ModuleObject::open(object, during)?;
-        self.opened.push(Arc::clone(object));
+        if let Err(status) = self.opened.try_push(Arc::clone(object)) {
+            ModuleObject::close(object);
+            return Err(status);
+        }
         Ok(())
     }
 
     fn register(&mut self, object: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
-        self.registered
-            .try_reserve(1)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        self.registered.try_reserve_nt(1)?;
         ModuleObject::register(object, during)?;
-        self.registered.push(Arc::clone(object));
+        if let Err(status) = self.registered.try_push(Arc::clone(object)) {
+            ModuleObject::unregister(object);
+            return Err(status);
+        }
         Ok(())
     }
 
@@ -332,6 +334,21 @@ pub(crate) fn open_on_create(list: &[Arc<ModuleObject>], log: &mut PhaseLog) -> 
             _ => Ok(()),
         },
     )
+}
+
+/// Records the feature Modules in the device's registry (made with room for all of them).
+fn register_features(
+    device: &DeviceShared,
+    features: &[(Feature, u16)],
+    modules: &[Arc<ModuleObject>],
+) -> NtResult<()> {
+    let mut registry = device.features.lock();
+    for &(feature, index) in features {
+        if let Some(object) = modules.get(usize::from(index)) {
+            registry.try_push((feature, Arc::downgrade(object)))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn feature_lookup<F: Module>(device: &DeviceShared, feature: Feature) -> Option<F> {
@@ -402,55 +419,59 @@ impl ModuleCollection {
         if let Some(status) = init.error {
             return Err(status);
         }
-        let device = Arc::new(DeviceShared {
-            filter: config.filter,
-            device: config.device.clone(),
-            filter_device: config.filter_device.clone(),
-            features: ModuleLock::new(LockKind::Spin, Vec::new())?,
-        });
-        let placement = Placement {
-            parent: Weak::new(),
-            device: Some(Arc::clone(&device)),
-            dynamic: false,
-        };
         let ModuleInit {
             owner,
             entries,
             features,
             ..
         } = init;
-        let modules = create_all(entries, &placement)?;
-        let mut log = PhaseLog::default();
-        let orders = Orders::build(&modules);
-        if let Err(status) = orders
-            .as_ref()
-            .map_err(|s| *s)
-            .and_then(|_| open_on_create(&modules, &mut log))
-        {
-            log.unwind();
-            for object in modules.iter().rev() {
-                ModuleObject::close_tree(object);
-            }
-            for object in &modules {
-                ModuleObject::destroy_tree(object);
-            }
-            return Err(status);
-        }
-        {
-            let mut registry = device.features.lock();
-            for (feature, index) in features {
-                if let Some(object) = modules.get(usize::from(index)) {
-                    registry.push((feature, Arc::downgrade(object)));
+        // Everything the collection keeps is allocated before a Module is opened, so that nothing
+        // can fail after an open.
+        let device = try_arc(DeviceShared {
+            filter: config.filter,
+            device: config.device.clone(),
+            filter_device: config.filter_device.clone(),
+            features: ModuleLock::new(LockKind::Spin, try_vec_with_capacity(features.len())?)?,
+        })?;
+        let dynamic = try_arc(ModuleLock::new(LockKind::Spin, Vec::new())?)?;
+        let placement = Placement {
+            parent: Some(Weak::new()),
+            device: Some(Arc::clone(&device)),
+            dynamic: false,
+        };
+        let modules = match boxed_exact(create_all(entries, &placement)?) {
+            Ok(modules) => modules,
+            Err((status, modules)) => {
+                for object in &modules {
+                    ModuleObject::destroy_tree(object);
                 }
+                return Err(status);
             }
-        }
+        };
+        let mut log = PhaseLog::default();
+        let orders = Orders::build(&modules)
+            .and_then(|orders| register_features(&device, &features, &modules).map(|()| orders))
+            .and_then(|orders| open_on_create(&modules, &mut log).map(|()| orders));
+        let orders = match orders {
+            Ok(orders) => orders,
+            Err(status) => {
+                log.unwind();
+                for object in modules.iter().rev() {
+                    ModuleObject::close_tree(object);
+                }
+                for object in &*modules {
+                    ModuleObject::destroy_tree(object);
+                }
+                return Err(status);
+            }
+        };
         Ok(ModuleCollection {
             owner,
-            modules: modules.into_boxed_slice(),
+            modules,
             device,
             client: config.client,
-            orders: orders?,
-            dynamic: Arc::new(ModuleLock::new(LockKind::Spin, Vec::new())?),
+            orders,
+            dynamic,
             in_d0: AtomicBool::new(false),
             destroyed: AtomicBool::new(false),
         })

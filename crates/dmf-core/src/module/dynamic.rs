@@ -20,6 +20,7 @@ use super::collection::{open_on_create, ModuleCollection, PhaseLog};
 use super::object::{DeviceShared, ModuleObject};
 use super::scope::{handle_of, Module, Scope};
 use super::spec::{create_tree, ModuleSpec, Placement};
+use crate::fallible::VecExt;
 use crate::status::{NtResult, NtStatus};
 use crate::sync::ModuleLock;
 
@@ -150,11 +151,11 @@ impl<M: Module> ModuleSpec<M> {
             owner,
         } = parent.dynamic_parent();
         let placement = Placement {
-            parent,
+            parent: Some(parent),
             device,
             dynamic: true,
         };
-        let object = create_tree(self.erased, &placement)?;
+        let object = create_tree(self.erased?, &placement)?;
         let mut log = PhaseLog::default();
         if let Err(status) = open_on_create(core::slice::from_ref(&object), &mut log) {
             log.unwind();
@@ -162,28 +163,28 @@ impl<M: Module> ModuleSpec<M> {
             ModuleObject::destroy_tree(&object);
             return Err(status);
         }
+        // Attaching is the last step and the only one that publishes the Module; if the owner's
+        // list cannot grow it is left as it was and the Module is closed and destroyed.
         let attached = match &owner {
             Owner::Module(parent) => match parent.upgrade() {
-                Some(p) => match p.mutable() {
-                    Ok(mutable) => {
-                        mutable.lock().dynamic_children.push(Arc::clone(&object));
-                        Some(())
-                    }
-                    Err(status) => {
-                        ModuleObject::close_tree(&object);
-                        ModuleObject::destroy_tree(&object);
-                        return Err(status);
-                    }
-                },
-                None => None,
+                Some(p) => p.mutable().and_then(|mutable| {
+                    mutable
+                        .lock()
+                        .dynamic_children
+                        .try_push(Arc::clone(&object))
+                }),
+                None => Err(NtStatus::INVALID_DEVICE_STATE),
             },
-            Owner::Device(list) => list.upgrade().map(|l| l.lock().push(Arc::clone(&object))),
-            Owner::Nobody => Some(()),
+            Owner::Device(list) => match list.upgrade() {
+                Some(list) => list.lock().try_push(Arc::clone(&object)),
+                None => Err(NtStatus::INVALID_DEVICE_STATE),
+            },
+            Owner::Nobody => Ok(()),
         };
-        if attached.is_none() {
+        if let Err(status) = attached {
             ModuleObject::close_tree(&object);
             ModuleObject::destroy_tree(&object);
-            return Err(NtStatus::INVALID_DEVICE_STATE);
+            return Err(status);
         }
         Ok(DynamicModule {
             handle: handle_of(&object)?,

@@ -79,7 +79,9 @@
 //! }
 //! impl InterfaceTransport<EchoInterface> for EchoTransport {
 //!     fn bind(m: &Dispatched<'_, Self>, _: &()) -> NtResult<(u32, Box<dyn Echo>)> {
-//!         Ok((100, Box::new(m.handle()?)))
+//!         // Fallible, like every allocation after DriverEntry.
+//!         let methods: Box<dyn Echo> = dmf_core::fallible::try_box(m.handle()?)?;
+//!         Ok((100, methods))
 //!     }
 //! }
 //!
@@ -122,13 +124,13 @@
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
-use alloc::vec::Vec;
 use core::any::{Any, TypeId};
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::lazy::{LazyRundown, OnceBox};
 use super::object::{ModuleObject, ModuleState};
 use super::scope::{Dispatched, Module, Scope};
+use crate::fallible::{try_arc_cyclic, try_box, VecExt};
 use crate::status::{NtResult, NtStatus};
 
 /// A DMF Interface declaration (C DMF: `DMF_INTERFACE_PROTOCOL_<Name>_DECLARATION_DATA`,
@@ -209,6 +211,8 @@ impl BindingState {
 pub(crate) trait ErasedBinding: Send + Sync {
     /// `DMF_INTERFACE_UNBIND`; once only.
     fn unbind(&self);
+    /// The binding's state.
+    fn state(&self) -> BindingState;
     /// The interface type.
     fn interface(&self) -> TypeId;
     /// `true` if `object` is this binding's protocol.
@@ -254,10 +258,6 @@ struct BindingCore<I: Interface> {
 }
 
 impl<I: Interface> BindingCore<I> {
-    fn state(&self) -> BindingState {
-        BindingState::from_u8(self.state.load(Ordering::Acquire))
-    }
-
     fn handle(&self) -> Binding<I> {
         Binding {
             core: self.this.clone(),
@@ -315,6 +315,10 @@ impl<I: Interface> ErasedBinding for BindingCore<I> {
         if let Some(t) = &transport {
             self.leave(t);
         }
+    }
+
+    fn state(&self) -> BindingState {
+        BindingState::from_u8(self.state.load(Ordering::Acquire))
     }
 
     fn interface(&self) -> TypeId {
@@ -402,9 +406,13 @@ where
     if dying(p) || dying(t) {
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
-    let core: Arc<BindingCore<I>> = Arc::new_cyclic(|this| BindingCore {
+    // The event the unbind's wait sleeps on is made ready now, where a failure can be reported.
+    let rundown = LazyRundown::new_run_down();
+    rundown.event().prepare()?;
+    // The closure only assembles.
+    let core: Arc<BindingCore<I>> = try_arc_cyclic(|this| BindingCore {
         state: AtomicU8::new(BindingState::Opening as u8),
-        rundown: LazyRundown::new_run_down(),
+        rundown,
         methods: OnceBox::new(),
         protocol: Arc::downgrade(p),
         transport: Arc::downgrade(t),
@@ -415,7 +423,7 @@ where
             unbind_transport: transport_unbind::<I, T>,
         },
         this: this.clone(),
-    });
+    })?;
     let erased: Arc<dyn ErasedBinding> = core.clone();
     // Record in both Modules; the duplicate check and the insertion are one step under the
     // protocol's lock, so two racing binds of the same pair cannot both succeed.
@@ -428,19 +436,11 @@ where
         if duplicate {
             return Err(NtStatus::OBJECT_NAME_COLLISION);
         }
-        list.bindings
-            .try_reserve(1)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        list.bindings.push(Arc::clone(&erased));
+        list.bindings.try_push(Arc::clone(&erased))?;
     }
-    let recorded = t.mutable().and_then(|m| {
-        let mut list = m.lock();
-        list.bindings
-            .try_reserve(1)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        list.bindings.push(Arc::clone(&erased));
-        Ok(())
-    });
+    let recorded = t
+        .mutable()
+        .and_then(|m| m.lock().bindings.try_push(Arc::clone(&erased)));
     let fail = |status: NtStatus| {
         core.state
             .store(BindingState::Closed as u8, Ordering::Release);
@@ -457,11 +457,18 @@ where
         Ok(pair) => pair,
         Err(status) => return fail(status),
     };
+    let methods = match try_box(methods) {
+        Ok(methods) => methods,
+        Err(status) => {
+            T::unbind(&Dispatched::new(t));
+            return fail(status);
+        }
+    };
     if let Err(status) = <P as InterfaceProtocol<I>>::bind(&Dispatched::new(p), &transport_data) {
         T::unbind(&Dispatched::new(t));
         return fail(status);
     }
-    core.methods.get_or_init(|| methods);
+    core.methods.get_or_set(methods);
     // INVARIANT: nobody waits on a binding that was never opened, so arming cannot be refused.
     let armed = core.rundown.reinitialize();
     debug_assert!(armed.is_ok());
@@ -474,13 +481,23 @@ where
 }
 
 /// Unbinds every interface `object` is bound by, as protocol or transport (Module destruction).
+/// Without a copy of the list (nothing is allocated): each round unbinds the first binding that
+/// is still open, which leaves the open state for good, until none is left.
 pub(crate) fn unbind_all(object: &ModuleObject) {
     let Some(mutable) = object.mutable_if_any() else {
         return;
     };
-    let bindings: Vec<Arc<dyn ErasedBinding>> = mutable.lock().bindings.clone();
-    for binding in bindings {
-        binding.unbind();
+    loop {
+        let open = mutable
+            .lock()
+            .bindings
+            .iter()
+            .find(|b| b.state() == BindingState::Opened)
+            .cloned();
+        match open {
+            Some(binding) => binding.unbind(),
+            None => return,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! `#[dmf_callbacks]` (re-exported by the `dmf` facade) generate the rest:
 //!
 //! ```
+//! use dmf_core::fallible::VecExt;
 //! use dmf_core::module::{
 //!     CollectionConfig, Dispatched, ModuleCallbacks, ModuleCollection, ModuleHandle, ModuleInit,
 //!     PowerDeviceState,
@@ -29,8 +30,7 @@
 //!     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
 //!         // No enter(): the framework holds the Module open for its callbacks.
 //!         let capacity = module.config().capacity;
-//!         module.lock().items.reserve(capacity);
-//!         Ok(())
+//!         module.lock().items.try_reserve_nt(capacity)   // every allocation is fallible
 //!     }
 //! }
 //!
@@ -41,8 +41,7 @@
 //!         if context.items.len() == module.config().capacity {
 //!             return Err(NtStatus::BUFFER_OVERFLOW);
 //!         }
-//!         context.items.push(item);
-//!         Ok(())
+//!         context.items.try_push(item)
 //!     }
 //! }
 //!
@@ -143,10 +142,14 @@ pub enum Feature {
 
 impl ModuleInit {
     /// Adds a feature Module (C DMF inserts them for the client; here the device integration
-    /// does), reachable from every Module of the collection by `feature`.
+    /// does), reachable from every Module of the collection by `feature`. Like
+    /// [`add`](Self::add), a failed allocation fails the creation.
     pub fn add_feature<M: Module>(&mut self, feature: Feature, spec: ModuleSpec<M>) -> Added<M> {
+        use crate::fallible::VecExt;
         let token = self.add(spec);
-        self.features.push((feature, token.index));
+        if let Err(status) = self.features.try_push((feature, token.index)) {
+            self.error.get_or_insert(status);
+        }
         token
     }
 }

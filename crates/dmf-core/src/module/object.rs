@@ -18,10 +18,11 @@
 //! - "opened during" / "registered during" as enums ([`OpenedDuring`]), so a failing phase closes
 //!   exactly what it opened (§2.4 failure cleanup);
 //! - the rundown that gates Methods (invariant 4): `open` re-arms it, `close` waits on it. Its
-//!   event is created on the first wait that has to sleep (`lazy.rs`). State word and rundown are
+//!   event is created by the first `open` (which can fail; `lazy.rs`). State word and rundown are
 //!   one [`MethodGate`] (`module_gate.rs`, no platform, so the loom models run it);
 //! - the static children (fixed at creation, so dispatch walks them without a lock), a weak parent
-//!   link, the device-wide shared data (filter flag, feature Modules), and, behind one spin lock,
+//!   link (set once the parent's object exists: children are created first), the device-wide
+//!   shared data (filter flag, feature Modules), and, behind one spin lock,
 //!   the dynamic children, the DMF Interface bindings and the optional in-flight trace ring (MOD-30
 //!   `InFlightRecorderSize`).
 //!
@@ -40,7 +41,8 @@
 //!
 //! # Open and close (MOD-52, MOD-53, MOD-62, MOD-63, Top 25 #7, #10)
 //!
-//! `open`: Created/Closed → Opening; client `OnDeviceNotificationOpen` (may veto); Module `open`;
+//! `open`: Created/Closed → Opening; the rundown's event is made ready (the first open creates it;
+//! `STATUS_INSUFFICIENT_RESOURCES` if it cannot); client `OnDeviceNotificationOpen` (may veto); Module `open`;
 //! rundown re-armed; → Opened; client `PostOpen`. A failure returns the Module to its previous
 //! state with Methods still refused. `close`: Opened → Closing (a second closer returns at once);
 //! client `PreClose` (Methods still work, as in C DMF's code); rundown wait (new Method calls fail
@@ -58,8 +60,9 @@ pub use crate::module_gate::ModuleState;
 use super::callbacks::CallbackTable;
 use super::descriptor::{CallbackSet, ModuleDescriptor};
 use super::interface::ErasedBinding;
-use super::lazy::{LazyEvent, OnceBox};
+use super::lazy::{LazyEvent, OnceBox, OnceWeak};
 use super::Feature;
+use crate::fallible::{try_box, try_boxed_slice, try_collect, try_to_vec, try_vec_filled};
 use crate::module_gate::MethodGate;
 use crate::status::NtResult;
 use crate::sync::{LockKind, ModuleLock};
@@ -121,9 +124,14 @@ pub(crate) struct DeviceShared {
 /// One in-flight trace entry: a static event name and an argument.
 pub type TraceEntry = (&'static str, u64);
 
+/// The last `trace_capacity` entries. Every slot is made at creation, so recording an entry
+/// (possibly at DISPATCH_LEVEL) allocates nothing.
 pub(crate) struct TraceRing {
-    entries: Vec<TraceEntry>,
+    entries: Box<[TraceEntry]>,
+    /// The slot written next.
     next: usize,
+    /// Every slot has been written: the oldest entry is at `next`.
+    wrapped: bool,
 }
 
 #[derive(Default)]
@@ -148,7 +156,7 @@ pub struct ModuleObject {
     /// The state word and the rundown that gates Methods.
     pub(crate) gate: MethodGate<LazyEvent>,
     pub(crate) children: Box<[Arc<ModuleObject>]>,
-    pub(crate) parent: Weak<ModuleObject>,
+    pub(crate) parent: OnceWeak<ModuleObject>,
     pub(crate) this: Weak<ModuleObject>,
     pub(crate) device: Option<Arc<DeviceShared>>,
     pub(crate) events: Option<Box<EventCallbacks>>,
@@ -171,35 +179,33 @@ impl core::fmt::Debug for ModuleObject {
 }
 
 impl ModuleObject {
+    /// The object, without children and without its `this` link (both set when its `Arc` is
+    /// made). `parent` is `None` for a static child, whose parent sets the link once the parent's
+    /// own `Arc` exists.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         descriptor: &'static ModuleDescriptor,
         callbacks: &'static CallbackTable,
         cell: Box<dyn Any + Send + Sync>,
-        this: Weak<ModuleObject>,
-        parent: Weak<ModuleObject>,
+        parent: Option<Weak<ModuleObject>>,
         device: Option<Arc<DeviceShared>>,
         events: Option<Box<EventCallbacks>>,
-        mutable: Option<ModuleLock<Mutable>>,
+        mutable: Option<Box<ModuleLock<Mutable>>>,
         flags: u8,
         id: u32,
     ) -> ModuleObject {
-        let lazy = OnceBox::new();
-        if let Some(mutable) = mutable {
-            lazy.get_or_init(|| mutable);
-        }
         ModuleObject {
             descriptor,
             callbacks,
             cell_type: (*cell).type_id(),
             cell,
             gate: MethodGate::new(),
-            children: Box::new([]),
-            parent,
-            this,
+            children: Box::default(),
+            parent: parent.map_or_else(OnceWeak::new, OnceWeak::with),
+            this: Weak::new(),
             device,
             events,
-            mutable: lazy,
+            mutable: mutable.map_or_else(OnceBox::new, OnceBox::from_box),
             id,
             opened_during: AtomicU8::new(0),
             registered_during: AtomicU8::new(0),
@@ -209,25 +215,28 @@ impl ModuleObject {
     }
 
     /// The lock-protected mutable part for a Module with `descriptor`, if it needs one from the
-    /// start (a trace ring, which may be written at DISPATCH_LEVEL where nothing is created).
+    /// start (a trace ring, which may be written at DISPATCH_LEVEL where nothing is created),
+    /// boxed for the object's `OnceBox`.
     pub(crate) fn new_mutable(
         descriptor: &ModuleDescriptor,
-    ) -> NtResult<Option<ModuleLock<Mutable>>> {
+    ) -> NtResult<Option<Box<ModuleLock<Mutable>>>> {
         if descriptor.trace_capacity == 0 {
             return Ok(None);
         }
+        let entries = try_vec_filled(("", 0), usize::from(descriptor.trace_capacity))?;
         let trace = TraceRing {
-            entries: Vec::with_capacity(usize::from(descriptor.trace_capacity)),
+            entries: try_boxed_slice(entries)?,
             next: 0,
+            wrapped: false,
         };
-        ModuleLock::new(
+        let mutable = ModuleLock::new(
             LockKind::Spin,
             Mutable {
                 trace: Some(trace),
                 ..Mutable::default()
             },
-        )
-        .map(Some)
+        )?;
+        try_box(mutable).map(Some)
     }
 
     /// The mutable part, created on first use (PASSIVE_LEVEL: it creates a platform lock).
@@ -274,32 +283,35 @@ impl ModuleObject {
         };
         let mut m = mutable.lock();
         if let Some(ring) = m.trace.as_mut() {
-            let cap = usize::from(self.descriptor.trace_capacity);
-            if ring.entries.len() < cap {
-                ring.entries.push((event, argument));
-            } else {
-                ring.entries[ring.next] = (event, argument);
+            if let Some(slot) = ring.entries.get_mut(ring.next) {
+                *slot = (event, argument);
+                ring.next += 1;
+                if ring.next == ring.entries.len() {
+                    ring.next = 0;
+                    ring.wrapped = true;
+                }
             }
-            ring.next = (ring.next + 1) % cap;
         }
     }
 
-    /// The trace ring, oldest first.
-    pub(crate) fn trace_snapshot(&self) -> Vec<TraceEntry> {
+    /// The trace ring, oldest first; `STATUS_INSUFFICIENT_RESOURCES` if the copy cannot be
+    /// allocated.
+    pub(crate) fn trace_snapshot(&self) -> NtResult<Vec<TraceEntry>> {
         let Some(mutable) = self.mutable.get() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let m = mutable.lock();
         match m.trace.as_ref() {
-            None => Vec::new(),
+            None => Ok(Vec::new()),
             Some(ring) => {
-                let (a, b) = if ring.entries.len() < usize::from(self.descriptor.trace_capacity) {
-                    (&ring.entries[..], &[][..])
+                // Before `next`: the newest entries (all of them until the ring wraps); from
+                // `next` on: the oldest ones, once it has wrapped.
+                let (newest, oldest) = ring.entries.split_at(ring.next);
+                if ring.wrapped {
+                    try_collect(oldest.iter().chain(newest).copied())
                 } else {
-                    let (b, a) = ring.entries.split_at(ring.next);
-                    (a, b)
-                };
-                a.iter().chain(b).copied().collect()
+                    try_to_vec(newest)
+                }
             }
         }
     }
@@ -317,13 +329,20 @@ impl ModuleObject {
     /// `DMF_Internal_Open` on this one Module (not its children).
     pub(crate) fn open(this: &Arc<ModuleObject>, during: OpenedDuring) -> NtResult<()> {
         let previous = this.gate.begin_open()?;
-        let result = Self::event(this, |e| e.notification_open.as_ref()).and_then(|()| {
-            if this.implements(CallbackSet::OPEN) {
-                this.callbacks.open(this)
-            } else {
-                Ok(())
-            }
-        });
+        // The event close's rundown wait sleeps on: created here, where a failure can be
+        // reported, so that no wait or signal has to create it.
+        let result = this
+            .gate
+            .event()
+            .prepare()
+            .and_then(|()| Self::event(this, |e| e.notification_open.as_ref()))
+            .and_then(|()| {
+                if this.implements(CallbackSet::OPEN) {
+                    this.callbacks.open(this)
+                } else {
+                    Ok(())
+                }
+            });
         if let Err(status) = result {
             this.trace("open failed", u64::from(status.to_bits()));
             this.gate.cancel_open(previous);

@@ -327,8 +327,12 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.trace(event, argument);
     }
 
-    /// `DMF_InFlightRecorderGet` (MOD-75): the trace ring, oldest first.
-    pub fn trace_entries(&self) -> Vec<TraceEntry> {
+    /// `DMF_InFlightRecorderGet` (MOD-75): a copy of the trace ring, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the copy cannot be allocated.
+    pub fn trace_entries(&self) -> NtResult<Vec<TraceEntry>> {
         self.object.trace_snapshot()
     }
 

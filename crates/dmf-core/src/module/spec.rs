@@ -10,13 +10,17 @@
 //! copy, Top 25 #14), `passive_level` (MOD-24), the client's event callbacks (MOD-25) and the
 //! Transport creator (MOD-102). Errors are `Result`s, never latched in a void Add: a child list
 //! over the parent's limit (MOD-10, Top 25 #18) fails the parent's creation with
-//! `STATUS_INSUFFICIENT_RESOURCES`, nothing is dropped silently.
+//! `STATUS_INSUFFICIENT_RESOURCES`, nothing is dropped silently. Building a spec allocates (the
+//! erased config and callbacks); if an allocation fails, the spec carries the status and the
+//! creation it is added to (or the dynamic `create`) fails with it.
 //!
 //! Creation of one Module: validate (lock kind, aux-lock count, dynamic rules, transport), build the
 //! private cell (config, context, locks), build the object, run `child_modules_add`, check the
 //! child limit and the open-option compatibility rule (dmf-upstream §2.5), create the declared
 //! children, then call the Transport creator exactly once and create the Transport as one more
-//! child (Top 25 #16). Any failure destroys what was created and returns the status.
+//! child (Top 25 #16); finally put the object in its `Arc` and link the children to it (children
+//! exist before their parent's `Arc`, so their parent link is set last). Any failure destroys what
+//! was created and returns the status.
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
@@ -29,6 +33,7 @@ use super::callbacks::{CallbackTable, Shim};
 use super::descriptor::{CallbackSet, ModuleDescriptor, OpenOption};
 use super::object::{DeviceShared, EventCallbacks, ModuleObject, FLAG_DYNAMIC, FLAG_PASSIVE};
 use super::scope::{handle_of, Added, Module, ModuleCell};
+use crate::fallible::{try_arc_cyclic, try_box, VecExt};
 use crate::status::{NtResult, NtStatus};
 use crate::sync::{AuxiliaryLocks, LockKind, ModuleLock, ModuleOptions};
 
@@ -52,81 +57,114 @@ pub(crate) struct ErasedSpec {
 
 /// An add-able Module: `DMF_CONFIG_<Name>_AND_ATTRIBUTES_INIT` plus the attributes, built by the
 /// generated `<Name>::with(config)` and refined with the builder methods.
+///
+/// Building a spec allocates; if an allocation fails the spec carries
+/// `STATUS_INSUFFICIENT_RESOURCES`, which fails the collection it is added to (or the dynamic
+/// `create`), so the builder methods need no error handling of their own.
 #[must_use = "a Module spec does nothing until it is added or created"]
 pub struct ModuleSpec<M> {
-    pub(crate) erased: ErasedSpec,
+    /// The erased spec, or the status of the allocation that failed while building it.
+    pub(crate) erased: NtResult<ErasedSpec>,
     _m: PhantomData<fn() -> M>,
 }
 
 impl<M: Module> core::fmt::Debug for ModuleSpec<M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ModuleSpec")
-            .field("module", &M::DESCRIPTOR.name)
-            .field("passive_level", &self.erased.passive_level)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("ModuleSpec");
+        d.field("module", &M::DESCRIPTOR.name);
+        match &self.erased {
+            Ok(erased) => d.field("passive_level", &erased.passive_level),
+            Err(status) => d.field("error", status),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
 fn erase<M: Module>(
     f: impl Fn(&M) -> NtResult<()> + Send + Sync + 'static,
-) -> super::object::ObjectFn {
-    Box::new(move |object: &Arc<ModuleObject>| f(&handle_of::<M>(object)?))
+) -> NtResult<super::object::ObjectFn> {
+    let erased: super::object::ObjectFn =
+        try_box(move |object: &Arc<ModuleObject>| f(&handle_of::<M>(object)?))?;
+    Ok(erased)
 }
 
 impl<M: Module> ModuleSpec<M> {
+    /// Applies `change` to the erased spec; a failure replaces the spec with its status.
+    fn change(mut self, change: impl FnOnce(&mut ErasedSpec) -> NtResult<()>) -> Self {
+        if let Ok(erased) = &mut self.erased {
+            if let Err(status) = change(erased) {
+                self.erased = Err(status);
+            }
+        }
+        self
+    }
+
     /// `DMF_MODULE_ATTRIBUTES.PassiveLevel` (MOD-24): PASSIVE_LEVEL locks for a
     /// `DISPATCH_MAXIMUM` Module (refused for a `DISPATCH` one).
-    pub fn passive_level(mut self, passive: bool) -> Self {
-        self.erased.passive_level = passive;
-        self
+    pub fn passive_level(self, passive: bool) -> Self {
+        self.change(|erased| {
+            erased.passive_level = passive;
+            Ok(())
+        })
     }
 
     /// `EvtModuleOnDeviceNotificationOpen` (MOD-25): called before the Module's Open; an error
     /// vetoes the open (Top 25 #7).
     pub fn on_device_notification_open(
-        mut self,
+        self,
         f: impl Fn(&M) -> NtResult<()> + Send + Sync + 'static,
     ) -> Self {
-        self.erased.events.notification_open = Some(erase(f));
-        self
+        self.change(|erased| {
+            erased.events.notification_open = Some(erase(f)?);
+            Ok(())
+        })
     }
 
     /// `EvtModuleOnDeviceNotificationPostOpen`: the Module is open; Methods may be called.
-    pub fn on_post_open(mut self, f: impl Fn(&M) + Send + Sync + 'static) -> Self {
-        self.erased.events.post_open = Some(erase(move |m: &M| {
-            f(m);
+    pub fn on_post_open(self, f: impl Fn(&M) + Send + Sync + 'static) -> Self {
+        self.change(|erased| {
+            erased.events.post_open = Some(erase(move |m: &M| {
+                f(m);
+                Ok(())
+            })?);
             Ok(())
-        }));
-        self
+        })
     }
 
     /// `EvtModuleOnDeviceNotificationPreClose`: the Module is about to close (Methods still work).
-    pub fn on_pre_close(mut self, f: impl Fn(&M) + Send + Sync + 'static) -> Self {
-        self.erased.events.pre_close = Some(erase(move |m: &M| {
-            f(m);
+    pub fn on_pre_close(self, f: impl Fn(&M) + Send + Sync + 'static) -> Self {
+        self.change(|erased| {
+            erased.events.pre_close = Some(erase(move |m: &M| {
+                f(m);
+                Ok(())
+            })?);
             Ok(())
-        }));
-        self
+        })
     }
 
     /// `EvtModuleOnDeviceNotificationClose`: the Module is closed; Methods fail.
-    pub fn on_device_notification_close(mut self, f: impl Fn(&M) + Send + Sync + 'static) -> Self {
-        self.erased.events.notification_close = Some(erase(move |m: &M| {
-            f(m);
+    pub fn on_device_notification_close(self, f: impl Fn(&M) + Send + Sync + 'static) -> Self {
+        self.change(|erased| {
+            erased.events.notification_close = Some(erase(move |m: &M| {
+                f(m);
+                Ok(())
+            })?);
             Ok(())
-        }));
-        self
+        })
     }
 
     /// `DMF_MODULE_ATTRIBUTES.TransportsCreator` (MOD-102): for a `TRANSPORT_REQUIRED` Module,
     /// called exactly once after the Module and its children exist; it must add exactly one Module
     /// that implements `transport_method`.
     pub fn transport(
-        mut self,
+        self,
         creator: impl FnOnce(&mut ModuleInit) -> NtResult<()> + Send + 'static,
     ) -> Self {
-        self.erased.transport_creator = Some(Box::new(creator));
-        self
+        self.change(|erased| {
+            let creator: TransportCreator = try_box(creator)?;
+            erased.transport_creator = Some(creator);
+            Ok(())
+        })
     }
 }
 
@@ -141,25 +179,28 @@ where
     S: super::ModuleShared<Cfg>,
     K: 'static,
 {
-    let make_cell: MakeCell = Box::new(move |kind, aux| {
-        let shared = S::new(&config)?;
-        let cell = ModuleCell::<K, Cfg, C, S>::new(
-            config,
-            ModuleLock::new(kind, C::default())?,
-            shared,
-            AuxiliaryLocks::new(kind, aux)?,
-        );
-        Ok(Box::new(cell) as Box<dyn Any + Send + Sync>)
-    });
+    let make_cell = try_box(
+        move |kind: LockKind, aux: usize| -> NtResult<Box<dyn Any + Send + Sync>> {
+            let shared = S::new(&config)?;
+            let cell = ModuleCell::<K, Cfg, C, S>::new(
+                config,
+                ModuleLock::new(kind, C::default())?,
+                shared,
+                AuxiliaryLocks::new(kind, aux)?,
+            );
+            let cell: Box<dyn Any + Send + Sync> = try_box(cell)?;
+            Ok(cell)
+        },
+    );
     ModuleSpec {
-        erased: ErasedSpec {
+        erased: make_cell.map(|make_cell| ErasedSpec {
             descriptor: const { &M::DESCRIPTOR },
             make_cell,
             callbacks: const { &Shim::<M>::TABLE },
             passive_level: false,
             events: EventCallbacks::default(),
             transport_creator: None,
-        },
+        }),
         _m: PhantomData,
     }
 }
@@ -203,13 +244,12 @@ impl ModuleInit {
     }
 
     /// `DMF_DmfModuleAdd` (CLI-42): records the Module; the token resolves to its handle after
-    /// creation, only through this list's owner.
+    /// creation, only through this list's owner. A spec whose building failed, or a list that
+    /// cannot grow, records `STATUS_INSUFFICIENT_RESOURCES`, which fails the creation.
     pub fn add<M: Module>(&mut self, spec: ModuleSpec<M>) -> Added<M> {
         let index = u16::try_from(self.entries.len()).unwrap_or(u16::MAX);
-        if self.entries.try_reserve(1).is_err() {
-            self.error.get_or_insert(NtStatus::INSUFFICIENT_RESOURCES);
-        } else {
-            self.entries.push(spec.erased);
+        if let Err(status) = spec.erased.and_then(|erased| self.entries.try_push(erased)) {
+            self.error.get_or_insert(status);
         }
         Added::new(self.owner, index)
     }
@@ -228,7 +268,8 @@ impl ModuleInit {
 /// Where a new Module sits.
 #[derive(Clone)]
 pub(crate) struct Placement {
-    pub(crate) parent: Weak<ModuleObject>,
+    /// `None` for a static child: its parent links it once the parent's own `Arc` exists.
+    pub(crate) parent: Option<Weak<ModuleObject>>,
     pub(crate) device: Option<Arc<DeviceShared>>,
     pub(crate) dynamic: bool,
 }
@@ -270,22 +311,51 @@ fn destroy_all(created: &[Arc<ModuleObject>]) {
     }
 }
 
+/// `vec` as a boxed slice; when that needs an allocation that fails, `vec` comes back with the
+/// status, for the caller to unwind (created Modules are destroyed, never just dropped). A vector
+/// reserved exactly and filled has no spare capacity and converts without allocating.
+pub(crate) fn boxed_exact<T>(vec: Vec<T>) -> Result<Box<[T]>, (NtStatus, Vec<T>)> {
+    let exact = if vec.capacity() == vec.len() {
+        vec
+    } else {
+        let mut exact = Vec::new();
+        match exact.try_reserve_exact_nt(vec.len()) {
+            Ok(()) if exact.capacity() == vec.len() => {
+                exact.extend(vec);
+                exact
+            }
+            // The allocator gave more than asked: shrinking could reallocate, which must not fail.
+            Ok(()) => return Err((NtStatus::INSUFFICIENT_RESOURCES, vec)),
+            Err(status) => return Err((status, vec)),
+        }
+    };
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "no spare capacity: into_boxed_slice does not reallocate"
+    )]
+    let boxed = exact.into_boxed_slice();
+    Ok(boxed)
+}
+
 /// Creates every Module of `specs` (each with its subtree); on failure destroys those created.
+/// The result has no spare capacity.
 pub(crate) fn create_all(
     specs: Vec<ErasedSpec>,
     placement: &Placement,
 ) -> NtResult<Vec<Arc<ModuleObject>>> {
     let mut created = Vec::new();
-    created
-        .try_reserve_exact(specs.len())
-        .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+    created.try_reserve_exact_nt(specs.len())?;
     for spec in specs {
-        match create_tree(spec, placement) {
-            Ok(object) => created.push(object),
-            Err(status) => {
-                destroy_all(&created);
-                return Err(status);
-            }
+        // The push does not allocate (room reserved above); should it fail anyway, the Module
+        // is destroyed with the others rather than dropped.
+        let kept = create_tree(spec, placement).and_then(|object| {
+            created
+                .try_push(Arc::clone(&object))
+                .inspect_err(|_| ModuleObject::destroy_tree(&object))
+        });
+        if let Err(status) = kept {
+            destroy_all(&created);
+            return Err(status);
         }
     }
     Ok(created)
@@ -308,6 +378,11 @@ pub(crate) fn create_tree(spec: ErasedSpec, placement: &Placement) -> NtResult<A
         || events.post_open.is_some()
         || events.pre_close.is_some()
         || events.notification_close.is_some();
+    let events = if has_events {
+        Some(try_box(events)?)
+    } else {
+        None
+    };
     let mut flags = 0;
     if placement.dynamic {
         flags |= FLAG_DYNAMIC;
@@ -317,44 +392,58 @@ pub(crate) fn create_tree(spec: ErasedSpec, placement: &Placement) -> NtResult<A
     if kind == LockKind::Wait {
         flags |= FLAG_PASSIVE;
     }
-    let mut failure = None;
-    let object = Arc::new_cyclic(|this: &Weak<ModuleObject>| {
-        let mut object = ModuleObject::new(
-            descriptor,
-            callbacks,
-            cell,
-            this.clone(),
-            placement.parent.clone(),
-            placement.device.clone(),
-            has_events.then(|| Box::new(events)),
-            mutable,
-            flags,
-            next_id(),
-        );
-        match create_children(&mut object, this, placement, transport_creator) {
-            Ok(()) => {}
-            Err(status) => {
-                object.discard();
-                failure = Some(status);
-            }
+    let mut object = ModuleObject::new(
+        descriptor,
+        callbacks,
+        cell,
+        placement.parent.clone(),
+        placement.device.clone(),
+        events,
+        mutable,
+        flags,
+        next_id(),
+    );
+    let mut children = match create_children(&object, placement, transport_creator) {
+        Ok((children, transport)) => {
+            object.transport = transport;
+            children
         }
+        Err(status) => {
+            object.discard();
+            return Err(status);
+        }
+    };
+    // The closure only assembles: everything was allocated and created above. The children stay
+    // here until it runs, so that they can be destroyed if the `Arc` cannot be allocated.
+    let object = match try_arc_cyclic(|this: &Weak<ModuleObject>| {
+        object.this = this.clone();
+        object.children = core::mem::take(&mut children);
         object
-    });
-    match failure {
-        None => {
-            object.trace("create", 0);
-            Ok(object)
+    }) {
+        Ok(object) => object,
+        Err(status) => {
+            destroy_all(&children);
+            return Err(status);
         }
-        Some(status) => Err(status),
+    };
+    for child in &*object.children {
+        child.parent.set(Arc::downgrade(&object));
     }
+    object.trace("create", 0);
+    Ok(object)
 }
 
+/// A Module's static children.
+type Children = Box<[Arc<ModuleObject>]>;
+
+/// Runs `object`'s `child_modules_add` and the Transport creator and creates the children they
+/// add: the children (Transport last) and the Transport's index. On failure nothing is left
+/// created.
 fn create_children(
-    object: &mut ModuleObject,
-    this: &Weak<ModuleObject>,
+    object: &ModuleObject,
     placement: &Placement,
     transport_creator: Option<TransportCreator>,
-) -> NtResult<()> {
+) -> NtResult<(Children, Option<u8>)> {
     let mut init = ModuleInit::with_owner(object.id);
     if object.implements(CallbackSet::CHILD_MODULES_ADD) {
         object.callbacks.child_modules_add(object, &mut init);
@@ -364,11 +453,12 @@ fn create_children(
     }
     check_children(object.descriptor, &init.entries)?;
     let child_placement = Placement {
-        parent: this.clone(),
+        parent: None,
         device: placement.device.clone(),
         dynamic: placement.dynamic,
     };
     let mut children = create_all(core::mem::take(&mut init.entries), &child_placement)?;
+    let mut transport_index = None;
     if let Some(creator) = transport_creator {
         let result = (|| {
             let mut transport_init = ModuleInit::with_owner(object.id);
@@ -389,22 +479,31 @@ fn create_children(
                 return Err(NtStatus::INSUFFICIENT_RESOURCES);
             }
             check_children(object.descriptor, &entries[..])?;
+            // Room for the Transport before it is created, so that keeping it does not
+            // allocate; should it fail anyway, the Transport is destroyed rather than dropped.
+            children.try_reserve_exact_nt(1)?;
             let transport = create_tree(entries.remove(0), &child_placement)?;
-            Ok(transport)
+            let index = u8::try_from(children.len()).ok();
+            children
+                .try_push(Arc::clone(&transport))
+                .inspect_err(|_| ModuleObject::destroy_tree(&transport))?;
+            Ok(index)
         })();
         match result {
-            Ok(transport) => {
-                object.transport = u8::try_from(children.len()).ok();
-                children.push(transport);
-            }
+            Ok(index) => transport_index = index,
             Err(status) => {
                 destroy_all(&children);
                 return Err(status);
             }
         }
     }
-    object.children = children.into_boxed_slice();
-    Ok(())
+    match boxed_exact(children) {
+        Ok(children) => Ok((children, transport_index)),
+        Err((status, children)) => {
+            destroy_all(&children);
+            Err(status)
+        }
+    }
 }
 
 /// Resolves a token against a list of created Modules owned by `owner`.

@@ -46,10 +46,14 @@ pub use sim::{
 };
 
 /// Simulator-only entry points: installing and loading drivers on a `kmdf_sim::Machine` (on
-/// Windows the PnP manager and `DriverEntry` do this).
+/// Windows the PnP manager and `DriverEntry` do this), and allocation-failure sweeps
+/// ([`alloc_sweep`](simulator::alloc_sweep)).
 #[cfg(feature = "sim")]
 pub mod simulator {
-    pub use super::sim::{install_driver, load_driver, platform_guid, plug_in_device, sim_guid};
+    pub use super::sim::{
+        alloc_sweep, install_driver, live_heap_blocks, load_driver, platform_guid, plug_in_device,
+        sim_guid, CountingAllocator, SweepReport, SWEEP_RUN_LIMIT,
+    };
 }
 
 /// `WDF_DRIVER_CONFIG` for this platform's driver and device-init types.

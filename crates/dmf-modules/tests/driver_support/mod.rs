@@ -39,7 +39,7 @@ pub fn install<M: Module + 'static>(
             dmf.set_modules_add(move |_device, modules| {
                 *t.lock().unwrap() = Some(a(modules));
                 Ok(())
-            });
+            })?;
             let device = dmf.create_device(DeviceAttributes::default())?;
             let dmf_device = dmf.modules_create()?;
             let token = token

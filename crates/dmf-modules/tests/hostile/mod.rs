@@ -313,7 +313,8 @@ fn entry(spec: &EntrySpec, seen: &Seen) -> IoctlEntry {
                 },
             }
         },
-    );
+    )
+    .unwrap();
     if spec.administrator_only {
         e.administrator_only()
     } else {
@@ -360,7 +361,7 @@ pub fn ioctl_handler_dispatch(data: &[u8]) -> Verdict {
         .collect();
     let seen = Seen::default();
     let config = IoctlHandlerConfig {
-        table: IoctlTable::new(specs.iter().map(|s| entry(s, &seen))),
+        table: IoctlTable::new(specs.iter().map(|s| entry(s, &seen))).unwrap(),
         access_mode,
         exclusive,
         device_interface: (!filter).then_some(GUID),

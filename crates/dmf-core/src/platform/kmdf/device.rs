@@ -35,6 +35,7 @@ use super::wdf::{
     object_attributes_with_context, pnp_power_event_callbacks_init,
     power_policy_event_callbacks_init, TakeCell, UnicodeName, FALSE, TRUE,
 };
+use crate::fallible::{try_box, try_string};
 use crate::platform::contract::device::{
     DeviceAttributes, DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice,
     PlatformDeviceInit, PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
@@ -219,8 +220,8 @@ pub unsafe fn driver_create(
 ) -> NtResult<Driver> {
     let registry_path: PCUNICODE_STRING = registry_path.cast();
     // SAFETY: the I/O manager's registry path is a valid UNICODE_STRING during DriverEntry.
-    let path = unsafe { from_unicode_string(registry_path) };
-    let name = path.rsplit('\\').next().unwrap_or_default().into();
+    let path = unsafe { from_unicode_string(registry_path) }?;
+    let name = try_string(path.rsplit('\\').next().unwrap_or_default())?;
     let mut attributes = object_attributes_with_context(&DRIVER_CONTEXT);
     let mut wdf_config = driver_config_init();
     wdf_config.EvtDriverDeviceAdd = Some(evt_driver_device_add);
@@ -554,6 +555,11 @@ impl PlatformDeviceInit for DeviceInit {
         if self.raw.is_null() {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
+        // Allocated before the device exists, so that a refusal leaves nothing to undo.
+        let cleanup = TakeCell::new();
+        if let Some(f) = attributes.cleanup {
+            cleanup.put(try_box(f)?);
+        }
         let mut request_attributes = REQUEST_CONTEXT.attributes();
         // SAFETY: live init (checked); WDF copies the attributes.
         unsafe {
@@ -579,10 +585,6 @@ impl PlatformDeviceInit for DeviceInit {
         };
         nt_result(status)?;
         self.raw = null_mut();
-        let cleanup = TakeCell::new();
-        if let Some(f) = attributes.cleanup {
-            cleanup.put(Box::new(f));
-        }
         let state = DeviceState {
             pnp: core::mem::take(&mut self.pnp),
             policy: core::mem::take(&mut self.policy),
@@ -724,7 +726,7 @@ impl PlatformDevice for Device {
                 string
             )
         };
-        let mut link = String::new();
+        let mut link = Ok(String::new());
         if nt_result(status).is_ok() {
             // SAFETY: UNICODE_STRING is plain data; zero is valid.
             let mut unicode: wdk_sys::UNICODE_STRING = unsafe { core::mem::zeroed() };
@@ -742,7 +744,7 @@ impl PlatformDevice for Device {
         }
         // SAFETY: the string object is ours.
         unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, as_object(string)) };
-        Ok(link)
+        link
     }
 
     /// `WdfDeviceSetDeviceInterfaceState`.

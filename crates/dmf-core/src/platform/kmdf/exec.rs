@@ -21,9 +21,8 @@
 //! touch an already deleted object.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec;
+use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr::null_mut;
@@ -39,8 +38,11 @@ use wdk_sys::{
 use super::device::Device;
 use super::wdf::{
     as_object, boolean, context_type, nt_result, object_attributes_init,
-    object_attributes_with_context, relative_timeout, timer_config_init, workitem_config_init,
-    UnicodeName, FALSE, KERNEL_MODE, WDF_EXECUTION_LEVEL_PASSIVE,
+    object_attributes_with_context, relative_timeout, string_from_utf16_lossy, timer_config_init,
+    workitem_config_init, UnicodeName, FALSE, KERNEL_MODE, WDF_EXECUTION_LEVEL_PASSIVE,
+};
+use crate::fallible::{
+    try_arc, try_box, try_to_vec, try_vec_filled, try_vec_with_capacity, VecExt,
 };
 use crate::platform::contract::{
     EventKind, Irql, PlatformEvent, PlatformIrql, PlatformPool, PlatformRegistryKey,
@@ -266,6 +268,19 @@ pub(super) struct Shared<H> {
     queued: AtomicBool,
 }
 
+impl<H> Shared<H> {
+    /// The shared state of a timer or work item about to be created (no handle yet), allocated
+    /// before the WDF object so that a refusal leaves nothing to delete.
+    fn new(callback: impl Fn() + Send + Sync + 'static) -> NtResult<Arc<Self>> {
+        let callback: Box<dyn Fn() + Send + Sync> = try_box(callback)?;
+        try_arc(Shared {
+            handle: AtomicPtr::new(null_mut()),
+            callback,
+            queued: AtomicBool::new(false),
+        })
+    }
+}
+
 context_type!(
     /// The context of a `WDFTIMER`: the shared state.
     TIMER_CONTEXT: Arc<Shared<wdk_sys::WDFTIMER__>> = c"DmfRsTimer", timer_context_destroy
@@ -330,11 +345,7 @@ impl PlatformTimer for Timer {
                 Ok(ms) => ms,
             },
         };
-        let shared = Arc::new(Shared {
-            handle: AtomicPtr::new(null_mut()),
-            callback: Box::new(callback),
-            queued: AtomicBool::new(false),
-        });
+        let shared = Shared::new(callback)?;
         let mut config = timer_config_init(period_ms);
         config.EvtTimerFunc = Some(evt_timer);
         let mut attributes = object_attributes_with_context(&TIMER_CONTEXT);
@@ -434,11 +445,7 @@ impl PlatformWorkItem for WorkItem {
         _name: &str,
         callback: impl Fn() + Send + Sync + 'static,
     ) -> NtResult<Self> {
-        let shared = Arc::new(Shared {
-            handle: AtomicPtr::new(null_mut()),
-            callback: Box::new(callback),
-            queued: AtomicBool::new(false),
-        });
+        let shared = Shared::new(callback)?;
         let mut config = workitem_config_init();
         config.EvtWorkItemFunc = Some(evt_work_item);
         let mut attributes = object_attributes_with_context(&WORK_ITEM_CONTEXT);
@@ -530,8 +537,8 @@ impl core::fmt::Debug for SystemThread {
 
 impl PlatformThread for SystemThread {
     fn spawn(_name: &str, start: impl FnOnce() + Send + 'static) -> NtResult<Self> {
-        let start: Box<Box<dyn FnOnce() + Send>> = Box::new(Box::new(start));
-        let context = Box::into_raw(start);
+        let start: Box<dyn FnOnce() + Send> = try_box(start)?;
+        let context = Box::into_raw(try_box(start)?);
         let mut handle: HANDLE = null_mut();
         // SAFETY: out pointer to our local; no object attributes (kernel handle by default for a
         // system thread in the system process), no process, no client id; the start routine takes
@@ -662,7 +669,7 @@ impl PlatformRegistryKey for RegistryKey {
         if status != STATUS_BUFFER_OVERFLOW {
             nt_result(status)?;
         }
-        let mut data = vec![0_u8; length as usize];
+        let mut data = try_vec_filled(0_u8, length as usize)?;
         // SAFETY: as above, with a buffer of `length` bytes.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
@@ -689,12 +696,11 @@ impl PlatformRegistryKey for RegistryKey {
                 Ok(RegistryValue::Qword(u64::from_le_bytes(bytes)))
             }
             REG_SZ | REG_EXPAND_SZ => {
-                let units: alloc::vec::Vec<u16> = data
+                let units = data
                     .chunks_exact(size_of::<u16>())
                     .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .take_while(|&u| u != 0)
-                    .collect();
-                Ok(RegistryValue::String(String::from_utf16_lossy(&units)))
+                    .take_while(|&u| u != 0);
+                Ok(RegistryValue::String(string_from_utf16_lossy(units)?))
             }
             REG_BINARY => Ok(RegistryValue::Binary(data)),
             _ => Err(NtStatus::OBJECT_TYPE_MISMATCH),
@@ -705,15 +711,9 @@ impl PlatformRegistryKey for RegistryKey {
     fn set(&self, name: &str, value: RegistryValue) -> NtResult<()> {
         let name = UnicodeName::new(name)?;
         let (kind, mut data) = match value {
-            RegistryValue::Dword(v) => (REG_DWORD, v.to_le_bytes().to_vec()),
-            RegistryValue::Qword(v) => (REG_QWORD, v.to_le_bytes().to_vec()),
-            RegistryValue::String(s) => (
-                REG_SZ,
-                s.encode_utf16()
-                    .chain([0])
-                    .flat_map(u16::to_le_bytes)
-                    .collect(),
-            ),
+            RegistryValue::Dword(v) => (REG_DWORD, try_to_vec(&v.to_le_bytes())?),
+            RegistryValue::Qword(v) => (REG_QWORD, try_to_vec(&v.to_le_bytes())?),
+            RegistryValue::String(s) => (REG_SZ, reg_sz_bytes(&s)?),
             RegistryValue::Binary(b) => (REG_BINARY, b),
         };
         let length = ULONG::try_from(data.len()).map_err(|_| NtStatus::INVALID_PARAMETER)?;
@@ -739,6 +739,16 @@ impl PlatformRegistryKey for RegistryKey {
         };
         nt_result(status)
     }
+}
+
+/// The `REG_SZ` bytes of `text`: UTF-16LE with the terminating NUL.
+fn reg_sz_bytes(text: &str) -> NtResult<Vec<u8>> {
+    let units = text.encode_utf16().count() + 1;
+    let mut bytes = try_vec_with_capacity(units * size_of::<u16>())?;
+    for unit in text.encode_utf16().chain([0]) {
+        bytes.try_extend_from_slice(&unit.to_le_bytes())?;
+    }
+    Ok(bytes)
 }
 
 impl Drop for RegistryKey {

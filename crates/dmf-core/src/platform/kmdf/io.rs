@@ -17,7 +17,6 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -47,13 +46,14 @@ use super::wdf::{
     WDF_IO_QUEUE_DISPATCH_MANUAL, WDF_IO_QUEUE_DISPATCH_PARALLEL, WDF_IO_QUEUE_DISPATCH_SEQUENTIAL,
     WDF_TRUE,
 };
+use crate::fallible::{try_box, try_to_vec, try_vec_filled};
 use crate::platform::contract::device::Guid;
 use crate::platform::contract::io::{
     CompletionParams, InterfaceChange, IoTargetState, PlatformFileObject, PlatformIoTarget,
     PlatformQueue, PlatformRequest, QueueConfig, QueueDispatch, RequestParameters, RequestType,
     RequestorMode, SendOptions, StopFlags, TargetFn, TargetOpenParams, TargetQueryRemoveFn,
 };
-use crate::platform::contract::{Irql, PlatformIrql};
+use crate::platform::contract::{Irql, PlatformIrql, TraceLevel};
 use crate::platform::nt::NtSpinLock;
 use crate::status::{NtResult, NtStatus};
 
@@ -134,6 +134,10 @@ pub(super) struct RequestState {
     /// output buffers are the same system buffer, so at most one view exists at a time (the
     /// simulator holds its request lock for the same span).
     buffer_busy: AtomicBool,
+    /// The last `set_completion_routine` could not store its routine (the pool refused it): the
+    /// next `send` fails with `STATUS_INSUFFICIENT_RESOURCES` instead of sending a request whose
+    /// completion nobody would receive.
+    completion_refused: AtomicBool,
 }
 
 zeroed_context_type!(
@@ -236,6 +240,17 @@ impl Request {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         Ok(ViewGuard(&state.buffer_busy))
+    }
+
+    /// `STATUS_INSUFFICIENT_RESOURCES` (once) if the last `set_completion_routine` could not store
+    /// its routine: the request must not be sent.
+    fn take_completion_refusal(&self) -> NtResult<()> {
+        match self.state() {
+            Some(state) if state.completion_refused.swap(false, Ordering::AcqRel) => {
+                Err(NtStatus::INSUFFICIENT_RESOURCES)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The buffer of one of our `WDFMEMORY` objects (`WdfMemoryGetBuffer`).
@@ -488,8 +503,9 @@ impl PlatformRequest for Request {
     /// the request context.
     fn mark_cancelable(&self, routine: impl FnOnce(Request) + Send + 'static) -> NtResult<()> {
         let state = self.state().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let routine: Box<dyn FnOnce(Request) + Send> = try_box(routine)?;
         // Stored first: the cancel routine can run the moment the request is cancelable.
-        state.cancel.put(Box::new(Box::new(routine)));
+        state.cancel.put(try_box(routine)?);
         // SAFETY: live request the driver owns; the trampoline matches PFN_WDF_REQUEST_CANCEL.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
@@ -653,13 +669,26 @@ impl PlatformRequest for Request {
         })
     }
 
-    /// `WdfRequestSetCompletionRoutine` with the completion trampoline.
+    /// `WdfRequestSetCompletionRoutine` with the completion trampoline. The contract's method
+    /// cannot fail: when the pool refuses to store the routine, the previous routine is dropped
+    /// and the next `send` (or `send_synchronously`) fails with `STATUS_INSUFFICIENT_RESOURCES`
+    /// without sending, so the driver still owns the request and completes it.
     fn set_completion_routine(
         &self,
         routine: impl FnOnce(Request, CompletionParams) + Send + 'static,
     ) {
         let Some(state) = self.state() else { return };
-        state.completion.put(Box::new(Box::new(routine)));
+        let stored = try_box(routine).and_then(|routine| {
+            let routine: Box<dyn FnOnce(Request, CompletionParams) + Send> = routine;
+            try_box(routine)
+        });
+        let Ok(routine) = stored else {
+            drop(state.completion.take());
+            state.completion_refused.store(true, Ordering::Release);
+            return;
+        };
+        state.completion_refused.store(false, Ordering::Release);
+        state.completion.put(routine);
         // SAFETY: live request the driver owns; the trampoline matches
         // PFN_WDF_REQUEST_COMPLETION_ROUTINE; no completion context.
         unsafe {
@@ -673,8 +702,10 @@ impl PlatformRequest for Request {
     }
 
     /// `WdfRequestSend` (`WDF_REQUEST_SEND_OPTIONS` from `options`); on `FALSE`,
-    /// `WdfRequestGetStatus`.
+    /// `WdfRequestGetStatus`. `STATUS_INSUFFICIENT_RESOURCES`, without sending, when the last
+    /// `set_completion_routine` could not store its routine.
     fn send(&self, target: &IoTarget, options: SendOptions) -> NtResult<()> {
+        self.take_completion_refusal()?;
         let mut flags = NO_SEND_OPTIONS;
         if options.send_and_forget {
             flags |= SEND_OPTION_SEND_AND_FORGET;
@@ -703,8 +734,12 @@ impl PlatformRequest for Request {
         }
     }
 
-    /// `WdfRequestSend` with `WDF_REQUEST_SEND_OPTION_SYNCHRONOUS`, then `WdfRequestGetStatus`.
+    /// `WdfRequestSend` with `WDF_REQUEST_SEND_OPTION_SYNCHRONOUS`, then `WdfRequestGetStatus`
+    /// (`STATUS_INSUFFICIENT_RESOURCES`, without sending, as for `send`).
     fn send_synchronously(&self, target: &IoTarget, timeout: Option<Duration>) -> NtStatus {
+        if let Err(status) = self.take_completion_refusal() {
+            return status;
+        }
         let timeout = relative_timeout(timeout);
         let mut flags = SEND_OPTION_SYNCHRONOUS;
         if timeout.is_some() {
@@ -1505,8 +1540,8 @@ impl PlatformIoTarget for IoTarget {
         internal: bool,
         timeout: Option<Duration>,
     ) -> NtResult<(Vec<u8>, usize)> {
-        let mut input_copy = input.to_vec();
-        let mut output = vec![0_u8; output_length];
+        let mut input_copy = try_to_vec(input)?;
+        let mut output = try_vec_filled(0_u8, output_length)?;
         let mut input_descriptor = buffer_descriptor(input_copy.as_mut_ptr(), input_copy.len())?;
         let mut output_descriptor = buffer_descriptor(output.as_mut_ptr(), output.len())?;
         let input_ptr = if input_copy.is_empty() {
@@ -1608,7 +1643,19 @@ unsafe extern "C" fn interface_change_callback(notification: PVOID, context: PVO
     unsafe {
         let notification = &*notification.cast::<DEVICE_INTERFACE_CHANGE_NOTIFICATION>();
         let callback = &*context.cast::<InterfaceChangeFn>();
-        let link = super::wdf::from_unicode_string(notification.SymbolicLinkName);
+        // The pool refused the copy of the link: this notification is lost (traced). The PnP
+        // manager acts on the status of target-device query-removes only.
+        let link = match super::wdf::from_unicode_string(notification.SymbolicLinkName) {
+            Ok(link) => link,
+            Err(status) => {
+                crate::platform::nt::NtTrace::trace(
+                    TraceLevel::Error,
+                    "DmfRs",
+                    format_args!("device-interface notification dropped: {status:?}"),
+                );
+                return STATUS_SUCCESS;
+            }
+        };
         let event = from_wdk_guid(notification.Event);
         if event == GUID_DEVICE_INTERFACE_ARRIVAL {
             callback(&InterfaceChange::Arrival(link));
@@ -1673,7 +1720,7 @@ pub(super) fn register_interface_notification(
     // SAFETY: this image's driver.
     let driver_object =
         unsafe { call_unsafe_wdf_function_binding!(WdfDriverWdmGetDriverObject, wdf_driver()) };
-    let context = Box::into_raw(Box::new(callback));
+    let context = Box::into_raw(try_box(callback)?);
     let mut entry: PVOID = null_mut();
     // SAFETY: PASSIVE_LEVEL (checked); the GUID is copied by the call; the callback matches
     // DRIVER_NOTIFICATION_CALLBACK_ROUTINE; `context` stays alive until unregistration.

@@ -25,6 +25,7 @@ use core::ffi::c_void;
 use core::mem::{offset_of, size_of, MaybeUninit};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use static_assertions::const_assert_eq;
@@ -41,6 +42,7 @@ use wdk_sys::{
     WDF_TIMER_CONFIG, WDF_TRI_STATE, WDF_WORKITEM_CONFIG,
 };
 
+use crate::fallible::{try_vec_with_capacity, VecExt};
 use crate::status::{NtResult, NtStatus};
 
 // ---------------------------------------------------------------------------------------------
@@ -586,14 +588,17 @@ pub(super) struct UnicodeName {
 
 impl UnicodeName {
     /// Converts `text`. Names longer than a `UNICODE_STRING` can describe (32 767 UTF-16 units)
-    /// are `STATUS_NAME_TOO_LONG`.
+    /// are `STATUS_NAME_TOO_LONG`; `STATUS_INSUFFICIENT_RESOURCES` when the pool refuses the copy.
     pub(super) fn new(text: &str) -> NtResult<Self> {
-        let mut buffer: Vec<u16> = text.encode_utf16().collect();
-        buffer.push(0);
-        let bytes = (buffer.len() - 1) * size_of::<u16>();
+        let units = text.encode_utf16().count();
+        let bytes = units * size_of::<u16>();
         let too_long = |_| NtStatus::from_raw(wdk_sys::STATUS_NAME_TOO_LONG);
         let length = u16::try_from(bytes).map_err(too_long)?;
         let maximum = u16::try_from(bytes + size_of::<u16>()).map_err(too_long)?;
+        let mut buffer: Vec<u16> = try_vec_with_capacity(units + 1)?;
+        for unit in text.encode_utf16().chain([0]) {
+            buffer.try_push(unit)?;
+        }
         // SAFETY: UNICODE_STRING is two USHORTs and a pointer; zero is valid.
         let mut string: UNICODE_STRING = unsafe { zeroed() };
         string.Length = length;
@@ -617,22 +622,48 @@ impl UnicodeName {
 
 /// A `UNICODE_STRING` as a Rust string (lossy for unpaired surrogates).
 ///
+/// # Errors
+///
+/// `STATUS_INSUFFICIENT_RESOURCES` when the pool refuses the string.
+///
 /// # Safety
 /// `string` must be null or point to a valid `UNICODE_STRING` whose buffer holds `Length` bytes.
-pub(super) unsafe fn from_unicode_string(string: *const UNICODE_STRING) -> alloc::string::String {
+pub(super) unsafe fn from_unicode_string(string: *const UNICODE_STRING) -> NtResult<String> {
     if string.is_null() {
-        return alloc::string::String::new();
+        return Ok(String::new());
     }
     // SAFETY: the caller guarantees a valid UNICODE_STRING.
     let string = unsafe { &*string };
     if string.Buffer.is_null() || string.Length == 0 {
-        return alloc::string::String::new();
+        return Ok(String::new());
     }
     // SAFETY: the caller guarantees `Length` valid bytes at `Buffer` (UTF-16 units, 2-aligned).
     let units = unsafe {
         core::slice::from_raw_parts(string.Buffer, usize::from(string.Length) / size_of::<u16>())
     };
-    alloc::string::String::from_utf16_lossy(units)
+    string_from_utf16_lossy(units.iter().copied())
+}
+
+/// `String::from_utf16_lossy` into a string allocated fallibly, exactly sized (unpaired
+/// surrogates become U+FFFD).
+///
+/// # Errors
+///
+/// `STATUS_INSUFFICIENT_RESOURCES` when the pool refuses the string.
+pub(super) fn string_from_utf16_lossy(
+    units: impl Iterator<Item = u16> + Clone,
+) -> NtResult<String> {
+    fn chars(units: impl Iterator<Item = u16>) -> impl Iterator<Item = char> {
+        char::decode_utf16(units).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+    }
+    let length = chars(units.clone()).map(char::len_utf8).sum();
+    let mut bytes: Vec<u8> = try_vec_with_capacity(length)?;
+    let mut encoded = [0_u8; 4];
+    for c in chars(units) {
+        bytes.try_extend_from_slice(c.encode_utf8(&mut encoded).as_bytes())?;
+    }
+    // Valid UTF-8 by construction (each piece is a `char` encoded by `encode_utf8`).
+    String::from_utf8(bytes).map_err(|_| NtStatus::UNSUCCESSFUL)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -129,6 +129,15 @@ unsafe extern "system" {
     /// `DISPATCH_LEVEL`.
     pub(crate) fn KeReleaseSpinLock(spin_lock: *mut KSpinLock, new_irql: u8);
 
+    /// `KIRQL KeRaiseIrqlToDpcLevel(VOID)` (x64 export). `<= DISPATCH_LEVEL`.
+    pub(crate) fn KeRaiseIrqlToDpcLevel() -> u8;
+    /// `VOID KeLowerIrql(KIRQL NewIrql)` (x64 export): back to the IRQL a raise returned.
+    pub(crate) fn KeLowerIrql(new_irql: u8);
+    /// `ULONG KeGetCurrentProcessorNumberEx(PPROCESSOR_NUMBER ProcNumber)`: the system-wide
+    /// index of the current processor (`ProcNumber` may be null). Any IRQL; stable only at
+    /// `>= DISPATCH_LEVEL`.
+    pub(crate) fn KeGetCurrentProcessorNumberEx(proc_number: *mut c_void) -> u32;
+
     /// `VOID KeBugCheckEx(ULONG BugCheckCode, ULONG_PTR P1, ULONG_PTR P2, ULONG_PTR P3,
     /// ULONG_PTR P4)`: stops the system. Any IRQL.
     pub(crate) fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;

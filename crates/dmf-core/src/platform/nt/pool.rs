@@ -11,6 +11,7 @@ use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use super::ffi;
+use crate::fallible::reservation::{Owner, Reservations};
 use crate::platform::contract::{PlatformPool, PoolTag};
 use crate::status::{NtResult, NtStatus};
 
@@ -193,9 +194,17 @@ fn header_slot(aligned: *mut u8) -> *mut *mut u8 {
 // SAFETY: `alloc`/`alloc_zeroed` return null or a block of at least `layout.size()` bytes aligned
 // to `layout.align()` (pool blocks are 16-aligned; larger alignments are produced by offsetting
 // inside an over-sized block), never handed out twice; `dealloc` frees exactly the pool block
-// `alloc` obtained, with the same tag. ExAllocatePool2/ExFreePoolWithTag are thread-safe.
+// `alloc` obtained, with the same tag. ExAllocatePool2/ExFreePoolWithTag are thread-safe. A block
+// `alloc` hands out from the reservations was allocated by this same allocator (through
+// `alloc::alloc::alloc` in `reserve_and_run`) with exactly the requested layout, and is taken out of
+// the table as it is handed out, so it too is handed out once and freed by `dealloc` as usual.
 unsafe impl GlobalAlloc for NtPoolAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if RESERVATIONS.pending() {
+            if let Some(block) = RESERVATIONS.take(current_owner(), layout) {
+                return block.as_ptr();
+            }
+        }
         self.allocate(
             layout,
             ffi::POOL_FLAG_NON_PAGED | ffi::POOL_FLAG_UNINITIALIZED,
@@ -218,4 +227,47 @@ unsafe impl GlobalAlloc for NtPoolAllocator {
         // GlobalAlloc's contract says it is freed once.
         unsafe { ffi::ExFreePoolWithTag(block.cast::<c_void>(), self.tag) }
     }
+}
+
+/// The reservations of the image's [`NtPoolAllocator`]: blocks `dmf_core::fallible::try_arc`
+/// allocated (fallibly) for the `Arc::new` it is about to run on this processor.
+static RESERVATIONS: Reservations = Reservations::new();
+
+/// The reservation owner for the current processor: its system-wide index + 1. Meaningful at
+/// `>= DISPATCH_LEVEL`, where the thread cannot move to another processor.
+fn current_owner() -> Owner {
+    // SAFETY: plain FFI call; a null `PROCESSOR_NUMBER` pointer is allowed.
+    let index = unsafe { ffi::KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) };
+    // `u32` to `usize` is lossless on x64, and `index + 1` cannot be zero.
+    Owner::new(index as usize + 1).unwrap_or(Owner::MIN)
+}
+
+/// Runs `make`, which allocates one block of `layout` through the global allocator, so that this
+/// allocation cannot fail: the block is allocated first — `STATUS_INSUFFICIENT_RESOURCES` if the
+/// pool refuses — and reserved for this processor; [`NtPoolAllocator`] hands it to the next
+/// allocation of exactly `layout` made here. `make` runs at `DISPATCH_LEVEL` (so no other thread or
+/// DPC can run on the processor and take the block); the IRQL is restored afterwards. If `make`
+/// did not take the block (its allocation had another layout) the block is freed.
+///
+/// The global allocator must be an [`NtPoolAllocator`] (what `dmf::driver!` images declare).
+/// Callable at `<= DISPATCH_LEVEL`.
+pub(crate) fn reserve_and_run<R>(layout: Layout, make: impl FnOnce() -> R) -> NtResult<R> {
+    if layout.size() == 0 {
+        return Ok(make());
+    }
+    // SAFETY: `layout` has a non-zero size.
+    let block = NonNull::new(unsafe { alloc::alloc::alloc(layout) })
+        .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+    // SAFETY: plain FFI call; callers run at `<= DISPATCH_LEVEL` (every allocation does).
+    let previous = unsafe { ffi::KeRaiseIrqlToDpcLevel() };
+    let ticket = RESERVATIONS.put(current_owner(), block, layout);
+    let result = make();
+    let unused = RESERVATIONS.reclaim(ticket);
+    // SAFETY: back to the IRQL `KeRaiseIrqlToDpcLevel` returned, on the same processor.
+    unsafe { ffi::KeLowerIrql(previous) };
+    if let Some(unused) = unused {
+        // SAFETY: `unused` is the block allocated above with `layout`, never handed out.
+        unsafe { alloc::alloc::dealloc(unused.as_ptr(), layout) };
+    }
+    Ok(result)
 }

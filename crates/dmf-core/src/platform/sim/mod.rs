@@ -41,6 +41,7 @@ use crate::rundown::RundownEvent;
 mod device;
 mod exec;
 mod io;
+mod sweep;
 
 use crate::status::{NtResult, NtStatus};
 pub use device::{
@@ -49,6 +50,7 @@ pub use device::{
 };
 pub use exec::{RegistryKey, SystemThread, Timer, WorkItem};
 pub use io::{FileObject, InterfaceNotification, IoTarget, Queue, Request};
+pub use sweep::{alloc_sweep, live_heap_blocks, CountingAllocator, SweepReport, SWEEP_RUN_LIMIT};
 
 fn current_machine() -> NtResult<Machine> {
     Machine::current().ok_or(NtStatus::INVALID_DEVICE_STATE)
