@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion};
 use dmf_core::rundown::{Rundown, RundownEvent};
+use dmf_core::status::NtResult;
 use dmf_core::sync::{LockKind, ModuleLock};
 use kmdf_sim::Machine;
 
@@ -43,11 +44,11 @@ struct BenchEvent {
 }
 
 impl RundownEvent for BenchEvent {
-    fn new() -> Self {
-        Self {
+    fn new() -> NtResult<Self> {
+        Ok(Self {
             signalled: Mutex::new(false),
             changed: Condvar::new(),
-        }
+        })
     }
 
     fn signal(&self) {
@@ -228,7 +229,7 @@ fn machine() -> &'static Machine {
 
 fn bench(c: &mut Criterion) {
     let _bound = machine().enter();
-    let rundown = Rundown::<BenchEvent>::new();
+    let rundown = Rundown::<BenchEvent>::new().unwrap();
     let floor = BareCounter(AtomicUsize::new(0));
     let spin = SpinLockCounter::new();
     let platform_spin = PlatformSpinLockCounter::new();

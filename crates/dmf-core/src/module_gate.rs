@@ -72,11 +72,16 @@ pub struct MethodGate<E: RundownEvent> {
 
 impl<E: RundownEvent> MethodGate<E> {
     /// A gate in state Created, its rundown run down: every Method is refused until `open`.
-    pub fn new() -> Self {
-        MethodGate {
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the rundown's event cannot be created
+    /// ([`RundownEvent::new`]; the Module object's lazily created event never fails here).
+    pub fn new() -> NtResult<Self> {
+        Ok(MethodGate {
             state: AtomicU8::new(ModuleState::Created as u8),
-            rundown: Rundown::new_run_down(),
-        }
+            rundown: Rundown::new_run_down()?,
+        })
     }
 
     /// The current state.
@@ -201,12 +206,6 @@ impl<E: RundownEvent> MethodGate<E> {
     #[doc(hidden)]
     pub fn event_for_model(&self) -> &E {
         self.rundown.event_for_model()
-    }
-}
-
-impl<E: RundownEvent> Default for MethodGate<E> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

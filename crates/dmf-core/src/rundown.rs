@@ -70,7 +70,7 @@
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
-//! let rundown = Arc::new(RundownRef::new());
+//! let rundown = Arc::new(RundownRef::new().unwrap());
 //!
 //! // A Method call: runs only inside a guard.
 //! let guard = rundown.acquire().expect("not run down yet");
@@ -119,10 +119,13 @@ use crate::sync_facade::{fence, AtomicUsize, Ordering};
 /// - `signal` and `reset` never block and may be called at `DISPATCH_LEVEL` (the last release of a
 ///   guard signals, and releases happen at `DISPATCH_LEVEL`); `wait` is called at `PASSIVE_LEVEL`.
 /// - `new` returns the event unsignalled. A platform whose event must not move once initialised
-///   (`KEVENT` has a self-referencing wait list) keeps it behind a stable address (boxed or pinned).
-pub trait RundownEvent {
-    /// Creates the event, not signalled. Maps to `KeInitializeEvent(.., NotificationEvent, FALSE)`.
-    fn new() -> Self;
+///   (`KEVENT` has a self-referencing wait list) keeps it behind a stable address (boxed or pinned),
+///   allocated fallibly: `new` reports a refused allocation instead of aborting.
+pub trait RundownEvent: Sized {
+    /// Creates the event, not signalled. Maps to `KeInitializeEvent(.., NotificationEvent, FALSE)`
+    /// (which cannot fail) on storage the platform may have to allocate:
+    /// `STATUS_INSUFFICIENT_RESOURCES` when that allocation is refused.
+    fn new() -> NtResult<Self>;
 
     /// Signals the event, releasing every waiter, now and until [`reset`](RundownEvent::reset).
     /// Maps to `KeSetEvent(.., IO_NO_INCREMENT, FALSE)`.
@@ -205,7 +208,11 @@ impl<E: RundownEvent> Rundown<E> {
     /// Creates rundown protection in the *ready* state: acquires succeed.
     ///
     /// Maps to `ExInitializeRundownProtection`.
-    pub fn new() -> Self {
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the event cannot be created ([`RundownEvent::new`]).
+    pub fn new() -> NtResult<Self> {
         Self::with_state(0)
     }
 
@@ -215,15 +222,19 @@ impl<E: RundownEvent> Rundown<E> {
     /// This is `DMF_Rundown` before `DMF_Rundown_Start`: Reference fails with
     /// `STATUS_INVALID_DEVICE_STATE` (RD-10) and Start is `reinitialize` (RD-03). On the kernel
     /// backend it maps to `ExInitializeRundownProtection` followed by `ExRundownCompleted`.
-    pub fn new_run_down() -> Self {
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the event cannot be created ([`RundownEvent::new`]).
+    pub fn new_run_down() -> NtResult<Self> {
         Self::with_state(ACTIVE)
     }
 
-    fn with_state(state: usize) -> Self {
-        Self {
+    fn with_state(state: usize) -> NtResult<Self> {
+        Ok(Self {
             state: AtomicUsize::new(state),
-            event: E::new(),
-        }
+            event: E::new()?,
+        })
     }
 
     /// Acquires rundown protection, or returns `None` once rundown has begun.
@@ -436,13 +447,6 @@ impl<E: RundownEvent> Rundown<E> {
     }
 }
 
-impl<E: RundownEvent> Default for Rundown<E> {
-    /// Same as [`Rundown::new`]: ready.
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<E: RundownEvent> fmt::Debug for Rundown<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.load(Ordering::Relaxed);
@@ -498,11 +502,11 @@ mod tests {
     }
 
     impl RundownEvent for TestEvent {
-        fn new() -> Self {
-            Self {
+        fn new() -> NtResult<Self> {
+            Ok(Self {
                 state: Mutex::new(EventState::default()),
                 changed: Condvar::new(),
-            }
+            })
         }
 
         fn signal(&self) {
@@ -563,7 +567,7 @@ mod tests {
     /// EX-13: a fresh object is ready; acquire succeeds, `reference` gives `Ok`, drop releases.
     #[test]
     fn ex13_new_is_ready_and_guards_release_on_drop() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         assert!(!rundown.is_run_down());
         let guard = rundown.acquire().expect("ready");
         assert_eq!(references(&rundown), 1);
@@ -579,7 +583,7 @@ mod tests {
     /// the object run down and never touches the event.
     #[test]
     fn ex07_wait_with_nothing_outstanding_returns_at_once() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         rundown.wait_for_release();
         assert!(rundown.is_run_down());
         assert_eq!(rundown.event.counts(), (0, 0, false));
@@ -590,7 +594,7 @@ mod tests {
     /// taken; `reference` says `STATUS_INVALID_DEVICE_STATE`.
     #[test]
     fn ex05_rd11_acquire_fails_after_wait_finished() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         rundown.wait_for_release();
         assert!(rundown.acquire().is_none());
         assert_eq!(
@@ -604,7 +608,7 @@ mod tests {
     /// EX-08, RD-15, Top 25 #21: a second wait on a run-down object has no effect and is no error.
     #[test]
     fn ex08_rd15_second_wait_has_no_effect() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         rundown.wait_for_release();
         let before = rundown.state.load(Ordering::Relaxed);
         rundown.wait_for_release();
@@ -617,7 +621,7 @@ mod tests {
     /// `STATUS_INVALID_DEVICE_STATE` and EndAndWait returns at once.
     #[test]
     fn rd10_reference_before_start_fails() {
-        let rundown = TestRundown::new_run_down();
+        let rundown = TestRundown::new_run_down().unwrap();
         assert!(rundown.is_run_down());
         assert!(rundown.acquire().is_none());
         assert_eq!(
@@ -632,7 +636,7 @@ mod tests {
     /// re-arms one after EndAndWait; the cycle repeats.
     #[test]
     fn rd03_rd16_start_arms_and_restart_rearms() {
-        let rundown = TestRundown::new_run_down();
+        let rundown = TestRundown::new_run_down().unwrap();
         for _ in 0..3 {
             assert_eq!(rundown.reinitialize(), Ok(()));
             assert!(!rundown.is_run_down());
@@ -646,7 +650,7 @@ mod tests {
     /// again instead of seeing the stale signal.
     #[test]
     fn rd16_reinitialize_resets_the_event() {
-        let rundown = Arc::new(TestRundown::new());
+        let rundown = Arc::new(TestRundown::new().unwrap());
         for round in 1..=2 {
             let guard = rundown.acquire().expect("armed");
             let (waiter, done) = spawn_waiter(&rundown);
@@ -665,7 +669,7 @@ mod tests {
     /// still balance and a later rundown works.
     #[test]
     fn rd16_reinitialize_on_ready_object_has_no_effect() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         let guard = rundown.acquire().expect("ready");
         assert_eq!(rundown.reinitialize(), Ok(()));
         assert_eq!(references(&rundown), 1);
@@ -678,7 +682,7 @@ mod tests {
     /// drop order; afterwards the wait returns at once.
     #[test]
     fn rd07_rd12_rd13_nested_references_balance() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         let outer = rundown.reference().expect("ready");
         let inner = rundown.reference().expect("nested");
         let innermost = rundown.acquire().expect("nested");
@@ -695,7 +699,7 @@ mod tests {
     /// Count overflow is refused without changing the state.
     #[test]
     fn acquire_at_maximum_count_fails_without_corrupting_state() {
-        let rundown = TestRundown::with_state(REF_MAX << REF_SHIFT);
+        let rundown = TestRundown::with_state(REF_MAX << REF_SHIFT).unwrap();
         let before = rundown.state.load(Ordering::Relaxed);
         assert!(rundown.acquire().is_none());
         assert_eq!(
@@ -705,7 +709,7 @@ mod tests {
         assert_eq!(rundown.state.load(Ordering::Relaxed), before);
         assert!(!rundown.is_run_down());
         // One below the maximum: the last slot can be taken and released.
-        let rundown = TestRundown::with_state((REF_MAX - 1) << REF_SHIFT);
+        let rundown = TestRundown::with_state((REF_MAX - 1) << REF_SHIFT).unwrap();
         let guard = rundown.acquire().expect("last slot");
         assert!(rundown.acquire().is_none());
         drop(guard);
@@ -717,7 +721,7 @@ mod tests {
     /// second holder drops, and the last release signals exactly once.
     #[test]
     fn ex06_wait_returns_only_after_every_earlier_guard_drops() {
-        let rundown = Arc::new(TestRundown::new());
+        let rundown = Arc::new(TestRundown::new().unwrap());
         let (acquired_tx, acquired_rx) = mpsc::channel();
         let mut release_txs = Vec::new();
         let mut holders = Vec::new();
@@ -773,7 +777,7 @@ mod tests {
     /// returns only after the last guard drops; afterwards a third wait returns at once.
     #[test]
     fn ex08_two_concurrent_waiters_both_wait_for_the_drain() {
-        let rundown = Arc::new(TestRundown::new());
+        let rundown = Arc::new(TestRundown::new().unwrap());
         let guard = rundown.acquire().expect("ready");
         let (first, first_done) = spawn_waiter(&rundown);
         let (second, second_done) = spawn_waiter(&rundown);
@@ -795,7 +799,7 @@ mod tests {
     /// `STATUS_INVALID_DEVICE_STATE` and changes nothing; once the wait returns it succeeds.
     #[test]
     fn rd16_reinitialize_during_wait_is_refused() {
-        let rundown = Arc::new(TestRundown::new());
+        let rundown = Arc::new(TestRundown::new().unwrap());
         let guard = rundown.acquire().expect("ready");
         let (waiter, done) = spawn_waiter(&rundown);
         rundown.event.wait_for_waiters(1);
@@ -814,9 +818,9 @@ mod tests {
     /// counted) is refused; the waiter is not stranded.
     #[test]
     fn reinitialize_refused_while_drained_waiter_is_still_counted() {
-        let rundown = TestRundown::with_state(ACTIVE | EVENT_OWED | WAITER_ONE);
+        let rundown = TestRundown::with_state(ACTIVE | EVENT_OWED | WAITER_ONE).unwrap();
         assert_eq!(rundown.reinitialize(), Err(NtStatus::INVALID_DEVICE_STATE));
-        let rundown = TestRundown::with_state(ACTIVE | REINIT);
+        let rundown = TestRundown::with_state(ACTIVE | REINIT).unwrap();
         assert_eq!(rundown.reinitialize(), Err(NtStatus::INVALID_DEVICE_STATE));
         // A wait racing a reinitialize that is re-arming returns at once (already run down).
         rundown.wait_for_release();
@@ -826,7 +830,7 @@ mod tests {
     /// RD-19: guards are `Send`; a release on another thread wakes the waiter (EX-06).
     #[test]
     fn rd19_guard_released_on_another_thread() {
-        let rundown = Arc::new(TestRundown::new());
+        let rundown = Arc::new(TestRundown::new().unwrap());
         let (waiter, done) = {
             let guard_holder = Arc::clone(&rundown);
             let (guard_tx, guard_rx) = mpsc::channel::<()>();
@@ -851,7 +855,7 @@ mod tests {
 
     #[test]
     fn debug_output_names_the_fields() {
-        let rundown = TestRundown::new();
+        let rundown = TestRundown::new().unwrap();
         let guard = rundown.acquire().expect("ready");
         let text = format!("{rundown:?} {guard:?}");
         assert!(text.contains("references: 1"), "{text}");

@@ -117,7 +117,7 @@ impl Module {
     /// A Module in state Created (`data` not yet initialised: `0`).
     fn created() -> Arc<Self> {
         Arc::new(Module {
-            gate: MethodGate::new(),
+            gate: MethodGate::new().unwrap(),
             data: UnsafeCell::new(0),
             calls: [UnsafeCell::new(0), UnsafeCell::new(0)],
             teardowns: UnsafeCell::new(0),
@@ -334,7 +334,7 @@ impl Pool {
     /// callback does, then `finish_open`.
     fn opened(n: u32) -> Arc<Self> {
         let pool = Pool {
-            gate: MethodGate::new(),
+            gate: MethodGate::new().unwrap(),
             lock: Mutex::new(Vec::new()),
             free: FreeList::with_capacity(n as usize).unwrap(),
         };

@@ -90,7 +90,7 @@ const LARGE_MODEL_BOUND: Option<usize> = Some(5);
 #[test]
 fn two_holders_and_waiter_then_teardown() {
     check(None, || {
-        let module = Module::new(Rundown::new());
+        let module = Module::new(Rundown::new().unwrap());
         let holders: Vec<_> = (0..2)
             .map(|_| {
                 let module = Arc::clone(&module);
@@ -113,7 +113,7 @@ fn two_holders_and_waiter_then_teardown() {
 #[test]
 fn no_acquire_succeeds_after_wait_began() {
     check(None, || {
-        let module = Module::new(Rundown::new());
+        let module = Module::new(Rundown::new().unwrap());
         let first = module.rundown.acquire().expect("ready");
         let closer = {
             let module = Arc::clone(&module);
@@ -146,7 +146,7 @@ fn no_acquire_succeeds_after_wait_began() {
 #[test]
 fn reinitialize_acquire_wait_cycle() {
     check(LARGE_MODEL_BOUND, || {
-        let module = Module::new(Rundown::new_run_down());
+        let module = Module::new(Rundown::new_run_down().unwrap());
         assert!(
             module.rundown.acquire().is_none(),
             "RD-10: Reference before Start"
@@ -181,7 +181,7 @@ fn reinitialize_acquire_wait_cycle() {
 #[test]
 fn two_waiters_and_a_holder() {
     check(LARGE_MODEL_BOUND, || {
-        let module = Module::new(Rundown::new());
+        let module = Module::new(Rundown::new().unwrap());
         let guard = module.rundown.acquire().expect("ready");
         let first = {
             let module = Arc::clone(&module);
@@ -208,7 +208,7 @@ fn two_waiters_and_a_holder() {
 #[test]
 fn reinitialize_racing_a_wait() {
     check(None, || {
-        let module = Module::new(Rundown::new());
+        let module = Module::new(Rundown::new().unwrap());
         let guard = module.rundown.acquire().expect("ready");
         let waiter = {
             let module = Arc::clone(&module);

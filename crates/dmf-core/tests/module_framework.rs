@@ -1086,7 +1086,7 @@ fn method_versus_close_race() {
 /// Sleeps `ms` of (virtual) time on a platform event.
 fn nap(ms: u64) {
     use dmf_core::platform::contract::{EventKind, PlatformEvent};
-    let event = dmf_core::platform::Event::new(EventKind::Notification, false);
+    let event = dmf_core::platform::Event::new(EventKind::Notification, false).unwrap();
     let _ = event.wait(Some(std::time::Duration::from_millis(ms)));
 }
 

@@ -377,8 +377,8 @@ fn calls_during_unbind_wait_or_are_refused() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let gate = Arc::new(Gate {
         armed: AtomicBool::new(true),
-        entered: Event::new(EventKind::Notification, false),
-        release: Event::new(EventKind::Notification, false),
+        entered: Event::new(EventKind::Notification, false).unwrap(),
+        release: Event::new(EventKind::Notification, false).unwrap(),
     });
     let mut t_cfg = cfg("T", &log);
     t_cfg.gate = Some(Arc::clone(&gate));

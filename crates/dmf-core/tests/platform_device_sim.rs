@@ -254,7 +254,8 @@ fn work_items_and_threads_run_at_passive() {
     item.flush();
     assert_eq!(*runs.lock().unwrap(), 1);
     let thread = SystemThread::spawn("sleeper", || {
-        let nap = <dmf_core::platform::Event as PlatformEvent>::new(EventKind::Notification, false);
+        let nap = <dmf_core::platform::Event as PlatformEvent>::new(EventKind::Notification, false)
+            .unwrap();
         assert_eq!(
             nap.wait(Some(Duration::from_secs(30))),
             WaitStatus::TimedOut

@@ -163,7 +163,7 @@ fn locks_and_pool_need_a_machine() {
 fn events_work_on_the_virtual_clock() {
     let machine = Machine::builder().clock(ClockMode::AutoAdvance).build();
     let _bound = machine.enter();
-    let event = Event::new(EventKind::Synchronization, false);
+    let event = Event::new(EventKind::Synchronization, false).unwrap();
     let real = Instant::now();
     // A 10-minute wait that nobody satisfies times out on the virtual clock at once.
     assert_eq!(
@@ -183,7 +183,7 @@ fn events_work_on_the_virtual_clock() {
 
 #[test]
 fn events_outside_a_machine_use_the_wall_clock() {
-    let event = Event::new(EventKind::Notification, false);
+    let event = Event::new(EventKind::Notification, false).unwrap();
     assert_eq!(
         event.wait(Some(Duration::from_millis(1))),
         WaitStatus::TimedOut
@@ -252,8 +252,8 @@ fn trace_messages_reach_the_machine_trace() {
 fn rundown_waits_for_a_holder_on_the_virtual_clock() {
     let machine = Machine::builder().clock(ClockMode::AutoAdvance).build();
     let _bound = machine.enter();
-    let rundown = Arc::new(RundownRef::new());
-    let entered = Arc::new(Event::new(EventKind::Notification, false));
+    let rundown = Arc::new(RundownRef::new().unwrap());
+    let entered = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let released = Arc::new(AtomicBool::new(false));
     let holder = {
         let (rundown, entered, released) = (
@@ -264,7 +264,7 @@ fn rundown_waits_for_a_holder_on_the_virtual_clock() {
         spawn(&machine, "method-caller", move || {
             let guard = rundown.reference().expect("open");
             entered.set();
-            let nap = Event::new(EventKind::Notification, false);
+            let nap = Event::new(EventKind::Notification, false).unwrap();
             assert_eq!(nap.wait(Some(Duration::from_mins(1))), WaitStatus::TimedOut);
             released.store(true, Ordering::SeqCst);
             drop(guard);
@@ -292,7 +292,7 @@ fn rundown_waits_for_a_holder_on_the_virtual_clock() {
 fn rundown_acquire_and_release_at_dispatch() {
     let machine = Machine::builder().verifier(VerifierMode::Record).build();
     let _bound = machine.enter();
-    let rundown = RundownRef::new();
+    let rundown = RundownRef::new().unwrap();
     let lock = ModuleLock::new(LockKind::Spin, ()).unwrap();
     let counter = AtomicU64::new(0);
     {

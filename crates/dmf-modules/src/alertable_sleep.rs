@@ -127,7 +127,7 @@ impl ModuleCallbacks for AlertableSleep {
         let mut slots = try_vec_with_capacity(count as usize)?;
         for _ in 0..count {
             slots.try_push(Slot {
-                event: try_arc(Event::new(EventKind::Synchronization, false))?,
+                event: try_arc(Event::new(EventKind::Synchronization, false)?)?,
                 do_not_wait: false,
                 waiting: false,
             })?;

@@ -64,7 +64,10 @@
 //!   `administrator_only` entries. So an administrator-only IOCTL on a handle opened by a
 //!   non-administrator is refused with `STATUS_ACCESS_DENIED` whatever Module accepted the create
 //!   — e.g. in a filter where a Module before this one accepted it and passed it down, so this
-//!   one never saw it. `ClientCallback` is the client's create-time decision only.
+//!   one never saw it. In `ClientCallback` mode the Module remembers the file objects whose create
+//!   the client's callback accepted (until they are closed or deleted); for a file object whose
+//!   create the callback never saw, it asks the callback at that file's first IOCTL of the
+//!   table, with that request, so the client's decision cannot be walked around either.
 //! - File create: `AdministratorOnly` refuses non-administrators with `STATUS_ACCESS_DENIED`;
 //!   `AdministratorOnlyPerIoctl` lets everyone open and checks per IOCTL; `ClientCallback` asks
 //!   the client; `exclusive` refuses a second open with `STATUS_ACCESS_DENIED` (the I/O manager's
@@ -171,7 +174,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use dmf_core::fallible::{try_arc, try_collect, try_vec_filled};
+use dmf_core::fallible::{try_arc, try_collect, try_vec_filled, VecExt};
 use dmf_core::module::{
     Dispatched, Handled, IoRequest, Module, ModuleCallbacks, ModuleParts, Scope,
 };
@@ -482,7 +485,8 @@ pub enum IoctlAccessMode {
     /// `IoctlHandler_AccessModeFilterKernelModeOnly`: the table answers internal IOCTLs
     /// (`IRP_MJ_INTERNAL_DEVICE_CONTROL`) only; device-control requests are not handled.
     KernelModeOnly,
-    /// `IoctlHandler_AccessModeFilterClientCallback`: the client decides at create.
+    /// `IoctlHandler_AccessModeFilterClientCallback`: the client decides at create (and, for a
+    /// file object whose create this Module never saw, at its first IOCTL of the table).
     ClientCallback(IoctlAccessFilterFn),
 }
 
@@ -716,6 +720,9 @@ struct Context {
     enabled: bool,
     /// With `exclusive`: the file object that holds the device open.
     exclusive_owner: Option<u64>,
+    /// In `ClientCallback` mode: the file objects whose create the client's callback accepted,
+    /// until they are closed or deleted.
+    approved: Vec<u64>,
 }
 
 impl core::fmt::Debug for Context {
@@ -724,6 +731,7 @@ impl core::fmt::Debug for Context {
             .field("interface_created", &self.interface_created)
             .field("enabled", &self.enabled)
             .field("exclusive_owner", &self.exclusive_owner)
+            .field("approved", &self.approved.len())
             .finish()
     }
 }
@@ -888,6 +896,7 @@ fn close<M: Module>(p: &Parts<'_, '_, M>) {
     let created = {
         let mut ctx = p.lock();
         ctx.exclusive_owner = None;
+        ctx.approved.clear();
         core::mem::replace(&mut ctx.enabled, false) && ctx.interface_created
     };
     // A dynamic handler can go while its device stays: its interface goes with it. (A static
@@ -963,6 +972,7 @@ fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled 
     };
     // A known code is handled whatever the outcome (C DMF).
     if let Err(status) = check_access(p.config, entry, &request)
+        .and_then(|()| client_acceptance(p, &request))
         .and_then(|()| entry.validate(params.input_length, params.output_length))
     {
         request.complete(status);
@@ -1027,6 +1037,27 @@ fn check_access(
     Ok(())
 }
 
+/// In `ClientCallback` mode, whether the client accepts the IOCTL's file object: yes if its
+/// callback accepted the file's create; for a file object whose create it never saw (another
+/// Module accepted it first), the callback is asked now, with this request, and its answer
+/// remembered when it accepts. `STATUS_ACCESS_DENIED` without a file object; the callback's
+/// refusal; `STATUS_INSUFFICIENT_RESOURCES` when the acceptance cannot be remembered.
+fn client_acceptance<M: Module>(p: &Parts<'_, '_, M>, request: &Request) -> NtResult<()> {
+    let IoctlAccessMode::ClientCallback(filter) = &p.config.access_mode else {
+        return Ok(());
+    };
+    let file = request.file_object().ok_or(NtStatus::ACCESS_DENIED)?;
+    if p.lock().approved.contains(&file.id()) {
+        return Ok(());
+    }
+    filter(&file, request)?;
+    let mut ctx = p.lock();
+    if !ctx.approved.contains(&file.id()) {
+        ctx.approved.try_push(file.id())?;
+    }
+    Ok(())
+}
+
 /// `IoctlHandler_RequestForward`: send-and-forget to the next lower driver; a refused send
 /// completes the request with the refusal.
 fn forward<M: Module>(scope: &Scope<'_, M>, request: Request) {
@@ -1064,6 +1095,16 @@ fn file_create<M: Module + 'static>(
             None => return Handled::NotHandled,
         },
     };
+    // Remembered once the client's callback accepts the create; forgotten if this Module then
+    // refuses it, and at the file object's close or deletion. A refused allocation refuses the
+    // create and changes nothing.
+    let client_decides = matches!(p.config.access_mode, IoctlAccessMode::ClientCallback(_));
+    let verdict = verdict.and_then(|()| {
+        if client_decides {
+            p.lock().approved.try_push(file.id())?;
+        }
+        Ok(())
+    });
     // Taken only once this Module accepts the create (never by a create it refuses).
     let mut took_hold = false;
     let verdict = verdict.and_then(|()| {
@@ -1081,6 +1122,9 @@ fn file_create<M: Module + 'static>(
             }
         }
     });
+    if verdict.is_err() && client_decides {
+        forget_approval(p, file.id());
+    }
     match verdict {
         // An accepted create in a function driver is left to the client (or DMF's success).
         Ok(()) if !p.scope.is_in_filter_driver() => Handled::NotHandled,
@@ -1138,10 +1182,21 @@ fn release_hold<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
     }
 }
 
-/// `DMF_IoctlHandler_FileClose`, and the file object's deletion: the exclusive hold ends when the
-/// file object goes.
+/// `DMF_IoctlHandler_FileClose`, and the file object's deletion: the exclusive hold and the
+/// client's acceptance end when the file object goes.
 fn file_close<M: Module>(p: &Parts<'_, '_, M>, file: &FileObject) {
     if p.config.exclusive {
         release_hold(p, file.id());
+    }
+    if matches!(p.config.access_mode, IoctlAccessMode::ClientCallback(_)) {
+        forget_approval(p, file.id());
+    }
+}
+
+/// Forgets that the client's callback accepted `file`'s create.
+fn forget_approval<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
+    let mut ctx = p.lock();
+    if let Some(at) = ctx.approved.iter().position(|&id| id == file) {
+        ctx.approved.swap_remove(at);
     }
 }

@@ -425,7 +425,8 @@ impl QueuedWorkItem {
     ///
     /// # Errors
     ///
-    /// As [`enqueue`](Self::enqueue), or the status the callback set.
+    /// As [`enqueue`](Self::enqueue) (`STATUS_INSUFFICIENT_RESOURCES` also if the wait's event
+    /// cannot be created), or the status the callback set.
     pub fn enqueue_and_wait(&self, parameters: &[u8]) -> NtResult<()> {
         let module = self.enter()?;
         let shared = module
@@ -434,7 +435,7 @@ impl QueuedWorkItem {
             .clone()
             .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
         let waiter = try_arc(Waiter {
-            done: Event::new(EventKind::Notification, false),
+            done: Event::new(EventKind::Notification, false)?,
             status: AtomicI32::new(NtStatus::SUCCESS.to_raw()),
         })?;
         shared.enqueue(parameters, Some(Arc::clone(&waiter)))?;

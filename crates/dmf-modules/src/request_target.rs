@@ -391,8 +391,8 @@ impl Sender {
         })?;
         let sender = try_arc(Sender {
             state,
-            idle: Event::new(EventKind::Notification, true),
-            stream_idle: Event::new(EventKind::Notification, true),
+            idle: Event::new(EventKind::Notification, true)?,
+            stream_idle: Event::new(EventKind::Notification, true)?,
             work_item: Some(work_item),
             passive,
         })?;
@@ -720,7 +720,7 @@ impl Sender {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         let waiter = try_arc(Waiter {
-            done: Event::new(EventKind::Notification, false),
+            done: Event::new(EventKind::Notification, false)?,
             result: ModuleLock::new(LockKind::Spin, None)?,
         })?;
         let w = Arc::clone(&waiter);
@@ -752,7 +752,7 @@ impl Sender {
             }
             state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
         };
-        let idle = try_arc(Event::new(EventKind::Notification, true))?;
+        let idle = try_arc(Event::new(EventKind::Notification, true)?)?;
         let request = target.create_request()?;
         let id = NEXT_REUSE_ID.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock();
@@ -1091,8 +1091,9 @@ impl RequestTarget {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target (or above PASSIVE_LEVEL); the
-    /// completion status; `STATUS_IO_TIMEOUT` when the time-out expired.
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target (or above PASSIVE_LEVEL);
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the wait's event cannot be created;
+    /// the completion status; `STATUS_IO_TIMEOUT` when the time-out expired.
     pub fn send_synchronously(
         &self,
         kind: RequestKind,
@@ -1158,8 +1159,8 @@ impl RequestTarget {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; the status of the request
-    /// creation (`STATUS_INSUFFICIENT_RESOURCES`).
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; `STATUS_INSUFFICIENT_RESOURCES` if
+    /// the request or its idle event cannot be created.
     pub fn reuse_create(&self) -> NtResult<ReuseId> {
         let (_module, sender) = self.sender()?;
         sender.reuse_create().map(ReuseId)

@@ -100,7 +100,7 @@ struct Shared {
 impl ModuleShared<()> for Shared {
     fn new(_config: &()) -> NtResult<Self> {
         Ok(Shared {
-            gate: try_arc(RundownRef::new_run_down())?,
+            gate: try_arc(RundownRef::new_run_down()?)?,
         })
     }
 }

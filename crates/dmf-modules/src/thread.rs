@@ -159,7 +159,7 @@ struct Context {
 impl ModuleCallbacks for Thread {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
         let signals = try_arc(Signals {
-            wake: Event::new(EventKind::Synchronization, false),
+            wake: Event::new(EventKind::Synchronization, false)?,
             stop_pending: AtomicBool::new(false),
         })?;
         let mut ctx = module.lock();

@@ -219,11 +219,12 @@ struct Waiter {
 }
 
 impl Waiter {
-    fn new() -> Self {
-        Waiter {
-            done: Event::new(EventKind::Notification, false),
+    /// A waiter not yet woken; `STATUS_INSUFFICIENT_RESOURCES` if its event cannot be created.
+    fn new() -> NtResult<Self> {
+        Ok(Waiter {
+            done: Event::new(EventKind::Notification, false)?,
             status: AtomicI32::new(NtStatus::SUCCESS.to_raw()),
-        }
+        })
     }
 
     /// Writes the status back, then wakes the caller (C DMF's order).
@@ -761,8 +762,8 @@ impl ThreadedBufferQueue {
     ///
     /// The work's status if it is not a success; `STATUS_CANCELLED` if the buffer was flushed
     /// (flush, stop, close) before it was worked on; `STATUS_INVALID_DEVICE_STATE` unless open (the
-    /// buffer is dropped, which frees it). A buffer the Module could not queue goes back to the
-    /// producer list.
+    /// buffer is dropped, which frees it); `STATUS_INSUFFICIENT_RESOURCES` if the wait (its event)
+    /// cannot be created. A buffer the Module could not queue goes back to the producer list.
     pub fn enqueue_and_wait(&self, buffer: WorkBuffer) -> NtResult<()> {
         self.enqueue_wait(buffer, false)
     }
@@ -781,7 +782,7 @@ impl ThreadedBufferQueue {
         let waiter = {
             let module = self.enter()?;
             let shared = shared_of(&module)?;
-            let waiter = match try_arc(Waiter::new()) {
+            let waiter = match Waiter::new().and_then(try_arc) {
                 Ok(waiter) => waiter,
                 Err(status) => {
                     // Not queued: the buffer goes back to the producer list (or is freed).

@@ -21,7 +21,7 @@ use kmdf_sim::exec::WaitStatus as SimWait;
 use task_support::{auto_advance_machine as machine, clean, since, spawn, test_seed, Rng};
 
 fn nap(ms: u64) {
-    let event = Event::new(EventKind::Notification, false);
+    let event = Event::new(EventKind::Notification, false).unwrap();
     let _ = event.wait(Some(Duration::from_millis(ms)));
 }
 
@@ -208,7 +208,7 @@ fn scenario_tests_alertable_sleep_random_aborts_and_close_under_load() {
     let handle = (*sleep).clone();
     let closing = Arc::new(AtomicBool::new(false));
     let half = Arc::new(AtomicU64::new(0));
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let mut threads = Vec::new();
     for pair in 0..PAIRS {
         // (aborts issued on the sleeper's slot) under one mutex with the abort/reset itself.

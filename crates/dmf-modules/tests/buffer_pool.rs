@@ -642,7 +642,7 @@ fn bufferpool_scenario(seed: u64) {
     let refused = Arc::new(AtomicUsize::new(0));
     // Source + sink (cap + racing threads) + held + one in transit per thread + one expiring.
     let bound = COUNT as usize + SINK_CAP + THREADS as usize * (HOLD + 2) + 1;
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
 
     let on_expiry: BufferTimerCallback = {
         let (source, failures, expired) =

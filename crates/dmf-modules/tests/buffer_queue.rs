@@ -232,7 +232,7 @@ fn bufferqueue_scenario(seed: u64) {
     let closed = Arc::new(AtomicBool::new(false));
     let closing = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicUsize::new(0));
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let on_expiry: BufferTimerCallback = {
         let (q, failures) = ((*q).clone(), failures.clone());
         Arc::new(move |buffer: Buffer| {

@@ -438,7 +438,7 @@ fn device_interface_target_seeded_arrival_removal_churn() {
         );
         let mut rng = Rng::new(seed ^ 0x10);
         kmdf_sim::exec::SystemThread::spawn(&f.machine, "io", move || {
-            let nap = Event::new(EventKind::Notification, false);
+            let nap = Event::new(EventKind::Notification, false).unwrap();
             while !stop.load(Ordering::SeqCst) {
                 if rng.below(2) == 0 {
                     // Completes at once, or fails: the target is gone or going.

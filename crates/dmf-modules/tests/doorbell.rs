@@ -127,7 +127,7 @@ fn stress(seed: u64) {
                 assert_eq!(CurrentIrql::current(), Irql::Passive, "seed {seed}");
                 assert!(!busy.swap(true, Ordering::SeqCst), "seed {seed}: overlap");
                 served.fetch_max(issued.load(Ordering::SeqCst), Ordering::SeqCst);
-                let nap = Event::new(EventKind::Notification, false);
+                let nap = Event::new(EventKind::Notification, false).unwrap();
                 let _ = nap.wait(Some(std::time::Duration::ZERO));
                 busy.store(false, Ordering::SeqCst);
             }),

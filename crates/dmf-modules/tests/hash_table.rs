@@ -180,7 +180,7 @@ fn scenario_tests_hash_table_concurrent_reads_and_close_under_load() {
     }
     let handle = (*t).clone();
     let progress = Arc::new(AtomicU64::new(0));
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let threads: Vec<SystemThread> = (0..3_u64)
         .map(|id| {
             let (h, progress, halfway) =

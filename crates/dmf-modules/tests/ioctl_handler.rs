@@ -1135,6 +1135,81 @@ fn ioctl_handler_admin_ioctl_refused_on_handle_opened_by_user() {
     assert_clean(&machine);
 }
 
+/// The same walk-around against `ClientCallback` mode: the client's callback refuses
+/// non-administrators, but a default IoctlHandler before it accepts every create and passes it
+/// down, so the callback never sees one. The Module asks the callback at the first IOCTL of its
+/// table on such a handle: the user's is refused (and asked again next time), the
+/// administrator's accepted once and remembered.
+#[test]
+fn ioctl_handler_client_callback_ioctls_refused_on_handle_it_never_saw() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let asked = Arc::new(AtomicUsize::new(0));
+    let open_to_all = IoctlHandlerConfig {
+        table: IoctlTable::new([IoctlEntry::new(IOCTL_PEND, 0, 0, |_call| {
+            IoctlResult::success(0)
+        })
+        .unwrap()])
+        .unwrap(),
+        ..IoctlHandlerConfig::default()
+    };
+    let a = Arc::clone(&asked);
+    let client_decides = IoctlHandlerConfig {
+        device_interface: None,
+        ..config(
+            &calls,
+            IoctlAccessMode::ClientCallback(Arc::new(move |file, _request| {
+                a.fetch_add(1, Ordering::SeqCst);
+                if file.is_administrator() {
+                    Ok(())
+                } else {
+                    Err(NtStatus::ACCESS_DENIED)
+                }
+            })),
+        )
+    };
+    let node = filter_stack(
+        &machine,
+        lower_driver(Arc::clone(&reached)),
+        vec![open_to_all, client_decides],
+    );
+    let user = open(&machine, false).expect("the first Module accepts and passes it down");
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the callback never saw it");
+    for (code, input, output) in [(IOCTL_ANY, &[][..], 0), (IOCTL_SUM, &[1, 2, 3, 4][..], 2)] {
+        assert_eq!(
+            user.device_io_control(code, input, output),
+            Err(Status::ACCESS_DENIED),
+            "{code:#X}"
+        );
+    }
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "no handler ran for the user"
+    );
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked at each refused IOCTL"
+    );
+    let admin = open(&machine, true).unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    for _ in 0..2 {
+        assert_eq!(admin.device_io_control(IOCTL_ANY, &[], 0), Ok((vec![], 0)));
+    }
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        3,
+        "accepted once, then remembered"
+    );
+    user.close();
+    admin.close();
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "the table's IOCTLs stay");
+    node.remove().unwrap();
+    assert_clean(&machine);
+}
+
 /// D6: access is checked before the buffer sizes, so a caller who may not send a code learns
 /// nothing about it: a non-administrator's too-short administrator-only IOCTL is
 /// `STATUS_ACCESS_DENIED`, not `STATUS_BUFFER_TOO_SMALL`.

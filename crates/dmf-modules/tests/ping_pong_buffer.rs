@@ -108,7 +108,7 @@ fn scenario_tests_ping_pong_buffer_reassembly_and_close_under_load() {
     let b = buffer(SIZE);
     let handle = (*b).clone();
     let progress = Arc::new(AtomicU64::new(0));
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let mark = {
         let (progress, halfway) = (Arc::clone(&progress), Arc::clone(&halfway));
         move || {

@@ -204,7 +204,7 @@ fn scenario_tests_ring_buffer_concurrent_and_close_under_load() {
         let r = ring(8, 6, mode);
         let handle = (*r).clone();
         let progress = Arc::new(AtomicU64::new(0));
-        let halfway = Arc::new(Event::new(EventKind::Notification, false));
+        let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
         let threads: Vec<SystemThread> = (0..3_u8)
             .map(|id| {
                 let (h, progress, halfway) =

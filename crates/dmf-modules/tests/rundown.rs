@@ -20,7 +20,7 @@ use kmdf_sim::exec::WaitStatus as SimWait;
 use task_support::{auto_advance_machine as machine, clean, since, spawn, test_seed, Rng};
 
 fn nap(ms: u64) {
-    let event = Event::new(EventKind::Notification, false);
+    let event = Event::new(EventKind::Notification, false).unwrap();
     assert_eq!(
         event.wait(Some(Duration::from_millis(ms))),
         WaitStatus::TimedOut
@@ -55,7 +55,7 @@ fn rd11_rd14_end_and_wait_refuses_new_and_drains_old() {
     let _on = machine.enter();
     let rundown = Rundown::with(()).create(&NoParent).unwrap();
     rundown.start().unwrap();
-    let entered = Arc::new(Event::new(EventKind::Notification, false));
+    let entered = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let released = Arc::new(AtomicBool::new(false));
     let holder = {
         let (gate, entered, released) = (
@@ -75,7 +75,7 @@ fn rd11_rd14_end_and_wait_refuses_new_and_drains_old() {
         })
     };
     assert_eq!(entered.wait(None), WaitStatus::Signaled);
-    let ending = Arc::new(Event::new(EventKind::Notification, false));
+    let ending = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let probe = {
         let (gate, ending) = (rundown.gate().unwrap(), Arc::clone(&ending));
         spawn(&machine, "late-caller", move || {
@@ -144,7 +144,7 @@ fn rd17_close_without_end_and_wait_waits_for_references() {
     rundown.start().unwrap();
     let handle = (*rundown).clone();
     let gate = rundown.gate().unwrap();
-    let entered = Arc::new(Event::new(EventKind::Notification, false));
+    let entered = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let released = Arc::new(AtomicBool::new(false));
     let holder = {
         let (gate, entered, released) = (gate.clone(), Arc::clone(&entered), Arc::clone(&released));
@@ -204,7 +204,7 @@ fn scenario_tests_rundown_random_callers_and_close_under_load() {
     let alive = Arc::new(AtomicBool::new(false));
     let touched = Arc::new(AtomicU64::new(0));
     let half = Arc::new(AtomicU64::new(0));
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
 
     let owner = {
         let (h, alive) = (handle.clone(), Arc::clone(&alive));

@@ -150,7 +150,7 @@ fn stack_scenario(seed: u64, unbounded: bool) {
     let failures = Failures::default();
     let closed = Arc::new(AtomicBool::new(false));
     let refused = Arc::new(AtomicUsize::new(0));
-    let halfway = Arc::new(Event::new(EventKind::Notification, false));
+    let halfway = Arc::new(Event::new(EventKind::Notification, false).unwrap());
     let pushed = Arc::new(Mutex::new(HashSet::new()));
     let popped = Arc::new(Mutex::new(HashSet::new()));
     let threads: Vec<_> = (0..THREADS)

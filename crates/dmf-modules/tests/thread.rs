@@ -98,7 +98,7 @@ fn mods_thread_client_control_stops_on_close() {
     let function: ThreadCallback = {
         let loops = Arc::clone(&loops);
         Arc::new(move |thread: &Thread| {
-            let nap = Event::new(EventKind::Notification, false);
+            let nap = Event::new(EventKind::Notification, false).unwrap();
             while !thread.is_stop_pending() {
                 loops.fetch_add(1, Ordering::SeqCst);
                 let _ = nap.wait(Some(Duration::from_millis(10)));
@@ -112,7 +112,7 @@ fn mods_thread_client_control_stops_on_close() {
     let device = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
     let thread = device.get(token).unwrap();
     thread.start().unwrap();
-    let nap = Event::new(EventKind::Notification, false);
+    let nap = Event::new(EventKind::Notification, false).unwrap();
     let _ = nap.wait(Some(Duration::from_millis(100)));
     assert!(loops.load(Ordering::SeqCst) >= 5);
     device.destroy();

@@ -521,7 +521,7 @@ fn stress(seed: u64) {
     let machine = Machine::new();
     let _bound = machine.enter();
     let ledger = Arc::new(Ledger::default());
-    let stash_ready = Arc::new(Event::new(EventKind::Synchronization, false));
+    let stash_ready = Arc::new(Event::new(EventKind::Synchronization, false).unwrap());
     let mut source = BufferPoolSourceSettings::new(4, 8);
     source.enable_look_aside = seed.is_multiple_of(2);
     let work: ThreadedBufferQueueCallback = {

@@ -62,7 +62,7 @@ fn scenario_tests_time_monotonic_and_close_under_load() {
             SystemThread::spawn(&machine, &format!("t{id}"), move || {
                 let mut last = 0;
                 for n in 0..400_u64 {
-                    let nap = Event::new(EventKind::Notification, false);
+                    let nap = Event::new(EventKind::Notification, false).unwrap();
                     let Ok(start) = h.tick_count_get() else { break };
                     assert!(start >= last, "ticks went backwards");
                     last = start;
@@ -80,7 +80,7 @@ fn scenario_tests_time_monotonic_and_close_under_load() {
             .unwrap()
         })
         .collect();
-    let nap = Event::new(EventKind::Notification, false);
+    let nap = Event::new(EventKind::Notification, false).unwrap();
     let _ = nap.wait(Some(Duration::from_millis(200)));
     time.delete();
     for t in &threads {

@@ -407,7 +407,7 @@ where
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
     // The event the unbind's wait sleeps on is made ready now, where a failure can be reported.
-    let rundown = LazyRundown::new_run_down();
+    let rundown = LazyRundown::new_run_down()?;
     rundown.event().prepare()?;
     // The closure only assembles.
     let core: Arc<BindingCore<I>> = try_arc_cyclic(|this| BindingCore {

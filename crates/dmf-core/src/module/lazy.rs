@@ -16,9 +16,12 @@
 //!
 //! [`LazyEvent`] is the rundown event of a Module (and of an interface binding) in a `OnceBox`.
 //! It fits the [`RundownEvent`] contract:
-//! - it is created by [`LazyEvent::prepare`] before the rundown can have a waiter: when the Module
-//!   opens (its Methods can be entered only once it is open, and only an open Module is closed) and
-//!   when an interface binding is made, both of which can fail. A Module that is never opened
+//! - its `new` allocates nothing and never fails, so a Module object or binding costs no event
+//!   until it needs one;
+//! - the platform event is created by [`LazyEvent::prepare`] before the rundown can have a
+//!   waiter: when the Module opens (its Methods can be entered only once it is open, and only an
+//!   open Module is closed) and when an interface binding is made, both of which can fail and
+//!   report the platform event's `STATUS_INSUFFICIENT_RESOURCES`. A Module that is never opened
 //!   never has one;
 //! - `wait` and `signal` find it created; should one ever be called on an event never prepared,
 //!   it creates the event itself, and while the pool refuses it retries rather than failing
@@ -199,17 +202,14 @@ impl LazyEvent {
     /// `STATUS_INSUFFICIENT_RESOURCES` if it cannot be allocated.
     pub(crate) fn prepare(&self) -> NtResult<()> {
         self.0
-            .get_or_try_init(|| Ok(<Event as RundownEvent>::new()))
+            .get_or_try_init(<Event as RundownEvent>::new)
             .map(|_| ())
     }
 
     /// The event, prepared by the owner (see the module docs).
     fn event(&self) -> &Event {
         loop {
-            if let Ok(event) = self
-                .0
-                .get_or_try_init(|| Ok(<Event as RundownEvent>::new()))
-            {
+            if let Ok(event) = self.0.get_or_try_init(<Event as RundownEvent>::new) {
                 return event;
             }
             // Not reached by the framework, which prepares the event before the rundown can
@@ -220,8 +220,10 @@ impl LazyEvent {
 }
 
 impl RundownEvent for LazyEvent {
-    fn new() -> Self {
-        LazyEvent(OnceBox::new())
+    /// An empty slot: allocates nothing, so it never fails (the platform event is created by
+    /// [`prepare`](LazyEvent::prepare)).
+    fn new() -> NtResult<Self> {
+        Ok(LazyEvent(OnceBox::new()))
     }
 
     fn signal(&self) {

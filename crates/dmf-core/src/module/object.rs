@@ -182,6 +182,11 @@ impl ModuleObject {
     /// The object, without children and without its `this` link (both set when its `Arc` is
     /// made). `parent` is `None` for a static child, whose parent sets the link once the parent's
     /// own `Arc` exists.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`MethodGate::new`]; the gate's lazily created event allocates nothing here, so
+    /// there are none in practice.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         descriptor: &'static ModuleDescriptor,
@@ -193,13 +198,13 @@ impl ModuleObject {
         mutable: Option<Box<ModuleLock<Mutable>>>,
         flags: u8,
         id: u32,
-    ) -> ModuleObject {
-        ModuleObject {
+    ) -> NtResult<ModuleObject> {
+        Ok(ModuleObject {
             descriptor,
             callbacks,
             cell_type: (*cell).type_id(),
             cell,
-            gate: MethodGate::new(),
+            gate: MethodGate::new()?,
             children: Box::default(),
             parent: parent.map_or_else(OnceWeak::new, OnceWeak::with),
             this: Weak::new(),
@@ -211,7 +216,7 @@ impl ModuleObject {
             registered_during: AtomicU8::new(0),
             flags,
             transport: None,
-        }
+        })
     }
 
     /// The lock-protected mutable part for a Module with `descriptor`, if it needs one from the

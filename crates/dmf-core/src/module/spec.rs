@@ -402,7 +402,7 @@ pub(crate) fn create_tree(spec: ErasedSpec, placement: &Placement) -> NtResult<A
         mutable,
         flags,
         next_id(),
-    );
+    )?;
     let mut children = match create_children(&object, placement, transport_creator) {
         Ok((children, transport)) => {
             object.transport = transport;

@@ -92,9 +92,11 @@ pub type Timeout = Option<Duration>;
 /// has this property: the dispatcher lock covers both). Rundown protection relies on it: the
 /// waiter may free the protected object — event included — the moment its wait returns.
 pub trait PlatformEvent: Sized + Send + Sync {
-    /// Creates an event of `kind`, signalled if `signaled`. Cannot fail (`KeInitializeEvent`
-    /// initialises caller-provided storage).
-    fn new(kind: EventKind, signaled: bool) -> Self;
+    /// Creates an event of `kind`, signalled if `signaled`. `KeInitializeEvent` itself cannot
+    /// fail, but a `KEVENT` must not move once initialised, so a backend may have to allocate its
+    /// storage (the kernel backend takes it from non-paged pool):
+    /// `STATUS_INSUFFICIENT_RESOURCES` when that allocation is refused. `≤ DISPATCH_LEVEL`.
+    fn new(kind: EventKind, signaled: bool) -> NtResult<Self>;
     /// Signals the event; returns whether it was already signalled. `≤ DISPATCH_LEVEL`.
     fn set(&self) -> bool;
     /// Resets the event to not signalled. `≤ DISPATCH_LEVEL`.

@@ -2,6 +2,7 @@
 //! after the waiter freed it is a reported race.
 
 use dmf_core::rundown::RundownEvent;
+use dmf_core::status::NtResult;
 use loom::cell::UnsafeCell;
 use loom::sync::{Condvar, Mutex};
 
@@ -14,12 +15,12 @@ pub struct LoomEvent {
 }
 
 impl RundownEvent for LoomEvent {
-    fn new() -> Self {
-        Self {
+    fn new() -> NtResult<Self> {
+        Ok(Self {
             signalled: Mutex::new(false),
             changed: Condvar::new(),
             alive: UnsafeCell::new(true),
-        }
+        })
     }
 
     fn signal(&self) {

@@ -85,7 +85,7 @@ pub fn spawn(machine: &Machine, name: &str, f: impl FnOnce() + Send + 'static) -
 
 /// Waits `d` of virtual time (an event nobody sets).
 pub fn nap(d: Duration) {
-    let event = Event::new(EventKind::Notification, false);
+    let event = Event::new(EventKind::Notification, false).unwrap();
     let _ = event.wait(Some(d));
 }
 

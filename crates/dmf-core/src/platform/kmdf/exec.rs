@@ -30,7 +30,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{
-    call_unsafe_wdf_function_binding, _KWAIT_REASON, HANDLE, KEVENT, PVOID, REG_BINARY, REG_DWORD,
+    call_unsafe_wdf_function_binding, _KWAIT_REASON, HANDLE, PVOID, REG_BINARY, REG_DWORD,
     REG_EXPAND_SZ, REG_QWORD, REG_SZ, STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS, STATUS_TIMEOUT,
     ULONG, WDFKEY, WDFOBJECT, WDFSPINLOCK, WDFTIMER, WDFWAITLOCK, WDFWORKITEM,
 };
@@ -58,14 +58,10 @@ use crate::status::{NtResult, NtStatus};
 pub struct Event(NtEvent);
 
 impl PlatformEvent for Event {
-    /// `ExAllocatePool2` + `KeInitializeEvent`. The contract's constructor cannot fail; an
-    /// exhausted pool is handled like any failed kernel allocation of `alloc` (the global
-    /// allocation-error handler, which bug-checks through the panic handler).
-    fn new(kind: EventKind, signaled: bool) -> Self {
-        match NtEvent::new(kind, signaled) {
-            Ok(event) => Event(event),
-            Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<KEVENT>()),
-        }
+    /// `ExAllocatePool2` + `KeInitializeEvent`: `STATUS_INSUFFICIENT_RESOURCES` when the pool
+    /// cannot supply the `KEVENT`'s storage.
+    fn new(kind: EventKind, signaled: bool) -> NtResult<Self> {
+        NtEvent::new(kind, signaled).map(Event)
     }
 
     fn set(&self) -> bool {
@@ -86,7 +82,8 @@ impl PlatformEvent for Event {
 }
 
 impl RundownEvent for Event {
-    fn new() -> Self {
+    /// A notification event, not signalled (as [`PlatformEvent::new`], which may fail).
+    fn new() -> NtResult<Self> {
         <Event as PlatformEvent>::new(EventKind::Notification, false)
     }
 

@@ -59,7 +59,7 @@ pub(crate) mod trace;
 pub use clock::{interrupt_time, NtClock, KUSER_SHARED_DATA_INTERRUPT_TIME};
 pub use event::{NtEvent, EVENT_POOL_TAG};
 pub use irql::{current_irql, read_cr8, KIrql, NtCurrentIrql};
-pub(crate) use pool::reserve_and_run;
+pub use pool::reserve_and_run;
 pub use pool::{pool_tag_value, NtPool, NtPoolAllocator, NtPoolBlock, POOL_ALIGNMENT};
 pub use rundown::{NtRundown, NtRundownGuard};
 pub use spin_lock::{NtSpinLock, NtSpinLockGuard};

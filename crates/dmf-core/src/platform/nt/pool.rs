@@ -249,9 +249,14 @@ fn current_owner() -> Owner {
 /// DPC can run on the processor and take the block); the IRQL is restored afterwards. If `make`
 /// did not take the block (its allocation had another layout) the block is freed.
 ///
-/// The global allocator must be an [`NtPoolAllocator`] (what `dmf::driver!` images declare).
-/// Callable at `<= DISPATCH_LEVEL`.
-pub(crate) fn reserve_and_run<R>(layout: Layout, make: impl FnOnce() -> R) -> NtResult<R> {
+/// The global allocator must be an [`NtPoolAllocator`] (what `dmf::driver!` images declare);
+/// with another one the reservation goes unused and `make`'s allocation is an ordinary one.
+/// Callable at `<= DISPATCH_LEVEL`. This is how `dmf_core::fallible::try_arc` works in a kernel
+/// image.
+///
+/// # Errors
+/// `STATUS_INSUFFICIENT_RESOURCES` when the pool refuses the block (then `make` does not run).
+pub fn reserve_and_run<R>(layout: Layout, make: impl FnOnce() -> R) -> NtResult<R> {
     if layout.size() == 0 {
         return Ok(make());
     }

@@ -87,8 +87,9 @@ enum EventImpl {
 }
 
 impl PlatformEvent for Event {
-    fn new(kind: EventKind, signaled: bool) -> Self {
-        match Machine::current() {
+    /// Never fails: the simulated `KEVENT` (or the wall-clock event) lives on the process heap.
+    fn new(kind: EventKind, signaled: bool) -> NtResult<Self> {
+        Ok(match Machine::current() {
             Some(machine) => {
                 let sim_kind = match kind {
                     EventKind::Notification => SimEventKind::Notification,
@@ -106,7 +107,7 @@ impl PlatformEvent for Event {
                 signaled: Mutex::new(signaled),
                 waiters: Condvar::new(),
             }),
-        }
+        })
     }
 
     fn set(&self) -> bool {
@@ -182,7 +183,8 @@ impl PlatformEvent for Event {
 }
 
 impl RundownEvent for Event {
-    fn new() -> Self {
+    /// A notification event, not signalled; never fails (as [`PlatformEvent::new`]).
+    fn new() -> NtResult<Self> {
         <Event as PlatformEvent>::new(EventKind::Notification, false)
     }
 
