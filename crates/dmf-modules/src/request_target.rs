@@ -105,7 +105,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
-use dmf_core::fallible::{try_arc, try_box, try_vec_filled, VecExt};
+use dmf_core::fallible::{try_arc, try_box, try_vec_with_capacity, VecExt};
 use dmf_core::module::{Dispatched, ModuleCallbacks};
 use dmf_core::platform::contract::io::{
     CompletionParams, PlatformIoTarget, PlatformRequest, SendOptions,
@@ -227,6 +227,22 @@ pub(crate) fn copy_output(request: &Request, information: usize, out: &mut [u8])
             copied
         })
         .unwrap_or(0)
+}
+
+/// Appends the output bytes of a request that came back (at most `information`, at most the
+/// room `out` was given when the request was sent) to `out`. Nothing is allocated: the room was
+/// reserved at send time (reserved, not filled — a large `output_length` costs no time until the
+/// bytes come back).
+fn append_output(request: &Request, information: usize, out: &mut Vec<u8>) {
+    if request.parameters().output_length == 0 || information == 0 {
+        return;
+    }
+    let room = out.capacity() - out.len();
+    let _ = request.with_output_buffer(0, |buffer| {
+        let copied = information.min(buffer.len()).min(room);
+        // Within the reserved room: this cannot allocate, so it cannot fail.
+        let _ = out.try_extend_from_slice(&buffer[..copied]);
+    });
 }
 
 /// What becomes of a reuse request whose send never reached the target: it goes back to its
@@ -678,7 +694,7 @@ impl Sender {
             }
             state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
         };
-        let output = try_vec_filled(0u8, output_room(format))?;
+        let output = try_vec_with_capacity::<u8>(output_room(format))?;
         let sender = Arc::clone(self);
         let job = Job::new(move |completion| {
             callback(completion);
@@ -790,7 +806,7 @@ impl Sender {
         callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
         // Allocated before the request leaves its entry: a completion never allocates.
-        let output = try_vec_filled(0u8, output_room(format))?;
+        let output = try_vec_with_capacity::<u8>(output_room(format))?;
         let keeper = Arc::clone(self);
         let keep: Keep = try_box(move |request| keeper.reuse_return(reuse, request))?;
         let sender = Arc::clone(self);
@@ -990,8 +1006,7 @@ fn completion_of(
     let timed_out = params.status == NtStatus::CANCELLED
         && !cancelled
         && deadline.is_some_and(|d| Clock::now() >= d);
-    let copied = copy_output(request, params.information, &mut output);
-    output.truncate(copied);
+    append_output(request, params.information, &mut output);
     SendCompletion {
         id: RequestId(id),
         status: if timed_out {
