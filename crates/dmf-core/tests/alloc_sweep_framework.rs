@@ -291,7 +291,10 @@ fn alloc_sweep_of_the_framework() {
                 "{} allocation failure points: the sweep reaches the framework's allocations",
                 report.points
             );
-            println!("framework: {} allocation failure points swept", report.points);
+            println!(
+                "framework: {} allocation failure points swept",
+                report.points
+            );
         }
         Err(failures) => panic!("allocation-failure sweep failed:\n{failures}\n{problems:#?}"),
     }

@@ -140,6 +140,22 @@ pub fn alloc_sweep(mut scenario: impl FnMut(u64) -> Machine) -> Result<SweepRepo
     Err(problems)
 }
 
+/// Heap blocks alive once the run's OS threads are gone. A simulator thread that has been joined
+/// may still be freeing its thread-local storage and handle as the machine's drop returns; a leak
+/// stays, so the count is read again (bounded, 200 × 1 ms of real time) while it differs from
+/// `before`.
+fn settled_heap_blocks(before: Option<isize>) -> Option<isize> {
+    let mut after = live_heap_blocks();
+    for _ in 0..200 {
+        if after == before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        after = live_heap_blocks();
+    }
+    after
+}
+
 /// One run: whether the armed allocation was reached, and what was wrong with the run.
 fn checked_run(scenario: &mut impl FnMut(u64) -> Machine, fail_at: u64) -> (bool, Option<String>) {
     let before = live_heap_blocks();
@@ -152,7 +168,7 @@ fn checked_run(scenario: &mut impl FnMut(u64) -> Machine, fail_at: u64) -> (bool
     };
     drop(machine);
     // `problem` is empty (no block) when the verdict is clean: the count is the run's alone.
-    let after = live_heap_blocks();
+    let after = settled_heap_blocks(before);
     if let (Some(before), Some(after)) = (before, after) {
         if after != before {
             let _ = write!(problem, "{} heap blocks left", after - before);
