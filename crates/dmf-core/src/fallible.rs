@@ -91,22 +91,21 @@ fn admit() -> NtResult<()> {
 pub fn try_box<T>(value: T) -> NtResult<Box<T>> {
     admit()?;
     let layout = Layout::new::<T>();
-    if layout.size() == 0 {
-        // A zero-sized value needs no memory: `Box::new` does not allocate.
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "zero-sized: Box::new does not allocate"
-        )]
-        return Ok(Box::new(value));
-    }
-    // SAFETY: `layout` has a non-zero size.
-    let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
-    if raw.is_null() {
-        return Err(REFUSED);
-    }
+    let raw = if layout.size() == 0 {
+        // A zero-sized value needs no memory: an aligned, non-null dangling pointer is a valid
+        // `Box` of it (the "Memory layout" section of `Box`'s documentation).
+        core::ptr::NonNull::<T>::dangling().as_ptr()
+    } else {
+        // SAFETY: `layout` has a non-zero size.
+        let raw = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+        if raw.is_null() {
+            return Err(REFUSED);
+        }
+        raw
+    };
     // SAFETY: `raw` is a fresh, properly aligned block for one `T`, allocated by the global
-    // allocator with `Layout::new::<T>()` — exactly what `Box<T>` owns and frees (the "Memory
-    // layout" section of `Box`'s documentation).
+    // allocator with `Layout::new::<T>()` — or, for a zero-sized `T`, an aligned dangling pointer —
+    // exactly what `Box<T>` owns and frees (the "Memory layout" section of `Box`'s documentation).
     unsafe {
         raw.write(value);
         Ok(Box::from_raw(raw))
