@@ -14,37 +14,12 @@
 #![cfg(dmf_loom)]
 
 use dmf_core::free_list::{FreeList, Pop, Pushed, SlotKey, Visit};
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-/// A value whose memory loom tracks: the owner writes its id, the next owner reads it back.
-#[derive(Debug)]
-struct Tracked {
-    id: u32,
-    cell: UnsafeCell<u32>,
-}
-
-impl Tracked {
-    fn new(id: u32) -> Self {
-        Tracked {
-            id,
-            cell: UnsafeCell::new(id),
-        }
-    }
-
-    /// What an owner does with a buffer: read it, write it.
-    fn touch(&self) {
-        // SAFETY: loom checks that this access is ordered after the previous owner's.
-        let seen = self.cell.with(|p| unsafe { *p });
-        assert_eq!(
-            seen, self.id,
-            "a value read before its writer's access was visible"
-        );
-        // SAFETY: as above.
-        self.cell.with_mut(|p| unsafe { *p = self.id });
-    }
-}
+#[allow(dead_code)] // every model file includes it; not each uses every item
+mod loom_support;
+use loom_support::Tracked;
 
 fn check(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();

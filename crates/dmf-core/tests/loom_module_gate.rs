@@ -80,7 +80,7 @@ use loom::thread;
 
 #[allow(dead_code)] // every model file includes it; not each uses every item
 mod loom_support;
-use loom_support::LoomEvent;
+use loom_support::{LoomEvent, Tracked};
 
 /// Runs `model` under loom with at most `default_bound` preemptions per execution (`None`:
 /// exhaustive). `LOOM_MAX_PREEMPTIONS`, if set, overrides it.
@@ -286,34 +286,6 @@ fn two_closers_and_a_method() {
 // ---------------------------------------------------------------------------------------------
 // Lock-free Methods: BufferPool's Source get/put racing close
 // ---------------------------------------------------------------------------------------------
-
-/// A buffer whose memory loom tracks: each owner reads its id back and writes it.
-#[derive(Debug)]
-struct Tracked {
-    id: u32,
-    cell: UnsafeCell<u32>,
-}
-
-impl Tracked {
-    fn new(id: u32) -> Self {
-        Tracked {
-            id,
-            cell: UnsafeCell::new(id),
-        }
-    }
-
-    /// What an owner does with a buffer: read it, write it.
-    fn touch(&self) {
-        // SAFETY: loom checks that this access is ordered after the previous owner's.
-        let seen = self.cell.with(|p| unsafe { *p });
-        assert_eq!(
-            seen, self.id,
-            "a buffer read before its writer's access was visible"
-        );
-        // SAFETY: as above.
-        self.cell.with_mut(|p| unsafe { *p = self.id });
-    }
-}
 
 /// BufferPool's Source pool: the gate, the Module's lock (a loom `Mutex` for the platform spin
 /// lock; it guards the spare keys, as `ctx.spare_keys`) and the free list in the shared state.

@@ -1,5 +1,6 @@
 //! What the loom models share: a notification event whose memory is modelled, so that a signal
-//! after the waiter freed it is a reported race.
+//! after the waiter freed it is a reported race; and a value whose memory is modelled, so that an
+//! owner's access not ordered after the previous owner's is a reported race.
 
 use dmf_core::rundown::RundownEvent;
 use dmf_core::status::NtResult;
@@ -52,5 +53,34 @@ impl LoomEvent {
     pub fn free(&self) {
         // SAFETY: loom checks this write against every other access to `alive`.
         self.alive.with_mut(|alive| unsafe { *alive = false });
+    }
+}
+
+/// A value whose memory loom tracks (a buffer, a list slot): each owner reads its id back and
+/// writes it, so loom reports an access not ordered after the previous owner's.
+#[derive(Debug)]
+pub struct Tracked {
+    pub id: u32,
+    cell: UnsafeCell<u32>,
+}
+
+impl Tracked {
+    pub fn new(id: u32) -> Self {
+        Tracked {
+            id,
+            cell: UnsafeCell::new(id),
+        }
+    }
+
+    /// What an owner does with it: read it, write it.
+    pub fn touch(&self) {
+        // SAFETY: loom checks that this access is ordered after the previous owner's.
+        let seen = self.cell.with(|p| unsafe { *p });
+        assert_eq!(
+            seen, self.id,
+            "a value read before its writer's access was visible"
+        );
+        // SAFETY: as above.
+        self.cell.with_mut(|p| unsafe { *p = self.id });
     }
 }
