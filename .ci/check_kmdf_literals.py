@@ -3,7 +3,7 @@
 come from").
 
 Every enumerator, flag, status, access mask, IRQL and structure size the backend
-(`crates/dmf-core/src/platform/kmdf/*.rs`) uses must be the generated wdk-sys item
+(`crates/dmf-core/src/platform/kmdf/**/*.rs`) uses must be the generated wdk-sys item
 (`wdk_sys::_WDF_IO_TARGET_OPEN_TYPE::WdfIoTargetOpenByName`, `wdk_sys::FILE_OPEN`,
 `wdk_sys::STATUS_TIMEOUT`, ...), never a number typed in. This check reads the code (comments,
 doc comments, strings and `#[cfg(test)]` modules are skipped) and reports every integer literal in
@@ -212,7 +212,7 @@ def scan_file(path):
 
 
 def check(root):
-    files = sorted(glob.glob(os.path.join(root, BACKEND, "*.rs")))
+    files = sorted(glob.glob(os.path.join(root, BACKEND, "**", "*.rs"), recursive=True))
     findings = []
     for path in files:
         rel = os.path.relpath(path, root)

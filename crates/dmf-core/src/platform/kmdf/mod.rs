@@ -21,7 +21,7 @@
 //! | `wdf.rs` | `WDF_*_INIT` as `const fn`s (sizes and member offsets asserted), the enumerator and flag names call sites use, typed object contexts, counted strings |
 //! | `exec.rs` | event, spin lock, wait lock, IRQL, clock, pool, trace, timer, work item, system thread, registry |
 //! | `device.rs` | driver (`DriverEntry` → `WdfDriverCreate`), device init, device, PnP/power and power-policy trampolines |
-//! | `io.rs` | request, queue, file object, I/O target, device-interface notification, and their trampolines |
+//! | `io/` | one file per object: request, queue, file object, I/O target, device-interface notification, each with its trampolines (`io/mod.rs`: their object contexts) |
 //! | `pins.rs` | no contract item: compile-time checks of dmf-core's hand-copied WDK values (`NtStatus`, the NT layer) against wdk-sys |
 //!
 //! # How closures reach WDF callbacks
