@@ -1,11 +1,13 @@
-//! Control devices: non-PnP `WDFDEVICE`s ([W22], [D57]–[D59]).
+//! Control devices: non-PnP `WDFDEVICE`s ([Using Control Device Objects],
+//! [`WdfControlDeviceInitAllocate`], [`WdfControlFinishInitializing`],
+//! [`WdfDeviceCreateSymbolicLink`]).
 //!
 //! # Design
 //!
 //! A *control device* is a framework device object outside every device stack: no device node,
 //! no PnP or power callbacks, no power policy. Drivers use one for a software-only device, a
 //! legacy device, or a side door into a filter driver. The life cycle follows "Using Control
-//! Device Objects" [W22]:
+//! Device Objects" [Using Control Device Objects]:
 //!
 //! 1. [`DeviceInit::control`] (`WdfControlDeviceInitAllocate`) with a [`DeviceSecurity`] (the
 //!    SDDL string), then the init methods KMDF allows on it —
@@ -21,25 +23,26 @@
 //!    and, as documented, can then have no symbolic link.
 //! 3. Queues ([`Queue::create`](crate::io::Queue::create): default, manual, …) and
 //!    [`Device::create_symbolic_link`] (`WdfDeviceCreateSymbolicLink`, e.g. `\DosDevices\MyCtl`).
-//! 4. [`Device::finish_initializing`] (`WdfControlFinishInitializing`). Until then the I/O
-//!    manager sends the device nothing: an open fails with `STATUS_NO_SUCH_DEVICE` (the status
-//!    the I/O manager returns for a device object still marked `DO_DEVICE_INITIALIZING`) [D58].
+//! 4. [`Device::finish_initializing`] (`WdfControlFinishInitializing`). Until then the I/O manager
+//!    sends the device nothing: an open fails with `STATUS_NO_SUCH_DEVICE` (the status the I/O
+//!    manager returns for a device object still marked `DO_DEVICE_INITIALIZING`)
+//!    [`WdfControlFinishInitializing`].
 //!
 //! Applications open it by its symbolic link with
 //! [`Application::open`](crate::io::Application::open); a driver can open it as a remote
 //! [`IoTarget`](crate::io::IoTarget) by the same name. The create goes **straight to the control
-//! device** (it is in no stack) [W22]. Requests then flow exactly as on a PnP device — file-object
-//! callbacks, `EvtIoInCallerContext`, the default queue or the queue of
-//! [`Device::configure_request_dispatching`], manual queues, cancellation — with these
-//! differences:
+//! device** (it is in no stack) [Using Control Device Objects]. Requests then flow exactly as on a
+//! PnP device — file-object callbacks, `EvtIoInCallerContext`, the default queue or the queue of
+//! [`Device::configure_request_dispatching`], manual queues, cancellation — with these differences:
 //!
-//! * **Queues are never power-managed** [W22]: KMDF forces `PowerManaged` to false for a
-//!   non-PnP device whatever the config says (also for an explicit
+//! * **Queues are never power-managed** [Using Control Device Objects]: KMDF forces `PowerManaged`
+//!   to false for a non-PnP device whatever the config says (also for an explicit
 //!   [`QueueConfig::power_managed(true)`](crate::io::QueueConfig::power_managed), which is not
 //!   refused).
 //! * **Security**: with [`DeviceSecurity::AdministratorsOnly`] (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`)
 //!   a user-mode open by a non-administrator fails with `STATUS_ACCESS_DENIED` before any
-//!   driver code runs (kmdf-sequences §11); kernel-mode opens (remote targets) are not checked.
+//!   driver code runs ([Controlling Device Access in KMDF Drivers], [SDDL for Device Objects]);
+//!   kernel-mode opens (remote targets) are not checked.
 //!   [`DeviceSecurity::Everyone`] (`SDDL_DEVOBJ_SYS_ALL_ADM_RWX_WORLD_RW_RES_R`) lets anyone
 //!   open it for read and write.
 //! * **No lower device**: KMDF gives a control device no local I/O target
@@ -47,7 +50,7 @@
 //!   [`Device::io_target`] still returns a target object, but every request sent through it is
 //!   completed with `STATUS_INVALID_DEVICE_REQUEST`.
 //! * No device interfaces: [`Device::create_interface`] fails with
-//!   `STATUS_INVALID_DEVICE_REQUEST` [W22].
+//!   `STATUS_INVALID_DEVICE_REQUEST` [Using Control Device Objects].
 //! * [`Device::node`] and [`Device::lower`] are `None`; [`Device::power_state`] is always D0;
 //!   [`Device::role`] reports `Function` and means nothing.
 //!
@@ -63,18 +66,20 @@
 //!   requests on them complete with `STATUS_DEVICE_REMOVED` without reaching the driver, while
 //!   closing the handle still runs `EvtFileCleanup` and `EvtFileClose`. Each open handle holds a
 //!   reference on the WDFDEVICE, so its destroy (and its context) waits for the last close.
-//! * **At driver unload** [W22]: a driver with PnP devices must delete its control devices
-//!   itself (the ControlDeviceDeleted rule: from a cleanup callback of its last PnP device, or
-//!   `EvtDeviceSelfManagedIoCleanup`); until it does, the driver stays loaded, and deleting the
-//!   last one then unloads it. A driver with only control devices is unloaded by
+//! * **At driver unload** [Using Control Device Objects]: a driver with PnP devices must delete its
+//!   control devices itself (the ControlDeviceDeleted rule: from a cleanup callback of its last PnP
+//!   device, or `EvtDeviceSelfManagedIoCleanup`); until it does, the driver stays loaded, and
+//!   deleting the last one then unloads it. A driver with only control devices is unloaded by
 //!   [`Driver::unload`] (a service stop): `EvtDriverUnload` runs first, **then** the framework
 //!   deletes the control devices still alive, then the WDFDRIVER object. `Driver::unload` is
 //!   refused while a control device has open handles.
 //!
-//! [W22]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-control-device-objects
-//! [D57]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfcontrol/nf-wdfcontrol-wdfcontroldeviceinitallocate
-//! [D58]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfcontrol/nf-wdfcontrol-wdfcontrolfinishinitializing
-//! [D59]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nf-wdfdevice-wdfdevicecreatesymboliclink
+//! [Using Control Device Objects]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-control-device-objects
+//! [Controlling Device Access in KMDF Drivers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-device-access-in-kmdf-drivers
+//! [SDDL for Device Objects]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/sddl-for-device-objects
+//! [`WdfControlDeviceInitAllocate`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfcontrol/nf-wdfcontrol-wdfcontroldeviceinitallocate
+//! [`WdfControlFinishInitializing`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfcontrol/nf-wdfcontrol-wdfcontrolfinishinitializing
+//! [`WdfDeviceCreateSymbolicLink`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nf-wdfdevice-wdfdevicecreatesymboliclink
 //! [`DeviceInit::control`]: crate::device::DeviceInit::control
 //! [`DeviceInit::assign_name`]: crate::device::DeviceInit::assign_name
 //! [`DeviceInit::set_device_type`]: crate::device::DeviceInit::set_device_type
@@ -91,18 +96,27 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::device::{lock, Device, DeviceInit, DeviceInner, DevicePowerHook};
+use crate::device::{lock, Device, DeviceInit, DeviceInner};
 use crate::exec::{require_max_irql, Irql};
-use crate::io::RequestorMode;
 use crate::machine::Machine;
 use crate::object::{DeleteHook, ObjectAttributes, WdfObject};
 use crate::status::Status;
-use crate::trace::TraceKind;
+
+/// `KPROCESSOR_MODE` of the originator of an open or a request (`WdfRequestGetRequestorMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestorMode {
+    /// A user-mode application.
+    User,
+    /// A kernel-mode driver.
+    Kernel,
+}
 
 /// The security descriptor of a control device (the `SDDLString` of
-/// `WdfControlDeviceInitAllocate`), reduced to who may open it (kmdf-sequences §11, [K11]).
+/// `WdfControlDeviceInitAllocate`), reduced to who may open it
+/// ([Controlling Device Access in KMDF Drivers], [SDDL for Device Objects]).
 ///
-/// [K11]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/sddl-for-device-objects
+/// [Controlling Device Access in KMDF Drivers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-device-access-in-kmdf-drivers
+/// [SDDL for Device Objects]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/sddl-for-device-objects
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceSecurity {
     /// `SDDL_DEVOBJ_SYS_ALL_ADM_ALL`: the kernel, SYSTEM and Administrators; user-mode opens by
@@ -141,7 +155,8 @@ pub(crate) struct ControlState {
     st: Mutex<ControlSt>,
 }
 
-/// Per-machine names: device names of control devices and every symbolic link.
+/// Per-machine device names of control devices. (Symbolic links, of control and PnP devices
+/// alike, are the interface layer's: [`crate::interface`].)
 #[derive(Default)]
 struct Names {
     inner: Mutex<NamesInner>,
@@ -151,8 +166,6 @@ struct Names {
 struct NamesInner {
     /// Lower-cased device name → device.
     devices: BTreeMap<String, Weak<DeviceInner>>,
-    /// Lower-cased symbolic link → (link as given, device).
-    links: BTreeMap<String, (String, Weak<DeviceInner>)>,
     generated: u32,
     /// The framework's hold on each control device until it is deleted (as the PnP manager's
     /// nodes hold PnP devices); released with the machine's subsystems at shutdown.
@@ -163,7 +176,8 @@ fn names(machine: &Machine) -> Arc<Names> {
     machine.extension(Names::default)
 }
 
-fn live(w: &Weak<DeviceInner>) -> bool {
+/// True while the device behind `w` exists and is not deleted.
+pub(crate) fn live(w: &Weak<DeviceInner>) -> bool {
     w.upgrade()
         .is_some_and(|d| !Device(d).object().is_deleted())
 }
@@ -210,12 +224,10 @@ pub(crate) fn create(
         .set_delete_hook(Arc::new(ControlDelete(Arc::downgrade(&device.0))));
     driver.control_added(&device);
     Device::set_created(init, &device);
-    machine.trace().record_for(
-        TraceKind::State,
-        Some(driver.name()),
-        device.name(),
-        &format!("control device {name} created ({})", security.sddl()),
-    );
+    device.trace_state(&format!(
+        "control device {name} created ({})",
+        security.sddl()
+    ));
     Ok(device)
 }
 
@@ -230,7 +242,14 @@ impl DeleteHook for ControlDelete {
         if let Some(c) = &device.0.control {
             lock(&c.st).deleted = true;
         }
-        forget_names(&device);
+        // The device name, then (through the power hooks) the symbolic link.
+        if let Some(machine) = device.machine() {
+            let table = names(&machine);
+            lock(&table.inner)
+                .devices
+                .retain(|_, w| !w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &device.0)));
+        }
+        device.hooks_leaving();
         device.trace_state("control device deleted: symbolic link removed, I/O torn down");
         device.hooks_removed();
     }
@@ -250,59 +269,18 @@ impl DeleteHook for ControlDelete {
     }
 }
 
-/// Removes the symbolic link (and, for a control device, the device name) of `device`.
-fn forget_names(device: &Device) {
-    let Some(machine) = device.machine() else {
-        return;
-    };
-    let table = names(&machine);
-    let mut t = lock(&table.inner);
-    t.links
-        .retain(|_, (_, w)| !w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &device.0)));
-    if device.is_control() {
-        t.devices
-            .retain(|_, w| !w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &device.0)));
-    }
-}
-
-/// Removes a PnP device's symbolic link when the device is torn down.
-struct LinkHook;
-
-impl DevicePowerHook for LinkHook {
-    fn removed(&self, device: &Device) {
-        forget_names(device);
-    }
-}
-
-/// The device an open of `link` reaches, after the I/O manager's checks: `Ok(None)` if no
-/// symbolic link of that name exists.
+/// The I/O manager's checks of an open that reached `device` by its symbolic link: a control
+/// device must have finished initializing and its security descriptor must admit the opener.
 ///
 /// Errors: `STATUS_NO_SUCH_DEVICE` before [`Device::finish_initializing`];
 /// `STATUS_ACCESS_DENIED` if the security descriptor refuses the opener.
-pub(crate) fn resolve_link(
-    machine: &Machine,
-    link: &str,
+pub(crate) fn check_open(
+    device: &Device,
     administrator: bool,
     mode: RequestorMode,
-) -> Result<Option<Device>, Status> {
-    let device = {
-        let table = names(machine);
-        let t = lock(&table.inner);
-        t.links
-            .get(&link.to_ascii_lowercase())
-            .and_then(|(_, w)| w.upgrade())
-            .map(Device)
-    };
-    let Some(device) = device.filter(|d| !d.object().is_deleted()) else {
-        return Ok(None);
-    };
+) -> Result<(), Status> {
     let Some(c) = &device.0.control else {
-        // A PnP device: the I/O manager sends the create to the top of its stack.
-        let top = device
-            .node()
-            .and_then(|n| n.stack().last().cloned())
-            .unwrap_or(device);
-        return Ok(Some(top));
+        return Ok(());
     };
     if lock(&c.st).initializing {
         return Err(Status::NO_SUCH_DEVICE);
@@ -310,7 +288,7 @@ pub(crate) fn resolve_link(
     if !c.security.allows(administrator, mode) {
         return Err(Status::ACCESS_DENIED);
     }
-    Ok(Some(device))
+    Ok(())
 }
 
 /// A create on `device` succeeded: a handle is open (it holds a reference on the WDFDEVICE).
@@ -352,67 +330,14 @@ impl Device {
         self.0.control.as_ref().map(|c| c.security)
     }
 
-    /// `WdfDeviceCreateSymbolicLink` (PASSIVE): makes the device openable by `link` (e.g.
-    /// `\DosDevices\MyCtl`, compared case-insensitively) with
-    /// [`Application::open`](crate::io::Application::open) or a remote
-    /// [`IoTarget`](crate::io::IoTarget). The framework removes the link when the device is
-    /// deleted (control device) or torn down (PnP device, whose opens reach the top of its
-    /// stack).
-    ///
-    /// Errors: `STATUS_INVALID_DEVICE_STATE` if the device is deleted, has no name
-    /// ([`DeviceInit::assign_name`](crate::device::DeviceInit::assign_name); a control device's
-    /// generated name does not count, as documented), or the call is above `PASSIVE_LEVEL`;
-    /// `STATUS_INVALID_DEVICE_REQUEST` if the device already has a symbolic link;
-    /// `STATUS_OBJECT_NAME_COLLISION` if the name is taken (by a link or a device interface).
-    pub fn create_symbolic_link(&self, link: &str) -> Result<(), Status> {
-        if !require_max_irql(Irql::Passive, "WdfDeviceCreateSymbolicLink") {
-            return Err(Status::INVALID_DEVICE_STATE);
-        }
-        self.object().ensure_alive("WdfDeviceCreateSymbolicLink")?;
-        let machine = self.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
-        let generated = self
-            .0
+    /// True for a control device whose name the framework generated (no
+    /// [`DeviceInit::assign_name`](crate::device::DeviceInit::assign_name)): it can have no
+    /// symbolic link.
+    pub(crate) fn has_generated_name(&self) -> bool {
+        self.0
             .control
             .as_ref()
-            .is_some_and(|c| lock(&c.st).generated_name);
-        if self.device_name().is_none() || generated {
-            return Err(Status::INVALID_DEVICE_STATE);
-        }
-        if crate::interface::find_interface(&machine, link).is_some() {
-            return Err(Status::OBJECT_NAME_COLLISION);
-        }
-        let table = names(&machine);
-        {
-            let mut t = lock(&table.inner);
-            let mine =
-                |w: &Weak<DeviceInner>| w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &self.0));
-            if t.links.values().any(|(_, w)| mine(w)) {
-                return Err(Status::INVALID_DEVICE_REQUEST);
-            }
-            let key = link.to_ascii_lowercase();
-            if t.links.get(&key).is_some_and(|(_, w)| live(w)) {
-                return Err(Status::OBJECT_NAME_COLLISION);
-            }
-            t.links
-                .insert(key, (link.to_owned(), Arc::downgrade(&self.0)));
-        }
-        if !self.is_control() {
-            self.add_power_hook(Arc::new(LinkHook));
-        }
-        self.trace_state(&format!("symbolic link {link} created"));
-        Ok(())
-    }
-
-    /// The symbolic link made with [`create_symbolic_link`](Self::create_symbolic_link), while
-    /// it exists.
-    pub fn symbolic_link(&self) -> Option<String> {
-        let machine = self.machine()?;
-        let table = names(&machine);
-        let t = lock(&table.inner);
-        t.links
-            .values()
-            .find(|(_, w)| w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &self.0)))
-            .map(|(l, _)| l.clone())
+            .is_some_and(|c| lock(&c.st).generated_name)
     }
 
     /// `WdfControlFinishInitializing` (≤ `DISPATCH_LEVEL`): the control device is ready; from
@@ -447,16 +372,5 @@ impl Device {
     /// Handles open on this control device (0 for a PnP device).
     pub fn open_handle_count(&self) -> usize {
         open_handles(self)
-    }
-
-    fn trace_state(&self, text: &str) {
-        if let Some(m) = self.machine() {
-            m.trace().record_for(
-                TraceKind::State,
-                Some(self.driver().name()),
-                self.name(),
-                text,
-            );
-        }
     }
 }

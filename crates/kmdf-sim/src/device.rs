@@ -6,7 +6,7 @@
 //! [`DeviceInit`]. The driver fills in its PnP/power callbacks ([`PnpPowerCallbacks`],
 //! `WdfDeviceInitSetPnpPowerEventCallbacks`) and power-policy callbacks
 //! ([`PowerPolicyCallbacks`], `WdfDeviceInitSetPowerPolicyEventCallbacks`), may mark itself a
-//! filter ([`DeviceInit::set_filter`], `WdfFdoInitSetFilter` [D34]) and then calls
+//! filter ([`DeviceInit::set_filter`], [`WdfFdoInitSetFilter`]) and then calls
 //! [`Device::create`] (`WdfDeviceCreate`), which consumes the init and creates the WDFDEVICE
 //! object (a fault point) with the driver's typed context.
 //!
@@ -27,9 +27,12 @@
 //!   on first use) and [`Device::get_extension`] find it by type;
 //! * **power hooks**: [`Device::add_power_hook`] registers a [`DevicePowerHook`]; the framework
 //!   calls `started` at step 6 of the power-up sequences (start / restart power-managed queues:
-//!   [W2], [W5], [W6]), `stopping` at step 2 of the power-down sequences (stop power-managed
-//!   queues, `EvtIoStop` with [`StopAction::Suspend`] or [`StopAction::Purge`]: [W4], [W3], [W6])
-//!   and `removed` once when the device is torn down, before the WDFDEVICE object is deleted;
+//!   [A User Plugs in a Device], [A Device Returns to Its Working State],
+//!   [The PnP Manager Redistributes System Resources]), `stopping` at step 2 of the power-down
+//!   sequences (stop power-managed queues, `EvtIoStop` with [`StopAction::Suspend`] or
+//!   [`StopAction::Purge`]: [A Device Enters a Low-Power State], [A User Unplugs a Device],
+//!   [The PnP Manager Redistributes System Resources]) and `removed` once when the device is torn
+//!   down, before the WDFDEVICE object is deleted;
 //! * **stack access**: [`Device::lower`] (the next-lower device of the stack, `None` at the
 //!   bottom, where the PDO/bus is), [`Device::node`], [`Device::driver`], [`Device::is_filter`],
 //!   [`Device::is_in_d0`], [`Device::power_state`], [`Device::pnp_state`];
@@ -37,12 +40,12 @@
 //!   `WdfDeviceResumeIdle`): a request arriving at a power-managed queue while the stack idles in
 //!   Dx powers it back up.
 //!
-//! [D34]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdffdo/nf-wdffdo-wdffdoinitsetfilter
-//! [W2]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-plugs-in-a-device
-//! [W3]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
-//! [W4]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
-//! [W5]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
-//! [W6]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
+//! [`WdfFdoInitSetFilter`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdffdo/nf-wdffdo-wdffdoinitsetfilter
+//! [A User Plugs in a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-plugs-in-a-device
+//! [A User Unplugs a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
+//! [A Device Enters a Low-Power State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
+//! [A Device Returns to Its Working State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
+//! [The PnP Manager Redistributes System Resources]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
 
 use core::fmt;
 use std::any::{Any, TypeId};
@@ -54,11 +57,19 @@ use crate::driver::Driver;
 use crate::machine::Machine;
 use crate::object::{ObjectAttributes, WdfObject};
 use crate::pnp::state::{
-    DevicePnpState, DevicePowerState, FailedAction, RelationType, SpecialFileType, StackRole,
-    StopAction, WdfPowerDeviceState,
+    DevicePnpState, DevicePowerState, RelationType, SpecialFileType, StackRole, StopAction,
+    WdfPowerDeviceState,
 };
-use crate::pnp::{DeviceNode, NodeInner};
 use crate::status::Status;
+
+/// The device node a device belongs to, as the device layer holds it: type-erased (the PnP
+/// layer above reads it back with its own type, in `Device::node`). Empty for a control device.
+pub(crate) type NodeSlot = Weak<dyn Any + Send + Sync>;
+
+/// The slot of a device outside every node.
+pub(crate) fn no_node() -> NodeSlot {
+    Weak::<()>::new()
+}
 
 /// A callback taking the device and returning a status (`EvtDeviceSelfManagedIoInit`, …).
 pub type DeviceStatusFn = Arc<dyn Fn(&Device) -> Status + Send + Sync>;
@@ -78,33 +89,33 @@ pub type DeviceArmSxReasonFn = Arc<dyn Fn(&Device, bool, bool) -> Status + Send 
 /// `WDF_PNPPOWER_EVENT_CALLBACKS` (plus QueryRemove/QueryStop/RelationsQuery/UsageNotificationEx).
 #[derive(Clone, Default)]
 pub struct PnpPowerCallbacks {
-    /// `EvtDevicePrepareHardware` (kmdf-sequences D1).
+    /// `EvtDevicePrepareHardware`.
     pub prepare_hardware: Option<DeviceResourcesFn>,
-    /// `EvtDeviceReleaseHardware` (kmdf-sequences D2).
+    /// `EvtDeviceReleaseHardware`.
     pub release_hardware: Option<DeviceResourcesFn>,
-    /// `EvtDeviceD0Entry(PreviousState)` (kmdf-sequences D3).
+    /// `EvtDeviceD0Entry(PreviousState)`.
     pub d0_entry: Option<DevicePowerFn>,
-    /// `EvtDeviceD0EntryPostInterruptsEnabled(PreviousState)` (kmdf-sequences D5).
+    /// `EvtDeviceD0EntryPostInterruptsEnabled(PreviousState)`.
     pub d0_entry_post_interrupts_enabled: Option<DevicePowerFn>,
-    /// `EvtDeviceD0ExitPreInterruptsDisabled(TargetState)` (kmdf-sequences D6).
+    /// `EvtDeviceD0ExitPreInterruptsDisabled(TargetState)`.
     pub d0_exit_pre_interrupts_disabled: Option<DevicePowerFn>,
-    /// `EvtDeviceD0Exit(TargetState)` (kmdf-sequences D4).
+    /// `EvtDeviceD0Exit(TargetState)`.
     pub d0_exit: Option<DevicePowerFn>,
-    /// `EvtDeviceSelfManagedIoInit` (kmdf-sequences D7).
+    /// `EvtDeviceSelfManagedIoInit`.
     pub self_managed_io_init: Option<DeviceStatusFn>,
-    /// `EvtDeviceSelfManagedIoRestart` (kmdf-sequences D8).
+    /// `EvtDeviceSelfManagedIoRestart`.
     pub self_managed_io_restart: Option<DeviceStatusFn>,
-    /// `EvtDeviceSelfManagedIoSuspend` (kmdf-sequences D9).
+    /// `EvtDeviceSelfManagedIoSuspend`.
     pub self_managed_io_suspend: Option<DeviceStatusFn>,
-    /// `EvtDeviceSelfManagedIoFlush` (kmdf-sequences D10).
+    /// `EvtDeviceSelfManagedIoFlush`.
     pub self_managed_io_flush: Option<DeviceFn>,
-    /// `EvtDeviceSelfManagedIoCleanup` (kmdf-sequences D11).
+    /// `EvtDeviceSelfManagedIoCleanup`.
     pub self_managed_io_cleanup: Option<DeviceFn>,
-    /// `EvtDeviceSurpriseRemoval` (kmdf-sequences D12).
+    /// `EvtDeviceSurpriseRemoval`.
     pub surprise_removal: Option<DeviceFn>,
-    /// `EvtDeviceQueryRemove` (kmdf-sequences D13): a failure vetoes.
+    /// `EvtDeviceQueryRemove`: a failure vetoes.
     pub query_remove: Option<DeviceStatusFn>,
-    /// `EvtDeviceQueryStop` (kmdf-sequences D14): a failure vetoes.
+    /// `EvtDeviceQueryStop`: a failure vetoes.
     pub query_stop: Option<DeviceStatusFn>,
     /// `EvtDeviceRelationsQuery`.
     pub relations_query: Option<DeviceRelationsFn>,
@@ -115,7 +126,7 @@ pub struct PnpPowerCallbacks {
 /// `WDF_POWER_POLICY_EVENT_CALLBACKS` — called for the power policy owner only.
 #[derive(Clone, Default)]
 pub struct PowerPolicyCallbacks {
-    /// `EvtDeviceArmWakeFromS0` (kmdf-sequences D15): a failure means "not armed" (no Disarm, no failure).
+    /// `EvtDeviceArmWakeFromS0`: a failure means "not armed" (no Disarm, no failure).
     pub arm_wake_from_s0: Option<DeviceStatusFn>,
     /// `EvtDeviceDisarmWakeFromS0`.
     pub disarm_wake_from_s0: Option<DeviceFn>,
@@ -179,12 +190,28 @@ pub trait DevicePowerHook: Send + Sync {
     fn removed(&self, device: &Device) {
         let _ = device;
     }
-    /// True while the layer has I/O that keeps the device out of S0 idle (kmdf-sequences §2.9:
-    /// a request waiting in, or presented by, a power-managed queue). May be called at
-    /// `DISPATCH_LEVEL`; must not call into the PnP engine.
+    /// True while the layer has I/O that keeps the device out of S0 idle
+    /// ([Supporting Idle Power-Down]: a request waiting in, or presented by, a power-managed
+    /// queue). May be called at `DISPATCH_LEVEL`; must not call into the PnP engine.
+    ///
+    /// [Supporting Idle Power-Down]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
     fn busy(&self, device: &Device) -> bool {
         let _ = device;
         false
+    }
+    /// The whole stack of the device's node finished its first start (every device ran its
+    /// power-up list, `EvtDeviceSelfManagedIoInit` included), before the node reads started:
+    /// the interface layer enables the device's interfaces here.
+    fn stack_started(&self, device: &Device) {
+        let _ = device;
+    }
+    /// The device is leaving: its node is being removed, disabled, surprise-removed or torn down
+    /// after a failure — before the removal callbacks run, and once more just before the
+    /// device objects are deleted — or a control device is being deleted (before its I/O is
+    /// torn down). The interface layer disables the device's interfaces here (and removes a
+    /// control device's symbolic link).
+    fn leaving(&self, device: &Device) {
+        let _ = device;
     }
 }
 
@@ -200,7 +227,7 @@ pub struct DeviceInit {
     device_type: u32,
     extensions: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     driver: Driver,
-    node: Weak<NodeInner>,
+    pub(crate) node: NodeSlot,
     role: StackRole,
     created: Option<Device>,
     control: Option<DeviceSecurity>,
@@ -221,7 +248,7 @@ impl fmt::Debug for DeviceInit {
 pub const FILE_DEVICE_UNKNOWN: u32 = 0x22;
 
 impl DeviceInit {
-    pub(crate) fn new(driver: Driver, node: &DeviceNode, role: StackRole) -> Self {
+    pub(crate) fn new(driver: Driver, node: NodeSlot, role: StackRole) -> Self {
         DeviceInit {
             pnp: PnpPowerCallbacks::default(),
             power_policy: PowerPolicyCallbacks::default(),
@@ -231,7 +258,7 @@ impl DeviceInit {
             device_type: FILE_DEVICE_UNKNOWN,
             extensions: HashMap::new(),
             driver,
-            node: node.downgrade(),
+            node,
             role,
             created: None,
             control: None,
@@ -263,7 +290,7 @@ impl DeviceInit {
             device_type: FILE_DEVICE_UNKNOWN,
             extensions: HashMap::new(),
             driver: driver.clone(),
-            node: Weak::new(),
+            node: no_node(),
             role: StackRole::Function,
             created: None,
             control: Some(security),
@@ -311,11 +338,6 @@ impl DeviceInit {
     /// The driver's role in the stack.
     pub fn role(&self) -> StackRole {
         self.role
-    }
-
-    /// The device node being built.
-    pub fn node(&self) -> Option<DeviceNode> {
-        DeviceNode::upgrade(&self.node)
     }
 
     /// The init-time extension of type `T`, created with `T::default()` on first use (the I/O
@@ -370,7 +392,7 @@ pub(crate) struct DeviceState {
 pub(crate) struct DeviceInner {
     object: WdfObject,
     driver: Driver,
-    node: Weak<NodeInner>,
+    pub(crate) node: NodeSlot,
     role: StackRole,
     filter: bool,
     ppo: bool,
@@ -482,7 +504,7 @@ impl Device {
         Device(Arc::new(DeviceInner {
             object,
             driver: init.driver.clone(),
-            node: Weak::new(),
+            node: no_node(),
             role: StackRole::Function,
             filter: false,
             ppo: false,
@@ -528,11 +550,6 @@ impl Device {
     /// The machine, while it runs.
     pub fn machine(&self) -> Option<Machine> {
         self.0.object.machine()
-    }
-
-    /// The device node this device belongs to (gone once the node is dropped).
-    pub fn node(&self) -> Option<DeviceNode> {
-        DeviceNode::upgrade(&self.0.node)
     }
 
     /// The driver's role in the stack.
@@ -581,20 +598,6 @@ impl Device {
         st.armed_s0 || st.armed_sx
     }
 
-    /// The next-lower device of the stack (`None` at the bottom: below is the PDO).
-    pub fn lower(&self) -> Option<Device> {
-        let stack = self.node()?.stack();
-        let pos = stack.iter().position(|d| d == self)?;
-        pos.checked_sub(1).map(|i| stack[i].clone())
-    }
-
-    /// The next-higher device of the stack.
-    pub fn upper(&self) -> Option<Device> {
-        let stack = self.node()?.stack();
-        let pos = stack.iter().position(|d| d == self)?;
-        stack.get(pos + 1).cloned()
-    }
-
     /// A device extension of type `T` (created by `init` on first use; values stored in
     /// [`DeviceInit::extension_mut`] are already here).
     ///
@@ -627,6 +630,32 @@ impl Device {
         lock(&self.0.hooks).clone()
     }
 
+    /// Runs every power hook's [`stack_started`](DevicePowerHook::stack_started).
+    pub(crate) fn hooks_stack_started(&self) {
+        for h in self.hooks() {
+            h.stack_started(self);
+        }
+    }
+
+    /// Runs every power hook's [`leaving`](DevicePowerHook::leaving).
+    pub(crate) fn hooks_leaving(&self) {
+        for h in self.hooks() {
+            h.leaving(self);
+        }
+    }
+
+    /// Records a [`TraceKind::State`](crate::trace::TraceKind::State) event of this device.
+    pub(crate) fn trace_state(&self, text: &str) {
+        if let Some(m) = self.machine() {
+            m.trace().record_for(
+                crate::trace::TraceKind::State,
+                Some(self.driver().name()),
+                self.name(),
+                text,
+            );
+        }
+    }
+
     pub(crate) fn hooks_removed(&self) {
         let run = {
             let mut st = lock(&self.0.st);
@@ -644,21 +673,6 @@ impl Device {
         lock(&self.0.st).idle = settings;
     }
 
-    /// The `IdleTimeout` (with `Enabled = WdfTrue`) of `WdfDeviceAssignS0IdleSettings` (power
-    /// policy owner): with `Some(timeout)`, once the stack has been idle for `timeout` of virtual
-    /// time — no request waiting in or presented by a power-managed queue, no power reference
-    /// ([`stop_idle`](Self::stop_idle)), system in S0 — it powers down to the Dx of
-    /// [`S0IdleSettings`] as [`DeviceNode::idle`] does; a request for a power-managed queue or
-    /// `stop_idle` brings it back to D0 and the count starts again when the stack is idle again
-    /// (kmdf-sequences §2.9). `None` (the default) turns automatic idling off; the stack then
-    /// only idles on an explicit [`DeviceNode::idle`]. KMDF's own default timeout is 5 s.
-    pub fn assign_s0_idle_timeout(&self, timeout: Option<std::time::Duration>) {
-        lock(&self.0.st).idle_timeout = timeout;
-        if let Some(node) = self.node() {
-            node.idle_check();
-        }
-    }
-
     /// The S0 idle timeout set with [`assign_s0_idle_timeout`](Self::assign_s0_idle_timeout).
     pub fn s0_idle_timeout(&self) -> Option<std::time::Duration> {
         lock(&self.0.st).idle_timeout
@@ -669,58 +683,14 @@ impl Device {
         self.hooks().iter().any(|h| h.busy(self))
     }
 
-    /// Activity that may have kept the stack busy ended: restart the idle count if it applies.
-    pub(crate) fn idle_activity_done(&self) {
-        if let Some(node) = self.node() {
-            node.idle_check();
-        }
-    }
-
     /// `WdfDeviceAssignSxWakeSettings`: arm for wake from Sx when the system sleeps.
     pub fn assign_sx_wake_settings(&self, enabled: bool) {
         lock(&self.0.st).sx_wake = enabled;
     }
 
-    /// `WdfDeviceStopIdle`: takes a power reference; if the stack idles in Dx it returns to D0
-    /// (synchronously on this thread when called at `PASSIVE_LEVEL` outside a PnP operation,
-    /// otherwise from a system work item).
-    ///
-    /// Errors: `STATUS_INVALID_DEVICE_STATE` if the device is deleted or its node is gone.
-    pub fn stop_idle(&self) -> Result<(), Status> {
-        self.0.object.ensure_alive("WdfDeviceStopIdle")?;
-        lock(&self.0.st).power_refs += 1;
-        let node = self.node().ok_or(Status::INVALID_DEVICE_STATE)?;
-        node.power_reference_taken();
-        Ok(())
-    }
-
-    /// `WdfDeviceResumeIdle`: drops a power reference taken by [`stop_idle`](Self::stop_idle).
-    pub fn resume_idle(&self) {
-        let last = {
-            let mut st = lock(&self.0.st);
-            st.power_refs = st.power_refs.saturating_sub(1);
-            st.power_refs == 0
-        };
-        if last {
-            self.idle_activity_done();
-        }
-    }
-
     /// Power references held ([`stop_idle`](Self::stop_idle) not yet matched).
     pub fn power_references(&self) -> usize {
         lock(&self.0.st).power_refs
-    }
-
-    /// `WdfDeviceSetFailed` (≤ DISPATCH_LEVEL): the stack is torn down along the surprise-removal
-    /// path, after the current PnP operation or from a system work item; with
-    /// [`FailedAction::AttemptRestart`] the node is then rebuilt and restarted (bounded retries).
-    pub fn set_failed(&self, action: FailedAction) {
-        if self.0.object.ensure_alive("WdfDeviceSetFailed").is_err() {
-            return;
-        }
-        if let Some(node) = self.node() {
-            node.request_failure(action);
-        }
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, DeviceState> {

@@ -23,13 +23,14 @@
 //! a driver with only control devices is unloaded by [`Driver::unload`], which deletes them
 //! after `EvtDriverUnload`.
 //!
-//! Per [W9] a failing function driver `EvtDriverDeviceAdd` fails the device node while a failing
-//! filter driver `EvtDriverDeviceAdd` only skips that filter (see [`crate::pnp`]).
+//! Per [Reporting Device Failures] a failing function driver `EvtDriverDeviceAdd` fails the device
+//! node while a failing filter driver `EvtDriverDeviceAdd` only skips that filter (see
+//! [`crate::pnp`]).
 //!
 //! The `Parameters` registry key (`WdfDriverOpenParametersRegistryKey`) comes from the machine's
 //! [`RegistryStore`](crate::registry::RegistryStore) ([`Machine::registry`]).
 //!
-//! [W9]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/reporting-device-failures
+//! [Reporting Device Failures]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/reporting-device-failures
 
 use core::fmt;
 use std::collections::BTreeMap;

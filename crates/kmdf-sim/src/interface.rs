@@ -12,30 +12,44 @@
 //! removed, surprise-removed or fails (before the removal callbacks run); the records then go
 //! away with the device.
 //!
-//! [`register_notification`] is `IoRegisterPlugPlayNotification(EventCategoryDeviceInterfaceChange)`
-//! ([K8], [K9], kmdf-sequences §7.4): with `include_existing`, the callback runs once per
-//! interface of the class that is already enabled (the simulator reports each **once**; Windows
-//! may report one twice), then once per arrival and removal. Callbacks run at `PASSIVE_LEVEL`
-//! on the thread that changed the interface state, through
-//! [`invoke_callback`] attributed to the registering driver.
+//! [`register_notification`] is
+//! `IoRegisterPlugPlayNotification(EventCategoryDeviceInterfaceChange)`
+//! ([`IoRegisterPlugPlayNotification`], [`DEVICE_INTERFACE_CHANGE_NOTIFICATION`]): with
+//! `include_existing`, the callback runs once per interface of the class that is already enabled
+//! (the simulator reports each **once**; Windows may report one twice), then once per arrival and
+//! removal. Callbacks run at `PASSIVE_LEVEL` on the thread that changed the
+//! interface state, through [`invoke_callback`] attributed to the registering driver.
 //! [`NotificationEntry::unregister`] (`IoUnregisterPlugPlayNotificationEx`) guarantees that no
-//! callback of the entry runs after it returns (it waits for one running on another thread;
-//! called from inside the callback it just stops further calls).
+//! callback of the entry runs after it returns (it waits for one running on another thread; called
+//! from inside the callback it just stops further calls).
 //!
 //! [`find_interface`] looks an enabled interface up by symbolic link (remote I/O targets and
 //! application handles open by it); [`interfaces_of_class`] lists enabled links of a class
 //! (`IoGetDeviceInterfaces`).
 //!
-//! [K8]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-ioregisterplugplaynotification
-//! [K9]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/ns-wdm-_device_interface_change_notification
+//! The PnP engine below does not call this layer: a device's first interface registers a
+//! [`DevicePowerHook`] on it, whose `stack_started` enables the device's interfaces and whose
+//! `leaving` disables them.
+//!
+//! # Symbolic links
+//!
+//! [`Device::create_symbolic_link`] (`WdfDeviceCreateSymbolicLink`) gives a named device — a
+//! PnP device or a [control device](crate::control) — a symbolic link by which applications and
+//! remote I/O targets open it; link names and interface names share one namespace. The link goes
+//! away when a PnP device is torn down, or before a control device's I/O is torn down when it is
+//! deleted.
+//!
+//! [`IoRegisterPlugPlayNotification`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-ioregisterplugplaynotification
+//! [`DEVICE_INTERFACE_CHANGE_NOTIFICATION`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/ns-wdm-_device_interface_change_notification
 //! [`invoke_callback`]: crate::verifier::invoke_callback
 
 use core::fmt;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::ThreadId;
 
-use crate::device::{lock, Device};
+use crate::control::{self, RequestorMode};
+use crate::device::{lock, Device, DeviceInner, DevicePowerHook};
 use crate::exec::{current_driver, require_max_irql, Irql};
 use crate::guid::Guid;
 use crate::machine::Machine;
@@ -159,6 +173,10 @@ impl Device {
         let started = node
             .as_ref()
             .is_some_and(|n| n.state() == crate::pnp::NodeState::Started);
+        self.extension(|| {
+            self.add_power_hook(Arc::new(InterfaceHook));
+            InterfaceHooked
+        });
         {
             let reg = registry(&machine);
             let mut inner = lock(&reg.inner);
@@ -294,8 +312,24 @@ fn deliver(reg: &Registration, change: &InterfaceChange) {
     reg.cv.notify_all();
 }
 
-/// Called by the PnP engine when a device's stack has started: enables its wanted interfaces.
-pub(crate) fn device_started(dev: &Device) {
+/// Marks a device on which [`InterfaceHook`] is registered.
+struct InterfaceHooked;
+
+/// The interface layer's view of a device's node: enable on start, disable when leaving.
+struct InterfaceHook;
+
+impl DevicePowerHook for InterfaceHook {
+    fn stack_started(&self, device: &Device) {
+        device_started(device);
+    }
+
+    fn leaving(&self, device: &Device) {
+        device_removed(device);
+    }
+}
+
+/// A device's stack has started: enables its wanted interfaces.
+fn device_started(dev: &Device) {
     let Some(machine) = dev.machine() else {
         return;
     };
@@ -319,8 +353,8 @@ pub(crate) fn device_started(dev: &Device) {
     }
 }
 
-/// Called by the PnP engine when a device is removed: disables its interfaces and forgets them.
-pub(crate) fn device_removed(dev: &Device) {
+/// A device is leaving: disables its interfaces and forgets them.
+fn device_removed(dev: &Device) {
     let Some(machine) = dev.machine() else {
         return;
     };
@@ -464,4 +498,134 @@ pub fn interfaces_of_class(machine: &Machine, class: Guid) -> Vec<String> {
         .filter(|(_, r)| r.enabled && r.class == class)
         .map(|(l, _)| l.clone())
         .collect()
+}
+
+// ---------------------------------------------------------------------------- symbolic links
+
+/// Per-machine symbolic links: lower-cased link → (link as given, device).
+#[derive(Default)]
+struct Links {
+    inner: Mutex<BTreeMap<String, (String, Weak<DeviceInner>)>>,
+}
+
+fn links(machine: &Machine) -> Arc<Links> {
+    machine.extension(Links::default)
+}
+
+/// Removes the symbolic link of `device`, if it has one.
+fn forget_link(device: &Device) {
+    let Some(machine) = device.machine() else {
+        return;
+    };
+    let table = links(&machine);
+    lock(&table.inner).retain(|_, (_, w)| !w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &device.0)));
+}
+
+/// Removes a device's symbolic link: when a PnP device is torn down (`removed`), when a control
+/// device is deleted (`leaving`, before its I/O is torn down).
+struct LinkHook {
+    control: bool,
+}
+
+impl DevicePowerHook for LinkHook {
+    fn leaving(&self, device: &Device) {
+        if self.control {
+            forget_link(device);
+        }
+    }
+
+    fn removed(&self, device: &Device) {
+        forget_link(device);
+    }
+}
+
+/// The device an open of `link` reaches, after the I/O manager's checks: `Ok(None)` if no
+/// symbolic link of that name exists. A PnP device's opens reach the top of its stack.
+///
+/// Errors: `STATUS_NO_SUCH_DEVICE` before [`Device::finish_initializing`];
+/// `STATUS_ACCESS_DENIED` if the security descriptor refuses the opener.
+pub(crate) fn resolve_link(
+    machine: &Machine,
+    link: &str,
+    administrator: bool,
+    mode: RequestorMode,
+) -> Result<Option<Device>, Status> {
+    let device = {
+        let table = links(machine);
+        let t = lock(&table.inner);
+        t.get(&link.to_ascii_lowercase())
+            .and_then(|(_, w)| w.upgrade())
+            .map(Device)
+    };
+    let Some(device) = device.filter(|d| !d.object().is_deleted()) else {
+        return Ok(None);
+    };
+    if !device.is_control() {
+        // A PnP device: the I/O manager sends the create to the top of its stack.
+        let top = device
+            .node()
+            .and_then(|n| n.stack().last().cloned())
+            .unwrap_or(device);
+        return Ok(Some(top));
+    }
+    control::check_open(&device, administrator, mode)?;
+    Ok(Some(device))
+}
+
+impl Device {
+    /// `WdfDeviceCreateSymbolicLink` (PASSIVE): makes the device openable by `link` (e.g.
+    /// `\DosDevices\MyCtl`, compared case-insensitively) with
+    /// [`Application::open`](crate::io::Application::open) or a remote
+    /// [`IoTarget`](crate::io::IoTarget). The framework removes the link when the device is
+    /// deleted (control device) or torn down (PnP device, whose opens reach the top of its
+    /// stack).
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` if the device is deleted, has no name
+    /// ([`DeviceInit::assign_name`](crate::device::DeviceInit::assign_name); a control device's
+    /// generated name does not count, as documented), or the call is above `PASSIVE_LEVEL`;
+    /// `STATUS_INVALID_DEVICE_REQUEST` if the device already has a symbolic link;
+    /// `STATUS_OBJECT_NAME_COLLISION` if the name is taken (by a link or a device interface).
+    pub fn create_symbolic_link(&self, link: &str) -> Result<(), Status> {
+        if !require_max_irql(Irql::Passive, "WdfDeviceCreateSymbolicLink") {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        self.object().ensure_alive("WdfDeviceCreateSymbolicLink")?;
+        let machine = self.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+        if self.device_name().is_none() || self.has_generated_name() {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        if find_interface(&machine, link).is_some() {
+            return Err(Status::OBJECT_NAME_COLLISION);
+        }
+        let table = links(&machine);
+        {
+            let mut t = lock(&table.inner);
+            let mine =
+                |w: &Weak<DeviceInner>| w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &self.0));
+            if t.values().any(|(_, w)| mine(w)) {
+                return Err(Status::INVALID_DEVICE_REQUEST);
+            }
+            let key = link.to_ascii_lowercase();
+            if t.get(&key).is_some_and(|(_, w)| control::live(w)) {
+                return Err(Status::OBJECT_NAME_COLLISION);
+            }
+            t.insert(key, (link.to_owned(), Arc::downgrade(&self.0)));
+        }
+        self.add_power_hook(Arc::new(LinkHook {
+            control: self.is_control(),
+        }));
+        self.trace_state(&format!("symbolic link {link} created"));
+        Ok(())
+    }
+
+    /// The symbolic link made with [`create_symbolic_link`](Self::create_symbolic_link), while
+    /// it exists.
+    pub fn symbolic_link(&self) -> Option<String> {
+        let machine = self.machine()?;
+        let table = links(&machine);
+        let t = lock(&table.inner);
+        t.values()
+            .find(|(_, w)| w.upgrade().is_some_and(|d| Arc::ptr_eq(&d, &self.0)))
+            .map(|(l, _)| l.clone())
+    }
 }

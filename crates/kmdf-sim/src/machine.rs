@@ -32,13 +32,12 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 
 use crate::exec::clock::{duration_to_ticks, ticks_to_duration, Clock, ClockMode};
-use crate::exec::context;
-use crate::exec::irql::Irql;
-use crate::exec::sched::{panic_message, Sched, ThreadRole};
+use crate::exec::context::{self, Bound, Irql, ThreadRole};
+use crate::exec::sched::{panic_message, Sched, SchedState, WaitStatus};
 use crate::fault::FaultInjector;
 use crate::pool::Pool;
 use crate::trace::{Trace, TraceKind};
-use crate::verifier::{Verifier, VerifierMode};
+use crate::verifier::{Rule, Verifier, VerifierMode, DEFAULT_POWER_WATCHDOG};
 
 static NEXT_MACHINE: AtomicU64 = AtomicU64::new(1);
 
@@ -106,6 +105,31 @@ impl Core {
         self.handle.upgrade().map(Machine)
     }
 
+    /// The core of the machine the calling thread is bound to (the innermost binding).
+    pub(crate) fn current() -> Option<Arc<Core>> {
+        context::current_machine().and_then(|m| m.downcast::<Core>().ok())
+    }
+
+    /// Binds the calling thread to this machine (a binding of the thread context, which sees the
+    /// machine and its verifier type-erased).
+    pub(crate) fn bind_thread(self: &Arc<Self>, role: ThreadRole) {
+        let machine: Weak<Core> = Arc::downgrade(self);
+        let verifier: Weak<Verifier> = Arc::downgrade(&self.verifier);
+        context::push_binding(
+            Bound {
+                id: self.id,
+                machine,
+                verifier,
+            },
+            role,
+        );
+    }
+
+    /// Ends the calling thread's innermost binding to this machine.
+    pub(crate) fn unbind_thread(&self) {
+        context::pop_binding(self.id);
+    }
+
     /// After the last user handle dropped and shutdown joined the threads: drops what the core
     /// still holds that may hold the core in turn — subsystems ([`Machine::extension`]), and
     /// work items, DPCs and timers still queued — so that no reference cycle keeps it alive.
@@ -171,7 +195,7 @@ impl Default for MachineBuilder {
             name: "machine".to_owned(),
             clock: ClockMode::Manual,
             verifier: VerifierMode::Panic,
-            power_watchdog: Some(crate::verifier::DEFAULT_POWER_WATCHDOG),
+            power_watchdog: Some(DEFAULT_POWER_WATCHDOG),
             workers: 2,
         }
     }
@@ -201,7 +225,7 @@ impl MachineBuilder {
 
     /// The verifier's power watchdog: how much virtual time a PnP/power transition may wait for
     /// a driver before it is reported like bug check 0x9F (`None`: no bound). Default
-    /// [`DEFAULT_POWER_WATCHDOG`](crate::verifier::DEFAULT_POWER_WATCHDOG), ten minutes. See
+    /// [`DEFAULT_POWER_WATCHDOG`], ten minutes. See
     /// [`Verifier::set_power_watchdog`].
     #[must_use]
     pub fn power_watchdog(mut self, bound: Option<Duration>) -> Self {
@@ -280,7 +304,7 @@ fn spawn_service(core: &Arc<Core>, name: String, queue: Queue) {
 /// The body of the DPC thread and of each system worker thread.
 fn service_loop(core: &Arc<Core>, uid: u64, name: &str, queue: Queue) {
     context::init_sim_thread(uid, name);
-    context::push_binding(core, ThreadRole::Service);
+    core.bind_thread(ThreadRole::Service);
     let level = match queue {
         Queue::Dpc => Irql::Dispatch,
         Queue::Work => Irql::Passive,
@@ -317,7 +341,7 @@ fn service_loop(core: &Arc<Core>, uid: u64, name: &str, queue: Queue) {
         entry.end(&mut st);
         core.sched.wake_all(&mut st);
     }
-    context::pop_binding(core.id);
+    core.unbind_thread();
 }
 
 /// Holds the machine's DPC and work-item queues while alive; see [`Machine::pause_queues`].
@@ -361,7 +385,7 @@ impl Machine {
     /// The machine the calling thread is bound to (by [`Machine::enter`] or because the simulator
     /// spawned it), if it is still running.
     pub fn current() -> Option<Machine> {
-        context::current_core().and_then(|c| c.machine())
+        Core::current().and_then(|c| c.machine())
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -384,7 +408,7 @@ impl Machine {
             let mut st = core.sched.lock();
             st.register(uid, &context::thread_name(), ThreadRole::Client);
         }
-        context::push_binding(core, ThreadRole::Client);
+        core.bind_thread(ThreadRole::Client);
         MachineGuard {
             machine: self.clone(),
             uid,
@@ -475,8 +499,8 @@ impl Machine {
         object: &str,
         timeout: Option<Duration>,
         mut cond: impl FnMut() -> bool,
-    ) -> crate::exec::WaitStatus {
-        crate::exec::checked_wait(self.core(), routine, object, timeout, &mut |_| cond())
+    ) -> WaitStatus {
+        checked_wait(self.core(), routine, object, timeout, &mut |_| cond())
     }
 
     /// A framework wait of a PnP/power transition (PASSIVE_LEVEL) under the verifier's power
@@ -518,47 +542,6 @@ impl Machine {
     /// The tagged pool allocator and leak tracker.
     pub fn pool(&self) -> &Pool {
         &self.0.core.pool
-    }
-
-    /// The end-of-test verdict, what Driver Verifier would say at unload: settles, then lists
-    /// a bug check, every verifier violation, every pool allocation still outstanding and every
-    /// WDF object still alive. `Ok` carries a one-line summary when there is nothing to report.
-    ///
-    /// # Errors
-    ///
-    /// The problems, one per line.
-    ///
-    /// # Panics
-    ///
-    /// As [`settle`](Self::settle), except that a bug check is reported, not raised.
-    pub fn verdict(&self) -> Result<String, String> {
-        use std::fmt::Write as _;
-        let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.settle()));
-        let mut problems = String::new();
-        if let Some(crash) = self.crash() {
-            let _ = writeln!(problems, "bug check: {crash}");
-        } else if settled.is_err() {
-            let _ = writeln!(problems, "the machine did not settle");
-        }
-        for v in self.verifier().violations() {
-            let _ = writeln!(problems, "verifier: {v:?}");
-        }
-        for a in self.pool().outstanding() {
-            let _ = writeln!(problems, "pool leak: {a:?}");
-        }
-        for (kind, name) in crate::object::live_objects(self) {
-            let _ = writeln!(problems, "object left: {kind} {name}");
-        }
-        if problems.is_empty() {
-            Ok(format!(
-                "verifier: no violations, no IRQL errors, no pool or WDF object left ({} trace \
-                 events, {:.3} ms of virtual time)",
-                self.trace().events().len(),
-                self.now().as_secs_f64() * 1000.0
-            ))
-        } else {
-            Err(problems)
-        }
     }
 
     /// The fault injector.
@@ -620,8 +603,46 @@ impl MachineGuard {
 impl Drop for MachineGuard {
     fn drop(&mut self) {
         let core = self.machine.core();
-        context::pop_binding(core.id);
+        core.unbind_thread();
         let mut st = core.sched.lock();
         core.sched.unregister(&mut st, self.uid);
+    }
+}
+
+/// A simulator wait with the KeWaitForSingleObject IRQL rule: a zero timeout only tests and is
+/// allowed up to DISPATCH_LEVEL; any other wait above APC_LEVEL is a [`Rule::WaitAtDispatch`]
+/// violation, after which the wait degrades to a test.
+pub(crate) fn checked_wait(
+    core: &Core,
+    routine: &str,
+    object: &str,
+    timeout: Option<Duration>,
+    cond: &mut dyn FnMut(&mut SchedState) -> bool,
+) -> WaitStatus {
+    let mut relative = timeout.map(duration_to_ticks);
+    let irql = context::irql();
+    if relative != Some(0) && irql > Irql::Apc {
+        let what = if timeout.is_none() {
+            "without a timeout"
+        } else {
+            "with a nonzero timeout"
+        };
+        core.verifier.report(
+            Rule::WaitAtDispatch,
+            object,
+            &format!(
+                "{routine} {what} called at {irql}; only a zero timeout (a test of the state) is \
+                 allowed at DISPATCH_LEVEL"
+            ),
+        );
+        relative = Some(0);
+    }
+    let st = core.sched.lock();
+    let deadline = relative.map(|t| core.now().saturating_add(t));
+    let (_st, satisfied) = core.sched.block_until(st, deadline, cond);
+    if satisfied {
+        WaitStatus::Signaled
+    } else {
+        WaitStatus::TimedOut
     }
 }

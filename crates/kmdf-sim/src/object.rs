@@ -16,14 +16,17 @@
 //!   `Arc<dyn Any + Send + Sync>` and read back with [`WdfObject::context`];
 //! * optional `EvtCleanupCallback` / `EvtDestroyCallback`.
 //!
-//! # Deletion order — [D50], [D51], [W8] (kmdf-sequences §2.10)
+//! # Deletion order
+//!
+//! As described by [`EvtCleanupCallback`], [`EvtDestroyCallback`] and Microsoft's
+//! [Power-Down and Removal Sequence for a Function or Filter Driver].
 //!
 //! `WdfObjectDelete` (or the framework deleting a device) runs in two phases:
 //!
 //! 1. **Cleanup**, depth first, **children before their parent**: each object's
 //!    `EvtCleanupCallback` runs and the object is marked deleted. An object with framework state
 //!    is torn down by the framework first: a timer is stopped and a work item unqueued, and their
-//!    running callbacks are waited for, before the driver's `EvtCleanupCallback` [D50]; so a
+//!    running callbacks are waited for, before the driver's [`EvtCleanupCallback`]; so a
 //!    device's removal deletes its timers and work items (see [`Timer::create`] and
 //!    [`WorkItem::create`]).
 //! 2. **Release** of the creation reference, again children first. An object is **destroyed**
@@ -52,9 +55,9 @@
 //!
 //! [`Timer::create`]: crate::exec::Timer::create
 //! [`WorkItem::create`]: crate::exec::WorkItem::create
-//! [D50]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_cleanup
-//! [D51]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_destroy
-//! [W8]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-down-and-removal-sequence-for-a-function-or-filter-driver
+//! [`EvtCleanupCallback`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_cleanup
+//! [`EvtDestroyCallback`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_destroy
+//! [Power-Down and Removal Sequence for a Function or Filter Driver]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-down-and-removal-sequence-for-a-function-or-filter-driver
 
 use core::fmt;
 use std::any::Any;
@@ -231,6 +234,49 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// that tears everything down asserts this is empty (nothing leaked).
 pub fn live_objects(machine: &Machine) -> Vec<(String, String)> {
     lock(&table(machine).inner).live.values().cloned().collect()
+}
+
+impl Machine {
+    /// The end-of-test verdict, what Driver Verifier would say at unload: settles, then lists
+    /// a bug check, every verifier violation, every pool allocation still outstanding and every
+    /// WDF object still alive. `Ok` carries a one-line summary when there is nothing to report.
+    ///
+    /// # Errors
+    ///
+    /// The problems, one per line.
+    ///
+    /// # Panics
+    ///
+    /// As [`settle`](Self::settle), except that a bug check is reported, not raised.
+    pub fn verdict(&self) -> Result<String, String> {
+        use std::fmt::Write as _;
+        let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.settle()));
+        let mut problems = String::new();
+        if let Some(crash) = self.crash() {
+            let _ = writeln!(problems, "bug check: {crash}");
+        } else if settled.is_err() {
+            let _ = writeln!(problems, "the machine did not settle");
+        }
+        for v in self.verifier().violations() {
+            let _ = writeln!(problems, "verifier: {v:?}");
+        }
+        for a in self.pool().outstanding() {
+            let _ = writeln!(problems, "pool leak: {a:?}");
+        }
+        for (kind, name) in live_objects(self) {
+            let _ = writeln!(problems, "object left: {kind} {name}");
+        }
+        if problems.is_empty() {
+            Ok(format!(
+                "verifier: no violations, no IRQL errors, no pool or WDF object left ({} trace \
+                 events, {:.3} ms of virtual time)",
+                self.trace().events().len(),
+                self.now().as_secs_f64() * 1000.0
+            ))
+        } else {
+            Err(problems)
+        }
+    }
 }
 
 /// The objects of `driver` on `machine` that are not yet destroyed, by name, oldest first.
@@ -566,7 +612,8 @@ impl WdfObject {
                 cb(self);
             });
         }
-        // The context goes away right after EvtDestroyCallback (W8).
+        // The context goes away right after EvtDestroyCallback ("Power-Down and Removal Sequence
+        // for a Function or Filter Driver").
         let context = lock(&self.0.st).context.take();
         drop(context);
         if let Some(m) = self.0.machine.machine() {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::exec::clock::{ticks_to_duration, Clock};
 use crate::exec::context;
-use crate::exec::irql::Irql;
+use crate::exec::context::Irql;
 
 /// What a trace event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

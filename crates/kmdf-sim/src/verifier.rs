@@ -1,9 +1,9 @@
 //! The verifier: a Driver-Verifier-style checker of driver behaviour.
 //!
 //! Simulator routines check the rules of the KMDF and WDM documentation as they run (IRQL limits
-//! from kmdf-sequences §5, wait rules from KeWaitForSingleObject, lock ownership, …). A broken rule
-//! is a [`Violation`]: which [`Rule`], which driver (the thread's current driver, see
-//! [`DriverScope`]), which object, and a sentence saying what is wrong.
+//! from each routine's and callback's reference page, wait rules from KeWaitForSingleObject, lock
+//! ownership, …). A broken rule is a [`Violation`]: which [`Rule`], which driver (the thread's
+//! current driver, see [`DriverScope`]), which object, and a sentence saying what is wrong.
 //! Its `Display` reads like a bug check:
 //!
 //! ```text
@@ -23,17 +23,17 @@
 //!
 //! In the kernel a PnP or power transition that a driver blocks — a request it never completes
 //! while the framework waits for it before leaving D0 or removing the device — ends in bug check
-//! 0x9F, `DRIVER_POWER_STATE_FAILURE` (parameter 1 = 0x3: "a device object has been blocking an
-//! IRP for too long a time", [B9F]). The simulator bounds the framework's waits of a transition
-//! (the `EvtIoStop` wait of power-down and removal, and the `WdfIoQueue…Synchronously` waits) by
-//! [`Verifier::power_watchdog`] of **virtual** time, default [`DEFAULT_POWER_WATCHDOG`] (the page
-//! does not document Windows' timeout, which is minutes; ten minutes is well above any real
-//! transition and is reached in no real time: see below). A wait that reaches it is a
-//! [`Rule::PowerStateFailure`] violation naming the transition and what it waits for — e.g.
-//! `EvtIoStop(Purge) of queue 'q' (device removal) … waiting for WDFREQUEST #12
+//! 0x9F, `DRIVER_POWER_STATE_FAILURE` (parameter 1 = 0x3: "a device object has been blocking an IRP
+//! for too long a time", [Bug Check 0x9F: DRIVER_POWER_STATE_FAILURE]). The simulator bounds the
+//! framework's waits of a transition (the `EvtIoStop` wait of power-down and removal, and the
+//! `WdfIoQueue…Synchronously` waits) by [`Verifier::power_watchdog`] of **virtual** time, default
+//! [`DEFAULT_POWER_WATCHDOG`] (the page does not document Windows' timeout, which is minutes; ten
+//! minutes is well above any real transition and is reached in no real time: see below). A wait
+//! that reaches it is a [`Rule::PowerStateFailure`] violation naming the transition and what it
+//! waits for — e.g. `EvtIoStop(Purge) of queue 'q' (device removal) … waiting for WDFREQUEST #12
 //! (IRP_MJ_DEVICE_CONTROL, IOCTL 0x00220004) taken in EvtIoDeviceControl from queue 'q'` — printed
-//! as `DRIVER_POWER_STATE_FAILURE (0x9F): PowerStateFailure: …`. In Record mode the transition
-//! then goes on as if the wait had ended.
+//! as `DRIVER_POWER_STATE_FAILURE (0x9F): PowerStateFailure: …`. In Record mode the transition then
+//! goes on as if the wait had ended.
 //!
 //! Such a wait never hangs a test: while a thread waits under the watchdog, the clock of a
 //! [`ClockMode::Manual`](crate::exec::ClockMode::Manual) machine advances by itself whenever
@@ -41,7 +41,7 @@
 //! does) — the machine could not go on otherwise — so timers the driver relies on still fire in
 //! order, and a stuck wait reaches the bound after microseconds of real time.
 //!
-//! [B9F]: https://learn.microsoft.com/en-us/windows-hardware/drivers/debugger/bug-check-0x9f--driver-power-state-failure
+//! [Bug Check 0x9F: DRIVER_POWER_STATE_FAILURE]: https://learn.microsoft.com/en-us/windows-hardware/drivers/debugger/bug-check-0x9f--driver-power-state-failure
 
 use core::fmt;
 use core::time::Duration;
@@ -307,8 +307,8 @@ impl Verifier {
 ///
 /// In Panic mode, or when the thread is bound to no machine.
 pub fn report(rule: Rule, object: &str, message: &str) {
-    if let Some(core) = context::current_core() {
-        core.verifier.report(rule, object, message);
+    if let Some(verifier) = current() {
+        verifier.report(rule, object, message);
     } else {
         let v = Violation {
             rule,
@@ -318,6 +318,11 @@ pub fn report(rule: Rule, object: &str, message: &str) {
         };
         panic!("{v}");
     }
+}
+
+/// The verifier of the machine the calling thread is bound to.
+pub(crate) fn current() -> Option<Arc<Verifier>> {
+    context::current_verifier().and_then(|v| v.downcast::<Verifier>().ok())
 }
 
 /// Calls into a driver: the one way the simulator invokes a driver callback.
@@ -335,8 +340,8 @@ pub fn report(rule: Rule, object: &str, message: &str) {
 /// In Panic mode, on a violation (the bug check). Panics from `f` propagate.
 pub fn invoke_callback<R>(driver: &str, object: &str, callback: &str, f: impl FnOnce() -> R) -> R {
     let scope = DriverScope::enter(driver);
-    if let Some(core) = context::current_core() {
-        core.trace.record(TraceKind::Callback, object, callback);
+    if let Some(verifier) = current() {
+        verifier.trace.record(TraceKind::Callback, object, callback);
     }
     let entry_irql = context::irql();
     let entry_locks: Vec<u64> = context::held_locks();

@@ -195,6 +195,55 @@ fn verifier_spin_lock_held_on_callback_return_in_dpc() {
         .contains("EvtDpcFunc returned while still holding spin lock 'leaked'"));
 }
 
+/// More locks than the thread's inline held-lock list keeps (8), released out of order: the
+/// held-on-return report names exactly the locks left held, in acquisition order; once they are
+/// released they are off the list (a callback that takes them again is reported again).
+#[test]
+fn verifier_many_locks_held_released_out_of_order() {
+    let machine = recording();
+    let _bound = machine.enter();
+    let locks: Vec<SpinLock> = (0..11)
+        .map(|i| SpinLock::new(&machine, &format!("l{i}")))
+        .collect();
+    let leaked = |v: &Violation| {
+        v.message.contains(
+            "EvtDeviceD0Entry returned while still holding spin lock 'l3', spin lock 'l9';",
+        )
+    };
+    invoke_callback("faulty", "device", "EvtDeviceD0Entry", || {
+        for lock in &locks {
+            lock.acquire();
+        }
+        // Lock 0 last: it restores the IRQL the callback was called at.
+        for i in [10, 5, 8, 1, 7, 2, 4, 6, 0] {
+            locks[i].release();
+        }
+    });
+    let v = only(&machine, Rule::LockHeldOnCallbackReturn);
+    assert!(leaked(&v), "{v}");
+    locks[9].release();
+    locks[3].release();
+    kmdf_sim::exec::lower_irql(Irql::Passive);
+    invoke_callback("faulty", "device", "EvtDeviceD0Entry", || {
+        locks[3].acquire();
+        locks[9].acquire();
+        locks[4].acquire();
+        locks[4].release();
+    });
+    let v = machine
+        .verifier()
+        .violations_of(Rule::LockHeldOnCallbackReturn);
+    assert_eq!(v.len(), 2, "{v:#?}");
+    assert!(leaked(&v[1]), "{}", v[1]);
+    assert_eq!(
+        machine.verifier().violations().len(),
+        3,
+        "and the IRQL left raised"
+    );
+    locks[9].release();
+    locks[3].release();
+}
+
 #[test]
 fn verifier_timer_stop_wait_in_own_callback() {
     let machine = recording();

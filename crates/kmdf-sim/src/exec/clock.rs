@@ -16,7 +16,7 @@
 //!   model is tokio's paused clock). A ten-minute sleep finishes in microseconds.
 //! * [`ClockMode::RealTime`] — the same code against the wall clock, for demos.
 //!
-//! Timer due times are relative (a negative `DueTime` in WdfTimerStart, D43); absolute due times
+//! Timer due times are relative (a negative `DueTime` in `WdfTimerStart`); absolute due times
 //! are not modelled because the virtual clock never jumps backwards or forwards outside the
 //! scheduler's control.
 //!

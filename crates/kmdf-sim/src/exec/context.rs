@@ -11,19 +11,85 @@
 //! * the stack of driver names currently executing (attribution of pool allocations, trace events
 //!   and verifier violations).
 //!
+//! The id, the IRQL and the held-lock list — what every spin-lock acquire and release reads and
+//! writes — live together in one thread-local of plain cells with a `const` initializer and no
+//! destructor (`ThreadState`), with the held locks in a small inline array (a LIFO release is a
+//! compare and a length decrement; a thread holding more than `INLINE_HELD` locks spills the rest
+//! into a vector). A spin lock's word (`SpinWord`: holder and saved IRQL) is taken and given back
+//! here, next to that state: `SpinWord::acquire` and `SpinWord::release` are one out-of-line call
+//! each, compiled in this crate where the thread-local is defined, so each makes one
+//! thread-pointer-relative access (no lazy-initialization check, no borrow flag, no call through
+//! the thread-local's accessor) around its compare-exchange or store, and their fast paths are
+//! leaves; everything rarer (the thread's first id, a held lock, a contended word, the spill, an
+//! out-of-order release) goes to a cold path. The rest (name, bindings, drivers) is in a second
+//! thread-local that the lock path never touches.
+//!
 //! A test thread binds itself with [`Machine::enter`](crate::Machine::enter); threads the simulator
 //! spawns (the DPC thread, system worker threads, system threads) are bound automatically. Driver
 //! attribution is pushed by [`DriverScope`] and by `invoke_callback`.
+//!
+//! This is the bottom of the execution core: it knows nothing of the machine. A binding holds
+//! the machine type-erased — `Bound`, two `Any` slots the layers above fill and read back
+//! with their own types: the machine layer its core, the checks layer its verifier.
 
-use std::cell::RefCell;
+use core::fmt;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::exec::irql::Irql;
-use crate::exec::sched::ThreadRole;
-use crate::machine::Core;
+/// An interrupt request level. Ordered: `Passive < Apc < Dispatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(u8)]
+pub enum Irql {
+    /// `PASSIVE_LEVEL` (0): threads, may wait and touch pageable memory.
+    #[default]
+    Passive = 0,
+    /// `APC_LEVEL` (1): normal kernel APCs masked.
+    Apc = 1,
+    /// `DISPATCH_LEVEL` (2): DPCs, spin-lock holders; must not wait.
+    Dispatch = 2,
+}
+
+impl Irql {
+    /// The WDK name, e.g. `DISPATCH_LEVEL`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Irql::Passive => "PASSIVE_LEVEL",
+            Irql::Apc => "APC_LEVEL",
+            Irql::Dispatch => "DISPATCH_LEVEL",
+        }
+    }
+}
+
+impl fmt::Display for Irql {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a bound thread is to the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ThreadRole {
+    /// A test or application thread bound with `Machine::enter`.
+    Client,
+    /// A system thread a driver created.
+    System,
+    /// The DPC thread or a system worker thread.
+    Service,
+}
+
+/// What a thread binds to, seen from below the machine: its id and two type-erased slots.
+pub(crate) struct Bound {
+    /// The machine's id.
+    pub(crate) id: u64,
+    /// The machine's core (the machine layer downcasts it back).
+    pub(crate) machine: Weak<dyn Any + Send + Sync>,
+    /// The machine's verifier (the checks layer downcasts it back).
+    pub(crate) verifier: Weak<dyn Any + Send + Sync>,
+}
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
@@ -34,8 +100,7 @@ pub(crate) fn new_uid() -> u64 {
 
 /// One binding of this thread to a machine.
 struct Binding {
-    core_id: u64,
-    core: Weak<Core>,
+    bound: Bound,
     role: ThreadRole,
 }
 
@@ -68,36 +133,307 @@ pub(crate) fn lock_description(id: u64) -> String {
         .unwrap_or_else(|| format!("lock #{id} (deleted)"))
 }
 
+/// The part of the thread context off the lock path.
 #[derive(Default)]
 struct Ctx {
-    uid: Option<u64>,
     name: Option<String>,
-    irql: Irql,
     bindings: Vec<Binding>,
-    /// Ids of the locks this thread holds, in acquisition order.
-    held: Vec<u64>,
+    /// The held locks after the first [`INLINE_HELD`], in acquisition order.
+    held_spill: Vec<u64>,
     drivers: Vec<String>,
+}
+
+/// How many held locks [`ThreadState`] keeps inline; a thread rarely holds more at once.
+pub(crate) const INLINE_HELD: usize = 8;
+
+/// The per-thread state a lock acquire or release touches: the thread's id, its IRQL and the
+/// locks it holds. Plain cells with a `const` initializer and no destructor, so reaching it is
+/// one thread-local address, with no lazy initialization or borrow flag.
+pub(crate) struct ThreadState {
+    /// The thread's unique id; 0 until first needed.
+    uid: Cell<u64>,
+    irql: Cell<Irql>,
+    /// How many locks the thread holds: the first `min(held_len, INLINE_HELD)` ids are in
+    /// `held`, the rest in `Ctx::held_spill`.
+    held_len: Cell<usize>,
+    /// Ids of the first held locks, in acquisition order.
+    held: [Cell<u64>; INLINE_HELD],
 }
 
 thread_local! {
     static CTX: RefCell<Ctx> = RefCell::new(Ctx::default());
+    static THREAD: ThreadState = const {
+        ThreadState {
+            uid: Cell::new(0),
+            irql: Cell::new(Irql::Passive),
+            held_len: Cell::new(0),
+            held: [const { Cell::new(0) }; INLINE_HELD],
+        }
+    };
 }
 
 fn with<R>(default: R, f: impl FnOnce(&mut Ctx) -> R) -> R {
     CTX.try_with(|c| f(&mut c.borrow_mut())).unwrap_or(default)
 }
 
+/// Runs `f` with the calling thread's [`ThreadState`]. `f` stays small (a field or two), so that
+/// the whole access inlines into the caller.
+#[inline]
+fn with_thread<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    THREAD.with(f)
+}
+
+impl ThreadState {
+    /// The thread's unique id (allocated on first use).
+    #[inline]
+    pub(crate) fn uid(&self) -> u64 {
+        match self.uid.get() {
+            0 => self.assign_uid(),
+            uid => uid,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn assign_uid(&self) -> u64 {
+        let uid = new_uid();
+        self.uid.set(uid);
+        uid
+    }
+
+    /// The thread's IRQL.
+    #[inline]
+    pub(crate) fn irql(&self) -> Irql {
+        self.irql.get()
+    }
+
+    /// Sets the thread's IRQL (no checks: callers apply the IRQL rules).
+    #[inline]
+    pub(crate) fn set_irql(&self, irql: Irql) {
+        self.irql.set(irql);
+    }
+
+    /// Records that the thread now holds lock `id` (the newest).
+    #[inline]
+    pub(crate) fn push_held(&self, id: u64) {
+        let len = self.held_len.get();
+        if let Some(slot) = self.held.get(len) {
+            slot.set(id);
+            self.held_len.set(len + 1);
+        } else {
+            self.push_spilled(id);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_spilled(&self, id: u64) {
+        if with(false, |c| {
+            c.held_spill.push(id);
+            true
+        }) {
+            self.held_len.set(self.held_len.get() + 1);
+        }
+    }
+
+    /// Removes `id` from the held locks (the most recent entry of it); false if it was not
+    /// there. Releasing the newest lock — the usual LIFO order — moves nothing.
+    #[inline]
+    pub(crate) fn remove_held(&self, id: u64) -> bool {
+        let len = self.held_len.get();
+        if let Some(last) = len.checked_sub(1).and_then(|i| self.held.get(i)) {
+            if len <= INLINE_HELD && last.get() == id {
+                self.held_len.set(len - 1);
+                return true;
+            }
+        }
+        self.remove_held_slow(id)
+    }
+
+    /// Out of order, or with spilled entries: rebuild the list without `id`.
+    #[cold]
+    #[inline(never)]
+    fn remove_held_slow(&self, id: u64) -> bool {
+        let mut all = self.held_locks();
+        let Some(pos) = all.iter().rposition(|&h| h == id) else {
+            return false;
+        };
+        all.remove(pos);
+        self.set_held_locks(&all);
+        true
+    }
+
+    /// The ids of the locks the thread holds, in acquisition order.
+    pub(crate) fn held_locks(&self) -> Vec<u64> {
+        let inline = self.held_len.get().min(INLINE_HELD);
+        let mut all: Vec<u64> = self.held[..inline].iter().map(Cell::get).collect();
+        with((), |c| all.extend_from_slice(&c.held_spill));
+        all
+    }
+
+    fn set_held_locks(&self, list: &[u64]) {
+        for (slot, &id) in self.held.iter().zip(list) {
+            slot.set(id);
+        }
+        let spill = list.get(INLINE_HELD..).unwrap_or_default();
+        let spilled = with(0, |c| {
+            c.held_spill.clear();
+            c.held_spill.extend_from_slice(spill);
+            spill.len()
+        });
+        self.held_len.set(list.len().min(INLINE_HELD) + spilled);
+    }
+}
+
+/// A spin lock's word: the holder's thread id (0 when free) and the IRQL to restore on release.
+/// The protocol (one compare-exchange to take it, one store to give it back) lives here, next to
+/// the thread state it updates in the same access; the lock type reports what it refuses.
+#[derive(Debug, Default)]
+pub(crate) struct SpinWord {
+    /// Thread uid of the holder, 0 when free.
+    owner: AtomicU64,
+    /// The IRQL to restore on release; written by the holder after it acquired the word.
+    saved_irql: AtomicU8,
+}
+
+/// Why [`SpinWord::release`] did nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReleaseRefused {
+    /// Nobody holds the lock.
+    NotHeld,
+    /// Another thread holds it.
+    OtherThread,
+}
+
+fn irql_from_u8(raw: u8) -> Irql {
+    match raw {
+        0 => Irql::Passive,
+        1 => Irql::Apc,
+        _ => Irql::Dispatch,
+    }
+}
+
+impl SpinWord {
+    /// The holder's thread id, if any.
+    pub(crate) fn owner(&self) -> Option<u64> {
+        match self.owner.load(Ordering::Relaxed) {
+            0 => None,
+            owner => Some(owner),
+        }
+    }
+
+    /// `KeAcquireSpinLock` on this word for the calling thread: raise to DISPATCH_LEVEL, take the
+    /// word (spinning while another thread holds it), keep the previous IRQL with it, record lock
+    /// `id` as held. Returns the IRQL the thread ran at: `Ok` acquired, `Err` if the thread holds
+    /// the word already (a recursive acquire; nothing changed).
+    #[inline(never)]
+    pub(crate) fn acquire(&self, id: u64) -> Result<Irql, Irql> {
+        THREAD.with(|thread| {
+            let me = thread.uid.get();
+            let len = thread.held_len.get();
+            // A thread with an id, room in the inline list, a free word: one compare-exchange.
+            if me != 0 && len < INLINE_HELD {
+                if let (Some(slot), Ok(_)) = (
+                    thread.held.get(len),
+                    self.owner
+                        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed),
+                ) {
+                    let old = thread.irql.get();
+                    thread.irql.set(Irql::Dispatch);
+                    self.saved_irql.store(old as u8, Ordering::Relaxed);
+                    slot.set(id);
+                    thread.held_len.set(len + 1);
+                    return Ok(old);
+                }
+            }
+            self.acquire_slow(thread, id)
+        })
+    }
+
+    /// Everything else: the thread's first id, a recursive acquire, a held (contended) word, more
+    /// than `INLINE_HELD` locks held.
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self, thread: &ThreadState, id: u64) -> Result<Irql, Irql> {
+        let old = thread.irql();
+        let me = thread.uid();
+        if self.owner.load(Ordering::Relaxed) == me {
+            return Err(old);
+        }
+        // Raised before spinning, as a processor raises before it spins on a `KSPIN_LOCK`.
+        thread.set_irql(Irql::Dispatch);
+        let mut spins = 0_u32;
+        while self
+            .owner
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        self.saved_irql.store(old as u8, Ordering::Relaxed);
+        thread.push_held(id);
+        Ok(old)
+    }
+
+    /// `KeReleaseSpinLock` on this word by the calling thread: give the word back, forget lock
+    /// `id`, restore the saved IRQL. Refused (nothing changes) unless the thread holds the word.
+    #[inline(never)]
+    pub(crate) fn release(&self, id: u64) -> Result<(), ReleaseRefused> {
+        THREAD.with(|thread| {
+            let me = thread.uid.get();
+            let len = thread.held_len.get();
+            // The holder releasing its newest lock (LIFO) from the inline list.
+            if me != 0
+                && len <= INLINE_HELD
+                && self.owner.load(Ordering::Relaxed) == me
+                && len
+                    .checked_sub(1)
+                    .and_then(|newest| thread.held.get(newest))
+                    .is_some_and(|newest| newest.get() == id)
+            {
+                let saved = irql_from_u8(self.saved_irql.load(Ordering::Relaxed));
+                self.owner.store(0, Ordering::Release);
+                thread.held_len.set(len - 1);
+                thread.irql.set(saved);
+                return Ok(());
+            }
+            self.release_slow(thread, id)
+        })
+    }
+
+    /// Everything else: a misuse, an out-of-order release, spilled held locks.
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&self, thread: &ThreadState, id: u64) -> Result<(), ReleaseRefused> {
+        match self.owner.load(Ordering::Relaxed) {
+            0 => Err(ReleaseRefused::NotHeld),
+            owner if owner != thread.uid() => Err(ReleaseRefused::OtherThread),
+            _ => {
+                let saved = irql_from_u8(self.saved_irql.load(Ordering::Relaxed));
+                self.owner.store(0, Ordering::Release);
+                thread.remove_held(id);
+                thread.set_irql(saved);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The calling thread's unique id.
+#[inline]
 pub(crate) fn thread_uid() -> u64 {
-    with(0, |c| *c.uid.get_or_insert_with(new_uid))
+    with_thread(ThreadState::uid)
 }
 
 /// Initializes a thread the simulator spawned: its pre-allocated id and its name.
 pub(crate) fn init_sim_thread(uid: u64, name: &str) {
-    with((), |c| {
-        c.uid = Some(uid);
-        c.name = Some(name.to_owned());
-    });
+    with_thread(|t| t.uid.set(uid));
+    with((), |c| c.name = Some(name.to_owned()));
 }
 
 /// The calling thread's name as shown in traces.
@@ -107,27 +443,23 @@ pub fn thread_name() -> String {
         .unwrap_or_else(|| format!("thread-{}", thread_uid()))
 }
 
+#[inline]
 pub(crate) fn irql() -> Irql {
-    with(Irql::Passive, |c| c.irql)
+    with_thread(ThreadState::irql)
 }
 
+#[inline]
 pub(crate) fn set_irql(irql: Irql) {
-    with((), |c| c.irql = irql);
+    with_thread(|t| t.set_irql(irql));
 }
 
-pub(crate) fn push_binding(core: &Arc<Core>, role: ThreadRole) {
-    with((), |c| {
-        c.bindings.push(Binding {
-            core_id: core.id,
-            core: Arc::downgrade(core),
-            role,
-        });
-    });
+pub(crate) fn push_binding(bound: Bound, role: ThreadRole) {
+    with((), |c| c.bindings.push(Binding { bound, role }));
 }
 
 pub(crate) fn pop_binding(core_id: u64) {
     with((), |c| {
-        if let Some(pos) = c.bindings.iter().rposition(|b| b.core_id == core_id) {
+        if let Some(pos) = c.bindings.iter().rposition(|b| b.bound.id == core_id) {
             c.bindings.remove(pos);
         }
     });
@@ -139,14 +471,23 @@ pub(crate) fn role_on(core_id: u64) -> Option<ThreadRole> {
         c.bindings
             .iter()
             .rev()
-            .find(|b| b.core_id == core_id)
+            .find(|b| b.bound.id == core_id)
             .map(|b| b.role)
     })
 }
 
-/// The machine the calling thread is bound to (the innermost binding).
-pub(crate) fn current_core() -> Option<Arc<Core>> {
-    with(None, |c| c.bindings.last().and_then(|b| b.core.upgrade()))
+/// The core of the machine the calling thread is bound to (the innermost binding), type-erased.
+pub(crate) fn current_machine() -> Option<Arc<dyn Any + Send + Sync>> {
+    with(None, |c| {
+        c.bindings.last().and_then(|b| b.bound.machine.upgrade())
+    })
+}
+
+/// The verifier of the machine the calling thread is bound to, type-erased.
+pub(crate) fn current_verifier() -> Option<Arc<dyn Any + Send + Sync>> {
+    with(None, |c| {
+        c.bindings.last().and_then(|b| b.bound.verifier.upgrade())
+    })
 }
 
 /// The driver on whose behalf the calling thread currently runs (innermost [`DriverScope`] or
@@ -165,24 +506,20 @@ pub(crate) fn pop_driver() {
     });
 }
 
+/// Records that the calling thread now holds lock `id` (the newest).
+#[inline]
 pub(crate) fn push_held(id: u64) {
-    with((), |c| c.held.push(id));
+    with_thread(|t| t.push_held(id));
 }
 
 /// Removes `id` from the calling thread's held locks; false if it was not there.
+#[inline]
 pub(crate) fn remove_held(id: u64) -> bool {
-    with(false, |c| {
-        if let Some(pos) = c.held.iter().rposition(|&h| h == id) {
-            c.held.remove(pos);
-            true
-        } else {
-            false
-        }
-    })
+    with_thread(|t| t.remove_held(id))
 }
 
 pub(crate) fn held_locks() -> Vec<u64> {
-    with(Vec::new(), |c| c.held.clone())
+    with_thread(ThreadState::held_locks)
 }
 
 /// Runs the calling thread on behalf of a driver for a scope: pool allocations, trace events and

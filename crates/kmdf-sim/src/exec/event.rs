@@ -1,8 +1,7 @@
 //! Kernel events (KEVENT) and waits.
 //!
-//! Semantics of KeInitializeEvent / KeSetEvent / KeResetEvent / KeClearEvent /
-//! KeWaitForSingleObject (kmdf-sequences §9.2–9.3; learn.microsoft.com
-//! `wdm/nf-wdm-keinitializeevent`, `wdm/nf-wdm-kesetevent`, `wdm/nf-wdm-kewaitforsingleobject`):
+//! Semantics of [`KeInitializeEvent`] / [`KeSetEvent`] / `KeResetEvent` / `KeClearEvent` /
+//! [`KeWaitForSingleObject`]:
 //!
 //! * a [`EventKind::Notification`] event releases every waiter when set and stays signaled until
 //!   cleared; a [`EventKind::Synchronization`] event satisfies one wait and resets itself;
@@ -18,14 +17,17 @@
 //! the flag and wakes waiters while holding that lock, and a waiter can only return after it has
 //! re-acquired the lock — so `set` never touches the event after a concurrent waiter can return.
 //! A rundown primitive (free the object when the waiter returns) can rely on this.
+//!
+//! [`KeInitializeEvent`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-keinitializeevent
+//! [`KeSetEvent`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-kesetevent
+//! [`KeWaitForSingleObject`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-kewaitforsingleobject
 
 use core::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::exec::checked_wait;
-use crate::machine::{Core, Machine};
-use crate::status::Status;
+pub use crate::exec::sched::WaitStatus;
+use crate::machine::{checked_wait, Core, Machine};
 
 /// The two KEVENT types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,30 +36,6 @@ pub enum EventKind {
     Notification,
     /// `SynchronizationEvent`: auto reset; satisfies one wait.
     Synchronization,
-}
-
-/// The outcome of a wait.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaitStatus {
-    /// The object was signaled (`STATUS_SUCCESS`).
-    Signaled,
-    /// The timeout expired first (`STATUS_TIMEOUT`).
-    TimedOut,
-}
-
-impl WaitStatus {
-    /// The `NTSTATUS` KeWaitForSingleObject returns.
-    pub fn to_status(self) -> Status {
-        match self {
-            WaitStatus::Signaled => Status::SUCCESS,
-            WaitStatus::TimedOut => Status::TIMEOUT,
-        }
-    }
-
-    /// True for [`WaitStatus::Signaled`].
-    pub fn is_signaled(self) -> bool {
-        self == WaitStatus::Signaled
-    }
 }
 
 struct EventInner {

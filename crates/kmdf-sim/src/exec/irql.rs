@@ -3,47 +3,17 @@
 //! The simulator models the three software levels a KMDF driver sees: `PASSIVE_LEVEL`,
 //! `APC_LEVEL` and `DISPATCH_LEVEL`. The level is **per OS thread** (thread-local state), like the
 //! per-processor IRQL of a real CPU while a thread runs on it: a spin lock raises it to
-//! `DISPATCH_LEVEL` (WdfSpinLockAcquire, D55), the machine's DPC thread calls `EvtDpcFunc` and
-//! dispatch-level `EvtTimerFunc` at `DISPATCH_LEVEL` (D45, D49), system worker threads call
-//! `EvtWorkItem` at `PASSIVE_LEVEL` (D48).
+//! `DISPATCH_LEVEL` (`WdfSpinLockAcquire`), the machine's DPC thread calls `EvtDpcFunc` and
+//! dispatch-level `EvtTimerFunc` at `DISPATCH_LEVEL`, system worker threads call
+//! `EvtWorkItem` at `PASSIVE_LEVEL` (as Microsoft's pages of these callbacks say).
 //!
-//! Routines with an IRQL limit (kmdf-sequences §5.2) call [`require_max_irql`], which reports an
-//! [`Rule::IrqlTooHigh`] violation naming the routine.
-
-use core::fmt;
+//! Routines whose Microsoft reference page states an IRQL limit (the *Requirements* table's
+//! "IRQL" row) call [`require_max_irql`], which reports an [`Rule::IrqlTooHigh`] violation naming
+//! the routine.
 
 use crate::exec::context;
+pub use crate::exec::context::Irql;
 use crate::verifier::{self, Rule};
-
-/// An interrupt request level. Ordered: `Passive < Apc < Dispatch`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[repr(u8)]
-pub enum Irql {
-    /// `PASSIVE_LEVEL` (0): threads, may wait and touch pageable memory.
-    #[default]
-    Passive = 0,
-    /// `APC_LEVEL` (1): normal kernel APCs masked.
-    Apc = 1,
-    /// `DISPATCH_LEVEL` (2): DPCs, spin-lock holders; must not wait.
-    Dispatch = 2,
-}
-
-impl Irql {
-    /// The WDK name, e.g. `DISPATCH_LEVEL`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Irql::Passive => "PASSIVE_LEVEL",
-            Irql::Apc => "APC_LEVEL",
-            Irql::Dispatch => "DISPATCH_LEVEL",
-        }
-    }
-}
-
-impl fmt::Display for Irql {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The IRQL of the calling thread (`KeGetCurrentIrql`). Threads start at `PASSIVE_LEVEL`.
 pub fn current_irql() -> Irql {
@@ -117,14 +87,26 @@ impl Drop for IrqlGuard {
 /// `WdfWaitLockAcquire called at DISPATCH_LEVEL; allowed ≤ PASSIVE_LEVEL` and returns false, so
 /// the caller can fall back to a safe behaviour in `Record` mode.
 pub fn require_max_irql(max: Irql, routine: &str) -> bool {
-    let cur = current_irql();
+    check_max_irql(current_irql(), max, routine)
+}
+
+/// [`require_max_irql`] for a caller that has already read the IRQL (`cur`), e.g. a spin lock
+/// that reads and raises it in one thread-local access.
+#[inline]
+pub(crate) fn check_max_irql(cur: Irql, max: Irql, routine: &str) -> bool {
     if cur <= max {
         return true;
     }
+    report_irql_too_high(cur, max, routine);
+    false
+}
+
+#[cold]
+#[inline(never)]
+fn report_irql_too_high(cur: Irql, max: Irql, routine: &str) {
     verifier::report(
         Rule::IrqlTooHigh,
         routine,
         &format!("{routine} called at {cur}; allowed ≤ {max}"),
     );
-    false
 }

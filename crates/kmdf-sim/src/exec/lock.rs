@@ -1,9 +1,9 @@
 //! Framework locks: WDFSPINLOCK and WDFWAITLOCK.
 //!
-//! * [`SpinLock`] (WdfSpinLockAcquire/Release, D55): acquire at ≤ DISPATCH_LEVEL raises the
+//! * [`SpinLock`] (`WdfSpinLockAcquire` / `WdfSpinLockRelease`): acquire at ≤ DISPATCH_LEVEL raises the
 //!   calling thread to DISPATCH_LEVEL and saves the previous IRQL in the lock; release restores
 //!   it. Mutual exclusion is real (other OS threads block).
-//! * [`WaitLock`] (WdfWaitLockAcquire/Release, D54): PASSIVE_LEVEL only (a zero timeout only
+//! * [`WaitLock`] (`WdfWaitLockAcquire` / `WdfWaitLockRelease`): PASSIVE_LEVEL only (a zero timeout only
 //!   tests and is allowed below DISPATCH_LEVEL); does not change the IRQL; acquire with an
 //!   optional timeout returns `STATUS_SUCCESS` or `STATUS_TIMEOUT` on the virtual clock. Waiting
 //!   for a wait lock is a simulator wait (it counts for `settle` and AutoAdvance).
@@ -20,13 +20,12 @@
 
 use core::marker::PhantomData;
 use core::time::Duration;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::exec::context::{self, new_uid};
-use crate::exec::irql::{require_max_irql, Irql};
-use crate::exec::{checked_wait, lock};
-use crate::machine::{Core, Machine};
+use crate::exec::context::{self, new_uid, ReleaseRefused, SpinWord};
+use crate::exec::irql::{check_max_irql, require_max_irql, Irql};
+use crate::exec::lock;
+use crate::machine::{checked_wait, Core, Machine};
 use crate::status::Status;
 use crate::verifier::Rule;
 
@@ -38,35 +37,25 @@ fn report(core: &Core, rule: Rule, object: &str, message: &str) {
 /// A framework spin lock (WDFSPINLOCK).
 ///
 /// The lock word is an atomic owner id (0 = free), so the uncontended acquire/release pair costs
-/// a compare-exchange and a store plus the thread-local IRQL and held-lock bookkeeping — the
-/// verifier's checks stay on, and a Module's lock on the simulator costs tens of nanoseconds,
-/// not microseconds. A contended acquirer spins (then yields), as a processor spins on a
-/// `KSPIN_LOCK`: it is "running" for `settle` and AutoAdvance, like a real spinning CPU.
+/// a compare-exchange and a store plus the IRQL and held-lock bookkeeping, one call and one
+/// thread-local access each way. The verifier's checks stay on, and a Module's lock on the
+/// simulator costs about what an uncontended `std::sync::Mutex` costs (bench `lock`). A
+/// contended acquirer spins (then yields), as a processor spins on a `KSPIN_LOCK`: it is
+/// "running" for `settle` and AutoAdvance, like a real spinning CPU.
 pub struct SpinLock {
     core: Arc<Core>,
     id: u64,
     name: String,
-    /// Thread uid of the holder, 0 when free.
-    owner: AtomicU64,
-    /// The IRQL to restore on release; written by the holder after it acquired the lock.
-    saved_irql: AtomicU8,
+    /// The lock word: holder and saved IRQL.
+    word: SpinWord,
 }
 
 impl core::fmt::Debug for SpinLock {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let owner = self.owner.load(Ordering::Relaxed);
         f.debug_struct("SpinLock")
             .field("name", &self.name)
-            .field("owner", &(owner != 0).then_some(owner))
+            .field("owner", &self.word.owner())
             .finish_non_exhaustive()
-    }
-}
-
-fn irql_from_u8(raw: u8) -> Irql {
-    match raw {
-        0 => Irql::Passive,
-        1 => Irql::Apc,
-        _ => Irql::Dispatch,
     }
 }
 
@@ -85,8 +74,7 @@ impl SpinLock {
             core: Arc::clone(machine.core()),
             id,
             name: name.to_owned(),
-            owner: AtomicU64::new(0),
-            saved_irql: AtomicU8::new(Irql::Passive as u8),
+            word: SpinWord::default(),
         }
     }
 
@@ -97,50 +85,55 @@ impl SpinLock {
 
     /// True if the calling thread holds the lock.
     pub fn is_held_by_current_thread(&self) -> bool {
-        self.owner.load(Ordering::Relaxed) == context::thread_uid()
+        self.word.owner() == Some(context::thread_uid())
     }
 
     /// `WdfSpinLockAcquire`: raises to DISPATCH_LEVEL and acquires the lock.
+    ///
+    /// The uncontended path is one call that reads and writes the thread's state (id, IRQL,
+    /// held locks) in one thread-local access around one compare-exchange; the checks stay on,
+    /// and their reports are out of line.
+    #[inline]
     pub fn acquire(&self) {
-        require_max_irql(Irql::Dispatch, "WdfSpinLockAcquire");
-        let me = context::thread_uid();
-        if self.owner.load(Ordering::Relaxed) == me {
-            report(
-                &self.core,
-                Rule::LockRecursiveAcquire,
-                &self.name,
-                &format!(
-                    "WdfSpinLockAcquire on spin lock '{}' by the thread that already holds it \
-                     (a deadlock on real hardware); the call is ignored",
-                    self.name
-                ),
-            );
-            return;
-        }
-        let old = context::irql();
-        context::set_irql(Irql::Dispatch);
-        let mut spins = 0_u32;
-        while self
-            .owner
-            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
+        let old = match self.word.acquire(self.id) {
+            Ok(old) => old,
+            Err(old) => {
+                self.report_recursive_acquire();
+                old
             }
-        }
-        self.saved_irql.store(old as u8, Ordering::Relaxed);
-        context::push_held(self.id);
+        };
+        check_max_irql(old, Irql::Dispatch, "WdfSpinLockAcquire");
     }
 
     /// `WdfSpinLockRelease`: releases the lock and restores the IRQL saved by `acquire`.
+    #[inline]
     pub fn release(&self) {
-        let me = context::thread_uid();
-        match self.owner.load(Ordering::Relaxed) {
-            0 => report(
+        if let Err(refused) = self.word.release(self.id) {
+            self.report_bad_release(refused);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn report_recursive_acquire(&self) {
+        report(
+            &self.core,
+            Rule::LockRecursiveAcquire,
+            &self.name,
+            &format!(
+                "WdfSpinLockAcquire on spin lock '{}' by the thread that already holds it \
+                 (a deadlock on real hardware); the call is ignored",
+                self.name
+            ),
+        );
+    }
+
+    /// A release by a thread that does not hold the lock.
+    #[cold]
+    #[inline(never)]
+    fn report_bad_release(&self, refused: ReleaseRefused) {
+        if refused == ReleaseRefused::NotHeld {
+            report(
                 &self.core,
                 Rule::LockNotHeld,
                 &self.name,
@@ -149,8 +142,9 @@ impl SpinLock {
                      ignored",
                     self.name
                 ),
-            ),
-            owner if owner != me => report(
+            );
+        } else {
+            report(
                 &self.core,
                 Rule::LockReleasedByOtherThread,
                 &self.name,
@@ -161,13 +155,7 @@ impl SpinLock {
                     self.name,
                     context::thread_name()
                 ),
-            ),
-            _ => {
-                let saved = irql_from_u8(self.saved_irql.load(Ordering::Relaxed));
-                self.owner.store(0, Ordering::Release);
-                context::remove_held(self.id);
-                context::set_irql(saved);
-            }
+            );
         }
     }
 

@@ -23,6 +23,32 @@ use std::time::{Duration, Instant};
 
 use crate::exec::clock::{Clock, ClockMode};
 use crate::exec::context;
+pub(crate) use crate::exec::context::ThreadRole;
+use crate::status::Status;
+
+/// The outcome of a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    /// The object was signaled (`STATUS_SUCCESS`).
+    Signaled,
+    /// The timeout expired first (`STATUS_TIMEOUT`).
+    TimedOut,
+}
+
+impl WaitStatus {
+    /// The `NTSTATUS` KeWaitForSingleObject returns.
+    pub fn to_status(self) -> Status {
+        match self {
+            WaitStatus::Signaled => Status::SUCCESS,
+            WaitStatus::TimedOut => Status::TIMEOUT,
+        }
+    }
+
+    /// True for [`WaitStatus::Signaled`].
+    pub fn is_signaled(self) -> bool {
+        self == WaitStatus::Signaled
+    }
+}
 
 /// Something the DPC thread or a worker thread runs (a DPC object, a timer expiry, a work item).
 pub(crate) trait Deferred: Send + Sync {
@@ -38,17 +64,6 @@ pub(crate) trait Deferred: Send + Sync {
 pub(crate) trait Expire: Send + Sync {
     /// Under the dispatcher lock, when virtual time reached `deadline`.
     fn expire(self: Arc<Self>, st: &mut SchedState, deadline: u64);
-}
-
-/// What a bound thread is to the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ThreadRole {
-    /// A test or application thread bound with `Machine::enter`.
-    Client,
-    /// A system thread a driver created.
-    System,
-    /// The DPC thread or a system worker thread.
-    Service,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

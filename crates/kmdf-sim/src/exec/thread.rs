@@ -1,26 +1,28 @@
 //! System threads (PsCreateSystemThread).
 //!
-//! Semantics of PsCreateSystemThread / PsTerminateSystemThread (kmdf-sequences §9.1;
-//! learn.microsoft.com `wdm/nf-wdm-pscreatesystemthread`): creation at PASSIVE_LEVEL; the thread
-//! starts at PASSIVE_LEVEL bound to the machine, runs its start routine on behalf of the creating
-//! driver, and terminates when the routine returns. A driver must make sure every thread it
-//! created terminates; waiting on the thread object ([`SystemThread::wait`]) is how it knows.
+//! Semantics of [`PsCreateSystemThread`] / [`PsTerminateSystemThread`]: creation at
+//! PASSIVE_LEVEL; the thread starts at PASSIVE_LEVEL bound to the machine, runs its start routine
+//! on behalf of the creating driver, and terminates when the routine returns. A driver must make
+//! sure every thread it created terminates; waiting on the thread object ([`SystemThread::wait`])
+//! is how it knows.
 //!
 //! A system thread is a *bound* thread: its blocked waits count for `settle` and AutoAdvance.
 //! When the machine shuts down, a system thread blocked in a simulator wait is unwound (its
 //! destructors run) and joined.
+//!
+//! [`PsCreateSystemThread`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-pscreatesystemthread
+//! [`PsTerminateSystemThread`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdm/nf-wdm-psterminatesystemthread
 
 use core::time::Duration;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::exec::checked_wait;
 use crate::exec::context::{self, new_uid};
-use crate::exec::event::WaitStatus;
 use crate::exec::irql::{require_max_irql, Irql};
+use crate::exec::sched::WaitStatus;
 use crate::exec::sched::{ShutdownUnwind, ThreadRole};
-use crate::machine::{Core, Machine};
+use crate::machine::{checked_wait, Core, Machine};
 use crate::status::Status;
 use crate::trace::TraceKind;
 
@@ -118,7 +120,7 @@ fn run_system_thread(
 ) {
     let core = &inner.core;
     context::init_sim_thread(uid, &inner.name);
-    context::push_binding(core, ThreadRole::System);
+    core.bind_thread(ThreadRole::System);
     if let Some(d) = driver {
         context::push_driver(d);
     }
@@ -136,7 +138,7 @@ fn run_system_thread(
     if driver.is_some() {
         context::pop_driver();
     }
-    context::pop_binding(core.id);
+    core.unbind_thread();
     let mut st = core.sched.lock();
     inner.terminated.store(true, Ordering::Release);
     core.sched.wake_all(&mut st);

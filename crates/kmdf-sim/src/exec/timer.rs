@@ -1,8 +1,7 @@
 //! WDFTIMER.
 //!
-//! Semantics of WdfTimerCreate / WDF_TIMER_CONFIG / WdfTimerStart / WdfTimerStop / EVT_WDF_TIMER
-//! (kmdf-sequences §8.1; learn.microsoft.com `wdftimer/nf-wdftimer-wdftimerstart`,
-//! `…-wdftimerstop`, `wdftimer/ns-wdftimer-_wdf_timer_config`, `wdftimer/nc-wdftimer-evt_wdf_timer`):
+//! Semantics of [`WdfTimerCreate`] / [`WDF_TIMER_CONFIG`] / [`WdfTimerStart`] / [`WdfTimerStop`] /
+//! [`EVT_WDF_TIMER`]:
 //!
 //! * one-shot (`period_ms == 0`) or periodic (`period_ms > 0`; expiries at due, due + period,
 //!   due + 2·period, … without drift);
@@ -24,36 +23,33 @@
 //!
 //! A driver's timer is created with [`Timer::create`] (`WdfTimerCreate`): a `WDFTIMER` object
 //! whose `ParentObject` is mandatory and must be a device or an object whose parent chain leads
-//! to one (kmdf-sequences §8.1). When the framework deletes that device (removal) it deletes the
+//! to one ([`WdfTimerCreate`]). When the framework deletes that device (removal) it deletes the
 //! timer with it: in the timer's cleanup step it stops the timer and waits for a running callback
-//! (D50), then runs the driver's `EvtCleanupCallback`. The owner's later [`Timer::delete`] or drop
-//! is then harmless (the object is not deleted twice); any other use is a
-//! [`Rule::DeletedObjectUsed`] violation, as on KMDF. [`Timer::new`] makes a timer without an
+//! (the `EvtCleanupCallback` rule), then runs the driver's `EvtCleanupCallback`. The owner's later
+//! [`Timer::delete`] or drop is then harmless (the object is not deleted twice); any other use is
+//! a [`Rule::DeletedObjectUsed`] violation, as on KMDF. [`Timer::new`] makes a timer without an
 //! object or parent: what the framework uses internally (request time-outs, idle timers) and what
 //! the execution-layer tests use.
+//!
+//! [`WdfTimerCreate`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdftimer/nf-wdftimer-wdftimercreate
+//! [`WDF_TIMER_CONFIG`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdftimer/ns-wdftimer-_wdf_timer_config
+//! [`WdfTimerStart`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdftimer/nf-wdftimer-wdftimerstart
+//! [`WdfTimerStop`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdftimer/nf-wdftimer-wdftimerstop
+//! [`EVT_WDF_TIMER`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdftimer/nc-wdftimer-evt_wdf_timer
 
 use core::time::Duration;
 use std::sync::{Arc, Mutex};
 
+pub use crate::exec::callback::ExecutionLevel;
+use crate::exec::callback::{push, report_deleted, CallbackKind, CallbackObject, CallbackState};
 use crate::exec::clock::{duration_to_ticks, TICKS_PER_MILLISECOND};
-use crate::exec::context;
 use crate::exec::irql::{require_max_irql, Irql};
+use crate::exec::lock;
 use crate::exec::sched::{Deferred, Expire, SchedState};
-use crate::exec::{delete_callback_object, lock, report_deleted, CallbackState};
-use crate::machine::{Core, Machine};
+use crate::machine::Machine;
 use crate::object::{ObjectAttributes, WdfObject};
 use crate::status::Status;
-use crate::verifier::{invoke_callback, Rule, NO_DRIVER};
-
-/// Where a timer's (or any deferred) callback runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ExecutionLevel {
-    /// On the DPC thread at DISPATCH_LEVEL (`WdfExecutionLevelDispatch`, the default for timers).
-    #[default]
-    Dispatch,
-    /// On a system worker thread at PASSIVE_LEVEL (`WdfExecutionLevelPassive`).
-    Passive,
-}
+use crate::verifier::Rule;
 
 /// `WDF_TIMER_CONFIG`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,8 +88,6 @@ impl TimerConfig {
     }
 }
 
-type TimerCallback = Box<dyn Fn(&Timer) + Send + Sync>;
-
 /// Timer state beyond [`CallbackState`]; written under the dispatcher lock.
 #[derive(Debug, Default)]
 struct TimerQueueState {
@@ -101,37 +95,37 @@ struct TimerQueueState {
     due: Option<(u64, u64)>,
 }
 
-struct TimerInner {
-    core: Arc<Core>,
-    name: String,
-    driver: String,
+/// What a timer holds besides its callback.
+pub(crate) struct TimerExtra {
     period_ticks: u64,
     level: ExecutionLevel,
-    callback: TimerCallback,
-    cb: Mutex<CallbackState>,
     queue: Mutex<TimerQueueState>,
-    /// The `WDFTIMER` object of a timer made with [`Timer::create`].
-    object: Option<WdfObject>,
 }
 
-impl TimerInner {
-    /// The framework's part of deleting the timer: stop it, skip a queued expiry, wait for a
-    /// running callback (when allowed).
-    fn delete_callbacks(&self) {
-        delete_callback_object(&self.core, &self.cb, &mut |st| {
-            if let Some(k) = lock(&self.queue).due.take() {
-                st.timers.remove(&k);
-            }
-        });
+impl CallbackKind for Timer {
+    const CALLBACK: &'static str = "EvtTimerFunc";
+    type Extra = TimerExtra;
+    fn borrowed(inner: Arc<CallbackObject<Self>>) -> Self {
+        Timer {
+            inner,
+            owner: false,
+        }
+    }
+    /// Deleting the timer stops it: its pending expiry leaves the timer queue.
+    fn on_delete(inner: &CallbackObject<Self>, st: &mut SchedState) {
+        if let Some(k) = lock(&inner.extra.queue).due.take() {
+            st.timers.remove(&k);
+        }
     }
 }
 
-impl Expire for TimerInner {
+impl Expire for CallbackObject<Timer> {
     fn expire(self: Arc<Self>, st: &mut SchedState, deadline: u64) {
-        let mut q = lock(&self.queue);
+        let timer = &self.extra;
+        let mut q = lock(&timer.queue);
         q.due = None;
-        if self.period_ticks > 0 {
-            let key = (deadline.saturating_add(self.period_ticks), st.next_seq());
+        if timer.period_ticks > 0 {
+            let key = (deadline.saturating_add(timer.period_ticks), st.next_seq());
             st.timers.insert(key, Arc::clone(&self) as Arc<dyn Expire>);
             q.due = Some(key);
         }
@@ -142,40 +136,15 @@ impl Expire for TimerInner {
         }
         cb.queued = true;
         drop(cb);
-        let level = self.level;
-        let entry = self as Arc<dyn Deferred>;
-        match level {
-            ExecutionLevel::Dispatch => st.dpc_queue.push_back(entry),
-            ExecutionLevel::Passive => st.work_queue.push_back(entry),
-        }
-    }
-}
-
-impl Deferred for TimerInner {
-    fn begin(&self, _st: &mut SchedState) -> bool {
-        CallbackState::begin(&self.cb)
-    }
-
-    fn run(self: Arc<Self>) {
-        let handle = Timer {
-            inner: self,
-            owner: false,
-        };
-        let inner = &handle.inner;
-        invoke_callback(&inner.driver, &inner.name, "EvtTimerFunc", || {
-            (inner.callback)(&handle);
-        });
-    }
-
-    fn end(&self, _st: &mut SchedState) {
-        CallbackState::end(&self.cb);
+        let level = timer.level;
+        push(st, level, self as Arc<dyn Deferred>);
     }
 }
 
 /// A framework timer. The value returned by [`Timer::new`] owns the timer: dropping it deletes
 /// the timer. The callback receives a borrowed handle with which it may restart or stop it.
 pub struct Timer {
-    inner: Arc<TimerInner>,
+    inner: Arc<CallbackObject<Timer>>,
     owner: bool,
 }
 
@@ -183,8 +152,8 @@ impl core::fmt::Debug for Timer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Timer")
             .field("name", &self.inner.name)
-            .field("period_ticks", &self.inner.period_ticks)
-            .field("level", &self.inner.level)
+            .field("period_ticks", &self.inner.extra.period_ticks)
+            .field("level", &self.inner.extra.level)
             .finish_non_exhaustive()
     }
 }
@@ -202,7 +171,7 @@ impl Timer {
         if config.execution_level == ExecutionLevel::Passive && config.period_ms != 0 {
             return Err(Status::INVALID_PARAMETER);
         }
-        Ok(Timer::build(machine, config, None, callback))
+        Ok(Timer::build(machine, config, callback))
     }
 
     /// `WdfTimerCreate(config, attributes)`: a `WDFTIMER` object, child of `attrs.parent`, owned
@@ -222,41 +191,32 @@ impl Timer {
         if config.execution_level == ExecutionLevel::Passive && config.period_ms != 0 {
             return Err(Status::INVALID_PARAMETER);
         }
-        let (machine, object) = crate::exec::create_parented_object(attrs, "WDFTIMER")?;
-        let timer = Timer::build(&machine, config, Some(object.clone()), callback);
-        let weak = Arc::downgrade(&timer.inner);
-        let armed = object.set_framework_cleanup(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.delete_callbacks();
-            }
-        });
-        if !armed {
-            // The parent went away while we created the timer.
-            timer.inner.delete_callbacks();
-        }
-        Ok(timer)
+        let (name, extra) = Timer::parts(config);
+        Ok(Timer {
+            inner: CallbackObject::create("WDFTIMER", name, attrs, extra, callback)?,
+            owner: true,
+        })
     }
 
     fn build(
         machine: &Machine,
         config: TimerConfig,
-        object: Option<WdfObject>,
         callback: impl Fn(&Timer) + Send + Sync + 'static,
     ) -> Timer {
+        let (name, extra) = Timer::parts(config);
         Timer {
-            inner: Arc::new(TimerInner {
-                core: Arc::clone(machine.core()),
-                name: config.name,
-                driver: context::current_driver().unwrap_or_else(|| NO_DRIVER.to_owned()),
-                period_ticks: u64::from(config.period_ms) * TICKS_PER_MILLISECOND,
-                level: config.execution_level,
-                callback: Box::new(callback),
-                cb: Mutex::new(CallbackState::default()),
-                queue: Mutex::new(TimerQueueState::default()),
-                object,
-            }),
+            inner: CallbackObject::new(machine, name, None, extra, callback),
             owner: true,
         }
+    }
+
+    fn parts(config: TimerConfig) -> (String, TimerExtra) {
+        let extra = TimerExtra {
+            period_ticks: u64::from(config.period_ms) * TICKS_PER_MILLISECOND,
+            level: config.execution_level,
+            queue: Mutex::new(TimerQueueState::default()),
+        };
+        (config.name, extra)
     }
 
     /// The `WDFTIMER` object of a timer made with [`create`](Self::create).
@@ -266,7 +226,7 @@ impl Timer {
 
     /// True once the timer is deleted (by its owner, or by the framework with its parent).
     pub fn is_deleted(&self) -> bool {
-        lock(&self.inner.cb).deleted
+        self.inner.is_deleted()
     }
 
     /// The timer's name.
@@ -277,7 +237,7 @@ impl Timer {
     /// True while the timer is set (in the machine's timer queue).
     pub fn is_queued(&self) -> bool {
         let _st = self.inner.core.sched.lock();
-        lock(&self.inner.queue).due.is_some()
+        lock(&self.inner.extra.queue).due.is_some()
     }
 
     /// `WdfTimerStart` with a relative due time: the callback runs once `due` of virtual time has
@@ -295,7 +255,7 @@ impl Timer {
         if st.shutdown {
             return false;
         }
-        let mut q = lock(&inner.queue);
+        let mut q = lock(&inner.extra.queue);
         let was_queued = q.due.take().is_some_and(|k| st.timers.remove(&k).is_some());
         let deadline = core.now().saturating_add(duration_to_ticks(due));
         let key = (deadline, st.next_seq());
@@ -318,7 +278,7 @@ impl Timer {
         let mut wait = wait && require_max_irql(Irql::Passive, "WdfTimerStop(Wait = TRUE)");
         let mut st = core.sched.lock();
         let was_queued = {
-            let mut q = lock(&inner.queue);
+            let mut q = lock(&inner.extra.queue);
             q.due.take().is_some_and(|k| st.timers.remove(&k).is_some())
         };
         if wait && CallbackState::in_own_callback(&inner.cb) {
@@ -337,10 +297,7 @@ impl Timer {
         }
         core.sched.deadlines_changed(&mut st);
         if wait {
-            let _ = core.sched.block_until(st, None, &mut |st| {
-                let cb = lock(&inner.cb);
-                st.shutdown || (!cb.queued && cb.running == 0)
-            });
+            inner.wait_idle(st);
         }
         was_queued
     }
@@ -351,11 +308,8 @@ impl Timer {
     /// Dropping the owner does the same. Once deleted — also by the framework with the timer's
     /// parent — this does nothing.
     pub fn delete(&self) {
-        match &self.inner.object {
-            // The object's cleanup step stops the timer (framework cleanup, set by `create`).
-            Some(object) => object.delete_if_alive(),
-            None => self.inner.delete_callbacks(),
-        }
+        // With an object, its cleanup step stops the timer (framework cleanup, set by `create`).
+        self.inner.delete();
     }
 }
 

@@ -1,8 +1,6 @@
 //! WDFWORKITEM.
 //!
-//! Semantics of WdfWorkItemEnqueue / WdfWorkItemFlush / EVT_WDF_WORKITEM (kmdf-sequences §8.2;
-//! learn.microsoft.com `wdfworkitem/nf-wdfworkitem-wdfworkitemenqueue`, `…-wdfworkitemflush`,
-//! `wdfworkitem/nc-wdfworkitem-evt_wdf_workitem`):
+//! Semantics of [`WdfWorkItemEnqueue`] / [`WdfWorkItemFlush`] / [`EVT_WDF_WORKITEM`]:
 //!
 //! * [`WorkItem::enqueue`] (≤ DISPATCH_LEVEL) adds the item to the machine's system work queue;
 //!   enqueuing an item that is already queued does not queue it again (KMDF ≥ 1.7), so one
@@ -18,77 +16,47 @@
 //! A driver's work item is created with [`WorkItem::create`] (`WdfWorkItemCreate`): a
 //! `WDFWORKITEM` object whose `ParentObject` is mandatory and must be a device or an object whose
 //! parent chain leads to one. When the framework deletes that device it deletes the work item
-//! with it ("directly or via its parent", kmdf-sequences §8.2): a queued run is skipped and a
-//! running callback waited for before the driver's `EvtCleanupCallback` (D50). The owner's later
-//! [`WorkItem::delete`] or drop is then harmless; [`WorkItem::enqueue`] is a
+//! with it (deletion via its parent, see [`EVT_WDF_OBJECT_CONTEXT_CLEANUP`]): a queued run is
+//! skipped and a running callback waited for before the driver's `EvtCleanupCallback`. The
+//! owner's later [`WorkItem::delete`] or drop is then harmless; [`WorkItem::enqueue`] is a
 //! [`Rule::DeletedObjectUsed`](crate::verifier::Rule::DeletedObjectUsed) violation, as on KMDF.
 //! [`WorkItem::new`] makes a work item without an object or parent (the framework's own, and the
 //! execution-layer tests').
+//!
+//! [`WdfWorkItemEnqueue`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfworkitem/nf-wdfworkitem-wdfworkitemenqueue
+//! [`WdfWorkItemFlush`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfworkitem/nf-wdfworkitem-wdfworkitemflush
+//! [`EVT_WDF_WORKITEM`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfworkitem/nc-wdfworkitem-evt_wdf_workitem
+//! [`EVT_WDF_OBJECT_CONTEXT_CLEANUP`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfobject/nc-wdfobject-evt_wdf_object_context_cleanup
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::exec::context;
+use crate::exec::callback::{CallbackKind, CallbackObject, CallbackState, ExecutionLevel};
 use crate::exec::irql::{require_max_irql, Irql};
-use crate::exec::sched::{Deferred, SchedState};
-use crate::exec::{delete_callback_object, lock, report_deleted, CallbackState};
-use crate::machine::{Core, Machine};
+use crate::machine::Machine;
 use crate::object::{ObjectAttributes, WdfObject};
 use crate::status::Status;
-use crate::verifier::{invoke_callback, NO_DRIVER};
-
-type WorkCallback = Box<dyn Fn(&WorkItem) + Send + Sync>;
-
-struct WorkInner {
-    core: Arc<Core>,
-    name: String,
-    driver: String,
-    callback: WorkCallback,
-    cb: Mutex<CallbackState>,
-    /// The `WDFWORKITEM` object of a work item made with [`WorkItem::create`].
-    object: Option<WdfObject>,
-}
-
-impl WorkInner {
-    /// The framework's part of deleting the item: skip a queued run, wait for a running callback
-    /// (when allowed).
-    fn delete_callbacks(&self) {
-        delete_callback_object(&self.core, &self.cb, &mut |_| {});
-    }
-}
-
-impl Deferred for WorkInner {
-    fn begin(&self, _st: &mut SchedState) -> bool {
-        CallbackState::begin(&self.cb)
-    }
-
-    fn run(self: Arc<Self>) {
-        let handle = WorkItem {
-            inner: self,
-            owner: false,
-        };
-        let inner = &handle.inner;
-        invoke_callback(&inner.driver, &inner.name, "EvtWorkItem", || {
-            (inner.callback)(&handle);
-        });
-    }
-
-    fn end(&self, _st: &mut SchedState) {
-        CallbackState::end(&self.cb);
-    }
-}
 
 /// A framework work item. The value returned by [`WorkItem::new`] owns it (drop = delete); the
 /// callback receives a borrowed handle.
 pub struct WorkItem {
-    inner: Arc<WorkInner>,
+    inner: Arc<CallbackObject<WorkItem>>,
     owner: bool,
+}
+
+impl CallbackKind for WorkItem {
+    const CALLBACK: &'static str = "EvtWorkItem";
+    type Extra = ();
+    fn borrowed(inner: Arc<CallbackObject<Self>>) -> Self {
+        WorkItem {
+            inner,
+            owner: false,
+        }
+    }
 }
 
 impl core::fmt::Debug for WorkItem {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("WorkItem")
-            .field("name", &self.inner.name)
-            .finish_non_exhaustive()
+        self.inner.debug("WorkItem", f)
     }
 }
 
@@ -100,7 +68,10 @@ impl WorkItem {
         name: &str,
         callback: impl Fn(&WorkItem) + Send + Sync + 'static,
     ) -> WorkItem {
-        WorkItem::build(machine, name, None, callback)
+        WorkItem {
+            inner: CallbackObject::new(machine, name.to_owned(), None, (), callback),
+            owner: true,
+        }
     }
 
     /// `WdfWorkItemCreate(config, attributes)`: a `WDFWORKITEM` object named `name` in traces,
@@ -116,38 +87,10 @@ impl WorkItem {
         attrs: ObjectAttributes,
         callback: impl Fn(&WorkItem) + Send + Sync + 'static,
     ) -> Result<WorkItem, Status> {
-        let (machine, object) = crate::exec::create_parented_object(attrs, "WDFWORKITEM")?;
-        let item = WorkItem::build(&machine, name, Some(object.clone()), callback);
-        let weak = Arc::downgrade(&item.inner);
-        let armed = object.set_framework_cleanup(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.delete_callbacks();
-            }
-        });
-        if !armed {
-            // The parent went away while we created the item.
-            item.inner.delete_callbacks();
-        }
-        Ok(item)
-    }
-
-    fn build(
-        machine: &Machine,
-        name: &str,
-        object: Option<WdfObject>,
-        callback: impl Fn(&WorkItem) + Send + Sync + 'static,
-    ) -> WorkItem {
-        WorkItem {
-            inner: Arc::new(WorkInner {
-                core: Arc::clone(machine.core()),
-                name: name.to_owned(),
-                driver: context::current_driver().unwrap_or_else(|| NO_DRIVER.to_owned()),
-                callback: Box::new(callback),
-                cb: Mutex::new(CallbackState::default()),
-                object,
-            }),
+        Ok(WorkItem {
+            inner: CallbackObject::create("WDFWORKITEM", name.to_owned(), attrs, (), callback)?,
             owner: true,
-        }
+        })
     }
 
     /// The `WDFWORKITEM` object of a work item made with [`create`](Self::create).
@@ -157,7 +100,7 @@ impl WorkItem {
 
     /// True once the item is deleted (by its owner, or by the framework with its parent).
     pub fn is_deleted(&self) -> bool {
-        lock(&self.inner.cb).deleted
+        self.inner.is_deleted()
     }
 
     /// The work item's name.
@@ -167,25 +110,8 @@ impl WorkItem {
 
     /// `WdfWorkItemEnqueue` (≤ DISPATCH_LEVEL): true if queued now, false if already queued.
     pub fn enqueue(&self) -> bool {
-        let inner = &self.inner;
-        let core = &inner.core;
-        let mut st = core.sched.lock();
-        let mut cb = lock(&inner.cb);
-        if cb.deleted {
-            drop(cb);
-            drop(st);
-            report_deleted(core, &inner.name, "WdfWorkItemEnqueue");
-            return false;
-        }
-        if cb.queued || st.shutdown {
-            return false;
-        }
-        cb.queued = true;
-        drop(cb);
-        st.work_queue
-            .push_back(Arc::clone(inner) as Arc<dyn Deferred>);
-        core.sched.queued(&mut st);
-        true
+        self.inner
+            .enqueue("WdfWorkItemEnqueue", ExecutionLevel::Passive)
     }
 
     /// `WdfWorkItemFlush` (PASSIVE_LEVEL): waits until the item is no longer queued and no
@@ -201,10 +127,7 @@ impl WorkItem {
         if CallbackState::in_own_callback(&inner.cb) {
             return;
         }
-        let _ = core.sched.block_until(st, None, &mut |st| {
-            let cb = lock(&inner.cb);
-            st.shutdown || (!cb.queued && cb.running == 0)
-        });
+        inner.wait_idle(st);
     }
 
     /// `WdfObjectDelete` on the work item: a queued run is skipped; waits for a running callback
@@ -212,11 +135,8 @@ impl WorkItem {
     /// callbacks run. Dropping the owner does the same. Once deleted — also by the framework with
     /// the item's parent — this does nothing.
     pub fn delete(&self) {
-        match &self.inner.object {
-            // The object's cleanup step unqueues the item (framework cleanup, set by `create`).
-            Some(object) => object.delete_if_alive(),
-            None => self.inner.delete_callbacks(),
-        }
+        // With an object, its cleanup step unqueues the item (framework cleanup, set by `create`).
+        self.inner.delete();
     }
 }
 

@@ -4,8 +4,8 @@
 //! [`DriverConfig`], [`DeviceInit`], [`Device`], [`Queue`], [`Request`], [`WaitLock`] — and talks
 //! to its hardware, an [`Fx2Board`], the way the sample talks to its USB target (vendor
 //! requests, the interrupt pipe's continuous reader, the bulk pipes). Its structure follows the
-//! sample (kmdf-sequences §10.5, §10.6; sources S3 `driver/Device.c`, S4 `driver/ioctl.c`, S5
-//! `driver/interrupt.c` of the WDK sample `usb/kmdf_fx2`):
+//! sample (the sources `driver/Device.c`, `driver/ioctl.c` and `driver/interrupt.c` of the WDK
+//! sample [`usb/kmdf_fx2`] in Microsoft's Windows-driver-samples):
 //!
 //! | Sample | Here |
 //! |---|---|
@@ -27,6 +27,8 @@
 //!
 //! [`install`] plugs a board in as a device node with this driver; [`stack_spec`] gives the
 //! [`StackSpec`] so a test can add upper or lower filters before plugging it in.
+//!
+//! [`usb/kmdf_fx2`]: https://github.com/microsoft/Windows-driver-samples/tree/main/usb/kmdf_fx2
 
 use std::sync::{Arc, Mutex, PoisonError};
 

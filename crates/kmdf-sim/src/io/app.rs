@@ -16,7 +16,9 @@
 //! the direct methods the driver writes it in place. The plain [`Handle::device_io_control`]
 //! passes a zero-filled buffer and returns its first `Information` bytes.
 //!
-//! # What the I/O manager checks ([K12], kmdf-sequences §10.2, §11)
+//! # What the I/O manager checks
+//!
+//! As [Defining I/O Control Codes] and [Controlling Device Access in KMDF Drivers] describe:
 //!
 //! * An IOCTL is sent only if the handle was granted the access bits of its code (bits 15–14:
 //!   `FILE_READ_ACCESS` needs read access, `FILE_WRITE_ACCESS` write access); otherwise the call
@@ -25,7 +27,7 @@
 //! * The application's administrator flag ([`AppConfig::administrator`]) travels with the file
 //!   object; drivers read it as [`FileObject::is_administrator`] or
 //!   [`Request::is_requestor_administrator`](super::Request::is_requestor_administrator) — the
-//!   simulator's stand-in for a token check with `SeSinglePrivilegeCheck`. Security descriptors
+//!   simulator's stand-in for a token check with [`SeSinglePrivilegeCheck`]. Security descriptors
 //!   (SDDL) are modelled for [control devices](crate::control) only
 //!   ([`DeviceSecurity`](crate::control::DeviceSecurity): an admin-only control device refuses a
 //!   non-administrator's open with `STATUS_ACCESS_DENIED`); otherwise an admin-only driver
@@ -36,7 +38,9 @@
 //! request completes: a call that a driver pends forever never returns — use the overlapped form
 //! for requests that wait for an event.
 //!
-//! [K12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/defining-i-o-control-codes
+//! [Defining I/O Control Codes]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/defining-i-o-control-codes
+//! [Controlling Device Access in KMDF Drivers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-device-access-in-kmdf-drivers
+//! [`SeSinglePrivilegeCheck`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntddk/nf-ntddk-sesingleprivilegecheck
 
 use core::fmt;
 use std::sync::{Arc, Mutex};
@@ -150,7 +154,7 @@ impl Application {
                 .and_then(|n| n.stack().last().cloned())
                 .unwrap_or(info.device)
         } else {
-            crate::control::resolve_link(
+            crate::interface::resolve_link(
                 &self.machine,
                 symbolic_link,
                 self.config.administrator,

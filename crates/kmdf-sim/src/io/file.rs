@@ -1,8 +1,9 @@
 //! File objects (`WDFFILEOBJECT`): create, cleanup and close.
 //!
 //! Every handle an [`Application`](super::app::Application) opens — and every remote
-//! [`IoTarget`](super::IoTarget) a driver opens — is a [`FileObject`]. Its create request goes
-//! to the top of the device stack ([D52], [D53], [W18], kmdf-sequences §5.1, §6.2):
+//! [`IoTarget`](super::IoTarget) a driver opens — is a [`FileObject`]. Its create request goes to
+//! the top of the device stack ([`EvtDeviceFileCreate`], [`EvtFileClose`],
+//! [Framework File Objects]):
 //!
 //! * `EvtDeviceFileCreate` ([`FileConfig::create`]) runs at `PASSIVE_LEVEL` **in the opener's
 //!   thread** and completes (or forwards) the create request; a failure fails the open.
@@ -23,9 +24,9 @@
 //! administrator (see [`Request::is_requestor_administrator`](super::Request::is_requestor_administrator)),
 //! the requestor mode and the access granted.
 //!
-//! [D52]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_file_create
-//! [D53]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_file_close
-//! [W18]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/framework-file-objects
+//! [`EvtDeviceFileCreate`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_file_create
+//! [`EvtFileClose`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_file_close
+//! [Framework File Objects]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/framework-file-objects
 
 use core::fmt;
 use std::any::Any;

@@ -14,27 +14,31 @@
 //! 1. An [`Application`] (the I/O manager side) opens a handle on a device
 //!    interface — a create request carrying a new [`FileObject`] goes to the **top** of the
 //!    interface's device stack — or on a symbolic link (a [control device](crate::control)
-//!    receives the create itself: it is in no stack), and then issues reads, writes and IOCTLs. The I/O manager
-//!    checks the access bits of an IOCTL code against the access granted to the handle
-//!    (kmdf-sequences §10.2, [K12]) before sending anything.
-//! 2. Entering a device ([`Device`]), a request first meets any test-injected [`IoFault`], then
-//!    the device's routing (kmdf-sequences §6.2, [W13], [D25], [D34]): creates, cleanups and
-//!    closes go to the file-object callbacks ([`FileConfig`]); other types first to the driver's
-//!    `EvtIoInCallerContext` if it set one ([`set_io_in_caller_context`]; on the sender's thread,
-//!    handing the request back with [`Device::enqueue_request`]), then to the queue set with
+//!    receives the create itself: it is in no stack), and then issues reads, writes and IOCTLs.
+//!    The I/O manager checks the access bits of an IOCTL code against the access granted to the
+//!    handle ([Defining I/O Control Codes]) before sending anything.
+//! 2. Entering a device ([`Device`]), a request first meets any test-injected [`IoFault`], then the
+//!    device's routing ([Creating I/O Queues], [`WDF_IO_QUEUE_CONFIG`],
+//!    [`WdfFdoInitSetFilter`]): creates, cleanups and closes go to the file-object callbacks
+//!    ([`FileConfig`]); other types first to the driver's `EvtIoInCallerContext` if it set one
+//!    ([`set_io_in_caller_context`]; on the sender's thread, handing the request back with
+//!    [`Device::enqueue_request`]), then to the queue set with
 //!    [`Device::configure_request_dispatching`], else to the default queue. With no queue, a
-//!    function driver's framework completes the request with `STATUS_INVALID_DEVICE_REQUEST`
-//!    while a filter's framework forwards it to the next lower driver.
-//! 3. A [`Queue`] presents requests to the driver per its dispatch type (§6.1, [W12]), holds
-//!    them while stopped or — power-managed — while the device is out of D0 (§6.3, [W10],
-//!    [W11], [W14]), and calls `EvtIoStop` / `EvtIoResume` through the PnP engine's power hooks
-//!    ([`DevicePowerHook`]).
-//! 4. The driver completes the request, parks it (another queue, its own context), or sends it
-//!    down through an [`IoTarget`] (§6.8, [D31]–[D33]): the device's local target reaches the
-//!    next lower device of the stack (at the bottom: the bus driver of the PDO, which succeeds
-//!    creates, cleanups and closes and fails everything else with
-//!    `STATUS_INVALID_DEVICE_REQUEST`); a remote target reaches the top of another stack opened
-//!    by a device-interface symbolic link (§7, [W16], [D35]–[D39]).
+//!    function driver's framework completes the request with `STATUS_INVALID_DEVICE_REQUEST` while
+//!    a filter's framework forwards it to the next lower driver.
+//! 3. A [`Queue`] presents requests to the driver per its dispatch type
+//!    ([Dispatching Methods for I/O Requests]), holds them while stopped or — power-managed —
+//!    while the device is out of D0 ([Using Power-Managed I/O Queues],
+//!    [Power Management for I/O Queues], [Managing I/O Queues]), and calls `EvtIoStop` /
+//!    `EvtIoResume` through the PnP engine's power hooks ([`DevicePowerHook`]).
+//! 4. The driver completes the request, parks it (another queue, its own context), or sends it down
+//!    through an [`IoTarget`] ([`WdfRequestSend`],
+//!    [`WdfRequestFormatRequestUsingCurrentType`]): the device's local target reaches the next
+//!    lower device of the stack (at the bottom: the bus driver of the PDO, which succeeds creates,
+//!    cleanups and closes and fails everything else with `STATUS_INVALID_DEVICE_REQUEST`); a remote
+//!    target reaches the top of another stack opened by a device-interface symbolic link
+//!    ([Controlling a General I/O Target's State], [`WdfIoTargetOpen`],
+//!    [`EvtIoTargetRemoveComplete`]).
 //! 5. Completion unwinds the stack: each layer that set a completion routine gets the request
 //!    back (and must complete it); layers without one are completed by the framework; layers
 //!    that used send-and-forget are skipped. The last completion reaches the origin — the
@@ -42,19 +46,19 @@
 //!
 //! ## Threads and IRQL
 //!
-//! Everything runs on the thread that caused it: an application's thread delivers its own
-//! request into the driver at `PASSIVE_LEVEL`; a completion from a DPC delivers the next request
-//! of a sequential queue at `DISPATCH_LEVEL` (both are allowed: `EvtIo*` run at ≤
-//! `DISPATCH_LEVEL`, [D24]). Each queue has one dispatcher at a time, so a completion made from
-//! inside `EvtIoRead` does not nest the next `EvtIoRead`; it is presented when the first returns.
-//! Routine IRQL limits of kmdf-sequences §5.2 are checked with
+//! Everything runs on the thread that caused it: an application's thread delivers its own request
+//! into the driver at `PASSIVE_LEVEL`; a completion from a DPC delivers the next request of a
+//! sequential queue at `DISPATCH_LEVEL` (both are allowed: `EvtIo*` run at ≤ `DISPATCH_LEVEL`,
+//! [`EvtIoRead`]). Each queue has one dispatcher at a time, so a completion made from inside
+//! `EvtIoRead` does not nest the next `EvtIoRead`; it is presented when the first returns. The
+//! IRQL limits that the routines' reference pages state are checked with
 //! [`require_max_irql`](crate::exec::require_max_irql).
 //!
-//! ## Removal rule (kmdf-sequences §6.5 leaves it open)
+//! ## Removal rule (a choice: the WDF documentation leaves it open)
 //!
 //! * Leaving D0 for removal (`EvtIoStop` with [`StopAction::Purge`](crate::pnp::StopAction)):
 //!   power-managed queues stop, undelivered requests are completed with `STATUS_CANCELLED`, new
-//!   arrivals are completed with `STATUS_INVALID_DEVICE_STATE` (the `WdfIoQueuePurge` rule, [D26]),
+//!   arrivals are completed with `STATUS_INVALID_DEVICE_STATE` (the [`WdfIoQueuePurge`] rule),
 //!   and the framework waits until each delivered request is completed or stop-acknowledged —
 //!   at most the verifier's power watchdog of virtual time (default ten minutes): then the wait
 //!   is a [`Rule::PowerStateFailure`] (reads like bug check 0x9F) naming the requests it waits
@@ -83,21 +87,21 @@
 //! * [`app`] — [`Application`], handles and overlapped operations;
 //! * fault injection — [`IoFault`], [`inject_fault`], [`IoTarget::inject_fault`].
 //!
-//! [K12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/defining-i-o-control-codes
-//! [W10]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-power-managed-i-o-queues
-//! [W11]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-management-for-i-o-queues
-//! [W12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/dispatching-methods-for-i-o-requests
-//! [W13]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/creating-i-o-queues
-//! [W14]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
-//! [W16]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-a-general-i-o-target-s-state
-//! [D24]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_read
-//! [D25]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/ns-wdfio-_wdf_io_queue_config
-//! [D26]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nf-wdfio-wdfioqueuepurge
-//! [D31]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestsend
-//! [D33]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestformatrequestusingcurrenttype
-//! [D34]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdffdo/nf-wdffdo-wdffdoinitsetfilter
-//! [D35]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdfiotargetopen
-//! [D39]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_complete
+//! [Defining I/O Control Codes]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/defining-i-o-control-codes
+//! [Using Power-Managed I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-power-managed-i-o-queues
+//! [Power Management for I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-management-for-i-o-queues
+//! [Dispatching Methods for I/O Requests]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/dispatching-methods-for-i-o-requests
+//! [Creating I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/creating-i-o-queues
+//! [Managing I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
+//! [Controlling a General I/O Target's State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-a-general-i-o-target-s-state
+//! [`EvtIoRead`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_read
+//! [`WDF_IO_QUEUE_CONFIG`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/ns-wdfio-_wdf_io_queue_config
+//! [`WdfIoQueuePurge`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nf-wdfio-wdfioqueuepurge
+//! [`WdfRequestSend`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestsend
+//! [`WdfRequestFormatRequestUsingCurrentType`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestformatrequestusingcurrenttype
+//! [`WdfFdoInitSetFilter`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdffdo/nf-wdffdo-wdffdoinitsetfilter
+//! [`WdfIoTargetOpen`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdfiotargetopen
+//! [`EvtIoTargetRemoveComplete`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_complete
 //! [`Application`]: app::Application
 //! [`DevicePowerHook`]: crate::device::DevicePowerHook
 //! [`Rule::RequestCompletedTwice`]: crate::verifier::Rule::RequestCompletedTwice
@@ -265,7 +269,7 @@ pub fn set_file_object_config(init: &mut DeviceInit, config: FileConfig) {
 }
 
 /// `WdfDeviceInitSetIoInCallerContextCallback`: `EvtIoInCallerContext` of the device being
-/// built ([W14], kmdf-sequences §5.1, §11).
+/// built ([Managing I/O Queues], [Controlling Device Access in KMDF Drivers]).
 ///
 /// Every read, write and (internal) device-control request entering the device meets this
 /// callback **before** any queue — on the thread that sent it (an application's own thread at
@@ -275,7 +279,8 @@ pub fn set_file_object_config(init: &mut DeviceInit, config: FileConfig) {
 /// [`Device::enqueue_request`] (`WdfDeviceEnqueueRequest`), which routes it like an arriving
 /// request. Create, cleanup and close go to the file-object callbacks as before.
 ///
-/// [W14]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
+/// [Managing I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
+/// [Controlling Device Access in KMDF Drivers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-device-access-in-kmdf-drivers
 pub fn set_io_in_caller_context(
     init: &mut DeviceInit,
     f: impl Fn(&Device, Request) + Send + Sync + 'static,

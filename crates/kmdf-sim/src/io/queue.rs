@@ -1,6 +1,6 @@
 //! I/O queues (`WDFQUEUE`): dispatch types, power management, driver-initiated state changes.
 //!
-//! # Delivery ([W12], [D25], kmdf-sequences §6.1)
+//! # Delivery ([Dispatching Methods for I/O Requests], [`WDF_IO_QUEUE_CONFIG`])
 //!
 //! * [`DispatchType::Sequential`] presents one request at a time: the next one only after the
 //!   driver completed, requeued or forwarded the current one (a request acknowledged in
@@ -16,13 +16,17 @@
 //! requests until none is deliverable; a completion made meanwhile (from inside the callback,
 //! or from another thread) makes that dispatcher look again instead of nesting a callback.
 //!
-//! # Power management ([W10], [W11], [W14], [D21], [D22], kmdf-sequences §6.3)
+//! # Power management
+//!
+//! Based on [Using Power-Managed I/O Queues], [Power Management for I/O Queues],
+//! [Managing I/O Queues], [`EvtIoStop`] and [`EvtIoResume`].
 //!
 //! [`QueueConfig::power_managed`] `None` means `WdfUseDefault`: power-managed unless the device is
 //! a filter. Queues of a [control device](crate::control) are never power-managed, whatever the
-//! config says (KMDF forces the setting off for non-PnP devices; "Using Control Device Objects"). A power-managed queue presents requests only between the framework's "queues
-//! started" step (after `EvtDeviceD0Entry`) and its "queues stopped" step; meanwhile requests are
-//! held. A request arriving while the stack idles in Dx (system in S0) powers it up first
+//! config says (KMDF forces the setting off for non-PnP devices; "Using Control Device Objects").
+//! A power-managed queue presents requests only between the framework's "queues started" step
+//! (after `EvtDeviceD0Entry`) and its "queues stopped" step; meanwhile requests are held. A
+//! request arriving while the stack idles in Dx (system in S0) powers it up first
 //! (`WdfDeviceStopIdle` semantics). When the device leaves D0 the framework calls `EvtIoStop`
 //! once per presented, not-yet-completed request with [`StopFlags`] (`Suspend` or `Purge`, plus
 //! `Cancelable` if the request is cancelable) and waits until each is completed or
@@ -30,7 +34,7 @@
 //! `EvtIoResume` for the requests acknowledged with `requeue = false`. Non-power-managed queues
 //! present regardless of power.
 //!
-//! # Driver-initiated state changes ([D26], kmdf-sequences §6.4)
+//! # Driver-initiated state changes ([`WdfIoQueuePurge`], [Managing I/O Queues])
 //!
 //! [`Queue::stop`] / [`Queue::start`]; [`Queue::purge`] (stop accepting — later arrivals
 //! complete with `STATUS_INVALID_DEVICE_STATE` — and cancel undelivered requests with
@@ -40,14 +44,14 @@
 //! accepting — arrivals wait for [`Queue::start`]). The `…_synchronously`
 //! variants (PASSIVE only) return when no request of the queue is left.
 //!
-//! [D21]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_stop
-//! [D22]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_resume
-//! [D25]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/ns-wdfio-_wdf_io_queue_config
-//! [D26]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nf-wdfio-wdfioqueuepurge
-//! [W10]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-power-managed-i-o-queues
-//! [W11]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-management-for-i-o-queues
-//! [W12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/dispatching-methods-for-i-o-requests
-//! [W14]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
+//! [`EvtIoStop`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_stop
+//! [`EvtIoResume`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nc-wdfio-evt_wdf_io_queue_io_resume
+//! [`WDF_IO_QUEUE_CONFIG`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/ns-wdfio-_wdf_io_queue_config
+//! [`WdfIoQueuePurge`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfio/nf-wdfio-wdfioqueuepurge
+//! [Using Power-Managed I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/using-power-managed-i-o-queues
+//! [Power Management for I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/power-management-for-i-o-queues
+//! [Dispatching Methods for I/O Requests]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/dispatching-methods-for-i-o-requests
+//! [Managing I/O Queues]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/managing-i-o-queues
 
 use core::fmt;
 use std::collections::VecDeque;
@@ -666,7 +670,7 @@ impl Queue {
         };
         for core in pending {
             // A request the driver requeued goes to EvtIoCanceledOnQueue if the queue has one
-            // (kmdf-sequences §6.6); any other is completed with STATUS_CANCELLED.
+            // (its documented role); any other is completed with STATUS_CANCELLED.
             canceled_on_queue(&self.0, &core);
         }
         for core in sent {
@@ -950,8 +954,8 @@ fn activity_done(q: &Arc<QueueCore>) {
     }
 }
 
-/// True if a power-managed queue of `device` holds or presented a request (S0 idle condition,
-/// kmdf-sequences §2.9).
+/// True if a power-managed queue of `device` holds or presented a request (S0 idle condition of
+/// Microsoft's *Supporting Idle Power-Down*).
 pub(crate) fn power_managed_busy(device: &Device) -> bool {
     power_queues(device).iter().any(|q| {
         let st = lock(&q.st);

@@ -8,9 +8,9 @@
 //! while its driver owns the request at the stack depth the handle was issued at; completing
 //! through a handle that is not — the request was already completed, or passed on — is a
 //! [`Rule::RequestCompletedTwice`] violation
-//! ([D27]). Reading a buffer of a completed request is
+//! ([`WdfRequestComplete`]). Reading a buffer of a completed request is
 //! [`Rule::DeletedObjectUsed`] ("after completion the
-//! handle is invalid", [D27]).
+//! handle is invalid", [`WdfRequestComplete`]).
 //!
 //! Dropping the last handle of the layer that owns the request while it still owns it — not
 //! completed, forwarded, sent or requeued, and not cancelable (a cancelable request comes back
@@ -20,7 +20,7 @@
 //! handle the framework gave the driver (`EvtIoStop`, `EvtIoResume`, a cancel routine) may be
 //! dropped freely while the first one is kept.
 //!
-//! # Buffers ([buffer descriptions], [unsafe user buffers], kmdf-sequences §10.2)
+//! # Buffers ([buffer descriptions], [unsafe user buffers])
 //!
 //! Reads and writes use buffered I/O (a device's I/O type is not modelled): a read's output is a
 //! system buffer whose first `Information` bytes the I/O manager copies to the caller at
@@ -70,7 +70,9 @@
 //! opened inside another view of the same request on the same thread fails with
 //! `STATUS_INVALID_DEVICE_STATE` instead of aliasing (or deadlocking on) the buffer.
 //!
-//! # Cancellation ([W15], [D28], [D29], kmdf-sequences §6.6)
+//! # Cancellation
+//!
+//! Based on [Canceling I/O Requests], [`WdfRequestMarkCancelableEx`] and [`EvtRequestCancel`].
 //!
 //! [`mark_cancelable`](Request::mark_cancelable) is `WdfRequestMarkCancelableEx`: it returns
 //! `STATUS_CANCELLED` without calling the routine if the request was already cancelled, and
@@ -80,7 +82,10 @@
 //! ≤ `DISPATCH_LEVEL`) or only sets [`is_canceled`](Request::is_canceled); a request queued in a
 //! stopped target or held by an injected delay is completed with `STATUS_CANCELLED`.
 //!
-//! # Forwarding ([D31], [D32], [D33], kmdf-sequences §6.8)
+//! # Forwarding
+//!
+//! Based on [`WdfRequestSend`], [`WDF_REQUEST_SEND_OPTIONS_FLAGS`] and
+//! [`WdfRequestFormatRequestUsingCurrentType`].
 //!
 //! [`send`](Request::send) passes the request to an [`IoTarget`]. With a completion routine
 //! ([`set_completion_routine`](Request::set_completion_routine)) the driver gets it back when the
@@ -100,13 +105,13 @@
 //!
 //! [buffer descriptions]: https://learn.microsoft.com/en-us/windows-hardware/drivers/kernel/buffer-descriptions-for-i-o-control-codes
 //! [unsafe user buffers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestretrieveunsafeuserinputbuffer
-//! [D27]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestcomplete
-//! [D28]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestmarkcancelableex
-//! [D29]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nc-wdfrequest-evt_wdf_request_cancel
-//! [D31]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestsend
-//! [D32]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/ne-wdfrequest-_wdf_request_send_options_flags
-//! [D33]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestformatrequestusingcurrenttype
-//! [W15]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/canceling-i-o-requests
+//! [`WdfRequestComplete`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestcomplete
+//! [`WdfRequestMarkCancelableEx`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestmarkcancelableex
+//! [`EvtRequestCancel`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nc-wdfrequest-evt_wdf_request_cancel
+//! [`WdfRequestSend`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestsend
+//! [`WDF_REQUEST_SEND_OPTIONS_FLAGS`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/ne-wdfrequest-_wdf_request_send_options_flags
+//! [`WdfRequestFormatRequestUsingCurrentType`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/nf-wdfrequest-wdfrequestformatrequestusingcurrenttype
+//! [Canceling I/O Requests]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/canceling-i-o-requests
 //! [`Rule::RequestCompletedTwice`]: crate::verifier::Rule::RequestCompletedTwice
 //! [`Rule::DeletedObjectUsed`]: crate::verifier::Rule::DeletedObjectUsed
 //! [`Rule::RequestDroppedWithoutCompletion`]: crate::verifier::Rule::RequestDroppedWithoutCompletion
@@ -146,14 +151,7 @@ pub enum RequestType {
     InternalDeviceControl,
 }
 
-/// `KPROCESSOR_MODE` of the request's originator (`WdfRequestGetRequestorMode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RequestorMode {
-    /// A user-mode application.
-    User,
-    /// A kernel-mode driver.
-    Kernel,
-}
+pub use crate::control::RequestorMode;
 
 /// `WDF_REQUEST_PARAMETERS` (`WdfRequestGetParameters`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,8 +267,9 @@ struct Buffers {
 
 impl Buffers {
     /// The buffers of a request with `params` whose originator passes `input` and
-    /// `caller_output` (kmdf-sequences §6; `FxIoTarget::FormatIoctlRequest` for the requests
-    /// drivers build, which follows the same rules).
+    /// `caller_output` (Microsoft's *Buffer Descriptions for I/O Control Codes*;
+    /// `FxIoTarget::FormatIoctlRequest` for the requests drivers build, which follows the same
+    /// rules).
     fn new(
         params: &RequestParameters,
         input: Vec<u8>,
@@ -1101,9 +1100,13 @@ impl Request {
     }
 
     /// Whether the originator is an administrator — the simulator's stand-in for
-    /// `SeSinglePrivilegeCheck(…, UserMode)` on the requester's token (kmdf-sequences §11): true
-    /// for kernel-mode requests (the check always passes for `KernelMode`), else the
-    /// administrator flag of the application that opened the file object.
+    /// [`SeSinglePrivilegeCheck`]`(…, UserMode)` on the requester's token
+    /// ([Controlling Device Access in KMDF Drivers]): true for kernel-mode requests (the check
+    /// always passes for `KernelMode`), else the administrator flag of the application that
+    /// opened the file object.
+    ///
+    /// [`SeSinglePrivilegeCheck`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/ntddk/nf-ntddk-sesingleprivilegecheck
+    /// [Controlling Device Access in KMDF Drivers]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-device-access-in-kmdf-drivers
     pub fn is_requestor_administrator(&self) -> bool {
         let st = lock(&self.core.st);
         st.mode == RequestorMode::Kernel

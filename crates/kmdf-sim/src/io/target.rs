@@ -1,6 +1,6 @@
 //! I/O targets (`WDFIOTARGET`): the local next-lower driver and remote targets.
 //!
-//! # Local target ([W16])
+//! # Local target ([Controlling a General I/O Target's State])
 //!
 //! [`Device::io_target`](crate::device::Device::io_target) (`WdfDeviceGetIoTarget`) is the next
 //! lower device of the stack; below the lowest device is the bus driver of the PDO, which the
@@ -10,7 +10,9 @@
 //! request sent to its local target fails with `STATUS_INVALID_DEVICE_REQUEST`. The framework starts it with the device and, when the device is
 //! torn down, closes it and cancels what is queued in it or sent through it.
 //!
-//! # Remote targets ([D35], [D36], kmdf-sequences §7.2)
+//! # Remote targets
+//!
+//! Based on [`WdfIoTargetOpen`] and [`WDF_IO_TARGET_OPEN_PARAMS_INIT_OPEN_BY_NAME`].
 //!
 //! [`IoTarget::create`] then [`IoTarget::open`] with [`OpenParams::by_name`] (a device-interface
 //! symbolic link or a symbolic link made with
@@ -21,25 +23,28 @@
 //!
 //! [`IoTarget::open_stack_top`] opens a remote target on the top of a device's own stack
 //! (`WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE` with
-//! `IoGetAttachedDeviceReference(WdfDeviceWdmGetDeviceObject(device))`, [D40]): no create is
-//! sent and the target has no file object; requests sent through it enter the stack at its top
-//! device (upper filters first, then the device itself and what is below it) — the top *when it
-//! is opened*: opened in the device's own `EvtDriverDeviceAdd`, before upper filters attach, that
-//! is the device itself, as with `IoGetAttachedDeviceReference` in WDM. Such a target does
-//! not hook target-device-change notifications (choice: KMDF registers them for the file object of
-//! a target opened by name; a target on the owner's own stack is torn down with the owner); it is
-//! closed with [`IoTarget::close`] and cannot be reopened with [`OpenParams::reopen`].
+//! `IoGetAttachedDeviceReference(WdfDeviceWdmGetDeviceObject(device))`,
+//! [`WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE`]): no create is sent and the target has no
+//! file object; requests sent through it enter the stack at its top device (upper filters first,
+//! then the device itself and what is below it) — the top *when it is opened*: opened in the
+//! device's own `EvtDriverDeviceAdd`, before upper filters attach, that is the device itself, as
+//! with `IoGetAttachedDeviceReference` in WDM. Such a target does not hook target-device-change
+//! notifications (choice: KMDF registers them for the file object of a target opened by name; a
+//! target on the owner's own stack is torn down with the owner); it is closed with
+//! [`IoTarget::close`] and cannot be reopened with [`OpenParams::reopen`].
 //!
-//! # States ([W16], kmdf-sequences §7.1)
+//! # States ([Controlling a General I/O Target's State])
 //!
 //! [`TargetState::Started`] sends; [`TargetState::Stopped`] queues requests inside the target
 //! (unless `IGNORE_TARGET_STATE` or send-and-forget) until [`IoTarget::start`];
 //! [`TargetState::ClosedForQueryRemove`], [`TargetState::Closed`] and [`TargetState::Deleted`]
 //! refuse sends with `STATUS_INVALID_DEVICE_STATE`.
 //!
-//! # Removal of the target's device ([W16], [D37], [D38], [D39], kmdf-sequences §7.3)
+//! # Removal of the target's device
 //!
-//! A remote target hooks the target device node's target-device-change notifications:
+//! Based on [Controlling a General I/O Target's State], [`EvtIoTargetQueryRemove`],
+//! [`EvtIoTargetRemoveCanceled`] and [`EvtIoTargetRemoveComplete`]. A remote target hooks the
+//! target device node's target-device-change notifications:
 //!
 //! * query-remove → `EvtIoTargetQueryRemove` (which calls
 //!   [`close_for_query_remove`](IoTarget::close_for_query_remove) and returns success to allow,
@@ -47,18 +52,19 @@
 //!   query-remove itself; it also does so if the callback allowed but left the target open.
 //! * remove-cancelled → `EvtIoTargetRemoveCanceled` (which reopens with
 //!   [`OpenParams::reopen`]). Without the callback the framework reopens a target it closed for
-//!   query-remove (choice: §7.3 does not state the default; reopening mirrors the default close).
+//!   query-remove (choice: these pages do not state the default; reopening mirrors the default
+//!   close).
 //! * remove-complete (also after surprise removal) → `EvtIoTargetRemoveComplete` (which
 //!   [`close`](IoTarget::close)s). Without it, or if the target is still not closed afterwards,
 //!   the framework closes it.
 //!
-//! [D35]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdfiotargetopen
-//! [D36]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdf_io_target_open_params_init_open_by_name
-//! [D37]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_query_remove
-//! [D38]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_canceled
-//! [D39]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_complete
-//! [D40]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdf_io_target_open_params_init_existing_device
-//! [W16]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-a-general-i-o-target-s-state
+//! [`WdfIoTargetOpen`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdfiotargetopen
+//! [`WDF_IO_TARGET_OPEN_PARAMS_INIT_OPEN_BY_NAME`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdf_io_target_open_params_init_open_by_name
+//! [`EvtIoTargetQueryRemove`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_query_remove
+//! [`EvtIoTargetRemoveCanceled`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_canceled
+//! [`EvtIoTargetRemoveComplete`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nc-wdfiotarget-evt_wdf_io_target_remove_complete
+//! [`WDF_IO_TARGET_OPEN_PARAMS_INIT_EXISTING_DEVICE`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfiotarget/nf-wdfiotarget-wdf_io_target_open_params_init_existing_device
+//! [Controlling a General I/O Target's State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/controlling-a-general-i-o-target-s-state
 
 use core::fmt;
 use std::collections::VecDeque;
@@ -371,7 +377,7 @@ impl IoTarget {
             (top, node)
         } else {
             // A symbolic link (WdfDeviceCreateSymbolicLink), e.g. of a control device.
-            let dev = crate::control::resolve_link(&machine, &link, true, RequestorMode::Kernel)?
+            let dev = crate::interface::resolve_link(&machine, &link, true, RequestorMode::Kernel)?
                 .ok_or(Status::NOT_FOUND)?;
             let node = dev.node();
             (dev, node)

@@ -16,34 +16,40 @@
 //! name. Callbacks with a `PreviousState`/`TargetState` are traced with it, e.g.
 //! `EvtDeviceD0Entry(D3Final)`. Missing callbacks are skipped, keeping the order of the others.
 //!
-//! # Sequences (kmdf-sequences §1–§4)
+//! # Sequences
 //!
-//! Power-up runs one driver at a time **lowest first**, power-down **highest first** ([W2]–[W6]).
+//! Power-up runs one driver at a time **lowest first**, power-down **highest first** (Microsoft's
+//! pages [A User Plugs in a Device], [A User Unplugs a Device],
+//! [A Device Enters a Low-Power State], [A Device Returns to Its Working State],
+//! [The PnP Manager Redistributes System Resources]).
 //!
 //! | Operation | Per device | Source |
 //! |---|---|---|
-//! | [`PnpManager::plug_in`] | AddDevice (bottom-up), then PrepareHardware, D0Entry(D3Final), D0EntryPostInterruptsEnabled, *queues started*, SelfManagedIoInit; then interfaces enabled | [W2] |
-//! | [`DeviceNode::idle`] | SelfManagedIoSuspend, *queues stopped (Suspend)*, ArmWakeFromS0 (PPO, if `can_wake`), D0ExitPreInterruptsDisabled(Dx), D0Exit(Dx) | [W4], [W17] |
-//! | [`DeviceNode::wake_from_idle`] / [`DeviceNode::signal_wake`] | D0Entry(Dx), PostInterruptsEnabled(Dx), WakeFromS0Triggered (if signalled), DisarmWakeFromS0 (if armed), *queues started*, SelfManagedIoRestart | [W5], [D15] |
-//! | [`PnpManager::system_sleep`] / [`PnpManager::system_resume`] | as idle/wake with ArmWakeFromSx\[WithReason\] / WakeFromSxTriggered / DisarmWakeFromSx | §2.4 |
-//! | [`DeviceNode::rebalance`] | QueryStop (veto), then Suspend, *stop (Suspend)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware; then PrepareHardware(new), D0Entry(D3Final), …, *start*, SelfManagedIoRestart | [W6] |
-//! | [`DeviceNode::remove`] / [`DeviceNode::disable`] | target hooks query-remove, QueryRemove (veto), interfaces disabled, Suspend, *stop (Purge)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware, Flush, Cleanup, target hooks remove-complete, objects deleted | [W3] |
-//! | [`DeviceNode::surprise_remove`] | interfaces disabled, SurpriseRemoval, (if in D0: *stop (Purge)*, Suspend, Pre…, D0Exit(D3Final)), ReleaseHardware, Flush, Cleanup, remove-complete, objects deleted | [W3], [D12] |
-//! | [`Device::set_failed`] | the surprise-removal list, then (AttemptRestart) a new AddDevice + first start, at most [`MAX_RESTARTS`] times | [W9], [D17] |
+//! | [`PnpManager::plug_in`] | AddDevice (bottom-up), then PrepareHardware, D0Entry(D3Final), D0EntryPostInterruptsEnabled, *queues started*, SelfManagedIoInit; then interfaces enabled | [A User Plugs in a Device] |
+//! | [`DeviceNode::idle`] | SelfManagedIoSuspend, *queues stopped (Suspend)*, ArmWakeFromS0 (PPO, if `can_wake`), D0ExitPreInterruptsDisabled(Dx), D0Exit(Dx) | [A Device Enters a Low-Power State], [Supporting Idle Power-Down] |
+//! | [`DeviceNode::wake_from_idle`] / [`DeviceNode::signal_wake`] | D0Entry(Dx), PostInterruptsEnabled(Dx), WakeFromS0Triggered (if signalled), DisarmWakeFromS0 (if armed), *queues started*, SelfManagedIoRestart | [A Device Returns to Its Working State], [`EvtDeviceArmWakeFromS0`] |
+//! | [`PnpManager::system_sleep`] / [`PnpManager::system_resume`] | as idle/wake with ArmWakeFromSx\[WithReason\] / WakeFromSxTriggered / DisarmWakeFromSx | [A Device Enters a Low-Power State], [A Device Returns to Its Working State] (system sleep and resume triggers) |
+//! | [`DeviceNode::rebalance`] | QueryStop (veto), then Suspend, *stop (Suspend)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware; then PrepareHardware(new), D0Entry(D3Final), …, *start*, SelfManagedIoRestart | [The PnP Manager Redistributes System Resources] |
+//! | [`DeviceNode::remove`] / [`DeviceNode::disable`] | target hooks query-remove, QueryRemove (veto), interfaces disabled, Suspend, *stop (Purge)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware, Flush, Cleanup, target hooks remove-complete, objects deleted | [A User Unplugs a Device] |
+//! | [`DeviceNode::surprise_remove`] | interfaces disabled, SurpriseRemoval, (if in D0: *stop (Purge)*, Suspend, Pre…, D0Exit(D3Final)), ReleaseHardware, Flush, Cleanup, remove-complete, objects deleted | [A User Unplugs a Device], [`EvtDeviceSurpriseRemoval`] |
+//! | [`Device::set_failed`] | the surprise-removal list, then (AttemptRestart) a new AddDevice + first start, at most [`MAX_RESTARTS`] times | [Reporting Device Failures], [`WdfDeviceSetFailed`] |
 //!
-//! # Failure unwinding (§4)
+//! # Failure unwinding
 //!
-//! * PrepareHardware fails → that device gets ReleaseHardware; started lower devices are removed
-//!   in order (D0Exit(D3Final) … Cleanup); the node is [`NodeState::Failed`] ([D1], [D2]).
+//! * PrepareHardware fails → that device gets ReleaseHardware; started lower devices are removed in
+//!   order (D0Exit(D3Final) … Cleanup); the node is [`NodeState::Failed`]
+//!   ([`EvtDevicePrepareHardware`], [`EvtDeviceReleaseHardware`]).
 //! * D0Entry fails on a start → ReleaseHardware, **no D0Exit**, the rest as above (orderly path);
 //!   on a return from Dx → the whole stack takes the **surprise-removal** path, the failing device
-//!   without D0Exit ([D3]).
+//!   without D0Exit ([`EvtDeviceD0Entry`]).
 //! * SelfManagedIoInit/Restart fails → queues stopped (Purge), D0Exit(D3Final), ReleaseHardware,
-//!   Flush, Cleanup; the node fails ([D7], [D8]).
-//! * QueryRemove/QueryStop failure → veto: nothing else runs, the node stays started ([D13],
-//!   [D14]). ArmWakeFromS0 failure → not armed, no Disarm later, no failure ([D15]).
+//!   Flush, Cleanup; the node fails ([`EvtDeviceSelfManagedIoInit`],
+//!   [`EvtDeviceSelfManagedIoRestart`]).
+//! * QueryRemove/QueryStop failure → veto: nothing else runs, the node stays started
+//!   ([`EvtDeviceQueryRemove`], [`EvtDeviceQueryStop`]). ArmWakeFromS0 failure → not armed, no
+//!   Disarm later, no failure ([`EvtDeviceArmWakeFromS0`]).
 //! * A function driver's failing `EvtDriverDeviceAdd` fails the node; a filter's only skips the
-//!   filter ([W9]).
+//!   filter ([Reporting Device Failures]).
 //!
 //! # Choices for points the documentation leaves open ("inferred")
 //!
@@ -55,10 +61,10 @@
 //!   `PreviousState = D3` in both cases.
 //! * S0 idle happens on an explicit [`DeviceNode::idle`] or, with an idle timeout assigned by
 //!   the power policy owner ([`Device::assign_s0_idle_timeout`]), once the stack was idle for
-//!   that much virtual time (§2.9: no request waiting in or presented by a power-managed queue,
-//!   no power reference, system in S0). A one-shot timer restarts whenever activity ends; on
-//!   expiry the condition is re-checked on a system work item. A request for a power-managed
-//!   queue or `WdfDeviceStopIdle` brings the stack back to D0.
+//!   that much virtual time ([Supporting Idle Power-Down]: no request waiting in or presented by
+//!   a power-managed queue, no power reference, system in S0). A one-shot timer restarts whenever
+//!   activity ends; on expiry the condition is re-checked on a system work item. A request for a
+//!   power-managed queue or `WdfDeviceStopIdle` brings the stack back to D0.
 //! * A device idle in Dx when the system sleeps is left alone (no second D0Exit) and stays in Dx
 //!   after resume (KMDF's default of not powering up idle devices on S0 return).
 //! * Removal, rebalance or surprise removal of a device idle in Dx skips the D0 part (no
@@ -67,33 +73,35 @@
 //!   ReleaseHardware. D0Exit/D0ExitPreInterruptsDisabled failures are traced and ignored.
 //!   SelfManagedIoSuspend failure while lowering power: the node fails along the surprise path.
 //! * `WdfDeviceSetFailed` teardown follows the surprise-removal list (EvtDeviceSurpriseRemoval
-//!   first, [D12]); a start failure is terminal until [`DeviceNode::reenumerate`].
+//!   first, [`EvtDeviceSurpriseRemoval`]); a start failure is terminal until
+//!   [`DeviceNode::reenumerate`].
 //! * Device interfaces are enabled after the whole stack started, disabled before the removal
 //!   callbacks run. Target-device-change hooks get remove-complete after surprise removal too.
 //! * Query-remove / remove-cancel / remove have no KMDF driver callback for the cancel; only the
 //!   target hooks hear it. A node with a special file in its path vetoes query-remove.
 //! * Removing a bus node removes its children first (surprise removal: surprise-removes them).
 //! * The wake signal order is documented: WakeFromS0Triggered after D0Entry and before
-//!   DisarmWakeFromS0 ([D15w]); WakeFromSxTriggered is placed the same way (inferred).
+//!   DisarmWakeFromS0 ([`EvtDeviceWakeFromS0Triggered`]); WakeFromSxTriggered is placed the same
+//!   way (inferred).
 //!
-//! [W2]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-plugs-in-a-device
-//! [W3]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
-//! [W4]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
-//! [W5]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
-//! [W6]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
-//! [W9]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/reporting-device-failures
-//! [W17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
-//! [D1]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_prepare_hardware
-//! [D2]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_release_hardware
-//! [D3]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_d0_entry
-//! [D7]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_init
-//! [D8]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_restart
-//! [D12]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_surprise_removal
-//! [D13]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_query_remove
-//! [D14]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_query_stop
-//! [D15]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_arm_wake_from_s0
-//! [D15w]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_wake_from_s0_triggered
-//! [D17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nf-wdfdevice-wdfdevicesetfailed
+//! [A User Plugs in a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-plugs-in-a-device
+//! [A User Unplugs a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
+//! [A Device Enters a Low-Power State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
+//! [A Device Returns to Its Working State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
+//! [The PnP Manager Redistributes System Resources]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
+//! [Reporting Device Failures]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/reporting-device-failures
+//! [Supporting Idle Power-Down]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
+//! [`EvtDevicePrepareHardware`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_prepare_hardware
+//! [`EvtDeviceReleaseHardware`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_release_hardware
+//! [`EvtDeviceD0Entry`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_d0_entry
+//! [`EvtDeviceSelfManagedIoInit`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_init
+//! [`EvtDeviceSelfManagedIoRestart`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_restart
+//! [`EvtDeviceSurpriseRemoval`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_surprise_removal
+//! [`EvtDeviceQueryRemove`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_query_remove
+//! [`EvtDeviceQueryStop`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_query_stop
+//! [`EvtDeviceArmWakeFromS0`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_arm_wake_from_s0
+//! [`EvtDeviceWakeFromS0Triggered`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_wake_from_s0_triggered
+//! [`WdfDeviceSetFailed`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nf-wdfdevice-wdfdevicesetfailed
 //! [`Device::set_failed`]: crate::device::Device::set_failed
 //! [`Device::assign_s0_idle_timeout`]: crate::device::Device::assign_s0_idle_timeout
 //! [`invoke_callback`]: crate::verifier::invoke_callback
@@ -107,10 +115,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use crate::device::{lock, Device, DeviceInit, Resources};
+use crate::device::{lock, Device, DeviceInit, NodeSlot, Resources};
 use crate::driver::Driver;
 use crate::exec::{current_irql, DriverScope, Irql, Timer, TimerConfig, WorkItem};
-use crate::interface;
 use crate::machine::Machine;
 use crate::object::{bind, MachineRef};
 use crate::status::Status;
@@ -120,7 +127,7 @@ use crate::verifier::invoke_callback;
 use scenarios::{Down, Up, Wake};
 pub use state::{
     DevicePnpState, DevicePowerState, FailedAction, NodeState, RelationType, SpecialFileType,
-    StackRole, StopAction, SystemPowerState, WdfPowerDeviceState,
+    StackRole, StopAction, SystemPowerAction, SystemPowerState, WdfPowerDeviceState,
 };
 
 /// How many times `WdfDeviceSetFailed(AttemptRestart)` restarts a node before giving up.
@@ -227,6 +234,7 @@ struct NodeSt {
     idle_timer: Option<Timer>,
     idle: bool,
     slept: bool,
+    system_action: SystemPowerAction,
     hibernation_path: bool,
     special_files: HashMap<SpecialFileType, usize>,
     children: Vec<DeviceNode>,
@@ -359,6 +367,7 @@ impl PnpManager {
                 idle_timer: None,
                 idle: false,
                 slept: false,
+                system_action: SystemPowerAction::None,
                 hibernation_path: false,
                 special_files: HashMap::new(),
                 children: Vec::new(),
@@ -393,12 +402,15 @@ impl PnpManager {
         lock(&self.st).system
     }
 
-    /// System S0 → `target` (S3 sleep or S4 hibernate): every started node in D0 runs the §2.2
-    /// power-down list (children before parents) with TargetState D3 (or PrepareForHibernation
-    /// for S4 on the hibernation path) and ArmWakeFromSx if Sx wake is enabled.
+    /// System S0 → `target` (S3 sleep or S4 hibernate): every started node in D0 runs the
+    /// power-down list of [A Device Enters a Low-Power State] (children before parents) with
+    /// TargetState D3 (or PrepareForHibernation for S4 on the hibernation path) and
+    /// ArmWakeFromSx if Sx wake is enabled.
     ///
     /// Errors: `STATUS_INVALID_PARAMETER` for a target other than S3/S4;
     /// `STATUS_INVALID_DEVICE_STATE` if the system is not in S0.
+    ///
+    /// [A Device Enters a Low-Power State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
     pub fn system_sleep(&self, target: SystemPowerState) -> Result<(), Status> {
         if !matches!(target, SystemPowerState::S3 | SystemPowerState::S4) {
             return Err(Status::INVALID_PARAMETER);
@@ -436,10 +448,13 @@ impl PnpManager {
         Ok(())
     }
 
-    /// System Sx → S0: every node powered down by the sleep returns to D0 (§2.3, parents first,
-    /// DisarmWakeFromSx if armed). Idle nodes stay in Dx.
+    /// System Sx → S0: every node powered down by the sleep returns to D0
+    /// ([A Device Returns to Its Working State], parents first, DisarmWakeFromSx if armed). Idle
+    /// nodes stay in Dx.
     ///
     /// Errors: `STATUS_INVALID_DEVICE_STATE` if the system is in S0 or was shut down.
+    ///
+    /// [A Device Returns to Its Working State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
     pub fn system_resume(&self) -> Result<(), Status> {
         self.resume_all(None)
     }
@@ -447,31 +462,36 @@ impl PnpManager {
     fn resume_all(&self, waker: Option<&DeviceNode>) -> Result<(), Status> {
         let machine = self.machine()?;
         let _g = bind(&machine);
-        {
+        let action = {
             let mut st = lock(&self.st);
             if !matches!(st.system, SystemPowerState::S3 | SystemPowerState::S4) {
                 return Err(Status::INVALID_DEVICE_STATE);
             }
-            st.system = SystemPowerState::S0;
-        }
+            SystemPowerAction::entering(std::mem::take(&mut st.system))
+        };
         machine
             .trace()
             .record_for(TraceKind::State, None, "system", "-> S0");
         for node in self.nodes() {
             let wake = waker.is_some_and(|w| *w == node).then_some(Wake::Sx);
-            let _ = node.op("system resume", |n| n.wake_from_sleep(wake));
+            let _ = node.op("system resume", |n| n.wake_from_sleep(action, wake));
         }
         Ok(())
     }
 }
 
 impl DeviceNode {
-    pub(crate) fn downgrade(&self) -> Weak<NodeInner> {
-        Arc::downgrade(&self.0)
+    /// The node as its devices hold it (see [`NodeSlot`]).
+    pub(crate) fn slot(&self) -> NodeSlot {
+        let weak: Weak<NodeInner> = Arc::downgrade(&self.0);
+        weak
     }
 
-    pub(crate) fn upgrade(w: &Weak<NodeInner>) -> Option<DeviceNode> {
-        w.upgrade().map(DeviceNode)
+    /// The node a device's slot holds, while it exists.
+    pub(crate) fn from_slot(slot: &NodeSlot) -> Option<DeviceNode> {
+        slot.upgrade()
+            .and_then(|n| n.downcast::<NodeInner>().ok())
+            .map(DeviceNode)
     }
 
     /// The hardware id.
@@ -545,6 +565,14 @@ impl DeviceNode {
     /// Child nodes plugged in under this one.
     pub fn children(&self) -> Vec<DeviceNode> {
         lock(&self.0.st).children.clone()
+    }
+
+    /// The system power action in progress for this node (`WdfDeviceGetSystemPowerAction`): the
+    /// action of the system transition while it powers the stack down (S3/S4/S5) or back up
+    /// (return to S0), else [`SystemPowerAction::None`]. See
+    /// [`Device::system_power_action`] for the documented rule.
+    pub fn system_power_action(&self) -> SystemPowerAction {
+        lock(&self.0.st).system_action
     }
 
     /// Puts the node on (or off) the hibernation-file path: S4 then passes
@@ -679,11 +707,11 @@ impl DeviceNode {
             .and_then(|d| d.state().idle_timeout)
     }
 
-    /// The idle condition of [W17] (kmdf-sequences §2.9): started and in D0 with the system in
+    /// The idle condition of [Supporting Idle Power-Down]: started and in D0 with the system in
     /// S0, no power reference held, and no request waiting in or presented by a power-managed
     /// queue of any device of the stack.
     ///
-    /// [W17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
+    /// [Supporting Idle Power-Down]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
     fn can_idle(&self) -> bool {
         let system = self
             .machine()
@@ -759,7 +787,7 @@ impl DeviceNode {
         };
         for (name, role) in self.0.spec.drivers() {
             let r = Driver::load_installed(&machine, &name).and_then(|driver| {
-                let mut init = DeviceInit::new(driver.clone(), self, role);
+                let mut init = DeviceInit::new(driver.clone(), self.slot(), role);
                 let add = driver.config().device_add.clone();
                 let r = match add {
                     Some(add) => invoke_callback(
@@ -804,7 +832,8 @@ impl DeviceNode {
         self.start_stack(Up::First)
     }
 
-    /// Powers the stack up bottom-first (first start or rebalance restart), unwinding per §4.
+    /// Powers the stack up bottom-first (first start or rebalance restart), unwinding as the
+    /// module docs' *Failure unwinding* says.
     fn start_stack(&self, up: Up) -> Result<(), Status> {
         self.trace("bus: child to D0");
         let stack = self.stack();
@@ -825,7 +854,7 @@ impl DeviceNode {
         }
         if up == Up::First {
             for dev in &stack {
-                interface::device_started(dev);
+                dev.hooks_stack_started();
             }
         }
         lock(&self.0.st).idle = false;
@@ -851,7 +880,7 @@ impl DeviceNode {
     /// Target hooks remove-complete (if `notify`), objects deleted, final state.
     fn finish_removal(&self, state: NodeState, status: Status, notify: bool) {
         for dev in self.stack().iter().rev() {
-            interface::device_removed(dev);
+            dev.hooks_leaving();
         }
         if notify {
             for h in self.target_hooks() {
@@ -863,6 +892,7 @@ impl DeviceNode {
             let mut st = lock(&self.0.st);
             st.idle = false;
             st.slept = false;
+            st.system_action = SystemPowerAction::None;
             st.pending_idle = false;
             if !status.is_success() {
                 st.last_status = status;
@@ -873,9 +903,11 @@ impl DeviceNode {
         self.set_state(state);
     }
 
+    /// The devices are leaving: their power hooks hear it (the interface layer disables their
+    /// interfaces).
     fn disable_interfaces(&self) {
         for dev in self.stack().iter().rev() {
-            interface::device_removed(dev);
+            dev.hooks_leaving();
         }
     }
 
@@ -913,13 +945,13 @@ impl DeviceNode {
 
     // ------------------------------------------------------------------ removal
 
-    /// Orderly removal ([W3]): query-remove (target hooks, then EvtDeviceQueryRemove highest
-    /// first; a failure vetoes and the node stays started), then the removal list. Children are
-    /// removed first.
+    /// Orderly removal ([A User Unplugs a Device]): query-remove (target hooks, then
+    /// EvtDeviceQueryRemove highest first; a failure vetoes and the node stays started), then the
+    /// removal list. Children are removed first.
     ///
     /// Errors: the veto status; `STATUS_INVALID_DEVICE_STATE` if the node is not started.
     ///
-    /// [W3]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
+    /// [A User Unplugs a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
     pub fn remove(&self) -> Result<(), Status> {
         self.query_remove()?;
         self.complete_remove(NodeState::Removed)
@@ -1040,12 +1072,13 @@ impl DeviceNode {
         })
     }
 
-    /// Surprise removal (unplug, [W3]): children first, then interfaces disabled and the §2.6
-    /// list per driver, highest first, whatever the power state.
+    /// Surprise removal (unplug, [A User Unplugs a Device]): children first, then interfaces
+    /// disabled and that page's surprise-removal list per driver, highest first, whatever the
+    /// power state.
     ///
     /// Errors: `STATUS_INVALID_DEVICE_STATE` if the node has no stack.
     ///
-    /// [W3]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
+    /// [A User Unplugs a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
     pub fn surprise_remove(&self) -> Result<(), Status> {
         for child in self.children() {
             if child.state().has_stack() {
@@ -1064,13 +1097,14 @@ impl DeviceNode {
 
     // ------------------------------------------------------------------ rebalance
 
-    /// Resource rebalance ([W6]): EvtDeviceQueryStop highest first (a failure vetoes), the stop
-    /// list highest first, new resources, the restart list lowest first.
+    /// Resource rebalance ([The PnP Manager Redistributes System Resources]): EvtDeviceQueryStop
+    /// highest first (a failure vetoes), the stop list highest first, new resources, the restart
+    /// list lowest first.
     ///
     /// Errors: the veto status (node still started); a restart failure (node failed);
     /// `STATUS_INVALID_DEVICE_STATE` if not started.
     ///
-    /// [W6]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
+    /// [The PnP Manager Redistributes System Resources]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
     pub fn rebalance(&self) -> Result<(), Status> {
         self.op("rebalance", |n| {
             if n.state() != NodeState::Started {
@@ -1103,21 +1137,27 @@ impl DeviceNode {
     }
 
     fn fail_now(&self, s: Status) {
-        lock(&self.0.st).last_status = s;
+        {
+            // The teardown that follows is a surprise removal, not part of the system transition.
+            let mut st = lock(&self.0.st);
+            st.last_status = s;
+            st.system_action = SystemPowerAction::None;
+        }
         self.surprise_stack();
         self.finish_removal(NodeState::Failed, s, true);
     }
 
     // ------------------------------------------------------------------ power
 
-    /// S0 idle ([W17]): the stack powers down to the power policy owner's idle Dx (default D3),
-    /// highest first, arming for wake from S0 when the owner's settings can wake.
+    /// S0 idle ([Supporting Idle Power-Down]): the stack powers down to the power policy owner's
+    /// idle Dx (default D3), highest first, arming for wake from S0 when the owner's settings can
+    /// wake.
     ///
     /// Errors: `STATUS_INVALID_DEVICE_STATE` if not started, already idle, the system is not in
     /// S0, or a power reference ([`Device::stop_idle`]) is held; a failing
     /// SelfManagedIoSuspend (the node then fails).
     ///
-    /// [W17]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
+    /// [Supporting Idle Power-Down]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
     pub fn idle(&self) -> Result<(), Status> {
         self.op("idle", DeviceNode::go_idle)
     }
@@ -1153,11 +1193,13 @@ impl DeviceNode {
         Ok(())
     }
 
-    /// Leaves S0 idle (`WdfDeviceStopIdle` or a request for a power-managed queue): §2.3 lowest
-    /// first with PreviousState = the Dx.
+    /// Leaves S0 idle (`WdfDeviceStopIdle` or a request for a power-managed queue): the power-up
+    /// list of [A Device Returns to Its Working State], lowest first, with PreviousState = the Dx.
     ///
     /// Errors: `STATUS_INVALID_DEVICE_STATE` if not idle; the D0Entry failure status (the stack
     /// then takes the surprise-removal path and fails).
+    ///
+    /// [A Device Returns to Its Working State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
     pub fn wake_from_idle(&self) -> Result<(), Status> {
         self.op("wake from idle", |n| {
             if !n.is_idle() {
@@ -1233,6 +1275,7 @@ impl DeviceNode {
                 sx: true,
             },
         };
+        lock(&self.0.st).system_action = SystemPowerAction::entering(target);
         for dev in self.stack().iter().rev() {
             if let Err(s) = scenarios::power_down(dev, down) {
                 self.fail_now(s);
@@ -1240,16 +1283,23 @@ impl DeviceNode {
             }
         }
         self.trace("bus: child to D3");
-        lock(&self.0.st).slept = true;
+        let mut st = lock(&self.0.st);
+        st.system_action = SystemPowerAction::None;
+        st.slept = true;
         Ok(())
     }
 
-    fn wake_from_sleep(&self, wake: Option<Wake>) -> Result<(), Status> {
+    /// The return of a stack this system transition powered down; `action` is the one that put
+    /// the system to sleep (what `WdfDeviceGetSystemPowerAction` reports on the way back).
+    fn wake_from_sleep(&self, action: SystemPowerAction, wake: Option<Wake>) -> Result<(), Status> {
         let slept = std::mem::take(&mut lock(&self.0.st).slept);
         if !slept || self.state() != NodeState::Started {
             return Ok(());
         }
-        self.resume_stack(wake)
+        lock(&self.0.st).system_action = action;
+        let r = self.resume_stack(wake);
+        lock(&self.0.st).system_action = SystemPowerAction::None;
+        r
     }
 
     // ------------------------------------------------------------------ queries
@@ -1310,5 +1360,127 @@ impl DeviceNode {
             }
             Ok(())
         })
+    }
+}
+
+// ---------------------------------------------------------------------------- devices in a node
+
+impl DeviceInit {
+    /// The device node being built.
+    pub fn node(&self) -> Option<DeviceNode> {
+        DeviceNode::from_slot(&self.node)
+    }
+}
+
+/// What a device is in its node: the stack around it, its idle references, its failure, the
+/// system power action of its transitions.
+impl Device {
+    /// The device node this device belongs to (gone once the node is dropped).
+    pub fn node(&self) -> Option<DeviceNode> {
+        DeviceNode::from_slot(&self.0.node)
+    }
+
+    /// The next-lower device of the stack (`None` at the bottom: below is the PDO).
+    pub fn lower(&self) -> Option<Device> {
+        let stack = self.node()?.stack();
+        let pos = stack.iter().position(|d| d == self)?;
+        pos.checked_sub(1).map(|i| stack[i].clone())
+    }
+
+    /// The next-higher device of the stack.
+    pub fn upper(&self) -> Option<Device> {
+        let stack = self.node()?.stack();
+        let pos = stack.iter().position(|d| d == self)?;
+        stack.get(pos + 1).cloned()
+    }
+
+    /// `WdfDeviceGetSystemPowerAction`: the system power action, if any, that caused this
+    /// device's current power transition.
+    ///
+    /// The rule, as Microsoft documents it for `WdfDeviceGetSystemPowerAction`: a driver calls it
+    /// only from the callbacks the framework runs while the device enters a low-power state or
+    /// returns to its working state (`EvtDeviceD0ExitPreInterruptsDisabled`, `EvtDeviceD0Exit`,
+    /// `EvtDeviceArmWakeFromSx[WithReason]`, `EvtDeviceSelfManagedIoSuspend` of the power-down;
+    /// `EvtDeviceD0Entry`, `EvtDeviceD0EntryPostInterruptsEnabled`, the wake/disarm callbacks
+    /// and `EvtDeviceSelfManagedIoRestart` of the return). It reports:
+    ///
+    /// * while the system enters a sleeping state, the reason it does:
+    ///   [`SystemPowerAction::Sleep`] for S3, [`SystemPowerAction::Hibernate`] for S4 (on or
+    ///   off the hibernation path), [`SystemPowerAction::Shutdown`] for S5;
+    /// * while the system returns to S0, the reason it had left S0 (`Sleep` after S3,
+    ///   `Hibernate` after S4);
+    /// * [`SystemPowerAction::None`] when the device powers down or up on its own while the
+    ///   system stays in S0 (S0 idle and its return, start, rebalance stop, removal, surprise
+    ///   removal, `WdfDeviceSetFailed` — also a teardown after a callback failed during a system
+    ///   transition), when the system starts up after being off, and when neither the system
+    ///   nor the device is changing state.
+    ///
+    /// A device idle in Dx when the system sleeps runs no callback and is left in Dx on the
+    /// return (see [`crate::pnp`]); a control device (no node) always reads `None`.
+    pub fn system_power_action(&self) -> SystemPowerAction {
+        self.node()
+            .map_or(SystemPowerAction::None, |n| n.system_power_action())
+    }
+
+    /// The `IdleTimeout` (with `Enabled = WdfTrue`) of `WdfDeviceAssignS0IdleSettings` (power
+    /// policy owner): with `Some(timeout)`, once the stack has been idle for `timeout` of virtual
+    /// time — no request waiting in or presented by a power-managed queue, no power reference
+    /// ([`stop_idle`](Self::stop_idle)), system in S0 — it powers down to the Dx of
+    /// [`S0IdleSettings`](crate::device::S0IdleSettings) as [`DeviceNode::idle`] does; a request
+    /// for a power-managed queue or `stop_idle` brings it back to D0 and the count starts again
+    /// when the stack is idle again ([Supporting Idle Power-Down]). `None` (the default) turns
+    /// automatic idling off; the stack then only idles on an explicit [`DeviceNode::idle`]. KMDF's
+    /// own default timeout is 5 s.
+    ///
+    /// [Supporting Idle Power-Down]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/supporting-idle-power-down
+    pub fn assign_s0_idle_timeout(&self, timeout: Option<std::time::Duration>) {
+        lock(&self.0.st).idle_timeout = timeout;
+        if let Some(node) = self.node() {
+            node.idle_check();
+        }
+    }
+
+    /// Activity that may have kept the stack busy ended: restart the idle count if it applies.
+    pub(crate) fn idle_activity_done(&self) {
+        if let Some(node) = self.node() {
+            node.idle_check();
+        }
+    }
+
+    /// `WdfDeviceStopIdle`: takes a power reference; if the stack idles in Dx it returns to D0
+    /// (synchronously on this thread when called at `PASSIVE_LEVEL` outside a PnP operation,
+    /// otherwise from a system work item).
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_STATE` if the device is deleted or its node is gone.
+    pub fn stop_idle(&self) -> Result<(), Status> {
+        self.object().ensure_alive("WdfDeviceStopIdle")?;
+        lock(&self.0.st).power_refs += 1;
+        let node = self.node().ok_or(Status::INVALID_DEVICE_STATE)?;
+        node.power_reference_taken();
+        Ok(())
+    }
+
+    /// `WdfDeviceResumeIdle`: drops a power reference taken by [`stop_idle`](Self::stop_idle).
+    pub fn resume_idle(&self) {
+        let last = {
+            let mut st = lock(&self.0.st);
+            st.power_refs = st.power_refs.saturating_sub(1);
+            st.power_refs == 0
+        };
+        if last {
+            self.idle_activity_done();
+        }
+    }
+
+    /// `WdfDeviceSetFailed` (≤ DISPATCH_LEVEL): the stack is torn down along the surprise-removal
+    /// path, after the current PnP operation or from a system work item; with
+    /// [`FailedAction::AttemptRestart`] the node is then rebuilt and restarted (bounded retries).
+    pub fn set_failed(&self, action: FailedAction) {
+        if self.object().ensure_alive("WdfDeviceSetFailed").is_err() {
+            return;
+        }
+        if let Some(node) = self.node() {
+            node.request_failure(action);
+        }
     }
 }

@@ -1,5 +1,14 @@
-//! The per-driver step lists of kmdf-sequences §2 (one device object at a time). The node-level
-//! code in [`super`] runs them over the stack in stack order.
+//! The per-driver step lists of Microsoft's *PnP and Power Management Scenarios* pages (one
+//! device object at a time): [A User Plugs in a Device], [A User Unplugs a Device],
+//! [A Device Enters a Low-Power State], [A Device Returns to Its Working State] and
+//! [The PnP Manager Redistributes System Resources]. The node-level code in [`super`] runs them
+//! over the stack in stack order.
+//!
+//! [A User Plugs in a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-plugs-in-a-device
+//! [A User Unplugs a Device]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-user-unplugs-a-device
+//! [A Device Enters a Low-Power State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-enters-a-low-power-state
+//! [A Device Returns to Its Working State]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/a-device-returns-to-its-working-state
+//! [The PnP Manager Redistributes System Resources]: https://learn.microsoft.com/en-us/windows-hardware/drivers/wdf/the-pnp-manager-redistributes-system-resources
 
 use crate::device::{Device, DeviceFn, DevicePowerFn, DeviceStatusFn, Resources};
 use crate::pnp::state::{DevicePnpState, StopAction, WdfPowerDeviceState};
@@ -32,20 +41,9 @@ fn power_cb(
     })
 }
 
-fn trace_state(dev: &Device, text: &str) {
-    if let Some(m) = dev.machine() {
-        m.trace().record_for(
-            crate::trace::TraceKind::State,
-            Some(dev.driver().name()),
-            dev.name(),
-            text,
-        );
-    }
-}
-
 /// Step 6 of the power-up lists: (re)start power-managed queues.
 fn queues_started(dev: &Device) {
-    trace_state(dev, "power-managed queues started");
+    dev.trace_state("power-managed queues started");
     for h in dev.hooks() {
         h.started(dev);
     }
@@ -53,7 +51,7 @@ fn queues_started(dev: &Device) {
 
 /// Step 2 of the power-down lists: stop power-managed queues.
 fn queues_stopping(dev: &Device, action: StopAction) {
-    trace_state(dev, &format!("power-managed queues stopped ({action:?})"));
+    dev.trace_state(&format!("power-managed queues stopped ({action:?})"));
     for h in dev.hooks() {
         h.stopping(dev, action);
     }
@@ -88,8 +86,10 @@ pub(crate) enum UpFail {
     SelfManagedIo,
 }
 
-/// §2.1 / §2.3 / §2.7 power-up list for one device. `PreviousState` is D3Final for a first
-/// start and for a rebalance restart (inferred, §2.11), else the Dx the device was in.
+/// Power-up list for one device (*A User Plugs in a Device*, *A Device Returns to Its Working
+/// State*, *The PnP Manager Redistributes System Resources*). `PreviousState` is D3Final for a
+/// first start and for a rebalance restart (inferred: the rebalance page does not state it), else
+/// the Dx the device was in.
 pub(crate) fn power_up(dev: &Device, up: Up, res: &Resources) -> Result<(), (UpFail, Status)> {
     let pnp = &dev.0.pnp;
     let prev = match up {
@@ -188,24 +188,29 @@ pub(crate) fn power_up(dev: &Device, up: Up, res: &Resources) -> Result<(), (UpF
 /// How a device is powered down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Down {
-    /// §2.2 to a Dx (idle: `sx == false`; system sleep: `sx == true`). No ReleaseHardware.
+    /// *A Device Enters a Low-Power State* to a Dx (idle: `sx == false`; system sleep:
+    /// `sx == true`). No ReleaseHardware.
     Dx {
         target: WdfPowerDeviceState,
         sx: bool,
     },
     /// System shutdown: D0Exit(D3Final), no ReleaseHardware, no wake arming.
     Shutdown,
-    /// §2.7 rebalance stop: … D0Exit(D3Final), ReleaseHardware.
+    /// Rebalance stop (*The PnP Manager Redistributes System Resources*): … D0Exit(D3Final),
+    /// ReleaseHardware.
     Stop,
-    /// §2.5 orderly removal: … D0Exit(D3Final), ReleaseHardware, Flush, Cleanup.
+    /// Orderly removal (*A User Unplugs a Device*): … D0Exit(D3Final), ReleaseHardware, Flush,
+    /// Cleanup.
     Remove,
 }
 
-/// §2.2 / §2.5 / §2.7 power-down list for one device. A device already out of D0 skips the
-/// D0 part (Suspend, queue stop, arming, D0Exit) — the inferred rule for removal/rebalance of an
-/// idle device. `Err` only for a failing SelfManagedIoSuspend when lowering power ([D9]).
+/// Power-down list for one device (*A Device Enters a Low-Power State*, *A User Unplugs a
+/// Device* (orderly removal), *The PnP Manager Redistributes System Resources*). A device already
+/// out of D0 skips the D0 part (Suspend, queue stop, arming, D0Exit) — the inferred rule for
+/// removal/rebalance of an idle device. `Err` only for a failing SelfManagedIoSuspend when
+/// lowering power ([`EvtDeviceSelfManagedIoSuspend`]).
 ///
-/// [D9]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_suspend
+/// [`EvtDeviceSelfManagedIoSuspend`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_suspend
 pub(crate) fn power_down(dev: &Device, down: Down) -> Result<(), Status> {
     let pnp = &dev.0.pnp;
     if dev.is_in_d0() {
@@ -248,7 +253,8 @@ pub(crate) fn power_down(dev: &Device, down: Down) -> Result<(), Status> {
     Ok(())
 }
 
-/// Step 3 of §2.2 (power policy owner): arm for wake from S0 (idle) or Sx (system sleep).
+/// The arm-for-wake step of *A Device Enters a Low-Power State* (power policy owner):
+/// `EvtDeviceArmWakeFromS0` (idle) or `EvtDeviceArmWakeFromSx[WithReason]` (system sleep).
 fn arm_wake(dev: &Device, sx: bool) {
     let policy = &dev.0.policy;
     let (idle_wake, system_wake) = {
@@ -276,13 +282,14 @@ fn arm_wake(dev: &Device, sx: bool) {
             "EvtDeviceArmWakeFromS0",
             policy.arm_wake_from_s0.as_ref(),
         );
-        // D15: on failure no Disarm later and no device failure.
+        // EvtDeviceArmWakeFromS0: on failure no Disarm later and no device failure.
         dev.state().armed_s0 = s.is_success();
     }
 }
 
-/// Steps 5–6 of §2.2: D0ExitPreInterruptsDisabled, D0Exit. Failures of these callbacks are
-/// traced and otherwise ignored (the docs give only the generic W9 rule; inferred choice).
+/// The last steps of *A Device Enters a Low-Power State*: D0ExitPreInterruptsDisabled, D0Exit.
+/// Failures of these callbacks are traced and otherwise ignored (the docs give only the generic
+/// rule of *Reporting Device Failures*; inferred choice).
 fn power_exit(dev: &Device, target: WdfPowerDeviceState) {
     let pnp = &dev.0.pnp;
     let s1 = power_cb(
@@ -293,7 +300,7 @@ fn power_exit(dev: &Device, target: WdfPowerDeviceState) {
     );
     let s2 = power_cb(dev, "EvtDeviceD0Exit", pnp.d0_exit.as_ref(), target);
     if !s1.is_success() || !s2.is_success() {
-        trace_state(dev, "power-down callback failed (ignored)");
+        dev.trace_state("power-down callback failed (ignored)");
     }
     dev.state().power = target.resulting_state();
 }
@@ -325,13 +332,14 @@ fn flush_and_cleanup(dev: &Device) {
     }
 }
 
-/// §4 unwinding of the device whose power-up step failed during a start or rebalance restart:
+/// Unwinding of the device whose power-up step failed during a start or rebalance restart (the
+/// failure rules of the callbacks' reference pages, see [`super`]'s *Failure unwinding*):
 /// PrepareHardware/D0Entry failed → ReleaseHardware only (no D0Exit, D3); PostInterruptsEnabled
 /// failed → D0Exit(D3Final), ReleaseHardware; SelfManagedIoInit/Restart failed → stop queues
-/// (Purge), D0ExitPreInterruptsDisabled + D0Exit (D3Final), ReleaseHardware, then Flush +
-/// Cleanup ([D7]). Flush + Cleanup run whenever SelfManagedIoInit had run.
+/// (Purge), D0ExitPreInterruptsDisabled + D0Exit (D3Final), ReleaseHardware, then Flush + Cleanup
+/// ([`EvtDeviceSelfManagedIoInit`]). Flush + Cleanup run whenever SelfManagedIoInit had run.
 ///
-/// [D7]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_init
+/// [`EvtDeviceSelfManagedIoInit`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/nc-wdfdevice-evt_wdf_device_self_managed_io_init
 pub(crate) fn unwind_failed_start(dev: &Device, fail: UpFail) {
     match fail {
         UpFail::SelfManagedIo => {
@@ -355,9 +363,10 @@ pub(crate) fn unwind_failed_start(dev: &Device, fail: UpFail) {
     dev.state().pnp = DevicePnpState::Removed;
 }
 
-/// §2.6 surprise-removal list for one device: SurpriseRemoval; if in D0: stop queues (Purge),
-/// Suspend, D0ExitPreInterruptsDisabled + D0Exit (D3Final); then ReleaseHardware, Flush, Cleanup.
-/// A device in Dx skips the D0 part (it already ran D0Exit) and is not disarmed.
+/// Surprise-removal list for one device (*A User Unplugs a Device*): SurpriseRemoval; if in D0:
+/// stop queues (Purge), Suspend, D0ExitPreInterruptsDisabled + D0Exit (D3Final); then
+/// ReleaseHardware, Flush, Cleanup. A device in Dx skips the D0 part (it already ran D0Exit) and
+/// is not disarmed.
 pub(crate) fn surprise(dev: &Device) {
     let pnp = &dev.0.pnp;
     void_cb(

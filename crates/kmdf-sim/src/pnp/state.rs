@@ -3,9 +3,10 @@
 use core::fmt;
 
 /// `WDF_POWER_DEVICE_STATE` — the `PreviousState` of `EvtDeviceD0Entry` and the `TargetState` of
-/// `EvtDeviceD0Exit` ([D16]). Printed without the `WdfPowerDevice` prefix (`D3Final`).
+/// `EvtDeviceD0Exit` ([`WDF_POWER_DEVICE_STATE`]). Printed without the `WdfPowerDevice` prefix
+/// (`D3Final`).
 ///
-/// [D16]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/ne-wdfdevice-_wdf_power_device_state
+/// [`WDF_POWER_DEVICE_STATE`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/ne-wdfdevice-_wdf_power_device_state
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WdfPowerDeviceState {
     /// `WdfPowerDeviceInvalid`.
@@ -148,10 +149,54 @@ pub enum SystemPowerState {
     S5,
 }
 
-/// What the I/O layer does with power-managed queues at [`DevicePowerHook::stopping`]
-/// (`WDF_REQUEST_STOP_ACTION_FLAGS`, [D23]).
+/// `POWER_ACTION` — the system power action that caused a device's current power transition, as
+/// `WdfDeviceGetSystemPowerAction` reports it ([`Device::system_power_action`]). The simulator
+/// produces `None`, `Sleep` (S3), `Hibernate` (S4) and `Shutdown` (S5); it has no restart or
+/// power-off variant of shutdown, so `PowerActionShutdownReset` / `PowerActionShutdownOff` are
+/// not modelled.
 ///
-/// [D23]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/ne-wdfrequest-_wdf_request_stop_action_flags
+/// [`Device::system_power_action`]: crate::device::Device::system_power_action
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SystemPowerAction {
+    /// `PowerActionNone`: no system power transition (the device idles, wakes from idle, starts,
+    /// stops, is removed or surprise-removed; or the system starts up after being off).
+    #[default]
+    None,
+    /// `PowerActionSleep`: the system enters (or returns from) S1–S3.
+    Sleep,
+    /// `PowerActionHibernate`: the system enters (or returns from) S4.
+    Hibernate,
+    /// `PowerActionShutdown`: the system shuts down (S5).
+    Shutdown,
+}
+
+impl SystemPowerAction {
+    /// The `POWER_ACTION` value of `wdm.h` (`PowerActionNone` = 0, `PowerActionSleep` = 2,
+    /// `PowerActionHibernate` = 3, `PowerActionShutdown` = 4).
+    pub const fn as_raw(self) -> u32 {
+        match self {
+            SystemPowerAction::None => 0,
+            SystemPowerAction::Sleep => 2,
+            SystemPowerAction::Hibernate => 3,
+            SystemPowerAction::Shutdown => 4,
+        }
+    }
+
+    /// The action that takes the system from S0 to `target` (`None` for S0).
+    pub const fn entering(target: SystemPowerState) -> Self {
+        match target {
+            SystemPowerState::S0 => SystemPowerAction::None,
+            SystemPowerState::S3 => SystemPowerAction::Sleep,
+            SystemPowerState::S4 => SystemPowerAction::Hibernate,
+            SystemPowerState::S5 => SystemPowerAction::Shutdown,
+        }
+    }
+}
+
+/// What the I/O layer does with power-managed queues at [`DevicePowerHook::stopping`]
+/// ([`WDF_REQUEST_STOP_ACTION_FLAGS`]).
+///
+/// [`WDF_REQUEST_STOP_ACTION_FLAGS`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfrequest/ne-wdfrequest-_wdf_request_stop_action_flags
 /// [`DevicePowerHook::stopping`]: crate::device::DevicePowerHook::stopping
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StopAction {
@@ -161,9 +206,9 @@ pub enum StopAction {
     Purge,
 }
 
-/// `WDF_DEVICE_FAILED_ACTION` ([D18]).
+/// [`WDF_DEVICE_FAILED_ACTION`].
 ///
-/// [D18]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/ne-wdfdevice-_wdf_device_failed_action
+/// [`WDF_DEVICE_FAILED_ACTION`]: https://learn.microsoft.com/en-us/windows-hardware/drivers/ddi/wdfdevice/ne-wdfdevice-_wdf_device_failed_action
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailedAction {
     /// `WdfDeviceFailedAttemptRestart`: tear down, then re-enumerate (bounded retries).
