@@ -17,8 +17,7 @@
 //!   `Kf…` forms in hal.dll were used instead).
 //!
 //! The layouts are checked at compile time against the sizes of the x64 WDK headers (they were
-//! confirmed against mingw-w64's `ddk/wdm.h` with a C compiler, see the project's cross-compile
-//! reference note).
+//! confirmed against mingw-w64's `ddk/wdm.h` with a C compiler).
 //!
 //! This layer is built without any WDK crate (the standalone kernel image has none), so its
 //! constants and layouts are written here by hand. Whenever the kmdf backend is compiled, each of

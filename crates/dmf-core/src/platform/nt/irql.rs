@@ -1,10 +1,11 @@
-//! The current IRQL: `KeGetCurrentIrql`, which on x64 is not an ntoskrnl export.
+//! The current IRQL: `KeGetCurrentIrql`, read the way the x64 WDK inlines it.
 //!
 //! The x64 WDK headers implement `KeGetCurrentIrql` as an inline intrinsic that reads the CR8
 //! register (the task-priority register, whose low four bits *are* the IRQL: `PASSIVE_LEVEL` 0,
-//! `APC_LEVEL` 1, `DISPATCH_LEVEL` 2, device IRQLs above). ntoskrnl.exe exports no
-//! `KeGetCurrentIrql` on x64, so importing it would produce an image Windows refuses to load.
-//! This module reads CR8 the same way, with one `mov` instruction.
+//! `APC_LEVEL` 1, `DISPATCH_LEVEL` 2, device IRQLs above). This module reads CR8 the same way,
+//! with one `mov` instruction, as every C driver built with the WDK does. (ntoskrnl.exe also
+//! exports a `KeGetCurrentIrql` routine, which a driver could import instead at the cost of a
+//! call; kmdf-host, which runs linked images in a Linux process, emulates the CR8 read.)
 
 use core::arch::asm;
 

@@ -15,7 +15,7 @@
 //! | [`NtEvent`] | `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeReadStateEvent`, `KeWaitForSingleObject` (storage: `ExAllocatePool2` / `ExFreePoolWithTag`) |
 //! | [`NtSpinLock`], [`NtSpinLockGuard`] | `KeInitializeSpinLock` (inline), `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock` |
 //! | [`NtPool`], [`NtPoolBlock`], [`NtPoolAllocator`] | `ExAllocatePool2(POOL_FLAG_NON_PAGED, …)`, `ExFreePoolWithTag` |
-//! | [`current_irql`], [`read_cr8`], [`KIrql`], [`NtCurrentIrql`] | `KeGetCurrentIrql` (x64: a CR8 read, not an export) |
+//! | [`current_irql`], [`read_cr8`], [`KIrql`], [`NtCurrentIrql`] | `KeGetCurrentIrql` (x64: the WDK's inline CR8 read) |
 //! | [`interrupt_time`], [`NtClock`] | `KeQueryInterruptTime` (x64: a read of `KUSER_SHARED_DATA`, not an export) |
 //! | [`NtTrace`] | `DbgPrintEx(DPFLTR_IHVDRIVER_ID, …)` |
 //! | [`bug_check`] | `KeBugCheckEx` |

@@ -80,7 +80,13 @@ impl NtRundown {
     /// has begun. Maps to `ExAcquireRundownProtection` / `ExReleaseRundownProtection`.
     /// `<= DISPATCH_LEVEL`.
     pub fn enter(&self) -> Option<NtRundownGuard<'_>> {
-        self.acquire().then_some(NtRundownGuard { rundown: self })
+        // Not `then_some(guard)`: that builds the guard even when the acquire failed, and its
+        // drop would release a reference that was never taken.
+        if self.acquire() {
+            Some(NtRundownGuard { rundown: self })
+        } else {
+            None
+        }
     }
 
     /// Runs the object down: from now on every acquire fails; returns once every reference taken
