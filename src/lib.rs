@@ -11,9 +11,9 @@
 //! # A Module and a container driver, run on the simulator
 //!
 //! A complete Module (config, private context, callbacks, a rundown-guarded Method), a container
-//! driver that instantiates it (`DMF_DEFAULT_DRIVERENTRY` + `DMF_DEFAULT_DEVICEADD`, CLI-32,
-//! CLI-33), and a test that plugs the device on a simulated machine, sends it I/O from an
-//! application, cycles system power and removes it — with the verifier watching throughout.
+//! driver that instantiates it (`DMF_DEFAULT_DRIVERENTRY` + `DMF_DEFAULT_DEVICEADD`), and a test
+//! that plugs the device on a simulated machine, sends it I/O from an application, cycles system
+//! power and removes it — with the verifier watching throughout.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -98,7 +98,7 @@
 //! assert_eq!(
 //!     handle.device_io_control(0x0022_2004, &[], 0).unwrap_err(),
 //!     kmdf_sim::Status::NOT_SUPPORTED,
-//!     "nobody handles it: DMF completes it (CLI-22)"
+//!     "nobody handles it: DMF completes it"
 //! );
 //!
 //! machine.pnp().system_sleep(SystemPowerState::S3).unwrap();
@@ -133,10 +133,14 @@ pub mod prelude {
     };
     pub use dmf_core::status::{NtResult, NtStatus};
     pub use dmf_macros::{dmf_callbacks, dmf_module};
+    /// The target Modules' send Methods (`send_synchronously`, `send`, `cancel`) and the request
+    /// they send.
+    #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+    pub use dmf_modules::request_target::{RequestSender, SendRequest};
 }
 
 /// A container driver (`DMF_DEFAULT_DRIVERENTRY` + `DMF_DEFAULT_DEVICEADD` +
-/// `DMF_DEFAULT_DRIVERCLEANUP`, CLI-30…CLI-34): the driver's only code is its Modules-add
+/// `DMF_DEFAULT_DRIVERCLEANUP`): the driver's only code is its Modules-add
 /// callback, `fn(&Device, &mut ModuleInit) -> NtResult<()>`.
 ///
 /// `dmf::driver!(modules_add = f)` defines `pub fn driver_config() -> DriverConfig`: the driver's

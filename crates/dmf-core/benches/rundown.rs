@@ -8,8 +8,8 @@
 //!   reference and once to dereference.
 //!
 //! Locked read-modify-write instructions per call pair on x86-64 (they set the uncontended cost):
-//! floor 2 (`lock xadd` ×2); `Rundown` 2 (`lock cmpxchg` to acquire, `lock xadd` to release, plus
-//! one plain load); spin-lock counter 2 (`xchg` per lock acquisition; the unlocks are plain `mov`
+//! floor 2 (`lock xadd` ×2); `Rundown` 2 (`lock cmpxchg` to acquire — a second one when the
+//! first guess, no references out, is wrong — and `lock xadd` to release); spin-lock counter 2 (`xchg` per lock acquisition; the unlocks are plain `mov`
 //! stores under x86-TSO). So uncontended the three are within a few cycles of each other; the
 //! spin lock loses under contention, where the count update sits inside a critical section and the
 //! other thread spins on the line. (The real `WdfSpinLockAcquire` also raises IRQL to

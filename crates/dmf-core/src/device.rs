@@ -1,22 +1,22 @@
-//! The client-driver API (CLI-*): DMF's device-init, the hooks that route every WDF callback
+//! The client-driver API: DMF's device-init, the hooks that route every WDF callback
 //! through the Modules and then the client, `modules_create`, and the container-driver defaults.
 //!
-//! # The flow (CLI-27)
+//! # The flow (the DMF guide's `DeviceAdd` example, step by step)
 //!
 //! ```text
 //! EvtDriverDeviceAdd(driver, init)
-//!   let mut dmf = DmfDeviceInit::new(init);        DMF_DmfDeviceInitAllocate        (CLI-11)
-//!   dmf.hook_pnp_power_callbacks(client_pnp);      DMF_DmfDeviceInitHookPnpPower…   (CLI-15)
-//!   dmf.hook_power_policy_callbacks(client_pp);    DMF_DmfDeviceInitHookPowerPolicy (CLI-16)
-//!   dmf.hook_file_object_config(client_files);     DMF_DmfDeviceInitHookFileObject  (CLI-17)
-//!   dmf.set_filter();                              DMF_DmfFdoSetFilter + WdfFdoInitSetFilter (CLI-21)
-//!   dmf.set_modules_add(modules_add)?;             DMF_DmfDeviceInitSetEventCallbacks (CLI-24)
+//!   let mut dmf = DmfDeviceInit::new(init);        DMF_DmfDeviceInitAllocate
+//!   dmf.hook_pnp_power_callbacks(client_pnp);      DMF_DmfDeviceInitHookPnpPower…
+//!   dmf.hook_power_policy_callbacks(client_pp);    DMF_DmfDeviceInitHookPowerPolicy
+//!   dmf.hook_file_object_config(client_files);     DMF_DmfDeviceInitHookFileObject
+//!   dmf.set_filter();                              DMF_DmfFdoSetFilter + WdfFdoInitSetFilter
+//!   dmf.set_modules_add(modules_add)?;             DMF_DmfDeviceInitSetEventCallbacks
 //!   let device = dmf.create_device(attributes)?;   WdfDeviceCreate
-//!   device.create_queue(dmf.hook_queue_config(q))? DMF_DmfDeviceInitHookQueueConfig (CLI-19)
-//!   let dmf_device = dmf.modules_create()?;        DMF_ModulesCreate                (CLI-25)
+//!   device.create_queue(dmf.hook_queue_config(q))? DMF_DmfDeviceInitHookQueueConfig
+//!   let dmf_device = dmf.modules_create()?;        DMF_ModulesCreate
 //! ```
 //!
-//! A **control device** (CLI-50…CLI-56) goes the same way from the init of
+//! A **control device** goes the same way from the init of
 //! `PlatformDriver::control_device_init` (`DMF_DmfControlDeviceInitAllocate`): name it
 //! (`device_init().assign_name`), optionally `set_client_driver_device(fdo)` in a filter, create
 //! it, `create_symbolic_link`, `modules_create`, then `finish_initializing`
@@ -24,10 +24,11 @@
 //! its DMF default queue is not power-managed; delete it with `PlatformDevice::delete`, which
 //! destroys its Modules.
 //!
-//! Unlike C DMF there is no ordering rule to remember (CLI-14) and no hook to forget (CLI-18):
-//! the hooks only *record* the client's callbacks, and [`DmfDeviceInit::create_device`] registers
-//! DMF's own dispatchers with WDF for every callback, whether or not the client has one. Dropping
-//! a `DmfDeviceInit` is `DMF_DmfDeviceInitFree` (CLI-26).
+//! Unlike C DMF there is no ordering rule to remember (each `DMF_DmfDeviceInitHook…` call before
+//! the matching `WdfDeviceInitSet…` call) and no hook to forget (all three hooks, even with
+//! `NULL`): the hooks only *record* the client's callbacks, and
+//! [`DmfDeviceInit::create_device`] registers DMF's own dispatchers with WDF for every callback,
+//! whether or not the client has one. Dropping a `DmfDeviceInit` is `DMF_DmfDeviceInitFree`.
 //!
 //! Everything DMF allocates for a device (its state, the dispatchers it registers, the client's
 //! recorded Modules-add callback, the collection) is allocated fallibly: a refused allocation
@@ -39,18 +40,18 @@
 //! Each PnP, power and power-policy callback runs the Module collection's phase function and the
 //! client's callback in the order THE table gives ([`dispatch_table::row`], invariant 6): Modules
 //! first on the way up, the client first on the way down. A failing step stops the chain and its
-//! status goes to WDF (DSP-53); when the client's callback fails after the Modules came up in
+//! status goes to WDF; when the client's callback fails after the Modules came up in
 //! D0Entry or PrepareHardware, the Modules are taken back down (D0Exit to `D3Final`,
 //! ReleaseHardware), because WDF will not call them again for that transition.
 //!
 //! Requests (default queue, file object) are offered to the Modules first (first taker wins,
 //! [`IoRequest`]); a request nobody took goes to the client's callback of that type if it has
-//! one, else the unhandled rule applies (CLI-22): passed down to the next lower driver in a
+//! one, else the unhandled rule applies: passed down to the next lower driver in a
 //! filter, completed with `STATUS_NOT_SUPPORTED` otherwise; creates succeed in a function driver.
 //! Every file object that reached the create ends with one `file_object_deleted` notice to the
 //! Modules (and the client's `deleted`): after its close, or when its create failed — whoever
 //! failed it, whenever — since a failed create gets no cleanup or close.
-//! If the client creates no default queue, `modules_create` creates one (CLI-20).
+//! If the client creates no default queue, `modules_create` creates one.
 //!
 //! # Lifetime
 //!
@@ -65,6 +66,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 use crate::fallible::{try_arc, try_box};
+use crate::module::callback_list::callback_list;
 use crate::module::dispatch_table::{self, Callback, ClientOrder, Unhandled};
 use crate::module::{
     Added, CollectionConfig, IoRequest, Module, ModuleCollection, ModuleInit, RequestDisposition,
@@ -72,7 +74,7 @@ use crate::module::{
 use crate::platform::contract::device::{
     DeviceAttributes, PlatformDevice, PlatformDeviceInit, PowerDeviceState,
 };
-use crate::platform::contract::io::{PlatformRequest, QueueDispatch, SendOptions};
+use crate::platform::contract::io::{PlatformRequest, QueueDispatch};
 use crate::platform::{
     Device, DeviceInit, DriverConfig, FileObject, FileObjectConfig, PnpPowerCallbacks,
     PowerPolicyCallbacks, Queue, QueueConfig, Request, Resources,
@@ -80,8 +82,8 @@ use crate::platform::{
 use crate::status::{NtResult, NtStatus};
 use crate::sync::{LockKind, ModuleLock};
 
-/// `EVT_DMF_DEVICE_MODULES_ADD` (CLI-40): add the device's Modules. Runs once per device, at
-/// PASSIVE_LEVEL, inside `modules_create`. An error fails the device add (CLI-25).
+/// `EVT_DMF_DEVICE_MODULES_ADD`: add the device's Modules. Runs once per device, at
+/// PASSIVE_LEVEL, inside `modules_create`. An error fails the device add.
 pub type ModulesAddFn = Arc<dyn Fn(&Device, &mut ModuleInit) -> NtResult<()> + Send + Sync>;
 
 /// What DMF keeps per device: the collection (once created), the client's callbacks, the device.
@@ -157,26 +159,9 @@ impl DeviceState {
     }
 }
 
-/// Passes `request` down to `device`'s next lower driver unchanged: DMF's pass-through in a
-/// filter (CLI-22; `WdfRequestFormatRequestUsingCurrentType`, then `WdfRequestSend` with
-/// `SEND_AND_FORGET` to `WdfDeviceGetIoTarget`). Returns `true` if it was sent; if the lower target refuses it, the request is
-/// completed with the refusal status and the result is `false`.
-pub fn pass_down(request: Request, device: &Device) -> bool {
-    request.format_using_current_type();
-    let options = SendOptions {
-        send_and_forget: true,
-        ..SendOptions::default()
-    };
-    match request.send(&device.io_target(), options) {
-        Ok(()) => true,
-        Err(status) => {
-            request.complete(status);
-            false
-        }
-    }
-}
+pub use crate::platform::pass_down;
 
-/// Completes or passes down a request under `policy` (CLI-22).
+/// Completes or passes down a request under `policy`.
 fn apply(policy: Unhandled, request: Request, device: Option<&Device>) {
     match (policy, device) {
         (Unhandled::Complete(status), _) => request.complete(status),
@@ -187,7 +172,7 @@ fn apply(policy: Unhandled, request: Request, device: Option<&Device>) {
     }
 }
 
-/// `PDMFDEVICE_INIT` (CLI-11, CLI-12): DMF's view of a `WDFDEVICE_INIT` while `EvtDriverDeviceAdd`
+/// `PDMFDEVICE_INIT`: DMF's view of a `WDFDEVICE_INIT` while `EvtDriverDeviceAdd`
 /// sets the device up. See the [module documentation](self) for the order of calls.
 pub struct DmfDeviceInit<'a> {
     init: &'a mut DeviceInit,
@@ -212,7 +197,7 @@ impl core::fmt::Debug for DmfDeviceInit<'_> {
 }
 
 impl<'a> DmfDeviceInit<'a> {
-    /// `DMF_DmfDeviceInitAllocate` (CLI-11).
+    /// `DMF_DmfDeviceInitAllocate`.
     pub fn new(init: &'a mut DeviceInit) -> Self {
         let filter = init.is_filter();
         DmfDeviceInit {
@@ -229,43 +214,44 @@ impl<'a> DmfDeviceInit<'a> {
     }
 
     /// The `WDFDEVICE_INIT` underneath, for the client's other `WdfDeviceInitSet…` calls
-    /// (device type, I/O type, exclusivity — CLI-27 step 7).
+    /// (device type, I/O type, exclusivity), made after the hooks and before
+    /// [`create_device`](Self::create_device) as in the DMF guide's `DeviceAdd` example.
     pub fn device_init(&mut self) -> &mut DeviceInit {
         self.init
     }
 
-    /// `DMF_DmfDeviceInitHookPnpPowerEventCallbacks` (CLI-15): the client's PnP/power callbacks,
+    /// `DMF_DmfDeviceInitHookPnpPowerEventCallbacks`: the client's PnP/power callbacks,
     /// called after the Modules' on the way up and before them on the way down.
     pub fn hook_pnp_power_callbacks(&mut self, client: Option<PnpPowerCallbacks>) {
         self.pnp = client.unwrap_or_default();
     }
 
-    /// `DMF_DmfDeviceInitHookPowerPolicyEventCallbacks` (CLI-16).
+    /// `DMF_DmfDeviceInitHookPowerPolicyEventCallbacks`.
     pub fn hook_power_policy_callbacks(&mut self, client: Option<PowerPolicyCallbacks>) {
         self.policy = client.unwrap_or_default();
     }
 
-    /// `DMF_DmfDeviceInitHookFileObjectConfig` (CLI-17): the client's create/cleanup/close, called
+    /// `DMF_DmfDeviceInitHookFileObjectConfig`: the client's create/cleanup/close, called
     /// for the file requests no Module handles.
     pub fn hook_file_object_config(&mut self, client: Option<FileObjectConfig>) {
         self.files = client.unwrap_or_default();
     }
 
-    /// `DMF_DmfFdoSetFilter` (CLI-21), which also calls `WdfFdoInitSetFilter` for the client:
+    /// `DMF_DmfFdoSetFilter`, which also calls `WdfFdoInitSetFilter` for the client:
     /// unhandled requests pass down, `is_in_filter_driver` is true.
     pub fn set_filter(&mut self) {
         self.filter = true;
         self.init.set_filter();
     }
 
-    /// `DMF_DmfControlDeviceInitSetClientDriverDevice` (CLI-52): on a control device's init (from
-    /// `PlatformDriver::control_device_init`, CLI-50), the filter driver's own device, which the
-    /// control device's Modules reach with `Scope::filter_device` (CLI-56).
+    /// `DMF_DmfControlDeviceInitSetClientDriverDevice`: on a control device's init (from
+    /// `PlatformDriver::control_device_init`), the filter driver's own device, which the
+    /// control device's Modules reach with `Scope::filter_device`.
     pub fn set_client_driver_device(&mut self, device: Device) {
         self.client_driver_device = Some(device);
     }
 
-    /// `DMF_DmfDeviceInitSetEventCallbacks` (CLI-23, CLI-24): the client's Modules-add callback.
+    /// `DMF_DmfDeviceInitSetEventCallbacks`: the client's Modules-add callback.
     ///
     /// # Errors
     ///
@@ -280,7 +266,7 @@ impl<'a> DmfDeviceInit<'a> {
 
     /// `WdfDeviceCreate` with DMF's dispatchers registered for every PnP, power, power-policy and
     /// file-object callback (the client's recorded ones run inside them). `attributes` carries the
-    /// client's device context (CLI-02); its cleanup callback, if any, runs after DMF's.
+    /// client's device context; its cleanup callback, if any, runs after DMF's.
     ///
     /// # Errors
     ///
@@ -292,7 +278,7 @@ impl<'a> DmfDeviceInit<'a> {
             return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         // `WdfFdoInitSetFilter` called directly on the init, before or after `DmfDeviceInit::new`,
-        // makes this a filter too: the order of the two calls does not matter (CLI-21).
+        // makes this a filter too: the order of the two calls does not matter.
         self.filter |= self.init.is_filter();
         // Everything is allocated before the init is touched. The client's callbacks are cloned
         // (reference counts only), so a failure leaves them recorded here.
@@ -336,7 +322,7 @@ impl<'a> DmfDeviceInit<'a> {
         Ok(device)
     }
 
-    /// `DMF_DmfDeviceInitHookQueueConfig` (CLI-19): wraps the client's default-queue config so that
+    /// `DMF_DmfDeviceInitHookQueueConfig`: wraps the client's default-queue config so that
     /// the Modules see each request first; create the queue with the result. The client's own
     /// request callbacks get only what no Module took.
     ///
@@ -351,14 +337,14 @@ impl<'a> DmfDeviceInit<'a> {
         Ok(hooked)
     }
 
-    /// `DMF_ModulesCreate` (CLI-25): calls the Modules-add callback, creates the Modules (opening
-    /// the `*_Create` ones), and creates a default queue if the client has none (CLI-20). After it
+    /// `DMF_ModulesCreate`: calls the Modules-add callback, creates the Modules (opening
+    /// the `*_Create` ones), and creates a default queue if the client has none. After it
     /// returns the client may call its Modules' Methods through the returned [`DmfDevice`].
     ///
     /// # Errors
     ///
     /// The Modules-add callback's error, any Module's creation or open failure (nothing is left
-    /// created, Top 25 #13), the queue creation's failure; `STATUS_INVALID_DEVICE_STATE` before
+    /// created), the queue creation's failure; `STATUS_INVALID_DEVICE_STATE` before
     /// [`create_device`](Self::create_device). Return it from `EvtDriverDeviceAdd`.
     pub fn modules_create(self) -> NtResult<DmfDevice> {
         let state = self.state.ok_or(NtStatus::INVALID_DEVICE_STATE)?;
@@ -415,7 +401,7 @@ impl core::fmt::Debug for DmfDevice {
 }
 
 impl DmfDevice {
-    /// The handle of a Module the client added (`ResultantDmfModule`, CLI-42).
+    /// The handle of a Module the client added (`ResultantDmfModule`).
     ///
     /// # Errors
     ///
@@ -469,6 +455,33 @@ macro_rules! hook_void {
     }};
 }
 
+/// Hooks every callback of the list marked `pnp` (or `policy`) to its collection dispatcher and
+/// the client's callback, in the order of its dispatch-table row.
+macro_rules! device_hooks {
+    (($state:ident $group:ident) module { $($m:tt)* } dispatched { $($d:tt)* } wdf { $($w:tt)* }) => {
+        device_hooks!(@each $state $group $($w)*);
+    };
+    (@each $state:ident $group:ident $(
+        $(#[$doc:meta])* $name:ident $variant:ident $flag:ident [$result:ident $collection:ident $device:ident]
+        ($($args:tt)*) -> $ret:ty = $default:expr;
+    )*) => {
+        $(device_hooks!(@one $state $group $group $device $result $name $variant ($($args)*));)*
+    };
+    (@one $state:ident $var:ident pnp pnp status $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        hook_status!($state, $var, pnp, $name, $variant, [d $(, $arg: $ty)*]);
+    };
+    (@one $state:ident $var:ident pnp pnp void $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        hook_void!($state, $var, pnp, $name, $variant, [d $(, $arg: $ty)*]);
+    };
+    (@one $state:ident $var:ident policy policy status $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        hook_status!($state, $var, policy, $name, $variant, [d $(, $arg: $ty)*]);
+    };
+    (@one $state:ident $var:ident policy policy void $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        hook_void!($state, $var, policy, $name, $variant, [d $(, $arg: $ty)*]);
+    };
+    (@one $state:ident $var:ident $group:ident $device:ident $($rest:tt)*) => {};
+}
+
 /// DMF's PnP and power dispatchers for the device of `state`.
 fn hook_pnp(state: &Arc<DeviceState>) -> NtResult<PnpPowerCallbacks> {
     let mut pnp = PnpPowerCallbacks::default();
@@ -484,7 +497,6 @@ fn hook_pnp(state: &Arc<DeviceState>) -> NtResult<PnpPowerCallbacks> {
             s.pnp.prepare_hardware.as_ref().map_or(Ok(()), |f| f(d, r))
         })?);
     }
-    hook_status!(state, pnp, pnp, release_hardware, ReleaseHardware, [d, r: &Resources]);
     {
         let s = Arc::clone(state);
         pnp.d0_entry = Some(try_arc(move |d: &Device, previous: PowerDeviceState| {
@@ -502,41 +514,6 @@ fn hook_pnp(state: &Arc<DeviceState>) -> NtResult<PnpPowerCallbacks> {
             client
         })?);
     }
-    hook_status!(state, pnp, pnp, d0_entry_post_interrupts_enabled, D0EntryPostInterruptsEnabled, [d, p: PowerDeviceState]);
-    hook_status!(state, pnp, pnp, d0_exit_pre_interrupts_disabled, D0ExitPreInterruptsDisabled, [d, t: PowerDeviceState]);
-    hook_status!(state, pnp, pnp, d0_exit, D0Exit, [d, t: PowerDeviceState]);
-    hook_status!(
-        state,
-        pnp,
-        pnp,
-        self_managed_io_init,
-        SelfManagedIoInit,
-        [d]
-    );
-    hook_status!(
-        state,
-        pnp,
-        pnp,
-        self_managed_io_restart,
-        SelfManagedIoRestart,
-        [d]
-    );
-    hook_status!(
-        state,
-        pnp,
-        pnp,
-        self_managed_io_suspend,
-        SelfManagedIoSuspend,
-        [d]
-    );
-    hook_void!(
-        state,
-        pnp,
-        pnp,
-        self_managed_io_flush,
-        SelfManagedIoFlush,
-        [d]
-    );
     {
         // The last PnP callback of a removal: after the client and the Modules ran it, the
         // Modules close and are destroyed here, while the device's children (I/O targets,
@@ -565,51 +542,14 @@ fn hook_pnp(state: &Arc<DeviceState>) -> NtResult<PnpPowerCallbacks> {
             }
         })?);
     }
-    hook_void!(state, pnp, pnp, surprise_removal, SurpriseRemoval, [d]);
-    hook_status!(state, pnp, pnp, query_remove, QueryRemove, [d]);
-    hook_status!(state, pnp, pnp, query_stop, QueryStop, [d]);
-    hook_void!(state, pnp, pnp, relations_query, RelationsQuery, [d, r: crate::module::RelationType]);
-    hook_status!(state, pnp, pnp, usage_notification_ex, UsageNotificationEx, [d, t: crate::module::SpecialFileType, p: bool]);
+    callback_list!(device_hooks!(state pnp));
     Ok(pnp)
 }
 
 /// DMF's power-policy dispatchers for the device of `state`.
 fn hook_policy(state: &Arc<DeviceState>) -> NtResult<PowerPolicyCallbacks> {
     let mut policy = PowerPolicyCallbacks::default();
-    hook_status!(state, policy, policy, arm_wake_from_s0, ArmWakeFromS0, [d]);
-    hook_void!(
-        state,
-        policy,
-        policy,
-        disarm_wake_from_s0,
-        DisarmWakeFromS0,
-        [d]
-    );
-    hook_void!(
-        state,
-        policy,
-        policy,
-        wake_from_s0_triggered,
-        WakeFromS0Triggered,
-        [d]
-    );
-    hook_status!(state, policy, policy, arm_wake_from_sx_with_reason, ArmWakeFromSxWithReason, [d, w: bool, c: bool]);
-    hook_void!(
-        state,
-        policy,
-        policy,
-        disarm_wake_from_sx,
-        DisarmWakeFromSx,
-        [d]
-    );
-    hook_void!(
-        state,
-        policy,
-        policy,
-        wake_from_sx_triggered,
-        WakeFromSxTriggered,
-        [d]
-    );
+    callback_list!(device_hooks!(state policy));
     Ok(policy)
 }
 
@@ -744,7 +684,7 @@ fn hook_queue(state: &Arc<DeviceState>, client: QueueConfig) -> NtResult<QueueCo
     Ok(hooked)
 }
 
-/// `DMF_DEFAULT_DEVICEADD` (CLI-33): an `EvtDriverDeviceAdd` that hooks everything, creates the
+/// `DMF_DEFAULT_DEVICEADD`: an `EvtDriverDeviceAdd` that hooks everything, creates the
 /// device (no context) and calls `DMF_ModulesCreate` with `modules_add`. In a filter driver the
 /// function calls `set_filter` when the PnP manager loaded it as one. Called while `DriverEntry`
 /// builds the driver config; each device add shares `modules_add` without allocating for it.
@@ -771,7 +711,7 @@ pub fn default_device_add(
     }
 }
 
-/// `DMF_DEFAULT_DRIVERENTRY` + `DMF_DEFAULT_DEVICEADD` (CLI-32, CLI-33): the `WDF_DRIVER_CONFIG`
+/// `DMF_DEFAULT_DRIVERENTRY` + `DMF_DEFAULT_DEVICEADD`: the `WDF_DRIVER_CONFIG`
 /// of a container driver whose only code is its Modules-add callback. The `dmf::driver!` macro
 /// turns it into `DriverEntry` on the kernel backend and a loadable description on kmdf-sim.
 pub fn container_driver_config(

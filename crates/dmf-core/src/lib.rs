@@ -12,6 +12,12 @@
 //! - [`rundown`] — rundown protection with `EX_RUNDOWN_REF` semantics; the guard of every Method call.
 //! - `sync` — module locks: a spin lock or a wait lock behind one guard, plus auxiliary locks
 //!   (needs a platform backend).
+//! - `module` — the Module framework: `#[dmf_module]` Modules, their tree, open options,
+//!   callbacks and Methods, the one list of callbacks and THE dispatch table, dynamic Modules and
+//!   DMF Interfaces (needs a platform backend).
+//! - `device` — the client-driver API: `DmfDeviceInit` (DMF's hooks into `EvtDriverDeviceAdd`),
+//!   the container driver, the request offer and the unhandled-request rule (pass down in a
+//!   filter) (needs a platform backend).
 //! - [`platform`] — the contract with the operating system, with two backends: `sim` (the default,
 //!   onto the user-mode KMDF simulation `kmdf-sim`) and `kmdf` (wdk-sys, Windows + eWDK only).
 //!

@@ -30,7 +30,7 @@ use crate::rundown::{Rundown, RundownEvent, RundownGuard};
 use crate::status::{NtResult, NtStatus};
 use crate::sync_facade::{AtomicU8, Ordering};
 
-/// The life-cycle state of a Module (MOD-03).
+/// The life-cycle state of a Module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ModuleState {
@@ -97,14 +97,15 @@ impl<E: RundownEvent> MethodGate<E> {
         self.rundown.reference()
     }
 
-    /// `enter_lock_free()`: `Ok` if the Module is Opened at this instant, else
-    /// `STATUS_INVALID_DEVICE_STATE`. Takes nothing that close waits for.
+    /// `enter_lock_free()`: `Ok` while a guarded Method would be admitted — the Module is Opened,
+    /// or Closing but close's rundown wait has not begun (the client's PreClose, where C DMF lets
+    /// Methods run) — else `STATUS_INVALID_DEVICE_STATE`. Takes nothing that close waits for.
     #[inline]
     pub fn enter_lock_free(&self) -> NtResult<()> {
-        if self.state() == ModuleState::Opened {
-            Ok(())
-        } else {
-            Err(NtStatus::INVALID_DEVICE_STATE)
+        match self.state() {
+            ModuleState::Opened => Ok(()),
+            ModuleState::Closing if !self.rundown.is_run_down() => Ok(()),
+            _ => Err(NtStatus::INVALID_DEVICE_STATE),
         }
     }
 

@@ -6,8 +6,8 @@
 //! unregistered) needs three things from its owner's teardown path: new calls must be refused from
 //! the moment teardown begins, calls already inside must be allowed to finish, and the owner must
 //! learn — without polling — when the last of them has left, so that it can free the object. Windows
-//! calls this *run-down protection* (`EX_RUNDOWN_REF`, seed `001_…`, spec §7 EX-01…EX-14) and C DMF
-//! builds `DMF_Rundown` and `DMF_ModuleReference` on the same idea (spec §6.8 RD-01…RD-19).
+//! calls this *run-down protection* (`EX_RUNDOWN_REF`, Microsoft's page *Run-Down Protection*) and
+//! C DMF builds `DMF_Rundown` (`Dmf_Rundown.c`) and `DMF_ModuleReference` on the same idea.
 //!
 //! [`Rundown`] is one machine word plus one blocking event:
 //!
@@ -17,7 +17,7 @@
 //!
 //! - **references** — guards handed out and not yet dropped.
 //! - **`ACTIVE`** — rundown has begun (a wait started, or the object was created run down). While it
-//!   is set no acquire succeeds (EX-05, RD-11). References can then only go *down*.
+//!   is set no acquire succeeds. References can then only go *down*.
 //! - **`EVENT_OWED`** — the rundown began while references were outstanding, so the *last* releaser
 //!   will signal the event. A wait that arrives later joins that event instead of returning, so no
 //!   waiter returns while the last releaser may still be inside [`RundownEvent::signal`].
@@ -26,11 +26,12 @@
 //!   strand it.
 //! - **`REINIT`** — a re-initialisation is resetting the event; it is cleared by storing `0`.
 //!
-//! The fast paths are lock-free and never block, so they are legal at `DISPATCH_LEVEL` (RD-19):
-//! [`Rundown::acquire`] is one load plus one compare-exchange, and dropping a [`RundownGuard`] is one
-//! `fetch_sub`. Only [`Rundown::wait_for_release`] blocks (≤ `APC_LEVEL`, EX-09; `PASSIVE_LEVEL` in
-//! DMF), and it blocks on the event — it wakes as soon as the last guard drops, where C DMF's
-//! `DMF_Rundown_EndAndWait` polls every 100 ms (RD-14 allows the change).
+//! The fast paths are lock-free and never block, so they are legal at `DISPATCH_LEVEL`:
+//! [`Rundown::acquire`] is one compare-exchange (a second one when other guards are out: the
+//! first guesses "no references"), and dropping a [`RundownGuard`] is one `fetch_sub`. Only
+//! [`Rundown::wait_for_release`] blocks (≤ `APC_LEVEL`; `PASSIVE_LEVEL` in DMF), and it blocks on
+//! the event — it wakes as soon as the last guard drops, where C DMF's `DMF_Rundown_EndAndWait`
+//! polls every 100 ms.
 //!
 //! Two findings from model-checking (loom) shaped the code and are kept as comments where they apply:
 //! the waiter waits on the *event*, never on the count reaching zero (a waiter that returned on
@@ -52,10 +53,10 @@
 //! |---|---|---|---|---|
 //! | ready | [`Rundown::new`], `reinitialize` | succeeds | begins rundown | no effect, `Ok` |
 //! | running down | wait began with guards out | fails | joins the wait | refused |
-//! | run down | last guard dropped / wait found none | fails | returns at once (EX-08) | re-arms |
+//! | run down | last guard dropped / wait found none | fails | returns at once | re-arms |
 //!
 //! [`Rundown::new_run_down`] starts in "run down", which is what `DMF_Rundown` needs: Reference
-//! before Start fails (RD-10) and Start is `reinitialize` (RD-03, RD-16).
+//! before Start fails and Start is `reinitialize`.
 //!
 //! # Example
 //!
@@ -77,7 +78,7 @@
 //! let caller = {
 //!     let rundown = Arc::clone(&rundown);
 //!     SystemThread::spawn(&machine, "caller", move || {
-//!         let _nested = rundown.reference().expect("nested references balance (RD-07)");
+//!         let _nested = rundown.reference().expect("nested references balance");
 //!     })
 //!     .unwrap()
 //! };
@@ -91,8 +92,8 @@
 //! drop(guard); // the last release wakes the closer at once
 //! closer.wait(None);
 //!
-//! assert!(rundown.acquire().is_none()); // EX-05: no acquire after the wait began
-//! rundown.wait_for_release(); // EX-08: already run down, no effect
+//! assert!(rundown.acquire().is_none()); // no acquire after the wait began
+//! rundown.wait_for_release(); // already run down: no effect
 //! rundown.reinitialize().unwrap(); // re-arm (ExReInitializeRundownProtection)
 //! assert!(rundown.acquire().is_some());
 //! ```
@@ -178,9 +179,9 @@ enum AcquireError {
 /// # Invariants
 ///
 /// - After [`wait_for_release`](Self::wait_for_release) has begun, no acquire succeeds until
-///   [`reinitialize`](Self::reinitialize) (EX-05).
+///   [`reinitialize`](Self::reinitialize).
 /// - `wait_for_release` returns only after every [`RundownGuard`] handed out earlier has been
-///   dropped, and after the last releaser has finished with the event (EX-04, EX-06).
+///   dropped, and after the last releaser has finished with the event.
 /// - No operation, however misused or raced, leaves the state word inconsistent: the refusals are
 ///   return values, never partial updates.
 pub struct Rundown<E: RundownEvent> {
@@ -220,7 +221,7 @@ impl<E: RundownEvent> Rundown<E> {
     /// [`reinitialize`](Self::reinitialize) arms it, and a wait returns at once.
     ///
     /// This is `DMF_Rundown` before `DMF_Rundown_Start`: Reference fails with
-    /// `STATUS_INVALID_DEVICE_STATE` (RD-10) and Start is `reinitialize` (RD-03). On the kernel
+    /// `STATUS_INVALID_DEVICE_STATE` and Start is `reinitialize`. On the kernel
     /// backend it maps to `ExInitializeRundownProtection` followed by `ExRundownCompleted`.
     ///
     /// # Errors
@@ -240,10 +241,10 @@ impl<E: RundownEvent> Rundown<E> {
     /// Acquires rundown protection, or returns `None` once rundown has begun.
     ///
     /// Never blocks; callable at `DISPATCH_LEVEL`. Fails (and takes no reference) once
-    /// [`wait_for_release`](Self::wait_for_release) has begun or finished (EX-05, RD-11), on an
-    /// object created with [`new_run_down`](Self::new_run_down) and not yet re-armed (RD-10), and if
+    /// [`wait_for_release`](Self::wait_for_release) has begun or finished, on an
+    /// object created with [`new_run_down`](Self::new_run_down) and not yet re-armed, and if
     /// the reference count is at its maximum (the state is then unchanged). Guards nest: each
-    /// successful acquire needs its own drop (RD-07).
+    /// successful acquire needs its own drop.
     ///
     /// Maps to `ExAcquireRundownProtection` (`FALSE` is `None`). Use [`reference`](Self::reference)
     /// where an `NTSTATUS` is wanted.
@@ -256,8 +257,8 @@ impl<E: RundownEvent> Rundown<E> {
     /// `NTSTATUS`.
     ///
     /// Returns `STATUS_INVALID_DEVICE_STATE` once rundown has begun or finished, or before the first
-    /// [`reinitialize`](Self::reinitialize) of an object created run down (RD-10, RD-11, Top 25
-    /// #10 and #19), and `STATUS_INSUFFICIENT_RESOURCES` if the reference count is at its maximum. On
+    /// [`reinitialize`](Self::reinitialize) of an object created run down, and
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the reference count is at its maximum. On
     /// failure no reference is held.
     ///
     /// Maps to `DMF_Rundown_Reference` / `DMF_ModuleReference`, i.e. `ExAcquireRundownProtection`
@@ -272,7 +273,10 @@ impl<E: RundownEvent> Rundown<E> {
 
     #[inline]
     fn try_acquire(&self) -> Result<RundownGuard<'_, E>, AcquireError> {
-        let mut current = self.state.load(Ordering::Relaxed);
+        // No load first: the first compare-exchange guesses "ready, no references" (the usual
+        // state of an object nobody is inside) and, when the guess is wrong, returns the real
+        // state for the next attempt: one locked instruction, not a load and then one.
+        let mut current = 0;
         loop {
             // Checked and incremented in ONE compare-exchange: a check followed by a separate
             // increment would let an acquire slip in after the wait began (TOCTOU).
@@ -316,19 +320,19 @@ impl<E: RundownEvent> Rundown<E> {
 
     /// Begins rundown and blocks until every guard handed out earlier has been dropped.
     ///
-    /// - From the moment it begins, no acquire succeeds (EX-05, RD-11).
+    /// - From the moment it begins, no acquire succeeds.
     /// - With nothing outstanding it marks the object run down and returns at once without touching
-    ///   the event (EX-07, RD-14 step 2).
-    /// - Otherwise it sleeps on the event until the last guard drops (EX-06, RD-14): no polling, the
-    ///   last release wakes it. Holders already inside are undisturbed (RD-01).
-    /// - On an object already run down it has no effect and is no error (EX-08, RD-15), and it
+    ///   the event.
+    /// - Otherwise it sleeps on the event until the last guard drops: no polling, the
+    ///   last release wakes it. Holders already inside are undisturbed.
+    /// - On an object already run down it has no effect and is no error, and it
     ///   returns at once.
     /// - If a rundown with guards outstanding is already in progress (a second caller, on another
     ///   thread), it joins that wait and returns only when the first one would: whoever returns may
     ///   free the object.
     ///
-    /// After it returns the owner may tear the object down (EX-04). Blocks, so `PASSIVE_LEVEL` only
-    /// (`≤ APC_LEVEL` for the kernel routine, EX-09).
+    /// After it returns the owner may tear the object down. Blocks, so `PASSIVE_LEVEL` only
+    /// (`≤ APC_LEVEL` for the kernel routine).
     ///
     /// Maps to `ExWaitForRundownProtectionRelease` (and to `DMF_Rundown_EndAndWait`).
     pub fn wait_for_release(&self) {
@@ -338,7 +342,7 @@ impl<E: RundownEvent> Rundown<E> {
         loop {
             let next = if current & ACTIVE == 0 {
                 if current == 0 {
-                    // EX-07: nothing outstanding: mark run down and return without waiting.
+                    // nothing outstanding: mark run down and return without waiting.
                     ACTIVE
                 } else {
                     // Begin rundown with references out: the last releaser owes a signal, and we
@@ -346,7 +350,7 @@ impl<E: RundownEvent> Rundown<E> {
                     current | ACTIVE | EVENT_OWED | WAITER_ONE
                 }
             } else if current & EVENT_OWED == 0 || current & REINIT != 0 {
-                // EX-08: already run down (no references were out when it began, or a
+                // already run down (no references were out when it began, or a
                 // reinitialize is re-arming it): no effect, no error.
                 return;
             } else if current & WAITER_MASK == WAITER_MASK {
@@ -381,8 +385,8 @@ impl<E: RundownEvent> Rundown<E> {
     /// Re-arms run-down protection after a rundown, so acquires succeed again.
     ///
     /// - On a run-down object with no wait in progress: resets the event and returns to the ready
-    ///   state (RD-16, Top 25 #21). This is also `DMF_Rundown_Start` on an object created with
-    ///   [`new_run_down`](Self::new_run_down) (RD-03).
+    ///   state. This is also `DMF_Rundown_Start` on an object created with
+    ///   [`new_run_down`](Self::new_run_down).
     /// - On an object that is already ready (never run down, or re-armed already): no effect, `Ok`;
     ///   guards outstanding are untouched (C DMF's Start would overwrite the count; this does not).
     /// - While a wait is in progress — guards still outstanding, or a waiter not yet returned from
@@ -564,7 +568,7 @@ mod tests {
         (handle, done_rx)
     }
 
-    /// EX-13: a fresh object is ready; acquire succeeds, `reference` gives `Ok`, drop releases.
+    /// a fresh object is ready; acquire succeeds, `reference` gives `Ok`, drop releases.
     #[test]
     fn ex13_new_is_ready_and_guards_release_on_drop() {
         let rundown = TestRundown::new().unwrap();
@@ -579,7 +583,7 @@ mod tests {
         assert_eq!(rundown.state.load(Ordering::Relaxed), 0);
     }
 
-    /// EX-07, RD-14 step 2, Top 25 #20: with nothing outstanding the wait returns at once, marks
+    /// EX-07, RD-14 step 2: with nothing outstanding the wait returns at once, marks
     /// the object run down and never touches the event.
     #[test]
     fn ex07_wait_with_nothing_outstanding_returns_at_once() {
@@ -590,7 +594,7 @@ mod tests {
         assert_eq!(rundown.state.load(Ordering::Relaxed), ACTIVE);
     }
 
-    /// EX-05, RD-11, Top 25 #19: after the wait finished no acquire succeeds and no reference is
+    /// after the wait finished no acquire succeeds and no reference is
     /// taken; `reference` says `STATUS_INVALID_DEVICE_STATE`.
     #[test]
     fn ex05_rd11_acquire_fails_after_wait_finished() {
@@ -605,7 +609,7 @@ mod tests {
         assert_eq!(rundown.state.load(Ordering::Relaxed), ACTIVE);
     }
 
-    /// EX-08, RD-15, Top 25 #21: a second wait on a run-down object has no effect and is no error.
+    /// a second wait on a run-down object has no effect and is no error.
     #[test]
     fn ex08_rd15_second_wait_has_no_effect() {
         let rundown = TestRundown::new().unwrap();
@@ -617,7 +621,7 @@ mod tests {
         assert_eq!(rundown.event.counts(), (0, 0, false));
     }
 
-    /// RD-10, RD-15, Top 25 #19: created run down (DMF_Rundown before Start), Reference fails with
+    /// created run down (DMF_Rundown before Start), Reference fails with
     /// `STATUS_INVALID_DEVICE_STATE` and EndAndWait returns at once.
     #[test]
     fn rd10_reference_before_start_fails() {
@@ -632,7 +636,7 @@ mod tests {
         assert_eq!(rundown.event.counts(), (0, 0, false));
     }
 
-    /// RD-03, RD-16, Top 25 #21: Start (`reinitialize`) arms an object created run down, and
+    /// Start (`reinitialize`) arms an object created run down, and
     /// re-arms one after EndAndWait; the cycle repeats.
     #[test]
     fn rd03_rd16_start_arms_and_restart_rearms() {
@@ -646,7 +650,7 @@ mod tests {
         }
     }
 
-    /// RD-16: re-arming after a rundown that *did* wait resets the event, so the next rundown waits
+    /// re-arming after a rundown that *did* wait resets the event, so the next rundown waits
     /// again instead of seeing the stale signal.
     #[test]
     fn rd16_reinitialize_resets_the_event() {
@@ -665,7 +669,7 @@ mod tests {
         }
     }
 
-    /// RD-16 (misuse): `reinitialize` on a ready object with guards out has no effect; the guards
+    /// (misuse): `reinitialize` on a ready object with guards out has no effect; the guards
     /// still balance and a later rundown works.
     #[test]
     fn rd16_reinitialize_on_ready_object_has_no_effect() {
@@ -678,7 +682,7 @@ mod tests {
         assert!(rundown.is_run_down());
     }
 
-    /// RD-07, RD-12, RD-13, Top 25 #21: nested references count up and down and balance, in either
+    /// nested references count up and down and balance, in either
     /// drop order; afterwards the wait returns at once.
     #[test]
     fn rd07_rd12_rd13_nested_references_balance() {
@@ -716,7 +720,7 @@ mod tests {
         assert_eq!(references(&rundown), REF_MAX - 1);
     }
 
-    /// EX-05, EX-06, RD-01, RD-11, RD-14, Top 25 #19–#20: two holders on other threads keep running
+    /// two holders on other threads keep running
     /// while the wait is in progress; new acquires fail at once; the wait returns only after the
     /// second holder drops, and the last release signals exactly once.
     #[test]
@@ -734,7 +738,7 @@ mod tests {
                 let guard = rundown.acquire().expect("before the wait");
                 acquired_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
-                // RD-01: a Method already inside keeps running; a nested reference now fails.
+                // a Method already inside keeps running; a nested reference now fails.
                 assert!(rundown.is_run_down());
                 assert!(rundown.acquire().is_none());
                 drop(guard);
@@ -773,7 +777,7 @@ mod tests {
         assert_eq!(rundown.state.load(Ordering::Relaxed) & !EVENT_OWED, ACTIVE);
     }
 
-    /// EX-08 from two threads: a second waiter joins a rundown in progress and, like the first,
+    /// from two threads: a second waiter joins a rundown in progress and, like the first,
     /// returns only after the last guard drops; afterwards a third wait returns at once.
     #[test]
     fn ex08_two_concurrent_waiters_both_wait_for_the_drain() {
@@ -795,7 +799,7 @@ mod tests {
         assert_eq!(rundown.state.load(Ordering::Relaxed), ACTIVE | EVENT_OWED);
     }
 
-    /// RD-16 (misuse): `reinitialize` while a wait is in progress is refused with
+    /// (misuse): `reinitialize` while a wait is in progress is refused with
     /// `STATUS_INVALID_DEVICE_STATE` and changes nothing; once the wait returns it succeeds.
     #[test]
     fn rd16_reinitialize_during_wait_is_refused() {
@@ -827,7 +831,7 @@ mod tests {
         assert_eq!(rundown.event.counts(), (0, 0, false));
     }
 
-    /// RD-19: guards are `Send`; a release on another thread wakes the waiter (EX-06).
+    /// guards are `Send`; a release on another thread wakes the waiter.
     #[test]
     fn rd19_guard_released_on_another_thread() {
         let rundown = Arc::new(TestRundown::new().unwrap());

@@ -5,7 +5,8 @@
 //! (`WDFWAITLOCK`, PASSIVE_LEVEL only), `DMF_MODULE_OPTIONS_DISPATCH` Modules get spin locks
 //! (`WDFSPINLOCK`, which raise to DISPATCH_LEVEL), and `DMF_MODULE_OPTIONS_DISPATCH_MAXIMUM`
 //! Modules let the client choose per instance through `DMF_MODULE_ATTRIBUTES.PassiveLevel`
-//! (reference/dmf-upstream.md §2.9). [`LockKind::for_module`] encodes that rule.
+//! (`DMF_SynchronizationCreate` in C DMF's `DmfHelpers.c`). [`LockKind::for_module`] encodes
+//! that rule.
 //!
 //! In Rust the lock owns what it protects: a [`ModuleLock<T>`] wraps the data (normally the
 //! Module's context) and [`ModuleLock::lock`] returns a guard through which alone the data is
@@ -141,6 +142,7 @@ impl<T: ?Sized> ModuleLock<T> {
     ///
     /// A spin lock raises the caller to DISPATCH_LEVEL until the guard is dropped (callable at
     /// `≤ DISPATCH_LEVEL`); a wait lock is PASSIVE_LEVEL only and may block.
+    #[inline]
     pub fn lock(&self) -> ModuleLockGuard<'_, T> {
         match &self.raw {
             RawLock::Spin(lock) => lock.acquire(),
@@ -161,6 +163,7 @@ impl<T: ?Sized> ModuleLock<T> {
         self.data.get_mut()
     }
 
+    #[inline]
     fn unlock(&self) {
         match &self.raw {
             RawLock::Spin(lock) => lock.release(),
@@ -206,6 +209,7 @@ impl<T: ?Sized> DerefMut for ModuleLockGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for ModuleLockGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.unlock();
     }

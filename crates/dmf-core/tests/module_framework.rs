@@ -1190,6 +1190,47 @@ struct DynD0;
 #[dmf_callbacks(crate = ::dmf_core)]
 impl ModuleCallbacks for DynD0 {}
 
+/// MOD-91, MOD-68: one Module type, the open option chosen per instance — a static instance
+/// registers for notifications in PrepareHardware, a dynamic one on its creation (C DMF's
+/// DeviceInterfaceTarget picks `NOTIFY_Create` when `DynamicModule` is set).
+#[test]
+fn dynamic_open_option_is_chosen_per_instance() {
+    let machine = Machine::new();
+    let _g = machine.enter();
+    let log = log();
+    let mut init = ModuleInit::new();
+    let s = init.add(Either::with(cfg("S", &log)));
+    let collection = ModuleCollection::create(init, CollectionConfig::default()).unwrap();
+    let s = collection.get(s).unwrap();
+    assert!(!s.is_dynamic());
+    assert!(
+        take(&log).is_empty(),
+        "static: nothing before PrepareHardware"
+    );
+    collection.prepare_hardware(&Resources::default()).unwrap();
+    assert_eq!(take(&log), ["S.register"]);
+    let d = Either::with(cfg("D", &log)).create(&collection).unwrap();
+    assert!(d.is_dynamic());
+    assert_eq!(take(&log), ["D.register"], "dynamic: registered on create");
+    drop(d);
+    assert_eq!(take(&log), ["D.unregister"]);
+    collection.release_hardware(&Resources::default()).unwrap();
+    assert_eq!(take(&log), ["S.unregister"]);
+}
+
+#[dmf_module(crate = ::dmf_core, config = Cfg, open = NotifyPrepareHardware, dynamic_open = NotifyCreate, lock = Dispatch)]
+struct Either;
+
+#[dmf_callbacks(crate = ::dmf_core)]
+impl ModuleCallbacks for Either {
+    fn notification_register(m: &Dispatched<'_, Self>) -> NtResult<()> {
+        rec(m.config(), "register")
+    }
+    fn notification_unregister(m: &Dispatched<'_, Self>) {
+        let _ = rec(m.config(), "unregister");
+    }
+}
+
 /// A protocol Module that requires a Transport (MOD-100…MOD-102, Top 25 #16).
 #[dmf_module(crate = ::dmf_core, config = Cfg, open = Create, lock = Passive, transport_required = true)]
 struct Protocol;

@@ -1,51 +1,10 @@
-//! `#[dmf_callbacks]`: the implemented-callback set, read from the impl block's method names.
+//! `#[dmf_callbacks]`: the implemented-callback set, read from the impl block's method names
+//! (dmf-core's `CallbackSet::for_method` maps each name to its flag).
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 use syn::spanned::Spanned;
 use syn::{ImplItem, ItemImpl, Path};
-
-/// Every callback of `ModuleCallbacks`; the `CallbackSet` flag is the name in upper case.
-const CALLBACKS: [&str; 38] = [
-    "child_modules_add",
-    "resources_assign",
-    "notification_register",
-    "notification_unregister",
-    "open",
-    "close",
-    "destroy",
-    "transport_method",
-    "prepare_hardware",
-    "release_hardware",
-    "d0_entry",
-    "d0_entry_post_interrupts_enabled",
-    "d0_exit_pre_interrupts_disabled",
-    "d0_exit",
-    "self_managed_io_init",
-    "self_managed_io_restart",
-    "self_managed_io_suspend",
-    "self_managed_io_flush",
-    "self_managed_io_cleanup",
-    "surprise_removal",
-    "query_remove",
-    "query_stop",
-    "relations_query",
-    "usage_notification_ex",
-    "arm_wake_from_s0",
-    "disarm_wake_from_s0",
-    "wake_from_s0_triggered",
-    "arm_wake_from_sx_with_reason",
-    "disarm_wake_from_sx",
-    "wake_from_sx_triggered",
-    "queue_io_read",
-    "queue_io_write",
-    "device_io_control",
-    "internal_device_io_control",
-    "file_create",
-    "file_cleanup",
-    "file_close",
-    "file_object_deleted",
-];
 
 pub(crate) fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {
     let mut krate = quote!(::dmf::core);
@@ -103,14 +62,9 @@ pub(crate) fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {
     for item in &block.items {
         match item {
             ImplItem::Fn(f) => {
-                let name = f.sig.ident.to_string();
-                if CALLBACKS.contains(&name.as_str()) {
-                    flags.push(format_ident!(
-                        "{}",
-                        name.to_uppercase(),
-                        span = f.sig.ident.span()
-                    ));
-                }
+                // Every method of the impl is a callback (the compiler rejects any other name);
+                // dmf-core maps the name to its flag, from the one list of callbacks.
+                flags.push(f.sig.ident.to_string());
             }
             ImplItem::Const(c) if c.ident == "IMPLEMENTED" => {
                 let e = syn::Error::new(
@@ -131,7 +85,8 @@ pub(crate) fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {
             .retain(|i| !matches!(i, ImplItem::Const(c) if c.ident == "IMPLEMENTED"));
         block.items.push(syn::parse_quote! {
             const IMPLEMENTED: #krate::module::CallbackSet =
-                #krate::module::CallbackSet::empty() #(.union(#krate::module::CallbackSet::#flags))*;
+                #krate::module::CallbackSet::empty()
+                    #(.union(#krate::module::CallbackSet::for_method(#flags)))*;
         });
     }
     let mut out = quote!(#block);

@@ -1,10 +1,10 @@
 //! # dmf-macros — procedural macros of DMF for Rust
 //!
 //! - `#[dmf_module(...)]` on a unit struct turns it into a DMF Module: the typed handle, the
-//!   descriptor (`DMF_MODULE_DESCRIPTOR`, MOD-30), the creation function (`<Name>::with(config)`,
-//!   the `DMF_CONFIG_<Name>_AND_ATTRIBUTES_INIT` + `DMF_<Name>_Create` equivalent, MOD-27, MOD-60),
-//!   the private `enter()` that opens a rundown-guarded Method scope, and the **private** access
-//!   trait through which the Module alone reaches its context, config and locks (MOD-21, MOD-22).
+//!   descriptor (`DMF_MODULE_DESCRIPTOR`), the creation function (`<Name>::with(config)`, the
+//!   `DMF_CONFIG_<Name>_AND_ATTRIBUTES_INIT` + `DMF_<Name>_Create` equivalent), the private
+//!   `enter()` that opens a rundown-guarded Method scope, and the **private** access trait through
+//!   which the Module alone reaches its context, config and locks.
 //! - `#[dmf_callbacks]` on `impl ModuleCallbacks for <Name> { … }` records which callbacks the
 //!   impl overrides (the `IMPLEMENTED` set the dispatcher uses), read from the method names.
 //!

@@ -23,7 +23,7 @@ const LOCKS: [(&str, &str); 3] = [
     ("DispatchMaximum", "DISPATCH_MAXIMUM"),
 ];
 const KEYS: &str =
-    "config, context, shared, open, lock, aux_locks, transport_required, child_limit, trace, name, crate";
+    "config, context, shared, open, dynamic_open, lock, aux_locks, transport_required, child_limit, trace, name, crate";
 
 /// The parsed arguments (the model).
 #[derive(Default)]
@@ -32,6 +32,7 @@ pub(crate) struct Args {
     context: Option<Type>,
     shared: Option<Type>,
     open: Option<Ident>,
+    dynamic_open: Option<Ident>,
     lock: Option<Ident>,
     aux_locks: Option<LitInt>,
     transport_required: Option<LitBool>,
@@ -92,6 +93,9 @@ fn parse_args(tokens: TokenStream) -> (Args, Option<syn::Error>) {
                     "context" => set(&mut args.context, input.parse()?, &key, &mut errors),
                     "shared" => set(&mut args.shared, input.parse()?, &key, &mut errors),
                     "open" => set(&mut args.open, input.parse()?, &key, &mut errors),
+                    "dynamic_open" => {
+                        set(&mut args.dynamic_open, input.parse()?, &key, &mut errors);
+                    }
                     "lock" => set(&mut args.lock, input.parse()?, &key, &mut errors),
                     "aux_locks" => set(&mut args.aux_locks, input.parse()?, &key, &mut errors),
                     "transport_required" => {
@@ -158,6 +162,7 @@ struct Model {
     context: Type,
     shared: Type,
     open: Ident,
+    dynamic_open: Ident,
     lock: Ident,
     transport_required: bool,
     aux_locks: u8,
@@ -173,6 +178,55 @@ fn missing_key_span(args: &TokenStream, item: &ItemStruct) -> Span {
         .into_iter()
         .next()
         .map_or_else(|| item.ident.span(), |token| token.span())
+}
+
+/// `open` and `dynamic_open` (which defaults to `open`).
+fn open_options(
+    open: Option<Ident>,
+    dynamic_open: Option<Ident>,
+    missing: Span,
+    errors: &mut Option<syn::Error>,
+) -> (Ident, Ident) {
+    let open = match open {
+        Some(open) if OPEN_OPTIONS.contains(&open.to_string().as_str()) => open,
+        Some(open) => {
+            push(
+                errors,
+                syn::Error::new(
+                    open.span(),
+                    format!(
+                        "unknown open option `{open}`; expected one of: {}",
+                        OPEN_OPTIONS.join(", ")
+                    ),
+                ),
+            );
+            format_ident!("Create")
+        }
+        None => {
+            push(
+                errors,
+                syn::Error::new(missing, "missing `open = <option>`"),
+            );
+            format_ident!("Create")
+        }
+    };
+    // The open option of a dynamic instance: `Create` or `NotifyCreate` (a dynamic Module is
+    // opened or registered by its creation, never by a WDF callback).
+    let dynamic_open = match dynamic_open {
+        Some(d) if d == "Create" || d == "NotifyCreate" => d,
+        Some(d) => {
+            push(
+                errors,
+                syn::Error::new(
+                    d.span(),
+                    format!("`dynamic_open = {d}`: a dynamic Module opens on its creation; expected Create or NotifyCreate"),
+                ),
+            );
+            open.clone()
+        }
+        None => open.clone(),
+    };
+    (open, dynamic_open)
 }
 
 fn validate(
@@ -197,29 +251,7 @@ fn validate(
     });
     let context = args.context.unwrap_or_else(|| syn::parse_quote!(()));
     let shared = args.shared.unwrap_or_else(|| syn::parse_quote!(()));
-    let open = match args.open {
-        Some(open) if OPEN_OPTIONS.contains(&open.to_string().as_str()) => open,
-        Some(open) => {
-            push(
-                errors,
-                syn::Error::new(
-                    open.span(),
-                    format!(
-                        "unknown open option `{open}`; expected one of: {}",
-                        OPEN_OPTIONS.join(", ")
-                    ),
-                ),
-            );
-            format_ident!("Create")
-        }
-        None => {
-            push(
-                errors,
-                syn::Error::new(missing, "missing `open = <option>`"),
-            );
-            format_ident!("Create")
-        }
-    };
+    let (open, dynamic_open) = open_options(args.open, args.dynamic_open, missing, errors);
     let lock = if let Some(lock) = args.lock {
         if let Some((_, flag)) = LOCKS.iter().find(|(k, _)| lock == k) {
             Ident::new(flag, lock.span())
@@ -261,6 +293,7 @@ fn validate(
         context,
         shared,
         open,
+        dynamic_open,
         lock,
         transport_required: args.transport_required.is_some_and(|b| b.value),
         aux_locks: int(args.aux_locks.as_ref(), 0, 4, "aux_locks", errors),
@@ -273,7 +306,7 @@ fn validate(
 }
 
 /// The private access trait through which the Module alone reaches its own config, context,
-/// shared state and locks (MOD-21, MOD-22).
+/// shared state and locks.
 fn access_trait(
     model: &Model,
     ident: &syn::Ident,
@@ -300,8 +333,6 @@ fn access_trait(
         /// The Module's shared state: built from its config at create, reached without its
         /// lock (atomics, lock-free structures), kept until the Module is destroyed.
         fn shared(&self) -> &#shared;
-        /// Scope, config and context lock as one value, for code shared with a twin Module type.
-        fn parts(&self) -> #krate::module::ModuleParts<'_, '_, #ident, #config, #context>;
     }
 
     impl #access for #krate::module::Scope<'_, #ident> {
@@ -317,9 +348,6 @@ fn access_trait(
         fn shared(&self) -> &#shared {
             self.__cell::<#key, #config, #context, #shared>().shared()
         }
-        fn parts(&self) -> #krate::module::ModuleParts<'_, '_, #ident, #config, #context> {
-            self.__cell::<#key, #config, #context, #shared>().parts(self)
-        }
     }
     }
 }
@@ -331,6 +359,7 @@ fn generate(model: &Model, item: &ItemStruct) -> TokenStream {
         context,
         shared,
         open,
+        dynamic_open,
         lock,
         transport_required,
         aux_locks,
@@ -377,6 +406,7 @@ fn generate(model: &Model, item: &ItemStruct) -> TokenStream {
                 name: #name,
                 options: #krate::module::ModuleOptions::#lock #transport,
                 open_option: #krate::module::OpenOption::#open,
+                dynamic_open_option: #krate::module::OpenOption::#dynamic_open,
                 aux_locks: #aux_locks,
                 callbacks: <Self as #krate::module::ModuleCallbacks>::IMPLEMENTED,
                 child_limit: #child_limit,

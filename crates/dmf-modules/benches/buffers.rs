@@ -9,8 +9,10 @@
 //! - `method_breakdown`: where a Method's time goes on the simulator — `BufferPool::count` (guard +
 //!   lock + len) and a bare platform spin lock acquire/release (kmdf-sim's, with the verifier's
 //!   bookkeeping).
-//! - `ring_write_read`: RingBuffer write + read (two Methods: each a rundown guard and the Module's
-//!   spin lock) against `Mutex<VecDeque>` write + read, 32-byte items, 64 slots.
+//! - `ring_write_read`: RingBuffer write + read (two lock-free Methods: each the Module's state
+//!   check and the ring's spin lock) against `Mutex<VecDeque>` write + read, 32-byte items, 64
+//!   slots; and two `items_count` calls (the same entry and lock, no work) to show what the two
+//!   Methods' entries and locks cost by themselves.
 //!
 //! Run: `cargo bench -p dmf-modules --bench buffers` (short measurement times; the numbers are
 //! for comparison within one run, on the simulator platform).
@@ -221,6 +223,12 @@ fn ring_write_read(c: &mut Criterion) {
         b.iter(|| {
             module.write(black_box(&item)).unwrap();
             module.read(black_box(&mut out)).unwrap();
+        });
+    });
+    group.bench_function("RingBuffer items_count x2 (entry + lock, no work)", |b| {
+        b.iter(|| {
+            black_box(module.items_count().unwrap());
+            black_box(module.items_count().unwrap());
         });
     });
     group.bench_function("Mutex<VecDeque> write+read (baseline)", |b| {

@@ -3,7 +3,8 @@
 //! - `ioctl_table_32`: what the Module does before touching a request — find the code in a
 //!   32-entry table and check the buffer sizes — against the `match` a driver writes by hand
 //!   (code → minimums → size check). A batch of 64 requests (¾ known codes, some too small, ¼
-//!   unknown) per iteration; the Module's dense `CTL_CODE` table and a sparse one (binary search).
+//!   unknown) per iteration; the Module's dense `CTL_CODE` table (direct index) and a sparse
+//!   one (hash index).
 //! - `ioctl_request_32`: one IOCTL end to end on kmdf-sim — an application's `DeviceIoControl`
 //!   through the I/O manager, DMF's dispatch and the IoctlHandler (with its buffer copies) to the
 //!   handler and back — against a driver whose default-queue callback is the hand-written
@@ -31,7 +32,7 @@ const fn ctl(i: u32) -> u32 {
     (0x22 << 16) | ((0x800 + i) << 2)
 }
 
-/// A sparse code (not `CTL_CODE` neighbours): forces the binary search.
+/// A sparse code (not `CTL_CODE` neighbours): the table falls back to its hash index.
 const fn sparse(i: u32) -> u32 {
     ctl(0) + i * 0x1_0004
 }

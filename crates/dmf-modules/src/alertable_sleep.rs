@@ -2,22 +2,22 @@
 //!
 //! ## Summary
 //!
-//! Interruptible delays (AS-01): a thread sleeps on one of the Module's event slots for a number
-//! of milliseconds, and another thread can cut the sleep short — for example when the device
-//! leaves D0 — with [`AlertableSleep::abort`]. Meant for long delays (10 s or more).
+//! Interruptible delays: a thread sleeps on one of the Module's event slots for a number of
+//! milliseconds, and another thread can cut the sleep short — for example when the device leaves D0
+//! — with [`AlertableSleep::abort`]. Meant for long delays (10 s or more).
 //!
 //! ## Configuration
 //!
-//! [`AlertableSleepConfig`]`{ event_count }` (AS-02): how many independent slots to create,
-//! `1 ..= `[`ALERTABLE_SLEEP_MAXIMUM_TIMERS`] (32, AS-10). Each slot delays one thread at a time.
-//! An out-of-range count fails the Module's creation with `STATUS_INVALID_PARAMETER` (C DMF
-//! asserts in Open).
+//! [`AlertableSleepConfig`]`{ event_count }`: how many independent slots to create,
+//! `1 ..= `[`ALERTABLE_SLEEP_MAXIMUM_TIMERS`] (32). Each slot delays one thread at a time. An
+//! out-of-range count fails the Module's creation with `STATUS_INVALID_PARAMETER` (C DMF asserts in
+//! Open).
 //!
 //! ## Methods
 //!
 //! | C DMF | Rust | IRQL |
 //! |---|---|---|
-//! | `DMF_AlertableSleep_Sleep` | [`AlertableSleep::sleep`] | PASSIVE (AS-18) |
+//! | `DMF_AlertableSleep_Sleep` | [`AlertableSleep::sleep`] | PASSIVE |
 //! | `DMF_AlertableSleep_Abort` | [`AlertableSleep::abort`] | ≤ DISPATCH |
 //! | `DMF_AlertableSleep_ResetForReuse` | [`AlertableSleep::reset_for_reuse`] | ≤ DISPATCH |
 //!
@@ -28,24 +28,24 @@
 //! ## Remarks
 //!
 //! - Sleep returns `Ok(())` after the full delay, `Err(STATUS_UNSUCCESSFUL)` when it was
-//!   interrupted by Abort or by the Module's close (AS-03, AS-12, Top 25 #22).
-//! - Abort is sticky: every later Sleep on that slot fails at once until ResetForReuse (AS-13,
-//!   Top 25 #23). It never affects another slot (AS-16). Call ResetForReuse from the sleeping
-//!   thread, not the aborting one (AS-14).
+//!   interrupted by Abort or by the Module's close.
+//! - Abort is sticky: every later Sleep on that slot fails at once until ResetForReuse. It never
+//!   affects another slot. Call ResetForReuse from the sleeping thread, not the aborting one.
 //! - An index `>= event_count` makes Sleep fail at once with `STATUS_UNSUCCESSFUL`; Abort and
-//!   ResetForReuse ignore it (AS-11, Top 25 #24).
-//! - One thread per slot (AS-15): a second concurrent Sleep on a busy slot fails at once with
+//!   ResetForReuse ignore it.
+//! - One thread per slot: a second concurrent Sleep on a busy slot fails at once with
 //!   `STATUS_INVALID_DEVICE_REQUEST` (C DMF asserts). Sleep above `PASSIVE_LEVEL` fails the same
 //!   way instead of waiting at DISPATCH_LEVEL.
-//! - Close aborts every slot, waking every sleeper with `STATUS_UNSUCCESSFUL` (AS-17). After
-//!   close, every Method fails at once with `STATUS_INVALID_DEVICE_STATE` (the framework's rule for
-//!   all Modules; C DMF returns `STATUS_UNSUCCESSFUL` there — both fail without waiting).
+//! - Close aborts every slot, waking every sleeper with `STATUS_UNSUCCESSFUL`. After close, every
+//!   Method fails at once with `STATUS_INVALID_DEVICE_STATE` (the framework's rule for all Modules;
+//!   C DMF returns `STATUS_UNSUCCESSFUL` there — both fail without waiting).
 //! - Design: a sleeper does not hold the Module's Method guard while it waits, only its slot's
 //!   event (shared, so it outlives the Module). The framework's close waits for Methods in flight
 //!   before calling the Module's Close; a sleeper holding the guard would hold the close up for
 //!   its whole delay, and Close could never abort it.
-//! - The wait uses the platform event (AS-06) on the simulator's virtual clock. The simulator has
-//!   no APCs, so AS-19 (alertable wait) has no observable effect here.
+//! - The wait uses the platform event on the simulator's virtual clock. C DMF waits alertably
+//!   (`DMF_Portable_EventWaitForSingleObject` with `Alertable = TRUE`); the simulator has no APCs,
+//!   so that has no observable effect here.
 //!
 //! ## Example
 //!
@@ -88,10 +88,10 @@ use dmf_core::platform::{CurrentIrql, Event};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
-/// `ALERTABLE_SLEEP_MAXIMUM_TIMERS`: the most slots one Module may have (AS-10).
+/// `ALERTABLE_SLEEP_MAXIMUM_TIMERS`: the most slots one Module may have.
 pub const ALERTABLE_SLEEP_MAXIMUM_TIMERS: u32 = 32;
 
-/// `DMF_CONFIG_AlertableSleep` (AS-02).
+/// `DMF_CONFIG_AlertableSleep`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AlertableSleepConfig {
     /// Number of independent slots (events), `1 ..= 32`; each delays one thread at a time.
@@ -103,11 +103,11 @@ pub struct AlertableSleepConfig {
 pub struct AlertableSleep;
 
 struct Slot {
-    /// A synchronization (auto-reset) event, shared with the thread sleeping on it (AS-15).
+    /// A synchronization (auto-reset) event, shared with the thread sleeping on it.
     event: Arc<Event>,
-    /// `DoNotWait`: set by Abort, cleared by ResetForReuse (AS-13, AS-14).
+    /// `DoNotWait`: set by Abort, cleared by ResetForReuse.
     do_not_wait: bool,
-    /// `CurrentlyWaiting` (AS-15).
+    /// `CurrentlyWaiting`.
     waiting: bool,
 }
 
@@ -139,7 +139,7 @@ impl ModuleCallbacks for AlertableSleep {
     }
 
     fn close(module: &Dispatched<'_, Self>) {
-        // AS-17: Closing, then abort every slot; sleepers wake with STATUS_UNSUCCESSFUL.
+        // Closing, then abort every slot; sleepers wake with STATUS_UNSUCCESSFUL.
         let mut context = module.lock();
         context.closing = true;
         for slot in &mut context.slots {
@@ -150,13 +150,13 @@ impl ModuleCallbacks for AlertableSleep {
 }
 
 impl AlertableSleep {
-    /// `DMF_AlertableSleep_Sleep` (AS-03, AS-12): sleeps `milliseconds` on slot `index`.
+    /// `DMF_AlertableSleep_Sleep`: sleeps `milliseconds` on slot `index`.
     ///
     /// `Ok(())` once the full delay elapsed; `Err(STATUS_UNSUCCESSFUL)` when interrupted by
-    /// [`abort`](Self::abort) or close, at once when the slot is aborted (AS-13) or `index` is
-    /// out of range (AS-11); `Err(STATUS_INVALID_DEVICE_REQUEST)` at once when another thread
-    /// sleeps on the slot (AS-15) or the caller is above `PASSIVE_LEVEL`;
-    /// `Err(STATUS_INVALID_DEVICE_STATE)` once the Module is closed.
+    /// [`abort`](Self::abort) or close, at once when the slot is aborted or `index` is out of
+    /// range; `Err(STATUS_INVALID_DEVICE_REQUEST)` at once when another thread sleeps on the slot
+    /// or the caller is above `PASSIVE_LEVEL`; `Err(STATUS_INVALID_DEVICE_STATE)` once the Module
+    /// is closed.
     pub fn sleep(&self, index: u32, milliseconds: u32) -> NtResult<()> {
         let event = {
             let module = self.enter()?;
@@ -194,10 +194,10 @@ impl AlertableSleep {
         }
     }
 
-    /// `DMF_AlertableSleep_Abort` (AS-04, AS-13): wakes the thread sleeping on slot `index` (its
-    /// Sleep fails) and makes every later Sleep on it fail at once until
-    /// [`reset_for_reuse`](Self::reset_for_reuse). Safe whether or not anyone sleeps there; no
-    /// effect for an out-of-range index (AS-11) or a closed Module (close aborted every slot).
+    /// `DMF_AlertableSleep_Abort`: wakes the thread sleeping on slot `index` (its Sleep fails) and
+    /// makes every later Sleep on it fail at once until [`reset_for_reuse`](Self::reset_for_reuse).
+    /// Safe whether or not anyone sleeps there; no effect for an out-of-range index or a closed
+    /// Module (close aborted every slot).
     pub fn abort(&self, index: u32) {
         let Ok(module) = self.enter() else { return };
         let mut context = module.lock();
@@ -207,9 +207,9 @@ impl AlertableSleep {
         }
     }
 
-    /// `DMF_AlertableSleep_ResetForReuse` (AS-05, AS-14): clears the abort of slot `index` and
-    /// resets its event, so the next Sleep waits again. Call it from the thread that sleeps on
-    /// the slot. No effect for an out-of-range index (AS-11) or a closed Module.
+    /// `DMF_AlertableSleep_ResetForReuse`: clears the abort of slot `index` and resets its event,
+    /// so the next Sleep waits again. Call it from the thread that sleeps on the slot. No effect
+    /// for an out-of-range index or a closed Module.
     pub fn reset_for_reuse(&self, index: u32) {
         let Ok(module) = self.enter() else { return };
         let mut context = module.lock();

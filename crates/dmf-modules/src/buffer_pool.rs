@@ -123,7 +123,7 @@
 //!
 //! ## Category
 //!
-//! Buffers (seed MODS-BufferPool; dmf-upstream §5.3).
+//! Buffers.
 //!
 //! # Example
 //!

@@ -49,7 +49,7 @@
 //!
 //! ## Category
 //!
-//! Buffers (seed MODS-BufferQueue).
+//! Buffers.
 //!
 //! # Example
 //!

@@ -36,9 +36,12 @@
 //! | [`ContinuousRequestTarget::stream_stop`] | `DMF_ContinuousRequestTarget_Stop` | ≤ DISPATCH |
 //! | [`ContinuousRequestTarget::stop_and_wait`] | `DMF_ContinuousRequestTarget_StopAndWait` | PASSIVE |
 //! | [`ContinuousRequestTarget::is_streaming`] | — | ≤ DISPATCH |
-//! | [`ContinuousRequestTarget::send_synchronously`] | `DMF_ContinuousRequestTarget_SendSynchronously` | PASSIVE |
-//! | [`ContinuousRequestTarget::send`] | `DMF_ContinuousRequestTarget_SendEx` | ≤ DISPATCH |
-//! | [`ContinuousRequestTarget::cancel`] | `DMF_ContinuousRequestTarget_Cancel` | ≤ DISPATCH |
+//! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_ContinuousRequestTarget_SendSynchronously` | PASSIVE |
+//! | [`send`](RequestSender::send) | `DMF_ContinuousRequestTarget_SendEx` | ≤ DISPATCH |
+//! | [`cancel`](RequestSender::cancel) | `DMF_ContinuousRequestTarget_Cancel` | ≤ DISPATCH |
+//!
+//! The one-shot sends are the [`RequestSender`] Methods every target Module shares; they take a
+//! [`SendRequest`].
 //!
 //! ## Callbacks
 //!
@@ -77,7 +80,7 @@
 //!
 //! ## Category
 //!
-//! Targets (dmf-upstream §5.5).
+//! Targets.
 //!
 //! # Example
 //!
@@ -124,7 +127,6 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::time::Duration;
 
 use dmf_core::fallible::{try_arc, try_box, try_vec_filled};
 use dmf_core::module::{Dispatched, Method, ModuleCallbacks, PowerDeviceState};
@@ -133,9 +135,8 @@ use dmf_core::platform::{IoTarget, Request};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
-use crate::request_target::{
-    copy_output, format_request, Format, RequestId, RequestKind, SendCompletion, Sender, Work,
-};
+use crate::request_target::sealed::Route;
+use crate::request_target::{copy_output, RequestKind, RequestSender, SendRequest, Sender, Work};
 
 /// `ContinuousRequestTarget_ModeType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -335,13 +336,13 @@ impl Stream {
             Some(fill) => fill(&shared.handle, &mut self.input).min(self.input.len()),
             None => 0,
         };
-        let format = Format {
-            kind: shared.config.request_type,
-            ioctl: shared.config.ioctl_code,
-            input: &self.input[..used],
-            output_length: shared.config.output_buffer_size,
-        };
-        if let Err(status) = format_request(&request, &format) {
+        let description = SendRequest::new(
+            shared.config.request_type,
+            shared.config.ioctl_code,
+            &self.input[..used],
+            shared.config.output_buffer_size,
+        );
+        if let Err(status) = description.format(&request) {
             let _ = request.delete();
             return Err(status);
         }
@@ -422,14 +423,9 @@ impl Work for Stream {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for ContinuousRequestTarget {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let sender = Sender::new(
-            module.require_device()?,
-            module.name(),
-            module.is_passive_level(),
-        )?;
         let shared = try_arc(Shared {
             handle: module.handle()?,
-            sender,
+            sender: Sender::open(module)?,
             config: module.config().clone(),
         })?;
         module.lock().shared = Some(shared);
@@ -479,12 +475,8 @@ impl ModuleCallbacks for ContinuousRequestTarget {
 impl ContinuousRequestTarget {
     fn shared(&self) -> NtResult<(Method<'_, ContinuousRequestTarget>, Arc<Shared>)> {
         let module = self.enter()?;
-        let shared = module
-            .lock()
-            .shared
-            .clone()
-            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        Ok((module, shared))
+        let shared = module.lock().shared.clone();
+        Ok((module, shared.ok_or(NtStatus::INVALID_DEVICE_STATE)?))
     }
 
     /// `DMF_ContinuousRequestTarget_IoTargetSet`: requests go to `target` from now on. In
@@ -562,68 +554,15 @@ impl ContinuousRequestTarget {
         self.shared()
             .is_ok_and(|(_module, shared)| shared.sender.stream_running())
     }
+}
 
-    /// `DMF_ContinuousRequestTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
-    /// [`RequestTarget::send_synchronously`](crate::request_target::RequestTarget::send_synchronously).
-    ///
-    /// # Errors
-    ///
-    /// As RequestTarget's.
-    pub fn send_synchronously(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-    ) -> NtResult<(Vec<u8>, usize)> {
+impl Route for ContinuousRequestTarget {
+    fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {
         let (_module, shared) = self.shared()?;
-        shared.sender.send_synchronously(
-            &Format {
-                kind,
-                ioctl,
-                input,
-                output_length,
-            },
-            timeout,
-        )
-    }
-
-    /// `DMF_ContinuousRequestTarget_SendEx`: as
-    /// [`RequestTarget::send`](crate::request_target::RequestTarget::send).
-    ///
-    /// # Errors
-    ///
-    /// As RequestTarget's.
-    pub fn send(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-        callback: impl FnOnce(SendCompletion) + Send + 'static,
-    ) -> NtResult<RequestId> {
-        let (_module, shared) = self.shared()?;
-        shared.sender.send(
-            &Format {
-                kind,
-                ioctl,
-                input,
-                output_length,
-            },
-            timeout,
-            false,
-            callback,
-        )
-    }
-
-    /// `DMF_ContinuousRequestTarget_Cancel`: as
-    /// [`RequestTarget::cancel`](crate::request_target::RequestTarget::cancel).
-    pub fn cancel(&self, id: RequestId) -> bool {
-        match self.shared() {
-            Ok((_module, shared)) => shared.sender.cancel(id.get()),
-            Err(_) => false,
-        }
+        f(&shared.sender)
     }
 }
+
+/// `DMF_ContinuousRequestTarget_SendSynchronously`, `DMF_ContinuousRequestTarget_SendEx`,
+/// `DMF_ContinuousRequestTarget_Cancel`.
+impl RequestSender for ContinuousRequestTarget {}

@@ -23,12 +23,15 @@
 //!
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
-//! | [`DefaultTarget::send_synchronously`] | `DMF_DefaultTarget_SendSynchronously` | PASSIVE |
-//! | [`DefaultTarget::send`] | `DMF_DefaultTarget_SendEx` | ≤ DISPATCH |
-//! | [`DefaultTarget::cancel`] | `DMF_DefaultTarget_Cancel` | ≤ DISPATCH |
+//! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_DefaultTarget_SendSynchronously` | PASSIVE |
+//! | [`send`](RequestSender::send) | `DMF_DefaultTarget_SendEx` | ≤ DISPATCH |
+//! | [`cancel`](RequestSender::cancel) | `DMF_DefaultTarget_Cancel` | ≤ DISPATCH |
 //! | [`DefaultTarget::stream_start`] | `DMF_DefaultTarget_StreamStart` | ≤ DISPATCH |
 //! | [`DefaultTarget::stream_stop`] | `DMF_DefaultTarget_StreamStop` | PASSIVE |
 //! | [`DefaultTarget::get_target`] | `DMF_DefaultTarget_Get` | ≤ DISPATCH |
+//!
+//! The one-shot sends are the [`RequestSender`] Methods every target Module shares; they take a
+//! [`SendRequest`](crate::request_target::SendRequest).
 //!
 //! ## Callbacks
 //!
@@ -47,7 +50,7 @@
 //!
 //! ## Category
 //!
-//! Targets (dmf-upstream §1.2, DefaultTarget).
+//! Targets.
 //!
 //! # Example
 //!
@@ -72,8 +75,6 @@
 //! ```
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::time::Duration;
 
 use dmf_core::fallible::try_arc;
 use dmf_core::module::{
@@ -89,7 +90,8 @@ use crate::continuous_request_target::{
     BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
     ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
-use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use crate::request_target::sealed::Route;
+use crate::request_target::{RequestSender, RequestTarget, Sender};
 use crate::target_sink::Sink;
 
 /// The stream's output callback, with this Module's handle.
@@ -266,47 +268,6 @@ impl DefaultTarget {
         Ok((module, sink))
     }
 
-    /// `DMF_DefaultTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
-    /// [`RequestTarget::send_synchronously`].
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise.
-    pub fn send_synchronously(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-    ) -> NtResult<(Vec<u8>, usize)> {
-        let (_module, sink) = self.sink()?;
-        sink.send_synchronously(kind, input, output_length, ioctl, timeout)
-    }
-
-    /// `DMF_DefaultTarget_SendEx`: as [`RequestTarget::send`].
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise.
-    pub fn send(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-        callback: impl FnOnce(SendCompletion) + Send + 'static,
-    ) -> NtResult<RequestId> {
-        let (_module, sink) = self.sink()?;
-        sink.send(kind, input, output_length, ioctl, timeout, callback)
-    }
-
-    /// `DMF_DefaultTarget_Cancel`: as [`RequestTarget::cancel`].
-    pub fn cancel(&self, id: RequestId) -> bool {
-        self.sink().is_ok_and(|(_module, sink)| sink.cancel(id))
-    }
-
     /// `DMF_DefaultTarget_StreamStart`.
     ///
     /// # Errors
@@ -345,3 +306,14 @@ impl DefaultTarget {
         target.ok_or(NtStatus::INVALID_DEVICE_STATE)
     }
 }
+
+impl Route for DefaultTarget {
+    fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {
+        let (_module, sink) = self.sink()?;
+        sink.route(f)
+    }
+}
+
+/// `DMF_DefaultTarget_SendSynchronously`, `DMF_DefaultTarget_SendEx`, `DMF_DefaultTarget_Cancel`:
+/// forwarded to the child doing the I/O, inside this Module's rundown.
+impl RequestSender for DefaultTarget {}

@@ -21,43 +21,38 @@
 //!   (typically in PostOpen);
 //! - `output_callback` — the stream's output callback, receiving this Module's handle (C DMF
 //!   redirects the child's callback through the parent the same way); if `None`, the embedded
-//!   config's own callback (receiving the child's handle) is used. [`DeviceInterfaceTarget`]
-//!   only;
+//!   config's own callback (receiving the child's handle) is used;
 //! - `query_remove` — `EvtDeviceInterfaceTargetOnStateChangeEx` for `QueryRemove`: return
-//!   `false` to veto the removal of the target's device. [`DeviceInterfaceTarget`] only;
-//! - `dynamic_query_remove` — the same for a [`DynamicDeviceInterfaceTarget`] (its handle).
-//!
-//! A callback set for the other Module type fails NotificationRegister with
-//! `STATUS_INVALID_PARAMETER` (it could never be called).
+//!   `false` to veto the removal of the target's device.
 //!
 //! `passive_level(true)` on the spec is passed on to the child: stream and one-shot completions
 //! then reach the client at `PASSIVE_LEVEL`.
 //!
 //! ## Methods
 //!
-//! [`DynamicDeviceInterfaceTarget`] has the same Methods, with the same semantics.
-//!
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
-//! | [`DeviceInterfaceTarget::send_synchronously`] | `DMF_DeviceInterfaceTarget_SendSynchronously` | PASSIVE |
-//! | [`DeviceInterfaceTarget::send`] | `DMF_DeviceInterfaceTarget_SendEx` | ≤ DISPATCH |
-//! | [`DeviceInterfaceTarget::cancel`] | `DMF_DeviceInterfaceTarget_Cancel` | ≤ DISPATCH |
+//! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_DeviceInterfaceTarget_SendSynchronously` | PASSIVE |
+//! | [`send`](RequestSender::send) | `DMF_DeviceInterfaceTarget_SendEx` | ≤ DISPATCH |
+//! | [`cancel`](RequestSender::cancel) | `DMF_DeviceInterfaceTarget_Cancel` | ≤ DISPATCH |
 //! | [`DeviceInterfaceTarget::stream_start`] | `DMF_DeviceInterfaceTarget_StreamStart` | ≤ DISPATCH |
 //! | [`DeviceInterfaceTarget::stream_stop`] | `DMF_DeviceInterfaceTarget_StreamStop` | PASSIVE |
 //! | [`DeviceInterfaceTarget::get_target`] | `DMF_DeviceInterfaceTarget_Get` | ≤ DISPATCH |
 //! | [`DeviceInterfaceTarget::symbolic_link`] | — | ≤ DISPATCH |
 //!
+//! The one-shot sends are the [`RequestSender`] Methods every target Module shares; they take a
+//! [`SendRequest`](crate::request_target::SendRequest).
+//!
 //! ## Callbacks
 //!
-//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`] /
-//! [`DynamicQueryRemoveCallback`], and the client
+//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`], and the client
 //! event callbacks of every Module (PostOpen on arrival and after a cancelled removal, PreClose
 //! before the target is closed).
 //!
 //! ## Remarks
 //!
-//! - NotificationRegister (`NOTIFY_PrepareHardware`; `NOTIFY_Create` for the dynamic Module, see
-//!   below) registers for interface arrival and removal on the Module's device
+//! - NotificationRegister (`NOTIFY_PrepareHardware`; `NOTIFY_Create` when created dynamically,
+//!   see below) registers for interface arrival and removal on the Module's device
 //!   (`IoRegisterPlugPlayNotification` with existing interfaces included).
 //! - **Arrival**: ignored while a target is open (duplicates happen); otherwise a remote target
 //!   is created and opened by symbolic link with query-remove / remove-canceled /
@@ -79,25 +74,21 @@
 //!   asynchronous sends for requests that may wait: those are cancelled by a removal.
 //! - The remote target objects are not deleted before the device is (the platform contract has
 //!   no `WdfObjectDelete` for targets yet); each arrival creates a new one.
-//! - **Dynamic use**: C DMF switches this Module to `NOTIFY_Create` when it is created
-//!   dynamically; here the open option is fixed per type and dmf-core refuses WDF callbacks on
-//!   dynamic Modules, so [`DynamicDeviceInterfaceTarget`] is the same Module (same config, same
-//!   Methods, shared code) with `NOTIFY_Create` and no power callbacks.
-//!   `DynamicDeviceInterfaceTarget::with(config).create(&parent)` works at any time on a parent
-//!   bound to a device (the device's `ModuleCollection`, or a Module's `Scope`): it registers
-//!   before `create` returns (an interface already present opens it from inside `create`, PostOpen
-//!   included), survives removal and arrival as the static Module does, and deleting (dropping)
-//!   the `DynamicModule` unregisters — closing an open target first, PreClose included. Its
-//!   differences: it streams in manual mode only (`stream_start` / `stream_stop`; automatic
-//!   streaming follows D0Entry/D0Exit, which never reach a dynamic Module, so an automatic
-//!   `stream` config fails `create` with `STATUS_INVALID_PARAMETER`), its stream's output callback
-//!   is the embedded ContinuousRequestTarget config's, and its query-remove callback is
-//!   `dynamic_query_remove`.
+//! - **Dynamic use**: as C DMF (`DmfModuleAttributes->DynamicModule`), the open option is chosen
+//!   when the Module is created: `NOTIFY_Create` for a dynamic instance. So
+//!   `DeviceInterfaceTarget::with(config).create(&parent)` works at any time on a parent bound
+//!   to a device (the device's `ModuleCollection`, or a Module's `Scope`): it registers before
+//!   `create` returns (an interface already present opens it from inside `create`, PostOpen
+//!   included), survives removal and arrival as a static instance does, and deleting (dropping)
+//!   the `DynamicModule` unregisters — closing an open target first, PreClose included. The one
+//!   difference (`is_dynamic`): it streams in manual mode only (`stream_start` /
+//!   `stream_stop`); automatic streaming follows D0Entry/D0Exit, which never reach a dynamic
+//!   Module, so an automatic `stream` config fails `create` with `STATUS_INVALID_PARAMETER`.
 //! - Open option `NOTIFY_PrepareHardware` (dynamic: `NOTIFY_Create`), DISPATCH_MAXIMUM lock.
 //!
 //! ## Category
 //!
-//! Targets (dmf-upstream §5.7).
+//! Targets.
 //!
 //! # Example
 //!
@@ -106,7 +97,7 @@
 //! use dmf_core::platform::contract::device::Guid;
 //! use dmf_core::NtStatus;
 //! use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
-//! use dmf_modules::request_target::RequestKind;
+//! use dmf_modules::request_target::{RequestSender, SendRequest};
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
@@ -122,7 +113,7 @@
 //! // No interface has arrived: the Module is closed.
 //! assert_eq!(target.get_target().err(), Some(NtStatus::INVALID_DEVICE_STATE));
 //! assert_eq!(
-//!     target.send_synchronously(RequestKind::Ioctl, &[], 1, 0x22_2000, None).err(),
+//!     target.send_synchronously(&SendRequest::ioctl(0x22_2000, &[], 1)).err(),
 //!     Some(NtStatus::INVALID_DEVICE_STATE)
 //! );
 //! modules.destroy();
@@ -131,13 +122,9 @@
 
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use alloc::vec::Vec;
-use core::time::Duration;
 
 use dmf_core::fallible::{try_arc, try_string};
-use dmf_core::module::{
-    Added, Dispatched, Module, ModuleCallbacks, ModuleInit, ModuleParts, PowerDeviceState,
-};
+use dmf_core::module::{Added, Dispatched, ModuleCallbacks, ModuleInit, PowerDeviceState, Scope};
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{InterfaceChange, PlatformIoTarget};
 use dmf_core::platform::{Device, InterfaceNotification, IoTarget, TargetOpenParams};
@@ -149,7 +136,8 @@ use crate::continuous_request_target::{
     BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
     ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
-use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use crate::request_target::sealed::Route;
+use crate::request_target::{RequestSender, RequestTarget, Sender};
 use crate::target_sink::Sink;
 
 /// The stream's output callback, with this Module's handle.
@@ -158,10 +146,6 @@ pub type DeviceInterfaceOutputCallback =
 
 /// Query-remove of the target's device: `false` vetoes it.
 pub type QueryRemoveCallback = Arc<dyn Fn(&DeviceInterfaceTarget) -> bool + Send + Sync>;
-
-/// [`QueryRemoveCallback`] of a [`DynamicDeviceInterfaceTarget`].
-pub type DynamicQueryRemoveCallback =
-    Arc<dyn Fn(&DynamicDeviceInterfaceTarget) -> bool + Send + Sync>;
 
 /// `DMF_CONFIG_DeviceInterfaceTarget`.
 #[derive(Clone)]
@@ -177,10 +161,7 @@ pub struct DeviceInterfaceTargetConfig {
     /// The stream's output callback with this Module's handle (overrides the embedded one).
     pub output_callback: Option<DeviceInterfaceOutputCallback>,
     /// `EvtDeviceInterfaceTargetOnStateChangeEx(QueryRemove)`: `false` vetoes.
-    /// [`DeviceInterfaceTarget`] only.
     pub query_remove: Option<QueryRemoveCallback>,
-    /// `query_remove` of a [`DynamicDeviceInterfaceTarget`] (its handle).
-    pub dynamic_query_remove: Option<DynamicQueryRemoveCallback>,
 }
 
 impl DeviceInterfaceTargetConfig {
@@ -193,7 +174,6 @@ impl DeviceInterfaceTargetConfig {
             stream: None,
             output_callback: None,
             query_remove: None,
-            dynamic_query_remove: None,
         }
     }
 }
@@ -209,18 +189,12 @@ impl core::fmt::Debug for DeviceInterfaceTargetConfig {
     }
 }
 
-/// A remote target found by device interface, surviving removal. See the
-/// [module documentation](self).
-#[dmf_module(crate = dmf_core, config = DeviceInterfaceTargetConfig, context = Context, open = NotifyPrepareHardware, lock = DispatchMaximum)]
+/// A remote target found by device interface, surviving removal. Open option
+/// `NOTIFY_PrepareHardware`; created dynamically, `NOTIFY_Create` (as C DMF chooses at create
+/// time). See the [module documentation](self).
+#[dmf_module(crate = dmf_core, config = DeviceInterfaceTargetConfig, context = Context, open = NotifyPrepareHardware, dynamic_open = NotifyCreate, lock = DispatchMaximum)]
 pub struct DeviceInterfaceTarget;
 
-/// The same Module for dynamic creation (`NOTIFY_Create`, no WDF callbacks): created with
-/// `.create(&parent)`, it registers at creation and unregisters when deleted. See the
-/// [module documentation](self).
-#[dmf_module(crate = dmf_core, config = DeviceInterfaceTargetConfig, context = Context, open = NotifyCreate, lock = DispatchMaximum)]
-pub struct DynamicDeviceInterfaceTarget;
-
-/// The state both Module types keep.
 #[derive(Default)]
 struct Context {
     stream: Option<Added<ContinuousRequestTarget>>,
@@ -228,47 +202,6 @@ struct Context {
     hub: Option<Arc<Hub>>,
     /// Why ChildModulesAdd could not make the hub: NotificationRegister fails with it.
     failure: Option<NtStatus>,
-}
-
-/// The handle of either Module type.
-#[derive(Clone)]
-enum Handle {
-    Static(DeviceInterfaceTarget),
-    Dynamic(DynamicDeviceInterfaceTarget),
-}
-
-impl Handle {
-    fn notification_open(&self) -> NtResult<()> {
-        match self {
-            Handle::Static(h) => h.notification_open(),
-            Handle::Dynamic(h) => h.notification_open(),
-        }
-    }
-
-    fn notification_close(&self) {
-        match self {
-            Handle::Static(h) => h.notification_close(),
-            Handle::Dynamic(h) => h.notification_close(),
-        }
-    }
-}
-
-/// The client's query-remove callbacks, with the handle type of the Module they belong to (the
-/// DeviceInterfaceTarget-handle output callback is the static Module's only).
-struct Callbacks {
-    query_remove: Option<QueryRemoveCallback>,
-    dynamic_query_remove: Option<DynamicQueryRemoveCallback>,
-}
-
-impl Callbacks {
-    /// The query-remove callback for `handle`: `false` vetoes (none: accept).
-    fn query_remove(&self, handle: &Handle) -> bool {
-        match (handle, &self.query_remove, &self.dynamic_query_remove) {
-            (Handle::Static(h), Some(callback), _) => callback(h),
-            (Handle::Dynamic(h), _, Some(callback)) => callback(h),
-            _ => true,
-        }
-    }
 }
 
 /// Where the target stands.
@@ -283,7 +216,7 @@ enum Phase {
 }
 
 struct HubState {
-    handle: Option<Handle>,
+    handle: Option<DeviceInterfaceTarget>,
     device: Option<Device>,
     sink: Option<Sink>,
     notification: Option<InterfaceNotification>,
@@ -304,11 +237,11 @@ struct Hub {
     read: bool,
     write: bool,
     automatic: bool,
-    callbacks: Callbacks,
+    query_remove: Option<QueryRemoveCallback>,
 }
 
 impl Hub {
-    fn snapshot(&self) -> Option<(Handle, Sink)> {
+    fn snapshot(&self) -> Option<(DeviceInterfaceTarget, Sink)> {
         let state = self.state.lock();
         Some((state.handle.clone()?, state.sink.clone()?))
     }
@@ -382,7 +315,7 @@ impl Hub {
     }
 
     /// Hands the open target to the child and opens the Module (PostOpen runs).
-    fn open_module(&self, handle: &Handle, sink: &Sink, target: &IoTarget) {
+    fn open_module(&self, handle: &DeviceInterfaceTarget, sink: &Sink, target: &IoTarget) {
         // Open before PostOpen runs, so that the client's PostOpen can use `get_target`.
         self.state.lock().phase = Phase::Open;
         let opened = sink
@@ -411,7 +344,7 @@ impl Hub {
     }
 
     /// Stops automatic streaming, closes the Module (PreClose, rundown), stops the child's I/O.
-    fn close_module(&self, handle: &Handle, sink: &Sink) {
+    fn close_module(&self, handle: &DeviceInterfaceTarget, sink: &Sink) {
         if self.automatic {
             if let Ok(stream) = sink.stream() {
                 let _ = stream.stop_and_wait();
@@ -461,7 +394,12 @@ impl Hub {
         let Some((handle, sink)) = self.snapshot() else {
             return Ok(());
         };
-        if !self.callbacks.query_remove(&handle) {
+        // No callback: accept.
+        if !self
+            .query_remove
+            .as_ref()
+            .is_none_or(|callback| callback(&handle))
+        {
             return Err(NtStatus::UNSUCCESSFUL);
         }
         self.close_module(&handle, &sink);
@@ -532,12 +470,12 @@ impl Hub {
     }
 }
 
-/// What the code shared by both Module types needs from either: its scope, config and context
-/// (the framework's [`ModuleParts`], from each Module's private `parts()`).
-type Parts<'s, 'a, M> = ModuleParts<'s, 'a, M, DeviceInterfaceTargetConfig, Context>;
-
-fn hub<M>(p: &Parts<'_, '_, M>) -> NtResult<Arc<Hub>> {
-    p.lock().hub.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)
+fn hub(module: &Scope<'_, DeviceInterfaceTarget>) -> NtResult<Arc<Hub>> {
+    module
+        .lock()
+        .hub
+        .clone()
+        .ok_or(NtStatus::INVALID_DEVICE_STATE)
 }
 
 /// The hub of a Module with `config`, and the stream child's output callback redirected to the
@@ -570,10 +508,7 @@ fn hub_create(
         read: config.read,
         write: config.write,
         automatic,
-        callbacks: Callbacks {
-            query_remove: config.query_remove.clone(),
-            dynamic_query_remove: config.dynamic_query_remove.clone(),
-        },
+        query_remove: config.query_remove.clone(),
     })?;
     let streams = config.stream.as_ref().is_some_and(|s| s.request_count > 0);
     let redirected = match (streams, config.output_callback.clone()) {
@@ -585,8 +520,8 @@ fn hub_create(
                         .upgrade()
                         .and_then(|hub| hub.state.lock().handle.clone());
                     match handle {
-                        Some(Handle::Static(handle)) => callback(&handle, completion),
-                        _ => BufferDisposition::StopStreaming,
+                        Some(handle) => callback(&handle, completion),
+                        None => BufferDisposition::StopStreaming,
                     }
                 },
             )?;
@@ -597,137 +532,101 @@ fn hub_create(
     Ok((hub, redirected))
 }
 
-/// ChildModulesAdd: the hub, and the child doing the I/O. Without its hub (no memory) no child
-/// is added and the Module fails NotificationRegister with the allocation's status.
-fn child_modules_add<M: Module>(p: &Parts<'_, '_, M>, init: &mut ModuleInit) {
-    let config = p.config;
-    let passive = p.scope.is_passive_level();
-    let (hub, redirected) = match hub_create(config) {
-        Ok(created) => created,
-        Err(status) => {
-            p.lock().failure = Some(status);
-            return;
-        }
-    };
-    let mut context = p.lock();
-    match config.stream.as_ref().filter(|s| s.request_count > 0) {
-        Some(stream) => {
-            let mut child = stream.clone();
-            // The parent runs automatic streaming (C DMF: "implemented by the parent").
-            child.mode = StreamMode::Manual;
-            if let Some(redirected) = redirected {
-                child.output_callback = Some(redirected);
-            }
-            context.stream =
-                Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
-        }
-        None => {
-            context.single = Some(init.add(RequestTarget::with(()).passive_level(passive)));
-        }
-    }
-    context.hub = Some(hub);
-}
-
-/// NotificationRegister: registers for the interface (existing ones arrive from inside).
-fn notification_register<M: Module>(p: &Parts<'_, '_, M>, handle: Handle) -> NtResult<()> {
-    if let Some(status) = p.lock().failure {
-        return Err(status);
-    }
-    let callbacks = (
-        p.config.output_callback.is_some() || p.config.query_remove.is_some(),
-        p.config.dynamic_query_remove.is_some(),
-    );
-    // A callback for the other Module type would never run.
-    match (&handle, callbacks) {
-        (Handle::Static(_), (_, true)) | (Handle::Dynamic(_), (true, _)) => {
-            return Err(NtStatus::INVALID_PARAMETER)
-        }
-        _ => {}
-    }
-    // Automatic streaming follows D0Entry/D0Exit, which never reach a dynamic Module (Top 25
-    // #15): a dynamic Module streams in manual mode only.
-    let automatic = p
-        .config
-        .stream
-        .as_ref()
-        .is_some_and(|s| s.request_count > 0 && s.mode == StreamMode::Automatic);
-    if automatic && matches!(handle, Handle::Dynamic(_)) {
-        return Err(NtStatus::INVALID_PARAMETER);
-    }
-    let hub = hub(p)?;
-    let device = p
-        .scope
-        .device()
-        .cloned()
-        .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-    let (stream, single) = {
-        let context = p.lock();
-        (context.stream, context.single)
-    };
-    let sink = Sink::of(p.scope, stream, single)?;
-    let weak = Arc::downgrade(&hub);
-    let on_change = try_arc(move |change: &InterfaceChange| {
-        if let Some(hub) = weak.upgrade() {
-            hub.on_change(change);
-        }
-    })?;
-    {
-        let mut state = hub.state.lock();
-        state.handle = Some(handle);
-        state.device = Some(device.clone());
-        state.sink = Some(sink);
-    }
-    // Existing interfaces arrive from inside this call: no lock is held here.
-    let notification = device.register_interface_notification(hub.guid, on_change);
-    match notification {
-        Ok(notification) => {
-            hub.state.lock().notification = Some(notification);
-            Ok(())
-        }
-        Err(status) => {
-            hub.detach();
-            Err(status)
-        }
-    }
-}
-
-/// NotificationUnregister: no callback after it; closes an open target.
-fn notification_unregister<M>(p: &Parts<'_, '_, M>) {
-    let Ok(hub) = hub(p) else {
-        return;
-    };
-    // No callback runs after this (it waits for one in progress): taken out of the lock.
-    let notification = hub.state.lock().notification.take();
-    if let Some(notification) = notification {
-        notification.unregister();
-    }
-    hub.removal(None);
-    hub.detach();
-}
-
-fn destroy<M>(p: &Parts<'_, '_, M>) {
-    let hub = p.lock().hub.take();
-    if let Some(hub) = hub {
-        hub.detach();
-    }
-}
-
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for DeviceInterfaceTarget {
+    /// The hub, and the child doing the I/O. Without its hub (no memory) no child is added and
+    /// the Module fails NotificationRegister with the allocation's status.
     fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
-        child_modules_add(&module.parts(), init);
+        let config = module.config();
+        let passive = module.is_passive_level();
+        let (hub, redirected) = match hub_create(config) {
+            Ok(created) => created,
+            Err(status) => {
+                module.lock().failure = Some(status);
+                return;
+            }
+        };
+        let mut context = module.lock();
+        match config.stream.as_ref().filter(|s| s.request_count > 0) {
+            Some(stream) => {
+                let mut child = stream.clone();
+                // The parent runs automatic streaming (C DMF: "implemented by the parent").
+                child.mode = StreamMode::Manual;
+                if let Some(redirected) = redirected {
+                    child.output_callback = Some(redirected);
+                }
+                context.stream =
+                    Some(init.add(ContinuousRequestTarget::with(child).passive_level(passive)));
+            }
+            None => {
+                context.single = Some(init.add(RequestTarget::with(()).passive_level(passive)));
+            }
+        }
+        context.hub = Some(hub);
     }
 
+    /// Registers for the interface (existing ones arrive from inside).
     fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        notification_register(&module.parts(), Handle::Static(module.handle()?))
+        if let Some(status) = module.lock().failure {
+            return Err(status);
+        }
+        let hub = hub(module)?;
+        // Automatic streaming follows D0Entry/D0Exit, which never reach a dynamic Module: a
+        // dynamic Module streams in manual mode only.
+        if hub.automatic && module.is_dynamic() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let device = module
+            .device()
+            .cloned()
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        let (stream, single) = {
+            let context = module.lock();
+            (context.stream, context.single)
+        };
+        let sink = Sink::of(module, stream, single)?;
+        let weak = Arc::downgrade(&hub);
+        let on_change = try_arc(move |change: &InterfaceChange| {
+            if let Some(hub) = weak.upgrade() {
+                hub.on_change(change);
+            }
+        })?;
+        {
+            let mut state = hub.state.lock();
+            state.handle = Some(module.handle()?);
+            state.device = Some(device.clone());
+            state.sink = Some(sink);
+        }
+        // Existing interfaces arrive from inside this call: no lock is held here.
+        let notification = device.register_interface_notification(hub.guid, on_change);
+        match notification {
+            Ok(notification) => {
+                hub.state.lock().notification = Some(notification);
+                Ok(())
+            }
+            Err(status) => {
+                hub.detach();
+                Err(status)
+            }
+        }
     }
 
+    /// No callback after it; closes an open target.
     fn notification_unregister(module: &Dispatched<'_, Self>) {
-        notification_unregister(&module.parts());
+        let Ok(hub) = hub(module) else {
+            return;
+        };
+        // No callback runs after this (it waits for one in progress): taken out of the lock.
+        let notification = hub.state.lock().notification.take();
+        if let Some(notification) = notification {
+            notification.unregister();
+        }
+        hub.removal(None);
+        hub.detach();
     }
 
     fn d0_entry(module: &Dispatched<'_, Self>, _previous: PowerDeviceState) -> NtResult<()> {
-        if let Ok(hub) = hub(&module.parts()) {
+        if let Ok(hub) = hub(module) {
             let start = {
                 let mut state = hub.state.lock();
                 state.in_d0 = true;
@@ -743,7 +642,7 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
     }
 
     fn d0_exit(module: &Dispatched<'_, Self>, _target: PowerDeviceState) -> NtResult<()> {
-        if let Ok(hub) = hub(&module.parts()) {
+        if let Ok(hub) = hub(module) {
             hub.state.lock().in_d0 = false;
             if hub.automatic {
                 if let Some((_, Sink::Stream(stream))) = hub.snapshot() {
@@ -755,138 +654,77 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
     }
 
     fn destroy(module: &Dispatched<'_, Self>) {
-        destroy(&module.parts());
-    }
-}
-
-#[dmf_callbacks(crate = dmf_core)]
-impl ModuleCallbacks for DynamicDeviceInterfaceTarget {
-    fn child_modules_add(module: &Dispatched<'_, Self>, init: &mut ModuleInit) {
-        child_modules_add(&module.parts(), init);
-    }
-
-    fn notification_register(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        notification_register(&module.parts(), Handle::Dynamic(module.handle()?))
-    }
-
-    fn notification_unregister(module: &Dispatched<'_, Self>) {
-        notification_unregister(&module.parts());
-    }
-
-    fn destroy(module: &Dispatched<'_, Self>) {
-        destroy(&module.parts());
-    }
-}
-
-/// The public Methods of both Module types: each enters the Module (rundown-guarded, so it
-/// fails while no target is open) and runs the shared code on the hub.
-macro_rules! methods {
-    ($ty:ident) => {
-        impl $ty {
-            /// Enters the Module and runs `f` on its hub inside the Method.
-            fn with_hub<R>(&self, f: impl FnOnce(&Hub) -> NtResult<R>) -> NtResult<R> {
-                let module = self.enter()?;
-                let hub = hub(&module.parts())?;
-                f(&hub)
-            }
-
-            /// `DMF_DeviceInterfaceTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
-            /// [`RequestTarget::send_synchronously`].
-            ///
-            /// # Errors
-            ///
-            /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's
-            /// otherwise.
-            pub fn send_synchronously(
-                &self,
-                kind: RequestKind,
-                input: &[u8],
-                output_length: usize,
-                ioctl: u32,
-                timeout: Option<Duration>,
-            ) -> NtResult<(Vec<u8>, usize)> {
-                self.with_hub(|hub| {
-                    hub.sink()?
-                        .send_synchronously(kind, input, output_length, ioctl, timeout)
-                })
-            }
-
-            /// `DMF_DeviceInterfaceTarget_SendEx`: as [`RequestTarget::send`]; a removal
-            /// cancels the request (its callback still runs once).
-            ///
-            /// # Errors
-            ///
-            /// `STATUS_INVALID_DEVICE_STATE` while no target is open; as RequestTarget's
-            /// otherwise.
-            pub fn send(
-                &self,
-                kind: RequestKind,
-                input: &[u8],
-                output_length: usize,
-                ioctl: u32,
-                timeout: Option<Duration>,
-                callback: impl FnOnce(SendCompletion) + Send + 'static,
-            ) -> NtResult<RequestId> {
-                self.with_hub(|hub| {
-                    hub.sink()?
-                        .send(kind, input, output_length, ioctl, timeout, callback)
-                })
-            }
-
-            /// `DMF_DeviceInterfaceTarget_Cancel`: as [`RequestTarget::cancel`].
-            pub fn cancel(&self, id: RequestId) -> bool {
-                self.with_hub(|hub| Ok(hub.sink()?.cancel(id)))
-                    .unwrap_or(false)
-            }
-
-            /// `DMF_DeviceInterfaceTarget_StreamStart`.
-            ///
-            /// # Errors
-            ///
-            /// `STATUS_INVALID_DEVICE_STATE` while no target is open;
-            /// `STATUS_INVALID_DEVICE_REQUEST` without a stream config; as
-            /// ContinuousRequestTarget's otherwise.
-            pub fn stream_start(&self) -> NtResult<()> {
-                self.with_hub(|hub| hub.sink()?.stream()?.stream_start())
-            }
-
-            /// `DMF_DeviceInterfaceTarget_StreamStop` (`PASSIVE_LEVEL`, never from the output
-            /// callback): stops streaming and waits until no stream request is in flight.
-            ///
-            /// # Errors
-            ///
-            /// As [`stream_start`](Self::stream_start).
-            pub fn stream_stop(&self) -> NtResult<()> {
-                self.with_hub(|hub| hub.sink()?.stream()?.stop_and_wait())
-            }
-
-            /// Whether stream requests are active.
-            pub fn is_streaming(&self) -> bool {
-                self.with_hub(|hub| Ok(hub.sink()?.is_streaming()))
-                    .unwrap_or(false)
-            }
-
-            /// `DMF_DeviceInterfaceTarget_Get`: the open remote target. Hold a
-            /// [`reference`](dmf_core::module::ModuleHandle::reference) while using it.
-            ///
-            /// # Errors
-            ///
-            /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
-            pub fn get_target(&self) -> NtResult<IoTarget> {
-                self.with_hub(Hub::get_target)
-            }
-
-            /// The symbolic link of the open target.
-            ///
-            /// # Errors
-            ///
-            /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
-            pub fn symbolic_link(&self) -> NtResult<String> {
-                self.with_hub(Hub::symbolic_link)
-            }
+        let hub = module.lock().hub.take();
+        if let Some(hub) = hub {
+            hub.detach();
         }
-    };
+    }
 }
 
-methods!(DeviceInterfaceTarget);
-methods!(DynamicDeviceInterfaceTarget);
+/// Each Method enters the Module (rundown-guarded, so it fails while no target is open) and runs
+/// on the hub.
+impl DeviceInterfaceTarget {
+    /// Enters the Module and runs `f` on its hub inside the Method.
+    fn with_hub<R>(&self, f: impl FnOnce(&Hub) -> NtResult<R>) -> NtResult<R> {
+        let module = self.enter()?;
+        let hub = hub(&module)?;
+        f(&hub)
+    }
+
+    /// `DMF_DeviceInterfaceTarget_StreamStart`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; `STATUS_INVALID_DEVICE_REQUEST`
+    /// without a stream config; as ContinuousRequestTarget's otherwise.
+    pub fn stream_start(&self) -> NtResult<()> {
+        self.with_hub(|hub| hub.sink()?.stream()?.stream_start())
+    }
+
+    /// `DMF_DeviceInterfaceTarget_StreamStop` (`PASSIVE_LEVEL`, never from the output callback):
+    /// stops streaming and waits until no stream request is in flight.
+    ///
+    /// # Errors
+    ///
+    /// As [`stream_start`](Self::stream_start).
+    pub fn stream_stop(&self) -> NtResult<()> {
+        self.with_hub(|hub| hub.sink()?.stream()?.stop_and_wait())
+    }
+
+    /// Whether stream requests are active.
+    pub fn is_streaming(&self) -> bool {
+        self.with_hub(|hub| Ok(hub.sink()?.is_streaming()))
+            .unwrap_or(false)
+    }
+
+    /// `DMF_DeviceInterfaceTarget_Get`: the open remote target. Hold a
+    /// [`reference`](dmf_core::module::ModuleHandle::reference) while using it.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
+    pub fn get_target(&self) -> NtResult<IoTarget> {
+        self.with_hub(Hub::get_target)
+    }
+
+    /// The symbolic link of the open target.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open.
+    pub fn symbolic_link(&self) -> NtResult<String> {
+        self.with_hub(Hub::symbolic_link)
+    }
+}
+
+/// `DMF_DeviceInterfaceTarget_SendSynchronously`, `DMF_DeviceInterfaceTarget_SendEx`,
+/// `DMF_DeviceInterfaceTarget_Cancel`: forwarded to the child doing the I/O, inside this
+/// Module's rundown; a removal cancels the asynchronous requests (their callbacks still run
+/// once).
+impl RequestSender for DeviceInterfaceTarget {}
+
+impl Route for DeviceInterfaceTarget {
+    fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {
+        self.with_hub(|hub| hub.sink()?.route(f))
+    }
+}

@@ -2,8 +2,8 @@
 //!
 //! ## Summary
 //!
-//! A fixed-capacity hash table of byte-string keys and values (MODS-HashTable). All storage is
-//! allocated when the Module opens; nothing is allocated afterwards.
+//! A fixed-capacity hash table of byte-string keys and values. All storage is allocated when the
+//! Module opens; nothing is allocated afterwards.
 //!
 //! ## Configuration
 //!

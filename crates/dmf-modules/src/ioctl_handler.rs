@@ -28,9 +28,10 @@
 //!
 //! | Method | C DMF |
 //! |---|---|
-//! | [`IoctlHandler::enable`] / [`DynamicIoctlHandler::enable`] | `DMF_IoctlHandler_IoctlStateSet` |
-//! | [`IoctlHandler::is_enabled`] / [`DynamicIoctlHandler::is_enabled`] | — (the interface state) |
-//! | [`DynamicIoctlHandler::handle_device_io_control`] and the other `handle_*` | `DMF_IoctlHandler_IoctlChain`, generalised |
+//! | [`IoctlHandler::enable`] | `DMF_IoctlHandler_IoctlStateSet` |
+//! | [`IoctlHandler::is_enabled`] | — (the interface state) |
+//! | [`IoctlHandler::handle_device_io_control`] | `DMF_IoctlHandler_IoctlChain`, generalised |
+//! | [`IoctlHandler::handle_file_create`], [`IoctlHandler::handle_file_close`], [`IoctlHandler::handle_file_object_deleted`] | — (the file callbacks, for an owner that routes them) |
 //!
 //! ## Callbacks
 //!
@@ -72,7 +73,7 @@
 //!   `AdministratorOnlyPerIoctl` lets everyone open and checks per IOCTL; `ClientCallback` asks
 //!   the client; `exclusive` refuses a second open with `STATUS_ACCESS_DENIED` (the I/O manager's
 //!   status for an exclusive device). Refusals and, in a filter driver, successes go through
-//!   `DMF_ModuleRequestCompleteOrForward` (MOD-71): a refused create is completed, an accepted one
+//!   `DMF_ModuleRequestCompleteOrForward`: a refused create is completed, an accepted one
 //!   passed down. In a function driver an accepted create is left to the client (or DMF, which
 //!   succeeds it). Cleanup and close are never taken, so the client still sees them (DMF #129).
 //!   The exclusive hold belongs to the file object: it is taken when the Module accepts the
@@ -86,17 +87,30 @@
 //!   create the client completes later is known only to WDF, and the deletion is the one WDF
 //!   notice that comes in both cases.) In a filter the Module also passes the accepted create
 //!   down with a completion routine that releases the hold when the lower driver fails it.
-//!   [`DynamicIoctlHandler`]'s owner calls `handle_file_object_deleted` for the same effect.
+//!   The owner of a dynamic instance calls [`IoctlHandler::handle_file_object_deleted`] for the
+//!   same effect.
 //! - The administrator check uses the token captured at create (`SeTokenIsAdmin`), which the
 //!   platform exposes per file object and per request.
 //! - The handler works on the request's own buffers: the Module allocates nothing whose size
 //!   the caller chooses (an output length of 4 GiB costs nothing) and copies nothing. The
 //!   information is clamped to the output length.
-//! - **Dynamic use**: dmf-core refuses WDF callbacks on dynamic Modules (it cannot dispatch to
-//!   them: they are not in the device's tree). [`DynamicIoctlHandler`] is the same Module without
-//!   WDF callbacks: created with `.create(&parent)`, it creates and removes its interface with its
-//!   lifetime, and its owner routes requests to it with the `handle_*` Methods (C DMF's
-//!   `IoctlChain`, generalised to creates and cleanups).
+//! - **Dynamic use**: one Module type serves both uses, as in C DMF. Added to a device's Modules,
+//!   the instance receives the WDF callbacks above (the framework offers it the default queue's
+//!   IOCTLs and the file creates and closes). Created dynamically
+//!   (`IoctlHandler::with(config).create(&parent)`), it receives none — it is in no dispatch
+//!   order — so its owner routes requests to it with the `handle_*` Methods (C DMF's
+//!   `DMF_IoctlHandler_IoctlChain`, generalised to creates, closes and file-object deletion); it
+//!   creates its interface when created and withdraws it when deleted (`is_dynamic` tells the
+//!   Module which it is).
+//! - **The `handle_*` Methods work the same on every instance**, dynamic or not, like
+//!   `DMF_IoctlHandler_IoctlChain`, which does not ask how its Module was created: each offers
+//!   the request exactly as the matching callback does, and returns what the callback would. On an
+//!   instance the framework already dispatches to they are for requests the framework does not
+//!   offer it — a queue of the client's own, or a request the client received because the Module
+//!   left it — and offering a request or file event the Module already saw is harmless: an
+//!   unknown code or an accepted create is left to the caller again, and a file's close or
+//!   deletion releases nothing twice. Like every Method, they fail (`NotHandled`, or nothing
+//!   done) once the Module is closing, leaving the request with the caller.
 //! - Not ported: reference-string routing of several instances on one device (the platform's file
 //!   object does not expose its file name yet; every file object is this instance's), the
 //!   "no default queue" open check (dmf-core creates the default queue after the Modules open).
@@ -175,9 +189,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use dmf_core::fallible::{try_arc, try_collect, try_vec_filled, VecExt};
-use dmf_core::module::{
-    Dispatched, Handled, IoRequest, Module, ModuleCallbacks, ModuleParts, Scope,
-};
+use dmf_core::module::{Dispatched, Handled, IoRequest, ModuleCallbacks, Scope};
 use dmf_core::platform::contract::device::{Guid, PlatformDevice};
 use dmf_core::platform::contract::io::{
     PlatformFileObject, PlatformRequest, RequestorMode, SendOptions,
@@ -247,7 +259,11 @@ impl IoctlEntry {
     /// is shorter than its minimum.
     #[inline]
     pub fn validate(&self, input_length: usize, output_length: usize) -> NtResult<()> {
-        if input_length < self.input_minimum || output_length < self.output_minimum {
+        // `|`, not `||`: both comparisons, no branch between them (the sizes are the caller's
+        // and unpredictable).
+        #[allow(clippy::needless_bitwise_bool, reason = "one branch, not two")]
+        let too_small = (input_length < self.input_minimum) | (output_length < self.output_minimum);
+        if too_small {
             Err(NtStatus::BUFFER_TOO_SMALL)
         } else {
             Ok(())
@@ -269,9 +285,11 @@ impl core::fmt::Debug for IoctlEntry {
 /// `IoctlRecords` + `IoctlRecordCount`: the entries, indexed by code. When two entries share a
 /// code the first one listed wins (C DMF's linear scan). Cheap to clone.
 ///
-/// Lookup is O(1): the usual table — codes made by `CTL_CODE` with neighbouring function numbers
-/// — gets a direct index on the function bits; any other set of codes an open-addressing hash
-/// table (at most half full). Both are built once, with the table.
+/// Lookup is O(1) and the index is built once, with the table (fallibly): the usual table —
+/// codes made by `CTL_CODE` with neighbouring function numbers — gets a direct index on the
+/// function bits whose slots hold the entries themselves (one bounds check and one load reach the
+/// entry, as a `switch` compiled to a jump table would); any other set of codes an
+/// open-addressing hash table (at most half full).
 #[derive(Clone, Default)]
 pub struct IoctlTable {
     /// `None`: no entries.
@@ -280,61 +298,67 @@ pub struct IoctlTable {
 
 /// The entries of an [`IoctlTable`] and their index, shared by its clones.
 struct TableInner {
-    /// The codes, sorted.
-    codes: Vec<u32>,
-    /// The entries in the order of `codes`.
+    /// The direct index: slot `(code - base) >> 2` holds the entry of the code with those
+    /// function bits (a clone: the handler is shared), `None` if there is none. Empty when the
+    /// codes are not dense (then `hashed` indexes them).
+    dense: Vec<Option<IoctlEntry>>,
+    /// The smallest code, with a direct index.
+    base: u32,
+    /// The hash index, when the codes are not dense.
+    hashed: Option<HashIndex>,
+    /// The entries, sorted by code (equal codes in the order listed).
     entries: Vec<IoctlEntry>,
-    index: Index,
 }
 
-/// How [`IoctlTable::find`] gets from a code to a position.
-enum Index {
-    /// `(code - base) >> 2` → position + 1 (0: none).
-    Dense { base: u32, slots: Vec<u16> },
-    /// Linear probing from the code's multiplicative hash (top `32 - shift` bits); a slot is
-    /// `(code, position + 1)`, position 0 marks an empty slot.
-    Hashed { shift: u32, slots: Vec<(u32, u16)> },
+/// Linear probing from the code's multiplicative hash (top `32 - shift` bits); a slot is
+/// `(code, position + 1)` in the entries, position 0 marks an empty slot.
+struct HashIndex {
+    shift: u32,
+    slots: Vec<(u32, u16)>,
 }
 
 /// Fibonacci hashing multiplier (2^32 / φ).
 const HASH_MULTIPLIER: u32 = 0x9E37_79B9;
 
-/// The direct index of sorted `codes`, if they are dense enough and no two share their bits
-/// above the transfer-method bits.
-fn dense_index(codes: &[u32]) -> NtResult<Option<Index>> {
-    let (Some(&base), Some(&last)) = (codes.first(), codes.last()) else {
+/// The direct index of `entries` (sorted by code) and its base, if their codes are dense enough
+/// (the slots at most four times the entries) and no two differ only in their transfer-method
+/// bits.
+fn dense_index(entries: &[IoctlEntry]) -> NtResult<Option<(u32, Vec<Option<IoctlEntry>>)>> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return Ok(None);
     };
-    let Some(span) = usize::try_from((last - base) >> 2)
+    let base = first.code;
+    let Some(span) = usize::try_from((last.code - base) >> 2)
         .ok()
         .and_then(|span| span.checked_add(1))
     else {
         return Ok(None);
     };
-    if span > codes.len().saturating_mul(4) {
+    if span > entries.len().saturating_mul(4) {
         return Ok(None);
     }
-    let mut slots = try_vec_filled(0u16, span)?;
-    Ok(fill_dense(codes, base, &mut slots).map(|()| Index::Dense { base, slots }))
+    let mut slots = try_vec_filled(None, span)?;
+    Ok(fill_dense(entries, base, &mut slots).map(|()| (base, slots)))
 }
 
-/// Fills the direct index `slots` of sorted `codes`; `None` if two codes differ only in the
+/// Fills the direct index `slots` of sorted `entries`; `None` if two codes differ only in the
 /// method bits.
-fn fill_dense(codes: &[u32], base: u32, slots: &mut [u16]) -> Option<()> {
-    for (position, &code) in codes.iter().enumerate() {
-        let slot = slots.get_mut(usize::try_from((code - base) >> 2).ok()?)?;
-        if *slot == 0 {
-            *slot = u16::try_from(position + 1).ok()?;
-        } else if codes[usize::from(*slot - 1)] != code {
+fn fill_dense(entries: &[IoctlEntry], base: u32, slots: &mut [Option<IoctlEntry>]) -> Option<()> {
+    for entry in entries {
+        let slot = slots.get_mut(usize::try_from((entry.code - base) >> 2).ok()?)?;
+        match slot {
+            None => *slot = Some(entry.clone()),
+            // Equal codes: the first listed (sorted first) stays.
+            Some(first) if first.code == entry.code => {}
             // Two codes differing only in the method bits: hash them instead.
-            return None;
+            Some(_) => return None,
         }
     }
     Some(())
 }
 
 /// The hash index of sorted `codes` (the first of equal codes kept).
-fn hashed_index(codes: &[u32]) -> NtResult<Option<Index>> {
+fn hashed_index(codes: &[u32]) -> NtResult<Option<HashIndex>> {
     let Some(capacity) = codes
         .len()
         .checked_mul(2)
@@ -344,7 +368,7 @@ fn hashed_index(codes: &[u32]) -> NtResult<Option<Index>> {
     };
     let shift = 32 - capacity.trailing_zeros();
     let mut slots = try_vec_filled((0u32, 0u16), capacity)?;
-    Ok(fill_hashed(codes, shift, &mut slots).map(|()| Index::Hashed { shift, slots }))
+    Ok(fill_hashed(codes, shift, &mut slots).map(|()| HashIndex { shift, slots }))
 }
 
 /// Fills the hash index `slots` (a power of two, more than twice the codes) of sorted `codes`.
@@ -390,18 +414,26 @@ impl IoctlTable {
             return Ok(IoctlTable::default());
         }
         listed.sort_unstable_by_key(|&(code, place, _)| (code, place));
-        let codes = try_collect(listed.iter().map(|&(code, _, _)| code))?;
-        let index = match dense_index(&codes)? {
-            Some(index) => index,
-            None => hashed_index(&codes)?.ok_or(NtStatus::INVALID_PARAMETER)?,
-        };
         let entries = try_collect(listed.into_iter().map(|(_, _, entry)| entry))?;
-        Ok(IoctlTable {
-            inner: Some(try_arc(TableInner {
-                codes,
+        let inner = if let Some((base, dense)) = dense_index(&entries)? {
+            TableInner {
+                dense,
+                base,
+                hashed: None,
                 entries,
-                index,
-            })?),
+            }
+        } else {
+            let codes = try_collect(entries.iter().map(|entry| entry.code))?;
+            let hashed = hashed_index(&codes)?.ok_or(NtStatus::INVALID_PARAMETER)?;
+            TableInner {
+                dense: Vec::new(),
+                base: 0,
+                hashed: Some(hashed),
+                entries,
+            }
+        };
+        Ok(IoctlTable {
+            inner: Some(try_arc(inner)?),
         })
     }
 
@@ -424,30 +456,14 @@ impl IoctlTable {
     #[inline]
     pub fn find(&self, code: u32) -> Option<&IoctlEntry> {
         let inner = self.inner.as_deref()?;
-        match &inner.index {
-            Index::Dense { base, slots } => {
-                let key = usize::try_from(code.wrapping_sub(*base) >> 2).ok()?;
-                let position = usize::from(*slots.get(key)?).checked_sub(1)?;
-                match inner.codes.get(position) {
-                    Some(&c) if c == code => inner.entries.get(position),
-                    _ => None,
-                }
-            }
-            Index::Hashed { shift, slots } => {
-                let mask = slots.len() - 1;
-                let mut i = usize::try_from(code.wrapping_mul(HASH_MULTIPLIER) >> shift).ok()?;
-                loop {
-                    let (c, position) = *slots.get(i)?;
-                    if position == 0 {
-                        return None;
-                    }
-                    if c == code {
-                        return inner.entries.get(usize::from(position) - 1);
-                    }
-                    i = (i + 1) & mask;
-                }
+        // The function bits select the slot; the method bits are checked by the comparison.
+        let key = usize::try_from(code.wrapping_sub(inner.base) >> 2).ok()?;
+        if let Some(Some(entry)) = inner.dense.get(key) {
+            if entry.code == code {
+                return Some(entry);
             }
         }
+        inner.find_hashed(code)
     }
 
     /// Lookup and size validation in one step (the Module's dispatch before any access to the
@@ -462,6 +478,26 @@ impl IoctlTable {
     ) -> Option<NtResult<&IoctlEntry>> {
         self.find(code)
             .map(|e| e.validate(input_length, output_length).map(|()| e))
+    }
+}
+
+impl TableInner {
+    /// [`IoctlTable::find`] through the hash index, if the table has one.
+    #[inline]
+    fn find_hashed(&self, code: u32) -> Option<&IoctlEntry> {
+        let HashIndex { shift, slots } = self.hashed.as_ref()?;
+        let mask = slots.len() - 1;
+        let mut i = usize::try_from(code.wrapping_mul(HASH_MULTIPLIER) >> shift).ok()?;
+        loop {
+            let (c, position) = *slots.get(i)?;
+            if position == 0 {
+                return None;
+            }
+            if c == code {
+                return self.entries.get(usize::from(position) - 1);
+            }
+            i = (i + 1) & mask;
+        }
     }
 }
 
@@ -614,8 +650,8 @@ impl<'a> IoctlCall<'a> {
         self.code
     }
 
-    /// The queue that presented the request (`None` when the owner of a
-    /// [`DynamicIoctlHandler`] routed a request without one).
+    /// The queue that presented the request (`None` when the owner of a dynamic instance routed
+    /// a request without one).
     pub fn queue(&self) -> Option<&'a Queue> {
         self.queue
     }
@@ -703,15 +739,14 @@ impl<'a> IoctlCall<'a> {
 }
 
 /// Table-driven IOCTL handling with access control; see the [module documentation](self).
+///
+/// One type for both uses: added to a device's Modules it receives the WDF callbacks; created
+/// dynamically (`IoctlHandler::with(config).create(&parent)`) it receives none and its owner
+/// routes requests to it with the `handle_*` Methods.
 #[dmf_module(crate = dmf_core, config = IoctlHandlerConfig, context = Context, open = Create, lock = Dispatch)]
 pub struct IoctlHandler;
 
-/// The same Module for dynamic creation: no WDF callbacks, its owner routes requests to it. See
-/// the [module documentation](self).
-#[dmf_module(crate = dmf_core, config = IoctlHandlerConfig, context = Context, open = Create, lock = Dispatch)]
-pub struct DynamicIoctlHandler;
-
-/// The state both Module types keep.
+/// The Module's state.
 #[derive(Default)]
 struct Context {
     /// `IsDeviceInterfaceCreated`.
@@ -736,64 +771,50 @@ impl core::fmt::Debug for Context {
     }
 }
 
-/// What the code shared by both Module types needs from either: its scope, config and context
-/// (the framework's [`ModuleParts`], from each Module's private `parts()`).
-type Parts<'s, 'a, M> = ModuleParts<'s, 'a, M, IoctlHandlerConfig, Context>;
+/// The Module's scope, as the callbacks (`Dispatched`) and the Methods (`Method`) both deref to.
+type Handler<'a> = Scope<'a, IoctlHandler>;
 
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for IoctlHandler {
     fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
-        open(&m.parts())
+        open(m)
     }
 
     fn close(m: &Dispatched<'_, Self>) {
-        close(&m.parts());
+        close(m);
     }
 
     fn device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
-        if matches!(m.config().access_mode, IoctlAccessMode::KernelModeOnly) {
+        let config = m.config();
+        if matches!(config.access_mode, IoctlAccessMode::KernelModeOnly) {
             return Handled::NotHandled;
         }
-        dispatch(&m.parts(), io)
+        dispatch(m, config, io)
     }
 
     fn internal_device_io_control(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>) -> Handled {
-        if !matches!(m.config().access_mode, IoctlAccessMode::KernelModeOnly) {
+        let config = m.config();
+        if !matches!(config.access_mode, IoctlAccessMode::KernelModeOnly) {
             return Handled::NotHandled;
         }
-        dispatch(&m.parts(), io)
+        dispatch(m, config, io)
     }
 
     fn file_create(m: &Dispatched<'_, Self>, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
-        file_create(&m.parts(), io, file, |handle: &Self, file| {
-            if let Ok(m) = handle.enter() {
-                release_hold(&m.parts(), file);
-            }
-        })
+        file_create(m, io, file)
     }
 
     fn file_close(m: &Dispatched<'_, Self>, file: &FileObject) -> Handled {
         // The exclusive hold lasts until close, as the I/O manager's does. Never taken, so the
         // client sees it (DMF #129).
-        file_close(&m.parts(), file);
+        file_close(m, file);
         Handled::NotHandled
     }
 
     fn file_object_deleted(m: &Dispatched<'_, Self>, file: &FileObject) {
         // After close (released there already), or a create refused after this Module accepted
         // it: the file object never opened, and no close will come for it.
-        file_close(&m.parts(), file);
-    }
-}
-
-#[dmf_callbacks(crate = dmf_core)]
-impl ModuleCallbacks for DynamicIoctlHandler {
-    fn open(m: &Dispatched<'_, Self>) -> NtResult<()> {
-        open(&m.parts())
-    }
-
-    fn close(m: &Dispatched<'_, Self>) {
-        close(&m.parts());
+        file_close(m, file);
     }
 }
 
@@ -807,7 +828,7 @@ impl IoctlHandler {
     /// status.
     pub fn enable(&self, enable: bool) -> NtResult<()> {
         let m = self.enter()?;
-        state_set(&m.parts(), enable)
+        state_set(&m, enable)
     }
 
     /// Whether the device interface is enabled.
@@ -820,102 +841,81 @@ impl IoctlHandler {
         let enabled = m.lock().enabled;
         Ok(enabled)
     }
-}
 
-impl DynamicIoctlHandler {
-    /// As [`IoctlHandler::enable`].
-    ///
-    /// # Errors
-    ///
-    /// As [`IoctlHandler::enable`].
-    pub fn enable(&self, enable: bool) -> NtResult<()> {
-        let m = self.enter()?;
-        state_set(&m.parts(), enable)
-    }
-
-    /// As [`IoctlHandler::is_enabled`].
-    ///
-    /// # Errors
-    ///
-    /// As [`IoctlHandler::is_enabled`].
-    pub fn is_enabled(&self) -> NtResult<bool> {
-        let m = self.enter()?;
-        let enabled = m.lock().enabled;
-        Ok(enabled)
-    }
-
-    /// Offers a device-control request (or, in `KernelModeOnly` mode, an internal one) to the
-    /// table, exactly as the static Module's callback does: `Handled` if it took the request
-    /// (completed, pended by a handler, refused or forwarded); `NotHandled` leaves it in `io`
-    /// (unknown code, or the Module is closing).
+    /// `DMF_IoctlHandler_IoctlChain`, generalised: offers a device-control request (or, in
+    /// `KernelModeOnly` mode, an internal one) to the table, exactly as the Module's
+    /// `EvtIoDeviceControl` does: `Handled` if it took the request (completed, pended by a
+    /// handler, refused or forwarded); `NotHandled` leaves it in `io` (unknown code, or the Module
+    /// is closing). Works the same on every instance; see the module documentation's Remarks.
     pub fn handle_device_io_control(&self, io: &mut IoRequest<'_>) -> Handled {
         let Ok(m) = self.enter() else {
             return Handled::NotHandled;
         };
-        dispatch(&m.parts(), io)
+        dispatch(&m, m.config(), io)
     }
 
-    /// Offers a create, as the static Module's `ModuleFileCreate`: `Handled` if it completed
-    /// (refused) or forwarded it; `NotHandled` leaves an accepted create to the caller.
+    /// Offers a create, as the Module's `ModuleFileCreate`: `Handled` if it completed (refused)
+    /// or forwarded it; `NotHandled` leaves an accepted create to the caller (or the Module is
+    /// closing).
     pub fn handle_file_create(&self, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
         let Ok(m) = self.enter() else {
             return Handled::NotHandled;
         };
-        file_create(&m.parts(), io, file, |handle: &Self, file| {
-            if let Ok(m) = handle.enter() {
-                release_hold(&m.parts(), file);
-            }
-        })
+        file_create(&m, io, file)
     }
 
-    /// `ModuleFileClose`: releases the exclusive hold of `file`.
+    /// `ModuleFileClose`: releases the exclusive hold of `file` (and, in `ClientCallback` mode,
+    /// forgets the client's acceptance of it).
     pub fn handle_file_close(&self, file: &FileObject) {
         if let Ok(m) = self.enter() {
-            file_close(&m.parts(), file);
+            file_close(&m, file);
         }
     }
 
     /// The file object is deleted (its `EvtCleanupCallback`: after its close, or because its
     /// create failed after this Module accepted it): releases the exclusive hold of `file`, as
-    /// the static Module's `file_object_deleted`.
+    /// the Module's `file_object_deleted` callback does.
     pub fn handle_file_object_deleted(&self, file: &FileObject) {
         if let Ok(m) = self.enter() {
-            file_close(&m.parts(), file);
+            file_close(&m, file);
         }
     }
 }
 
-fn open<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
-    if p.config.device_interface.is_some() && !p.config.manual_mode {
-        create_or_enable_interface(p)?;
+fn open(m: &Handler<'_>) -> NtResult<()> {
+    let config = m.config();
+    if config.device_interface.is_some() && !config.manual_mode {
+        create_or_enable_interface(m)?;
     }
     Ok(())
 }
 
-fn close<M: Module>(p: &Parts<'_, '_, M>) {
+fn close(m: &Handler<'_>) {
     let created = {
-        let mut ctx = p.lock();
+        let mut ctx = m.lock();
         ctx.exclusive_owner = None;
         ctx.approved.clear();
         core::mem::replace(&mut ctx.enabled, false) && ctx.interface_created
     };
-    // A dynamic handler can go while its device stays: its interface goes with it. (A static
-    // one closes with its device, whose interfaces go anyway.)
-    if created && p.scope.is_dynamic() {
-        if let (Some(device), Some(guid)) = (p.scope.device(), p.config.device_interface) {
-            device.set_interface_state(guid, p.config.reference_string.as_deref(), false);
+    // A dynamic handler can go while its device stays: its interface goes with it. (One the
+    // framework dispatches to closes with its device, whose interfaces go anyway.)
+    if created && m.is_dynamic() {
+        let config = m.config();
+        if let (Some(device), Some(guid)) = (m.device(), config.device_interface) {
+            device.set_interface_state(guid, config.reference_string.as_deref(), false);
         }
     }
 }
 
-fn create_or_enable_interface<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
-    let Some(guid) = p.config.device_interface else {
-        p.lock().enabled = true;
+fn create_or_enable_interface(m: &Handler<'_>) -> NtResult<()> {
+    let config = m.config();
+    let Some(guid) = config.device_interface else {
+        m.lock().enabled = true;
         return Ok(());
     };
-    let device = p.scope.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-    let reference = p.config.reference_string.as_deref();
-    let created = p.lock().interface_created;
+    let device = m.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    let reference = config.reference_string.as_deref();
+    let created = m.lock().interface_created;
     if created {
         device.set_interface_state(guid, reference, true);
     } else {
@@ -928,27 +928,28 @@ fn create_or_enable_interface<M: Module>(p: &Parts<'_, '_, M>) -> NtResult<()> {
             }
             Err(status) => return Err(status),
         }
-        p.lock().interface_created = true;
-        if let Some(post) = &p.config.post_device_interface_create {
+        m.lock().interface_created = true;
+        if let Some(post) = &config.post_device_interface_create {
             post(device, guid, reference)?;
         }
     }
-    p.lock().enabled = true;
+    m.lock().enabled = true;
     Ok(())
 }
 
-fn state_set<M: Module>(p: &Parts<'_, '_, M>, enable: bool) -> NtResult<()> {
+fn state_set(m: &Handler<'_>, enable: bool) -> NtResult<()> {
     if enable {
-        return create_or_enable_interface(p);
+        return create_or_enable_interface(m);
     }
     let created = {
-        let mut ctx = p.lock();
+        let mut ctx = m.lock();
         ctx.enabled = false;
         ctx.interface_created
     };
-    if let (true, Some(guid)) = (created, p.config.device_interface) {
-        let device = p.scope.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        device.set_interface_state(guid, p.config.reference_string.as_deref(), false);
+    let config = m.config();
+    if let (true, Some(guid)) = (created, config.device_interface) {
+        let device = m.device().ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        device.set_interface_state(guid, config.reference_string.as_deref(), false);
     }
     Ok(())
 }
@@ -956,23 +957,18 @@ fn state_set<M: Module>(p: &Parts<'_, '_, M>, enable: bool) -> NtResult<()> {
 /// `DMF_IoctlHandler_ModuleDeviceIoControl`: the checks in order — code, requestor mode,
 /// administrator (before the sizes, so a refused caller learns nothing of the entry), sizes —
 /// then the handler, on the request's own buffers.
-fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled {
+#[inline]
+fn dispatch(m: &Handler<'_>, config: &IoctlHandlerConfig, io: &mut IoRequest<'_>) -> Handled {
     let params = io.parameters();
-    let Some(entry) = p.config.table.find(params.ioctl_code) else {
-        if p.config.forward_unhandled_requests {
-            if let Some(request) = io.take() {
-                forward(p.scope, request);
-                return Handled::Handled;
-            }
-        }
-        return Handled::NotHandled;
+    let Some(entry) = config.table.find(params.ioctl_code) else {
+        return not_in_table(m, config, io);
     };
     let Some(request) = io.take() else {
         return Handled::NotHandled;
     };
     // A known code is handled whatever the outcome (C DMF).
-    if let Err(status) = check_access(p.config, entry, &request)
-        .and_then(|()| client_acceptance(p, &request))
+    if let Err(status) = check_access(config, entry, &request)
+        .and_then(|()| client_acceptance(m, config, &request))
         .and_then(|()| entry.validate(params.input_length, params.output_length))
     {
         request.complete(status);
@@ -1011,11 +1007,25 @@ fn dispatch<M: Module>(p: &Parts<'_, '_, M>, io: &mut IoRequest<'_>) -> Handled 
     Handled::Handled
 }
 
+/// A code the table does not have: passed down with `forward_unhandled_requests`, else left for
+/// the next Module.
+#[cold]
+fn not_in_table(m: &Handler<'_>, config: &IoctlHandlerConfig, io: &mut IoRequest<'_>) -> Handled {
+    if config.forward_unhandled_requests {
+        if let Some(request) = io.take() {
+            forward(m, request);
+            return Handled::Handled;
+        }
+    }
+    Handled::NotHandled
+}
+
 /// Who may send `entry`, checked on every IOCTL against the file object's opener (the
 /// administrator flag the platform captured at create), whichever Module accepted the create:
 /// `STATUS_ACCESS_DENIED` for a user-mode sender with `kernel_mode_requests_only`, and for a
 /// non-administrator in `AdministratorOnly` mode or on an `administrator_only` entry in
 /// `AdministratorOnlyPerIoctl` mode.
+#[inline]
 fn check_access(
     config: &IoctlHandlerConfig,
     entry: &IoctlEntry,
@@ -1042,44 +1052,46 @@ fn check_access(
 /// Module accepted it first), the callback is asked now, with this request, and its answer
 /// remembered when it accepts. `STATUS_ACCESS_DENIED` without a file object; the callback's
 /// refusal; `STATUS_INSUFFICIENT_RESOURCES` when the acceptance cannot be remembered.
-fn client_acceptance<M: Module>(p: &Parts<'_, '_, M>, request: &Request) -> NtResult<()> {
-    let IoctlAccessMode::ClientCallback(filter) = &p.config.access_mode else {
+#[inline]
+fn client_acceptance(
+    m: &Handler<'_>,
+    config: &IoctlHandlerConfig,
+    request: &Request,
+) -> NtResult<()> {
+    let IoctlAccessMode::ClientCallback(filter) = &config.access_mode else {
         return Ok(());
     };
     let file = request.file_object().ok_or(NtStatus::ACCESS_DENIED)?;
-    if p.lock().approved.contains(&file.id()) {
+    if m.lock().approved.contains(&file.id()) {
         return Ok(());
     }
     filter(&file, request)?;
-    let mut ctx = p.lock();
-    if !ctx.approved.contains(&file.id()) {
-        ctx.approved.try_push(file.id())?;
+    approve(m, file.id())
+}
+
+/// Remembers that the client's callback accepted `file` (once, however often it is offered).
+fn approve(m: &Handler<'_>, file: u64) -> NtResult<()> {
+    let mut ctx = m.lock();
+    if !ctx.approved.contains(&file) {
+        ctx.approved.try_push(file)?;
     }
     Ok(())
 }
 
 /// `IoctlHandler_RequestForward`: send-and-forget to the next lower driver; a refused send
 /// completes the request with the refusal.
-fn forward<M: Module>(scope: &Scope<'_, M>, request: Request) {
-    let Some(device) = scope.device() else {
+fn forward(m: &Handler<'_>, request: Request) {
+    let Some(device) = m.device() else {
         request.complete(NtStatus::INVALID_DEVICE_STATE);
         return;
     };
     let _ = dmf_core::device::pass_down(request, device);
 }
 
-/// Releases the exclusive hold of the file object `file` (a create that did not succeed, a
-/// close); the same Module entered again through its handle.
-type ReleaseFn<M> = fn(&M, u64);
-
 /// `DMF_IoctlHandler_FileCreate`.
-fn file_create<M: Module + 'static>(
-    p: &Parts<'_, '_, M>,
-    io: &mut IoRequest<'_>,
-    file: &FileObject,
-    release: ReleaseFn<M>,
-) -> Handled {
-    let verdict = match &p.config.access_mode {
+fn file_create(m: &Handler<'_>, io: &mut IoRequest<'_>, file: &FileObject) -> Handled {
+    let config = m.config();
+    let verdict = match &config.access_mode {
         IoctlAccessMode::Default
         | IoctlAccessMode::KernelModeOnly
         | IoctlAccessMode::AdministratorOnlyPerIoctl => Ok(()),
@@ -1098,20 +1110,20 @@ fn file_create<M: Module + 'static>(
     // Remembered once the client's callback accepts the create; forgotten if this Module then
     // refuses it, and at the file object's close or deletion. A refused allocation refuses the
     // create and changes nothing.
-    let client_decides = matches!(p.config.access_mode, IoctlAccessMode::ClientCallback(_));
+    let client_decides = matches!(config.access_mode, IoctlAccessMode::ClientCallback(_));
     let verdict = verdict.and_then(|()| {
         if client_decides {
-            p.lock().approved.try_push(file.id())?;
+            approve(m, file.id())?;
         }
         Ok(())
     });
     // Taken only once this Module accepts the create (never by a create it refuses).
     let mut took_hold = false;
     let verdict = verdict.and_then(|()| {
-        if !p.config.exclusive {
+        if !config.exclusive {
             return Ok(());
         }
-        let mut ctx = p.lock();
+        let mut ctx = m.lock();
         match ctx.exclusive_owner {
             Some(owner) if owner != file.id() => Err(NtStatus::ACCESS_DENIED),
             Some(_) => Ok(()),
@@ -1123,17 +1135,17 @@ fn file_create<M: Module + 'static>(
         }
     });
     if verdict.is_err() && client_decides {
-        forget_approval(p, file.id());
+        forget_approval(m, file.id());
     }
     match verdict {
         // An accepted create in a function driver is left to the client (or DMF's success).
-        Ok(()) if !p.scope.is_in_filter_driver() => Handled::NotHandled,
+        Ok(()) if !m.is_in_filter_driver() => Handled::NotHandled,
         Ok(()) if took_hold => {
             let Some(request) = io.take() else {
-                release_hold(p, file.id());
+                release_hold(m, file.id());
                 return Handled::NotHandled;
             };
-            forward_create(p, request, file.id(), release);
+            forward_create(m, request, file.id());
             Handled::Handled
         }
         _ => {
@@ -1141,7 +1153,7 @@ fn file_create<M: Module + 'static>(
                 return Handled::NotHandled;
             };
             let status = verdict.err().unwrap_or(NtStatus::SUCCESS);
-            let _completed = p.scope.request_complete_or_forward(request, status);
+            let _completed = m.request_complete_or_forward(request, status);
             Handled::Handled
         }
     }
@@ -1150,33 +1162,31 @@ fn file_create<M: Module + 'static>(
 /// A create that took the exclusive hold, in a filter: passed down with a completion routine
 /// so that the hold is released when the lower driver fails the create (the hold belongs to an
 /// opened file object only).
-fn forward_create<M: Module + 'static>(
-    p: &Parts<'_, '_, M>,
-    request: Request,
-    file: u64,
-    release: ReleaseFn<M>,
-) {
-    let (Some(device), Ok(handle)) = (p.scope.device(), p.scope.handle()) else {
-        release_hold(p, file);
+fn forward_create(m: &Handler<'_>, request: Request, file: u64) {
+    let (Some(device), Ok(handle)) = (m.device(), m.handle()) else {
+        release_hold(m, file);
         request.complete(NtStatus::INVALID_DEVICE_STATE);
         return;
     };
     request.format_using_current_type();
     request.set_completion_routine(move |request, params| {
         if !params.status.is_success() {
-            release(&handle, file);
+            // The same Module entered again through its handle (a Method: it may be closing).
+            if let Ok(m) = handle.enter() {
+                release_hold(&m, file);
+            }
         }
         request.complete_with_information(params.status, params.information);
     });
     if let Err(status) = request.send(&device.io_target(), SendOptions::default()) {
-        release_hold(p, file);
+        release_hold(m, file);
         request.complete(status);
     }
 }
 
 /// Ends `file`'s exclusive hold, if it has it.
-fn release_hold<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
-    let mut ctx = p.lock();
+fn release_hold(m: &Handler<'_>, file: u64) {
+    let mut ctx = m.lock();
     if ctx.exclusive_owner == Some(file) {
         ctx.exclusive_owner = None;
     }
@@ -1184,18 +1194,19 @@ fn release_hold<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
 
 /// `DMF_IoctlHandler_FileClose`, and the file object's deletion: the exclusive hold and the
 /// client's acceptance end when the file object goes.
-fn file_close<M: Module>(p: &Parts<'_, '_, M>, file: &FileObject) {
-    if p.config.exclusive {
-        release_hold(p, file.id());
+fn file_close(m: &Handler<'_>, file: &FileObject) {
+    let config = m.config();
+    if config.exclusive {
+        release_hold(m, file.id());
     }
-    if matches!(p.config.access_mode, IoctlAccessMode::ClientCallback(_)) {
-        forget_approval(p, file.id());
+    if matches!(config.access_mode, IoctlAccessMode::ClientCallback(_)) {
+        forget_approval(m, file.id());
     }
 }
 
 /// Forgets that the client's callback accepted `file`'s create.
-fn forget_approval<M: Module>(p: &Parts<'_, '_, M>, file: u64) {
-    let mut ctx = p.lock();
+fn forget_approval(m: &Handler<'_>, file: u64) {
+    let mut ctx = m.lock();
     if let Some(at) = ctx.approved.iter().position(|&id| id == file) {
         ctx.approved.swap_remove(at);
     }

@@ -18,11 +18,11 @@
 //! [`doorbell`] (Doorbell: rings coalesced into work-item runs), [`scheduled_task`] (ScheduledTask:
 //! run-once tasks per boot or persistent, at PrepareHardware/D0Entry/on demand, timer retry).
 //!
-//! Also: [`rundown`] (Rundown: Start/Reference/EndAndWait gate, RD-*), [`alertable_sleep`]
-//! (AlertableSleep: abortable sleeps on 1…32 slots, AS-*), [`ring_buffer`] (RingBuffer: fixed
-//! items, fail-if-full or overwrite-oldest), [`ping_pong_buffer`] (PingPongBuffer: packet
-//! reassembly), [`hash_table`] (HashTable: fixed capacity, FNV-1a or client hash), [`time`]
-//! (Time: ticks and elapsed time on the platform clock).
+//! Also: [`rundown`] (Rundown: Start/Reference/EndAndWait gate), [`alertable_sleep`]
+//! (AlertableSleep: abortable sleeps on 1…32 slots), [`ring_buffer`] (RingBuffer: fixed items,
+//! fail-if-full or overwrite-oldest), [`ping_pong_buffer`] (PingPongBuffer: packet reassembly),
+//! [`hash_table`] (HashTable: fixed capacity, FNV-1a or client hash), [`time`] (Time: ticks and
+//! elapsed time on the platform clock).
 //!
 //! Targets: [`request_target`] (RequestTarget: one-shot sync/async sends, cancel by ID,
 //! time-outs), [`continuous_request_target`] (ContinuousRequestTarget: N requests kept in flight,
@@ -36,7 +36,7 @@
 
 extern crate alloc;
 
-// Task execution (MODS-Thread, MODS-QueuedWorkitem, MODS-ScheduledTask, Doorbell).
+// Task execution: Thread, QueuedWorkItem, ScheduledTask, Doorbell.
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 mod back_ref;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
@@ -48,7 +48,7 @@ pub mod scheduled_task;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod thread;
 
-// Rundown, AlertableSleep, RingBuffer, HashTable, PingPongBuffer, Time (MODS-*, §6.8, §6.9).
+// Rundown, AlertableSleep, RingBuffer, HashTable, PingPongBuffer, Time.
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod alertable_sleep;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
@@ -62,7 +62,7 @@ pub mod rundown;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod time;
 
-// Buffers and data structures (MODS-BufferPool, MODS-BufferQueue, MODS-Stack).
+// Buffers: BufferPool, BufferQueue, Stack, ThreadedBufferQueue.
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod buffer_pool;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
@@ -72,7 +72,7 @@ pub mod stack;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod threaded_buffer_queue;
 
-// Targets (dmf-upstream §5.5–§5.7): RequestTarget, ContinuousRequestTarget, DeviceInterfaceTarget.
+// Targets: RequestTarget, ContinuousRequestTarget, DeviceInterfaceTarget, DefaultTarget.
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod continuous_request_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
@@ -84,7 +84,7 @@ pub mod request_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 mod target_sink;
 
-// Driver patterns (dmf-upstream §5.4, MODS-IoctlHandler, MODS-NotifyUserWithRequest).
+// Driver patterns: IoctlHandler, NotifyUserWithRequest; and SelfTarget.
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod ioctl_handler;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]

@@ -2,13 +2,12 @@
 //!
 //! ## Summary
 //!
-//! The *inverted call* (C DMF: `Dmf_NotifyUserWithRequest.c`, seed MODS-NotifyUserWithRequest):
-//! an application sends an IOCTL the driver does not answer at once; the driver parks it and
-//! completes it when it has something to say. [`NotifyUserWithRequest::request_process`] parks a
-//! request (cancelable); [`NotifyUserWithRequest::data_process`] completes the oldest parked
-//! request with the event's status and data — or, with no request waiting, keeps the event in a
-//! bounded ring until one arrives (the oldest event is overwritten when the ring is full, as C
-//! DMF's BufferQueue does).
+//! The *inverted call* (C DMF: `Dmf_NotifyUserWithRequest.c`): an application sends an IOCTL the
+//! driver does not answer at once; the driver parks it and completes it when it has something to
+//! say. [`NotifyUserWithRequest::request_process`] parks a request (cancelable);
+//! [`NotifyUserWithRequest::data_process`] completes the oldest parked request with the event's
+//! status and data — or, with no request waiting, keeps the event in a bounded ring until one
+//! arrives (the oldest event is overwritten when the ring is full, as C DMF's BufferQueue does).
 //!
 //! ## Configuration
 //!
@@ -76,7 +75,7 @@
 //!
 //! ## Category
 //!
-//! Driver Patterns (seed MODS-NotifyUserWithRequest).
+//! Driver Patterns.
 //!
 //! # Example
 //!

@@ -2,10 +2,10 @@
 //!
 //! ## Summary
 //!
-//! Two buffers for packet reassembly (MODS-PingPongBuffer): incoming data accumulates in the
-//! *Ping* buffer; once the client has found a complete, valid packet in it, Consume swaps the
-//! buffers so the packet can be processed from the *Pong* buffer while new data accumulates again
-//! in Ping. Data after the packet is carried over to the new Ping buffer.
+//! Two buffers for packet reassembly: incoming data accumulates in the *Ping* buffer; once the
+//! client has found a complete, valid packet in it, Consume swaps the buffers so the packet can be
+//! processed from the *Pong* buffer while new data accumulates again in Ping. Data after the packet
+//! is carried over to the new Ping buffer.
 //!
 //! ## Configuration
 //!

@@ -53,7 +53,7 @@
 //!
 //! ## Category
 //!
-//! Task Execution (seed MODS-QueuedWorkitem).
+//! Task Execution.
 //!
 //! # Example
 //!

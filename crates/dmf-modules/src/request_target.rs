@@ -21,16 +21,21 @@
 //! |---|---|---|
 //! | [`RequestTarget::io_target_set`] | `DMF_RequestTarget_IoTargetSet` | ≤ DISPATCH |
 //! | [`RequestTarget::io_target_clear`] | `DMF_RequestTarget_IoTargetClear` | ≤ DISPATCH |
-//! | [`RequestTarget::send_synchronously`] | `DMF_RequestTarget_SendSynchronously` | PASSIVE |
-//! | [`RequestTarget::send`] | `DMF_RequestTarget_SendEx` | ≤ DISPATCH |
-//! | [`RequestTarget::cancel`] | `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
+//! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_RequestTarget_SendSynchronously` | PASSIVE |
+//! | [`send`](RequestSender::send) | `DMF_RequestTarget_SendEx` | ≤ DISPATCH |
+//! | [`cancel`](RequestSender::cancel) | `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
 //! | [`RequestTarget::reuse_create`] | `DMF_RequestTarget_ReuseCreate` | ≤ DISPATCH |
 //! | [`RequestTarget::reuse_send`] | `DMF_RequestTarget_ReuseSend` | ≤ DISPATCH |
 //! | [`RequestTarget::reuse_delete`] | `DMF_RequestTarget_ReuseDelete` | PASSIVE |
 //!
+//! The send, send-synchronously and cancel Methods are the [`RequestSender`] Methods every target
+//! Module shares (written once, here); what to send is one [`SendRequest`] — C DMF's
+//! `RequestType`, `RequestIoctl`, `RequestBuffer`/`RequestLength`, `ResponseLength` and
+//! `RequestTimeoutMilliseconds` in one value.
+//!
 //! ## Callbacks
 //!
-//! The completion callback of [`RequestTarget::send`] (`EVT_DMF_RequestTarget_SendCompletion`):
+//! The completion callback of [`send`](RequestSender::send) (`EVT_DMF_RequestTarget_SendCompletion`):
 //! `FnOnce(SendCompletion)` with the request ID, the completion status, the information (bytes
 //! transferred) and a copy of the output bytes. It runs exactly once per successful `send` —
 //! also for a cancelled or timed-out request — and never for a `send` that returned an error.
@@ -42,7 +47,7 @@
 //!   (`WdfIoTargetFormatRequestFor…`), sets the completion routine and sends it; the request is
 //!   deleted when it comes back. Zero-length input and output buffers are allowed.
 //! - A time-out cancels the request (`WDF_REQUEST_SEND_OPTION_TIMEOUT`); a request that came back
-//!   `STATUS_CANCELLED` after its deadline without a [`cancel`](RequestTarget::cancel) is reported
+//!   `STATUS_CANCELLED` after its deadline without a [`cancel`](RequestSender::cancel) is reported
 //!   as `STATUS_IO_TIMEOUT`, as a synchronous send reports it.
 //! - Request IDs come from one process-wide, ever-increasing 64-bit counter, so an ID is never
 //!   reused even when the platform reuses request handles. `cancel` of an ID that already
@@ -71,14 +76,14 @@
 //!
 //! ## Category
 //!
-//! Targets (dmf-upstream §5.6).
+//! Targets.
 //!
 //! # Example
 //!
 //! ```
 //! use dmf_core::module::{CollectionConfig, ModuleCollection, ModuleInit};
 //! use dmf_core::NtStatus;
-//! use dmf_modules::request_target::{RequestKind, RequestTarget};
+//! use dmf_modules::request_target::{RequestSender, RequestTarget, SendRequest};
 //!
 //! let machine = kmdf_sim::Machine::new();
 //! let _bound = machine.enter();
@@ -90,7 +95,7 @@
 //! let target = RequestTarget::with(()).create(&parent)?;
 //! // Without a target every send fails with STATUS_INVALID_DEVICE_STATE.
 //! assert_eq!(
-//!     target.send_synchronously(RequestKind::Ioctl, &[], 1, 0x22_2000, None),
+//!     target.send_synchronously(&SendRequest::ioctl(0x22_2000, &[], 1)),
 //!     Err(NtStatus::INVALID_DEVICE_STATE)
 //! );
 //! assert!(!target.cancel(dmf_modules::request_target::RequestId::from_raw(1)));
@@ -106,19 +111,22 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 
 use dmf_core::fallible::{try_arc, try_box, try_vec_with_capacity, VecExt};
-use dmf_core::module::{Dispatched, ModuleCallbacks};
+use dmf_core::module::{Dispatched, Module, ModuleCallbacks, Scope};
 use dmf_core::platform::contract::io::{
     CompletionParams, PlatformIoTarget, PlatformRequest, SendOptions,
 };
 use dmf_core::platform::contract::{
     EventKind, Irql, PlatformClock, PlatformEvent, PlatformIrql, PlatformWorkItem,
 };
-use dmf_core::platform::{Clock, CurrentIrql, Device, Event, IoTarget, Request, WorkItem};
+use dmf_core::platform::{Clock, CurrentIrql, Event, IoTarget, Request, WorkItem};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
-/// The kind of request to send (`ContinuousRequestTarget_RequestType`).
+use self::sealed::Route;
+
+/// The kind of request to send (`ContinuousRequestTarget_RequestType`); a [`SendRequest`]'s
+/// constructor names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestKind {
     /// `IRP_MJ_READ`: `output_length` bytes come back.
@@ -151,7 +159,7 @@ impl RequestId {
 /// How an asynchronous send came back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SendCompletion {
-    /// The ID [`RequestTarget::send`] returned.
+    /// The ID [`send`](RequestSender::send) returned.
     pub id: RequestId,
     /// The completion status (`STATUS_IO_TIMEOUT` if the time-out cancelled it).
     pub status: NtStatus,
@@ -183,34 +191,130 @@ static NEXT_REQUEST_ID: AtomicU64 = AtomicU64::new(1);
 /// The process-wide reuse-request-ID counter.
 static NEXT_REUSE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What one send carries besides its buffers' contents.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Format<'a> {
-    pub(crate) kind: RequestKind,
-    pub(crate) ioctl: u32,
-    pub(crate) input: &'a [u8],
-    pub(crate) output_length: usize,
+/// One request to send, described once for every target Module's send Methods
+/// ([`RequestTarget`], [`ContinuousRequestTarget`](crate::continuous_request_target::ContinuousRequestTarget),
+/// [`DeviceInterfaceTarget`](crate::device_interface_target::DeviceInterfaceTarget),
+/// [`DefaultTarget`](crate::default_target::DefaultTarget),
+/// [`SelfTarget`](crate::self_target::SelfTarget)).
+///
+/// It stands for the parameters C DMF's `DMF_RequestTarget_SendSynchronously` /
+/// `DMF_RequestTarget_SendEx` (and their twins in the other target Modules) take one by one:
+///
+/// | C DMF parameter | Here |
+/// |---|---|
+/// | `RequestType` | the constructor: [`read`](Self::read), [`write`](Self::write), [`ioctl`](Self::ioctl), [`internal_ioctl`](Self::internal_ioctl) (or [`new`](Self::new) with a [`RequestKind`]) |
+/// | `RequestIoctl` | the IOCTL constructors' `code` |
+/// | `RequestBuffer`, `RequestLength` | `input` (the bytes sent; none for a read) |
+/// | `ResponseBuffer`, `ResponseLength` | `output_length` (room for the bytes that come back; none for a write) |
+/// | `RequestTimeoutMilliseconds` | [`timeout`](Self::timeout) (none: no time-out) |
+///
+/// The completion callback of the asynchronous sends (`EVT_DMF_RequestTarget_SendCompletion`)
+/// is their own argument.
+///
+/// A description is checked when it is sent, in one place for every target Module: a length
+/// that does not fit the request's `ULONG` length fields (`Parameters.Read.Length`,
+/// `Parameters.DeviceIoControl.InputBufferLength`, …) is refused with `STATUS_INVALID_PARAMETER`
+/// before anything is allocated or formatted.
+///
+/// ```
+/// use core::time::Duration;
+/// use dmf_modules::request_target::SendRequest;
+/// use kmdf_sim::fx2::ioctl::IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY;
+///
+/// let get_bars = SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY, &[], 1)
+///     .timeout(Duration::from_millis(100));
+/// let read = SendRequest::read(64);
+/// let write = SendRequest::write(b"hello");
+/// # let _ = (get_bars, read, write);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendRequest<'a> {
+    kind: RequestKind,
+    ioctl_code: u32,
+    input: &'a [u8],
+    output_length: usize,
+    timeout: Option<Duration>,
 }
 
-/// Formats a driver-created request for `format`.
-pub(crate) fn format_request(request: &Request, format: &Format<'_>) -> NtResult<()> {
-    match format.kind {
-        RequestKind::Read => request.format_for_read(format.output_length, 0),
-        RequestKind::Write => request.format_for_write(format.input, 0),
-        RequestKind::Ioctl => {
-            request.format_for_ioctl(format.ioctl, format.input, format.output_length)
-        }
-        RequestKind::InternalIoctl => {
-            request.format_for_internal_ioctl(format.ioctl, format.input, format.output_length)
+impl<'a> SendRequest<'a> {
+    /// A request of `kind` (`RequestType`, chosen at run time — a config's, say): `code` for the
+    /// IOCTL kinds, `input` sent (not by a read), room for `output_length` bytes back (not for a
+    /// write). What `kind` does not use is dropped, as C DMF ignores it.
+    pub const fn new(kind: RequestKind, code: u32, input: &'a [u8], output_length: usize) -> Self {
+        let (code, input, output_length) = match kind {
+            RequestKind::Read => (0, &[] as &[u8], output_length),
+            RequestKind::Write => (0, input, 0),
+            RequestKind::Ioctl | RequestKind::InternalIoctl => (code, input, output_length),
+        };
+        SendRequest {
+            kind,
+            ioctl_code: code,
+            input,
+            output_length,
+            timeout: None,
         }
     }
-}
 
-/// The room a send needs for its output bytes (none for a write).
-fn output_room(format: &Format<'_>) -> usize {
-    match format.kind {
-        RequestKind::Write => 0,
-        RequestKind::Read | RequestKind::Ioctl | RequestKind::InternalIoctl => format.output_length,
+    /// `IRP_MJ_READ`: up to `output_length` bytes come back.
+    pub const fn read(output_length: usize) -> Self {
+        Self::new(RequestKind::Read, 0, &[], output_length)
+    }
+
+    /// `IRP_MJ_WRITE`: `input` goes out.
+    pub const fn write(input: &'a [u8]) -> Self {
+        Self::new(RequestKind::Write, 0, input, 0)
+    }
+
+    /// `IRP_MJ_DEVICE_CONTROL` with control code `code`: `input` goes out, up to
+    /// `output_length` bytes come back.
+    pub const fn ioctl(code: u32, input: &'a [u8], output_length: usize) -> Self {
+        Self::new(RequestKind::Ioctl, code, input, output_length)
+    }
+
+    /// `IRP_MJ_INTERNAL_DEVICE_CONTROL` with control code `code`: as [`ioctl`](Self::ioctl).
+    pub const fn internal_ioctl(code: u32, input: &'a [u8], output_length: usize) -> Self {
+        Self::new(RequestKind::InternalIoctl, code, input, output_length)
+    }
+
+    /// `RequestTimeoutMilliseconds`: the request is cancelled if it has not come back after
+    /// `timeout` and reports `STATUS_IO_TIMEOUT` (`None`, the default: no time-out).
+    #[must_use]
+    pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.timeout = timeout.into();
+        self
+    }
+
+    /// The one check of a description's values: its lengths fit the request's `ULONG` length
+    /// fields.
+    fn check(&self) -> NtResult<()> {
+        let fits = |length: usize| u32::try_from(length).is_ok();
+        if fits(self.input.len()) && fits(self.output_length) {
+            Ok(())
+        } else {
+            Err(NtStatus::INVALID_PARAMETER)
+        }
+    }
+
+    /// The room a send needs for its output bytes, once the description is checked.
+    fn output_room(&self) -> NtResult<usize> {
+        self.check()?;
+        Ok(self.output_length)
+    }
+
+    /// Formats a driver-created request as described (`WdfIoTargetFormatRequestFor…`), once the
+    /// description is checked.
+    pub(crate) fn format(&self, request: &Request) -> NtResult<()> {
+        self.check()?;
+        match self.kind {
+            RequestKind::Read => request.format_for_read(self.output_length, 0),
+            RequestKind::Write => request.format_for_write(self.input, 0),
+            RequestKind::Ioctl => {
+                request.format_for_ioctl(self.ioctl_code, self.input, self.output_length)
+            }
+            RequestKind::InternalIoctl => {
+                request.format_for_internal_ioctl(self.ioctl_code, self.input, self.output_length)
+            }
+        }
     }
 }
 
@@ -380,21 +484,18 @@ enum StreamPhase {
 /// The send engine of the target Modules (RequestTarget, ContinuousRequestTarget): the target,
 /// the requests in flight (for cancel, close and stop), the work item for passive-level delivery
 /// and stream resends, and the streaming counters. Lives from the owning Module's open to its close.
-pub(crate) struct Sender {
-    state: ModuleLock<SenderState>,
-    /// Set while nothing is outstanding.
-    idle: Event,
-    /// Set while no stream request is active.
-    stream_idle: Event,
-    work_item: Option<WorkItem>,
-    /// Completions are delivered from the work item.
-    passive: bool,
-}
+///
+/// Declared in the seal of [`RequestSender`], whose routes hand it out: nominally public there,
+/// it cannot be named outside this crate.
+pub(crate) use sealed::Sender;
 
 impl Sender {
-    /// A sender whose work item is a child of `device` (the owning Module's); `passive` delivers
-    /// completions from that work item at `PASSIVE_LEVEL`.
-    pub(crate) fn new(device: &Device, name: &str, passive: bool) -> NtResult<Arc<Sender>> {
+    /// The sender of `module` (RequestTarget's or ContinuousRequestTarget's, at open): its work
+    /// item is a child of the Module's device (`STATUS_INVALID_DEVICE_STATE` without one), and
+    /// a `passive_level` Module gets its completions from that work item at `PASSIVE_LEVEL`.
+    pub(crate) fn open<M: Module>(module: &Scope<'_, M>) -> NtResult<Arc<Sender>> {
+        let (device, name) = (module.require_device()?, module.name());
+        let passive = module.is_passive_level();
         let state = ModuleLock::new(LockKind::Spin, SenderState::default())?;
         // The work item finds its sender through this slot, filled once the sender exists.
         let this = try_arc(ModuleLock::new(LockKind::Spin, Weak::<Sender>::new())?)?;
@@ -424,6 +525,14 @@ impl Sender {
     /// The current target.
     pub(crate) fn target(&self) -> Option<IoTarget> {
         self.state.lock().target.clone()
+    }
+
+    /// `IoTargetClear`: no target from now on; cancels every request in flight and deletes every
+    /// reuse request (one in flight when it comes back).
+    pub(crate) fn clear(&self) {
+        self.set_target(None);
+        self.cancel_all();
+        self.reuse_delete_all();
     }
 
     /// Refuses sends from now on (close).
@@ -682,8 +791,7 @@ impl Sender {
     /// (the output buffer, the delivery) is allocated here: a completion never allocates.
     pub(crate) fn send(
         self: &Arc<Self>,
-        format: &Format<'_>,
-        timeout: Option<Duration>,
+        description: &SendRequest<'_>,
         inline: bool,
         callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
@@ -694,26 +802,21 @@ impl Sender {
             }
             state.target.clone().ok_or(NtStatus::INVALID_DEVICE_STATE)?
         };
-        let output = try_vec_with_capacity::<u8>(output_room(format))?;
+        let output = try_vec_with_capacity::<u8>(description.output_room()?)?;
         let sender = Arc::clone(self);
         let job = Job::new(move |completion| {
             callback(completion);
             sender.finish();
         })?;
         let request = target.create_request()?;
-        if let Err(status) = format_request(&request, format) {
-            let _ = request.delete();
-            return Err(status);
-        }
-        let deadline = timeout.map(|t| Clock::now().saturating_add(t));
         let me = Arc::clone(self);
-        self.start(
+        self.launch(
             request,
             &target,
-            timeout,
-            false,
-            move |id, cancelled, request, params| {
-                let completion = completion_of(id, cancelled, deadline, &request, &params, output);
+            description,
+            None,
+            output,
+            move |completion, request| {
                 let _ = request.delete();
                 let job = job.arm(completion);
                 if inline {
@@ -723,14 +826,50 @@ impl Sender {
                 }
             },
         )
+    }
+
+    /// Formats a client's `request` as `description` and sends it on `target` (as
+    /// [`start_with`](Self::start_with), `reuse` included: a request that cannot be formatted is
+    /// deleted or handed to `keep`); `done` gets the completion — its output bytes in `output`,
+    /// reserved when it was sent — and the request back.
+    fn launch(
+        self: &Arc<Self>,
+        request: Request,
+        target: &IoTarget,
+        description: &SendRequest<'_>,
+        reuse: Option<(u64, Keep)>,
+        output: Vec<u8>,
+        done: impl FnOnce(SendCompletion, Request) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        if let Err(status) = description.format(&request) {
+            match reuse {
+                Some((_, keep)) => keep(request),
+                None => {
+                    let _ = request.delete();
+                }
+            }
+            return Err(status);
+        }
+        let timeout = description.timeout;
+        let deadline = timeout.map(|t| Clock::now().saturating_add(t));
+        self.start_with(
+            request,
+            target,
+            timeout,
+            false,
+            reuse,
+            move |id, cancelled, request, params| {
+                let completion = completion_of(id, cancelled, deadline, &request, &params, output);
+                done(completion, request);
+            },
+        )
         .map(RequestId)
     }
 
     /// `SendSynchronously` (`PASSIVE_LEVEL`): the output bytes and the information.
     pub(crate) fn send_synchronously(
         self: &Arc<Self>,
-        format: &Format<'_>,
-        timeout: Option<Duration>,
+        description: &SendRequest<'_>,
     ) -> NtResult<(Vec<u8>, usize)> {
         if CurrentIrql::current() != Irql::Passive {
             return Err(NtStatus::INVALID_DEVICE_STATE);
@@ -740,7 +879,7 @@ impl Sender {
             result: ModuleLock::new(LockKind::Spin, None)?,
         })?;
         let w = Arc::clone(&waiter);
-        self.send(format, timeout, true, move |completion| {
+        self.send(description, true, move |completion| {
             *w.result.lock() = Some(completion);
             w.done.set();
         })?;
@@ -801,12 +940,11 @@ impl Sender {
     pub(crate) fn reuse_send(
         self: &Arc<Self>,
         reuse: u64,
-        format: &Format<'_>,
-        timeout: Option<Duration>,
+        description: &SendRequest<'_>,
         callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
         // Allocated before the request leaves its entry: a completion never allocates.
-        let output = try_vec_with_capacity::<u8>(output_room(format))?;
+        let output = try_vec_with_capacity::<u8>(description.output_room()?)?;
         let keeper = Arc::clone(self);
         let keep: Keep = try_box(move |request| keeper.reuse_return(reuse, request))?;
         let sender = Arc::clone(self);
@@ -837,25 +975,18 @@ impl Sender {
             entry.idle.clear();
             (target, request)
         };
-        if let Err(status) = format_request(&request, format) {
-            self.reuse_return(reuse, request);
-            return Err(status);
-        }
-        let deadline = timeout.map(|t| Clock::now().saturating_add(t));
         let me = Arc::clone(self);
-        self.start_with(
+        self.launch(
             request,
             &target,
-            timeout,
-            false,
+            description,
             Some((reuse, keep)),
-            move |id, cancelled, request, params| {
-                let completion = completion_of(id, cancelled, deadline, &request, &params, output);
+            output,
+            move |completion, request| {
                 let _ = request.reuse(NtStatus::SUCCESS);
                 me.deliver(job.arm((completion, request)));
             },
         )
-        .map(RequestId)
     }
 
     /// A reuse request is at rest again: back into its entry, or deleted if the entry is doomed
@@ -1036,12 +1167,7 @@ struct Context {
 #[dmf_callbacks(crate = dmf_core)]
 impl ModuleCallbacks for RequestTarget {
     fn open(module: &Dispatched<'_, Self>) -> NtResult<()> {
-        let sender = Sender::new(
-            module.require_device()?,
-            module.name(),
-            module.is_passive_level(),
-        )?;
-        module.lock().sender = Some(sender);
+        module.lock().sender = Some(Sender::open(module)?);
         Ok(())
     }
 
@@ -1053,26 +1179,119 @@ impl ModuleCallbacks for RequestTarget {
     }
 }
 
-impl RequestTarget {
-    fn sender(&self) -> NtResult<(dmf_core::module::Method<'_, RequestTarget>, Arc<Sender>)> {
-        let module = self.enter()?;
-        let sender = module
-            .lock()
-            .sender
-            .clone()
-            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-        Ok((module, sender))
+/// The one-shot send Methods every target Module offers — [`RequestTarget`],
+/// [`ContinuousRequestTarget`](crate::continuous_request_target::ContinuousRequestTarget),
+/// [`DefaultTarget`](crate::default_target::DefaultTarget),
+/// [`SelfTarget`](crate::self_target::SelfTarget) and
+/// [`DeviceInterfaceTarget`](crate::device_interface_target::DeviceInterfaceTarget): C DMF's
+/// `DMF_<Module>_SendSynchronously`, `DMF_<Module>_SendEx` and `DMF_<Module>_Cancel`, written
+/// once. Each call enters the Module (a Method under its rundown: it fails with
+/// `STATUS_INVALID_DEVICE_STATE` unless the Module is open) and, for the Modules that forward to
+/// a RequestTarget or ContinuousRequestTarget child, that child, whose send engine does the
+/// I/O. Implemented by those Modules only (sealed).
+///
+/// ```
+/// # use dmf_core::NtResult;
+/// use dmf_modules::default_target::DefaultTarget;
+/// use dmf_modules::request_target::{RequestSender, SendRequest};
+/// use kmdf_sim::fx2::ioctl::IOCTL_OSRUSBFX2_READ_SWITCHES;
+///
+/// fn switches(target: &DefaultTarget) -> NtResult<u8> {
+///     let (bytes, read) = target.send_synchronously(&SendRequest::ioctl(
+///         IOCTL_OSRUSBFX2_READ_SWITCHES,
+///         &[],
+///         1,
+///     ))?;
+///     Ok(if read >= 1 { bytes[0] } else { 0 })
+/// }
+/// ```
+pub trait RequestSender: sealed::Route {
+    /// `DMF_<Module>_SendSynchronously` (`PASSIVE_LEVEL`): sends `request` and waits for it (at
+    /// most its time-out). Returns the output bytes (at most the information) and the
+    /// information. A Module that forwards holds itself open meanwhile: a synchronous request
+    /// that never completes holds off its close, as in C DMF.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target (or above PASSIVE_LEVEL);
+    /// `STATUS_INVALID_PARAMETER` for a length a request cannot carry ([`SendRequest`]);
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the wait's event cannot be created;
+    /// the completion status; `STATUS_IO_TIMEOUT` when the time-out expired.
+    fn send_synchronously(&self, request: &SendRequest<'_>) -> NtResult<(Vec<u8>, usize)> {
+        self.route(|sender| sender.send_synchronously(request))
     }
 
+    /// `DMF_<Module>_SendEx`: sends `request` and returns at once with its ID; `callback`
+    /// (`EVT_DMF_RequestTarget_SendCompletion`) runs exactly once when it comes back —
+    /// cancelled, timed-out and removal-cancelled requests included.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; `STATUS_INVALID_PARAMETER` for a
+    /// length a request cannot carry ([`SendRequest`]); the status of a send that did not reach
+    /// the target (the callback is then not called).
+    fn send(
+        &self,
+        request: &SendRequest<'_>,
+        callback: impl FnOnce(SendCompletion) + Send + 'static,
+    ) -> NtResult<RequestId> {
+        self.route(|sender| sender.send(request, false, callback))
+    }
+
+    /// `DMF_<Module>_Cancel`: asks the target to cancel request `id`; `true` if it was still in
+    /// flight (its callback then reports how it ended). IDs of completed requests are ignored;
+    /// `false` once the Module is closed.
+    fn cancel(&self, id: RequestId) -> bool {
+        self.route(|sender| Ok(sender.cancel(id.0)))
+            .unwrap_or(false)
+    }
+}
+
+/// The seal of [`RequestSender`]: how a target Module reaches the send engine doing its I/O.
+pub(crate) mod sealed {
+    use super::{Arc, Event, ModuleLock, NtResult, SenderState, WorkItem};
+
+    /// The send engine (see its `impl`).
+    pub struct Sender {
+        pub(in crate::request_target) state: ModuleLock<SenderState>,
+        /// Set while nothing is outstanding.
+        pub(in crate::request_target) idle: Event,
+        /// Set while no stream request is active.
+        pub(in crate::request_target) stream_idle: Event,
+        pub(in crate::request_target) work_item: Option<WorkItem>,
+        /// Completions are delivered from the work item.
+        pub(in crate::request_target) passive: bool,
+    }
+
+    pub trait Route {
+        /// Enters the Module (and the child doing its I/O, if it forwards) and runs `f` on the
+        /// send engine inside.
+        fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R>;
+    }
+}
+
+/// Every Method of RequestTarget enters the Module and runs on its send engine.
+impl Route for RequestTarget {
+    fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {
+        let module = self.enter()?;
+        let sender = module.lock().sender.clone();
+        f(&sender.ok_or(NtStatus::INVALID_DEVICE_STATE)?)
+    }
+}
+
+impl RequestSender for RequestTarget {}
+
+impl RequestTarget {
     /// `DMF_RequestTarget_IoTargetSet`: sends go to `target` from now on.
     ///
     /// # Errors
     ///
     /// `STATUS_INVALID_DEVICE_STATE` unless open.
     pub fn io_target_set(&self, target: IoTarget) -> NtResult<()> {
-        let (_module, sender) = self.sender()?;
-        sender.set_target(Some(target));
-        Ok(())
+        self.route(|sender| {
+            sender.set_target(Some(target));
+            Ok(())
+        })
     }
 
     /// `DMF_RequestTarget_IoTargetClear`: no target from now on (sends fail with
@@ -1083,89 +1302,19 @@ impl RequestTarget {
     ///
     /// `STATUS_INVALID_DEVICE_STATE` unless open.
     pub fn io_target_clear(&self) -> NtResult<()> {
-        let (_module, sender) = self.sender()?;
-        sender.set_target(None);
-        sender.cancel_all();
-        sender.reuse_delete_all();
-        Ok(())
+        self.route(|sender| {
+            sender.clear();
+            Ok(())
+        })
     }
 
     /// `io_target_clear`, then waits until every request in flight came back (`PASSIVE_LEVEL`).
     pub(crate) fn clear_and_wait(&self) -> NtResult<()> {
-        let (_module, sender) = self.sender()?;
-        sender.set_target(None);
-        sender.cancel_all();
-        sender.reuse_delete_all();
-        sender.wait_idle();
-        Ok(())
-    }
-
-    /// `DMF_RequestTarget_SendSynchronously` (`PASSIVE_LEVEL`): sends a `kind` request with
-    /// `input` and room for `output_length` bytes (`ioctl` for IOCTLs) and waits for it, at most
-    /// `timeout`. Returns the output bytes (at most the information) and the information.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target (or above PASSIVE_LEVEL);
-    /// `STATUS_INSUFFICIENT_RESOURCES` if the wait's event cannot be created;
-    /// the completion status; `STATUS_IO_TIMEOUT` when the time-out expired.
-    pub fn send_synchronously(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-    ) -> NtResult<(Vec<u8>, usize)> {
-        let (_module, sender) = self.sender()?;
-        sender.send_synchronously(
-            &Format {
-                kind,
-                ioctl,
-                input,
-                output_length,
-            },
-            timeout,
-        )
-    }
-
-    /// `DMF_RequestTarget_SendEx`: sends a request and returns at once with its ID; `callback`
-    /// runs exactly once when it comes back (cancelled and timed-out requests included).
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; the status of a send that did not
-    /// reach the target (the callback is then not called).
-    pub fn send(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-        callback: impl FnOnce(SendCompletion) + Send + 'static,
-    ) -> NtResult<RequestId> {
-        let (_module, sender) = self.sender()?;
-        sender.send(
-            &Format {
-                kind,
-                ioctl,
-                input,
-                output_length,
-            },
-            timeout,
-            false,
-            callback,
-        )
-    }
-
-    /// `DMF_RequestTarget_Cancel`: asks the target to cancel request `id`; `true` if it was still
-    /// in flight (its callback then reports how it ended). IDs of completed requests are ignored.
-    pub fn cancel(&self, id: RequestId) -> bool {
-        match self.sender() {
-            Ok((_module, sender)) => sender.cancel(id.0),
-            Err(_) => false,
-        }
+        self.route(|sender| {
+            sender.clear();
+            sender.wait_idle();
+            Ok(())
+        })
     }
 
     /// `DMF_RequestTarget_ReuseCreate`: creates one request on the current target and keeps it
@@ -1177,45 +1326,27 @@ impl RequestTarget {
     /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; `STATUS_INSUFFICIENT_RESOURCES` if
     /// the request or its idle event cannot be created.
     pub fn reuse_create(&self) -> NtResult<ReuseId> {
-        let (_module, sender) = self.sender()?;
-        sender.reuse_create().map(ReuseId)
+        self.route(|sender| sender.reuse_create().map(ReuseId))
     }
 
-    /// `DMF_RequestTarget_ReuseSend`: formats reuse request `id` as a `kind` request with `input`
-    /// and room for `output_length` bytes (`ioctl` for IOCTLs) and sends it to the current
-    /// target, like [`send`](Self::send): it returns at once with a new request ID (for
-    /// [`cancel`](Self::cancel)) and `callback` runs exactly once when it comes back. The request
-    /// is then reused and can be sent again once `callback` has returned.
+    /// `DMF_RequestTarget_ReuseSend`: formats reuse request `id` as `request` and sends it to
+    /// the current target, like [`send`](RequestSender::send): it returns at once with a new
+    /// request ID (for [`cancel`](RequestSender::cancel)) and `callback` runs exactly once when it comes back. The
+    /// request is then reused and can be sent again once `callback` has returned.
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_PARAMETER` for an unknown (or deleted) `id`;
-    /// `STATUS_INVALID_DEVICE_STATE` unless open with a target, or while a send of `id` is in
-    /// flight (its callback included); the status of a send that did not reach the target (the
-    /// callback is then not called and the request can be sent again).
-    #[allow(clippy::too_many_arguments)]
+    /// `STATUS_INVALID_PARAMETER` for an unknown (or deleted) `id`, or a length a request cannot
+    /// carry ([`SendRequest`]); `STATUS_INVALID_DEVICE_STATE` unless open with a target, or while
+    /// a send of `id` is in flight (its callback included); the status of a send that did not
+    /// reach the target (the callback is then not called and the request can be sent again).
     pub fn reuse_send(
         &self,
         id: ReuseId,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
+        request: &SendRequest<'_>,
         callback: impl FnOnce(SendCompletion) + Send + 'static,
     ) -> NtResult<RequestId> {
-        let (_module, sender) = self.sender()?;
-        sender.reuse_send(
-            id.0,
-            &Format {
-                kind,
-                ioctl,
-                input,
-                output_length,
-            },
-            timeout,
-            callback,
-        )
+        self.route(|sender| sender.reuse_send(id.0, request, callback))
     }
 
     /// `DMF_RequestTarget_ReuseDelete` (`PASSIVE_LEVEL`): deletes reuse request `id`; if a send
@@ -1227,7 +1358,6 @@ impl RequestTarget {
     /// `STATUS_INVALID_PARAMETER` for an unknown (or already deleted) `id`;
     /// `STATUS_INVALID_DEVICE_STATE` unless open, or above `PASSIVE_LEVEL`.
     pub fn reuse_delete(&self, id: ReuseId) -> NtResult<()> {
-        let (_module, sender) = self.sender()?;
-        sender.reuse_delete(id.0)
+        self.route(|sender| sender.reuse_delete(id.0))
     }
 }

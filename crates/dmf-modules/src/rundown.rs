@@ -3,13 +3,13 @@
 //! ## Summary
 //!
 //! Rundown management for a resource that is being unregistered while its Methods may still be
-//! called or running (RD-01): the Methods already inside keep running, new ones are refused, and
-//! the owner's [`Rundown::end_and_wait`] returns once the last of them has left. It is a
-//! reusable "the resource is alive" gate, independent of the Module's own open state.
+//! called or running: the Methods already inside keep running, new ones are refused, and the
+//! owner's [`Rundown::end_and_wait`] returns once the last of them has left. It is a reusable "the
+//! resource is alive" gate, independent of the Module's own open state.
 //!
 //! ## Configuration
 //!
-//! None (RD-02): create it with `Rundown::with(())`.
+//! None: create it with `Rundown::with(())`.
 //!
 //! ## Methods
 //!
@@ -26,16 +26,16 @@
 //! ## Remarks
 //!
 //! - Call Start when the resource is created or registered, EndAndWait when it is deleted or
-//!   unregistered; References nest around each access (RD-07).
-//! - Reference fails with `STATUS_INVALID_DEVICE_STATE` before the first Start (RD-10), from the
-//!   moment EndAndWait begins, and after it returns (RD-11, Top 25 #19); then nothing is held.
-//! - EndAndWait blocks until every earlier Reference is released (RD-14, Top 25 #20) — on an event,
-//!   never by polling (C DMF polls every 100 ms; RD-14 allows the change). On an object already run
-//!   down it returns at once (RD-15). Start after EndAndWait re-arms it (RD-16, Top 25 #21).
+//!   unregistered; References nest around each access.
+//! - Reference fails with `STATUS_INVALID_DEVICE_STATE` before the first Start, from the moment
+//!   EndAndWait begins, and after it returns; then nothing is held.
+//! - EndAndWait blocks until every earlier Reference is released — on an event, never by polling (C
+//!   DMF's `Dmf_Rundown.c` polls every 100 ms; what a caller observes is the same). On an object
+//!   already run down it returns at once. Start after EndAndWait re-arms it.
 //! - Closing the Module ends the rundown if the client forgot, waiting for the references still
-//!   held (RD-17). The gate cannot be re-armed after that: Start fails once the Module is closed.
+//!   held. The gate cannot be re-armed after that: Start fails once the Module is closed.
 //! - Built on [`dmf_core::platform::RundownRef`] (`EX_RUNDOWN_REF` semantics), kept in the
-//!   Module's shared state. The reference path is lock-free and never blocks (RD-19):
+//!   Module's shared state. The reference path is lock-free and never blocks:
 //!   `reference_with` is a lock-free Method (no Module lock, no Module guard — the reference on the
 //!   gate is the protection, and the Module's close runs the gate down), and a
 //!   [`RundownGate`] reference touches only the gate.
@@ -57,18 +57,18 @@
 //! let _on = machine.enter();
 //! let rundown = Rundown::with(()).create(&NoParent)?;
 //!
-//! // RD-10: nothing is alive before Start.
+//! // Nothing is alive before Start.
 //! assert_eq!(rundown.reference_with(|| ()), Err(NtStatus::INVALID_DEVICE_STATE));
 //! rundown.start()?;
 //! let gate = rundown.gate()?;
 //! {
 //!     let _outer = gate.reference()?;
-//!     let _inner = gate.reference()?; // references nest (RD-07)
+//!     let _inner = gate.reference()?; // references nest
 //! }
 //! assert_eq!(rundown.reference_with(|| 42), Ok(42));
 //! rundown.end_and_wait()?; // no references out: returns at once
-//! assert_eq!(gate.reference().err(), Some(NtStatus::INVALID_DEVICE_STATE)); // RD-11
-//! rundown.start()?; // RD-16: restart
+//! assert_eq!(gate.reference().err(), Some(NtStatus::INVALID_DEVICE_STATE)); // run down
+//! rundown.start()?; // restart
 //! assert!(gate.reference().is_ok());
 //! # Ok::<(), NtStatus>(())
 //! ```
@@ -92,7 +92,7 @@ use dmf_macros::{dmf_callbacks, dmf_module};
 pub struct Rundown;
 
 /// The shared state: the rundown object, created with the Module in the run-down state (nothing
-/// alive until Start, RD-18), shared with the gates handed out.
+/// alive until Start), shared with the gates handed out.
 struct Shared {
     gate: Arc<RundownRef>,
 }
@@ -108,10 +108,10 @@ impl ModuleShared<()> for Shared {
 #[dmf_callbacks(crate = ::dmf_core)]
 impl ModuleCallbacks for Rundown {
     fn close(module: &Dispatched<'_, Self>) {
-        // RD-17: end the rundown on the client's behalf, waiting for the references still out.
-        // (On an object already run down this returns at once, RD-15.) This is also what shuts
-        // out `reference_with`, a lock-free Method: a reference taken before waits here, one
-        // attempted after fails.
+        // End the rundown on the client's behalf, waiting for the references still out. (On an
+        // object already run down this returns at once.) This is also what shuts out
+        // `reference_with`, a lock-free Method: a reference taken before waits here, one attempted
+        // after fails.
         module.shared().gate.wait_for_release();
     }
 }
@@ -123,8 +123,8 @@ impl Rundown {
         Ok(Arc::clone(&module.shared().gate))
     }
 
-    /// `DMF_Rundown_Start` (RD-03, RD-16): makes the resource alive, so References succeed; after
-    /// an EndAndWait it re-arms the gate. No effect when already started.
+    /// `DMF_Rundown_Start`: makes the resource alive, so References succeed; after an EndAndWait it
+    /// re-arms the gate. No effect when already started.
     ///
     /// Fails with `STATUS_INVALID_DEVICE_STATE` while an EndAndWait is still waiting, and once the
     /// Module is closed.
@@ -134,10 +134,10 @@ impl Rundown {
         module.shared().gate.reinitialize()
     }
 
-    /// `DMF_Rundown_Reference` … `DMF_Rundown_Dereference` around `f` (RD-04, RD-05): runs `f`
-    /// with the resource held alive and returns its result; `STATUS_INVALID_DEVICE_STATE` (and `f`
-    /// not run) before Start, once EndAndWait has begun, and after the Module closed (RD-10,
-    /// RD-11). Never blocks; callable at `DISPATCH_LEVEL`.
+    /// `DMF_Rundown_Reference` … `DMF_Rundown_Dereference` around `f`: runs `f` with the resource
+    /// held alive and returns its result; `STATUS_INVALID_DEVICE_STATE` (and `f` not run) before
+    /// Start, once EndAndWait has begun, and after the Module closed. Never blocks; callable at
+    /// `DISPATCH_LEVEL`.
     ///
     /// A lock-free Method (ARCHITECTURE.md): the reference on the gate is its own protection,
     /// since the Module's close runs the gate down and waits for it.
@@ -155,9 +155,9 @@ impl Rundown {
         })
     }
 
-    /// `DMF_Rundown_EndAndWait` (RD-06, RD-14, RD-15): refuses new References from now on and
-    /// waits until every earlier one is released. On an object already run down (or never
-    /// started) it returns at once with no effect. `PASSIVE_LEVEL`.
+    /// `DMF_Rundown_EndAndWait`: refuses new References from now on and waits until every earlier
+    /// one is released. On an object already run down (or never started) it returns at once with no
+    /// effect. `PASSIVE_LEVEL`.
     ///
     /// Fails with `STATUS_INVALID_DEVICE_STATE` only when the Module is not open (its close has
     /// already ended the rundown).
@@ -185,10 +185,10 @@ impl core::fmt::Debug for RundownGate {
 }
 
 impl RundownGate {
-    /// `DMF_Rundown_Reference` (RD-04, RD-12): holds the resource alive until the returned guard
-    /// drops (`DMF_Rundown_Dereference`, RD-05, RD-13). `STATUS_INVALID_DEVICE_STATE` before
-    /// Start, once EndAndWait has begun and after it returned (RD-10, RD-11); then nothing is
-    /// held. Never blocks; callable (and droppable) at `DISPATCH_LEVEL` (RD-19).
+    /// `DMF_Rundown_Reference`: holds the resource alive until the returned guard drops
+    /// (`DMF_Rundown_Dereference`). `STATUS_INVALID_DEVICE_STATE` before Start, once EndAndWait has
+    /// begun and after it returned; then nothing is held. Never blocks; callable (and droppable) at
+    /// `DISPATCH_LEVEL`.
     pub fn reference(&self) -> NtResult<RundownReference<'_>> {
         Ok(RundownReference {
             _guard: self.rundown.reference()?,

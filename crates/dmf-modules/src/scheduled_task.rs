@@ -63,7 +63,7 @@
 //!
 //! ## Category
 //!
-//! Task Execution (seed MODS-ScheduledTask).
+//! Task Execution.
 //!
 //! # Example
 //!

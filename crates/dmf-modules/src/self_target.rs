@@ -3,12 +3,11 @@
 //! ## Summary
 //!
 //! The RequestTarget API against the *top of the Module's own device stack* (C DMF:
-//! `Dmf_SelfTarget.c`, dmf-upstream §1.2): a driver sends requests to itself — through its own
-//! default queue and Modules — as any other client of the stack would. On Open the Module creates
-//! a remote I/O target opened on the existing device at the top of its stack (no
-//! `IRP_MJ_CREATE`, no file object) and hands it to its RequestTarget child; on Close it takes
-//! the target away from the child (cancelling and waiting for what is in flight), closes it and
-//! deletes it.
+//! `Dmf_SelfTarget.c`): a driver sends requests to itself — through its own default queue and
+//! Modules — as any other client of the stack would. On Open the Module creates a remote I/O target
+//! opened on the existing device at the top of its stack (no `IRP_MJ_CREATE`, no file object) and
+//! hands it to its RequestTarget child; on Close it takes the target away from the child
+//! (cancelling and waiting for what is in flight), closes it and deletes it.
 //!
 //! ## Configuration
 //!
@@ -20,17 +19,20 @@
 //!
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
-//! | [`SelfTarget::send_synchronously`] | `DMF_SelfTarget_SendSynchronously` | PASSIVE |
-//! | [`SelfTarget::send`] | `DMF_SelfTarget_Send` / `…SendEx` | ≤ DISPATCH |
-//! | [`SelfTarget::cancel`] | the child's `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
+//! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_SelfTarget_SendSynchronously` | PASSIVE |
+//! | [`send`](RequestSender::send) | `DMF_SelfTarget_Send` / `…SendEx` | ≤ DISPATCH |
+//! | [`cancel`](RequestSender::cancel) | the child's `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
 //! | [`SelfTarget::get_target`] | `DMF_SelfTarget_Get` | ≤ DISPATCH |
 //!
 //! Every Method runs under the Module's rundown (`DMF_ModuleReference`): once the Module is
-//! closed, each fails with `STATUS_INVALID_DEVICE_STATE` (`cancel` returns `false`).
+//! closed, each fails with `STATUS_INVALID_DEVICE_STATE` (`cancel` returns `false`). The sends are
+//! the [`RequestSender`] Methods every target Module shares; they take a
+//! [`SendRequest`](crate::request_target::SendRequest).
 //!
 //! ## Callbacks
 //!
-//! The completion callback of [`SelfTarget::send`], as RequestTarget's ([`SendCompletion`]):
+//! The completion callback of [`send`](RequestSender::send), as RequestTarget's
+//! ([`SendCompletion`](crate::request_target::SendCompletion)):
 //! exactly once per successful `send`, cancelled and timed-out requests included.
 //!
 //! ## Remarks
@@ -54,7 +56,7 @@
 //!
 //! ## Category
 //!
-//! Targets (dmf-upstream §1.2, SelfTarget; MOD-74 `DMF_AttachedDeviceGet`).
+//! Targets.
 //!
 //! # Example
 //!
@@ -77,17 +79,17 @@
 //!
 //! [`PlatformDevice::create_stack_top_target`]: dmf_core::platform::contract::device::PlatformDevice::create_stack_top_target
 
-use alloc::vec::Vec;
-use core::time::Duration;
+use alloc::sync::Arc;
 
-use dmf_core::module::{Added, Dispatched, Method, ModuleCallbacks, ModuleInit, Scope};
+use dmf_core::module::{Added, Dispatched, ModuleCallbacks, ModuleInit, Scope};
 use dmf_core::platform::contract::device::PlatformDevice;
 use dmf_core::platform::contract::io::PlatformIoTarget;
 use dmf_core::platform::IoTarget;
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
-use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use crate::request_target::sealed::Route;
+use crate::request_target::{RequestSender, RequestTarget, Sender};
 
 /// Requests to the top of the Module's own device stack. See the
 /// [module documentation](self).
@@ -141,56 +143,6 @@ impl ModuleCallbacks for SelfTarget {
 }
 
 impl SelfTarget {
-    fn child(&self) -> NtResult<(Method<'_, SelfTarget>, RequestTarget)> {
-        let module = self.enter()?;
-        let child = child(&module)?;
-        Ok((module, child))
-    }
-
-    /// `DMF_SelfTarget_SendSynchronously` (`PASSIVE_LEVEL`): as
-    /// [`RequestTarget::send_synchronously`], to the top of the Module's own stack.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise.
-    pub fn send_synchronously(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-    ) -> NtResult<(Vec<u8>, usize)> {
-        let (_module, child) = self.child()?;
-        child.send_synchronously(kind, input, output_length, ioctl, timeout)
-    }
-
-    /// `DMF_SelfTarget_Send` / `DMF_SelfTarget_SendEx`: as [`RequestTarget::send`]; `callback`
-    /// runs exactly once when the request comes back.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open; as RequestTarget's otherwise (the callback is
-    /// then not called).
-    pub fn send(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-        callback: impl FnOnce(SendCompletion) + Send + 'static,
-    ) -> NtResult<RequestId> {
-        let (_module, child) = self.child()?;
-        child.send(kind, input, output_length, ioctl, timeout, callback)
-    }
-
-    /// As [`RequestTarget::cancel`]: `true` if request `id` was still in flight; `false` once
-    /// the Module is closed.
-    pub fn cancel(&self, id: RequestId) -> bool {
-        self.child().is_ok_and(|(_module, child)| child.cancel(id))
-    }
-
     /// `DMF_SelfTarget_Get`: the target on the top of the Module's own stack.
     ///
     /// # Errors
@@ -200,5 +152,17 @@ impl SelfTarget {
         let module = self.enter()?;
         let target = module.lock().target.clone();
         target.ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+}
+
+/// `DMF_SelfTarget_SendSynchronously`, `DMF_SelfTarget_Send` / `DMF_SelfTarget_SendEx` and the
+/// child's `DMF_RequestTarget_Cancel`: the RequestTarget child's, to the top of the Module's own
+/// stack, inside this Module's rundown.
+impl RequestSender for SelfTarget {}
+
+impl Route for SelfTarget {
+    fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {
+        let module = self.enter()?;
+        child(&module)?.route(f)
     }
 }

@@ -42,7 +42,8 @@
 //!
 //! ## Category
 //!
-//! Data Structures (dmf-upstream §1.2: Dmf_Stack.c, child BufferQueue).
+//! Buffers (C DMF's `Dmf_Stack.md`). Like C DMF's `Dmf_Stack.c`, it is a LIFO on a child
+//! BufferQueue.
 //!
 //! # Example
 //!

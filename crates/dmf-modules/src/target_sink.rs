@@ -1,16 +1,16 @@
 //! The child that does the I/O of DefaultTarget and DeviceInterfaceTarget — a
-//! ContinuousRequestTarget when a stream is configured, else a RequestTarget — and the forwarding
-//! of their shared Methods to it.
+//! ContinuousRequestTarget when a stream is configured, else a RequestTarget — and the route of
+//! their [`RequestSender`](crate::request_target::RequestSender) Methods to it.
 
-use alloc::vec::Vec;
-use core::time::Duration;
+use alloc::sync::Arc;
 
 use dmf_core::module::{Added, Module, Scope};
 use dmf_core::platform::IoTarget;
 use dmf_core::{NtResult, NtStatus};
 
 use crate::continuous_request_target::ContinuousRequestTarget;
-use crate::request_target::{RequestId, RequestKind, RequestTarget, SendCompletion};
+use crate::request_target::sealed::Route;
+use crate::request_target::{RequestTarget, Sender};
 
 /// The child that does the I/O.
 #[derive(Clone)]
@@ -61,40 +61,13 @@ impl Sink {
     pub(crate) fn is_streaming(&self) -> bool {
         matches!(self, Sink::Stream(s) if s.is_streaming())
     }
+}
 
-    pub(crate) fn send_synchronously(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-    ) -> NtResult<(Vec<u8>, usize)> {
+impl Route for Sink {
+    fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {
         match self {
-            Sink::Stream(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
-            Sink::Single(s) => s.send_synchronously(kind, input, output_length, ioctl, timeout),
-        }
-    }
-
-    pub(crate) fn send(
-        &self,
-        kind: RequestKind,
-        input: &[u8],
-        output_length: usize,
-        ioctl: u32,
-        timeout: Option<Duration>,
-        callback: impl FnOnce(SendCompletion) + Send + 'static,
-    ) -> NtResult<RequestId> {
-        match self {
-            Sink::Stream(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
-            Sink::Single(s) => s.send(kind, input, output_length, ioctl, timeout, callback),
-        }
-    }
-
-    pub(crate) fn cancel(&self, id: RequestId) -> bool {
-        match self {
-            Sink::Stream(s) => s.cancel(id),
-            Sink::Single(s) => s.cancel(id),
+            Sink::Stream(s) => s.route(f),
+            Sink::Single(s) => s.route(f),
         }
     }
 }

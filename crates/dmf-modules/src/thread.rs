@@ -48,7 +48,7 @@
 //!
 //! ## Category
 //!
-//! Task Execution (seed MODS-Thread).
+//! Task Execution.
 //!
 //! # Example
 //!

@@ -90,8 +90,8 @@
 //!
 //! ## Category
 //!
-//! Buffers (seed MODS-ThreadedBufferQueue: children DMF_Thread and DMF_BufferQueue, [D:2870-2872];
-//! MODS-Thread; dmf-upstream §1.2).
+//! Buffers. Like C DMF's `Dmf_ThreadedBufferQueue.c`, its children are a DMF_Thread and a
+//! DMF_BufferQueue.
 //!
 //! # Example
 //!

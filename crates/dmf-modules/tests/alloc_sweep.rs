@@ -41,14 +41,11 @@ use dmf_modules::continuous_request_target::{
     StreamMode,
 };
 use dmf_modules::default_target::{DefaultTarget, DefaultTargetConfig};
-use dmf_modules::device_interface_target::{
-    DeviceInterfaceTarget, DeviceInterfaceTargetConfig, DynamicDeviceInterfaceTarget,
-};
+use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
 use dmf_modules::doorbell::{Doorbell, DoorbellConfig};
 use dmf_modules::hash_table::{HashTable, HashTableConfig};
 use dmf_modules::ioctl_handler::{
-    DynamicIoctlHandler, IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult,
-    IoctlTable,
+    IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult, IoctlTable,
 };
 use dmf_modules::notify_user_with_request::{
     NotifyUserWithRequest, NotifyUserWithRequestConfig, NotifyUserWithRequestMultiple,
@@ -56,7 +53,9 @@ use dmf_modules::notify_user_with_request::{
 };
 use dmf_modules::ping_pong_buffer::{PingPongBuffer, PingPongBufferConfig};
 use dmf_modules::queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};
-use dmf_modules::request_target::{RequestKind, RequestTarget, SendCompletion};
+use dmf_modules::request_target::{
+    RequestKind, RequestSender, RequestTarget, SendCompletion, SendRequest,
+};
 use dmf_modules::ring_buffer::{RingBuffer, RingBufferConfig, RingBufferMode};
 use dmf_modules::rundown::Rundown;
 use dmf_modules::scheduled_task::{
@@ -525,7 +524,7 @@ const SCENARIOS: &[Scenario] = &[
         body: device_interface_target,
     },
     Scenario {
-        module: "DynamicDeviceInterfaceTarget",
+        module: "DeviceInterfaceTarget (dynamic)",
         clock: ClockMode::Manual,
         body: dynamic_device_interface_target,
     },
@@ -545,7 +544,7 @@ const SCENARIOS: &[Scenario] = &[
         body: ioctl_handler,
     },
     Scenario {
-        module: "DynamicIoctlHandler",
+        module: "IoctlHandler (dynamic)",
         clock: ClockMode::Manual,
         body: dynamic_ioctl_handler,
     },
@@ -1047,23 +1046,17 @@ fn request_target(c: &mut Ctx<'_>) {
             if set {
                 c.nt(
                     "send_synchronously",
-                    target.send_synchronously(
-                        RequestKind::Ioctl,
+                    target.send_synchronously(&SendRequest::ioctl(
+                        IOCTL_OSRUSBFX2_READ_SWITCHES,
                         &[],
                         1,
-                        IOCTL_OSRUSBFX2_READ_SWITCHES,
-                        None,
-                    ),
+                    )),
                 );
                 let s = Arc::clone(&seen);
                 c.nt(
                     "send",
                     target.send(
-                        RequestKind::Ioctl,
-                        &[0x5A],
-                        0,
-                        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-                        None,
+                        &SendRequest::ioctl(IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY, &[0x5A], 0),
                         move |done: SendCompletion| record(&s, "send completion", done.status),
                     ),
                 );
@@ -1074,11 +1067,7 @@ fn request_target(c: &mut Ctx<'_>) {
                         "reuse_send",
                         target.reuse_send(
                             id,
-                            RequestKind::Ioctl,
-                            &[],
-                            1,
-                            IOCTL_OSRUSBFX2_READ_SWITCHES,
-                            None,
+                            &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1),
                             move |done: SendCompletion| {
                                 record(&s, "reuse_send completion", done.status);
                             },
@@ -1092,11 +1081,8 @@ fn request_target(c: &mut Ctx<'_>) {
                 c.nt(
                     "send with a time-out",
                     target.send(
-                        RequestKind::Ioctl,
-                        &[],
-                        1,
-                        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                        Some(Duration::from_millis(10)),
+                        &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1)
+                            .timeout(Duration::from_millis(10)),
                         move |done: SendCompletion| {
                             record_expecting(&s, "timed-out send", done.status, TIMED_OUT);
                         },
@@ -1108,11 +1094,7 @@ fn request_target(c: &mut Ctx<'_>) {
                 let parked = c.nt(
                     "send",
                     target.send(
-                        RequestKind::Ioctl,
-                        &[],
-                        1,
-                        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                        None,
+                        &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1),
                         move |done: SendCompletion| {
                             record_expecting(&s, "cancelled send", done.status, CANCELLED);
                         },
@@ -1182,13 +1164,11 @@ fn continuous_request_target(c: &mut Ctx<'_>) {
                 c.nt("stop_and_wait", stream.stop_and_wait());
                 c.nt(
                     "send_synchronously",
-                    stream.send_synchronously(
-                        RequestKind::Ioctl,
+                    stream.send_synchronously(&SendRequest::ioctl(
+                        IOCTL_OSRUSBFX2_READ_SWITCHES,
                         &[],
                         1,
-                        IOCTL_OSRUSBFX2_READ_SWITCHES,
-                        None,
-                    ),
+                    )),
                 );
                 // Started again; the removal closes the Module with the stream running.
                 if c.nt("stream_start", stream.stream_start()).is_some() {
@@ -1225,9 +1205,7 @@ fn mirror(
 fn dit_send(
     target: &DeviceInterfaceTarget,
 ) -> impl Fn(&[u8], usize, u32) -> NtResult<(Vec<u8>, usize)> + '_ {
-    move |input, output, code| {
-        target.send_synchronously(RequestKind::Ioctl, input, output, code, None)
-    }
+    move |input, output, code| target.send_synchronously(&SendRequest::ioctl(code, input, output))
 }
 
 /// What a request cancelled on purpose comes back with.
@@ -1277,13 +1255,7 @@ fn device_interface_target(c: &mut Ctx<'_>) {
     if let Some((_device, target)) = &module {
         c.nt(
             "send_synchronously",
-            target.send_synchronously(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_READ_SWITCHES,
-                None,
-            ),
+            target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         );
     }
     board.unplug();
@@ -1333,20 +1305,18 @@ fn dynamic_device_interface_target(c: &mut Ctx<'_>) {
     };
     let s = Arc::clone(&seen);
     let dynamic = device.as_ref().and_then(|device| {
-        let created = DynamicDeviceInterfaceTarget::with(DeviceInterfaceTargetConfig::new(
+        let created = DeviceInterfaceTarget::with(DeviceInterfaceTargetConfig::new(
             simulator::platform_guid(GUID_DEVINTERFACE_OSRUSBFX2),
         ))
         .on_post_open(move |target| {
             record_result(
                 &s,
                 "PostOpen: send_synchronously",
-                target.send_synchronously(
-                    RequestKind::Ioctl,
+                target.send_synchronously(&SendRequest::ioctl(
+                    IOCTL_OSRUSBFX2_READ_SWITCHES,
                     &[],
                     1,
-                    IOCTL_OSRUSBFX2_READ_SWITCHES,
-                    None,
-                ),
+                )),
             );
         })
         .create(device.collection());
@@ -1358,13 +1328,7 @@ fn dynamic_device_interface_target(c: &mut Ctx<'_>) {
     if let Some(target) = &dynamic {
         c.nt(
             "send_synchronously",
-            target.send_synchronously(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_READ_SWITCHES,
-                None,
-            ),
+            target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         );
     }
     drop(dynamic);
@@ -1388,7 +1352,7 @@ fn default_target(c: &mut Ctx<'_>) {
         output_callback: Some(Arc::new(move |target: &DefaultTarget, done| {
             record(&s, "stream completion", done.status);
             let send = |input: &[u8], output: usize, code: u32| {
-                target.send_synchronously(RequestKind::Ioctl, input, output, code, None)
+                target.send_synchronously(&SendRequest::ioctl(code, input, output))
             };
             if done.status.is_success() && mirror(&s, send).is_some() {
                 BufferDisposition::ContinueStreaming
@@ -1413,13 +1377,7 @@ fn default_target(c: &mut Ctx<'_>) {
     if let Some((_device, target)) = &module {
         c.nt(
             "send_synchronously",
-            target.send_synchronously(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_READ_SWITCHES,
-                None,
-            ),
+            target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         );
     }
     // (No Module: the filter's device add failed and the PnP manager skipped the filter.)
@@ -1485,7 +1443,7 @@ fn self_target(c: &mut Ctx<'_>) {
     if let Some(module) = module {
         if let Some(echo) = c.nt(
             "send_synchronously",
-            module.send_synchronously(RequestKind::Ioctl, b"self", 8, IOCTL_ECHO, None),
+            module.send_synchronously(&SendRequest::ioctl(IOCTL_ECHO, b"self", 8)),
         ) {
             c.expect("send_synchronously", &echo, &(b"self".to_vec(), 4));
         }
@@ -1493,11 +1451,7 @@ fn self_target(c: &mut Ctx<'_>) {
         c.nt(
             "send",
             module.send(
-                RequestKind::Ioctl,
-                b"async",
-                8,
-                IOCTL_ECHO,
-                None,
+                &SendRequest::ioctl(IOCTL_ECHO, b"async", 8),
                 move |done: SendCompletion| record(&s, "send completion", done.status),
             ),
         );
@@ -1591,7 +1545,7 @@ fn ioctl_handler(c: &mut Ctx<'_>) {
 }
 
 fn dynamic_ioctl_handler(c: &mut Ctx<'_>) {
-    type Slot = Arc<Mutex<Option<dmf_core::module::DynamicModule<DynamicIoctlHandler>>>>;
+    type Slot = Arc<Mutex<Option<dmf_core::module::DynamicModule<IoctlHandler>>>>;
     let slot = Slot::default();
     let owner: Arc<Mutex<Option<DmfDevice>>> = Arc::default();
     let (s, d) = (Arc::clone(&slot), Arc::clone(&owner));
@@ -1632,7 +1586,7 @@ fn dynamic_ioctl_handler(c: &mut Ctx<'_>) {
             }));
             device.create_queue(dmf.hook_queue_config(queue)?)?;
             let created = dmf.modules_create()?;
-            let handler = DynamicIoctlHandler::with(sum_config()?).create(created.collection())?;
+            let handler = IoctlHandler::with(sum_config()?).create(created.collection())?;
             *lock(&s) = Some(handler);
             *lock(&d) = Some(created);
             Ok(())

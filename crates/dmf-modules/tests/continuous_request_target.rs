@@ -25,7 +25,7 @@ use dmf_modules::continuous_request_target::{
     ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
 use dmf_modules::default_target::{DefaultTarget, DefaultTargetConfig};
-use dmf_modules::request_target::RequestKind;
+use dmf_modules::request_target::{RequestKind, RequestSender, SendRequest};
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -181,13 +181,8 @@ fn continuous_request_target_streams_in_manual_mode() {
     );
     // One-shot sends work while not streaming and while streaming.
     assert_eq!(
-        f.stream.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None
-        ),
+        f.stream
+            .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         Ok((vec![0b110], 1))
     );
     f.stream.stream_start().unwrap();
@@ -280,23 +275,15 @@ fn continuous_request_target_passive_callback_sends_synchronously() {
             return BufferDisposition::StopStreaming;
         }
         let (switches, _) = module
-            .send_synchronously(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_READ_SWITCHES,
-                None,
-            )
+            .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))
             .unwrap();
         let bars = !switches[0].rotate_left(5);
         module
-            .send_synchronously(
-                RequestKind::Ioctl,
+            .send_synchronously(&SendRequest::ioctl(
+                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
                 &[bars],
                 0,
-                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-                None,
-            )
+            ))
             .unwrap();
         BufferDisposition::ContinueStreaming
     });
@@ -356,8 +343,7 @@ fn continuous_request_target_streams_writes_with_input_callback() {
     assert!(!f.stream.is_streaming());
     assert_eq!(written.load(Ordering::SeqCst), 3);
     assert_eq!(
-        f.stream
-            .send_synchronously(RequestKind::Read, &[], 16, 0, None),
+        f.stream.send_synchronously(&SendRequest::read(16)),
         Ok((b"abc".to_vec(), 3))
     );
     drop(bound);
@@ -380,11 +366,7 @@ fn continuous_request_target_clear_and_close_while_streaming() {
     let o = Arc::clone(&one_shot);
     f.stream
         .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            None,
+            &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1),
             move |c| o.lock().unwrap().push(c.status),
         )
         .unwrap();
@@ -433,13 +415,11 @@ fn continuous_request_target_seeded_start_stop_stress() {
                 1 => stream.stream_stop().unwrap(),
                 2 => stream.stop_and_wait().unwrap(),
                 _ => {
-                    let r = stream.send_synchronously(
-                        RequestKind::Ioctl,
+                    let r = stream.send_synchronously(&SendRequest::ioctl(
+                        IOCTL_OSRUSBFX2_READ_SWITCHES,
                         &[],
                         1,
-                        IOCTL_OSRUSBFX2_READ_SWITCHES,
-                        None,
-                    );
+                    ));
                     assert!(r.is_ok(), "{r:?}");
                 }
             }
@@ -497,13 +477,11 @@ fn default_target_streams_to_the_lower_driver_in_a_filter() {
                 }
                 c.fetch_add(1, Ordering::SeqCst);
                 let bars = !done.output[0].rotate_left(5);
-                let _ = target.send_synchronously(
-                    RequestKind::Ioctl,
+                let _ = target.send_synchronously(&SendRequest::ioctl(
+                    IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
                     &[bars],
                     0,
-                    IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-                    None,
-                );
+                ));
                 BufferDisposition::ContinueStreaming
             })),
         };
@@ -523,13 +501,7 @@ fn default_target_streams_to_the_lower_driver_in_a_filter() {
     }
     assert!(callbacks.load(Ordering::SeqCst) >= 3);
     assert_eq!(
-        target.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None
-        ),
+        target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         Ok((vec![0b100_0000], 1))
     );
     // Idle and wake: D0Exit stops the stream before the FX2 powers down; D0Entry restarts it.

@@ -23,7 +23,7 @@ use dmf_modules::continuous_request_target::{
     BufferDisposition, ContinuousRequestTargetConfig, StreamMode,
 };
 use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
-use dmf_modules::request_target::RequestKind;
+use dmf_modules::request_target::{RequestKind, RequestSender, SendRequest};
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -51,20 +51,13 @@ fn bars(switches: u8) -> u8 {
 
 /// SwitchBar's "read switches, set bar graph" through the Module.
 fn mirror(target: &DeviceInterfaceTarget) -> Result<u8, NtStatus> {
-    let (out, _) = target.send_synchronously(
-        RequestKind::Ioctl,
-        &[],
-        1,
-        IOCTL_OSRUSBFX2_READ_SWITCHES,
-        None,
-    )?;
-    target.send_synchronously(
-        RequestKind::Ioctl,
+    let (out, _) =
+        target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))?;
+    target.send_synchronously(&SendRequest::ioctl(
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
         &[bars(out[0])],
         0,
-        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-        None,
-    )?;
+    ))?;
     Ok(out[0])
 }
 
@@ -246,13 +239,7 @@ fn device_interface_target_switchbar_survives_unplug_and_replug() {
     );
     assert_eq!(
         f.target
-            .send_synchronously(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_READ_SWITCHES,
-                None
-            )
+            .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))
             .err(),
         Some(NtStatus::INVALID_DEVICE_STATE)
     );
@@ -373,11 +360,7 @@ fn device_interface_target_request_target_only_mode() {
         let s = Arc::clone(&statuses);
         f.target
             .send(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                None,
+                &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1),
                 move |c| s.lock().unwrap().push(c.status),
             )
             .unwrap();
@@ -388,11 +371,7 @@ fn device_interface_target_request_target_only_mode() {
         let s = Arc::clone(&statuses);
         f.target
             .send(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                None,
+                &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1),
                 move |c| s.lock().unwrap().push(c.status),
             )
             .unwrap();
@@ -446,11 +425,8 @@ fn device_interface_target_seeded_arrival_removal_churn() {
                 } else {
                     let c = Arc::clone(&completed);
                     let sent = target.send(
-                        RequestKind::Ioctl,
-                        &[],
-                        1,
-                        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                        Some(Duration::from_millis(3)),
+                        &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1)
+                            .timeout(Duration::from_millis(3)),
                         move |_| {
                             c.fetch_add(1, Ordering::SeqCst);
                         },

@@ -1,6 +1,7 @@
-//! DynamicDeviceInterfaceTarget (dmf-upstream §2.5, §5.7: `NOTIFY_Create` when dynamic): the
-//! client creates the Module from its device's collection after start; the OSR FX2 interface
-//! arrives, goes away and comes back; deleting the Module unregisters it.
+//! DeviceInterfaceTarget created dynamically (dmf-upstream §2.5, §5.7: `NOTIFY_Create` when
+//! dynamic, chosen at create time as C DMF does): the client creates the Module from its device's
+//! collection after start; the OSR FX2 interface arrives, goes away and comes back; deleting the
+//! Module unregisters it.
 #![cfg(feature = "sim")]
 #![allow(clippy::missing_panics_doc, clippy::too_many_lines)]
 
@@ -15,10 +16,8 @@ use dmf_core::platform::{simulator, DriverConfig};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 use dmf_modules::continuous_request_target::{ContinuousRequestTargetConfig, StreamMode};
-use dmf_modules::device_interface_target::{
-    DeviceInterfaceTarget, DeviceInterfaceTargetConfig, DynamicDeviceInterfaceTarget,
-};
-use dmf_modules::request_target::RequestKind;
+use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
+use dmf_modules::request_target::{RequestKind, RequestSender, SendRequest};
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES,
@@ -82,7 +81,7 @@ fn client_with(machine: &Machine, holder: bool) -> (DeviceNode, DmfDevice, Optio
     (node, device, holder)
 }
 
-/// A static Module that creates DynamicDeviceInterfaceTargets under its own scope.
+/// A static Module that creates DeviceInterfaceTargets dynamically under its own scope.
 #[dmf_module(crate = ::dmf_core, config = (), context = (), open = Create, lock = Dispatch)]
 struct Holder;
 
@@ -92,8 +91,8 @@ impl ModuleCallbacks for Holder {}
 impl Holder {
     fn attach(
         &self,
-        spec: dmf_core::module::ModuleSpec<DynamicDeviceInterfaceTarget>,
-    ) -> NtResult<DynamicModule<DynamicDeviceInterfaceTarget>> {
+        spec: dmf_core::module::ModuleSpec<DeviceInterfaceTarget>,
+    ) -> NtResult<DynamicModule<DeviceInterfaceTarget>> {
         let module = self.enter()?;
         spec.create(&*module)
     }
@@ -103,9 +102,9 @@ impl Holder {
 fn spec(
     config: DeviceInterfaceTargetConfig,
     events: &Arc<Events>,
-) -> dmf_core::module::ModuleSpec<DynamicDeviceInterfaceTarget> {
+) -> dmf_core::module::ModuleSpec<DeviceInterfaceTarget> {
     let (e1, e2) = (Arc::clone(events), Arc::clone(events));
-    DynamicDeviceInterfaceTarget::with(config)
+    DeviceInterfaceTarget::with(config)
         .on_post_open(move |target| {
             e1.post_open.fetch_add(1, Ordering::SeqCst);
             assert!(target.get_target().is_ok());
@@ -116,14 +115,9 @@ fn spec(
         })
 }
 
-fn read_switches(target: &DynamicDeviceInterfaceTarget) -> Result<u8, NtStatus> {
-    let (out, length) = target.send_synchronously(
-        RequestKind::Ioctl,
-        &[],
-        1,
-        IOCTL_OSRUSBFX2_READ_SWITCHES,
-        None,
-    )?;
+fn read_switches(target: &DeviceInterfaceTarget) -> Result<u8, NtStatus> {
+    let (out, length) =
+        target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))?;
     assert_eq!(length, 1);
     Ok(out[0])
 }
@@ -137,7 +131,7 @@ fn unplug(board: &Fx2Board, node: &DeviceNode) {
     node.surprise_remove().unwrap();
 }
 
-fn assert_closed(target: &DynamicDeviceInterfaceTarget) {
+fn assert_closed(target: &DeviceInterfaceTarget) {
     assert_ne!(target.state(), ModuleState::Opened);
     assert_eq!(
         target.get_target().err(),
@@ -161,7 +155,10 @@ fn dynamic_device_interface_target_arrival_removal_replug_and_delete() {
     let dynamic = spec(DeviceInterfaceTargetConfig::new(FX2), &events)
         .create(device.collection())
         .unwrap();
-    let handle: DynamicDeviceInterfaceTarget = (*dynamic).clone();
+    let handle: DeviceInterfaceTarget = (*dynamic).clone();
+    // The same type as a static instance; this one is dynamic (`NOTIFY_Create`: it registered in
+    // `create`).
+    assert!(handle.is_dynamic());
     machine.settle();
     // Registered, nothing arrived: closed.
     assert_eq!(events.post_open.load(Ordering::SeqCst), 0);
@@ -214,7 +211,7 @@ fn dynamic_device_interface_target_arrival_removal_replug_and_delete() {
 }
 
 /// The FX2 is there before the Module: the existing interface opens it during `create`. The
-/// dynamic query-remove callback vetoes, then lets a query-remove close it and a cancelled
+/// query-remove callback (with the dynamic instance's handle) vetoes, then lets a query-remove close it and a cancelled
 /// removal reopen it. Removing the client device with the DynamicModule alive closes it once.
 #[test]
 fn dynamic_device_interface_target_existing_interface_and_query_remove() {
@@ -228,7 +225,8 @@ fn dynamic_device_interface_target_existing_interface_and_query_remove() {
     let veto = Arc::new(AtomicBool::new(true));
     let mut config = DeviceInterfaceTargetConfig::new(FX2);
     let v = Arc::clone(&veto);
-    config.dynamic_query_remove = Some(Arc::new(move |target| {
+    config.query_remove = Some(Arc::new(move |target: &DeviceInterfaceTarget| {
+        assert!(target.is_dynamic());
         assert!(target.get_target().is_ok());
         !v.load(Ordering::SeqCst)
     }));
@@ -319,43 +317,38 @@ fn dynamic_device_interface_target_under_a_module_scope() {
     machine.verdict().unwrap();
 }
 
-/// The static Module cannot be created dynamically (NOTIFY_PrepareHardware); an automatic stream
-/// (it follows D0Entry/D0Exit, which never reach a dynamic Module) is refused; a callback of the
-/// other Module type is refused rather than never called.
+/// An automatic stream (it follows D0Entry/D0Exit, which never reach a dynamic Module) is
+/// refused, stream child and all, with nothing left behind; the same config with a manual stream
+/// is accepted.
 #[test]
 fn dynamic_device_interface_target_refusals() {
     let machine = Machine::new();
     let _bound = machine.enter();
     let (node, device) = client(&machine);
-    assert_eq!(
-        DeviceInterfaceTarget::with(DeviceInterfaceTargetConfig::new(FX2))
-            .create(device.collection())
-            .err(),
-        Some(NtStatus::INVALID_PARAMETER)
-    );
-    let mut config = DeviceInterfaceTargetConfig::new(FX2);
-    config.stream = Some(ContinuousRequestTargetConfig {
+    let stream = |mode| ContinuousRequestTargetConfig {
         request_count: 1,
         request_type: RequestKind::Ioctl,
         ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
         output_buffer_size: 1,
-        mode: StreamMode::Automatic,
+        mode,
         ..ContinuousRequestTargetConfig::default()
-    });
+    };
+    let mut config = DeviceInterfaceTargetConfig::new(FX2);
+    config.stream = Some(stream(StreamMode::Automatic));
     assert_eq!(
-        DynamicDeviceInterfaceTarget::with(config)
+        DeviceInterfaceTarget::with(config)
             .create(device.collection())
             .err(),
         Some(NtStatus::INVALID_PARAMETER)
     );
     let mut config = DeviceInterfaceTargetConfig::new(FX2);
-    config.query_remove = Some(Arc::new(|_target: &DeviceInterfaceTarget| true));
-    assert_eq!(
-        DynamicDeviceInterfaceTarget::with(config)
-            .create(device.collection())
-            .err(),
-        Some(NtStatus::INVALID_PARAMETER)
-    );
+    config.stream = Some(stream(StreamMode::Manual));
+    let manual = DeviceInterfaceTarget::with(config)
+        .create(device.collection())
+        .unwrap();
+    assert!(manual.is_dynamic());
+    assert_closed(&manual);
+    drop(manual);
     node.remove().unwrap();
     drop(device);
     machine.verdict().unwrap();
@@ -363,38 +356,49 @@ fn dynamic_device_interface_target_refusals() {
 
 /// A dynamic Module streams in manual mode (its ContinuousRequestTarget child is dynamic too and
 /// gets no D0 callbacks, Top 25 #15): started in PostOpen, every switch flip reaches the stream's
-/// output callback; unplug stops it; the Module deletes cleanly.
-#[test]
-fn dynamic_device_interface_target_streams_in_manual_mode() {
+/// output callback — the embedded ContinuousRequestTarget config's, or this Module's own
+/// `output_callback` with its (dynamic) handle; unplug stops it; the Module deletes cleanly.
+fn streams_in_manual_mode(own_callback: bool) {
     use dmf_modules::continuous_request_target::{BufferDisposition, StreamCompletion};
     let machine = Machine::new();
     let _bound = machine.enter();
     let (node, device) = client(&machine);
     let bytes: Arc<Mutex<Vec<u8>>> = Arc::default();
     let b = Arc::clone(&bytes);
+    let record = move |completion: &StreamCompletion<'_>| {
+        if !completion.status.is_success() {
+            return BufferDisposition::StopStreaming;
+        }
+        if let Some(byte) = completion.output.first() {
+            let mut seen = b.lock().unwrap();
+            // The FX2 driver may complete a re-sent request with the same byte: fold repeats.
+            if seen.last() != Some(byte) {
+                seen.push(*byte);
+            }
+        }
+        BufferDisposition::ContinueStreaming
+    };
     let mut config = DeviceInterfaceTargetConfig::new(FX2);
-    config.stream = Some(ContinuousRequestTargetConfig {
+    let mut stream = ContinuousRequestTargetConfig {
         request_count: 1,
         request_type: RequestKind::Ioctl,
         ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
         output_buffer_size: 1,
         mode: StreamMode::Manual,
-        output_callback: Some(Arc::new(move |_crt, completion: &StreamCompletion<'_>| {
-            if !completion.status.is_success() {
-                return BufferDisposition::StopStreaming;
-            }
-            if let Some(byte) = completion.output.first() {
-                let mut seen = b.lock().unwrap();
-                // The FX2 driver may complete a re-sent request with the same byte: fold repeats.
-                if seen.last() != Some(byte) {
-                    seen.push(*byte);
-                }
-            }
-            BufferDisposition::ContinueStreaming
-        })),
         ..ContinuousRequestTargetConfig::default()
-    });
-    let dynamic = DynamicDeviceInterfaceTarget::with(config)
+    };
+    if own_callback {
+        config.output_callback = Some(Arc::new(
+            move |target: &DeviceInterfaceTarget, completion: &StreamCompletion<'_>| {
+                assert!(target.is_dynamic());
+                record(completion)
+            },
+        ));
+    } else {
+        stream.output_callback = Some(Arc::new(move |_crt, completion| record(completion)));
+    }
+    config.stream = Some(stream);
+    let dynamic = DeviceInterfaceTarget::with(config)
         .on_post_open(|target| {
             target.stream_start().unwrap();
         })
@@ -416,4 +420,14 @@ fn dynamic_device_interface_target_streams_in_manual_mode() {
     node.remove().unwrap();
     drop(device);
     machine.verdict().unwrap();
+}
+
+#[test]
+fn dynamic_device_interface_target_streams_in_manual_mode() {
+    streams_in_manual_mode(false);
+}
+
+#[test]
+fn dynamic_device_interface_target_output_callback_gets_its_own_handle() {
+    streams_in_manual_mode(true);
 }

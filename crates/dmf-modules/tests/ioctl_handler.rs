@@ -18,15 +18,17 @@ use dmf_core::module::{
     Dispatched, DynamicModule, Handled, IoRequest, ModuleCallbacks, ModuleHandle,
 };
 use dmf_core::platform::contract::device::{DeviceAttributes, Guid, PlatformDevice};
-use dmf_core::platform::contract::io::{PlatformFileObject, PlatformRequest, QueueDispatch};
+use dmf_core::platform::contract::io::{
+    PlatformFileObject, PlatformRequest, QueueDispatch, RequestType,
+};
 use dmf_core::platform::{
     simulator, Device, DriverConfig, FileObject, FileObjectConfig, QueueConfig, Request,
 };
 use dmf_core::NtStatus;
 use dmf_macros::{dmf_callbacks, dmf_module};
 use dmf_modules::ioctl_handler::{
-    DynamicIoctlHandler, IoctlAccessMode, IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig,
-    IoctlResult, IoctlTable,
+    IoctlAccessMode, IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult,
+    IoctlTable,
 };
 use kmdf_sim::io::{Access, AppConfig, Application, Handle};
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
@@ -704,13 +706,13 @@ fn manual_mode_enables_and_disables_the_interface() {
     assert_clean(&machine);
 }
 
-type Slot = Arc<Mutex<Option<DynamicModule<DynamicIoctlHandler>>>>;
+type Slot = Arc<Mutex<Option<DynamicModule<IoctlHandler>>>>;
 
 fn create_dynamic(
     device: &dmf_core::device::DmfDevice,
     calls: &Calls,
-) -> DynamicModule<DynamicIoctlHandler> {
-    DynamicIoctlHandler::with(IoctlHandlerConfig {
+) -> DynamicModule<IoctlHandler> {
+    IoctlHandler::with(IoctlHandlerConfig {
         exclusive: true,
         ..config(calls, IoctlAccessMode::AdministratorOnlyPerIoctl)
     })
@@ -838,6 +840,133 @@ fn dynamic_ioctl_handler_routed_by_its_owner() {
     slot.lock().unwrap().take();
     dmf_device.lock().unwrap().take();
     node.remove().unwrap();
+    assert_clean(&machine);
+}
+
+/// The `handle_*` Methods on an IoctlHandler the framework dispatches to (not dynamic) work as
+/// on a dynamic one (C DMF's `DMF_IoctlHandler_IoctlChain` does not ask how its Module was
+/// created): the client sends its IOCTLs to a queue of its own
+/// (`WdfDeviceConfigureRequestDispatching`), which DMF does not dispatch, and routes them to the
+/// Module; the creates and closes the framework already offered the Module, the client offers
+/// again, which changes nothing (the exclusive hold stays with its holder and ends once).
+#[test]
+fn handle_methods_work_on_an_instance_the_framework_dispatches_to() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let calls = Calls::default();
+    let slot: Arc<Mutex<Option<IoctlHandler>>> = Arc::default();
+    let offers = Arc::new(AtomicUsize::new(0));
+    let (s, c, o) = (Arc::clone(&slot), Arc::clone(&calls), Arc::clone(&offers));
+    let config = DriverConfig {
+        device_add: Arc::new(move |_driver, init| {
+            let mut dmf = DmfDeviceInit::new(init);
+            let token = Arc::new(Mutex::new(None));
+            let (t, c) = (Arc::clone(&token), Arc::clone(&c));
+            dmf.set_modules_add(move |_device, modules| {
+                *t.lock().unwrap() = Some(modules.add(IoctlHandler::with(IoctlHandlerConfig {
+                    exclusive: true,
+                    ..config(&c, IoctlAccessMode::AdministratorOnlyPerIoctl)
+                })));
+                Ok(())
+            })?;
+            let mut files = FileObjectConfig::default();
+            let (s1, o1) = (Arc::clone(&s), Arc::clone(&o));
+            files.create = Some(Arc::new(move |_d: &Device, request: Request, file| {
+                // The Module accepted this create already (a function driver leaves it to the
+                // client); offered again, it is left to the client again.
+                let mut io = IoRequest::new(None, request);
+                let handler = s1.lock().unwrap().clone();
+                let offered = handler.map(|h| h.handle_file_create(&mut io, file));
+                assert_eq!(
+                    offered,
+                    Some(Handled::NotHandled),
+                    "an accepted create, again"
+                );
+                o1.fetch_add(1, Ordering::SeqCst);
+                if let Some(request) = io.into_request() {
+                    request.complete(NtStatus::SUCCESS);
+                }
+            }));
+            let s2 = Arc::clone(&s);
+            files.close = Some(Arc::new(move |file| {
+                // After the Module's own close callback: nothing left to release.
+                if let Some(h) = s2.lock().unwrap().clone() {
+                    h.handle_file_close(file);
+                    h.handle_file_object_deleted(file);
+                }
+            }));
+            dmf.hook_file_object_config(Some(files));
+            let device = dmf.create_device(DeviceAttributes::default())?;
+            let mut queue = QueueConfig::new(QueueDispatch::Parallel);
+            let s3 = Arc::clone(&s);
+            queue.device_control = Some(Arc::new(move |q, request: Request, _o, _i, _code| {
+                let mut io = IoRequest::new(Some(q), request);
+                let handler = s3.lock().unwrap().clone();
+                if handler.map(|h| h.handle_device_io_control(&mut io)) != Some(Handled::Handled) {
+                    if let Some(request) = io.into_request() {
+                        request.complete(NtStatus::NOT_SUPPORTED);
+                    }
+                }
+            }));
+            let own = device.create_queue(queue)?;
+            device.configure_request_dispatching(&own, RequestType::DeviceControl)?;
+            let created = dmf.modules_create()?;
+            let token = token.lock().unwrap().take().expect("added");
+            *s.lock().unwrap() = Some(created.get(token)?);
+            Ok(())
+        }),
+        unload: None,
+    };
+    simulator::install_driver(&machine, "chained", config);
+    let node = plug(&machine, "ROOT\\CHAINED", "chained");
+    let handler = slot.lock().unwrap().clone().expect("created");
+    assert!(!handler.is_dynamic());
+
+    let user = open(&machine, false).unwrap();
+    assert_eq!(offers.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        open(&machine, true).err(),
+        Some(Status::ACCESS_DENIED),
+        "exclusive: the create offered twice took one hold"
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_SUM, &[5, 5, 5, 5], 2),
+        Ok((vec![20, 0], 2)),
+        "validated and handled through the Method"
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_SUM, &[5], 2),
+        Err(Status::BUFFER_TOO_SMALL)
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_ADMIN, &[], 1),
+        Err(Status::ACCESS_DENIED),
+        "per-IOCTL administrator check"
+    );
+    assert_eq!(
+        user.device_io_control(IOCTL_UNKNOWN, &[], 0),
+        Err(Status::NOT_SUPPORTED),
+        "not handled: the client's rule"
+    );
+    assert_eq!(
+        calls.lock().unwrap().as_slice(),
+        &[(IOCTL_SUM, 4, 2)],
+        "the handler ran once, for the valid request"
+    );
+    user.close();
+    // The hold ended with the close (released by the Module, not again by the client).
+    let admin = open(&machine, true).expect("the hold ended at close");
+    assert_eq!(
+        admin.device_io_control(IOCTL_ADMIN, &[], 1),
+        Ok((vec![0xAD], 1))
+    );
+    admin.close();
+    node.remove().unwrap();
+    machine.settle();
+    // Closed with its device: the Methods refuse, the request stays with the caller.
+    assert_eq!(handler.enable(true), Err(NtStatus::INVALID_DEVICE_STATE));
+    drop(handler);
+    slot.lock().unwrap().take();
     assert_clean(&machine);
 }
 

@@ -18,7 +18,9 @@ use dmf_core::platform::contract::io::PlatformIoTarget;
 use dmf_core::platform::contract::{Irql, PlatformIrql};
 use dmf_core::platform::{CurrentIrql, Device, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
-use dmf_modules::request_target::{RequestId, RequestKind, RequestTarget, ReuseId, SendCompletion};
+use dmf_modules::request_target::{
+    RequestId, RequestKind, RequestSender, RequestTarget, ReuseId, SendCompletion, SendRequest,
+};
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
@@ -98,11 +100,7 @@ fn park(
     log: &Completions,
 ) -> Result<RequestId, NtStatus> {
     target.send(
-        RequestKind::Ioctl,
-        &[],
-        1,
-        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-        timeout,
+        &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1).timeout(timeout),
         recorder(log),
     )
 }
@@ -121,90 +119,120 @@ fn no_data(id: RequestId, status: NtStatus) -> SendCompletion {
 
 /// Synchronous sends: output bytes and information come back; zero-size buffers; errors are
 /// statuses; no target → STATUS_INVALID_DEVICE_STATE.
+/// One description per kind: the general form keeps only what the kind uses (C DMF ignores the
+/// rest), and the time-out is part of it.
+#[test]
+fn send_request_keeps_what_its_kind_uses() {
+    assert_eq!(
+        SendRequest::new(RequestKind::Read, 7, b"in", 3),
+        SendRequest::read(3)
+    );
+    assert_eq!(
+        SendRequest::new(RequestKind::Write, 7, b"in", 3),
+        SendRequest::write(b"in")
+    );
+    assert_eq!(
+        SendRequest::new(RequestKind::Ioctl, 7, b"in", 3),
+        SendRequest::ioctl(7, b"in", 3)
+    );
+    assert_eq!(
+        SendRequest::new(RequestKind::InternalIoctl, 7, b"in", 3),
+        SendRequest::internal_ioctl(7, b"in", 3)
+    );
+    assert_ne!(
+        SendRequest::ioctl(7, b"in", 3),
+        SendRequest::internal_ioctl(7, b"in", 3)
+    );
+    let timed = SendRequest::read(3).timeout(Duration::from_millis(100));
+    assert_ne!(timed, SendRequest::read(3));
+    assert_eq!(timed.timeout(None), SendRequest::read(3));
+}
+
 #[test]
 fn request_target_sends_synchronously() {
     let f = fixture(false);
     let bound = f.machine.enter();
     f.board.set_switches(SwitchState::from_raw(0b1010_0101));
     assert_eq!(
-        f.target.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None
-        ),
+        f.target
+            .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         Ok((vec![0b1010_0101], 1))
     );
     assert_eq!(
-        f.target.send_synchronously(
-            RequestKind::Ioctl,
-            &[0x3C],
-            0,
+        f.target.send_synchronously(&SendRequest::ioctl(
             IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-            None
-        ),
+            &[0x3C],
+            0
+        )),
         Ok((vec![], 0))
     );
     assert_eq!(f.board.snapshot().bar_graph.raw(), 0x3C);
     // Zero-size buffers reach the driver, which refuses them.
     assert_eq!(
-        f.target.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            0,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None
-        ),
+        f.target
+            .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 0)),
         Err(NtStatus::BUFFER_TOO_SMALL)
     );
     assert_eq!(
-        f.target.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            0,
+        f.target.send_synchronously(&SendRequest::ioctl(
             IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-            None
-        ),
+            &[],
+            0
+        )),
         Err(NtStatus::BUFFER_TOO_SMALL)
     );
     assert_eq!(
         f.target
-            .send_synchronously(RequestKind::Ioctl, &[], 4, 0x5500_6FFC, None),
+            .send_synchronously(&SendRequest::ioctl(0x5500_6FFC, &[], 4)),
         Err(NtStatus::INVALID_DEVICE_REQUEST)
     );
     // Bulk loopback through write and read requests.
     assert_eq!(
-        f.target
-            .send_synchronously(RequestKind::Write, b"hello", 0, 0, None),
+        f.target.send_synchronously(&SendRequest::write(b"hello")),
         Ok((vec![], 5))
     );
     assert_eq!(
-        f.target
-            .send_synchronously(RequestKind::Read, &[], 16, 0, None),
+        f.target.send_synchronously(&SendRequest::read(16)),
         Ok((b"hello".to_vec(), 5))
     );
+    // A length no request's ULONG length field can carry is refused, in one place for every
+    // send, before anything is allocated or sent (the callback never runs).
+    let too_long = usize::try_from(u64::from(u32::MAX) + 1).unwrap();
+    assert_eq!(
+        f.target.send_synchronously(&SendRequest::read(too_long)),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        f.target
+            .send(
+                &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], too_long),
+                |_| panic!("a refused send has no completion")
+            )
+            .err(),
+        Some(NtStatus::INVALID_PARAMETER)
+    );
+    let reuse = f.target.reuse_create().unwrap();
+    assert_eq!(
+        f.target
+            .reuse_send(
+                reuse,
+                &SendRequest::internal_ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], too_long),
+                |_| panic!("a refused send has no completion")
+            )
+            .err(),
+        Some(NtStatus::INVALID_PARAMETER)
+    );
+    f.target.reuse_delete(reuse).unwrap();
     f.target.io_target_clear().unwrap();
     assert_eq!(
-        f.target.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None
-        ),
+        f.target
+            .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1)),
         Err(NtStatus::INVALID_DEVICE_STATE)
     );
     f.target.io_target_set(f.io_target.clone()).unwrap();
     assert!(f
         .target
-        .send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None
-        )
+        .send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))
         .is_ok());
     drop(bound);
     f.finish(0);
@@ -221,11 +249,7 @@ fn request_target_sends_asynchronously() {
     let a = f
         .target
         .send(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_READ_SWITCHES,
-            None,
+            &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1),
             recorder(&log),
         )
         .unwrap();
@@ -308,13 +332,12 @@ fn request_target_times_out_on_the_virtual_clock() {
     let result = Arc::new(Mutex::new(None));
     let (t, r) = (f.target.clone(), Arc::clone(&result));
     let thread = SystemThread::spawn(&f.machine, "sync-sender", move || {
-        *r.lock().unwrap() = Some(t.send_synchronously(
-            RequestKind::Ioctl,
-            &[],
-            1,
-            IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-            Some(Duration::from_millis(250)),
-        ));
+        *r.lock().unwrap() = Some(
+            t.send_synchronously(
+                &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1)
+                    .timeout(Duration::from_millis(250)),
+            ),
+        );
     })
     .unwrap();
     f.machine.advance(Duration::from_millis(200));
@@ -342,11 +365,7 @@ fn request_target_completes_at_passive_level() {
         let irqls = Arc::clone(&irqls);
         f.target
             .send(
-                RequestKind::Ioctl,
-                &[],
-                1,
-                IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                None,
+                &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1),
                 move |c| {
                     irqls
                         .lock()
@@ -387,7 +406,7 @@ fn request_target_clear_and_close_cancel_requests_in_flight() {
         .all(|c| c.status == NtStatus::CANCELLED));
     assert_eq!(
         f.target
-            .send(RequestKind::Ioctl, &[], 1, 0, None, recorder(&log))
+            .send(&SendRequest::ioctl(0, &[], 1), recorder(&log))
             .err(),
         Some(NtStatus::INVALID_DEVICE_STATE)
     );
@@ -401,9 +420,7 @@ fn request_target_clear_and_close_cancel_requests_in_flight() {
     f.finish(0);
     assert_eq!(log2.lock().unwrap().len(), 7, "close completed each once");
     assert_eq!(
-        target
-            .send(RequestKind::Ioctl, &[], 1, 0, None, |_| {})
-            .err(),
+        target.send(&SendRequest::ioctl(0, &[], 1), |_| {}).err(),
         Some(NtStatus::INVALID_DEVICE_STATE)
     );
 }
@@ -431,23 +448,19 @@ fn request_target_seeded_stress() {
                 for _ in 0..60 {
                     match rng.below(5) {
                         0 => {
-                            let r = target.send_synchronously(
-                                RequestKind::Ioctl,
+                            let r = target.send_synchronously(&SendRequest::ioctl(
+                                IOCTL_OSRUSBFX2_READ_SWITCHES,
                                 &[],
                                 1,
-                                IOCTL_OSRUSBFX2_READ_SWITCHES,
-                                None,
-                            );
+                            ));
                             assert_eq!(r.map(|(o, i)| (o.len(), i)), Ok((1, 1)));
                         }
                         1 => {
-                            let r = target.send_synchronously(
-                                RequestKind::Ioctl,
+                            let r = target.send_synchronously(&SendRequest::ioctl(
+                                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
                                 &[u8::try_from(rng.below(256)).unwrap()],
                                 0,
-                                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-                                None,
-                            );
+                            ));
                             assert!(r.is_ok(), "{r:?}");
                         }
                         2 | 3 => {
@@ -456,11 +469,12 @@ fn request_target_seeded_stress() {
                                 .then(|| Duration::from_millis(rng.below(50) + 1));
                             let id = target
                                 .send(
-                                    RequestKind::Ioctl,
-                                    &[],
-                                    1,
-                                    IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-                                    timeout,
+                                    &SendRequest::ioctl(
+                                        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
+                                        &[],
+                                        1,
+                                    )
+                                    .timeout(timeout),
                                     move |done| {
                                         assert!(matches!(
                                             done.status,
@@ -522,11 +536,7 @@ fn reuse_park(
 ) -> Result<RequestId, NtStatus> {
     target.reuse_send(
         id,
-        RequestKind::Ioctl,
-        &[],
-        1,
-        IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
-        timeout,
+        &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1).timeout(timeout),
         recorder(log),
     )
 }
@@ -564,11 +574,7 @@ fn request_target_reuse_sends_the_same_request_again() {
                 .target
                 .reuse_send(
                     reuse,
-                    RequestKind::Ioctl,
-                    &[],
-                    1,
-                    IOCTL_OSRUSBFX2_READ_SWITCHES,
-                    None,
+                    &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1),
                     recorder(&log),
                 )
                 .unwrap();
@@ -610,11 +616,7 @@ fn request_target_reuse_sends_the_same_request_again() {
         f.target
             .reuse_send(
                 reuse,
-                RequestKind::Ioctl,
-                &[0x5A],
-                0,
-                IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-                None,
+                &SendRequest::ioctl(IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY, &[0x5A], 0),
                 recorder(&log),
             )
             .unwrap();

@@ -16,7 +16,7 @@ use dmf_core::platform::contract::io::{
 };
 use dmf_core::platform::{simulator, DriverConfig, QueueConfig, Request};
 use dmf_core::NtStatus;
-use dmf_modules::request_target::{RequestId, RequestKind, SendCompletion};
+use dmf_modules::request_target::{RequestId, RequestSender, SendCompletion, SendRequest};
 use dmf_modules::self_target::SelfTarget;
 use kmdf_sim::io::{Queue as SimQueue, QueueConfig as SimQueueConfig, SendOptions};
 use kmdf_sim::object::ObjectAttributes;
@@ -116,14 +116,14 @@ fn completion_slot() -> (
 fn assert_closed(module: &SelfTarget) {
     assert_eq!(
         module
-            .send_synchronously(RequestKind::Ioctl, b"x", 1, IOCTL_ECHO, None)
+            .send_synchronously(&SendRequest::ioctl(IOCTL_ECHO, b"x", 1))
             .err(),
         Some(NtStatus::INVALID_DEVICE_STATE)
     );
     let (done, callback) = completion_slot();
     assert_eq!(
         module
-            .send(RequestKind::Ioctl, b"x", 1, IOCTL_ECHO, None, callback)
+            .send(&SendRequest::ioctl(IOCTL_ECHO, b"x", 1), callback)
             .err(),
         Some(NtStatus::INVALID_DEVICE_STATE)
     );
@@ -168,13 +168,13 @@ fn self_target_sends_to_its_own_default_queue_and_fails_after_close() {
     // Synchronously: the output and information come back from the client's own queue.
     assert_eq!(
         module
-            .send_synchronously(RequestKind::Ioctl, b"self", 8, IOCTL_ECHO, None)
+            .send_synchronously(&SendRequest::ioctl(IOCTL_ECHO, b"self", 8))
             .unwrap(),
         (b"self".to_vec(), 4)
     );
     assert_eq!(
         module
-            .send_synchronously(RequestKind::Ioctl, &[], 0, IOCTL_UNKNOWN, None)
+            .send_synchronously(&SendRequest::ioctl(IOCTL_UNKNOWN, &[], 0))
             .err(),
         Some(NtStatus::INVALID_DEVICE_REQUEST),
         "the client's queue's own answer"
@@ -183,7 +183,7 @@ fn self_target_sends_to_its_own_default_queue_and_fails_after_close() {
     // Asynchronously: the callback runs exactly once with the same answer.
     let (done, callback) = completion_slot();
     let id = module
-        .send(RequestKind::Ioctl, b"async", 8, IOCTL_ECHO, None, callback)
+        .send(&SendRequest::ioctl(IOCTL_ECHO, b"async", 8), callback)
         .unwrap();
     machine.settle();
     {
@@ -231,7 +231,7 @@ fn self_target_requests_enter_at_the_highest_filter() {
     );
     assert_eq!(
         module
-            .send_synchronously(RequestKind::Ioctl, b"ab", 2, IOCTL_ECHO, None)
+            .send_synchronously(&SendRequest::ioctl(IOCTL_ECHO, b"ab", 2))
             .unwrap(),
         (b"ab".to_vec(), 2)
     );

@@ -1,7 +1,8 @@
 //! # OSR FX2 filter — a DMF upper filter on the OSR USB-FX2 function driver
 //!
-//! The in-stack variant of DMF's FX2 samples (dmf-upstream §3.1 SwitchBar3/4 and §3.2): an upper
-//! filter driver over the FX2 function driver. It has two Modules:
+//! The in-stack variant of DMF's FX2 samples (`DmfSamples/SwitchBar3` and `DmfSamples/SwitchBar4`
+//! in microsoft/DMF, the upper filters over `DmfSamples/kmdf_fx2_dmf`): an upper filter driver over
+//! the FX2 function driver. It has two Modules:
 //!
 //! * a **DefaultTarget** (its target is the next lower driver, the FX2 function driver). It
 //!   streams `IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE` through the stack in *automatic* mode,
@@ -17,9 +18,9 @@
 //!   request passes down unchanged.
 //!
 //! Every other request — the read-only IOCTLs (switches, displays, descriptor, interrupt
-//! message), reads, writes, creates — is handled by no Module, so DMF's automatic pass-through
-//! (the filter rule, CLI-22) sends it down untouched: queries stay open to everyone. The filter
-//! therefore has no queue code of its own.
+//! message), reads, writes, creates — is handled by no Module, so DMF's automatic pass-through in
+//! a filter (set up by `DMF_DmfFdoSetFilter`) sends it down untouched: queries stay open to
+//! everyone. The filter therefore has no queue code of its own.
 //!
 //! The driver code is the same on both backends. The simulator runner is the `osrfx2-filter`
 //! binary of this package.
@@ -70,21 +71,14 @@ fn note(args: core::fmt::Arguments<'_>) {
 
 /// Reads the switches through the lower driver and sets the bar to mirror them.
 fn mirror(target: &DefaultTarget) -> NtResult<u8> {
-    let (switches, read) = target.send_synchronously(
-        RequestKind::Ioctl,
-        &[],
-        1,
-        IOCTL_OSRUSBFX2_READ_SWITCHES,
-        None,
-    )?;
+    let (switches, read) =
+        target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))?;
     let switches = if read >= 1 { switches[0] } else { 0 };
-    target.send_synchronously(
-        RequestKind::Ioctl,
+    target.send_synchronously(&SendRequest::ioctl(
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
         &[switches],
         0,
-        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-        None,
-    )?;
+    ))?;
     note(format_args!(
         "switches {switches:08b} -> light bar {switches:08b}"
     ));
@@ -124,7 +118,7 @@ fn pass_down(device: &Device, call: &mut IoctlCall<'_>) -> IoctlResult {
     IoctlResult::Pending(pended)
 }
 
-/// The filter's Modules (CLI-40).
+/// The filter's Modules.
 ///
 /// # Errors
 ///

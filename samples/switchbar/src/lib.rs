@@ -1,7 +1,7 @@
 //! # SwitchBar — a DMF container driver that mirrors the OSR USB-FX2 switches onto its light bar
 //!
-//! The Rust version of DMF's `SwitchBar` sample (`DmfSamples/SwitchBar/DmfInterface.c`,
-//! dmf-upstream §3.1). SwitchBar is **not** the FX2 driver. It is a root-enumerated function
+//! The Rust version of DMF's `SwitchBar` sample (`DmfSamples/SwitchBar/DmfInterface.c` in
+//! microsoft/DMF). SwitchBar is **not** the FX2 driver. It is a root-enumerated function
 //! driver that finds the FX2 function driver's device interface (`GUID_DEVINTERFACE_OSRUSBFX2`)
 //! and talks to it as a remote I/O target:
 //!
@@ -86,22 +86,15 @@ fn note(args: core::fmt::Arguments<'_>) {
 
 /// Reads the switches and sets the bar to mirror them (`SwitchBar_SwitchesReadAndLightBarSet`).
 fn mirror(target: &DeviceInterfaceTarget) -> NtResult<u8> {
-    let (switches, read) = target.send_synchronously(
-        RequestKind::Ioctl,
-        &[],
-        1,
-        IOCTL_OSRUSBFX2_READ_SWITCHES,
-        None,
-    )?;
+    let (switches, read) =
+        target.send_synchronously(&SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1))?;
     let switches = if read >= 1 { switches[0] } else { 0 };
     let bar = bar_for_switches(switches, BOARD_WIRING);
-    target.send_synchronously(
-        RequestKind::Ioctl,
+    target.send_synchronously(&SendRequest::ioctl(
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
         &[bar],
         0,
-        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
-        None,
-    )?;
+    ))?;
     note(format_args!(
         "switches {switches:08b} -> light bar {bar:08b}"
     ));
@@ -170,7 +163,7 @@ pub fn target_config() -> NtResult<DeviceInterfaceTargetConfig> {
     Ok(config)
 }
 
-/// `DmfDeviceModulesAdd`: SwitchBar's only code besides the callbacks above (CLI-40).
+/// `DmfDeviceModulesAdd`: SwitchBar's only code besides the callbacks above.
 ///
 /// # Errors
 ///

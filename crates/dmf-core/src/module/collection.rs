@@ -2,24 +2,26 @@
 //!
 //! # Design
 //!
-//! [`ModuleCollection::create`] is `DMF_ModulesCreate` minus the device (CLI-25, dmf-upstream
-//! §2.3): it creates every Module the client added (with their subtrees), then opens the
-//! `OPEN_Create` Modules and registers the `NOTIFY_Create` ones, children first. If anything fails
-//! it closes what it opened, destroys what it created and returns the status — nothing is left
-//! half-created or open (Top 25 #12, #13).
+//! [`ModuleCollection::create`] is `DMF_ModulesCreate` minus the device (C DMF's
+//! `DMF_ModuleCollectionCreate` and `DMF_ModuleCollectionPostCreate` in `DmfModuleCollection.c`):
+//! it creates every Module the client added (with their subtrees), then opens the `OPEN_Create`
+//! Modules and registers the `NOTIFY_Create` ones, children first. If anything fails it closes what
+//! it opened, destroys what it created and returns the status — nothing is left half-created or
+//! open.
 //!
-//! Each WDF callback has one method here that calls the Modules in the order [`dispatch_table::row`]
-//! gives (invariant 6) and calls the client stand-in ([`ClientCallbacks`], the slot C DMF's Bridge
-//! Module fills) before or after the Modules. The phase callbacks also do the automatic open and
-//! close of the open options (MOD-40, §2.4, Top 25 #6), per Module, **in addition to** the Module's
-//! own callback — unlike C DMF, where implementing ModulePrepareHardware replaces the generic
-//! handler that opens (dmf-upstream §2.5 "gotcha"). On the way up a Module's own callback runs
-//! first, then the framework opens it (so `prepare_hardware` sees the resources before `open`); on
-//! the way down the framework closes it first, then its own callback runs. A failing phase closes
-//! (and unregisters) exactly the Modules it opened (and registered), in reverse order, and returns
-//! the status (Top 25 #8, #9): the failing Module's open is never attempted, ReleaseHardware still
-//! reaches every Module (WDF calls it after a failed PrepareHardware), and D0Exit is not dispatched
-//! after a failed D0Entry (WDF does not call it).
+//! Each WDF callback has one method here that calls the Modules in the order
+//! [`dispatch_table::row`] gives (invariant 6) and calls the client stand-in ([`ClientCallbacks`],
+//! the slot C DMF's Bridge Module fills) before or after the Modules. The phase callbacks also do
+//! the automatic open and close each Module's open option prescribes, **in addition to** the
+//! Module's own callback — unlike C DMF, where implementing ModulePrepareHardware replaces the
+//! generic handler that opens (`DMF_Generic_ModulePrepareHardware` in `DmfGeneric.c`; the same
+//! holds for ModuleD0Entry). On the way up a Module's own callback runs first, then the framework
+//! opens it (so `prepare_hardware` sees the resources before `open`); on the way down the framework
+//! closes it first, then its own callback runs. A failing phase closes (and unregisters) exactly
+//! the Modules it opened (and registered), in reverse order, and returns the status: the failing
+//! Module's open is never attempted, ReleaseHardware still reaches every Module (WDF calls it after
+//! a failed PrepareHardware), and D0Exit is not dispatched after a failed D0Entry (WDF does not
+//! call it).
 //!
 //! # Precomputed orders (the dispatch fast path)
 //!
@@ -42,6 +44,7 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use super::callback_list::callback_list;
 use super::callbacks::{CallbackTable, Handled, IoRequest};
 use super::descriptor::{CallbackSet, OpenOption};
 use super::dispatch_table::{self, Callback, ClientOrder, Row, Siblings, Tree, Unhandled};
@@ -50,8 +53,8 @@ use super::scope::{handle_of, Added, Module};
 use super::spec::{boxed_exact, create_all, resolve, ModuleInit, Placement};
 use super::Feature;
 use crate::fallible::{try_arc, try_boxed_slice, try_vec_with_capacity, VecExt};
-use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
-use crate::platform::{FileObject, Resources};
+use crate::platform::contract::device::{PlatformDevice, PowerDeviceState};
+use crate::platform::Resources;
 use crate::status::{NtResult, NtStatus};
 use crate::sync::{LockKind, ModuleLock};
 
@@ -69,15 +72,15 @@ pub trait ClientCallbacks: Send + Sync {
 /// How a collection is set up (what `DMFDEVICE_INIT` carries that is not about WDF).
 #[derive(Default, Clone)]
 pub struct CollectionConfig {
-    /// `DMF_DmfFdoSetFilter` was called (CLI-21): `is_in_filter_driver` is `true` and unhandled
+    /// `DMF_DmfFdoSetFilter` was called: `is_in_filter_driver` is `true` and unhandled
     /// requests pass down.
     pub filter: bool,
     /// The client's callbacks.
     pub client: Option<Arc<dyn ClientCallbacks>>,
     /// The device the Modules belong to (`DMF_ParentDeviceGet`); the device integration sets it.
     pub device: Option<crate::platform::Device>,
-    /// `DMF_DmfControlDeviceInitSetClientDriverDevice` (CLI-52): for a collection on a filter
-    /// driver's control device, the filter's own device (`DMF_FilterDeviceGet`, CLI-56).
+    /// `DMF_DmfControlDeviceInitSetClientDriverDevice`: for a collection on a filter
+    /// driver's control device, the filter's own device (`DMF_FilterDeviceGet`).
     pub filter_device: Option<crate::platform::Device>,
 }
 
@@ -177,51 +180,9 @@ struct Orders {
     phase: [bool; CALLBACKS],
 }
 
-/// The implemented-callback bit of `callback`.
-const fn flag(callback: Callback) -> CallbackSet {
-    use Callback as C;
-    match callback {
-        C::PrepareHardware => CallbackSet::PREPARE_HARDWARE,
-        C::ReleaseHardware => CallbackSet::RELEASE_HARDWARE,
-        C::D0Entry => CallbackSet::D0_ENTRY,
-        C::D0EntryPostInterruptsEnabled => CallbackSet::D0_ENTRY_POST_INTERRUPTS_ENABLED,
-        C::D0ExitPreInterruptsDisabled => CallbackSet::D0_EXIT_PRE_INTERRUPTS_DISABLED,
-        C::D0Exit => CallbackSet::D0_EXIT,
-        C::SelfManagedIoInit => CallbackSet::SELF_MANAGED_IO_INIT,
-        C::SelfManagedIoRestart => CallbackSet::SELF_MANAGED_IO_RESTART,
-        C::SelfManagedIoSuspend => CallbackSet::SELF_MANAGED_IO_SUSPEND,
-        C::SelfManagedIoFlush => CallbackSet::SELF_MANAGED_IO_FLUSH,
-        C::SelfManagedIoCleanup => CallbackSet::SELF_MANAGED_IO_CLEANUP,
-        C::SurpriseRemoval => CallbackSet::SURPRISE_REMOVAL,
-        C::QueryRemove => CallbackSet::QUERY_REMOVE,
-        C::QueryStop => CallbackSet::QUERY_STOP,
-        C::RelationsQuery => CallbackSet::RELATIONS_QUERY,
-        C::UsageNotificationEx => CallbackSet::USAGE_NOTIFICATION_EX,
-        C::ArmWakeFromS0 => CallbackSet::ARM_WAKE_FROM_S0,
-        C::DisarmWakeFromS0 => CallbackSet::DISARM_WAKE_FROM_S0,
-        C::WakeFromS0Triggered => CallbackSet::WAKE_FROM_S0_TRIGGERED,
-        C::ArmWakeFromSxWithReason => CallbackSet::ARM_WAKE_FROM_SX_WITH_REASON,
-        C::DisarmWakeFromSx => CallbackSet::DISARM_WAKE_FROM_SX,
-        C::WakeFromSxTriggered => CallbackSet::WAKE_FROM_SX_TRIGGERED,
-        C::QueueIoRead => CallbackSet::QUEUE_IO_READ,
-        C::QueueIoWrite => CallbackSet::QUEUE_IO_WRITE,
-        C::DeviceIoControl => CallbackSet::DEVICE_IO_CONTROL,
-        C::InternalDeviceIoControl => CallbackSet::INTERNAL_DEVICE_IO_CONTROL,
-        C::FileCreate => CallbackSet::FILE_CREATE,
-        C::FileCleanup => CallbackSet::FILE_CLEANUP,
-        C::FileClose => CallbackSet::FILE_CLOSE,
-        C::FileObjectDeleted => CallbackSet::FILE_OBJECT_DELETED,
-        C::ResourcesAssign => CallbackSet::RESOURCES_ASSIGN,
-        C::NotificationRegister => CallbackSet::NOTIFICATION_REGISTER,
-        C::NotificationUnregister => CallbackSet::NOTIFICATION_UNREGISTER,
-        C::Open => CallbackSet::OPEN,
-        C::Close => CallbackSet::CLOSE,
-    }
-}
-
 /// `true` if `object`'s open option (or ResourcesAssign) makes it act in phase `callback`.
 fn phase_relevant(object: &ModuleObject, callback: Callback) -> bool {
-    let option = object.descriptor.open_option;
+    let option = object.open_option();
     match callback {
         Callback::PrepareHardware => {
             matches!(
@@ -252,7 +213,7 @@ impl Orders {
         for callback in dispatch_table::ALL {
             let index = callback as usize;
             let start = u32::try_from(steps.len()).map_err(too_many)?;
-            let want = flag(callback);
+            let want = callback.flag();
             if want.intersects(CallbackSet::WDF) {
                 walk(modules, dispatch_table::row(callback), &mut |object| {
                     let relevant = phase_relevant(object, callback);
@@ -328,7 +289,7 @@ pub(crate) fn open_on_create(list: &[Arc<ModuleObject>], log: &mut PhaseLog) -> 
     walk(
         list,
         dispatch_table::row(Callback::Open),
-        &mut |object| match object.descriptor.open_option {
+        &mut |object| match object.open_option() {
             OpenOption::Create => log.open(object, OpenedDuring::Create),
             OpenOption::NotifyCreate => log.register(object, OpenedDuring::Create),
             _ => Ok(()),
@@ -361,60 +322,62 @@ pub(crate) fn feature_lookup<F: Module>(device: &DeviceShared, feature: Feature)
     handle_of(&object).ok()
 }
 
-macro_rules! status_callbacks {
-    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(&self $(, $arg: $ty)*) -> NtResult<()> {
-                // The order holds only Modules whose set has `$flag`.
-                self.run(Callback::$cb, |s| s.table.$name(&s.object $(, $arg)*))
-            }
-        )*
+/// Generates the collection's dispatcher of every callback marked `auto` in the list.
+macro_rules! dispatchers {
+    (() module { $($m:tt)* } dispatched { $($d:tt)* } wdf { $($w:tt)* }) => {
+        dispatchers!(@each $($w)*);
     };
-}
-
-macro_rules! void_callbacks {
-    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(&self $(, $arg: $ty)*) {
-                // The order holds only Modules whose set has `$flag`.
-                let _ = self.run(Callback::$cb, |s| {
-                    s.table.$name(&s.object $(, $arg)*);
-                    Ok(())
-                });
-            }
-        )*
+    (@each $(
+        $(#[$doc:meta])* $name:ident $variant:ident $flag:ident [$result:ident $collection:ident $device:ident]
+        ($($args:tt)*) -> $ret:ty = $default:expr;
+    )*) => {
+        $(dispatchers!(@one [$result $collection] $(#[$doc])* $name $variant ($($args)*));)*
     };
-}
-
-macro_rules! request_callbacks {
-    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(&self, io: &mut IoRequest<'_> $(, $arg: $ty)*) -> RequestDisposition {
-                // The order holds only Modules whose set has `$flag`.
-                self.run_request(Callback::$cb, io, |s, io| s.table.$name(&s.object, io $(, $arg)*))
-            }
-        )*
+    (@one [status auto] $(#[$doc:meta])* $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        $(#[$doc])*
+        ///
+        /// Dispatched in its row of the dispatch table; a failure stops the walk.
+        pub fn $name(&self $(, $arg: $ty)*) -> NtResult<()> {
+            // The order holds only Modules that implement the callback.
+            self.run(Callback::$variant, |s| s.table.$name(&s.object $(, $arg)*))
+        }
     };
-}
-
-macro_rules! file_callbacks {
-    ($($(#[$doc:meta])* $name:ident => $cb:ident, $flag:ident ( $($arg:ident : $ty:ty),* );)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(&self $(, $arg: $ty)*) -> RequestDisposition {
-                // The order holds only Modules whose set has `$flag`.
-                self.run_file(Callback::$cb, |s| s.table.$name(&s.object $(, $arg)*))
-            }
-        )*
+    (@one [void auto] $(#[$doc:meta])* $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        $(#[$doc])*
+        ///
+        /// Dispatched in its row of the dispatch table.
+        pub fn $name(&self $(, $arg: $ty)*) {
+            let _ = self.run(Callback::$variant, |s| {
+                s.table.$name(&s.object $(, $arg)*);
+                Ok(())
+            });
+        }
     };
+    (@one [request auto] $(#[$doc:meta])* $name:ident $variant:ident
+        ($io:ident : $io_ty:ty $(, $arg:ident : $ty:ty)*)) => {
+        $(#[$doc])*
+        ///
+        /// Dispatched in its row of the dispatch table: first taker wins.
+        pub fn $name(&self, $io: $io_ty $(, $arg: $ty)*) -> RequestDisposition {
+            self.run_request(Callback::$variant, $io, |s, $io| {
+                s.table.$name(&s.object, $io $(, $arg)*)
+            })
+        }
+    };
+    (@one [file auto] $(#[$doc:meta])* $name:ident $variant:ident ($($arg:ident : $ty:ty),*)) => {
+        $(#[$doc])*
+        ///
+        /// Dispatched in its row of the dispatch table: first taker wins.
+        pub fn $name(&self $(, $arg: $ty)*) -> RequestDisposition {
+            self.run_file(Callback::$variant, |s| s.table.$name(&s.object $(, $arg)*))
+        }
+    };
+    (@one [$result:ident own] $($rest:tt)*) => {};
 }
 
 impl ModuleCollection {
-    /// `DMF_ModulesCreate` (CLI-25): creates the Modules added to `init`, then opens/registers the
-    /// `*_Create` ones. On failure nothing is left created or open (Top 25 #13).
+    /// `DMF_ModulesCreate`: creates the Modules added to `init`, then opens/registers the
+    /// `*_Create` ones. On failure nothing is left created or open.
     pub fn create(init: ModuleInit, config: CollectionConfig) -> NtResult<ModuleCollection> {
         if let Some(status) = init.error {
             return Err(status);
@@ -482,7 +445,7 @@ impl ModuleCollection {
         self.device.device.as_ref()
     }
 
-    /// The handle of a Module the client added (CLI-42 `ResultantDmfModule`).
+    /// The handle of a Module the client added (`ResultantDmfModule`).
     pub fn get<M: Module>(&self, token: Added<M>) -> NtResult<M> {
         resolve(self.owner, &self.modules, token)
     }
@@ -502,7 +465,7 @@ impl ModuleCollection {
         self.device.filter
     }
 
-    /// `DMF_FeatureModuleGetFromDevice` (MOD-111): `None` when the feature is not enabled.
+    /// `DMF_FeatureModuleGetFromDevice`: `None` when the feature is not enabled.
     pub fn feature<F: Module>(&self, feature: Feature) -> Option<F> {
         feature_lookup(&self.device, feature)
     }
@@ -587,14 +550,14 @@ impl ModuleCollection {
         }
     }
 
-    /// `EvtDevicePrepareHardware` (DSP-20, MOD-51): per Module, children first: ResourcesAssign
+    /// `EvtDevicePrepareHardware`: per Module, children first: ResourcesAssign
     /// (unless `*_Create`), its own PrepareHardware, then the automatic open (`OPEN_PrepareHardware`)
     /// or NotificationRegister (`NOTIFY_PrepareHardware`). On failure the phase's opens are undone.
     pub fn prepare_hardware(&self, resources: &Resources) -> NtResult<()> {
         let mut log = PhaseLog::default();
         let result = self.run(Callback::PrepareHardware, |s| {
             let o = &s.object;
-            let option = o.descriptor.open_option;
+            let option = o.open_option();
             if !option.is_create() && o.implements(CallbackSet::RESOURCES_ASSIGN) {
                 s.table.resources_assign(o, resources)?;
             }
@@ -613,9 +576,9 @@ impl ModuleCollection {
         result
     }
 
-    /// `EvtDeviceReleaseHardware` (DSP-21): client first, then parent first and backward: the
+    /// `EvtDeviceReleaseHardware`: client first, then parent first and backward: the
     /// automatic unregister/close of what PrepareHardware opened, then the Module's own callback.
-    /// Reaches every Module even after a failed PrepareHardware (Top 25 #8).
+    /// Reaches every Module even after a failed PrepareHardware.
     pub fn release_hardware(&self, resources: &Resources) -> NtResult<()> {
         self.in_d0.store(false, Ordering::Release);
         self.run(Callback::ReleaseHardware, |s| {
@@ -633,9 +596,9 @@ impl ModuleCollection {
         })
     }
 
-    /// `EvtDeviceD0Entry` (DSP-22): per Module, children first: its own D0Entry, then the
+    /// `EvtDeviceD0Entry`: per Module, children first: its own D0Entry, then the
     /// automatic open (`OPEN_D0Entry`, `OPEN_D0EntrySystemPowerUp` when not open) or register
-    /// (`NOTIFY_D0Entry`). On failure the phase's opens are undone and no D0Exit follows (Top 25 #9).
+    /// (`NOTIFY_D0Entry`). On failure the phase's opens are undone and no D0Exit follows.
     pub fn d0_entry(&self, previous: PowerDeviceState) -> NtResult<()> {
         if !self.orders.phase[Callback::D0Entry as usize] {
             // No Module opens or registers in D0Entry: only the Modules' own callbacks.
@@ -651,7 +614,7 @@ impl ModuleCollection {
             if o.implements(CallbackSet::D0_ENTRY) {
                 s.table.d0_entry(o, previous)?;
             }
-            match o.descriptor.open_option {
+            match o.open_option() {
                 OpenOption::D0Entry => log.open(o, OpenedDuring::D0Entry),
                 OpenOption::D0EntrySystemPowerUp if o.state() != ModuleState::Opened => {
                     log.open(o, OpenedDuring::D0EntrySystemPowerUp)
@@ -667,10 +630,18 @@ impl ModuleCollection {
         result
     }
 
-    /// `EvtDeviceD0Exit` (DSP-24): client first, then parent first and backward: the automatic
+    /// `EvtDeviceD0Exit`: client first, then parent first and backward: the automatic
     /// unregister/close (`NOTIFY_D0Entry`, `OPEN_D0Entry`, and `OPEN_D0EntrySystemPowerUp` when
-    /// `target` is D3Final or hibernation), then the Module's own D0Exit. Nothing is dispatched
-    /// unless a D0Entry succeeded.
+    /// the device powers down for good or the system leaves S0 — see below), then the Module's
+    /// own D0Exit. Nothing is dispatched unless a D0Entry succeeded.
+    ///
+    /// `OPEN_D0EntrySystemPowerUp` Modules close when `target` is `D3Final` (removal, stop,
+    /// shutdown) or `PrepareForHibernation`, or when `WdfDeviceGetSystemPowerAction` reports a
+    /// system transition (sleep, hibernate, shutdown): as DMF's documentation says, "when the
+    /// Client Driver receives an EvtDeviceD0Exit callback while the system is transitioning from
+    /// S0 to Sx". They reopen in the D0Entry of the return. A device that idles in S0 keeps them
+    /// open. (C DMF's code closes them only on D3Final and hibernation; a Module written for this
+    /// option expects the documented rule.)
     pub fn d0_exit(&self, target: PowerDeviceState) -> NtResult<()> {
         if !self.in_d0.swap(false, Ordering::AcqRel) {
             return Ok(());
@@ -678,7 +649,11 @@ impl ModuleCollection {
         let system = matches!(
             target,
             PowerDeviceState::D3Final | PowerDeviceState::PrepareForHibernation
-        );
+        ) || self
+            .device
+            .device
+            .as_ref()
+            .is_some_and(|device| device.system_power_action().is_system_transition());
         if !self.orders.phase[Callback::D0Exit as usize] {
             return self.run(Callback::D0Exit, |s| s.table.d0_exit(&s.object, target));
         }
@@ -703,70 +678,7 @@ impl ModuleCollection {
         })
     }
 
-    status_callbacks! {
-        /// `EvtDeviceD0EntryPostInterruptsEnabled` (DSP-23).
-        d0_entry_post_interrupts_enabled => D0EntryPostInterruptsEnabled, D0_ENTRY_POST_INTERRUPTS_ENABLED(previous: PowerDeviceState);
-        /// `EvtDeviceD0ExitPreInterruptsDisabled` (DSP-25).
-        d0_exit_pre_interrupts_disabled => D0ExitPreInterruptsDisabled, D0_EXIT_PRE_INTERRUPTS_DISABLED(target: PowerDeviceState);
-        /// `EvtDeviceSelfManagedIoInit` (DSP-30).
-        self_managed_io_init => SelfManagedIoInit, SELF_MANAGED_IO_INIT();
-        /// `EvtDeviceSelfManagedIoRestart` (DSP-32).
-        self_managed_io_restart => SelfManagedIoRestart, SELF_MANAGED_IO_RESTART();
-        /// `EvtDeviceSelfManagedIoSuspend` (DSP-31).
-        self_managed_io_suspend => SelfManagedIoSuspend, SELF_MANAGED_IO_SUSPEND();
-        /// `EvtDeviceQueryRemove` (DSP-34).
-        query_remove => QueryRemove, QUERY_REMOVE();
-        /// `EvtDeviceQueryStop` (DSP-35).
-        query_stop => QueryStop, QUERY_STOP();
-        /// `EvtDeviceUsageNotificationEx` (DSP-37).
-        usage_notification_ex => UsageNotificationEx, USAGE_NOTIFICATION_EX(file_type: SpecialFileType, in_path: bool);
-        /// `EvtDeviceArmWakeFromS0` (DSP-38).
-        arm_wake_from_s0 => ArmWakeFromS0, ARM_WAKE_FROM_S0();
-        /// `EvtDeviceArmWakeFromSxWithReason` (DSP-41).
-        arm_wake_from_sx_with_reason => ArmWakeFromSxWithReason, ARM_WAKE_FROM_SX_WITH_REASON(device_wake_enabled: bool, children_armed_for_wake: bool);
-    }
-
-    void_callbacks! {
-        /// `EvtDeviceSelfManagedIoFlush` (DSP-29).
-        self_managed_io_flush => SelfManagedIoFlush, SELF_MANAGED_IO_FLUSH();
-        /// `EvtDeviceSelfManagedIoCleanup` (DSP-28).
-        self_managed_io_cleanup => SelfManagedIoCleanup, SELF_MANAGED_IO_CLEANUP();
-        /// `EvtDeviceSurpriseRemoval` (DSP-33).
-        surprise_removal => SurpriseRemoval, SURPRISE_REMOVAL();
-        /// `EvtDeviceRelationsQuery` (DSP-36).
-        relations_query => RelationsQuery, RELATIONS_QUERY(relation: RelationType);
-        /// `EvtDeviceDisarmWakeFromS0` (DSP-39).
-        disarm_wake_from_s0 => DisarmWakeFromS0, DISARM_WAKE_FROM_S0();
-        /// `EvtDeviceWakeFromS0Triggered` (DSP-40).
-        wake_from_s0_triggered => WakeFromS0Triggered, WAKE_FROM_S0_TRIGGERED();
-        /// `EvtDeviceDisarmWakeFromSx` (DSP-42).
-        disarm_wake_from_sx => DisarmWakeFromSx, DISARM_WAKE_FROM_SX();
-        /// `EvtDeviceWakeFromSxTriggered` (DSP-43).
-        wake_from_sx_triggered => WakeFromSxTriggered, WAKE_FROM_SX_TRIGGERED();
-        /// The file object's `EvtCleanupCallback`: it is deleted, after its close or because its
-        /// create failed. Every Module that implements it, whether or not it saw the create.
-        file_object_deleted => FileObjectDeleted, FILE_OBJECT_DELETED(file: &FileObject);
-    }
-
-    request_callbacks! {
-        /// `EvtIoRead` (DSP-47): first taker wins.
-        queue_io_read => QueueIoRead, QUEUE_IO_READ(length: usize);
-        /// `EvtIoWrite` (DSP-48): first taker wins.
-        queue_io_write => QueueIoWrite, QUEUE_IO_WRITE(length: usize);
-        /// `EvtIoDeviceControl` (DSP-26): first taker wins.
-        device_io_control => DeviceIoControl, DEVICE_IO_CONTROL();
-        /// `EvtIoInternalDeviceControl` (DSP-27): first taker wins.
-        internal_device_io_control => InternalDeviceIoControl, INTERNAL_DEVICE_IO_CONTROL();
-        /// `EvtDeviceFileCreate` (DSP-44): first taker wins.
-        file_create => FileCreate, FILE_CREATE(file: &FileObject);
-    }
-
-    file_callbacks! {
-        /// `EvtFileCleanup` (DSP-45): first taker wins.
-        file_cleanup => FileCleanup, FILE_CLEANUP(file: &FileObject);
-        /// `EvtFileClose` (DSP-46): first taker wins.
-        file_close => FileClose, FILE_CLOSE(file: &FileObject);
-    }
+    callback_list!(dispatchers!());
 
     /// The collection cleanup: closes every Module (last to first, parent first; dynamic Modules
     /// parented to the device too) and then destroys them (first to first, children first), each

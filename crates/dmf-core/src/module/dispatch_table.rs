@@ -1,4 +1,4 @@
-//! THE dispatch order: one table, one file (invariant 6; DSP-01…DSP-10, DSP-50…DSP-53).
+//! THE dispatch order: one table, one file (invariant 6).
 //!
 //! # The rule
 //!
@@ -10,96 +10,56 @@
 //! | [`DOWN`] | parent first | backward (reverse add order) | before the Modules | power-down, stop, remove, surprise removal, query remove/stop, arm for wake, file object deleted, NotificationUnregister, close |
 //! | [`REQUEST`] | parent first | forward | after the Modules (last taker) | the seven BOOLEAN request callbacks: first taker wins |
 //!
-//! This is the rule DMF's documentation states (DSP-02, DSP-03: "children before parents on the way
-//! up, reversed on the way down"; the client after every Module going up and before them going
-//! down, Top 25 #1, #2) applied without exception. reference/dmf-upstream.md §2.4 records that C
-//! DMF's *code* iterates children forward on some down-path callbacks (ReleaseHardware, D0Exit,
-//! D0ExitPreInterruptsDisabled, ArmWakeFromSxWithReason) and backward on others, and calls the
-//! parent first for SurpriseRemoval/QueryRemove/QueryStop/file callbacks where its *comment* says
-//! children first. We pick the comment's consistent rule for sibling order — the way down is the
-//! exact mirror of the way up — and the code's parent-first for the remove/stop queries (they are
-//! on the way down). Request callbacks go parent first and forward, as C DMF's code does: a parent
-//! may claim a request before its children, and the earlier-added Module wins.
+//! This is the rule DMF documents (the header comment of C DMF's `DmfCall.c`: children before
+//! parents on the way up, reversed on the way down; the DMF guide's "Properties of Modules": the
+//! client after every Module going up and before them going down) applied without exception. C
+//! DMF's *code* in `DmfCall.c` iterates children forward (`DmfChildObjectIterateForward`) on some
+//! down-path callbacks (ReleaseHardware, D0Exit, D0ExitPreInterruptsDisabled,
+//! ArmWakeFromSxWithReason) and backward on others, and calls the parent first for
+//! SurpriseRemoval/QueryRemove/QueryStop/file callbacks where its *comment* says children first. We
+//! pick the comment's consistent rule for sibling order — the way down is the exact mirror of the
+//! way up — and the code's parent-first for the remove/stop queries (they are on the way down).
+//! Request callbacks go parent first and forward, as C DMF's code does: a parent may claim a
+//! request before its children, and the earlier-added Module wins.
 //!
 //! A failing `NTSTATUS` callback stops the walk (the remaining Modules and the client are not
-//! called) and its status is returned (DSP-53). A request nobody handles is resolved by
-//! [`unhandled`]: data the device integration applies (CLI-22, Top 25 #4, dmf-upstream §2.4).
+//! called) and its status is returned. A request nobody handles is resolved by [`unhandled`]: data
+//! the device integration applies (C DMF decides it in `DmfContainer.c`).
 
-/// Every dispatched callback: the 30 WDF callbacks and the DMF callbacks that walk the tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Callback {
-    /// DSP-20.
-    PrepareHardware,
-    /// DSP-21.
-    ReleaseHardware,
-    /// DSP-22.
-    D0Entry,
-    /// DSP-23.
-    D0EntryPostInterruptsEnabled,
-    /// DSP-25.
-    D0ExitPreInterruptsDisabled,
-    /// DSP-24.
-    D0Exit,
-    /// DSP-30.
-    SelfManagedIoInit,
-    /// DSP-32.
-    SelfManagedIoRestart,
-    /// DSP-31.
-    SelfManagedIoSuspend,
-    /// DSP-29.
-    SelfManagedIoFlush,
-    /// DSP-28.
-    SelfManagedIoCleanup,
-    /// DSP-33.
-    SurpriseRemoval,
-    /// DSP-34.
-    QueryRemove,
-    /// DSP-35.
-    QueryStop,
-    /// DSP-36.
-    RelationsQuery,
-    /// DSP-37.
-    UsageNotificationEx,
-    /// DSP-38.
-    ArmWakeFromS0,
-    /// DSP-39.
-    DisarmWakeFromS0,
-    /// DSP-40.
-    WakeFromS0Triggered,
-    /// DSP-41.
-    ArmWakeFromSxWithReason,
-    /// DSP-42.
-    DisarmWakeFromSx,
-    /// DSP-43.
-    WakeFromSxTriggered,
-    /// DSP-47.
-    QueueIoRead,
-    /// DSP-48.
-    QueueIoWrite,
-    /// DSP-26.
-    DeviceIoControl,
-    /// DSP-27.
-    InternalDeviceIoControl,
-    /// DSP-44.
-    FileCreate,
-    /// DSP-45.
-    FileCleanup,
-    /// DSP-46.
-    FileClose,
-    /// Not in C DMF: the file object's `EvtCleanupCallback` — it is deleted, after its close or
-    /// because its create failed (a notice, not a request: every Module that implements it).
-    FileObjectDeleted,
-    /// MOD-51 (in PrepareHardware).
-    ResourcesAssign,
-    /// MOD-54 (at the open option's point).
-    NotificationRegister,
-    /// MOD-55.
-    NotificationUnregister,
-    /// MOD-52: opening a tree (children first, Top 25 #1).
-    Open,
-    /// MOD-53: closing a tree (parent first, children usable in the parent's Close).
-    Close,
+/// Generates [`Callback`], [`ALL`] and [`Callback::flag`] from the list of callbacks: the WDF
+/// callbacks and the DMF callbacks that walk the tree.
+use super::callback_list::callback_list;
+use super::descriptor::CallbackSet;
+
+macro_rules! callback_enum {
+    (() module { $($m:tt)* } dispatched { $($d:tt)* } wdf { $($w:tt)* }) => {
+        callback_enum!(@enum $($w)* $($d)*);
+    };
+    (@enum $(
+        $(#[$doc:meta])* $name:ident $variant:ident $flag:ident [$($kind:ident)*]
+        ($($arg:ident : $ty:ty),*) -> $ret:ty = $default:expr;
+    )*) => {
+        /// Every dispatched callback: the WDF callbacks and the DMF callbacks that walk the tree.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Callback {
+            $($(#[$doc])* $variant,)*
+        }
+
+        /// Every dispatched callback, for the tests that assert each row.
+        pub const ALL: [Callback; [$(Callback::$variant),*].len()] = [$(Callback::$variant),*];
+
+        impl Callback {
+            /// The implemented-callback bit of this callback.
+            pub const fn flag(self) -> CallbackSet {
+                match self {
+                    $(Callback::$variant => CallbackSet::$flag,)*
+                }
+            }
+        }
+    };
 }
+
+callback_list!(callback_enum!());
 
 /// Which goes first within one Module's subtree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -207,48 +167,6 @@ pub const fn row(callback: Callback) -> Row {
     }
 }
 
-/// Every callback, for the tests that assert each row.
-pub const ALL: [Callback; 35] = {
-    use Callback as C;
-    [
-        C::PrepareHardware,
-        C::ReleaseHardware,
-        C::D0Entry,
-        C::D0EntryPostInterruptsEnabled,
-        C::D0ExitPreInterruptsDisabled,
-        C::D0Exit,
-        C::SelfManagedIoInit,
-        C::SelfManagedIoRestart,
-        C::SelfManagedIoSuspend,
-        C::SelfManagedIoFlush,
-        C::SelfManagedIoCleanup,
-        C::SurpriseRemoval,
-        C::QueryRemove,
-        C::QueryStop,
-        C::RelationsQuery,
-        C::UsageNotificationEx,
-        C::ArmWakeFromS0,
-        C::DisarmWakeFromS0,
-        C::WakeFromS0Triggered,
-        C::ArmWakeFromSxWithReason,
-        C::DisarmWakeFromSx,
-        C::WakeFromSxTriggered,
-        C::QueueIoRead,
-        C::QueueIoWrite,
-        C::DeviceIoControl,
-        C::InternalDeviceIoControl,
-        C::FileCreate,
-        C::FileCleanup,
-        C::FileClose,
-        C::FileObjectDeleted,
-        C::ResourcesAssign,
-        C::NotificationRegister,
-        C::NotificationUnregister,
-        C::Open,
-        C::Close,
-    ]
-};
-
 /// What happens to a request no Module and not the client handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unhandled {
@@ -258,10 +176,11 @@ pub enum Unhandled {
     PassDown,
 }
 
-/// The unhandled-request policy (CLI-22, Top 25 #4, dmf-upstream §2.4): a filter passes every
-/// request down; a function driver completes I/O with `STATUS_NOT_SUPPORTED` and FileCreate with
-/// `STATUS_SUCCESS` (so interfaces open without a FileCreate handler), and file cleanup/close with
-/// `STATUS_SUCCESS`. `None` for callbacks that are not requests.
+/// The unhandled-request policy (C DMF's container callbacks in `DmfContainer.c`, e.g.
+/// `DMF_RequestPassthru` in a filter): a filter passes every request down; a function driver
+/// completes I/O with `STATUS_NOT_SUPPORTED` and FileCreate with `STATUS_SUCCESS` (so interfaces
+/// open without a FileCreate handler), and file cleanup/close with `STATUS_SUCCESS`. `None` for
+/// callbacks that are not requests.
 pub const fn unhandled(callback: Callback, filter: bool) -> Option<Unhandled> {
     use Callback as C;
     match callback {

@@ -1,16 +1,15 @@
-//! Dynamic Modules (MOD-91…MOD-95, Top 25 #15): created at any time with
+//! Dynamic Modules: created at any time with
 //! `<Name>::with(config).create(&parent)`, owned by their parent, deleted explicitly or with it.
 //!
 //! A dynamic Module may only use `OPEN_Create` or `NOTIFY_Create` (otherwise creation fails with
 //! `STATUS_INVALID_PARAMETER`). It receives no WDF callbacks: it is not in any dispatch order. A
-//! Module type that implements some can still be created dynamically, as in C DMF; it learns
-//! that it is dynamic from `is_dynamic` (MOD-68) and must do without them (a
-//! ContinuousRequestTarget streams in manual mode only, for instance). It is open (or
-//! registered) when `create` returns. The
-//! returned [`DynamicModule`] is the owner: [`DynamicModule::delete`] (or dropping it) is
-//! `WdfObjectDelete` — close (parent first) then destroy (children first), each exactly once even
-//! if the parent is deleted concurrently. The parent is a Module's scope (the Module owns it), a
-//! [`ModuleCollection`] (the device owns it) or [`NoParent`] (a dynamic-only driver owns it, CLI-03).
+//! Module type that implements some can still be created dynamically, as in C DMF; it learns that
+//! it is dynamic from `is_dynamic` and must do without them (a ContinuousRequestTarget streams in
+//! manual mode only, for instance). It is open (or registered) when `create` returns. The returned
+//! [`DynamicModule`] is the owner: [`DynamicModule::delete`] (or dropping it) is `WdfObjectDelete`
+//! — close (parent first) then destroy (children first), each exactly once even if the parent is
+//! deleted concurrently. The parent is a Module's scope (the Module owns it), a
+//! [`ModuleCollection`] (the device owns it) or [`NoParent`] (a dynamic-only driver owns it).
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -142,7 +141,7 @@ impl<M: Module> Drop for DynamicModule<M> {
 }
 
 impl<M: Module> ModuleSpec<M> {
-    /// `DMF_<Name>_Create` for a dynamic Module (MOD-92): creates it under `parent` and opens (or
+    /// `DMF_<Name>_Create` for a dynamic Module: creates it under `parent` and opens (or
     /// registers) it before returning.
     pub fn create(self, parent: &(impl DynamicParent + ?Sized)) -> NtResult<DynamicModule<M>> {
         let DynamicParentRef {

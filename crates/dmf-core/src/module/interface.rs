@@ -1,5 +1,6 @@
-//! DMF Interfaces: binding a Protocol Module to a Transport Module at run time (dmf-upstream
-//! §2.11), with Rust types in place of C DMF's declaration and bind-data structures.
+//! DMF Interfaces: binding a Protocol Module to a Transport Module at run time (C DMF's
+//! `DMF_INTERFACE_BIND`, implemented in `DmfInterfaceInternal.c`), with Rust types in place of C
+//! DMF's declaration and bind-data structures.
 //!
 //! # Design
 //!

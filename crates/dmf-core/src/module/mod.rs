@@ -63,21 +63,23 @@
 //! # Ok::<(), NtStatus>(())
 //! ```
 //!
-//! | Piece | File | Seed IDs |
-//! |---|---|---|
-//! | descriptor, open options, implemented-callback set | `descriptor.rs` | MOD-30…MOD-41 |
-//! | the callbacks trait (29 WDF + DMF callbacks) | `callbacks.rs` | MOD-34, MOD-35, DSP-20…48 |
-//! | the Module object, state machine, open/close/destroy | `object.rs` | MOD-01…MOD-09, MOD-52…56, MOD-62…67 |
-//! | typed handles, `Method`/`Dispatched` scopes | `scope.rs` | MOD-05, MOD-12, MOD-21, MOD-22, MOD-80 |
-//! | specs, add lists, creation, child limit, transports | `spec.rs` | CLI-42, MOD-10, MOD-50, MOD-60, MOD-102 |
-//! | THE dispatch order | `dispatch_table.rs` | DSP-01…DSP-10 |
-//! | the collection and the phase functions | `collection.rs` | CLI-22, CLI-25, Top 25 #1–#9, #12, #13 |
-//! | dynamic Modules | `dynamic.rs` | MOD-91…MOD-95 |
-//! | DMF Interfaces (protocol/transport binding) | `interface.rs` | dmf-upstream §2.11 |
-//! | lazily created internals (internal lock, rundown event) | `lazy.rs` | — |
+//! | Piece | File |
+//! |---|---|
+//! | THE list of callbacks (everything that enumerates them is generated from it) | `callback_list.rs` |
+//! | descriptor, open options (static and dynamic), implemented-callback set | `descriptor.rs` |
+//! | the callbacks trait (30 WDF + 8 DMF callbacks), `IoRequest`, the erased table | `callbacks.rs` |
+//! | the Module object, state machine, open/close/destroy | `object.rs` |
+//! | typed handles, `Method`/`Dispatched` scopes | `scope.rs` |
+//! | specs, add lists, creation, child limit, transports | `spec.rs` |
+//! | THE dispatch order | `dispatch_table.rs` |
+//! | the collection and the phase functions | `collection.rs` |
+//! | dynamic Modules | `dynamic.rs` |
+//! | DMF Interfaces (protocol/transport binding) | `interface.rs` |
+//! | lazily created internals (internal lock, rundown event) | `lazy.rs` |
 //!
 //! ARCHITECTURE.md "Module framework" records the decisions and the deviations from C DMF.
 
+pub(crate) mod callback_list;
 mod callbacks;
 mod collection;
 mod descriptor;
@@ -96,12 +98,13 @@ pub use dynamic::{DynamicModule, DynamicParent, DynamicParentRef, NoParent};
 pub use interface::{Binding, BindingState, Interface, InterfaceProtocol, InterfaceTransport};
 pub use object::{ModuleState, OpenedDuring, TraceEntry};
 pub use scope::{
-    Added, Dispatched, Method, Module, ModuleHandle, ModuleParts, ModuleRef, ModuleReference,
-    Scope, WeakModule,
+    Added, Dispatched, Method, Module, ModuleHandle, ModuleRef, ModuleReference, Scope, WeakModule,
 };
 pub use spec::{ModuleInit, ModuleSpec};
 
-pub use crate::platform::contract::device::{PowerDeviceState, RelationType, SpecialFileType};
+pub use crate::platform::contract::device::{
+    PowerDeviceState, RelationType, SpecialFileType, SystemPowerAction,
+};
 pub use crate::sync::{ModuleLockGuard, ModuleOptions};
 
 /// A Module's **shared state**: what its Methods reach *without* taking the Module's lock —
@@ -110,7 +113,7 @@ pub use crate::sync::{ModuleLockGuard, ModuleOptions};
 ///
 /// Declared with `#[dmf_module(shared = T, …)]`; built from the Module's config when the Module is
 /// created (a failure fails the create with that status), reached through `module.shared()` in
-/// the Module's own code only (like its context, MOD-21), and dropped when the Module is destroyed.
+/// the Module's own code only (like its context), and dropped when the Module is destroyed.
 /// It outlives every open/close cycle: what must start fresh at open is reset in the open callback.
 /// Methods still run inside their rundown guard; the shared state only spares them the lock.
 pub trait ModuleShared<Cfg>: Send + Sync + Sized + 'static {
@@ -129,7 +132,7 @@ impl<Cfg> ModuleShared<Cfg> for () {
     }
 }
 
-/// Framework-owned feature Modules (MOD-110): looked up by [`Scope::feature`] and
+/// Framework-owned feature Modules: looked up by [`Scope::feature`] and
 /// [`ModuleCollection::feature`]; none is enabled unless the client adds one with
 /// [`ModuleInit::add_feature`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

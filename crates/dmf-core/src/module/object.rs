@@ -2,29 +2,30 @@
 //!
 //! # Design
 //!
-//! C DMF's `DMF_OBJECT` (dmf-upstream §2.2) becomes [`ModuleObject`]. Everything a Module author
-//! must not see directly lives here, type-erased so one object type serves every Module:
+//! C DMF's `DMF_OBJECT` (`DmfIncludeInternal.h`) becomes [`ModuleObject`]. Everything a Module
+//! author must not see directly lives here, type-erased so one object type serves every Module:
 //!
 //! - the descriptor (`&'static`, generated as a `const` by `#[dmf_module]`);
 //! - the callbacks, as a `&'static` table of function pointers generated per Module type
 //!   (`CallbackTable` in `callbacks.rs`; no allocation), which also identifies the handle type;
-//! - one erased *cell* holding the private copy of the config (MOD-21, Top 25 #14), the context
-//!   behind the Module's own lock (MOD-22, MOD-80) and its auxiliary locks (MOD-81). The cell's type
-//!   includes a private *key* type generated per Module, so only code that can name the key — the
-//!   Module's own Rust module — can open it (invariant 5);
+//! - one erased *cell* holding the private copy of the config, the context behind the Module's own
+//!   lock and its auxiliary locks. The cell's type includes a private *key* type generated per
+//!   Module, so only code that can name the key — the Module's own Rust module — can open it
+//!   (invariant 5);
 //! - the state machine (Created → Opening → Opened → Closing → Closed → Opening … → Destroying →
 //!   Destroyed) as an atomic, so open/close/destroy are each once-only under races (C DMF's
-//!   close-once guard, §2.6);
+//!   close-once guard, the `ModuleClosed` flag `DMF_Internal_Close` tests and sets in
+//!   `DmfInternal.c`);
 //! - "opened during" / "registered during" as enums ([`OpenedDuring`]), so a failing phase closes
-//!   exactly what it opened (§2.4 failure cleanup);
+//!   exactly what it opened (C DMF's `ModuleOpenedDuring`);
 //! - the rundown that gates Methods (invariant 4): `open` re-arms it, `close` waits on it. Its
 //!   event is created by the first `open` (which can fail; `lazy.rs`). State word and rundown are
 //!   one [`MethodGate`] (`module_gate.rs`, no platform, so the loom models run it);
 //! - the static children (fixed at creation, so dispatch walks them without a lock), a weak parent
 //!   link (set once the parent's object exists: children are created first), the device-wide
 //!   shared data (filter flag, feature Modules), and, behind one spin lock,
-//!   the dynamic children, the DMF Interface bindings and the optional in-flight trace ring (MOD-30
-//!   `InFlightRecorderSize`).
+//!   the dynamic children, the DMF Interface bindings and the optional in-flight trace ring
+//!   (`InFlightRecorderSize`).
 //!
 //! # Memory
 //!
@@ -36,10 +37,10 @@
 //! but it is created only when first needed: at creation for a Module with a trace ring, and on the
 //! first dynamic child or interface binding otherwise. It is framework-internal and never held
 //! across a callback (each use is a push, a removal or a copy). Likewise the rundown's event.
-//! C DMF makes the same trade for its internal locks (native `KSPIN_LOCK`s rather than WDF handles,
-//! dmf-upstream §2.9).
+//! C DMF makes the same trade for its internal locks (native `KSPIN_LOCK`s rather than WDF handles:
+//! `DMF_GENERIC_SPINLOCK` in `DmfIncludeInternal.h`).
 //!
-//! # Open and close (MOD-52, MOD-53, MOD-62, MOD-63, Top 25 #7, #10)
+//! # Open and close
 //!
 //! `open`: Created/Closed → Opening; the rundown's event is made ready (the first open creates it;
 //! `STATUS_INSUFFICIENT_RESOURCES` if it cannot); client `OnDeviceNotificationOpen` (may veto); Module `open`;
@@ -58,7 +59,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 pub use crate::module_gate::ModuleState;
 
 use super::callbacks::CallbackTable;
-use super::descriptor::{CallbackSet, ModuleDescriptor};
+use super::descriptor::{CallbackSet, ModuleDescriptor, OpenOption};
 use super::interface::ErasedBinding;
 use super::lazy::{LazyEvent, OnceBox, OnceWeak};
 use super::Feature;
@@ -101,7 +102,7 @@ impl OpenedDuring {
 /// A client event callback, erased: it rebuilds the typed handle from the object.
 pub(crate) type ObjectFn = Box<dyn Fn(&Arc<ModuleObject>) -> NtResult<()> + Send + Sync>;
 
-/// `DMF_MODULE_EVENT_CALLBACKS` (MOD-25), erased.
+/// `DMF_MODULE_EVENT_CALLBACKS`, erased.
 #[derive(Default)]
 pub(crate) struct EventCallbacks {
     pub(crate) notification_open: Option<ObjectFn>,
@@ -116,7 +117,7 @@ pub(crate) struct DeviceShared {
     /// The `WDFDEVICE` the collection belongs to (`None` for a collection made without one, as
     /// the framework's own tests do).
     pub(crate) device: Option<crate::platform::Device>,
-    /// The filter driver's FDO when the collection belongs to its control device (CLI-52).
+    /// The filter driver's FDO when the collection belongs to its control device.
     pub(crate) filter_device: Option<crate::platform::Device>,
     pub(crate) features: ModuleLock<Vec<(Feature, Weak<ModuleObject>)>>,
 }
@@ -278,6 +279,11 @@ impl ModuleObject {
         self.flags & FLAG_DYNAMIC != 0
     }
 
+    /// This instance's open option (a dynamic one's may differ from the static one's).
+    pub(crate) fn open_option(&self) -> OpenOption {
+        self.descriptor.open_option_for(self.is_dynamic())
+    }
+
     /// Records an in-flight trace entry (no-op without a trace ring).
     pub(crate) fn trace(&self, event: &'static str, argument: u64) {
         if self.descriptor.trace_capacity == 0 {
@@ -423,13 +429,13 @@ impl ModuleObject {
         }
     }
 
-    /// Destroys the tree, children first, each Module exactly once (MOD-56, Top 25 #15).
+    /// Destroys the tree, children first, each Module exactly once.
     pub(crate) fn destroy_tree(this: &Arc<ModuleObject>) {
         for child in &*this.children {
             Self::destroy_tree(child);
         }
-        // Destroying a Module unbinds its interfaces (dmf-upstream §2.11); `close_tree` already did
-        // unless a binding was made after it.
+        // Destroying a Module unbinds its interfaces (as C DMF's `DMF_ModuleInterfacesUnbind` does
+        // from `DmfCore.c`); `close_tree` already did unless a binding was made after it.
         super::interface::unbind_all(this);
         if !this.gate.begin_destroy() {
             return;

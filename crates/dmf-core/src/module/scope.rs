@@ -8,7 +8,7 @@
 //!
 //! - [`Method<'_, M>`] — what a client-facing Method gets from the generated (private) `enter()`:
 //!   it holds a rundown guard, so it exists only while the Module is open, and close waits for it
-//!   (MOD-12, MOD-64, Top 25 #10/#11). After close begins `enter()` is
+//!   (as for C DMF's `DMF_ModuleReference`). After close begins `enter()` is
 //!   `Err(STATUS_INVALID_DEVICE_STATE)`. `#[must_use]`.
 //! - [`Dispatched<'_, M>`] — what every framework callback receives. The framework holds the
 //!   Module in the state the callback needs, so no guard is taken; a callback never calls
@@ -68,9 +68,9 @@ pub(crate) fn handle_of<M: Module>(object: &Arc<ModuleObject>) -> NtResult<M> {
 
 /// What every Module handle offers anyone who holds it: no private state.
 pub trait ModuleHandle: Module {
-    /// `DMF_ModuleReference` (MOD-66, Top 25 #10): succeeds while the Module is open and holds off
+    /// `DMF_ModuleReference`: succeeds while the Module is open and holds off
     /// its close until the guard drops; `STATUS_INVALID_DEVICE_STATE` when closing or closed (then
-    /// nothing is held, so there is nothing to dereference — MOD-67 by construction).
+    /// nothing is held, so there is nothing to dereference — by construction).
     fn reference(&self) -> NtResult<ModuleReference<'_>> {
         Ok(ModuleReference {
             _guard: self.__ref().0.gate.enter()?,
@@ -80,7 +80,7 @@ pub trait ModuleHandle: Module {
     fn state(&self) -> ModuleState {
         self.__ref().0.state()
     }
-    /// `DMF_ModuleIsDynamic` (MOD-68).
+    /// `DMF_ModuleIsDynamic`.
     fn is_dynamic(&self) -> bool {
         self.__ref().0.is_dynamic()
     }
@@ -198,17 +198,17 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.descriptor.name
     }
 
-    /// `DMF_ModuleIsDynamic` (MOD-68).
+    /// `DMF_ModuleIsDynamic`.
     pub fn is_dynamic(&self) -> bool {
         self.object.is_dynamic()
     }
 
-    /// `DMF_ModuleIsPassiveLevel` (MOD-70).
+    /// `DMF_ModuleIsPassiveLevel`.
     pub fn is_passive_level(&self) -> bool {
         self.object.flags & FLAG_PASSIVE != 0
     }
 
-    /// `DMF_ModuleRequestCompleteOrForward` (MOD-71), for Modules that handle a request but let it
+    /// `DMF_ModuleRequestCompleteOrForward`, for Modules that handle a request but let it
     /// continue on success (IoctlHandler's create check): a failure status completes the
     /// request; success passes it down to the next lower driver in a filter and completes it
     /// otherwise. Returns `true` if the request was completed, `false` if it was forwarded. A
@@ -222,7 +222,7 @@ impl<'a, M: Module> Scope<'a, M> {
         use crate::platform::contract::io::PlatformRequest;
         match self.device() {
             Some(device) if status.is_success() && self.is_in_filter_driver() => {
-                !crate::device::pass_down(request, device)
+                !crate::platform::pass_down(request, device)
             }
             _ => {
                 request.complete(status);
@@ -231,13 +231,13 @@ impl<'a, M: Module> Scope<'a, M> {
         }
     }
 
-    /// `DMF_ModuleIsInFilterDriver` (MOD-69).
+    /// `DMF_ModuleIsInFilterDriver`.
     pub fn is_in_filter_driver(&self) -> bool {
         self.object.device.as_ref().is_some_and(|d| d.filter)
     }
 
-    /// `DMF_ParentDeviceGet` / `DMF_AttachedDeviceGet` (MOD-74): the `WDFDEVICE` of the Module's collection; `None` for a
-    /// dynamic Module created without a device-bound parent.
+    /// `DMF_ParentDeviceGet` / `DMF_AttachedDeviceGet`: the `WDFDEVICE` of the Module's collection;
+    /// `None` for a dynamic Module created without a device-bound parent.
     pub fn device(&self) -> Option<&crate::platform::Device> {
         self.object.device.as_ref().and_then(|d| d.device.as_ref())
     }
@@ -256,7 +256,7 @@ impl<'a, M: Module> Scope<'a, M> {
         self.device().ok_or(crate::NtStatus::INVALID_DEVICE_STATE)
     }
 
-    /// `DMF_FilterDeviceGet` (CLI-56): the filter driver's own device — the collection's device in
+    /// `DMF_FilterDeviceGet`: the filter driver's own device — the collection's device in
     /// a filter, or the device given to `set_client_driver_device` for Modules on a filter's
     /// control device; `None` outside filter drivers.
     pub fn filter_device(&self) -> Option<&crate::platform::Device> {
@@ -302,7 +302,7 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.children.len()
     }
 
-    /// `DMF_ModuleTransportCall` (MOD-72, Top 25 #16): calls the Transport child's
+    /// `DMF_ModuleTransportCall`: calls the Transport child's
     /// `transport_method` inside its rundown guard; `STATUS_NOT_FOUND` without a Transport.
     pub fn transport_call(&self, message: u32, input: &[u8], output: &mut [u8]) -> NtResult<usize> {
         let index = self.object.transport.ok_or(NtStatus::NOT_FOUND)?;
@@ -313,7 +313,7 @@ impl<'a, M: Module> Scope<'a, M> {
             .transport_method(transport, message, input, output)
     }
 
-    /// `DMF_FeatureModuleGetFromModule` (MOD-112): the device's feature Module, if enabled and of
+    /// `DMF_FeatureModuleGetFromModule`: the device's feature Module, if enabled and of
     /// type `F`. Dynamic Modules have no features.
     pub fn feature<F: Module>(&self, feature: Feature) -> Option<F> {
         if self.object.is_dynamic() {
@@ -327,7 +327,7 @@ impl<'a, M: Module> Scope<'a, M> {
         self.object.trace(event, argument);
     }
 
-    /// `DMF_InFlightRecorderGet` (MOD-75): a copy of the trace ring, oldest first.
+    /// `DMF_InFlightRecorderGet`: a copy of the trace ring, oldest first.
     ///
     /// # Errors
     ///
@@ -436,37 +436,9 @@ impl<K, Cfg, C, S> ModuleCell<K, Cfg, C, S> {
     pub fn shared(&self) -> &S {
         &self.shared
     }
-    /// Scope, config and context lock as one [`ModuleParts`].
-    pub fn parts<'s, 'a, M>(&'s self, scope: &'s Scope<'a, M>) -> ModuleParts<'s, 'a, M, Cfg, C> {
-        ModuleParts {
-            scope,
-            config: &self.config,
-            context: &self.context,
-        }
-    }
     /// `DMF_ModuleAuxiliaryLock`.
     pub fn aux_lock(&self, index: usize) -> NtResult<ModuleLockGuard<'_, ()>> {
         self.aux.lock(index)
-    }
-}
-
-/// A Module's scope, config and context lock as one value, for code shared by two Module types
-/// with the same config and context (a static Module and its dynamic twin, such as IoctlHandler and
-/// DynamicIoctlHandler): the shared functions take `&ModuleParts<'_, '_, M, Config, Context>`,
-/// generic over `M`. It comes only from the Module's private access trait (`parts()`), so, like
-/// `lock()`, it reaches only the Module's own state (invariant 5).
-pub struct ModuleParts<'s, 'a, M, Cfg, C> {
-    /// The Module's scope (device, filter flag, handle, children, …).
-    pub scope: &'s Scope<'a, M>,
-    /// `DMF_CONFIG_GET`.
-    pub config: &'s Cfg,
-    context: &'s ModuleLock<C>,
-}
-
-impl<'s, M, Cfg, C> ModuleParts<'s, '_, M, Cfg, C> {
-    /// `DMF_ModuleLock` + `DMF_CONTEXT_GET`: the context under the Module's lock.
-    pub fn lock(&self) -> ModuleLockGuard<'s, C> {
-        self.context.lock()
     }
 }
 
@@ -503,13 +475,13 @@ where
     Ok(Scope::<M>::new(object).__cell::<K, Cfg, C, S>().shared())
 }
 
-/// `DMF_ModuleNotificationOpen` / `DMF_ModuleOpen` (MOD-54, MOD-62, MOD-76).
+/// `DMF_ModuleNotificationOpen` / `DMF_ModuleOpen`.
 #[doc(hidden)]
 pub fn notification_open<M: Module>(handle: &M) -> NtResult<()> {
     ModuleObject::open(&handle.__ref().0, super::object::OpenedDuring::Manual)
 }
 
-/// `DMF_ModuleNotificationClose` / `DMF_ModuleClose` (MOD-55, MOD-63, Top 25 #11).
+/// `DMF_ModuleNotificationClose` / `DMF_ModuleClose`.
 #[doc(hidden)]
 pub fn notification_close<M: Module>(handle: &M) {
     ModuleObject::close(&handle.__ref().0);

@@ -3,24 +3,23 @@
 //!
 //! # Design
 //!
-//! `ModuleInit::add` only records (CLI-42, Top 25 #12); creation happens when the collection is
-//! created (client) or right after the parent's `child_modules_add` returns (children, MOD-50).
-//! The spec carries everything C DMF spreads over `DMF_CONFIG_<Name>`, `DMF_MODULE_ATTRIBUTES`
-//! and `DMF_MODULE_EVENT_CALLBACKS` (MOD-20…MOD-27): the config (moved in — the Module's private
-//! copy, Top 25 #14), `passive_level` (MOD-24), the client's event callbacks (MOD-25) and the
-//! Transport creator (MOD-102). Errors are `Result`s, never latched in a void Add: a child list
-//! over the parent's limit (MOD-10, Top 25 #18) fails the parent's creation with
-//! `STATUS_INSUFFICIENT_RESOURCES`, nothing is dropped silently. Building a spec allocates (the
-//! erased config and callbacks); if an allocation fails, the spec carries the status and the
-//! creation it is added to (or the dynamic `create`) fails with it.
+//! `ModuleInit::add` only records; creation happens when the collection is created (client) or
+//! right after the parent's `child_modules_add` returns (children). The spec carries everything C
+//! DMF spreads over `DMF_CONFIG_<Name>`, `DMF_MODULE_ATTRIBUTES` and `DMF_MODULE_EVENT_CALLBACKS`:
+//! the config (moved in — the Module's private copy), `passive_level`, the client's event callbacks
+//! and the Transport creator. Errors are `Result`s, never latched in a void Add: a child list over
+//! the parent's limit fails the parent's creation with `STATUS_INSUFFICIENT_RESOURCES`, nothing is
+//! dropped silently. Building a spec allocates (the erased config and callbacks); if an allocation
+//! fails, the spec carries the status and the creation it is added to (or the dynamic `create`)
+//! fails with it.
 //!
 //! Creation of one Module: validate (lock kind, aux-lock count, dynamic rules, transport), build the
 //! private cell (config, context, locks), build the object, run `child_modules_add`, check the
-//! child limit and the open-option compatibility rule (dmf-upstream §2.5), create the declared
-//! children, then call the Transport creator exactly once and create the Transport as one more
-//! child (Top 25 #16); finally put the object in its `Arc` and link the children to it (children
-//! exist before their parent's `Arc`, so their parent link is set last). Any failure destroys what
-//! was created and returns the status.
+//! child limit and the open-option compatibility rule (C DMF checks it in `DmfCall.c`'s
+//! `DMF_Module_OpenOrRegisterNotificationOnCreate`), create the declared children, then call the
+//! Transport creator exactly once and create the Transport as one more child; finally put the
+//! object in its `Arc` and link the children to it (children exist before their parent's `Arc`, so
+//! their parent link is set last). Any failure destroys what was created and returns the status.
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
@@ -99,7 +98,7 @@ impl<M: Module> ModuleSpec<M> {
         self
     }
 
-    /// `DMF_MODULE_ATTRIBUTES.PassiveLevel` (MOD-24): PASSIVE_LEVEL locks for a
+    /// `DMF_MODULE_ATTRIBUTES.PassiveLevel`: PASSIVE_LEVEL locks for a
     /// `DISPATCH_MAXIMUM` Module (refused for a `DISPATCH` one).
     pub fn passive_level(self, passive: bool) -> Self {
         self.change(|erased| {
@@ -108,8 +107,8 @@ impl<M: Module> ModuleSpec<M> {
         })
     }
 
-    /// `EvtModuleOnDeviceNotificationOpen` (MOD-25): called before the Module's Open; an error
-    /// vetoes the open (Top 25 #7).
+    /// `EvtModuleOnDeviceNotificationOpen`: called before the Module's Open; an error
+    /// vetoes the open.
     pub fn on_device_notification_open(
         self,
         f: impl Fn(&M) -> NtResult<()> + Send + Sync + 'static,
@@ -153,7 +152,7 @@ impl<M: Module> ModuleSpec<M> {
         })
     }
 
-    /// `DMF_MODULE_ATTRIBUTES.TransportsCreator` (MOD-102): for a `TRANSPORT_REQUIRED` Module,
+    /// `DMF_MODULE_ATTRIBUTES.TransportsCreator`: for a `TRANSPORT_REQUIRED` Module,
     /// called exactly once after the Module and its children exist; it must add exactly one Module
     /// that implements `transport_method`.
     pub fn transport(
@@ -205,8 +204,8 @@ where
     }
 }
 
-/// `PDMFMODULE_INIT`: the list a client (`EvtDmfDeviceModulesAdd`, CLI-40) or a parent
-/// (`ChildModulesAdd`, MOD-50) adds Modules to. Adding only records.
+/// `PDMFMODULE_INIT`: the list a client (`EvtDmfDeviceModulesAdd`) or a parent
+/// (`ChildModulesAdd`) adds Modules to. Adding only records.
 pub struct ModuleInit {
     pub(crate) owner: u32,
     pub(crate) entries: Vec<ErasedSpec>,
@@ -243,7 +242,7 @@ impl ModuleInit {
         }
     }
 
-    /// `DMF_DmfModuleAdd` (CLI-42): records the Module; the token resolves to its handle after
+    /// `DMF_DmfModuleAdd`: records the Module; the token resolves to its handle after
     /// creation, only through this list's owner. A spec whose building failed, or a list that
     /// cannot grow, records `STATUS_INSUFFICIENT_RESOURCES`, which fails the creation.
     pub fn add<M: Module>(&mut self, spec: ModuleSpec<M>) -> Added<M> {
@@ -280,11 +279,12 @@ fn validate(spec: &ErasedSpec, dynamic: bool) -> NtResult<LockKind> {
     if usize::from(d.aux_locks) > crate::sync::MAXIMUM_AUXILIARY_LOCKS {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    if dynamic && !d.open_option.is_create() {
-        // MOD-91, dmf-upstream §2.5: dynamic Modules open on create. They receive no WDF
-        // callbacks (Top 25 #15) because they are not in any dispatch order; a Module type that
+    if dynamic && !d.dynamic_open_option.is_create() {
+        // Dynamic Modules open on create: C DMF's `DMF_ModuleCreate` (`DmfCore.c`) refuses a
+        // dynamic Module whose open option is not `OPEN_Create` or `NOTIFY_Create`. They receive
+        // no WDF callbacks because they are not in any dispatch order; a Module type that
         // implements some may still be created dynamically, as in C DMF, where such Modules check
-        // `DMF_ModuleIsDynamic` (MOD-68) and do without them.
+        // `DMF_ModuleIsDynamic` and do without them.
         return Err(NtStatus::INVALID_PARAMETER);
     }
     if d.options.contains(ModuleOptions::TRANSPORT_REQUIRED) != spec.transport_creator.is_some() {
@@ -293,12 +293,17 @@ fn validate(spec: &ErasedSpec, dynamic: bool) -> NtResult<LockKind> {
     Ok(kind)
 }
 
-fn check_children(parent: &ModuleDescriptor, children: &[ErasedSpec]) -> NtResult<()> {
-    if children.len() > usize::from(parent.child_limit) {
+fn check_children(parent: &ModuleObject, children: &[ErasedSpec]) -> NtResult<()> {
+    if children.len() > usize::from(parent.descriptor.child_limit) {
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
     }
+    // The children of a dynamic Module are dynamic too.
+    let dynamic = parent.is_dynamic();
     for child in children {
-        if !OpenOption::compatible_child(parent.open_option, child.descriptor.open_option) {
+        if !OpenOption::compatible_child(
+            parent.open_option(),
+            child.descriptor.open_option_for(dynamic),
+        ) {
             return Err(NtStatus::INVALID_PARAMETER);
         }
     }
@@ -361,7 +366,7 @@ pub(crate) fn create_all(
     Ok(created)
 }
 
-/// `DMF_ModuleCreate` (MOD-60, MOD-61): one Module and its subtree, created but not opened.
+/// `DMF_ModuleCreate`: one Module and its subtree, created but not opened.
 pub(crate) fn create_tree(spec: ErasedSpec, placement: &Placement) -> NtResult<Arc<ModuleObject>> {
     let kind = validate(&spec, placement.dynamic)?;
     let ErasedSpec {
@@ -451,7 +456,7 @@ fn create_children(
     if let Some(status) = init.error {
         return Err(status);
     }
-    check_children(object.descriptor, &init.entries)?;
+    check_children(object, &init.entries)?;
     let child_placement = Placement {
         parent: None,
         device: placement.device.clone(),
@@ -478,7 +483,7 @@ fn create_children(
             if children.len() + 1 > usize::from(object.descriptor.child_limit) {
                 return Err(NtStatus::INSUFFICIENT_RESOURCES);
             }
-            check_children(object.descriptor, &entries[..])?;
+            check_children(object, &entries[..])?;
             // Room for the Transport before it is created, so that keeping it does not
             // allocate; should it fail anyway, the Transport is destroyed rather than dropped.
             children.try_reserve_exact_nt(1)?;

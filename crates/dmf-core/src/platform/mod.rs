@@ -108,6 +108,28 @@ compile_error!(
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub type RundownRef = crate::rundown::Rundown<Event>;
 
+/// Passes `request` down to `device`'s next lower driver unchanged: DMF's pass-through in a
+/// filter (`WdfRequestFormatRequestUsingCurrentType`, then `WdfRequestSend` with
+/// `SEND_AND_FORGET` to `WdfDeviceGetIoTarget`). Returns `true` if it was sent; if the lower
+/// target refuses it, the request is completed with the refusal status and the result is `false`.
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub fn pass_down(request: Request, device: &Device) -> bool {
+    use contract::device::PlatformDevice;
+    use contract::io::{PlatformRequest, SendOptions};
+    request.format_using_current_type();
+    let options = SendOptions {
+        send_and_forget: true,
+        ..SendOptions::default()
+    };
+    match request.send(&device.io_target(), options) {
+        Ok(()) => true,
+        Err(status) => {
+            request.complete(status);
+            false
+        }
+    }
+}
+
 /// Compile-time proof that the selected backend implements the whole contract.
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 const _: () = {

@@ -35,7 +35,9 @@ use dmf_modules::default_target::{DefaultTarget, DefaultTargetConfig};
 use dmf_modules::ioctl_handler::{
     IoctlAccessMode, IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult, IoctlTable,
 };
-use dmf_modules::request_target::{RequestKind, RequestTarget, SendCompletion};
+use dmf_modules::request_target::{
+    RequestKind, RequestSender, RequestTarget, SendCompletion, SendRequest,
+};
 use kmdf_sim::io::{Access, AppConfig, Application};
 use kmdf_sim::pnp::{DeviceNode, StackSpec};
 use kmdf_sim::{Machine, Status, VerifierMode};
@@ -634,22 +636,35 @@ enum Sender {
 
 type Callback = Box<dyn FnOnce(SendCompletion) + Send>;
 
+impl SendSpec {
+    /// The request as the target Modules take it (what the kind does not use is dropped there).
+    fn request<'a>(&self, input: &'a [u8]) -> SendRequest<'a> {
+        SendRequest::new(self.kind, self.ioctl, input, self.output_length).timeout(self.timeout)
+    }
+
+    /// Whether it asks for more output than a request's `ULONG` length field can carry (a write
+    /// asks for none): refused with `STATUS_INVALID_PARAMETER` before anything is allocated.
+    fn too_long(&self) -> bool {
+        self.kind != RequestKind::Write && u32::try_from(self.output_length).is_err()
+    }
+}
+
 impl Sender {
     fn send_synchronously(&self, s: &SendSpec, input: &[u8]) -> Result<(Vec<u8>, usize), NtStatus> {
-        let (k, i, o, c, t) = (s.kind, input, s.output_length, s.ioctl, s.timeout);
+        let request = s.request(input);
         match self {
-            Sender::Request(m) => m.send_synchronously(k, i, o, c, t),
-            Sender::Default(m) => m.send_synchronously(k, i, o, c, t),
-            Sender::Continuous(m) => m.send_synchronously(k, i, o, c, t),
+            Sender::Request(m) => m.send_synchronously(&request),
+            Sender::Default(m) => m.send_synchronously(&request),
+            Sender::Continuous(m) => m.send_synchronously(&request),
         }
     }
 
     fn send(&self, s: &SendSpec, input: &[u8], callback: Callback) -> Result<(), NtStatus> {
-        let (k, i, o, c, t) = (s.kind, input, s.output_length, s.ioctl, s.timeout);
+        let request = s.request(input);
         match self {
-            Sender::Request(m) => m.send(k, i, o, c, t, callback).map(|_| ()),
-            Sender::Default(m) => m.send(k, i, o, c, t, callback).map(|_| ()),
-            Sender::Continuous(m) => m.send(k, i, o, c, t, callback).map(|_| ()),
+            Sender::Request(m) => m.send(&request, callback).map(|_| ()),
+            Sender::Default(m) => m.send(&request, callback).map(|_| ()),
+            Sender::Continuous(m) => m.send(&request, callback).map(|_| ()),
         }
     }
 }
@@ -660,7 +675,8 @@ impl Sender {
 /// driver.
 ///
 /// Properties: no panic; a send either is refused with a status or completes, and every accepted
-/// asynchronous send's callback runs exactly once; a completion's output is never longer than
+/// asynchronous send's callback runs exactly once; a send asking for more output than a request
+/// can carry is refused with `STATUS_INVALID_PARAMETER`; a completion's output is never longer than
 /// its information or the requested output; the teardown leaves no violation and nothing leaked.
 pub fn target_request_format(data: &[u8]) -> Verdict {
     let mut b = Bytes::new(data);
@@ -780,15 +796,27 @@ pub fn target_request_format(data: &[u8]) -> Verdict {
                     *bad.lock().unwrap() = Some(format!("send {n}: completion {c:?}"));
                 }
             });
-            if sender.send(s, &input, callback).is_ok() {
+            let sent = sender.send(s, &input, callback);
+            check!(
+                !s.too_long() || sent == Err(NtStatus::INVALID_PARAMETER),
+                "{label}: send {n}: a length no request can carry: {sent:?}"
+            );
+            if sent.is_ok() {
                 accepted.fetch_add(1, Ordering::SeqCst);
             }
-        } else if let Ok((output, information)) = sender.send_synchronously(s, &input) {
+        } else {
+            let sent = sender.send_synchronously(s, &input);
             check!(
-                output.len() <= information && output.len() <= s.output_length,
-                "{label}: send {n}: {} bytes of output, information {information}",
-                output.len()
+                !s.too_long() || sent == Err(NtStatus::INVALID_PARAMETER),
+                "{label}: send {n}: a length no request can carry: {sent:?}"
             );
+            if let Ok((output, information)) = sent {
+                check!(
+                    output.len() <= information && output.len() <= s.output_length,
+                    "{label}: send {n}: {} bytes of output, information {information}",
+                    output.len()
+                );
+            }
         }
     }
     machine.settle();

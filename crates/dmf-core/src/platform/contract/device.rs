@@ -85,6 +85,30 @@ pub enum PowerDeviceState {
     PrepareForHibernation,
 }
 
+/// `POWER_ACTION`, as `WdfDeviceGetSystemPowerAction` reports it: the system power transition
+/// that causes the device's current power transition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SystemPowerAction {
+    /// `PowerActionNone`: the device changes power state on its own (idle in S0, wake from
+    /// idle, first start, rebalance, removal, surprise removal), or no transition is running.
+    #[default]
+    None,
+    /// `PowerActionSleep`: the system enters (or returns from) sleep, S1–S3.
+    Sleep,
+    /// `PowerActionHibernate`: the system enters (or returns from) hibernation, S4.
+    Hibernate,
+    /// `PowerActionShutdown`, `PowerActionShutdownReset` or `PowerActionShutdownOff`: the system
+    /// shuts down or restarts, S5.
+    Shutdown,
+}
+
+impl SystemPowerAction {
+    /// `true` while the system leaves (or returns to) S0: any action but `None`.
+    pub const fn is_system_transition(self) -> bool {
+        !matches!(self, SystemPowerAction::None)
+    }
+}
+
 /// `WDF_SPECIAL_FILE_TYPE` of `EvtDeviceUsageNotificationEx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SpecialFileType {
@@ -270,6 +294,11 @@ pub trait PlatformDevice: Clone + Send + Sync + 'static {
     fn is_filter(&self) -> bool;
     /// Whether the device is in D0 now.
     fn is_in_d0(&self) -> bool;
+    /// `WdfDeviceGetSystemPowerAction`: the system power transition behind the device's current
+    /// power transition — meaningful in the power-down callbacks (D0ExitPreInterruptsDisabled,
+    /// D0Exit, …) and the power-up callbacks of the return (D0Entry, …); `None` when the device
+    /// changes power state on its own or no transition runs.
+    fn system_power_action(&self) -> SystemPowerAction;
     /// `WdfDeviceSetFailed`.
     fn set_failed(&self, action: FailedAction);
     /// `WdfDeviceStopIdle(device, TRUE)`: keep the device in D0 (powering it up if it idles).

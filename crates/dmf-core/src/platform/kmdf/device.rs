@@ -20,8 +20,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use wdk_sys::{
     call_unsafe_wdf_function_binding, _DEVICE_RELATION_TYPE, _WDF_DEVICE_FAILED_ACTION,
     _WDF_POWER_DEVICE_STATE, _WDF_SPECIAL_FILE_TYPE, BOOLEAN, DEVICE_RELATION_TYPE, GUID, NTSTATUS,
-    NT_SUCCESS, PCUNICODE_STRING, PWDFDEVICE_INIT, STATUS_SUCCESS, WDFCMRESLIST, WDFDEVICE,
-    WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFSTRING, WDF_DEVICE_FAILED_ACTION,
+    NT_SUCCESS, PCUNICODE_STRING, POWER_ACTION, PWDFDEVICE_INIT, STATUS_SUCCESS, WDFCMRESLIST,
+    WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFSTRING, WDF_DEVICE_FAILED_ACTION,
     WDF_POWER_DEVICE_STATE, WDF_REQUEST_TYPE, WDF_SPECIAL_FILE_TYPE,
 };
 
@@ -39,7 +39,7 @@ use crate::fallible::{try_box, try_string};
 use crate::platform::contract::device::{
     DeviceAttributes, DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice,
     PlatformDeviceInit, PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
-    PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
+    PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType, SystemPowerAction,
 };
 use crate::platform::contract::io::{
     FileObjectConfig, InterfaceChange, PlatformIoTarget, QueueConfig, RequestType,
@@ -659,6 +659,23 @@ impl PlatformDevice for Device {
             .is_some_and(|s| s.in_d0.load(Ordering::Acquire))
     }
 
+    /// `WdfDeviceGetSystemPowerAction`.
+    fn system_power_action(&self) -> SystemPowerAction {
+        // SAFETY: live device; the routine only reads the device's power state machine.
+        let action = unsafe {
+            call_unsafe_wdf_function_binding!(WdfDeviceGetSystemPowerAction, self.handle)
+        };
+        match action {
+            POWER_ACTION::PowerActionSleep => SystemPowerAction::Sleep,
+            POWER_ACTION::PowerActionHibernate => SystemPowerAction::Hibernate,
+            POWER_ACTION::PowerActionShutdown
+            | POWER_ACTION::PowerActionShutdownReset
+            | POWER_ACTION::PowerActionShutdownOff => SystemPowerAction::Shutdown,
+            // PowerActionNone, PowerActionReserved, PowerActionWarmEject and unknown values.
+            _ => SystemPowerAction::None,
+        }
+    }
+
     /// `WdfDeviceSetFailed`.
     fn set_failed(&self, action: FailedAction) {
         let action: WDF_DEVICE_FAILED_ACTION = match action {
@@ -1135,7 +1152,7 @@ pub(super) unsafe fn file_device(file: WDFFILEOBJECT) -> WDFDEVICE {
     unsafe { call_unsafe_wdf_function_binding!(WdfFileObjectGetDevice, file) }
 }
 
-/// Runs `f` with the device state of `device` (for the file-object trampolines in `io.rs`).
+/// Runs `f` with the device state of `device` (for the file-object trampolines in `io/file_object.rs`).
 ///
 /// # Safety
 /// As [`with_state`].

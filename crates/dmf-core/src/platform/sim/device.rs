@@ -18,7 +18,7 @@ use kmdf_sim::guid::Guid as SimGuid;
 use kmdf_sim::object::ObjectAttributes;
 use kmdf_sim::pnp::state::{
     FailedAction as SimFailed, RelationType as SimRelation, SpecialFileType as SimSpecial,
-    WdfPowerDeviceState,
+    SystemPowerAction as SimPowerAction, WdfPowerDeviceState,
 };
 use kmdf_sim::pnp::{DeviceNode, StackSpec};
 use kmdf_sim::{Machine, Status as SimStatus};
@@ -32,7 +32,7 @@ use crate::platform::contract::device::{
     DeviceAttributes, DeviceFn, DevicePowerFn, DeviceResourcesFn, DeviceResultFn,
     DriverConfig as ContractDriverConfig, FailedAction, Guid, PlatformDevice, PlatformDeviceInit,
     PlatformDriver, PnpPowerCallbacks as ContractPnp, PowerDeviceState,
-    PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType,
+    PowerPolicyCallbacks as ContractPolicy, RelationType, SpecialFileType, SystemPowerAction,
 };
 use crate::platform::contract::io::{
     FileObjectConfig, InterfaceChange, PlatformIoTarget, QueueConfig, RequestType,
@@ -184,6 +184,15 @@ impl PlatformDevice for Device {
 
     fn is_in_d0(&self) -> bool {
         self.0.is_in_d0()
+    }
+
+    fn system_power_action(&self) -> SystemPowerAction {
+        match self.0.system_power_action() {
+            SimPowerAction::None => SystemPowerAction::None,
+            SimPowerAction::Sleep => SystemPowerAction::Sleep,
+            SimPowerAction::Hibernate => SystemPowerAction::Hibernate,
+            SimPowerAction::Shutdown => SystemPowerAction::Shutdown,
+        }
     }
 
     fn set_failed(&self, action: FailedAction) {

@@ -227,10 +227,14 @@ impl PlatformSpinLock for SpinLock {
         )))
     }
 
+    // Inlined: a Module's lock is this forwarding plus kmdf-sim's lock, called on every
+    // locked Method.
+    #[inline]
     fn acquire(&self) {
         self.0.acquire();
     }
 
+    #[inline]
     fn release(&self) {
         self.0.release();
     }
