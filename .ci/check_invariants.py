@@ -8,7 +8,11 @@
 2. No wdk crate (wdk, wdk-sys, wdk-alloc, wdk-panic, wdk-build) is named in Rust code outside
    `crates/dmf-core/src/platform/kmdf/`, the facade's kernel glue (`src/kernel.rs`, or a
    `src/kernel/` directory, of the root `dmf` crate only) and build scripts.
-3. dmf-modules, dmf-macros, kmdf-sim and the samples carry `#![forbid(unsafe_code)]`.
+3. dmf-modules, dmf-macros, kmdf-sim and the samples carry `#![forbid(unsafe_code)]`. Only the crates
+   on `UNSAFE_CRATES` (dmf-core, kmdf-host) may use `unsafe`, and each of them inherits the workspace
+   lints (`[lints] workspace = true`), whose `undocumented_unsafe_blocks = "deny"` (every unsafe block
+   has a `// SAFETY:` comment, enforced by clippy) and `unsafe_op_in_unsafe_fn = "forbid"` must stay.
+   Every crate under `crates/` is on one of the two lists.
 4. The kernel allocation rule's exceptions are reviewed: clippy (`.ci/clippy-kernel/clippy.toml`,
    run by `.ci/run` and `.ci/kmdf-check`) refuses infallible allocations in driver code; each
    `allow(clippy::disallowed_methods)` / `allow(clippy::disallowed_macros)` in that code (dmf-core
@@ -31,6 +35,50 @@ STD_RE = re.compile(r"\bstd\s*::|\bextern\s+crate\s+std\b|\buse\s+std\b")
 WDK_RE = re.compile(r"\b(wdk_sys|wdk_alloc|wdk_panic|wdk_build|wdk)\s*::|\bextern\s+crate\s+(wdk_sys|wdk_alloc|wdk_panic|wdk)\b")
 
 
+
+
+# Crates that forbid unsafe code, and crates allowed it (invariant 3).
+FORBID_UNSAFE_CRATES = ["crates/dmf-modules", "crates/dmf-macros", "crates/kmdf-sim",
+                        "samples/switchbar", "samples/osrfx2-filter"]
+UNSAFE_CRATES = {
+    "crates/dmf-core": "the platform backends: FFI to ntoskrnl and WDF, the fallible allocator",
+    "crates/kmdf-host": "loads and calls driver images: memory mapping, foreign calls, signal handlers",
+}
+LINTS_INHERITED_RE = re.compile(r"^\[lints\]\s*\n\s*workspace\s*=\s*true\s*$", re.M)
+WORKSPACE_UNSAFE_LINTS = {
+    "undocumented_unsafe_blocks": re.compile(r'^undocumented_unsafe_blocks\s*=\s*"deny"', re.M),
+    "unsafe_op_in_unsafe_fn": re.compile(r'^unsafe_op_in_unsafe_fn\s*=\s*"forbid"', re.M),
+}
+
+
+def unsafe_policy_findings(root):
+    """Invariant 3's second half: who may use unsafe, and that those crates are held to SAFETY."""
+    findings = []
+    crates_dir = os.path.join(root, "crates")
+    if os.path.isdir(crates_dir):
+        for name in sorted(os.listdir(crates_dir)):
+            crate = f"crates/{name}"
+            if not os.path.exists(os.path.join(root, crate, "Cargo.toml")):
+                continue
+            if crate not in FORBID_UNSAFE_CRATES and crate not in UNSAFE_CRATES:
+                findings.append(f"{crate}: a crate on neither FORBID_UNSAFE_CRATES nor UNSAFE_CRATES "
+                                f"(.ci/check_invariants.py, invariant 3): forbid unsafe, or list it with why")
+    for crate in UNSAFE_CRATES:
+        manifest = os.path.join(root, crate, "Cargo.toml")
+        if not os.path.exists(manifest):
+            continue
+        with open(manifest, encoding="utf-8") as fh:
+            if not LINTS_INHERITED_RE.search(fh.read()):
+                findings.append(f"{crate}/Cargo.toml: an unsafe crate must inherit the workspace lints "
+                                f"([lints] workspace = true: SAFETY comments, invariant 3)")
+    workspace = os.path.join(root, "Cargo.toml")
+    if os.path.exists(workspace):
+        with open(workspace, encoding="utf-8") as fh:
+            text = fh.read()
+        for name, lint in WORKSPACE_UNSAFE_LINTS.items():
+            if not lint.search(text):
+                findings.append(f"Cargo.toml: the workspace lints lost `{name}` at its level (invariant 3)")
+    return findings
 
 
 ALLOC_ALLOW_RE = re.compile(r"allow\s*\([^)]*clippy::disallowed_(methods|macros)")
@@ -166,12 +214,13 @@ def check(root):
                 continue
             for lineno, line in scan(path, WDK_RE):
                 findings.append(f"{rel(path)}:{lineno}: wdk crate named outside the kmdf backend (invariant 2): {line}")
-    for crate in ["crates/dmf-modules", "crates/dmf-macros", "crates/kmdf-sim", "samples/switchbar", "samples/osrfx2-filter"]:
+    for crate in FORBID_UNSAFE_CRATES:
         lib = os.path.join(root, crate, "src/lib.rs")
         if os.path.exists(lib):
             with open(lib, encoding="utf-8") as fh:
                 if "#![forbid(unsafe_code)]" not in fh.read():
                     findings.append(f"{crate}/src/lib.rs: lacks #![forbid(unsafe_code)] (invariant 3)")
+    findings.extend(unsafe_policy_findings(root))
     findings.extend(allocation_exception_findings(root))
     return findings
 
@@ -189,6 +238,13 @@ def self_test():
         "samples/osrfx2-filter/src/kernel/mod.rs": "use wdk::println;\n",
         "crates/dmf-modules/src/leaky.rs": "fn f() {\n    #[allow(clippy::disallowed_methods, reason = \"x\")]\n    let b = Box::new(1);\n}\n",
         "crates/dmf-core/src/spread.rs": "#[allow(\n    clippy::disallowed_macros,\n    reason = \"x\"\n)]\nfn f() {}\n",
+        # An unsafe crate that does not inherit the workspace lints (no SAFETY enforcement).
+        "crates/kmdf-host/Cargo.toml": "[package]\nname = \"kmdf-host\"\n\n[lints]\nclippy.pedantic = \"warn\"\n",
+        # A new crate that neither forbids unsafe nor is listed.
+        "crates/newcomer/Cargo.toml": "[package]\nname = \"newcomer\"\n",
+        "crates/newcomer/src/lib.rs": "pub fn f() {}\n",
+        # The workspace lints without the SAFETY rule.
+        "Cargo.toml": "[workspace.lints.rust]\nunsafe_op_in_unsafe_fn = \"forbid\"\n",
     }
     allowed = {
         "crates/dmf-core/src/platform/sim/mod.rs": "extern crate std;\nuse std::sync::Mutex;\n",
@@ -200,6 +256,10 @@ def self_test():
         "src/kernel/entry.rs": "extern crate wdk_panic;\n",
         "samples/switchbar/build.rs": "fn main() { wdk_build::configure_wdk_binary_build().unwrap(); }\n",
         "crates/dmf-modules/src/tested.rs": "#[cfg(test)]\nmod tests {\n    #[allow(clippy::disallowed_methods)]\n    fn f() {}\n}\n",
+        # dmf-core: an unsafe crate that inherits the workspace lints; no forbid needed.
+        "crates/dmf-core/Cargo.toml": "[package]\nname = \"dmf-core\"\n\n[lints]\nworkspace = true\n",
+        "crates/kmdf-sim/Cargo.toml": "[package]\nname = \"kmdf-sim\"\n",
+        "crates/kmdf-sim/src/lib.rs": "#![forbid(unsafe_code)]\n",
     }
     with tempfile.TemporaryDirectory() as tmp:
         for rel_path, body in {**plants, **allowed}.items():
@@ -210,7 +270,8 @@ def self_test():
         findings = check(tmp)
     expected = ["bad.rs:1", "dmf-modules/src/lib.rs:2", "dmf-macros/src/lib.rs", "switchbar/src/lib.rs:2",
                 "dmf-modules/src/doc.rs:2", "dmf-core/src/doc.rs:2",
-                "platform/kernel.rs:1", "osrfx2-filter/src/kernel/mod.rs:1", "dmf-modules/src/leaky.rs:2", "dmf-core/src/spread.rs:1"]
+                "platform/kernel.rs:1", "osrfx2-filter/src/kernel/mod.rs:1", "dmf-modules/src/leaky.rs:2", "dmf-core/src/spread.rs:1",
+                "kmdf-host/Cargo.toml", "crates/newcomer:", "undocumented_unsafe_blocks"]
     missing = [e for e in expected if not any(e in f for f in findings)]
     false_alarms = [f for f in findings if not any(e in f for e in expected)]
     if missing or false_alarms:
@@ -230,7 +291,7 @@ def main():
     if findings:
         print(f"invariant check FAILED: {len(findings)} finding(s)")
         return 1
-    print("invariant check passed: std confined to platform/sim, no wdk outside the kmdf backend, unsafe forbidden where required, infallible-allocation exceptions reviewed")
+    print("invariant check passed: std confined to platform/sim, no wdk outside the kmdf backend, unsafe forbidden where required and SAFETY-linted where allowed, infallible-allocation exceptions reviewed")
     return 0
 
 

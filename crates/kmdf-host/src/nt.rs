@@ -1,0 +1,1010 @@
+//! ntoskrnl.exe: the kernel routines driver images import, on kmdf-sim's machine.
+//!
+//! Every routine has the Microsoft x64 calling convention (`extern "win64"`) and the behaviour
+//! its reference page documents, carried out on the machine the calling thread is bound to:
+//!
+//! | Routines | On kmdf-sim |
+//! |---|---|
+//! | `ExAllocatePool2`, `ExFreePoolWithTag` | the machine's tagged pool (leak tracking per driver, fault injection); the block is freed with the tag it was allocated with or the run stops (bug check `BAD_POOL_CALLER`) |
+//! | `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeResetEvent`, `KeReadStateEvent`, `KeWaitForSingleObject` | a kmdf-sim event per `KEVENT` address; waits on the virtual clock (`WaitAtDispatch` is the verifier's) |
+//! | `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock` | the driver's `KSPIN_LOCK` word itself (atomically), and kmdf-sim's per-thread IRQL |
+//! | `KeRaiseIrqlToDpcLevel`, `KeLowerIrql`, `KeGetCurrentIrql` | kmdf-sim's IRQL (the verifier checks each transition) |
+//! | `KeGetCurrentProcessorNumberEx` | every host thread is a processor of its own (numbers never shared by two live threads) |
+//! | `KeQueryInterruptTimePrecise`, `KeQueryUnbiasedInterruptTime` | the virtual clock in 100-ns ticks |
+//! | `ExInitializeRundownProtection` … `ExWaitForRundownProtectionRelease`, `ExReInitializeRundownProtection`, `ExRundownCompleted` | the driver's `EX_RUNDOWN_REF` word (references counted in steps of 2, bit 0 = rundown active), a kmdf-sim event for the waiter |
+//! | `IoRegisterPlugPlayNotification`, `IoUnregisterPlugPlayNotificationEx` | kmdf-sim's device-interface notifications (`EventCategoryDeviceInterfaceChange` only) |
+//! | `SeTokenIsAdmin` | tokens the host made ([`new_token`]) |
+//! | `DbgPrintEx` | the machine's trace (a note per line, on the object `DbgPrintEx`) |
+//! | `KeBugCheckEx` | stops the run with the bug check's code and parameters |
+//! | `memcpy`, `memmove`, `memset`, `memcmp` | the C library's meaning |
+
+use core::ffi::{c_char, c_void};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use kmdf_sim::exec::{
+    current_irql, lower_irql, raise_irql, require_max_irql, ticks_to_duration, Event, EventKind,
+    Irql, WaitStatus,
+};
+use kmdf_sim::guid::Guid;
+use kmdf_sim::interface::{
+    register_notification, InterfaceChange, InterfaceEvent, NotificationEntry,
+};
+use kmdf_sim::pool::PoolBlock;
+use kmdf_sim::trace::TraceKind;
+use kmdf_sim::verifier::{report, Rule};
+use kmdf_sim::Machine;
+
+use crate::host::{guard, machine, stop, Stop, UnicodeString};
+
+/// `STATUS_SUCCESS`.
+pub const STATUS_SUCCESS: i32 = 0;
+/// `STATUS_TIMEOUT`.
+pub const STATUS_TIMEOUT: i32 = 0x102;
+/// `STATUS_INVALID_PARAMETER`.
+pub const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
+/// `STATUS_INVALID_DEVICE_STATE`.
+pub const STATUS_INVALID_DEVICE_STATE: i32 = 0xC000_0184_u32 as i32;
+/// `STATUS_INSUFFICIENT_RESOURCES`.
+pub const STATUS_INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32 as i32;
+/// `POOL_FLAG_RAISE_ON_FAILURE`.
+const POOL_FLAG_RAISE_ON_FAILURE: u64 = 0x20;
+/// `POOL_FLAG_PAGED`.
+const POOL_FLAG_PAGED: u64 = 0x100;
+/// x64 pool blocks are 16-byte aligned (`MEMORY_ALLOCATION_ALIGNMENT`).
+const POOL_ALIGNMENT: usize = 16;
+/// `EventCategoryDeviceInterfaceChange`.
+const EVENT_CATEGORY_DEVICE_INTERFACE_CHANGE: i32 = 2;
+/// `PNPNOTIFY_DEVICE_INTERFACE_INCLUDE_EXISTING_INTERFACES`.
+const INCLUDE_EXISTING_INTERFACES: u32 = 1;
+/// `GUID_DEVICE_INTERFACE_ARRIVAL`.
+const GUID_DEVICE_INTERFACE_ARRIVAL: Guid = Guid::new(
+    0xCB3A_4004,
+    0x46F0,
+    0x11D0,
+    [0xB0, 0x8F, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3F],
+);
+/// `GUID_DEVICE_INTERFACE_REMOVAL`.
+const GUID_DEVICE_INTERFACE_REMOVAL: Guid = Guid::new(
+    0xCB3A_4005,
+    0x46F0,
+    0x11D0,
+    [0xB0, 0x8F, 0x00, 0x60, 0x97, 0x13, 0x05, 0x3F],
+);
+
+/// A pool block the driver holds.
+struct PoolEntry {
+    block: PoolBlock,
+    tag: u32,
+    /// Bytes the driver asked for.
+    size: usize,
+}
+
+/// The host's NT state of one machine (a kmdf-sim machine extension).
+#[derive(Default)]
+struct NtState {
+    /// Driver address → its pool block.
+    pool: Mutex<HashMap<usize, PoolEntry>>,
+    /// `KEVENT` address → its kmdf-sim event.
+    events: Mutex<HashMap<usize, Event>>,
+    /// `EX_RUNDOWN_REF` address → the event its waiter blocks on.
+    rundown_waits: Mutex<HashMap<usize, Event>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn state(machine: &Machine) -> std::sync::Arc<NtState> {
+    machine.extension(NtState::default)
+}
+
+fn tag_text(tag: u32) -> String {
+    tag.to_le_bytes()
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                char::from(b)
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+fn raw_irql(irql: Irql) -> u8 {
+    irql as u8
+}
+
+fn irql_from_raw(raw: u8) -> Irql {
+    match raw {
+        0 => Irql::Passive,
+        1 => Irql::Apc,
+        _ => Irql::Dispatch,
+    }
+}
+
+fn bug_check(text: &str) -> ! {
+    stop(Stop {
+        message: format!("kmdf-host: {text}"),
+        wdf_function: None,
+    })
+}
+
+// ---- pool ----------------------------------------------------------------------------------
+
+extern "win64" fn ex_allocate_pool2(flags: u64, size: usize, tag: u32) -> *mut c_void {
+    guard("ExAllocatePool2", || {
+        let machine = machine("ExAllocatePool2");
+        let max = if flags & POOL_FLAG_PAGED != 0 {
+            Irql::Apc
+        } else {
+            Irql::Dispatch
+        };
+        require_max_irql(max, "ExAllocatePool2");
+        let tag_bytes = tag.to_le_bytes();
+        let mut result = machine.pool().allocate(tag_bytes, size.max(1));
+        if let Ok(block) = &mut result {
+            if !(block.as_mut_ptr() as usize).is_multiple_of(POOL_ALIGNMENT) {
+                // Over-allocate and align (never seen with the system allocator, which aligns
+                // blocks of this size to 16 already).
+                result = machine
+                    .pool()
+                    .allocate(tag_bytes, size.max(1) + POOL_ALIGNMENT);
+            }
+        }
+        let Ok(mut block) = result else {
+            if flags & POOL_FLAG_RAISE_ON_FAILURE != 0 {
+                bug_check(&format!(
+                    "ExAllocatePool2(POOL_FLAG_RAISE_ON_FAILURE) of {size} bytes tagged '{}' \
+                     failed: the exception it raises is not modelled",
+                    tag_text(tag)
+                ));
+            }
+            return core::ptr::null_mut();
+        };
+        let start = block.as_mut_ptr() as usize;
+        let address = start.next_multiple_of(POOL_ALIGNMENT);
+        lock(&state(&machine).pool).insert(address, PoolEntry { block, tag, size });
+        address as *mut c_void
+    })
+}
+
+/// Removes the events and rundown waits that lived in `[start, start + len)`.
+fn forget_objects_in(state: &NtState, start: usize, len: usize) {
+    let inside = |a: &usize| (start..start + len).contains(a);
+    lock(&state.events).retain(|a, _| !inside(a));
+    lock(&state.rundown_waits).retain(|a, _| !inside(a));
+}
+
+extern "win64" fn ex_free_pool_with_tag(p: *mut c_void, tag: u32) {
+    guard("ExFreePoolWithTag", || {
+        let machine = machine("ExFreePoolWithTag");
+        require_max_irql(Irql::Dispatch, "ExFreePoolWithTag");
+        let state = state(&machine);
+        let entry = lock(&state.pool).remove(&(p as usize));
+        let Some(entry) = entry else {
+            bug_check(&format!(
+                "bug check 0xC2 BAD_POOL_CALLER: ExFreePoolWithTag({p:p}, '{}') frees memory that \
+                 is not a pool block the driver holds (freed twice, or never allocated)",
+                tag_text(tag)
+            ));
+        };
+        if entry.tag != tag {
+            let allocated = tag_text(entry.tag);
+            lock(&state.pool).insert(p as usize, entry);
+            bug_check(&format!(
+                "bug check 0xC2 BAD_POOL_CALLER: ExFreePoolWithTag({p:p}, '{}') frees a block \
+                 allocated with tag '{allocated}'",
+                tag_text(tag)
+            ));
+        }
+        forget_objects_in(&state, p as usize, entry.size);
+        entry.block.free();
+    });
+}
+
+// ---- events -------------------------------------------------------------------------------
+
+extern "win64" fn ke_initialize_event(event: *mut c_void, kind: i32, signaled: u8) {
+    guard("KeInitializeEvent", || {
+        let machine = machine("KeInitializeEvent");
+        let kind = if kind == 1 {
+            EventKind::Synchronization
+        } else {
+            EventKind::Notification
+        };
+        let name = format!("KEVENT {event:p}");
+        let e = Event::named(&machine, &name, kind, signaled != 0);
+        lock(&state(&machine).events).insert(event as usize, e);
+    });
+}
+
+fn event_at(routine: &str, event: *mut c_void) -> Event {
+    let machine = machine(routine);
+    let found = lock(&state(&machine).events)
+        .get(&(event as usize))
+        .cloned();
+    found.unwrap_or_else(|| {
+        bug_check(&format!(
+            "{routine}({event:p}): not a KEVENT initialised with KeInitializeEvent (the host \
+             supports waits on events only)"
+        ))
+    })
+}
+
+extern "win64" fn ke_set_event(event: *mut c_void, _increment: i32, _wait: u8) -> i32 {
+    guard("KeSetEvent", || {
+        require_max_irql(Irql::Dispatch, "KeSetEvent");
+        i32::from(event_at("KeSetEvent", event).set())
+    })
+}
+
+extern "win64" fn ke_clear_event(event: *mut c_void) {
+    guard("KeClearEvent", || event_at("KeClearEvent", event).clear());
+}
+
+extern "win64" fn ke_reset_event(event: *mut c_void) -> i32 {
+    guard("KeResetEvent", || {
+        i32::from(event_at("KeResetEvent", event).reset())
+    })
+}
+
+extern "win64" fn ke_read_state_event(event: *mut c_void) -> i32 {
+    guard("KeReadStateEvent", || {
+        i32::from(event_at("KeReadStateEvent", event).is_signaled())
+    })
+}
+
+/// A `LARGE_INTEGER` timeout: null waits forever, 0 only tests, negative is relative (100-ns
+/// units), positive is an absolute time (the host's system time counts from boot like the
+/// interrupt time).
+///
+/// # Safety
+/// `timeout` is null or points to a readable `i64`.
+unsafe fn timeout_of(timeout: *const i64, now_ticks: u64) -> Option<Duration> {
+    if timeout.is_null() {
+        return None;
+    }
+    // SAFETY: the caller's contract.
+    let t = unsafe { timeout.read_unaligned() };
+    Some(match t {
+        0 => Duration::ZERO,
+        t if t < 0 => ticks_to_duration(t.unsigned_abs()),
+        t => ticks_to_duration(t.cast_unsigned().saturating_sub(now_ticks)),
+    })
+}
+
+extern "win64" fn ke_wait_for_single_object(
+    object: *mut c_void,
+    _reason: i32,
+    _mode: i8,
+    _alertable: u8,
+    timeout: *const i64,
+) -> i32 {
+    guard("KeWaitForSingleObject", || {
+        let event = event_at("KeWaitForSingleObject", object);
+        let now = machine("KeWaitForSingleObject").now_ticks();
+        // SAFETY: the routine's contract: `Timeout` is null or points to a LARGE_INTEGER.
+        let timeout = unsafe { timeout_of(timeout, now) };
+        match event.wait(timeout) {
+            WaitStatus::Signaled => STATUS_SUCCESS,
+            WaitStatus::TimedOut => STATUS_TIMEOUT,
+        }
+    })
+}
+
+// ---- spin locks and IRQL ------------------------------------------------------------------
+
+static NEXT_THREAD_TOKEN: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// A non-zero value unique to this thread: its spin-lock owner word and processor number.
+    static THREAD_TOKEN: Cell<usize> = const { Cell::new(0) };
+}
+
+fn thread_token() -> usize {
+    THREAD_TOKEN.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT_THREAD_TOKEN.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
+
+/// The `KSPIN_LOCK` at `lock` as an atomic word.
+///
+/// # Safety
+/// `lock` points to a live, 8-byte aligned `KSPIN_LOCK` that is only accessed atomically while
+/// the returned reference is used (the spin-lock routines' contract).
+unsafe fn lock_word<'a>(lock: *mut usize) -> &'a AtomicUsize {
+    // SAFETY: the caller's contract; `AtomicUsize` has the layout of `usize`.
+    unsafe { AtomicUsize::from_ptr(lock) }
+}
+
+extern "win64" fn ke_acquire_spin_lock_raise_to_dpc(lock: *mut usize) -> u8 {
+    guard("KeAcquireSpinLockRaiseToDpc", || {
+        require_max_irql(Irql::Dispatch, "KeAcquireSpinLockRaiseToDpc");
+        // SAFETY: the routine's contract: a KSPIN_LOCK initialised by KeInitializeSpinLock.
+        let word = unsafe { lock_word(lock) };
+        let me = thread_token();
+        if word.load(Ordering::Relaxed) == me {
+            report(
+                Rule::LockRecursiveAcquire,
+                "KSPIN_LOCK",
+                &format!(
+                    "KeAcquireSpinLockRaiseToDpc({lock:p}) by the thread that holds it (a deadlock \
+                     on real hardware)"
+                ),
+            );
+            bug_check(&format!(
+                "KeAcquireSpinLockRaiseToDpc({lock:p}) by the thread that already holds it"
+            ));
+        }
+        let old = raise_irql(Irql::Dispatch);
+        let mut spins = 0_u32;
+        while word
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                core::hint::spin_loop();
+            }
+        }
+        raw_irql(old)
+    })
+}
+
+extern "win64" fn ke_release_spin_lock(lock: *mut usize, new_irql: u8) {
+    guard("KeReleaseSpinLock", || {
+        // SAFETY: as in `ke_acquire_spin_lock_raise_to_dpc`.
+        let word = unsafe { lock_word(lock) };
+        let me = thread_token();
+        match word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => lower_irql(irql_from_raw(new_irql)),
+            Err(0) => report(
+                Rule::LockNotHeld,
+                "KSPIN_LOCK",
+                &format!("KeReleaseSpinLock({lock:p}) of a lock that is not held; ignored"),
+            ),
+            Err(_) => report(
+                Rule::LockReleasedByOtherThread,
+                "KSPIN_LOCK",
+                &format!(
+                    "KeReleaseSpinLock({lock:p}) by a thread other than the one that acquired it; \
+                     ignored"
+                ),
+            ),
+        }
+    });
+}
+
+extern "win64" fn ke_raise_irql_to_dpc_level() -> u8 {
+    guard("KeRaiseIrqlToDpcLevel", || {
+        raw_irql(raise_irql(Irql::Dispatch))
+    })
+}
+
+extern "win64" fn ke_lower_irql(new_irql: u8) {
+    guard("KeLowerIrql", || lower_irql(irql_from_raw(new_irql)));
+}
+
+extern "win64" fn ke_get_current_irql() -> u8 {
+    raw_irql(current_irql())
+}
+
+/// `PROCESSOR_NUMBER`.
+#[repr(C)]
+struct ProcessorNumber {
+    group: u16,
+    number: u8,
+    reserved: u8,
+}
+
+extern "win64" fn ke_get_current_processor_number_ex(number: *mut ProcessorNumber) -> u32 {
+    let index = thread_token() - 1;
+    if !number.is_null() {
+        // SAFETY: the routine's contract: a writable PROCESSOR_NUMBER when not null.
+        unsafe {
+            number.write_unaligned(ProcessorNumber {
+                group: u16::try_from(index / 64).unwrap_or(u16::MAX),
+                number: (index % 64) as u8,
+                reserved: 0,
+            });
+        }
+    }
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+// ---- time ---------------------------------------------------------------------------------
+
+/// A monotonic counter for `KeQueryInterruptTimePrecise`'s performance-counter output.
+static QPC: AtomicU64 = AtomicU64::new(0);
+
+extern "win64" fn ke_query_interrupt_time_precise(qpc: *mut u64) -> u64 {
+    let now = crate::privileged::interrupt_time();
+    if !qpc.is_null() {
+        // SAFETY: the routine's contract: a writable ULONG64.
+        unsafe { qpc.write_unaligned(QPC.fetch_add(1, Ordering::Relaxed)) };
+    }
+    now
+}
+
+extern "win64" fn ke_query_unbiased_interrupt_time() -> u64 {
+    crate::privileged::interrupt_time()
+}
+
+// ---- rundown protection -------------------------------------------------------------------
+
+/// `EX_RUNDOWN_REF` bit 0: a rundown is active (or completed); references count in steps of 2.
+const RUNDOWN_ACTIVE: usize = 1;
+const RUNDOWN_COUNT_INC: usize = 2;
+
+/// # Safety
+/// `run_ref` points to a live, aligned `EX_RUNDOWN_REF` accessed only atomically meanwhile.
+unsafe fn rundown_word<'a>(run_ref: *mut usize) -> &'a AtomicUsize {
+    // SAFETY: the caller's contract.
+    unsafe { AtomicUsize::from_ptr(run_ref) }
+}
+
+extern "win64" fn ex_initialize_rundown_protection(run_ref: *mut usize) {
+    // SAFETY: the routine's contract: a writable EX_RUNDOWN_REF.
+    unsafe { rundown_word(run_ref) }.store(0, Ordering::Release);
+}
+
+extern "win64" fn ex_re_initialize_rundown_protection(run_ref: *mut usize) {
+    ex_initialize_rundown_protection(run_ref);
+}
+
+extern "win64" fn ex_rundown_completed(run_ref: *mut usize) {
+    // SAFETY: as above.
+    unsafe { rundown_word(run_ref) }.store(RUNDOWN_ACTIVE, Ordering::Release);
+}
+
+extern "win64" fn ex_acquire_rundown_protection(run_ref: *mut usize) -> u8 {
+    // SAFETY: as above.
+    let word = unsafe { rundown_word(run_ref) };
+    let mut current = word.load(Ordering::Relaxed);
+    loop {
+        if current & RUNDOWN_ACTIVE != 0 {
+            return 0;
+        }
+        match word.compare_exchange_weak(
+            current,
+            current + RUNDOWN_COUNT_INC,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return 1,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+extern "win64" fn ex_release_rundown_protection(run_ref: *mut usize) {
+    guard("ExReleaseRundownProtection", || {
+        // SAFETY: as above.
+        let word = unsafe { rundown_word(run_ref) };
+        let mut current = word.load(Ordering::Relaxed);
+        let after = loop {
+            if current < RUNDOWN_COUNT_INC {
+                // On Windows this corrupts the count (or the waiter's wait-block pointer).
+                bug_check(&format!(
+                    "ExReleaseRundownProtection({run_ref:p}) releases a reference that was never \
+                     acquired (EX_RUNDOWN_REF = {current:#x})"
+                ));
+            }
+            match word.compare_exchange_weak(
+                current,
+                current - RUNDOWN_COUNT_INC,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break current - RUNDOWN_COUNT_INC,
+                Err(seen) => current = seen,
+            }
+        };
+        if after == RUNDOWN_ACTIVE {
+            // The last reference of a rundown in progress: wake the waiter.
+            let machine = machine("ExReleaseRundownProtection");
+            let waiter = lock(&state(&machine).rundown_waits)
+                .get(&(run_ref as usize))
+                .cloned();
+            if let Some(event) = waiter {
+                event.set();
+            }
+        }
+    });
+}
+
+extern "win64" fn ex_wait_for_rundown_protection_release(run_ref: *mut usize) {
+    guard("ExWaitForRundownProtectionRelease", || {
+        require_max_irql(Irql::Apc, "ExWaitForRundownProtectionRelease");
+        let machine = machine("ExWaitForRundownProtectionRelease");
+        let event = Event::named(
+            &machine,
+            &format!("EX_RUNDOWN_REF {run_ref:p}"),
+            EventKind::Notification,
+            false,
+        );
+        let state = state(&machine);
+        lock(&state.rundown_waits).insert(run_ref as usize, event.clone());
+        // SAFETY: as above.
+        let word = unsafe { rundown_word(run_ref) };
+        let before = word.fetch_or(RUNDOWN_ACTIVE, Ordering::AcqRel);
+        if before & !RUNDOWN_ACTIVE != 0 {
+            event.wait(None);
+        }
+        lock(&state.rundown_waits).remove(&(run_ref as usize));
+    });
+}
+
+// ---- security -----------------------------------------------------------------------------
+
+static TOKENS: Mutex<Option<HashMap<usize, bool>>> = Mutex::new(None);
+
+/// A security token the host hands to a driver (the token of a create's subject context) and
+/// `SeTokenIsAdmin` answers for. Lives for the rest of the process.
+pub fn new_token(administrator: bool) -> *mut c_void {
+    let token = Box::into_raw(Box::new(0_u64)).cast::<c_void>();
+    lock(&TOKENS)
+        .get_or_insert_with(HashMap::new)
+        .insert(token as usize, administrator);
+    token
+}
+
+extern "win64" fn se_token_is_admin(token: *mut c_void) -> u8 {
+    guard("SeTokenIsAdmin", || {
+        let admin = lock(&TOKENS)
+            .as_ref()
+            .and_then(|t| t.get(&(token as usize)).copied());
+        match admin {
+            Some(admin) => u8::from(admin),
+            None => bug_check(&format!(
+                "SeTokenIsAdmin({token:p}): not a token the host handed out"
+            )),
+        }
+    })
+}
+
+// ---- PnP notifications --------------------------------------------------------------------
+
+/// `DEVICE_INTERFACE_CHANGE_NOTIFICATION`.
+#[repr(C)]
+struct InterfaceChangeNotification {
+    version: u16,
+    size: u16,
+    event: Guid,
+    interface_class_guid: Guid,
+    symbolic_link_name: *mut UnicodeString,
+}
+
+const _: () = assert!(size_of::<Guid>() == 16 && size_of::<InterfaceChangeNotification>() == 48);
+
+static ENTRIES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+type PnpCallback = extern "win64" fn(*mut c_void, *mut c_void) -> i32;
+
+extern "win64" fn io_register_plug_play_notification(
+    category: i32,
+    flags: u32,
+    data: *const Guid,
+    _driver_object: *mut c_void,
+    callback: usize,
+    context: *mut c_void,
+    entry: *mut *mut c_void,
+) -> i32 {
+    guard("IoRegisterPlugPlayNotification", || {
+        if category != EVENT_CATEGORY_DEVICE_INTERFACE_CHANGE {
+            bug_check(&format!(
+                "IoRegisterPlugPlayNotification(EventCategory {category}): the host implements \
+                 EventCategoryDeviceInterfaceChange only"
+            ));
+        }
+        if data.is_null() || callback == 0 || entry.is_null() {
+            return STATUS_INVALID_PARAMETER;
+        }
+        let machine = machine("IoRegisterPlugPlayNotification");
+        // SAFETY: the routine's contract: for this category, `EventCategoryData` is the
+        // interface class GUID.
+        let class = unsafe { data.read_unaligned() };
+        let context = context as usize;
+        let registered = register_notification(
+            &machine,
+            class,
+            flags & INCLUDE_EXISTING_INTERFACES != 0,
+            move |change: &InterfaceChange| deliver(callback, context, change),
+        );
+        match registered {
+            Ok(registration) => {
+                let handle = Box::into_raw(Box::new(registration)).cast::<c_void>();
+                lock(&ENTRIES)
+                    .get_or_insert_with(HashSet::new)
+                    .insert(handle as usize);
+                // SAFETY: the routine's contract: a writable PVOID.
+                unsafe { entry.write_unaligned(handle) };
+                STATUS_SUCCESS
+            }
+            Err(status) => status.0,
+        }
+    })
+}
+
+/// Calls a driver's `DRIVER_NOTIFICATION_CALLBACK_ROUTINE` with the notification structure.
+fn deliver(callback: usize, context: usize, change: &InterfaceChange) {
+    let mut link: Vec<u16> = change.symbolic_link.encode_utf16().collect();
+    let bytes = u16::try_from(link.len() * 2).unwrap_or(u16::MAX);
+    let mut name = UnicodeString {
+        length: bytes,
+        maximum_length: bytes,
+        buffer: link.as_mut_ptr(),
+    };
+    let mut notification = InterfaceChangeNotification {
+        version: 1,
+        size: 48,
+        event: match change.event {
+            InterfaceEvent::Arrival => GUID_DEVICE_INTERFACE_ARRIVAL,
+            InterfaceEvent::Removal => GUID_DEVICE_INTERFACE_REMOVAL,
+        },
+        interface_class_guid: change.class,
+        symbolic_link_name: &raw mut name,
+    };
+    // SAFETY: `callback` is the driver's notification routine, registered with this signature
+    // (Microsoft x64 convention); the structure and its string live across the call.
+    let routine: PnpCallback = unsafe { core::mem::transmute::<usize, PnpCallback>(callback) };
+    let _ = routine((&raw mut notification).cast(), context as *mut c_void);
+}
+
+extern "win64" fn io_unregister_plug_play_notification_ex(entry: *mut c_void) -> i32 {
+    guard("IoUnregisterPlugPlayNotificationEx", || {
+        let known = lock(&ENTRIES)
+            .as_mut()
+            .is_some_and(|e| e.remove(&(entry as usize)));
+        if !known {
+            return STATUS_INVALID_PARAMETER;
+        }
+        // SAFETY: `entry` came from `Box::into_raw` in `io_register_plug_play_notification` and
+        // was just removed from the set of live entries, so it is reclaimed exactly once.
+        let registration = unsafe { Box::from_raw(entry.cast::<NotificationEntry>()) };
+        registration.unregister();
+        STATUS_SUCCESS
+    })
+}
+
+// ---- debug output and bug checks ----------------------------------------------------------
+
+/// `DbgPrintEx(ComponentId, Level, Format, ...)`. Variadic arguments in the Microsoft x64
+/// convention travel like fixed ones (the first in r9, the rest on the stack), so the routine is
+/// declared with eight argument words and the format decides how many it reads.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the variadic argument words of DbgPrintEx"
+)]
+extern "win64" fn dbg_print_ex(
+    component: u32,
+    level: u32,
+    format: *const c_char,
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+    a6: usize,
+    a7: usize,
+) -> u32 {
+    guard("DbgPrintEx", || {
+        if format.is_null() {
+            return 0;
+        }
+        // SAFETY: the routine's contract: a NUL-terminated format.
+        let format = unsafe { core::ffi::CStr::from_ptr(format) }.to_bytes();
+        let args = [a0, a1, a2, a3, a4, a5, a6, a7];
+        let mut next = args.iter().copied();
+        // SAFETY: the routine's contract: the arguments match the format's conversions.
+        let text = unsafe { crate::printf::format(format, &mut || next.next().unwrap_or(0)) };
+        if let Some(machine) = machine_if_bound() {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                machine.trace().record(
+                    TraceKind::Note,
+                    "DbgPrintEx",
+                    &format!("[{component}:{level}] {line}"),
+                );
+            }
+        }
+        STATUS_SUCCESS.cast_unsigned()
+    })
+}
+
+fn machine_if_bound() -> Option<Machine> {
+    Machine::current()
+}
+
+extern "win64" fn ke_bug_check_ex(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> ! {
+    bug_check(&format!(
+        "the driver bug-checked: KeBugCheckEx({code:#x}, {p1:#x}, {p2:#x}, {p3:#x}, {p4:#x})"
+    ))
+}
+
+// ---- C library ----------------------------------------------------------------------------
+
+extern "win64" fn nt_memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: memcpy's contract: `n` bytes readable at `src`, writable at `dst`, not overlapping.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
+    dst
+}
+
+extern "win64" fn nt_memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    // SAFETY: memmove's contract: `n` bytes readable at `src`, writable at `dst`.
+    unsafe { core::ptr::copy(src, dst, n) };
+    dst
+}
+
+extern "win64" fn nt_memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
+    // SAFETY: memset's contract: `n` writable bytes at `dst`.
+    unsafe { core::ptr::write_bytes(dst, value as u8, n) };
+    dst
+}
+
+extern "win64" fn nt_memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: memcmp's contract: `n` readable bytes at both.
+    let (a, b) = unsafe {
+        (
+            core::slice::from_raw_parts(a, n),
+            core::slice::from_raw_parts(b, n),
+        )
+    };
+    a.iter()
+        .zip(b)
+        .find(|(x, y)| x != y)
+        .map_or(0, |(x, y)| i32::from(*x) - i32::from(*y))
+}
+
+/// The routines of this module by export name.
+pub fn exports() -> Vec<(&'static str, usize)> {
+    vec![
+        ("DbgPrintEx", dbg_print_ex as *const () as usize),
+        ("ExAllocatePool2", ex_allocate_pool2 as *const () as usize),
+        (
+            "ExFreePoolWithTag",
+            ex_free_pool_with_tag as *const () as usize,
+        ),
+        ("KeBugCheckEx", ke_bug_check_ex as *const () as usize),
+        (
+            "KeInitializeEvent",
+            ke_initialize_event as *const () as usize,
+        ),
+        ("KeSetEvent", ke_set_event as *const () as usize),
+        ("KeClearEvent", ke_clear_event as *const () as usize),
+        ("KeResetEvent", ke_reset_event as *const () as usize),
+        (
+            "KeReadStateEvent",
+            ke_read_state_event as *const () as usize,
+        ),
+        (
+            "KeWaitForSingleObject",
+            ke_wait_for_single_object as *const () as usize,
+        ),
+        (
+            "KeAcquireSpinLockRaiseToDpc",
+            ke_acquire_spin_lock_raise_to_dpc as *const () as usize,
+        ),
+        (
+            "KeReleaseSpinLock",
+            ke_release_spin_lock as *const () as usize,
+        ),
+        (
+            "KeRaiseIrqlToDpcLevel",
+            ke_raise_irql_to_dpc_level as *const () as usize,
+        ),
+        ("KeLowerIrql", ke_lower_irql as *const () as usize),
+        (
+            "KeGetCurrentIrql",
+            ke_get_current_irql as *const () as usize,
+        ),
+        (
+            "KeGetCurrentProcessorNumberEx",
+            ke_get_current_processor_number_ex as *const () as usize,
+        ),
+        (
+            "KeQueryInterruptTimePrecise",
+            ke_query_interrupt_time_precise as *const () as usize,
+        ),
+        (
+            "KeQueryUnbiasedInterruptTime",
+            ke_query_unbiased_interrupt_time as *const () as usize,
+        ),
+        (
+            "ExInitializeRundownProtection",
+            ex_initialize_rundown_protection as *const () as usize,
+        ),
+        (
+            "ExReInitializeRundownProtection",
+            ex_re_initialize_rundown_protection as *const () as usize,
+        ),
+        (
+            "ExRundownCompleted",
+            ex_rundown_completed as *const () as usize,
+        ),
+        (
+            "ExAcquireRundownProtection",
+            ex_acquire_rundown_protection as *const () as usize,
+        ),
+        (
+            "ExReleaseRundownProtection",
+            ex_release_rundown_protection as *const () as usize,
+        ),
+        (
+            "ExWaitForRundownProtectionRelease",
+            ex_wait_for_rundown_protection_release as *const () as usize,
+        ),
+        ("SeTokenIsAdmin", se_token_is_admin as *const () as usize),
+        (
+            "IoRegisterPlugPlayNotification",
+            io_register_plug_play_notification as *const () as usize,
+        ),
+        (
+            "IoUnregisterPlugPlayNotificationEx",
+            io_unregister_plug_play_notification_ex as *const () as usize,
+        ),
+        ("memcpy", nt_memcpy as *const () as usize),
+        ("memmove", nt_memmove as *const () as usize),
+        ("memset", nt_memset as *const () as usize),
+        ("memcmp", nt_memcmp as *const () as usize),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
+
+    /// A machine whose clock jumps to the next deadline when every bound thread waits.
+    fn recording_machine() -> Machine {
+        MachineBuilder::default()
+            .verifier(VerifierMode::Record)
+            .clock(ClockMode::AutoAdvance)
+            .build()
+    }
+
+    #[test]
+    fn pool_blocks_are_tracked_aligned_and_freed_by_tag() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let tag = u32::from_le_bytes(*b"DmfT");
+        let p = ex_allocate_pool2(0x40, 24, tag);
+        assert!(!p.is_null());
+        assert_eq!(p as usize % 16, 0);
+        // SAFETY: 24 fresh bytes of the block.
+        assert!(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), 24) }
+            .iter()
+            .all(|&b| b == 0));
+        let outstanding = machine.pool().outstanding();
+        assert_eq!(outstanding.len(), 1);
+        assert_eq!(outstanding[0].tag.0, *b"DmfT");
+        ex_free_pool_with_tag(p, tag);
+        assert!(machine.pool().outstanding().is_empty());
+    }
+
+    #[test]
+    fn events_wait_on_the_virtual_clock() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let mut kevent = [0_u64; 3];
+        let e = kevent.as_mut_ptr().cast::<c_void>();
+        ke_initialize_event(e, 0, 0);
+        assert_eq!(ke_read_state_event(e), 0);
+        let timeout = -10_000_i64; // 1 ms, relative
+        assert_eq!(
+            ke_wait_for_single_object(e, 0, 0, 0, &raw const timeout),
+            STATUS_TIMEOUT
+        );
+        assert_eq!(ke_set_event(e, 0, 0), 0);
+        assert_eq!(
+            ke_wait_for_single_object(e, 0, 0, 0, core::ptr::null()),
+            STATUS_SUCCESS
+        );
+        ke_clear_event(e);
+        assert_eq!(ke_read_state_event(e), 0);
+    }
+
+    #[test]
+    fn spin_locks_raise_and_restore_the_irql() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let mut word = 0_usize;
+        let old = ke_acquire_spin_lock_raise_to_dpc(&raw mut word);
+        assert_eq!(old, 0);
+        assert_eq!(current_irql(), Irql::Dispatch);
+        assert_ne!(word, 0);
+        ke_release_spin_lock(&raw mut word, old);
+        assert_eq!(word, 0);
+        assert_eq!(current_irql(), Irql::Passive);
+        assert_eq!(ke_raise_irql_to_dpc_level(), 0);
+        assert_eq!(ke_get_current_irql(), 2);
+        ke_lower_irql(0);
+        assert_eq!(ke_get_current_irql(), 0);
+        assert!(machine.verifier().violations().is_empty());
+    }
+
+    #[test]
+    fn rundown_refuses_after_the_wait_and_wakes_the_waiter() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let word = std::ptr::from_mut::<usize>(Box::leak(Box::new(0_usize))) as usize;
+        ex_initialize_rundown_protection(word as *mut usize);
+        assert_eq!(ex_acquire_rundown_protection(word as *mut usize), 1);
+        let m = machine.clone();
+        let releaser = std::thread::spawn(move || {
+            let _bound = m.enter();
+            // Let the waiter block first, on the virtual clock.
+            m.advance(Duration::from_millis(1));
+            ex_release_rundown_protection(word as *mut usize);
+        });
+        ex_wait_for_rundown_protection_release(word as *mut usize);
+        releaser.join().unwrap();
+        assert_eq!(ex_acquire_rundown_protection(word as *mut usize), 0);
+        ex_re_initialize_rundown_protection(word as *mut usize);
+        assert_eq!(ex_acquire_rundown_protection(word as *mut usize), 1);
+    }
+
+    #[test]
+    fn processor_numbers_differ_between_threads() {
+        let mut here = ProcessorNumber {
+            group: 9,
+            number: 9,
+            reserved: 9,
+        };
+        let a = ke_get_current_processor_number_ex(&raw mut here);
+        assert_eq!(u32::from(here.number) + 64 * u32::from(here.group), a);
+        let b = std::thread::spawn(|| ke_get_current_processor_number_ex(core::ptr::null_mut()))
+            .join()
+            .unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, ke_get_current_processor_number_ex(core::ptr::null_mut()));
+    }
+
+    #[test]
+    fn memory_routines_follow_the_c_library() {
+        let mut a = *b"abcdef";
+        let b = *b"abcxef";
+        assert!(nt_memcmp(a.as_ptr(), b.as_ptr(), 6) < 0);
+        assert_eq!(nt_memcmp(a.as_ptr(), b.as_ptr(), 3), 0);
+        nt_memmove(a.as_mut_ptr().wrapping_add(1), a.as_ptr(), 3);
+        assert_eq!(&a, b"aabcef");
+        nt_memset(a.as_mut_ptr(), i32::from(b'z'), 2);
+        nt_memcpy(a.as_mut_ptr().wrapping_add(4), b"!?".as_ptr(), 2);
+        assert_eq!(&a, b"zzbc!?");
+    }
+
+    #[test]
+    fn dbg_print_ex_goes_to_the_trace() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let name = c"switchbar";
+        dbg_print_ex(
+            77,
+            0,
+            c"%s: %d lights, %#x\n".as_ptr(),
+            name.as_ptr() as usize,
+            8,
+            0xFF,
+            0,
+            0,
+            0,
+            0,
+            0,
+        );
+        let notes = machine.trace().texts(TraceKind::Note, "DbgPrintEx");
+        assert_eq!(notes, ["[77:0] switchbar: 8 lights, 0xff"]);
+    }
+}

@@ -1,0 +1,223 @@
+//! The two real driver images `.ci/kmdf-check` links (SwitchBar and the OSR FX2 upper filter):
+//! they load (every import resolved by the host), and their entry point runs —
+//! `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` — until the first WDF call, which in phase 1
+//! of the host is `WdfDriverCreate` for both. Without the images (a fresh clone that has not run
+//! `.ci/kmdf-check`) each test prints `SKIPPED: <reason>` and passes. `KMDF_HOST_IMAGES` names
+//! another folder to take the images from.
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kmdf_host::host::{Driver, Outcome, Stop};
+use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
+
+/// The images `.ci/kmdf-check` links.
+const IMAGES: [&str; 2] = ["switchbar.sys", "osrfx2_filter.sys"];
+
+/// The message phase 1 ends with on both images.
+const STOP: &str = "kmdf-host: the driver called WdfDriverCreate (slot 116), which the host does \
+                    not implement yet";
+
+/// The image, or `None` after printing why the test is skipped.
+fn image(file: &str) -> Option<PathBuf> {
+    // KMDF_HOST_IMAGES: another folder holding the images (default: where the kmdf check
+    // writes them).
+    let folder = std::env::var_os("KMDF_HOST_IMAGES").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/kmdf-check"),
+        PathBuf::from,
+    );
+    let path = folder.join(file);
+    if path.is_file() {
+        Some(path)
+    } else {
+        println!(
+            "SKIPPED: {} is missing (run `bash .ci/kmdf-check` to link the driver images)",
+            path.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn both_images_load_with_every_import_resolved() {
+    for file in IMAGES {
+        let Some(path) = image(file) else { continue };
+        let driver = Driver::load(&path, "loadtest").unwrap_or_else(|e| panic!("{file}: {e}"));
+        let dlls: Vec<&str> = driver.imports().iter().map(|i| i.dll.as_str()).collect();
+        assert!(dlls.contains(&"ntoskrnl.exe"), "{file}: {dlls:?}");
+        assert!(
+            dlls.iter()
+                .all(|d| *d == "ntoskrnl.exe" || *d == "WDFLDR.SYS"),
+            "{file}: {dlls:?}"
+        );
+        let wdfldr: Vec<&str> = driver
+            .imports()
+            .iter()
+            .filter(|i| i.dll == "WDFLDR.SYS")
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(wdfldr, ["WdfVersionBind", "WdfVersionUnbind"], "{file}");
+        // Bound: each IAT slot holds the host routine of that name, not the hint/name RVA.
+        for import in driver.imports() {
+            let slot = driver.image().read_u64(import.iat_rva).unwrap();
+            assert_eq!(
+                Some(usize::try_from(slot).unwrap()),
+                kmdf_host::host::resolve(&import.dll, &import.name),
+                "{file}: {}!{}",
+                import.dll,
+                import.name
+            );
+        }
+        // Relocated: the image does not sit at its preferred base.
+        assert_ne!(
+            driver.image().base() as u64,
+            driver.image().preferred_base()
+        );
+    }
+}
+
+#[test]
+fn the_entry_point_runs_until_wdf_driver_create() {
+    for file in IMAGES {
+        let Some(path) = image(file) else { continue };
+        let service = file.trim_end_matches(".sys");
+        let driver = Driver::load(&path, service).unwrap();
+        let machine = MachineBuilder::default()
+            .clock(ClockMode::AutoAdvance)
+            .verifier(VerifierMode::Record)
+            .build();
+        let (report, driver) = driver.call_entry(&machine);
+        assert!(driver.is_none(), "{file}: a stopped run keeps its image");
+        assert_eq!(
+            report.outcome,
+            Outcome::Stopped(Stop {
+                message: STOP.to_owned(),
+                wdf_function: Some((116, "WdfDriverCreate")),
+            }),
+            "{file}"
+        );
+        let notes = machine
+            .trace()
+            .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
+        assert_eq!(
+            notes,
+            [format!(
+                "WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"
+            )],
+            "{file}"
+        );
+        assert_eq!(
+            machine.trace().callbacks_for(service),
+            ["DriverEntry"],
+            "{file}"
+        );
+        assert!(machine.verifier().violations().is_empty(), "{file}");
+    }
+}
+
+#[test]
+fn the_runner_reports_the_stop_and_fails() {
+    for file in IMAGES {
+        let Some(path) = image(file) else { continue };
+        let imports = Driver::load(&path, "count").unwrap().imports().len();
+        let out = Command::new(env!("CARGO_BIN_EXE_kmdf-host"))
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {stdout}\n{stderr}");
+        assert_eq!(stderr.lines().last(), Some(STOP), "{file}: {stderr}");
+        assert!(
+            stdout.contains(&format!("kmdf-host: {imports} imports resolved:")),
+            "{file}: {stdout}"
+        );
+        assert!(
+            stdout.contains("WDFLDR: WdfVersionBind:"),
+            "{file}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn an_image_with_missing_imports_is_refused_by_the_runner_with_one_list() {
+    let Some(path) = image("switchbar.sys") else {
+        return;
+    };
+    // Rename two imports in a copy of the real image: the runner must list both and run nothing.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for (from, to) in [
+        (&b"KeSetEvent\0"[..], &b"KeXetEvent\0"[..]),
+        (&b"WdfVersionUnbind\0"[..], &b"WdfVersionUnbinX\0"[..]),
+    ] {
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("import name in the image");
+        bytes[at..at + to.len()].copy_from_slice(to);
+    }
+    let err = Driver::load_bytes(&bytes, "renamed").unwrap_err();
+    assert_eq!(
+        err,
+        kmdf_host::pe::LoadError::MissingImports(vec![
+            ("ntoskrnl.exe".to_owned(), "KeXetEvent".to_owned()),
+            ("WDFLDR.SYS".to_owned(), "WdfVersionUnbinX".to_owned()),
+        ])
+    );
+    let copy = std::env::temp_dir().join(format!("kmdf-host-renamed-{}.sys", std::process::id()));
+    std::fs::write(&copy, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmdf-host"))
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&copy);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the image imports 2 routine(s) the host does not provide: ntoskrnl.exe!KeXetEvent \
+             WDFLDR.SYS!WdfVersionUnbinX"
+        ),
+        "{stderr}"
+    );
+}
+
+/// The WDM kernel image of `kernel-image/` (no KMDF: `DriverEntry` exercises dmf-core's NT layer
+/// directly, CR8 and `KUSER_SHARED_DATA` reads included) runs to completion on the host. Built by
+/// `.ci/run`'s kernel-image step; skipped when absent.
+#[test]
+fn the_wdm_kernel_image_runs_to_completion() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../kernel-image/target/x86_64-pc-windows-msvc/release/dmf_kernel_image.dll");
+    if !path.is_file() {
+        println!(
+            "SKIPPED: {} is missing (built by the kernel-image step of .ci/run)",
+            path.display()
+        );
+        return;
+    }
+    let driver = Driver::load(&path, "dmf_kernel_image").unwrap();
+    let machine = MachineBuilder::default()
+        .clock(ClockMode::AutoAdvance)
+        .verifier(VerifierMode::Record)
+        .build();
+    let (report, driver) = driver.call_entry(&machine);
+    assert_eq!(report.outcome, Outcome::Returned(0));
+    assert!(driver.is_some());
+    let lines = machine
+        .trace()
+        .texts(kmdf_sim::trace::TraceKind::Note, "DbgPrintEx");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("KeGetCurrentIrql (CR8) = 0")),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("[77:0] dmf-kernel-image: DriverEntry: all NT-layer checks passed"),
+        "{lines:#?}"
+    );
+    assert!(machine.verifier().violations().is_empty());
+}
