@@ -17,6 +17,15 @@
 //! | `DbgPrintEx` | the machine's trace (a note per line, on the object `DbgPrintEx`) |
 //! | `KeBugCheckEx` | stops the run with the bug check's code and parameters |
 //! | `memcpy`, `memmove`, `memset`, `memcmp` | the C library's meaning |
+//! | `MmGetSystemRoutineAddress` | the routines of this module by name (C DMF finds `ExAllocatePool2` this way) |
+//! | `KeDelayExecutionThread` | a wait on the virtual clock |
+//! | `KeWaitForMultipleObjects` | one object, or `WaitAll` one after the other; `WaitAny` on several stops the run (not modelled) |
+//! | `RtlInitUnicodeString`, `RtlCompareUnicodeString`, `RtlCompareUnicodeStrings`, `RtlCompareMemory` | their reference pages (case folding is ASCII only) |
+//! | `RtlGetVersion` | Windows 10.0.26100, a workstation |
+//! | `RtlTimeToTimeFields`, `RtlTimeFieldsToTime`, `ExLocalTimeToSystemTime` | the Gregorian calendar from 1601; the host's time zone is UTC |
+//! | `RtlAssert` | stops the run with the failed assertion |
+//! | `ObOpenObjectByPointer`, `ZwClose`, `ZwSetSecurityObject` | the host has no handles: `STATUS_NOT_SUPPORTED`, `STATUS_INVALID_HANDLE` |
+//! | `strlen`, `strcmp`, `strncpy_s`, `sprintf_s`, `_vsnprintf`, `_vsnwprintf` | the C library's meaning (Microsoft's: `_vsnprintf` returns -1 when the text does not fit; in the wide dialect `%s` is a wide string) |
 
 use core::ffi::{c_char, c_void};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -769,8 +778,620 @@ extern "win64" fn nt_memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
         .map_or(0, |(x, y)| i32::from(*x) - i32::from(*y))
 }
 
+// ---- routines C DMF's images import --------------------------------------------------------
+
+/// `STATUS_INVALID_HANDLE`.
+pub const STATUS_INVALID_HANDLE: i32 = 0xC000_0008_u32 as i32;
+/// `STATUS_NOT_SUPPORTED`.
+pub const STATUS_NOT_SUPPORTED: i32 = 0xC000_00BB_u32 as i32;
+
+/// `ExLocalTimeToSystemTime`: the host's time zone is UTC, so local time is system time.
+extern "win64" fn ex_local_time_to_system_time(local: *const i64, system: *mut i64) {
+    // SAFETY: the routine's contract: two LARGE_INTEGERs.
+    unsafe { system.write_unaligned(local.read_unaligned()) };
+}
+
+/// `KeDelayExecutionThread`: sleeps on the virtual clock (an event nobody sets, waited on for
+/// `Interval`, which is relative when negative).
+extern "win64" fn ke_delay_execution_thread(
+    _mode: i8,
+    _alertable: u8,
+    interval: *const i64,
+) -> i32 {
+    guard("KeDelayExecutionThread", || {
+        let machine = machine("KeDelayExecutionThread");
+        require_max_irql(Irql::Apc, "KeDelayExecutionThread");
+        // SAFETY: the routine's contract: `Interval` points to a LARGE_INTEGER.
+        let delay = unsafe { timeout_of(interval, machine.now_ticks()) };
+        let Some(delay) = delay else {
+            bug_check("KeDelayExecutionThread without an interval");
+        };
+        let sleep = Event::named(
+            &machine,
+            "KeDelayExecutionThread",
+            EventKind::Notification,
+            false,
+        );
+        let _ = sleep.wait(Some(delay));
+        STATUS_SUCCESS
+    })
+}
+
+/// `KeWaitForMultipleObjects`: one object is `KeWaitForSingleObject`; `WaitAll` waits for each
+/// in turn. `WaitAny` on several objects is not modelled yet and stops the run.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "KeWaitForMultipleObjects has eight parameters"
+)]
+extern "win64" fn ke_wait_for_multiple_objects(
+    count: u32,
+    objects: *const *mut c_void,
+    wait_type: i32,
+    reason: i32,
+    mode: i8,
+    alertable: u8,
+    timeout: *const i64,
+    _wait_blocks: *mut c_void,
+) -> i32 {
+    guard("KeWaitForMultipleObjects", || {
+        // SAFETY: the routine's contract: `Count` object pointers.
+        let objects = unsafe { core::slice::from_raw_parts(objects, count as usize) };
+        match (objects, wait_type) {
+            ([one], _) => ke_wait_for_single_object(*one, reason, mode, alertable, timeout),
+            (all, 0) => {
+                for &object in all {
+                    let status =
+                        ke_wait_for_single_object(object, reason, mode, alertable, timeout);
+                    if status != STATUS_SUCCESS {
+                        return status;
+                    }
+                }
+                STATUS_SUCCESS
+            }
+            (any, _) => bug_check(&format!(
+                "KeWaitForMultipleObjects(WaitAny) on {} objects is not modelled yet",
+                any.len()
+            )),
+        }
+    })
+}
+
+/// `MmGetSystemRoutineAddress`: the host's own ntoskrnl.exe routine of that name, or null.
+extern "win64" fn mm_get_system_routine_address(name: *const UnicodeString) -> *mut c_void {
+    guard("MmGetSystemRoutineAddress", || {
+        // SAFETY: the routine's contract: a UNICODE_STRING.
+        let Some(name) = (unsafe { UnicodeString::read(name) }) else {
+            return core::ptr::null_mut();
+        };
+        exports()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(core::ptr::null_mut(), |(_, a)| a as *mut c_void)
+    })
+}
+
+/// `ObOpenObjectByPointer`: the host has no object manager handles; the call fails with
+/// `STATUS_NOT_SUPPORTED` (callers treat it as any failure to open).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "ObOpenObjectByPointer has seven parameters"
+)]
+extern "win64" fn ob_open_object_by_pointer(
+    _object: *mut c_void,
+    _attributes: u32,
+    _access_state: *mut c_void,
+    _desired_access: u32,
+    _object_type: *mut c_void,
+    _mode: i8,
+    handle: *mut usize,
+) -> i32 {
+    if !handle.is_null() {
+        // SAFETY: the routine's contract: `Handle` is writable.
+        unsafe { handle.write(0) };
+    }
+    STATUS_NOT_SUPPORTED
+}
+
+/// `ZwClose`: no handle the host hands out exists.
+extern "win64" fn zw_close(_handle: usize) -> i32 {
+    STATUS_INVALID_HANDLE
+}
+
+/// `ZwSetSecurityObject`: no handle the host hands out exists.
+extern "win64" fn zw_set_security_object(
+    _handle: usize,
+    _info: u32,
+    _descriptor: *mut c_void,
+) -> i32 {
+    STATUS_INVALID_HANDLE
+}
+
+/// `RtlAssert`: a failed assertion in the driver stops the run with its text.
+extern "win64" fn rtl_assert(
+    assertion: *const c_char,
+    file: *const c_char,
+    line: u32,
+    message: *const c_char,
+) {
+    // SAFETY: the routine's contract: NUL-terminated strings or null.
+    let text = |p: *const c_char| unsafe { c_text(p) };
+    bug_check(&format!(
+        "the driver's assertion failed: {} ({}:{line}){}",
+        text(assertion),
+        text(file),
+        if message.is_null() {
+            String::new()
+        } else {
+            format!(": {}", text(message))
+        }
+    ))
+}
+
+/// The text of a NUL-terminated string, or "" for null.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string.
+unsafe fn c_text(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller's contract.
+    unsafe { core::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `RtlCompareMemory`: how many leading bytes are equal.
+extern "win64" fn rtl_compare_memory(a: *const u8, b: *const u8, n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: the routine's contract: `Length` readable bytes at both.
+    let (a, b) = unsafe {
+        (
+            core::slice::from_raw_parts(a, n),
+            core::slice::from_raw_parts(b, n),
+        )
+    };
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The UTF-16 units of a counted string.
+///
+/// # Safety
+/// `p` points to `chars` readable units (or `chars` is 0).
+unsafe fn units<'a>(p: *const u16, chars: usize) -> &'a [u16] {
+    if chars == 0 || p.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's contract.
+    unsafe { core::slice::from_raw_parts(p, chars) }
+}
+
+fn upcase(u: u16) -> u16 {
+    char::from_u32(u32::from(u))
+        .filter(char::is_ascii_lowercase)
+        .map_or(u, |c| c.to_ascii_uppercase() as u16)
+}
+
+fn compare_units(a: &[u16], b: &[u16], case_insensitive: bool) -> i32 {
+    let fold = |u: u16| if case_insensitive { upcase(u) } else { u };
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (fold(*x), fold(*y));
+        if x != y {
+            return i32::from(x) - i32::from(y);
+        }
+    }
+    match a.len().cmp(&b.len()) {
+        core::cmp::Ordering::Less => -1,
+        core::cmp::Ordering::Equal => 0,
+        core::cmp::Ordering::Greater => 1,
+    }
+}
+
+/// `RtlCompareUnicodeStrings` (lengths in characters). Case folding is ASCII only.
+extern "win64" fn rtl_compare_unicode_strings(
+    a: *const u16,
+    a_chars: usize,
+    b: *const u16,
+    b_chars: usize,
+    case_insensitive: u8,
+) -> i32 {
+    // SAFETY: the routine's contract: counted strings.
+    let (a, b) = unsafe { (units(a, a_chars), units(b, b_chars)) };
+    compare_units(a, b, case_insensitive != 0)
+}
+
+/// `RtlCompareUnicodeString`. Case folding is ASCII only.
+extern "win64" fn rtl_compare_unicode_string(
+    a: *const UnicodeString,
+    b: *const UnicodeString,
+    case_insensitive: u8,
+) -> i32 {
+    // SAFETY: the routine's contract: two UNICODE_STRINGs.
+    let (a, b) = unsafe { (&*a, &*b) };
+    rtl_compare_unicode_strings(
+        a.buffer,
+        usize::from(a.length / 2),
+        b.buffer,
+        usize::from(b.length / 2),
+        case_insensitive,
+    )
+}
+
+/// `RtlInitUnicodeString`.
+extern "win64" fn rtl_init_unicode_string(destination: *mut UnicodeString, source: *const u16) {
+    let mut chars = 0usize;
+    if !source.is_null() {
+        // SAFETY: the routine's contract: a NUL-terminated wide string.
+        while unsafe { source.add(chars).read() } != 0 {
+            chars += 1;
+        }
+    }
+    let bytes = u16::try_from(chars * 2).unwrap_or(0xFFFC);
+    // SAFETY: the routine's contract: a writable UNICODE_STRING.
+    unsafe {
+        destination.write(UnicodeString {
+            length: bytes,
+            maximum_length: if source.is_null() { 0 } else { bytes + 2 },
+            buffer: source.cast_mut(),
+        });
+    }
+}
+
+/// `RTL_OSVERSIONINFOW` (and the first fields of `RTL_OSVERSIONINFOEXW`).
+#[repr(C)]
+struct OsVersionInfo {
+    size: u32,
+    major: u32,
+    minor: u32,
+    build: u32,
+    platform: u32,
+    csd_version: [u16; 128],
+}
+
+/// `sizeof(RTL_OSVERSIONINFOEXW)`.
+const OS_VERSION_INFO_EX_SIZE: u32 = 284;
+
+/// `RtlGetVersion`: Windows 10.0.26100 (Windows 11 24H2), a workstation.
+extern "win64" fn rtl_get_version(info: *mut OsVersionInfo) -> i32 {
+    // SAFETY: the routine's contract: `dwOSVersionInfoSize` says which structure `info` is.
+    unsafe {
+        let size = (*info).size;
+        if size < core::mem::size_of::<OsVersionInfo>() as u32 {
+            return STATUS_INVALID_PARAMETER;
+        }
+        (*info).major = 10;
+        (*info).minor = 0;
+        (*info).build = 26100;
+        (*info).platform = 2; // VER_PLATFORM_WIN32_NT
+        (*info).csd_version = [0; 128];
+        if size >= OS_VERSION_INFO_EX_SIZE {
+            // wServicePackMajor, wServicePackMinor, wSuiteMask, wProductType, wReserved.
+            let ex = info.cast::<u8>().add(core::mem::size_of::<OsVersionInfo>());
+            core::ptr::write_bytes(ex, 0, 8);
+            ex.add(6).write(1); // VER_NT_WORKSTATION
+        }
+    }
+    STATUS_SUCCESS
+}
+
+/// `TIME_FIELDS`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TimeFields {
+    year: i16,
+    month: i16,
+    day: i16,
+    hour: i16,
+    minute: i16,
+    second: i16,
+    milliseconds: i16,
+    weekday: i16,
+}
+
+/// 100-ns ticks per day.
+const TICKS_PER_DAY: i64 = 864_000_000_000;
+/// Days from 1601-01-01 (the system time's origin) to 1970-01-01.
+const DAYS_1601_TO_1970: i64 = 134_774;
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `RtlTimeToTimeFields`.
+extern "win64" fn rtl_time_to_time_fields(time: *const i64, fields: *mut TimeFields) {
+    // SAFETY: the routine's contract: a LARGE_INTEGER.
+    let ticks = unsafe { time.read_unaligned() };
+    let days = ticks.div_euclid(TICKS_PER_DAY);
+    let rest = ticks.rem_euclid(TICKS_PER_DAY);
+    let (year, month, day) = civil_from_days(days - DAYS_1601_TO_1970);
+    let ms = rest / 10_000;
+    let out = TimeFields {
+        year: year as i16,
+        month: month as i16,
+        day: day as i16,
+        hour: (ms / 3_600_000) as i16,
+        minute: (ms / 60_000 % 60) as i16,
+        second: (ms / 1000 % 60) as i16,
+        milliseconds: (ms % 1000) as i16,
+        // 1601-01-01 was a Monday (weekday 1, Sunday = 0).
+        weekday: ((days + 1).rem_euclid(7)) as i16,
+    };
+    // SAFETY: the routine's contract: a writable TIME_FIELDS.
+    unsafe { fields.write_unaligned(out) };
+}
+
+/// `RtlTimeFieldsToTime`: FALSE for a field out of range (the weekday is ignored).
+extern "win64" fn rtl_time_fields_to_time(fields: *const TimeFields, time: *mut i64) -> u8 {
+    // SAFETY: the routine's contract: a TIME_FIELDS.
+    let f = unsafe { fields.read_unaligned() };
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let (y, m, d) = (i64::from(f.year), i64::from(f.month), i64::from(f.day));
+    let month_days = [
+        31,
+        if leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let valid = y >= 1601
+        && (1..=12).contains(&m)
+        && d >= 1
+        && d <= month_days[(m - 1) as usize]
+        && (0..24).contains(&f.hour)
+        && (0..60).contains(&f.minute)
+        && (0..60).contains(&f.second)
+        && (0..1000).contains(&f.milliseconds);
+    if !valid {
+        return 0;
+    }
+    let days = days_from_civil(y, m, d) + DAYS_1601_TO_1970;
+    let ms = ((i64::from(f.hour) * 60 + i64::from(f.minute)) * 60 + i64::from(f.second)) * 1000
+        + i64::from(f.milliseconds);
+    // SAFETY: the routine's contract: a writable LARGE_INTEGER.
+    unsafe { time.write_unaligned(days * TICKS_PER_DAY + ms * 10_000) };
+    1
+}
+
+/// `strlen`.
+extern "win64" fn nt_strlen(s: *const c_char) -> usize {
+    // SAFETY: the routine's contract: a NUL-terminated string.
+    unsafe { core::ffi::CStr::from_ptr(s) }.to_bytes().len()
+}
+
+/// `strcmp`.
+extern "win64" fn nt_strcmp(a: *const c_char, b: *const c_char) -> i32 {
+    // SAFETY: the routine's contract: NUL-terminated strings.
+    let (a, b) = unsafe {
+        (
+            core::ffi::CStr::from_ptr(a).to_bytes_with_nul(),
+            core::ffi::CStr::from_ptr(b).to_bytes_with_nul(),
+        )
+    };
+    a.iter()
+        .zip(b)
+        .find(|(x, y)| x != y)
+        .map_or(0, |(x, y)| i32::from(*x) - i32::from(*y))
+}
+
+/// `_TRUNCATE`.
+const TRUNCATE: usize = usize::MAX;
+/// `EINVAL`, `ERANGE`, `STRUNCATE`.
+const EINVAL: i32 = 22;
+const ERANGE: i32 = 34;
+const STRUNCATE: i32 = 80;
+
+/// `strncpy_s`: copies at most `count` characters of `src` and terminates; `_TRUNCATE` truncates
+/// to fit (`STRUNCATE`), otherwise a copy that does not fit empties `dest` (`ERANGE`).
+extern "win64" fn nt_strncpy_s(
+    dest: *mut u8,
+    size: usize,
+    src: *const c_char,
+    count: usize,
+) -> i32 {
+    if dest.is_null() || size == 0 {
+        return EINVAL;
+    }
+    if src.is_null() {
+        // SAFETY: `size` > 0 writable bytes at `dest`.
+        unsafe { dest.write(0) };
+        return EINVAL;
+    }
+    // SAFETY: the routine's contract: a NUL-terminated source.
+    let s = unsafe { core::ffi::CStr::from_ptr(src) }.to_bytes();
+    let wanted = s.len().min(count);
+    let (n, status) = if wanted < size {
+        (wanted, 0)
+    } else if count == TRUNCATE {
+        (size - 1, STRUNCATE)
+    } else {
+        // SAFETY: `size` > 0 writable bytes at `dest`.
+        unsafe { dest.write(0) };
+        return ERANGE;
+    };
+    // SAFETY: `n` + 1 <= `size` writable bytes at `dest`, `n` readable at `src`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(s.as_ptr(), dest, n);
+        dest.add(n).write(0);
+    }
+    status
+}
+
+/// Writes `units` into a buffer of `count` elements with `_vsnprintf`'s rules: the length when
+/// it fits (terminated if there is room), -1 when it does not (no terminator).
+///
+/// # Safety
+/// `buffer` has `count` writable elements of `T`.
+unsafe fn write_counted<T: Copy + Default>(buffer: *mut T, count: usize, units: &[T]) -> i32 {
+    let n = units.len().min(count);
+    // SAFETY: the caller's contract.
+    unsafe { core::ptr::copy_nonoverlapping(units.as_ptr(), buffer, n) };
+    match units.len().cmp(&count) {
+        core::cmp::Ordering::Less => {
+            // SAFETY: `units.len()` < `count`.
+            unsafe { buffer.add(units.len()).write(T::default()) };
+            i32::try_from(units.len()).unwrap_or(i32::MAX)
+        }
+        core::cmp::Ordering::Equal => i32::try_from(units.len()).unwrap_or(i32::MAX),
+        core::cmp::Ordering::Greater => -1,
+    }
+}
+
+/// Argument words from an x64 `va_list` (a pointer to consecutive 8-byte slots).
+fn va_words(va: *const usize) -> impl FnMut() -> usize {
+    let mut i = 0;
+    move || {
+        // SAFETY: the printf contract: the format reads as many words as were passed.
+        let w = unsafe { va.add(i).read_unaligned() };
+        i += 1;
+        w
+    }
+}
+
+/// `_vsnprintf`.
+extern "win64" fn nt_vsnprintf(
+    buffer: *mut u8,
+    count: usize,
+    format: *const c_char,
+    va: *const usize,
+) -> i32 {
+    // SAFETY: the routine's contract: a NUL-terminated format whose conversions match `va`.
+    let text = unsafe {
+        let format = core::ffi::CStr::from_ptr(format).to_bytes();
+        crate::printf::format(format, &mut va_words(va))
+    };
+    // SAFETY: the routine's contract: `count` writable bytes.
+    unsafe { write_counted(buffer, count, text.as_bytes()) }
+}
+
+/// `_vsnwprintf`: the wide dialect, where `%s` is a wide string.
+extern "win64" fn nt_vsnwprintf(
+    buffer: *mut u16,
+    count: usize,
+    format: *const u16,
+    va: *const usize,
+) -> i32 {
+    let mut chars = 0usize;
+    // SAFETY: the routine's contract: a NUL-terminated wide format.
+    while unsafe { format.add(chars).read() } != 0 {
+        chars += 1;
+    }
+    // SAFETY: `chars` readable units.
+    let wide = String::from_utf16_lossy(unsafe { units(format, chars) });
+    let narrow = wide_format_to_narrow(&wide);
+    // SAFETY: the routine's contract: the conversions match `va`.
+    let text = unsafe { crate::printf::format(narrow.as_bytes(), &mut va_words(va)) };
+    let out: Vec<u16> = text.encode_utf16().collect();
+    // SAFETY: the routine's contract: `count` writable units.
+    unsafe { write_counted(buffer, count, &out) }
+}
+
+/// A wide-printf format in the narrow dialect: an unmodified `%s`/`%c` becomes `%ws`/`%wc`.
+fn wide_format_to_narrow(format: &str) -> String {
+    let mut out = String::with_capacity(format.len() + 8);
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '%' {
+            continue;
+        }
+        let mut modified = false;
+        while let Some(&n) = chars.peek() {
+            if n == '%' && !modified {
+                out.push(n);
+                chars.next();
+                break;
+            }
+            if n.is_ascii_alphabetic() && !matches!(n, 'h' | 'l' | 'w' | 'I' | 'z') {
+                if !modified && matches!(n, 's' | 'c') {
+                    out.push('w');
+                }
+                out.push(n);
+                chars.next();
+                break;
+            }
+            modified |= matches!(n, 'h' | 'l' | 'w' | 'I' | 'z');
+            out.push(n);
+            chars.next();
+        }
+    }
+    out
+}
+
+/// `sprintf_s(buffer, size, format, ...)`: the text and its length, or an empty buffer and -1
+/// when it does not fit. Variadic words travel like fixed ones (see `DbgPrintEx`).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the variadic argument words of sprintf_s"
+)]
+extern "win64" fn nt_sprintf_s(
+    buffer: *mut u8,
+    size: usize,
+    format: *const c_char,
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+    a6: usize,
+    a7: usize,
+) -> i32 {
+    if buffer.is_null() || size == 0 || format.is_null() {
+        return -1;
+    }
+    let args = [a0, a1, a2, a3, a4, a5, a6, a7];
+    let mut next = args.iter().copied();
+    // SAFETY: the routine's contract: a NUL-terminated format whose conversions match.
+    let text = unsafe {
+        let format = core::ffi::CStr::from_ptr(format).to_bytes();
+        crate::printf::format(format, &mut || next.next().unwrap_or(0))
+    };
+    if text.len() >= size {
+        // SAFETY: `size` > 0 writable bytes.
+        unsafe { buffer.write(0) };
+        return -1;
+    }
+    // SAFETY: `text.len()` + 1 <= `size` writable bytes.
+    unsafe { write_counted(buffer, size, text.as_bytes()) }
+}
+
 /// The routines of this module by export name.
 pub fn exports() -> Vec<(&'static str, usize)> {
+    let mut all = core_exports();
+    all.extend(c_dmf_exports());
+    all
+}
+
+/// The routines our images import.
+fn core_exports() -> Vec<(&'static str, usize)> {
     vec![
         ("DbgPrintEx", dbg_print_ex as *const () as usize),
         ("ExAllocatePool2", ex_allocate_pool2 as *const () as usize),
@@ -860,6 +1481,66 @@ pub fn exports() -> Vec<(&'static str, usize)> {
         ("memmove", nt_memmove as *const () as usize),
         ("memset", nt_memset as *const () as usize),
         ("memcmp", nt_memcmp as *const () as usize),
+    ]
+}
+
+/// The further routines C DMF's images import.
+fn c_dmf_exports() -> Vec<(&'static str, usize)> {
+    vec![
+        (
+            "ExLocalTimeToSystemTime",
+            ex_local_time_to_system_time as *const () as usize,
+        ),
+        (
+            "KeDelayExecutionThread",
+            ke_delay_execution_thread as *const () as usize,
+        ),
+        (
+            "KeWaitForMultipleObjects",
+            ke_wait_for_multiple_objects as *const () as usize,
+        ),
+        (
+            "MmGetSystemRoutineAddress",
+            mm_get_system_routine_address as *const () as usize,
+        ),
+        (
+            "ObOpenObjectByPointer",
+            ob_open_object_by_pointer as *const () as usize,
+        ),
+        ("RtlAssert", rtl_assert as *const () as usize),
+        ("RtlCompareMemory", rtl_compare_memory as *const () as usize),
+        (
+            "RtlCompareUnicodeString",
+            rtl_compare_unicode_string as *const () as usize,
+        ),
+        (
+            "RtlCompareUnicodeStrings",
+            rtl_compare_unicode_strings as *const () as usize,
+        ),
+        ("RtlGetVersion", rtl_get_version as *const () as usize),
+        (
+            "RtlInitUnicodeString",
+            rtl_init_unicode_string as *const () as usize,
+        ),
+        (
+            "RtlTimeFieldsToTime",
+            rtl_time_fields_to_time as *const () as usize,
+        ),
+        (
+            "RtlTimeToTimeFields",
+            rtl_time_to_time_fields as *const () as usize,
+        ),
+        ("ZwClose", zw_close as *const () as usize),
+        (
+            "ZwSetSecurityObject",
+            zw_set_security_object as *const () as usize,
+        ),
+        ("_vsnprintf", nt_vsnprintf as *const () as usize),
+        ("_vsnwprintf", nt_vsnwprintf as *const () as usize),
+        ("sprintf_s", nt_sprintf_s as *const () as usize),
+        ("strcmp", nt_strcmp as *const () as usize),
+        ("strlen", nt_strlen as *const () as usize),
+        ("strncpy_s", nt_strncpy_s as *const () as usize),
     ]
 }
 
@@ -1006,5 +1687,241 @@ mod tests {
         );
         let notes = machine.trace().texts(TraceKind::Note, "DbgPrintEx");
         assert_eq!(notes, ["[77:0] switchbar: 8 lights, 0xff"]);
+    }
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain([0]).collect()
+    }
+
+    #[test]
+    fn mm_get_system_routine_address_finds_the_host_routines_by_name() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let name = wide("ExAllocatePool2");
+        let mut u = UnicodeString {
+            length: 0,
+            maximum_length: 0,
+            buffer: core::ptr::null_mut(),
+        };
+        rtl_init_unicode_string(&raw mut u, name.as_ptr());
+        assert_eq!((u.length, u.maximum_length), (30, 32));
+        assert_eq!(
+            mm_get_system_routine_address(&raw const u) as usize,
+            ex_allocate_pool2 as *const () as usize
+        );
+        let missing = wide("ExAllocatePoolZero");
+        rtl_init_unicode_string(&raw mut u, missing.as_ptr());
+        assert!(mm_get_system_routine_address(&raw const u).is_null());
+    }
+
+    #[test]
+    fn unicode_strings_compare_by_units_and_ascii_case() {
+        let (a, b) = (wide("DeviceA"), wide("deviceb"));
+        assert!(rtl_compare_unicode_strings(a.as_ptr(), 7, b.as_ptr(), 7, 0) < 0);
+        assert!(rtl_compare_unicode_strings(a.as_ptr(), 7, b.as_ptr(), 7, 1) < 0);
+        assert_eq!(
+            rtl_compare_unicode_strings(a.as_ptr(), 6, b.as_ptr(), 6, 1),
+            0
+        );
+        assert_eq!(
+            rtl_compare_unicode_strings(a.as_ptr(), 5, b.as_ptr(), 6, 1),
+            -1
+        );
+        let mut ua = UnicodeString {
+            length: 12,
+            maximum_length: 16,
+            buffer: a.as_ptr().cast_mut(),
+        };
+        let ub = UnicodeString {
+            length: 12,
+            maximum_length: 16,
+            buffer: b.as_ptr().cast_mut(),
+        };
+        assert_eq!(
+            rtl_compare_unicode_string(&raw const ua, &raw const ub, 1),
+            0
+        );
+        assert_ne!(
+            rtl_compare_unicode_string(&raw const ua, &raw const ub, 0),
+            0
+        );
+        ua.length = 14;
+        assert_eq!(
+            rtl_compare_unicode_string(&raw const ua, &raw const ub, 1),
+            1
+        );
+        assert_eq!(rtl_compare_memory(b"abcd".as_ptr(), b"abxd".as_ptr(), 4), 2);
+    }
+
+    #[test]
+    fn time_fields_round_trip_through_system_time() {
+        // 2026-12-07 20:36:55.123, a Monday.
+        let f = TimeFields {
+            year: 2026,
+            month: 12,
+            day: 7,
+            hour: 20,
+            minute: 36,
+            second: 55,
+            milliseconds: 123,
+            weekday: 0,
+        };
+        let mut t = 0i64;
+        assert_eq!(rtl_time_fields_to_time(&raw const f, &raw mut t), 1);
+        // Its Unix time in milliseconds, in 100-ns ticks, plus the 1601 origin.
+        let unix_ms = 1_796_675_815_123_i64;
+        assert_eq!(t, unix_ms * 10_000 + DAYS_1601_TO_1970 * TICKS_PER_DAY);
+        let mut back = TimeFields {
+            year: 0,
+            month: 0,
+            day: 0,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            milliseconds: 0,
+            weekday: 0,
+        };
+        rtl_time_to_time_fields(&raw const t, &raw mut back);
+        assert_eq!(back, TimeFields { weekday: 1, ..f });
+        let mut local = 0i64;
+        ex_local_time_to_system_time(&raw const t, &raw mut local);
+        assert_eq!(local, t);
+        let bad = TimeFields {
+            day: 31,
+            month: 11,
+            ..f
+        };
+        assert_eq!(rtl_time_fields_to_time(&raw const bad, &raw mut t), 0);
+    }
+
+    #[test]
+    fn string_routines_follow_the_c_library() {
+        assert_eq!(nt_strlen(c"DmfK".as_ptr()), 4);
+        assert_eq!(nt_strcmp(c"abc".as_ptr(), c"abc".as_ptr()), 0);
+        assert!(nt_strcmp(c"ab".as_ptr(), c"abc".as_ptr()) < 0);
+        let mut buf = [0xAAu8; 6];
+        assert_eq!(nt_strncpy_s(buf.as_mut_ptr(), 6, c"Switch".as_ptr(), 3), 0);
+        assert_eq!(&buf[..4], b"Swi\0");
+        assert_eq!(
+            nt_strncpy_s(buf.as_mut_ptr(), 6, c"SwitchBar".as_ptr(), TRUNCATE),
+            STRUNCATE
+        );
+        assert_eq!(&buf, b"Switc\0");
+        assert_eq!(
+            nt_strncpy_s(buf.as_mut_ptr(), 6, c"SwitchBar".as_ptr(), 9),
+            ERANGE
+        );
+        assert_eq!(buf[0], 0);
+        let mut out = [0xAAu8; 16];
+        let n = nt_sprintf_s(
+            out.as_mut_ptr(),
+            16,
+            c"%s-%d".as_ptr(),
+            c"Bar".as_ptr() as usize,
+            4,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        );
+        assert_eq!(n, 5);
+        assert_eq!(&out[..6], b"Bar-4\0");
+        let n = nt_sprintf_s(
+            out.as_mut_ptr(),
+            4,
+            c"%d".as_ptr(),
+            12345,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        );
+        assert_eq!((n, out[0]), (-1, 0));
+    }
+
+    #[test]
+    fn vsnprintf_reads_a_va_list_and_reports_truncation() {
+        let va = [c"lights".as_ptr() as usize, 8usize];
+        let mut out = [0xAAu8; 12];
+        let n = nt_vsnprintf(
+            out.as_mut_ptr(),
+            12,
+            c"%d %s".as_ptr(),
+            [8usize, va[0]].as_ptr(),
+        );
+        assert_eq!(n, 8);
+        assert_eq!(&out[..9], b"8 lights\0");
+        assert_eq!(
+            nt_vsnprintf(out.as_mut_ptr(), 4, c"%s".as_ptr(), va.as_ptr()),
+            -1
+        );
+        assert_eq!(&out[..4], b"ligh");
+        // Wide: %s is a wide string.
+        let name = wide("Bar");
+        let format = wide("%s=%d");
+        let mut w = [0u16; 8];
+        let va = [name.as_ptr() as usize, 4];
+        assert_eq!(
+            nt_vsnwprintf(w.as_mut_ptr(), 8, format.as_ptr(), va.as_ptr()),
+            5
+        );
+        assert_eq!(String::from_utf16_lossy(&w[..5]), "Bar=4");
+        assert_eq!(w[5], 0);
+        assert_eq!(
+            wide_format_to_narrow("%-8s %ls %hs %c %%s"),
+            "%-8ws %ls %hs %wc %%s"
+        );
+    }
+
+    #[test]
+    fn rtl_get_version_reports_windows_10_or_later() {
+        let mut info = [0u32; 71]; // RTL_OSVERSIONINFOEXW: 284 bytes
+        info[0] = OS_VERSION_INFO_EX_SIZE;
+        assert_eq!(rtl_get_version(info.as_mut_ptr().cast()), STATUS_SUCCESS);
+        assert_eq!(&info[1..5], &[10, 0, 26100, 2]);
+        let product_type = info.as_ptr().cast::<u8>().wrapping_add(276 + 6);
+        // SAFETY: inside `info`.
+        assert_eq!(unsafe { product_type.read() }, 1);
+    }
+
+    #[test]
+    fn a_delay_advances_the_virtual_clock() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let before = machine.now_ticks();
+        let ten_ms = -100_000i64;
+        assert_eq!(
+            ke_delay_execution_thread(0, 0, &raw const ten_ms),
+            STATUS_SUCCESS
+        );
+        assert!(machine.now_ticks() >= before + 100_000);
+    }
+
+    #[test]
+    fn handles_the_host_does_not_have_fail_cleanly() {
+        let mut handle = 7usize;
+        assert_eq!(
+            ob_open_object_by_pointer(
+                core::ptr::null_mut(),
+                0,
+                core::ptr::null_mut(),
+                0,
+                core::ptr::null_mut(),
+                0,
+                &raw mut handle
+            ),
+            STATUS_NOT_SUPPORTED
+        );
+        assert_eq!(handle, 0);
+        assert_eq!(zw_close(handle), STATUS_INVALID_HANDLE);
+        assert_eq!(
+            zw_set_security_object(handle, 4, core::ptr::null_mut()),
+            STATUS_INVALID_HANDLE
+        );
     }
 }

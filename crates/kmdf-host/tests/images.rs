@@ -183,6 +183,93 @@ fn an_image_with_missing_imports_is_refused_by_the_runner_with_one_list() {
     );
 }
 
+/// Microsoft's own C DMF samples, built by `tools/cdmf-oracle/build.sh` into
+/// `target/cdmf-oracle` (`CDMF_ORACLE_IMAGES` names another folder): SwitchBar1 (one
+/// DeviceInterfaceTarget) and SwitchBar4 (the upper filter: DefaultTarget + IoctlHandler). Every
+/// import resolves, and `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` runs until the first
+/// WDF function the host does not implement yet — `WdfDriverCreate`, as for our images. Skipped
+/// when the images are absent.
+#[test]
+fn c_dmf_samples_load_and_run_until_wdf_driver_create() {
+    let folder = std::env::var_os("CDMF_ORACLE_IMAGES").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/cdmf-oracle"),
+        PathBuf::from,
+    );
+    for (file, service) in [
+        ("SwitchBar1.sys", "SwitchBar1"),
+        ("SwitchBar4.sys", "SwitchBar4"),
+    ] {
+        let path = folder.join(file);
+        if !path.is_file() {
+            println!(
+                "SKIPPED: {} is missing (built by tools/cdmf-oracle/build.sh from C DMF's source)",
+                path.display()
+            );
+            continue;
+        }
+        let driver = Driver::load(&path, service).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let wdfldr: Vec<&str> = driver
+            .imports()
+            .iter()
+            .filter(|i| i.dll == "WDFLDR.SYS")
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(wdfldr, ["WdfVersionBind", "WdfVersionUnbind"], "{file}");
+        for import in driver.imports() {
+            assert!(
+                import.dll == "ntoskrnl.exe" || import.dll == "WDFLDR.SYS",
+                "{file}: {}!{}",
+                import.dll,
+                import.name
+            );
+            let slot = driver.image().read_u64(import.iat_rva).unwrap();
+            assert_eq!(
+                Some(usize::try_from(slot).unwrap()),
+                kmdf_host::host::resolve(&import.dll, &import.name),
+                "{file}: {}!{}",
+                import.dll,
+                import.name
+            );
+        }
+        // C DMF finds ExAllocatePool2 at run time, through MmGetSystemRoutineAddress.
+        let names: Vec<&str> = driver.imports().iter().map(|i| i.name.as_str()).collect();
+        assert!(
+            names.contains(&"MmGetSystemRoutineAddress"),
+            "{file}: {names:?}"
+        );
+        let machine = MachineBuilder::default()
+            .clock(ClockMode::AutoAdvance)
+            .verifier(VerifierMode::Record)
+            .build();
+        let (report, driver) = driver.call_entry(&machine);
+        assert!(driver.is_none(), "{file}: a stopped run keeps its image");
+        assert_eq!(
+            report.outcome,
+            Outcome::Stopped(Stop {
+                message: STOP.to_owned(),
+                wdf_function: Some((116, "WdfDriverCreate")),
+            }),
+            "{file}"
+        );
+        let notes = machine
+            .trace()
+            .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
+        assert_eq!(
+            notes,
+            [format!(
+                "WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"
+            )],
+            "{file}"
+        );
+        assert_eq!(
+            machine.trace().callbacks_for(service),
+            ["DriverEntry"],
+            "{file}"
+        );
+        assert!(machine.verifier().violations().is_empty(), "{file}");
+    }
+}
+
 /// The WDM kernel image of `kernel-image/` (no KMDF: `DriverEntry` exercises dmf-core's NT layer
 /// directly, CR8 and `KUSER_SHARED_DATA` reads included) runs to completion on the host. Built by
 /// `.ci/run`'s kernel-image step; skipped when absent.
