@@ -1390,157 +1390,74 @@ pub fn exports() -> Vec<(&'static str, usize)> {
     all
 }
 
+/// `(export name, routine address)` pairs: `routines![Name => function, …]`.
+macro_rules! routines {
+    ($($name:ident => $routine:expr),* $(,)?) => {
+        vec![$((stringify!($name), $routine as *const () as usize)),*]
+    };
+}
+
 /// The routines our images import.
 fn core_exports() -> Vec<(&'static str, usize)> {
-    vec![
-        ("DbgPrintEx", dbg_print_ex as *const () as usize),
-        ("ExAllocatePool2", ex_allocate_pool2 as *const () as usize),
-        (
-            "ExFreePoolWithTag",
-            ex_free_pool_with_tag as *const () as usize,
-        ),
-        ("KeBugCheckEx", ke_bug_check_ex as *const () as usize),
-        (
-            "KeInitializeEvent",
-            ke_initialize_event as *const () as usize,
-        ),
-        ("KeSetEvent", ke_set_event as *const () as usize),
-        ("KeClearEvent", ke_clear_event as *const () as usize),
-        ("KeResetEvent", ke_reset_event as *const () as usize),
-        (
-            "KeReadStateEvent",
-            ke_read_state_event as *const () as usize,
-        ),
-        (
-            "KeWaitForSingleObject",
-            ke_wait_for_single_object as *const () as usize,
-        ),
-        (
-            "KeAcquireSpinLockRaiseToDpc",
-            ke_acquire_spin_lock_raise_to_dpc as *const () as usize,
-        ),
-        (
-            "KeReleaseSpinLock",
-            ke_release_spin_lock as *const () as usize,
-        ),
-        (
-            "KeRaiseIrqlToDpcLevel",
-            ke_raise_irql_to_dpc_level as *const () as usize,
-        ),
-        ("KeLowerIrql", ke_lower_irql as *const () as usize),
-        (
-            "KeGetCurrentIrql",
-            ke_get_current_irql as *const () as usize,
-        ),
-        (
-            "KeGetCurrentProcessorNumberEx",
-            ke_get_current_processor_number_ex as *const () as usize,
-        ),
-        (
-            "KeQueryInterruptTimePrecise",
-            ke_query_interrupt_time_precise as *const () as usize,
-        ),
-        (
-            "KeQueryUnbiasedInterruptTime",
-            ke_query_unbiased_interrupt_time as *const () as usize,
-        ),
-        (
-            "ExInitializeRundownProtection",
-            ex_initialize_rundown_protection as *const () as usize,
-        ),
-        (
-            "ExReInitializeRundownProtection",
-            ex_re_initialize_rundown_protection as *const () as usize,
-        ),
-        (
-            "ExRundownCompleted",
-            ex_rundown_completed as *const () as usize,
-        ),
-        (
-            "ExAcquireRundownProtection",
-            ex_acquire_rundown_protection as *const () as usize,
-        ),
-        (
-            "ExReleaseRundownProtection",
-            ex_release_rundown_protection as *const () as usize,
-        ),
-        (
-            "ExWaitForRundownProtectionRelease",
-            ex_wait_for_rundown_protection_release as *const () as usize,
-        ),
-        ("SeTokenIsAdmin", se_token_is_admin as *const () as usize),
-        (
-            "IoRegisterPlugPlayNotification",
-            io_register_plug_play_notification as *const () as usize,
-        ),
-        (
-            "IoUnregisterPlugPlayNotificationEx",
-            io_unregister_plug_play_notification_ex as *const () as usize,
-        ),
-        ("memcpy", nt_memcpy as *const () as usize),
-        ("memmove", nt_memmove as *const () as usize),
-        ("memset", nt_memset as *const () as usize),
-        ("memcmp", nt_memcmp as *const () as usize),
+    routines![
+        DbgPrintEx => dbg_print_ex,
+        ExAllocatePool2 => ex_allocate_pool2,
+        ExFreePoolWithTag => ex_free_pool_with_tag,
+        KeBugCheckEx => ke_bug_check_ex,
+        KeInitializeEvent => ke_initialize_event,
+        KeSetEvent => ke_set_event,
+        KeClearEvent => ke_clear_event,
+        KeResetEvent => ke_reset_event,
+        KeReadStateEvent => ke_read_state_event,
+        KeWaitForSingleObject => ke_wait_for_single_object,
+        KeAcquireSpinLockRaiseToDpc => ke_acquire_spin_lock_raise_to_dpc,
+        KeReleaseSpinLock => ke_release_spin_lock,
+        KeRaiseIrqlToDpcLevel => ke_raise_irql_to_dpc_level,
+        KeLowerIrql => ke_lower_irql,
+        KeGetCurrentIrql => ke_get_current_irql,
+        KeGetCurrentProcessorNumberEx => ke_get_current_processor_number_ex,
+        KeQueryInterruptTimePrecise => ke_query_interrupt_time_precise,
+        KeQueryUnbiasedInterruptTime => ke_query_unbiased_interrupt_time,
+        ExInitializeRundownProtection => ex_initialize_rundown_protection,
+        ExReInitializeRundownProtection => ex_re_initialize_rundown_protection,
+        ExRundownCompleted => ex_rundown_completed,
+        ExAcquireRundownProtection => ex_acquire_rundown_protection,
+        ExReleaseRundownProtection => ex_release_rundown_protection,
+        ExWaitForRundownProtectionRelease => ex_wait_for_rundown_protection_release,
+        SeTokenIsAdmin => se_token_is_admin,
+        IoRegisterPlugPlayNotification => io_register_plug_play_notification,
+        IoUnregisterPlugPlayNotificationEx => io_unregister_plug_play_notification_ex,
+        memcpy => nt_memcpy,
+        memmove => nt_memmove,
+        memset => nt_memset,
+        memcmp => nt_memcmp,
     ]
 }
 
 /// The further routines C DMF's images import.
 fn c_dmf_exports() -> Vec<(&'static str, usize)> {
-    vec![
-        (
-            "ExLocalTimeToSystemTime",
-            ex_local_time_to_system_time as *const () as usize,
-        ),
-        (
-            "KeDelayExecutionThread",
-            ke_delay_execution_thread as *const () as usize,
-        ),
-        (
-            "KeWaitForMultipleObjects",
-            ke_wait_for_multiple_objects as *const () as usize,
-        ),
-        (
-            "MmGetSystemRoutineAddress",
-            mm_get_system_routine_address as *const () as usize,
-        ),
-        (
-            "ObOpenObjectByPointer",
-            ob_open_object_by_pointer as *const () as usize,
-        ),
-        ("RtlAssert", rtl_assert as *const () as usize),
-        ("RtlCompareMemory", rtl_compare_memory as *const () as usize),
-        (
-            "RtlCompareUnicodeString",
-            rtl_compare_unicode_string as *const () as usize,
-        ),
-        (
-            "RtlCompareUnicodeStrings",
-            rtl_compare_unicode_strings as *const () as usize,
-        ),
-        ("RtlGetVersion", rtl_get_version as *const () as usize),
-        (
-            "RtlInitUnicodeString",
-            rtl_init_unicode_string as *const () as usize,
-        ),
-        (
-            "RtlTimeFieldsToTime",
-            rtl_time_fields_to_time as *const () as usize,
-        ),
-        (
-            "RtlTimeToTimeFields",
-            rtl_time_to_time_fields as *const () as usize,
-        ),
-        ("ZwClose", zw_close as *const () as usize),
-        (
-            "ZwSetSecurityObject",
-            zw_set_security_object as *const () as usize,
-        ),
-        ("_vsnprintf", nt_vsnprintf as *const () as usize),
-        ("_vsnwprintf", nt_vsnwprintf as *const () as usize),
-        ("sprintf_s", nt_sprintf_s as *const () as usize),
-        ("strcmp", nt_strcmp as *const () as usize),
-        ("strlen", nt_strlen as *const () as usize),
-        ("strncpy_s", nt_strncpy_s as *const () as usize),
+    routines![
+        ExLocalTimeToSystemTime => ex_local_time_to_system_time,
+        KeDelayExecutionThread => ke_delay_execution_thread,
+        KeWaitForMultipleObjects => ke_wait_for_multiple_objects,
+        MmGetSystemRoutineAddress => mm_get_system_routine_address,
+        ObOpenObjectByPointer => ob_open_object_by_pointer,
+        RtlAssert => rtl_assert,
+        RtlCompareMemory => rtl_compare_memory,
+        RtlCompareUnicodeString => rtl_compare_unicode_string,
+        RtlCompareUnicodeStrings => rtl_compare_unicode_strings,
+        RtlGetVersion => rtl_get_version,
+        RtlInitUnicodeString => rtl_init_unicode_string,
+        RtlTimeFieldsToTime => rtl_time_fields_to_time,
+        RtlTimeToTimeFields => rtl_time_to_time_fields,
+        ZwClose => zw_close,
+        ZwSetSecurityObject => zw_set_security_object,
+        _vsnprintf => nt_vsnprintf,
+        _vsnwprintf => nt_vsnwprintf,
+        sprintf_s => nt_sprintf_s,
+        strcmp => nt_strcmp,
+        strlen => nt_strlen,
+        strncpy_s => nt_strncpy_s,
     ]
 }
 

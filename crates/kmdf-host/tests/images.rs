@@ -77,42 +77,48 @@ fn both_images_load_with_every_import_resolved() {
     }
 }
 
+/// Runs `driver`'s entry point on a fresh machine and asserts the phase-1 outcome: bound to KMDF
+/// 1.33, `DriverEntry` the only callback, stopped at `WdfDriverCreate` (slot 116), no violation.
+fn runs_until_wdf_driver_create(driver: Driver, file: &str, service: &str) {
+    let machine = MachineBuilder::default()
+        .clock(ClockMode::AutoAdvance)
+        .verifier(VerifierMode::Record)
+        .build();
+    let (report, driver) = driver.call_entry(&machine);
+    assert!(driver.is_none(), "{file}: a stopped run keeps its image");
+    assert_eq!(
+        report.outcome,
+        Outcome::Stopped(Stop {
+            message: STOP.to_owned(),
+            wdf_function: Some((116, "WdfDriverCreate")),
+        }),
+        "{file}"
+    );
+    let notes = machine
+        .trace()
+        .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
+    assert_eq!(
+        notes,
+        [format!(
+            "WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"
+        )],
+        "{file}"
+    );
+    assert_eq!(
+        machine.trace().callbacks_for(service),
+        ["DriverEntry"],
+        "{file}"
+    );
+    assert!(machine.verifier().violations().is_empty(), "{file}");
+}
+
 #[test]
 fn the_entry_point_runs_until_wdf_driver_create() {
     for file in IMAGES {
         let Some(path) = image(file) else { continue };
         let service = file.trim_end_matches(".sys");
         let driver = Driver::load(&path, service).unwrap();
-        let machine = MachineBuilder::default()
-            .clock(ClockMode::AutoAdvance)
-            .verifier(VerifierMode::Record)
-            .build();
-        let (report, driver) = driver.call_entry(&machine);
-        assert!(driver.is_none(), "{file}: a stopped run keeps its image");
-        assert_eq!(
-            report.outcome,
-            Outcome::Stopped(Stop {
-                message: STOP.to_owned(),
-                wdf_function: Some((116, "WdfDriverCreate")),
-            }),
-            "{file}"
-        );
-        let notes = machine
-            .trace()
-            .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
-        assert_eq!(
-            notes,
-            [format!(
-                "WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"
-            )],
-            "{file}"
-        );
-        assert_eq!(
-            machine.trace().callbacks_for(service),
-            ["DriverEntry"],
-            "{file}"
-        );
-        assert!(machine.verifier().violations().is_empty(), "{file}");
+        runs_until_wdf_driver_create(driver, file, service);
     }
 }
 
@@ -237,36 +243,7 @@ fn c_dmf_samples_load_and_run_until_wdf_driver_create() {
             names.contains(&"MmGetSystemRoutineAddress"),
             "{file}: {names:?}"
         );
-        let machine = MachineBuilder::default()
-            .clock(ClockMode::AutoAdvance)
-            .verifier(VerifierMode::Record)
-            .build();
-        let (report, driver) = driver.call_entry(&machine);
-        assert!(driver.is_none(), "{file}: a stopped run keeps its image");
-        assert_eq!(
-            report.outcome,
-            Outcome::Stopped(Stop {
-                message: STOP.to_owned(),
-                wdf_function: Some((116, "WdfDriverCreate")),
-            }),
-            "{file}"
-        );
-        let notes = machine
-            .trace()
-            .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
-        assert_eq!(
-            notes,
-            [format!(
-                "WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"
-            )],
-            "{file}"
-        );
-        assert_eq!(
-            machine.trace().callbacks_for(service),
-            ["DriverEntry"],
-            "{file}"
-        );
-        assert!(machine.verifier().violations().is_empty(), "{file}");
+        runs_until_wdf_driver_create(driver, file, service);
     }
 }
 
