@@ -189,6 +189,39 @@ def scan_docs(path, regex):
                 yield lineno, line.strip()
 
 
+CALLBACK_ENTRY_RE = re.compile(r"^\s*([a-z0-9_]+) ([A-Za-z0-9]+) ([A-Z0-9_]+) \[(\w+) (\w+) (\w+)\]", re.M)
+CALLBACK_HOMES = {"callback_list.rs", "dispatch_table.rs"}
+
+
+def callback_list_findings(root):
+    """Invariant 6: a WDF callback the framework dispatches generically (collection `auto`, device
+    hook `pnp`/`policy` in module/callback_list.rs) is named, in any spelling, only by the one
+    declaration and the dispatch table among dmf-core's module/, device.rs and dmf-macros."""
+    listing = os.path.join(root, "crates/dmf-core/src/module/callback_list.rs")
+    if not os.path.exists(listing):
+        return []
+    with open(listing, encoding="utf-8") as fh:
+        entries = CALLBACK_ENTRY_RE.findall(fh.read())
+    generic = [m for (m, _v, _f, _r, c, d) in entries if c == "auto" and d in ("pnp", "policy")]
+    files = list(rust_files(root, "crates/dmf-core/src/module")) + list(rust_files(root, "crates/dmf-macros/src"))
+    device = os.path.join(root, "crates/dmf-core/src/device.rs")
+    if os.path.exists(device):
+        files.append(device)
+    texts = {}
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            texts[path] = fh.read().lower().replace("_", "")
+    findings = []
+    for method in generic:
+        key = re.compile(r"(?<![a-z])" + method.replace("_", "") + r"(?![a-z])")
+        for path, text in sorted(texts.items()):
+            if os.path.basename(path) not in CALLBACK_HOMES and key.search(text):
+                findings.append(
+                    f"{os.path.relpath(path, root)}: names the callback `{method}` outside the one "
+                    "list and the dispatch table (invariant 6: generate it from callback_list.rs)")
+    return findings
+
+
 def check(root):
     findings = []
     rel = lambda p: os.path.relpath(p, root)
@@ -222,6 +255,7 @@ def check(root):
                     findings.append(f"{crate}/src/lib.rs: lacks #![forbid(unsafe_code)] (invariant 3)")
     findings.extend(unsafe_policy_findings(root))
     findings.extend(allocation_exception_findings(root))
+    findings.extend(callback_list_findings(root))
     return findings
 
 
@@ -245,6 +279,11 @@ def self_test():
         "crates/newcomer/src/lib.rs": "pub fn f() {}\n",
         # The workspace lints without the SAFETY rule.
         "Cargo.toml": "[workspace.lints.rust]\nunsafe_op_in_unsafe_fn = \"forbid\"\n",
+        # A generically dispatched callback named by hand outside the list and the table.
+        "crates/dmf-core/src/module/callback_list.rs":
+            "        query_stop QueryStop QUERY_STOP [status auto pnp] () -> R = Ok(());\n"
+            "        d0_entry D0Entry D0_ENTRY [status own own] (p: P) -> R = Ok(());\n",
+        "crates/dmf-core/src/module/collection.rs": "fn f() { c.query_stop(); c.d0_entry(p); }\n",
     }
     allowed = {
         "crates/dmf-core/src/platform/sim/mod.rs": "extern crate std;\nuse std::sync::Mutex;\n",
@@ -260,6 +299,7 @@ def self_test():
         "crates/dmf-core/Cargo.toml": "[package]\nname = \"dmf-core\"\n\n[lints]\nworkspace = true\n",
         "crates/kmdf-sim/Cargo.toml": "[package]\nname = \"kmdf-sim\"\n",
         "crates/kmdf-sim/src/lib.rs": "#![forbid(unsafe_code)]\n",
+        "crates/dmf-core/src/module/dispatch_table.rs": "C::QueryStop => DOWN,\n",
     }
     with tempfile.TemporaryDirectory() as tmp:
         for rel_path, body in {**plants, **allowed}.items():
@@ -271,7 +311,8 @@ def self_test():
     expected = ["bad.rs:1", "dmf-modules/src/lib.rs:2", "dmf-macros/src/lib.rs", "switchbar/src/lib.rs:2",
                 "dmf-modules/src/doc.rs:2", "dmf-core/src/doc.rs:2",
                 "platform/kernel.rs:1", "osrfx2-filter/src/kernel/mod.rs:1", "dmf-modules/src/leaky.rs:2", "dmf-core/src/spread.rs:1",
-                "kmdf-host/Cargo.toml", "crates/newcomer:", "undocumented_unsafe_blocks"]
+                "kmdf-host/Cargo.toml", "crates/newcomer:", "undocumented_unsafe_blocks",
+                "collection.rs: names the callback `query_stop`"]
     missing = [e for e in expected if not any(e in f for f in findings)]
     false_alarms = [f for f in findings if not any(e in f for e in expected)]
     if missing or false_alarms:
@@ -291,7 +332,7 @@ def main():
     if findings:
         print(f"invariant check FAILED: {len(findings)} finding(s)")
         return 1
-    print("invariant check passed: std confined to platform/sim, no wdk outside the kmdf backend, unsafe forbidden where required and SAFETY-linted where allowed, infallible-allocation exceptions reviewed")
+    print("invariant check passed: std confined to platform/sim, no wdk outside the kmdf backend, unsafe forbidden where required and SAFETY-linted where allowed, infallible-allocation exceptions reviewed, each generic callback named only by the one list and the dispatch table")
     return 0
 
 
