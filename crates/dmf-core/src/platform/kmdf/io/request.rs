@@ -28,6 +28,13 @@ use crate::platform::kmdf::wdf::{
 };
 use crate::status::{NtResult, NtStatus};
 
+/// Which of a request's two buffers.
+#[derive(Clone, Copy)]
+enum Direction {
+    Input,
+    Output,
+}
+
 /// `NonPagedPoolNx` (`POOL_TYPE`), for `WdfMemoryCreate`.
 const NON_PAGED_POOL_NX: wdk_sys::POOL_TYPE = _POOL_TYPE::NonPagedPoolNx;
 /// The pool tag of request buffers (`'MfmD'` in C notation).
@@ -204,6 +211,47 @@ impl Request {
         }
     }
 
+    /// The input or output buffer of the request and its length, at least `min_len` bytes
+    /// (`STATUS_BUFFER_TOO_SMALL` otherwise): `WdfRequestRetrieve{Input,Output}Buffer`, or
+    /// `WdfMemoryGetBuffer` of the memory a driver-created request was formatted with. The caller
+    /// holds the request's buffer view.
+    fn buffer(&self, direction: Direction, min_len: usize) -> NtResult<(*mut u8, usize)> {
+        let own = self.state().map_or(null_mut(), |s| match direction {
+            Direction::Input => s.input.load(Ordering::Acquire),
+            Direction::Output => s.output.load(Ordering::Acquire),
+        });
+        let (buffer, len) = if own.is_null() {
+            let mut buffer: PVOID = null_mut();
+            let mut len: usize = 0;
+            // SAFETY: live request; out pointers to our locals.
+            nt_result(unsafe {
+                match direction {
+                    Direction::Input => call_unsafe_wdf_function_binding!(
+                        WdfRequestRetrieveInputBuffer,
+                        self.handle,
+                        min_len,
+                        &raw mut buffer,
+                        &raw mut len
+                    ),
+                    Direction::Output => call_unsafe_wdf_function_binding!(
+                        WdfRequestRetrieveOutputBuffer,
+                        self.handle,
+                        min_len,
+                        &raw mut buffer,
+                        &raw mut len
+                    ),
+                }
+            })?;
+            (buffer.cast::<u8>(), len)
+        } else {
+            Self::memory_buffer(own)
+        };
+        if len < min_len {
+            return Err(NtStatus::BUFFER_TOO_SMALL);
+        }
+        Ok((buffer, len))
+    }
+
     /// The buffer of one of our `WDFMEMORY` objects (`WdfMemoryGetBuffer`).
     fn memory_buffer(memory: WDFMEMORY) -> (*mut u8, usize) {
         let mut size: usize = 0;
@@ -335,29 +383,7 @@ impl PlatformRequest for Request {
     /// driver-created request.
     fn with_input_buffer<R>(&self, min_len: usize, f: impl FnOnce(&[u8]) -> R) -> NtResult<R> {
         let _view = self.open_view()?;
-        let own = self
-            .state()
-            .map_or(null_mut(), |s| s.input.load(Ordering::Acquire));
-        let (buffer, len) = if own.is_null() {
-            let mut buffer: PVOID = null_mut();
-            let mut len: usize = 0;
-            // SAFETY: live request; out pointers to our locals.
-            nt_result(unsafe {
-                call_unsafe_wdf_function_binding!(
-                    WdfRequestRetrieveInputBuffer,
-                    self.handle,
-                    min_len,
-                    &raw mut buffer,
-                    &raw mut len
-                )
-            })?;
-            (buffer.cast::<u8>(), len)
-        } else {
-            Self::memory_buffer(own)
-        };
-        if len < min_len {
-            return Err(NtStatus::BUFFER_TOO_SMALL);
-        }
+        let (buffer, len) = self.buffer(Direction::Input, min_len)?;
         if buffer.is_null() || len == 0 {
             return Ok(f(&[]));
         }
@@ -370,29 +396,7 @@ impl PlatformRequest for Request {
     /// driver-created request.
     fn with_output_buffer<R>(&self, min_len: usize, f: impl FnOnce(&mut [u8]) -> R) -> NtResult<R> {
         let _view = self.open_view()?;
-        let own = self
-            .state()
-            .map_or(null_mut(), |s| s.output.load(Ordering::Acquire));
-        let (buffer, len) = if own.is_null() {
-            let mut buffer: PVOID = null_mut();
-            let mut len: usize = 0;
-            // SAFETY: live request; out pointers to our locals.
-            nt_result(unsafe {
-                call_unsafe_wdf_function_binding!(
-                    WdfRequestRetrieveOutputBuffer,
-                    self.handle,
-                    min_len,
-                    &raw mut buffer,
-                    &raw mut len
-                )
-            })?;
-            (buffer.cast::<u8>(), len)
-        } else {
-            Self::memory_buffer(own)
-        };
-        if len < min_len {
-            return Err(NtStatus::BUFFER_TOO_SMALL);
-        }
+        let (buffer, len) = self.buffer(Direction::Output, min_len)?;
         if buffer.is_null() || len == 0 {
             return Ok(f(&mut []));
         }
