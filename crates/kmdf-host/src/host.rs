@@ -17,8 +17,6 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
-use kmdf_sim::exec::DriverScope;
-use kmdf_sim::verifier::invoke_callback;
 use kmdf_sim::Machine;
 
 use crate::pe::{Image, Import, LoadError};
@@ -364,10 +362,31 @@ impl Driver {
         self.image.imports()
     }
 
-    /// Calls the image's entry point (`FxDriverEntry` for a KMDF image: `WdfVersionBind`, then
-    /// the driver's `DriverEntry`) with the `DRIVER_OBJECT` and registry path, on a thread bound
-    /// to `machine` at `PASSIVE_LEVEL`, on behalf of the service (kmdf-sim's driver attribution),
-    /// and waits for it to return or for the host to [`stop`] it.
+    /// Installs the image on `machine` as the kmdf-sim driver package of its service: kmdf-sim
+    /// loads it on demand (the first device node naming the service, or
+    /// `kmdf_sim::driver::Driver::load_installed`) by calling the entry point, and the driver's
+    /// `WdfDriverCreate` joins that load (see [`crate::wdf::driver`]). The `Driver` must stay
+    /// alive (mapped) while the machine can call into it.
+    pub fn install(&self, machine: &Machine) {
+        let entry = self.image.entry();
+        // SAFETY: `entry` is the entry point of the loaded, bound image, whose type on x64 is
+        // `NTSTATUS (DRIVER_OBJECT*, UNICODE_STRING*)` with the Microsoft x64 calling convention.
+        let entry: crate::wdf::driver::EntryPoint =
+            unsafe { core::mem::transmute::<usize, _>(entry) };
+        crate::wdf::driver::install(
+            machine,
+            &self.service,
+            entry,
+            (&raw const self.objects.object).cast_mut(),
+            (&raw const self.objects.registry_path).cast_mut(),
+        );
+    }
+
+    /// Installs the image (see [`install`](Self::install)) and loads it: kmdf-sim calls the entry
+    /// point (`FxDriverEntry` for a KMDF image: `WdfVersionBind`, then the driver's
+    /// `DriverEntry`) with the `DRIVER_OBJECT` and registry path, on a thread bound to `machine`
+    /// at `PASSIVE_LEVEL`, on behalf of the service (kmdf-sim's driver attribution); this waits
+    /// for it to return or for the host to [`stop`] it.
     ///
     /// Gives the driver back when the entry point returned. A stopped run parks the driver's
     /// thread inside the image, so the driver is then leaked: its image must stay mapped.
@@ -379,9 +398,7 @@ impl Driver {
         let run = Arc::new(RunContext {
             sender: Mutex::new(sender.clone()),
         });
-        let entry = self.image.entry();
-        let object = &raw const self.objects.object as usize;
-        let registry_path = &raw const self.objects.registry_path as usize;
+        self.install(machine);
         let service = self.service.clone();
         let machine_for_thread = machine.clone();
         let thread = std::thread::Builder::new()
@@ -389,20 +406,12 @@ impl Driver {
             .stack_size(1 << 20)
             .spawn(move || {
                 let _bound = machine_for_thread.enter();
-                let _scope = DriverScope::enter(&service);
                 RUN.with(|r| *r.borrow_mut() = Some(run));
-                // SAFETY: `entry` is the entry point of the loaded, bound image, whose type on
-                // x64 is `NTSTATUS (DRIVER_OBJECT*, UNICODE_STRING*)` with the Microsoft x64
-                // calling convention; both arguments point into the `Driver`, which outlives
-                // the call (it is kept, or leaked if the run stops).
-                let entry: extern "win64" fn(*mut DriverObject, *mut UnicodeString) -> i32 =
-                    unsafe { core::mem::transmute::<usize, _>(entry) };
-                let status = invoke_callback(&service, "driver", "DriverEntry", || {
-                    entry(
-                        object as *mut DriverObject,
-                        registry_path as *mut UnicodeString,
-                    )
-                });
+                let status =
+                    match kmdf_sim::driver::Driver::load_installed(&machine_for_thread, &service) {
+                        Ok(_) => 0,
+                        Err(status) => status.0,
+                    };
                 let _ = sender.send(Outcome::Returned(status));
             })
             .expect("kmdf-host: cannot spawn the DriverEntry thread");

@@ -41,4 +41,6 @@ mod printf;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod privileged;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod wdf;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod wdfldr;

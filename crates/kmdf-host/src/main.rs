@@ -1,10 +1,14 @@
-//! `kmdf-host <driver.sys> [--service NAME]`: loads a KMDF driver image, binds it to the host,
-//! calls its entry point on a kmdf-sim machine and prints what happened.
+//! `kmdf-host <driver.sys> [--service NAME] [--session switchbar|filter]`: loads a KMDF driver
+//! image, binds it to the host, and either calls its entry point on a kmdf-sim machine and prints
+//! what happened, or (`--session`) plays one of the samples' scripted sessions on the simulated
+//! OSR FX2 board with the image as the sample's driver, printing each step's board picture and
+//! the verifier's verdict as the samples' main jobs do.
 //!
-//! Exit status: 0 when the entry point returned success, 1 when the image could not be loaded
-//! (the message lists every import the host lacks), 2 when the host stopped the run (e.g. the
-//! driver called a WDF function the host does not implement yet — the expected end of phase 1),
-//! 3 when the entry point returned a failure status.
+//! Exit status: 0 when the entry point returned success (or the session ended with a clean
+//! verdict), 1 when the image could not be loaded (the message lists every import the host
+//! lacks), 2 when the host stopped the run (e.g. the driver called a WDF function the host does
+//! not implement yet), 3 when the entry point returned a failure status, 4 when a session's
+//! verdict was not clean.
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn main() {
@@ -25,15 +29,18 @@ mod run {
     use kmdf_sim::trace::TraceKind;
     use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
 
-    const USAGE: &str = "usage: kmdf-host <driver.sys> [--service NAME]";
+    const USAGE: &str =
+        "usage: kmdf-host <driver.sys> [--service NAME] [--session switchbar|filter]";
 
     pub fn main() -> i32 {
         let mut args = std::env::args().skip(1);
         let mut image = None;
         let mut service = None;
+        let mut session = None;
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--service" => service = args.next(),
+                "--session" => session = args.next(),
                 "-h" | "--help" => {
                     println!("{USAGE}");
                     return 0;
@@ -49,6 +56,9 @@ mod run {
             eprintln!("{USAGE}");
             return 1;
         };
+        if let Some(session) = session {
+            return run_session(&image, &session);
+        }
         let service = service.unwrap_or_else(|| {
             image
                 .file_stem()
@@ -98,6 +108,70 @@ mod run {
             Outcome::Stopped(stop) => {
                 eprintln!("{}", stop.message);
                 2
+            }
+        }
+    }
+
+    /// Plays the sample session `name` with the image at `path` as the sample's driver.
+    fn run_session(path: &Path, name: &str) -> i32 {
+        let service = match name {
+            "switchbar" => "switchbar",
+            "filter" => osrfx2_filter::session::FILTER,
+            _ => {
+                eprintln!("{USAGE}");
+                return 1;
+            }
+        };
+        let driver = match Driver::load(path, service) {
+            Ok(driver) => driver,
+            Err(e) => {
+                eprintln!("kmdf-host: {}: {e}", path.display());
+                return 1;
+            }
+        };
+        println!(
+            "kmdf-host: the {name} session with {} as the driver package '{service}'",
+            path.display()
+        );
+        println!();
+        let install = |machine: &kmdf_sim::Machine| driver.install(machine);
+        let (steps, verdict) = if name == "switchbar" {
+            let s = switchbar::session::Session::scripted_with(false, &install);
+            let steps: Vec<_> = s
+                .steps
+                .iter()
+                .map(|st| (st.title.clone(), st.trace.clone(), st.picture.clone()))
+                .collect();
+            (steps, s.verdict())
+        } else {
+            let s = osrfx2_filter::session::Session::scripted_with(&install);
+            let steps: Vec<_> = s
+                .steps
+                .iter()
+                .map(|st| (st.title.clone(), st.trace.clone(), st.picture.clone()))
+                .collect();
+            (steps, s.verdict())
+        };
+        for (i, (title, trace, picture)) in steps.iter().enumerate() {
+            println!("── {}. {title} ──", i + 1);
+            for line in trace {
+                println!("  {line}");
+            }
+            for line in picture.lines() {
+                println!("    {line}");
+            }
+            println!();
+        }
+        // The image stays mapped until the process ends (its objects are gone with the machine).
+        std::mem::forget(driver);
+        match verdict {
+            Ok(summary) => {
+                println!("{summary}");
+                0
+            }
+            Err(problems) => {
+                println!("the verifier found problems:\n{problems}");
+                4
             }
         }
     }

@@ -9,9 +9,11 @@
 //! (`WdfClientVersionHigherThanFramework`, `WdfFunctionCount`) and hands back the driver's
 //! `WDF_DRIVER_GLOBALS`, the first argument of every WDF function.
 //!
-//! In phase 1 every one of the 458 slots is a thunk that knows its index and WDF name (the table
-//! in `wdf_names.rs`, generated from `wdffuncenum.h`) and, when called, [stops](crate::host::stop)
-//! the run with "the driver called WdfXxx (slot N), which the host does not implement yet".
+//! The table holds, in each slot the host implements, the function of [`crate::wdf`] (its type
+//! pinned to the header's); every other slot is a thunk that knows its index and WDF name (the
+//! table in `wdf_names.rs`, generated from `wdffuncenum.h`) and, when called,
+//! [stops](crate::host::stop) the run with "the driver called WdfXxx (slot N), which the host
+//! does not implement yet".
 
 use core::ffi::c_void;
 use core::fmt::Write as _;
@@ -50,7 +52,7 @@ macro_rules! wdf_functions {
             )*
         }
 
-        /// The function table handed to drivers.
+        /// The table of stopping thunks, one per slot.
         pub(super) static FUNCTION_TABLE: [super::WdfThunk; super::FUNCTION_COUNT] =
             [$(thunks::$name),*];
     };
@@ -195,7 +197,29 @@ pub fn all_bindings() -> Vec<Binding> {
     bindings().clone()
 }
 
-fn is_bound(globals: *mut c_void) -> bool {
+/// The function table handed to drivers: the implemented functions over the stopping thunks.
+fn function_table() -> &'static [usize] {
+    static TABLE: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table: Vec<usize> = FUNCTION_TABLE.iter().map(|f| *f as usize).collect();
+        for (name, address) in crate::wdf::implemented() {
+            if let Some(slot) = slot_of(name) {
+                table[slot as usize] = address;
+            }
+        }
+        table
+    })
+}
+
+/// Whether the slot of `name` holds a host implementation.
+pub fn is_implemented(name: &str) -> bool {
+    slot_of(name).is_some_and(|slot| {
+        function_table()[slot as usize] != FUNCTION_TABLE[slot as usize] as usize
+    })
+}
+
+/// Whether `globals` is a `WDF_DRIVER_GLOBALS` handed out by `WdfVersionBind` and not unbound.
+pub(crate) fn is_bound(globals: *mut c_void) -> bool {
     bindings()
         .iter()
         .any(|b| b.globals == globals as usize && !b.unbound)
@@ -296,7 +320,8 @@ extern "win64" fn wdf_version_bind(
         // SAFETY: `FuncTable` is the address of the driver's `WdfFunctions_01033` pointer
         // (fxstub.c, fxldr.h); `globals_out` is the driver's `WdfDriverGlobals`. Both writable.
         unsafe {
-            info.func_table.write_unaligned(FUNCTION_TABLE.as_ptr());
+            info.func_table
+                .write_unaligned(function_table().as_ptr().cast::<WdfThunk>());
             globals_out.write_unaligned(globals.cast());
         }
         bindings().push(Binding {
@@ -402,7 +427,9 @@ mod tests {
             &raw mut globals,
         );
         assert_eq!(status, STATUS_SUCCESS);
-        assert_eq!(table, FUNCTION_TABLE.as_ptr());
+        assert_eq!(table, function_table().as_ptr().cast::<WdfThunk>());
+        assert!(is_implemented("WdfDriverCreate"));
+        assert!(!is_implemented("WdfChildListCreate"));
         assert_eq!((count, higher), (458, 0));
         // SAFETY: bind handed out a live WDF_DRIVER_GLOBALS.
         let g = unsafe { &*globals.cast::<WdfDriverGlobals>() };

@@ -1,23 +1,20 @@
 //! The two real driver images `.ci/kmdf-check` links (SwitchBar and the OSR FX2 upper filter):
-//! they load (every import resolved by the host), and their entry point runs —
-//! `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` — until the first WDF call, which in phase 1
-//! of the host is `WdfDriverCreate` for both. Without the images (a fresh clone that has not run
-//! `.ci/kmdf-check`) each test prints `SKIPPED: <reason>` and passes. `KMDF_HOST_IMAGES` names
-//! another folder to take the images from.
+//! they load (every import resolved by the host), their entry point runs —
+//! `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` → `WdfDriverCreate` — to success, and they
+//! unload (`DriverUnload` → `EvtDriverUnload` → `WdfVersionUnbind`). The same for Microsoft's C
+//! DMF samples. Without the images (a fresh clone that has not run `.ci/kmdf-check`) each test
+//! prints `SKIPPED: <reason>` and passes. `KMDF_HOST_IMAGES` names another folder to take the
+//! images from.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use kmdf_host::host::{Driver, Outcome, Stop};
+use kmdf_host::host::{Driver, Outcome};
 use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
 
 /// The images `.ci/kmdf-check` links.
 const IMAGES: [&str; 2] = ["switchbar.sys", "osrfx2_filter.sys"];
-
-/// The message phase 1 ends with on both images.
-const STOP: &str = "kmdf-host: the driver called WdfDriverCreate (slot 116), which the host does \
-                    not implement yet";
 
 /// The image, or `None` after printing why the test is skipped.
 fn image(file: &str) -> Option<PathBuf> {
@@ -77,53 +74,60 @@ fn both_images_load_with_every_import_resolved() {
     }
 }
 
-/// Runs `driver`'s entry point on a fresh machine and asserts the phase-1 outcome: bound to KMDF
-/// 1.33, `DriverEntry` the only callback, stopped at `WdfDriverCreate` (slot 116), no violation.
-fn runs_until_wdf_driver_create(driver: Driver, file: &str, service: &str) {
+/// Runs `driver`'s entry point on a fresh machine: bound to KMDF 1.33, `DriverEntry` returns
+/// success after `WdfDriverCreate`, no violation; then unloads the driver: `DriverUnload` (the
+/// startup code's, then KMDF's: `EvtDriverUnload`, the driver object's cleanup) and
+/// `WdfVersionUnbind`.
+fn entry_succeeds_and_unloads(driver: Driver, file: &str, service: &str) {
     let machine = MachineBuilder::default()
         .clock(ClockMode::AutoAdvance)
         .verifier(VerifierMode::Record)
         .build();
     let (report, driver) = driver.call_entry(&machine);
-    assert!(driver.is_none(), "{file}: a stopped run keeps its image");
-    assert_eq!(
-        report.outcome,
-        Outcome::Stopped(Stop {
-            message: STOP.to_owned(),
-            wdf_function: Some((116, "WdfDriverCreate")),
-        }),
-        "{file}"
-    );
-    let notes = machine
-        .trace()
-        .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
-    assert_eq!(
-        notes,
-        [format!(
-            "WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"
-        )],
-        "{file}"
-    );
+    assert_eq!(report.outcome, Outcome::Returned(0), "{file}");
+    let driver = driver.expect("a run that returned gives the driver back");
+    assert!(kmdf_host::wdfldr::is_implemented("WdfDriverCreate"));
     assert_eq!(
         machine.trace().callbacks_for(service),
         ["DriverEntry"],
         "{file}"
     );
-    assert!(machine.verifier().violations().is_empty(), "{file}");
+    let loaded = kmdf_sim::driver::Driver::loaded(&machine, service).expect("loaded");
+    {
+        let _bound = machine.enter();
+        loaded.unload().expect("the driver unloads");
+    }
+    let notes = machine
+        .trace()
+        .texts(kmdf_sim::trace::TraceKind::Note, "WDFLDR");
+    assert_eq!(
+        notes,
+        [
+            format!("WdfVersionBind: {service} bound to KMDF 1.33 (458 functions)"),
+            "WdfVersionUnbind".to_owned()
+        ],
+        "{file}"
+    );
+    assert!(
+        machine.verifier().violations().is_empty(),
+        "{file}: {:?}",
+        machine.verifier().violations()
+    );
+    drop(driver);
 }
 
 #[test]
-fn the_entry_point_runs_until_wdf_driver_create() {
+fn the_entry_point_succeeds_and_the_driver_unloads() {
     for file in IMAGES {
         let Some(path) = image(file) else { continue };
         let service = file.trim_end_matches(".sys");
         let driver = Driver::load(&path, service).unwrap();
-        runs_until_wdf_driver_create(driver, file, service);
+        entry_succeeds_and_unloads(driver, file, service);
     }
 }
 
 #[test]
-fn the_runner_reports_the_stop_and_fails() {
+fn the_runner_reports_the_entry_point() {
     for file in IMAGES {
         let Some(path) = image(file) else { continue };
         let imports = Driver::load(&path, "count").unwrap().imports().len();
@@ -133,8 +137,12 @@ fn the_runner_reports_the_stop_and_fails() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{file}: {stdout}\n{stderr}");
-        assert_eq!(stderr.lines().last(), Some(STOP), "{file}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{file}: {stdout}\n{stderr}");
+        assert_eq!(
+            stdout.lines().last(),
+            Some("kmdf-host: DriverEntry returned 0x00000000"),
+            "{file}: {stdout}"
+        );
         assert!(
             stdout.contains(&format!("kmdf-host: {imports} imports resolved:")),
             "{file}: {stdout}"
@@ -192,11 +200,10 @@ fn an_image_with_missing_imports_is_refused_by_the_runner_with_one_list() {
 /// Microsoft's own C DMF samples, built by `tools/cdmf-oracle/build.sh` into
 /// `target/cdmf-oracle` (`CDMF_ORACLE_IMAGES` names another folder): SwitchBar1 (one
 /// DeviceInterfaceTarget) and SwitchBar4 (the upper filter: DefaultTarget + IoctlHandler). Every
-/// import resolves, and `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` runs until the first
-/// WDF function the host does not implement yet — `WdfDriverCreate`, as for our images. Skipped
-/// when the images are absent.
+/// import resolves, `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` → `WdfDriverCreate`
+/// succeeds and the driver unloads, as for our images. Skipped when the images are absent.
 #[test]
-fn c_dmf_samples_load_and_run_until_wdf_driver_create() {
+fn c_dmf_samples_load_run_their_entry_point_and_unload() {
     let folder = std::env::var_os("CDMF_ORACLE_IMAGES").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/cdmf-oracle"),
         PathBuf::from,
@@ -243,7 +250,7 @@ fn c_dmf_samples_load_and_run_until_wdf_driver_create() {
             names.contains(&"MmGetSystemRoutineAddress"),
             "{file}: {names:?}"
         );
-        runs_until_wdf_driver_create(driver, file, service);
+        entry_succeeds_and_unloads(driver, file, service);
     }
 }
 

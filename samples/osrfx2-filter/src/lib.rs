@@ -166,3 +166,12 @@ pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
 }
 
 dmf::driver!(modules_add = modules_add, filter = true);
+
+/// The scripted session on a simulated machine with the OSR FX2 board: the runner's script, the
+/// end-to-end tests' and kmdf-host's (which runs it against the linked `.sys` image).
+#[cfg(feature = "sim")]
+pub mod session;
+
+// The session runs on the host (kmdf-sim), never in the driver image.
+#[cfg(feature = "sim")]
+extern crate std;

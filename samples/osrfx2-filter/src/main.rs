@@ -9,9 +9,7 @@
 
 use std::process::ExitCode;
 
-// The test reads every field of a step; the runner prints the trace and the picture.
-#[allow(dead_code)]
-mod session;
+use osrfx2_filter::session;
 
 fn main() -> ExitCode {
     if let Some(bad) = std::env::args().nth(1) {

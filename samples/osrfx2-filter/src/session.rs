@@ -1,7 +1,15 @@
 //! The scripted session of the OSR FX2 filter on a simulated machine (the runner's script and the
 //! end-to-end test's).
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "a scripted session: a step that fails panics with what went wrong, as a test does"
+)]
 
+use std::borrow::ToOwned as _;
+use std::format;
+use std::string::String;
 use std::time::Duration;
+use std::vec::Vec;
 
 use kmdf_sim::fx2::driver as fx2;
 use kmdf_sim::fx2::ioctl::{
@@ -47,6 +55,11 @@ pub struct Session {
     pub steps: Vec<Step>,
 }
 
+/// Installs this crate's filter (the sim build) as the package [`FILTER`].
+pub fn install(machine: &Machine) {
+    dmf::core::platform::simulator::install_driver(machine, FILTER, crate::driver_config());
+}
+
 fn line(e: &TraceEvent) -> Option<String> {
     let ms = e.time.as_secs_f64() * 1000.0;
     match e.kind {
@@ -74,16 +87,18 @@ fn line(e: &TraceEvent) -> Option<String> {
 impl Session {
     /// A machine with the filter installed and the board on the desk, not plugged in.
     pub fn start() -> Session {
+        Self::start_with(&install)
+    }
+
+    /// [`start`](Self::start) with the filter installed by `install` as the driver package
+    /// [`FILTER`] (kmdf-host installs a linked `.sys` image this way).
+    pub fn start_with(install: &dyn Fn(&Machine)) -> Session {
         let machine = Machine::builder().name("osrfx2-filter-demo").build();
         let board = Fx2Board::new();
         board.unplug();
         {
             let _bound = machine.enter();
-            dmf::core::platform::simulator::install_driver(
-                &machine,
-                FILTER,
-                osrfx2_filter::driver_config(),
-            );
+            install(&machine);
         }
         Session {
             machine,
@@ -240,7 +255,13 @@ impl Session {
 
     /// The scripted session of the runner.
     pub fn scripted() -> Session {
-        let mut s = Session::start();
+        Self::scripted_with(&install)
+    }
+
+    /// The scripted session with the filter installed by `install` (see
+    /// [`start_with`](Self::start_with)).
+    pub fn scripted_with(install: &dyn Fn(&Machine)) -> Session {
+        let mut s = Session::start_with(install);
         s.board.set_switch(2, true).expect("switch 2");
         s.plug_in();
         s.flip(4);

@@ -3,9 +3,7 @@
 //! FX2 IOCTL.
 #![allow(clippy::missing_panics_doc)]
 
-#[path = "../src/session.rs"]
-#[allow(dead_code)]
-mod session;
+use osrfx2_filter::session;
 
 use kmdf_sim::fx2::ioctl::{
     IOCTL_OSRUSBFX2_GET_7_SEGMENT_DISPLAY, IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY,

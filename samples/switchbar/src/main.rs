@@ -12,9 +12,7 @@
 use std::io::BufRead as _;
 use std::process::ExitCode;
 
-mod session;
-
-use session::{Session, Step};
+use switchbar::session::{Session, Step};
 
 fn print_step(n: usize, step: &Step) {
     println!("── {n}. {} ──", step.title);

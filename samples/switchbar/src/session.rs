@@ -1,7 +1,15 @@
 //! The scripted SwitchBar session on a simulated machine: the main job's script and the
 //! end-to-end test's, so that what `cargo run -p switchbar` shows is what the tests assert.
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "a scripted session: a step that fails panics with what went wrong, as a test does"
+)]
 
+use std::borrow::ToOwned as _;
+use std::format;
+use std::string::String;
 use std::time::Duration;
+use std::vec::Vec;
 
 use kmdf_sim::fx2::driver as fx2;
 use kmdf_sim::fx2::Fx2Board;
@@ -42,6 +50,11 @@ pub struct Session {
 /// The SwitchBar device node (root-enumerated, as the sample's INF installs it).
 pub const SWITCHBAR_HARDWARE_ID: &str = "ROOT\\SWITCHBAR";
 
+/// Installs this crate's SwitchBar (the sim build) as the package `switchbar`.
+pub fn install(machine: &Machine) {
+    dmf::core::platform::simulator::install_driver(machine, "switchbar", crate::driver_config());
+}
+
 fn line(e: &TraceEvent) -> Option<String> {
     let ms = e.time.as_secs_f64() * 1000.0;
     match e.kind {
@@ -67,6 +80,12 @@ impl Session {
     /// A machine (virtual clock, or wall clock with `real_time`) with the board and SwitchBar
     /// installed; SwitchBar's device starts and waits for the FX2 interface.
     pub fn start(real_time: bool) -> Session {
+        Self::start_with(real_time, &install)
+    }
+
+    /// [`start`](Self::start) with SwitchBar installed by `install` as the driver package
+    /// `switchbar` (kmdf-host installs a linked `.sys` image this way).
+    pub fn start_with(real_time: bool, install: &dyn Fn(&Machine)) -> Session {
         let machine = Machine::builder()
             .name("switchbar-demo")
             .clock(if real_time {
@@ -88,11 +107,7 @@ impl Session {
         };
         {
             let _bound = session.machine.enter();
-            dmf::core::platform::simulator::install_driver(
-                &session.machine,
-                "switchbar",
-                switchbar::driver_config(),
-            );
+            install(&session.machine);
             let node = session
                 .machine
                 .pnp()
@@ -189,7 +204,13 @@ impl Session {
 
     /// The scripted session of the main job.
     pub fn scripted(real_time: bool) -> Session {
-        let mut s = Session::start(real_time);
+        Self::scripted_with(real_time, &install)
+    }
+
+    /// The scripted session with SwitchBar installed by `install` (see
+    /// [`start_with`](Self::start_with)).
+    pub fn scripted_with(real_time: bool, install: &dyn Fn(&Machine)) -> Session {
+        let mut s = Session::start_with(real_time, install);
         s.board.set_switch(1, true).expect("switch 1");
         s.board.set_switch(3, true).expect("switch 3");
         s.plug_in();

@@ -3,9 +3,7 @@
 //! replug, and unload with nothing leaked; plus seeded plug/flip churn.
 #![allow(clippy::missing_panics_doc)]
 
-#[path = "../src/session.rs"]
-#[allow(dead_code)]
-mod session;
+use switchbar::session;
 
 use session::Session;
 use switchbar::{bar_for_switches, BOARD_WIRING};

@@ -1,0 +1,5 @@
+//! Collections: `WdfCollection…`.
+
+use super::wdf_exports;
+
+wdf_exports! {}

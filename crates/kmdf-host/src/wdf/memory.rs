@@ -1,0 +1,5 @@
+//! Memory objects: `WdfMemory…`.
+
+use super::wdf_exports;
+
+wdf_exports! {}

@@ -1,0 +1,5 @@
+//! Queues: `WdfIoQueue…` and the `EvtIo…` callbacks.
+
+use super::wdf_exports;
+
+wdf_exports! {}

@@ -1,0 +1,5 @@
+//! Registry keys: `WdfDriverOpenParametersRegistryKey`, `WdfDeviceOpenRegistryKey` and `WdfRegistry…`.
+
+use super::wdf_exports;
+
+wdf_exports! {}

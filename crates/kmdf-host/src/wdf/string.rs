@@ -1,0 +1,5 @@
+//! Strings: `WdfString…`.
+
+use super::wdf_exports;
+
+wdf_exports! {}

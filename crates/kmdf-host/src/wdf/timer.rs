@@ -1,0 +1,5 @@
+//! Timers: `WdfTimer…`.
+
+use super::wdf_exports;
+
+wdf_exports! {}

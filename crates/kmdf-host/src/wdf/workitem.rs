@@ -1,0 +1,5 @@
+//! Work items: `WdfWorkItem…`.
+
+use super::wdf_exports;
+
+wdf_exports! {}
