@@ -40,7 +40,8 @@ where
         debug_assert!(index / 8 < core::mem::size_of::<Storage>());
         let byte_index = index / 8;
         let byte = unsafe {
-            *(core::ptr::addr_of!((*this).storage) as *const u8).offset(byte_index as isize)
+            *(core::ptr::addr_of!((*this).storage) as *const u8)
+                .offset(byte_index as isize)
         };
         Self::extract_bit(byte, index)
     }
@@ -52,11 +53,7 @@ where
             index % 8
         };
         let mask = 1 << bit_index;
-        if val {
-            byte | mask
-        } else {
-            byte & !mask
-        }
+        if val { byte | mask } else { byte & !mask }
     }
     #[inline]
     pub fn set_bit(&mut self, index: usize, val: bool) {
@@ -70,7 +67,8 @@ where
         debug_assert!(index / 8 < core::mem::size_of::<Storage>());
         let byte_index = index / 8;
         let byte = unsafe {
-            (core::ptr::addr_of_mut!((*this).storage) as *mut u8).offset(byte_index as isize)
+            (core::ptr::addr_of_mut!((*this).storage) as *mut u8)
+                .offset(byte_index as isize)
         };
         unsafe { *byte = Self::change_bit(*byte, index, val) };
     }
@@ -78,7 +76,9 @@ where
     pub fn get(&self, bit_offset: usize, bit_width: u8) -> u64 {
         debug_assert!(bit_width <= 64);
         debug_assert!(bit_offset / 8 < self.storage.as_ref().len());
-        debug_assert!((bit_offset + (bit_width as usize) + 7) / 8 <= self.storage.as_ref().len(),);
+        debug_assert!(
+            (bit_offset + (bit_width as usize) + 7) / 8 <= self.storage.as_ref().len(),
+        );
         if bit_width == 0 {
             return 0;
         }
@@ -110,7 +110,8 @@ where
         debug_assert!(bit_width <= 64);
         debug_assert!(bit_offset / 8 < core::mem::size_of::<Storage>());
         debug_assert!(
-            (bit_offset + (bit_width as usize) + 7) / 8 <= core::mem::size_of::<Storage>(),
+            (bit_offset + (bit_width as usize) + 7) / 8
+                <= core::mem::size_of::<Storage>(),
         );
         if bit_width == 0 {
             return 0;
@@ -144,7 +145,9 @@ where
     pub fn set(&mut self, bit_offset: usize, bit_width: u8, val: u64) {
         debug_assert!(bit_width <= 64);
         debug_assert!(bit_offset / 8 < self.storage.as_ref().len());
-        debug_assert!((bit_offset + (bit_width as usize) + 7) / 8 <= self.storage.as_ref().len(),);
+        debug_assert!(
+            (bit_offset + (bit_width as usize) + 7) / 8 <= self.storage.as_ref().len(),
+        );
         if bit_width == 0 {
             return;
         }
@@ -173,8 +176,8 @@ where
                 let new_byte = (byte & !byte_mask) | (byte_val & byte_mask);
                 storage[start_byte + i] = new_byte.reverse_bits();
             } else {
-                storage[start_byte + i] =
-                    (storage[start_byte + i] & !byte_mask) | (byte_val & byte_mask);
+                storage[start_byte + i] = (storage[start_byte + i] & !byte_mask)
+                    | (byte_val & byte_mask);
             }
         }
     }
@@ -183,7 +186,8 @@ where
         debug_assert!(bit_width <= 64);
         debug_assert!(bit_offset / 8 < core::mem::size_of::<Storage>());
         debug_assert!(
-            (bit_offset + (bit_width as usize) + 7) / 8 <= core::mem::size_of::<Storage>(),
+            (bit_offset + (bit_width as usize) + 7) / 8
+                <= core::mem::size_of::<Storage>(),
         );
         if bit_width == 0 {
             return;
@@ -240,7 +244,9 @@ impl<const N: usize> __BindgenBitfieldUnit<[u8; N]> {
             if cfg!(target_endian = "big") {
                 let mut i = 0;
                 while i < bytes_needed {
-                    val |= (self.storage[start_byte + i].reverse_bits() as usize) << (i * 8);
+                    val
+                        |= (self.storage[start_byte + i].reverse_bits() as usize)
+                            << (i * 8);
                     i += 1;
                 }
             } else {
@@ -263,7 +269,9 @@ impl<const N: usize> __BindgenBitfieldUnit<[u8; N]> {
             if cfg!(target_endian = "big") {
                 let mut i = 0;
                 while i < bytes_needed {
-                    val |= (self.storage[start_byte + i].reverse_bits() as u64) << (i * 8);
+                    val
+                        |= (self.storage[start_byte + i].reverse_bits() as u64)
+                            << (i * 8);
                     i += 1;
                 }
             } else {
@@ -319,8 +327,8 @@ impl<const N: usize> __BindgenBitfieldUnit<[u8; N]> {
                     let new_byte = (byte & !byte_mask) | (byte_val & byte_mask);
                     self.storage[start_byte + i] = new_byte.reverse_bits();
                 } else {
-                    self.storage[start_byte + i] =
-                        (self.storage[start_byte + i] & !byte_mask) | (byte_val & byte_mask);
+                    self.storage[start_byte + i] = (self.storage[start_byte + i]
+                        & !byte_mask) | (byte_val & byte_mask);
                 }
                 i += 1;
             }
@@ -347,8 +355,8 @@ impl<const N: usize> __BindgenBitfieldUnit<[u8; N]> {
                     let new_byte = (byte & !byte_mask) | (byte_val & byte_mask);
                     self.storage[start_byte + i] = new_byte.reverse_bits();
                 } else {
-                    self.storage[start_byte + i] =
-                        (self.storage[start_byte + i] & !byte_mask) | (byte_val & byte_mask);
+                    self.storage[start_byte + i] = (self.storage[start_byte + i]
+                        & !byte_mask) | (byte_val & byte_mask);
                 }
                 i += 1;
             }
@@ -463,7 +471,9 @@ impl<const N: usize> __BindgenBitfieldUnit<[u8; N]> {
                     let new_byte = (byte & !byte_mask) | (byte_val & byte_mask);
                     unsafe { *byte_ptr = new_byte.reverse_bits() };
                 } else {
-                    unsafe { *byte_ptr = (*byte_ptr & !byte_mask) | (byte_val & byte_mask) };
+                    unsafe {
+                        *byte_ptr = (*byte_ptr & !byte_mask) | (byte_val & byte_mask)
+                    };
                 }
                 i += 1;
             }
@@ -491,7 +501,9 @@ impl<const N: usize> __BindgenBitfieldUnit<[u8; N]> {
                     let new_byte = (byte & !byte_mask) | (byte_val & byte_mask);
                     unsafe { *byte_ptr = new_byte.reverse_bits() };
                 } else {
-                    unsafe { *byte_ptr = (*byte_ptr & !byte_mask) | (byte_val & byte_mask) };
+                    unsafe {
+                        *byte_ptr = (*byte_ptr & !byte_mask) | (byte_val & byte_mask)
+                    };
                 }
                 i += 1;
             }
@@ -669,14 +681,18 @@ pub struct _LARGE_INTEGER__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _LARGE_INTEGER__bindgen_ty_1"]
-        [::core::mem::size_of::<_LARGE_INTEGER__bindgen_ty_1>() - 8usize];
-    ["Alignment of _LARGE_INTEGER__bindgen_ty_1"]
-        [::core::mem::align_of::<_LARGE_INTEGER__bindgen_ty_1>() - 4usize];
-    ["Offset of field: _LARGE_INTEGER__bindgen_ty_1::LowPart"]
-        [::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_1, LowPart) - 0usize];
-    ["Offset of field: _LARGE_INTEGER__bindgen_ty_1::HighPart"]
-        [::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_1, HighPart) - 4usize];
+    [
+        "Size of _LARGE_INTEGER__bindgen_ty_1",
+    ][::core::mem::size_of::<_LARGE_INTEGER__bindgen_ty_1>() - 8usize];
+    [
+        "Alignment of _LARGE_INTEGER__bindgen_ty_1",
+    ][::core::mem::align_of::<_LARGE_INTEGER__bindgen_ty_1>() - 4usize];
+    [
+        "Offset of field: _LARGE_INTEGER__bindgen_ty_1::LowPart",
+    ][::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_1, LowPart) - 0usize];
+    [
+        "Offset of field: _LARGE_INTEGER__bindgen_ty_1::HighPart",
+    ][::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_1, HighPart) - 4usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -686,22 +702,29 @@ pub struct _LARGE_INTEGER__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _LARGE_INTEGER__bindgen_ty_2"]
-        [::core::mem::size_of::<_LARGE_INTEGER__bindgen_ty_2>() - 8usize];
-    ["Alignment of _LARGE_INTEGER__bindgen_ty_2"]
-        [::core::mem::align_of::<_LARGE_INTEGER__bindgen_ty_2>() - 4usize];
-    ["Offset of field: _LARGE_INTEGER__bindgen_ty_2::LowPart"]
-        [::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_2, LowPart) - 0usize];
-    ["Offset of field: _LARGE_INTEGER__bindgen_ty_2::HighPart"]
-        [::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_2, HighPart) - 4usize];
+    [
+        "Size of _LARGE_INTEGER__bindgen_ty_2",
+    ][::core::mem::size_of::<_LARGE_INTEGER__bindgen_ty_2>() - 8usize];
+    [
+        "Alignment of _LARGE_INTEGER__bindgen_ty_2",
+    ][::core::mem::align_of::<_LARGE_INTEGER__bindgen_ty_2>() - 4usize];
+    [
+        "Offset of field: _LARGE_INTEGER__bindgen_ty_2::LowPart",
+    ][::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_2, LowPart) - 0usize];
+    [
+        "Offset of field: _LARGE_INTEGER__bindgen_ty_2::HighPart",
+    ][::core::mem::offset_of!(_LARGE_INTEGER__bindgen_ty_2, HighPart) - 4usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _LARGE_INTEGER"][::core::mem::size_of::<_LARGE_INTEGER>() - 8usize];
     ["Alignment of _LARGE_INTEGER"][::core::mem::align_of::<_LARGE_INTEGER>() - 8usize];
-    ["Offset of field: _LARGE_INTEGER::u"][::core::mem::offset_of!(_LARGE_INTEGER, u) - 0usize];
-    ["Offset of field: _LARGE_INTEGER::QuadPart"]
-        [::core::mem::offset_of!(_LARGE_INTEGER, QuadPart) - 0usize];
+    [
+        "Offset of field: _LARGE_INTEGER::u",
+    ][::core::mem::offset_of!(_LARGE_INTEGER, u) - 0usize];
+    [
+        "Offset of field: _LARGE_INTEGER::QuadPart",
+    ][::core::mem::offset_of!(_LARGE_INTEGER, QuadPart) - 0usize];
 };
 pub type LARGE_INTEGER = _LARGE_INTEGER;
 pub type PLARGE_INTEGER = *mut _LARGE_INTEGER;
@@ -716,13 +739,18 @@ pub struct _UNICODE_STRING {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _UNICODE_STRING"][::core::mem::size_of::<_UNICODE_STRING>() - 16usize];
-    ["Alignment of _UNICODE_STRING"][::core::mem::align_of::<_UNICODE_STRING>() - 8usize];
-    ["Offset of field: _UNICODE_STRING::Length"]
-        [::core::mem::offset_of!(_UNICODE_STRING, Length) - 0usize];
-    ["Offset of field: _UNICODE_STRING::MaximumLength"]
-        [::core::mem::offset_of!(_UNICODE_STRING, MaximumLength) - 2usize];
-    ["Offset of field: _UNICODE_STRING::Buffer"]
-        [::core::mem::offset_of!(_UNICODE_STRING, Buffer) - 8usize];
+    [
+        "Alignment of _UNICODE_STRING",
+    ][::core::mem::align_of::<_UNICODE_STRING>() - 8usize];
+    [
+        "Offset of field: _UNICODE_STRING::Length",
+    ][::core::mem::offset_of!(_UNICODE_STRING, Length) - 0usize];
+    [
+        "Offset of field: _UNICODE_STRING::MaximumLength",
+    ][::core::mem::offset_of!(_UNICODE_STRING, MaximumLength) - 2usize];
+    [
+        "Offset of field: _UNICODE_STRING::Buffer",
+    ][::core::mem::offset_of!(_UNICODE_STRING, Buffer) - 8usize];
 };
 pub type UNICODE_STRING = _UNICODE_STRING;
 pub type PUNICODE_STRING = *mut _UNICODE_STRING;
@@ -737,8 +765,12 @@ pub struct _LIST_ENTRY {
 const _: () = {
     ["Size of _LIST_ENTRY"][::core::mem::size_of::<_LIST_ENTRY>() - 16usize];
     ["Alignment of _LIST_ENTRY"][::core::mem::align_of::<_LIST_ENTRY>() - 8usize];
-    ["Offset of field: _LIST_ENTRY::Flink"][::core::mem::offset_of!(_LIST_ENTRY, Flink) - 0usize];
-    ["Offset of field: _LIST_ENTRY::Blink"][::core::mem::offset_of!(_LIST_ENTRY, Blink) - 8usize];
+    [
+        "Offset of field: _LIST_ENTRY::Flink",
+    ][::core::mem::offset_of!(_LIST_ENTRY, Flink) - 0usize];
+    [
+        "Offset of field: _LIST_ENTRY::Blink",
+    ][::core::mem::offset_of!(_LIST_ENTRY, Blink) - 8usize];
 };
 pub type LIST_ENTRY = _LIST_ENTRY;
 #[repr(C)]
@@ -751,13 +783,18 @@ pub struct _GROUP_AFFINITY {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _GROUP_AFFINITY"][::core::mem::size_of::<_GROUP_AFFINITY>() - 16usize];
-    ["Alignment of _GROUP_AFFINITY"][::core::mem::align_of::<_GROUP_AFFINITY>() - 8usize];
-    ["Offset of field: _GROUP_AFFINITY::Mask"]
-        [::core::mem::offset_of!(_GROUP_AFFINITY, Mask) - 0usize];
-    ["Offset of field: _GROUP_AFFINITY::Group"]
-        [::core::mem::offset_of!(_GROUP_AFFINITY, Group) - 8usize];
-    ["Offset of field: _GROUP_AFFINITY::Reserved"]
-        [::core::mem::offset_of!(_GROUP_AFFINITY, Reserved) - 10usize];
+    [
+        "Alignment of _GROUP_AFFINITY",
+    ][::core::mem::align_of::<_GROUP_AFFINITY>() - 8usize];
+    [
+        "Offset of field: _GROUP_AFFINITY::Mask",
+    ][::core::mem::offset_of!(_GROUP_AFFINITY, Mask) - 0usize];
+    [
+        "Offset of field: _GROUP_AFFINITY::Group",
+    ][::core::mem::offset_of!(_GROUP_AFFINITY, Group) - 8usize];
+    [
+        "Offset of field: _GROUP_AFFINITY::Reserved",
+    ][::core::mem::offset_of!(_GROUP_AFFINITY, Reserved) - 10usize];
 };
 pub type GROUP_AFFINITY = _GROUP_AFFINITY;
 #[repr(C)]
@@ -826,9 +863,15 @@ pub mod _KINTERRUPT_MODE {
 }
 pub use self::_KINTERRUPT_MODE::Type as KINTERRUPT_MODE;
 pub type PKNORMAL_ROUTINE = ::core::option::Option<
-    unsafe extern "win64" fn(NormalContext: PVOID, SystemArgument1: PVOID, SystemArgument2: PVOID),
+    unsafe extern "win64" fn(
+        NormalContext: PVOID,
+        SystemArgument1: PVOID,
+        SystemArgument2: PVOID,
+    ),
 >;
-pub type PKRUNDOWN_ROUTINE = ::core::option::Option<unsafe extern "win64" fn(Apc: *mut _KAPC)>;
+pub type PKRUNDOWN_ROUTINE = ::core::option::Option<
+    unsafe extern "win64" fn(Apc: *mut _KAPC),
+>;
 pub type PKKERNEL_ROUTINE = ::core::option::Option<
     unsafe extern "win64" fn(
         Apc: *mut _KAPC,
@@ -863,29 +906,47 @@ const _: () = {
     ["Size of _KAPC"][::core::mem::size_of::<_KAPC>() - 88usize];
     ["Alignment of _KAPC"][::core::mem::align_of::<_KAPC>() - 8usize];
     ["Offset of field: _KAPC::Type"][::core::mem::offset_of!(_KAPC, Type) - 0usize];
-    ["Offset of field: _KAPC::SpareByte0"][::core::mem::offset_of!(_KAPC, SpareByte0) - 1usize];
+    [
+        "Offset of field: _KAPC::SpareByte0",
+    ][::core::mem::offset_of!(_KAPC, SpareByte0) - 1usize];
     ["Offset of field: _KAPC::Size"][::core::mem::offset_of!(_KAPC, Size) - 2usize];
-    ["Offset of field: _KAPC::SpareByte1"][::core::mem::offset_of!(_KAPC, SpareByte1) - 3usize];
-    ["Offset of field: _KAPC::SpareLong0"][::core::mem::offset_of!(_KAPC, SpareLong0) - 4usize];
+    [
+        "Offset of field: _KAPC::SpareByte1",
+    ][::core::mem::offset_of!(_KAPC, SpareByte1) - 3usize];
+    [
+        "Offset of field: _KAPC::SpareLong0",
+    ][::core::mem::offset_of!(_KAPC, SpareLong0) - 4usize];
     ["Offset of field: _KAPC::Thread"][::core::mem::offset_of!(_KAPC, Thread) - 8usize];
-    ["Offset of field: _KAPC::ApcListEntry"]
-        [::core::mem::offset_of!(_KAPC, ApcListEntry) - 16usize];
-    ["Offset of field: _KAPC::KernelRoutine"]
-        [::core::mem::offset_of!(_KAPC, KernelRoutine) - 32usize];
-    ["Offset of field: _KAPC::RundownRoutine"]
-        [::core::mem::offset_of!(_KAPC, RundownRoutine) - 40usize];
-    ["Offset of field: _KAPC::NormalRoutine"]
-        [::core::mem::offset_of!(_KAPC, NormalRoutine) - 48usize];
-    ["Offset of field: _KAPC::NormalContext"]
-        [::core::mem::offset_of!(_KAPC, NormalContext) - 56usize];
-    ["Offset of field: _KAPC::SystemArgument1"]
-        [::core::mem::offset_of!(_KAPC, SystemArgument1) - 64usize];
-    ["Offset of field: _KAPC::SystemArgument2"]
-        [::core::mem::offset_of!(_KAPC, SystemArgument2) - 72usize];
-    ["Offset of field: _KAPC::ApcStateIndex"]
-        [::core::mem::offset_of!(_KAPC, ApcStateIndex) - 80usize];
-    ["Offset of field: _KAPC::ApcMode"][::core::mem::offset_of!(_KAPC, ApcMode) - 81usize];
-    ["Offset of field: _KAPC::Inserted"][::core::mem::offset_of!(_KAPC, Inserted) - 82usize];
+    [
+        "Offset of field: _KAPC::ApcListEntry",
+    ][::core::mem::offset_of!(_KAPC, ApcListEntry) - 16usize];
+    [
+        "Offset of field: _KAPC::KernelRoutine",
+    ][::core::mem::offset_of!(_KAPC, KernelRoutine) - 32usize];
+    [
+        "Offset of field: _KAPC::RundownRoutine",
+    ][::core::mem::offset_of!(_KAPC, RundownRoutine) - 40usize];
+    [
+        "Offset of field: _KAPC::NormalRoutine",
+    ][::core::mem::offset_of!(_KAPC, NormalRoutine) - 48usize];
+    [
+        "Offset of field: _KAPC::NormalContext",
+    ][::core::mem::offset_of!(_KAPC, NormalContext) - 56usize];
+    [
+        "Offset of field: _KAPC::SystemArgument1",
+    ][::core::mem::offset_of!(_KAPC, SystemArgument1) - 64usize];
+    [
+        "Offset of field: _KAPC::SystemArgument2",
+    ][::core::mem::offset_of!(_KAPC, SystemArgument2) - 72usize];
+    [
+        "Offset of field: _KAPC::ApcStateIndex",
+    ][::core::mem::offset_of!(_KAPC, ApcStateIndex) - 80usize];
+    [
+        "Offset of field: _KAPC::ApcMode",
+    ][::core::mem::offset_of!(_KAPC, ApcMode) - 81usize];
+    [
+        "Offset of field: _KAPC::Inserted",
+    ][::core::mem::offset_of!(_KAPC, Inserted) - 82usize];
 };
 pub type KAPC = _KAPC;
 #[repr(C)]
@@ -897,14 +958,21 @@ pub struct _KDEVICE_QUEUE_ENTRY {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _KDEVICE_QUEUE_ENTRY"][::core::mem::size_of::<_KDEVICE_QUEUE_ENTRY>() - 24usize];
-    ["Alignment of _KDEVICE_QUEUE_ENTRY"][::core::mem::align_of::<_KDEVICE_QUEUE_ENTRY>() - 8usize];
-    ["Offset of field: _KDEVICE_QUEUE_ENTRY::DeviceListEntry"]
-        [::core::mem::offset_of!(_KDEVICE_QUEUE_ENTRY, DeviceListEntry) - 0usize];
-    ["Offset of field: _KDEVICE_QUEUE_ENTRY::SortKey"]
-        [::core::mem::offset_of!(_KDEVICE_QUEUE_ENTRY, SortKey) - 16usize];
-    ["Offset of field: _KDEVICE_QUEUE_ENTRY::Inserted"]
-        [::core::mem::offset_of!(_KDEVICE_QUEUE_ENTRY, Inserted) - 20usize];
+    [
+        "Size of _KDEVICE_QUEUE_ENTRY",
+    ][::core::mem::size_of::<_KDEVICE_QUEUE_ENTRY>() - 24usize];
+    [
+        "Alignment of _KDEVICE_QUEUE_ENTRY",
+    ][::core::mem::align_of::<_KDEVICE_QUEUE_ENTRY>() - 8usize];
+    [
+        "Offset of field: _KDEVICE_QUEUE_ENTRY::DeviceListEntry",
+    ][::core::mem::offset_of!(_KDEVICE_QUEUE_ENTRY, DeviceListEntry) - 0usize];
+    [
+        "Offset of field: _KDEVICE_QUEUE_ENTRY::SortKey",
+    ][::core::mem::offset_of!(_KDEVICE_QUEUE_ENTRY, SortKey) - 16usize];
+    [
+        "Offset of field: _KDEVICE_QUEUE_ENTRY::Inserted",
+    ][::core::mem::offset_of!(_KDEVICE_QUEUE_ENTRY, Inserted) - 20usize];
 };
 pub type KDEVICE_QUEUE_ENTRY = _KDEVICE_QUEUE_ENTRY;
 #[repr(C)]
@@ -1018,10 +1086,12 @@ pub union _POWER_STATE {
 const _: () = {
     ["Size of _POWER_STATE"][::core::mem::size_of::<_POWER_STATE>() - 4usize];
     ["Alignment of _POWER_STATE"][::core::mem::align_of::<_POWER_STATE>() - 4usize];
-    ["Offset of field: _POWER_STATE::SystemState"]
-        [::core::mem::offset_of!(_POWER_STATE, SystemState) - 0usize];
-    ["Offset of field: _POWER_STATE::DeviceState"]
-        [::core::mem::offset_of!(_POWER_STATE, DeviceState) - 0usize];
+    [
+        "Offset of field: _POWER_STATE::SystemState",
+    ][::core::mem::offset_of!(_POWER_STATE, SystemState) - 0usize];
+    [
+        "Offset of field: _POWER_STATE::DeviceState",
+    ][::core::mem::offset_of!(_POWER_STATE, DeviceState) - 0usize];
 };
 pub type POWER_STATE = _POWER_STATE;
 pub mod _POWER_STATE_TYPE {
@@ -1051,18 +1121,22 @@ pub struct _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1"][::core::mem::size_of::<
-        _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1,
-    >() - 4usize];
-    ["Alignment of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1"][::core::mem::align_of::<
-        _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1,
-    >() - 4usize];
+    [
+        "Size of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1>()
+        - 4usize];
+    [
+        "Alignment of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1>()
+        - 4usize];
 };
 impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn Reserved1(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<0usize, 8u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<0usize, 8u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1077,9 +1151,12 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn Reserved1_raw(this: *const Self) -> ULONG {
         unsafe {
             ::core::mem::transmute(
-                <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<0usize, 8u8>(
-                    ::core::ptr::addr_of!((*this)._bitfield_1),
-                ) as u32,
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    0usize,
+                    8u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
             )
         }
     }
@@ -1088,16 +1165,20 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_Reserved1_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<0usize, 8u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                0usize,
+                8u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn TargetSystemState(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<8usize, 4u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<8usize, 4u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1112,9 +1193,12 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn TargetSystemState_raw(this: *const Self) -> ULONG {
         unsafe {
             ::core::mem::transmute(
-                <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<8usize, 4u8>(
-                    ::core::ptr::addr_of!((*this)._bitfield_1),
-                ) as u32,
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    8usize,
+                    4u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
             )
         }
     }
@@ -1123,16 +1207,20 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_TargetSystemState_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<8usize, 4u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                8usize,
+                4u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn EffectiveSystemState(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<12usize, 4u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<12usize, 4u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1146,11 +1234,14 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     #[allow(unnecessary_transmutes)]
     pub unsafe fn EffectiveSystemState_raw(this: *const Self) -> ULONG {
         unsafe {
-            ::core::mem::transmute(<__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<
-                12usize,
-                4u8,
-            >(::core::ptr::addr_of!((*this)._bitfield_1))
-                as u32)
+            ::core::mem::transmute(
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    12usize,
+                    4u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
+            )
         }
     }
     #[inline]
@@ -1158,16 +1249,20 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_EffectiveSystemState_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<12usize, 4u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                12usize,
+                4u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn CurrentSystemState(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<16usize, 4u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<16usize, 4u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1181,11 +1276,14 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     #[allow(unnecessary_transmutes)]
     pub unsafe fn CurrentSystemState_raw(this: *const Self) -> ULONG {
         unsafe {
-            ::core::mem::transmute(<__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<
-                16usize,
-                4u8,
-            >(::core::ptr::addr_of!((*this)._bitfield_1))
-                as u32)
+            ::core::mem::transmute(
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    16usize,
+                    4u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
+            )
         }
     }
     #[inline]
@@ -1193,16 +1291,20 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_CurrentSystemState_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<16usize, 4u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                16usize,
+                4u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn IgnoreHibernationPath(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<20usize, 1u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<20usize, 1u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1216,11 +1318,14 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     #[allow(unnecessary_transmutes)]
     pub unsafe fn IgnoreHibernationPath_raw(this: *const Self) -> ULONG {
         unsafe {
-            ::core::mem::transmute(<__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<
-                20usize,
-                1u8,
-            >(::core::ptr::addr_of!((*this)._bitfield_1))
-                as u32)
+            ::core::mem::transmute(
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    20usize,
+                    1u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
+            )
         }
     }
     #[inline]
@@ -1228,16 +1333,20 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_IgnoreHibernationPath_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<20usize, 1u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                20usize,
+                1u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn PseudoTransition(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<21usize, 1u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<21usize, 1u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1251,11 +1360,14 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     #[allow(unnecessary_transmutes)]
     pub unsafe fn PseudoTransition_raw(this: *const Self) -> ULONG {
         unsafe {
-            ::core::mem::transmute(<__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<
-                21usize,
-                1u8,
-            >(::core::ptr::addr_of!((*this)._bitfield_1))
-                as u32)
+            ::core::mem::transmute(
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    21usize,
+                    1u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
+            )
         }
     }
     #[inline]
@@ -1263,16 +1375,20 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_PseudoTransition_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<21usize, 1u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                21usize,
+                1u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
     pub fn Reserved2(&self) -> ULONG {
-        unsafe { ::core::mem::transmute(self._bitfield_1.get_const::<22usize, 10u8>() as u32) }
+        unsafe {
+            ::core::mem::transmute(self._bitfield_1.get_const::<22usize, 10u8>() as u32)
+        }
     }
     #[inline]
     #[allow(unnecessary_transmutes)]
@@ -1286,11 +1402,14 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     #[allow(unnecessary_transmutes)]
     pub unsafe fn Reserved2_raw(this: *const Self) -> ULONG {
         unsafe {
-            ::core::mem::transmute(<__BindgenBitfieldUnit<[u8; 4usize]>>::raw_get_const::<
-                22usize,
-                10u8,
-            >(::core::ptr::addr_of!((*this)._bitfield_1))
-                as u32)
+            ::core::mem::transmute(
+                <__BindgenBitfieldUnit<
+                    [u8; 4usize],
+                >>::raw_get_const::<
+                    22usize,
+                    10u8,
+                >(::core::ptr::addr_of!((*this)._bitfield_1)) as u32,
+            )
         }
     }
     #[inline]
@@ -1298,10 +1417,12 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
     pub unsafe fn set_Reserved2_raw(this: *mut Self, val: ULONG) {
         unsafe {
             let val: u32 = ::core::mem::transmute(val);
-            <__BindgenBitfieldUnit<[u8; 4usize]>>::raw_set_const::<22usize, 10u8>(
-                ::core::ptr::addr_of_mut!((*this)._bitfield_1),
-                val as u64,
-            )
+            <__BindgenBitfieldUnit<
+                [u8; 4usize],
+            >>::raw_set_const::<
+                22usize,
+                10u8,
+            >(::core::ptr::addr_of_mut!((*this)._bitfield_1), val as u64)
         }
     }
     #[inline]
@@ -1316,55 +1437,96 @@ impl _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1__bindgen_ty_1 {
         Reserved2: ULONG,
     ) -> __BindgenBitfieldUnit<[u8; 4usize]> {
         let mut __bindgen_bitfield_unit: __BindgenBitfieldUnit<[u8; 4usize]> = Default::default();
-        __bindgen_bitfield_unit.set_const::<0usize, 8u8>({
-            let Reserved1: u32 = unsafe { ::core::mem::transmute(Reserved1) };
-            Reserved1 as u64
-        });
-        __bindgen_bitfield_unit.set_const::<8usize, 4u8>({
-            let TargetSystemState: u32 = unsafe { ::core::mem::transmute(TargetSystemState) };
-            TargetSystemState as u64
-        });
-        __bindgen_bitfield_unit.set_const::<12usize, 4u8>({
-            let EffectiveSystemState: u32 = unsafe { ::core::mem::transmute(EffectiveSystemState) };
-            EffectiveSystemState as u64
-        });
-        __bindgen_bitfield_unit.set_const::<16usize, 4u8>({
-            let CurrentSystemState: u32 = unsafe { ::core::mem::transmute(CurrentSystemState) };
-            CurrentSystemState as u64
-        });
-        __bindgen_bitfield_unit.set_const::<20usize, 1u8>({
-            let IgnoreHibernationPath: u32 =
-                unsafe { ::core::mem::transmute(IgnoreHibernationPath) };
-            IgnoreHibernationPath as u64
-        });
-        __bindgen_bitfield_unit.set_const::<21usize, 1u8>({
-            let PseudoTransition: u32 = unsafe { ::core::mem::transmute(PseudoTransition) };
-            PseudoTransition as u64
-        });
-        __bindgen_bitfield_unit.set_const::<22usize, 10u8>({
-            let Reserved2: u32 = unsafe { ::core::mem::transmute(Reserved2) };
-            Reserved2 as u64
-        });
+        __bindgen_bitfield_unit
+            .set_const::<
+                0usize,
+                8u8,
+            >({
+                let Reserved1: u32 = unsafe { ::core::mem::transmute(Reserved1) };
+                Reserved1 as u64
+            });
+        __bindgen_bitfield_unit
+            .set_const::<
+                8usize,
+                4u8,
+            >({
+                let TargetSystemState: u32 = unsafe {
+                    ::core::mem::transmute(TargetSystemState)
+                };
+                TargetSystemState as u64
+            });
+        __bindgen_bitfield_unit
+            .set_const::<
+                12usize,
+                4u8,
+            >({
+                let EffectiveSystemState: u32 = unsafe {
+                    ::core::mem::transmute(EffectiveSystemState)
+                };
+                EffectiveSystemState as u64
+            });
+        __bindgen_bitfield_unit
+            .set_const::<
+                16usize,
+                4u8,
+            >({
+                let CurrentSystemState: u32 = unsafe {
+                    ::core::mem::transmute(CurrentSystemState)
+                };
+                CurrentSystemState as u64
+            });
+        __bindgen_bitfield_unit
+            .set_const::<
+                20usize,
+                1u8,
+            >({
+                let IgnoreHibernationPath: u32 = unsafe {
+                    ::core::mem::transmute(IgnoreHibernationPath)
+                };
+                IgnoreHibernationPath as u64
+            });
+        __bindgen_bitfield_unit
+            .set_const::<
+                21usize,
+                1u8,
+            >({
+                let PseudoTransition: u32 = unsafe {
+                    ::core::mem::transmute(PseudoTransition)
+                };
+                PseudoTransition as u64
+            });
+        __bindgen_bitfield_unit
+            .set_const::<
+                22usize,
+                10u8,
+            >({
+                let Reserved2: u32 = unsafe { ::core::mem::transmute(Reserved2) };
+                Reserved2 as u64
+            });
         __bindgen_bitfield_unit
     }
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1"]
-        [::core::mem::size_of::<_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1>() - 4usize];
-    ["Alignment of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1"]
-        [::core::mem::align_of::<_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1>() - 4usize];
-    ["Offset of field: _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1::ContextAsUlong"][::core::mem::offset_of!(
-        _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1,
-        ContextAsUlong
-    ) - 0usize];
+    [
+        "Size of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1",
+    ][::core::mem::size_of::<_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1>() - 4usize];
+    [
+        "Alignment of _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1",
+    ][::core::mem::align_of::<_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1>() - 4usize];
+    [
+        "Offset of field: _SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1::ContextAsUlong",
+    ][::core::mem::offset_of!(_SYSTEM_POWER_STATE_CONTEXT__bindgen_ty_1, ContextAsUlong)
+        - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _SYSTEM_POWER_STATE_CONTEXT"]
-        [::core::mem::size_of::<_SYSTEM_POWER_STATE_CONTEXT>() - 4usize];
-    ["Alignment of _SYSTEM_POWER_STATE_CONTEXT"]
-        [::core::mem::align_of::<_SYSTEM_POWER_STATE_CONTEXT>() - 4usize];
+    [
+        "Size of _SYSTEM_POWER_STATE_CONTEXT",
+    ][::core::mem::size_of::<_SYSTEM_POWER_STATE_CONTEXT>() - 4usize];
+    [
+        "Alignment of _SYSTEM_POWER_STATE_CONTEXT",
+    ][::core::mem::align_of::<_SYSTEM_POWER_STATE_CONTEXT>() - 4usize];
 };
 pub type SYSTEM_POWER_STATE_CONTEXT = _SYSTEM_POWER_STATE_CONTEXT;
 #[repr(C)]
@@ -1416,16 +1578,22 @@ pub struct _PO_FX_COMPONENT_IDLE_STATE {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _PO_FX_COMPONENT_IDLE_STATE"]
-        [::core::mem::size_of::<_PO_FX_COMPONENT_IDLE_STATE>() - 24usize];
-    ["Alignment of _PO_FX_COMPONENT_IDLE_STATE"]
-        [::core::mem::align_of::<_PO_FX_COMPONENT_IDLE_STATE>() - 8usize];
-    ["Offset of field: _PO_FX_COMPONENT_IDLE_STATE::TransitionLatency"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_IDLE_STATE, TransitionLatency) - 0usize];
-    ["Offset of field: _PO_FX_COMPONENT_IDLE_STATE::ResidencyRequirement"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_IDLE_STATE, ResidencyRequirement) - 8usize];
-    ["Offset of field: _PO_FX_COMPONENT_IDLE_STATE::NominalPower"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_IDLE_STATE, NominalPower) - 16usize];
+    [
+        "Size of _PO_FX_COMPONENT_IDLE_STATE",
+    ][::core::mem::size_of::<_PO_FX_COMPONENT_IDLE_STATE>() - 24usize];
+    [
+        "Alignment of _PO_FX_COMPONENT_IDLE_STATE",
+    ][::core::mem::align_of::<_PO_FX_COMPONENT_IDLE_STATE>() - 8usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_IDLE_STATE::TransitionLatency",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_IDLE_STATE, TransitionLatency) - 0usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_IDLE_STATE::ResidencyRequirement",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_IDLE_STATE, ResidencyRequirement)
+        - 8usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_IDLE_STATE::NominalPower",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_IDLE_STATE, NominalPower) - 16usize];
 };
 pub type PO_FX_COMPONENT_IDLE_STATE = _PO_FX_COMPONENT_IDLE_STATE;
 #[repr(C)]
@@ -1441,22 +1609,33 @@ pub struct _PO_FX_COMPONENT_V2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _PO_FX_COMPONENT_V2"][::core::mem::size_of::<_PO_FX_COMPONENT_V2>() - 56usize];
-    ["Alignment of _PO_FX_COMPONENT_V2"][::core::mem::align_of::<_PO_FX_COMPONENT_V2>() - 8usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::Id"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, Id) - 0usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::Flags"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, Flags) - 16usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::DeepestWakeableIdleState"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, DeepestWakeableIdleState) - 24usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::IdleStateCount"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, IdleStateCount) - 28usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::IdleStates"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, IdleStates) - 32usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::ProviderCount"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, ProviderCount) - 40usize];
-    ["Offset of field: _PO_FX_COMPONENT_V2::Providers"]
-        [::core::mem::offset_of!(_PO_FX_COMPONENT_V2, Providers) - 48usize];
+    [
+        "Size of _PO_FX_COMPONENT_V2",
+    ][::core::mem::size_of::<_PO_FX_COMPONENT_V2>() - 56usize];
+    [
+        "Alignment of _PO_FX_COMPONENT_V2",
+    ][::core::mem::align_of::<_PO_FX_COMPONENT_V2>() - 8usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::Id",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, Id) - 0usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::Flags",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, Flags) - 16usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::DeepestWakeableIdleState",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, DeepestWakeableIdleState) - 24usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::IdleStateCount",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, IdleStateCount) - 28usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::IdleStates",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, IdleStates) - 32usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::ProviderCount",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, ProviderCount) - 40usize];
+    [
+        "Offset of field: _PO_FX_COMPONENT_V2::Providers",
+    ][::core::mem::offset_of!(_PO_FX_COMPONENT_V2, Providers) - 48usize];
 };
 pub type PO_FX_COMPONENT_V2 = _PO_FX_COMPONENT_V2;
 pub type PPO_FX_COMPONENT = *mut PO_FX_COMPONENT_V2;
@@ -1492,22 +1671,26 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Length"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        Length
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Length",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, Length
+    ) - 8usize];
 };
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1517,22 +1700,26 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Length"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        Length
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Length",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, Length
+    ) - 8usize];
 };
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1543,27 +1730,31 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
     >() - 16usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Level"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        Level
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Vector"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        Vector
-    )
-        - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Affinity"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        Affinity
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Level",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, Level
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Vector",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, Vector
+    ) - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Affinity",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, Affinity
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -1573,10 +1764,8 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4 {
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub union _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1 {
-    pub Raw:
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1__bindgen_ty_1,
-    pub Translated:
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1__bindgen_ty_2,
+    pub Raw: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1__bindgen_ty_1,
+    pub Translated: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1__bindgen_ty_2,
 }
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1663,14 +1852,16 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1"]
-        [::core::mem::size_of::<
-            _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
-        >() - 16usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1"]
-        [::core::mem::align_of::<
-            _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
-        >() - 4usize];
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1",
+    ][::core::mem::size_of::<
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
+    >() - 16usize];
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
+    >() - 4usize];
     [
         "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1::Raw",
     ][::core::mem::offset_of!(
@@ -1685,12 +1876,16 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4,
     >() - 16usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4>()
-            - 4usize];
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::align_of::<
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4,
+    >() - 4usize];
 };
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1700,22 +1895,26 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Length"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
-        Length
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Length",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5, Length
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -1726,27 +1925,31 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Channel"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6,
-        Channel
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Port"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6,
-        Port
-    )
-        - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Reserved1"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6,
-        Reserved1
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Channel",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6, Channel
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Port",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6, Port
+    ) - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Reserved1",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6, Reserved1
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -1755,17 +1958,21 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::Data"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7,
-        Data
-    )
-        - 0usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::Data",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7, Data
+    ) - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -1776,27 +1983,31 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Length"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
-        Length
-    )
-        - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Reserved"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
-        Reserved
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Length",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8, Length
+    ) - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Reserved",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8, Reserved
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -1807,27 +2018,31 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9::DataSize"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9,
-        DataSize
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9::Reserved1"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9,
-        Reserved1
-    )
-        - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9::Reserved2"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9,
-        Reserved2
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9::DataSize",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9, DataSize
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9::Reserved1",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9, Reserved1
+    ) - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9::Reserved2",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_9, Reserved2
+    ) - 8usize];
 };
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1837,22 +2052,26 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10::Length40"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10,
-        Length40
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10::Length40",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_10, Length40
+    ) - 8usize];
 };
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1862,22 +2081,26 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11::Length48"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11,
-        Length48
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11::Length48",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_11, Length48
+    ) - 8usize];
 };
 #[repr(C, packed(4))]
 #[derive(Copy, Clone)]
@@ -1887,80 +2110,108 @@ pub struct _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12"][::core::mem::size_of::<
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12",
+    ][::core::mem::size_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12,
     >() - 12usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12>()
-            - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12::Start"][::core::mem::offset_of!(
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12",
+    ][::core::mem::align_of::<
         _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12,
-        Start
-    )
-        - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12::Length64"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12,
-        Length64
-    )
-        - 8usize];
+    >() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12::Start",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12, Start
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12::Length64",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_12, Length64
+    ) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1"]
-        [::core::mem::size_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 16usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Generic"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Generic) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Port"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Port) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Interrupt"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1,
-        Interrupt
-    ) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::MessageInterrupt"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1,
-        MessageInterrupt
-    )
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1",
+    ][::core::mem::size_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 16usize];
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1",
+    ][::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Generic",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Generic)
         - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Dma"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Dma) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::DevicePrivate"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1,
-        DevicePrivate
-    ) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::BusNumber"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1,
-        BusNumber
-    ) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::DeviceSpecificData"][::core::mem::offset_of!(
-        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1,
-        DeviceSpecificData
-    )
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Port",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Port)
         - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory40"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory40) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory48"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory48) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory64"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory64) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Interrupt",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Interrupt)
+        - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::MessageInterrupt",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, MessageInterrupt
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory)
+        - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Dma",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Dma)
+        - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::DevicePrivate",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, DevicePrivate
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::BusNumber",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, BusNumber)
+        - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::DeviceSpecificData",
+    ][::core::mem::offset_of!(
+        _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, DeviceSpecificData
+    ) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory40",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory40)
+        - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory48",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory48)
+        - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory64",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory64)
+        - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR"]
-        [::core::mem::size_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR>() - 20usize];
-    ["Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR"]
-        [::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR>() - 4usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::Type"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, Type) - 0usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::ShareDisposition"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, ShareDisposition) - 1usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::Flags"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, Flags) - 2usize];
-    ["Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::u"]
-        [::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, u) - 4usize];
+    [
+        "Size of _CM_PARTIAL_RESOURCE_DESCRIPTOR",
+    ][::core::mem::size_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR>() - 20usize];
+    [
+        "Alignment of _CM_PARTIAL_RESOURCE_DESCRIPTOR",
+    ][::core::mem::align_of::<_CM_PARTIAL_RESOURCE_DESCRIPTOR>() - 4usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::Type",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, Type) - 0usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::ShareDisposition",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, ShareDisposition)
+        - 1usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::Flags",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, Flags) - 2usize];
+    [
+        "Offset of field: _CM_PARTIAL_RESOURCE_DESCRIPTOR::u",
+    ][::core::mem::offset_of!(_CM_PARTIAL_RESOURCE_DESCRIPTOR, u) - 4usize];
 };
 pub type PCM_PARTIAL_RESOURCE_DESCRIPTOR = *mut _CM_PARTIAL_RESOURCE_DESCRIPTOR;
 pub mod _INTERFACE_TYPE {
@@ -1998,7 +2249,9 @@ pub struct _CM_RESOURCE_LIST {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _CM_RESOURCE_LIST"][::core::mem::size_of::<_CM_RESOURCE_LIST>() - 40usize];
-    ["Alignment of _CM_RESOURCE_LIST"][::core::mem::align_of::<_CM_RESOURCE_LIST>() - 4usize];
+    [
+        "Alignment of _CM_RESOURCE_LIST",
+    ][::core::mem::align_of::<_CM_RESOURCE_LIST>() - 4usize];
 };
 pub type PCM_RESOURCE_LIST = *mut _CM_RESOURCE_LIST;
 #[repr(C)]
@@ -2010,14 +2263,21 @@ pub struct _PNP_BUS_INFORMATION {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _PNP_BUS_INFORMATION"][::core::mem::size_of::<_PNP_BUS_INFORMATION>() - 24usize];
-    ["Alignment of _PNP_BUS_INFORMATION"][::core::mem::align_of::<_PNP_BUS_INFORMATION>() - 4usize];
-    ["Offset of field: _PNP_BUS_INFORMATION::BusTypeGuid"]
-        [::core::mem::offset_of!(_PNP_BUS_INFORMATION, BusTypeGuid) - 0usize];
-    ["Offset of field: _PNP_BUS_INFORMATION::LegacyBusType"]
-        [::core::mem::offset_of!(_PNP_BUS_INFORMATION, LegacyBusType) - 16usize];
-    ["Offset of field: _PNP_BUS_INFORMATION::BusNumber"]
-        [::core::mem::offset_of!(_PNP_BUS_INFORMATION, BusNumber) - 20usize];
+    [
+        "Size of _PNP_BUS_INFORMATION",
+    ][::core::mem::size_of::<_PNP_BUS_INFORMATION>() - 24usize];
+    [
+        "Alignment of _PNP_BUS_INFORMATION",
+    ][::core::mem::align_of::<_PNP_BUS_INFORMATION>() - 4usize];
+    [
+        "Offset of field: _PNP_BUS_INFORMATION::BusTypeGuid",
+    ][::core::mem::offset_of!(_PNP_BUS_INFORMATION, BusTypeGuid) - 0usize];
+    [
+        "Offset of field: _PNP_BUS_INFORMATION::LegacyBusType",
+    ][::core::mem::offset_of!(_PNP_BUS_INFORMATION, LegacyBusType) - 16usize];
+    [
+        "Offset of field: _PNP_BUS_INFORMATION::BusNumber",
+    ][::core::mem::offset_of!(_PNP_BUS_INFORMATION, BusNumber) - 20usize];
 };
 pub type PPNP_BUS_INFORMATION = *mut _PNP_BUS_INFORMATION;
 #[repr(C)]
@@ -2040,14 +2300,24 @@ const _: () = {
     ["Offset of field: _VPB::Type"][::core::mem::offset_of!(_VPB, Type) - 0usize];
     ["Offset of field: _VPB::Size"][::core::mem::offset_of!(_VPB, Size) - 2usize];
     ["Offset of field: _VPB::Flags"][::core::mem::offset_of!(_VPB, Flags) - 4usize];
-    ["Offset of field: _VPB::VolumeLabelLength"]
-        [::core::mem::offset_of!(_VPB, VolumeLabelLength) - 6usize];
-    ["Offset of field: _VPB::DeviceObject"][::core::mem::offset_of!(_VPB, DeviceObject) - 8usize];
-    ["Offset of field: _VPB::RealDevice"][::core::mem::offset_of!(_VPB, RealDevice) - 16usize];
-    ["Offset of field: _VPB::SerialNumber"][::core::mem::offset_of!(_VPB, SerialNumber) - 24usize];
-    ["Offset of field: _VPB::ReferenceCount"]
-        [::core::mem::offset_of!(_VPB, ReferenceCount) - 28usize];
-    ["Offset of field: _VPB::VolumeLabel"][::core::mem::offset_of!(_VPB, VolumeLabel) - 32usize];
+    [
+        "Offset of field: _VPB::VolumeLabelLength",
+    ][::core::mem::offset_of!(_VPB, VolumeLabelLength) - 6usize];
+    [
+        "Offset of field: _VPB::DeviceObject",
+    ][::core::mem::offset_of!(_VPB, DeviceObject) - 8usize];
+    [
+        "Offset of field: _VPB::RealDevice",
+    ][::core::mem::offset_of!(_VPB, RealDevice) - 16usize];
+    [
+        "Offset of field: _VPB::SerialNumber",
+    ][::core::mem::offset_of!(_VPB, SerialNumber) - 24usize];
+    [
+        "Offset of field: _VPB::ReferenceCount",
+    ][::core::mem::offset_of!(_VPB, ReferenceCount) - 28usize];
+    [
+        "Offset of field: _VPB::VolumeLabel",
+    ][::core::mem::offset_of!(_VPB, VolumeLabel) - 32usize];
 };
 pub type PVPB = *mut _VPB;
 pub mod _IO_ALLOCATION_ACTION {
@@ -2081,22 +2351,33 @@ pub struct _WAIT_CONTEXT_BLOCK {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WAIT_CONTEXT_BLOCK"][::core::mem::size_of::<_WAIT_CONTEXT_BLOCK>() - 72usize];
-    ["Alignment of _WAIT_CONTEXT_BLOCK"][::core::mem::align_of::<_WAIT_CONTEXT_BLOCK>() - 8usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::WaitQueueEntry"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, WaitQueueEntry) - 0usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::DeviceRoutine"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, DeviceRoutine) - 24usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::DeviceContext"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, DeviceContext) - 32usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::NumberOfMapRegisters"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, NumberOfMapRegisters) - 40usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::DeviceObject"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, DeviceObject) - 48usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::CurrentIrp"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, CurrentIrp) - 56usize];
-    ["Offset of field: _WAIT_CONTEXT_BLOCK::BufferChainingDpc"]
-        [::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, BufferChainingDpc) - 64usize];
+    [
+        "Size of _WAIT_CONTEXT_BLOCK",
+    ][::core::mem::size_of::<_WAIT_CONTEXT_BLOCK>() - 72usize];
+    [
+        "Alignment of _WAIT_CONTEXT_BLOCK",
+    ][::core::mem::align_of::<_WAIT_CONTEXT_BLOCK>() - 8usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::WaitQueueEntry",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, WaitQueueEntry) - 0usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::DeviceRoutine",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, DeviceRoutine) - 24usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::DeviceContext",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, DeviceContext) - 32usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::NumberOfMapRegisters",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, NumberOfMapRegisters) - 40usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::DeviceObject",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, DeviceObject) - 48usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::CurrentIrp",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, CurrentIrp) - 56usize];
+    [
+        "Offset of field: _WAIT_CONTEXT_BLOCK::BufferChainingDpc",
+    ][::core::mem::offset_of!(_WAIT_CONTEXT_BLOCK, BufferChainingDpc) - 64usize];
 };
 pub type WAIT_CONTEXT_BLOCK = _WAIT_CONTEXT_BLOCK;
 #[repr(C)]
@@ -2113,14 +2394,18 @@ pub union _DEVICE_OBJECT__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _DEVICE_OBJECT__bindgen_ty_1"]
-        [::core::mem::size_of::<_DEVICE_OBJECT__bindgen_ty_1>() - 72usize];
-    ["Alignment of _DEVICE_OBJECT__bindgen_ty_1"]
-        [::core::mem::align_of::<_DEVICE_OBJECT__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _DEVICE_OBJECT__bindgen_ty_1::ListEntry"]
-        [::core::mem::offset_of!(_DEVICE_OBJECT__bindgen_ty_1, ListEntry) - 0usize];
-    ["Offset of field: _DEVICE_OBJECT__bindgen_ty_1::Wcb"]
-        [::core::mem::offset_of!(_DEVICE_OBJECT__bindgen_ty_1, Wcb) - 0usize];
+    [
+        "Size of _DEVICE_OBJECT__bindgen_ty_1",
+    ][::core::mem::size_of::<_DEVICE_OBJECT__bindgen_ty_1>() - 72usize];
+    [
+        "Alignment of _DEVICE_OBJECT__bindgen_ty_1",
+    ][::core::mem::align_of::<_DEVICE_OBJECT__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _DEVICE_OBJECT__bindgen_ty_1::ListEntry",
+    ][::core::mem::offset_of!(_DEVICE_OBJECT__bindgen_ty_1, ListEntry) - 0usize];
+    [
+        "Offset of field: _DEVICE_OBJECT__bindgen_ty_1::Wcb",
+    ][::core::mem::offset_of!(_DEVICE_OBJECT__bindgen_ty_1, Wcb) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -2142,26 +2427,38 @@ pub struct _NAMED_PIPE_CREATE_PARAMETERS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _NAMED_PIPE_CREATE_PARAMETERS"]
-        [::core::mem::size_of::<_NAMED_PIPE_CREATE_PARAMETERS>() - 40usize];
-    ["Alignment of _NAMED_PIPE_CREATE_PARAMETERS"]
-        [::core::mem::align_of::<_NAMED_PIPE_CREATE_PARAMETERS>() - 8usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::NamedPipeType"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, NamedPipeType) - 0usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::ReadMode"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, ReadMode) - 4usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::CompletionMode"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, CompletionMode) - 8usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::MaximumInstances"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, MaximumInstances) - 12usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::InboundQuota"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, InboundQuota) - 16usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::OutboundQuota"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, OutboundQuota) - 20usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::DefaultTimeout"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, DefaultTimeout) - 24usize];
-    ["Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::TimeoutSpecified"]
-        [::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, TimeoutSpecified) - 32usize];
+    [
+        "Size of _NAMED_PIPE_CREATE_PARAMETERS",
+    ][::core::mem::size_of::<_NAMED_PIPE_CREATE_PARAMETERS>() - 40usize];
+    [
+        "Alignment of _NAMED_PIPE_CREATE_PARAMETERS",
+    ][::core::mem::align_of::<_NAMED_PIPE_CREATE_PARAMETERS>() - 8usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::NamedPipeType",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, NamedPipeType) - 0usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::ReadMode",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, ReadMode) - 4usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::CompletionMode",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, CompletionMode) - 8usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::MaximumInstances",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, MaximumInstances)
+        - 12usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::InboundQuota",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, InboundQuota) - 16usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::OutboundQuota",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, OutboundQuota) - 20usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::DefaultTimeout",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, DefaultTimeout) - 24usize];
+    [
+        "Offset of field: _NAMED_PIPE_CREATE_PARAMETERS::TimeoutSpecified",
+    ][::core::mem::offset_of!(_NAMED_PIPE_CREATE_PARAMETERS, TimeoutSpecified)
+        - 32usize];
 };
 pub type PNAMED_PIPE_CREATE_PARAMETERS = *mut _NAMED_PIPE_CREATE_PARAMETERS;
 #[repr(C)]
@@ -2174,18 +2471,24 @@ pub struct _MAILSLOT_CREATE_PARAMETERS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _MAILSLOT_CREATE_PARAMETERS"]
-        [::core::mem::size_of::<_MAILSLOT_CREATE_PARAMETERS>() - 24usize];
-    ["Alignment of _MAILSLOT_CREATE_PARAMETERS"]
-        [::core::mem::align_of::<_MAILSLOT_CREATE_PARAMETERS>() - 8usize];
-    ["Offset of field: _MAILSLOT_CREATE_PARAMETERS::MailslotQuota"]
-        [::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, MailslotQuota) - 0usize];
-    ["Offset of field: _MAILSLOT_CREATE_PARAMETERS::MaximumMessageSize"]
-        [::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, MaximumMessageSize) - 4usize];
-    ["Offset of field: _MAILSLOT_CREATE_PARAMETERS::ReadTimeout"]
-        [::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, ReadTimeout) - 8usize];
-    ["Offset of field: _MAILSLOT_CREATE_PARAMETERS::TimeoutSpecified"]
-        [::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, TimeoutSpecified) - 16usize];
+    [
+        "Size of _MAILSLOT_CREATE_PARAMETERS",
+    ][::core::mem::size_of::<_MAILSLOT_CREATE_PARAMETERS>() - 24usize];
+    [
+        "Alignment of _MAILSLOT_CREATE_PARAMETERS",
+    ][::core::mem::align_of::<_MAILSLOT_CREATE_PARAMETERS>() - 8usize];
+    [
+        "Offset of field: _MAILSLOT_CREATE_PARAMETERS::MailslotQuota",
+    ][::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, MailslotQuota) - 0usize];
+    [
+        "Offset of field: _MAILSLOT_CREATE_PARAMETERS::MaximumMessageSize",
+    ][::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, MaximumMessageSize) - 4usize];
+    [
+        "Offset of field: _MAILSLOT_CREATE_PARAMETERS::ReadTimeout",
+    ][::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, ReadTimeout) - 8usize];
+    [
+        "Offset of field: _MAILSLOT_CREATE_PARAMETERS::TimeoutSpecified",
+    ][::core::mem::offset_of!(_MAILSLOT_CREATE_PARAMETERS, TimeoutSpecified) - 16usize];
 };
 pub type PMAILSLOT_CREATE_PARAMETERS = *mut _MAILSLOT_CREATE_PARAMETERS;
 #[repr(C)]
@@ -2202,26 +2505,37 @@ pub union _IO_STATUS_BLOCK__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STATUS_BLOCK__bindgen_ty_1"]
-        [::core::mem::size_of::<_IO_STATUS_BLOCK__bindgen_ty_1>() - 8usize];
-    ["Alignment of _IO_STATUS_BLOCK__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_STATUS_BLOCK__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IO_STATUS_BLOCK__bindgen_ty_1::Status"]
-        [::core::mem::offset_of!(_IO_STATUS_BLOCK__bindgen_ty_1, Status) - 0usize];
-    ["Offset of field: _IO_STATUS_BLOCK__bindgen_ty_1::Pointer"]
-        [::core::mem::offset_of!(_IO_STATUS_BLOCK__bindgen_ty_1, Pointer) - 0usize];
+    [
+        "Size of _IO_STATUS_BLOCK__bindgen_ty_1",
+    ][::core::mem::size_of::<_IO_STATUS_BLOCK__bindgen_ty_1>() - 8usize];
+    [
+        "Alignment of _IO_STATUS_BLOCK__bindgen_ty_1",
+    ][::core::mem::align_of::<_IO_STATUS_BLOCK__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _IO_STATUS_BLOCK__bindgen_ty_1::Status",
+    ][::core::mem::offset_of!(_IO_STATUS_BLOCK__bindgen_ty_1, Status) - 0usize];
+    [
+        "Offset of field: _IO_STATUS_BLOCK__bindgen_ty_1::Pointer",
+    ][::core::mem::offset_of!(_IO_STATUS_BLOCK__bindgen_ty_1, Pointer) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _IO_STATUS_BLOCK"][::core::mem::size_of::<_IO_STATUS_BLOCK>() - 16usize];
-    ["Alignment of _IO_STATUS_BLOCK"][::core::mem::align_of::<_IO_STATUS_BLOCK>() - 8usize];
-    ["Offset of field: _IO_STATUS_BLOCK::Information"]
-        [::core::mem::offset_of!(_IO_STATUS_BLOCK, Information) - 8usize];
+    [
+        "Alignment of _IO_STATUS_BLOCK",
+    ][::core::mem::align_of::<_IO_STATUS_BLOCK>() - 8usize];
+    [
+        "Offset of field: _IO_STATUS_BLOCK::Information",
+    ][::core::mem::offset_of!(_IO_STATUS_BLOCK, Information) - 8usize];
 };
 pub type IO_STATUS_BLOCK = _IO_STATUS_BLOCK;
 pub type PIO_STATUS_BLOCK = *mut _IO_STATUS_BLOCK;
 pub type PIO_APC_ROUTINE = ::core::option::Option<
-    unsafe extern "win64" fn(ApcContext: PVOID, IoStatusBlock: PIO_STATUS_BLOCK, Reserved: ULONG),
+    unsafe extern "win64" fn(
+        ApcContext: PVOID,
+        IoStatusBlock: PIO_STATUS_BLOCK,
+        Reserved: ULONG,
+    ),
 >;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2231,8 +2545,12 @@ pub struct _DEVICE_CAPABILITIES {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _DEVICE_CAPABILITIES"][::core::mem::size_of::<_DEVICE_CAPABILITIES>() - 64usize];
-    ["Alignment of _DEVICE_CAPABILITIES"][::core::mem::align_of::<_DEVICE_CAPABILITIES>() - 4usize];
+    [
+        "Size of _DEVICE_CAPABILITIES",
+    ][::core::mem::size_of::<_DEVICE_CAPABILITIES>() - 64usize];
+    [
+        "Alignment of _DEVICE_CAPABILITIES",
+    ][::core::mem::align_of::<_DEVICE_CAPABILITIES>() - 4usize];
 };
 pub type PDEVICE_CAPABILITIES = *mut _DEVICE_CAPABILITIES;
 #[repr(C)]
@@ -2261,8 +2579,12 @@ pub struct _DEVPROPKEY {
 const _: () = {
     ["Size of _DEVPROPKEY"][::core::mem::size_of::<_DEVPROPKEY>() - 20usize];
     ["Alignment of _DEVPROPKEY"][::core::mem::align_of::<_DEVPROPKEY>() - 4usize];
-    ["Offset of field: _DEVPROPKEY::fmtid"][::core::mem::offset_of!(_DEVPROPKEY, fmtid) - 0usize];
-    ["Offset of field: _DEVPROPKEY::pid"][::core::mem::offset_of!(_DEVPROPKEY, pid) - 16usize];
+    [
+        "Offset of field: _DEVPROPKEY::fmtid",
+    ][::core::mem::offset_of!(_DEVPROPKEY, fmtid) - 0usize];
+    [
+        "Offset of field: _DEVPROPKEY::pid",
+    ][::core::mem::offset_of!(_DEVPROPKEY, pid) - 16usize];
 };
 pub type DEVPROPKEY = _DEVPROPKEY;
 pub mod _DEVICE_USAGE_NOTIFICATION_TYPE {
@@ -2288,13 +2610,18 @@ pub struct _POWER_SEQUENCE {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _POWER_SEQUENCE"][::core::mem::size_of::<_POWER_SEQUENCE>() - 12usize];
-    ["Alignment of _POWER_SEQUENCE"][::core::mem::align_of::<_POWER_SEQUENCE>() - 4usize];
-    ["Offset of field: _POWER_SEQUENCE::SequenceD1"]
-        [::core::mem::offset_of!(_POWER_SEQUENCE, SequenceD1) - 0usize];
-    ["Offset of field: _POWER_SEQUENCE::SequenceD2"]
-        [::core::mem::offset_of!(_POWER_SEQUENCE, SequenceD2) - 4usize];
-    ["Offset of field: _POWER_SEQUENCE::SequenceD3"]
-        [::core::mem::offset_of!(_POWER_SEQUENCE, SequenceD3) - 8usize];
+    [
+        "Alignment of _POWER_SEQUENCE",
+    ][::core::mem::align_of::<_POWER_SEQUENCE>() - 4usize];
+    [
+        "Offset of field: _POWER_SEQUENCE::SequenceD1",
+    ][::core::mem::offset_of!(_POWER_SEQUENCE, SequenceD1) - 0usize];
+    [
+        "Offset of field: _POWER_SEQUENCE::SequenceD2",
+    ][::core::mem::offset_of!(_POWER_SEQUENCE, SequenceD2) - 4usize];
+    [
+        "Offset of field: _POWER_SEQUENCE::SequenceD3",
+    ][::core::mem::offset_of!(_POWER_SEQUENCE, SequenceD3) - 8usize];
 };
 pub type PPOWER_SEQUENCE = *mut _POWER_SEQUENCE;
 pub mod DEVICE_REGISTRY_PROPERTY {
@@ -2481,8 +2808,12 @@ pub struct _SCATTER_GATHER_LIST {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _SCATTER_GATHER_LIST"][::core::mem::size_of::<_SCATTER_GATHER_LIST>() - 40usize];
-    ["Alignment of _SCATTER_GATHER_LIST"][::core::mem::align_of::<_SCATTER_GATHER_LIST>() - 8usize];
+    [
+        "Size of _SCATTER_GATHER_LIST",
+    ][::core::mem::size_of::<_SCATTER_GATHER_LIST>() - 40usize];
+    [
+        "Alignment of _SCATTER_GATHER_LIST",
+    ][::core::mem::align_of::<_SCATTER_GATHER_LIST>() - 8usize];
 };
 pub type PSCATTER_GATHER_LIST = *mut _SCATTER_GATHER_LIST;
 #[repr(C)]
@@ -2551,28 +2882,34 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>() - 24usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Length"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        Length
-    ) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Alignment"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        Alignment
-    ) - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::MinimumAddress"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        MinimumAddress
-    )
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>()
+        - 24usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>()
         - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::MaximumAddress"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        MaximumAddress
-    )
-        - 16usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Length",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, Length
+    ) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Alignment",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, Alignment
+    ) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::MinimumAddress",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, MinimumAddress
+    ) - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::MaximumAddress",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, MaximumAddress
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2584,28 +2921,34 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>() - 24usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Length"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        Length
-    ) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Alignment"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        Alignment
-    ) - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::MinimumAddress"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        MinimumAddress
-    )
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>()
+        - 24usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>()
         - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::MaximumAddress"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        MaximumAddress
-    )
-        - 16usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Length",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, Length
+    ) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Alignment",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, Alignment
+    ) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::MinimumAddress",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, MinimumAddress
+    ) - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::MaximumAddress",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, MaximumAddress
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2615,20 +2958,24 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>() - 8usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>() - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::MinimumVector"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        MinimumVector
-    )
-        - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::MaximumVector"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        MaximumVector
-    )
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>()
+        - 8usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>()
         - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::MinimumVector",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, MinimumVector
+    ) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::MaximumVector",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, MaximumVector
+    ) - 4usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2638,20 +2985,24 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4>() - 8usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4>() - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4::MinimumChannel"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4,
-        MinimumChannel
-    )
-        - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4::MaximumChannel"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4,
-        MaximumChannel
-    )
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4>()
+        - 8usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4>()
         - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4::MinimumChannel",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4, MinimumChannel
+    ) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4::MaximumChannel",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_4, MaximumChannel
+    ) - 4usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2663,28 +3014,34 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5>() - 24usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Length"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
-        Length
-    ) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Alignment"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
-        Alignment
-    ) - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::MinimumAddress"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
-        MinimumAddress
-    )
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5>()
+        - 24usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5>()
         - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::MaximumAddress"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5,
-        MaximumAddress
-    )
-        - 16usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Length",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5, Length
+    ) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::Alignment",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5, Alignment
+    ) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::MinimumAddress",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5, MinimumAddress
+    ) - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5::MaximumAddress",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_5, MaximumAddress
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2693,14 +3050,18 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6>() - 12usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6>() - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Data"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6,
-        Data
-    ) - 0usize];
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6>()
+        - 12usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6>()
+        - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6::Data",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_6, Data)
+        - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2712,27 +3073,33 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7>() - 16usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7>() - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::Length"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7,
-        Length
-    ) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::MinBusNumber"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7,
-        MinBusNumber
-    )
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7>()
+        - 16usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7>()
         - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::MaxBusNumber"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7,
-        MaxBusNumber
-    )
-        - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::Reserved"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7,
-        Reserved
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::Length",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7, Length
+    ) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::MinBusNumber",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7, MinBusNumber
+    ) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::MaxBusNumber",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7, MaxBusNumber
+    ) - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7::Reserved",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_7, Reserved
     ) - 12usize];
 };
 #[repr(C)]
@@ -2744,66 +3111,96 @@ pub struct _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8>() - 12usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8>() - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Priority"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
-        Priority
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8>()
+        - 12usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8>()
+        - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Priority",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8, Priority
     ) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Reserved1"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
-        Reserved1
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Reserved1",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8, Reserved1
     ) - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Reserved2"][::core::mem::offset_of!(
-        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8,
-        Reserved2
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8::Reserved2",
+    ][::core::mem::offset_of!(
+        _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1__bindgen_ty_8, Reserved2
     ) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 24usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Port"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Port) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Interrupt"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Interrupt) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Dma"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Dma) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Generic"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Generic) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::DevicePrivate"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, DevicePrivate) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::BusNumber"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, BusNumber) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::ConfigData"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, ConfigData) - 0usize];
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 24usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Port",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Port) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Memory",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Memory) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Interrupt",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Interrupt)
+        - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Dma",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Dma) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::Generic",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, Generic) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::DevicePrivate",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, DevicePrivate)
+        - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::BusNumber",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, BusNumber)
+        - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR__bindgen_ty_1::ConfigData",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR__bindgen_ty_1, ConfigData)
+        - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_DESCRIPTOR"]
-        [::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR>() - 32usize];
-    ["Alignment of _IO_RESOURCE_DESCRIPTOR"]
-        [::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::Option"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Option) - 0usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::Type"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Type) - 1usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::ShareDisposition"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, ShareDisposition) - 2usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::Spare1"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Spare1) - 3usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::Flags"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Flags) - 4usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::Spare2"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Spare2) - 6usize];
-    ["Offset of field: _IO_RESOURCE_DESCRIPTOR::u"]
-        [::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, u) - 8usize];
+    [
+        "Size of _IO_RESOURCE_DESCRIPTOR",
+    ][::core::mem::size_of::<_IO_RESOURCE_DESCRIPTOR>() - 32usize];
+    [
+        "Alignment of _IO_RESOURCE_DESCRIPTOR",
+    ][::core::mem::align_of::<_IO_RESOURCE_DESCRIPTOR>() - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::Option",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Option) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::Type",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Type) - 1usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::ShareDisposition",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, ShareDisposition) - 2usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::Spare1",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Spare1) - 3usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::Flags",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Flags) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::Spare2",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, Spare2) - 6usize];
+    [
+        "Offset of field: _IO_RESOURCE_DESCRIPTOR::u",
+    ][::core::mem::offset_of!(_IO_RESOURCE_DESCRIPTOR, u) - 8usize];
 };
 pub type IO_RESOURCE_DESCRIPTOR = _IO_RESOURCE_DESCRIPTOR;
 pub type PIO_RESOURCE_DESCRIPTOR = *mut _IO_RESOURCE_DESCRIPTOR;
@@ -2818,15 +3215,21 @@ pub struct _IO_RESOURCE_LIST {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _IO_RESOURCE_LIST"][::core::mem::size_of::<_IO_RESOURCE_LIST>() - 40usize];
-    ["Alignment of _IO_RESOURCE_LIST"][::core::mem::align_of::<_IO_RESOURCE_LIST>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_LIST::Version"]
-        [::core::mem::offset_of!(_IO_RESOURCE_LIST, Version) - 0usize];
-    ["Offset of field: _IO_RESOURCE_LIST::Revision"]
-        [::core::mem::offset_of!(_IO_RESOURCE_LIST, Revision) - 2usize];
-    ["Offset of field: _IO_RESOURCE_LIST::Count"]
-        [::core::mem::offset_of!(_IO_RESOURCE_LIST, Count) - 4usize];
-    ["Offset of field: _IO_RESOURCE_LIST::Descriptors"]
-        [::core::mem::offset_of!(_IO_RESOURCE_LIST, Descriptors) - 8usize];
+    [
+        "Alignment of _IO_RESOURCE_LIST",
+    ][::core::mem::align_of::<_IO_RESOURCE_LIST>() - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_LIST::Version",
+    ][::core::mem::offset_of!(_IO_RESOURCE_LIST, Version) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_LIST::Revision",
+    ][::core::mem::offset_of!(_IO_RESOURCE_LIST, Revision) - 2usize];
+    [
+        "Offset of field: _IO_RESOURCE_LIST::Count",
+    ][::core::mem::offset_of!(_IO_RESOURCE_LIST, Count) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_LIST::Descriptors",
+    ][::core::mem::offset_of!(_IO_RESOURCE_LIST, Descriptors) - 8usize];
 };
 pub type IO_RESOURCE_LIST = _IO_RESOURCE_LIST;
 #[repr(C)]
@@ -2842,24 +3245,34 @@ pub struct _IO_RESOURCE_REQUIREMENTS_LIST {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_RESOURCE_REQUIREMENTS_LIST"]
-        [::core::mem::size_of::<_IO_RESOURCE_REQUIREMENTS_LIST>() - 72usize];
-    ["Alignment of _IO_RESOURCE_REQUIREMENTS_LIST"]
-        [::core::mem::align_of::<_IO_RESOURCE_REQUIREMENTS_LIST>() - 8usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::ListSize"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, ListSize) - 0usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::InterfaceType"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, InterfaceType) - 4usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::BusNumber"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, BusNumber) - 8usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::SlotNumber"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, SlotNumber) - 12usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::Reserved"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, Reserved) - 16usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::AlternativeLists"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, AlternativeLists) - 28usize];
-    ["Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::List"]
-        [::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, List) - 32usize];
+    [
+        "Size of _IO_RESOURCE_REQUIREMENTS_LIST",
+    ][::core::mem::size_of::<_IO_RESOURCE_REQUIREMENTS_LIST>() - 72usize];
+    [
+        "Alignment of _IO_RESOURCE_REQUIREMENTS_LIST",
+    ][::core::mem::align_of::<_IO_RESOURCE_REQUIREMENTS_LIST>() - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::ListSize",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, ListSize) - 0usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::InterfaceType",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, InterfaceType) - 4usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::BusNumber",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, BusNumber) - 8usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::SlotNumber",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, SlotNumber) - 12usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::Reserved",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, Reserved) - 16usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::AlternativeLists",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, AlternativeLists)
+        - 28usize];
+    [
+        "Offset of field: _IO_RESOURCE_REQUIREMENTS_LIST::List",
+    ][::core::mem::offset_of!(_IO_RESOURCE_REQUIREMENTS_LIST, List) - 32usize];
 };
 pub type PIO_RESOURCE_REQUIREMENTS_LIST = *mut _IO_RESOURCE_REQUIREMENTS_LIST;
 #[repr(C)]
@@ -2877,14 +3290,21 @@ pub union _IRP__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_1"][::core::mem::size_of::<_IRP__bindgen_ty_1>() - 8usize];
-    ["Alignment of _IRP__bindgen_ty_1"][::core::mem::align_of::<_IRP__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_1::MasterIrp"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_1, MasterIrp) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_1::IrpCount"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_1, IrpCount) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_1::SystemBuffer"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_1, SystemBuffer) - 0usize];
+    [
+        "Size of _IRP__bindgen_ty_1",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_1>() - 8usize];
+    [
+        "Alignment of _IRP__bindgen_ty_1",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_1::MasterIrp",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_1, MasterIrp) - 0usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_1::IrpCount",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_1, IrpCount) - 0usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_1::SystemBuffer",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_1, SystemBuffer) - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2906,36 +3326,51 @@ pub union _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Alignment of _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1::UserApcRoutine"][::core::mem::offset_of!(
-        _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1,
-        UserApcRoutine
+    [
+        "Size of _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1>() - 8usize];
+    [
+        "Alignment of _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1::UserApcRoutine",
+    ][::core::mem::offset_of!(
+        _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1, UserApcRoutine
     ) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1::IssuingProcess"][::core::mem::offset_of!(
-        _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1,
-        IssuingProcess
+    [
+        "Offset of field: _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1::IssuingProcess",
+    ][::core::mem::offset_of!(
+        _IRP__bindgen_ty_2__bindgen_ty_1__bindgen_ty_1, IssuingProcess
     ) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_2__bindgen_ty_1"]
-        [::core::mem::size_of::<_IRP__bindgen_ty_2__bindgen_ty_1>() - 16usize];
-    ["Alignment of _IRP__bindgen_ty_2__bindgen_ty_1"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_2__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_2__bindgen_ty_1::UserApcContext"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_2__bindgen_ty_1, UserApcContext) - 8usize];
+    [
+        "Size of _IRP__bindgen_ty_2__bindgen_ty_1",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_2__bindgen_ty_1>() - 16usize];
+    [
+        "Alignment of _IRP__bindgen_ty_2__bindgen_ty_1",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_2__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_2__bindgen_ty_1::UserApcContext",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_2__bindgen_ty_1, UserApcContext)
+        - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_2"][::core::mem::size_of::<_IRP__bindgen_ty_2>() - 16usize];
-    ["Alignment of _IRP__bindgen_ty_2"][::core::mem::align_of::<_IRP__bindgen_ty_2>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_2::AsynchronousParameters"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_2, AsynchronousParameters) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_2::AllocationSize"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_2, AllocationSize) - 0usize];
+    [
+        "Size of _IRP__bindgen_ty_2",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_2>() - 16usize];
+    [
+        "Alignment of _IRP__bindgen_ty_2",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_2>() - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_2::AsynchronousParameters",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_2, AsynchronousParameters) - 0usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_2::AllocationSize",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_2, AllocationSize) - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -2966,12 +3401,16 @@ pub struct _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1,
     >() - 32usize];
-    ["Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1>()
-            - 8usize];
+    [
+        "Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1,
+    >() - 8usize];
     [
         "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1__bindgen_ty_1::DriverContext",
     ][::core::mem::offset_of!(
@@ -2980,15 +3419,19 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1>() - 32usize];
-    ["Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1::DeviceQueueEntry"][::core::mem::offset_of!(
-        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1,
-        DeviceQueueEntry
-    )
-        - 0usize];
+    [
+        "Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1>()
+        - 32usize];
+    [
+        "Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1::DeviceQueueEntry",
+    ][::core::mem::offset_of!(
+        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_1, DeviceQueueEntry
+    ) - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3004,58 +3447,80 @@ pub union _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1,
     >() - 8usize];
-    ["Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1>()
-            - 8usize];
+    [
+        "Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1,
+    >() - 8usize];
     [
         "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1::CurrentStackLocation",
     ][::core::mem::offset_of!(
         _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1,
         CurrentStackLocation
     ) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1::PacketType"][::core::mem::offset_of!(
-        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1,
-        PacketType
-    )
-        - 0usize];
-};
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::size_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2>() - 24usize];
-    ["Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2::ListEntry"][::core::mem::offset_of!(
-        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2,
-        ListEntry
+    [
+        "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1::PacketType",
+    ][::core::mem::offset_of!(
+        _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1, PacketType
     ) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_3__bindgen_ty_1"]
-        [::core::mem::size_of::<_IRP__bindgen_ty_3__bindgen_ty_1>() - 80usize];
-    ["Alignment of _IRP__bindgen_ty_3__bindgen_ty_1"]
-        [::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1::Thread"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1, Thread) - 32usize];
-    ["Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1::AuxiliaryBuffer"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1, AuxiliaryBuffer) - 40usize];
-    ["Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1::OriginalFileObject"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1, OriginalFileObject) - 72usize];
+    [
+        "Size of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2>()
+        - 24usize];
+    [
+        "Alignment of _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2>()
+        - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2::ListEntry",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1__bindgen_ty_2, ListEntry)
+        - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IRP__bindgen_ty_3"][::core::mem::size_of::<_IRP__bindgen_ty_3>() - 88usize];
-    ["Alignment of _IRP__bindgen_ty_3"][::core::mem::align_of::<_IRP__bindgen_ty_3>() - 8usize];
-    ["Offset of field: _IRP__bindgen_ty_3::Overlay"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_3, Overlay) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_3::Apc"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_3, Apc) - 0usize];
-    ["Offset of field: _IRP__bindgen_ty_3::CompletionKey"]
-        [::core::mem::offset_of!(_IRP__bindgen_ty_3, CompletionKey) - 0usize];
+    [
+        "Size of _IRP__bindgen_ty_3__bindgen_ty_1",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_3__bindgen_ty_1>() - 80usize];
+    [
+        "Alignment of _IRP__bindgen_ty_3__bindgen_ty_1",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_3__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1::Thread",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1, Thread) - 32usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1::AuxiliaryBuffer",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1, AuxiliaryBuffer)
+        - 40usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3__bindgen_ty_1::OriginalFileObject",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3__bindgen_ty_1, OriginalFileObject)
+        - 72usize];
+};
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _IRP__bindgen_ty_3",
+    ][::core::mem::size_of::<_IRP__bindgen_ty_3>() - 88usize];
+    [
+        "Alignment of _IRP__bindgen_ty_3",
+    ][::core::mem::align_of::<_IRP__bindgen_ty_3>() - 8usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3::Overlay",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3, Overlay) - 0usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3::Apc",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3, Apc) - 0usize];
+    [
+        "Offset of field: _IRP__bindgen_ty_3::CompletionKey",
+    ][::core::mem::offset_of!(_IRP__bindgen_ty_3, CompletionKey) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -3071,8 +3536,12 @@ pub struct _IO_SECURITY_CONTEXT {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_SECURITY_CONTEXT"][::core::mem::size_of::<_IO_SECURITY_CONTEXT>() - 24usize];
-    ["Alignment of _IO_SECURITY_CONTEXT"][::core::mem::align_of::<_IO_SECURITY_CONTEXT>() - 8usize];
+    [
+        "Size of _IO_SECURITY_CONTEXT",
+    ][::core::mem::size_of::<_IO_SECURITY_CONTEXT>() - 24usize];
+    [
+        "Alignment of _IO_SECURITY_CONTEXT",
+    ][::core::mem::align_of::<_IO_SECURITY_CONTEXT>() - 8usize];
 };
 pub type PIO_SECURITY_CONTEXT = *mut _IO_SECURITY_CONTEXT;
 pub mod _BUS_QUERY_ID_TYPE {
@@ -3157,30 +3626,37 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::SecurityContext"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1,
-        SecurityContext
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::Options"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1, Options) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::FileAttributes"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1,
-        FileAttributes
-    )
-        - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::ShareAccess"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1,
-        ShareAccess
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::SecurityContext",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1, SecurityContext
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::Options",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1, Options)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::FileAttributes",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1, FileAttributes
+    ) - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::ShareAccess",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1, ShareAccess
     ) - 18usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::EaLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1,
-        EaLength
-    ) - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1::EaLength",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1, EaLength)
+        - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3194,29 +3670,36 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::SecurityContext"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2,
-        SecurityContext
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::Options"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2, Options) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::Reserved"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2,
-        Reserved
-    ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::ShareAccess"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2,
-        ShareAccess
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::SecurityContext",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2, SecurityContext
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::Options",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2, Options)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::Reserved",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2, Reserved)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::ShareAccess",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2, ShareAccess
     ) - 18usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::Parameters"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2,
-        Parameters
-    ) - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2::Parameters",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_2, Parameters)
+        - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3230,29 +3713,36 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::SecurityContext"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3,
-        SecurityContext
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::Options"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3, Options) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::Reserved"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3,
-        Reserved
-    ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::ShareAccess"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3,
-        ShareAccess
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::SecurityContext",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3, SecurityContext
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::Options",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3, Options)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::Reserved",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3, Reserved)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::ShareAccess",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3, ShareAccess
     ) - 18usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::Parameters"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3,
-        Parameters
-    ) - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3::Parameters",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_3, Parameters)
+        - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3265,20 +3755,30 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4>() - 24usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::Key"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, Key) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::Flags"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, Flags) - 12usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::ByteOffset"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4,
-        ByteOffset
-    ) - 16usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4>()
+        - 24usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::Key",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, Key)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::Flags",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, Flags)
+        - 12usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4::ByteOffset",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_4, ByteOffset)
+        - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3291,20 +3791,30 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5>() - 24usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::Key"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, Key) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::Flags"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, Flags) - 12usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::ByteOffset"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5,
-        ByteOffset
-    ) - 16usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5>()
+        - 24usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::Key",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, Key)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::Flags",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, Flags)
+        - 12usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5::ByteOffset",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_5, ByteOffset)
+        - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3317,25 +3827,31 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::FileName"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6,
-        FileName
-    ) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::FileInformationClass"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6,
-        FileInformationClass
-    )
-        - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::FileIndex"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6,
-        FileIndex
-    ) - 24usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::FileName",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6, FileName)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::FileInformationClass",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6, FileInformationClass
+    ) - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6::FileIndex",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_6, FileIndex)
+        - 24usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3347,17 +3863,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7::CompletionFilter"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7,
-        CompletionFilter
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7>()
         - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7::CompletionFilter",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_7, CompletionFilter
+    ) - 8usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3371,17 +3893,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8>() - 24usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8::CompletionFilter"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8,
-        CompletionFilter
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8>()
+        - 24usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8>()
         - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8::CompletionFilter",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8, CompletionFilter
+    ) - 8usize];
     [
         "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_8::DirectoryNotifyInformationClass",
     ][::core::mem::offset_of!(
@@ -3398,17 +3926,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9::FileInformationClass"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9,
-        FileInformationClass
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9>()
         - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9::FileInformationClass",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_9, FileInformationClass
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3422,8 +3956,7 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10 {
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub union _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1 {
-    pub __bindgen_anon_1:
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1,
+    pub __bindgen_anon_1: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1,
     pub ClusterCount: ULONG,
     pub DeleteHandle: HANDLE,
 }
@@ -3435,14 +3968,16 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindge
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<
-            _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1,
-        >() - 2usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<
-            _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1,
-        >() - 1usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1,
+    >() - 2usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1,
+    >() - 1usize];
     [
         "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1__bindgen_ty_1::ReplaceIfExists",
     ][::core::mem::offset_of!(
@@ -3458,12 +3993,16 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1,
     >() - 8usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1>()
-            - 8usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1,
+    >() - 8usize];
     [
         "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10__bindgen_ty_1::ClusterCount",
     ][::core::mem::offset_of!(
@@ -3477,20 +4016,27 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10::FileInformationClass"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10,
-        FileInformationClass
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10>()
         - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10::FileObject"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10,
-        FileObject
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10::FileInformationClass",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10, FileInformationClass
+    ) - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10::FileObject",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_10, FileObject
     ) - 16usize];
 };
 #[repr(C)]
@@ -3504,22 +4050,31 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::EaList"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11, EaList) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::EaListLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11,
-        EaListLength
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::EaList",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11, EaList)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::EaListLength",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11, EaListLength
     ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::EaIndex"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11,
-        EaIndex
-    ) - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11::EaIndex",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_11, EaIndex)
+        - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3528,12 +4083,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12>() - 4usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12>() - 4usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12, Length) - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12>()
+        - 4usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12>()
+        - 4usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_12, Length)
+        - 0usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3545,17 +4106,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13::FsInformationClass"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13,
-        FsInformationClass
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13>()
         - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13::FsInformationClass",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_13, FsInformationClass
+    ) - 8usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3567,17 +4134,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14::FsInformationClass"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14,
-        FsInformationClass
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14>()
         - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14::FsInformationClass",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_14, FsInformationClass
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3591,30 +4164,34 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::OutputBufferLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15,
-        OutputBufferLength
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::InputBufferLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15,
-        InputBufferLength
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15>()
         - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::FsControlCode"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15,
-        FsControlCode
-    )
-        - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::Type3InputBuffer"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15,
-        Type3InputBuffer
-    )
-        - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::OutputBufferLength",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15, OutputBufferLength
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::InputBufferLength",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15, InputBufferLength
+    ) - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::FsControlCode",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15, FsControlCode
+    ) - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15::Type3InputBuffer",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_15, Type3InputBuffer
+    ) - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3625,17 +4202,26 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16>() - 24usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16::Key"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16, Key) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16::ByteOffset"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16,
-        ByteOffset
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16>()
+        - 24usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16::Key",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16, Key)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16::ByteOffset",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_16, ByteOffset
     ) - 16usize];
 };
 #[repr(C)]
@@ -3650,30 +4236,34 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::OutputBufferLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17,
-        OutputBufferLength
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::InputBufferLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17,
-        InputBufferLength
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17>()
         - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::IoControlCode"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17,
-        IoControlCode
-    )
-        - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::Type3InputBuffer"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17,
-        Type3InputBuffer
-    )
-        - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::OutputBufferLength",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17, OutputBufferLength
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::InputBufferLength",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17, InputBufferLength
+    ) - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::IoControlCode",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17, IoControlCode
+    ) - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17::Type3InputBuffer",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_17, Type3InputBuffer
+    ) - 24usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3685,17 +4275,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18::SecurityInformation"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18,
-        SecurityInformation
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18, Length) - 8usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18::SecurityInformation",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18, SecurityInformation
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_18, Length)
+        - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3705,20 +4301,24 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19::SecurityInformation"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19,
-        SecurityInformation
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19::SecurityDescriptor"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19,
-        SecurityDescriptor
-    )
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19>()
         - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19::SecurityInformation",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19, SecurityInformation
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19::SecurityDescriptor",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_19, SecurityDescriptor
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3728,15 +4328,22 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20::Vpb"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20, Vpb) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20::DeviceObject"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20,
-        DeviceObject
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20::Vpb",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20, Vpb)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20::DeviceObject",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_20, DeviceObject
     ) - 8usize];
 };
 #[repr(C)]
@@ -3747,15 +4354,22 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21::Vpb"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21, Vpb) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21::DeviceObject"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21,
-        DeviceObject
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21::Vpb",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21, Vpb)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21::DeviceObject",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_21, DeviceObject
     ) - 8usize];
 };
 #[repr(C)]
@@ -3765,12 +4379,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22>() - 8usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22::Srb"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22, Srb) - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22>()
+        - 8usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22::Srb",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_22, Srb)
+        - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3782,25 +4402,31 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23, Length) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::StartSid"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23,
-        StartSid
-    ) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::SidList"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23,
-        SidList
-    ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::SidListLength"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23,
-        SidListLength
-    )
-        - 24usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23, Length)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::StartSid",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23, StartSid)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::SidList",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23, SidList)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23::SidListLength",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_23, SidListLength
+    ) - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3809,12 +4435,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24>() - 4usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24>() - 4usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24::Length"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24, Length) - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24>()
+        - 4usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24>()
+        - 4usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_24, Length)
+        - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3823,12 +4455,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25>() - 4usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25>() - 4usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25::Type"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25, Type) - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25>()
+        - 4usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25>()
+        - 4usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25::Type",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_25, Type)
+        - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3841,29 +4479,36 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::InterfaceType"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26,
-        InterfaceType
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::InterfaceType",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26, InterfaceType
     ) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::Size"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26, Size) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::Version"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26,
-        Version
-    ) - 10usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::Interface"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26,
-        Interface
-    ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::InterfaceSpecificData"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26,
-        InterfaceSpecificData
-    )
-        - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::Size",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26, Size)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::Version",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26, Version)
+        - 10usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::Interface",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26, Interface)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26::InterfaceSpecificData",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_26, InterfaceSpecificData
+    ) - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3872,13 +4517,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27>() - 8usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27::Capabilities"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27,
-        Capabilities
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27>()
+        - 8usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27::Capabilities",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_27, Capabilities
     ) - 0usize];
 };
 #[repr(C)]
@@ -3888,10 +4538,14 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28>() - 8usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28>() - 8usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28>()
+        - 8usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28>()
+        - 8usize];
     [
         "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_28::IoResourceRequirementList",
     ][::core::mem::offset_of!(
@@ -3909,24 +4563,31 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::WhichSpace"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29,
-        WhichSpace
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::WhichSpace",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29, WhichSpace
     ) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::Buffer"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29, Buffer) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::Offset"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29,
-        Offset
-    ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::Length"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29,
-        Length
-    ) - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::Buffer",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29, Buffer)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::Offset",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29, Offset)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29::Length",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_29, Length)
+        - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3935,12 +4596,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30>() - 1usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30>() - 1usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30::Lock"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30, Lock) - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30>()
+        - 1usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30>()
+        - 1usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30::Lock",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_30, Lock)
+        - 0usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -3949,12 +4616,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31>() - 4usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31>() - 4usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31::IdType"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31, IdType) - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31>()
+        - 4usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31>()
+        - 4usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31::IdType",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_31, IdType)
+        - 0usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3966,19 +4639,23 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32::DeviceTextType"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32,
-        DeviceTextType
-    )
-        - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32::LocaleId"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32,
-        LocaleId
-    ) - 8usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32::DeviceTextType",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32, DeviceTextType
+    ) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32::LocaleId",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_32, LocaleId)
+        - 8usize];
 };
 #[repr(C)]
 #[repr(align(8))]
@@ -3991,18 +4668,26 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33::InPath"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33, InPath) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33::Reserved"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33,
-        Reserved
-    ) - 1usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33::Type"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33, Type) - 8usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33::InPath",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33, InPath)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33::Reserved",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33, Reserved)
+        - 1usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33::Type",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_33, Type)
+        - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -4011,13 +4696,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34>() - 4usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34>() - 4usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34::PowerState"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34,
-        PowerState
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34>()
+        - 4usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34>()
+        - 4usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34::PowerState",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_34, PowerState
     ) - 0usize];
 };
 #[repr(C)]
@@ -4027,13 +4717,18 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35>() - 8usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35::PowerSequence"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35,
-        PowerSequence
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35>()
+        - 8usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35::PowerSequence",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_35, PowerSequence
     ) - 0usize];
 };
 #[repr(C)]
@@ -4056,12 +4751,16 @@ pub union _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1,
     >() - 4usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1>()
-            - 4usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1,
+    >() - 4usize];
     [
         "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36__bindgen_ty_1::SystemContext",
     ][::core::mem::offset_of!(
@@ -4076,17 +4775,26 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36::Type"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36, Type) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36::State"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36, State) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36::ShutdownType"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36,
-        ShutdownType
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36::Type",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36, Type)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36::State",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36, State)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36::ShutdownType",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_36, ShutdownType
     ) - 24usize];
 };
 #[repr(C)]
@@ -4097,15 +4805,19 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37>() - 16usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37::AllocatedResources"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37,
-        AllocatedResources
-    )
-        - 0usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37>()
+        - 16usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37::AllocatedResources",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37, AllocatedResources
+    ) - 0usize];
     [
         "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_37::AllocatedResourcesTranslated",
     ][::core::mem::offset_of!(
@@ -4122,26 +4834,32 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::ProviderId"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38,
-        ProviderId
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::ProviderId",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38, ProviderId
     ) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::DataPath"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38,
-        DataPath
-    ) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::BufferSize"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38,
-        BufferSize
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::DataPath",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38, DataPath)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::BufferSize",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38, BufferSize
     ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::Buffer"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38,
-        Buffer
-    ) - 24usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38::Buffer",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_38, Buffer)
+        - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -4153,118 +4871,179 @@ pub struct _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument1"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39,
-        Argument1
-    ) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument2"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39,
-        Argument2
-    ) - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument3"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39,
-        Argument3
-    ) - 16usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument4"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39,
-        Argument4
-    ) - 24usize];
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39>()
+        - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39>()
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument1",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39, Argument1)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument2",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39, Argument2)
+        - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument3",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39, Argument3)
+        - 16usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39::Argument4",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_39, Argument4)
+        - 24usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION__bindgen_ty_1"]
-        [::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1>() - 32usize];
-    ["Alignment of _IO_STACK_LOCATION__bindgen_ty_1"]
-        [::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Create"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Create) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::CreatePipe"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, CreatePipe) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::CreateMailslot"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, CreateMailslot) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Read"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Read) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Write"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Write) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryDirectory"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryDirectory) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::NotifyDirectory"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, NotifyDirectory) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::NotifyDirectoryEx"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, NotifyDirectoryEx) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryFile"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryFile) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetFile"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetFile) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryEa"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryEa) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetEa"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetEa) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryVolume"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryVolume) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetVolume"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetVolume) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::FileSystemControl"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, FileSystemControl) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::LockControl"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, LockControl) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::DeviceIoControl"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, DeviceIoControl) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QuerySecurity"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QuerySecurity) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetSecurity"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetSecurity) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::MountVolume"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, MountVolume) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::VerifyVolume"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, VerifyVolume) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Scsi"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Scsi) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryQuota"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryQuota) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetQuota"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetQuota) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryDeviceRelations"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryDeviceRelations) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryInterface"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryInterface) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::DeviceCapabilities"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, DeviceCapabilities) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::FilterResourceRequirements"][::core::mem::offset_of!(
-        _IO_STACK_LOCATION__bindgen_ty_1,
-        FilterResourceRequirements
+    [
+        "Size of _IO_STACK_LOCATION__bindgen_ty_1",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION__bindgen_ty_1>() - 32usize];
+    [
+        "Alignment of _IO_STACK_LOCATION__bindgen_ty_1",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Create",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Create) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::CreatePipe",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, CreatePipe) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::CreateMailslot",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, CreateMailslot)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Read",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Read) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Write",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Write) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryDirectory",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryDirectory)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::NotifyDirectory",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, NotifyDirectory)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::NotifyDirectoryEx",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, NotifyDirectoryEx)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryFile",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryFile) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetFile",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetFile) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryEa",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryEa) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetEa",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetEa) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryVolume",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryVolume) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetVolume",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetVolume) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::FileSystemControl",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, FileSystemControl)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::LockControl",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, LockControl) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::DeviceIoControl",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, DeviceIoControl)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QuerySecurity",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QuerySecurity) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetSecurity",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetSecurity) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::MountVolume",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, MountVolume) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::VerifyVolume",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, VerifyVolume) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Scsi",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Scsi) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryQuota",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryQuota) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetQuota",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetQuota) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryDeviceRelations",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryDeviceRelations)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryInterface",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryInterface)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::DeviceCapabilities",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, DeviceCapabilities)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::FilterResourceRequirements",
+    ][::core::mem::offset_of!(
+        _IO_STACK_LOCATION__bindgen_ty_1, FilterResourceRequirements
     ) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::ReadWriteConfig"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, ReadWriteConfig) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetLock"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetLock) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryId"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryId) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryDeviceText"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryDeviceText) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::UsageNotification"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, UsageNotification) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::WaitWake"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, WaitWake) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::PowerSequence"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, PowerSequence) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Power"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Power) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::StartDevice"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, StartDevice) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::WMI"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, WMI) - 0usize];
-    ["Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Others"]
-        [::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Others) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::ReadWriteConfig",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, ReadWriteConfig)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::SetLock",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, SetLock) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryId",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryId) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::QueryDeviceText",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, QueryDeviceText)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::UsageNotification",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, UsageNotification)
+        - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::WaitWake",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, WaitWake) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::PowerSequence",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, PowerSequence) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Power",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Power) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::StartDevice",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, StartDevice) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::WMI",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, WMI) - 0usize];
+    [
+        "Offset of field: _IO_STACK_LOCATION__bindgen_ty_1::Others",
+    ][::core::mem::offset_of!(_IO_STACK_LOCATION__bindgen_ty_1, Others) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _IO_STACK_LOCATION"][::core::mem::size_of::<_IO_STACK_LOCATION>() - 72usize];
-    ["Alignment of _IO_STACK_LOCATION"][::core::mem::align_of::<_IO_STACK_LOCATION>() - 8usize];
+    [
+        "Size of _IO_STACK_LOCATION",
+    ][::core::mem::size_of::<_IO_STACK_LOCATION>() - 72usize];
+    [
+        "Alignment of _IO_STACK_LOCATION",
+    ][::core::mem::align_of::<_IO_STACK_LOCATION>() - 8usize];
 };
 pub type PIO_STACK_LOCATION = *mut _IO_STACK_LOCATION;
 #[repr(C)]
@@ -4274,12 +5053,15 @@ pub struct _SID_IDENTIFIER_AUTHORITY {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _SID_IDENTIFIER_AUTHORITY"]
-        [::core::mem::size_of::<_SID_IDENTIFIER_AUTHORITY>() - 6usize];
-    ["Alignment of _SID_IDENTIFIER_AUTHORITY"]
-        [::core::mem::align_of::<_SID_IDENTIFIER_AUTHORITY>() - 1usize];
-    ["Offset of field: _SID_IDENTIFIER_AUTHORITY::Value"]
-        [::core::mem::offset_of!(_SID_IDENTIFIER_AUTHORITY, Value) - 0usize];
+    [
+        "Size of _SID_IDENTIFIER_AUTHORITY",
+    ][::core::mem::size_of::<_SID_IDENTIFIER_AUTHORITY>() - 6usize];
+    [
+        "Alignment of _SID_IDENTIFIER_AUTHORITY",
+    ][::core::mem::align_of::<_SID_IDENTIFIER_AUTHORITY>() - 1usize];
+    [
+        "Offset of field: _SID_IDENTIFIER_AUTHORITY::Value",
+    ][::core::mem::offset_of!(_SID_IDENTIFIER_AUTHORITY, Value) - 0usize];
 };
 pub type SID_IDENTIFIER_AUTHORITY = _SID_IDENTIFIER_AUTHORITY;
 #[repr(C)]
@@ -4294,12 +5076,18 @@ pub struct _SID {
 const _: () = {
     ["Size of _SID"][::core::mem::size_of::<_SID>() - 12usize];
     ["Alignment of _SID"][::core::mem::align_of::<_SID>() - 4usize];
-    ["Offset of field: _SID::Revision"][::core::mem::offset_of!(_SID, Revision) - 0usize];
-    ["Offset of field: _SID::SubAuthorityCount"]
-        [::core::mem::offset_of!(_SID, SubAuthorityCount) - 1usize];
-    ["Offset of field: _SID::IdentifierAuthority"]
-        [::core::mem::offset_of!(_SID, IdentifierAuthority) - 2usize];
-    ["Offset of field: _SID::SubAuthority"][::core::mem::offset_of!(_SID, SubAuthority) - 8usize];
+    [
+        "Offset of field: _SID::Revision",
+    ][::core::mem::offset_of!(_SID, Revision) - 0usize];
+    [
+        "Offset of field: _SID::SubAuthorityCount",
+    ][::core::mem::offset_of!(_SID, SubAuthorityCount) - 1usize];
+    [
+        "Offset of field: _SID::IdentifierAuthority",
+    ][::core::mem::offset_of!(_SID, IdentifierAuthority) - 2usize];
+    [
+        "Offset of field: _SID::SubAuthority",
+    ][::core::mem::offset_of!(_SID, SubAuthority) - 8usize];
 };
 pub type SID = _SID;
 #[repr(C)]
@@ -4311,16 +5099,21 @@ pub struct _FILE_GET_QUOTA_INFORMATION {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _FILE_GET_QUOTA_INFORMATION"]
-        [::core::mem::size_of::<_FILE_GET_QUOTA_INFORMATION>() - 20usize];
-    ["Alignment of _FILE_GET_QUOTA_INFORMATION"]
-        [::core::mem::align_of::<_FILE_GET_QUOTA_INFORMATION>() - 4usize];
-    ["Offset of field: _FILE_GET_QUOTA_INFORMATION::NextEntryOffset"]
-        [::core::mem::offset_of!(_FILE_GET_QUOTA_INFORMATION, NextEntryOffset) - 0usize];
-    ["Offset of field: _FILE_GET_QUOTA_INFORMATION::SidLength"]
-        [::core::mem::offset_of!(_FILE_GET_QUOTA_INFORMATION, SidLength) - 4usize];
-    ["Offset of field: _FILE_GET_QUOTA_INFORMATION::Sid"]
-        [::core::mem::offset_of!(_FILE_GET_QUOTA_INFORMATION, Sid) - 8usize];
+    [
+        "Size of _FILE_GET_QUOTA_INFORMATION",
+    ][::core::mem::size_of::<_FILE_GET_QUOTA_INFORMATION>() - 20usize];
+    [
+        "Alignment of _FILE_GET_QUOTA_INFORMATION",
+    ][::core::mem::align_of::<_FILE_GET_QUOTA_INFORMATION>() - 4usize];
+    [
+        "Offset of field: _FILE_GET_QUOTA_INFORMATION::NextEntryOffset",
+    ][::core::mem::offset_of!(_FILE_GET_QUOTA_INFORMATION, NextEntryOffset) - 0usize];
+    [
+        "Offset of field: _FILE_GET_QUOTA_INFORMATION::SidLength",
+    ][::core::mem::offset_of!(_FILE_GET_QUOTA_INFORMATION, SidLength) - 4usize];
+    [
+        "Offset of field: _FILE_GET_QUOTA_INFORMATION::Sid",
+    ][::core::mem::offset_of!(_FILE_GET_QUOTA_INFORMATION, Sid) - 8usize];
 };
 pub type WDFFUNC = ::core::option::Option<unsafe extern "win64" fn()>;
 pub mod _WDF_TRI_STATE {
@@ -4359,7 +5152,9 @@ pub struct WDFDRIVER__ {
 const _: () = {
     ["Size of WDFDRIVER__"][::core::mem::size_of::<WDFDRIVER__>() - 4usize];
     ["Alignment of WDFDRIVER__"][::core::mem::align_of::<WDFDRIVER__>() - 4usize];
-    ["Offset of field: WDFDRIVER__::i"][::core::mem::offset_of!(WDFDRIVER__, i) - 0usize];
+    [
+        "Offset of field: WDFDRIVER__::i",
+    ][::core::mem::offset_of!(WDFDRIVER__, i) - 0usize];
 };
 pub type WDFDRIVER = *mut WDFDRIVER__;
 #[repr(C)]
@@ -4371,7 +5166,9 @@ pub struct WDFDEVICE__ {
 const _: () = {
     ["Size of WDFDEVICE__"][::core::mem::size_of::<WDFDEVICE__>() - 4usize];
     ["Alignment of WDFDEVICE__"][::core::mem::align_of::<WDFDEVICE__>() - 4usize];
-    ["Offset of field: WDFDEVICE__::i"][::core::mem::offset_of!(WDFDEVICE__, i) - 0usize];
+    [
+        "Offset of field: WDFDEVICE__::i",
+    ][::core::mem::offset_of!(WDFDEVICE__, i) - 0usize];
 };
 pub type WDFDEVICE = *mut WDFDEVICE__;
 #[repr(C)]
@@ -4382,8 +5179,12 @@ pub struct WDFWMIPROVIDER__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFWMIPROVIDER__"][::core::mem::size_of::<WDFWMIPROVIDER__>() - 4usize];
-    ["Alignment of WDFWMIPROVIDER__"][::core::mem::align_of::<WDFWMIPROVIDER__>() - 4usize];
-    ["Offset of field: WDFWMIPROVIDER__::i"][::core::mem::offset_of!(WDFWMIPROVIDER__, i) - 0usize];
+    [
+        "Alignment of WDFWMIPROVIDER__",
+    ][::core::mem::align_of::<WDFWMIPROVIDER__>() - 4usize];
+    [
+        "Offset of field: WDFWMIPROVIDER__::i",
+    ][::core::mem::offset_of!(WDFWMIPROVIDER__, i) - 0usize];
 };
 pub type WDFWMIPROVIDER = *mut WDFWMIPROVIDER__;
 #[repr(C)]
@@ -4394,8 +5195,12 @@ pub struct WDFWMIINSTANCE__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFWMIINSTANCE__"][::core::mem::size_of::<WDFWMIINSTANCE__>() - 4usize];
-    ["Alignment of WDFWMIINSTANCE__"][::core::mem::align_of::<WDFWMIINSTANCE__>() - 4usize];
-    ["Offset of field: WDFWMIINSTANCE__::i"][::core::mem::offset_of!(WDFWMIINSTANCE__, i) - 0usize];
+    [
+        "Alignment of WDFWMIINSTANCE__",
+    ][::core::mem::align_of::<WDFWMIINSTANCE__>() - 4usize];
+    [
+        "Offset of field: WDFWMIINSTANCE__::i",
+    ][::core::mem::offset_of!(WDFWMIINSTANCE__, i) - 0usize];
 };
 pub type WDFWMIINSTANCE = *mut WDFWMIINSTANCE__;
 #[repr(C)]
@@ -4419,7 +5224,9 @@ pub struct WDFREQUEST__ {
 const _: () = {
     ["Size of WDFREQUEST__"][::core::mem::size_of::<WDFREQUEST__>() - 4usize];
     ["Alignment of WDFREQUEST__"][::core::mem::align_of::<WDFREQUEST__>() - 4usize];
-    ["Offset of field: WDFREQUEST__::i"][::core::mem::offset_of!(WDFREQUEST__, i) - 0usize];
+    [
+        "Offset of field: WDFREQUEST__::i",
+    ][::core::mem::offset_of!(WDFREQUEST__, i) - 0usize];
 };
 pub type WDFREQUEST = *mut WDFREQUEST__;
 #[repr(C)]
@@ -4430,8 +5237,12 @@ pub struct WDFFILEOBJECT__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFFILEOBJECT__"][::core::mem::size_of::<WDFFILEOBJECT__>() - 4usize];
-    ["Alignment of WDFFILEOBJECT__"][::core::mem::align_of::<WDFFILEOBJECT__>() - 4usize];
-    ["Offset of field: WDFFILEOBJECT__::i"][::core::mem::offset_of!(WDFFILEOBJECT__, i) - 0usize];
+    [
+        "Alignment of WDFFILEOBJECT__",
+    ][::core::mem::align_of::<WDFFILEOBJECT__>() - 4usize];
+    [
+        "Offset of field: WDFFILEOBJECT__::i",
+    ][::core::mem::offset_of!(WDFFILEOBJECT__, i) - 0usize];
 };
 pub type WDFFILEOBJECT = *mut WDFFILEOBJECT__;
 #[repr(C)]
@@ -4467,7 +5278,9 @@ pub struct WDFWORKITEM__ {
 const _: () = {
     ["Size of WDFWORKITEM__"][::core::mem::size_of::<WDFWORKITEM__>() - 4usize];
     ["Alignment of WDFWORKITEM__"][::core::mem::align_of::<WDFWORKITEM__>() - 4usize];
-    ["Offset of field: WDFWORKITEM__::i"][::core::mem::offset_of!(WDFWORKITEM__, i) - 0usize];
+    [
+        "Offset of field: WDFWORKITEM__::i",
+    ][::core::mem::offset_of!(WDFWORKITEM__, i) - 0usize];
 };
 pub type WDFWORKITEM = *mut WDFWORKITEM__;
 #[repr(C)]
@@ -4479,7 +5292,9 @@ pub struct WDFINTERRUPT__ {
 const _: () = {
     ["Size of WDFINTERRUPT__"][::core::mem::size_of::<WDFINTERRUPT__>() - 4usize];
     ["Alignment of WDFINTERRUPT__"][::core::mem::align_of::<WDFINTERRUPT__>() - 4usize];
-    ["Offset of field: WDFINTERRUPT__::i"][::core::mem::offset_of!(WDFINTERRUPT__, i) - 0usize];
+    [
+        "Offset of field: WDFINTERRUPT__::i",
+    ][::core::mem::offset_of!(WDFINTERRUPT__, i) - 0usize];
 };
 pub type WDFINTERRUPT = *mut WDFINTERRUPT__;
 #[repr(C)]
@@ -4491,7 +5306,9 @@ pub struct WDFWAITLOCK__ {
 const _: () = {
     ["Size of WDFWAITLOCK__"][::core::mem::size_of::<WDFWAITLOCK__>() - 4usize];
     ["Alignment of WDFWAITLOCK__"][::core::mem::align_of::<WDFWAITLOCK__>() - 4usize];
-    ["Offset of field: WDFWAITLOCK__::i"][::core::mem::offset_of!(WDFWAITLOCK__, i) - 0usize];
+    [
+        "Offset of field: WDFWAITLOCK__::i",
+    ][::core::mem::offset_of!(WDFWAITLOCK__, i) - 0usize];
 };
 pub type WDFWAITLOCK = *mut WDFWAITLOCK__;
 #[repr(C)]
@@ -4503,7 +5320,9 @@ pub struct WDFSPINLOCK__ {
 const _: () = {
     ["Size of WDFSPINLOCK__"][::core::mem::size_of::<WDFSPINLOCK__>() - 4usize];
     ["Alignment of WDFSPINLOCK__"][::core::mem::align_of::<WDFSPINLOCK__>() - 4usize];
-    ["Offset of field: WDFSPINLOCK__::i"][::core::mem::offset_of!(WDFSPINLOCK__, i) - 0usize];
+    [
+        "Offset of field: WDFSPINLOCK__::i",
+    ][::core::mem::offset_of!(WDFSPINLOCK__, i) - 0usize];
 };
 pub type WDFSPINLOCK = *mut WDFSPINLOCK__;
 #[repr(C)]
@@ -4515,7 +5334,9 @@ pub struct WDFMEMORY__ {
 const _: () = {
     ["Size of WDFMEMORY__"][::core::mem::size_of::<WDFMEMORY__>() - 4usize];
     ["Alignment of WDFMEMORY__"][::core::mem::align_of::<WDFMEMORY__>() - 4usize];
-    ["Offset of field: WDFMEMORY__::i"][::core::mem::offset_of!(WDFMEMORY__, i) - 0usize];
+    [
+        "Offset of field: WDFMEMORY__::i",
+    ][::core::mem::offset_of!(WDFMEMORY__, i) - 0usize];
 };
 pub type WDFMEMORY = *mut WDFMEMORY__;
 #[repr(C)]
@@ -4527,7 +5348,9 @@ pub struct WDFLOOKASIDE__ {
 const _: () = {
     ["Size of WDFLOOKASIDE__"][::core::mem::size_of::<WDFLOOKASIDE__>() - 4usize];
     ["Alignment of WDFLOOKASIDE__"][::core::mem::align_of::<WDFLOOKASIDE__>() - 4usize];
-    ["Offset of field: WDFLOOKASIDE__::i"][::core::mem::offset_of!(WDFLOOKASIDE__, i) - 0usize];
+    [
+        "Offset of field: WDFLOOKASIDE__::i",
+    ][::core::mem::offset_of!(WDFLOOKASIDE__, i) - 0usize];
 };
 pub type WDFLOOKASIDE = *mut WDFLOOKASIDE__;
 #[repr(C)]
@@ -4539,7 +5362,9 @@ pub struct WDFIOTARGET__ {
 const _: () = {
     ["Size of WDFIOTARGET__"][::core::mem::size_of::<WDFIOTARGET__>() - 4usize];
     ["Alignment of WDFIOTARGET__"][::core::mem::align_of::<WDFIOTARGET__>() - 4usize];
-    ["Offset of field: WDFIOTARGET__::i"][::core::mem::offset_of!(WDFIOTARGET__, i) - 0usize];
+    [
+        "Offset of field: WDFIOTARGET__::i",
+    ][::core::mem::offset_of!(WDFIOTARGET__, i) - 0usize];
 };
 pub type WDFIOTARGET = *mut WDFIOTARGET__;
 #[repr(C)]
@@ -4551,7 +5376,9 @@ pub struct WDFUSBDEVICE__ {
 const _: () = {
     ["Size of WDFUSBDEVICE__"][::core::mem::size_of::<WDFUSBDEVICE__>() - 4usize];
     ["Alignment of WDFUSBDEVICE__"][::core::mem::align_of::<WDFUSBDEVICE__>() - 4usize];
-    ["Offset of field: WDFUSBDEVICE__::i"][::core::mem::offset_of!(WDFUSBDEVICE__, i) - 0usize];
+    [
+        "Offset of field: WDFUSBDEVICE__::i",
+    ][::core::mem::offset_of!(WDFUSBDEVICE__, i) - 0usize];
 };
 pub type WDFUSBDEVICE = *mut WDFUSBDEVICE__;
 #[repr(C)]
@@ -4562,9 +5389,12 @@ pub struct WDFUSBINTERFACE__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFUSBINTERFACE__"][::core::mem::size_of::<WDFUSBINTERFACE__>() - 4usize];
-    ["Alignment of WDFUSBINTERFACE__"][::core::mem::align_of::<WDFUSBINTERFACE__>() - 4usize];
-    ["Offset of field: WDFUSBINTERFACE__::i"]
-        [::core::mem::offset_of!(WDFUSBINTERFACE__, i) - 0usize];
+    [
+        "Alignment of WDFUSBINTERFACE__",
+    ][::core::mem::align_of::<WDFUSBINTERFACE__>() - 4usize];
+    [
+        "Offset of field: WDFUSBINTERFACE__::i",
+    ][::core::mem::offset_of!(WDFUSBINTERFACE__, i) - 0usize];
 };
 pub type WDFUSBINTERFACE = *mut WDFUSBINTERFACE__;
 #[repr(C)]
@@ -4576,7 +5406,9 @@ pub struct WDFUSBPIPE__ {
 const _: () = {
     ["Size of WDFUSBPIPE__"][::core::mem::size_of::<WDFUSBPIPE__>() - 4usize];
     ["Alignment of WDFUSBPIPE__"][::core::mem::align_of::<WDFUSBPIPE__>() - 4usize];
-    ["Offset of field: WDFUSBPIPE__::i"][::core::mem::offset_of!(WDFUSBPIPE__, i) - 0usize];
+    [
+        "Offset of field: WDFUSBPIPE__::i",
+    ][::core::mem::offset_of!(WDFUSBPIPE__, i) - 0usize];
 };
 pub type WDFUSBPIPE = *mut WDFUSBPIPE__;
 #[repr(C)]
@@ -4587,8 +5419,12 @@ pub struct WDFDMAENABLER__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFDMAENABLER__"][::core::mem::size_of::<WDFDMAENABLER__>() - 4usize];
-    ["Alignment of WDFDMAENABLER__"][::core::mem::align_of::<WDFDMAENABLER__>() - 4usize];
-    ["Offset of field: WDFDMAENABLER__::i"][::core::mem::offset_of!(WDFDMAENABLER__, i) - 0usize];
+    [
+        "Alignment of WDFDMAENABLER__",
+    ][::core::mem::align_of::<WDFDMAENABLER__>() - 4usize];
+    [
+        "Offset of field: WDFDMAENABLER__::i",
+    ][::core::mem::offset_of!(WDFDMAENABLER__, i) - 0usize];
 };
 pub type WDFDMAENABLER = *mut WDFDMAENABLER__;
 #[repr(C)]
@@ -4598,10 +5434,15 @@ pub struct WDFDMATRANSACTION__ {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of WDFDMATRANSACTION__"][::core::mem::size_of::<WDFDMATRANSACTION__>() - 4usize];
-    ["Alignment of WDFDMATRANSACTION__"][::core::mem::align_of::<WDFDMATRANSACTION__>() - 4usize];
-    ["Offset of field: WDFDMATRANSACTION__::i"]
-        [::core::mem::offset_of!(WDFDMATRANSACTION__, i) - 0usize];
+    [
+        "Size of WDFDMATRANSACTION__",
+    ][::core::mem::size_of::<WDFDMATRANSACTION__>() - 4usize];
+    [
+        "Alignment of WDFDMATRANSACTION__",
+    ][::core::mem::align_of::<WDFDMATRANSACTION__>() - 4usize];
+    [
+        "Offset of field: WDFDMATRANSACTION__::i",
+    ][::core::mem::offset_of!(WDFDMATRANSACTION__, i) - 0usize];
 };
 pub type WDFDMATRANSACTION = *mut WDFDMATRANSACTION__;
 #[repr(C)]
@@ -4612,9 +5453,12 @@ pub struct WDFCOMMONBUFFER__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFCOMMONBUFFER__"][::core::mem::size_of::<WDFCOMMONBUFFER__>() - 4usize];
-    ["Alignment of WDFCOMMONBUFFER__"][::core::mem::align_of::<WDFCOMMONBUFFER__>() - 4usize];
-    ["Offset of field: WDFCOMMONBUFFER__::i"]
-        [::core::mem::offset_of!(WDFCOMMONBUFFER__, i) - 0usize];
+    [
+        "Alignment of WDFCOMMONBUFFER__",
+    ][::core::mem::align_of::<WDFCOMMONBUFFER__>() - 4usize];
+    [
+        "Offset of field: WDFCOMMONBUFFER__::i",
+    ][::core::mem::offset_of!(WDFCOMMONBUFFER__, i) - 0usize];
 };
 pub type WDFCOMMONBUFFER = *mut WDFCOMMONBUFFER__;
 #[repr(C)]
@@ -4638,7 +5482,9 @@ pub struct WDFSTRING__ {
 const _: () = {
     ["Size of WDFSTRING__"][::core::mem::size_of::<WDFSTRING__>() - 4usize];
     ["Alignment of WDFSTRING__"][::core::mem::align_of::<WDFSTRING__>() - 4usize];
-    ["Offset of field: WDFSTRING__::i"][::core::mem::offset_of!(WDFSTRING__, i) - 0usize];
+    [
+        "Offset of field: WDFSTRING__::i",
+    ][::core::mem::offset_of!(WDFSTRING__, i) - 0usize];
 };
 pub type WDFSTRING = *mut WDFSTRING__;
 #[repr(C)]
@@ -4649,8 +5495,12 @@ pub struct WDFCOLLECTION__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFCOLLECTION__"][::core::mem::size_of::<WDFCOLLECTION__>() - 4usize];
-    ["Alignment of WDFCOLLECTION__"][::core::mem::align_of::<WDFCOLLECTION__>() - 4usize];
-    ["Offset of field: WDFCOLLECTION__::i"][::core::mem::offset_of!(WDFCOLLECTION__, i) - 0usize];
+    [
+        "Alignment of WDFCOLLECTION__",
+    ][::core::mem::align_of::<WDFCOLLECTION__>() - 4usize];
+    [
+        "Offset of field: WDFCOLLECTION__::i",
+    ][::core::mem::offset_of!(WDFCOLLECTION__, i) - 0usize];
 };
 pub type WDFCOLLECTION = *mut WDFCOLLECTION__;
 #[repr(C)]
@@ -4662,7 +5512,9 @@ pub struct WDFCHILDLIST__ {
 const _: () = {
     ["Size of WDFCHILDLIST__"][::core::mem::size_of::<WDFCHILDLIST__>() - 4usize];
     ["Alignment of WDFCHILDLIST__"][::core::mem::align_of::<WDFCHILDLIST__>() - 4usize];
-    ["Offset of field: WDFCHILDLIST__::i"][::core::mem::offset_of!(WDFCHILDLIST__, i) - 0usize];
+    [
+        "Offset of field: WDFCHILDLIST__::i",
+    ][::core::mem::offset_of!(WDFCHILDLIST__, i) - 0usize];
 };
 pub type WDFCHILDLIST = *mut WDFCHILDLIST__;
 #[repr(C)]
@@ -4673,9 +5525,12 @@ pub struct WDFIORESREQLIST__ {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of WDFIORESREQLIST__"][::core::mem::size_of::<WDFIORESREQLIST__>() - 4usize];
-    ["Alignment of WDFIORESREQLIST__"][::core::mem::align_of::<WDFIORESREQLIST__>() - 4usize];
-    ["Offset of field: WDFIORESREQLIST__::i"]
-        [::core::mem::offset_of!(WDFIORESREQLIST__, i) - 0usize];
+    [
+        "Alignment of WDFIORESREQLIST__",
+    ][::core::mem::align_of::<WDFIORESREQLIST__>() - 4usize];
+    [
+        "Offset of field: WDFIORESREQLIST__::i",
+    ][::core::mem::offset_of!(WDFIORESREQLIST__, i) - 0usize];
 };
 pub type WDFIORESREQLIST = *mut WDFIORESREQLIST__;
 #[repr(C)]
@@ -4687,7 +5542,9 @@ pub struct WDFIORESLIST__ {
 const _: () = {
     ["Size of WDFIORESLIST__"][::core::mem::size_of::<WDFIORESLIST__>() - 4usize];
     ["Alignment of WDFIORESLIST__"][::core::mem::align_of::<WDFIORESLIST__>() - 4usize];
-    ["Offset of field: WDFIORESLIST__::i"][::core::mem::offset_of!(WDFIORESLIST__, i) - 0usize];
+    [
+        "Offset of field: WDFIORESLIST__::i",
+    ][::core::mem::offset_of!(WDFIORESLIST__, i) - 0usize];
 };
 pub type WDFIORESLIST = *mut WDFIORESLIST__;
 #[repr(C)]
@@ -4699,7 +5556,9 @@ pub struct WDFCMRESLIST__ {
 const _: () = {
     ["Size of WDFCMRESLIST__"][::core::mem::size_of::<WDFCMRESLIST__>() - 4usize];
     ["Alignment of WDFCMRESLIST__"][::core::mem::align_of::<WDFCMRESLIST__>() - 4usize];
-    ["Offset of field: WDFCMRESLIST__::i"][::core::mem::offset_of!(WDFCMRESLIST__, i) - 0usize];
+    [
+        "Offset of field: WDFCMRESLIST__::i",
+    ][::core::mem::offset_of!(WDFCMRESLIST__, i) - 0usize];
 };
 pub type WDFCMRESLIST = *mut WDFCMRESLIST__;
 #[repr(C)]
@@ -4709,10 +5568,15 @@ pub struct WDFCOMPANIONTARGET__ {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of WDFCOMPANIONTARGET__"][::core::mem::size_of::<WDFCOMPANIONTARGET__>() - 4usize];
-    ["Alignment of WDFCOMPANIONTARGET__"][::core::mem::align_of::<WDFCOMPANIONTARGET__>() - 4usize];
-    ["Offset of field: WDFCOMPANIONTARGET__::i"]
-        [::core::mem::offset_of!(WDFCOMPANIONTARGET__, i) - 0usize];
+    [
+        "Size of WDFCOMPANIONTARGET__",
+    ][::core::mem::size_of::<WDFCOMPANIONTARGET__>() - 4usize];
+    [
+        "Alignment of WDFCOMPANIONTARGET__",
+    ][::core::mem::align_of::<WDFCOMPANIONTARGET__>() - 4usize];
+    [
+        "Offset of field: WDFCOMPANIONTARGET__::i",
+    ][::core::mem::offset_of!(WDFCOMPANIONTARGET__, i) - 0usize];
 };
 pub type WDFCOMPANIONTARGET = *mut WDFCOMPANIONTARGET__;
 #[repr(C)]
@@ -4726,18 +5590,27 @@ pub struct _WDF_DRIVER_GLOBALS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DRIVER_GLOBALS"][::core::mem::size_of::<_WDF_DRIVER_GLOBALS>() - 56usize];
-    ["Alignment of _WDF_DRIVER_GLOBALS"][::core::mem::align_of::<_WDF_DRIVER_GLOBALS>() - 8usize];
-    ["Offset of field: _WDF_DRIVER_GLOBALS::Driver"]
-        [::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, Driver) - 0usize];
-    ["Offset of field: _WDF_DRIVER_GLOBALS::DriverFlags"]
-        [::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DriverFlags) - 8usize];
-    ["Offset of field: _WDF_DRIVER_GLOBALS::DriverTag"]
-        [::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DriverTag) - 12usize];
-    ["Offset of field: _WDF_DRIVER_GLOBALS::DriverName"]
-        [::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DriverName) - 16usize];
-    ["Offset of field: _WDF_DRIVER_GLOBALS::DisplaceDriverUnload"]
-        [::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DisplaceDriverUnload) - 48usize];
+    [
+        "Size of _WDF_DRIVER_GLOBALS",
+    ][::core::mem::size_of::<_WDF_DRIVER_GLOBALS>() - 56usize];
+    [
+        "Alignment of _WDF_DRIVER_GLOBALS",
+    ][::core::mem::align_of::<_WDF_DRIVER_GLOBALS>() - 8usize];
+    [
+        "Offset of field: _WDF_DRIVER_GLOBALS::Driver",
+    ][::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, Driver) - 0usize];
+    [
+        "Offset of field: _WDF_DRIVER_GLOBALS::DriverFlags",
+    ][::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DriverFlags) - 8usize];
+    [
+        "Offset of field: _WDF_DRIVER_GLOBALS::DriverTag",
+    ][::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DriverTag) - 12usize];
+    [
+        "Offset of field: _WDF_DRIVER_GLOBALS::DriverName",
+    ][::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DriverName) - 16usize];
+    [
+        "Offset of field: _WDF_DRIVER_GLOBALS::DisplaceDriverUnload",
+    ][::core::mem::offset_of!(_WDF_DRIVER_GLOBALS, DisplaceDriverUnload) - 48usize];
 };
 pub type WDF_DRIVER_GLOBALS = _WDF_DRIVER_GLOBALS;
 pub type PWDF_DRIVER_GLOBALS = *mut _WDF_DRIVER_GLOBALS;
@@ -5294,8 +6167,9 @@ pub mod _WDFSTRUCTENUM {
     pub const WDF_STRUCTURE_TABLE_NUM_ENTRIES: Type = 81;
 }
 pub use self::_WDFSTRUCTENUM::Type as WDFSTRUCTENUM;
-pub type PFN_WDFVERIFIERDBGBREAKPOINT =
-    ::core::option::Option<unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS)>;
+pub type PFN_WDFVERIFIERDBGBREAKPOINT = ::core::option::Option<
+    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS),
+>;
 pub type PFN_WDFVERIFIERKEBUGCHECK = ::core::option::Option<
     unsafe extern "win64" fn(
         DriverGlobals: PWDF_DRIVER_GLOBALS,
@@ -5306,8 +6180,9 @@ pub type PFN_WDFVERIFIERKEBUGCHECK = ::core::option::Option<
         BugCheckParameter4: ULONG_PTR,
     ),
 >;
-pub type PFN_WDFGETTRIAGEINFO =
-    ::core::option::Option<unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS) -> PVOID>;
+pub type PFN_WDFGETTRIAGEINFO = ::core::option::Option<
+    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS) -> PVOID,
+>;
 pub mod _WDF_EXECUTION_LEVEL {
     #[allow(unused_imports)]
     use super::*;
@@ -5329,11 +6204,13 @@ pub mod _WDF_SYNCHRONIZATION_SCOPE {
     pub const WdfSynchronizationScopeNone: Type = 4;
 }
 pub use self::_WDF_SYNCHRONIZATION_SCOPE::Type as WDF_SYNCHRONIZATION_SCOPE;
-pub type EVT_WDF_OBJECT_CONTEXT_CLEANUP =
-    ::core::option::Option<unsafe extern "win64" fn(Object: WDFOBJECT)>;
+pub type EVT_WDF_OBJECT_CONTEXT_CLEANUP = ::core::option::Option<
+    unsafe extern "win64" fn(Object: WDFOBJECT),
+>;
 pub type PFN_WDF_OBJECT_CONTEXT_CLEANUP = EVT_WDF_OBJECT_CONTEXT_CLEANUP;
-pub type EVT_WDF_OBJECT_CONTEXT_DESTROY =
-    ::core::option::Option<unsafe extern "win64" fn(Object: WDFOBJECT)>;
+pub type EVT_WDF_OBJECT_CONTEXT_DESTROY = ::core::option::Option<
+    unsafe extern "win64" fn(Object: WDFOBJECT),
+>;
 pub type PFN_WDF_OBJECT_CONTEXT_DESTROY = EVT_WDF_OBJECT_CONTEXT_DESTROY;
 pub type PCWDF_OBJECT_CONTEXT_TYPE_INFO = *const _WDF_OBJECT_CONTEXT_TYPE_INFO;
 #[repr(C)]
@@ -5350,29 +6227,41 @@ pub struct _WDF_OBJECT_ATTRIBUTES {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_OBJECT_ATTRIBUTES"][::core::mem::size_of::<_WDF_OBJECT_ATTRIBUTES>() - 56usize];
-    ["Alignment of _WDF_OBJECT_ATTRIBUTES"]
-        [::core::mem::align_of::<_WDF_OBJECT_ATTRIBUTES>() - 8usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::Size"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, Size) - 0usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::EvtCleanupCallback"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, EvtCleanupCallback) - 8usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::EvtDestroyCallback"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, EvtDestroyCallback) - 16usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::ExecutionLevel"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ExecutionLevel) - 24usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::SynchronizationScope"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, SynchronizationScope) - 28usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::ParentObject"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ParentObject) - 32usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::ContextSizeOverride"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ContextSizeOverride) - 40usize];
-    ["Offset of field: _WDF_OBJECT_ATTRIBUTES::ContextTypeInfo"]
-        [::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ContextTypeInfo) - 48usize];
+    [
+        "Size of _WDF_OBJECT_ATTRIBUTES",
+    ][::core::mem::size_of::<_WDF_OBJECT_ATTRIBUTES>() - 56usize];
+    [
+        "Alignment of _WDF_OBJECT_ATTRIBUTES",
+    ][::core::mem::align_of::<_WDF_OBJECT_ATTRIBUTES>() - 8usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::Size",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, Size) - 0usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::EvtCleanupCallback",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, EvtCleanupCallback) - 8usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::EvtDestroyCallback",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, EvtDestroyCallback) - 16usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::ExecutionLevel",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ExecutionLevel) - 24usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::SynchronizationScope",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, SynchronizationScope) - 28usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::ParentObject",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ParentObject) - 32usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::ContextSizeOverride",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ContextSizeOverride) - 40usize];
+    [
+        "Offset of field: _WDF_OBJECT_ATTRIBUTES::ContextTypeInfo",
+    ][::core::mem::offset_of!(_WDF_OBJECT_ATTRIBUTES, ContextTypeInfo) - 48usize];
 };
 pub type WDF_OBJECT_ATTRIBUTES = _WDF_OBJECT_ATTRIBUTES;
-pub type PFN_GET_UNIQUE_CONTEXT_TYPE =
-    ::core::option::Option<unsafe extern "win64" fn() -> PCWDF_OBJECT_CONTEXT_TYPE_INFO>;
+pub type PFN_GET_UNIQUE_CONTEXT_TYPE = ::core::option::Option<
+    unsafe extern "win64" fn() -> PCWDF_OBJECT_CONTEXT_TYPE_INFO,
+>;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct _WDF_OBJECT_CONTEXT_TYPE_INFO {
@@ -5384,21 +6273,28 @@ pub struct _WDF_OBJECT_CONTEXT_TYPE_INFO {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_OBJECT_CONTEXT_TYPE_INFO"]
-        [::core::mem::size_of::<_WDF_OBJECT_CONTEXT_TYPE_INFO>() - 40usize];
-    ["Alignment of _WDF_OBJECT_CONTEXT_TYPE_INFO"]
-        [::core::mem::align_of::<_WDF_OBJECT_CONTEXT_TYPE_INFO>() - 8usize];
-    ["Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::Size"]
-        [::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, Size) - 0usize];
-    ["Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::ContextName"]
-        [::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, ContextName) - 8usize];
-    ["Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::ContextSize"]
-        [::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, ContextSize) - 16usize];
-    ["Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::UniqueType"]
-        [::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, UniqueType) - 24usize];
-    ["Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::EvtDriverGetUniqueContextType"][::core::mem::offset_of!(
-        _WDF_OBJECT_CONTEXT_TYPE_INFO,
-        EvtDriverGetUniqueContextType
+    [
+        "Size of _WDF_OBJECT_CONTEXT_TYPE_INFO",
+    ][::core::mem::size_of::<_WDF_OBJECT_CONTEXT_TYPE_INFO>() - 40usize];
+    [
+        "Alignment of _WDF_OBJECT_CONTEXT_TYPE_INFO",
+    ][::core::mem::align_of::<_WDF_OBJECT_CONTEXT_TYPE_INFO>() - 8usize];
+    [
+        "Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::Size",
+    ][::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, Size) - 0usize];
+    [
+        "Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::ContextName",
+    ][::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, ContextName) - 8usize];
+    [
+        "Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::ContextSize",
+    ][::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, ContextSize) - 16usize];
+    [
+        "Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::UniqueType",
+    ][::core::mem::offset_of!(_WDF_OBJECT_CONTEXT_TYPE_INFO, UniqueType) - 24usize];
+    [
+        "Offset of field: _WDF_OBJECT_CONTEXT_TYPE_INFO::EvtDriverGetUniqueContextType",
+    ][::core::mem::offset_of!(
+        _WDF_OBJECT_CONTEXT_TYPE_INFO, EvtDriverGetUniqueContextType
     ) - 32usize];
 };
 pub type WDF_OBJECT_CONTEXT_TYPE_INFO = _WDF_OBJECT_CONTEXT_TYPE_INFO;
@@ -5411,14 +6307,18 @@ pub struct _WDF_CUSTOM_TYPE_CONTEXT {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_CUSTOM_TYPE_CONTEXT"]
-        [::core::mem::size_of::<_WDF_CUSTOM_TYPE_CONTEXT>() - 16usize];
-    ["Alignment of _WDF_CUSTOM_TYPE_CONTEXT"]
-        [::core::mem::align_of::<_WDF_CUSTOM_TYPE_CONTEXT>() - 8usize];
-    ["Offset of field: _WDF_CUSTOM_TYPE_CONTEXT::Size"]
-        [::core::mem::offset_of!(_WDF_CUSTOM_TYPE_CONTEXT, Size) - 0usize];
-    ["Offset of field: _WDF_CUSTOM_TYPE_CONTEXT::Data"]
-        [::core::mem::offset_of!(_WDF_CUSTOM_TYPE_CONTEXT, Data) - 8usize];
+    [
+        "Size of _WDF_CUSTOM_TYPE_CONTEXT",
+    ][::core::mem::size_of::<_WDF_CUSTOM_TYPE_CONTEXT>() - 16usize];
+    [
+        "Alignment of _WDF_CUSTOM_TYPE_CONTEXT",
+    ][::core::mem::align_of::<_WDF_CUSTOM_TYPE_CONTEXT>() - 8usize];
+    [
+        "Offset of field: _WDF_CUSTOM_TYPE_CONTEXT::Size",
+    ][::core::mem::offset_of!(_WDF_CUSTOM_TYPE_CONTEXT, Size) - 0usize];
+    [
+        "Offset of field: _WDF_CUSTOM_TYPE_CONTEXT::Data",
+    ][::core::mem::offset_of!(_WDF_CUSTOM_TYPE_CONTEXT, Data) - 8usize];
 };
 pub type WDF_CUSTOM_TYPE_CONTEXT = _WDF_CUSTOM_TYPE_CONTEXT;
 pub type PWDF_CUSTOM_TYPE_CONTEXT = *mut _WDF_CUSTOM_TYPE_CONTEXT;
@@ -5531,8 +6431,9 @@ pub type EVT_WDF_DRIVER_DEVICE_ADD = ::core::option::Option<
     unsafe extern "win64" fn(Driver: WDFDRIVER, DeviceInit: PWDFDEVICE_INIT) -> NTSTATUS,
 >;
 pub type PFN_WDF_DRIVER_DEVICE_ADD = EVT_WDF_DRIVER_DEVICE_ADD;
-pub type EVT_WDF_DRIVER_UNLOAD =
-    ::core::option::Option<unsafe extern "win64" fn(Driver: WDFDRIVER)>;
+pub type EVT_WDF_DRIVER_UNLOAD = ::core::option::Option<
+    unsafe extern "win64" fn(Driver: WDFDRIVER),
+>;
 pub type PFN_WDF_DRIVER_UNLOAD = EVT_WDF_DRIVER_UNLOAD;
 pub type EVT_WDF_TRACE_CALLBACK = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -5556,18 +6457,27 @@ pub struct _WDF_DRIVER_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DRIVER_CONFIG"][::core::mem::size_of::<_WDF_DRIVER_CONFIG>() - 32usize];
-    ["Alignment of _WDF_DRIVER_CONFIG"][::core::mem::align_of::<_WDF_DRIVER_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_DRIVER_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_DRIVER_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_DRIVER_CONFIG::EvtDriverDeviceAdd"]
-        [::core::mem::offset_of!(_WDF_DRIVER_CONFIG, EvtDriverDeviceAdd) - 8usize];
-    ["Offset of field: _WDF_DRIVER_CONFIG::EvtDriverUnload"]
-        [::core::mem::offset_of!(_WDF_DRIVER_CONFIG, EvtDriverUnload) - 16usize];
-    ["Offset of field: _WDF_DRIVER_CONFIG::DriverInitFlags"]
-        [::core::mem::offset_of!(_WDF_DRIVER_CONFIG, DriverInitFlags) - 24usize];
-    ["Offset of field: _WDF_DRIVER_CONFIG::DriverPoolTag"]
-        [::core::mem::offset_of!(_WDF_DRIVER_CONFIG, DriverPoolTag) - 28usize];
+    [
+        "Size of _WDF_DRIVER_CONFIG",
+    ][::core::mem::size_of::<_WDF_DRIVER_CONFIG>() - 32usize];
+    [
+        "Alignment of _WDF_DRIVER_CONFIG",
+    ][::core::mem::align_of::<_WDF_DRIVER_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_DRIVER_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_DRIVER_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DRIVER_CONFIG::EvtDriverDeviceAdd",
+    ][::core::mem::offset_of!(_WDF_DRIVER_CONFIG, EvtDriverDeviceAdd) - 8usize];
+    [
+        "Offset of field: _WDF_DRIVER_CONFIG::EvtDriverUnload",
+    ][::core::mem::offset_of!(_WDF_DRIVER_CONFIG, EvtDriverUnload) - 16usize];
+    [
+        "Offset of field: _WDF_DRIVER_CONFIG::DriverInitFlags",
+    ][::core::mem::offset_of!(_WDF_DRIVER_CONFIG, DriverInitFlags) - 24usize];
+    [
+        "Offset of field: _WDF_DRIVER_CONFIG::DriverPoolTag",
+    ][::core::mem::offset_of!(_WDF_DRIVER_CONFIG, DriverPoolTag) - 28usize];
 };
 pub type WDF_DRIVER_CONFIG = _WDF_DRIVER_CONFIG;
 pub type PWDF_DRIVER_CONFIG = *mut _WDF_DRIVER_CONFIG;
@@ -5580,16 +6490,23 @@ pub struct _WDF_DRIVER_VERSION_AVAILABLE_PARAMS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DRIVER_VERSION_AVAILABLE_PARAMS"]
-        [::core::mem::size_of::<_WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() - 12usize];
-    ["Alignment of _WDF_DRIVER_VERSION_AVAILABLE_PARAMS"]
-        [::core::mem::align_of::<_WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() - 4usize];
-    ["Offset of field: _WDF_DRIVER_VERSION_AVAILABLE_PARAMS::Size"]
-        [::core::mem::offset_of!(_WDF_DRIVER_VERSION_AVAILABLE_PARAMS, Size) - 0usize];
-    ["Offset of field: _WDF_DRIVER_VERSION_AVAILABLE_PARAMS::MajorVersion"]
-        [::core::mem::offset_of!(_WDF_DRIVER_VERSION_AVAILABLE_PARAMS, MajorVersion) - 4usize];
-    ["Offset of field: _WDF_DRIVER_VERSION_AVAILABLE_PARAMS::MinorVersion"]
-        [::core::mem::offset_of!(_WDF_DRIVER_VERSION_AVAILABLE_PARAMS, MinorVersion) - 8usize];
+    [
+        "Size of _WDF_DRIVER_VERSION_AVAILABLE_PARAMS",
+    ][::core::mem::size_of::<_WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() - 12usize];
+    [
+        "Alignment of _WDF_DRIVER_VERSION_AVAILABLE_PARAMS",
+    ][::core::mem::align_of::<_WDF_DRIVER_VERSION_AVAILABLE_PARAMS>() - 4usize];
+    [
+        "Offset of field: _WDF_DRIVER_VERSION_AVAILABLE_PARAMS::Size",
+    ][::core::mem::offset_of!(_WDF_DRIVER_VERSION_AVAILABLE_PARAMS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DRIVER_VERSION_AVAILABLE_PARAMS::MajorVersion",
+    ][::core::mem::offset_of!(_WDF_DRIVER_VERSION_AVAILABLE_PARAMS, MajorVersion)
+        - 4usize];
+    [
+        "Offset of field: _WDF_DRIVER_VERSION_AVAILABLE_PARAMS::MinorVersion",
+    ][::core::mem::offset_of!(_WDF_DRIVER_VERSION_AVAILABLE_PARAMS, MinorVersion)
+        - 8usize];
 };
 pub type WDF_DRIVER_VERSION_AVAILABLE_PARAMS = _WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
 pub type PWDF_DRIVER_VERSION_AVAILABLE_PARAMS = *mut _WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
@@ -5675,8 +6592,7 @@ pub type EVT_WDF_DEVICE_PROCESS_QUERY_INTERFACE_REQUEST = ::core::option::Option
         ExposedInterfaceSpecificData: PVOID,
     ) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_PROCESS_QUERY_INTERFACE_REQUEST =
-    EVT_WDF_DEVICE_PROCESS_QUERY_INTERFACE_REQUEST;
+pub type PFN_WDF_DEVICE_PROCESS_QUERY_INTERFACE_REQUEST = EVT_WDF_DEVICE_PROCESS_QUERY_INTERFACE_REQUEST;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct _WDF_QUERY_INTERFACE_CONFIG {
@@ -5689,25 +6605,33 @@ pub struct _WDF_QUERY_INTERFACE_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_QUERY_INTERFACE_CONFIG"]
-        [::core::mem::size_of::<_WDF_QUERY_INTERFACE_CONFIG>() - 48usize];
-    ["Alignment of _WDF_QUERY_INTERFACE_CONFIG"]
-        [::core::mem::align_of::<_WDF_QUERY_INTERFACE_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_QUERY_INTERFACE_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_QUERY_INTERFACE_CONFIG::Interface"]
-        [::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, Interface) - 8usize];
-    ["Offset of field: _WDF_QUERY_INTERFACE_CONFIG::InterfaceType"]
-        [::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, InterfaceType) - 16usize];
-    ["Offset of field: _WDF_QUERY_INTERFACE_CONFIG::SendQueryToParentStack"]
-        [::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, SendQueryToParentStack) - 24usize];
-    ["Offset of field: _WDF_QUERY_INTERFACE_CONFIG::EvtDeviceProcessQueryInterfaceRequest"][::core::mem::offset_of!(
-        _WDF_QUERY_INTERFACE_CONFIG,
-        EvtDeviceProcessQueryInterfaceRequest
-    )
-        - 32usize];
-    ["Offset of field: _WDF_QUERY_INTERFACE_CONFIG::ImportInterface"]
-        [::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, ImportInterface) - 40usize];
+    [
+        "Size of _WDF_QUERY_INTERFACE_CONFIG",
+    ][::core::mem::size_of::<_WDF_QUERY_INTERFACE_CONFIG>() - 48usize];
+    [
+        "Alignment of _WDF_QUERY_INTERFACE_CONFIG",
+    ][::core::mem::align_of::<_WDF_QUERY_INTERFACE_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_QUERY_INTERFACE_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_QUERY_INTERFACE_CONFIG::Interface",
+    ][::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, Interface) - 8usize];
+    [
+        "Offset of field: _WDF_QUERY_INTERFACE_CONFIG::InterfaceType",
+    ][::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, InterfaceType) - 16usize];
+    [
+        "Offset of field: _WDF_QUERY_INTERFACE_CONFIG::SendQueryToParentStack",
+    ][::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, SendQueryToParentStack)
+        - 24usize];
+    [
+        "Offset of field: _WDF_QUERY_INTERFACE_CONFIG::EvtDeviceProcessQueryInterfaceRequest",
+    ][::core::mem::offset_of!(
+        _WDF_QUERY_INTERFACE_CONFIG, EvtDeviceProcessQueryInterfaceRequest
+    ) - 32usize];
+    [
+        "Offset of field: _WDF_QUERY_INTERFACE_CONFIG::ImportInterface",
+    ][::core::mem::offset_of!(_WDF_QUERY_INTERFACE_CONFIG, ImportInterface) - 40usize];
 };
 pub type WDF_QUERY_INTERFACE_CONFIG = _WDF_QUERY_INTERFACE_CONFIG;
 pub type PWDF_QUERY_INTERFACE_CONFIG = *mut _WDF_QUERY_INTERFACE_CONFIG;
@@ -5737,11 +6661,15 @@ pub struct _WDFMEMORY_OFFSET {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _WDFMEMORY_OFFSET"][::core::mem::size_of::<_WDFMEMORY_OFFSET>() - 16usize];
-    ["Alignment of _WDFMEMORY_OFFSET"][::core::mem::align_of::<_WDFMEMORY_OFFSET>() - 8usize];
-    ["Offset of field: _WDFMEMORY_OFFSET::BufferOffset"]
-        [::core::mem::offset_of!(_WDFMEMORY_OFFSET, BufferOffset) - 0usize];
-    ["Offset of field: _WDFMEMORY_OFFSET::BufferLength"]
-        [::core::mem::offset_of!(_WDFMEMORY_OFFSET, BufferLength) - 8usize];
+    [
+        "Alignment of _WDFMEMORY_OFFSET",
+    ][::core::mem::align_of::<_WDFMEMORY_OFFSET>() - 8usize];
+    [
+        "Offset of field: _WDFMEMORY_OFFSET::BufferOffset",
+    ][::core::mem::offset_of!(_WDFMEMORY_OFFSET, BufferOffset) - 0usize];
+    [
+        "Offset of field: _WDFMEMORY_OFFSET::BufferLength",
+    ][::core::mem::offset_of!(_WDFMEMORY_OFFSET, BufferLength) - 8usize];
 };
 pub type WDFMEMORY_OFFSET = _WDFMEMORY_OFFSET;
 pub type PWDFMEMORY_OFFSET = *mut _WDFMEMORY_OFFSET;
@@ -5766,18 +6694,22 @@ pub struct _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>() - 16usize];
-    ["Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Buffer"][::core::mem::offset_of!(
-        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        Buffer
-    ) - 0usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Length"][::core::mem::offset_of!(
-        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1,
-        Length
-    ) - 8usize];
+    [
+        "Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>()
+        - 16usize];
+    [
+        "Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Buffer",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, Buffer)
+        - 0usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1::Length",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_1, Length)
+        - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -5787,17 +6719,23 @@ pub struct _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>() - 16usize];
-    ["Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>() - 8usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Mdl"]
-        [::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, Mdl) - 0usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::BufferLength"][::core::mem::offset_of!(
-        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2,
-        BufferLength
-    )
+    [
+        "Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>()
+        - 16usize];
+    [
+        "Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2>()
         - 8usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::Mdl",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, Mdl)
+        - 0usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2::BufferLength",
+    ][::core::mem::offset_of!(
+        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_2, BufferLength
+    ) - 8usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -5807,41 +6745,58 @@ pub struct _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>() - 16usize];
-    ["Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>() - 8usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Memory"][::core::mem::offset_of!(
-        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        Memory
-    ) - 0usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Offsets"][::core::mem::offset_of!(
-        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3,
-        Offsets
+    [
+        "Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>()
+        - 16usize];
+    [
+        "Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Memory",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, Memory)
+        - 0usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3::Offsets",
+    ][::core::mem::offset_of!(
+        _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1__bindgen_ty_3, Offsets
     ) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1>() - 16usize];
-    ["Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1::BufferType"]
-        [::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1, BufferType) - 0usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1::MdlType"]
-        [::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1, MdlType) - 0usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1::HandleType"]
-        [::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1, HandleType) - 0usize];
+    [
+        "Size of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1>() - 16usize];
+    [
+        "Alignment of _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1::BufferType",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1, BufferType)
+        - 0usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1::MdlType",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1, MdlType) - 0usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR__bindgen_ty_1::HandleType",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR__bindgen_ty_1, HandleType)
+        - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_MEMORY_DESCRIPTOR"][::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR>() - 24usize];
-    ["Alignment of _WDF_MEMORY_DESCRIPTOR"]
-        [::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR>() - 8usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR::Type"]
-        [::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR, Type) - 0usize];
-    ["Offset of field: _WDF_MEMORY_DESCRIPTOR::u"]
-        [::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR, u) - 8usize];
+    [
+        "Size of _WDF_MEMORY_DESCRIPTOR",
+    ][::core::mem::size_of::<_WDF_MEMORY_DESCRIPTOR>() - 24usize];
+    [
+        "Alignment of _WDF_MEMORY_DESCRIPTOR",
+    ][::core::mem::align_of::<_WDF_MEMORY_DESCRIPTOR>() - 8usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR::Type",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR, Type) - 0usize];
+    [
+        "Offset of field: _WDF_MEMORY_DESCRIPTOR::u",
+    ][::core::mem::offset_of!(_WDF_MEMORY_DESCRIPTOR, u) - 8usize];
 };
 pub type WDF_MEMORY_DESCRIPTOR = _WDF_MEMORY_DESCRIPTOR;
 pub type PWDF_MEMORY_DESCRIPTOR = *mut _WDF_MEMORY_DESCRIPTOR;
@@ -5946,10 +6901,12 @@ pub struct _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER"]
-        [::core::mem::size_of::<_WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER>() - 4usize];
-    ["Alignment of _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER"]
-        [::core::mem::align_of::<_WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER>() - 4usize];
+    [
+        "Size of _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER",
+    ][::core::mem::size_of::<_WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER>() - 4usize];
+    [
+        "Alignment of _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER",
+    ][::core::mem::align_of::<_WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER>() - 4usize];
     [
         "Offset of field: _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER::IdentificationDescriptionSize",
     ][::core::mem::offset_of!(
@@ -5957,8 +6914,7 @@ const _: () = {
     ) - 0usize];
 };
 pub type WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER = _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER;
-pub type PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER =
-    *mut _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER;
+pub type PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER = *mut _WDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER {
@@ -5966,13 +6922,16 @@ pub struct _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER"]
-        [::core::mem::size_of::<_WDF_CHILD_ADDRESS_DESCRIPTION_HEADER>() - 4usize];
-    ["Alignment of _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER"]
-        [::core::mem::align_of::<_WDF_CHILD_ADDRESS_DESCRIPTION_HEADER>() - 4usize];
-    ["Offset of field: _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER::AddressDescriptionSize"][::core::mem::offset_of!(
-        _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER,
-        AddressDescriptionSize
+    [
+        "Size of _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER",
+    ][::core::mem::size_of::<_WDF_CHILD_ADDRESS_DESCRIPTION_HEADER>() - 4usize];
+    [
+        "Alignment of _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER",
+    ][::core::mem::align_of::<_WDF_CHILD_ADDRESS_DESCRIPTION_HEADER>() - 4usize];
+    [
+        "Offset of field: _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER::AddressDescriptionSize",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER, AddressDescriptionSize
     ) - 0usize];
 };
 pub type WDF_CHILD_ADDRESS_DESCRIPTION_HEADER = _WDF_CHILD_ADDRESS_DESCRIPTION_HEADER;
@@ -5985,8 +6944,9 @@ pub type EVT_WDF_CHILD_LIST_CREATE_DEVICE = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDF_CHILD_LIST_CREATE_DEVICE = EVT_WDF_CHILD_LIST_CREATE_DEVICE;
-pub type EVT_WDF_CHILD_LIST_SCAN_FOR_CHILDREN =
-    ::core::option::Option<unsafe extern "win64" fn(ChildList: WDFCHILDLIST)>;
+pub type EVT_WDF_CHILD_LIST_SCAN_FOR_CHILDREN = ::core::option::Option<
+    unsafe extern "win64" fn(ChildList: WDFCHILDLIST),
+>;
 pub type PFN_WDF_CHILD_LIST_SCAN_FOR_CHILDREN = EVT_WDF_CHILD_LIST_SCAN_FOR_CHILDREN;
 pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -5995,8 +6955,7 @@ pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY = ::core::option::Op
         DestinationIdentificationDescription: PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER,
     ),
 >;
-pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY =
-    EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY;
+pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY = EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY;
 pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE = ::core::option::Option<
     unsafe extern "win64" fn(
         ChildList: WDFCHILDLIST,
@@ -6004,8 +6963,7 @@ pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE = ::core::optio
         DestinationIdentificationDescription: PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER,
     ) -> NTSTATUS,
 >;
-pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE =
-    EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE;
+pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE = EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE;
 pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE = ::core::option::Option<
     unsafe extern "win64" fn(
         ChildList: WDFCHILDLIST,
@@ -6013,16 +6971,14 @@ pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE = ::core::option:
         SecondIdentificationDescription: PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER,
     ) -> BOOLEAN,
 >;
-pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE =
-    EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE;
+pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE = EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE;
 pub type EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP = ::core::option::Option<
     unsafe extern "win64" fn(
         ChildList: WDFCHILDLIST,
         IdentificationDescription: PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER,
     ),
 >;
-pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP =
-    EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP;
+pub type PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP = EVT_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP;
 pub type EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_COPY = ::core::option::Option<
     unsafe extern "win64" fn(
         ChildList: WDFCHILDLIST,
@@ -6038,16 +6994,14 @@ pub type EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_DUPLICATE = ::core::option::Opti
         DestinationAddressDescription: PWDF_CHILD_ADDRESS_DESCRIPTION_HEADER,
     ) -> NTSTATUS,
 >;
-pub type PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_DUPLICATE =
-    EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_DUPLICATE;
+pub type PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_DUPLICATE = EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_DUPLICATE;
 pub type EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_CLEANUP = ::core::option::Option<
     unsafe extern "win64" fn(
         ChildList: WDFCHILDLIST,
         AddressDescription: PWDF_CHILD_ADDRESS_DESCRIPTION_HEADER,
     ),
 >;
-pub type PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_CLEANUP =
-    EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_CLEANUP;
+pub type PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_CLEANUP = EVT_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_CLEANUP;
 pub type EVT_WDF_CHILD_LIST_DEVICE_REENUMERATED = ::core::option::Option<
     unsafe extern "win64" fn(
         ChildList: WDFCHILDLIST,
@@ -6064,28 +7018,34 @@ pub struct _WDF_CHILD_RETRIEVE_INFO {
     pub IdentificationDescription: PWDF_CHILD_IDENTIFICATION_DESCRIPTION_HEADER,
     pub AddressDescription: PWDF_CHILD_ADDRESS_DESCRIPTION_HEADER,
     pub Status: WDF_CHILD_LIST_RETRIEVE_DEVICE_STATUS,
-    pub EvtChildListIdentificationDescriptionCompare:
-        PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE,
+    pub EvtChildListIdentificationDescriptionCompare: PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_CHILD_RETRIEVE_INFO"]
-        [::core::mem::size_of::<_WDF_CHILD_RETRIEVE_INFO>() - 40usize];
-    ["Alignment of _WDF_CHILD_RETRIEVE_INFO"]
-        [::core::mem::align_of::<_WDF_CHILD_RETRIEVE_INFO>() - 8usize];
-    ["Offset of field: _WDF_CHILD_RETRIEVE_INFO::Size"]
-        [::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, Size) - 0usize];
-    ["Offset of field: _WDF_CHILD_RETRIEVE_INFO::IdentificationDescription"]
-        [::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, IdentificationDescription) - 8usize];
-    ["Offset of field: _WDF_CHILD_RETRIEVE_INFO::AddressDescription"]
-        [::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, AddressDescription) - 16usize];
-    ["Offset of field: _WDF_CHILD_RETRIEVE_INFO::Status"]
-        [::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, Status) - 24usize];
-    ["Offset of field: _WDF_CHILD_RETRIEVE_INFO::EvtChildListIdentificationDescriptionCompare"][::core::mem::offset_of!(
-        _WDF_CHILD_RETRIEVE_INFO,
-        EvtChildListIdentificationDescriptionCompare
-    )
-        - 32usize];
+    [
+        "Size of _WDF_CHILD_RETRIEVE_INFO",
+    ][::core::mem::size_of::<_WDF_CHILD_RETRIEVE_INFO>() - 40usize];
+    [
+        "Alignment of _WDF_CHILD_RETRIEVE_INFO",
+    ][::core::mem::align_of::<_WDF_CHILD_RETRIEVE_INFO>() - 8usize];
+    [
+        "Offset of field: _WDF_CHILD_RETRIEVE_INFO::Size",
+    ][::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, Size) - 0usize];
+    [
+        "Offset of field: _WDF_CHILD_RETRIEVE_INFO::IdentificationDescription",
+    ][::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, IdentificationDescription)
+        - 8usize];
+    [
+        "Offset of field: _WDF_CHILD_RETRIEVE_INFO::AddressDescription",
+    ][::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, AddressDescription) - 16usize];
+    [
+        "Offset of field: _WDF_CHILD_RETRIEVE_INFO::Status",
+    ][::core::mem::offset_of!(_WDF_CHILD_RETRIEVE_INFO, Status) - 24usize];
+    [
+        "Offset of field: _WDF_CHILD_RETRIEVE_INFO::EvtChildListIdentificationDescriptionCompare",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_RETRIEVE_INFO, EvtChildListIdentificationDescriptionCompare
+    ) - 32usize];
 };
 pub type WDF_CHILD_RETRIEVE_INFO = _WDF_CHILD_RETRIEVE_INFO;
 pub type PWDF_CHILD_RETRIEVE_INFO = *mut _WDF_CHILD_RETRIEVE_INFO;
@@ -6097,14 +7057,10 @@ pub struct _WDF_CHILD_LIST_CONFIG {
     pub AddressDescriptionSize: ULONG,
     pub EvtChildListCreateDevice: PFN_WDF_CHILD_LIST_CREATE_DEVICE,
     pub EvtChildListScanForChildren: PFN_WDF_CHILD_LIST_SCAN_FOR_CHILDREN,
-    pub EvtChildListIdentificationDescriptionCopy:
-        PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY,
-    pub EvtChildListIdentificationDescriptionDuplicate:
-        PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE,
-    pub EvtChildListIdentificationDescriptionCleanup:
-        PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP,
-    pub EvtChildListIdentificationDescriptionCompare:
-        PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE,
+    pub EvtChildListIdentificationDescriptionCopy: PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COPY,
+    pub EvtChildListIdentificationDescriptionDuplicate: PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_DUPLICATE,
+    pub EvtChildListIdentificationDescriptionCleanup: PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_CLEANUP,
+    pub EvtChildListIdentificationDescriptionCompare: PFN_WDF_CHILD_LIST_IDENTIFICATION_DESCRIPTION_COMPARE,
     pub EvtChildListAddressDescriptionCopy: PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_COPY,
     pub EvtChildListAddressDescriptionDuplicate: PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_DUPLICATE,
     pub EvtChildListAddressDescriptionCleanup: PFN_WDF_CHILD_LIST_ADDRESS_DESCRIPTION_CLEANUP,
@@ -6112,54 +7068,68 @@ pub struct _WDF_CHILD_LIST_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_CHILD_LIST_CONFIG"][::core::mem::size_of::<_WDF_CHILD_LIST_CONFIG>() - 96usize];
-    ["Alignment of _WDF_CHILD_LIST_CONFIG"]
-        [::core::mem::align_of::<_WDF_CHILD_LIST_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::IdentificationDescriptionSize"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, IdentificationDescriptionSize) - 4usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::AddressDescriptionSize"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, AddressDescriptionSize) - 8usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListCreateDevice"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListCreateDevice) - 16usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListScanForChildren"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListScanForChildren) - 24usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionCopy"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListIdentificationDescriptionCopy
-    )
-        - 32usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionDuplicate"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListIdentificationDescriptionDuplicate
-    )
-        - 40usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionCleanup"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListIdentificationDescriptionCleanup
-    )
-        - 48usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionCompare"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListIdentificationDescriptionCompare
-    )
-        - 56usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListAddressDescriptionCopy"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListAddressDescriptionCopy
-    ) - 64usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListAddressDescriptionDuplicate"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListAddressDescriptionDuplicate
-    )
-        - 72usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListAddressDescriptionCleanup"][::core::mem::offset_of!(
-        _WDF_CHILD_LIST_CONFIG,
-        EvtChildListAddressDescriptionCleanup
+    [
+        "Size of _WDF_CHILD_LIST_CONFIG",
+    ][::core::mem::size_of::<_WDF_CHILD_LIST_CONFIG>() - 96usize];
+    [
+        "Alignment of _WDF_CHILD_LIST_CONFIG",
+    ][::core::mem::align_of::<_WDF_CHILD_LIST_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::IdentificationDescriptionSize",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, IdentificationDescriptionSize)
+        - 4usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::AddressDescriptionSize",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, AddressDescriptionSize) - 8usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListCreateDevice",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListCreateDevice)
+        - 16usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListScanForChildren",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListScanForChildren)
+        - 24usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionCopy",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_LIST_CONFIG, EvtChildListIdentificationDescriptionCopy
+    ) - 32usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionDuplicate",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_LIST_CONFIG, EvtChildListIdentificationDescriptionDuplicate
+    ) - 40usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionCleanup",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_LIST_CONFIG, EvtChildListIdentificationDescriptionCleanup
+    ) - 48usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListIdentificationDescriptionCompare",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_LIST_CONFIG, EvtChildListIdentificationDescriptionCompare
+    ) - 56usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListAddressDescriptionCopy",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListAddressDescriptionCopy)
+        - 64usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListAddressDescriptionDuplicate",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_LIST_CONFIG, EvtChildListAddressDescriptionDuplicate
+    ) - 72usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListAddressDescriptionCleanup",
+    ][::core::mem::offset_of!(
+        _WDF_CHILD_LIST_CONFIG, EvtChildListAddressDescriptionCleanup
     ) - 80usize];
-    ["Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListDeviceReenumerated"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListDeviceReenumerated) - 88usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_CONFIG::EvtChildListDeviceReenumerated",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_CONFIG, EvtChildListDeviceReenumerated)
+        - 88usize];
 };
 pub type WDF_CHILD_LIST_CONFIG = _WDF_CHILD_LIST_CONFIG;
 pub type PWDF_CHILD_LIST_CONFIG = *mut _WDF_CHILD_LIST_CONFIG;
@@ -6172,16 +7142,21 @@ pub struct _WDF_CHILD_LIST_ITERATOR {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_CHILD_LIST_ITERATOR"]
-        [::core::mem::size_of::<_WDF_CHILD_LIST_ITERATOR>() - 40usize];
-    ["Alignment of _WDF_CHILD_LIST_ITERATOR"]
-        [::core::mem::align_of::<_WDF_CHILD_LIST_ITERATOR>() - 8usize];
-    ["Offset of field: _WDF_CHILD_LIST_ITERATOR::Size"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_ITERATOR, Size) - 0usize];
-    ["Offset of field: _WDF_CHILD_LIST_ITERATOR::Flags"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_ITERATOR, Flags) - 4usize];
-    ["Offset of field: _WDF_CHILD_LIST_ITERATOR::Reserved"]
-        [::core::mem::offset_of!(_WDF_CHILD_LIST_ITERATOR, Reserved) - 8usize];
+    [
+        "Size of _WDF_CHILD_LIST_ITERATOR",
+    ][::core::mem::size_of::<_WDF_CHILD_LIST_ITERATOR>() - 40usize];
+    [
+        "Alignment of _WDF_CHILD_LIST_ITERATOR",
+    ][::core::mem::align_of::<_WDF_CHILD_LIST_ITERATOR>() - 8usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_ITERATOR::Size",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_ITERATOR, Size) - 0usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_ITERATOR::Flags",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_ITERATOR, Flags) - 4usize];
+    [
+        "Offset of field: _WDF_CHILD_LIST_ITERATOR::Reserved",
+    ][::core::mem::offset_of!(_WDF_CHILD_LIST_ITERATOR, Reserved) - 8usize];
 };
 pub type WDF_CHILD_LIST_ITERATOR = _WDF_CHILD_LIST_ITERATOR;
 pub type PWDF_CHILD_LIST_ITERATOR = *mut _WDF_CHILD_LIST_ITERATOR;
@@ -6643,8 +7618,7 @@ pub mod _WDF_DEVICE_POWER_POLICY_STATE {
     pub const WdfDevStatePwrPolSystemWakeDeviceWakeInterruptFired: Type = 1428;
     pub const WdfDevStatePwrPolSystemWakeDeviceWakeInterruptFiredNP: Type = 34197;
     pub const WdfDevStatePwrPolTimerExpiredWakeCapableWakeInterruptArrived: Type = 1430;
-    pub const WdfDevStatePwrPolTimerExpiredWakeCapablePowerDownFailedWakeInterruptArrived: Type =
-        1431;
+    pub const WdfDevStatePwrPolTimerExpiredWakeCapablePowerDownFailedWakeInterruptArrived: Type = 1431;
     pub const WdfDevStatePwrPolWaitingArmedWakeInterruptFiredDuringPowerDown: Type = 1432;
     pub const WdfDevStatePwrPolStartedNotIdleCapableDirectedDown: Type = 1433;
     pub const WdfDevStatePwrPolStartedIdleCapableTimerCanceledForSleep: Type = 1434;
@@ -6661,8 +7635,7 @@ pub mod _WDF_DEVICE_POWER_POLICY_STATE {
     pub const WdfDevStatePwrPolTimerExpiredWakeCapableUndoPowerDownWaitForDirectedUp: Type = 1445;
     pub const WdfDevStatePwrPolWakeCapableUsbSSCompletedUndoWaitForDirectedUp: Type = 1446;
     pub const WdfDevStatePwrPolTimerExpiredWakeCapableUsbSSDirectedDown: Type = 1447;
-    pub const WdfDevStatePwrPolWaitingArmedWakeInterruptFiredDuringPowerDownCheckDirected: Type =
-        1448;
+    pub const WdfDevStatePwrPolWaitingArmedWakeInterruptFiredDuringPowerDownCheckDirected: Type = 1448;
     pub const WdfDevStatePwrPolTimerExpiredWakeCompletedPowerDownCheckDirected: Type = 1449;
     pub const WdfDevStatePwrPolTimerExpiredWakeCapableWakeSucceededCheckDirected: Type = 1450;
     pub const WdfDevStatePwrPolTimerExpiredWakeCapableWakeSucceededWaitForDirectedUp: Type = 1451;
@@ -6822,14 +7795,20 @@ pub use self::_WDF_RELEASE_HARDWARE_ORDER_ON_FAILURE::Type as WDF_RELEASE_HARDWA
 pub type PWDF_RELEASE_HARDWARE_ORDER_ON_FAILURE = *mut _WDF_RELEASE_HARDWARE_ORDER_ON_FAILURE::Type;
 pub use self::_WDF_REQUEST_TYPE::Type as WDF_REQUEST_TYPE;
 pub type EVT_WDF_DEVICE_FILE_CREATE = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, Request: WDFREQUEST, FileObject: WDFFILEOBJECT),
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        Request: WDFREQUEST,
+        FileObject: WDFFILEOBJECT,
+    ),
 >;
 pub type PFN_WDF_DEVICE_FILE_CREATE = EVT_WDF_DEVICE_FILE_CREATE;
-pub type EVT_WDF_FILE_CLOSE =
-    ::core::option::Option<unsafe extern "win64" fn(FileObject: WDFFILEOBJECT)>;
+pub type EVT_WDF_FILE_CLOSE = ::core::option::Option<
+    unsafe extern "win64" fn(FileObject: WDFFILEOBJECT),
+>;
 pub type PFN_WDF_FILE_CLOSE = EVT_WDF_FILE_CLOSE;
-pub type EVT_WDF_FILE_CLEANUP =
-    ::core::option::Option<unsafe extern "win64" fn(FileObject: WDFFILEOBJECT)>;
+pub type EVT_WDF_FILE_CLEANUP = ::core::option::Option<
+    unsafe extern "win64" fn(FileObject: WDFFILEOBJECT),
+>;
 pub type PFN_WDF_FILE_CLEANUP = EVT_WDF_FILE_CLEANUP;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -6843,21 +7822,31 @@ pub struct _WDF_FILEOBJECT_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_FILEOBJECT_CONFIG"][::core::mem::size_of::<_WDF_FILEOBJECT_CONFIG>() - 40usize];
-    ["Alignment of _WDF_FILEOBJECT_CONFIG"]
-        [::core::mem::align_of::<_WDF_FILEOBJECT_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_FILEOBJECT_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_FILEOBJECT_CONFIG::EvtDeviceFileCreate"]
-        [::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, EvtDeviceFileCreate) - 8usize];
-    ["Offset of field: _WDF_FILEOBJECT_CONFIG::EvtFileClose"]
-        [::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, EvtFileClose) - 16usize];
-    ["Offset of field: _WDF_FILEOBJECT_CONFIG::EvtFileCleanup"]
-        [::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, EvtFileCleanup) - 24usize];
-    ["Offset of field: _WDF_FILEOBJECT_CONFIG::AutoForwardCleanupClose"]
-        [::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, AutoForwardCleanupClose) - 32usize];
-    ["Offset of field: _WDF_FILEOBJECT_CONFIG::FileObjectClass"]
-        [::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, FileObjectClass) - 36usize];
+    [
+        "Size of _WDF_FILEOBJECT_CONFIG",
+    ][::core::mem::size_of::<_WDF_FILEOBJECT_CONFIG>() - 40usize];
+    [
+        "Alignment of _WDF_FILEOBJECT_CONFIG",
+    ][::core::mem::align_of::<_WDF_FILEOBJECT_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_FILEOBJECT_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_FILEOBJECT_CONFIG::EvtDeviceFileCreate",
+    ][::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, EvtDeviceFileCreate) - 8usize];
+    [
+        "Offset of field: _WDF_FILEOBJECT_CONFIG::EvtFileClose",
+    ][::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, EvtFileClose) - 16usize];
+    [
+        "Offset of field: _WDF_FILEOBJECT_CONFIG::EvtFileCleanup",
+    ][::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, EvtFileCleanup) - 24usize];
+    [
+        "Offset of field: _WDF_FILEOBJECT_CONFIG::AutoForwardCleanupClose",
+    ][::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, AutoForwardCleanupClose)
+        - 32usize];
+    [
+        "Offset of field: _WDF_FILEOBJECT_CONFIG::FileObjectClass",
+    ][::core::mem::offset_of!(_WDF_FILEOBJECT_CONFIG, FileObjectClass) - 36usize];
 };
 pub type WDF_FILEOBJECT_CONFIG = _WDF_FILEOBJECT_CONFIG;
 pub type PWDF_FILEOBJECT_CONFIG = *mut _WDF_FILEOBJECT_CONFIG;
@@ -6882,22 +7871,26 @@ pub struct _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
     >() - 8usize];
-    ["Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1>()
-            - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1::CurrentState",
     ][::core::mem::offset_of!(
         _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1, CurrentState
     ) - 0usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1::NewState"][::core::mem::offset_of!(
-        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
-        NewState
-    )
-        - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1::NewState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1, NewState
+    ) - 4usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -6906,12 +7899,16 @@ pub struct _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2"][::core::mem::size_of::<
+    [
+        "Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<
         _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
     >() - 4usize];
-    ["Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2>()
-            - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2::CurrentState",
     ][::core::mem::offset_of!(
@@ -6926,53 +7923,67 @@ pub struct _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3"][::core::mem::size_of::<
+    [
+        "Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<
         _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
     >() - 8usize];
-    ["Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3>()
-            - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3::CurrentState",
     ][::core::mem::offset_of!(
         _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3, CurrentState
     ) - 0usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3::NewState"][::core::mem::offset_of!(
-        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
-        NewState
-    )
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3::NewState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3, NewState
+    ) - 4usize];
+};
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1>()
         - 4usize];
-};
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1>() - 8usize];
-    ["Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1::EnterState"][::core::mem::offset_of!(
-        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1,
-        EnterState
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1::EnterState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1, EnterState
     ) - 0usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1::PostProcessState"][::core::mem::offset_of!(
-        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1,
-        PostProcessState
-    )
-        - 0usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1::LeaveState"][::core::mem::offset_of!(
-        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1,
-        LeaveState
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1::PostProcessState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1, PostProcessState
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1::LeaveState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_PNP_NOTIFICATION_DATA__bindgen_ty_1, LeaveState
     ) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA"]
-        [::core::mem::size_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA>() - 12usize];
-    ["Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA"]
-        [::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA::Type"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_NOTIFICATION_DATA, Type) - 0usize];
-    ["Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA::Data"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_NOTIFICATION_DATA, Data) - 4usize];
+    [
+        "Size of _WDF_DEVICE_PNP_NOTIFICATION_DATA",
+    ][::core::mem::size_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA>() - 12usize];
+    [
+        "Alignment of _WDF_DEVICE_PNP_NOTIFICATION_DATA",
+    ][::core::mem::align_of::<_WDF_DEVICE_PNP_NOTIFICATION_DATA>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA::Type",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_NOTIFICATION_DATA, Type) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_NOTIFICATION_DATA::Data",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_NOTIFICATION_DATA, Data) - 4usize];
 };
 pub type WDF_DEVICE_PNP_NOTIFICATION_DATA = _WDF_DEVICE_PNP_NOTIFICATION_DATA;
 pub type PCWDF_DEVICE_PNP_NOTIFICATION_DATA = *const WDF_DEVICE_PNP_NOTIFICATION_DATA;
@@ -6997,12 +8008,16 @@ pub struct _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
     >() - 8usize];
-    ["Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1>(
-        ) - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1::CurrentState",
     ][::core::mem::offset_of!(
@@ -7021,12 +8036,16 @@ pub struct _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2"][::core::mem::size_of::<
+    [
+        "Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<
         _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
     >() - 4usize];
-    ["Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2>(
-        ) - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2::CurrentState",
     ][::core::mem::offset_of!(
@@ -7041,12 +8060,16 @@ pub struct _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3"][::core::mem::size_of::<
+    [
+        "Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<
         _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
     >() - 8usize];
-    ["Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3>(
-        ) - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3::CurrentState",
     ][::core::mem::offset_of!(
@@ -7060,34 +8083,44 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1>() - 8usize];
-    ["Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1::EnterState"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1,
-        EnterState
+    [
+        "Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1>()
+        - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1::EnterState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1, EnterState
     ) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1::PostProcessState"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1,
-        PostProcessState
-    )
-        - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1::LeaveState"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1,
-        LeaveState
+    [
+        "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1::PostProcessState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1, PostProcessState
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1::LeaveState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_NOTIFICATION_DATA__bindgen_ty_1, LeaveState
     ) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA"]
-        [::core::mem::size_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA>() - 12usize];
-    ["Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA::Type"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_NOTIFICATION_DATA, Type) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA::Data"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_NOTIFICATION_DATA, Data) - 4usize];
+    [
+        "Size of _WDF_DEVICE_POWER_NOTIFICATION_DATA",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA>() - 12usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_NOTIFICATION_DATA",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_NOTIFICATION_DATA>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA::Type",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_NOTIFICATION_DATA, Type) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_NOTIFICATION_DATA::Data",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_NOTIFICATION_DATA, Data) - 4usize];
 };
 pub type WDF_DEVICE_POWER_NOTIFICATION_DATA = _WDF_DEVICE_POWER_NOTIFICATION_DATA;
 pub type PCWDF_DEVICE_POWER_NOTIFICATION_DATA = *const WDF_DEVICE_POWER_NOTIFICATION_DATA;
@@ -7112,14 +8145,16 @@ pub struct _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<
-            _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
-        >() - 8usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<
-            _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
-        >() - 4usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
+    >() - 8usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_1::CurrentState",
     ][::core::mem::offset_of!(
@@ -7139,14 +8174,16 @@ pub struct _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::size_of::<
-            _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
-        >() - 4usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<
-            _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
-        >() - 4usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
+    >() - 4usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_2::CurrentState",
     ][::core::mem::offset_of!(
@@ -7162,14 +8199,16 @@ pub struct _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::size_of::<
-            _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
-        >() - 8usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<
-            _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
-        >() - 4usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
+    >() - 8usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3,
+    >() - 4usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1__bindgen_ty_3::CurrentState",
     ][::core::mem::offset_of!(
@@ -7184,94 +8223,112 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1"][::core::mem::size_of::<
-        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1,
-    >() - 8usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1"][::core::mem::align_of::<
-        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1,
-    >() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1::EnterState"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1,
-        EnterState
-    )
-        - 0usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1>()
+        - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1::EnterState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1, EnterState
+    ) - 0usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1::PostProcessState",
     ][::core::mem::offset_of!(
         _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1, PostProcessState
     ) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1::LeaveState"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1,
-        LeaveState
-    )
-        - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1::LeaveState",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA__bindgen_ty_1, LeaveState
+    ) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA"]
-        [::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA>() - 12usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA::Type"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA, Type) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA::Data"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA, Data) - 4usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA>() - 12usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA::Type",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA, Type)
+        - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA::Data",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA, Data)
+        - 4usize];
 };
 pub type WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA = _WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA;
-pub type PCWDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA =
-    *const WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA;
+pub type PCWDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA = *const WDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA;
 pub type EVT_WDF_DEVICE_PNP_STATE_CHANGE_NOTIFICATION = ::core::option::Option<
     unsafe extern "win64" fn(
         Device: WDFDEVICE,
         NotificationData: PCWDF_DEVICE_PNP_NOTIFICATION_DATA,
     ),
 >;
-pub type PFN_WDF_DEVICE_PNP_STATE_CHANGE_NOTIFICATION =
-    EVT_WDF_DEVICE_PNP_STATE_CHANGE_NOTIFICATION;
+pub type PFN_WDF_DEVICE_PNP_STATE_CHANGE_NOTIFICATION = EVT_WDF_DEVICE_PNP_STATE_CHANGE_NOTIFICATION;
 pub type EVT_WDF_DEVICE_POWER_STATE_CHANGE_NOTIFICATION = ::core::option::Option<
     unsafe extern "win64" fn(
         Device: WDFDEVICE,
         NotificationData: PCWDF_DEVICE_POWER_NOTIFICATION_DATA,
     ),
 >;
-pub type PFN_WDF_DEVICE_POWER_STATE_CHANGE_NOTIFICATION =
-    EVT_WDF_DEVICE_POWER_STATE_CHANGE_NOTIFICATION;
+pub type PFN_WDF_DEVICE_POWER_STATE_CHANGE_NOTIFICATION = EVT_WDF_DEVICE_POWER_STATE_CHANGE_NOTIFICATION;
 pub type EVT_WDF_DEVICE_POWER_POLICY_STATE_CHANGE_NOTIFICATION = ::core::option::Option<
     unsafe extern "win64" fn(
         Device: WDFDEVICE,
         NotificationData: PCWDF_DEVICE_POWER_POLICY_NOTIFICATION_DATA,
     ),
 >;
-pub type PFN_WDF_DEVICE_POWER_POLICY_STATE_CHANGE_NOTIFICATION =
-    EVT_WDF_DEVICE_POWER_POLICY_STATE_CHANGE_NOTIFICATION;
+pub type PFN_WDF_DEVICE_POWER_POLICY_STATE_CHANGE_NOTIFICATION = EVT_WDF_DEVICE_POWER_POLICY_STATE_CHANGE_NOTIFICATION;
 pub type EVT_WDF_DEVICE_D0_ENTRY = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        PreviousState: WDF_POWER_DEVICE_STATE,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_D0_ENTRY = EVT_WDF_DEVICE_D0_ENTRY;
 pub type EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        PreviousState: WDF_POWER_DEVICE_STATE,
+    ) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED =
-    EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED;
+pub type PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED = EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED;
 pub type EVT_WDF_DEVICE_D0_ENTRY_POST_HARDWARE_ENABLED = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        PreviousState: WDF_POWER_DEVICE_STATE,
+    ) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_D0_ENTRY_POST_HARDWARE_ENABLED =
-    EVT_WDF_DEVICE_D0_ENTRY_POST_HARDWARE_ENABLED;
+pub type PFN_WDF_DEVICE_D0_ENTRY_POST_HARDWARE_ENABLED = EVT_WDF_DEVICE_D0_ENTRY_POST_HARDWARE_ENABLED;
 pub type EVT_WDF_DEVICE_D0_EXIT = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        TargetState: WDF_POWER_DEVICE_STATE,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_D0_EXIT = EVT_WDF_DEVICE_D0_EXIT;
 pub type EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        TargetState: WDF_POWER_DEVICE_STATE,
+    ) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED =
-    EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED;
+pub type PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED = EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED;
 pub type EVT_WDF_DEVICE_D0_EXIT_PRE_HARDWARE_DISABLED = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        TargetState: WDF_POWER_DEVICE_STATE,
+    ) -> NTSTATUS,
 >;
-pub type PFN_WDF_DEVICE_D0_EXIT_PRE_HARDWARE_DISABLED =
-    EVT_WDF_DEVICE_D0_EXIT_PRE_HARDWARE_DISABLED;
+pub type PFN_WDF_DEVICE_D0_EXIT_PRE_HARDWARE_DISABLED = EVT_WDF_DEVICE_D0_EXIT_PRE_HARDWARE_DISABLED;
 pub type EVT_WDF_DEVICE_PREPARE_HARDWARE = ::core::option::Option<
     unsafe extern "win64" fn(
         Device: WDFDEVICE,
@@ -7281,32 +8338,43 @@ pub type EVT_WDF_DEVICE_PREPARE_HARDWARE = ::core::option::Option<
 >;
 pub type PFN_WDF_DEVICE_PREPARE_HARDWARE = EVT_WDF_DEVICE_PREPARE_HARDWARE;
 pub type EVT_WDF_DEVICE_RELEASE_HARDWARE = ::core::option::Option<
-    unsafe extern "win64" fn(Device: WDFDEVICE, ResourcesTranslated: WDFCMRESLIST) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Device: WDFDEVICE,
+        ResourcesTranslated: WDFCMRESLIST,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_RELEASE_HARDWARE = EVT_WDF_DEVICE_RELEASE_HARDWARE;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP = EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_FLUSH = EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_INIT = EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND = EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND;
-pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_RESTART = EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART;
-pub type EVT_WDF_DEVICE_QUERY_STOP =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_QUERY_STOP = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_QUERY_STOP = EVT_WDF_DEVICE_QUERY_STOP;
-pub type EVT_WDF_DEVICE_QUERY_REMOVE =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_QUERY_REMOVE = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_QUERY_REMOVE = EVT_WDF_DEVICE_QUERY_REMOVE;
-pub type EVT_WDF_DEVICE_SURPRISE_REMOVAL =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_SURPRISE_REMOVAL = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_SURPRISE_REMOVAL = EVT_WDF_DEVICE_SURPRISE_REMOVAL;
 pub type EVT_WDF_DEVICE_USAGE_NOTIFICATION = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -7328,11 +8396,13 @@ pub type EVT_WDF_DEVICE_RELATIONS_QUERY = ::core::option::Option<
     unsafe extern "win64" fn(Device: WDFDEVICE, RelationType: DEVICE_RELATION_TYPE),
 >;
 pub type PFN_WDF_DEVICE_RELATIONS_QUERY = EVT_WDF_DEVICE_RELATIONS_QUERY;
-pub type EVT_WDF_DEVICE_ARM_WAKE_FROM_S0 =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_ARM_WAKE_FROM_S0 = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_ARM_WAKE_FROM_S0 = EVT_WDF_DEVICE_ARM_WAKE_FROM_S0;
-pub type EVT_WDF_DEVICE_ARM_WAKE_FROM_SX =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_ARM_WAKE_FROM_SX = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_ARM_WAKE_FROM_SX = EVT_WDF_DEVICE_ARM_WAKE_FROM_SX;
 pub type EVT_WDF_DEVICE_ARM_WAKE_FROM_SX_WITH_REASON = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -7342,17 +8412,21 @@ pub type EVT_WDF_DEVICE_ARM_WAKE_FROM_SX_WITH_REASON = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_ARM_WAKE_FROM_SX_WITH_REASON = EVT_WDF_DEVICE_ARM_WAKE_FROM_SX_WITH_REASON;
-pub type EVT_WDF_DEVICE_DISARM_WAKE_FROM_S0 =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_DISARM_WAKE_FROM_S0 = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_DISARM_WAKE_FROM_S0 = EVT_WDF_DEVICE_DISARM_WAKE_FROM_S0;
-pub type EVT_WDF_DEVICE_DISARM_WAKE_FROM_SX =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_DISARM_WAKE_FROM_SX = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_DISARM_WAKE_FROM_SX = EVT_WDF_DEVICE_DISARM_WAKE_FROM_SX;
-pub type EVT_WDF_DEVICE_WAKE_FROM_S0_TRIGGERED =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_WAKE_FROM_S0_TRIGGERED = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_WAKE_FROM_S0_TRIGGERED = EVT_WDF_DEVICE_WAKE_FROM_S0_TRIGGERED;
-pub type EVT_WDF_DEVICE_WAKE_FROM_SX_TRIGGERED =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_WAKE_FROM_SX_TRIGGERED = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_WAKE_FROM_SX_TRIGGERED = EVT_WDF_DEVICE_WAKE_FROM_SX_TRIGGERED;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -7378,73 +8452,86 @@ pub struct _WDF_PNPPOWER_EVENT_CALLBACKS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_PNPPOWER_EVENT_CALLBACKS"]
-        [::core::mem::size_of::<_WDF_PNPPOWER_EVENT_CALLBACKS>() - 144usize];
-    ["Alignment of _WDF_PNPPOWER_EVENT_CALLBACKS"]
-        [::core::mem::align_of::<_WDF_PNPPOWER_EVENT_CALLBACKS>() - 8usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::Size"]
-        [::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, Size) - 0usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0Entry"]
-        [::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Entry) - 8usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0EntryPostInterruptsEnabled"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceD0EntryPostInterruptsEnabled
-    )
-        - 16usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0Exit"]
-        [::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Exit) - 24usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0ExitPreInterruptsDisabled"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceD0ExitPreInterruptsDisabled
-    )
-        - 32usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDevicePrepareHardware"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDevicePrepareHardware
-    ) - 40usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceReleaseHardware"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceReleaseHardware
-    ) - 48usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoCleanup"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceSelfManagedIoCleanup
+    [
+        "Size of _WDF_PNPPOWER_EVENT_CALLBACKS",
+    ][::core::mem::size_of::<_WDF_PNPPOWER_EVENT_CALLBACKS>() - 144usize];
+    [
+        "Alignment of _WDF_PNPPOWER_EVENT_CALLBACKS",
+    ][::core::mem::align_of::<_WDF_PNPPOWER_EVENT_CALLBACKS>() - 8usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::Size",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0Entry",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Entry) - 8usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0EntryPostInterruptsEnabled",
+    ][::core::mem::offset_of!(
+        _WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0EntryPostInterruptsEnabled
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0Exit",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Exit) - 24usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceD0ExitPreInterruptsDisabled",
+    ][::core::mem::offset_of!(
+        _WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0ExitPreInterruptsDisabled
+    ) - 32usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDevicePrepareHardware",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDevicePrepareHardware)
+        - 40usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceReleaseHardware",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceReleaseHardware)
+        - 48usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoCleanup",
+    ][::core::mem::offset_of!(
+        _WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoCleanup
     ) - 56usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoFlush"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceSelfManagedIoFlush
-    ) - 64usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoInit"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceSelfManagedIoInit
-    ) - 72usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoSuspend"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceSelfManagedIoSuspend
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoFlush",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoFlush)
+        - 64usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoInit",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoInit)
+        - 72usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoSuspend",
+    ][::core::mem::offset_of!(
+        _WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoSuspend
     ) - 80usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoRestart"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceSelfManagedIoRestart
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSelfManagedIoRestart",
+    ][::core::mem::offset_of!(
+        _WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoRestart
     ) - 88usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSurpriseRemoval"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceSurpriseRemoval
-    ) - 96usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceQueryRemove"]
-        [::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryRemove) - 104usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceQueryStop"]
-        [::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryStop) - 112usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceUsageNotification"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceUsageNotification
-    ) - 120usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceRelationsQuery"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceRelationsQuery
-    ) - 128usize];
-    ["Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceUsageNotificationEx"][::core::mem::offset_of!(
-        _WDF_PNPPOWER_EVENT_CALLBACKS,
-        EvtDeviceUsageNotificationEx
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceSurpriseRemoval",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSurpriseRemoval)
+        - 96usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceQueryRemove",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryRemove)
+        - 104usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceQueryStop",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryStop)
+        - 112usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceUsageNotification",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceUsageNotification)
+        - 120usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceRelationsQuery",
+    ][::core::mem::offset_of!(_WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceRelationsQuery)
+        - 128usize];
+    [
+        "Offset of field: _WDF_PNPPOWER_EVENT_CALLBACKS::EvtDeviceUsageNotificationEx",
+    ][::core::mem::offset_of!(
+        _WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceUsageNotificationEx
     ) - 136usize];
 };
 pub type WDF_PNPPOWER_EVENT_CALLBACKS = _WDF_PNPPOWER_EVENT_CALLBACKS;
@@ -7463,43 +8550,48 @@ pub struct _WDF_POWER_POLICY_EVENT_CALLBACKS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_POWER_POLICY_EVENT_CALLBACKS"]
-        [::core::mem::size_of::<_WDF_POWER_POLICY_EVENT_CALLBACKS>() - 64usize];
-    ["Alignment of _WDF_POWER_POLICY_EVENT_CALLBACKS"]
-        [::core::mem::align_of::<_WDF_POWER_POLICY_EVENT_CALLBACKS>() - 8usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::Size"]
-        [::core::mem::offset_of!(_WDF_POWER_POLICY_EVENT_CALLBACKS, Size) - 0usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceArmWakeFromS0"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceArmWakeFromS0
-    ) - 8usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceDisarmWakeFromS0"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceDisarmWakeFromS0
+    [
+        "Size of _WDF_POWER_POLICY_EVENT_CALLBACKS",
+    ][::core::mem::size_of::<_WDF_POWER_POLICY_EVENT_CALLBACKS>() - 64usize];
+    [
+        "Alignment of _WDF_POWER_POLICY_EVENT_CALLBACKS",
+    ][::core::mem::align_of::<_WDF_POWER_POLICY_EVENT_CALLBACKS>() - 8usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::Size",
+    ][::core::mem::offset_of!(_WDF_POWER_POLICY_EVENT_CALLBACKS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceArmWakeFromS0",
+    ][::core::mem::offset_of!(_WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceArmWakeFromS0)
+        - 8usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceDisarmWakeFromS0",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceDisarmWakeFromS0
     ) - 16usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceWakeFromS0Triggered"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceWakeFromS0Triggered
-    )
-        - 24usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceArmWakeFromSx"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceArmWakeFromSx
-    ) - 32usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceDisarmWakeFromSx"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceDisarmWakeFromSx
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceWakeFromS0Triggered",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceWakeFromS0Triggered
+    ) - 24usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceArmWakeFromSx",
+    ][::core::mem::offset_of!(_WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceArmWakeFromSx)
+        - 32usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceDisarmWakeFromSx",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceDisarmWakeFromSx
     ) - 40usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceWakeFromSxTriggered"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceWakeFromSxTriggered
-    )
-        - 48usize];
-    ["Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceArmWakeFromSxWithReason"][::core::mem::offset_of!(
-        _WDF_POWER_POLICY_EVENT_CALLBACKS,
-        EvtDeviceArmWakeFromSxWithReason
-    )
-        - 56usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceWakeFromSxTriggered",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceWakeFromSxTriggered
+    ) - 48usize];
+    [
+        "Offset of field: _WDF_POWER_POLICY_EVENT_CALLBACKS::EvtDeviceArmWakeFromSxWithReason",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_POLICY_EVENT_CALLBACKS, EvtDeviceArmWakeFromSxWithReason
+    ) - 56usize];
 };
 pub type WDF_POWER_POLICY_EVENT_CALLBACKS = _WDF_POWER_POLICY_EVENT_CALLBACKS;
 pub type PWDF_POWER_POLICY_EVENT_CALLBACKS = *mut _WDF_POWER_POLICY_EVENT_CALLBACKS;
@@ -7528,36 +8620,48 @@ pub struct _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS"]
-        [::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS>() - 36usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::Size"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, Size) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::IdleCaps"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, IdleCaps) - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::DxState"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, DxState) - 8usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::IdleTimeout"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, IdleTimeout) - 12usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::UserControlOfIdleSettings"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS,
-        UserControlOfIdleSettings
-    )
-        - 16usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::Enabled"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, Enabled) - 20usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::PowerUpIdleDeviceOnSystemWake"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS,
-        PowerUpIdleDeviceOnSystemWake
-    )
-        - 24usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::IdleTimeoutType"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS,
-        IdleTimeoutType
-    ) - 28usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::ExcludeD3Cold"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, ExcludeD3Cold) - 32usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS>() - 36usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::Size",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::IdleCaps",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, IdleCaps)
+        - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::DxState",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, DxState) - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::IdleTimeout",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, IdleTimeout)
+        - 12usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::UserControlOfIdleSettings",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, UserControlOfIdleSettings
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::Enabled",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, Enabled)
+        - 20usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::PowerUpIdleDeviceOnSystemWake",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, PowerUpIdleDeviceOnSystemWake
+    ) - 24usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::IdleTimeoutType",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, IdleTimeoutType)
+        - 28usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS::ExcludeD3Cold",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS, ExcludeD3Cold)
+        - 32usize];
 };
 pub type WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS = _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS;
 pub type PWDF_DEVICE_POWER_POLICY_IDLE_SETTINGS = *mut _WDF_DEVICE_POWER_POLICY_IDLE_SETTINGS;
@@ -7573,31 +8677,37 @@ pub struct _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS"]
-        [::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS>() - 20usize];
-    ["Alignment of _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::Size"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, Size) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::DxState"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, DxState) - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::UserControlOfWakeSettings"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS,
-        UserControlOfWakeSettings
-    )
-        - 8usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::Enabled"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, Enabled) - 12usize];
+    [
+        "Size of _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS>() - 20usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::Size",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::DxState",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, DxState) - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::UserControlOfWakeSettings",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, UserControlOfWakeSettings
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::Enabled",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, Enabled)
+        - 12usize];
     [
         "Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::ArmForWakeIfChildrenAreArmedForWake",
     ][::core::mem::offset_of!(
         _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, ArmForWakeIfChildrenAreArmedForWake
     ) - 16usize];
-    ["Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::IndicateChildWakeOnParentWake"][::core::mem::offset_of!(
-        _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS,
-        IndicateChildWakeOnParentWake
-    )
-        - 17usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS::IndicateChildWakeOnParentWake",
+    ][::core::mem::offset_of!(
+        _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS, IndicateChildWakeOnParentWake
+    ) - 17usize];
 };
 pub type WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS = _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS;
 pub type PWDF_DEVICE_POWER_POLICY_WAKE_SETTINGS = *mut _WDF_DEVICE_POWER_POLICY_WAKE_SETTINGS;
@@ -7616,23 +8726,33 @@ pub struct _WDF_DEVICE_STATE {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _WDF_DEVICE_STATE"][::core::mem::size_of::<_WDF_DEVICE_STATE>() - 32usize];
-    ["Alignment of _WDF_DEVICE_STATE"][::core::mem::align_of::<_WDF_DEVICE_STATE>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_STATE::Size"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, Size) - 0usize];
-    ["Offset of field: _WDF_DEVICE_STATE::Disabled"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, Disabled) - 4usize];
-    ["Offset of field: _WDF_DEVICE_STATE::DontDisplayInUI"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, DontDisplayInUI) - 8usize];
-    ["Offset of field: _WDF_DEVICE_STATE::Failed"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, Failed) - 12usize];
-    ["Offset of field: _WDF_DEVICE_STATE::NotDisableable"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, NotDisableable) - 16usize];
-    ["Offset of field: _WDF_DEVICE_STATE::Removed"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, Removed) - 20usize];
-    ["Offset of field: _WDF_DEVICE_STATE::ResourcesChanged"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, ResourcesChanged) - 24usize];
-    ["Offset of field: _WDF_DEVICE_STATE::AssignedToGuest"]
-        [::core::mem::offset_of!(_WDF_DEVICE_STATE, AssignedToGuest) - 28usize];
+    [
+        "Alignment of _WDF_DEVICE_STATE",
+    ][::core::mem::align_of::<_WDF_DEVICE_STATE>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::Size",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::Disabled",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, Disabled) - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::DontDisplayInUI",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, DontDisplayInUI) - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::Failed",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, Failed) - 12usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::NotDisableable",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, NotDisableable) - 16usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::Removed",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, Removed) - 20usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::ResourcesChanged",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, ResourcesChanged) - 24usize];
+    [
+        "Offset of field: _WDF_DEVICE_STATE::AssignedToGuest",
+    ][::core::mem::offset_of!(_WDF_DEVICE_STATE, AssignedToGuest) - 28usize];
 };
 pub type WDF_DEVICE_STATE = _WDF_DEVICE_STATE;
 pub type PWDF_DEVICE_STATE = *mut _WDF_DEVICE_STATE;
@@ -7654,34 +8774,49 @@ pub struct _WDF_DEVICE_PNP_CAPABILITIES {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_PNP_CAPABILITIES"]
-        [::core::mem::size_of::<_WDF_DEVICE_PNP_CAPABILITIES>() - 48usize];
-    ["Alignment of _WDF_DEVICE_PNP_CAPABILITIES"]
-        [::core::mem::align_of::<_WDF_DEVICE_PNP_CAPABILITIES>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::Size"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, Size) - 0usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::LockSupported"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, LockSupported) - 4usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::EjectSupported"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, EjectSupported) - 8usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::Removable"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, Removable) - 12usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::DockDevice"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, DockDevice) - 16usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::UniqueID"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, UniqueID) - 20usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::SilentInstall"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, SilentInstall) - 24usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::SurpriseRemovalOK"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, SurpriseRemovalOK) - 28usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::HardwareDisabled"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, HardwareDisabled) - 32usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::NoDisplayInUI"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, NoDisplayInUI) - 36usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::Address"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, Address) - 40usize];
-    ["Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::UINumber"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, UINumber) - 44usize];
+    [
+        "Size of _WDF_DEVICE_PNP_CAPABILITIES",
+    ][::core::mem::size_of::<_WDF_DEVICE_PNP_CAPABILITIES>() - 48usize];
+    [
+        "Alignment of _WDF_DEVICE_PNP_CAPABILITIES",
+    ][::core::mem::align_of::<_WDF_DEVICE_PNP_CAPABILITIES>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::Size",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::LockSupported",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, LockSupported) - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::EjectSupported",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, EjectSupported) - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::Removable",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, Removable) - 12usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::DockDevice",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, DockDevice) - 16usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::UniqueID",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, UniqueID) - 20usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::SilentInstall",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, SilentInstall) - 24usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::SurpriseRemovalOK",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, SurpriseRemovalOK)
+        - 28usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::HardwareDisabled",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, HardwareDisabled) - 32usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::NoDisplayInUI",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, NoDisplayInUI) - 36usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::Address",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, Address) - 40usize];
+    [
+        "Offset of field: _WDF_DEVICE_PNP_CAPABILITIES::UINumber",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PNP_CAPABILITIES, UINumber) - 44usize];
 };
 pub type WDF_DEVICE_PNP_CAPABILITIES = _WDF_DEVICE_PNP_CAPABILITIES;
 pub type PWDF_DEVICE_PNP_CAPABILITIES = *mut _WDF_DEVICE_PNP_CAPABILITIES;
@@ -7705,38 +8840,55 @@ pub struct _WDF_DEVICE_POWER_CAPABILITIES {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_POWER_CAPABILITIES"]
-        [::core::mem::size_of::<_WDF_DEVICE_POWER_CAPABILITIES>() - 80usize];
-    ["Alignment of _WDF_DEVICE_POWER_CAPABILITIES"]
-        [::core::mem::align_of::<_WDF_DEVICE_POWER_CAPABILITIES>() - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::Size"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, Size) - 0usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceD1"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceD1) - 4usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceD2"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceD2) - 8usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD0"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD0) - 12usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD1"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD1) - 16usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD2"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD2) - 20usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD3"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD3) - 24usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceState"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceState) - 28usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceWake"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceWake) - 56usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::SystemWake"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, SystemWake) - 60usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::D1Latency"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, D1Latency) - 64usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::D2Latency"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, D2Latency) - 68usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::D3Latency"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, D3Latency) - 72usize];
-    ["Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::IdealDxStateForSx"]
-        [::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, IdealDxStateForSx) - 76usize];
+    [
+        "Size of _WDF_DEVICE_POWER_CAPABILITIES",
+    ][::core::mem::size_of::<_WDF_DEVICE_POWER_CAPABILITIES>() - 80usize];
+    [
+        "Alignment of _WDF_DEVICE_POWER_CAPABILITIES",
+    ][::core::mem::align_of::<_WDF_DEVICE_POWER_CAPABILITIES>() - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::Size",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceD1",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceD1) - 4usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceD2",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceD2) - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD0",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD0) - 12usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD1",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD1) - 16usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD2",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD2) - 20usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::WakeFromD3",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, WakeFromD3) - 24usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceState",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceState) - 28usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::DeviceWake",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, DeviceWake) - 56usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::SystemWake",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, SystemWake) - 60usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::D1Latency",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, D1Latency) - 64usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::D2Latency",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, D2Latency) - 68usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::D3Latency",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, D3Latency) - 72usize];
+    [
+        "Offset of field: _WDF_DEVICE_POWER_CAPABILITIES::IdealDxStateForSx",
+    ][::core::mem::offset_of!(_WDF_DEVICE_POWER_CAPABILITIES, IdealDxStateForSx)
+        - 76usize];
 };
 pub type WDF_DEVICE_POWER_CAPABILITIES = _WDF_DEVICE_POWER_CAPABILITIES;
 pub type PWDF_DEVICE_POWER_CAPABILITIES = *mut _WDF_DEVICE_POWER_CAPABILITIES;
@@ -7755,19 +8907,24 @@ pub struct _WDF_REMOVE_LOCK_OPTIONS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REMOVE_LOCK_OPTIONS"]
-        [::core::mem::size_of::<_WDF_REMOVE_LOCK_OPTIONS>() - 8usize];
-    ["Alignment of _WDF_REMOVE_LOCK_OPTIONS"]
-        [::core::mem::align_of::<_WDF_REMOVE_LOCK_OPTIONS>() - 4usize];
-    ["Offset of field: _WDF_REMOVE_LOCK_OPTIONS::Size"]
-        [::core::mem::offset_of!(_WDF_REMOVE_LOCK_OPTIONS, Size) - 0usize];
-    ["Offset of field: _WDF_REMOVE_LOCK_OPTIONS::Flags"]
-        [::core::mem::offset_of!(_WDF_REMOVE_LOCK_OPTIONS, Flags) - 4usize];
+    [
+        "Size of _WDF_REMOVE_LOCK_OPTIONS",
+    ][::core::mem::size_of::<_WDF_REMOVE_LOCK_OPTIONS>() - 8usize];
+    [
+        "Alignment of _WDF_REMOVE_LOCK_OPTIONS",
+    ][::core::mem::align_of::<_WDF_REMOVE_LOCK_OPTIONS>() - 4usize];
+    [
+        "Offset of field: _WDF_REMOVE_LOCK_OPTIONS::Size",
+    ][::core::mem::offset_of!(_WDF_REMOVE_LOCK_OPTIONS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_REMOVE_LOCK_OPTIONS::Flags",
+    ][::core::mem::offset_of!(_WDF_REMOVE_LOCK_OPTIONS, Flags) - 4usize];
 };
 pub type WDF_REMOVE_LOCK_OPTIONS = _WDF_REMOVE_LOCK_OPTIONS;
 pub type PWDF_REMOVE_LOCK_OPTIONS = *mut _WDF_REMOVE_LOCK_OPTIONS;
-pub type EVT_WDFDEVICE_WDM_IRP_PREPROCESS =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE, Irp: PIRP) -> NTSTATUS>;
+pub type EVT_WDFDEVICE_WDM_IRP_PREPROCESS = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE, Irp: PIRP) -> NTSTATUS,
+>;
 pub type PFN_WDFDEVICE_WDM_IRP_PREPROCESS = EVT_WDFDEVICE_WDM_IRP_PREPROCESS;
 pub type EVT_WDFDEVICE_WDM_IRP_DISPATCH = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -7781,18 +8938,18 @@ pub type EVT_WDFDEVICE_WDM_IRP_DISPATCH = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFDEVICE_WDM_IRP_DISPATCH = EVT_WDFDEVICE_WDM_IRP_DISPATCH;
-pub type EVT_WDF_IO_IN_CALLER_CONTEXT =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE, Request: WDFREQUEST)>;
+pub type EVT_WDF_IO_IN_CALLER_CONTEXT = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE, Request: WDFREQUEST),
+>;
 pub type PFN_WDF_IO_IN_CALLER_CONTEXT = EVT_WDF_IO_IN_CALLER_CONTEXT;
 pub type EVT_WDFDEVICE_WDM_POST_PO_FX_REGISTER_DEVICE = ::core::option::Option<
     unsafe extern "win64" fn(Device: WDFDEVICE, PoHandle: POHANDLE) -> NTSTATUS,
 >;
-pub type PFN_WDFDEVICE_WDM_POST_PO_FX_REGISTER_DEVICE =
-    EVT_WDFDEVICE_WDM_POST_PO_FX_REGISTER_DEVICE;
-pub type EVT_WDFDEVICE_WDM_PRE_PO_FX_UNREGISTER_DEVICE =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE, PoHandle: POHANDLE)>;
-pub type PFN_WDFDEVICE_WDM_PRE_PO_FX_UNREGISTER_DEVICE =
-    EVT_WDFDEVICE_WDM_PRE_PO_FX_UNREGISTER_DEVICE;
+pub type PFN_WDFDEVICE_WDM_POST_PO_FX_REGISTER_DEVICE = EVT_WDFDEVICE_WDM_POST_PO_FX_REGISTER_DEVICE;
+pub type EVT_WDFDEVICE_WDM_PRE_PO_FX_UNREGISTER_DEVICE = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE, PoHandle: POHANDLE),
+>;
+pub type PFN_WDFDEVICE_WDM_PRE_PO_FX_UNREGISTER_DEVICE = EVT_WDFDEVICE_WDM_PRE_PO_FX_UNREGISTER_DEVICE;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct _WDF_POWER_FRAMEWORK_SETTINGS {
@@ -7810,45 +8967,57 @@ pub struct _WDF_POWER_FRAMEWORK_SETTINGS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_POWER_FRAMEWORK_SETTINGS"]
-        [::core::mem::size_of::<_WDF_POWER_FRAMEWORK_SETTINGS>() - 88usize];
-    ["Alignment of _WDF_POWER_FRAMEWORK_SETTINGS"]
-        [::core::mem::align_of::<_WDF_POWER_FRAMEWORK_SETTINGS>() - 8usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::Size"]
-        [::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, Size) - 0usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::EvtDeviceWdmPostPoFxRegisterDevice"][::core::mem::offset_of!(
-        _WDF_POWER_FRAMEWORK_SETTINGS,
-        EvtDeviceWdmPostPoFxRegisterDevice
-    )
-        - 8usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::EvtDeviceWdmPrePoFxUnregisterDevice"][::core::mem::offset_of!(
-        _WDF_POWER_FRAMEWORK_SETTINGS,
-        EvtDeviceWdmPrePoFxUnregisterDevice
-    )
-        - 16usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::Component"]
-        [::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, Component) - 24usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::ComponentActiveConditionCallback"][::core::mem::offset_of!(
-        _WDF_POWER_FRAMEWORK_SETTINGS,
-        ComponentActiveConditionCallback
-    )
-        - 32usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::ComponentIdleConditionCallback"][::core::mem::offset_of!(
-        _WDF_POWER_FRAMEWORK_SETTINGS,
-        ComponentIdleConditionCallback
+    [
+        "Size of _WDF_POWER_FRAMEWORK_SETTINGS",
+    ][::core::mem::size_of::<_WDF_POWER_FRAMEWORK_SETTINGS>() - 88usize];
+    [
+        "Alignment of _WDF_POWER_FRAMEWORK_SETTINGS",
+    ][::core::mem::align_of::<_WDF_POWER_FRAMEWORK_SETTINGS>() - 8usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::Size",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::EvtDeviceWdmPostPoFxRegisterDevice",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_FRAMEWORK_SETTINGS, EvtDeviceWdmPostPoFxRegisterDevice
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::EvtDeviceWdmPrePoFxUnregisterDevice",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_FRAMEWORK_SETTINGS, EvtDeviceWdmPrePoFxUnregisterDevice
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::Component",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, Component) - 24usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::ComponentActiveConditionCallback",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_FRAMEWORK_SETTINGS, ComponentActiveConditionCallback
+    ) - 32usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::ComponentIdleConditionCallback",
+    ][::core::mem::offset_of!(
+        _WDF_POWER_FRAMEWORK_SETTINGS, ComponentIdleConditionCallback
     ) - 40usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::ComponentIdleStateCallback"][::core::mem::offset_of!(
-        _WDF_POWER_FRAMEWORK_SETTINGS,
-        ComponentIdleStateCallback
-    ) - 48usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::PowerControlCallback"]
-        [::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, PowerControlCallback) - 56usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::PoFxDeviceContext"]
-        [::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, PoFxDeviceContext) - 64usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::PoFxDeviceFlags"]
-        [::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, PoFxDeviceFlags) - 72usize];
-    ["Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::DirectedPoFxEnabled"]
-        [::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, DirectedPoFxEnabled) - 80usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::ComponentIdleStateCallback",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, ComponentIdleStateCallback)
+        - 48usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::PowerControlCallback",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, PowerControlCallback)
+        - 56usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::PoFxDeviceContext",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, PoFxDeviceContext)
+        - 64usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::PoFxDeviceFlags",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, PoFxDeviceFlags) - 72usize];
+    [
+        "Offset of field: _WDF_POWER_FRAMEWORK_SETTINGS::DirectedPoFxEnabled",
+    ][::core::mem::offset_of!(_WDF_POWER_FRAMEWORK_SETTINGS, DirectedPoFxEnabled)
+        - 80usize];
 };
 pub type WDF_POWER_FRAMEWORK_SETTINGS = _WDF_POWER_FRAMEWORK_SETTINGS;
 pub type PWDF_POWER_FRAMEWORK_SETTINGS = *mut _WDF_POWER_FRAMEWORK_SETTINGS;
@@ -7862,16 +9031,24 @@ pub struct _WDF_IO_TYPE_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_TYPE_CONFIG"][::core::mem::size_of::<_WDF_IO_TYPE_CONFIG>() - 16usize];
-    ["Alignment of _WDF_IO_TYPE_CONFIG"][::core::mem::align_of::<_WDF_IO_TYPE_CONFIG>() - 4usize];
-    ["Offset of field: _WDF_IO_TYPE_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_IO_TYPE_CONFIG::ReadWriteIoType"]
-        [::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, ReadWriteIoType) - 4usize];
-    ["Offset of field: _WDF_IO_TYPE_CONFIG::DeviceControlIoType"]
-        [::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, DeviceControlIoType) - 8usize];
-    ["Offset of field: _WDF_IO_TYPE_CONFIG::DirectTransferThreshold"]
-        [::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, DirectTransferThreshold) - 12usize];
+    [
+        "Size of _WDF_IO_TYPE_CONFIG",
+    ][::core::mem::size_of::<_WDF_IO_TYPE_CONFIG>() - 16usize];
+    [
+        "Alignment of _WDF_IO_TYPE_CONFIG",
+    ][::core::mem::align_of::<_WDF_IO_TYPE_CONFIG>() - 4usize];
+    [
+        "Offset of field: _WDF_IO_TYPE_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_IO_TYPE_CONFIG::ReadWriteIoType",
+    ][::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, ReadWriteIoType) - 4usize];
+    [
+        "Offset of field: _WDF_IO_TYPE_CONFIG::DeviceControlIoType",
+    ][::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, DeviceControlIoType) - 8usize];
+    [
+        "Offset of field: _WDF_IO_TYPE_CONFIG::DirectTransferThreshold",
+    ][::core::mem::offset_of!(_WDF_IO_TYPE_CONFIG, DirectTransferThreshold) - 12usize];
 };
 pub type WDF_IO_TYPE_CONFIG = _WDF_IO_TYPE_CONFIG;
 pub type PWDF_IO_TYPE_CONFIG = *mut _WDF_IO_TYPE_CONFIG;
@@ -7885,18 +9062,24 @@ pub struct _WDF_DEVICE_PROPERTY_DATA {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DEVICE_PROPERTY_DATA"]
-        [::core::mem::size_of::<_WDF_DEVICE_PROPERTY_DATA>() - 24usize];
-    ["Alignment of _WDF_DEVICE_PROPERTY_DATA"]
-        [::core::mem::align_of::<_WDF_DEVICE_PROPERTY_DATA>() - 8usize];
-    ["Offset of field: _WDF_DEVICE_PROPERTY_DATA::Size"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, Size) - 0usize];
-    ["Offset of field: _WDF_DEVICE_PROPERTY_DATA::PropertyKey"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, PropertyKey) - 8usize];
-    ["Offset of field: _WDF_DEVICE_PROPERTY_DATA::Lcid"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, Lcid) - 16usize];
-    ["Offset of field: _WDF_DEVICE_PROPERTY_DATA::Flags"]
-        [::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, Flags) - 20usize];
+    [
+        "Size of _WDF_DEVICE_PROPERTY_DATA",
+    ][::core::mem::size_of::<_WDF_DEVICE_PROPERTY_DATA>() - 24usize];
+    [
+        "Alignment of _WDF_DEVICE_PROPERTY_DATA",
+    ][::core::mem::align_of::<_WDF_DEVICE_PROPERTY_DATA>() - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_PROPERTY_DATA::Size",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DEVICE_PROPERTY_DATA::PropertyKey",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, PropertyKey) - 8usize];
+    [
+        "Offset of field: _WDF_DEVICE_PROPERTY_DATA::Lcid",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, Lcid) - 16usize];
+    [
+        "Offset of field: _WDF_DEVICE_PROPERTY_DATA::Flags",
+    ][::core::mem::offset_of!(_WDF_DEVICE_PROPERTY_DATA, Flags) - 20usize];
 };
 pub type WDF_DEVICE_PROPERTY_DATA = _WDF_DEVICE_PROPERTY_DATA;
 pub type PWDF_DEVICE_PROPERTY_DATA = *mut _WDF_DEVICE_PROPERTY_DATA;
@@ -7994,7 +9177,10 @@ pub type PFN_WDFDEVICECLEARREMOVALRELATIONSDEVICES = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE),
 >;
 pub type PFN_WDFDEVICEGETDRIVER = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFDRIVER,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Device: WDFDEVICE,
+    ) -> WDFDRIVER,
 >;
 pub type PFN_WDFDEVICERETRIEVEDEVICENAME = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -8011,7 +9197,10 @@ pub type PFN_WDFDEVICEASSIGNMOFRESOURCENAME = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFDEVICEGETIOTARGET = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFIOTARGET,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Device: WDFDEVICE,
+    ) -> WDFIOTARGET,
 >;
 pub type PFN_WDFDEVICEGETDEVICEPNPSTATE = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -8398,7 +9587,10 @@ pub type PFN_WDFDEVICEENQUEUEREQUEST = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFDEVICEGETDEFAULTQUEUE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFQUEUE,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Device: WDFDEVICE,
+    ) -> WDFQUEUE,
 >;
 pub type PFN_WDFDEVICECONFIGUREREQUESTDISPATCHING = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -8549,13 +9741,18 @@ pub struct _WDF_DPC_CONFIG {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _WDF_DPC_CONFIG"][::core::mem::size_of::<_WDF_DPC_CONFIG>() - 24usize];
-    ["Alignment of _WDF_DPC_CONFIG"][::core::mem::align_of::<_WDF_DPC_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_DPC_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_DPC_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_DPC_CONFIG::EvtDpcFunc"]
-        [::core::mem::offset_of!(_WDF_DPC_CONFIG, EvtDpcFunc) - 8usize];
-    ["Offset of field: _WDF_DPC_CONFIG::AutomaticSerialization"]
-        [::core::mem::offset_of!(_WDF_DPC_CONFIG, AutomaticSerialization) - 16usize];
+    [
+        "Alignment of _WDF_DPC_CONFIG",
+    ][::core::mem::align_of::<_WDF_DPC_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_DPC_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_DPC_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DPC_CONFIG::EvtDpcFunc",
+    ][::core::mem::offset_of!(_WDF_DPC_CONFIG, EvtDpcFunc) - 8usize];
+    [
+        "Offset of field: _WDF_DPC_CONFIG::AutomaticSerialization",
+    ][::core::mem::offset_of!(_WDF_DPC_CONFIG, AutomaticSerialization) - 16usize];
 };
 pub type WDF_DPC_CONFIG = _WDF_DPC_CONFIG;
 pub type PWDF_DPC_CONFIG = *mut _WDF_DPC_CONFIG;
@@ -8599,19 +9796,27 @@ pub struct _WDF_TIMER_CONFIG {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _WDF_TIMER_CONFIG"][::core::mem::size_of::<_WDF_TIMER_CONFIG>() - 40usize];
-    ["Alignment of _WDF_TIMER_CONFIG"][::core::mem::align_of::<_WDF_TIMER_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_TIMER_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_TIMER_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_TIMER_CONFIG::EvtTimerFunc"]
-        [::core::mem::offset_of!(_WDF_TIMER_CONFIG, EvtTimerFunc) - 8usize];
-    ["Offset of field: _WDF_TIMER_CONFIG::Period"]
-        [::core::mem::offset_of!(_WDF_TIMER_CONFIG, Period) - 16usize];
-    ["Offset of field: _WDF_TIMER_CONFIG::AutomaticSerialization"]
-        [::core::mem::offset_of!(_WDF_TIMER_CONFIG, AutomaticSerialization) - 20usize];
-    ["Offset of field: _WDF_TIMER_CONFIG::TolerableDelay"]
-        [::core::mem::offset_of!(_WDF_TIMER_CONFIG, TolerableDelay) - 24usize];
-    ["Offset of field: _WDF_TIMER_CONFIG::UseHighResolutionTimer"]
-        [::core::mem::offset_of!(_WDF_TIMER_CONFIG, UseHighResolutionTimer) - 32usize];
+    [
+        "Alignment of _WDF_TIMER_CONFIG",
+    ][::core::mem::align_of::<_WDF_TIMER_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_TIMER_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_TIMER_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_TIMER_CONFIG::EvtTimerFunc",
+    ][::core::mem::offset_of!(_WDF_TIMER_CONFIG, EvtTimerFunc) - 8usize];
+    [
+        "Offset of field: _WDF_TIMER_CONFIG::Period",
+    ][::core::mem::offset_of!(_WDF_TIMER_CONFIG, Period) - 16usize];
+    [
+        "Offset of field: _WDF_TIMER_CONFIG::AutomaticSerialization",
+    ][::core::mem::offset_of!(_WDF_TIMER_CONFIG, AutomaticSerialization) - 20usize];
+    [
+        "Offset of field: _WDF_TIMER_CONFIG::TolerableDelay",
+    ][::core::mem::offset_of!(_WDF_TIMER_CONFIG, TolerableDelay) - 24usize];
+    [
+        "Offset of field: _WDF_TIMER_CONFIG::UseHighResolutionTimer",
+    ][::core::mem::offset_of!(_WDF_TIMER_CONFIG, UseHighResolutionTimer) - 32usize];
 };
 pub type WDF_TIMER_CONFIG = _WDF_TIMER_CONFIG;
 pub type PWDF_TIMER_CONFIG = *mut _WDF_TIMER_CONFIG;
@@ -8638,9 +9843,14 @@ pub type PFN_WDFTIMERSTOP = ::core::option::Option<
     ) -> BOOLEAN,
 >;
 pub type PFN_WDFTIMERGETPARENTOBJECT = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Timer: WDFTIMER) -> WDFOBJECT,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Timer: WDFTIMER,
+    ) -> WDFOBJECT,
 >;
-pub type EVT_WDF_WORKITEM = ::core::option::Option<unsafe extern "win64" fn(WorkItem: WDFWORKITEM)>;
+pub type EVT_WDF_WORKITEM = ::core::option::Option<
+    unsafe extern "win64" fn(WorkItem: WDFWORKITEM),
+>;
 pub type PFN_WDF_WORKITEM = EVT_WDF_WORKITEM;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -8651,14 +9861,21 @@ pub struct _WDF_WORKITEM_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_WORKITEM_CONFIG"][::core::mem::size_of::<_WDF_WORKITEM_CONFIG>() - 24usize];
-    ["Alignment of _WDF_WORKITEM_CONFIG"][::core::mem::align_of::<_WDF_WORKITEM_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_WORKITEM_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_WORKITEM_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_WORKITEM_CONFIG::EvtWorkItemFunc"]
-        [::core::mem::offset_of!(_WDF_WORKITEM_CONFIG, EvtWorkItemFunc) - 8usize];
-    ["Offset of field: _WDF_WORKITEM_CONFIG::AutomaticSerialization"]
-        [::core::mem::offset_of!(_WDF_WORKITEM_CONFIG, AutomaticSerialization) - 16usize];
+    [
+        "Size of _WDF_WORKITEM_CONFIG",
+    ][::core::mem::size_of::<_WDF_WORKITEM_CONFIG>() - 24usize];
+    [
+        "Alignment of _WDF_WORKITEM_CONFIG",
+    ][::core::mem::align_of::<_WDF_WORKITEM_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_WORKITEM_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_WORKITEM_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_WORKITEM_CONFIG::EvtWorkItemFunc",
+    ][::core::mem::offset_of!(_WDF_WORKITEM_CONFIG, EvtWorkItemFunc) - 8usize];
+    [
+        "Offset of field: _WDF_WORKITEM_CONFIG::AutomaticSerialization",
+    ][::core::mem::offset_of!(_WDF_WORKITEM_CONFIG, AutomaticSerialization) - 16usize];
 };
 pub type WDF_WORKITEM_CONFIG = _WDF_WORKITEM_CONFIG;
 pub type PWDF_WORKITEM_CONFIG = *mut _WDF_WORKITEM_CONFIG;
@@ -8733,11 +9950,17 @@ pub type EVT_WDF_INTERRUPT_WORKITEM = ::core::option::Option<
 >;
 pub type PFN_WDF_INTERRUPT_WORKITEM = EVT_WDF_INTERRUPT_WORKITEM;
 pub type EVT_WDF_INTERRUPT_ENABLE = ::core::option::Option<
-    unsafe extern "win64" fn(Interrupt: WDFINTERRUPT, AssociatedDevice: WDFDEVICE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Interrupt: WDFINTERRUPT,
+        AssociatedDevice: WDFDEVICE,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDF_INTERRUPT_ENABLE = EVT_WDF_INTERRUPT_ENABLE;
 pub type EVT_WDF_INTERRUPT_DISABLE = ::core::option::Option<
-    unsafe extern "win64" fn(Interrupt: WDFINTERRUPT, AssociatedDevice: WDFDEVICE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Interrupt: WDFINTERRUPT,
+        AssociatedDevice: WDFDEVICE,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDF_INTERRUPT_DISABLE = EVT_WDF_INTERRUPT_DISABLE;
 #[repr(C)]
@@ -8762,41 +9985,61 @@ pub struct _WDF_INTERRUPT_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_INTERRUPT_CONFIG"][::core::mem::size_of::<_WDF_INTERRUPT_CONFIG>() - 104usize];
-    ["Alignment of _WDF_INTERRUPT_CONFIG"]
-        [::core::mem::align_of::<_WDF_INTERRUPT_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::SpinLock"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, SpinLock) - 8usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::ShareVector"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, ShareVector) - 16usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::FloatingSave"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, FloatingSave) - 20usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::AutomaticSerialization"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, AutomaticSerialization) - 21usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptIsr"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptIsr) - 24usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptDpc"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptDpc) - 32usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptEnable"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptEnable) - 40usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptDisable"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptDisable) - 48usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptWorkItem"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptWorkItem) - 56usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::InterruptRaw"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, InterruptRaw) - 64usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::InterruptTranslated"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, InterruptTranslated) - 72usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::WaitLock"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, WaitLock) - 80usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::PassiveHandling"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, PassiveHandling) - 88usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::ReportInactiveOnPowerDown"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, ReportInactiveOnPowerDown) - 92usize];
-    ["Offset of field: _WDF_INTERRUPT_CONFIG::CanWakeDevice"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, CanWakeDevice) - 96usize];
+    [
+        "Size of _WDF_INTERRUPT_CONFIG",
+    ][::core::mem::size_of::<_WDF_INTERRUPT_CONFIG>() - 104usize];
+    [
+        "Alignment of _WDF_INTERRUPT_CONFIG",
+    ][::core::mem::align_of::<_WDF_INTERRUPT_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::SpinLock",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, SpinLock) - 8usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::ShareVector",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, ShareVector) - 16usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::FloatingSave",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, FloatingSave) - 20usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::AutomaticSerialization",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, AutomaticSerialization) - 21usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptIsr",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptIsr) - 24usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptDpc",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptDpc) - 32usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptEnable",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptEnable) - 40usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptDisable",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptDisable) - 48usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::EvtInterruptWorkItem",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, EvtInterruptWorkItem) - 56usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::InterruptRaw",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, InterruptRaw) - 64usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::InterruptTranslated",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, InterruptTranslated) - 72usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::WaitLock",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, WaitLock) - 80usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::PassiveHandling",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, PassiveHandling) - 88usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::ReportInactiveOnPowerDown",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, ReportInactiveOnPowerDown)
+        - 92usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_CONFIG::CanWakeDevice",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_CONFIG, CanWakeDevice) - 96usize];
 };
 pub type WDF_INTERRUPT_CONFIG = _WDF_INTERRUPT_CONFIG;
 pub type PWDF_INTERRUPT_CONFIG = *mut _WDF_INTERRUPT_CONFIG;
@@ -8819,32 +10062,48 @@ pub struct _WDF_INTERRUPT_INFO {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_INTERRUPT_INFO"][::core::mem::size_of::<_WDF_INTERRUPT_INFO>() - 64usize];
-    ["Alignment of _WDF_INTERRUPT_INFO"][::core::mem::align_of::<_WDF_INTERRUPT_INFO>() - 8usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Size"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Size) - 0usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Reserved1"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Reserved1) - 8usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::TargetProcessorSet"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, TargetProcessorSet) - 16usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Reserved2"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Reserved2) - 24usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::MessageNumber"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, MessageNumber) - 28usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Vector"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Vector) - 32usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Irql"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Irql) - 36usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Mode"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Mode) - 40usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Polarity"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Polarity) - 44usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::MessageSignaled"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, MessageSignaled) - 48usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::ShareDisposition"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, ShareDisposition) - 49usize];
-    ["Offset of field: _WDF_INTERRUPT_INFO::Group"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Group) - 56usize];
+    [
+        "Size of _WDF_INTERRUPT_INFO",
+    ][::core::mem::size_of::<_WDF_INTERRUPT_INFO>() - 64usize];
+    [
+        "Alignment of _WDF_INTERRUPT_INFO",
+    ][::core::mem::align_of::<_WDF_INTERRUPT_INFO>() - 8usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Size",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Size) - 0usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Reserved1",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Reserved1) - 8usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::TargetProcessorSet",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, TargetProcessorSet) - 16usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Reserved2",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Reserved2) - 24usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::MessageNumber",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, MessageNumber) - 28usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Vector",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Vector) - 32usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Irql",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Irql) - 36usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Mode",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Mode) - 40usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Polarity",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Polarity) - 44usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::MessageSignaled",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, MessageSignaled) - 48usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::ShareDisposition",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, ShareDisposition) - 49usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_INFO::Group",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_INFO, Group) - 56usize];
 };
 pub type WDF_INTERRUPT_INFO = _WDF_INTERRUPT_INFO;
 pub type PWDF_INTERRUPT_INFO = *mut _WDF_INTERRUPT_INFO;
@@ -8858,20 +10117,25 @@ pub struct _WDF_INTERRUPT_EXTENDED_POLICY {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_INTERRUPT_EXTENDED_POLICY"]
-        [::core::mem::size_of::<_WDF_INTERRUPT_EXTENDED_POLICY>() - 32usize];
-    ["Alignment of _WDF_INTERRUPT_EXTENDED_POLICY"]
-        [::core::mem::align_of::<_WDF_INTERRUPT_EXTENDED_POLICY>() - 8usize];
-    ["Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::Size"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, Size) - 0usize];
-    ["Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::Policy"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, Policy) - 4usize];
-    ["Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::Priority"]
-        [::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, Priority) - 8usize];
-    ["Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::TargetProcessorSetAndGroup"][::core::mem::offset_of!(
-        _WDF_INTERRUPT_EXTENDED_POLICY,
-        TargetProcessorSetAndGroup
-    ) - 16usize];
+    [
+        "Size of _WDF_INTERRUPT_EXTENDED_POLICY",
+    ][::core::mem::size_of::<_WDF_INTERRUPT_EXTENDED_POLICY>() - 32usize];
+    [
+        "Alignment of _WDF_INTERRUPT_EXTENDED_POLICY",
+    ][::core::mem::align_of::<_WDF_INTERRUPT_EXTENDED_POLICY>() - 8usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::Size",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, Size) - 0usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::Policy",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, Policy) - 4usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::Priority",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, Priority) - 8usize];
+    [
+        "Offset of field: _WDF_INTERRUPT_EXTENDED_POLICY::TargetProcessorSetAndGroup",
+    ][::core::mem::offset_of!(_WDF_INTERRUPT_EXTENDED_POLICY, TargetProcessorSetAndGroup)
+        - 16usize];
 };
 pub type WDF_INTERRUPT_EXTENDED_POLICY = _WDF_INTERRUPT_EXTENDED_POLICY;
 pub type PWDF_INTERRUPT_EXTENDED_POLICY = *mut _WDF_INTERRUPT_EXTENDED_POLICY;
@@ -9103,7 +10367,11 @@ pub type PFN_WDFCMRESOURCELISTGETDESCRIPTOR = ::core::option::Option<
     ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR,
 >;
 pub type PFN_WDFCMRESOURCELISTREMOVE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, List: WDFCMRESLIST, Index: ULONG),
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        List: WDFCMRESLIST,
+        Index: ULONG,
+    ),
 >;
 pub type PFN_WDFCMRESOURCELISTREMOVEBYDESCRIPTOR = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -9179,8 +10447,9 @@ pub mod _WDF_REQUEST_SEND_OPTIONS_FLAGS {
     pub const WDF_REQUEST_SEND_OPTION_IMPERSONATION_IGNORE_FAILURE: Type = 131072;
 }
 pub use self::_WDF_REQUEST_SEND_OPTIONS_FLAGS::Type as WDF_REQUEST_SEND_OPTIONS_FLAGS;
-pub type EVT_WDF_REQUEST_CANCEL =
-    ::core::option::Option<unsafe extern "win64" fn(Request: WDFREQUEST)>;
+pub type EVT_WDF_REQUEST_CANCEL = ::core::option::Option<
+    unsafe extern "win64" fn(Request: WDFREQUEST),
+>;
 pub type PFN_WDF_REQUEST_CANCEL = EVT_WDF_REQUEST_CANCEL;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9212,32 +10481,38 @@ pub struct _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1>() - 32usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::SecurityContext"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1,
-        SecurityContext
-    )
-        - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::Options"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1,
-        Options
+    [
+        "Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1>()
+        - 32usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::SecurityContext",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1, SecurityContext
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::Options",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1, Options
     ) - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::FileAttributes"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1,
-        FileAttributes
-    )
-        - 16usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::ShareAccess"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1,
-        ShareAccess
-    )
-        - 18usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::EaLength"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1,
-        EaLength
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::FileAttributes",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1, FileAttributes
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::ShareAccess",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1, ShareAccess
+    ) - 18usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1::EaLength",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_1, EaLength
     ) - 24usize];
 };
 #[repr(C)]
@@ -9249,23 +10524,28 @@ pub struct _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2>() - 24usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2::Length"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2,
-        Length
+    [
+        "Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2>()
+        - 24usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2::Length",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2, Length
     ) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2::Key"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2,
-        Key
-    ) - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2::DeviceOffset"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2,
-        DeviceOffset
-    )
-        - 16usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2::Key",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2, Key)
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2::DeviceOffset",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_2, DeviceOffset
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9276,23 +10556,28 @@ pub struct _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3>() - 24usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3::Length"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3,
-        Length
+    [
+        "Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3>()
+        - 24usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3::Length",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3, Length
     ) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3::Key"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3,
-        Key
-    ) - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3::DeviceOffset"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3,
-        DeviceOffset
-    )
-        - 16usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3::Key",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3, Key)
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3::DeviceOffset",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_3, DeviceOffset
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9304,30 +10589,34 @@ pub struct _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4>() - 32usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::OutputBufferLength"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4,
-        OutputBufferLength
-    )
-        - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::InputBufferLength"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4,
-        InputBufferLength
-    )
+    [
+        "Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4>()
+        - 32usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4>()
         - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::IoControlCode"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4,
-        IoControlCode
-    )
-        - 16usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::Type3InputBuffer"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4,
-        Type3InputBuffer
-    )
-        - 24usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::OutputBufferLength",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4, OutputBufferLength
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::InputBufferLength",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4, InputBufferLength
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::IoControlCode",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4, IoControlCode
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4::Type3InputBuffer",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_4, Type3InputBuffer
+    ) - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9339,59 +10628,77 @@ pub struct _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5>() - 32usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::Arg1"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5,
-        Arg1
-    ) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::Arg2"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5,
-        Arg2
-    ) - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::IoControlCode"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5,
-        IoControlCode
-    )
-        - 16usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::Arg4"][::core::mem::offset_of!(
-        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5,
-        Arg4
-    ) - 24usize];
+    [
+        "Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5>()
+        - 32usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::Arg1",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5, Arg1)
+        - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::Arg2",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5, Arg2)
+        - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::IoControlCode",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5, IoControlCode
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5::Arg4",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1__bindgen_ty_5, Arg4)
+        - 24usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1>() - 32usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Create"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Create) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Read"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Read) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Write"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Write) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::DeviceIoControl"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, DeviceIoControl) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Others"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Others) - 0usize];
+    [
+        "Size of _WDF_REQUEST_PARAMETERS__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1>() - 32usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Create",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Create) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Read",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Read) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Write",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Write) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::DeviceIoControl",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, DeviceIoControl)
+        - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS__bindgen_ty_1::Others",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS__bindgen_ty_1, Others) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_PARAMETERS"]
-        [::core::mem::size_of::<_WDF_REQUEST_PARAMETERS>() - 40usize];
-    ["Alignment of _WDF_REQUEST_PARAMETERS"]
-        [::core::mem::align_of::<_WDF_REQUEST_PARAMETERS>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS::Size"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, Size) - 0usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS::MinorFunction"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, MinorFunction) - 2usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS::Type"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, Type) - 4usize];
-    ["Offset of field: _WDF_REQUEST_PARAMETERS::Parameters"]
-        [::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, Parameters) - 8usize];
+    [
+        "Size of _WDF_REQUEST_PARAMETERS",
+    ][::core::mem::size_of::<_WDF_REQUEST_PARAMETERS>() - 40usize];
+    [
+        "Alignment of _WDF_REQUEST_PARAMETERS",
+    ][::core::mem::align_of::<_WDF_REQUEST_PARAMETERS>() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS::Size",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS::MinorFunction",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, MinorFunction) - 2usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS::Type",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, Type) - 4usize];
+    [
+        "Offset of field: _WDF_REQUEST_PARAMETERS::Parameters",
+    ][::core::mem::offset_of!(_WDF_REQUEST_PARAMETERS, Parameters) - 8usize];
 };
 pub type WDF_REQUEST_PARAMETERS = _WDF_REQUEST_PARAMETERS;
 pub type PWDF_REQUEST_PARAMETERS = *mut _WDF_REQUEST_PARAMETERS;
@@ -9427,27 +10734,31 @@ pub struct _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1,
     >() - 24usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1>()
-            - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1::Buffer"][::core::mem::offset_of!(
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1,
-        Buffer
-    )
-        - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1::Length"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1,
-        Length
-    )
-        - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1::Offset"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1,
-        Offset
-    )
-        - 16usize];
+    >() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1::Buffer",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1, Buffer
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1::Length",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1, Length
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1::Offset",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_1, Offset
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9458,27 +10769,31 @@ pub struct _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2"][::core::mem::size_of::<
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::size_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2,
     >() - 24usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2>()
-            - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2::Buffer"][::core::mem::offset_of!(
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2",
+    ][::core::mem::align_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2,
-        Buffer
-    )
-        - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2::Length"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2,
-        Length
-    )
-        - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2::Offset"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2,
-        Offset
-    )
-        - 16usize];
+    >() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2::Buffer",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2, Buffer
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2::Length",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2, Length
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2::Offset",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_2, Offset
+    ) - 16usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9495,14 +10810,16 @@ pub struct _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_t
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1"]
-        [::core::mem::size_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1,
-        >() - 16usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1"]
-        [::core::mem::align_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1,
-        >() - 8usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1",
+    ][::core::mem::size_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1,
+    >() - 16usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_1::Buffer",
     ][::core::mem::offset_of!(
@@ -9523,14 +10840,16 @@ pub struct _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_t
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2"]
-        [::core::mem::size_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2,
-        >() - 24usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2"]
-        [::core::mem::align_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2,
-        >() - 8usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2",
+    ][::core::mem::size_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2,
+    >() - 24usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3__bindgen_ty_2::Buffer",
     ][::core::mem::offset_of!(
@@ -9549,27 +10868,31 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3"][::core::mem::size_of::<
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::size_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3,
     >() - 48usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3>()
-            - 8usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3::IoControlCode",
     ][::core::mem::offset_of!(
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3, IoControlCode
     ) - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3::Input"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3,
-        Input
-    )
-        - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3::Output"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3,
-        Output
-    )
-        - 24usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3::Input",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3, Input
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3::Output",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_3, Output
+    ) - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9587,14 +10910,16 @@ pub union _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1"]
-        [::core::mem::size_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
-        >() - 8usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1"]
-        [::core::mem::align_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
-        >() - 8usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1",
+    ][::core::mem::size_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
+    >() - 8usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_1::Ptr",
     ][::core::mem::offset_of!(
@@ -9614,14 +10939,16 @@ pub union _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2"]
-        [::core::mem::size_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2,
-        >() - 8usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2"]
-        [::core::mem::align_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2,
-        >() - 8usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2",
+    ][::core::mem::size_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2,
+    >() - 8usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_2::Ptr",
     ][::core::mem::offset_of!(
@@ -9641,14 +10968,16 @@ pub union _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3"]
-        [::core::mem::size_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3,
-        >() - 8usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3"]
-        [::core::mem::align_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3,
-        >() - 8usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3",
+    ][::core::mem::size_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3,
+    >() - 8usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_3::Ptr",
     ][::core::mem::offset_of!(
@@ -9668,14 +10997,16 @@ pub union _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4"]
-        [::core::mem::size_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4,
-        >() - 8usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4"]
-        [::core::mem::align_of::<
-            _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4,
-        >() - 8usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4",
+    ][::core::mem::size_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4,
+    >() - 8usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4",
+    ][::core::mem::align_of::<
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4,
+    >() - 8usize];
     [
         "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4__bindgen_ty_4::Ptr",
     ][::core::mem::offset_of!(
@@ -9689,32 +11020,36 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4"][::core::mem::size_of::<
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::size_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4,
     >() - 32usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4>()
-            - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument1"][::core::mem::offset_of!(
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4",
+    ][::core::mem::align_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4,
-        Argument1
-    )
-        - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument2"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4,
-        Argument2
-    )
-        - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument3"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4,
-        Argument3
-    )
-        - 16usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument4"][::core::mem::offset_of!(
-        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4,
-        Argument4
-    )
-        - 24usize];
+    >() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument1",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4, Argument1
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument2",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4, Argument2
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument3",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4, Argument3
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4::Argument4",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_4, Argument4
+    ) - 24usize];
 };
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -9723,49 +11058,71 @@ pub struct _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5"][::core::mem::size_of::<
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::size_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5,
     >() - 8usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5>()
-            - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5::Completion"][::core::mem::offset_of!(
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5",
+    ][::core::mem::align_of::<
         _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5,
-        Completion
-    )
+    >() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5::Completion",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1__bindgen_ty_5, Completion
+    ) - 0usize];
+};
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1>() - 48usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1>() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Write",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Write)
+        - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Read",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Read)
+        - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Ioctl",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Ioctl)
+        - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Others",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Others)
+        - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Usb",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Usb)
         - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1>() - 48usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Write"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Write) - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Read"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Read) - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Ioctl"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Ioctl) - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Others"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Others) - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1::Usb"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS__bindgen_ty_1, Usb) - 0usize];
-};
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of _WDF_REQUEST_COMPLETION_PARAMS"]
-        [::core::mem::size_of::<_WDF_REQUEST_COMPLETION_PARAMS>() - 72usize];
-    ["Alignment of _WDF_REQUEST_COMPLETION_PARAMS"]
-        [::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::Size"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, Size) - 0usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::Type"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, Type) - 4usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::IoStatus"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, IoStatus) - 8usize];
-    ["Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::Parameters"]
-        [::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, Parameters) - 24usize];
+    [
+        "Size of _WDF_REQUEST_COMPLETION_PARAMS",
+    ][::core::mem::size_of::<_WDF_REQUEST_COMPLETION_PARAMS>() - 72usize];
+    [
+        "Alignment of _WDF_REQUEST_COMPLETION_PARAMS",
+    ][::core::mem::align_of::<_WDF_REQUEST_COMPLETION_PARAMS>() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::Size",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::Type",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, Type) - 4usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::IoStatus",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, IoStatus) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_COMPLETION_PARAMS::Parameters",
+    ][::core::mem::offset_of!(_WDF_REQUEST_COMPLETION_PARAMS, Parameters) - 24usize];
 };
 pub type WDF_REQUEST_COMPLETION_PARAMS = _WDF_REQUEST_COMPLETION_PARAMS;
 pub type PWDF_REQUEST_COMPLETION_PARAMS = *mut _WDF_REQUEST_COMPLETION_PARAMS;
@@ -9788,18 +11145,24 @@ pub struct _WDF_REQUEST_REUSE_PARAMS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_REUSE_PARAMS"]
-        [::core::mem::size_of::<_WDF_REQUEST_REUSE_PARAMS>() - 24usize];
-    ["Alignment of _WDF_REQUEST_REUSE_PARAMS"]
-        [::core::mem::align_of::<_WDF_REQUEST_REUSE_PARAMS>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_REUSE_PARAMS::Size"]
-        [::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, Size) - 0usize];
-    ["Offset of field: _WDF_REQUEST_REUSE_PARAMS::Flags"]
-        [::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, Flags) - 4usize];
-    ["Offset of field: _WDF_REQUEST_REUSE_PARAMS::Status"]
-        [::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, Status) - 8usize];
-    ["Offset of field: _WDF_REQUEST_REUSE_PARAMS::NewIrp"]
-        [::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, NewIrp) - 16usize];
+    [
+        "Size of _WDF_REQUEST_REUSE_PARAMS",
+    ][::core::mem::size_of::<_WDF_REQUEST_REUSE_PARAMS>() - 24usize];
+    [
+        "Alignment of _WDF_REQUEST_REUSE_PARAMS",
+    ][::core::mem::align_of::<_WDF_REQUEST_REUSE_PARAMS>() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_REUSE_PARAMS::Size",
+    ][::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_REUSE_PARAMS::Flags",
+    ][::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, Flags) - 4usize];
+    [
+        "Offset of field: _WDF_REQUEST_REUSE_PARAMS::Status",
+    ][::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, Status) - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_REUSE_PARAMS::NewIrp",
+    ][::core::mem::offset_of!(_WDF_REQUEST_REUSE_PARAMS, NewIrp) - 16usize];
 };
 pub type WDF_REQUEST_REUSE_PARAMS = _WDF_REQUEST_REUSE_PARAMS;
 pub type PWDF_REQUEST_REUSE_PARAMS = *mut _WDF_REQUEST_REUSE_PARAMS;
@@ -9812,16 +11175,21 @@ pub struct _WDF_REQUEST_SEND_OPTIONS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_SEND_OPTIONS"]
-        [::core::mem::size_of::<_WDF_REQUEST_SEND_OPTIONS>() - 16usize];
-    ["Alignment of _WDF_REQUEST_SEND_OPTIONS"]
-        [::core::mem::align_of::<_WDF_REQUEST_SEND_OPTIONS>() - 8usize];
-    ["Offset of field: _WDF_REQUEST_SEND_OPTIONS::Size"]
-        [::core::mem::offset_of!(_WDF_REQUEST_SEND_OPTIONS, Size) - 0usize];
-    ["Offset of field: _WDF_REQUEST_SEND_OPTIONS::Flags"]
-        [::core::mem::offset_of!(_WDF_REQUEST_SEND_OPTIONS, Flags) - 4usize];
-    ["Offset of field: _WDF_REQUEST_SEND_OPTIONS::Timeout"]
-        [::core::mem::offset_of!(_WDF_REQUEST_SEND_OPTIONS, Timeout) - 8usize];
+    [
+        "Size of _WDF_REQUEST_SEND_OPTIONS",
+    ][::core::mem::size_of::<_WDF_REQUEST_SEND_OPTIONS>() - 16usize];
+    [
+        "Alignment of _WDF_REQUEST_SEND_OPTIONS",
+    ][::core::mem::align_of::<_WDF_REQUEST_SEND_OPTIONS>() - 8usize];
+    [
+        "Offset of field: _WDF_REQUEST_SEND_OPTIONS::Size",
+    ][::core::mem::offset_of!(_WDF_REQUEST_SEND_OPTIONS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_SEND_OPTIONS::Flags",
+    ][::core::mem::offset_of!(_WDF_REQUEST_SEND_OPTIONS, Flags) - 4usize];
+    [
+        "Offset of field: _WDF_REQUEST_SEND_OPTIONS::Timeout",
+    ][::core::mem::offset_of!(_WDF_REQUEST_SEND_OPTIONS, Timeout) - 8usize];
 };
 pub type WDF_REQUEST_SEND_OPTIONS = _WDF_REQUEST_SEND_OPTIONS;
 pub type PWDF_REQUEST_SEND_OPTIONS = *mut _WDF_REQUEST_SEND_OPTIONS;
@@ -9840,14 +11208,18 @@ pub struct _WDF_REQUEST_FORWARD_OPTIONS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_FORWARD_OPTIONS"]
-        [::core::mem::size_of::<_WDF_REQUEST_FORWARD_OPTIONS>() - 8usize];
-    ["Alignment of _WDF_REQUEST_FORWARD_OPTIONS"]
-        [::core::mem::align_of::<_WDF_REQUEST_FORWARD_OPTIONS>() - 4usize];
-    ["Offset of field: _WDF_REQUEST_FORWARD_OPTIONS::Size"]
-        [::core::mem::offset_of!(_WDF_REQUEST_FORWARD_OPTIONS, Size) - 0usize];
-    ["Offset of field: _WDF_REQUEST_FORWARD_OPTIONS::Flags"]
-        [::core::mem::offset_of!(_WDF_REQUEST_FORWARD_OPTIONS, Flags) - 4usize];
+    [
+        "Size of _WDF_REQUEST_FORWARD_OPTIONS",
+    ][::core::mem::size_of::<_WDF_REQUEST_FORWARD_OPTIONS>() - 8usize];
+    [
+        "Alignment of _WDF_REQUEST_FORWARD_OPTIONS",
+    ][::core::mem::align_of::<_WDF_REQUEST_FORWARD_OPTIONS>() - 4usize];
+    [
+        "Offset of field: _WDF_REQUEST_FORWARD_OPTIONS::Size",
+    ][::core::mem::offset_of!(_WDF_REQUEST_FORWARD_OPTIONS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_FORWARD_OPTIONS::Flags",
+    ][::core::mem::offset_of!(_WDF_REQUEST_FORWARD_OPTIONS, Flags) - 4usize];
 };
 pub type WDF_REQUEST_FORWARD_OPTIONS = _WDF_REQUEST_FORWARD_OPTIONS;
 pub type PWDF_REQUEST_FORWARD_OPTIONS = *mut _WDF_REQUEST_FORWARD_OPTIONS;
@@ -9860,7 +11232,10 @@ pub type PFN_WDFREQUESTCREATE = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTGETREQUESTORPROCESSID = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> ULONG,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> ULONG,
 >;
 pub type PFN_WDFREQUESTCREATEFROMIRP = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -9904,7 +11279,10 @@ pub type PFN_WDFREQUESTSEND = ::core::option::Option<
     ) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTGETSTATUS = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTMARKCANCELABLE = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -9921,16 +11299,28 @@ pub type PFN_WDFREQUESTMARKCANCELABLEEX = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTUNMARKCANCELABLE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTISCANCELED = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> BOOLEAN,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTCANCELSENTREQUEST = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> BOOLEAN,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTISFROM32BITPROCESS = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> BOOLEAN,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTSETCOMPLETIONROUTINE = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -9948,7 +11338,10 @@ pub type PFN_WDFREQUESTGETCOMPLETIONPARAMS = ::core::option::Option<
     ),
 >;
 pub type PFN_WDFREQUESTALLOCATETIMER = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTCOMPLETE = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10052,7 +11445,10 @@ pub type PFN_WDFREQUESTSETINFORMATION = ::core::option::Option<
     ),
 >;
 pub type PFN_WDFREQUESTGETINFORMATION = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> ULONG_PTR,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> ULONG_PTR,
 >;
 pub type PFN_WDFREQUESTGETFILEOBJECT = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10092,10 +11488,16 @@ pub type PFN_WDFREQUESTFORWARDTOIOQUEUE = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTGETIOQUEUE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> WDFQUEUE,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> WDFQUEUE,
 >;
 pub type PFN_WDFREQUESTREQUEUE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDFREQUESTSTOPACKNOWLEDGE = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10108,7 +11510,10 @@ pub type PFN_WDFREQUESTWDMGETIRP = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> PIRP,
 >;
 pub type PFN_WDFREQUESTISRESERVED = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Request: WDFREQUEST) -> BOOLEAN,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Request: WDFREQUEST,
+    ) -> BOOLEAN,
 >;
 pub type PFN_WDFREQUESTFORWARDTOPARENTDEVICEIOQUEUE = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10162,14 +11567,17 @@ pub mod _WDF_IO_TARGET_PURGE_IO_ACTION {
     pub const WdfIoTargetPurgeIo: Type = 2;
 }
 pub use self::_WDF_IO_TARGET_PURGE_IO_ACTION::Type as WDF_IO_TARGET_PURGE_IO_ACTION;
-pub type EVT_WDF_IO_TARGET_QUERY_REMOVE =
-    ::core::option::Option<unsafe extern "win64" fn(IoTarget: WDFIOTARGET) -> NTSTATUS>;
+pub type EVT_WDF_IO_TARGET_QUERY_REMOVE = ::core::option::Option<
+    unsafe extern "win64" fn(IoTarget: WDFIOTARGET) -> NTSTATUS,
+>;
 pub type PFN_WDF_IO_TARGET_QUERY_REMOVE = EVT_WDF_IO_TARGET_QUERY_REMOVE;
-pub type EVT_WDF_IO_TARGET_REMOVE_CANCELED =
-    ::core::option::Option<unsafe extern "win64" fn(IoTarget: WDFIOTARGET)>;
+pub type EVT_WDF_IO_TARGET_REMOVE_CANCELED = ::core::option::Option<
+    unsafe extern "win64" fn(IoTarget: WDFIOTARGET),
+>;
 pub type PFN_WDF_IO_TARGET_REMOVE_CANCELED = EVT_WDF_IO_TARGET_REMOVE_CANCELED;
-pub type EVT_WDF_IO_TARGET_REMOVE_COMPLETE =
-    ::core::option::Option<unsafe extern "win64" fn(IoTarget: WDFIOTARGET)>;
+pub type EVT_WDF_IO_TARGET_REMOVE_COMPLETE = ::core::option::Option<
+    unsafe extern "win64" fn(IoTarget: WDFIOTARGET),
+>;
 pub type PFN_WDF_IO_TARGET_REMOVE_COMPLETE = EVT_WDF_IO_TARGET_REMOVE_COMPLETE;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -10195,46 +11603,69 @@ pub struct _WDF_IO_TARGET_OPEN_PARAMS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_TARGET_OPEN_PARAMS"]
-        [::core::mem::size_of::<_WDF_IO_TARGET_OPEN_PARAMS>() - 136usize];
-    ["Alignment of _WDF_IO_TARGET_OPEN_PARAMS"]
-        [::core::mem::align_of::<_WDF_IO_TARGET_OPEN_PARAMS>() - 8usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::Size"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, Size) - 0usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::Type"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, Type) - 4usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EvtIoTargetQueryRemove"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetQueryRemove) - 8usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EvtIoTargetRemoveCanceled"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetRemoveCanceled) - 16usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EvtIoTargetRemoveComplete"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetRemoveComplete) - 24usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::TargetDeviceObject"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, TargetDeviceObject) - 32usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::TargetFileObject"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, TargetFileObject) - 40usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::TargetDeviceName"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, TargetDeviceName) - 48usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::DesiredAccess"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, DesiredAccess) - 64usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::ShareAccess"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, ShareAccess) - 68usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::FileAttributes"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, FileAttributes) - 72usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::CreateDisposition"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, CreateDisposition) - 76usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::CreateOptions"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, CreateOptions) - 80usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EaBuffer"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EaBuffer) - 88usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EaBufferLength"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EaBufferLength) - 96usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::AllocationSize"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, AllocationSize) - 104usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::FileInformation"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, FileInformation) - 112usize];
-    ["Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::FileName"]
-        [::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, FileName) - 120usize];
+    [
+        "Size of _WDF_IO_TARGET_OPEN_PARAMS",
+    ][::core::mem::size_of::<_WDF_IO_TARGET_OPEN_PARAMS>() - 136usize];
+    [
+        "Alignment of _WDF_IO_TARGET_OPEN_PARAMS",
+    ][::core::mem::align_of::<_WDF_IO_TARGET_OPEN_PARAMS>() - 8usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::Size",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::Type",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, Type) - 4usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EvtIoTargetQueryRemove",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetQueryRemove)
+        - 8usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EvtIoTargetRemoveCanceled",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetRemoveCanceled)
+        - 16usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EvtIoTargetRemoveComplete",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EvtIoTargetRemoveComplete)
+        - 24usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::TargetDeviceObject",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, TargetDeviceObject) - 32usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::TargetFileObject",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, TargetFileObject) - 40usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::TargetDeviceName",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, TargetDeviceName) - 48usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::DesiredAccess",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, DesiredAccess) - 64usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::ShareAccess",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, ShareAccess) - 68usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::FileAttributes",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, FileAttributes) - 72usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::CreateDisposition",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, CreateDisposition) - 76usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::CreateOptions",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, CreateOptions) - 80usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EaBuffer",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EaBuffer) - 88usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::EaBufferLength",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, EaBufferLength) - 96usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::AllocationSize",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, AllocationSize) - 104usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::FileInformation",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, FileInformation) - 112usize];
+    [
+        "Offset of field: _WDF_IO_TARGET_OPEN_PARAMS::FileName",
+    ][::core::mem::offset_of!(_WDF_IO_TARGET_OPEN_PARAMS, FileName) - 120usize];
 };
 pub type WDF_IO_TARGET_OPEN_PARAMS = _WDF_IO_TARGET_OPEN_PARAMS;
 pub type PWDF_IO_TARGET_OPEN_PARAMS = *mut _WDF_IO_TARGET_OPEN_PARAMS;
@@ -10260,7 +11691,10 @@ pub type PFN_WDFIOTARGETCLOSE = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, IoTarget: WDFIOTARGET),
 >;
 pub type PFN_WDFIOTARGETSTART = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, IoTarget: WDFIOTARGET) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        IoTarget: WDFIOTARGET,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDFIOTARGETSTOP = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10338,7 +11772,10 @@ pub type PFN_WDFIOTARGETWDMGETTARGETFILEOBJECT = ::core::option::Option<
     ) -> PFILE_OBJECT,
 >;
 pub type PFN_WDFIOTARGETWDMGETTARGETFILEHANDLE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, IoTarget: WDFIOTARGET) -> HANDLE,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        IoTarget: WDFIOTARGET,
+    ) -> HANDLE,
 >;
 pub type PFN_WDFIOTARGETSENDREADSYNCHRONOUSLY = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10479,15 +11916,17 @@ pub mod _WDF_IO_QUEUE_STATE {
     pub const WdfIoQueuePnpHeld: Type = 16;
 }
 pub use self::_WDF_IO_QUEUE_STATE::Type as WDF_IO_QUEUE_STATE;
-pub type EVT_WDF_IO_QUEUE_IO_DEFAULT =
-    ::core::option::Option<unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
+pub type EVT_WDF_IO_QUEUE_IO_DEFAULT = ::core::option::Option<
+    unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST),
+>;
 pub type PFN_WDF_IO_QUEUE_IO_DEFAULT = EVT_WDF_IO_QUEUE_IO_DEFAULT;
 pub type EVT_WDF_IO_QUEUE_IO_STOP = ::core::option::Option<
     unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST, ActionFlags: ULONG),
 >;
 pub type PFN_WDF_IO_QUEUE_IO_STOP = EVT_WDF_IO_QUEUE_IO_STOP;
-pub type EVT_WDF_IO_QUEUE_IO_RESUME =
-    ::core::option::Option<unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
+pub type EVT_WDF_IO_QUEUE_IO_RESUME = ::core::option::Option<
+    unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST),
+>;
 pub type PFN_WDF_IO_QUEUE_IO_RESUME = EVT_WDF_IO_QUEUE_IO_RESUME;
 pub type EVT_WDF_IO_QUEUE_IO_READ = ::core::option::Option<
     unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST, Length: usize),
@@ -10517,11 +11956,13 @@ pub type EVT_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL = ::core::option::Option<
     ),
 >;
 pub type PFN_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL = EVT_WDF_IO_QUEUE_IO_INTERNAL_DEVICE_CONTROL;
-pub type EVT_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE =
-    ::core::option::Option<unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
+pub type EVT_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE = ::core::option::Option<
+    unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST),
+>;
 pub type PFN_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE = EVT_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE;
-pub type EVT_WDF_IO_QUEUE_STATE =
-    ::core::option::Option<unsafe extern "win64" fn(Queue: WDFQUEUE, Context: WDFCONTEXT)>;
+pub type EVT_WDF_IO_QUEUE_STATE = ::core::option::Option<
+    unsafe extern "win64" fn(Queue: WDFQUEUE, Context: WDFCONTEXT),
+>;
 pub type PFN_WDF_IO_QUEUE_STATE = EVT_WDF_IO_QUEUE_STATE;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -10554,10 +11995,14 @@ pub struct _WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1 {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1>() - 4usize];
-    ["Alignment of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1>() - 4usize];
+    [
+        "Size of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1>()
+        - 4usize];
+    [
+        "Alignment of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1>()
+        - 4usize];
     [
         "Offset of field: _WDF_IO_QUEUE_CONFIG__bindgen_ty_1__bindgen_ty_1::NumberOfPresentedRequests",
     ][::core::mem::offset_of!(
@@ -10566,47 +12011,70 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1"]
-        [::core::mem::size_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1>() - 4usize];
-    ["Alignment of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1>() - 4usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG__bindgen_ty_1::Parallel"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG__bindgen_ty_1, Parallel) - 0usize];
+    [
+        "Size of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1",
+    ][::core::mem::size_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1>() - 4usize];
+    [
+        "Alignment of _WDF_IO_QUEUE_CONFIG__bindgen_ty_1",
+    ][::core::mem::align_of::<_WDF_IO_QUEUE_CONFIG__bindgen_ty_1>() - 4usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG__bindgen_ty_1::Parallel",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG__bindgen_ty_1, Parallel) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_QUEUE_CONFIG"][::core::mem::size_of::<_WDF_IO_QUEUE_CONFIG>() - 96usize];
-    ["Alignment of _WDF_IO_QUEUE_CONFIG"][::core::mem::align_of::<_WDF_IO_QUEUE_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::DispatchType"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, DispatchType) - 4usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::PowerManaged"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, PowerManaged) - 8usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::AllowZeroLengthRequests"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, AllowZeroLengthRequests) - 12usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::DefaultQueue"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, DefaultQueue) - 13usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoDefault"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoDefault) - 16usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoRead"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoRead) - 24usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoWrite"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoWrite) - 32usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoDeviceControl"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoDeviceControl) - 40usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoInternalDeviceControl"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoInternalDeviceControl) - 48usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoStop"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoStop) - 56usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoResume"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoResume) - 64usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoCanceledOnQueue"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoCanceledOnQueue) - 72usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::Settings"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, Settings) - 80usize];
-    ["Offset of field: _WDF_IO_QUEUE_CONFIG::Driver"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, Driver) - 88usize];
+    [
+        "Size of _WDF_IO_QUEUE_CONFIG",
+    ][::core::mem::size_of::<_WDF_IO_QUEUE_CONFIG>() - 96usize];
+    [
+        "Alignment of _WDF_IO_QUEUE_CONFIG",
+    ][::core::mem::align_of::<_WDF_IO_QUEUE_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::DispatchType",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, DispatchType) - 4usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::PowerManaged",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, PowerManaged) - 8usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::AllowZeroLengthRequests",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, AllowZeroLengthRequests) - 12usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::DefaultQueue",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, DefaultQueue) - 13usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoDefault",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoDefault) - 16usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoRead",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoRead) - 24usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoWrite",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoWrite) - 32usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoDeviceControl",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoDeviceControl) - 40usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoInternalDeviceControl",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoInternalDeviceControl)
+        - 48usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoStop",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoStop) - 56usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoResume",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoResume) - 64usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::EvtIoCanceledOnQueue",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, EvtIoCanceledOnQueue) - 72usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::Settings",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, Settings) - 80usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_CONFIG::Driver",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_CONFIG, Driver) - 88usize];
 };
 pub type WDF_IO_QUEUE_CONFIG = _WDF_IO_QUEUE_CONFIG;
 pub type PWDF_IO_QUEUE_CONFIG = *mut _WDF_IO_QUEUE_CONFIG;
@@ -10632,8 +12100,7 @@ pub use self::_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY::Type as WDF_IO_FORWARD_P
 pub type EVT_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST = ::core::option::Option<
     unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST) -> NTSTATUS,
 >;
-pub type PFN_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST =
-    EVT_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST;
+pub type PFN_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST = EVT_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST;
 pub type EVT_WDF_IO_ALLOCATE_REQUEST_RESOURCES = ::core::option::Option<
     unsafe extern "win64" fn(Queue: WDFQUEUE, Request: WDFREQUEST) -> NTSTATUS,
 >;
@@ -10650,8 +12117,7 @@ pub struct _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS {
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub union _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1 {
-    pub ExaminePolicy:
-        _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1,
+    pub ExaminePolicy: _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1,
 }
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -10660,10 +12126,11 @@ pub struct _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bind
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1"]
-        [::core::mem::size_of::<
-            _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1,
-        >() - 8usize];
+    [
+        "Size of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1",
+    ][::core::mem::size_of::<
+        _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1,
+    >() - 8usize];
     [
         "Alignment of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1__bindgen_ty_1",
     ][::core::mem::align_of::<
@@ -10678,12 +12145,16 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1"][::core::mem::size_of::<
+    [
+        "Size of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1",
+    ][::core::mem::size_of::<
         _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1,
     >() - 8usize];
-    ["Alignment of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1"]
-        [::core::mem::align_of::<_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1>(
-        ) - 8usize];
+    [
+        "Alignment of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1",
+    ][::core::mem::align_of::<
+        _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1,
+    >() - 8usize];
     [
         "Offset of field: _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS__bindgen_ty_1::ExaminePolicy",
     ][::core::mem::offset_of!(
@@ -10692,17 +12163,20 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS"]
-        [::core::mem::size_of::<_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS>() - 8usize];
-    ["Alignment of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS"]
-        [::core::mem::align_of::<_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS>() - 8usize];
-    ["Offset of field: _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS::Policy"][::core::mem::offset_of!(
-        _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS,
-        Policy
-    ) - 0usize];
+    [
+        "Size of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS",
+    ][::core::mem::size_of::<_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS>()
+        - 8usize];
+    [
+        "Alignment of _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS",
+    ][::core::mem::align_of::<_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS>()
+        - 8usize];
+    [
+        "Offset of field: _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS::Policy",
+    ][::core::mem::offset_of!(_WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS, Policy)
+        - 0usize];
 };
-pub type WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS =
-    _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS;
+pub type WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS = _WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY {
@@ -10710,28 +12184,30 @@ pub struct _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY {
     pub TotalForwardProgressRequests: ULONG,
     pub ForwardProgressReservedPolicy: WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY,
     pub ForwardProgressReservePolicySettings: WDF_IO_FORWARD_PROGRESS_RESERVED_POLICY_SETTINGS,
-    pub EvtIoAllocateResourcesForReservedRequest:
-        PFN_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST,
+    pub EvtIoAllocateResourcesForReservedRequest: PFN_WDF_IO_ALLOCATE_RESOURCES_FOR_RESERVED_REQUEST,
     pub EvtIoAllocateRequestResources: PFN_WDF_IO_ALLOCATE_REQUEST_RESOURCES,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY"]
-        [::core::mem::size_of::<_WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY>() - 40usize];
-    ["Alignment of _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY"]
-        [::core::mem::align_of::<_WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY>() - 8usize];
-    ["Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::Size"]
-        [::core::mem::offset_of!(_WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY, Size) - 0usize];
-    ["Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::TotalForwardProgressRequests"][::core::mem::offset_of!(
-        _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY,
-        TotalForwardProgressRequests
-    )
-        - 4usize];
-    ["Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::ForwardProgressReservedPolicy"][::core::mem::offset_of!(
-        _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY,
-        ForwardProgressReservedPolicy
-    )
-        - 8usize];
+    [
+        "Size of _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY",
+    ][::core::mem::size_of::<_WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY>() - 40usize];
+    [
+        "Alignment of _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY",
+    ][::core::mem::align_of::<_WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY>() - 8usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::Size",
+    ][::core::mem::offset_of!(_WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY, Size) - 0usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::TotalForwardProgressRequests",
+    ][::core::mem::offset_of!(
+        _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY, TotalForwardProgressRequests
+    ) - 4usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::ForwardProgressReservedPolicy",
+    ][::core::mem::offset_of!(
+        _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY, ForwardProgressReservedPolicy
+    ) - 8usize];
     [
         "Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::ForwardProgressReservePolicySettings",
     ][::core::mem::offset_of!(
@@ -10742,11 +12218,11 @@ const _: () = {
     ][::core::mem::offset_of!(
         _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY, EvtIoAllocateResourcesForReservedRequest
     ) - 24usize];
-    ["Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::EvtIoAllocateRequestResources"][::core::mem::offset_of!(
-        _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY,
-        EvtIoAllocateRequestResources
-    )
-        - 32usize];
+    [
+        "Offset of field: _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY::EvtIoAllocateRequestResources",
+    ][::core::mem::offset_of!(
+        _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY, EvtIoAllocateRequestResources
+    ) - 32usize];
 };
 pub type WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY = _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY;
 pub type PWDF_IO_QUEUE_FORWARD_PROGRESS_POLICY = *mut _WDF_IO_QUEUE_FORWARD_PROGRESS_POLICY;
@@ -10782,7 +12258,10 @@ pub type PFN_WDFIOQUEUESTOPSYNCHRONOUSLY = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Queue: WDFQUEUE),
 >;
 pub type PFN_WDFIOQUEUEGETDEVICE = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Queue: WDFQUEUE) -> WDFDEVICE,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Queue: WDFQUEUE,
+    ) -> WDFDEVICE,
 >;
 pub type PFN_WDFIOQUEUERETRIEVENEXTREQUEST = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -10890,26 +12369,29 @@ pub struct _WDF_FDO_EVENT_CALLBACKS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_FDO_EVENT_CALLBACKS"]
-        [::core::mem::size_of::<_WDF_FDO_EVENT_CALLBACKS>() - 32usize];
-    ["Alignment of _WDF_FDO_EVENT_CALLBACKS"]
-        [::core::mem::align_of::<_WDF_FDO_EVENT_CALLBACKS>() - 8usize];
-    ["Offset of field: _WDF_FDO_EVENT_CALLBACKS::Size"]
-        [::core::mem::offset_of!(_WDF_FDO_EVENT_CALLBACKS, Size) - 0usize];
-    ["Offset of field: _WDF_FDO_EVENT_CALLBACKS::EvtDeviceFilterAddResourceRequirements"][::core::mem::offset_of!(
-        _WDF_FDO_EVENT_CALLBACKS,
-        EvtDeviceFilterAddResourceRequirements
-    )
-        - 8usize];
-    ["Offset of field: _WDF_FDO_EVENT_CALLBACKS::EvtDeviceFilterRemoveResourceRequirements"][::core::mem::offset_of!(
-        _WDF_FDO_EVENT_CALLBACKS,
-        EvtDeviceFilterRemoveResourceRequirements
-    )
-        - 16usize];
-    ["Offset of field: _WDF_FDO_EVENT_CALLBACKS::EvtDeviceRemoveAddedResources"][::core::mem::offset_of!(
-        _WDF_FDO_EVENT_CALLBACKS,
-        EvtDeviceRemoveAddedResources
-    ) - 24usize];
+    [
+        "Size of _WDF_FDO_EVENT_CALLBACKS",
+    ][::core::mem::size_of::<_WDF_FDO_EVENT_CALLBACKS>() - 32usize];
+    [
+        "Alignment of _WDF_FDO_EVENT_CALLBACKS",
+    ][::core::mem::align_of::<_WDF_FDO_EVENT_CALLBACKS>() - 8usize];
+    [
+        "Offset of field: _WDF_FDO_EVENT_CALLBACKS::Size",
+    ][::core::mem::offset_of!(_WDF_FDO_EVENT_CALLBACKS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_FDO_EVENT_CALLBACKS::EvtDeviceFilterAddResourceRequirements",
+    ][::core::mem::offset_of!(
+        _WDF_FDO_EVENT_CALLBACKS, EvtDeviceFilterAddResourceRequirements
+    ) - 8usize];
+    [
+        "Offset of field: _WDF_FDO_EVENT_CALLBACKS::EvtDeviceFilterRemoveResourceRequirements",
+    ][::core::mem::offset_of!(
+        _WDF_FDO_EVENT_CALLBACKS, EvtDeviceFilterRemoveResourceRequirements
+    ) - 16usize];
+    [
+        "Offset of field: _WDF_FDO_EVENT_CALLBACKS::EvtDeviceRemoveAddedResources",
+    ][::core::mem::offset_of!(_WDF_FDO_EVENT_CALLBACKS, EvtDeviceRemoveAddedResources)
+        - 24usize];
 };
 pub type WDF_FDO_EVENT_CALLBACKS = _WDF_FDO_EVENT_CALLBACKS;
 pub type PWDF_FDO_EVENT_CALLBACKS = *mut _WDF_FDO_EVENT_CALLBACKS;
@@ -11001,7 +12483,10 @@ pub type PFN_WDFFDOQUERYFORINTERFACE = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDFFDOGETDEFAULTCHILDLIST = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Fdo: WDFDEVICE) -> WDFCHILDLIST,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Fdo: WDFDEVICE,
+    ) -> WDFCHILDLIST,
 >;
 pub type PFN_WDFFDOADDSTATICCHILD = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -11035,8 +12520,9 @@ pub type EVT_WDF_DEVICE_RESOURCE_REQUIREMENTS_QUERY = ::core::option::Option<
     ) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_RESOURCE_REQUIREMENTS_QUERY = EVT_WDF_DEVICE_RESOURCE_REQUIREMENTS_QUERY;
-pub type EVT_WDF_DEVICE_EJECT =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS>;
+pub type EVT_WDF_DEVICE_EJECT = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_EJECT = EVT_WDF_DEVICE_EJECT;
 pub type EVT_WDF_DEVICE_SET_LOCK = ::core::option::Option<
     unsafe extern "win64" fn(Device: WDFDEVICE, IsLocked: BOOLEAN) -> NTSTATUS,
@@ -11046,11 +12532,13 @@ pub type EVT_WDF_DEVICE_ENABLE_WAKE_AT_BUS = ::core::option::Option<
     unsafe extern "win64" fn(Device: WDFDEVICE, PowerState: SYSTEM_POWER_STATE) -> NTSTATUS,
 >;
 pub type PFN_WDF_DEVICE_ENABLE_WAKE_AT_BUS = EVT_WDF_DEVICE_ENABLE_WAKE_AT_BUS;
-pub type EVT_WDF_DEVICE_DISABLE_WAKE_AT_BUS =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_DISABLE_WAKE_AT_BUS = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_DISABLE_WAKE_AT_BUS = EVT_WDF_DEVICE_DISABLE_WAKE_AT_BUS;
-pub type EVT_WDF_DEVICE_REPORTED_MISSING =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_REPORTED_MISSING = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_REPORTED_MISSING = EVT_WDF_DEVICE_REPORTED_MISSING;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -11066,28 +12554,42 @@ pub struct _WDF_PDO_EVENT_CALLBACKS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_PDO_EVENT_CALLBACKS"]
-        [::core::mem::size_of::<_WDF_PDO_EVENT_CALLBACKS>() - 64usize];
-    ["Alignment of _WDF_PDO_EVENT_CALLBACKS"]
-        [::core::mem::align_of::<_WDF_PDO_EVENT_CALLBACKS>() - 8usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::Size"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, Size) - 0usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceResourcesQuery"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceResourcesQuery) - 8usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceResourceRequirementsQuery"][::core::mem::offset_of!(
-        _WDF_PDO_EVENT_CALLBACKS,
-        EvtDeviceResourceRequirementsQuery
+    [
+        "Size of _WDF_PDO_EVENT_CALLBACKS",
+    ][::core::mem::size_of::<_WDF_PDO_EVENT_CALLBACKS>() - 64usize];
+    [
+        "Alignment of _WDF_PDO_EVENT_CALLBACKS",
+    ][::core::mem::align_of::<_WDF_PDO_EVENT_CALLBACKS>() - 8usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::Size",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceResourcesQuery",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceResourcesQuery)
+        - 8usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceResourceRequirementsQuery",
+    ][::core::mem::offset_of!(
+        _WDF_PDO_EVENT_CALLBACKS, EvtDeviceResourceRequirementsQuery
     ) - 16usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceEject"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceEject) - 24usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceSetLock"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceSetLock) - 32usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceEnableWakeAtBus"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceEnableWakeAtBus) - 40usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceDisableWakeAtBus"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceDisableWakeAtBus) - 48usize];
-    ["Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceReportedMissing"]
-        [::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceReportedMissing) - 56usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceEject",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceEject) - 24usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceSetLock",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceSetLock) - 32usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceEnableWakeAtBus",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceEnableWakeAtBus)
+        - 40usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceDisableWakeAtBus",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceDisableWakeAtBus)
+        - 48usize];
+    [
+        "Offset of field: _WDF_PDO_EVENT_CALLBACKS::EvtDeviceReportedMissing",
+    ][::core::mem::offset_of!(_WDF_PDO_EVENT_CALLBACKS, EvtDeviceReportedMissing)
+        - 56usize];
 };
 pub type WDF_PDO_EVENT_CALLBACKS = _WDF_PDO_EVENT_CALLBACKS;
 pub type PWDF_PDO_EVENT_CALLBACKS = *mut _WDF_PDO_EVENT_CALLBACKS;
@@ -11166,13 +12668,19 @@ pub type PFN_WDFPDOINITALLOWFORWARDINGREQUESTTOPARENT = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, DeviceInit: PWDFDEVICE_INIT),
 >;
 pub type PFN_WDFPDOMARKMISSING = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Device: WDFDEVICE,
+    ) -> NTSTATUS,
 >;
 pub type PFN_WDFPDOREQUESTEJECT = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE),
 >;
 pub type PFN_WDFPDOGETPARENT = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, Device: WDFDEVICE) -> WDFDEVICE,
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        Device: WDFDEVICE,
+    ) -> WDFDEVICE,
 >;
 pub type PFN_WDFPDORETRIEVEIDENTIFICATIONDESCRIPTION = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -11215,8 +12723,9 @@ pub type PFN_WDFPDOCLEAREJECTIONRELATIONSDEVICES = ::core::option::Option<
 pub type PFN_WDFPDOINITREMOVEPOWERDEPENDENCYONPARENT = ::core::option::Option<
     unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, DeviceInit: PWDFDEVICE_INIT),
 >;
-pub type EVT_WDF_DEVICE_SHUTDOWN_NOTIFICATION =
-    ::core::option::Option<unsafe extern "win64" fn(Device: WDFDEVICE)>;
+pub type EVT_WDF_DEVICE_SHUTDOWN_NOTIFICATION = ::core::option::Option<
+    unsafe extern "win64" fn(Device: WDFDEVICE),
+>;
 pub type PFN_WDF_DEVICE_SHUTDOWN_NOTIFICATION = EVT_WDF_DEVICE_SHUTDOWN_NOTIFICATION;
 pub mod _WDF_DEVICE_SHUTDOWN_FLAGS {
     #[allow(unused_imports)]
@@ -11319,22 +12828,29 @@ pub struct _WDF_WMI_PROVIDER_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_WMI_PROVIDER_CONFIG"]
-        [::core::mem::size_of::<_WDF_WMI_PROVIDER_CONFIG>() - 40usize];
-    ["Alignment of _WDF_WMI_PROVIDER_CONFIG"]
-        [::core::mem::align_of::<_WDF_WMI_PROVIDER_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_WMI_PROVIDER_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_WMI_PROVIDER_CONFIG::Guid"]
-        [::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, Guid) - 4usize];
-    ["Offset of field: _WDF_WMI_PROVIDER_CONFIG::Flags"]
-        [::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, Flags) - 20usize];
-    ["Offset of field: _WDF_WMI_PROVIDER_CONFIG::MinInstanceBufferSize"]
-        [::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, MinInstanceBufferSize) - 24usize];
-    ["Offset of field: _WDF_WMI_PROVIDER_CONFIG::EvtWmiProviderFunctionControl"][::core::mem::offset_of!(
-        _WDF_WMI_PROVIDER_CONFIG,
-        EvtWmiProviderFunctionControl
-    ) - 32usize];
+    [
+        "Size of _WDF_WMI_PROVIDER_CONFIG",
+    ][::core::mem::size_of::<_WDF_WMI_PROVIDER_CONFIG>() - 40usize];
+    [
+        "Alignment of _WDF_WMI_PROVIDER_CONFIG",
+    ][::core::mem::align_of::<_WDF_WMI_PROVIDER_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_WMI_PROVIDER_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_WMI_PROVIDER_CONFIG::Guid",
+    ][::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, Guid) - 4usize];
+    [
+        "Offset of field: _WDF_WMI_PROVIDER_CONFIG::Flags",
+    ][::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, Flags) - 20usize];
+    [
+        "Offset of field: _WDF_WMI_PROVIDER_CONFIG::MinInstanceBufferSize",
+    ][::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, MinInstanceBufferSize)
+        - 24usize];
+    [
+        "Offset of field: _WDF_WMI_PROVIDER_CONFIG::EvtWmiProviderFunctionControl",
+    ][::core::mem::offset_of!(_WDF_WMI_PROVIDER_CONFIG, EvtWmiProviderFunctionControl)
+        - 32usize];
 };
 pub type WDF_WMI_PROVIDER_CONFIG = _WDF_WMI_PROVIDER_CONFIG;
 pub type PWDF_WMI_PROVIDER_CONFIG = *mut _WDF_WMI_PROVIDER_CONFIG;
@@ -11353,28 +12869,43 @@ pub struct _WDF_WMI_INSTANCE_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_WMI_INSTANCE_CONFIG"]
-        [::core::mem::size_of::<_WDF_WMI_INSTANCE_CONFIG>() - 64usize];
-    ["Alignment of _WDF_WMI_INSTANCE_CONFIG"]
-        [::core::mem::align_of::<_WDF_WMI_INSTANCE_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::Provider"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, Provider) - 8usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::ProviderConfig"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, ProviderConfig) - 16usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::UseContextForQuery"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, UseContextForQuery) - 24usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::Register"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, Register) - 25usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceQueryInstance"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceQueryInstance) - 32usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceSetInstance"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceSetInstance) - 40usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceSetItem"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceSetItem) - 48usize];
-    ["Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceExecuteMethod"]
-        [::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceExecuteMethod) - 56usize];
+    [
+        "Size of _WDF_WMI_INSTANCE_CONFIG",
+    ][::core::mem::size_of::<_WDF_WMI_INSTANCE_CONFIG>() - 64usize];
+    [
+        "Alignment of _WDF_WMI_INSTANCE_CONFIG",
+    ][::core::mem::align_of::<_WDF_WMI_INSTANCE_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::Provider",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, Provider) - 8usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::ProviderConfig",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, ProviderConfig) - 16usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::UseContextForQuery",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, UseContextForQuery) - 24usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::Register",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, Register) - 25usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceQueryInstance",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceQueryInstance)
+        - 32usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceSetInstance",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceSetInstance)
+        - 40usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceSetItem",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceSetItem)
+        - 48usize];
+    [
+        "Offset of field: _WDF_WMI_INSTANCE_CONFIG::EvtWmiInstanceExecuteMethod",
+    ][::core::mem::offset_of!(_WDF_WMI_INSTANCE_CONFIG, EvtWmiInstanceExecuteMethod)
+        - 56usize];
 };
 pub type WDF_WMI_INSTANCE_CONFIG = _WDF_WMI_INSTANCE_CONFIG;
 pub type PWDF_WMI_INSTANCE_CONFIG = *mut _WDF_WMI_INSTANCE_CONFIG;
@@ -11628,23 +13159,29 @@ pub mod _WDF_DMA_DIRECTION {
     pub const WdfDmaDirectionWriteToDevice: Type = 1;
 }
 pub use self::_WDF_DMA_DIRECTION::Type as WDF_DMA_DIRECTION;
-pub type EVT_WDF_DMA_ENABLER_FILL =
-    ::core::option::Option<unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS>;
+pub type EVT_WDF_DMA_ENABLER_FILL = ::core::option::Option<
+    unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS,
+>;
 pub type PFN_WDF_DMA_ENABLER_FILL = EVT_WDF_DMA_ENABLER_FILL;
-pub type EVT_WDF_DMA_ENABLER_FLUSH =
-    ::core::option::Option<unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS>;
+pub type EVT_WDF_DMA_ENABLER_FLUSH = ::core::option::Option<
+    unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS,
+>;
 pub type PFN_WDF_DMA_ENABLER_FLUSH = EVT_WDF_DMA_ENABLER_FLUSH;
-pub type EVT_WDF_DMA_ENABLER_ENABLE =
-    ::core::option::Option<unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS>;
+pub type EVT_WDF_DMA_ENABLER_ENABLE = ::core::option::Option<
+    unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS,
+>;
 pub type PFN_WDF_DMA_ENABLER_ENABLE = EVT_WDF_DMA_ENABLER_ENABLE;
-pub type EVT_WDF_DMA_ENABLER_DISABLE =
-    ::core::option::Option<unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS>;
+pub type EVT_WDF_DMA_ENABLER_DISABLE = ::core::option::Option<
+    unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS,
+>;
 pub type PFN_WDF_DMA_ENABLER_DISABLE = EVT_WDF_DMA_ENABLER_DISABLE;
-pub type EVT_WDF_DMA_ENABLER_SELFMANAGED_IO_START =
-    ::core::option::Option<unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS>;
+pub type EVT_WDF_DMA_ENABLER_SELFMANAGED_IO_START = ::core::option::Option<
+    unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS,
+>;
 pub type PFN_WDF_DMA_ENABLER_SELFMANAGED_IO_START = EVT_WDF_DMA_ENABLER_SELFMANAGED_IO_START;
-pub type EVT_WDF_DMA_ENABLER_SELFMANAGED_IO_STOP =
-    ::core::option::Option<unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS>;
+pub type EVT_WDF_DMA_ENABLER_SELFMANAGED_IO_STOP = ::core::option::Option<
+    unsafe extern "win64" fn(DmaEnabler: WDFDMAENABLER) -> NTSTATUS,
+>;
 pub type PFN_WDF_DMA_ENABLER_SELFMANAGED_IO_STOP = EVT_WDF_DMA_ENABLER_SELFMANAGED_IO_STOP;
 pub mod _WDF_DMA_ENABLER_CONFIG_FLAGS {
     #[allow(unused_imports)]
@@ -11672,38 +13209,50 @@ pub struct _WDF_DMA_ENABLER_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DMA_ENABLER_CONFIG"]
-        [::core::mem::size_of::<_WDF_DMA_ENABLER_CONFIG>() - 80usize];
-    ["Alignment of _WDF_DMA_ENABLER_CONFIG"]
-        [::core::mem::align_of::<_WDF_DMA_ENABLER_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::Profile"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, Profile) - 4usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::MaximumLength"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, MaximumLength) - 8usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerFill"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerFill) - 16usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerFlush"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerFlush) - 24usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerDisable"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerDisable) - 32usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerEnable"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerEnable) - 40usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerSelfManagedIoStart"][::core::mem::offset_of!(
-        _WDF_DMA_ENABLER_CONFIG,
-        EvtDmaEnablerSelfManagedIoStart
-    ) - 48usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerSelfManagedIoStop"][::core::mem::offset_of!(
-        _WDF_DMA_ENABLER_CONFIG,
-        EvtDmaEnablerSelfManagedIoStop
-    ) - 56usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::AddressWidthOverride"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, AddressWidthOverride) - 64usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::WdmDmaVersionOverride"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, WdmDmaVersionOverride) - 68usize];
-    ["Offset of field: _WDF_DMA_ENABLER_CONFIG::Flags"]
-        [::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, Flags) - 72usize];
+    [
+        "Size of _WDF_DMA_ENABLER_CONFIG",
+    ][::core::mem::size_of::<_WDF_DMA_ENABLER_CONFIG>() - 80usize];
+    [
+        "Alignment of _WDF_DMA_ENABLER_CONFIG",
+    ][::core::mem::align_of::<_WDF_DMA_ENABLER_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::Profile",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, Profile) - 4usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::MaximumLength",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, MaximumLength) - 8usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerFill",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerFill) - 16usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerFlush",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerFlush) - 24usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerDisable",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerDisable) - 32usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerEnable",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerEnable) - 40usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerSelfManagedIoStart",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerSelfManagedIoStart)
+        - 48usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::EvtDmaEnablerSelfManagedIoStop",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, EvtDmaEnablerSelfManagedIoStop)
+        - 56usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::AddressWidthOverride",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, AddressWidthOverride) - 64usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::WdmDmaVersionOverride",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, WdmDmaVersionOverride) - 68usize];
+    [
+        "Offset of field: _WDF_DMA_ENABLER_CONFIG::Flags",
+    ][::core::mem::offset_of!(_WDF_DMA_ENABLER_CONFIG, Flags) - 72usize];
 };
 pub type WDF_DMA_ENABLER_CONFIG = _WDF_DMA_ENABLER_CONFIG;
 pub type PWDF_DMA_ENABLER_CONFIG = *mut _WDF_DMA_ENABLER_CONFIG;
@@ -11719,22 +13268,30 @@ pub struct _WDF_DMA_SYSTEM_PROFILE_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_DMA_SYSTEM_PROFILE_CONFIG"]
-        [::core::mem::size_of::<_WDF_DMA_SYSTEM_PROFILE_CONFIG>() - 32usize];
-    ["Alignment of _WDF_DMA_SYSTEM_PROFILE_CONFIG"]
-        [::core::mem::align_of::<_WDF_DMA_SYSTEM_PROFILE_CONFIG>() - 8usize];
-    ["Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DemandMode"]
-        [::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DemandMode) - 4usize];
-    ["Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::LoopedTransfer"]
-        [::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, LoopedTransfer) - 5usize];
-    ["Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DmaWidth"]
-        [::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DmaWidth) - 8usize];
-    ["Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DeviceAddress"]
-        [::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DeviceAddress) - 16usize];
-    ["Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DmaDescriptor"]
-        [::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DmaDescriptor) - 24usize];
+    [
+        "Size of _WDF_DMA_SYSTEM_PROFILE_CONFIG",
+    ][::core::mem::size_of::<_WDF_DMA_SYSTEM_PROFILE_CONFIG>() - 32usize];
+    [
+        "Alignment of _WDF_DMA_SYSTEM_PROFILE_CONFIG",
+    ][::core::mem::align_of::<_WDF_DMA_SYSTEM_PROFILE_CONFIG>() - 8usize];
+    [
+        "Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DemandMode",
+    ][::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DemandMode) - 4usize];
+    [
+        "Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::LoopedTransfer",
+    ][::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, LoopedTransfer) - 5usize];
+    [
+        "Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DmaWidth",
+    ][::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DmaWidth) - 8usize];
+    [
+        "Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DeviceAddress",
+    ][::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DeviceAddress) - 16usize];
+    [
+        "Offset of field: _WDF_DMA_SYSTEM_PROFILE_CONFIG::DmaDescriptor",
+    ][::core::mem::offset_of!(_WDF_DMA_SYSTEM_PROFILE_CONFIG, DmaDescriptor) - 24usize];
 };
 pub type WDF_DMA_SYSTEM_PROFILE_CONFIG = _WDF_DMA_SYSTEM_PROFILE_CONFIG;
 pub type PWDF_DMA_SYSTEM_PROFILE_CONFIG = *mut _WDF_DMA_SYSTEM_PROFILE_CONFIG;
@@ -11808,8 +13365,7 @@ pub type EVT_WDF_DMA_TRANSACTION_CONFIGURE_DMA_CHANNEL = ::core::option::Option<
         Length: usize,
     ) -> BOOLEAN,
 >;
-pub type PFN_WDF_DMA_TRANSACTION_CONFIGURE_DMA_CHANNEL =
-    EVT_WDF_DMA_TRANSACTION_CONFIGURE_DMA_CHANNEL;
+pub type PFN_WDF_DMA_TRANSACTION_CONFIGURE_DMA_CHANNEL = EVT_WDF_DMA_TRANSACTION_CONFIGURE_DMA_CHANNEL;
 pub type EVT_WDF_DMA_TRANSACTION_DMA_TRANSFER_COMPLETE = ::core::option::Option<
     unsafe extern "win64" fn(
         Transaction: WDFDMATRANSACTION,
@@ -11819,8 +13375,7 @@ pub type EVT_WDF_DMA_TRANSACTION_DMA_TRANSFER_COMPLETE = ::core::option::Option<
         Status: DMA_COMPLETION_STATUS::Type,
     ),
 >;
-pub type PFN_WDF_DMA_TRANSACTION_DMA_TRANSFER_COMPLETE =
-    EVT_WDF_DMA_TRANSACTION_DMA_TRANSFER_COMPLETE;
+pub type PFN_WDF_DMA_TRANSACTION_DMA_TRANSFER_COMPLETE = EVT_WDF_DMA_TRANSACTION_DMA_TRANSFER_COMPLETE;
 pub type EVT_WDF_RESERVE_DMA = ::core::option::Option<
     unsafe extern "win64" fn(DmaTransaction: WDFDMATRANSACTION, Context: PVOID),
 >;
@@ -11987,7 +13542,10 @@ pub type PFN_WDFDMATRANSACTIONSETDEVICEADDRESSOFFSET = ::core::option::Option<
     ),
 >;
 pub type PFN_WDFDMATRANSACTIONFREERESOURCES = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, DmaTransaction: WDFDMATRANSACTION),
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        DmaTransaction: WDFDMATRANSACTION,
+    ),
 >;
 pub type PFN_WDFDMATRANSACTIONCANCEL = ::core::option::Option<
     unsafe extern "win64" fn(
@@ -12002,7 +13560,10 @@ pub type PFN_WDFDMATRANSACTIONWDMGETTRANSFERCONTEXT = ::core::option::Option<
     ) -> PVOID,
 >;
 pub type PFN_WDFDMATRANSACTIONSTOPSYSTEMTRANSFER = ::core::option::Option<
-    unsafe extern "win64" fn(DriverGlobals: PWDF_DRIVER_GLOBALS, DmaTransaction: WDFDMATRANSACTION),
+    unsafe extern "win64" fn(
+        DriverGlobals: PWDF_DRIVER_GLOBALS,
+        DmaTransaction: WDFDMATRANSACTION,
+    ),
 >;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -12012,14 +13573,18 @@ pub struct _WDF_COMMON_BUFFER_CONFIG {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_COMMON_BUFFER_CONFIG"]
-        [::core::mem::size_of::<_WDF_COMMON_BUFFER_CONFIG>() - 8usize];
-    ["Alignment of _WDF_COMMON_BUFFER_CONFIG"]
-        [::core::mem::align_of::<_WDF_COMMON_BUFFER_CONFIG>() - 4usize];
-    ["Offset of field: _WDF_COMMON_BUFFER_CONFIG::Size"]
-        [::core::mem::offset_of!(_WDF_COMMON_BUFFER_CONFIG, Size) - 0usize];
-    ["Offset of field: _WDF_COMMON_BUFFER_CONFIG::AlignmentRequirement"]
-        [::core::mem::offset_of!(_WDF_COMMON_BUFFER_CONFIG, AlignmentRequirement) - 4usize];
+    [
+        "Size of _WDF_COMMON_BUFFER_CONFIG",
+    ][::core::mem::size_of::<_WDF_COMMON_BUFFER_CONFIG>() - 8usize];
+    [
+        "Alignment of _WDF_COMMON_BUFFER_CONFIG",
+    ][::core::mem::align_of::<_WDF_COMMON_BUFFER_CONFIG>() - 4usize];
+    [
+        "Offset of field: _WDF_COMMON_BUFFER_CONFIG::Size",
+    ][::core::mem::offset_of!(_WDF_COMMON_BUFFER_CONFIG, Size) - 0usize];
+    [
+        "Offset of field: _WDF_COMMON_BUFFER_CONFIG::AlignmentRequirement",
+    ][::core::mem::offset_of!(_WDF_COMMON_BUFFER_CONFIG, AlignmentRequirement) - 4usize];
 };
 pub type WDF_COMMON_BUFFER_CONFIG = _WDF_COMMON_BUFFER_CONFIG;
 pub type PWDF_COMMON_BUFFER_CONFIG = *mut _WDF_COMMON_BUFFER_CONFIG;
@@ -12104,20 +13669,29 @@ pub struct _WDF_POWER_ROUTINE_TIMED_OUT_DATA {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_POWER_ROUTINE_TIMED_OUT_DATA"]
-        [::core::mem::size_of::<_WDF_POWER_ROUTINE_TIMED_OUT_DATA>() - 32usize];
-    ["Alignment of _WDF_POWER_ROUTINE_TIMED_OUT_DATA"]
-        [::core::mem::align_of::<_WDF_POWER_ROUTINE_TIMED_OUT_DATA>() - 8usize];
-    ["Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::PowerState"]
-        [::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, PowerState) - 0usize];
-    ["Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::PowerPolicyState"]
-        [::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, PowerPolicyState) - 4usize];
-    ["Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::DeviceObject"]
-        [::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, DeviceObject) - 8usize];
-    ["Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::Device"]
-        [::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, Device) - 16usize];
-    ["Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::TimedOutThread"]
-        [::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, TimedOutThread) - 24usize];
+    [
+        "Size of _WDF_POWER_ROUTINE_TIMED_OUT_DATA",
+    ][::core::mem::size_of::<_WDF_POWER_ROUTINE_TIMED_OUT_DATA>() - 32usize];
+    [
+        "Alignment of _WDF_POWER_ROUTINE_TIMED_OUT_DATA",
+    ][::core::mem::align_of::<_WDF_POWER_ROUTINE_TIMED_OUT_DATA>() - 8usize];
+    [
+        "Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::PowerState",
+    ][::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, PowerState) - 0usize];
+    [
+        "Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::PowerPolicyState",
+    ][::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, PowerPolicyState)
+        - 4usize];
+    [
+        "Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::DeviceObject",
+    ][::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, DeviceObject) - 8usize];
+    [
+        "Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::Device",
+    ][::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, Device) - 16usize];
+    [
+        "Offset of field: _WDF_POWER_ROUTINE_TIMED_OUT_DATA::TimedOutThread",
+    ][::core::mem::offset_of!(_WDF_POWER_ROUTINE_TIMED_OUT_DATA, TimedOutThread)
+        - 24usize];
 };
 pub type WDF_POWER_ROUTINE_TIMED_OUT_DATA = _WDF_POWER_ROUTINE_TIMED_OUT_DATA;
 #[repr(C)]
@@ -12131,41 +13705,43 @@ pub struct _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA"][::core::mem::size_of::<
-        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA,
-    >() - 40usize];
-    ["Alignment of _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA"][::core::mem::align_of::<
+    [
+        "Size of _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA",
+    ][::core::mem::size_of::<_WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA>()
+        - 40usize];
+    [
+        "Alignment of _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA",
+    ][::core::mem::align_of::<
         _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA,
     >() - 8usize];
-    ["Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::Request"][::core::mem::offset_of!(
-        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA,
-        Request
-    )
-        - 0usize];
-    ["Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::Irp"][::core::mem::offset_of!(
-        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA,
-        Irp
+    [
+        "Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::Request",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA, Request
+    ) - 0usize];
+    [
+        "Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::Irp",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA, Irp
     ) - 8usize];
     [
         "Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::OutputBufferLength",
     ][::core::mem::offset_of!(
         _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA, OutputBufferLength
     ) - 16usize];
-    ["Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::Information"][::core::mem::offset_of!(
-        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA,
-        Information
-    )
-        - 24usize];
-    ["Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::MajorFunction"][::core::mem::offset_of!(
-        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA,
-        MajorFunction
-    )
-        - 32usize];
+    [
+        "Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::Information",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA, Information
+    ) - 24usize];
+    [
+        "Offset of field: _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA::MajorFunction",
+    ][::core::mem::offset_of!(
+        _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA, MajorFunction
+    ) - 32usize];
 };
-pub type WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA =
-    _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA;
-pub type PWDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA =
-    *mut _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA;
+pub type WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA = _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA;
+pub type PWDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA = *mut _WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH_DATA;
 #[repr(C)]
 #[derive(Copy, Clone)]
 pub struct _WDF_QUEUE_FATAL_ERROR_DATA {
@@ -12175,16 +13751,21 @@ pub struct _WDF_QUEUE_FATAL_ERROR_DATA {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_QUEUE_FATAL_ERROR_DATA"]
-        [::core::mem::size_of::<_WDF_QUEUE_FATAL_ERROR_DATA>() - 24usize];
-    ["Alignment of _WDF_QUEUE_FATAL_ERROR_DATA"]
-        [::core::mem::align_of::<_WDF_QUEUE_FATAL_ERROR_DATA>() - 8usize];
-    ["Offset of field: _WDF_QUEUE_FATAL_ERROR_DATA::Queue"]
-        [::core::mem::offset_of!(_WDF_QUEUE_FATAL_ERROR_DATA, Queue) - 0usize];
-    ["Offset of field: _WDF_QUEUE_FATAL_ERROR_DATA::Request"]
-        [::core::mem::offset_of!(_WDF_QUEUE_FATAL_ERROR_DATA, Request) - 8usize];
-    ["Offset of field: _WDF_QUEUE_FATAL_ERROR_DATA::Status"]
-        [::core::mem::offset_of!(_WDF_QUEUE_FATAL_ERROR_DATA, Status) - 16usize];
+    [
+        "Size of _WDF_QUEUE_FATAL_ERROR_DATA",
+    ][::core::mem::size_of::<_WDF_QUEUE_FATAL_ERROR_DATA>() - 24usize];
+    [
+        "Alignment of _WDF_QUEUE_FATAL_ERROR_DATA",
+    ][::core::mem::align_of::<_WDF_QUEUE_FATAL_ERROR_DATA>() - 8usize];
+    [
+        "Offset of field: _WDF_QUEUE_FATAL_ERROR_DATA::Queue",
+    ][::core::mem::offset_of!(_WDF_QUEUE_FATAL_ERROR_DATA, Queue) - 0usize];
+    [
+        "Offset of field: _WDF_QUEUE_FATAL_ERROR_DATA::Request",
+    ][::core::mem::offset_of!(_WDF_QUEUE_FATAL_ERROR_DATA, Request) - 8usize];
+    [
+        "Offset of field: _WDF_QUEUE_FATAL_ERROR_DATA::Status",
+    ][::core::mem::offset_of!(_WDF_QUEUE_FATAL_ERROR_DATA, Status) - 16usize];
 };
 pub type WDF_QUEUE_FATAL_ERROR_DATA = _WDF_QUEUE_FATAL_ERROR_DATA;
 pub type PWDF_QUEUE_FATAL_ERROR_DATA = *mut _WDF_QUEUE_FATAL_ERROR_DATA;
@@ -12211,15 +13792,21 @@ pub struct _WDF_TASK_SEND_OPTIONS {
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    ["Size of _WDF_TASK_SEND_OPTIONS"][::core::mem::size_of::<_WDF_TASK_SEND_OPTIONS>() - 16usize];
-    ["Alignment of _WDF_TASK_SEND_OPTIONS"]
-        [::core::mem::align_of::<_WDF_TASK_SEND_OPTIONS>() - 8usize];
-    ["Offset of field: _WDF_TASK_SEND_OPTIONS::Size"]
-        [::core::mem::offset_of!(_WDF_TASK_SEND_OPTIONS, Size) - 0usize];
-    ["Offset of field: _WDF_TASK_SEND_OPTIONS::Flags"]
-        [::core::mem::offset_of!(_WDF_TASK_SEND_OPTIONS, Flags) - 4usize];
-    ["Offset of field: _WDF_TASK_SEND_OPTIONS::Timeout"]
-        [::core::mem::offset_of!(_WDF_TASK_SEND_OPTIONS, Timeout) - 8usize];
+    [
+        "Size of _WDF_TASK_SEND_OPTIONS",
+    ][::core::mem::size_of::<_WDF_TASK_SEND_OPTIONS>() - 16usize];
+    [
+        "Alignment of _WDF_TASK_SEND_OPTIONS",
+    ][::core::mem::align_of::<_WDF_TASK_SEND_OPTIONS>() - 8usize];
+    [
+        "Offset of field: _WDF_TASK_SEND_OPTIONS::Size",
+    ][::core::mem::offset_of!(_WDF_TASK_SEND_OPTIONS, Size) - 0usize];
+    [
+        "Offset of field: _WDF_TASK_SEND_OPTIONS::Flags",
+    ][::core::mem::offset_of!(_WDF_TASK_SEND_OPTIONS, Flags) - 4usize];
+    [
+        "Offset of field: _WDF_TASK_SEND_OPTIONS::Timeout",
+    ][::core::mem::offset_of!(_WDF_TASK_SEND_OPTIONS, Timeout) - 8usize];
 };
 pub type WDF_TASK_SEND_OPTIONS = _WDF_TASK_SEND_OPTIONS;
 pub type PWDF_TASK_SEND_OPTIONS = *mut _WDF_TASK_SEND_OPTIONS;
@@ -12250,1768 +13837,1700 @@ pub struct _SCSI_REQUEST_BLOCK {
 /// Every `STATUS_*` of `ntstatus.h` and `wdfstatus.h`.
 pub mod status {
     use super::NTSTATUS;
-    // Generated by wdk-bindgen from ntstatus.h (mingw-w64) and wdfstatus.h (KMDF).
-    pub const STATUS_KERNEL_APC: NTSTATUS = 0x00000100_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_POWER_FAILURE: NTSTATUS = 0xc000009e_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_NOT_PRESENT: NTSTATUS = 0xc000010f_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_LID_NOT_EXIST: NTSTATUS = 0xc0000110_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_LID_ALREADY_OWNED: NTSTATUS = 0xc0000111_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_NOT_LID_OWNER: NTSTATUS = 0xc0000112_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_INVALID_COMMAND: NTSTATUS = 0xc0000113_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_INVALID_LID: NTSTATUS = 0xc0000114_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_SELECTOR_NOT_AVAILABLE: NTSTATUS = 0xc0000115_u32 as NTSTATUS;
-    pub const STATUS_ABIOS_INVALID_SELECTOR: NTSTATUS = 0xc0000116_u32 as NTSTATUS;
-    pub const STATUS_MULTIPLE_FAULT_VIOLATION: NTSTATUS = 0xc00002e8_u32 as NTSTATUS;
-    pub const STATUS_SUCCESS: NTSTATUS = 0x00000000_u32 as NTSTATUS;
-    pub const STATUS_WAIT_0: NTSTATUS = 0x00000000_u32 as NTSTATUS;
-    pub const STATUS_WAIT_1: NTSTATUS = 0x00000001_u32 as NTSTATUS;
-    pub const STATUS_WAIT_2: NTSTATUS = 0x00000002_u32 as NTSTATUS;
-    pub const STATUS_WAIT_3: NTSTATUS = 0x00000003_u32 as NTSTATUS;
-    pub const STATUS_WAIT_63: NTSTATUS = 0x0000003f_u32 as NTSTATUS;
-    pub const STATUS_ABANDONED: NTSTATUS = 0x00000080_u32 as NTSTATUS;
-    pub const STATUS_ABANDONED_WAIT_0: NTSTATUS = 0x00000080_u32 as NTSTATUS;
-    pub const STATUS_ABANDONED_WAIT_63: NTSTATUS = 0x000000bf_u32 as NTSTATUS;
-    pub const STATUS_USER_APC: NTSTATUS = 0x000000c0_u32 as NTSTATUS;
-    pub const STATUS_ALERTED: NTSTATUS = 0x00000101_u32 as NTSTATUS;
-    pub const STATUS_TIMEOUT: NTSTATUS = 0x00000102_u32 as NTSTATUS;
-    pub const STATUS_PENDING: NTSTATUS = 0x00000103_u32 as NTSTATUS;
-    pub const STATUS_REPARSE: NTSTATUS = 0x00000104_u32 as NTSTATUS;
-    pub const STATUS_MORE_ENTRIES: NTSTATUS = 0x00000105_u32 as NTSTATUS;
-    pub const STATUS_NOT_ALL_ASSIGNED: NTSTATUS = 0x00000106_u32 as NTSTATUS;
-    pub const STATUS_SOME_NOT_MAPPED: NTSTATUS = 0x00000107_u32 as NTSTATUS;
-    pub const STATUS_OPLOCK_BREAK_IN_PROGRESS: NTSTATUS = 0x00000108_u32 as NTSTATUS;
-    pub const STATUS_VOLUME_MOUNTED: NTSTATUS = 0x00000109_u32 as NTSTATUS;
-    pub const STATUS_RXACT_COMMITTED: NTSTATUS = 0x0000010a_u32 as NTSTATUS;
-    pub const STATUS_NOTIFY_CLEANUP: NTSTATUS = 0x0000010b_u32 as NTSTATUS;
-    pub const STATUS_NOTIFY_ENUM_DIR: NTSTATUS = 0x0000010c_u32 as NTSTATUS;
-    pub const STATUS_NO_QUOTAS_FOR_ACCOUNT: NTSTATUS = 0x0000010d_u32 as NTSTATUS;
-    pub const STATUS_PRIMARY_TRANSPORT_CONNECT_FAILED: NTSTATUS = 0x0000010e_u32 as NTSTATUS;
-    pub const STATUS_PAGE_FAULT_TRANSITION: NTSTATUS = 0x00000110_u32 as NTSTATUS;
-    pub const STATUS_PAGE_FAULT_DEMAND_ZERO: NTSTATUS = 0x00000111_u32 as NTSTATUS;
-    pub const STATUS_PAGE_FAULT_COPY_ON_WRITE: NTSTATUS = 0x00000112_u32 as NTSTATUS;
-    pub const STATUS_PAGE_FAULT_GUARD_PAGE: NTSTATUS = 0x00000113_u32 as NTSTATUS;
-    pub const STATUS_PAGE_FAULT_PAGING_FILE: NTSTATUS = 0x00000114_u32 as NTSTATUS;
-    pub const STATUS_CACHE_PAGE_LOCKED: NTSTATUS = 0x00000115_u32 as NTSTATUS;
-    pub const STATUS_CRASH_DUMP: NTSTATUS = 0x00000116_u32 as NTSTATUS;
-    pub const STATUS_BUFFER_ALL_ZEROS: NTSTATUS = 0x00000117_u32 as NTSTATUS;
-    pub const STATUS_REPARSE_OBJECT: NTSTATUS = 0x00000118_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_REQUIREMENTS_CHANGED: NTSTATUS = 0x00000119_u32 as NTSTATUS;
-    pub const STATUS_TRANSLATION_COMPLETE: NTSTATUS = 0x00000120_u32 as NTSTATUS;
-    pub const STATUS_DS_MEMBERSHIP_EVALUATED_LOCALLY: NTSTATUS = 0x00000121_u32 as NTSTATUS;
-    pub const STATUS_NOTHING_TO_TERMINATE: NTSTATUS = 0x00000122_u32 as NTSTATUS;
-    pub const STATUS_PROCESS_NOT_IN_JOB: NTSTATUS = 0x00000123_u32 as NTSTATUS;
-    pub const STATUS_PROCESS_IN_JOB: NTSTATUS = 0x00000124_u32 as NTSTATUS;
-    pub const STATUS_VOLSNAP_HIBERNATE_READY: NTSTATUS = 0x00000125_u32 as NTSTATUS;
-    pub const STATUS_FSFILTER_OP_COMPLETED_SUCCESSFULLY: NTSTATUS = 0x00000126_u32 as NTSTATUS;
-    pub const STATUS_INTERRUPT_VECTOR_ALREADY_CONNECTED: NTSTATUS = 0x00000127_u32 as NTSTATUS;
-    pub const STATUS_INTERRUPT_STILL_CONNECTED: NTSTATUS = 0x00000128_u32 as NTSTATUS;
-    pub const STATUS_PROCESS_CLONED: NTSTATUS = 0x00000129_u32 as NTSTATUS;
-    pub const STATUS_FILE_LOCKED_WITH_ONLY_READERS: NTSTATUS = 0x0000012a_u32 as NTSTATUS;
-    pub const STATUS_FILE_LOCKED_WITH_WRITERS: NTSTATUS = 0x0000012b_u32 as NTSTATUS;
-    pub const STATUS_RESOURCEMANAGER_READ_ONLY: NTSTATUS = 0x00000202_u32 as NTSTATUS;
-    pub const STATUS_WAIT_FOR_OPLOCK: NTSTATUS = 0x00000367_u32 as NTSTATUS;
-    pub const STATUS_FLT_IO_COMPLETE: NTSTATUS = 0x001c0001_u32 as NTSTATUS;
-    pub const STATUS_FILE_NOT_AVAILABLE: NTSTATUS = 0xc0000467_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_NAME_EXISTS: NTSTATUS = 0x40000000_u32 as NTSTATUS;
-    pub const STATUS_THREAD_WAS_SUSPENDED: NTSTATUS = 0x40000001_u32 as NTSTATUS;
-    pub const STATUS_WORKING_SET_LIMIT_RANGE: NTSTATUS = 0x40000002_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_NOT_AT_BASE: NTSTATUS = 0x40000003_u32 as NTSTATUS;
-    pub const STATUS_RXACT_STATE_CREATED: NTSTATUS = 0x40000004_u32 as NTSTATUS;
-    pub const STATUS_SEGMENT_NOTIFICATION: NTSTATUS = 0x40000005_u32 as NTSTATUS;
-    pub const STATUS_LOCAL_USER_SESSION_KEY: NTSTATUS = 0x40000006_u32 as NTSTATUS;
-    pub const STATUS_BAD_CURRENT_DIRECTORY: NTSTATUS = 0x40000007_u32 as NTSTATUS;
-    pub const STATUS_SERIAL_MORE_WRITES: NTSTATUS = 0x40000008_u32 as NTSTATUS;
-    pub const STATUS_REGISTRY_RECOVERED: NTSTATUS = 0x40000009_u32 as NTSTATUS;
-    pub const STATUS_FT_READ_RECOVERY_FROM_BACKUP: NTSTATUS = 0x4000000a_u32 as NTSTATUS;
-    pub const STATUS_FT_WRITE_RECOVERY: NTSTATUS = 0x4000000b_u32 as NTSTATUS;
-    pub const STATUS_SERIAL_COUNTER_TIMEOUT: NTSTATUS = 0x4000000c_u32 as NTSTATUS;
-    pub const STATUS_NULL_LM_PASSWORD: NTSTATUS = 0x4000000d_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_MACHINE_TYPE_MISMATCH: NTSTATUS = 0x4000000e_u32 as NTSTATUS;
-    pub const STATUS_RECEIVE_PARTIAL: NTSTATUS = 0x4000000f_u32 as NTSTATUS;
-    pub const STATUS_RECEIVE_EXPEDITED: NTSTATUS = 0x40000010_u32 as NTSTATUS;
-    pub const STATUS_RECEIVE_PARTIAL_EXPEDITED: NTSTATUS = 0x40000011_u32 as NTSTATUS;
-    pub const STATUS_EVENT_DONE: NTSTATUS = 0x40000012_u32 as NTSTATUS;
-    pub const STATUS_EVENT_PENDING: NTSTATUS = 0x40000013_u32 as NTSTATUS;
-    pub const STATUS_CHECKING_FILE_SYSTEM: NTSTATUS = 0x40000014_u32 as NTSTATUS;
-    pub const STATUS_FATAL_APP_EXIT: NTSTATUS = 0x40000015_u32 as NTSTATUS;
-    pub const STATUS_PREDEFINED_HANDLE: NTSTATUS = 0x40000016_u32 as NTSTATUS;
-    pub const STATUS_WAS_UNLOCKED: NTSTATUS = 0x40000017_u32 as NTSTATUS;
-    pub const STATUS_SERVICE_NOTIFICATION: NTSTATUS = 0x40000018_u32 as NTSTATUS;
-    pub const STATUS_WAS_LOCKED: NTSTATUS = 0x40000019_u32 as NTSTATUS;
-    pub const STATUS_LOG_HARD_ERROR: NTSTATUS = 0x4000001a_u32 as NTSTATUS;
-    pub const STATUS_ALREADY_WIN32: NTSTATUS = 0x4000001b_u32 as NTSTATUS;
-    pub const STATUS_WX86_UNSIMULATE: NTSTATUS = 0x4000001c_u32 as NTSTATUS;
-    pub const STATUS_WX86_CONTINUE: NTSTATUS = 0x4000001d_u32 as NTSTATUS;
-    pub const STATUS_WX86_SINGLE_STEP: NTSTATUS = 0x4000001e_u32 as NTSTATUS;
-    pub const STATUS_WX86_BREAKPOINT: NTSTATUS = 0x4000001f_u32 as NTSTATUS;
-    pub const STATUS_WX86_EXCEPTION_CONTINUE: NTSTATUS = 0x40000020_u32 as NTSTATUS;
-    pub const STATUS_WX86_EXCEPTION_LASTCHANCE: NTSTATUS = 0x40000021_u32 as NTSTATUS;
-    pub const STATUS_WX86_EXCEPTION_CHAIN: NTSTATUS = 0x40000022_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_MACHINE_TYPE_MISMATCH_EXE: NTSTATUS = 0x40000023_u32 as NTSTATUS;
-    pub const STATUS_NO_YIELD_PERFORMED: NTSTATUS = 0x40000024_u32 as NTSTATUS;
-    pub const STATUS_TIMER_RESUME_IGNORED: NTSTATUS = 0x40000025_u32 as NTSTATUS;
-    pub const STATUS_ARBITRATION_UNHANDLED: NTSTATUS = 0x40000026_u32 as NTSTATUS;
-    pub const STATUS_CARDBUS_NOT_SUPPORTED: NTSTATUS = 0x40000027_u32 as NTSTATUS;
-    pub const STATUS_WX86_CREATEWX86TIB: NTSTATUS = 0x40000028_u32 as NTSTATUS;
-    pub const STATUS_MP_PROCESSOR_MISMATCH: NTSTATUS = 0x40000029_u32 as NTSTATUS;
-    pub const STATUS_HIBERNATED: NTSTATUS = 0x4000002a_u32 as NTSTATUS;
-    pub const STATUS_RESUME_HIBERNATION: NTSTATUS = 0x4000002b_u32 as NTSTATUS;
-    pub const STATUS_FIRMWARE_UPDATED: NTSTATUS = 0x4000002c_u32 as NTSTATUS;
-    pub const STATUS_DRIVERS_LEAKING_LOCKED_PAGES: NTSTATUS = 0x4000002d_u32 as NTSTATUS;
-    pub const STATUS_MESSAGE_RETRIEVED: NTSTATUS = 0x4000002e_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_POWERSTATE_TRANSITION: NTSTATUS = 0x4000002f_u32 as NTSTATUS;
-    pub const STATUS_ALPC_CHECK_COMPLETION_LIST: NTSTATUS = 0x40000030_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_POWERSTATE_COMPLEX_TRANSITION: NTSTATUS = 0x40000031_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_AUDIT_BY_POLICY: NTSTATUS = 0x40000032_u32 as NTSTATUS;
-    pub const STATUS_ABANDON_HIBERFILE: NTSTATUS = 0x40000033_u32 as NTSTATUS;
-    pub const STATUS_BIZRULES_NOT_ENABLED: NTSTATUS = 0x40000034_u32 as NTSTATUS;
-    pub const STATUS_WAKE_SYSTEM: NTSTATUS = 0x40000294_u32 as NTSTATUS;
-    pub const STATUS_DS_SHUTTING_DOWN: NTSTATUS = 0x40000370_u32 as NTSTATUS;
-    pub const STATUS_CTX_CDM_CONNECT: NTSTATUS = 0x400a0004_u32 as NTSTATUS;
-    pub const STATUS_CTX_CDM_DISCONNECT: NTSTATUS = 0x400a0005_u32 as NTSTATUS;
-    pub const STATUS_SXS_RELEASE_ACTIVATION_CONTEXT: NTSTATUS = 0x4015000d_u32 as NTSTATUS;
-    pub const STATUS_RECOVERY_NOT_NEEDED: NTSTATUS = 0x40190034_u32 as NTSTATUS;
-    pub const STATUS_RM_ALREADY_STARTED: NTSTATUS = 0x40190035_u32 as NTSTATUS;
-    pub const STATUS_LOG_NO_RESTART: NTSTATUS = 0x401a000c_u32 as NTSTATUS;
-    pub const STATUS_VIDEO_DRIVER_DEBUG_REPORT_REQUEST: NTSTATUS = 0x401b00ec_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PARTIAL_DATA_POPULATED: NTSTATUS = 0x401e000a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DRIVER_MISMATCH: NTSTATUS = 0x401e0117_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MODE_NOT_PINNED: NTSTATUS = 0x401e0307_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_PREFERRED_MODE: NTSTATUS = 0x401e031e_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DATASET_IS_EMPTY: NTSTATUS = 0x401e034b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_MORE_ELEMENTS_IN_DATASET: NTSTATUS = 0x401e034c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PATH_CONTENT_GEOMETRY_TRANSFORMATION_NOT_PINNED: NTSTATUS =
-        0x401e0351_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_UNKNOWN_CHILD_STATUS: NTSTATUS = 0x401e042f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_LEADLINK_START_DEFERRED: NTSTATUS = 0x401e0437_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_POLLING_TOO_FREQUENTLY: NTSTATUS = 0x401e0439_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_START_DEFERRED: NTSTATUS = 0x401e043a_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INDICATION_REQUIRED: NTSTATUS = 0x40230001_u32 as NTSTATUS;
-    pub const STATUS_GUARD_PAGE_VIOLATION: NTSTATUS = 0x80000001_u32 as NTSTATUS;
-    pub const STATUS_DATATYPE_MISALIGNMENT: NTSTATUS = 0x80000002_u32 as NTSTATUS;
-    pub const STATUS_BREAKPOINT: NTSTATUS = 0x80000003_u32 as NTSTATUS;
-    pub const STATUS_SINGLE_STEP: NTSTATUS = 0x80000004_u32 as NTSTATUS;
-    pub const STATUS_BUFFER_OVERFLOW: NTSTATUS = 0x80000005_u32 as NTSTATUS;
-    pub const STATUS_NO_MORE_FILES: NTSTATUS = 0x80000006_u32 as NTSTATUS;
-    pub const STATUS_WAKE_SYSTEM_DEBUGGER: NTSTATUS = 0x80000007_u32 as NTSTATUS;
-    pub const STATUS_HANDLES_CLOSED: NTSTATUS = 0x8000000a_u32 as NTSTATUS;
-    pub const STATUS_NO_INHERITANCE: NTSTATUS = 0x8000000b_u32 as NTSTATUS;
-    pub const STATUS_GUID_SUBSTITUTION_MADE: NTSTATUS = 0x8000000c_u32 as NTSTATUS;
-    pub const STATUS_PARTIAL_COPY: NTSTATUS = 0x8000000d_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_PAPER_EMPTY: NTSTATUS = 0x8000000e_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_POWERED_OFF: NTSTATUS = 0x8000000f_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_OFF_LINE: NTSTATUS = 0x80000010_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_BUSY: NTSTATUS = 0x80000011_u32 as NTSTATUS;
-    pub const STATUS_NO_MORE_EAS: NTSTATUS = 0x80000012_u32 as NTSTATUS;
-    pub const STATUS_INVALID_EA_NAME: NTSTATUS = 0x80000013_u32 as NTSTATUS;
-    pub const STATUS_EA_LIST_INCONSISTENT: NTSTATUS = 0x80000014_u32 as NTSTATUS;
-    pub const STATUS_INVALID_EA_FLAG: NTSTATUS = 0x80000015_u32 as NTSTATUS;
-    pub const STATUS_VERIFY_REQUIRED: NTSTATUS = 0x80000016_u32 as NTSTATUS;
-    pub const STATUS_EXTRANEOUS_INFORMATION: NTSTATUS = 0x80000017_u32 as NTSTATUS;
-    pub const STATUS_RXACT_COMMIT_NECESSARY: NTSTATUS = 0x80000018_u32 as NTSTATUS;
-    pub const STATUS_NO_MORE_ENTRIES: NTSTATUS = 0x8000001a_u32 as NTSTATUS;
-    pub const STATUS_FILEMARK_DETECTED: NTSTATUS = 0x8000001b_u32 as NTSTATUS;
-    pub const STATUS_MEDIA_CHANGED: NTSTATUS = 0x8000001c_u32 as NTSTATUS;
-    pub const STATUS_BUS_RESET: NTSTATUS = 0x8000001d_u32 as NTSTATUS;
-    pub const STATUS_END_OF_MEDIA: NTSTATUS = 0x8000001e_u32 as NTSTATUS;
-    pub const STATUS_BEGINNING_OF_MEDIA: NTSTATUS = 0x8000001f_u32 as NTSTATUS;
-    pub const STATUS_MEDIA_CHECK: NTSTATUS = 0x80000020_u32 as NTSTATUS;
-    pub const STATUS_SETMARK_DETECTED: NTSTATUS = 0x80000021_u32 as NTSTATUS;
-    pub const STATUS_NO_DATA_DETECTED: NTSTATUS = 0x80000022_u32 as NTSTATUS;
-    pub const STATUS_REDIRECTOR_HAS_OPEN_HANDLES: NTSTATUS = 0x80000023_u32 as NTSTATUS;
-    pub const STATUS_SERVER_HAS_OPEN_HANDLES: NTSTATUS = 0x80000024_u32 as NTSTATUS;
-    pub const STATUS_ALREADY_DISCONNECTED: NTSTATUS = 0x80000025_u32 as NTSTATUS;
-    pub const STATUS_LONGJUMP: NTSTATUS = 0x80000026_u32 as NTSTATUS;
-    pub const STATUS_CLEANER_CARTRIDGE_INSTALLED: NTSTATUS = 0x80000027_u32 as NTSTATUS;
-    pub const STATUS_PLUGPLAY_QUERY_VETOED: NTSTATUS = 0x80000028_u32 as NTSTATUS;
-    pub const STATUS_UNWIND_CONSOLIDATE: NTSTATUS = 0x80000029_u32 as NTSTATUS;
-    pub const STATUS_REGISTRY_HIVE_RECOVERED: NTSTATUS = 0x8000002a_u32 as NTSTATUS;
-    pub const STATUS_DLL_MIGHT_BE_INSECURE: NTSTATUS = 0x8000002b_u32 as NTSTATUS;
-    pub const STATUS_DLL_MIGHT_BE_INCOMPATIBLE: NTSTATUS = 0x8000002c_u32 as NTSTATUS;
-    pub const STATUS_STOPPED_ON_SYMLINK: NTSTATUS = 0x8000002d_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_REQUIRES_CLEANING: NTSTATUS = 0x80000288_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_DOOR_OPEN: NTSTATUS = 0x80000289_u32 as NTSTATUS;
-    pub const STATUS_DATA_LOST_REPAIR: NTSTATUS = 0x80000803_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_ALREADY_UP: NTSTATUS = 0x80130001_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_ALREADY_DOWN: NTSTATUS = 0x80130002_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETWORK_ALREADY_ONLINE: NTSTATUS = 0x80130003_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETWORK_ALREADY_OFFLINE: NTSTATUS = 0x80130004_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_ALREADY_MEMBER: NTSTATUS = 0x80130005_u32 as NTSTATUS;
-    pub const STATUS_COULD_NOT_RESIZE_LOG: NTSTATUS = 0x80190009_u32 as NTSTATUS;
-    pub const STATUS_NO_TXF_METADATA: NTSTATUS = 0x80190029_u32 as NTSTATUS;
-    pub const STATUS_CANT_RECOVER_WITH_HANDLE_OPEN: NTSTATUS = 0x80190031_u32 as NTSTATUS;
-    pub const STATUS_TXF_METADATA_ALREADY_PRESENT: NTSTATUS = 0x80190041_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_SCOPE_CALLBACKS_NOT_SET: NTSTATUS = 0x80190042_u32 as NTSTATUS;
-    pub const STATUS_VIDEO_HUNG_DISPLAY_DRIVER_THREAD_RECOVERED: NTSTATUS =
-        0x801b00eb_u32 as NTSTATUS;
-    pub const STATUS_FLT_BUFFER_TOO_SMALL: NTSTATUS = 0x801c0001_u32 as NTSTATUS;
-    pub const STATUS_FVE_PARTIAL_METADATA: NTSTATUS = 0x80210001_u32 as NTSTATUS;
-    pub const STATUS_FVE_TRANSIENT_STATE: NTSTATUS = 0x80210002_u32 as NTSTATUS;
-    pub const STATUS_UNSUCCESSFUL: NTSTATUS = 0xc0000001_u32 as NTSTATUS;
-    pub const STATUS_NOT_IMPLEMENTED: NTSTATUS = 0xc0000002_u32 as NTSTATUS;
-    pub const STATUS_INVALID_INFO_CLASS: NTSTATUS = 0xc0000003_u32 as NTSTATUS;
-    pub const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xc0000004_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_VIOLATION: NTSTATUS = 0xc0000005_u32 as NTSTATUS;
-    pub const STATUS_IN_PAGE_ERROR: NTSTATUS = 0xc0000006_u32 as NTSTATUS;
-    pub const STATUS_PAGEFILE_QUOTA: NTSTATUS = 0xc0000007_u32 as NTSTATUS;
-    pub const STATUS_INVALID_HANDLE: NTSTATUS = 0xc0000008_u32 as NTSTATUS;
-    pub const STATUS_BAD_INITIAL_STACK: NTSTATUS = 0xc0000009_u32 as NTSTATUS;
-    pub const STATUS_BAD_INITIAL_PC: NTSTATUS = 0xc000000a_u32 as NTSTATUS;
-    pub const STATUS_INVALID_CID: NTSTATUS = 0xc000000b_u32 as NTSTATUS;
-    pub const STATUS_TIMER_NOT_CANCELED: NTSTATUS = 0xc000000c_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER: NTSTATUS = 0xc000000d_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_DEVICE: NTSTATUS = 0xc000000e_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_FILE: NTSTATUS = 0xc000000f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xc0000010_u32 as NTSTATUS;
-    pub const STATUS_END_OF_FILE: NTSTATUS = 0xc0000011_u32 as NTSTATUS;
-    pub const STATUS_WRONG_VOLUME: NTSTATUS = 0xc0000012_u32 as NTSTATUS;
-    pub const STATUS_NO_MEDIA_IN_DEVICE: NTSTATUS = 0xc0000013_u32 as NTSTATUS;
-    pub const STATUS_UNRECOGNIZED_MEDIA: NTSTATUS = 0xc0000014_u32 as NTSTATUS;
-    pub const STATUS_NONEXISTENT_SECTOR: NTSTATUS = 0xc0000015_u32 as NTSTATUS;
-    pub const STATUS_MORE_PROCESSING_REQUIRED: NTSTATUS = 0xc0000016_u32 as NTSTATUS;
-    pub const STATUS_NO_MEMORY: NTSTATUS = 0xc0000017_u32 as NTSTATUS;
-    pub const STATUS_CONFLICTING_ADDRESSES: NTSTATUS = 0xc0000018_u32 as NTSTATUS;
-    pub const STATUS_NOT_MAPPED_VIEW: NTSTATUS = 0xc0000019_u32 as NTSTATUS;
-    pub const STATUS_UNABLE_TO_FREE_VM: NTSTATUS = 0xc000001a_u32 as NTSTATUS;
-    pub const STATUS_UNABLE_TO_DELETE_SECTION: NTSTATUS = 0xc000001b_u32 as NTSTATUS;
-    pub const STATUS_INVALID_SYSTEM_SERVICE: NTSTATUS = 0xc000001c_u32 as NTSTATUS;
-    pub const STATUS_ILLEGAL_INSTRUCTION: NTSTATUS = 0xc000001d_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LOCK_SEQUENCE: NTSTATUS = 0xc000001e_u32 as NTSTATUS;
-    pub const STATUS_INVALID_VIEW_SIZE: NTSTATUS = 0xc000001f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_FILE_FOR_SECTION: NTSTATUS = 0xc0000020_u32 as NTSTATUS;
-    pub const STATUS_ALREADY_COMMITTED: NTSTATUS = 0xc0000021_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_DENIED: NTSTATUS = 0xc0000022_u32 as NTSTATUS;
-    pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xc0000023_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xc0000024_u32 as NTSTATUS;
-    pub const STATUS_NONCONTINUABLE_EXCEPTION: NTSTATUS = 0xc0000025_u32 as NTSTATUS;
-    pub const STATUS_INVALID_DISPOSITION: NTSTATUS = 0xc0000026_u32 as NTSTATUS;
-    pub const STATUS_UNWIND: NTSTATUS = 0xc0000027_u32 as NTSTATUS;
-    pub const STATUS_BAD_STACK: NTSTATUS = 0xc0000028_u32 as NTSTATUS;
-    pub const STATUS_INVALID_UNWIND_TARGET: NTSTATUS = 0xc0000029_u32 as NTSTATUS;
-    pub const STATUS_NOT_LOCKED: NTSTATUS = 0xc000002a_u32 as NTSTATUS;
-    pub const STATUS_PARITY_ERROR: NTSTATUS = 0xc000002b_u32 as NTSTATUS;
-    pub const STATUS_UNABLE_TO_DECOMMIT_VM: NTSTATUS = 0xc000002c_u32 as NTSTATUS;
-    pub const STATUS_NOT_COMMITTED: NTSTATUS = 0xc000002d_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PORT_ATTRIBUTES: NTSTATUS = 0xc000002e_u32 as NTSTATUS;
-    pub const STATUS_PORT_MESSAGE_TOO_LONG: NTSTATUS = 0xc000002f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_MIX: NTSTATUS = 0xc0000030_u32 as NTSTATUS;
-    pub const STATUS_INVALID_QUOTA_LOWER: NTSTATUS = 0xc0000031_u32 as NTSTATUS;
-    pub const STATUS_DISK_CORRUPT_ERROR: NTSTATUS = 0xc0000032_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_NAME_INVALID: NTSTATUS = 0xc0000033_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xc0000034_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = 0xc0000035_u32 as NTSTATUS;
-    pub const STATUS_PORT_DISCONNECTED: NTSTATUS = 0xc0000037_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_ALREADY_ATTACHED: NTSTATUS = 0xc0000038_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_PATH_INVALID: NTSTATUS = 0xc0000039_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_PATH_NOT_FOUND: NTSTATUS = 0xc000003a_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_PATH_SYNTAX_BAD: NTSTATUS = 0xc000003b_u32 as NTSTATUS;
-    pub const STATUS_DATA_OVERRUN: NTSTATUS = 0xc000003c_u32 as NTSTATUS;
-    pub const STATUS_DATA_LATE_ERROR: NTSTATUS = 0xc000003d_u32 as NTSTATUS;
-    pub const STATUS_DATA_ERROR: NTSTATUS = 0xc000003e_u32 as NTSTATUS;
-    pub const STATUS_CRC_ERROR: NTSTATUS = 0xc000003f_u32 as NTSTATUS;
-    pub const STATUS_SECTION_TOO_BIG: NTSTATUS = 0xc0000040_u32 as NTSTATUS;
-    pub const STATUS_PORT_CONNECTION_REFUSED: NTSTATUS = 0xc0000041_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PORT_HANDLE: NTSTATUS = 0xc0000042_u32 as NTSTATUS;
-    pub const STATUS_SHARING_VIOLATION: NTSTATUS = 0xc0000043_u32 as NTSTATUS;
-    pub const STATUS_QUOTA_EXCEEDED: NTSTATUS = 0xc0000044_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PAGE_PROTECTION: NTSTATUS = 0xc0000045_u32 as NTSTATUS;
-    pub const STATUS_MUTANT_NOT_OWNED: NTSTATUS = 0xc0000046_u32 as NTSTATUS;
-    pub const STATUS_SEMAPHORE_LIMIT_EXCEEDED: NTSTATUS = 0xc0000047_u32 as NTSTATUS;
-    pub const STATUS_PORT_ALREADY_SET: NTSTATUS = 0xc0000048_u32 as NTSTATUS;
-    pub const STATUS_SECTION_NOT_IMAGE: NTSTATUS = 0xc0000049_u32 as NTSTATUS;
-    pub const STATUS_SUSPEND_COUNT_EXCEEDED: NTSTATUS = 0xc000004a_u32 as NTSTATUS;
-    pub const STATUS_THREAD_IS_TERMINATING: NTSTATUS = 0xc000004b_u32 as NTSTATUS;
-    pub const STATUS_BAD_WORKING_SET_LIMIT: NTSTATUS = 0xc000004c_u32 as NTSTATUS;
-    pub const STATUS_INCOMPATIBLE_FILE_MAP: NTSTATUS = 0xc000004d_u32 as NTSTATUS;
-    pub const STATUS_SECTION_PROTECTION: NTSTATUS = 0xc000004e_u32 as NTSTATUS;
-    pub const STATUS_EAS_NOT_SUPPORTED: NTSTATUS = 0xc000004f_u32 as NTSTATUS;
-    pub const STATUS_EA_TOO_LARGE: NTSTATUS = 0xc0000050_u32 as NTSTATUS;
-    pub const STATUS_NONEXISTENT_EA_ENTRY: NTSTATUS = 0xc0000051_u32 as NTSTATUS;
-    pub const STATUS_NO_EAS_ON_FILE: NTSTATUS = 0xc0000052_u32 as NTSTATUS;
-    pub const STATUS_EA_CORRUPT_ERROR: NTSTATUS = 0xc0000053_u32 as NTSTATUS;
-    pub const STATUS_FILE_LOCK_CONFLICT: NTSTATUS = 0xc0000054_u32 as NTSTATUS;
-    pub const STATUS_LOCK_NOT_GRANTED: NTSTATUS = 0xc0000055_u32 as NTSTATUS;
-    pub const STATUS_DELETE_PENDING: NTSTATUS = 0xc0000056_u32 as NTSTATUS;
-    pub const STATUS_CTL_FILE_NOT_SUPPORTED: NTSTATUS = 0xc0000057_u32 as NTSTATUS;
-    pub const STATUS_UNKNOWN_REVISION: NTSTATUS = 0xc0000058_u32 as NTSTATUS;
-    pub const STATUS_REVISION_MISMATCH: NTSTATUS = 0xc0000059_u32 as NTSTATUS;
-    pub const STATUS_INVALID_OWNER: NTSTATUS = 0xc000005a_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PRIMARY_GROUP: NTSTATUS = 0xc000005b_u32 as NTSTATUS;
-    pub const STATUS_NO_IMPERSONATION_TOKEN: NTSTATUS = 0xc000005c_u32 as NTSTATUS;
-    pub const STATUS_CANT_DISABLE_MANDATORY: NTSTATUS = 0xc000005d_u32 as NTSTATUS;
-    pub const STATUS_NO_LOGON_SERVERS: NTSTATUS = 0xc000005e_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_LOGON_SESSION: NTSTATUS = 0xc000005f_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_PRIVILEGE: NTSTATUS = 0xc0000060_u32 as NTSTATUS;
-    pub const STATUS_PRIVILEGE_NOT_HELD: NTSTATUS = 0xc0000061_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ACCOUNT_NAME: NTSTATUS = 0xc0000062_u32 as NTSTATUS;
-    pub const STATUS_USER_EXISTS: NTSTATUS = 0xc0000063_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_USER: NTSTATUS = 0xc0000064_u32 as NTSTATUS;
-    pub const STATUS_GROUP_EXISTS: NTSTATUS = 0xc0000065_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_GROUP: NTSTATUS = 0xc0000066_u32 as NTSTATUS;
-    pub const STATUS_MEMBER_IN_GROUP: NTSTATUS = 0xc0000067_u32 as NTSTATUS;
-    pub const STATUS_MEMBER_NOT_IN_GROUP: NTSTATUS = 0xc0000068_u32 as NTSTATUS;
-    pub const STATUS_LAST_ADMIN: NTSTATUS = 0xc0000069_u32 as NTSTATUS;
-    pub const STATUS_WRONG_PASSWORD: NTSTATUS = 0xc000006a_u32 as NTSTATUS;
-    pub const STATUS_ILL_FORMED_PASSWORD: NTSTATUS = 0xc000006b_u32 as NTSTATUS;
-    pub const STATUS_PASSWORD_RESTRICTION: NTSTATUS = 0xc000006c_u32 as NTSTATUS;
-    pub const STATUS_LOGON_FAILURE: NTSTATUS = 0xc000006d_u32 as NTSTATUS;
-    pub const STATUS_ACCOUNT_RESTRICTION: NTSTATUS = 0xc000006e_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LOGON_HOURS: NTSTATUS = 0xc000006f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_WORKSTATION: NTSTATUS = 0xc0000070_u32 as NTSTATUS;
-    pub const STATUS_PASSWORD_EXPIRED: NTSTATUS = 0xc0000071_u32 as NTSTATUS;
-    pub const STATUS_ACCOUNT_DISABLED: NTSTATUS = 0xc0000072_u32 as NTSTATUS;
-    pub const STATUS_NONE_MAPPED: NTSTATUS = 0xc0000073_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_LUIDS_REQUESTED: NTSTATUS = 0xc0000074_u32 as NTSTATUS;
-    pub const STATUS_LUIDS_EXHAUSTED: NTSTATUS = 0xc0000075_u32 as NTSTATUS;
-    pub const STATUS_INVALID_SUB_AUTHORITY: NTSTATUS = 0xc0000076_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ACL: NTSTATUS = 0xc0000077_u32 as NTSTATUS;
-    pub const STATUS_INVALID_SID: NTSTATUS = 0xc0000078_u32 as NTSTATUS;
-    pub const STATUS_INVALID_SECURITY_DESCR: NTSTATUS = 0xc0000079_u32 as NTSTATUS;
-    pub const STATUS_PROCEDURE_NOT_FOUND: NTSTATUS = 0xc000007a_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_FORMAT: NTSTATUS = 0xc000007b_u32 as NTSTATUS;
-    pub const STATUS_NO_TOKEN: NTSTATUS = 0xc000007c_u32 as NTSTATUS;
-    pub const STATUS_BAD_INHERITANCE_ACL: NTSTATUS = 0xc000007d_u32 as NTSTATUS;
-    pub const STATUS_RANGE_NOT_LOCKED: NTSTATUS = 0xc000007e_u32 as NTSTATUS;
-    pub const STATUS_DISK_FULL: NTSTATUS = 0xc000007f_u32 as NTSTATUS;
-    pub const STATUS_SERVER_DISABLED: NTSTATUS = 0xc0000080_u32 as NTSTATUS;
-    pub const STATUS_SERVER_NOT_DISABLED: NTSTATUS = 0xc0000081_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_GUIDS_REQUESTED: NTSTATUS = 0xc0000082_u32 as NTSTATUS;
-    pub const STATUS_GUIDS_EXHAUSTED: NTSTATUS = 0xc0000083_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ID_AUTHORITY: NTSTATUS = 0xc0000084_u32 as NTSTATUS;
-    pub const STATUS_AGENTS_EXHAUSTED: NTSTATUS = 0xc0000085_u32 as NTSTATUS;
-    pub const STATUS_INVALID_VOLUME_LABEL: NTSTATUS = 0xc0000086_u32 as NTSTATUS;
-    pub const STATUS_SECTION_NOT_EXTENDED: NTSTATUS = 0xc0000087_u32 as NTSTATUS;
-    pub const STATUS_NOT_MAPPED_DATA: NTSTATUS = 0xc0000088_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_DATA_NOT_FOUND: NTSTATUS = 0xc0000089_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_TYPE_NOT_FOUND: NTSTATUS = 0xc000008a_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_NAME_NOT_FOUND: NTSTATUS = 0xc000008b_u32 as NTSTATUS;
-    pub const STATUS_ARRAY_BOUNDS_EXCEEDED: NTSTATUS = 0xc000008c_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_DENORMAL_OPERAND: NTSTATUS = 0xc000008d_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_DIVIDE_BY_ZERO: NTSTATUS = 0xc000008e_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_INEXACT_RESULT: NTSTATUS = 0xc000008f_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_INVALID_OPERATION: NTSTATUS = 0xc0000090_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_OVERFLOW: NTSTATUS = 0xc0000091_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_STACK_CHECK: NTSTATUS = 0xc0000092_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_UNDERFLOW: NTSTATUS = 0xc0000093_u32 as NTSTATUS;
-    pub const STATUS_INTEGER_DIVIDE_BY_ZERO: NTSTATUS = 0xc0000094_u32 as NTSTATUS;
-    pub const STATUS_INTEGER_OVERFLOW: NTSTATUS = 0xc0000095_u32 as NTSTATUS;
-    pub const STATUS_PRIVILEGED_INSTRUCTION: NTSTATUS = 0xc0000096_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_PAGING_FILES: NTSTATUS = 0xc0000097_u32 as NTSTATUS;
-    pub const STATUS_FILE_INVALID: NTSTATUS = 0xc0000098_u32 as NTSTATUS;
-    pub const STATUS_ALLOTTED_SPACE_EXCEEDED: NTSTATUS = 0xc0000099_u32 as NTSTATUS;
-    pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = 0xc000009a_u32 as NTSTATUS;
-    pub const STATUS_DFS_EXIT_PATH_FOUND: NTSTATUS = 0xc000009b_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_DATA_ERROR: NTSTATUS = 0xc000009c_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_NOT_CONNECTED: NTSTATUS = 0xc000009d_u32 as NTSTATUS;
-    pub const STATUS_FREE_VM_NOT_AT_BASE: NTSTATUS = 0xc000009f_u32 as NTSTATUS;
-    pub const STATUS_MEMORY_NOT_ALLOCATED: NTSTATUS = 0xc00000a0_u32 as NTSTATUS;
-    pub const STATUS_WORKING_SET_QUOTA: NTSTATUS = 0xc00000a1_u32 as NTSTATUS;
-    pub const STATUS_MEDIA_WRITE_PROTECTED: NTSTATUS = 0xc00000a2_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_NOT_READY: NTSTATUS = 0xc00000a3_u32 as NTSTATUS;
-    pub const STATUS_INVALID_GROUP_ATTRIBUTES: NTSTATUS = 0xc00000a4_u32 as NTSTATUS;
-    pub const STATUS_BAD_IMPERSONATION_LEVEL: NTSTATUS = 0xc00000a5_u32 as NTSTATUS;
-    pub const STATUS_CANT_OPEN_ANONYMOUS: NTSTATUS = 0xc00000a6_u32 as NTSTATUS;
-    pub const STATUS_BAD_VALIDATION_CLASS: NTSTATUS = 0xc00000a7_u32 as NTSTATUS;
-    pub const STATUS_BAD_TOKEN_TYPE: NTSTATUS = 0xc00000a8_u32 as NTSTATUS;
-    pub const STATUS_BAD_MASTER_BOOT_RECORD: NTSTATUS = 0xc00000a9_u32 as NTSTATUS;
-    pub const STATUS_INSTRUCTION_MISALIGNMENT: NTSTATUS = 0xc00000aa_u32 as NTSTATUS;
-    pub const STATUS_INSTANCE_NOT_AVAILABLE: NTSTATUS = 0xc00000ab_u32 as NTSTATUS;
-    pub const STATUS_PIPE_NOT_AVAILABLE: NTSTATUS = 0xc00000ac_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PIPE_STATE: NTSTATUS = 0xc00000ad_u32 as NTSTATUS;
-    pub const STATUS_PIPE_BUSY: NTSTATUS = 0xc00000ae_u32 as NTSTATUS;
-    pub const STATUS_ILLEGAL_FUNCTION: NTSTATUS = 0xc00000af_u32 as NTSTATUS;
-    pub const STATUS_PIPE_DISCONNECTED: NTSTATUS = 0xc00000b0_u32 as NTSTATUS;
-    pub const STATUS_PIPE_CLOSING: NTSTATUS = 0xc00000b1_u32 as NTSTATUS;
-    pub const STATUS_PIPE_CONNECTED: NTSTATUS = 0xc00000b2_u32 as NTSTATUS;
-    pub const STATUS_PIPE_LISTENING: NTSTATUS = 0xc00000b3_u32 as NTSTATUS;
-    pub const STATUS_INVALID_READ_MODE: NTSTATUS = 0xc00000b4_u32 as NTSTATUS;
-    pub const STATUS_IO_TIMEOUT: NTSTATUS = 0xc00000b5_u32 as NTSTATUS;
-    pub const STATUS_FILE_FORCED_CLOSED: NTSTATUS = 0xc00000b6_u32 as NTSTATUS;
-    pub const STATUS_PROFILING_NOT_STARTED: NTSTATUS = 0xc00000b7_u32 as NTSTATUS;
-    pub const STATUS_PROFILING_NOT_STOPPED: NTSTATUS = 0xc00000b8_u32 as NTSTATUS;
-    pub const STATUS_COULD_NOT_INTERPRET: NTSTATUS = 0xc00000b9_u32 as NTSTATUS;
-    pub const STATUS_FILE_IS_A_DIRECTORY: NTSTATUS = 0xc00000ba_u32 as NTSTATUS;
-    pub const STATUS_NOT_SUPPORTED: NTSTATUS = 0xc00000bb_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_NOT_LISTENING: NTSTATUS = 0xc00000bc_u32 as NTSTATUS;
-    pub const STATUS_DUPLICATE_NAME: NTSTATUS = 0xc00000bd_u32 as NTSTATUS;
-    pub const STATUS_BAD_NETWORK_PATH: NTSTATUS = 0xc00000be_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_BUSY: NTSTATUS = 0xc00000bf_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_DOES_NOT_EXIST: NTSTATUS = 0xc00000c0_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_COMMANDS: NTSTATUS = 0xc00000c1_u32 as NTSTATUS;
-    pub const STATUS_ADAPTER_HARDWARE_ERROR: NTSTATUS = 0xc00000c2_u32 as NTSTATUS;
-    pub const STATUS_INVALID_NETWORK_RESPONSE: NTSTATUS = 0xc00000c3_u32 as NTSTATUS;
-    pub const STATUS_UNEXPECTED_NETWORK_ERROR: NTSTATUS = 0xc00000c4_u32 as NTSTATUS;
-    pub const STATUS_BAD_REMOTE_ADAPTER: NTSTATUS = 0xc00000c5_u32 as NTSTATUS;
-    pub const STATUS_PRINT_QUEUE_FULL: NTSTATUS = 0xc00000c6_u32 as NTSTATUS;
-    pub const STATUS_NO_SPOOL_SPACE: NTSTATUS = 0xc00000c7_u32 as NTSTATUS;
-    pub const STATUS_PRINT_CANCELLED: NTSTATUS = 0xc00000c8_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_NAME_DELETED: NTSTATUS = 0xc00000c9_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_ACCESS_DENIED: NTSTATUS = 0xc00000ca_u32 as NTSTATUS;
-    pub const STATUS_BAD_DEVICE_TYPE: NTSTATUS = 0xc00000cb_u32 as NTSTATUS;
-    pub const STATUS_BAD_NETWORK_NAME: NTSTATUS = 0xc00000cc_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_NAMES: NTSTATUS = 0xc00000cd_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_SESSIONS: NTSTATUS = 0xc00000ce_u32 as NTSTATUS;
-    pub const STATUS_SHARING_PAUSED: NTSTATUS = 0xc00000cf_u32 as NTSTATUS;
-    pub const STATUS_REQUEST_NOT_ACCEPTED: NTSTATUS = 0xc00000d0_u32 as NTSTATUS;
-    pub const STATUS_REDIRECTOR_PAUSED: NTSTATUS = 0xc00000d1_u32 as NTSTATUS;
-    pub const STATUS_NET_WRITE_FAULT: NTSTATUS = 0xc00000d2_u32 as NTSTATUS;
-    pub const STATUS_PROFILING_AT_LIMIT: NTSTATUS = 0xc00000d3_u32 as NTSTATUS;
-    pub const STATUS_NOT_SAME_DEVICE: NTSTATUS = 0xc00000d4_u32 as NTSTATUS;
-    pub const STATUS_FILE_RENAMED: NTSTATUS = 0xc00000d5_u32 as NTSTATUS;
-    pub const STATUS_VIRTUAL_CIRCUIT_CLOSED: NTSTATUS = 0xc00000d6_u32 as NTSTATUS;
-    pub const STATUS_NO_SECURITY_ON_OBJECT: NTSTATUS = 0xc00000d7_u32 as NTSTATUS;
-    pub const STATUS_CANT_WAIT: NTSTATUS = 0xc00000d8_u32 as NTSTATUS;
-    pub const STATUS_PIPE_EMPTY: NTSTATUS = 0xc00000d9_u32 as NTSTATUS;
-    pub const STATUS_CANT_ACCESS_DOMAIN_INFO: NTSTATUS = 0xc00000da_u32 as NTSTATUS;
-    pub const STATUS_CANT_TERMINATE_SELF: NTSTATUS = 0xc00000db_u32 as NTSTATUS;
-    pub const STATUS_INVALID_SERVER_STATE: NTSTATUS = 0xc00000dc_u32 as NTSTATUS;
-    pub const STATUS_INVALID_DOMAIN_STATE: NTSTATUS = 0xc00000dd_u32 as NTSTATUS;
-    pub const STATUS_INVALID_DOMAIN_ROLE: NTSTATUS = 0xc00000de_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_DOMAIN: NTSTATUS = 0xc00000df_u32 as NTSTATUS;
-    pub const STATUS_DOMAIN_EXISTS: NTSTATUS = 0xc00000e0_u32 as NTSTATUS;
-    pub const STATUS_DOMAIN_LIMIT_EXCEEDED: NTSTATUS = 0xc00000e1_u32 as NTSTATUS;
-    pub const STATUS_OPLOCK_NOT_GRANTED: NTSTATUS = 0xc00000e2_u32 as NTSTATUS;
-    pub const STATUS_INVALID_OPLOCK_PROTOCOL: NTSTATUS = 0xc00000e3_u32 as NTSTATUS;
-    pub const STATUS_INTERNAL_DB_CORRUPTION: NTSTATUS = 0xc00000e4_u32 as NTSTATUS;
-    pub const STATUS_INTERNAL_ERROR: NTSTATUS = 0xc00000e5_u32 as NTSTATUS;
-    pub const STATUS_GENERIC_NOT_MAPPED: NTSTATUS = 0xc00000e6_u32 as NTSTATUS;
-    pub const STATUS_BAD_DESCRIPTOR_FORMAT: NTSTATUS = 0xc00000e7_u32 as NTSTATUS;
-    pub const STATUS_INVALID_USER_BUFFER: NTSTATUS = 0xc00000e8_u32 as NTSTATUS;
-    pub const STATUS_UNEXPECTED_IO_ERROR: NTSTATUS = 0xc00000e9_u32 as NTSTATUS;
-    pub const STATUS_UNEXPECTED_MM_CREATE_ERR: NTSTATUS = 0xc00000ea_u32 as NTSTATUS;
-    pub const STATUS_UNEXPECTED_MM_MAP_ERROR: NTSTATUS = 0xc00000eb_u32 as NTSTATUS;
-    pub const STATUS_UNEXPECTED_MM_EXTEND_ERR: NTSTATUS = 0xc00000ec_u32 as NTSTATUS;
-    pub const STATUS_NOT_LOGON_PROCESS: NTSTATUS = 0xc00000ed_u32 as NTSTATUS;
-    pub const STATUS_LOGON_SESSION_EXISTS: NTSTATUS = 0xc00000ee_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_1: NTSTATUS = 0xc00000ef_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_2: NTSTATUS = 0xc00000f0_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_3: NTSTATUS = 0xc00000f1_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_4: NTSTATUS = 0xc00000f2_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_5: NTSTATUS = 0xc00000f3_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_6: NTSTATUS = 0xc00000f4_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_7: NTSTATUS = 0xc00000f5_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_8: NTSTATUS = 0xc00000f6_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_9: NTSTATUS = 0xc00000f7_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_10: NTSTATUS = 0xc00000f8_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_11: NTSTATUS = 0xc00000f9_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PARAMETER_12: NTSTATUS = 0xc00000fa_u32 as NTSTATUS;
-    pub const STATUS_REDIRECTOR_NOT_STARTED: NTSTATUS = 0xc00000fb_u32 as NTSTATUS;
-    pub const STATUS_REDIRECTOR_STARTED: NTSTATUS = 0xc00000fc_u32 as NTSTATUS;
-    pub const STATUS_STACK_OVERFLOW: NTSTATUS = 0xc00000fd_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_PACKAGE: NTSTATUS = 0xc00000fe_u32 as NTSTATUS;
-    pub const STATUS_BAD_FUNCTION_TABLE: NTSTATUS = 0xc00000ff_u32 as NTSTATUS;
-    pub const STATUS_VARIABLE_NOT_FOUND: NTSTATUS = 0xc0000100_u32 as NTSTATUS;
-    pub const STATUS_DIRECTORY_NOT_EMPTY: NTSTATUS = 0xc0000101_u32 as NTSTATUS;
-    pub const STATUS_FILE_CORRUPT_ERROR: NTSTATUS = 0xc0000102_u32 as NTSTATUS;
-    pub const STATUS_NOT_A_DIRECTORY: NTSTATUS = 0xc0000103_u32 as NTSTATUS;
-    pub const STATUS_BAD_LOGON_SESSION_STATE: NTSTATUS = 0xc0000104_u32 as NTSTATUS;
-    pub const STATUS_LOGON_SESSION_COLLISION: NTSTATUS = 0xc0000105_u32 as NTSTATUS;
-    pub const STATUS_NAME_TOO_LONG: NTSTATUS = 0xc0000106_u32 as NTSTATUS;
-    pub const STATUS_FILES_OPEN: NTSTATUS = 0xc0000107_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_IN_USE: NTSTATUS = 0xc0000108_u32 as NTSTATUS;
-    pub const STATUS_MESSAGE_NOT_FOUND: NTSTATUS = 0xc0000109_u32 as NTSTATUS;
-    pub const STATUS_PROCESS_IS_TERMINATING: NTSTATUS = 0xc000010a_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LOGON_TYPE: NTSTATUS = 0xc000010b_u32 as NTSTATUS;
-    pub const STATUS_NO_GUID_TRANSLATION: NTSTATUS = 0xc000010c_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_IMPERSONATE: NTSTATUS = 0xc000010d_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_ALREADY_LOADED: NTSTATUS = 0xc000010e_u32 as NTSTATUS;
-    pub const STATUS_NO_LDT: NTSTATUS = 0xc0000117_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LDT_SIZE: NTSTATUS = 0xc0000118_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LDT_OFFSET: NTSTATUS = 0xc0000119_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LDT_DESCRIPTOR: NTSTATUS = 0xc000011a_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_NE_FORMAT: NTSTATUS = 0xc000011b_u32 as NTSTATUS;
-    pub const STATUS_RXACT_INVALID_STATE: NTSTATUS = 0xc000011c_u32 as NTSTATUS;
-    pub const STATUS_RXACT_COMMIT_FAILURE: NTSTATUS = 0xc000011d_u32 as NTSTATUS;
-    pub const STATUS_MAPPED_FILE_SIZE_ZERO: NTSTATUS = 0xc000011e_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_OPENED_FILES: NTSTATUS = 0xc000011f_u32 as NTSTATUS;
-    pub const STATUS_CANCELLED: NTSTATUS = 0xc0000120_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_DELETE: NTSTATUS = 0xc0000121_u32 as NTSTATUS;
-    pub const STATUS_INVALID_COMPUTER_NAME: NTSTATUS = 0xc0000122_u32 as NTSTATUS;
-    pub const STATUS_FILE_DELETED: NTSTATUS = 0xc0000123_u32 as NTSTATUS;
-    pub const STATUS_SPECIAL_ACCOUNT: NTSTATUS = 0xc0000124_u32 as NTSTATUS;
-    pub const STATUS_SPECIAL_GROUP: NTSTATUS = 0xc0000125_u32 as NTSTATUS;
-    pub const STATUS_SPECIAL_USER: NTSTATUS = 0xc0000126_u32 as NTSTATUS;
-    pub const STATUS_MEMBERS_PRIMARY_GROUP: NTSTATUS = 0xc0000127_u32 as NTSTATUS;
-    pub const STATUS_FILE_CLOSED: NTSTATUS = 0xc0000128_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_THREADS: NTSTATUS = 0xc0000129_u32 as NTSTATUS;
-    pub const STATUS_THREAD_NOT_IN_PROCESS: NTSTATUS = 0xc000012a_u32 as NTSTATUS;
-    pub const STATUS_TOKEN_ALREADY_IN_USE: NTSTATUS = 0xc000012b_u32 as NTSTATUS;
-    pub const STATUS_PAGEFILE_QUOTA_EXCEEDED: NTSTATUS = 0xc000012c_u32 as NTSTATUS;
-    pub const STATUS_COMMITMENT_LIMIT: NTSTATUS = 0xc000012d_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_LE_FORMAT: NTSTATUS = 0xc000012e_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_NOT_MZ: NTSTATUS = 0xc000012f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_PROTECT: NTSTATUS = 0xc0000130_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_WIN_16: NTSTATUS = 0xc0000131_u32 as NTSTATUS;
-    pub const STATUS_LOGON_SERVER_CONFLICT: NTSTATUS = 0xc0000132_u32 as NTSTATUS;
-    pub const STATUS_TIME_DIFFERENCE_AT_DC: NTSTATUS = 0xc0000133_u32 as NTSTATUS;
-    pub const STATUS_SYNCHRONIZATION_REQUIRED: NTSTATUS = 0xc0000134_u32 as NTSTATUS;
-    pub const STATUS_DLL_NOT_FOUND: NTSTATUS = 0xc0000135_u32 as NTSTATUS;
-    pub const STATUS_OPEN_FAILED: NTSTATUS = 0xc0000136_u32 as NTSTATUS;
-    pub const STATUS_IO_PRIVILEGE_FAILED: NTSTATUS = 0xc0000137_u32 as NTSTATUS;
-    pub const STATUS_ORDINAL_NOT_FOUND: NTSTATUS = 0xc0000138_u32 as NTSTATUS;
-    pub const STATUS_ENTRYPOINT_NOT_FOUND: NTSTATUS = 0xc0000139_u32 as NTSTATUS;
-    pub const STATUS_CONTROL_C_EXIT: NTSTATUS = 0xc000013a_u32 as NTSTATUS;
-    pub const STATUS_LOCAL_DISCONNECT: NTSTATUS = 0xc000013b_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_DISCONNECT: NTSTATUS = 0xc000013c_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_RESOURCES: NTSTATUS = 0xc000013d_u32 as NTSTATUS;
-    pub const STATUS_LINK_FAILED: NTSTATUS = 0xc000013e_u32 as NTSTATUS;
-    pub const STATUS_LINK_TIMEOUT: NTSTATUS = 0xc000013f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_CONNECTION: NTSTATUS = 0xc0000140_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ADDRESS: NTSTATUS = 0xc0000141_u32 as NTSTATUS;
-    pub const STATUS_DLL_INIT_FAILED: NTSTATUS = 0xc0000142_u32 as NTSTATUS;
-    pub const STATUS_MISSING_SYSTEMFILE: NTSTATUS = 0xc0000143_u32 as NTSTATUS;
-    pub const STATUS_UNHANDLED_EXCEPTION: NTSTATUS = 0xc0000144_u32 as NTSTATUS;
-    pub const STATUS_APP_INIT_FAILURE: NTSTATUS = 0xc0000145_u32 as NTSTATUS;
-    pub const STATUS_PAGEFILE_CREATE_FAILED: NTSTATUS = 0xc0000146_u32 as NTSTATUS;
-    pub const STATUS_NO_PAGEFILE: NTSTATUS = 0xc0000147_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LEVEL: NTSTATUS = 0xc0000148_u32 as NTSTATUS;
-    pub const STATUS_WRONG_PASSWORD_CORE: NTSTATUS = 0xc0000149_u32 as NTSTATUS;
-    pub const STATUS_ILLEGAL_FLOAT_CONTEXT: NTSTATUS = 0xc000014a_u32 as NTSTATUS;
-    pub const STATUS_PIPE_BROKEN: NTSTATUS = 0xc000014b_u32 as NTSTATUS;
-    pub const STATUS_REGISTRY_CORRUPT: NTSTATUS = 0xc000014c_u32 as NTSTATUS;
-    pub const STATUS_REGISTRY_IO_FAILED: NTSTATUS = 0xc000014d_u32 as NTSTATUS;
-    pub const STATUS_NO_EVENT_PAIR: NTSTATUS = 0xc000014e_u32 as NTSTATUS;
-    pub const STATUS_UNRECOGNIZED_VOLUME: NTSTATUS = 0xc000014f_u32 as NTSTATUS;
-    pub const STATUS_SERIAL_NO_DEVICE_INITED: NTSTATUS = 0xc0000150_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_ALIAS: NTSTATUS = 0xc0000151_u32 as NTSTATUS;
-    pub const STATUS_MEMBER_NOT_IN_ALIAS: NTSTATUS = 0xc0000152_u32 as NTSTATUS;
-    pub const STATUS_MEMBER_IN_ALIAS: NTSTATUS = 0xc0000153_u32 as NTSTATUS;
-    pub const STATUS_ALIAS_EXISTS: NTSTATUS = 0xc0000154_u32 as NTSTATUS;
-    pub const STATUS_LOGON_NOT_GRANTED: NTSTATUS = 0xc0000155_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_SECRETS: NTSTATUS = 0xc0000156_u32 as NTSTATUS;
-    pub const STATUS_SECRET_TOO_LONG: NTSTATUS = 0xc0000157_u32 as NTSTATUS;
-    pub const STATUS_INTERNAL_DB_ERROR: NTSTATUS = 0xc0000158_u32 as NTSTATUS;
-    pub const STATUS_FULLSCREEN_MODE: NTSTATUS = 0xc0000159_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_CONTEXT_IDS: NTSTATUS = 0xc000015a_u32 as NTSTATUS;
-    pub const STATUS_LOGON_TYPE_NOT_GRANTED: NTSTATUS = 0xc000015b_u32 as NTSTATUS;
-    pub const STATUS_NOT_REGISTRY_FILE: NTSTATUS = 0xc000015c_u32 as NTSTATUS;
-    pub const STATUS_NT_CROSS_ENCRYPTION_REQUIRED: NTSTATUS = 0xc000015d_u32 as NTSTATUS;
-    pub const STATUS_DOMAIN_CTRLR_CONFIG_ERROR: NTSTATUS = 0xc000015e_u32 as NTSTATUS;
-    pub const STATUS_FT_MISSING_MEMBER: NTSTATUS = 0xc000015f_u32 as NTSTATUS;
-    pub const STATUS_ILL_FORMED_SERVICE_ENTRY: NTSTATUS = 0xc0000160_u32 as NTSTATUS;
-    pub const STATUS_ILLEGAL_CHARACTER: NTSTATUS = 0xc0000161_u32 as NTSTATUS;
-    pub const STATUS_UNMAPPABLE_CHARACTER: NTSTATUS = 0xc0000162_u32 as NTSTATUS;
-    pub const STATUS_UNDEFINED_CHARACTER: NTSTATUS = 0xc0000163_u32 as NTSTATUS;
-    pub const STATUS_FLOPPY_VOLUME: NTSTATUS = 0xc0000164_u32 as NTSTATUS;
-    pub const STATUS_FLOPPY_ID_MARK_NOT_FOUND: NTSTATUS = 0xc0000165_u32 as NTSTATUS;
-    pub const STATUS_FLOPPY_WRONG_CYLINDER: NTSTATUS = 0xc0000166_u32 as NTSTATUS;
-    pub const STATUS_FLOPPY_UNKNOWN_ERROR: NTSTATUS = 0xc0000167_u32 as NTSTATUS;
-    pub const STATUS_FLOPPY_BAD_REGISTERS: NTSTATUS = 0xc0000168_u32 as NTSTATUS;
-    pub const STATUS_DISK_RECALIBRATE_FAILED: NTSTATUS = 0xc0000169_u32 as NTSTATUS;
-    pub const STATUS_DISK_OPERATION_FAILED: NTSTATUS = 0xc000016a_u32 as NTSTATUS;
-    pub const STATUS_DISK_RESET_FAILED: NTSTATUS = 0xc000016b_u32 as NTSTATUS;
-    pub const STATUS_SHARED_IRQ_BUSY: NTSTATUS = 0xc000016c_u32 as NTSTATUS;
-    pub const STATUS_FT_ORPHANING: NTSTATUS = 0xc000016d_u32 as NTSTATUS;
-    pub const STATUS_BIOS_FAILED_TO_CONNECT_INTERRUPT: NTSTATUS = 0xc000016e_u32 as NTSTATUS;
-    pub const STATUS_PARTITION_FAILURE: NTSTATUS = 0xc0000172_u32 as NTSTATUS;
-    pub const STATUS_INVALID_BLOCK_LENGTH: NTSTATUS = 0xc0000173_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_NOT_PARTITIONED: NTSTATUS = 0xc0000174_u32 as NTSTATUS;
-    pub const STATUS_UNABLE_TO_LOCK_MEDIA: NTSTATUS = 0xc0000175_u32 as NTSTATUS;
-    pub const STATUS_UNABLE_TO_UNLOAD_MEDIA: NTSTATUS = 0xc0000176_u32 as NTSTATUS;
-    pub const STATUS_EOM_OVERFLOW: NTSTATUS = 0xc0000177_u32 as NTSTATUS;
-    pub const STATUS_NO_MEDIA: NTSTATUS = 0xc0000178_u32 as NTSTATUS;
-    pub const STATUS_NO_SUCH_MEMBER: NTSTATUS = 0xc000017a_u32 as NTSTATUS;
-    pub const STATUS_INVALID_MEMBER: NTSTATUS = 0xc000017b_u32 as NTSTATUS;
-    pub const STATUS_KEY_DELETED: NTSTATUS = 0xc000017c_u32 as NTSTATUS;
-    pub const STATUS_NO_LOG_SPACE: NTSTATUS = 0xc000017d_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_SIDS: NTSTATUS = 0xc000017e_u32 as NTSTATUS;
-    pub const STATUS_LM_CROSS_ENCRYPTION_REQUIRED: NTSTATUS = 0xc000017f_u32 as NTSTATUS;
-    pub const STATUS_KEY_HAS_CHILDREN: NTSTATUS = 0xc0000180_u32 as NTSTATUS;
-    pub const STATUS_CHILD_MUST_BE_VOLATILE: NTSTATUS = 0xc0000181_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_CONFIGURATION_ERROR: NTSTATUS = 0xc0000182_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_INTERNAL_ERROR: NTSTATUS = 0xc0000183_u32 as NTSTATUS;
-    pub const STATUS_INVALID_DEVICE_STATE: NTSTATUS = 0xc0000184_u32 as NTSTATUS;
-    pub const STATUS_IO_DEVICE_ERROR: NTSTATUS = 0xc0000185_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_PROTOCOL_ERROR: NTSTATUS = 0xc0000186_u32 as NTSTATUS;
-    pub const STATUS_BACKUP_CONTROLLER: NTSTATUS = 0xc0000187_u32 as NTSTATUS;
-    pub const STATUS_LOG_FILE_FULL: NTSTATUS = 0xc0000188_u32 as NTSTATUS;
-    pub const STATUS_TOO_LATE: NTSTATUS = 0xc0000189_u32 as NTSTATUS;
-    pub const STATUS_NO_TRUST_LSA_SECRET: NTSTATUS = 0xc000018a_u32 as NTSTATUS;
-    pub const STATUS_NO_TRUST_SAM_ACCOUNT: NTSTATUS = 0xc000018b_u32 as NTSTATUS;
-    pub const STATUS_TRUSTED_DOMAIN_FAILURE: NTSTATUS = 0xc000018c_u32 as NTSTATUS;
-    pub const STATUS_TRUSTED_RELATIONSHIP_FAILURE: NTSTATUS = 0xc000018d_u32 as NTSTATUS;
-    pub const STATUS_EVENTLOG_FILE_CORRUPT: NTSTATUS = 0xc000018e_u32 as NTSTATUS;
-    pub const STATUS_EVENTLOG_CANT_START: NTSTATUS = 0xc000018f_u32 as NTSTATUS;
-    pub const STATUS_TRUST_FAILURE: NTSTATUS = 0xc0000190_u32 as NTSTATUS;
-    pub const STATUS_MUTANT_LIMIT_EXCEEDED: NTSTATUS = 0xc0000191_u32 as NTSTATUS;
-    pub const STATUS_NETLOGON_NOT_STARTED: NTSTATUS = 0xc0000192_u32 as NTSTATUS;
-    pub const STATUS_ACCOUNT_EXPIRED: NTSTATUS = 0xc0000193_u32 as NTSTATUS;
-    pub const STATUS_POSSIBLE_DEADLOCK: NTSTATUS = 0xc0000194_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_CREDENTIAL_CONFLICT: NTSTATUS = 0xc0000195_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_SESSION_LIMIT: NTSTATUS = 0xc0000196_u32 as NTSTATUS;
-    pub const STATUS_EVENTLOG_FILE_CHANGED: NTSTATUS = 0xc0000197_u32 as NTSTATUS;
-    pub const STATUS_NOLOGON_INTERDOMAIN_TRUST_ACCOUNT: NTSTATUS = 0xc0000198_u32 as NTSTATUS;
-    pub const STATUS_NOLOGON_WORKSTATION_TRUST_ACCOUNT: NTSTATUS = 0xc0000199_u32 as NTSTATUS;
-    pub const STATUS_NOLOGON_SERVER_TRUST_ACCOUNT: NTSTATUS = 0xc000019a_u32 as NTSTATUS;
-    pub const STATUS_DOMAIN_TRUST_INCONSISTENT: NTSTATUS = 0xc000019b_u32 as NTSTATUS;
-    pub const STATUS_FS_DRIVER_REQUIRED: NTSTATUS = 0xc000019c_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_ALREADY_LOADED_AS_DLL: NTSTATUS = 0xc000019d_u32 as NTSTATUS;
-    pub const STATUS_INCOMPATIBLE_WITH_GLOBAL_SHORT_NAME_REGISTRY_SETTING: NTSTATUS =
-        0xc000019e_u32 as NTSTATUS;
-    pub const STATUS_SHORT_NAMES_NOT_ENABLED_ON_VOLUME: NTSTATUS = 0xc000019f_u32 as NTSTATUS;
-    pub const STATUS_SECURITY_STREAM_IS_INCONSISTENT: NTSTATUS = 0xc00001a0_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LOCK_RANGE: NTSTATUS = 0xc00001a1_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ACE_CONDITION: NTSTATUS = 0xc00001a2_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_SUBSYSTEM_NOT_PRESENT: NTSTATUS = 0xc00001a3_u32 as NTSTATUS;
-    pub const STATUS_NOTIFICATION_GUID_ALREADY_DEFINED: NTSTATUS = 0xc00001a4_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_OPEN_RESTRICTION: NTSTATUS = 0xc0000201_u32 as NTSTATUS;
-    pub const STATUS_NO_USER_SESSION_KEY: NTSTATUS = 0xc0000202_u32 as NTSTATUS;
-    pub const STATUS_USER_SESSION_DELETED: NTSTATUS = 0xc0000203_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_LANG_NOT_FOUND: NTSTATUS = 0xc0000204_u32 as NTSTATUS;
-    pub const STATUS_INSUFF_SERVER_RESOURCES: NTSTATUS = 0xc0000205_u32 as NTSTATUS;
-    pub const STATUS_INVALID_BUFFER_SIZE: NTSTATUS = 0xc0000206_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ADDRESS_COMPONENT: NTSTATUS = 0xc0000207_u32 as NTSTATUS;
-    pub const STATUS_INVALID_ADDRESS_WILDCARD: NTSTATUS = 0xc0000208_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_ADDRESSES: NTSTATUS = 0xc0000209_u32 as NTSTATUS;
-    pub const STATUS_ADDRESS_ALREADY_EXISTS: NTSTATUS = 0xc000020a_u32 as NTSTATUS;
-    pub const STATUS_ADDRESS_CLOSED: NTSTATUS = 0xc000020b_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_DISCONNECTED: NTSTATUS = 0xc000020c_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_RESET: NTSTATUS = 0xc000020d_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_NODES: NTSTATUS = 0xc000020e_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_ABORTED: NTSTATUS = 0xc000020f_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_TIMED_OUT: NTSTATUS = 0xc0000210_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NO_RELEASE: NTSTATUS = 0xc0000211_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NO_MATCH: NTSTATUS = 0xc0000212_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_RESPONDED: NTSTATUS = 0xc0000213_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_INVALID_ID: NTSTATUS = 0xc0000214_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_INVALID_TYPE: NTSTATUS = 0xc0000215_u32 as NTSTATUS;
-    pub const STATUS_NOT_SERVER_SESSION: NTSTATUS = 0xc0000216_u32 as NTSTATUS;
-    pub const STATUS_NOT_CLIENT_SESSION: NTSTATUS = 0xc0000217_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_LOAD_REGISTRY_FILE: NTSTATUS = 0xc0000218_u32 as NTSTATUS;
-    pub const STATUS_DEBUG_ATTACH_FAILED: NTSTATUS = 0xc0000219_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_PROCESS_TERMINATED: NTSTATUS = 0xc000021a_u32 as NTSTATUS;
-    pub const STATUS_DATA_NOT_ACCEPTED: NTSTATUS = 0xc000021b_u32 as NTSTATUS;
-    pub const STATUS_NO_BROWSER_SERVERS_FOUND: NTSTATUS = 0xc000021c_u32 as NTSTATUS;
-    pub const STATUS_VDM_HARD_ERROR: NTSTATUS = 0xc000021d_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_CANCEL_TIMEOUT: NTSTATUS = 0xc000021e_u32 as NTSTATUS;
-    pub const STATUS_REPLY_MESSAGE_MISMATCH: NTSTATUS = 0xc000021f_u32 as NTSTATUS;
-    pub const STATUS_MAPPED_ALIGNMENT: NTSTATUS = 0xc0000220_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_CHECKSUM_MISMATCH: NTSTATUS = 0xc0000221_u32 as NTSTATUS;
-    pub const STATUS_LOST_WRITEBEHIND_DATA: NTSTATUS = 0xc0000222_u32 as NTSTATUS;
-    pub const STATUS_CLIENT_SERVER_PARAMETERS_INVALID: NTSTATUS = 0xc0000223_u32 as NTSTATUS;
-    pub const STATUS_PASSWORD_MUST_CHANGE: NTSTATUS = 0xc0000224_u32 as NTSTATUS;
-    pub const STATUS_NOT_FOUND: NTSTATUS = 0xc0000225_u32 as NTSTATUS;
-    pub const STATUS_NOT_TINY_STREAM: NTSTATUS = 0xc0000226_u32 as NTSTATUS;
-    pub const STATUS_RECOVERY_FAILURE: NTSTATUS = 0xc0000227_u32 as NTSTATUS;
-    pub const STATUS_STACK_OVERFLOW_READ: NTSTATUS = 0xc0000228_u32 as NTSTATUS;
-    pub const STATUS_FAIL_CHECK: NTSTATUS = 0xc0000229_u32 as NTSTATUS;
-    pub const STATUS_DUPLICATE_OBJECTID: NTSTATUS = 0xc000022a_u32 as NTSTATUS;
-    pub const STATUS_OBJECTID_EXISTS: NTSTATUS = 0xc000022b_u32 as NTSTATUS;
-    pub const STATUS_CONVERT_TO_LARGE: NTSTATUS = 0xc000022c_u32 as NTSTATUS;
-    pub const STATUS_RETRY: NTSTATUS = 0xc000022d_u32 as NTSTATUS;
-    pub const STATUS_FOUND_OUT_OF_SCOPE: NTSTATUS = 0xc000022e_u32 as NTSTATUS;
-    pub const STATUS_ALLOCATE_BUCKET: NTSTATUS = 0xc000022f_u32 as NTSTATUS;
-    pub const STATUS_PROPSET_NOT_FOUND: NTSTATUS = 0xc0000230_u32 as NTSTATUS;
-    pub const STATUS_MARSHALL_OVERFLOW: NTSTATUS = 0xc0000231_u32 as NTSTATUS;
-    pub const STATUS_INVALID_VARIANT: NTSTATUS = 0xc0000232_u32 as NTSTATUS;
-    pub const STATUS_DOMAIN_CONTROLLER_NOT_FOUND: NTSTATUS = 0xc0000233_u32 as NTSTATUS;
-    pub const STATUS_ACCOUNT_LOCKED_OUT: NTSTATUS = 0xc0000234_u32 as NTSTATUS;
-    pub const STATUS_HANDLE_NOT_CLOSABLE: NTSTATUS = 0xc0000235_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_REFUSED: NTSTATUS = 0xc0000236_u32 as NTSTATUS;
-    pub const STATUS_GRACEFUL_DISCONNECT: NTSTATUS = 0xc0000237_u32 as NTSTATUS;
-    pub const STATUS_ADDRESS_ALREADY_ASSOCIATED: NTSTATUS = 0xc0000238_u32 as NTSTATUS;
-    pub const STATUS_ADDRESS_NOT_ASSOCIATED: NTSTATUS = 0xc0000239_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_INVALID: NTSTATUS = 0xc000023a_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_ACTIVE: NTSTATUS = 0xc000023b_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_UNREACHABLE: NTSTATUS = 0xc000023c_u32 as NTSTATUS;
-    pub const STATUS_HOST_UNREACHABLE: NTSTATUS = 0xc000023d_u32 as NTSTATUS;
-    pub const STATUS_PROTOCOL_UNREACHABLE: NTSTATUS = 0xc000023e_u32 as NTSTATUS;
-    pub const STATUS_PORT_UNREACHABLE: NTSTATUS = 0xc000023f_u32 as NTSTATUS;
-    pub const STATUS_REQUEST_ABORTED: NTSTATUS = 0xc0000240_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_ABORTED: NTSTATUS = 0xc0000241_u32 as NTSTATUS;
-    pub const STATUS_BAD_COMPRESSION_BUFFER: NTSTATUS = 0xc0000242_u32 as NTSTATUS;
-    pub const STATUS_USER_MAPPED_FILE: NTSTATUS = 0xc0000243_u32 as NTSTATUS;
-    pub const STATUS_AUDIT_FAILED: NTSTATUS = 0xc0000244_u32 as NTSTATUS;
-    pub const STATUS_TIMER_RESOLUTION_NOT_SET: NTSTATUS = 0xc0000245_u32 as NTSTATUS;
-    pub const STATUS_CONNECTION_COUNT_LIMIT: NTSTATUS = 0xc0000246_u32 as NTSTATUS;
-    pub const STATUS_LOGIN_TIME_RESTRICTION: NTSTATUS = 0xc0000247_u32 as NTSTATUS;
-    pub const STATUS_LOGIN_WKSTA_RESTRICTION: NTSTATUS = 0xc0000248_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_MP_UP_MISMATCH: NTSTATUS = 0xc0000249_u32 as NTSTATUS;
-    pub const STATUS_INSUFFICIENT_LOGON_INFO: NTSTATUS = 0xc0000250_u32 as NTSTATUS;
-    pub const STATUS_BAD_DLL_ENTRYPOINT: NTSTATUS = 0xc0000251_u32 as NTSTATUS;
-    pub const STATUS_BAD_SERVICE_ENTRYPOINT: NTSTATUS = 0xc0000252_u32 as NTSTATUS;
-    pub const STATUS_LPC_REPLY_LOST: NTSTATUS = 0xc0000253_u32 as NTSTATUS;
-    pub const STATUS_IP_ADDRESS_CONFLICT1: NTSTATUS = 0xc0000254_u32 as NTSTATUS;
-    pub const STATUS_IP_ADDRESS_CONFLICT2: NTSTATUS = 0xc0000255_u32 as NTSTATUS;
-    pub const STATUS_REGISTRY_QUOTA_LIMIT: NTSTATUS = 0xc0000256_u32 as NTSTATUS;
-    pub const STATUS_PATH_NOT_COVERED: NTSTATUS = 0xc0000257_u32 as NTSTATUS;
-    pub const STATUS_NO_CALLBACK_ACTIVE: NTSTATUS = 0xc0000258_u32 as NTSTATUS;
-    pub const STATUS_LICENSE_QUOTA_EXCEEDED: NTSTATUS = 0xc0000259_u32 as NTSTATUS;
-    pub const STATUS_PWD_TOO_SHORT: NTSTATUS = 0xc000025a_u32 as NTSTATUS;
-    pub const STATUS_PWD_TOO_RECENT: NTSTATUS = 0xc000025b_u32 as NTSTATUS;
-    pub const STATUS_PWD_HISTORY_CONFLICT: NTSTATUS = 0xc000025c_u32 as NTSTATUS;
-    pub const STATUS_PLUGPLAY_NO_DEVICE: NTSTATUS = 0xc000025e_u32 as NTSTATUS;
-    pub const STATUS_UNSUPPORTED_COMPRESSION: NTSTATUS = 0xc000025f_u32 as NTSTATUS;
-    pub const STATUS_INVALID_HW_PROFILE: NTSTATUS = 0xc0000260_u32 as NTSTATUS;
-    pub const STATUS_INVALID_PLUGPLAY_DEVICE_PATH: NTSTATUS = 0xc0000261_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_ORDINAL_NOT_FOUND: NTSTATUS = 0xc0000262_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_ENTRYPOINT_NOT_FOUND: NTSTATUS = 0xc0000263_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_NOT_OWNED: NTSTATUS = 0xc0000264_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_LINKS: NTSTATUS = 0xc0000265_u32 as NTSTATUS;
-    pub const STATUS_QUOTA_LIST_INCONSISTENT: NTSTATUS = 0xc0000266_u32 as NTSTATUS;
-    pub const STATUS_FILE_IS_OFFLINE: NTSTATUS = 0xc0000267_u32 as NTSTATUS;
-    pub const STATUS_EVALUATION_EXPIRATION: NTSTATUS = 0xc0000268_u32 as NTSTATUS;
-    pub const STATUS_ILLEGAL_DLL_RELOCATION: NTSTATUS = 0xc0000269_u32 as NTSTATUS;
-    pub const STATUS_LICENSE_VIOLATION: NTSTATUS = 0xc000026a_u32 as NTSTATUS;
-    pub const STATUS_DLL_INIT_FAILED_LOGOFF: NTSTATUS = 0xc000026b_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_UNABLE_TO_LOAD: NTSTATUS = 0xc000026c_u32 as NTSTATUS;
-    pub const STATUS_DFS_UNAVAILABLE: NTSTATUS = 0xc000026d_u32 as NTSTATUS;
-    pub const STATUS_VOLUME_DISMOUNTED: NTSTATUS = 0xc000026e_u32 as NTSTATUS;
-    pub const STATUS_WX86_INTERNAL_ERROR: NTSTATUS = 0xc000026f_u32 as NTSTATUS;
-    pub const STATUS_WX86_FLOAT_STACK_CHECK: NTSTATUS = 0xc0000270_u32 as NTSTATUS;
-    pub const STATUS_VALIDATE_CONTINUE: NTSTATUS = 0xc0000271_u32 as NTSTATUS;
-    pub const STATUS_NO_MATCH: NTSTATUS = 0xc0000272_u32 as NTSTATUS;
-    pub const STATUS_NO_MORE_MATCHES: NTSTATUS = 0xc0000273_u32 as NTSTATUS;
-    pub const STATUS_NOT_A_REPARSE_POINT: NTSTATUS = 0xc0000275_u32 as NTSTATUS;
-    pub const STATUS_IO_REPARSE_TAG_INVALID: NTSTATUS = 0xc0000276_u32 as NTSTATUS;
-    pub const STATUS_IO_REPARSE_TAG_MISMATCH: NTSTATUS = 0xc0000277_u32 as NTSTATUS;
-    pub const STATUS_IO_REPARSE_DATA_INVALID: NTSTATUS = 0xc0000278_u32 as NTSTATUS;
-    pub const STATUS_IO_REPARSE_TAG_NOT_HANDLED: NTSTATUS = 0xc0000279_u32 as NTSTATUS;
-    pub const STATUS_REPARSE_POINT_NOT_RESOLVED: NTSTATUS = 0xc0000280_u32 as NTSTATUS;
-    pub const STATUS_DIRECTORY_IS_A_REPARSE_POINT: NTSTATUS = 0xc0000281_u32 as NTSTATUS;
-    pub const STATUS_RANGE_LIST_CONFLICT: NTSTATUS = 0xc0000282_u32 as NTSTATUS;
-    pub const STATUS_SOURCE_ELEMENT_EMPTY: NTSTATUS = 0xc0000283_u32 as NTSTATUS;
-    pub const STATUS_DESTINATION_ELEMENT_FULL: NTSTATUS = 0xc0000284_u32 as NTSTATUS;
-    pub const STATUS_ILLEGAL_ELEMENT_ADDRESS: NTSTATUS = 0xc0000285_u32 as NTSTATUS;
-    pub const STATUS_MAGAZINE_NOT_PRESENT: NTSTATUS = 0xc0000286_u32 as NTSTATUS;
-    pub const STATUS_REINITIALIZATION_NEEDED: NTSTATUS = 0xc0000287_u32 as NTSTATUS;
-    pub const STATUS_ENCRYPTION_FAILED: NTSTATUS = 0xc000028a_u32 as NTSTATUS;
-    pub const STATUS_DECRYPTION_FAILED: NTSTATUS = 0xc000028b_u32 as NTSTATUS;
-    pub const STATUS_RANGE_NOT_FOUND: NTSTATUS = 0xc000028c_u32 as NTSTATUS;
-    pub const STATUS_NO_RECOVERY_POLICY: NTSTATUS = 0xc000028d_u32 as NTSTATUS;
-    pub const STATUS_NO_EFS: NTSTATUS = 0xc000028e_u32 as NTSTATUS;
-    pub const STATUS_WRONG_EFS: NTSTATUS = 0xc000028f_u32 as NTSTATUS;
-    pub const STATUS_NO_USER_KEYS: NTSTATUS = 0xc0000290_u32 as NTSTATUS;
-    pub const STATUS_FILE_NOT_ENCRYPTED: NTSTATUS = 0xc0000291_u32 as NTSTATUS;
-    pub const STATUS_NOT_EXPORT_FORMAT: NTSTATUS = 0xc0000292_u32 as NTSTATUS;
-    pub const STATUS_FILE_ENCRYPTED: NTSTATUS = 0xc0000293_u32 as NTSTATUS;
-    pub const STATUS_WMI_GUID_NOT_FOUND: NTSTATUS = 0xc0000295_u32 as NTSTATUS;
-    pub const STATUS_WMI_INSTANCE_NOT_FOUND: NTSTATUS = 0xc0000296_u32 as NTSTATUS;
-    pub const STATUS_WMI_ITEMID_NOT_FOUND: NTSTATUS = 0xc0000297_u32 as NTSTATUS;
-    pub const STATUS_WMI_TRY_AGAIN: NTSTATUS = 0xc0000298_u32 as NTSTATUS;
-    pub const STATUS_SHARED_POLICY: NTSTATUS = 0xc0000299_u32 as NTSTATUS;
-    pub const STATUS_POLICY_OBJECT_NOT_FOUND: NTSTATUS = 0xc000029a_u32 as NTSTATUS;
-    pub const STATUS_POLICY_ONLY_IN_DS: NTSTATUS = 0xc000029b_u32 as NTSTATUS;
-    pub const STATUS_VOLUME_NOT_UPGRADED: NTSTATUS = 0xc000029c_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_STORAGE_NOT_ACTIVE: NTSTATUS = 0xc000029d_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_STORAGE_MEDIA_ERROR: NTSTATUS = 0xc000029e_u32 as NTSTATUS;
-    pub const STATUS_NO_TRACKING_SERVICE: NTSTATUS = 0xc000029f_u32 as NTSTATUS;
-    pub const STATUS_SERVER_SID_MISMATCH: NTSTATUS = 0xc00002a0_u32 as NTSTATUS;
-    pub const STATUS_DS_NO_ATTRIBUTE_OR_VALUE: NTSTATUS = 0xc00002a1_u32 as NTSTATUS;
-    pub const STATUS_DS_INVALID_ATTRIBUTE_SYNTAX: NTSTATUS = 0xc00002a2_u32 as NTSTATUS;
-    pub const STATUS_DS_ATTRIBUTE_TYPE_UNDEFINED: NTSTATUS = 0xc00002a3_u32 as NTSTATUS;
-    pub const STATUS_DS_ATTRIBUTE_OR_VALUE_EXISTS: NTSTATUS = 0xc00002a4_u32 as NTSTATUS;
-    pub const STATUS_DS_BUSY: NTSTATUS = 0xc00002a5_u32 as NTSTATUS;
-    pub const STATUS_DS_UNAVAILABLE: NTSTATUS = 0xc00002a6_u32 as NTSTATUS;
-    pub const STATUS_DS_NO_RIDS_ALLOCATED: NTSTATUS = 0xc00002a7_u32 as NTSTATUS;
-    pub const STATUS_DS_NO_MORE_RIDS: NTSTATUS = 0xc00002a8_u32 as NTSTATUS;
-    pub const STATUS_DS_INCORRECT_ROLE_OWNER: NTSTATUS = 0xc00002a9_u32 as NTSTATUS;
-    pub const STATUS_DS_RIDMGR_INIT_ERROR: NTSTATUS = 0xc00002aa_u32 as NTSTATUS;
-    pub const STATUS_DS_OBJ_CLASS_VIOLATION: NTSTATUS = 0xc00002ab_u32 as NTSTATUS;
-    pub const STATUS_DS_CANT_ON_NON_LEAF: NTSTATUS = 0xc00002ac_u32 as NTSTATUS;
-    pub const STATUS_DS_CANT_ON_RDN: NTSTATUS = 0xc00002ad_u32 as NTSTATUS;
-    pub const STATUS_DS_CANT_MOD_OBJ_CLASS: NTSTATUS = 0xc00002ae_u32 as NTSTATUS;
-    pub const STATUS_DS_CROSS_DOM_MOVE_FAILED: NTSTATUS = 0xc00002af_u32 as NTSTATUS;
-    pub const STATUS_DS_GC_NOT_AVAILABLE: NTSTATUS = 0xc00002b0_u32 as NTSTATUS;
-    pub const STATUS_DIRECTORY_SERVICE_REQUIRED: NTSTATUS = 0xc00002b1_u32 as NTSTATUS;
-    pub const STATUS_REPARSE_ATTRIBUTE_CONFLICT: NTSTATUS = 0xc00002b2_u32 as NTSTATUS;
-    pub const STATUS_CANT_ENABLE_DENY_ONLY: NTSTATUS = 0xc00002b3_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_MULTIPLE_FAULTS: NTSTATUS = 0xc00002b4_u32 as NTSTATUS;
-    pub const STATUS_FLOAT_MULTIPLE_TRAPS: NTSTATUS = 0xc00002b5_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_REMOVED: NTSTATUS = 0xc00002b6_u32 as NTSTATUS;
-    pub const STATUS_JOURNAL_DELETE_IN_PROGRESS: NTSTATUS = 0xc00002b7_u32 as NTSTATUS;
-    pub const STATUS_JOURNAL_NOT_ACTIVE: NTSTATUS = 0xc00002b8_u32 as NTSTATUS;
-    pub const STATUS_NOINTERFACE: NTSTATUS = 0xc00002b9_u32 as NTSTATUS;
-    pub const STATUS_DS_ADMIN_LIMIT_EXCEEDED: NTSTATUS = 0xc00002c1_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_FAILED_SLEEP: NTSTATUS = 0xc00002c2_u32 as NTSTATUS;
-    pub const STATUS_MUTUAL_AUTHENTICATION_FAILED: NTSTATUS = 0xc00002c3_u32 as NTSTATUS;
-    pub const STATUS_CORRUPT_SYSTEM_FILE: NTSTATUS = 0xc00002c4_u32 as NTSTATUS;
-    pub const STATUS_DATATYPE_MISALIGNMENT_ERROR: NTSTATUS = 0xc00002c5_u32 as NTSTATUS;
-    pub const STATUS_WMI_READ_ONLY: NTSTATUS = 0xc00002c6_u32 as NTSTATUS;
-    pub const STATUS_WMI_SET_FAILURE: NTSTATUS = 0xc00002c7_u32 as NTSTATUS;
-    pub const STATUS_COMMITMENT_MINIMUM: NTSTATUS = 0xc00002c8_u32 as NTSTATUS;
-    pub const STATUS_REG_NAT_CONSUMPTION: NTSTATUS = 0xc00002c9_u32 as NTSTATUS;
-    pub const STATUS_TRANSPORT_FULL: NTSTATUS = 0xc00002ca_u32 as NTSTATUS;
-    pub const STATUS_DS_SAM_INIT_FAILURE: NTSTATUS = 0xc00002cb_u32 as NTSTATUS;
-    pub const STATUS_ONLY_IF_CONNECTED: NTSTATUS = 0xc00002cc_u32 as NTSTATUS;
-    pub const STATUS_DS_SENSITIVE_GROUP_VIOLATION: NTSTATUS = 0xc00002cd_u32 as NTSTATUS;
-    pub const STATUS_PNP_RESTART_ENUMERATION: NTSTATUS = 0xc00002ce_u32 as NTSTATUS;
-    pub const STATUS_JOURNAL_ENTRY_DELETED: NTSTATUS = 0xc00002cf_u32 as NTSTATUS;
-    pub const STATUS_DS_CANT_MOD_PRIMARYGROUPID: NTSTATUS = 0xc00002d0_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_IMAGE_BAD_SIGNATURE: NTSTATUS = 0xc00002d1_u32 as NTSTATUS;
-    pub const STATUS_PNP_REBOOT_REQUIRED: NTSTATUS = 0xc00002d2_u32 as NTSTATUS;
-    pub const STATUS_POWER_STATE_INVALID: NTSTATUS = 0xc00002d3_u32 as NTSTATUS;
-    pub const STATUS_DS_INVALID_GROUP_TYPE: NTSTATUS = 0xc00002d4_u32 as NTSTATUS;
-    pub const STATUS_DS_NO_NEST_GLOBALGROUP_IN_MIXEDDOMAIN: NTSTATUS = 0xc00002d5_u32 as NTSTATUS;
-    pub const STATUS_DS_NO_NEST_LOCALGROUP_IN_MIXEDDOMAIN: NTSTATUS = 0xc00002d6_u32 as NTSTATUS;
-    pub const STATUS_DS_GLOBAL_CANT_HAVE_LOCAL_MEMBER: NTSTATUS = 0xc00002d7_u32 as NTSTATUS;
-    pub const STATUS_DS_GLOBAL_CANT_HAVE_UNIVERSAL_MEMBER: NTSTATUS = 0xc00002d8_u32 as NTSTATUS;
-    pub const STATUS_DS_UNIVERSAL_CANT_HAVE_LOCAL_MEMBER: NTSTATUS = 0xc00002d9_u32 as NTSTATUS;
-    pub const STATUS_DS_GLOBAL_CANT_HAVE_CROSSDOMAIN_MEMBER: NTSTATUS = 0xc00002da_u32 as NTSTATUS;
-    pub const STATUS_DS_LOCAL_CANT_HAVE_CROSSDOMAIN_LOCAL_MEMBER: NTSTATUS =
-        0xc00002db_u32 as NTSTATUS;
-    pub const STATUS_DS_HAVE_PRIMARY_MEMBERS: NTSTATUS = 0xc00002dc_u32 as NTSTATUS;
-    pub const STATUS_WMI_NOT_SUPPORTED: NTSTATUS = 0xc00002dd_u32 as NTSTATUS;
-    pub const STATUS_INSUFFICIENT_POWER: NTSTATUS = 0xc00002de_u32 as NTSTATUS;
-    pub const STATUS_SAM_NEED_BOOTKEY_PASSWORD: NTSTATUS = 0xc00002df_u32 as NTSTATUS;
-    pub const STATUS_SAM_NEED_BOOTKEY_FLOPPY: NTSTATUS = 0xc00002e0_u32 as NTSTATUS;
-    pub const STATUS_DS_CANT_START: NTSTATUS = 0xc00002e1_u32 as NTSTATUS;
-    pub const STATUS_DS_INIT_FAILURE: NTSTATUS = 0xc00002e2_u32 as NTSTATUS;
-    pub const STATUS_SAM_INIT_FAILURE: NTSTATUS = 0xc00002e3_u32 as NTSTATUS;
-    pub const STATUS_DS_GC_REQUIRED: NTSTATUS = 0xc00002e4_u32 as NTSTATUS;
-    pub const STATUS_DS_LOCAL_MEMBER_OF_LOCAL_ONLY: NTSTATUS = 0xc00002e5_u32 as NTSTATUS;
-    pub const STATUS_DS_NO_FPO_IN_UNIVERSAL_GROUPS: NTSTATUS = 0xc00002e6_u32 as NTSTATUS;
-    pub const STATUS_DS_MACHINE_ACCOUNT_QUOTA_EXCEEDED: NTSTATUS = 0xc00002e7_u32 as NTSTATUS;
-    pub const STATUS_CURRENT_DOMAIN_NOT_ALLOWED: NTSTATUS = 0xc00002e9_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_MAKE: NTSTATUS = 0xc00002ea_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_SHUTDOWN: NTSTATUS = 0xc00002eb_u32 as NTSTATUS;
-    pub const STATUS_DS_INIT_FAILURE_CONSOLE: NTSTATUS = 0xc00002ec_u32 as NTSTATUS;
-    pub const STATUS_DS_SAM_INIT_FAILURE_CONSOLE: NTSTATUS = 0xc00002ed_u32 as NTSTATUS;
-    pub const STATUS_UNFINISHED_CONTEXT_DELETED: NTSTATUS = 0xc00002ee_u32 as NTSTATUS;
-    pub const STATUS_NO_TGT_REPLY: NTSTATUS = 0xc00002ef_u32 as NTSTATUS;
-    pub const STATUS_OBJECTID_NOT_FOUND: NTSTATUS = 0xc00002f0_u32 as NTSTATUS;
-    pub const STATUS_NO_IP_ADDRESSES: NTSTATUS = 0xc00002f1_u32 as NTSTATUS;
-    pub const STATUS_WRONG_CREDENTIAL_HANDLE: NTSTATUS = 0xc00002f2_u32 as NTSTATUS;
-    pub const STATUS_CRYPTO_SYSTEM_INVALID: NTSTATUS = 0xc00002f3_u32 as NTSTATUS;
-    pub const STATUS_MAX_REFERRALS_EXCEEDED: NTSTATUS = 0xc00002f4_u32 as NTSTATUS;
-    pub const STATUS_MUST_BE_KDC: NTSTATUS = 0xc00002f5_u32 as NTSTATUS;
-    pub const STATUS_STRONG_CRYPTO_NOT_SUPPORTED: NTSTATUS = 0xc00002f6_u32 as NTSTATUS;
-    pub const STATUS_TOO_MANY_PRINCIPALS: NTSTATUS = 0xc00002f7_u32 as NTSTATUS;
-    pub const STATUS_NO_PA_DATA: NTSTATUS = 0xc00002f8_u32 as NTSTATUS;
-    pub const STATUS_PKINIT_NAME_MISMATCH: NTSTATUS = 0xc00002f9_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_LOGON_REQUIRED: NTSTATUS = 0xc00002fa_u32 as NTSTATUS;
-    pub const STATUS_KDC_INVALID_REQUEST: NTSTATUS = 0xc00002fb_u32 as NTSTATUS;
-    pub const STATUS_KDC_UNABLE_TO_REFER: NTSTATUS = 0xc00002fc_u32 as NTSTATUS;
-    pub const STATUS_KDC_UNKNOWN_ETYPE: NTSTATUS = 0xc00002fd_u32 as NTSTATUS;
-    pub const STATUS_SHUTDOWN_IN_PROGRESS: NTSTATUS = 0xc00002fe_u32 as NTSTATUS;
-    pub const STATUS_SERVER_SHUTDOWN_IN_PROGRESS: NTSTATUS = 0xc00002ff_u32 as NTSTATUS;
-    pub const STATUS_NOT_SUPPORTED_ON_SBS: NTSTATUS = 0xc0000300_u32 as NTSTATUS;
-    pub const STATUS_WMI_GUID_DISCONNECTED: NTSTATUS = 0xc0000301_u32 as NTSTATUS;
-    pub const STATUS_WMI_ALREADY_DISABLED: NTSTATUS = 0xc0000302_u32 as NTSTATUS;
-    pub const STATUS_WMI_ALREADY_ENABLED: NTSTATUS = 0xc0000303_u32 as NTSTATUS;
-    pub const STATUS_MFT_TOO_FRAGMENTED: NTSTATUS = 0xc0000304_u32 as NTSTATUS;
-    pub const STATUS_COPY_PROTECTION_FAILURE: NTSTATUS = 0xc0000305_u32 as NTSTATUS;
-    pub const STATUS_CSS_AUTHENTICATION_FAILURE: NTSTATUS = 0xc0000306_u32 as NTSTATUS;
-    pub const STATUS_CSS_KEY_NOT_PRESENT: NTSTATUS = 0xc0000307_u32 as NTSTATUS;
-    pub const STATUS_CSS_KEY_NOT_ESTABLISHED: NTSTATUS = 0xc0000308_u32 as NTSTATUS;
-    pub const STATUS_CSS_SCRAMBLED_SECTOR: NTSTATUS = 0xc0000309_u32 as NTSTATUS;
-    pub const STATUS_CSS_REGION_MISMATCH: NTSTATUS = 0xc000030a_u32 as NTSTATUS;
-    pub const STATUS_CSS_RESETS_EXHAUSTED: NTSTATUS = 0xc000030b_u32 as NTSTATUS;
-    pub const STATUS_PKINIT_FAILURE: NTSTATUS = 0xc0000320_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_SUBSYSTEM_FAILURE: NTSTATUS = 0xc0000321_u32 as NTSTATUS;
-    pub const STATUS_NO_KERB_KEY: NTSTATUS = 0xc0000322_u32 as NTSTATUS;
-    pub const STATUS_HOST_DOWN: NTSTATUS = 0xc0000350_u32 as NTSTATUS;
-    pub const STATUS_UNSUPPORTED_PREAUTH: NTSTATUS = 0xc0000351_u32 as NTSTATUS;
-    pub const STATUS_EFS_ALG_BLOB_TOO_BIG: NTSTATUS = 0xc0000352_u32 as NTSTATUS;
-    pub const STATUS_PORT_NOT_SET: NTSTATUS = 0xc0000353_u32 as NTSTATUS;
-    pub const STATUS_DEBUGGER_INACTIVE: NTSTATUS = 0xc0000354_u32 as NTSTATUS;
-    pub const STATUS_DS_VERSION_CHECK_FAILURE: NTSTATUS = 0xc0000355_u32 as NTSTATUS;
-    pub const STATUS_AUDITING_DISABLED: NTSTATUS = 0xc0000356_u32 as NTSTATUS;
-    pub const STATUS_PRENT4_MACHINE_ACCOUNT: NTSTATUS = 0xc0000357_u32 as NTSTATUS;
-    pub const STATUS_DS_AG_CANT_HAVE_UNIVERSAL_MEMBER: NTSTATUS = 0xc0000358_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_WIN_32: NTSTATUS = 0xc0000359_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_WIN_64: NTSTATUS = 0xc000035a_u32 as NTSTATUS;
-    pub const STATUS_BAD_BINDINGS: NTSTATUS = 0xc000035b_u32 as NTSTATUS;
-    pub const STATUS_NETWORK_SESSION_EXPIRED: NTSTATUS = 0xc000035c_u32 as NTSTATUS;
-    pub const STATUS_APPHELP_BLOCK: NTSTATUS = 0xc000035d_u32 as NTSTATUS;
-    pub const STATUS_ALL_SIDS_FILTERED: NTSTATUS = 0xc000035e_u32 as NTSTATUS;
-    pub const STATUS_NOT_SAFE_MODE_DRIVER: NTSTATUS = 0xc000035f_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_DISABLED_BY_POLICY_DEFAULT: NTSTATUS = 0xc0000361_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_DISABLED_BY_POLICY_PATH: NTSTATUS = 0xc0000362_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_DISABLED_BY_POLICY_PUBLISHER: NTSTATUS = 0xc0000363_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_DISABLED_BY_POLICY_OTHER: NTSTATUS = 0xc0000364_u32 as NTSTATUS;
-    pub const STATUS_FAILED_DRIVER_ENTRY: NTSTATUS = 0xc0000365_u32 as NTSTATUS;
-    pub const STATUS_DEVICE_ENUMERATION_ERROR: NTSTATUS = 0xc0000366_u32 as NTSTATUS;
-    pub const STATUS_MOUNT_POINT_NOT_RESOLVED: NTSTATUS = 0xc0000368_u32 as NTSTATUS;
-    pub const STATUS_INVALID_DEVICE_OBJECT_PARAMETER: NTSTATUS = 0xc0000369_u32 as NTSTATUS;
-    pub const STATUS_MCA_OCCURED: NTSTATUS = 0xc000036a_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_BLOCKED_CRITICAL: NTSTATUS = 0xc000036b_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_BLOCKED: NTSTATUS = 0xc000036c_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_DATABASE_ERROR: NTSTATUS = 0xc000036d_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_HIVE_TOO_LARGE: NTSTATUS = 0xc000036e_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMPORT_OF_NON_DLL: NTSTATUS = 0xc000036f_u32 as NTSTATUS;
-    pub const STATUS_NO_SECRETS: NTSTATUS = 0xc0000371_u32 as NTSTATUS;
-    pub const STATUS_ACCESS_DISABLED_NO_SAFER_UI_BY_POLICY: NTSTATUS = 0xc0000372_u32 as NTSTATUS;
-    pub const STATUS_FAILED_STACK_SWITCH: NTSTATUS = 0xc0000373_u32 as NTSTATUS;
-    pub const STATUS_HEAP_CORRUPTION: NTSTATUS = 0xc0000374_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_WRONG_PIN: NTSTATUS = 0xc0000380_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_CARD_BLOCKED: NTSTATUS = 0xc0000381_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_CARD_NOT_AUTHENTICATED: NTSTATUS = 0xc0000382_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_NO_CARD: NTSTATUS = 0xc0000383_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_NO_KEY_CONTAINER: NTSTATUS = 0xc0000384_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_NO_CERTIFICATE: NTSTATUS = 0xc0000385_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_NO_KEYSET: NTSTATUS = 0xc0000386_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_IO_ERROR: NTSTATUS = 0xc0000387_u32 as NTSTATUS;
-    pub const STATUS_DOWNGRADE_DETECTED: NTSTATUS = 0xc0000388_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_CERT_REVOKED: NTSTATUS = 0xc0000389_u32 as NTSTATUS;
-    pub const STATUS_ISSUING_CA_UNTRUSTED: NTSTATUS = 0xc000038a_u32 as NTSTATUS;
-    pub const STATUS_REVOCATION_OFFLINE_C: NTSTATUS = 0xc000038b_u32 as NTSTATUS;
-    pub const STATUS_PKINIT_CLIENT_FAILURE: NTSTATUS = 0xc000038c_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_CERT_EXPIRED: NTSTATUS = 0xc000038d_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_FAILED_PRIOR_UNLOAD: NTSTATUS = 0xc000038e_u32 as NTSTATUS;
-    pub const STATUS_SMARTCARD_SILENT_CONTEXT: NTSTATUS = 0xc000038f_u32 as NTSTATUS;
-    pub const STATUS_PER_USER_TRUST_QUOTA_EXCEEDED: NTSTATUS = 0xc0000401_u32 as NTSTATUS;
-    pub const STATUS_ALL_USER_TRUST_QUOTA_EXCEEDED: NTSTATUS = 0xc0000402_u32 as NTSTATUS;
-    pub const STATUS_USER_DELETE_TRUST_QUOTA_EXCEEDED: NTSTATUS = 0xc0000403_u32 as NTSTATUS;
-    pub const STATUS_DS_NAME_NOT_UNIQUE: NTSTATUS = 0xc0000404_u32 as NTSTATUS;
-    pub const STATUS_DS_DUPLICATE_ID_FOUND: NTSTATUS = 0xc0000405_u32 as NTSTATUS;
-    pub const STATUS_DS_GROUP_CONVERSION_ERROR: NTSTATUS = 0xc0000406_u32 as NTSTATUS;
-    pub const STATUS_VOLSNAP_PREPARE_HIBERNATE: NTSTATUS = 0xc0000407_u32 as NTSTATUS;
-    pub const STATUS_USER2USER_REQUIRED: NTSTATUS = 0xc0000408_u32 as NTSTATUS;
-    pub const STATUS_STACK_BUFFER_OVERRUN: NTSTATUS = 0xc0000409_u32 as NTSTATUS;
-    pub const STATUS_NO_S4U_PROT_SUPPORT: NTSTATUS = 0xc000040a_u32 as NTSTATUS;
-    pub const STATUS_CROSSREALM_DELEGATION_FAILURE: NTSTATUS = 0xc000040b_u32 as NTSTATUS;
-    pub const STATUS_REVOCATION_OFFLINE_KDC: NTSTATUS = 0xc000040c_u32 as NTSTATUS;
-    pub const STATUS_ISSUING_CA_UNTRUSTED_KDC: NTSTATUS = 0xc000040d_u32 as NTSTATUS;
-    pub const STATUS_KDC_CERT_EXPIRED: NTSTATUS = 0xc000040e_u32 as NTSTATUS;
-    pub const STATUS_KDC_CERT_REVOKED: NTSTATUS = 0xc000040f_u32 as NTSTATUS;
-    pub const STATUS_PARAMETER_QUOTA_EXCEEDED: NTSTATUS = 0xc0000410_u32 as NTSTATUS;
-    pub const STATUS_HIBERNATION_FAILURE: NTSTATUS = 0xc0000411_u32 as NTSTATUS;
-    pub const STATUS_DELAY_LOAD_FAILED: NTSTATUS = 0xc0000412_u32 as NTSTATUS;
-    pub const STATUS_AUTHENTICATION_FIREWALL_FAILED: NTSTATUS = 0xc0000413_u32 as NTSTATUS;
-    pub const STATUS_VDM_DISALLOWED: NTSTATUS = 0xc0000414_u32 as NTSTATUS;
-    pub const STATUS_HUNG_DISPLAY_DRIVER_THREAD: NTSTATUS = 0xc0000415_u32 as NTSTATUS;
-    pub const STATUS_INSUFFICIENT_RESOURCE_FOR_SPECIFIED_SHARED_SECTION_SIZE: NTSTATUS =
-        0xc0000416_u32 as NTSTATUS;
-    pub const STATUS_INVALID_CRUNTIME_PARAMETER: NTSTATUS = 0xc0000417_u32 as NTSTATUS;
-    pub const STATUS_NTLM_BLOCKED: NTSTATUS = 0xc0000418_u32 as NTSTATUS;
-    pub const STATUS_DS_SRC_SID_EXISTS_IN_FOREST: NTSTATUS = 0xc0000419_u32 as NTSTATUS;
-    pub const STATUS_DS_DOMAIN_NAME_EXISTS_IN_FOREST: NTSTATUS = 0xc000041a_u32 as NTSTATUS;
-    pub const STATUS_DS_FLAT_NAME_EXISTS_IN_FOREST: NTSTATUS = 0xc000041b_u32 as NTSTATUS;
-    pub const STATUS_INVALID_USER_PRINCIPAL_NAME: NTSTATUS = 0xc000041c_u32 as NTSTATUS;
-    pub const STATUS_ASSERTION_FAILURE: NTSTATUS = 0xc0000420_u32 as NTSTATUS;
-    pub const STATUS_VERIFIER_STOP: NTSTATUS = 0xc0000421_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_POP_STACK: NTSTATUS = 0xc0000423_u32 as NTSTATUS;
-    pub const STATUS_INCOMPATIBLE_DRIVER_BLOCKED: NTSTATUS = 0xc0000424_u32 as NTSTATUS;
-    pub const STATUS_HIVE_UNLOADED: NTSTATUS = 0xc0000425_u32 as NTSTATUS;
-    pub const STATUS_COMPRESSION_DISABLED: NTSTATUS = 0xc0000426_u32 as NTSTATUS;
-    pub const STATUS_FILE_SYSTEM_LIMITATION: NTSTATUS = 0xc0000427_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IMAGE_HASH: NTSTATUS = 0xc0000428_u32 as NTSTATUS;
-    pub const STATUS_NOT_CAPABLE: NTSTATUS = 0xc0000429_u32 as NTSTATUS;
-    pub const STATUS_REQUEST_OUT_OF_SEQUENCE: NTSTATUS = 0xc000042a_u32 as NTSTATUS;
-    pub const STATUS_IMPLEMENTATION_LIMIT: NTSTATUS = 0xc000042b_u32 as NTSTATUS;
-    pub const STATUS_ELEVATION_REQUIRED: NTSTATUS = 0xc000042c_u32 as NTSTATUS;
-    pub const STATUS_NO_SECURITY_CONTEXT: NTSTATUS = 0xc000042d_u32 as NTSTATUS;
-    pub const STATUS_PKU2U_CERT_FAILURE: NTSTATUS = 0xc000042e_u32 as NTSTATUS;
-    pub const STATUS_BEYOND_VDL: NTSTATUS = 0xc0000432_u32 as NTSTATUS;
-    pub const STATUS_ENCOUNTERED_WRITE_IN_PROGRESS: NTSTATUS = 0xc0000433_u32 as NTSTATUS;
-    pub const STATUS_PTE_CHANGED: NTSTATUS = 0xc0000434_u32 as NTSTATUS;
-    pub const STATUS_PURGE_FAILED: NTSTATUS = 0xc0000435_u32 as NTSTATUS;
-    pub const STATUS_CRED_REQUIRES_CONFIRMATION: NTSTATUS = 0xc0000440_u32 as NTSTATUS;
-    pub const STATUS_CS_ENCRYPTION_INVALID_SERVER_RESPONSE: NTSTATUS = 0xc0000441_u32 as NTSTATUS;
-    pub const STATUS_CS_ENCRYPTION_UNSUPPORTED_SERVER: NTSTATUS = 0xc0000442_u32 as NTSTATUS;
-    pub const STATUS_CS_ENCRYPTION_EXISTING_ENCRYPTED_FILE: NTSTATUS = 0xc0000443_u32 as NTSTATUS;
-    pub const STATUS_CS_ENCRYPTION_NEW_ENCRYPTED_FILE: NTSTATUS = 0xc0000444_u32 as NTSTATUS;
-    pub const STATUS_CS_ENCRYPTION_FILE_NOT_CSE: NTSTATUS = 0xc0000445_u32 as NTSTATUS;
-    pub const STATUS_INVALID_LABEL: NTSTATUS = 0xc0000446_u32 as NTSTATUS;
-    pub const STATUS_DRIVER_PROCESS_TERMINATED: NTSTATUS = 0xc0000450_u32 as NTSTATUS;
-    pub const STATUS_AMBIGUOUS_SYSTEM_DEVICE: NTSTATUS = 0xc0000451_u32 as NTSTATUS;
-    pub const STATUS_SYSTEM_DEVICE_NOT_FOUND: NTSTATUS = 0xc0000452_u32 as NTSTATUS;
-    pub const STATUS_RESTART_BOOT_APPLICATION: NTSTATUS = 0xc0000453_u32 as NTSTATUS;
-    pub const STATUS_INSUFFICIENT_NVRAM_RESOURCES: NTSTATUS = 0xc0000454_u32 as NTSTATUS;
-    pub const STATUS_CASE_DIFFERING_NAMES_IN_DIR: NTSTATUS = 0xc00004b3_u32 as NTSTATUS;
-    pub const STATUS_INVALID_TASK_NAME: NTSTATUS = 0xc0000500_u32 as NTSTATUS;
-    pub const STATUS_INVALID_TASK_INDEX: NTSTATUS = 0xc0000501_u32 as NTSTATUS;
-    pub const STATUS_THREAD_ALREADY_IN_TASK: NTSTATUS = 0xc0000502_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_BYPASS: NTSTATUS = 0xc0000503_u32 as NTSTATUS;
-    pub const STATUS_FAIL_FAST_EXCEPTION: NTSTATUS = 0xc0000602_u32 as NTSTATUS;
-    pub const STATUS_IMAGE_CERT_REVOKED: NTSTATUS = 0xc0000603_u32 as NTSTATUS;
-    pub const STATUS_PORT_CLOSED: NTSTATUS = 0xc0000700_u32 as NTSTATUS;
-    pub const STATUS_MESSAGE_LOST: NTSTATUS = 0xc0000701_u32 as NTSTATUS;
-    pub const STATUS_INVALID_MESSAGE: NTSTATUS = 0xc0000702_u32 as NTSTATUS;
-    pub const STATUS_REQUEST_CANCELED: NTSTATUS = 0xc0000703_u32 as NTSTATUS;
-    pub const STATUS_RECURSIVE_DISPATCH: NTSTATUS = 0xc0000704_u32 as NTSTATUS;
-    pub const STATUS_LPC_RECEIVE_BUFFER_EXPECTED: NTSTATUS = 0xc0000705_u32 as NTSTATUS;
-    pub const STATUS_LPC_INVALID_CONNECTION_USAGE: NTSTATUS = 0xc0000706_u32 as NTSTATUS;
-    pub const STATUS_LPC_REQUESTS_NOT_ALLOWED: NTSTATUS = 0xc0000707_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_IN_USE: NTSTATUS = 0xc0000708_u32 as NTSTATUS;
-    pub const STATUS_HARDWARE_MEMORY_ERROR: NTSTATUS = 0xc0000709_u32 as NTSTATUS;
-    pub const STATUS_THREADPOOL_HANDLE_EXCEPTION: NTSTATUS = 0xc000070a_u32 as NTSTATUS;
-    pub const STATUS_THREADPOOL_SET_EVENT_ON_COMPLETION_FAILED: NTSTATUS =
-        0xc000070b_u32 as NTSTATUS;
-    pub const STATUS_THREADPOOL_RELEASE_SEMAPHORE_ON_COMPLETION_FAILED: NTSTATUS =
-        0xc000070c_u32 as NTSTATUS;
-    pub const STATUS_THREADPOOL_RELEASE_MUTEX_ON_COMPLETION_FAILED: NTSTATUS =
-        0xc000070d_u32 as NTSTATUS;
-    pub const STATUS_THREADPOOL_FREE_LIBRARY_ON_COMPLETION_FAILED: NTSTATUS =
-        0xc000070e_u32 as NTSTATUS;
-    pub const STATUS_THREADPOOL_RELEASED_DURING_OPERATION: NTSTATUS = 0xc000070f_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_RETURNED_WHILE_IMPERSONATING: NTSTATUS = 0xc0000710_u32 as NTSTATUS;
-    pub const STATUS_APC_RETURNED_WHILE_IMPERSONATING: NTSTATUS = 0xc0000711_u32 as NTSTATUS;
-    pub const STATUS_PROCESS_IS_PROTECTED: NTSTATUS = 0xc0000712_u32 as NTSTATUS;
-    pub const STATUS_MCA_EXCEPTION: NTSTATUS = 0xc0000713_u32 as NTSTATUS;
-    pub const STATUS_CERTIFICATE_MAPPING_NOT_UNIQUE: NTSTATUS = 0xc0000714_u32 as NTSTATUS;
-    pub const STATUS_SYMLINK_CLASS_DISABLED: NTSTATUS = 0xc0000715_u32 as NTSTATUS;
-    pub const STATUS_INVALID_IDN_NORMALIZATION: NTSTATUS = 0xc0000716_u32 as NTSTATUS;
-    pub const STATUS_NO_UNICODE_TRANSLATION: NTSTATUS = 0xc0000717_u32 as NTSTATUS;
-    pub const STATUS_ALREADY_REGISTERED: NTSTATUS = 0xc0000718_u32 as NTSTATUS;
-    pub const STATUS_CONTEXT_MISMATCH: NTSTATUS = 0xc0000719_u32 as NTSTATUS;
-    pub const STATUS_PORT_ALREADY_HAS_COMPLETION_LIST: NTSTATUS = 0xc000071a_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_RETURNED_THREAD_PRIORITY: NTSTATUS = 0xc000071b_u32 as NTSTATUS;
-    pub const STATUS_INVALID_THREAD: NTSTATUS = 0xc000071c_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_RETURNED_TRANSACTION: NTSTATUS = 0xc000071d_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_RETURNED_LDR_LOCK: NTSTATUS = 0xc000071e_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_RETURNED_LANG: NTSTATUS = 0xc000071f_u32 as NTSTATUS;
-    pub const STATUS_CALLBACK_RETURNED_PRI_BACK: NTSTATUS = 0xc0000720_u32 as NTSTATUS;
-    pub const STATUS_DISK_REPAIR_DISABLED: NTSTATUS = 0xc0000800_u32 as NTSTATUS;
-    pub const STATUS_DS_DOMAIN_RENAME_IN_PROGRESS: NTSTATUS = 0xc0000801_u32 as NTSTATUS;
-    pub const STATUS_DISK_QUOTA_EXCEEDED: NTSTATUS = 0xc0000802_u32 as NTSTATUS;
-    pub const STATUS_CONTENT_BLOCKED: NTSTATUS = 0xc0000804_u32 as NTSTATUS;
-    pub const STATUS_BAD_CLUSTERS: NTSTATUS = 0xc0000805_u32 as NTSTATUS;
-    pub const STATUS_VOLUME_DIRTY: NTSTATUS = 0xc0000806_u32 as NTSTATUS;
-    pub const STATUS_FILE_CHECKED_OUT: NTSTATUS = 0xc0000901_u32 as NTSTATUS;
-    pub const STATUS_CHECKOUT_REQUIRED: NTSTATUS = 0xc0000902_u32 as NTSTATUS;
-    pub const STATUS_BAD_FILE_TYPE: NTSTATUS = 0xc0000903_u32 as NTSTATUS;
-    pub const STATUS_FILE_TOO_LARGE: NTSTATUS = 0xc0000904_u32 as NTSTATUS;
-    pub const STATUS_FORMS_AUTH_REQUIRED: NTSTATUS = 0xc0000905_u32 as NTSTATUS;
-    pub const STATUS_VIRUS_INFECTED: NTSTATUS = 0xc0000906_u32 as NTSTATUS;
-    pub const STATUS_VIRUS_DELETED: NTSTATUS = 0xc0000907_u32 as NTSTATUS;
-    pub const STATUS_BAD_MCFG_TABLE: NTSTATUS = 0xc0000908_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_BREAK_OPLOCK: NTSTATUS = 0xc0000909_u32 as NTSTATUS;
-    pub const STATUS_WOW_ASSERTION: NTSTATUS = 0xc0009898_u32 as NTSTATUS;
-    pub const STATUS_INVALID_SIGNATURE: NTSTATUS = 0xc000a000_u32 as NTSTATUS;
-    pub const STATUS_HMAC_NOT_SUPPORTED: NTSTATUS = 0xc000a001_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_QUEUE_OVERFLOW: NTSTATUS = 0xc000a010_u32 as NTSTATUS;
-    pub const STATUS_ND_QUEUE_OVERFLOW: NTSTATUS = 0xc000a011_u32 as NTSTATUS;
-    pub const STATUS_HOPLIMIT_EXCEEDED: NTSTATUS = 0xc000a012_u32 as NTSTATUS;
-    pub const STATUS_PROTOCOL_NOT_SUPPORTED: NTSTATUS = 0xc000a013_u32 as NTSTATUS;
-    pub const STATUS_LOST_WRITEBEHIND_DATA_NETWORK_DISCONNECTED: NTSTATUS =
-        0xc000a080_u32 as NTSTATUS;
-    pub const STATUS_LOST_WRITEBEHIND_DATA_NETWORK_SERVER_ERROR: NTSTATUS =
-        0xc000a081_u32 as NTSTATUS;
-    pub const STATUS_LOST_WRITEBEHIND_DATA_LOCAL_DISK_ERROR: NTSTATUS = 0xc000a082_u32 as NTSTATUS;
-    pub const STATUS_XML_PARSE_ERROR: NTSTATUS = 0xc000a083_u32 as NTSTATUS;
-    pub const STATUS_XMLDSIG_ERROR: NTSTATUS = 0xc000a084_u32 as NTSTATUS;
-    pub const STATUS_WRONG_COMPARTMENT: NTSTATUS = 0xc000a085_u32 as NTSTATUS;
-    pub const STATUS_AUTHIP_FAILURE: NTSTATUS = 0xc000a086_u32 as NTSTATUS;
-    pub const STATUS_DS_OID_MAPPED_GROUP_CANT_HAVE_MEMBERS: NTSTATUS = 0xc000a087_u32 as NTSTATUS;
-    pub const STATUS_DS_OID_NOT_FOUND: NTSTATUS = 0xc000a088_u32 as NTSTATUS;
-    pub const STATUS_HASH_NOT_SUPPORTED: NTSTATUS = 0xc000a100_u32 as NTSTATUS;
-    pub const STATUS_HASH_NOT_PRESENT: NTSTATUS = 0xc000a101_u32 as NTSTATUS;
-    pub const STATUS_PNP_BAD_MPS_TABLE: NTSTATUS = 0xc0040035_u32 as NTSTATUS;
-    pub const STATUS_PNP_TRANSLATION_FAILED: NTSTATUS = 0xc0040036_u32 as NTSTATUS;
-    pub const STATUS_PNP_IRQ_TRANSLATION_FAILED: NTSTATUS = 0xc0040037_u32 as NTSTATUS;
-    pub const STATUS_PNP_INVALID_ID: NTSTATUS = 0xc0040038_u32 as NTSTATUS;
-    pub const STATUS_IO_REISSUE_AS_CACHED: NTSTATUS = 0xc0040039_u32 as NTSTATUS;
-    pub const STATUS_CTX_WINSTATION_NAME_INVALID: NTSTATUS = 0xc00a0001_u32 as NTSTATUS;
-    pub const STATUS_CTX_INVALID_PD: NTSTATUS = 0xc00a0002_u32 as NTSTATUS;
-    pub const STATUS_CTX_PD_NOT_FOUND: NTSTATUS = 0xc00a0003_u32 as NTSTATUS;
-    pub const STATUS_CTX_CLOSE_PENDING: NTSTATUS = 0xc00a0006_u32 as NTSTATUS;
-    pub const STATUS_CTX_NO_OUTBUF: NTSTATUS = 0xc00a0007_u32 as NTSTATUS;
-    pub const STATUS_CTX_MODEM_INF_NOT_FOUND: NTSTATUS = 0xc00a0008_u32 as NTSTATUS;
-    pub const STATUS_CTX_INVALID_MODEMNAME: NTSTATUS = 0xc00a0009_u32 as NTSTATUS;
-    pub const STATUS_CTX_RESPONSE_ERROR: NTSTATUS = 0xc00a000a_u32 as NTSTATUS;
-    pub const STATUS_CTX_MODEM_RESPONSE_TIMEOUT: NTSTATUS = 0xc00a000b_u32 as NTSTATUS;
-    pub const STATUS_CTX_MODEM_RESPONSE_NO_CARRIER: NTSTATUS = 0xc00a000c_u32 as NTSTATUS;
-    pub const STATUS_CTX_MODEM_RESPONSE_NO_DIALTONE: NTSTATUS = 0xc00a000d_u32 as NTSTATUS;
-    pub const STATUS_CTX_MODEM_RESPONSE_BUSY: NTSTATUS = 0xc00a000e_u32 as NTSTATUS;
-    pub const STATUS_CTX_MODEM_RESPONSE_VOICE: NTSTATUS = 0xc00a000f_u32 as NTSTATUS;
-    pub const STATUS_CTX_TD_ERROR: NTSTATUS = 0xc00a0010_u32 as NTSTATUS;
-    pub const STATUS_CTX_LICENSE_CLIENT_INVALID: NTSTATUS = 0xc00a0012_u32 as NTSTATUS;
-    pub const STATUS_CTX_LICENSE_NOT_AVAILABLE: NTSTATUS = 0xc00a0013_u32 as NTSTATUS;
-    pub const STATUS_CTX_LICENSE_EXPIRED: NTSTATUS = 0xc00a0014_u32 as NTSTATUS;
-    pub const STATUS_CTX_WINSTATION_NOT_FOUND: NTSTATUS = 0xc00a0015_u32 as NTSTATUS;
-    pub const STATUS_CTX_WINSTATION_NAME_COLLISION: NTSTATUS = 0xc00a0016_u32 as NTSTATUS;
-    pub const STATUS_CTX_WINSTATION_BUSY: NTSTATUS = 0xc00a0017_u32 as NTSTATUS;
-    pub const STATUS_CTX_BAD_VIDEO_MODE: NTSTATUS = 0xc00a0018_u32 as NTSTATUS;
-    pub const STATUS_CTX_GRAPHICS_INVALID: NTSTATUS = 0xc00a0022_u32 as NTSTATUS;
-    pub const STATUS_CTX_NOT_CONSOLE: NTSTATUS = 0xc00a0024_u32 as NTSTATUS;
-    pub const STATUS_CTX_CLIENT_QUERY_TIMEOUT: NTSTATUS = 0xc00a0026_u32 as NTSTATUS;
-    pub const STATUS_CTX_CONSOLE_DISCONNECT: NTSTATUS = 0xc00a0027_u32 as NTSTATUS;
-    pub const STATUS_CTX_CONSOLE_CONNECT: NTSTATUS = 0xc00a0028_u32 as NTSTATUS;
-    pub const STATUS_CTX_SHADOW_DENIED: NTSTATUS = 0xc00a002a_u32 as NTSTATUS;
-    pub const STATUS_CTX_WINSTATION_ACCESS_DENIED: NTSTATUS = 0xc00a002b_u32 as NTSTATUS;
-    pub const STATUS_CTX_INVALID_WD: NTSTATUS = 0xc00a002e_u32 as NTSTATUS;
-    pub const STATUS_CTX_WD_NOT_FOUND: NTSTATUS = 0xc00a002f_u32 as NTSTATUS;
-    pub const STATUS_CTX_SHADOW_INVALID: NTSTATUS = 0xc00a0030_u32 as NTSTATUS;
-    pub const STATUS_CTX_SHADOW_DISABLED: NTSTATUS = 0xc00a0031_u32 as NTSTATUS;
-    pub const STATUS_RDP_PROTOCOL_ERROR: NTSTATUS = 0xc00a0032_u32 as NTSTATUS;
-    pub const STATUS_CTX_CLIENT_LICENSE_NOT_SET: NTSTATUS = 0xc00a0033_u32 as NTSTATUS;
-    pub const STATUS_CTX_CLIENT_LICENSE_IN_USE: NTSTATUS = 0xc00a0034_u32 as NTSTATUS;
-    pub const STATUS_CTX_SHADOW_ENDED_BY_MODE_CHANGE: NTSTATUS = 0xc00a0035_u32 as NTSTATUS;
-    pub const STATUS_CTX_SHADOW_NOT_RUNNING: NTSTATUS = 0xc00a0036_u32 as NTSTATUS;
-    pub const STATUS_CTX_LOGON_DISABLED: NTSTATUS = 0xc00a0037_u32 as NTSTATUS;
-    pub const STATUS_CTX_SECURITY_LAYER_ERROR: NTSTATUS = 0xc00a0038_u32 as NTSTATUS;
-    pub const STATUS_TS_INCOMPATIBLE_SESSIONS: NTSTATUS = 0xc00a0039_u32 as NTSTATUS;
-    pub const STATUS_MUI_FILE_NOT_FOUND: NTSTATUS = 0xc00b0001_u32 as NTSTATUS;
-    pub const STATUS_MUI_INVALID_FILE: NTSTATUS = 0xc00b0002_u32 as NTSTATUS;
-    pub const STATUS_MUI_INVALID_RC_CONFIG: NTSTATUS = 0xc00b0003_u32 as NTSTATUS;
-    pub const STATUS_MUI_INVALID_LOCALE_NAME: NTSTATUS = 0xc00b0004_u32 as NTSTATUS;
-    pub const STATUS_MUI_INVALID_ULTIMATEFALLBACK_NAME: NTSTATUS = 0xc00b0005_u32 as NTSTATUS;
-    pub const STATUS_MUI_FILE_NOT_LOADED: NTSTATUS = 0xc00b0006_u32 as NTSTATUS;
-    pub const STATUS_RESOURCE_ENUM_USER_STOP: NTSTATUS = 0xc00b0007_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_INVALID_NODE: NTSTATUS = 0xc0130001_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_EXISTS: NTSTATUS = 0xc0130002_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_JOIN_IN_PROGRESS: NTSTATUS = 0xc0130003_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_NOT_FOUND: NTSTATUS = 0xc0130004_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_LOCAL_NODE_NOT_FOUND: NTSTATUS = 0xc0130005_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETWORK_EXISTS: NTSTATUS = 0xc0130006_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETWORK_NOT_FOUND: NTSTATUS = 0xc0130007_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETINTERFACE_EXISTS: NTSTATUS = 0xc0130008_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETINTERFACE_NOT_FOUND: NTSTATUS = 0xc0130009_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_INVALID_REQUEST: NTSTATUS = 0xc013000a_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_INVALID_NETWORK_PROVIDER: NTSTATUS = 0xc013000b_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_DOWN: NTSTATUS = 0xc013000c_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_UNREACHABLE: NTSTATUS = 0xc013000d_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_NOT_MEMBER: NTSTATUS = 0xc013000e_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_JOIN_NOT_IN_PROGRESS: NTSTATUS = 0xc013000f_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_INVALID_NETWORK: NTSTATUS = 0xc0130010_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NO_NET_ADAPTERS: NTSTATUS = 0xc0130011_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_UP: NTSTATUS = 0xc0130012_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_PAUSED: NTSTATUS = 0xc0130013_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NODE_NOT_PAUSED: NTSTATUS = 0xc0130014_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NO_SECURITY_CONTEXT: NTSTATUS = 0xc0130015_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_NETWORK_NOT_INTERNAL: NTSTATUS = 0xc0130016_u32 as NTSTATUS;
-    pub const STATUS_CLUSTER_POISONED: NTSTATUS = 0xc0130017_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_OPCODE: NTSTATUS = 0xc0140001_u32 as NTSTATUS;
-    pub const STATUS_ACPI_STACK_OVERFLOW: NTSTATUS = 0xc0140002_u32 as NTSTATUS;
-    pub const STATUS_ACPI_ASSERT_FAILED: NTSTATUS = 0xc0140003_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_INDEX: NTSTATUS = 0xc0140004_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_ARGUMENT: NTSTATUS = 0xc0140005_u32 as NTSTATUS;
-    pub const STATUS_ACPI_FATAL: NTSTATUS = 0xc0140006_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_SUPERNAME: NTSTATUS = 0xc0140007_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_ARGTYPE: NTSTATUS = 0xc0140008_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_OBJTYPE: NTSTATUS = 0xc0140009_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_TARGETTYPE: NTSTATUS = 0xc014000a_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INCORRECT_ARGUMENT_COUNT: NTSTATUS = 0xc014000b_u32 as NTSTATUS;
-    pub const STATUS_ACPI_ADDRESS_NOT_MAPPED: NTSTATUS = 0xc014000c_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_EVENTTYPE: NTSTATUS = 0xc014000d_u32 as NTSTATUS;
-    pub const STATUS_ACPI_HANDLER_COLLISION: NTSTATUS = 0xc014000e_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_DATA: NTSTATUS = 0xc014000f_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_REGION: NTSTATUS = 0xc0140010_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_ACCESS_SIZE: NTSTATUS = 0xc0140011_u32 as NTSTATUS;
-    pub const STATUS_ACPI_ACQUIRE_GLOBAL_LOCK: NTSTATUS = 0xc0140012_u32 as NTSTATUS;
-    pub const STATUS_ACPI_ALREADY_INITIALIZED: NTSTATUS = 0xc0140013_u32 as NTSTATUS;
-    pub const STATUS_ACPI_NOT_INITIALIZED: NTSTATUS = 0xc0140014_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_MUTEX_LEVEL: NTSTATUS = 0xc0140015_u32 as NTSTATUS;
-    pub const STATUS_ACPI_MUTEX_NOT_OWNED: NTSTATUS = 0xc0140016_u32 as NTSTATUS;
-    pub const STATUS_ACPI_MUTEX_NOT_OWNER: NTSTATUS = 0xc0140017_u32 as NTSTATUS;
-    pub const STATUS_ACPI_RS_ACCESS: NTSTATUS = 0xc0140018_u32 as NTSTATUS;
-    pub const STATUS_ACPI_INVALID_TABLE: NTSTATUS = 0xc0140019_u32 as NTSTATUS;
-    pub const STATUS_ACPI_REG_HANDLER_FAILED: NTSTATUS = 0xc0140020_u32 as NTSTATUS;
-    pub const STATUS_ACPI_POWER_REQUEST_FAILED: NTSTATUS = 0xc0140021_u32 as NTSTATUS;
-    pub const STATUS_SXS_SECTION_NOT_FOUND: NTSTATUS = 0xc0150001_u32 as NTSTATUS;
-    pub const STATUS_SXS_CANT_GEN_ACTCTX: NTSTATUS = 0xc0150002_u32 as NTSTATUS;
-    pub const STATUS_SXS_INVALID_ACTCTXDATA_FORMAT: NTSTATUS = 0xc0150003_u32 as NTSTATUS;
-    pub const STATUS_SXS_ASSEMBLY_NOT_FOUND: NTSTATUS = 0xc0150004_u32 as NTSTATUS;
-    pub const STATUS_SXS_MANIFEST_FORMAT_ERROR: NTSTATUS = 0xc0150005_u32 as NTSTATUS;
-    pub const STATUS_SXS_MANIFEST_PARSE_ERROR: NTSTATUS = 0xc0150006_u32 as NTSTATUS;
-    pub const STATUS_SXS_ACTIVATION_CONTEXT_DISABLED: NTSTATUS = 0xc0150007_u32 as NTSTATUS;
-    pub const STATUS_SXS_KEY_NOT_FOUND: NTSTATUS = 0xc0150008_u32 as NTSTATUS;
-    pub const STATUS_SXS_VERSION_CONFLICT: NTSTATUS = 0xc0150009_u32 as NTSTATUS;
-    pub const STATUS_SXS_WRONG_SECTION_TYPE: NTSTATUS = 0xc015000a_u32 as NTSTATUS;
-    pub const STATUS_SXS_THREAD_QUERIES_DISABLED: NTSTATUS = 0xc015000b_u32 as NTSTATUS;
-    pub const STATUS_SXS_ASSEMBLY_MISSING: NTSTATUS = 0xc015000c_u32 as NTSTATUS;
-    pub const STATUS_SXS_PROCESS_DEFAULT_ALREADY_SET: NTSTATUS = 0xc015000e_u32 as NTSTATUS;
-    pub const STATUS_SXS_EARLY_DEACTIVATION: NTSTATUS = 0xc015000f_u32 as NTSTATUS;
-    pub const STATUS_SXS_INVALID_DEACTIVATION: NTSTATUS = 0xc0150010_u32 as NTSTATUS;
-    pub const STATUS_SXS_MULTIPLE_DEACTIVATION: NTSTATUS = 0xc0150011_u32 as NTSTATUS;
-    pub const STATUS_SXS_SYSTEM_DEFAULT_ACTIVATION_CONTEXT_EMPTY: NTSTATUS =
-        0xc0150012_u32 as NTSTATUS;
-    pub const STATUS_SXS_PROCESS_TERMINATION_REQUESTED: NTSTATUS = 0xc0150013_u32 as NTSTATUS;
-    pub const STATUS_SXS_CORRUPT_ACTIVATION_STACK: NTSTATUS = 0xc0150014_u32 as NTSTATUS;
-    pub const STATUS_SXS_CORRUPTION: NTSTATUS = 0xc0150015_u32 as NTSTATUS;
-    pub const STATUS_SXS_INVALID_IDENTITY_ATTRIBUTE_VALUE: NTSTATUS = 0xc0150016_u32 as NTSTATUS;
-    pub const STATUS_SXS_INVALID_IDENTITY_ATTRIBUTE_NAME: NTSTATUS = 0xc0150017_u32 as NTSTATUS;
-    pub const STATUS_SXS_IDENTITY_DUPLICATE_ATTRIBUTE: NTSTATUS = 0xc0150018_u32 as NTSTATUS;
-    pub const STATUS_SXS_IDENTITY_PARSE_ERROR: NTSTATUS = 0xc0150019_u32 as NTSTATUS;
-    pub const STATUS_SXS_COMPONENT_STORE_CORRUPT: NTSTATUS = 0xc015001a_u32 as NTSTATUS;
-    pub const STATUS_SXS_FILE_HASH_MISMATCH: NTSTATUS = 0xc015001b_u32 as NTSTATUS;
-    pub const STATUS_SXS_MANIFEST_IDENTITY_SAME_BUT_CONTENTS_DIFFERENT: NTSTATUS =
-        0xc015001c_u32 as NTSTATUS;
-    pub const STATUS_SXS_IDENTITIES_DIFFERENT: NTSTATUS = 0xc015001d_u32 as NTSTATUS;
-    pub const STATUS_SXS_ASSEMBLY_IS_NOT_A_DEPLOYMENT: NTSTATUS = 0xc015001e_u32 as NTSTATUS;
-    pub const STATUS_SXS_FILE_NOT_PART_OF_ASSEMBLY: NTSTATUS = 0xc015001f_u32 as NTSTATUS;
-    pub const STATUS_ADVANCED_INSTALLER_FAILED: NTSTATUS = 0xc0150020_u32 as NTSTATUS;
-    pub const STATUS_XML_ENCODING_MISMATCH: NTSTATUS = 0xc0150021_u32 as NTSTATUS;
-    pub const STATUS_SXS_MANIFEST_TOO_BIG: NTSTATUS = 0xc0150022_u32 as NTSTATUS;
-    pub const STATUS_SXS_SETTING_NOT_REGISTERED: NTSTATUS = 0xc0150023_u32 as NTSTATUS;
-    pub const STATUS_SXS_TRANSACTION_CLOSURE_INCOMPLETE: NTSTATUS = 0xc0150024_u32 as NTSTATUS;
-    pub const STATUS_SMI_PRIMITIVE_INSTALLER_FAILED: NTSTATUS = 0xc0150025_u32 as NTSTATUS;
-    pub const STATUS_GENERIC_COMMAND_FAILED: NTSTATUS = 0xc0150026_u32 as NTSTATUS;
-    pub const STATUS_SXS_FILE_HASH_MISSING: NTSTATUS = 0xc0150027_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONAL_CONFLICT: NTSTATUS = 0xc0190001_u32 as NTSTATUS;
-    pub const STATUS_INVALID_TRANSACTION: NTSTATUS = 0xc0190002_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NOT_ACTIVE: NTSTATUS = 0xc0190003_u32 as NTSTATUS;
-    pub const STATUS_TM_INITIALIZATION_FAILED: NTSTATUS = 0xc0190004_u32 as NTSTATUS;
-    pub const STATUS_RM_NOT_ACTIVE: NTSTATUS = 0xc0190005_u32 as NTSTATUS;
-    pub const STATUS_RM_METADATA_CORRUPT: NTSTATUS = 0xc0190006_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NOT_JOINED: NTSTATUS = 0xc0190007_u32 as NTSTATUS;
-    pub const STATUS_DIRECTORY_NOT_RM: NTSTATUS = 0xc0190008_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONS_UNSUPPORTED_REMOTE: NTSTATUS = 0xc019000a_u32 as NTSTATUS;
-    pub const STATUS_LOG_RESIZE_INVALID_SIZE: NTSTATUS = 0xc019000b_u32 as NTSTATUS;
-    pub const STATUS_REMOTE_FILE_VERSION_MISMATCH: NTSTATUS = 0xc019000c_u32 as NTSTATUS;
-    pub const STATUS_CRM_PROTOCOL_ALREADY_EXISTS: NTSTATUS = 0xc019000f_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_PROPAGATION_FAILED: NTSTATUS = 0xc0190010_u32 as NTSTATUS;
-    pub const STATUS_CRM_PROTOCOL_NOT_FOUND: NTSTATUS = 0xc0190011_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_SUPERIOR_EXISTS: NTSTATUS = 0xc0190012_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_REQUEST_NOT_VALID: NTSTATUS = 0xc0190013_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NOT_REQUESTED: NTSTATUS = 0xc0190014_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_ALREADY_ABORTED: NTSTATUS = 0xc0190015_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_ALREADY_COMMITTED: NTSTATUS = 0xc0190016_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_INVALID_MARSHALL_BUFFER: NTSTATUS = 0xc0190017_u32 as NTSTATUS;
-    pub const STATUS_CURRENT_TRANSACTION_NOT_VALID: NTSTATUS = 0xc0190018_u32 as NTSTATUS;
-    pub const STATUS_LOG_GROWTH_FAILED: NTSTATUS = 0xc0190019_u32 as NTSTATUS;
-    pub const STATUS_OBJECT_NO_LONGER_EXISTS: NTSTATUS = 0xc0190021_u32 as NTSTATUS;
-    pub const STATUS_STREAM_MINIVERSION_NOT_FOUND: NTSTATUS = 0xc0190022_u32 as NTSTATUS;
-    pub const STATUS_STREAM_MINIVERSION_NOT_VALID: NTSTATUS = 0xc0190023_u32 as NTSTATUS;
-    pub const STATUS_MINIVERSION_INACCESSIBLE_FROM_SPECIFIED_TRANSACTION: NTSTATUS =
-        0xc0190024_u32 as NTSTATUS;
-    pub const STATUS_CANT_OPEN_MINIVERSION_WITH_MODIFY_INTENT: NTSTATUS =
-        0xc0190025_u32 as NTSTATUS;
-    pub const STATUS_CANT_CREATE_MORE_STREAM_MINIVERSIONS: NTSTATUS = 0xc0190026_u32 as NTSTATUS;
-    pub const STATUS_HANDLE_NO_LONGER_VALID: NTSTATUS = 0xc0190028_u32 as NTSTATUS;
-    pub const STATUS_LOG_CORRUPTION_DETECTED: NTSTATUS = 0xc0190030_u32 as NTSTATUS;
-    pub const STATUS_RM_DISCONNECTED: NTSTATUS = 0xc0190032_u32 as NTSTATUS;
-    pub const STATUS_ENLISTMENT_NOT_SUPERIOR: NTSTATUS = 0xc0190033_u32 as NTSTATUS;
-    pub const STATUS_FILE_IDENTITY_NOT_PERSISTENT: NTSTATUS = 0xc0190036_u32 as NTSTATUS;
-    pub const STATUS_CANT_BREAK_TRANSACTIONAL_DEPENDENCY: NTSTATUS = 0xc0190037_u32 as NTSTATUS;
-    pub const STATUS_CANT_CROSS_RM_BOUNDARY: NTSTATUS = 0xc0190038_u32 as NTSTATUS;
-    pub const STATUS_TXF_DIR_NOT_EMPTY: NTSTATUS = 0xc0190039_u32 as NTSTATUS;
-    pub const STATUS_INDOUBT_TRANSACTIONS_EXIST: NTSTATUS = 0xc019003a_u32 as NTSTATUS;
-    pub const STATUS_TM_VOLATILE: NTSTATUS = 0xc019003b_u32 as NTSTATUS;
-    pub const STATUS_ROLLBACK_TIMER_EXPIRED: NTSTATUS = 0xc019003c_u32 as NTSTATUS;
-    pub const STATUS_TXF_ATTRIBUTE_CORRUPT: NTSTATUS = 0xc019003d_u32 as NTSTATUS;
-    pub const STATUS_EFS_NOT_ALLOWED_IN_TRANSACTION: NTSTATUS = 0xc019003e_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED: NTSTATUS = 0xc019003f_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTED_MAPPING_UNSUPPORTED_REMOTE: NTSTATUS = 0xc0190040_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_REQUIRED_PROMOTION: NTSTATUS = 0xc0190043_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_EXECUTE_FILE_IN_TRANSACTION: NTSTATUS = 0xc0190044_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONS_NOT_FROZEN: NTSTATUS = 0xc0190045_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_FREEZE_IN_PROGRESS: NTSTATUS = 0xc0190046_u32 as NTSTATUS;
-    pub const STATUS_NOT_SNAPSHOT_VOLUME: NTSTATUS = 0xc0190047_u32 as NTSTATUS;
-    pub const STATUS_NO_SAVEPOINT_WITH_OPEN_FILES: NTSTATUS = 0xc0190048_u32 as NTSTATUS;
-    pub const STATUS_SPARSE_NOT_ALLOWED_IN_TRANSACTION: NTSTATUS = 0xc0190049_u32 as NTSTATUS;
-    pub const STATUS_TM_IDENTITY_MISMATCH: NTSTATUS = 0xc019004a_u32 as NTSTATUS;
-    pub const STATUS_FLOATED_SECTION: NTSTATUS = 0xc019004b_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_ACCEPT_TRANSACTED_WORK: NTSTATUS = 0xc019004c_u32 as NTSTATUS;
-    pub const STATUS_CANNOT_ABORT_TRANSACTIONS: NTSTATUS = 0xc019004d_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NOT_FOUND: NTSTATUS = 0xc019004e_u32 as NTSTATUS;
-    pub const STATUS_RESOURCEMANAGER_NOT_FOUND: NTSTATUS = 0xc019004f_u32 as NTSTATUS;
-    pub const STATUS_ENLISTMENT_NOT_FOUND: NTSTATUS = 0xc0190050_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONMANAGER_NOT_FOUND: NTSTATUS = 0xc0190051_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONMANAGER_NOT_ONLINE: NTSTATUS = 0xc0190052_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTIONMANAGER_RECOVERY_NAME_COLLISION: NTSTATUS =
-        0xc0190053_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NOT_ROOT: NTSTATUS = 0xc0190054_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_OBJECT_EXPIRED: NTSTATUS = 0xc0190055_u32 as NTSTATUS;
-    pub const STATUS_COMPRESSION_NOT_ALLOWED_IN_TRANSACTION: NTSTATUS = 0xc0190056_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_RESPONSE_NOT_ENLISTED: NTSTATUS = 0xc0190057_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_RECORD_TOO_LONG: NTSTATUS = 0xc0190058_u32 as NTSTATUS;
-    pub const STATUS_NO_LINK_TRACKING_IN_TRANSACTION: NTSTATUS = 0xc0190059_u32 as NTSTATUS;
-    pub const STATUS_OPERATION_NOT_SUPPORTED_IN_TRANSACTION: NTSTATUS = 0xc019005a_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_INTEGRITY_VIOLATED: NTSTATUS = 0xc019005b_u32 as NTSTATUS;
-    pub const STATUS_EXPIRED_HANDLE: NTSTATUS = 0xc0190060_u32 as NTSTATUS;
-    pub const STATUS_TRANSACTION_NOT_ENLISTED: NTSTATUS = 0xc0190061_u32 as NTSTATUS;
-    pub const STATUS_LOG_SECTOR_INVALID: NTSTATUS = 0xc01a0001_u32 as NTSTATUS;
-    pub const STATUS_LOG_SECTOR_PARITY_INVALID: NTSTATUS = 0xc01a0002_u32 as NTSTATUS;
-    pub const STATUS_LOG_SECTOR_REMAPPED: NTSTATUS = 0xc01a0003_u32 as NTSTATUS;
-    pub const STATUS_LOG_BLOCK_INCOMPLETE: NTSTATUS = 0xc01a0004_u32 as NTSTATUS;
-    pub const STATUS_LOG_INVALID_RANGE: NTSTATUS = 0xc01a0005_u32 as NTSTATUS;
-    pub const STATUS_LOG_BLOCKS_EXHAUSTED: NTSTATUS = 0xc01a0006_u32 as NTSTATUS;
-    pub const STATUS_LOG_READ_CONTEXT_INVALID: NTSTATUS = 0xc01a0007_u32 as NTSTATUS;
-    pub const STATUS_LOG_RESTART_INVALID: NTSTATUS = 0xc01a0008_u32 as NTSTATUS;
-    pub const STATUS_LOG_BLOCK_VERSION: NTSTATUS = 0xc01a0009_u32 as NTSTATUS;
-    pub const STATUS_LOG_BLOCK_INVALID: NTSTATUS = 0xc01a000a_u32 as NTSTATUS;
-    pub const STATUS_LOG_READ_MODE_INVALID: NTSTATUS = 0xc01a000b_u32 as NTSTATUS;
-    pub const STATUS_LOG_METADATA_CORRUPT: NTSTATUS = 0xc01a000d_u32 as NTSTATUS;
-    pub const STATUS_LOG_METADATA_INVALID: NTSTATUS = 0xc01a000e_u32 as NTSTATUS;
-    pub const STATUS_LOG_METADATA_INCONSISTENT: NTSTATUS = 0xc01a000f_u32 as NTSTATUS;
-    pub const STATUS_LOG_RESERVATION_INVALID: NTSTATUS = 0xc01a0010_u32 as NTSTATUS;
-    pub const STATUS_LOG_CANT_DELETE: NTSTATUS = 0xc01a0011_u32 as NTSTATUS;
-    pub const STATUS_LOG_CONTAINER_LIMIT_EXCEEDED: NTSTATUS = 0xc01a0012_u32 as NTSTATUS;
-    pub const STATUS_LOG_START_OF_LOG: NTSTATUS = 0xc01a0013_u32 as NTSTATUS;
-    pub const STATUS_LOG_POLICY_ALREADY_INSTALLED: NTSTATUS = 0xc01a0014_u32 as NTSTATUS;
-    pub const STATUS_LOG_POLICY_NOT_INSTALLED: NTSTATUS = 0xc01a0015_u32 as NTSTATUS;
-    pub const STATUS_LOG_POLICY_INVALID: NTSTATUS = 0xc01a0016_u32 as NTSTATUS;
-    pub const STATUS_LOG_POLICY_CONFLICT: NTSTATUS = 0xc01a0017_u32 as NTSTATUS;
-    pub const STATUS_LOG_PINNED_ARCHIVE_TAIL: NTSTATUS = 0xc01a0018_u32 as NTSTATUS;
-    pub const STATUS_LOG_RECORD_NONEXISTENT: NTSTATUS = 0xc01a0019_u32 as NTSTATUS;
-    pub const STATUS_LOG_RECORDS_RESERVED_INVALID: NTSTATUS = 0xc01a001a_u32 as NTSTATUS;
-    pub const STATUS_LOG_SPACE_RESERVED_INVALID: NTSTATUS = 0xc01a001b_u32 as NTSTATUS;
-    pub const STATUS_LOG_TAIL_INVALID: NTSTATUS = 0xc01a001c_u32 as NTSTATUS;
-    pub const STATUS_LOG_FULL: NTSTATUS = 0xc01a001d_u32 as NTSTATUS;
-    pub const STATUS_LOG_MULTIPLEXED: NTSTATUS = 0xc01a001e_u32 as NTSTATUS;
-    pub const STATUS_LOG_DEDICATED: NTSTATUS = 0xc01a001f_u32 as NTSTATUS;
-    pub const STATUS_LOG_ARCHIVE_NOT_IN_PROGRESS: NTSTATUS = 0xc01a0020_u32 as NTSTATUS;
-    pub const STATUS_LOG_ARCHIVE_IN_PROGRESS: NTSTATUS = 0xc01a0021_u32 as NTSTATUS;
-    pub const STATUS_LOG_EPHEMERAL: NTSTATUS = 0xc01a0022_u32 as NTSTATUS;
-    pub const STATUS_LOG_NOT_ENOUGH_CONTAINERS: NTSTATUS = 0xc01a0023_u32 as NTSTATUS;
-    pub const STATUS_LOG_CLIENT_ALREADY_REGISTERED: NTSTATUS = 0xc01a0024_u32 as NTSTATUS;
-    pub const STATUS_LOG_CLIENT_NOT_REGISTERED: NTSTATUS = 0xc01a0025_u32 as NTSTATUS;
-    pub const STATUS_LOG_FULL_HANDLER_IN_PROGRESS: NTSTATUS = 0xc01a0026_u32 as NTSTATUS;
-    pub const STATUS_LOG_CONTAINER_READ_FAILED: NTSTATUS = 0xc01a0027_u32 as NTSTATUS;
-    pub const STATUS_LOG_CONTAINER_WRITE_FAILED: NTSTATUS = 0xc01a0028_u32 as NTSTATUS;
-    pub const STATUS_LOG_CONTAINER_OPEN_FAILED: NTSTATUS = 0xc01a0029_u32 as NTSTATUS;
-    pub const STATUS_LOG_CONTAINER_STATE_INVALID: NTSTATUS = 0xc01a002a_u32 as NTSTATUS;
-    pub const STATUS_LOG_STATE_INVALID: NTSTATUS = 0xc01a002b_u32 as NTSTATUS;
-    pub const STATUS_LOG_PINNED: NTSTATUS = 0xc01a002c_u32 as NTSTATUS;
-    pub const STATUS_LOG_METADATA_FLUSH_FAILED: NTSTATUS = 0xc01a002d_u32 as NTSTATUS;
-    pub const STATUS_LOG_INCONSISTENT_SECURITY: NTSTATUS = 0xc01a002e_u32 as NTSTATUS;
-    pub const STATUS_LOG_APPENDED_FLUSH_FAILED: NTSTATUS = 0xc01a002f_u32 as NTSTATUS;
-    pub const STATUS_LOG_PINNED_RESERVATION: NTSTATUS = 0xc01a0030_u32 as NTSTATUS;
-    pub const STATUS_VIDEO_HUNG_DISPLAY_DRIVER_THREAD: NTSTATUS = 0xc01b00ea_u32 as NTSTATUS;
-    pub const STATUS_FLT_NO_HANDLER_DEFINED: NTSTATUS = 0xc01c0001_u32 as NTSTATUS;
-    pub const STATUS_FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xc01c0002_u32 as NTSTATUS;
-    pub const STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST: NTSTATUS = 0xc01c0003_u32 as NTSTATUS;
-    pub const STATUS_FLT_DISALLOW_FAST_IO: NTSTATUS = 0xc01c0004_u32 as NTSTATUS;
-    pub const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xc01c0005_u32 as NTSTATUS;
-    pub const STATUS_FLT_NOT_SAFE_TO_POST_OPERATION: NTSTATUS = 0xc01c0006_u32 as NTSTATUS;
-    pub const STATUS_FLT_NOT_INITIALIZED: NTSTATUS = 0xc01c0007_u32 as NTSTATUS;
-    pub const STATUS_FLT_FILTER_NOT_READY: NTSTATUS = 0xc01c0008_u32 as NTSTATUS;
-    pub const STATUS_FLT_POST_OPERATION_CLEANUP: NTSTATUS = 0xc01c0009_u32 as NTSTATUS;
-    pub const STATUS_FLT_INTERNAL_ERROR: NTSTATUS = 0xc01c000a_u32 as NTSTATUS;
-    pub const STATUS_FLT_DELETING_OBJECT: NTSTATUS = 0xc01c000b_u32 as NTSTATUS;
-    pub const STATUS_FLT_MUST_BE_NONPAGED_POOL: NTSTATUS = 0xc01c000c_u32 as NTSTATUS;
-    pub const STATUS_FLT_DUPLICATE_ENTRY: NTSTATUS = 0xc01c000d_u32 as NTSTATUS;
-    pub const STATUS_FLT_CBDQ_DISABLED: NTSTATUS = 0xc01c000e_u32 as NTSTATUS;
-    pub const STATUS_FLT_DO_NOT_ATTACH: NTSTATUS = 0xc01c000f_u32 as NTSTATUS;
-    pub const STATUS_FLT_DO_NOT_DETACH: NTSTATUS = 0xc01c0010_u32 as NTSTATUS;
-    pub const STATUS_FLT_INSTANCE_ALTITUDE_COLLISION: NTSTATUS = 0xc01c0011_u32 as NTSTATUS;
-    pub const STATUS_FLT_INSTANCE_NAME_COLLISION: NTSTATUS = 0xc01c0012_u32 as NTSTATUS;
-    pub const STATUS_FLT_FILTER_NOT_FOUND: NTSTATUS = 0xc01c0013_u32 as NTSTATUS;
-    pub const STATUS_FLT_VOLUME_NOT_FOUND: NTSTATUS = 0xc01c0014_u32 as NTSTATUS;
-    pub const STATUS_FLT_INSTANCE_NOT_FOUND: NTSTATUS = 0xc01c0015_u32 as NTSTATUS;
-    pub const STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND: NTSTATUS = 0xc01c0016_u32 as NTSTATUS;
-    pub const STATUS_FLT_INVALID_CONTEXT_REGISTRATION: NTSTATUS = 0xc01c0017_u32 as NTSTATUS;
-    pub const STATUS_FLT_NAME_CACHE_MISS: NTSTATUS = 0xc01c0018_u32 as NTSTATUS;
-    pub const STATUS_FLT_NO_DEVICE_OBJECT: NTSTATUS = 0xc01c0019_u32 as NTSTATUS;
-    pub const STATUS_FLT_VOLUME_ALREADY_MOUNTED: NTSTATUS = 0xc01c001a_u32 as NTSTATUS;
-    pub const STATUS_FLT_ALREADY_ENLISTED: NTSTATUS = 0xc01c001b_u32 as NTSTATUS;
-    pub const STATUS_FLT_CONTEXT_ALREADY_LINKED: NTSTATUS = 0xc01c001c_u32 as NTSTATUS;
-    pub const STATUS_FLT_NO_WAITER_FOR_REPLY: NTSTATUS = 0xc01c0020_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_NO_DESCRIPTOR: NTSTATUS = 0xc01d0001_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_UNKNOWN_DESCRIPTOR_FORMAT: NTSTATUS = 0xc01d0002_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_INVALID_DESCRIPTOR_CHECKSUM: NTSTATUS = 0xc01d0003_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_INVALID_STANDARD_TIMING_BLOCK: NTSTATUS = 0xc01d0004_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_WMI_DATABLOCK_REGISTRATION_FAILED: NTSTATUS =
-        0xc01d0005_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_INVALID_SERIAL_NUMBER_MONDSC_BLOCK: NTSTATUS =
-        0xc01d0006_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_INVALID_USER_FRIENDLY_MONDSC_BLOCK: NTSTATUS =
-        0xc01d0007_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_NO_MORE_DESCRIPTOR_DATA: NTSTATUS = 0xc01d0008_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_INVALID_DETAILED_TIMING_BLOCK: NTSTATUS = 0xc01d0009_u32 as NTSTATUS;
-    pub const STATUS_MONITOR_INVALID_MANUFACTURE_DATE: NTSTATUS = 0xc01d000a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NOT_EXCLUSIVE_MODE_OWNER: NTSTATUS = 0xc01e0000_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER: NTSTATUS = 0xc01e0001_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_DISPLAY_ADAPTER: NTSTATUS = 0xc01e0002_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ADAPTER_WAS_RESET: NTSTATUS = 0xc01e0003_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_DRIVER_MODEL: NTSTATUS = 0xc01e0004_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PRESENT_MODE_CHANGED: NTSTATUS = 0xc01e0005_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PRESENT_OCCLUDED: NTSTATUS = 0xc01e0006_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PRESENT_DENIED: NTSTATUS = 0xc01e0007_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CANNOTCOLORCONVERT: NTSTATUS = 0xc01e0008_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PRESENT_REDIRECTION_DISABLED: NTSTATUS = 0xc01e000b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PRESENT_UNOCCLUDED: NTSTATUS = 0xc01e000c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_VIDEO_MEMORY: NTSTATUS = 0xc01e0100_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CANT_LOCK_MEMORY: NTSTATUS = 0xc01e0101_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ALLOCATION_BUSY: NTSTATUS = 0xc01e0102_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TOO_MANY_REFERENCES: NTSTATUS = 0xc01e0103_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TRY_AGAIN_LATER: NTSTATUS = 0xc01e0104_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TRY_AGAIN_NOW: NTSTATUS = 0xc01e0105_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ALLOCATION_INVALID: NTSTATUS = 0xc01e0106_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_UNSWIZZLING_APERTURE_UNAVAILABLE: NTSTATUS =
-        0xc01e0107_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_UNSWIZZLING_APERTURE_UNSUPPORTED: NTSTATUS =
-        0xc01e0108_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CANT_EVICT_PINNED_ALLOCATION: NTSTATUS = 0xc01e0109_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_ALLOCATION_USAGE: NTSTATUS = 0xc01e0110_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CANT_RENDER_LOCKED_ALLOCATION: NTSTATUS = 0xc01e0111_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ALLOCATION_CLOSED: NTSTATUS = 0xc01e0112_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_ALLOCATION_INSTANCE: NTSTATUS = 0xc01e0113_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_ALLOCATION_HANDLE: NTSTATUS = 0xc01e0114_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_WRONG_ALLOCATION_DEVICE: NTSTATUS = 0xc01e0115_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ALLOCATION_CONTENT_LOST: NTSTATUS = 0xc01e0116_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE: NTSTATUS = 0xc01e0200_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN_TOPOLOGY: NTSTATUS = 0xc01e0300_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_VIDPN_TOPOLOGY_NOT_SUPPORTED: NTSTATUS = 0xc01e0301_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_VIDPN_TOPOLOGY_CURRENTLY_NOT_SUPPORTED: NTSTATUS =
-        0xc01e0302_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN: NTSTATUS = 0xc01e0303_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_SOURCE: NTSTATUS = 0xc01e0304_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_TARGET: NTSTATUS = 0xc01e0305_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_VIDPN_MODALITY_NOT_SUPPORTED: NTSTATUS = 0xc01e0306_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN_SOURCEMODESET: NTSTATUS = 0xc01e0308_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN_TARGETMODESET: NTSTATUS = 0xc01e0309_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_FREQUENCY: NTSTATUS = 0xc01e030a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_ACTIVE_REGION: NTSTATUS = 0xc01e030b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_TOTAL_REGION: NTSTATUS = 0xc01e030c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_SOURCE_MODE: NTSTATUS =
-        0xc01e0310_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_TARGET_MODE: NTSTATUS =
-        0xc01e0311_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PINNED_MODE_MUST_REMAIN_IN_SET: NTSTATUS = 0xc01e0312_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PATH_ALREADY_IN_TOPOLOGY: NTSTATUS = 0xc01e0313_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MODE_ALREADY_IN_MODESET: NTSTATUS = 0xc01e0314_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDEOPRESENTSOURCESET: NTSTATUS = 0xc01e0315_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDEOPRESENTTARGETSET: NTSTATUS = 0xc01e0316_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_SOURCE_ALREADY_IN_SET: NTSTATUS = 0xc01e0317_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TARGET_ALREADY_IN_SET: NTSTATUS = 0xc01e0318_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN_PRESENT_PATH: NTSTATUS = 0xc01e0319_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_RECOMMENDED_VIDPN_TOPOLOGY: NTSTATUS = 0xc01e031a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITOR_FREQUENCYRANGESET: NTSTATUS =
-        0xc01e031b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITOR_FREQUENCYRANGE: NTSTATUS = 0xc01e031c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_FREQUENCYRANGE_NOT_IN_SET: NTSTATUS = 0xc01e031d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_FREQUENCYRANGE_ALREADY_IN_SET: NTSTATUS = 0xc01e031f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_STALE_MODESET: NTSTATUS = 0xc01e0320_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITOR_SOURCEMODESET: NTSTATUS = 0xc01e0321_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITOR_SOURCE_MODE: NTSTATUS = 0xc01e0322_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_RECOMMENDED_FUNCTIONAL_VIDPN: NTSTATUS =
-        0xc01e0323_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MODE_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e0324_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_EMPTY_ADAPTER_MONITOR_MODE_SUPPORT_INTERSECTION: NTSTATUS =
-        0xc01e0325_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_VIDEO_PRESENT_TARGETS_LESS_THAN_SOURCES: NTSTATUS =
-        0xc01e0326_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PATH_NOT_IN_TOPOLOGY: NTSTATUS = 0xc01e0327_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ADAPTER_MUST_HAVE_AT_LEAST_ONE_SOURCE: NTSTATUS =
-        0xc01e0328_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ADAPTER_MUST_HAVE_AT_LEAST_ONE_TARGET: NTSTATUS =
-        0xc01e0329_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITORDESCRIPTORSET: NTSTATUS = 0xc01e032a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITORDESCRIPTOR: NTSTATUS = 0xc01e032b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MONITORDESCRIPTOR_NOT_IN_SET: NTSTATUS = 0xc01e032c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MONITORDESCRIPTOR_ALREADY_IN_SET: NTSTATUS =
-        0xc01e032d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MONITORDESCRIPTOR_ID_MUST_BE_UNIQUE: NTSTATUS =
-        0xc01e032e_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN_TARGET_SUBSET_TYPE: NTSTATUS =
-        0xc01e032f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_RESOURCES_NOT_RELATED: NTSTATUS = 0xc01e0330_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_SOURCE_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e0331_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TARGET_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e0332_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_AVAILABLE_VIDPN_TARGET: NTSTATUS = 0xc01e0333_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MONITOR_COULD_NOT_BE_ASSOCIATED_WITH_ADAPTER: NTSTATUS =
-        0xc01e0334_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_VIDPNMGR: NTSTATUS = 0xc01e0335_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_ACTIVE_VIDPN: NTSTATUS = 0xc01e0336_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_STALE_VIDPN_TOPOLOGY: NTSTATUS = 0xc01e0337_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MONITOR_NOT_CONNECTED: NTSTATUS = 0xc01e0338_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_SOURCE_NOT_IN_TOPOLOGY: NTSTATUS = 0xc01e0339_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PRIMARYSURFACE_SIZE: NTSTATUS = 0xc01e033a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VISIBLEREGION_SIZE: NTSTATUS = 0xc01e033b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_STRIDE: NTSTATUS = 0xc01e033c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PIXELFORMAT: NTSTATUS = 0xc01e033d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_COLORBASIS: NTSTATUS = 0xc01e033e_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PIXELVALUEACCESSMODE: NTSTATUS = 0xc01e033f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TARGET_NOT_IN_TOPOLOGY: NTSTATUS = 0xc01e0340_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_DISPLAY_MODE_MANAGEMENT_SUPPORT: NTSTATUS =
-        0xc01e0341_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_VIDPN_SOURCE_IN_USE: NTSTATUS = 0xc01e0342_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CANT_ACCESS_ACTIVE_VIDPN: NTSTATUS = 0xc01e0343_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PATH_IMPORTANCE_ORDINAL: NTSTATUS =
-        0xc01e0344_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PATH_CONTENT_GEOMETRY_TRANSFORMATION: NTSTATUS =
-        0xc01e0345_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PATH_CONTENT_GEOMETRY_TRANSFORMATION_NOT_SUPPORTED: NTSTATUS =
-        0xc01e0346_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_GAMMA_RAMP: NTSTATUS = 0xc01e0347_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_GAMMA_RAMP_NOT_SUPPORTED: NTSTATUS = 0xc01e0348_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MULTISAMPLING_NOT_SUPPORTED: NTSTATUS = 0xc01e0349_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MODE_NOT_IN_MODESET: NTSTATUS = 0xc01e034a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_VIDPN_TOPOLOGY_RECOMMENDATION_REASON: NTSTATUS =
-        0xc01e034d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PATH_CONTENT_TYPE: NTSTATUS = 0xc01e034e_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_COPYPROTECTION_TYPE: NTSTATUS = 0xc01e034f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_UNASSIGNED_MODESET_ALREADY_EXISTS: NTSTATUS =
-        0xc01e0350_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_SCANLINE_ORDERING: NTSTATUS = 0xc01e0352_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_TOPOLOGY_CHANGES_NOT_ALLOWED: NTSTATUS = 0xc01e0353_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_AVAILABLE_IMPORTANCE_ORDINALS: NTSTATUS =
-        0xc01e0354_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INCOMPATIBLE_PRIVATE_FORMAT: NTSTATUS = 0xc01e0355_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MODE_PRUNING_ALGORITHM: NTSTATUS = 0xc01e0356_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITOR_CAPABILITY_ORIGIN: NTSTATUS =
-        0xc01e0357_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_MONITOR_FREQUENCYRANGE_CONSTRAINT: NTSTATUS =
-        0xc01e0358_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MAX_NUM_PATHS_REACHED: NTSTATUS = 0xc01e0359_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CANCEL_VIDPN_TOPOLOGY_AUGMENTATION: NTSTATUS =
-        0xc01e035a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_CLIENT_TYPE: NTSTATUS = 0xc01e035b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CLIENTVIDPN_NOT_SET: NTSTATUS = 0xc01e035c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_SPECIFIED_CHILD_ALREADY_CONNECTED: NTSTATUS =
-        0xc01e0400_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CHILD_DESCRIPTOR_NOT_SUPPORTED: NTSTATUS = 0xc01e0401_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NOT_A_LINKED_ADAPTER: NTSTATUS = 0xc01e0430_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_LEADLINK_NOT_ENUMERATED: NTSTATUS = 0xc01e0431_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CHAINLINKS_NOT_ENUMERATED: NTSTATUS = 0xc01e0432_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ADAPTER_CHAIN_NOT_READY: NTSTATUS = 0xc01e0433_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CHAINLINKS_NOT_STARTED: NTSTATUS = 0xc01e0434_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_CHAINLINKS_NOT_POWERED_ON: NTSTATUS = 0xc01e0435_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INCONSISTENT_DEVICE_LINK_STATE: NTSTATUS = 0xc01e0436_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NOT_POST_DEVICE_DRIVER: NTSTATUS = 0xc01e0438_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ADAPTER_ACCESS_NOT_EXCLUDED: NTSTATUS = 0xc01e043b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_NOT_SUPPORTED: NTSTATUS = 0xc01e0500_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_COPP_NOT_SUPPORTED: NTSTATUS = 0xc01e0501_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_UAB_NOT_SUPPORTED: NTSTATUS = 0xc01e0502_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INVALID_ENCRYPTED_PARAMETERS: NTSTATUS =
-        0xc01e0503_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_PARAMETER_ARRAY_TOO_SMALL: NTSTATUS = 0xc01e0504_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_NO_PROTECTED_OUTPUTS_EXIST: NTSTATUS = 0xc01e0505_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PVP_NO_DISPLAY_DEVICE_CORRESPONDS_TO_NAME: NTSTATUS =
-        0xc01e0506_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PVP_DISPLAY_DEVICE_NOT_ATTACHED_TO_DESKTOP: NTSTATUS =
-        0xc01e0507_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PVP_MIRRORING_DEVICES_NOT_SUPPORTED: NTSTATUS =
-        0xc01e0508_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INVALID_POINTER: NTSTATUS = 0xc01e050a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INTERNAL_ERROR: NTSTATUS = 0xc01e050b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INVALID_HANDLE: NTSTATUS = 0xc01e050c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PVP_NO_MONITORS_CORRESPOND_TO_DISPLAY_DEVICE: NTSTATUS =
-        0xc01e050d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PVP_INVALID_CERTIFICATE_LENGTH: NTSTATUS = 0xc01e050e_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_SPANNING_MODE_ENABLED: NTSTATUS = 0xc01e050f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_THEATER_MODE_ENABLED: NTSTATUS = 0xc01e0510_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PVP_HFS_FAILED: NTSTATUS = 0xc01e0511_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INVALID_SRM: NTSTATUS = 0xc01e0512_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_OUTPUT_DOES_NOT_SUPPORT_HDCP: NTSTATUS =
-        0xc01e0513_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_OUTPUT_DOES_NOT_SUPPORT_ACP: NTSTATUS =
-        0xc01e0514_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_OUTPUT_DOES_NOT_SUPPORT_CGMSA: NTSTATUS =
-        0xc01e0515_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_HDCP_SRM_NEVER_SET: NTSTATUS = 0xc01e0516_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_RESOLUTION_TOO_HIGH: NTSTATUS = 0xc01e0517_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_ALL_HDCP_HARDWARE_ALREADY_IN_USE: NTSTATUS =
-        0xc01e0518_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_PROTECTED_OUTPUT_NO_LONGER_EXISTS: NTSTATUS =
-        0xc01e051a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_SESSION_TYPE_CHANGE_IN_PROGRESS: NTSTATUS =
-        0xc01e051b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_PROTECTED_OUTPUT_DOES_NOT_HAVE_COPP_SEMANTICS: NTSTATUS =
-        0xc01e051c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INVALID_INFORMATION_REQUEST: NTSTATUS =
-        0xc01e051d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_DRIVER_INTERNAL_ERROR: NTSTATUS = 0xc01e051e_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_PROTECTED_OUTPUT_DOES_NOT_HAVE_OPM_SEMANTICS: NTSTATUS =
-        0xc01e051f_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_SIGNALING_NOT_SUPPORTED: NTSTATUS = 0xc01e0520_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_OPM_INVALID_CONFIGURATION_REQUEST: NTSTATUS =
-        0xc01e0521_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_I2C_NOT_SUPPORTED: NTSTATUS = 0xc01e0580_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_I2C_DEVICE_DOES_NOT_EXIST: NTSTATUS = 0xc01e0581_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_I2C_ERROR_TRANSMITTING_DATA: NTSTATUS = 0xc01e0582_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_I2C_ERROR_RECEIVING_DATA: NTSTATUS = 0xc01e0583_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_VCP_NOT_SUPPORTED: NTSTATUS = 0xc01e0584_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_INVALID_DATA: NTSTATUS = 0xc01e0585_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_MONITOR_RETURNED_INVALID_TIMING_STATUS_BYTE: NTSTATUS =
-        0xc01e0586_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_INVALID_CAPABILITIES_STRING: NTSTATUS =
-        0xc01e0587_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MCA_INTERNAL_ERROR: NTSTATUS = 0xc01e0588_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_INVALID_MESSAGE_COMMAND: NTSTATUS = 0xc01e0589_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_INVALID_MESSAGE_LENGTH: NTSTATUS = 0xc01e058a_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DDCCI_INVALID_MESSAGE_CHECKSUM: NTSTATUS = 0xc01e058b_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_PHYSICAL_MONITOR_HANDLE: NTSTATUS =
-        0xc01e058c_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MONITOR_NO_LONGER_EXISTS: NTSTATUS = 0xc01e058d_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_ONLY_CONSOLE_SESSION_SUPPORTED: NTSTATUS = 0xc01e05e0_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_DISPLAY_DEVICE_CORRESPONDS_TO_NAME: NTSTATUS =
-        0xc01e05e1_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_DISPLAY_DEVICE_NOT_ATTACHED_TO_DESKTOP: NTSTATUS =
-        0xc01e05e2_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_MIRRORING_DEVICES_NOT_SUPPORTED: NTSTATUS =
-        0xc01e05e3_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INVALID_POINTER: NTSTATUS = 0xc01e05e4_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_NO_MONITORS_CORRESPOND_TO_DISPLAY_DEVICE: NTSTATUS =
-        0xc01e05e5_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_PARAMETER_ARRAY_TOO_SMALL: NTSTATUS = 0xc01e05e6_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_INTERNAL_ERROR: NTSTATUS = 0xc01e05e7_u32 as NTSTATUS;
-    pub const STATUS_GRAPHICS_SESSION_TYPE_CHANGE_IN_PROGRESS: NTSTATUS =
-        0xc01e05e8_u32 as NTSTATUS;
-    pub const STATUS_FVE_LOCKED_VOLUME: NTSTATUS = 0xc0210000_u32 as NTSTATUS;
-    pub const STATUS_FVE_NOT_ENCRYPTED: NTSTATUS = 0xc0210001_u32 as NTSTATUS;
-    pub const STATUS_FVE_BAD_INFORMATION: NTSTATUS = 0xc0210002_u32 as NTSTATUS;
-    pub const STATUS_FVE_TOO_SMALL: NTSTATUS = 0xc0210003_u32 as NTSTATUS;
-    pub const STATUS_FVE_FAILED_WRONG_FS: NTSTATUS = 0xc0210004_u32 as NTSTATUS;
-    pub const STATUS_FVE_FAILED_BAD_FS: NTSTATUS = 0xc0210005_u32 as NTSTATUS;
-    pub const STATUS_FVE_FS_NOT_EXTENDED: NTSTATUS = 0xc0210006_u32 as NTSTATUS;
-    pub const STATUS_FVE_FS_MOUNTED: NTSTATUS = 0xc0210007_u32 as NTSTATUS;
-    pub const STATUS_FVE_NO_LICENSE: NTSTATUS = 0xc0210008_u32 as NTSTATUS;
-    pub const STATUS_FVE_ACTION_NOT_ALLOWED: NTSTATUS = 0xc0210009_u32 as NTSTATUS;
-    pub const STATUS_FVE_BAD_DATA: NTSTATUS = 0xc021000a_u32 as NTSTATUS;
-    pub const STATUS_FVE_VOLUME_NOT_BOUND: NTSTATUS = 0xc021000b_u32 as NTSTATUS;
-    pub const STATUS_FVE_NOT_DATA_VOLUME: NTSTATUS = 0xc021000c_u32 as NTSTATUS;
-    pub const STATUS_FVE_CONV_READ_ERROR: NTSTATUS = 0xc021000d_u32 as NTSTATUS;
-    pub const STATUS_FVE_CONV_WRITE_ERROR: NTSTATUS = 0xc021000e_u32 as NTSTATUS;
-    pub const STATUS_FVE_OVERLAPPED_UPDATE: NTSTATUS = 0xc021000f_u32 as NTSTATUS;
-    pub const STATUS_FVE_FAILED_SECTOR_SIZE: NTSTATUS = 0xc0210010_u32 as NTSTATUS;
-    pub const STATUS_FVE_FAILED_AUTHENTICATION: NTSTATUS = 0xc0210011_u32 as NTSTATUS;
-    pub const STATUS_FVE_NOT_OS_VOLUME: NTSTATUS = 0xc0210012_u32 as NTSTATUS;
-    pub const STATUS_FVE_KEYFILE_NOT_FOUND: NTSTATUS = 0xc0210013_u32 as NTSTATUS;
-    pub const STATUS_FVE_KEYFILE_INVALID: NTSTATUS = 0xc0210014_u32 as NTSTATUS;
-    pub const STATUS_FVE_KEYFILE_NO_VMK: NTSTATUS = 0xc0210015_u32 as NTSTATUS;
-    pub const STATUS_FVE_TPM_DISABLED: NTSTATUS = 0xc0210016_u32 as NTSTATUS;
-    pub const STATUS_FVE_TPM_SRK_AUTH_NOT_ZERO: NTSTATUS = 0xc0210017_u32 as NTSTATUS;
-    pub const STATUS_FVE_TPM_INVALID_PCR: NTSTATUS = 0xc0210018_u32 as NTSTATUS;
-    pub const STATUS_FVE_TPM_NO_VMK: NTSTATUS = 0xc0210019_u32 as NTSTATUS;
-    pub const STATUS_FVE_PIN_INVALID: NTSTATUS = 0xc021001a_u32 as NTSTATUS;
-    pub const STATUS_FVE_AUTH_INVALID_APPLICATION: NTSTATUS = 0xc021001b_u32 as NTSTATUS;
-    pub const STATUS_FVE_AUTH_INVALID_CONFIG: NTSTATUS = 0xc021001c_u32 as NTSTATUS;
-    pub const STATUS_FVE_DEBUGGER_ENABLED: NTSTATUS = 0xc021001d_u32 as NTSTATUS;
-    pub const STATUS_FVE_DRY_RUN_FAILED: NTSTATUS = 0xc021001e_u32 as NTSTATUS;
-    pub const STATUS_FVE_BAD_METADATA_POINTER: NTSTATUS = 0xc021001f_u32 as NTSTATUS;
-    pub const STATUS_FVE_OLD_METADATA_COPY: NTSTATUS = 0xc0210020_u32 as NTSTATUS;
-    pub const STATUS_FVE_REBOOT_REQUIRED: NTSTATUS = 0xc0210021_u32 as NTSTATUS;
-    pub const STATUS_FVE_RAW_ACCESS: NTSTATUS = 0xc0210022_u32 as NTSTATUS;
-    pub const STATUS_FVE_RAW_BLOCKED: NTSTATUS = 0xc0210023_u32 as NTSTATUS;
-    pub const STATUS_FVE_NO_FEATURE_LICENSE: NTSTATUS = 0xc0210026_u32 as NTSTATUS;
-    pub const STATUS_FVE_POLICY_USER_DISABLE_RDV_NOT_ALLOWED: NTSTATUS = 0xc0210027_u32 as NTSTATUS;
-    pub const STATUS_FVE_CONV_RECOVERY_FAILED: NTSTATUS = 0xc0210028_u32 as NTSTATUS;
-    pub const STATUS_FVE_VIRTUALIZED_SPACE_TOO_BIG: NTSTATUS = 0xc0210029_u32 as NTSTATUS;
-    pub const STATUS_FVE_VOLUME_TOO_SMALL: NTSTATUS = 0xc0210030_u32 as NTSTATUS;
-    pub const STATUS_FWP_CALLOUT_NOT_FOUND: NTSTATUS = 0xc0220001_u32 as NTSTATUS;
-    pub const STATUS_FWP_CONDITION_NOT_FOUND: NTSTATUS = 0xc0220002_u32 as NTSTATUS;
-    pub const STATUS_FWP_FILTER_NOT_FOUND: NTSTATUS = 0xc0220003_u32 as NTSTATUS;
-    pub const STATUS_FWP_LAYER_NOT_FOUND: NTSTATUS = 0xc0220004_u32 as NTSTATUS;
-    pub const STATUS_FWP_PROVIDER_NOT_FOUND: NTSTATUS = 0xc0220005_u32 as NTSTATUS;
-    pub const STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND: NTSTATUS = 0xc0220006_u32 as NTSTATUS;
-    pub const STATUS_FWP_SUBLAYER_NOT_FOUND: NTSTATUS = 0xc0220007_u32 as NTSTATUS;
-    pub const STATUS_FWP_NOT_FOUND: NTSTATUS = 0xc0220008_u32 as NTSTATUS;
-    pub const STATUS_FWP_ALREADY_EXISTS: NTSTATUS = 0xc0220009_u32 as NTSTATUS;
-    pub const STATUS_FWP_IN_USE: NTSTATUS = 0xc022000a_u32 as NTSTATUS;
-    pub const STATUS_FWP_DYNAMIC_SESSION_IN_PROGRESS: NTSTATUS = 0xc022000b_u32 as NTSTATUS;
-    pub const STATUS_FWP_WRONG_SESSION: NTSTATUS = 0xc022000c_u32 as NTSTATUS;
-    pub const STATUS_FWP_NO_TXN_IN_PROGRESS: NTSTATUS = 0xc022000d_u32 as NTSTATUS;
-    pub const STATUS_FWP_TXN_IN_PROGRESS: NTSTATUS = 0xc022000e_u32 as NTSTATUS;
-    pub const STATUS_FWP_TXN_ABORTED: NTSTATUS = 0xc022000f_u32 as NTSTATUS;
-    pub const STATUS_FWP_SESSION_ABORTED: NTSTATUS = 0xc0220010_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_TXN: NTSTATUS = 0xc0220011_u32 as NTSTATUS;
-    pub const STATUS_FWP_TIMEOUT: NTSTATUS = 0xc0220012_u32 as NTSTATUS;
-    pub const STATUS_FWP_NET_EVENTS_DISABLED: NTSTATUS = 0xc0220013_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_LAYER: NTSTATUS = 0xc0220014_u32 as NTSTATUS;
-    pub const STATUS_FWP_KM_CLIENTS_ONLY: NTSTATUS = 0xc0220015_u32 as NTSTATUS;
-    pub const STATUS_FWP_LIFETIME_MISMATCH: NTSTATUS = 0xc0220016_u32 as NTSTATUS;
-    pub const STATUS_FWP_BUILTIN_OBJECT: NTSTATUS = 0xc0220017_u32 as NTSTATUS;
-    pub const STATUS_FWP_TOO_MANY_BOOTTIME_FILTERS: NTSTATUS = 0xc0220018_u32 as NTSTATUS;
-    pub const STATUS_FWP_TOO_MANY_CALLOUTS: NTSTATUS = 0xc0220018_u32 as NTSTATUS;
-    pub const STATUS_FWP_NOTIFICATION_DROPPED: NTSTATUS = 0xc0220019_u32 as NTSTATUS;
-    pub const STATUS_FWP_TRAFFIC_MISMATCH: NTSTATUS = 0xc022001a_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_SA_STATE: NTSTATUS = 0xc022001b_u32 as NTSTATUS;
-    pub const STATUS_FWP_NULL_POINTER: NTSTATUS = 0xc022001c_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_ENUMERATOR: NTSTATUS = 0xc022001d_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_FLAGS: NTSTATUS = 0xc022001e_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_NET_MASK: NTSTATUS = 0xc022001f_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_RANGE: NTSTATUS = 0xc0220020_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_INTERVAL: NTSTATUS = 0xc0220021_u32 as NTSTATUS;
-    pub const STATUS_FWP_ZERO_LENGTH_ARRAY: NTSTATUS = 0xc0220022_u32 as NTSTATUS;
-    pub const STATUS_FWP_NULL_DISPLAY_NAME: NTSTATUS = 0xc0220023_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_ACTION_TYPE: NTSTATUS = 0xc0220024_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_WEIGHT: NTSTATUS = 0xc0220025_u32 as NTSTATUS;
-    pub const STATUS_FWP_MATCH_TYPE_MISMATCH: NTSTATUS = 0xc0220026_u32 as NTSTATUS;
-    pub const STATUS_FWP_TYPE_MISMATCH: NTSTATUS = 0xc0220027_u32 as NTSTATUS;
-    pub const STATUS_FWP_OUT_OF_BOUNDS: NTSTATUS = 0xc0220028_u32 as NTSTATUS;
-    pub const STATUS_FWP_RESERVED: NTSTATUS = 0xc0220029_u32 as NTSTATUS;
-    pub const STATUS_FWP_DUPLICATE_CONDITION: NTSTATUS = 0xc022002a_u32 as NTSTATUS;
-    pub const STATUS_FWP_DUPLICATE_KEYMOD: NTSTATUS = 0xc022002b_u32 as NTSTATUS;
-    pub const STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER: NTSTATUS = 0xc022002c_u32 as NTSTATUS;
-    pub const STATUS_FWP_ACTION_INCOMPATIBLE_WITH_SUBLAYER: NTSTATUS = 0xc022002d_u32 as NTSTATUS;
-    pub const STATUS_FWP_CONTEXT_INCOMPATIBLE_WITH_LAYER: NTSTATUS = 0xc022002e_u32 as NTSTATUS;
-    pub const STATUS_FWP_CONTEXT_INCOMPATIBLE_WITH_CALLOUT: NTSTATUS = 0xc022002f_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_AUTH_METHOD: NTSTATUS = 0xc0220030_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_DH_GROUP: NTSTATUS = 0xc0220031_u32 as NTSTATUS;
-    pub const STATUS_FWP_EM_NOT_SUPPORTED: NTSTATUS = 0xc0220032_u32 as NTSTATUS;
-    pub const STATUS_FWP_NEVER_MATCH: NTSTATUS = 0xc0220033_u32 as NTSTATUS;
-    pub const STATUS_FWP_PROVIDER_CONTEXT_MISMATCH: NTSTATUS = 0xc0220034_u32 as NTSTATUS;
-    pub const STATUS_FWP_INVALID_PARAMETER: NTSTATUS = 0xc0220035_u32 as NTSTATUS;
-    pub const STATUS_FWP_TOO_MANY_SUBLAYERS: NTSTATUS = 0xc0220036_u32 as NTSTATUS;
-    pub const STATUS_FWP_CALLOUT_NOTIFICATION_FAILED: NTSTATUS = 0xc0220037_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_AUTH_CONFIG: NTSTATUS = 0xc0220038_u32 as NTSTATUS;
-    pub const STATUS_FWP_INCOMPATIBLE_CIPHER_CONFIG: NTSTATUS = 0xc0220039_u32 as NTSTATUS;
-    pub const STATUS_FWP_DUPLICATE_AUTH_METHOD: NTSTATUS = 0xc022003c_u32 as NTSTATUS;
-    pub const STATUS_FWP_TCPIP_NOT_READY: NTSTATUS = 0xc0220100_u32 as NTSTATUS;
-    pub const STATUS_FWP_INJECT_HANDLE_CLOSING: NTSTATUS = 0xc0220101_u32 as NTSTATUS;
-    pub const STATUS_FWP_INJECT_HANDLE_STALE: NTSTATUS = 0xc0220102_u32 as NTSTATUS;
-    pub const STATUS_FWP_CANNOT_PEND: NTSTATUS = 0xc0220103_u32 as NTSTATUS;
-    pub const STATUS_NDIS_CLOSING: NTSTATUS = 0xc0230002_u32 as NTSTATUS;
-    pub const STATUS_NDIS_BAD_VERSION: NTSTATUS = 0xc0230004_u32 as NTSTATUS;
-    pub const STATUS_NDIS_BAD_CHARACTERISTICS: NTSTATUS = 0xc0230005_u32 as NTSTATUS;
-    pub const STATUS_NDIS_ADAPTER_NOT_FOUND: NTSTATUS = 0xc0230006_u32 as NTSTATUS;
-    pub const STATUS_NDIS_OPEN_FAILED: NTSTATUS = 0xc0230007_u32 as NTSTATUS;
-    pub const STATUS_NDIS_DEVICE_FAILED: NTSTATUS = 0xc0230008_u32 as NTSTATUS;
-    pub const STATUS_NDIS_MULTICAST_FULL: NTSTATUS = 0xc0230009_u32 as NTSTATUS;
-    pub const STATUS_NDIS_MULTICAST_EXISTS: NTSTATUS = 0xc023000a_u32 as NTSTATUS;
-    pub const STATUS_NDIS_MULTICAST_NOT_FOUND: NTSTATUS = 0xc023000b_u32 as NTSTATUS;
-    pub const STATUS_NDIS_REQUEST_ABORTED: NTSTATUS = 0xc023000c_u32 as NTSTATUS;
-    pub const STATUS_NDIS_RESET_IN_PROGRESS: NTSTATUS = 0xc023000d_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_PACKET: NTSTATUS = 0xc023000f_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xc0230010_u32 as NTSTATUS;
-    pub const STATUS_NDIS_ADAPTER_NOT_READY: NTSTATUS = 0xc0230011_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_LENGTH: NTSTATUS = 0xc0230014_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_DATA: NTSTATUS = 0xc0230015_u32 as NTSTATUS;
-    pub const STATUS_NDIS_BUFFER_TOO_SHORT: NTSTATUS = 0xc0230016_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_OID: NTSTATUS = 0xc0230017_u32 as NTSTATUS;
-    pub const STATUS_NDIS_ADAPTER_REMOVED: NTSTATUS = 0xc0230018_u32 as NTSTATUS;
-    pub const STATUS_NDIS_UNSUPPORTED_MEDIA: NTSTATUS = 0xc0230019_u32 as NTSTATUS;
-    pub const STATUS_NDIS_GROUP_ADDRESS_IN_USE: NTSTATUS = 0xc023001a_u32 as NTSTATUS;
-    pub const STATUS_NDIS_FILE_NOT_FOUND: NTSTATUS = 0xc023001b_u32 as NTSTATUS;
-    pub const STATUS_NDIS_ERROR_READING_FILE: NTSTATUS = 0xc023001c_u32 as NTSTATUS;
-    pub const STATUS_NDIS_ALREADY_MAPPED: NTSTATUS = 0xc023001d_u32 as NTSTATUS;
-    pub const STATUS_NDIS_RESOURCE_CONFLICT: NTSTATUS = 0xc023001e_u32 as NTSTATUS;
-    pub const STATUS_NDIS_MEDIA_DISCONNECTED: NTSTATUS = 0xc023001f_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_ADDRESS: NTSTATUS = 0xc0230022_u32 as NTSTATUS;
-    pub const STATUS_NDIS_PAUSED: NTSTATUS = 0xc023002a_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INTERFACE_NOT_FOUND: NTSTATUS = 0xc023002b_u32 as NTSTATUS;
-    pub const STATUS_NDIS_UNSUPPORTED_REVISION: NTSTATUS = 0xc023002c_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_PORT: NTSTATUS = 0xc023002d_u32 as NTSTATUS;
-    pub const STATUS_NDIS_INVALID_PORT_STATE: NTSTATUS = 0xc023002e_u32 as NTSTATUS;
-    pub const STATUS_NDIS_LOW_POWER_STATE: NTSTATUS = 0xc023002f_u32 as NTSTATUS;
-    pub const STATUS_NDIS_NOT_SUPPORTED: NTSTATUS = 0xc02300bb_u32 as NTSTATUS;
-    pub const STATUS_NDIS_OFFLOAD_POLICY: NTSTATUS = 0xc023100f_u32 as NTSTATUS;
-    pub const STATUS_NDIS_OFFLOAD_CONNECTION_REJECTED: NTSTATUS = 0xc0231012_u32 as NTSTATUS;
-    pub const STATUS_NDIS_OFFLOAD_PATH_REJECTED: NTSTATUS = 0xc0231013_u32 as NTSTATUS;
-    pub const STATUS_NDIS_DOT11_AUTO_CONFIG_ENABLED: NTSTATUS = 0xc0232000_u32 as NTSTATUS;
-    pub const STATUS_NDIS_DOT11_MEDIA_IN_USE: NTSTATUS = 0xc0232001_u32 as NTSTATUS;
-    pub const STATUS_NDIS_DOT11_POWER_STATE_INVALID: NTSTATUS = 0xc0232002_u32 as NTSTATUS;
-    pub const STATUS_NDIS_PM_WOL_PATTERN_LIST_FULL: NTSTATUS = 0xc0232003_u32 as NTSTATUS;
-    pub const STATUS_NDIS_PM_PROTOCOL_OFFLOAD_LIST_FULL: NTSTATUS = 0xc0232004_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_BAD_SPI: NTSTATUS = 0xc0360001_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_SA_LIFETIME_EXPIRED: NTSTATUS = 0xc0360002_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_WRONG_SA: NTSTATUS = 0xc0360003_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_REPLAY_CHECK_FAILED: NTSTATUS = 0xc0360004_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_INVALID_PACKET: NTSTATUS = 0xc0360005_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_INTEGRITY_CHECK_FAILED: NTSTATUS = 0xc0360006_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_CLEAR_TEXT_DROP: NTSTATUS = 0xc0360007_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_AUTH_FIREWALL_DROP: NTSTATUS = 0xc0360008_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_THROTTLE_DROP: NTSTATUS = 0xc0360009_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_BLOCK: NTSTATUS = 0xc0368000_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_RECEIVED_MULTICAST: NTSTATUS = 0xc0368001_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_INVALID_PACKET: NTSTATUS = 0xc0368002_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_STATE_LOOKUP_FAILED: NTSTATUS = 0xc0368003_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_MAX_ENTRIES: NTSTATUS = 0xc0368004_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_KEYMOD_NOT_ALLOWED: NTSTATUS = 0xc0368005_u32 as NTSTATUS;
-    pub const STATUS_IPSEC_DOSP_MAX_PER_IP_RATELIMIT_QUEUES: NTSTATUS = 0xc0368006_u32 as NTSTATUS;
-    pub const STATUS_VOLMGR_MIRROR_NOT_SUPPORTED: NTSTATUS = 0xc038005b_u32 as NTSTATUS;
-    pub const STATUS_VOLMGR_RAID5_NOT_SUPPORTED: NTSTATUS = 0xc038005c_u32 as NTSTATUS;
-    pub const STATUS_VIRTDISK_PROVIDER_NOT_FOUND: NTSTATUS = 0xc03a0014_u32 as NTSTATUS;
-    pub const STATUS_VIRTDISK_NOT_VIRTUAL_DISK: NTSTATUS = 0xc03a0015_u32 as NTSTATUS;
-    pub const STATUS_VHD_PARENT_VHD_ACCESS_DENIED: NTSTATUS = 0xc03a0016_u32 as NTSTATUS;
-    pub const STATUS_VHD_CHILD_PARENT_SIZE_MISMATCH: NTSTATUS = 0xc03a0017_u32 as NTSTATUS;
-    pub const STATUS_VHD_DIFFERENCING_CHAIN_CYCLE_DETECTED: NTSTATUS = 0xc03a0018_u32 as NTSTATUS;
-    pub const STATUS_VHD_DIFFERENCING_CHAIN_ERROR_IN_PARENT: NTSTATUS = 0xc03a0019_u32 as NTSTATUS;
-    pub const STATUS_WDF_QUEUED: NTSTATUS = 0x40200000_u32 as NTSTATUS;
-    pub const STATUS_WDF_POSTED: NTSTATUS = 0x40200002_u32 as NTSTATUS;
-    pub const STATUS_WDF_NO_PACKAGE: NTSTATUS = 0xc0200200_u32 as NTSTATUS;
-    pub const STATUS_WDF_INTERNAL_ERROR: NTSTATUS = 0xc0200201_u32 as NTSTATUS;
-    pub const STATUS_WDF_PAUSED: NTSTATUS = 0xc0200203_u32 as NTSTATUS;
-    pub const STATUS_WDF_BUSY: NTSTATUS = 0xc0200204_u32 as NTSTATUS;
-    pub const STATUS_WDF_IO_TIMEOUT_NOT_SENT: NTSTATUS = 0xc0200205_u32 as NTSTATUS;
-    pub const STATUS_WDF_DEVICE_REMOVED_NOT_SENT: NTSTATUS = 0xc0200206_u32 as NTSTATUS;
-    pub const STATUS_WDF_REQUEST_ALREADY_PENDING: NTSTATUS = 0xc0200207_u32 as NTSTATUS;
-    pub const STATUS_WDF_REQUEST_INVALID_STATE: NTSTATUS = 0xc0200208_u32 as NTSTATUS;
-    pub const STATUS_WDF_OBJECT_ATTRIBUTES_INVALID: NTSTATUS = 0xc0200209_u32 as NTSTATUS;
-    pub const STATUS_WDF_TOO_FRAGMENTED: NTSTATUS = 0xc020020a_u32 as NTSTATUS;
-    pub const STATUS_WDF_NO_CALLBACK: NTSTATUS = 0xc020020b_u32 as NTSTATUS;
-    pub const STATUS_WDF_INCOMPATIBLE_EXECUTION_LEVEL: NTSTATUS = 0xc020020c_u32 as NTSTATUS;
-    pub const STATUS_WDF_PARENT_ALREADY_ASSIGNED: NTSTATUS = 0xc020020d_u32 as NTSTATUS;
-    pub const STATUS_WDF_PARENT_IS_SELF: NTSTATUS = 0xc020020e_u32 as NTSTATUS;
-    pub const STATUS_WDF_PARENT_ASSIGNMENT_NOT_ALLOWED: NTSTATUS = 0xc020020f_u32 as NTSTATUS;
-    pub const STATUS_WDF_SYNCHRONIZATION_SCOPE_INVALID: NTSTATUS = 0xc0200210_u32 as NTSTATUS;
-    pub const STATUS_WDF_EXECUTION_LEVEL_INVALID: NTSTATUS = 0xc0200211_u32 as NTSTATUS;
-    pub const STATUS_WDF_PARENT_NOT_SPECIFIED: NTSTATUS = 0xc0200212_u32 as NTSTATUS;
-    pub const STATUS_WDF_TOO_MANY_TRANSFERS: NTSTATUS = 0xc0200213_u32 as NTSTATUS;
-    pub const STATUS_WDF_NOT_ENOUGH_MAP_REGISTERS: NTSTATUS = 0xc0200214_u32 as NTSTATUS;
+// Generated by wdk-bindgen from ntstatus.h (mingw-w64) and wdfstatus.h (KMDF).
+pub const STATUS_KERNEL_APC: NTSTATUS = 0x00000100_u32 as NTSTATUS;
+pub const STATUS_DEVICE_POWER_FAILURE: NTSTATUS = 0xc000009e_u32 as NTSTATUS;
+pub const STATUS_ABIOS_NOT_PRESENT: NTSTATUS = 0xc000010f_u32 as NTSTATUS;
+pub const STATUS_ABIOS_LID_NOT_EXIST: NTSTATUS = 0xc0000110_u32 as NTSTATUS;
+pub const STATUS_ABIOS_LID_ALREADY_OWNED: NTSTATUS = 0xc0000111_u32 as NTSTATUS;
+pub const STATUS_ABIOS_NOT_LID_OWNER: NTSTATUS = 0xc0000112_u32 as NTSTATUS;
+pub const STATUS_ABIOS_INVALID_COMMAND: NTSTATUS = 0xc0000113_u32 as NTSTATUS;
+pub const STATUS_ABIOS_INVALID_LID: NTSTATUS = 0xc0000114_u32 as NTSTATUS;
+pub const STATUS_ABIOS_SELECTOR_NOT_AVAILABLE: NTSTATUS = 0xc0000115_u32 as NTSTATUS;
+pub const STATUS_ABIOS_INVALID_SELECTOR: NTSTATUS = 0xc0000116_u32 as NTSTATUS;
+pub const STATUS_MULTIPLE_FAULT_VIOLATION: NTSTATUS = 0xc00002e8_u32 as NTSTATUS;
+pub const STATUS_SUCCESS: NTSTATUS = 0x00000000_u32 as NTSTATUS;
+pub const STATUS_WAIT_0: NTSTATUS = 0x00000000_u32 as NTSTATUS;
+pub const STATUS_WAIT_1: NTSTATUS = 0x00000001_u32 as NTSTATUS;
+pub const STATUS_WAIT_2: NTSTATUS = 0x00000002_u32 as NTSTATUS;
+pub const STATUS_WAIT_3: NTSTATUS = 0x00000003_u32 as NTSTATUS;
+pub const STATUS_WAIT_63: NTSTATUS = 0x0000003f_u32 as NTSTATUS;
+pub const STATUS_ABANDONED: NTSTATUS = 0x00000080_u32 as NTSTATUS;
+pub const STATUS_ABANDONED_WAIT_0: NTSTATUS = 0x00000080_u32 as NTSTATUS;
+pub const STATUS_ABANDONED_WAIT_63: NTSTATUS = 0x000000bf_u32 as NTSTATUS;
+pub const STATUS_USER_APC: NTSTATUS = 0x000000c0_u32 as NTSTATUS;
+pub const STATUS_ALERTED: NTSTATUS = 0x00000101_u32 as NTSTATUS;
+pub const STATUS_TIMEOUT: NTSTATUS = 0x00000102_u32 as NTSTATUS;
+pub const STATUS_PENDING: NTSTATUS = 0x00000103_u32 as NTSTATUS;
+pub const STATUS_REPARSE: NTSTATUS = 0x00000104_u32 as NTSTATUS;
+pub const STATUS_MORE_ENTRIES: NTSTATUS = 0x00000105_u32 as NTSTATUS;
+pub const STATUS_NOT_ALL_ASSIGNED: NTSTATUS = 0x00000106_u32 as NTSTATUS;
+pub const STATUS_SOME_NOT_MAPPED: NTSTATUS = 0x00000107_u32 as NTSTATUS;
+pub const STATUS_OPLOCK_BREAK_IN_PROGRESS: NTSTATUS = 0x00000108_u32 as NTSTATUS;
+pub const STATUS_VOLUME_MOUNTED: NTSTATUS = 0x00000109_u32 as NTSTATUS;
+pub const STATUS_RXACT_COMMITTED: NTSTATUS = 0x0000010a_u32 as NTSTATUS;
+pub const STATUS_NOTIFY_CLEANUP: NTSTATUS = 0x0000010b_u32 as NTSTATUS;
+pub const STATUS_NOTIFY_ENUM_DIR: NTSTATUS = 0x0000010c_u32 as NTSTATUS;
+pub const STATUS_NO_QUOTAS_FOR_ACCOUNT: NTSTATUS = 0x0000010d_u32 as NTSTATUS;
+pub const STATUS_PRIMARY_TRANSPORT_CONNECT_FAILED: NTSTATUS = 0x0000010e_u32 as NTSTATUS;
+pub const STATUS_PAGE_FAULT_TRANSITION: NTSTATUS = 0x00000110_u32 as NTSTATUS;
+pub const STATUS_PAGE_FAULT_DEMAND_ZERO: NTSTATUS = 0x00000111_u32 as NTSTATUS;
+pub const STATUS_PAGE_FAULT_COPY_ON_WRITE: NTSTATUS = 0x00000112_u32 as NTSTATUS;
+pub const STATUS_PAGE_FAULT_GUARD_PAGE: NTSTATUS = 0x00000113_u32 as NTSTATUS;
+pub const STATUS_PAGE_FAULT_PAGING_FILE: NTSTATUS = 0x00000114_u32 as NTSTATUS;
+pub const STATUS_CACHE_PAGE_LOCKED: NTSTATUS = 0x00000115_u32 as NTSTATUS;
+pub const STATUS_CRASH_DUMP: NTSTATUS = 0x00000116_u32 as NTSTATUS;
+pub const STATUS_BUFFER_ALL_ZEROS: NTSTATUS = 0x00000117_u32 as NTSTATUS;
+pub const STATUS_REPARSE_OBJECT: NTSTATUS = 0x00000118_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_REQUIREMENTS_CHANGED: NTSTATUS = 0x00000119_u32 as NTSTATUS;
+pub const STATUS_TRANSLATION_COMPLETE: NTSTATUS = 0x00000120_u32 as NTSTATUS;
+pub const STATUS_DS_MEMBERSHIP_EVALUATED_LOCALLY: NTSTATUS = 0x00000121_u32 as NTSTATUS;
+pub const STATUS_NOTHING_TO_TERMINATE: NTSTATUS = 0x00000122_u32 as NTSTATUS;
+pub const STATUS_PROCESS_NOT_IN_JOB: NTSTATUS = 0x00000123_u32 as NTSTATUS;
+pub const STATUS_PROCESS_IN_JOB: NTSTATUS = 0x00000124_u32 as NTSTATUS;
+pub const STATUS_VOLSNAP_HIBERNATE_READY: NTSTATUS = 0x00000125_u32 as NTSTATUS;
+pub const STATUS_FSFILTER_OP_COMPLETED_SUCCESSFULLY: NTSTATUS = 0x00000126_u32 as NTSTATUS;
+pub const STATUS_INTERRUPT_VECTOR_ALREADY_CONNECTED: NTSTATUS = 0x00000127_u32 as NTSTATUS;
+pub const STATUS_INTERRUPT_STILL_CONNECTED: NTSTATUS = 0x00000128_u32 as NTSTATUS;
+pub const STATUS_PROCESS_CLONED: NTSTATUS = 0x00000129_u32 as NTSTATUS;
+pub const STATUS_FILE_LOCKED_WITH_ONLY_READERS: NTSTATUS = 0x0000012a_u32 as NTSTATUS;
+pub const STATUS_FILE_LOCKED_WITH_WRITERS: NTSTATUS = 0x0000012b_u32 as NTSTATUS;
+pub const STATUS_RESOURCEMANAGER_READ_ONLY: NTSTATUS = 0x00000202_u32 as NTSTATUS;
+pub const STATUS_WAIT_FOR_OPLOCK: NTSTATUS = 0x00000367_u32 as NTSTATUS;
+pub const STATUS_FLT_IO_COMPLETE: NTSTATUS = 0x001c0001_u32 as NTSTATUS;
+pub const STATUS_FILE_NOT_AVAILABLE: NTSTATUS = 0xc0000467_u32 as NTSTATUS;
+pub const STATUS_OBJECT_NAME_EXISTS: NTSTATUS = 0x40000000_u32 as NTSTATUS;
+pub const STATUS_THREAD_WAS_SUSPENDED: NTSTATUS = 0x40000001_u32 as NTSTATUS;
+pub const STATUS_WORKING_SET_LIMIT_RANGE: NTSTATUS = 0x40000002_u32 as NTSTATUS;
+pub const STATUS_IMAGE_NOT_AT_BASE: NTSTATUS = 0x40000003_u32 as NTSTATUS;
+pub const STATUS_RXACT_STATE_CREATED: NTSTATUS = 0x40000004_u32 as NTSTATUS;
+pub const STATUS_SEGMENT_NOTIFICATION: NTSTATUS = 0x40000005_u32 as NTSTATUS;
+pub const STATUS_LOCAL_USER_SESSION_KEY: NTSTATUS = 0x40000006_u32 as NTSTATUS;
+pub const STATUS_BAD_CURRENT_DIRECTORY: NTSTATUS = 0x40000007_u32 as NTSTATUS;
+pub const STATUS_SERIAL_MORE_WRITES: NTSTATUS = 0x40000008_u32 as NTSTATUS;
+pub const STATUS_REGISTRY_RECOVERED: NTSTATUS = 0x40000009_u32 as NTSTATUS;
+pub const STATUS_FT_READ_RECOVERY_FROM_BACKUP: NTSTATUS = 0x4000000a_u32 as NTSTATUS;
+pub const STATUS_FT_WRITE_RECOVERY: NTSTATUS = 0x4000000b_u32 as NTSTATUS;
+pub const STATUS_SERIAL_COUNTER_TIMEOUT: NTSTATUS = 0x4000000c_u32 as NTSTATUS;
+pub const STATUS_NULL_LM_PASSWORD: NTSTATUS = 0x4000000d_u32 as NTSTATUS;
+pub const STATUS_IMAGE_MACHINE_TYPE_MISMATCH: NTSTATUS = 0x4000000e_u32 as NTSTATUS;
+pub const STATUS_RECEIVE_PARTIAL: NTSTATUS = 0x4000000f_u32 as NTSTATUS;
+pub const STATUS_RECEIVE_EXPEDITED: NTSTATUS = 0x40000010_u32 as NTSTATUS;
+pub const STATUS_RECEIVE_PARTIAL_EXPEDITED: NTSTATUS = 0x40000011_u32 as NTSTATUS;
+pub const STATUS_EVENT_DONE: NTSTATUS = 0x40000012_u32 as NTSTATUS;
+pub const STATUS_EVENT_PENDING: NTSTATUS = 0x40000013_u32 as NTSTATUS;
+pub const STATUS_CHECKING_FILE_SYSTEM: NTSTATUS = 0x40000014_u32 as NTSTATUS;
+pub const STATUS_FATAL_APP_EXIT: NTSTATUS = 0x40000015_u32 as NTSTATUS;
+pub const STATUS_PREDEFINED_HANDLE: NTSTATUS = 0x40000016_u32 as NTSTATUS;
+pub const STATUS_WAS_UNLOCKED: NTSTATUS = 0x40000017_u32 as NTSTATUS;
+pub const STATUS_SERVICE_NOTIFICATION: NTSTATUS = 0x40000018_u32 as NTSTATUS;
+pub const STATUS_WAS_LOCKED: NTSTATUS = 0x40000019_u32 as NTSTATUS;
+pub const STATUS_LOG_HARD_ERROR: NTSTATUS = 0x4000001a_u32 as NTSTATUS;
+pub const STATUS_ALREADY_WIN32: NTSTATUS = 0x4000001b_u32 as NTSTATUS;
+pub const STATUS_WX86_UNSIMULATE: NTSTATUS = 0x4000001c_u32 as NTSTATUS;
+pub const STATUS_WX86_CONTINUE: NTSTATUS = 0x4000001d_u32 as NTSTATUS;
+pub const STATUS_WX86_SINGLE_STEP: NTSTATUS = 0x4000001e_u32 as NTSTATUS;
+pub const STATUS_WX86_BREAKPOINT: NTSTATUS = 0x4000001f_u32 as NTSTATUS;
+pub const STATUS_WX86_EXCEPTION_CONTINUE: NTSTATUS = 0x40000020_u32 as NTSTATUS;
+pub const STATUS_WX86_EXCEPTION_LASTCHANCE: NTSTATUS = 0x40000021_u32 as NTSTATUS;
+pub const STATUS_WX86_EXCEPTION_CHAIN: NTSTATUS = 0x40000022_u32 as NTSTATUS;
+pub const STATUS_IMAGE_MACHINE_TYPE_MISMATCH_EXE: NTSTATUS = 0x40000023_u32 as NTSTATUS;
+pub const STATUS_NO_YIELD_PERFORMED: NTSTATUS = 0x40000024_u32 as NTSTATUS;
+pub const STATUS_TIMER_RESUME_IGNORED: NTSTATUS = 0x40000025_u32 as NTSTATUS;
+pub const STATUS_ARBITRATION_UNHANDLED: NTSTATUS = 0x40000026_u32 as NTSTATUS;
+pub const STATUS_CARDBUS_NOT_SUPPORTED: NTSTATUS = 0x40000027_u32 as NTSTATUS;
+pub const STATUS_WX86_CREATEWX86TIB: NTSTATUS = 0x40000028_u32 as NTSTATUS;
+pub const STATUS_MP_PROCESSOR_MISMATCH: NTSTATUS = 0x40000029_u32 as NTSTATUS;
+pub const STATUS_HIBERNATED: NTSTATUS = 0x4000002a_u32 as NTSTATUS;
+pub const STATUS_RESUME_HIBERNATION: NTSTATUS = 0x4000002b_u32 as NTSTATUS;
+pub const STATUS_FIRMWARE_UPDATED: NTSTATUS = 0x4000002c_u32 as NTSTATUS;
+pub const STATUS_DRIVERS_LEAKING_LOCKED_PAGES: NTSTATUS = 0x4000002d_u32 as NTSTATUS;
+pub const STATUS_MESSAGE_RETRIEVED: NTSTATUS = 0x4000002e_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_POWERSTATE_TRANSITION: NTSTATUS = 0x4000002f_u32 as NTSTATUS;
+pub const STATUS_ALPC_CHECK_COMPLETION_LIST: NTSTATUS = 0x40000030_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_POWERSTATE_COMPLEX_TRANSITION: NTSTATUS = 0x40000031_u32 as NTSTATUS;
+pub const STATUS_ACCESS_AUDIT_BY_POLICY: NTSTATUS = 0x40000032_u32 as NTSTATUS;
+pub const STATUS_ABANDON_HIBERFILE: NTSTATUS = 0x40000033_u32 as NTSTATUS;
+pub const STATUS_BIZRULES_NOT_ENABLED: NTSTATUS = 0x40000034_u32 as NTSTATUS;
+pub const STATUS_WAKE_SYSTEM: NTSTATUS = 0x40000294_u32 as NTSTATUS;
+pub const STATUS_DS_SHUTTING_DOWN: NTSTATUS = 0x40000370_u32 as NTSTATUS;
+pub const STATUS_CTX_CDM_CONNECT: NTSTATUS = 0x400a0004_u32 as NTSTATUS;
+pub const STATUS_CTX_CDM_DISCONNECT: NTSTATUS = 0x400a0005_u32 as NTSTATUS;
+pub const STATUS_SXS_RELEASE_ACTIVATION_CONTEXT: NTSTATUS = 0x4015000d_u32 as NTSTATUS;
+pub const STATUS_RECOVERY_NOT_NEEDED: NTSTATUS = 0x40190034_u32 as NTSTATUS;
+pub const STATUS_RM_ALREADY_STARTED: NTSTATUS = 0x40190035_u32 as NTSTATUS;
+pub const STATUS_LOG_NO_RESTART: NTSTATUS = 0x401a000c_u32 as NTSTATUS;
+pub const STATUS_VIDEO_DRIVER_DEBUG_REPORT_REQUEST: NTSTATUS = 0x401b00ec_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PARTIAL_DATA_POPULATED: NTSTATUS = 0x401e000a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DRIVER_MISMATCH: NTSTATUS = 0x401e0117_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MODE_NOT_PINNED: NTSTATUS = 0x401e0307_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_PREFERRED_MODE: NTSTATUS = 0x401e031e_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DATASET_IS_EMPTY: NTSTATUS = 0x401e034b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_MORE_ELEMENTS_IN_DATASET: NTSTATUS = 0x401e034c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PATH_CONTENT_GEOMETRY_TRANSFORMATION_NOT_PINNED: NTSTATUS = 0x401e0351_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_UNKNOWN_CHILD_STATUS: NTSTATUS = 0x401e042f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_LEADLINK_START_DEFERRED: NTSTATUS = 0x401e0437_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_POLLING_TOO_FREQUENTLY: NTSTATUS = 0x401e0439_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_START_DEFERRED: NTSTATUS = 0x401e043a_u32 as NTSTATUS;
+pub const STATUS_NDIS_INDICATION_REQUIRED: NTSTATUS = 0x40230001_u32 as NTSTATUS;
+pub const STATUS_GUARD_PAGE_VIOLATION: NTSTATUS = 0x80000001_u32 as NTSTATUS;
+pub const STATUS_DATATYPE_MISALIGNMENT: NTSTATUS = 0x80000002_u32 as NTSTATUS;
+pub const STATUS_BREAKPOINT: NTSTATUS = 0x80000003_u32 as NTSTATUS;
+pub const STATUS_SINGLE_STEP: NTSTATUS = 0x80000004_u32 as NTSTATUS;
+pub const STATUS_BUFFER_OVERFLOW: NTSTATUS = 0x80000005_u32 as NTSTATUS;
+pub const STATUS_NO_MORE_FILES: NTSTATUS = 0x80000006_u32 as NTSTATUS;
+pub const STATUS_WAKE_SYSTEM_DEBUGGER: NTSTATUS = 0x80000007_u32 as NTSTATUS;
+pub const STATUS_HANDLES_CLOSED: NTSTATUS = 0x8000000a_u32 as NTSTATUS;
+pub const STATUS_NO_INHERITANCE: NTSTATUS = 0x8000000b_u32 as NTSTATUS;
+pub const STATUS_GUID_SUBSTITUTION_MADE: NTSTATUS = 0x8000000c_u32 as NTSTATUS;
+pub const STATUS_PARTIAL_COPY: NTSTATUS = 0x8000000d_u32 as NTSTATUS;
+pub const STATUS_DEVICE_PAPER_EMPTY: NTSTATUS = 0x8000000e_u32 as NTSTATUS;
+pub const STATUS_DEVICE_POWERED_OFF: NTSTATUS = 0x8000000f_u32 as NTSTATUS;
+pub const STATUS_DEVICE_OFF_LINE: NTSTATUS = 0x80000010_u32 as NTSTATUS;
+pub const STATUS_DEVICE_BUSY: NTSTATUS = 0x80000011_u32 as NTSTATUS;
+pub const STATUS_NO_MORE_EAS: NTSTATUS = 0x80000012_u32 as NTSTATUS;
+pub const STATUS_INVALID_EA_NAME: NTSTATUS = 0x80000013_u32 as NTSTATUS;
+pub const STATUS_EA_LIST_INCONSISTENT: NTSTATUS = 0x80000014_u32 as NTSTATUS;
+pub const STATUS_INVALID_EA_FLAG: NTSTATUS = 0x80000015_u32 as NTSTATUS;
+pub const STATUS_VERIFY_REQUIRED: NTSTATUS = 0x80000016_u32 as NTSTATUS;
+pub const STATUS_EXTRANEOUS_INFORMATION: NTSTATUS = 0x80000017_u32 as NTSTATUS;
+pub const STATUS_RXACT_COMMIT_NECESSARY: NTSTATUS = 0x80000018_u32 as NTSTATUS;
+pub const STATUS_NO_MORE_ENTRIES: NTSTATUS = 0x8000001a_u32 as NTSTATUS;
+pub const STATUS_FILEMARK_DETECTED: NTSTATUS = 0x8000001b_u32 as NTSTATUS;
+pub const STATUS_MEDIA_CHANGED: NTSTATUS = 0x8000001c_u32 as NTSTATUS;
+pub const STATUS_BUS_RESET: NTSTATUS = 0x8000001d_u32 as NTSTATUS;
+pub const STATUS_END_OF_MEDIA: NTSTATUS = 0x8000001e_u32 as NTSTATUS;
+pub const STATUS_BEGINNING_OF_MEDIA: NTSTATUS = 0x8000001f_u32 as NTSTATUS;
+pub const STATUS_MEDIA_CHECK: NTSTATUS = 0x80000020_u32 as NTSTATUS;
+pub const STATUS_SETMARK_DETECTED: NTSTATUS = 0x80000021_u32 as NTSTATUS;
+pub const STATUS_NO_DATA_DETECTED: NTSTATUS = 0x80000022_u32 as NTSTATUS;
+pub const STATUS_REDIRECTOR_HAS_OPEN_HANDLES: NTSTATUS = 0x80000023_u32 as NTSTATUS;
+pub const STATUS_SERVER_HAS_OPEN_HANDLES: NTSTATUS = 0x80000024_u32 as NTSTATUS;
+pub const STATUS_ALREADY_DISCONNECTED: NTSTATUS = 0x80000025_u32 as NTSTATUS;
+pub const STATUS_LONGJUMP: NTSTATUS = 0x80000026_u32 as NTSTATUS;
+pub const STATUS_CLEANER_CARTRIDGE_INSTALLED: NTSTATUS = 0x80000027_u32 as NTSTATUS;
+pub const STATUS_PLUGPLAY_QUERY_VETOED: NTSTATUS = 0x80000028_u32 as NTSTATUS;
+pub const STATUS_UNWIND_CONSOLIDATE: NTSTATUS = 0x80000029_u32 as NTSTATUS;
+pub const STATUS_REGISTRY_HIVE_RECOVERED: NTSTATUS = 0x8000002a_u32 as NTSTATUS;
+pub const STATUS_DLL_MIGHT_BE_INSECURE: NTSTATUS = 0x8000002b_u32 as NTSTATUS;
+pub const STATUS_DLL_MIGHT_BE_INCOMPATIBLE: NTSTATUS = 0x8000002c_u32 as NTSTATUS;
+pub const STATUS_STOPPED_ON_SYMLINK: NTSTATUS = 0x8000002d_u32 as NTSTATUS;
+pub const STATUS_DEVICE_REQUIRES_CLEANING: NTSTATUS = 0x80000288_u32 as NTSTATUS;
+pub const STATUS_DEVICE_DOOR_OPEN: NTSTATUS = 0x80000289_u32 as NTSTATUS;
+pub const STATUS_DATA_LOST_REPAIR: NTSTATUS = 0x80000803_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_ALREADY_UP: NTSTATUS = 0x80130001_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_ALREADY_DOWN: NTSTATUS = 0x80130002_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETWORK_ALREADY_ONLINE: NTSTATUS = 0x80130003_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETWORK_ALREADY_OFFLINE: NTSTATUS = 0x80130004_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_ALREADY_MEMBER: NTSTATUS = 0x80130005_u32 as NTSTATUS;
+pub const STATUS_COULD_NOT_RESIZE_LOG: NTSTATUS = 0x80190009_u32 as NTSTATUS;
+pub const STATUS_NO_TXF_METADATA: NTSTATUS = 0x80190029_u32 as NTSTATUS;
+pub const STATUS_CANT_RECOVER_WITH_HANDLE_OPEN: NTSTATUS = 0x80190031_u32 as NTSTATUS;
+pub const STATUS_TXF_METADATA_ALREADY_PRESENT: NTSTATUS = 0x80190041_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_SCOPE_CALLBACKS_NOT_SET: NTSTATUS = 0x80190042_u32 as NTSTATUS;
+pub const STATUS_VIDEO_HUNG_DISPLAY_DRIVER_THREAD_RECOVERED: NTSTATUS = 0x801b00eb_u32 as NTSTATUS;
+pub const STATUS_FLT_BUFFER_TOO_SMALL: NTSTATUS = 0x801c0001_u32 as NTSTATUS;
+pub const STATUS_FVE_PARTIAL_METADATA: NTSTATUS = 0x80210001_u32 as NTSTATUS;
+pub const STATUS_FVE_TRANSIENT_STATE: NTSTATUS = 0x80210002_u32 as NTSTATUS;
+pub const STATUS_UNSUCCESSFUL: NTSTATUS = 0xc0000001_u32 as NTSTATUS;
+pub const STATUS_NOT_IMPLEMENTED: NTSTATUS = 0xc0000002_u32 as NTSTATUS;
+pub const STATUS_INVALID_INFO_CLASS: NTSTATUS = 0xc0000003_u32 as NTSTATUS;
+pub const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xc0000004_u32 as NTSTATUS;
+pub const STATUS_ACCESS_VIOLATION: NTSTATUS = 0xc0000005_u32 as NTSTATUS;
+pub const STATUS_IN_PAGE_ERROR: NTSTATUS = 0xc0000006_u32 as NTSTATUS;
+pub const STATUS_PAGEFILE_QUOTA: NTSTATUS = 0xc0000007_u32 as NTSTATUS;
+pub const STATUS_INVALID_HANDLE: NTSTATUS = 0xc0000008_u32 as NTSTATUS;
+pub const STATUS_BAD_INITIAL_STACK: NTSTATUS = 0xc0000009_u32 as NTSTATUS;
+pub const STATUS_BAD_INITIAL_PC: NTSTATUS = 0xc000000a_u32 as NTSTATUS;
+pub const STATUS_INVALID_CID: NTSTATUS = 0xc000000b_u32 as NTSTATUS;
+pub const STATUS_TIMER_NOT_CANCELED: NTSTATUS = 0xc000000c_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER: NTSTATUS = 0xc000000d_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_DEVICE: NTSTATUS = 0xc000000e_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_FILE: NTSTATUS = 0xc000000f_u32 as NTSTATUS;
+pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xc0000010_u32 as NTSTATUS;
+pub const STATUS_END_OF_FILE: NTSTATUS = 0xc0000011_u32 as NTSTATUS;
+pub const STATUS_WRONG_VOLUME: NTSTATUS = 0xc0000012_u32 as NTSTATUS;
+pub const STATUS_NO_MEDIA_IN_DEVICE: NTSTATUS = 0xc0000013_u32 as NTSTATUS;
+pub const STATUS_UNRECOGNIZED_MEDIA: NTSTATUS = 0xc0000014_u32 as NTSTATUS;
+pub const STATUS_NONEXISTENT_SECTOR: NTSTATUS = 0xc0000015_u32 as NTSTATUS;
+pub const STATUS_MORE_PROCESSING_REQUIRED: NTSTATUS = 0xc0000016_u32 as NTSTATUS;
+pub const STATUS_NO_MEMORY: NTSTATUS = 0xc0000017_u32 as NTSTATUS;
+pub const STATUS_CONFLICTING_ADDRESSES: NTSTATUS = 0xc0000018_u32 as NTSTATUS;
+pub const STATUS_NOT_MAPPED_VIEW: NTSTATUS = 0xc0000019_u32 as NTSTATUS;
+pub const STATUS_UNABLE_TO_FREE_VM: NTSTATUS = 0xc000001a_u32 as NTSTATUS;
+pub const STATUS_UNABLE_TO_DELETE_SECTION: NTSTATUS = 0xc000001b_u32 as NTSTATUS;
+pub const STATUS_INVALID_SYSTEM_SERVICE: NTSTATUS = 0xc000001c_u32 as NTSTATUS;
+pub const STATUS_ILLEGAL_INSTRUCTION: NTSTATUS = 0xc000001d_u32 as NTSTATUS;
+pub const STATUS_INVALID_LOCK_SEQUENCE: NTSTATUS = 0xc000001e_u32 as NTSTATUS;
+pub const STATUS_INVALID_VIEW_SIZE: NTSTATUS = 0xc000001f_u32 as NTSTATUS;
+pub const STATUS_INVALID_FILE_FOR_SECTION: NTSTATUS = 0xc0000020_u32 as NTSTATUS;
+pub const STATUS_ALREADY_COMMITTED: NTSTATUS = 0xc0000021_u32 as NTSTATUS;
+pub const STATUS_ACCESS_DENIED: NTSTATUS = 0xc0000022_u32 as NTSTATUS;
+pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = 0xc0000023_u32 as NTSTATUS;
+pub const STATUS_OBJECT_TYPE_MISMATCH: NTSTATUS = 0xc0000024_u32 as NTSTATUS;
+pub const STATUS_NONCONTINUABLE_EXCEPTION: NTSTATUS = 0xc0000025_u32 as NTSTATUS;
+pub const STATUS_INVALID_DISPOSITION: NTSTATUS = 0xc0000026_u32 as NTSTATUS;
+pub const STATUS_UNWIND: NTSTATUS = 0xc0000027_u32 as NTSTATUS;
+pub const STATUS_BAD_STACK: NTSTATUS = 0xc0000028_u32 as NTSTATUS;
+pub const STATUS_INVALID_UNWIND_TARGET: NTSTATUS = 0xc0000029_u32 as NTSTATUS;
+pub const STATUS_NOT_LOCKED: NTSTATUS = 0xc000002a_u32 as NTSTATUS;
+pub const STATUS_PARITY_ERROR: NTSTATUS = 0xc000002b_u32 as NTSTATUS;
+pub const STATUS_UNABLE_TO_DECOMMIT_VM: NTSTATUS = 0xc000002c_u32 as NTSTATUS;
+pub const STATUS_NOT_COMMITTED: NTSTATUS = 0xc000002d_u32 as NTSTATUS;
+pub const STATUS_INVALID_PORT_ATTRIBUTES: NTSTATUS = 0xc000002e_u32 as NTSTATUS;
+pub const STATUS_PORT_MESSAGE_TOO_LONG: NTSTATUS = 0xc000002f_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_MIX: NTSTATUS = 0xc0000030_u32 as NTSTATUS;
+pub const STATUS_INVALID_QUOTA_LOWER: NTSTATUS = 0xc0000031_u32 as NTSTATUS;
+pub const STATUS_DISK_CORRUPT_ERROR: NTSTATUS = 0xc0000032_u32 as NTSTATUS;
+pub const STATUS_OBJECT_NAME_INVALID: NTSTATUS = 0xc0000033_u32 as NTSTATUS;
+pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = 0xc0000034_u32 as NTSTATUS;
+pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = 0xc0000035_u32 as NTSTATUS;
+pub const STATUS_PORT_DISCONNECTED: NTSTATUS = 0xc0000037_u32 as NTSTATUS;
+pub const STATUS_DEVICE_ALREADY_ATTACHED: NTSTATUS = 0xc0000038_u32 as NTSTATUS;
+pub const STATUS_OBJECT_PATH_INVALID: NTSTATUS = 0xc0000039_u32 as NTSTATUS;
+pub const STATUS_OBJECT_PATH_NOT_FOUND: NTSTATUS = 0xc000003a_u32 as NTSTATUS;
+pub const STATUS_OBJECT_PATH_SYNTAX_BAD: NTSTATUS = 0xc000003b_u32 as NTSTATUS;
+pub const STATUS_DATA_OVERRUN: NTSTATUS = 0xc000003c_u32 as NTSTATUS;
+pub const STATUS_DATA_LATE_ERROR: NTSTATUS = 0xc000003d_u32 as NTSTATUS;
+pub const STATUS_DATA_ERROR: NTSTATUS = 0xc000003e_u32 as NTSTATUS;
+pub const STATUS_CRC_ERROR: NTSTATUS = 0xc000003f_u32 as NTSTATUS;
+pub const STATUS_SECTION_TOO_BIG: NTSTATUS = 0xc0000040_u32 as NTSTATUS;
+pub const STATUS_PORT_CONNECTION_REFUSED: NTSTATUS = 0xc0000041_u32 as NTSTATUS;
+pub const STATUS_INVALID_PORT_HANDLE: NTSTATUS = 0xc0000042_u32 as NTSTATUS;
+pub const STATUS_SHARING_VIOLATION: NTSTATUS = 0xc0000043_u32 as NTSTATUS;
+pub const STATUS_QUOTA_EXCEEDED: NTSTATUS = 0xc0000044_u32 as NTSTATUS;
+pub const STATUS_INVALID_PAGE_PROTECTION: NTSTATUS = 0xc0000045_u32 as NTSTATUS;
+pub const STATUS_MUTANT_NOT_OWNED: NTSTATUS = 0xc0000046_u32 as NTSTATUS;
+pub const STATUS_SEMAPHORE_LIMIT_EXCEEDED: NTSTATUS = 0xc0000047_u32 as NTSTATUS;
+pub const STATUS_PORT_ALREADY_SET: NTSTATUS = 0xc0000048_u32 as NTSTATUS;
+pub const STATUS_SECTION_NOT_IMAGE: NTSTATUS = 0xc0000049_u32 as NTSTATUS;
+pub const STATUS_SUSPEND_COUNT_EXCEEDED: NTSTATUS = 0xc000004a_u32 as NTSTATUS;
+pub const STATUS_THREAD_IS_TERMINATING: NTSTATUS = 0xc000004b_u32 as NTSTATUS;
+pub const STATUS_BAD_WORKING_SET_LIMIT: NTSTATUS = 0xc000004c_u32 as NTSTATUS;
+pub const STATUS_INCOMPATIBLE_FILE_MAP: NTSTATUS = 0xc000004d_u32 as NTSTATUS;
+pub const STATUS_SECTION_PROTECTION: NTSTATUS = 0xc000004e_u32 as NTSTATUS;
+pub const STATUS_EAS_NOT_SUPPORTED: NTSTATUS = 0xc000004f_u32 as NTSTATUS;
+pub const STATUS_EA_TOO_LARGE: NTSTATUS = 0xc0000050_u32 as NTSTATUS;
+pub const STATUS_NONEXISTENT_EA_ENTRY: NTSTATUS = 0xc0000051_u32 as NTSTATUS;
+pub const STATUS_NO_EAS_ON_FILE: NTSTATUS = 0xc0000052_u32 as NTSTATUS;
+pub const STATUS_EA_CORRUPT_ERROR: NTSTATUS = 0xc0000053_u32 as NTSTATUS;
+pub const STATUS_FILE_LOCK_CONFLICT: NTSTATUS = 0xc0000054_u32 as NTSTATUS;
+pub const STATUS_LOCK_NOT_GRANTED: NTSTATUS = 0xc0000055_u32 as NTSTATUS;
+pub const STATUS_DELETE_PENDING: NTSTATUS = 0xc0000056_u32 as NTSTATUS;
+pub const STATUS_CTL_FILE_NOT_SUPPORTED: NTSTATUS = 0xc0000057_u32 as NTSTATUS;
+pub const STATUS_UNKNOWN_REVISION: NTSTATUS = 0xc0000058_u32 as NTSTATUS;
+pub const STATUS_REVISION_MISMATCH: NTSTATUS = 0xc0000059_u32 as NTSTATUS;
+pub const STATUS_INVALID_OWNER: NTSTATUS = 0xc000005a_u32 as NTSTATUS;
+pub const STATUS_INVALID_PRIMARY_GROUP: NTSTATUS = 0xc000005b_u32 as NTSTATUS;
+pub const STATUS_NO_IMPERSONATION_TOKEN: NTSTATUS = 0xc000005c_u32 as NTSTATUS;
+pub const STATUS_CANT_DISABLE_MANDATORY: NTSTATUS = 0xc000005d_u32 as NTSTATUS;
+pub const STATUS_NO_LOGON_SERVERS: NTSTATUS = 0xc000005e_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_LOGON_SESSION: NTSTATUS = 0xc000005f_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_PRIVILEGE: NTSTATUS = 0xc0000060_u32 as NTSTATUS;
+pub const STATUS_PRIVILEGE_NOT_HELD: NTSTATUS = 0xc0000061_u32 as NTSTATUS;
+pub const STATUS_INVALID_ACCOUNT_NAME: NTSTATUS = 0xc0000062_u32 as NTSTATUS;
+pub const STATUS_USER_EXISTS: NTSTATUS = 0xc0000063_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_USER: NTSTATUS = 0xc0000064_u32 as NTSTATUS;
+pub const STATUS_GROUP_EXISTS: NTSTATUS = 0xc0000065_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_GROUP: NTSTATUS = 0xc0000066_u32 as NTSTATUS;
+pub const STATUS_MEMBER_IN_GROUP: NTSTATUS = 0xc0000067_u32 as NTSTATUS;
+pub const STATUS_MEMBER_NOT_IN_GROUP: NTSTATUS = 0xc0000068_u32 as NTSTATUS;
+pub const STATUS_LAST_ADMIN: NTSTATUS = 0xc0000069_u32 as NTSTATUS;
+pub const STATUS_WRONG_PASSWORD: NTSTATUS = 0xc000006a_u32 as NTSTATUS;
+pub const STATUS_ILL_FORMED_PASSWORD: NTSTATUS = 0xc000006b_u32 as NTSTATUS;
+pub const STATUS_PASSWORD_RESTRICTION: NTSTATUS = 0xc000006c_u32 as NTSTATUS;
+pub const STATUS_LOGON_FAILURE: NTSTATUS = 0xc000006d_u32 as NTSTATUS;
+pub const STATUS_ACCOUNT_RESTRICTION: NTSTATUS = 0xc000006e_u32 as NTSTATUS;
+pub const STATUS_INVALID_LOGON_HOURS: NTSTATUS = 0xc000006f_u32 as NTSTATUS;
+pub const STATUS_INVALID_WORKSTATION: NTSTATUS = 0xc0000070_u32 as NTSTATUS;
+pub const STATUS_PASSWORD_EXPIRED: NTSTATUS = 0xc0000071_u32 as NTSTATUS;
+pub const STATUS_ACCOUNT_DISABLED: NTSTATUS = 0xc0000072_u32 as NTSTATUS;
+pub const STATUS_NONE_MAPPED: NTSTATUS = 0xc0000073_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_LUIDS_REQUESTED: NTSTATUS = 0xc0000074_u32 as NTSTATUS;
+pub const STATUS_LUIDS_EXHAUSTED: NTSTATUS = 0xc0000075_u32 as NTSTATUS;
+pub const STATUS_INVALID_SUB_AUTHORITY: NTSTATUS = 0xc0000076_u32 as NTSTATUS;
+pub const STATUS_INVALID_ACL: NTSTATUS = 0xc0000077_u32 as NTSTATUS;
+pub const STATUS_INVALID_SID: NTSTATUS = 0xc0000078_u32 as NTSTATUS;
+pub const STATUS_INVALID_SECURITY_DESCR: NTSTATUS = 0xc0000079_u32 as NTSTATUS;
+pub const STATUS_PROCEDURE_NOT_FOUND: NTSTATUS = 0xc000007a_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_FORMAT: NTSTATUS = 0xc000007b_u32 as NTSTATUS;
+pub const STATUS_NO_TOKEN: NTSTATUS = 0xc000007c_u32 as NTSTATUS;
+pub const STATUS_BAD_INHERITANCE_ACL: NTSTATUS = 0xc000007d_u32 as NTSTATUS;
+pub const STATUS_RANGE_NOT_LOCKED: NTSTATUS = 0xc000007e_u32 as NTSTATUS;
+pub const STATUS_DISK_FULL: NTSTATUS = 0xc000007f_u32 as NTSTATUS;
+pub const STATUS_SERVER_DISABLED: NTSTATUS = 0xc0000080_u32 as NTSTATUS;
+pub const STATUS_SERVER_NOT_DISABLED: NTSTATUS = 0xc0000081_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_GUIDS_REQUESTED: NTSTATUS = 0xc0000082_u32 as NTSTATUS;
+pub const STATUS_GUIDS_EXHAUSTED: NTSTATUS = 0xc0000083_u32 as NTSTATUS;
+pub const STATUS_INVALID_ID_AUTHORITY: NTSTATUS = 0xc0000084_u32 as NTSTATUS;
+pub const STATUS_AGENTS_EXHAUSTED: NTSTATUS = 0xc0000085_u32 as NTSTATUS;
+pub const STATUS_INVALID_VOLUME_LABEL: NTSTATUS = 0xc0000086_u32 as NTSTATUS;
+pub const STATUS_SECTION_NOT_EXTENDED: NTSTATUS = 0xc0000087_u32 as NTSTATUS;
+pub const STATUS_NOT_MAPPED_DATA: NTSTATUS = 0xc0000088_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_DATA_NOT_FOUND: NTSTATUS = 0xc0000089_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_TYPE_NOT_FOUND: NTSTATUS = 0xc000008a_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_NAME_NOT_FOUND: NTSTATUS = 0xc000008b_u32 as NTSTATUS;
+pub const STATUS_ARRAY_BOUNDS_EXCEEDED: NTSTATUS = 0xc000008c_u32 as NTSTATUS;
+pub const STATUS_FLOAT_DENORMAL_OPERAND: NTSTATUS = 0xc000008d_u32 as NTSTATUS;
+pub const STATUS_FLOAT_DIVIDE_BY_ZERO: NTSTATUS = 0xc000008e_u32 as NTSTATUS;
+pub const STATUS_FLOAT_INEXACT_RESULT: NTSTATUS = 0xc000008f_u32 as NTSTATUS;
+pub const STATUS_FLOAT_INVALID_OPERATION: NTSTATUS = 0xc0000090_u32 as NTSTATUS;
+pub const STATUS_FLOAT_OVERFLOW: NTSTATUS = 0xc0000091_u32 as NTSTATUS;
+pub const STATUS_FLOAT_STACK_CHECK: NTSTATUS = 0xc0000092_u32 as NTSTATUS;
+pub const STATUS_FLOAT_UNDERFLOW: NTSTATUS = 0xc0000093_u32 as NTSTATUS;
+pub const STATUS_INTEGER_DIVIDE_BY_ZERO: NTSTATUS = 0xc0000094_u32 as NTSTATUS;
+pub const STATUS_INTEGER_OVERFLOW: NTSTATUS = 0xc0000095_u32 as NTSTATUS;
+pub const STATUS_PRIVILEGED_INSTRUCTION: NTSTATUS = 0xc0000096_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_PAGING_FILES: NTSTATUS = 0xc0000097_u32 as NTSTATUS;
+pub const STATUS_FILE_INVALID: NTSTATUS = 0xc0000098_u32 as NTSTATUS;
+pub const STATUS_ALLOTTED_SPACE_EXCEEDED: NTSTATUS = 0xc0000099_u32 as NTSTATUS;
+pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = 0xc000009a_u32 as NTSTATUS;
+pub const STATUS_DFS_EXIT_PATH_FOUND: NTSTATUS = 0xc000009b_u32 as NTSTATUS;
+pub const STATUS_DEVICE_DATA_ERROR: NTSTATUS = 0xc000009c_u32 as NTSTATUS;
+pub const STATUS_DEVICE_NOT_CONNECTED: NTSTATUS = 0xc000009d_u32 as NTSTATUS;
+pub const STATUS_FREE_VM_NOT_AT_BASE: NTSTATUS = 0xc000009f_u32 as NTSTATUS;
+pub const STATUS_MEMORY_NOT_ALLOCATED: NTSTATUS = 0xc00000a0_u32 as NTSTATUS;
+pub const STATUS_WORKING_SET_QUOTA: NTSTATUS = 0xc00000a1_u32 as NTSTATUS;
+pub const STATUS_MEDIA_WRITE_PROTECTED: NTSTATUS = 0xc00000a2_u32 as NTSTATUS;
+pub const STATUS_DEVICE_NOT_READY: NTSTATUS = 0xc00000a3_u32 as NTSTATUS;
+pub const STATUS_INVALID_GROUP_ATTRIBUTES: NTSTATUS = 0xc00000a4_u32 as NTSTATUS;
+pub const STATUS_BAD_IMPERSONATION_LEVEL: NTSTATUS = 0xc00000a5_u32 as NTSTATUS;
+pub const STATUS_CANT_OPEN_ANONYMOUS: NTSTATUS = 0xc00000a6_u32 as NTSTATUS;
+pub const STATUS_BAD_VALIDATION_CLASS: NTSTATUS = 0xc00000a7_u32 as NTSTATUS;
+pub const STATUS_BAD_TOKEN_TYPE: NTSTATUS = 0xc00000a8_u32 as NTSTATUS;
+pub const STATUS_BAD_MASTER_BOOT_RECORD: NTSTATUS = 0xc00000a9_u32 as NTSTATUS;
+pub const STATUS_INSTRUCTION_MISALIGNMENT: NTSTATUS = 0xc00000aa_u32 as NTSTATUS;
+pub const STATUS_INSTANCE_NOT_AVAILABLE: NTSTATUS = 0xc00000ab_u32 as NTSTATUS;
+pub const STATUS_PIPE_NOT_AVAILABLE: NTSTATUS = 0xc00000ac_u32 as NTSTATUS;
+pub const STATUS_INVALID_PIPE_STATE: NTSTATUS = 0xc00000ad_u32 as NTSTATUS;
+pub const STATUS_PIPE_BUSY: NTSTATUS = 0xc00000ae_u32 as NTSTATUS;
+pub const STATUS_ILLEGAL_FUNCTION: NTSTATUS = 0xc00000af_u32 as NTSTATUS;
+pub const STATUS_PIPE_DISCONNECTED: NTSTATUS = 0xc00000b0_u32 as NTSTATUS;
+pub const STATUS_PIPE_CLOSING: NTSTATUS = 0xc00000b1_u32 as NTSTATUS;
+pub const STATUS_PIPE_CONNECTED: NTSTATUS = 0xc00000b2_u32 as NTSTATUS;
+pub const STATUS_PIPE_LISTENING: NTSTATUS = 0xc00000b3_u32 as NTSTATUS;
+pub const STATUS_INVALID_READ_MODE: NTSTATUS = 0xc00000b4_u32 as NTSTATUS;
+pub const STATUS_IO_TIMEOUT: NTSTATUS = 0xc00000b5_u32 as NTSTATUS;
+pub const STATUS_FILE_FORCED_CLOSED: NTSTATUS = 0xc00000b6_u32 as NTSTATUS;
+pub const STATUS_PROFILING_NOT_STARTED: NTSTATUS = 0xc00000b7_u32 as NTSTATUS;
+pub const STATUS_PROFILING_NOT_STOPPED: NTSTATUS = 0xc00000b8_u32 as NTSTATUS;
+pub const STATUS_COULD_NOT_INTERPRET: NTSTATUS = 0xc00000b9_u32 as NTSTATUS;
+pub const STATUS_FILE_IS_A_DIRECTORY: NTSTATUS = 0xc00000ba_u32 as NTSTATUS;
+pub const STATUS_NOT_SUPPORTED: NTSTATUS = 0xc00000bb_u32 as NTSTATUS;
+pub const STATUS_REMOTE_NOT_LISTENING: NTSTATUS = 0xc00000bc_u32 as NTSTATUS;
+pub const STATUS_DUPLICATE_NAME: NTSTATUS = 0xc00000bd_u32 as NTSTATUS;
+pub const STATUS_BAD_NETWORK_PATH: NTSTATUS = 0xc00000be_u32 as NTSTATUS;
+pub const STATUS_NETWORK_BUSY: NTSTATUS = 0xc00000bf_u32 as NTSTATUS;
+pub const STATUS_DEVICE_DOES_NOT_EXIST: NTSTATUS = 0xc00000c0_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_COMMANDS: NTSTATUS = 0xc00000c1_u32 as NTSTATUS;
+pub const STATUS_ADAPTER_HARDWARE_ERROR: NTSTATUS = 0xc00000c2_u32 as NTSTATUS;
+pub const STATUS_INVALID_NETWORK_RESPONSE: NTSTATUS = 0xc00000c3_u32 as NTSTATUS;
+pub const STATUS_UNEXPECTED_NETWORK_ERROR: NTSTATUS = 0xc00000c4_u32 as NTSTATUS;
+pub const STATUS_BAD_REMOTE_ADAPTER: NTSTATUS = 0xc00000c5_u32 as NTSTATUS;
+pub const STATUS_PRINT_QUEUE_FULL: NTSTATUS = 0xc00000c6_u32 as NTSTATUS;
+pub const STATUS_NO_SPOOL_SPACE: NTSTATUS = 0xc00000c7_u32 as NTSTATUS;
+pub const STATUS_PRINT_CANCELLED: NTSTATUS = 0xc00000c8_u32 as NTSTATUS;
+pub const STATUS_NETWORK_NAME_DELETED: NTSTATUS = 0xc00000c9_u32 as NTSTATUS;
+pub const STATUS_NETWORK_ACCESS_DENIED: NTSTATUS = 0xc00000ca_u32 as NTSTATUS;
+pub const STATUS_BAD_DEVICE_TYPE: NTSTATUS = 0xc00000cb_u32 as NTSTATUS;
+pub const STATUS_BAD_NETWORK_NAME: NTSTATUS = 0xc00000cc_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_NAMES: NTSTATUS = 0xc00000cd_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_SESSIONS: NTSTATUS = 0xc00000ce_u32 as NTSTATUS;
+pub const STATUS_SHARING_PAUSED: NTSTATUS = 0xc00000cf_u32 as NTSTATUS;
+pub const STATUS_REQUEST_NOT_ACCEPTED: NTSTATUS = 0xc00000d0_u32 as NTSTATUS;
+pub const STATUS_REDIRECTOR_PAUSED: NTSTATUS = 0xc00000d1_u32 as NTSTATUS;
+pub const STATUS_NET_WRITE_FAULT: NTSTATUS = 0xc00000d2_u32 as NTSTATUS;
+pub const STATUS_PROFILING_AT_LIMIT: NTSTATUS = 0xc00000d3_u32 as NTSTATUS;
+pub const STATUS_NOT_SAME_DEVICE: NTSTATUS = 0xc00000d4_u32 as NTSTATUS;
+pub const STATUS_FILE_RENAMED: NTSTATUS = 0xc00000d5_u32 as NTSTATUS;
+pub const STATUS_VIRTUAL_CIRCUIT_CLOSED: NTSTATUS = 0xc00000d6_u32 as NTSTATUS;
+pub const STATUS_NO_SECURITY_ON_OBJECT: NTSTATUS = 0xc00000d7_u32 as NTSTATUS;
+pub const STATUS_CANT_WAIT: NTSTATUS = 0xc00000d8_u32 as NTSTATUS;
+pub const STATUS_PIPE_EMPTY: NTSTATUS = 0xc00000d9_u32 as NTSTATUS;
+pub const STATUS_CANT_ACCESS_DOMAIN_INFO: NTSTATUS = 0xc00000da_u32 as NTSTATUS;
+pub const STATUS_CANT_TERMINATE_SELF: NTSTATUS = 0xc00000db_u32 as NTSTATUS;
+pub const STATUS_INVALID_SERVER_STATE: NTSTATUS = 0xc00000dc_u32 as NTSTATUS;
+pub const STATUS_INVALID_DOMAIN_STATE: NTSTATUS = 0xc00000dd_u32 as NTSTATUS;
+pub const STATUS_INVALID_DOMAIN_ROLE: NTSTATUS = 0xc00000de_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_DOMAIN: NTSTATUS = 0xc00000df_u32 as NTSTATUS;
+pub const STATUS_DOMAIN_EXISTS: NTSTATUS = 0xc00000e0_u32 as NTSTATUS;
+pub const STATUS_DOMAIN_LIMIT_EXCEEDED: NTSTATUS = 0xc00000e1_u32 as NTSTATUS;
+pub const STATUS_OPLOCK_NOT_GRANTED: NTSTATUS = 0xc00000e2_u32 as NTSTATUS;
+pub const STATUS_INVALID_OPLOCK_PROTOCOL: NTSTATUS = 0xc00000e3_u32 as NTSTATUS;
+pub const STATUS_INTERNAL_DB_CORRUPTION: NTSTATUS = 0xc00000e4_u32 as NTSTATUS;
+pub const STATUS_INTERNAL_ERROR: NTSTATUS = 0xc00000e5_u32 as NTSTATUS;
+pub const STATUS_GENERIC_NOT_MAPPED: NTSTATUS = 0xc00000e6_u32 as NTSTATUS;
+pub const STATUS_BAD_DESCRIPTOR_FORMAT: NTSTATUS = 0xc00000e7_u32 as NTSTATUS;
+pub const STATUS_INVALID_USER_BUFFER: NTSTATUS = 0xc00000e8_u32 as NTSTATUS;
+pub const STATUS_UNEXPECTED_IO_ERROR: NTSTATUS = 0xc00000e9_u32 as NTSTATUS;
+pub const STATUS_UNEXPECTED_MM_CREATE_ERR: NTSTATUS = 0xc00000ea_u32 as NTSTATUS;
+pub const STATUS_UNEXPECTED_MM_MAP_ERROR: NTSTATUS = 0xc00000eb_u32 as NTSTATUS;
+pub const STATUS_UNEXPECTED_MM_EXTEND_ERR: NTSTATUS = 0xc00000ec_u32 as NTSTATUS;
+pub const STATUS_NOT_LOGON_PROCESS: NTSTATUS = 0xc00000ed_u32 as NTSTATUS;
+pub const STATUS_LOGON_SESSION_EXISTS: NTSTATUS = 0xc00000ee_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_1: NTSTATUS = 0xc00000ef_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_2: NTSTATUS = 0xc00000f0_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_3: NTSTATUS = 0xc00000f1_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_4: NTSTATUS = 0xc00000f2_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_5: NTSTATUS = 0xc00000f3_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_6: NTSTATUS = 0xc00000f4_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_7: NTSTATUS = 0xc00000f5_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_8: NTSTATUS = 0xc00000f6_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_9: NTSTATUS = 0xc00000f7_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_10: NTSTATUS = 0xc00000f8_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_11: NTSTATUS = 0xc00000f9_u32 as NTSTATUS;
+pub const STATUS_INVALID_PARAMETER_12: NTSTATUS = 0xc00000fa_u32 as NTSTATUS;
+pub const STATUS_REDIRECTOR_NOT_STARTED: NTSTATUS = 0xc00000fb_u32 as NTSTATUS;
+pub const STATUS_REDIRECTOR_STARTED: NTSTATUS = 0xc00000fc_u32 as NTSTATUS;
+pub const STATUS_STACK_OVERFLOW: NTSTATUS = 0xc00000fd_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_PACKAGE: NTSTATUS = 0xc00000fe_u32 as NTSTATUS;
+pub const STATUS_BAD_FUNCTION_TABLE: NTSTATUS = 0xc00000ff_u32 as NTSTATUS;
+pub const STATUS_VARIABLE_NOT_FOUND: NTSTATUS = 0xc0000100_u32 as NTSTATUS;
+pub const STATUS_DIRECTORY_NOT_EMPTY: NTSTATUS = 0xc0000101_u32 as NTSTATUS;
+pub const STATUS_FILE_CORRUPT_ERROR: NTSTATUS = 0xc0000102_u32 as NTSTATUS;
+pub const STATUS_NOT_A_DIRECTORY: NTSTATUS = 0xc0000103_u32 as NTSTATUS;
+pub const STATUS_BAD_LOGON_SESSION_STATE: NTSTATUS = 0xc0000104_u32 as NTSTATUS;
+pub const STATUS_LOGON_SESSION_COLLISION: NTSTATUS = 0xc0000105_u32 as NTSTATUS;
+pub const STATUS_NAME_TOO_LONG: NTSTATUS = 0xc0000106_u32 as NTSTATUS;
+pub const STATUS_FILES_OPEN: NTSTATUS = 0xc0000107_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_IN_USE: NTSTATUS = 0xc0000108_u32 as NTSTATUS;
+pub const STATUS_MESSAGE_NOT_FOUND: NTSTATUS = 0xc0000109_u32 as NTSTATUS;
+pub const STATUS_PROCESS_IS_TERMINATING: NTSTATUS = 0xc000010a_u32 as NTSTATUS;
+pub const STATUS_INVALID_LOGON_TYPE: NTSTATUS = 0xc000010b_u32 as NTSTATUS;
+pub const STATUS_NO_GUID_TRANSLATION: NTSTATUS = 0xc000010c_u32 as NTSTATUS;
+pub const STATUS_CANNOT_IMPERSONATE: NTSTATUS = 0xc000010d_u32 as NTSTATUS;
+pub const STATUS_IMAGE_ALREADY_LOADED: NTSTATUS = 0xc000010e_u32 as NTSTATUS;
+pub const STATUS_NO_LDT: NTSTATUS = 0xc0000117_u32 as NTSTATUS;
+pub const STATUS_INVALID_LDT_SIZE: NTSTATUS = 0xc0000118_u32 as NTSTATUS;
+pub const STATUS_INVALID_LDT_OFFSET: NTSTATUS = 0xc0000119_u32 as NTSTATUS;
+pub const STATUS_INVALID_LDT_DESCRIPTOR: NTSTATUS = 0xc000011a_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_NE_FORMAT: NTSTATUS = 0xc000011b_u32 as NTSTATUS;
+pub const STATUS_RXACT_INVALID_STATE: NTSTATUS = 0xc000011c_u32 as NTSTATUS;
+pub const STATUS_RXACT_COMMIT_FAILURE: NTSTATUS = 0xc000011d_u32 as NTSTATUS;
+pub const STATUS_MAPPED_FILE_SIZE_ZERO: NTSTATUS = 0xc000011e_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_OPENED_FILES: NTSTATUS = 0xc000011f_u32 as NTSTATUS;
+pub const STATUS_CANCELLED: NTSTATUS = 0xc0000120_u32 as NTSTATUS;
+pub const STATUS_CANNOT_DELETE: NTSTATUS = 0xc0000121_u32 as NTSTATUS;
+pub const STATUS_INVALID_COMPUTER_NAME: NTSTATUS = 0xc0000122_u32 as NTSTATUS;
+pub const STATUS_FILE_DELETED: NTSTATUS = 0xc0000123_u32 as NTSTATUS;
+pub const STATUS_SPECIAL_ACCOUNT: NTSTATUS = 0xc0000124_u32 as NTSTATUS;
+pub const STATUS_SPECIAL_GROUP: NTSTATUS = 0xc0000125_u32 as NTSTATUS;
+pub const STATUS_SPECIAL_USER: NTSTATUS = 0xc0000126_u32 as NTSTATUS;
+pub const STATUS_MEMBERS_PRIMARY_GROUP: NTSTATUS = 0xc0000127_u32 as NTSTATUS;
+pub const STATUS_FILE_CLOSED: NTSTATUS = 0xc0000128_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_THREADS: NTSTATUS = 0xc0000129_u32 as NTSTATUS;
+pub const STATUS_THREAD_NOT_IN_PROCESS: NTSTATUS = 0xc000012a_u32 as NTSTATUS;
+pub const STATUS_TOKEN_ALREADY_IN_USE: NTSTATUS = 0xc000012b_u32 as NTSTATUS;
+pub const STATUS_PAGEFILE_QUOTA_EXCEEDED: NTSTATUS = 0xc000012c_u32 as NTSTATUS;
+pub const STATUS_COMMITMENT_LIMIT: NTSTATUS = 0xc000012d_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_LE_FORMAT: NTSTATUS = 0xc000012e_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_NOT_MZ: NTSTATUS = 0xc000012f_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_PROTECT: NTSTATUS = 0xc0000130_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_WIN_16: NTSTATUS = 0xc0000131_u32 as NTSTATUS;
+pub const STATUS_LOGON_SERVER_CONFLICT: NTSTATUS = 0xc0000132_u32 as NTSTATUS;
+pub const STATUS_TIME_DIFFERENCE_AT_DC: NTSTATUS = 0xc0000133_u32 as NTSTATUS;
+pub const STATUS_SYNCHRONIZATION_REQUIRED: NTSTATUS = 0xc0000134_u32 as NTSTATUS;
+pub const STATUS_DLL_NOT_FOUND: NTSTATUS = 0xc0000135_u32 as NTSTATUS;
+pub const STATUS_OPEN_FAILED: NTSTATUS = 0xc0000136_u32 as NTSTATUS;
+pub const STATUS_IO_PRIVILEGE_FAILED: NTSTATUS = 0xc0000137_u32 as NTSTATUS;
+pub const STATUS_ORDINAL_NOT_FOUND: NTSTATUS = 0xc0000138_u32 as NTSTATUS;
+pub const STATUS_ENTRYPOINT_NOT_FOUND: NTSTATUS = 0xc0000139_u32 as NTSTATUS;
+pub const STATUS_CONTROL_C_EXIT: NTSTATUS = 0xc000013a_u32 as NTSTATUS;
+pub const STATUS_LOCAL_DISCONNECT: NTSTATUS = 0xc000013b_u32 as NTSTATUS;
+pub const STATUS_REMOTE_DISCONNECT: NTSTATUS = 0xc000013c_u32 as NTSTATUS;
+pub const STATUS_REMOTE_RESOURCES: NTSTATUS = 0xc000013d_u32 as NTSTATUS;
+pub const STATUS_LINK_FAILED: NTSTATUS = 0xc000013e_u32 as NTSTATUS;
+pub const STATUS_LINK_TIMEOUT: NTSTATUS = 0xc000013f_u32 as NTSTATUS;
+pub const STATUS_INVALID_CONNECTION: NTSTATUS = 0xc0000140_u32 as NTSTATUS;
+pub const STATUS_INVALID_ADDRESS: NTSTATUS = 0xc0000141_u32 as NTSTATUS;
+pub const STATUS_DLL_INIT_FAILED: NTSTATUS = 0xc0000142_u32 as NTSTATUS;
+pub const STATUS_MISSING_SYSTEMFILE: NTSTATUS = 0xc0000143_u32 as NTSTATUS;
+pub const STATUS_UNHANDLED_EXCEPTION: NTSTATUS = 0xc0000144_u32 as NTSTATUS;
+pub const STATUS_APP_INIT_FAILURE: NTSTATUS = 0xc0000145_u32 as NTSTATUS;
+pub const STATUS_PAGEFILE_CREATE_FAILED: NTSTATUS = 0xc0000146_u32 as NTSTATUS;
+pub const STATUS_NO_PAGEFILE: NTSTATUS = 0xc0000147_u32 as NTSTATUS;
+pub const STATUS_INVALID_LEVEL: NTSTATUS = 0xc0000148_u32 as NTSTATUS;
+pub const STATUS_WRONG_PASSWORD_CORE: NTSTATUS = 0xc0000149_u32 as NTSTATUS;
+pub const STATUS_ILLEGAL_FLOAT_CONTEXT: NTSTATUS = 0xc000014a_u32 as NTSTATUS;
+pub const STATUS_PIPE_BROKEN: NTSTATUS = 0xc000014b_u32 as NTSTATUS;
+pub const STATUS_REGISTRY_CORRUPT: NTSTATUS = 0xc000014c_u32 as NTSTATUS;
+pub const STATUS_REGISTRY_IO_FAILED: NTSTATUS = 0xc000014d_u32 as NTSTATUS;
+pub const STATUS_NO_EVENT_PAIR: NTSTATUS = 0xc000014e_u32 as NTSTATUS;
+pub const STATUS_UNRECOGNIZED_VOLUME: NTSTATUS = 0xc000014f_u32 as NTSTATUS;
+pub const STATUS_SERIAL_NO_DEVICE_INITED: NTSTATUS = 0xc0000150_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_ALIAS: NTSTATUS = 0xc0000151_u32 as NTSTATUS;
+pub const STATUS_MEMBER_NOT_IN_ALIAS: NTSTATUS = 0xc0000152_u32 as NTSTATUS;
+pub const STATUS_MEMBER_IN_ALIAS: NTSTATUS = 0xc0000153_u32 as NTSTATUS;
+pub const STATUS_ALIAS_EXISTS: NTSTATUS = 0xc0000154_u32 as NTSTATUS;
+pub const STATUS_LOGON_NOT_GRANTED: NTSTATUS = 0xc0000155_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_SECRETS: NTSTATUS = 0xc0000156_u32 as NTSTATUS;
+pub const STATUS_SECRET_TOO_LONG: NTSTATUS = 0xc0000157_u32 as NTSTATUS;
+pub const STATUS_INTERNAL_DB_ERROR: NTSTATUS = 0xc0000158_u32 as NTSTATUS;
+pub const STATUS_FULLSCREEN_MODE: NTSTATUS = 0xc0000159_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_CONTEXT_IDS: NTSTATUS = 0xc000015a_u32 as NTSTATUS;
+pub const STATUS_LOGON_TYPE_NOT_GRANTED: NTSTATUS = 0xc000015b_u32 as NTSTATUS;
+pub const STATUS_NOT_REGISTRY_FILE: NTSTATUS = 0xc000015c_u32 as NTSTATUS;
+pub const STATUS_NT_CROSS_ENCRYPTION_REQUIRED: NTSTATUS = 0xc000015d_u32 as NTSTATUS;
+pub const STATUS_DOMAIN_CTRLR_CONFIG_ERROR: NTSTATUS = 0xc000015e_u32 as NTSTATUS;
+pub const STATUS_FT_MISSING_MEMBER: NTSTATUS = 0xc000015f_u32 as NTSTATUS;
+pub const STATUS_ILL_FORMED_SERVICE_ENTRY: NTSTATUS = 0xc0000160_u32 as NTSTATUS;
+pub const STATUS_ILLEGAL_CHARACTER: NTSTATUS = 0xc0000161_u32 as NTSTATUS;
+pub const STATUS_UNMAPPABLE_CHARACTER: NTSTATUS = 0xc0000162_u32 as NTSTATUS;
+pub const STATUS_UNDEFINED_CHARACTER: NTSTATUS = 0xc0000163_u32 as NTSTATUS;
+pub const STATUS_FLOPPY_VOLUME: NTSTATUS = 0xc0000164_u32 as NTSTATUS;
+pub const STATUS_FLOPPY_ID_MARK_NOT_FOUND: NTSTATUS = 0xc0000165_u32 as NTSTATUS;
+pub const STATUS_FLOPPY_WRONG_CYLINDER: NTSTATUS = 0xc0000166_u32 as NTSTATUS;
+pub const STATUS_FLOPPY_UNKNOWN_ERROR: NTSTATUS = 0xc0000167_u32 as NTSTATUS;
+pub const STATUS_FLOPPY_BAD_REGISTERS: NTSTATUS = 0xc0000168_u32 as NTSTATUS;
+pub const STATUS_DISK_RECALIBRATE_FAILED: NTSTATUS = 0xc0000169_u32 as NTSTATUS;
+pub const STATUS_DISK_OPERATION_FAILED: NTSTATUS = 0xc000016a_u32 as NTSTATUS;
+pub const STATUS_DISK_RESET_FAILED: NTSTATUS = 0xc000016b_u32 as NTSTATUS;
+pub const STATUS_SHARED_IRQ_BUSY: NTSTATUS = 0xc000016c_u32 as NTSTATUS;
+pub const STATUS_FT_ORPHANING: NTSTATUS = 0xc000016d_u32 as NTSTATUS;
+pub const STATUS_BIOS_FAILED_TO_CONNECT_INTERRUPT: NTSTATUS = 0xc000016e_u32 as NTSTATUS;
+pub const STATUS_PARTITION_FAILURE: NTSTATUS = 0xc0000172_u32 as NTSTATUS;
+pub const STATUS_INVALID_BLOCK_LENGTH: NTSTATUS = 0xc0000173_u32 as NTSTATUS;
+pub const STATUS_DEVICE_NOT_PARTITIONED: NTSTATUS = 0xc0000174_u32 as NTSTATUS;
+pub const STATUS_UNABLE_TO_LOCK_MEDIA: NTSTATUS = 0xc0000175_u32 as NTSTATUS;
+pub const STATUS_UNABLE_TO_UNLOAD_MEDIA: NTSTATUS = 0xc0000176_u32 as NTSTATUS;
+pub const STATUS_EOM_OVERFLOW: NTSTATUS = 0xc0000177_u32 as NTSTATUS;
+pub const STATUS_NO_MEDIA: NTSTATUS = 0xc0000178_u32 as NTSTATUS;
+pub const STATUS_NO_SUCH_MEMBER: NTSTATUS = 0xc000017a_u32 as NTSTATUS;
+pub const STATUS_INVALID_MEMBER: NTSTATUS = 0xc000017b_u32 as NTSTATUS;
+pub const STATUS_KEY_DELETED: NTSTATUS = 0xc000017c_u32 as NTSTATUS;
+pub const STATUS_NO_LOG_SPACE: NTSTATUS = 0xc000017d_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_SIDS: NTSTATUS = 0xc000017e_u32 as NTSTATUS;
+pub const STATUS_LM_CROSS_ENCRYPTION_REQUIRED: NTSTATUS = 0xc000017f_u32 as NTSTATUS;
+pub const STATUS_KEY_HAS_CHILDREN: NTSTATUS = 0xc0000180_u32 as NTSTATUS;
+pub const STATUS_CHILD_MUST_BE_VOLATILE: NTSTATUS = 0xc0000181_u32 as NTSTATUS;
+pub const STATUS_DEVICE_CONFIGURATION_ERROR: NTSTATUS = 0xc0000182_u32 as NTSTATUS;
+pub const STATUS_DRIVER_INTERNAL_ERROR: NTSTATUS = 0xc0000183_u32 as NTSTATUS;
+pub const STATUS_INVALID_DEVICE_STATE: NTSTATUS = 0xc0000184_u32 as NTSTATUS;
+pub const STATUS_IO_DEVICE_ERROR: NTSTATUS = 0xc0000185_u32 as NTSTATUS;
+pub const STATUS_DEVICE_PROTOCOL_ERROR: NTSTATUS = 0xc0000186_u32 as NTSTATUS;
+pub const STATUS_BACKUP_CONTROLLER: NTSTATUS = 0xc0000187_u32 as NTSTATUS;
+pub const STATUS_LOG_FILE_FULL: NTSTATUS = 0xc0000188_u32 as NTSTATUS;
+pub const STATUS_TOO_LATE: NTSTATUS = 0xc0000189_u32 as NTSTATUS;
+pub const STATUS_NO_TRUST_LSA_SECRET: NTSTATUS = 0xc000018a_u32 as NTSTATUS;
+pub const STATUS_NO_TRUST_SAM_ACCOUNT: NTSTATUS = 0xc000018b_u32 as NTSTATUS;
+pub const STATUS_TRUSTED_DOMAIN_FAILURE: NTSTATUS = 0xc000018c_u32 as NTSTATUS;
+pub const STATUS_TRUSTED_RELATIONSHIP_FAILURE: NTSTATUS = 0xc000018d_u32 as NTSTATUS;
+pub const STATUS_EVENTLOG_FILE_CORRUPT: NTSTATUS = 0xc000018e_u32 as NTSTATUS;
+pub const STATUS_EVENTLOG_CANT_START: NTSTATUS = 0xc000018f_u32 as NTSTATUS;
+pub const STATUS_TRUST_FAILURE: NTSTATUS = 0xc0000190_u32 as NTSTATUS;
+pub const STATUS_MUTANT_LIMIT_EXCEEDED: NTSTATUS = 0xc0000191_u32 as NTSTATUS;
+pub const STATUS_NETLOGON_NOT_STARTED: NTSTATUS = 0xc0000192_u32 as NTSTATUS;
+pub const STATUS_ACCOUNT_EXPIRED: NTSTATUS = 0xc0000193_u32 as NTSTATUS;
+pub const STATUS_POSSIBLE_DEADLOCK: NTSTATUS = 0xc0000194_u32 as NTSTATUS;
+pub const STATUS_NETWORK_CREDENTIAL_CONFLICT: NTSTATUS = 0xc0000195_u32 as NTSTATUS;
+pub const STATUS_REMOTE_SESSION_LIMIT: NTSTATUS = 0xc0000196_u32 as NTSTATUS;
+pub const STATUS_EVENTLOG_FILE_CHANGED: NTSTATUS = 0xc0000197_u32 as NTSTATUS;
+pub const STATUS_NOLOGON_INTERDOMAIN_TRUST_ACCOUNT: NTSTATUS = 0xc0000198_u32 as NTSTATUS;
+pub const STATUS_NOLOGON_WORKSTATION_TRUST_ACCOUNT: NTSTATUS = 0xc0000199_u32 as NTSTATUS;
+pub const STATUS_NOLOGON_SERVER_TRUST_ACCOUNT: NTSTATUS = 0xc000019a_u32 as NTSTATUS;
+pub const STATUS_DOMAIN_TRUST_INCONSISTENT: NTSTATUS = 0xc000019b_u32 as NTSTATUS;
+pub const STATUS_FS_DRIVER_REQUIRED: NTSTATUS = 0xc000019c_u32 as NTSTATUS;
+pub const STATUS_IMAGE_ALREADY_LOADED_AS_DLL: NTSTATUS = 0xc000019d_u32 as NTSTATUS;
+pub const STATUS_INCOMPATIBLE_WITH_GLOBAL_SHORT_NAME_REGISTRY_SETTING: NTSTATUS = 0xc000019e_u32 as NTSTATUS;
+pub const STATUS_SHORT_NAMES_NOT_ENABLED_ON_VOLUME: NTSTATUS = 0xc000019f_u32 as NTSTATUS;
+pub const STATUS_SECURITY_STREAM_IS_INCONSISTENT: NTSTATUS = 0xc00001a0_u32 as NTSTATUS;
+pub const STATUS_INVALID_LOCK_RANGE: NTSTATUS = 0xc00001a1_u32 as NTSTATUS;
+pub const STATUS_INVALID_ACE_CONDITION: NTSTATUS = 0xc00001a2_u32 as NTSTATUS;
+pub const STATUS_IMAGE_SUBSYSTEM_NOT_PRESENT: NTSTATUS = 0xc00001a3_u32 as NTSTATUS;
+pub const STATUS_NOTIFICATION_GUID_ALREADY_DEFINED: NTSTATUS = 0xc00001a4_u32 as NTSTATUS;
+pub const STATUS_NETWORK_OPEN_RESTRICTION: NTSTATUS = 0xc0000201_u32 as NTSTATUS;
+pub const STATUS_NO_USER_SESSION_KEY: NTSTATUS = 0xc0000202_u32 as NTSTATUS;
+pub const STATUS_USER_SESSION_DELETED: NTSTATUS = 0xc0000203_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_LANG_NOT_FOUND: NTSTATUS = 0xc0000204_u32 as NTSTATUS;
+pub const STATUS_INSUFF_SERVER_RESOURCES: NTSTATUS = 0xc0000205_u32 as NTSTATUS;
+pub const STATUS_INVALID_BUFFER_SIZE: NTSTATUS = 0xc0000206_u32 as NTSTATUS;
+pub const STATUS_INVALID_ADDRESS_COMPONENT: NTSTATUS = 0xc0000207_u32 as NTSTATUS;
+pub const STATUS_INVALID_ADDRESS_WILDCARD: NTSTATUS = 0xc0000208_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_ADDRESSES: NTSTATUS = 0xc0000209_u32 as NTSTATUS;
+pub const STATUS_ADDRESS_ALREADY_EXISTS: NTSTATUS = 0xc000020a_u32 as NTSTATUS;
+pub const STATUS_ADDRESS_CLOSED: NTSTATUS = 0xc000020b_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_DISCONNECTED: NTSTATUS = 0xc000020c_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_RESET: NTSTATUS = 0xc000020d_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_NODES: NTSTATUS = 0xc000020e_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_ABORTED: NTSTATUS = 0xc000020f_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_TIMED_OUT: NTSTATUS = 0xc0000210_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NO_RELEASE: NTSTATUS = 0xc0000211_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NO_MATCH: NTSTATUS = 0xc0000212_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_RESPONDED: NTSTATUS = 0xc0000213_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_INVALID_ID: NTSTATUS = 0xc0000214_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_INVALID_TYPE: NTSTATUS = 0xc0000215_u32 as NTSTATUS;
+pub const STATUS_NOT_SERVER_SESSION: NTSTATUS = 0xc0000216_u32 as NTSTATUS;
+pub const STATUS_NOT_CLIENT_SESSION: NTSTATUS = 0xc0000217_u32 as NTSTATUS;
+pub const STATUS_CANNOT_LOAD_REGISTRY_FILE: NTSTATUS = 0xc0000218_u32 as NTSTATUS;
+pub const STATUS_DEBUG_ATTACH_FAILED: NTSTATUS = 0xc0000219_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_PROCESS_TERMINATED: NTSTATUS = 0xc000021a_u32 as NTSTATUS;
+pub const STATUS_DATA_NOT_ACCEPTED: NTSTATUS = 0xc000021b_u32 as NTSTATUS;
+pub const STATUS_NO_BROWSER_SERVERS_FOUND: NTSTATUS = 0xc000021c_u32 as NTSTATUS;
+pub const STATUS_VDM_HARD_ERROR: NTSTATUS = 0xc000021d_u32 as NTSTATUS;
+pub const STATUS_DRIVER_CANCEL_TIMEOUT: NTSTATUS = 0xc000021e_u32 as NTSTATUS;
+pub const STATUS_REPLY_MESSAGE_MISMATCH: NTSTATUS = 0xc000021f_u32 as NTSTATUS;
+pub const STATUS_MAPPED_ALIGNMENT: NTSTATUS = 0xc0000220_u32 as NTSTATUS;
+pub const STATUS_IMAGE_CHECKSUM_MISMATCH: NTSTATUS = 0xc0000221_u32 as NTSTATUS;
+pub const STATUS_LOST_WRITEBEHIND_DATA: NTSTATUS = 0xc0000222_u32 as NTSTATUS;
+pub const STATUS_CLIENT_SERVER_PARAMETERS_INVALID: NTSTATUS = 0xc0000223_u32 as NTSTATUS;
+pub const STATUS_PASSWORD_MUST_CHANGE: NTSTATUS = 0xc0000224_u32 as NTSTATUS;
+pub const STATUS_NOT_FOUND: NTSTATUS = 0xc0000225_u32 as NTSTATUS;
+pub const STATUS_NOT_TINY_STREAM: NTSTATUS = 0xc0000226_u32 as NTSTATUS;
+pub const STATUS_RECOVERY_FAILURE: NTSTATUS = 0xc0000227_u32 as NTSTATUS;
+pub const STATUS_STACK_OVERFLOW_READ: NTSTATUS = 0xc0000228_u32 as NTSTATUS;
+pub const STATUS_FAIL_CHECK: NTSTATUS = 0xc0000229_u32 as NTSTATUS;
+pub const STATUS_DUPLICATE_OBJECTID: NTSTATUS = 0xc000022a_u32 as NTSTATUS;
+pub const STATUS_OBJECTID_EXISTS: NTSTATUS = 0xc000022b_u32 as NTSTATUS;
+pub const STATUS_CONVERT_TO_LARGE: NTSTATUS = 0xc000022c_u32 as NTSTATUS;
+pub const STATUS_RETRY: NTSTATUS = 0xc000022d_u32 as NTSTATUS;
+pub const STATUS_FOUND_OUT_OF_SCOPE: NTSTATUS = 0xc000022e_u32 as NTSTATUS;
+pub const STATUS_ALLOCATE_BUCKET: NTSTATUS = 0xc000022f_u32 as NTSTATUS;
+pub const STATUS_PROPSET_NOT_FOUND: NTSTATUS = 0xc0000230_u32 as NTSTATUS;
+pub const STATUS_MARSHALL_OVERFLOW: NTSTATUS = 0xc0000231_u32 as NTSTATUS;
+pub const STATUS_INVALID_VARIANT: NTSTATUS = 0xc0000232_u32 as NTSTATUS;
+pub const STATUS_DOMAIN_CONTROLLER_NOT_FOUND: NTSTATUS = 0xc0000233_u32 as NTSTATUS;
+pub const STATUS_ACCOUNT_LOCKED_OUT: NTSTATUS = 0xc0000234_u32 as NTSTATUS;
+pub const STATUS_HANDLE_NOT_CLOSABLE: NTSTATUS = 0xc0000235_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_REFUSED: NTSTATUS = 0xc0000236_u32 as NTSTATUS;
+pub const STATUS_GRACEFUL_DISCONNECT: NTSTATUS = 0xc0000237_u32 as NTSTATUS;
+pub const STATUS_ADDRESS_ALREADY_ASSOCIATED: NTSTATUS = 0xc0000238_u32 as NTSTATUS;
+pub const STATUS_ADDRESS_NOT_ASSOCIATED: NTSTATUS = 0xc0000239_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_INVALID: NTSTATUS = 0xc000023a_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_ACTIVE: NTSTATUS = 0xc000023b_u32 as NTSTATUS;
+pub const STATUS_NETWORK_UNREACHABLE: NTSTATUS = 0xc000023c_u32 as NTSTATUS;
+pub const STATUS_HOST_UNREACHABLE: NTSTATUS = 0xc000023d_u32 as NTSTATUS;
+pub const STATUS_PROTOCOL_UNREACHABLE: NTSTATUS = 0xc000023e_u32 as NTSTATUS;
+pub const STATUS_PORT_UNREACHABLE: NTSTATUS = 0xc000023f_u32 as NTSTATUS;
+pub const STATUS_REQUEST_ABORTED: NTSTATUS = 0xc0000240_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_ABORTED: NTSTATUS = 0xc0000241_u32 as NTSTATUS;
+pub const STATUS_BAD_COMPRESSION_BUFFER: NTSTATUS = 0xc0000242_u32 as NTSTATUS;
+pub const STATUS_USER_MAPPED_FILE: NTSTATUS = 0xc0000243_u32 as NTSTATUS;
+pub const STATUS_AUDIT_FAILED: NTSTATUS = 0xc0000244_u32 as NTSTATUS;
+pub const STATUS_TIMER_RESOLUTION_NOT_SET: NTSTATUS = 0xc0000245_u32 as NTSTATUS;
+pub const STATUS_CONNECTION_COUNT_LIMIT: NTSTATUS = 0xc0000246_u32 as NTSTATUS;
+pub const STATUS_LOGIN_TIME_RESTRICTION: NTSTATUS = 0xc0000247_u32 as NTSTATUS;
+pub const STATUS_LOGIN_WKSTA_RESTRICTION: NTSTATUS = 0xc0000248_u32 as NTSTATUS;
+pub const STATUS_IMAGE_MP_UP_MISMATCH: NTSTATUS = 0xc0000249_u32 as NTSTATUS;
+pub const STATUS_INSUFFICIENT_LOGON_INFO: NTSTATUS = 0xc0000250_u32 as NTSTATUS;
+pub const STATUS_BAD_DLL_ENTRYPOINT: NTSTATUS = 0xc0000251_u32 as NTSTATUS;
+pub const STATUS_BAD_SERVICE_ENTRYPOINT: NTSTATUS = 0xc0000252_u32 as NTSTATUS;
+pub const STATUS_LPC_REPLY_LOST: NTSTATUS = 0xc0000253_u32 as NTSTATUS;
+pub const STATUS_IP_ADDRESS_CONFLICT1: NTSTATUS = 0xc0000254_u32 as NTSTATUS;
+pub const STATUS_IP_ADDRESS_CONFLICT2: NTSTATUS = 0xc0000255_u32 as NTSTATUS;
+pub const STATUS_REGISTRY_QUOTA_LIMIT: NTSTATUS = 0xc0000256_u32 as NTSTATUS;
+pub const STATUS_PATH_NOT_COVERED: NTSTATUS = 0xc0000257_u32 as NTSTATUS;
+pub const STATUS_NO_CALLBACK_ACTIVE: NTSTATUS = 0xc0000258_u32 as NTSTATUS;
+pub const STATUS_LICENSE_QUOTA_EXCEEDED: NTSTATUS = 0xc0000259_u32 as NTSTATUS;
+pub const STATUS_PWD_TOO_SHORT: NTSTATUS = 0xc000025a_u32 as NTSTATUS;
+pub const STATUS_PWD_TOO_RECENT: NTSTATUS = 0xc000025b_u32 as NTSTATUS;
+pub const STATUS_PWD_HISTORY_CONFLICT: NTSTATUS = 0xc000025c_u32 as NTSTATUS;
+pub const STATUS_PLUGPLAY_NO_DEVICE: NTSTATUS = 0xc000025e_u32 as NTSTATUS;
+pub const STATUS_UNSUPPORTED_COMPRESSION: NTSTATUS = 0xc000025f_u32 as NTSTATUS;
+pub const STATUS_INVALID_HW_PROFILE: NTSTATUS = 0xc0000260_u32 as NTSTATUS;
+pub const STATUS_INVALID_PLUGPLAY_DEVICE_PATH: NTSTATUS = 0xc0000261_u32 as NTSTATUS;
+pub const STATUS_DRIVER_ORDINAL_NOT_FOUND: NTSTATUS = 0xc0000262_u32 as NTSTATUS;
+pub const STATUS_DRIVER_ENTRYPOINT_NOT_FOUND: NTSTATUS = 0xc0000263_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_NOT_OWNED: NTSTATUS = 0xc0000264_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_LINKS: NTSTATUS = 0xc0000265_u32 as NTSTATUS;
+pub const STATUS_QUOTA_LIST_INCONSISTENT: NTSTATUS = 0xc0000266_u32 as NTSTATUS;
+pub const STATUS_FILE_IS_OFFLINE: NTSTATUS = 0xc0000267_u32 as NTSTATUS;
+pub const STATUS_EVALUATION_EXPIRATION: NTSTATUS = 0xc0000268_u32 as NTSTATUS;
+pub const STATUS_ILLEGAL_DLL_RELOCATION: NTSTATUS = 0xc0000269_u32 as NTSTATUS;
+pub const STATUS_LICENSE_VIOLATION: NTSTATUS = 0xc000026a_u32 as NTSTATUS;
+pub const STATUS_DLL_INIT_FAILED_LOGOFF: NTSTATUS = 0xc000026b_u32 as NTSTATUS;
+pub const STATUS_DRIVER_UNABLE_TO_LOAD: NTSTATUS = 0xc000026c_u32 as NTSTATUS;
+pub const STATUS_DFS_UNAVAILABLE: NTSTATUS = 0xc000026d_u32 as NTSTATUS;
+pub const STATUS_VOLUME_DISMOUNTED: NTSTATUS = 0xc000026e_u32 as NTSTATUS;
+pub const STATUS_WX86_INTERNAL_ERROR: NTSTATUS = 0xc000026f_u32 as NTSTATUS;
+pub const STATUS_WX86_FLOAT_STACK_CHECK: NTSTATUS = 0xc0000270_u32 as NTSTATUS;
+pub const STATUS_VALIDATE_CONTINUE: NTSTATUS = 0xc0000271_u32 as NTSTATUS;
+pub const STATUS_NO_MATCH: NTSTATUS = 0xc0000272_u32 as NTSTATUS;
+pub const STATUS_NO_MORE_MATCHES: NTSTATUS = 0xc0000273_u32 as NTSTATUS;
+pub const STATUS_NOT_A_REPARSE_POINT: NTSTATUS = 0xc0000275_u32 as NTSTATUS;
+pub const STATUS_IO_REPARSE_TAG_INVALID: NTSTATUS = 0xc0000276_u32 as NTSTATUS;
+pub const STATUS_IO_REPARSE_TAG_MISMATCH: NTSTATUS = 0xc0000277_u32 as NTSTATUS;
+pub const STATUS_IO_REPARSE_DATA_INVALID: NTSTATUS = 0xc0000278_u32 as NTSTATUS;
+pub const STATUS_IO_REPARSE_TAG_NOT_HANDLED: NTSTATUS = 0xc0000279_u32 as NTSTATUS;
+pub const STATUS_REPARSE_POINT_NOT_RESOLVED: NTSTATUS = 0xc0000280_u32 as NTSTATUS;
+pub const STATUS_DIRECTORY_IS_A_REPARSE_POINT: NTSTATUS = 0xc0000281_u32 as NTSTATUS;
+pub const STATUS_RANGE_LIST_CONFLICT: NTSTATUS = 0xc0000282_u32 as NTSTATUS;
+pub const STATUS_SOURCE_ELEMENT_EMPTY: NTSTATUS = 0xc0000283_u32 as NTSTATUS;
+pub const STATUS_DESTINATION_ELEMENT_FULL: NTSTATUS = 0xc0000284_u32 as NTSTATUS;
+pub const STATUS_ILLEGAL_ELEMENT_ADDRESS: NTSTATUS = 0xc0000285_u32 as NTSTATUS;
+pub const STATUS_MAGAZINE_NOT_PRESENT: NTSTATUS = 0xc0000286_u32 as NTSTATUS;
+pub const STATUS_REINITIALIZATION_NEEDED: NTSTATUS = 0xc0000287_u32 as NTSTATUS;
+pub const STATUS_ENCRYPTION_FAILED: NTSTATUS = 0xc000028a_u32 as NTSTATUS;
+pub const STATUS_DECRYPTION_FAILED: NTSTATUS = 0xc000028b_u32 as NTSTATUS;
+pub const STATUS_RANGE_NOT_FOUND: NTSTATUS = 0xc000028c_u32 as NTSTATUS;
+pub const STATUS_NO_RECOVERY_POLICY: NTSTATUS = 0xc000028d_u32 as NTSTATUS;
+pub const STATUS_NO_EFS: NTSTATUS = 0xc000028e_u32 as NTSTATUS;
+pub const STATUS_WRONG_EFS: NTSTATUS = 0xc000028f_u32 as NTSTATUS;
+pub const STATUS_NO_USER_KEYS: NTSTATUS = 0xc0000290_u32 as NTSTATUS;
+pub const STATUS_FILE_NOT_ENCRYPTED: NTSTATUS = 0xc0000291_u32 as NTSTATUS;
+pub const STATUS_NOT_EXPORT_FORMAT: NTSTATUS = 0xc0000292_u32 as NTSTATUS;
+pub const STATUS_FILE_ENCRYPTED: NTSTATUS = 0xc0000293_u32 as NTSTATUS;
+pub const STATUS_WMI_GUID_NOT_FOUND: NTSTATUS = 0xc0000295_u32 as NTSTATUS;
+pub const STATUS_WMI_INSTANCE_NOT_FOUND: NTSTATUS = 0xc0000296_u32 as NTSTATUS;
+pub const STATUS_WMI_ITEMID_NOT_FOUND: NTSTATUS = 0xc0000297_u32 as NTSTATUS;
+pub const STATUS_WMI_TRY_AGAIN: NTSTATUS = 0xc0000298_u32 as NTSTATUS;
+pub const STATUS_SHARED_POLICY: NTSTATUS = 0xc0000299_u32 as NTSTATUS;
+pub const STATUS_POLICY_OBJECT_NOT_FOUND: NTSTATUS = 0xc000029a_u32 as NTSTATUS;
+pub const STATUS_POLICY_ONLY_IN_DS: NTSTATUS = 0xc000029b_u32 as NTSTATUS;
+pub const STATUS_VOLUME_NOT_UPGRADED: NTSTATUS = 0xc000029c_u32 as NTSTATUS;
+pub const STATUS_REMOTE_STORAGE_NOT_ACTIVE: NTSTATUS = 0xc000029d_u32 as NTSTATUS;
+pub const STATUS_REMOTE_STORAGE_MEDIA_ERROR: NTSTATUS = 0xc000029e_u32 as NTSTATUS;
+pub const STATUS_NO_TRACKING_SERVICE: NTSTATUS = 0xc000029f_u32 as NTSTATUS;
+pub const STATUS_SERVER_SID_MISMATCH: NTSTATUS = 0xc00002a0_u32 as NTSTATUS;
+pub const STATUS_DS_NO_ATTRIBUTE_OR_VALUE: NTSTATUS = 0xc00002a1_u32 as NTSTATUS;
+pub const STATUS_DS_INVALID_ATTRIBUTE_SYNTAX: NTSTATUS = 0xc00002a2_u32 as NTSTATUS;
+pub const STATUS_DS_ATTRIBUTE_TYPE_UNDEFINED: NTSTATUS = 0xc00002a3_u32 as NTSTATUS;
+pub const STATUS_DS_ATTRIBUTE_OR_VALUE_EXISTS: NTSTATUS = 0xc00002a4_u32 as NTSTATUS;
+pub const STATUS_DS_BUSY: NTSTATUS = 0xc00002a5_u32 as NTSTATUS;
+pub const STATUS_DS_UNAVAILABLE: NTSTATUS = 0xc00002a6_u32 as NTSTATUS;
+pub const STATUS_DS_NO_RIDS_ALLOCATED: NTSTATUS = 0xc00002a7_u32 as NTSTATUS;
+pub const STATUS_DS_NO_MORE_RIDS: NTSTATUS = 0xc00002a8_u32 as NTSTATUS;
+pub const STATUS_DS_INCORRECT_ROLE_OWNER: NTSTATUS = 0xc00002a9_u32 as NTSTATUS;
+pub const STATUS_DS_RIDMGR_INIT_ERROR: NTSTATUS = 0xc00002aa_u32 as NTSTATUS;
+pub const STATUS_DS_OBJ_CLASS_VIOLATION: NTSTATUS = 0xc00002ab_u32 as NTSTATUS;
+pub const STATUS_DS_CANT_ON_NON_LEAF: NTSTATUS = 0xc00002ac_u32 as NTSTATUS;
+pub const STATUS_DS_CANT_ON_RDN: NTSTATUS = 0xc00002ad_u32 as NTSTATUS;
+pub const STATUS_DS_CANT_MOD_OBJ_CLASS: NTSTATUS = 0xc00002ae_u32 as NTSTATUS;
+pub const STATUS_DS_CROSS_DOM_MOVE_FAILED: NTSTATUS = 0xc00002af_u32 as NTSTATUS;
+pub const STATUS_DS_GC_NOT_AVAILABLE: NTSTATUS = 0xc00002b0_u32 as NTSTATUS;
+pub const STATUS_DIRECTORY_SERVICE_REQUIRED: NTSTATUS = 0xc00002b1_u32 as NTSTATUS;
+pub const STATUS_REPARSE_ATTRIBUTE_CONFLICT: NTSTATUS = 0xc00002b2_u32 as NTSTATUS;
+pub const STATUS_CANT_ENABLE_DENY_ONLY: NTSTATUS = 0xc00002b3_u32 as NTSTATUS;
+pub const STATUS_FLOAT_MULTIPLE_FAULTS: NTSTATUS = 0xc00002b4_u32 as NTSTATUS;
+pub const STATUS_FLOAT_MULTIPLE_TRAPS: NTSTATUS = 0xc00002b5_u32 as NTSTATUS;
+pub const STATUS_DEVICE_REMOVED: NTSTATUS = 0xc00002b6_u32 as NTSTATUS;
+pub const STATUS_JOURNAL_DELETE_IN_PROGRESS: NTSTATUS = 0xc00002b7_u32 as NTSTATUS;
+pub const STATUS_JOURNAL_NOT_ACTIVE: NTSTATUS = 0xc00002b8_u32 as NTSTATUS;
+pub const STATUS_NOINTERFACE: NTSTATUS = 0xc00002b9_u32 as NTSTATUS;
+pub const STATUS_DS_ADMIN_LIMIT_EXCEEDED: NTSTATUS = 0xc00002c1_u32 as NTSTATUS;
+pub const STATUS_DRIVER_FAILED_SLEEP: NTSTATUS = 0xc00002c2_u32 as NTSTATUS;
+pub const STATUS_MUTUAL_AUTHENTICATION_FAILED: NTSTATUS = 0xc00002c3_u32 as NTSTATUS;
+pub const STATUS_CORRUPT_SYSTEM_FILE: NTSTATUS = 0xc00002c4_u32 as NTSTATUS;
+pub const STATUS_DATATYPE_MISALIGNMENT_ERROR: NTSTATUS = 0xc00002c5_u32 as NTSTATUS;
+pub const STATUS_WMI_READ_ONLY: NTSTATUS = 0xc00002c6_u32 as NTSTATUS;
+pub const STATUS_WMI_SET_FAILURE: NTSTATUS = 0xc00002c7_u32 as NTSTATUS;
+pub const STATUS_COMMITMENT_MINIMUM: NTSTATUS = 0xc00002c8_u32 as NTSTATUS;
+pub const STATUS_REG_NAT_CONSUMPTION: NTSTATUS = 0xc00002c9_u32 as NTSTATUS;
+pub const STATUS_TRANSPORT_FULL: NTSTATUS = 0xc00002ca_u32 as NTSTATUS;
+pub const STATUS_DS_SAM_INIT_FAILURE: NTSTATUS = 0xc00002cb_u32 as NTSTATUS;
+pub const STATUS_ONLY_IF_CONNECTED: NTSTATUS = 0xc00002cc_u32 as NTSTATUS;
+pub const STATUS_DS_SENSITIVE_GROUP_VIOLATION: NTSTATUS = 0xc00002cd_u32 as NTSTATUS;
+pub const STATUS_PNP_RESTART_ENUMERATION: NTSTATUS = 0xc00002ce_u32 as NTSTATUS;
+pub const STATUS_JOURNAL_ENTRY_DELETED: NTSTATUS = 0xc00002cf_u32 as NTSTATUS;
+pub const STATUS_DS_CANT_MOD_PRIMARYGROUPID: NTSTATUS = 0xc00002d0_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_IMAGE_BAD_SIGNATURE: NTSTATUS = 0xc00002d1_u32 as NTSTATUS;
+pub const STATUS_PNP_REBOOT_REQUIRED: NTSTATUS = 0xc00002d2_u32 as NTSTATUS;
+pub const STATUS_POWER_STATE_INVALID: NTSTATUS = 0xc00002d3_u32 as NTSTATUS;
+pub const STATUS_DS_INVALID_GROUP_TYPE: NTSTATUS = 0xc00002d4_u32 as NTSTATUS;
+pub const STATUS_DS_NO_NEST_GLOBALGROUP_IN_MIXEDDOMAIN: NTSTATUS = 0xc00002d5_u32 as NTSTATUS;
+pub const STATUS_DS_NO_NEST_LOCALGROUP_IN_MIXEDDOMAIN: NTSTATUS = 0xc00002d6_u32 as NTSTATUS;
+pub const STATUS_DS_GLOBAL_CANT_HAVE_LOCAL_MEMBER: NTSTATUS = 0xc00002d7_u32 as NTSTATUS;
+pub const STATUS_DS_GLOBAL_CANT_HAVE_UNIVERSAL_MEMBER: NTSTATUS = 0xc00002d8_u32 as NTSTATUS;
+pub const STATUS_DS_UNIVERSAL_CANT_HAVE_LOCAL_MEMBER: NTSTATUS = 0xc00002d9_u32 as NTSTATUS;
+pub const STATUS_DS_GLOBAL_CANT_HAVE_CROSSDOMAIN_MEMBER: NTSTATUS = 0xc00002da_u32 as NTSTATUS;
+pub const STATUS_DS_LOCAL_CANT_HAVE_CROSSDOMAIN_LOCAL_MEMBER: NTSTATUS = 0xc00002db_u32 as NTSTATUS;
+pub const STATUS_DS_HAVE_PRIMARY_MEMBERS: NTSTATUS = 0xc00002dc_u32 as NTSTATUS;
+pub const STATUS_WMI_NOT_SUPPORTED: NTSTATUS = 0xc00002dd_u32 as NTSTATUS;
+pub const STATUS_INSUFFICIENT_POWER: NTSTATUS = 0xc00002de_u32 as NTSTATUS;
+pub const STATUS_SAM_NEED_BOOTKEY_PASSWORD: NTSTATUS = 0xc00002df_u32 as NTSTATUS;
+pub const STATUS_SAM_NEED_BOOTKEY_FLOPPY: NTSTATUS = 0xc00002e0_u32 as NTSTATUS;
+pub const STATUS_DS_CANT_START: NTSTATUS = 0xc00002e1_u32 as NTSTATUS;
+pub const STATUS_DS_INIT_FAILURE: NTSTATUS = 0xc00002e2_u32 as NTSTATUS;
+pub const STATUS_SAM_INIT_FAILURE: NTSTATUS = 0xc00002e3_u32 as NTSTATUS;
+pub const STATUS_DS_GC_REQUIRED: NTSTATUS = 0xc00002e4_u32 as NTSTATUS;
+pub const STATUS_DS_LOCAL_MEMBER_OF_LOCAL_ONLY: NTSTATUS = 0xc00002e5_u32 as NTSTATUS;
+pub const STATUS_DS_NO_FPO_IN_UNIVERSAL_GROUPS: NTSTATUS = 0xc00002e6_u32 as NTSTATUS;
+pub const STATUS_DS_MACHINE_ACCOUNT_QUOTA_EXCEEDED: NTSTATUS = 0xc00002e7_u32 as NTSTATUS;
+pub const STATUS_CURRENT_DOMAIN_NOT_ALLOWED: NTSTATUS = 0xc00002e9_u32 as NTSTATUS;
+pub const STATUS_CANNOT_MAKE: NTSTATUS = 0xc00002ea_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_SHUTDOWN: NTSTATUS = 0xc00002eb_u32 as NTSTATUS;
+pub const STATUS_DS_INIT_FAILURE_CONSOLE: NTSTATUS = 0xc00002ec_u32 as NTSTATUS;
+pub const STATUS_DS_SAM_INIT_FAILURE_CONSOLE: NTSTATUS = 0xc00002ed_u32 as NTSTATUS;
+pub const STATUS_UNFINISHED_CONTEXT_DELETED: NTSTATUS = 0xc00002ee_u32 as NTSTATUS;
+pub const STATUS_NO_TGT_REPLY: NTSTATUS = 0xc00002ef_u32 as NTSTATUS;
+pub const STATUS_OBJECTID_NOT_FOUND: NTSTATUS = 0xc00002f0_u32 as NTSTATUS;
+pub const STATUS_NO_IP_ADDRESSES: NTSTATUS = 0xc00002f1_u32 as NTSTATUS;
+pub const STATUS_WRONG_CREDENTIAL_HANDLE: NTSTATUS = 0xc00002f2_u32 as NTSTATUS;
+pub const STATUS_CRYPTO_SYSTEM_INVALID: NTSTATUS = 0xc00002f3_u32 as NTSTATUS;
+pub const STATUS_MAX_REFERRALS_EXCEEDED: NTSTATUS = 0xc00002f4_u32 as NTSTATUS;
+pub const STATUS_MUST_BE_KDC: NTSTATUS = 0xc00002f5_u32 as NTSTATUS;
+pub const STATUS_STRONG_CRYPTO_NOT_SUPPORTED: NTSTATUS = 0xc00002f6_u32 as NTSTATUS;
+pub const STATUS_TOO_MANY_PRINCIPALS: NTSTATUS = 0xc00002f7_u32 as NTSTATUS;
+pub const STATUS_NO_PA_DATA: NTSTATUS = 0xc00002f8_u32 as NTSTATUS;
+pub const STATUS_PKINIT_NAME_MISMATCH: NTSTATUS = 0xc00002f9_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_LOGON_REQUIRED: NTSTATUS = 0xc00002fa_u32 as NTSTATUS;
+pub const STATUS_KDC_INVALID_REQUEST: NTSTATUS = 0xc00002fb_u32 as NTSTATUS;
+pub const STATUS_KDC_UNABLE_TO_REFER: NTSTATUS = 0xc00002fc_u32 as NTSTATUS;
+pub const STATUS_KDC_UNKNOWN_ETYPE: NTSTATUS = 0xc00002fd_u32 as NTSTATUS;
+pub const STATUS_SHUTDOWN_IN_PROGRESS: NTSTATUS = 0xc00002fe_u32 as NTSTATUS;
+pub const STATUS_SERVER_SHUTDOWN_IN_PROGRESS: NTSTATUS = 0xc00002ff_u32 as NTSTATUS;
+pub const STATUS_NOT_SUPPORTED_ON_SBS: NTSTATUS = 0xc0000300_u32 as NTSTATUS;
+pub const STATUS_WMI_GUID_DISCONNECTED: NTSTATUS = 0xc0000301_u32 as NTSTATUS;
+pub const STATUS_WMI_ALREADY_DISABLED: NTSTATUS = 0xc0000302_u32 as NTSTATUS;
+pub const STATUS_WMI_ALREADY_ENABLED: NTSTATUS = 0xc0000303_u32 as NTSTATUS;
+pub const STATUS_MFT_TOO_FRAGMENTED: NTSTATUS = 0xc0000304_u32 as NTSTATUS;
+pub const STATUS_COPY_PROTECTION_FAILURE: NTSTATUS = 0xc0000305_u32 as NTSTATUS;
+pub const STATUS_CSS_AUTHENTICATION_FAILURE: NTSTATUS = 0xc0000306_u32 as NTSTATUS;
+pub const STATUS_CSS_KEY_NOT_PRESENT: NTSTATUS = 0xc0000307_u32 as NTSTATUS;
+pub const STATUS_CSS_KEY_NOT_ESTABLISHED: NTSTATUS = 0xc0000308_u32 as NTSTATUS;
+pub const STATUS_CSS_SCRAMBLED_SECTOR: NTSTATUS = 0xc0000309_u32 as NTSTATUS;
+pub const STATUS_CSS_REGION_MISMATCH: NTSTATUS = 0xc000030a_u32 as NTSTATUS;
+pub const STATUS_CSS_RESETS_EXHAUSTED: NTSTATUS = 0xc000030b_u32 as NTSTATUS;
+pub const STATUS_PKINIT_FAILURE: NTSTATUS = 0xc0000320_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_SUBSYSTEM_FAILURE: NTSTATUS = 0xc0000321_u32 as NTSTATUS;
+pub const STATUS_NO_KERB_KEY: NTSTATUS = 0xc0000322_u32 as NTSTATUS;
+pub const STATUS_HOST_DOWN: NTSTATUS = 0xc0000350_u32 as NTSTATUS;
+pub const STATUS_UNSUPPORTED_PREAUTH: NTSTATUS = 0xc0000351_u32 as NTSTATUS;
+pub const STATUS_EFS_ALG_BLOB_TOO_BIG: NTSTATUS = 0xc0000352_u32 as NTSTATUS;
+pub const STATUS_PORT_NOT_SET: NTSTATUS = 0xc0000353_u32 as NTSTATUS;
+pub const STATUS_DEBUGGER_INACTIVE: NTSTATUS = 0xc0000354_u32 as NTSTATUS;
+pub const STATUS_DS_VERSION_CHECK_FAILURE: NTSTATUS = 0xc0000355_u32 as NTSTATUS;
+pub const STATUS_AUDITING_DISABLED: NTSTATUS = 0xc0000356_u32 as NTSTATUS;
+pub const STATUS_PRENT4_MACHINE_ACCOUNT: NTSTATUS = 0xc0000357_u32 as NTSTATUS;
+pub const STATUS_DS_AG_CANT_HAVE_UNIVERSAL_MEMBER: NTSTATUS = 0xc0000358_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_WIN_32: NTSTATUS = 0xc0000359_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_WIN_64: NTSTATUS = 0xc000035a_u32 as NTSTATUS;
+pub const STATUS_BAD_BINDINGS: NTSTATUS = 0xc000035b_u32 as NTSTATUS;
+pub const STATUS_NETWORK_SESSION_EXPIRED: NTSTATUS = 0xc000035c_u32 as NTSTATUS;
+pub const STATUS_APPHELP_BLOCK: NTSTATUS = 0xc000035d_u32 as NTSTATUS;
+pub const STATUS_ALL_SIDS_FILTERED: NTSTATUS = 0xc000035e_u32 as NTSTATUS;
+pub const STATUS_NOT_SAFE_MODE_DRIVER: NTSTATUS = 0xc000035f_u32 as NTSTATUS;
+pub const STATUS_ACCESS_DISABLED_BY_POLICY_DEFAULT: NTSTATUS = 0xc0000361_u32 as NTSTATUS;
+pub const STATUS_ACCESS_DISABLED_BY_POLICY_PATH: NTSTATUS = 0xc0000362_u32 as NTSTATUS;
+pub const STATUS_ACCESS_DISABLED_BY_POLICY_PUBLISHER: NTSTATUS = 0xc0000363_u32 as NTSTATUS;
+pub const STATUS_ACCESS_DISABLED_BY_POLICY_OTHER: NTSTATUS = 0xc0000364_u32 as NTSTATUS;
+pub const STATUS_FAILED_DRIVER_ENTRY: NTSTATUS = 0xc0000365_u32 as NTSTATUS;
+pub const STATUS_DEVICE_ENUMERATION_ERROR: NTSTATUS = 0xc0000366_u32 as NTSTATUS;
+pub const STATUS_MOUNT_POINT_NOT_RESOLVED: NTSTATUS = 0xc0000368_u32 as NTSTATUS;
+pub const STATUS_INVALID_DEVICE_OBJECT_PARAMETER: NTSTATUS = 0xc0000369_u32 as NTSTATUS;
+pub const STATUS_MCA_OCCURED: NTSTATUS = 0xc000036a_u32 as NTSTATUS;
+pub const STATUS_DRIVER_BLOCKED_CRITICAL: NTSTATUS = 0xc000036b_u32 as NTSTATUS;
+pub const STATUS_DRIVER_BLOCKED: NTSTATUS = 0xc000036c_u32 as NTSTATUS;
+pub const STATUS_DRIVER_DATABASE_ERROR: NTSTATUS = 0xc000036d_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_HIVE_TOO_LARGE: NTSTATUS = 0xc000036e_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMPORT_OF_NON_DLL: NTSTATUS = 0xc000036f_u32 as NTSTATUS;
+pub const STATUS_NO_SECRETS: NTSTATUS = 0xc0000371_u32 as NTSTATUS;
+pub const STATUS_ACCESS_DISABLED_NO_SAFER_UI_BY_POLICY: NTSTATUS = 0xc0000372_u32 as NTSTATUS;
+pub const STATUS_FAILED_STACK_SWITCH: NTSTATUS = 0xc0000373_u32 as NTSTATUS;
+pub const STATUS_HEAP_CORRUPTION: NTSTATUS = 0xc0000374_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_WRONG_PIN: NTSTATUS = 0xc0000380_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_CARD_BLOCKED: NTSTATUS = 0xc0000381_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_CARD_NOT_AUTHENTICATED: NTSTATUS = 0xc0000382_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_NO_CARD: NTSTATUS = 0xc0000383_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_NO_KEY_CONTAINER: NTSTATUS = 0xc0000384_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_NO_CERTIFICATE: NTSTATUS = 0xc0000385_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_NO_KEYSET: NTSTATUS = 0xc0000386_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_IO_ERROR: NTSTATUS = 0xc0000387_u32 as NTSTATUS;
+pub const STATUS_DOWNGRADE_DETECTED: NTSTATUS = 0xc0000388_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_CERT_REVOKED: NTSTATUS = 0xc0000389_u32 as NTSTATUS;
+pub const STATUS_ISSUING_CA_UNTRUSTED: NTSTATUS = 0xc000038a_u32 as NTSTATUS;
+pub const STATUS_REVOCATION_OFFLINE_C: NTSTATUS = 0xc000038b_u32 as NTSTATUS;
+pub const STATUS_PKINIT_CLIENT_FAILURE: NTSTATUS = 0xc000038c_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_CERT_EXPIRED: NTSTATUS = 0xc000038d_u32 as NTSTATUS;
+pub const STATUS_DRIVER_FAILED_PRIOR_UNLOAD: NTSTATUS = 0xc000038e_u32 as NTSTATUS;
+pub const STATUS_SMARTCARD_SILENT_CONTEXT: NTSTATUS = 0xc000038f_u32 as NTSTATUS;
+pub const STATUS_PER_USER_TRUST_QUOTA_EXCEEDED: NTSTATUS = 0xc0000401_u32 as NTSTATUS;
+pub const STATUS_ALL_USER_TRUST_QUOTA_EXCEEDED: NTSTATUS = 0xc0000402_u32 as NTSTATUS;
+pub const STATUS_USER_DELETE_TRUST_QUOTA_EXCEEDED: NTSTATUS = 0xc0000403_u32 as NTSTATUS;
+pub const STATUS_DS_NAME_NOT_UNIQUE: NTSTATUS = 0xc0000404_u32 as NTSTATUS;
+pub const STATUS_DS_DUPLICATE_ID_FOUND: NTSTATUS = 0xc0000405_u32 as NTSTATUS;
+pub const STATUS_DS_GROUP_CONVERSION_ERROR: NTSTATUS = 0xc0000406_u32 as NTSTATUS;
+pub const STATUS_VOLSNAP_PREPARE_HIBERNATE: NTSTATUS = 0xc0000407_u32 as NTSTATUS;
+pub const STATUS_USER2USER_REQUIRED: NTSTATUS = 0xc0000408_u32 as NTSTATUS;
+pub const STATUS_STACK_BUFFER_OVERRUN: NTSTATUS = 0xc0000409_u32 as NTSTATUS;
+pub const STATUS_NO_S4U_PROT_SUPPORT: NTSTATUS = 0xc000040a_u32 as NTSTATUS;
+pub const STATUS_CROSSREALM_DELEGATION_FAILURE: NTSTATUS = 0xc000040b_u32 as NTSTATUS;
+pub const STATUS_REVOCATION_OFFLINE_KDC: NTSTATUS = 0xc000040c_u32 as NTSTATUS;
+pub const STATUS_ISSUING_CA_UNTRUSTED_KDC: NTSTATUS = 0xc000040d_u32 as NTSTATUS;
+pub const STATUS_KDC_CERT_EXPIRED: NTSTATUS = 0xc000040e_u32 as NTSTATUS;
+pub const STATUS_KDC_CERT_REVOKED: NTSTATUS = 0xc000040f_u32 as NTSTATUS;
+pub const STATUS_PARAMETER_QUOTA_EXCEEDED: NTSTATUS = 0xc0000410_u32 as NTSTATUS;
+pub const STATUS_HIBERNATION_FAILURE: NTSTATUS = 0xc0000411_u32 as NTSTATUS;
+pub const STATUS_DELAY_LOAD_FAILED: NTSTATUS = 0xc0000412_u32 as NTSTATUS;
+pub const STATUS_AUTHENTICATION_FIREWALL_FAILED: NTSTATUS = 0xc0000413_u32 as NTSTATUS;
+pub const STATUS_VDM_DISALLOWED: NTSTATUS = 0xc0000414_u32 as NTSTATUS;
+pub const STATUS_HUNG_DISPLAY_DRIVER_THREAD: NTSTATUS = 0xc0000415_u32 as NTSTATUS;
+pub const STATUS_INSUFFICIENT_RESOURCE_FOR_SPECIFIED_SHARED_SECTION_SIZE: NTSTATUS = 0xc0000416_u32 as NTSTATUS;
+pub const STATUS_INVALID_CRUNTIME_PARAMETER: NTSTATUS = 0xc0000417_u32 as NTSTATUS;
+pub const STATUS_NTLM_BLOCKED: NTSTATUS = 0xc0000418_u32 as NTSTATUS;
+pub const STATUS_DS_SRC_SID_EXISTS_IN_FOREST: NTSTATUS = 0xc0000419_u32 as NTSTATUS;
+pub const STATUS_DS_DOMAIN_NAME_EXISTS_IN_FOREST: NTSTATUS = 0xc000041a_u32 as NTSTATUS;
+pub const STATUS_DS_FLAT_NAME_EXISTS_IN_FOREST: NTSTATUS = 0xc000041b_u32 as NTSTATUS;
+pub const STATUS_INVALID_USER_PRINCIPAL_NAME: NTSTATUS = 0xc000041c_u32 as NTSTATUS;
+pub const STATUS_ASSERTION_FAILURE: NTSTATUS = 0xc0000420_u32 as NTSTATUS;
+pub const STATUS_VERIFIER_STOP: NTSTATUS = 0xc0000421_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_POP_STACK: NTSTATUS = 0xc0000423_u32 as NTSTATUS;
+pub const STATUS_INCOMPATIBLE_DRIVER_BLOCKED: NTSTATUS = 0xc0000424_u32 as NTSTATUS;
+pub const STATUS_HIVE_UNLOADED: NTSTATUS = 0xc0000425_u32 as NTSTATUS;
+pub const STATUS_COMPRESSION_DISABLED: NTSTATUS = 0xc0000426_u32 as NTSTATUS;
+pub const STATUS_FILE_SYSTEM_LIMITATION: NTSTATUS = 0xc0000427_u32 as NTSTATUS;
+pub const STATUS_INVALID_IMAGE_HASH: NTSTATUS = 0xc0000428_u32 as NTSTATUS;
+pub const STATUS_NOT_CAPABLE: NTSTATUS = 0xc0000429_u32 as NTSTATUS;
+pub const STATUS_REQUEST_OUT_OF_SEQUENCE: NTSTATUS = 0xc000042a_u32 as NTSTATUS;
+pub const STATUS_IMPLEMENTATION_LIMIT: NTSTATUS = 0xc000042b_u32 as NTSTATUS;
+pub const STATUS_ELEVATION_REQUIRED: NTSTATUS = 0xc000042c_u32 as NTSTATUS;
+pub const STATUS_NO_SECURITY_CONTEXT: NTSTATUS = 0xc000042d_u32 as NTSTATUS;
+pub const STATUS_PKU2U_CERT_FAILURE: NTSTATUS = 0xc000042e_u32 as NTSTATUS;
+pub const STATUS_BEYOND_VDL: NTSTATUS = 0xc0000432_u32 as NTSTATUS;
+pub const STATUS_ENCOUNTERED_WRITE_IN_PROGRESS: NTSTATUS = 0xc0000433_u32 as NTSTATUS;
+pub const STATUS_PTE_CHANGED: NTSTATUS = 0xc0000434_u32 as NTSTATUS;
+pub const STATUS_PURGE_FAILED: NTSTATUS = 0xc0000435_u32 as NTSTATUS;
+pub const STATUS_CRED_REQUIRES_CONFIRMATION: NTSTATUS = 0xc0000440_u32 as NTSTATUS;
+pub const STATUS_CS_ENCRYPTION_INVALID_SERVER_RESPONSE: NTSTATUS = 0xc0000441_u32 as NTSTATUS;
+pub const STATUS_CS_ENCRYPTION_UNSUPPORTED_SERVER: NTSTATUS = 0xc0000442_u32 as NTSTATUS;
+pub const STATUS_CS_ENCRYPTION_EXISTING_ENCRYPTED_FILE: NTSTATUS = 0xc0000443_u32 as NTSTATUS;
+pub const STATUS_CS_ENCRYPTION_NEW_ENCRYPTED_FILE: NTSTATUS = 0xc0000444_u32 as NTSTATUS;
+pub const STATUS_CS_ENCRYPTION_FILE_NOT_CSE: NTSTATUS = 0xc0000445_u32 as NTSTATUS;
+pub const STATUS_INVALID_LABEL: NTSTATUS = 0xc0000446_u32 as NTSTATUS;
+pub const STATUS_DRIVER_PROCESS_TERMINATED: NTSTATUS = 0xc0000450_u32 as NTSTATUS;
+pub const STATUS_AMBIGUOUS_SYSTEM_DEVICE: NTSTATUS = 0xc0000451_u32 as NTSTATUS;
+pub const STATUS_SYSTEM_DEVICE_NOT_FOUND: NTSTATUS = 0xc0000452_u32 as NTSTATUS;
+pub const STATUS_RESTART_BOOT_APPLICATION: NTSTATUS = 0xc0000453_u32 as NTSTATUS;
+pub const STATUS_INSUFFICIENT_NVRAM_RESOURCES: NTSTATUS = 0xc0000454_u32 as NTSTATUS;
+pub const STATUS_CASE_DIFFERING_NAMES_IN_DIR: NTSTATUS = 0xc00004b3_u32 as NTSTATUS;
+pub const STATUS_INVALID_TASK_NAME: NTSTATUS = 0xc0000500_u32 as NTSTATUS;
+pub const STATUS_INVALID_TASK_INDEX: NTSTATUS = 0xc0000501_u32 as NTSTATUS;
+pub const STATUS_THREAD_ALREADY_IN_TASK: NTSTATUS = 0xc0000502_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_BYPASS: NTSTATUS = 0xc0000503_u32 as NTSTATUS;
+pub const STATUS_FAIL_FAST_EXCEPTION: NTSTATUS = 0xc0000602_u32 as NTSTATUS;
+pub const STATUS_IMAGE_CERT_REVOKED: NTSTATUS = 0xc0000603_u32 as NTSTATUS;
+pub const STATUS_PORT_CLOSED: NTSTATUS = 0xc0000700_u32 as NTSTATUS;
+pub const STATUS_MESSAGE_LOST: NTSTATUS = 0xc0000701_u32 as NTSTATUS;
+pub const STATUS_INVALID_MESSAGE: NTSTATUS = 0xc0000702_u32 as NTSTATUS;
+pub const STATUS_REQUEST_CANCELED: NTSTATUS = 0xc0000703_u32 as NTSTATUS;
+pub const STATUS_RECURSIVE_DISPATCH: NTSTATUS = 0xc0000704_u32 as NTSTATUS;
+pub const STATUS_LPC_RECEIVE_BUFFER_EXPECTED: NTSTATUS = 0xc0000705_u32 as NTSTATUS;
+pub const STATUS_LPC_INVALID_CONNECTION_USAGE: NTSTATUS = 0xc0000706_u32 as NTSTATUS;
+pub const STATUS_LPC_REQUESTS_NOT_ALLOWED: NTSTATUS = 0xc0000707_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_IN_USE: NTSTATUS = 0xc0000708_u32 as NTSTATUS;
+pub const STATUS_HARDWARE_MEMORY_ERROR: NTSTATUS = 0xc0000709_u32 as NTSTATUS;
+pub const STATUS_THREADPOOL_HANDLE_EXCEPTION: NTSTATUS = 0xc000070a_u32 as NTSTATUS;
+pub const STATUS_THREADPOOL_SET_EVENT_ON_COMPLETION_FAILED: NTSTATUS = 0xc000070b_u32 as NTSTATUS;
+pub const STATUS_THREADPOOL_RELEASE_SEMAPHORE_ON_COMPLETION_FAILED: NTSTATUS = 0xc000070c_u32 as NTSTATUS;
+pub const STATUS_THREADPOOL_RELEASE_MUTEX_ON_COMPLETION_FAILED: NTSTATUS = 0xc000070d_u32 as NTSTATUS;
+pub const STATUS_THREADPOOL_FREE_LIBRARY_ON_COMPLETION_FAILED: NTSTATUS = 0xc000070e_u32 as NTSTATUS;
+pub const STATUS_THREADPOOL_RELEASED_DURING_OPERATION: NTSTATUS = 0xc000070f_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_RETURNED_WHILE_IMPERSONATING: NTSTATUS = 0xc0000710_u32 as NTSTATUS;
+pub const STATUS_APC_RETURNED_WHILE_IMPERSONATING: NTSTATUS = 0xc0000711_u32 as NTSTATUS;
+pub const STATUS_PROCESS_IS_PROTECTED: NTSTATUS = 0xc0000712_u32 as NTSTATUS;
+pub const STATUS_MCA_EXCEPTION: NTSTATUS = 0xc0000713_u32 as NTSTATUS;
+pub const STATUS_CERTIFICATE_MAPPING_NOT_UNIQUE: NTSTATUS = 0xc0000714_u32 as NTSTATUS;
+pub const STATUS_SYMLINK_CLASS_DISABLED: NTSTATUS = 0xc0000715_u32 as NTSTATUS;
+pub const STATUS_INVALID_IDN_NORMALIZATION: NTSTATUS = 0xc0000716_u32 as NTSTATUS;
+pub const STATUS_NO_UNICODE_TRANSLATION: NTSTATUS = 0xc0000717_u32 as NTSTATUS;
+pub const STATUS_ALREADY_REGISTERED: NTSTATUS = 0xc0000718_u32 as NTSTATUS;
+pub const STATUS_CONTEXT_MISMATCH: NTSTATUS = 0xc0000719_u32 as NTSTATUS;
+pub const STATUS_PORT_ALREADY_HAS_COMPLETION_LIST: NTSTATUS = 0xc000071a_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_RETURNED_THREAD_PRIORITY: NTSTATUS = 0xc000071b_u32 as NTSTATUS;
+pub const STATUS_INVALID_THREAD: NTSTATUS = 0xc000071c_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_RETURNED_TRANSACTION: NTSTATUS = 0xc000071d_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_RETURNED_LDR_LOCK: NTSTATUS = 0xc000071e_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_RETURNED_LANG: NTSTATUS = 0xc000071f_u32 as NTSTATUS;
+pub const STATUS_CALLBACK_RETURNED_PRI_BACK: NTSTATUS = 0xc0000720_u32 as NTSTATUS;
+pub const STATUS_DISK_REPAIR_DISABLED: NTSTATUS = 0xc0000800_u32 as NTSTATUS;
+pub const STATUS_DS_DOMAIN_RENAME_IN_PROGRESS: NTSTATUS = 0xc0000801_u32 as NTSTATUS;
+pub const STATUS_DISK_QUOTA_EXCEEDED: NTSTATUS = 0xc0000802_u32 as NTSTATUS;
+pub const STATUS_CONTENT_BLOCKED: NTSTATUS = 0xc0000804_u32 as NTSTATUS;
+pub const STATUS_BAD_CLUSTERS: NTSTATUS = 0xc0000805_u32 as NTSTATUS;
+pub const STATUS_VOLUME_DIRTY: NTSTATUS = 0xc0000806_u32 as NTSTATUS;
+pub const STATUS_FILE_CHECKED_OUT: NTSTATUS = 0xc0000901_u32 as NTSTATUS;
+pub const STATUS_CHECKOUT_REQUIRED: NTSTATUS = 0xc0000902_u32 as NTSTATUS;
+pub const STATUS_BAD_FILE_TYPE: NTSTATUS = 0xc0000903_u32 as NTSTATUS;
+pub const STATUS_FILE_TOO_LARGE: NTSTATUS = 0xc0000904_u32 as NTSTATUS;
+pub const STATUS_FORMS_AUTH_REQUIRED: NTSTATUS = 0xc0000905_u32 as NTSTATUS;
+pub const STATUS_VIRUS_INFECTED: NTSTATUS = 0xc0000906_u32 as NTSTATUS;
+pub const STATUS_VIRUS_DELETED: NTSTATUS = 0xc0000907_u32 as NTSTATUS;
+pub const STATUS_BAD_MCFG_TABLE: NTSTATUS = 0xc0000908_u32 as NTSTATUS;
+pub const STATUS_CANNOT_BREAK_OPLOCK: NTSTATUS = 0xc0000909_u32 as NTSTATUS;
+pub const STATUS_WOW_ASSERTION: NTSTATUS = 0xc0009898_u32 as NTSTATUS;
+pub const STATUS_INVALID_SIGNATURE: NTSTATUS = 0xc000a000_u32 as NTSTATUS;
+pub const STATUS_HMAC_NOT_SUPPORTED: NTSTATUS = 0xc000a001_u32 as NTSTATUS;
+pub const STATUS_IPSEC_QUEUE_OVERFLOW: NTSTATUS = 0xc000a010_u32 as NTSTATUS;
+pub const STATUS_ND_QUEUE_OVERFLOW: NTSTATUS = 0xc000a011_u32 as NTSTATUS;
+pub const STATUS_HOPLIMIT_EXCEEDED: NTSTATUS = 0xc000a012_u32 as NTSTATUS;
+pub const STATUS_PROTOCOL_NOT_SUPPORTED: NTSTATUS = 0xc000a013_u32 as NTSTATUS;
+pub const STATUS_LOST_WRITEBEHIND_DATA_NETWORK_DISCONNECTED: NTSTATUS = 0xc000a080_u32 as NTSTATUS;
+pub const STATUS_LOST_WRITEBEHIND_DATA_NETWORK_SERVER_ERROR: NTSTATUS = 0xc000a081_u32 as NTSTATUS;
+pub const STATUS_LOST_WRITEBEHIND_DATA_LOCAL_DISK_ERROR: NTSTATUS = 0xc000a082_u32 as NTSTATUS;
+pub const STATUS_XML_PARSE_ERROR: NTSTATUS = 0xc000a083_u32 as NTSTATUS;
+pub const STATUS_XMLDSIG_ERROR: NTSTATUS = 0xc000a084_u32 as NTSTATUS;
+pub const STATUS_WRONG_COMPARTMENT: NTSTATUS = 0xc000a085_u32 as NTSTATUS;
+pub const STATUS_AUTHIP_FAILURE: NTSTATUS = 0xc000a086_u32 as NTSTATUS;
+pub const STATUS_DS_OID_MAPPED_GROUP_CANT_HAVE_MEMBERS: NTSTATUS = 0xc000a087_u32 as NTSTATUS;
+pub const STATUS_DS_OID_NOT_FOUND: NTSTATUS = 0xc000a088_u32 as NTSTATUS;
+pub const STATUS_HASH_NOT_SUPPORTED: NTSTATUS = 0xc000a100_u32 as NTSTATUS;
+pub const STATUS_HASH_NOT_PRESENT: NTSTATUS = 0xc000a101_u32 as NTSTATUS;
+pub const STATUS_PNP_BAD_MPS_TABLE: NTSTATUS = 0xc0040035_u32 as NTSTATUS;
+pub const STATUS_PNP_TRANSLATION_FAILED: NTSTATUS = 0xc0040036_u32 as NTSTATUS;
+pub const STATUS_PNP_IRQ_TRANSLATION_FAILED: NTSTATUS = 0xc0040037_u32 as NTSTATUS;
+pub const STATUS_PNP_INVALID_ID: NTSTATUS = 0xc0040038_u32 as NTSTATUS;
+pub const STATUS_IO_REISSUE_AS_CACHED: NTSTATUS = 0xc0040039_u32 as NTSTATUS;
+pub const STATUS_CTX_WINSTATION_NAME_INVALID: NTSTATUS = 0xc00a0001_u32 as NTSTATUS;
+pub const STATUS_CTX_INVALID_PD: NTSTATUS = 0xc00a0002_u32 as NTSTATUS;
+pub const STATUS_CTX_PD_NOT_FOUND: NTSTATUS = 0xc00a0003_u32 as NTSTATUS;
+pub const STATUS_CTX_CLOSE_PENDING: NTSTATUS = 0xc00a0006_u32 as NTSTATUS;
+pub const STATUS_CTX_NO_OUTBUF: NTSTATUS = 0xc00a0007_u32 as NTSTATUS;
+pub const STATUS_CTX_MODEM_INF_NOT_FOUND: NTSTATUS = 0xc00a0008_u32 as NTSTATUS;
+pub const STATUS_CTX_INVALID_MODEMNAME: NTSTATUS = 0xc00a0009_u32 as NTSTATUS;
+pub const STATUS_CTX_RESPONSE_ERROR: NTSTATUS = 0xc00a000a_u32 as NTSTATUS;
+pub const STATUS_CTX_MODEM_RESPONSE_TIMEOUT: NTSTATUS = 0xc00a000b_u32 as NTSTATUS;
+pub const STATUS_CTX_MODEM_RESPONSE_NO_CARRIER: NTSTATUS = 0xc00a000c_u32 as NTSTATUS;
+pub const STATUS_CTX_MODEM_RESPONSE_NO_DIALTONE: NTSTATUS = 0xc00a000d_u32 as NTSTATUS;
+pub const STATUS_CTX_MODEM_RESPONSE_BUSY: NTSTATUS = 0xc00a000e_u32 as NTSTATUS;
+pub const STATUS_CTX_MODEM_RESPONSE_VOICE: NTSTATUS = 0xc00a000f_u32 as NTSTATUS;
+pub const STATUS_CTX_TD_ERROR: NTSTATUS = 0xc00a0010_u32 as NTSTATUS;
+pub const STATUS_CTX_LICENSE_CLIENT_INVALID: NTSTATUS = 0xc00a0012_u32 as NTSTATUS;
+pub const STATUS_CTX_LICENSE_NOT_AVAILABLE: NTSTATUS = 0xc00a0013_u32 as NTSTATUS;
+pub const STATUS_CTX_LICENSE_EXPIRED: NTSTATUS = 0xc00a0014_u32 as NTSTATUS;
+pub const STATUS_CTX_WINSTATION_NOT_FOUND: NTSTATUS = 0xc00a0015_u32 as NTSTATUS;
+pub const STATUS_CTX_WINSTATION_NAME_COLLISION: NTSTATUS = 0xc00a0016_u32 as NTSTATUS;
+pub const STATUS_CTX_WINSTATION_BUSY: NTSTATUS = 0xc00a0017_u32 as NTSTATUS;
+pub const STATUS_CTX_BAD_VIDEO_MODE: NTSTATUS = 0xc00a0018_u32 as NTSTATUS;
+pub const STATUS_CTX_GRAPHICS_INVALID: NTSTATUS = 0xc00a0022_u32 as NTSTATUS;
+pub const STATUS_CTX_NOT_CONSOLE: NTSTATUS = 0xc00a0024_u32 as NTSTATUS;
+pub const STATUS_CTX_CLIENT_QUERY_TIMEOUT: NTSTATUS = 0xc00a0026_u32 as NTSTATUS;
+pub const STATUS_CTX_CONSOLE_DISCONNECT: NTSTATUS = 0xc00a0027_u32 as NTSTATUS;
+pub const STATUS_CTX_CONSOLE_CONNECT: NTSTATUS = 0xc00a0028_u32 as NTSTATUS;
+pub const STATUS_CTX_SHADOW_DENIED: NTSTATUS = 0xc00a002a_u32 as NTSTATUS;
+pub const STATUS_CTX_WINSTATION_ACCESS_DENIED: NTSTATUS = 0xc00a002b_u32 as NTSTATUS;
+pub const STATUS_CTX_INVALID_WD: NTSTATUS = 0xc00a002e_u32 as NTSTATUS;
+pub const STATUS_CTX_WD_NOT_FOUND: NTSTATUS = 0xc00a002f_u32 as NTSTATUS;
+pub const STATUS_CTX_SHADOW_INVALID: NTSTATUS = 0xc00a0030_u32 as NTSTATUS;
+pub const STATUS_CTX_SHADOW_DISABLED: NTSTATUS = 0xc00a0031_u32 as NTSTATUS;
+pub const STATUS_RDP_PROTOCOL_ERROR: NTSTATUS = 0xc00a0032_u32 as NTSTATUS;
+pub const STATUS_CTX_CLIENT_LICENSE_NOT_SET: NTSTATUS = 0xc00a0033_u32 as NTSTATUS;
+pub const STATUS_CTX_CLIENT_LICENSE_IN_USE: NTSTATUS = 0xc00a0034_u32 as NTSTATUS;
+pub const STATUS_CTX_SHADOW_ENDED_BY_MODE_CHANGE: NTSTATUS = 0xc00a0035_u32 as NTSTATUS;
+pub const STATUS_CTX_SHADOW_NOT_RUNNING: NTSTATUS = 0xc00a0036_u32 as NTSTATUS;
+pub const STATUS_CTX_LOGON_DISABLED: NTSTATUS = 0xc00a0037_u32 as NTSTATUS;
+pub const STATUS_CTX_SECURITY_LAYER_ERROR: NTSTATUS = 0xc00a0038_u32 as NTSTATUS;
+pub const STATUS_TS_INCOMPATIBLE_SESSIONS: NTSTATUS = 0xc00a0039_u32 as NTSTATUS;
+pub const STATUS_MUI_FILE_NOT_FOUND: NTSTATUS = 0xc00b0001_u32 as NTSTATUS;
+pub const STATUS_MUI_INVALID_FILE: NTSTATUS = 0xc00b0002_u32 as NTSTATUS;
+pub const STATUS_MUI_INVALID_RC_CONFIG: NTSTATUS = 0xc00b0003_u32 as NTSTATUS;
+pub const STATUS_MUI_INVALID_LOCALE_NAME: NTSTATUS = 0xc00b0004_u32 as NTSTATUS;
+pub const STATUS_MUI_INVALID_ULTIMATEFALLBACK_NAME: NTSTATUS = 0xc00b0005_u32 as NTSTATUS;
+pub const STATUS_MUI_FILE_NOT_LOADED: NTSTATUS = 0xc00b0006_u32 as NTSTATUS;
+pub const STATUS_RESOURCE_ENUM_USER_STOP: NTSTATUS = 0xc00b0007_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_INVALID_NODE: NTSTATUS = 0xc0130001_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_EXISTS: NTSTATUS = 0xc0130002_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_JOIN_IN_PROGRESS: NTSTATUS = 0xc0130003_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_NOT_FOUND: NTSTATUS = 0xc0130004_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_LOCAL_NODE_NOT_FOUND: NTSTATUS = 0xc0130005_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETWORK_EXISTS: NTSTATUS = 0xc0130006_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETWORK_NOT_FOUND: NTSTATUS = 0xc0130007_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETINTERFACE_EXISTS: NTSTATUS = 0xc0130008_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETINTERFACE_NOT_FOUND: NTSTATUS = 0xc0130009_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_INVALID_REQUEST: NTSTATUS = 0xc013000a_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_INVALID_NETWORK_PROVIDER: NTSTATUS = 0xc013000b_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_DOWN: NTSTATUS = 0xc013000c_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_UNREACHABLE: NTSTATUS = 0xc013000d_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_NOT_MEMBER: NTSTATUS = 0xc013000e_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_JOIN_NOT_IN_PROGRESS: NTSTATUS = 0xc013000f_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_INVALID_NETWORK: NTSTATUS = 0xc0130010_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NO_NET_ADAPTERS: NTSTATUS = 0xc0130011_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_UP: NTSTATUS = 0xc0130012_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_PAUSED: NTSTATUS = 0xc0130013_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NODE_NOT_PAUSED: NTSTATUS = 0xc0130014_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NO_SECURITY_CONTEXT: NTSTATUS = 0xc0130015_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_NETWORK_NOT_INTERNAL: NTSTATUS = 0xc0130016_u32 as NTSTATUS;
+pub const STATUS_CLUSTER_POISONED: NTSTATUS = 0xc0130017_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_OPCODE: NTSTATUS = 0xc0140001_u32 as NTSTATUS;
+pub const STATUS_ACPI_STACK_OVERFLOW: NTSTATUS = 0xc0140002_u32 as NTSTATUS;
+pub const STATUS_ACPI_ASSERT_FAILED: NTSTATUS = 0xc0140003_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_INDEX: NTSTATUS = 0xc0140004_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_ARGUMENT: NTSTATUS = 0xc0140005_u32 as NTSTATUS;
+pub const STATUS_ACPI_FATAL: NTSTATUS = 0xc0140006_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_SUPERNAME: NTSTATUS = 0xc0140007_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_ARGTYPE: NTSTATUS = 0xc0140008_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_OBJTYPE: NTSTATUS = 0xc0140009_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_TARGETTYPE: NTSTATUS = 0xc014000a_u32 as NTSTATUS;
+pub const STATUS_ACPI_INCORRECT_ARGUMENT_COUNT: NTSTATUS = 0xc014000b_u32 as NTSTATUS;
+pub const STATUS_ACPI_ADDRESS_NOT_MAPPED: NTSTATUS = 0xc014000c_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_EVENTTYPE: NTSTATUS = 0xc014000d_u32 as NTSTATUS;
+pub const STATUS_ACPI_HANDLER_COLLISION: NTSTATUS = 0xc014000e_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_DATA: NTSTATUS = 0xc014000f_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_REGION: NTSTATUS = 0xc0140010_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_ACCESS_SIZE: NTSTATUS = 0xc0140011_u32 as NTSTATUS;
+pub const STATUS_ACPI_ACQUIRE_GLOBAL_LOCK: NTSTATUS = 0xc0140012_u32 as NTSTATUS;
+pub const STATUS_ACPI_ALREADY_INITIALIZED: NTSTATUS = 0xc0140013_u32 as NTSTATUS;
+pub const STATUS_ACPI_NOT_INITIALIZED: NTSTATUS = 0xc0140014_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_MUTEX_LEVEL: NTSTATUS = 0xc0140015_u32 as NTSTATUS;
+pub const STATUS_ACPI_MUTEX_NOT_OWNED: NTSTATUS = 0xc0140016_u32 as NTSTATUS;
+pub const STATUS_ACPI_MUTEX_NOT_OWNER: NTSTATUS = 0xc0140017_u32 as NTSTATUS;
+pub const STATUS_ACPI_RS_ACCESS: NTSTATUS = 0xc0140018_u32 as NTSTATUS;
+pub const STATUS_ACPI_INVALID_TABLE: NTSTATUS = 0xc0140019_u32 as NTSTATUS;
+pub const STATUS_ACPI_REG_HANDLER_FAILED: NTSTATUS = 0xc0140020_u32 as NTSTATUS;
+pub const STATUS_ACPI_POWER_REQUEST_FAILED: NTSTATUS = 0xc0140021_u32 as NTSTATUS;
+pub const STATUS_SXS_SECTION_NOT_FOUND: NTSTATUS = 0xc0150001_u32 as NTSTATUS;
+pub const STATUS_SXS_CANT_GEN_ACTCTX: NTSTATUS = 0xc0150002_u32 as NTSTATUS;
+pub const STATUS_SXS_INVALID_ACTCTXDATA_FORMAT: NTSTATUS = 0xc0150003_u32 as NTSTATUS;
+pub const STATUS_SXS_ASSEMBLY_NOT_FOUND: NTSTATUS = 0xc0150004_u32 as NTSTATUS;
+pub const STATUS_SXS_MANIFEST_FORMAT_ERROR: NTSTATUS = 0xc0150005_u32 as NTSTATUS;
+pub const STATUS_SXS_MANIFEST_PARSE_ERROR: NTSTATUS = 0xc0150006_u32 as NTSTATUS;
+pub const STATUS_SXS_ACTIVATION_CONTEXT_DISABLED: NTSTATUS = 0xc0150007_u32 as NTSTATUS;
+pub const STATUS_SXS_KEY_NOT_FOUND: NTSTATUS = 0xc0150008_u32 as NTSTATUS;
+pub const STATUS_SXS_VERSION_CONFLICT: NTSTATUS = 0xc0150009_u32 as NTSTATUS;
+pub const STATUS_SXS_WRONG_SECTION_TYPE: NTSTATUS = 0xc015000a_u32 as NTSTATUS;
+pub const STATUS_SXS_THREAD_QUERIES_DISABLED: NTSTATUS = 0xc015000b_u32 as NTSTATUS;
+pub const STATUS_SXS_ASSEMBLY_MISSING: NTSTATUS = 0xc015000c_u32 as NTSTATUS;
+pub const STATUS_SXS_PROCESS_DEFAULT_ALREADY_SET: NTSTATUS = 0xc015000e_u32 as NTSTATUS;
+pub const STATUS_SXS_EARLY_DEACTIVATION: NTSTATUS = 0xc015000f_u32 as NTSTATUS;
+pub const STATUS_SXS_INVALID_DEACTIVATION: NTSTATUS = 0xc0150010_u32 as NTSTATUS;
+pub const STATUS_SXS_MULTIPLE_DEACTIVATION: NTSTATUS = 0xc0150011_u32 as NTSTATUS;
+pub const STATUS_SXS_SYSTEM_DEFAULT_ACTIVATION_CONTEXT_EMPTY: NTSTATUS = 0xc0150012_u32 as NTSTATUS;
+pub const STATUS_SXS_PROCESS_TERMINATION_REQUESTED: NTSTATUS = 0xc0150013_u32 as NTSTATUS;
+pub const STATUS_SXS_CORRUPT_ACTIVATION_STACK: NTSTATUS = 0xc0150014_u32 as NTSTATUS;
+pub const STATUS_SXS_CORRUPTION: NTSTATUS = 0xc0150015_u32 as NTSTATUS;
+pub const STATUS_SXS_INVALID_IDENTITY_ATTRIBUTE_VALUE: NTSTATUS = 0xc0150016_u32 as NTSTATUS;
+pub const STATUS_SXS_INVALID_IDENTITY_ATTRIBUTE_NAME: NTSTATUS = 0xc0150017_u32 as NTSTATUS;
+pub const STATUS_SXS_IDENTITY_DUPLICATE_ATTRIBUTE: NTSTATUS = 0xc0150018_u32 as NTSTATUS;
+pub const STATUS_SXS_IDENTITY_PARSE_ERROR: NTSTATUS = 0xc0150019_u32 as NTSTATUS;
+pub const STATUS_SXS_COMPONENT_STORE_CORRUPT: NTSTATUS = 0xc015001a_u32 as NTSTATUS;
+pub const STATUS_SXS_FILE_HASH_MISMATCH: NTSTATUS = 0xc015001b_u32 as NTSTATUS;
+pub const STATUS_SXS_MANIFEST_IDENTITY_SAME_BUT_CONTENTS_DIFFERENT: NTSTATUS = 0xc015001c_u32 as NTSTATUS;
+pub const STATUS_SXS_IDENTITIES_DIFFERENT: NTSTATUS = 0xc015001d_u32 as NTSTATUS;
+pub const STATUS_SXS_ASSEMBLY_IS_NOT_A_DEPLOYMENT: NTSTATUS = 0xc015001e_u32 as NTSTATUS;
+pub const STATUS_SXS_FILE_NOT_PART_OF_ASSEMBLY: NTSTATUS = 0xc015001f_u32 as NTSTATUS;
+pub const STATUS_ADVANCED_INSTALLER_FAILED: NTSTATUS = 0xc0150020_u32 as NTSTATUS;
+pub const STATUS_XML_ENCODING_MISMATCH: NTSTATUS = 0xc0150021_u32 as NTSTATUS;
+pub const STATUS_SXS_MANIFEST_TOO_BIG: NTSTATUS = 0xc0150022_u32 as NTSTATUS;
+pub const STATUS_SXS_SETTING_NOT_REGISTERED: NTSTATUS = 0xc0150023_u32 as NTSTATUS;
+pub const STATUS_SXS_TRANSACTION_CLOSURE_INCOMPLETE: NTSTATUS = 0xc0150024_u32 as NTSTATUS;
+pub const STATUS_SMI_PRIMITIVE_INSTALLER_FAILED: NTSTATUS = 0xc0150025_u32 as NTSTATUS;
+pub const STATUS_GENERIC_COMMAND_FAILED: NTSTATUS = 0xc0150026_u32 as NTSTATUS;
+pub const STATUS_SXS_FILE_HASH_MISSING: NTSTATUS = 0xc0150027_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONAL_CONFLICT: NTSTATUS = 0xc0190001_u32 as NTSTATUS;
+pub const STATUS_INVALID_TRANSACTION: NTSTATUS = 0xc0190002_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NOT_ACTIVE: NTSTATUS = 0xc0190003_u32 as NTSTATUS;
+pub const STATUS_TM_INITIALIZATION_FAILED: NTSTATUS = 0xc0190004_u32 as NTSTATUS;
+pub const STATUS_RM_NOT_ACTIVE: NTSTATUS = 0xc0190005_u32 as NTSTATUS;
+pub const STATUS_RM_METADATA_CORRUPT: NTSTATUS = 0xc0190006_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NOT_JOINED: NTSTATUS = 0xc0190007_u32 as NTSTATUS;
+pub const STATUS_DIRECTORY_NOT_RM: NTSTATUS = 0xc0190008_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONS_UNSUPPORTED_REMOTE: NTSTATUS = 0xc019000a_u32 as NTSTATUS;
+pub const STATUS_LOG_RESIZE_INVALID_SIZE: NTSTATUS = 0xc019000b_u32 as NTSTATUS;
+pub const STATUS_REMOTE_FILE_VERSION_MISMATCH: NTSTATUS = 0xc019000c_u32 as NTSTATUS;
+pub const STATUS_CRM_PROTOCOL_ALREADY_EXISTS: NTSTATUS = 0xc019000f_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_PROPAGATION_FAILED: NTSTATUS = 0xc0190010_u32 as NTSTATUS;
+pub const STATUS_CRM_PROTOCOL_NOT_FOUND: NTSTATUS = 0xc0190011_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_SUPERIOR_EXISTS: NTSTATUS = 0xc0190012_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_REQUEST_NOT_VALID: NTSTATUS = 0xc0190013_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NOT_REQUESTED: NTSTATUS = 0xc0190014_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_ALREADY_ABORTED: NTSTATUS = 0xc0190015_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_ALREADY_COMMITTED: NTSTATUS = 0xc0190016_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_INVALID_MARSHALL_BUFFER: NTSTATUS = 0xc0190017_u32 as NTSTATUS;
+pub const STATUS_CURRENT_TRANSACTION_NOT_VALID: NTSTATUS = 0xc0190018_u32 as NTSTATUS;
+pub const STATUS_LOG_GROWTH_FAILED: NTSTATUS = 0xc0190019_u32 as NTSTATUS;
+pub const STATUS_OBJECT_NO_LONGER_EXISTS: NTSTATUS = 0xc0190021_u32 as NTSTATUS;
+pub const STATUS_STREAM_MINIVERSION_NOT_FOUND: NTSTATUS = 0xc0190022_u32 as NTSTATUS;
+pub const STATUS_STREAM_MINIVERSION_NOT_VALID: NTSTATUS = 0xc0190023_u32 as NTSTATUS;
+pub const STATUS_MINIVERSION_INACCESSIBLE_FROM_SPECIFIED_TRANSACTION: NTSTATUS = 0xc0190024_u32 as NTSTATUS;
+pub const STATUS_CANT_OPEN_MINIVERSION_WITH_MODIFY_INTENT: NTSTATUS = 0xc0190025_u32 as NTSTATUS;
+pub const STATUS_CANT_CREATE_MORE_STREAM_MINIVERSIONS: NTSTATUS = 0xc0190026_u32 as NTSTATUS;
+pub const STATUS_HANDLE_NO_LONGER_VALID: NTSTATUS = 0xc0190028_u32 as NTSTATUS;
+pub const STATUS_LOG_CORRUPTION_DETECTED: NTSTATUS = 0xc0190030_u32 as NTSTATUS;
+pub const STATUS_RM_DISCONNECTED: NTSTATUS = 0xc0190032_u32 as NTSTATUS;
+pub const STATUS_ENLISTMENT_NOT_SUPERIOR: NTSTATUS = 0xc0190033_u32 as NTSTATUS;
+pub const STATUS_FILE_IDENTITY_NOT_PERSISTENT: NTSTATUS = 0xc0190036_u32 as NTSTATUS;
+pub const STATUS_CANT_BREAK_TRANSACTIONAL_DEPENDENCY: NTSTATUS = 0xc0190037_u32 as NTSTATUS;
+pub const STATUS_CANT_CROSS_RM_BOUNDARY: NTSTATUS = 0xc0190038_u32 as NTSTATUS;
+pub const STATUS_TXF_DIR_NOT_EMPTY: NTSTATUS = 0xc0190039_u32 as NTSTATUS;
+pub const STATUS_INDOUBT_TRANSACTIONS_EXIST: NTSTATUS = 0xc019003a_u32 as NTSTATUS;
+pub const STATUS_TM_VOLATILE: NTSTATUS = 0xc019003b_u32 as NTSTATUS;
+pub const STATUS_ROLLBACK_TIMER_EXPIRED: NTSTATUS = 0xc019003c_u32 as NTSTATUS;
+pub const STATUS_TXF_ATTRIBUTE_CORRUPT: NTSTATUS = 0xc019003d_u32 as NTSTATUS;
+pub const STATUS_EFS_NOT_ALLOWED_IN_TRANSACTION: NTSTATUS = 0xc019003e_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONAL_OPEN_NOT_ALLOWED: NTSTATUS = 0xc019003f_u32 as NTSTATUS;
+pub const STATUS_TRANSACTED_MAPPING_UNSUPPORTED_REMOTE: NTSTATUS = 0xc0190040_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_REQUIRED_PROMOTION: NTSTATUS = 0xc0190043_u32 as NTSTATUS;
+pub const STATUS_CANNOT_EXECUTE_FILE_IN_TRANSACTION: NTSTATUS = 0xc0190044_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONS_NOT_FROZEN: NTSTATUS = 0xc0190045_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_FREEZE_IN_PROGRESS: NTSTATUS = 0xc0190046_u32 as NTSTATUS;
+pub const STATUS_NOT_SNAPSHOT_VOLUME: NTSTATUS = 0xc0190047_u32 as NTSTATUS;
+pub const STATUS_NO_SAVEPOINT_WITH_OPEN_FILES: NTSTATUS = 0xc0190048_u32 as NTSTATUS;
+pub const STATUS_SPARSE_NOT_ALLOWED_IN_TRANSACTION: NTSTATUS = 0xc0190049_u32 as NTSTATUS;
+pub const STATUS_TM_IDENTITY_MISMATCH: NTSTATUS = 0xc019004a_u32 as NTSTATUS;
+pub const STATUS_FLOATED_SECTION: NTSTATUS = 0xc019004b_u32 as NTSTATUS;
+pub const STATUS_CANNOT_ACCEPT_TRANSACTED_WORK: NTSTATUS = 0xc019004c_u32 as NTSTATUS;
+pub const STATUS_CANNOT_ABORT_TRANSACTIONS: NTSTATUS = 0xc019004d_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NOT_FOUND: NTSTATUS = 0xc019004e_u32 as NTSTATUS;
+pub const STATUS_RESOURCEMANAGER_NOT_FOUND: NTSTATUS = 0xc019004f_u32 as NTSTATUS;
+pub const STATUS_ENLISTMENT_NOT_FOUND: NTSTATUS = 0xc0190050_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONMANAGER_NOT_FOUND: NTSTATUS = 0xc0190051_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONMANAGER_NOT_ONLINE: NTSTATUS = 0xc0190052_u32 as NTSTATUS;
+pub const STATUS_TRANSACTIONMANAGER_RECOVERY_NAME_COLLISION: NTSTATUS = 0xc0190053_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NOT_ROOT: NTSTATUS = 0xc0190054_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_OBJECT_EXPIRED: NTSTATUS = 0xc0190055_u32 as NTSTATUS;
+pub const STATUS_COMPRESSION_NOT_ALLOWED_IN_TRANSACTION: NTSTATUS = 0xc0190056_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_RESPONSE_NOT_ENLISTED: NTSTATUS = 0xc0190057_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_RECORD_TOO_LONG: NTSTATUS = 0xc0190058_u32 as NTSTATUS;
+pub const STATUS_NO_LINK_TRACKING_IN_TRANSACTION: NTSTATUS = 0xc0190059_u32 as NTSTATUS;
+pub const STATUS_OPERATION_NOT_SUPPORTED_IN_TRANSACTION: NTSTATUS = 0xc019005a_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_INTEGRITY_VIOLATED: NTSTATUS = 0xc019005b_u32 as NTSTATUS;
+pub const STATUS_EXPIRED_HANDLE: NTSTATUS = 0xc0190060_u32 as NTSTATUS;
+pub const STATUS_TRANSACTION_NOT_ENLISTED: NTSTATUS = 0xc0190061_u32 as NTSTATUS;
+pub const STATUS_LOG_SECTOR_INVALID: NTSTATUS = 0xc01a0001_u32 as NTSTATUS;
+pub const STATUS_LOG_SECTOR_PARITY_INVALID: NTSTATUS = 0xc01a0002_u32 as NTSTATUS;
+pub const STATUS_LOG_SECTOR_REMAPPED: NTSTATUS = 0xc01a0003_u32 as NTSTATUS;
+pub const STATUS_LOG_BLOCK_INCOMPLETE: NTSTATUS = 0xc01a0004_u32 as NTSTATUS;
+pub const STATUS_LOG_INVALID_RANGE: NTSTATUS = 0xc01a0005_u32 as NTSTATUS;
+pub const STATUS_LOG_BLOCKS_EXHAUSTED: NTSTATUS = 0xc01a0006_u32 as NTSTATUS;
+pub const STATUS_LOG_READ_CONTEXT_INVALID: NTSTATUS = 0xc01a0007_u32 as NTSTATUS;
+pub const STATUS_LOG_RESTART_INVALID: NTSTATUS = 0xc01a0008_u32 as NTSTATUS;
+pub const STATUS_LOG_BLOCK_VERSION: NTSTATUS = 0xc01a0009_u32 as NTSTATUS;
+pub const STATUS_LOG_BLOCK_INVALID: NTSTATUS = 0xc01a000a_u32 as NTSTATUS;
+pub const STATUS_LOG_READ_MODE_INVALID: NTSTATUS = 0xc01a000b_u32 as NTSTATUS;
+pub const STATUS_LOG_METADATA_CORRUPT: NTSTATUS = 0xc01a000d_u32 as NTSTATUS;
+pub const STATUS_LOG_METADATA_INVALID: NTSTATUS = 0xc01a000e_u32 as NTSTATUS;
+pub const STATUS_LOG_METADATA_INCONSISTENT: NTSTATUS = 0xc01a000f_u32 as NTSTATUS;
+pub const STATUS_LOG_RESERVATION_INVALID: NTSTATUS = 0xc01a0010_u32 as NTSTATUS;
+pub const STATUS_LOG_CANT_DELETE: NTSTATUS = 0xc01a0011_u32 as NTSTATUS;
+pub const STATUS_LOG_CONTAINER_LIMIT_EXCEEDED: NTSTATUS = 0xc01a0012_u32 as NTSTATUS;
+pub const STATUS_LOG_START_OF_LOG: NTSTATUS = 0xc01a0013_u32 as NTSTATUS;
+pub const STATUS_LOG_POLICY_ALREADY_INSTALLED: NTSTATUS = 0xc01a0014_u32 as NTSTATUS;
+pub const STATUS_LOG_POLICY_NOT_INSTALLED: NTSTATUS = 0xc01a0015_u32 as NTSTATUS;
+pub const STATUS_LOG_POLICY_INVALID: NTSTATUS = 0xc01a0016_u32 as NTSTATUS;
+pub const STATUS_LOG_POLICY_CONFLICT: NTSTATUS = 0xc01a0017_u32 as NTSTATUS;
+pub const STATUS_LOG_PINNED_ARCHIVE_TAIL: NTSTATUS = 0xc01a0018_u32 as NTSTATUS;
+pub const STATUS_LOG_RECORD_NONEXISTENT: NTSTATUS = 0xc01a0019_u32 as NTSTATUS;
+pub const STATUS_LOG_RECORDS_RESERVED_INVALID: NTSTATUS = 0xc01a001a_u32 as NTSTATUS;
+pub const STATUS_LOG_SPACE_RESERVED_INVALID: NTSTATUS = 0xc01a001b_u32 as NTSTATUS;
+pub const STATUS_LOG_TAIL_INVALID: NTSTATUS = 0xc01a001c_u32 as NTSTATUS;
+pub const STATUS_LOG_FULL: NTSTATUS = 0xc01a001d_u32 as NTSTATUS;
+pub const STATUS_LOG_MULTIPLEXED: NTSTATUS = 0xc01a001e_u32 as NTSTATUS;
+pub const STATUS_LOG_DEDICATED: NTSTATUS = 0xc01a001f_u32 as NTSTATUS;
+pub const STATUS_LOG_ARCHIVE_NOT_IN_PROGRESS: NTSTATUS = 0xc01a0020_u32 as NTSTATUS;
+pub const STATUS_LOG_ARCHIVE_IN_PROGRESS: NTSTATUS = 0xc01a0021_u32 as NTSTATUS;
+pub const STATUS_LOG_EPHEMERAL: NTSTATUS = 0xc01a0022_u32 as NTSTATUS;
+pub const STATUS_LOG_NOT_ENOUGH_CONTAINERS: NTSTATUS = 0xc01a0023_u32 as NTSTATUS;
+pub const STATUS_LOG_CLIENT_ALREADY_REGISTERED: NTSTATUS = 0xc01a0024_u32 as NTSTATUS;
+pub const STATUS_LOG_CLIENT_NOT_REGISTERED: NTSTATUS = 0xc01a0025_u32 as NTSTATUS;
+pub const STATUS_LOG_FULL_HANDLER_IN_PROGRESS: NTSTATUS = 0xc01a0026_u32 as NTSTATUS;
+pub const STATUS_LOG_CONTAINER_READ_FAILED: NTSTATUS = 0xc01a0027_u32 as NTSTATUS;
+pub const STATUS_LOG_CONTAINER_WRITE_FAILED: NTSTATUS = 0xc01a0028_u32 as NTSTATUS;
+pub const STATUS_LOG_CONTAINER_OPEN_FAILED: NTSTATUS = 0xc01a0029_u32 as NTSTATUS;
+pub const STATUS_LOG_CONTAINER_STATE_INVALID: NTSTATUS = 0xc01a002a_u32 as NTSTATUS;
+pub const STATUS_LOG_STATE_INVALID: NTSTATUS = 0xc01a002b_u32 as NTSTATUS;
+pub const STATUS_LOG_PINNED: NTSTATUS = 0xc01a002c_u32 as NTSTATUS;
+pub const STATUS_LOG_METADATA_FLUSH_FAILED: NTSTATUS = 0xc01a002d_u32 as NTSTATUS;
+pub const STATUS_LOG_INCONSISTENT_SECURITY: NTSTATUS = 0xc01a002e_u32 as NTSTATUS;
+pub const STATUS_LOG_APPENDED_FLUSH_FAILED: NTSTATUS = 0xc01a002f_u32 as NTSTATUS;
+pub const STATUS_LOG_PINNED_RESERVATION: NTSTATUS = 0xc01a0030_u32 as NTSTATUS;
+pub const STATUS_VIDEO_HUNG_DISPLAY_DRIVER_THREAD: NTSTATUS = 0xc01b00ea_u32 as NTSTATUS;
+pub const STATUS_FLT_NO_HANDLER_DEFINED: NTSTATUS = 0xc01c0001_u32 as NTSTATUS;
+pub const STATUS_FLT_CONTEXT_ALREADY_DEFINED: NTSTATUS = 0xc01c0002_u32 as NTSTATUS;
+pub const STATUS_FLT_INVALID_ASYNCHRONOUS_REQUEST: NTSTATUS = 0xc01c0003_u32 as NTSTATUS;
+pub const STATUS_FLT_DISALLOW_FAST_IO: NTSTATUS = 0xc01c0004_u32 as NTSTATUS;
+pub const STATUS_FLT_INVALID_NAME_REQUEST: NTSTATUS = 0xc01c0005_u32 as NTSTATUS;
+pub const STATUS_FLT_NOT_SAFE_TO_POST_OPERATION: NTSTATUS = 0xc01c0006_u32 as NTSTATUS;
+pub const STATUS_FLT_NOT_INITIALIZED: NTSTATUS = 0xc01c0007_u32 as NTSTATUS;
+pub const STATUS_FLT_FILTER_NOT_READY: NTSTATUS = 0xc01c0008_u32 as NTSTATUS;
+pub const STATUS_FLT_POST_OPERATION_CLEANUP: NTSTATUS = 0xc01c0009_u32 as NTSTATUS;
+pub const STATUS_FLT_INTERNAL_ERROR: NTSTATUS = 0xc01c000a_u32 as NTSTATUS;
+pub const STATUS_FLT_DELETING_OBJECT: NTSTATUS = 0xc01c000b_u32 as NTSTATUS;
+pub const STATUS_FLT_MUST_BE_NONPAGED_POOL: NTSTATUS = 0xc01c000c_u32 as NTSTATUS;
+pub const STATUS_FLT_DUPLICATE_ENTRY: NTSTATUS = 0xc01c000d_u32 as NTSTATUS;
+pub const STATUS_FLT_CBDQ_DISABLED: NTSTATUS = 0xc01c000e_u32 as NTSTATUS;
+pub const STATUS_FLT_DO_NOT_ATTACH: NTSTATUS = 0xc01c000f_u32 as NTSTATUS;
+pub const STATUS_FLT_DO_NOT_DETACH: NTSTATUS = 0xc01c0010_u32 as NTSTATUS;
+pub const STATUS_FLT_INSTANCE_ALTITUDE_COLLISION: NTSTATUS = 0xc01c0011_u32 as NTSTATUS;
+pub const STATUS_FLT_INSTANCE_NAME_COLLISION: NTSTATUS = 0xc01c0012_u32 as NTSTATUS;
+pub const STATUS_FLT_FILTER_NOT_FOUND: NTSTATUS = 0xc01c0013_u32 as NTSTATUS;
+pub const STATUS_FLT_VOLUME_NOT_FOUND: NTSTATUS = 0xc01c0014_u32 as NTSTATUS;
+pub const STATUS_FLT_INSTANCE_NOT_FOUND: NTSTATUS = 0xc01c0015_u32 as NTSTATUS;
+pub const STATUS_FLT_CONTEXT_ALLOCATION_NOT_FOUND: NTSTATUS = 0xc01c0016_u32 as NTSTATUS;
+pub const STATUS_FLT_INVALID_CONTEXT_REGISTRATION: NTSTATUS = 0xc01c0017_u32 as NTSTATUS;
+pub const STATUS_FLT_NAME_CACHE_MISS: NTSTATUS = 0xc01c0018_u32 as NTSTATUS;
+pub const STATUS_FLT_NO_DEVICE_OBJECT: NTSTATUS = 0xc01c0019_u32 as NTSTATUS;
+pub const STATUS_FLT_VOLUME_ALREADY_MOUNTED: NTSTATUS = 0xc01c001a_u32 as NTSTATUS;
+pub const STATUS_FLT_ALREADY_ENLISTED: NTSTATUS = 0xc01c001b_u32 as NTSTATUS;
+pub const STATUS_FLT_CONTEXT_ALREADY_LINKED: NTSTATUS = 0xc01c001c_u32 as NTSTATUS;
+pub const STATUS_FLT_NO_WAITER_FOR_REPLY: NTSTATUS = 0xc01c0020_u32 as NTSTATUS;
+pub const STATUS_MONITOR_NO_DESCRIPTOR: NTSTATUS = 0xc01d0001_u32 as NTSTATUS;
+pub const STATUS_MONITOR_UNKNOWN_DESCRIPTOR_FORMAT: NTSTATUS = 0xc01d0002_u32 as NTSTATUS;
+pub const STATUS_MONITOR_INVALID_DESCRIPTOR_CHECKSUM: NTSTATUS = 0xc01d0003_u32 as NTSTATUS;
+pub const STATUS_MONITOR_INVALID_STANDARD_TIMING_BLOCK: NTSTATUS = 0xc01d0004_u32 as NTSTATUS;
+pub const STATUS_MONITOR_WMI_DATABLOCK_REGISTRATION_FAILED: NTSTATUS = 0xc01d0005_u32 as NTSTATUS;
+pub const STATUS_MONITOR_INVALID_SERIAL_NUMBER_MONDSC_BLOCK: NTSTATUS = 0xc01d0006_u32 as NTSTATUS;
+pub const STATUS_MONITOR_INVALID_USER_FRIENDLY_MONDSC_BLOCK: NTSTATUS = 0xc01d0007_u32 as NTSTATUS;
+pub const STATUS_MONITOR_NO_MORE_DESCRIPTOR_DATA: NTSTATUS = 0xc01d0008_u32 as NTSTATUS;
+pub const STATUS_MONITOR_INVALID_DETAILED_TIMING_BLOCK: NTSTATUS = 0xc01d0009_u32 as NTSTATUS;
+pub const STATUS_MONITOR_INVALID_MANUFACTURE_DATE: NTSTATUS = 0xc01d000a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NOT_EXCLUSIVE_MODE_OWNER: NTSTATUS = 0xc01e0000_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INSUFFICIENT_DMA_BUFFER: NTSTATUS = 0xc01e0001_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_DISPLAY_ADAPTER: NTSTATUS = 0xc01e0002_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ADAPTER_WAS_RESET: NTSTATUS = 0xc01e0003_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_DRIVER_MODEL: NTSTATUS = 0xc01e0004_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PRESENT_MODE_CHANGED: NTSTATUS = 0xc01e0005_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PRESENT_OCCLUDED: NTSTATUS = 0xc01e0006_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PRESENT_DENIED: NTSTATUS = 0xc01e0007_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CANNOTCOLORCONVERT: NTSTATUS = 0xc01e0008_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PRESENT_REDIRECTION_DISABLED: NTSTATUS = 0xc01e000b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PRESENT_UNOCCLUDED: NTSTATUS = 0xc01e000c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_VIDEO_MEMORY: NTSTATUS = 0xc01e0100_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CANT_LOCK_MEMORY: NTSTATUS = 0xc01e0101_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ALLOCATION_BUSY: NTSTATUS = 0xc01e0102_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TOO_MANY_REFERENCES: NTSTATUS = 0xc01e0103_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TRY_AGAIN_LATER: NTSTATUS = 0xc01e0104_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TRY_AGAIN_NOW: NTSTATUS = 0xc01e0105_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ALLOCATION_INVALID: NTSTATUS = 0xc01e0106_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_UNSWIZZLING_APERTURE_UNAVAILABLE: NTSTATUS = 0xc01e0107_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_UNSWIZZLING_APERTURE_UNSUPPORTED: NTSTATUS = 0xc01e0108_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CANT_EVICT_PINNED_ALLOCATION: NTSTATUS = 0xc01e0109_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_ALLOCATION_USAGE: NTSTATUS = 0xc01e0110_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CANT_RENDER_LOCKED_ALLOCATION: NTSTATUS = 0xc01e0111_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ALLOCATION_CLOSED: NTSTATUS = 0xc01e0112_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_ALLOCATION_INSTANCE: NTSTATUS = 0xc01e0113_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_ALLOCATION_HANDLE: NTSTATUS = 0xc01e0114_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_WRONG_ALLOCATION_DEVICE: NTSTATUS = 0xc01e0115_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ALLOCATION_CONTENT_LOST: NTSTATUS = 0xc01e0116_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_GPU_EXCEPTION_ON_DEVICE: NTSTATUS = 0xc01e0200_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN_TOPOLOGY: NTSTATUS = 0xc01e0300_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_VIDPN_TOPOLOGY_NOT_SUPPORTED: NTSTATUS = 0xc01e0301_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_VIDPN_TOPOLOGY_CURRENTLY_NOT_SUPPORTED: NTSTATUS = 0xc01e0302_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN: NTSTATUS = 0xc01e0303_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_SOURCE: NTSTATUS = 0xc01e0304_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_TARGET: NTSTATUS = 0xc01e0305_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_VIDPN_MODALITY_NOT_SUPPORTED: NTSTATUS = 0xc01e0306_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN_SOURCEMODESET: NTSTATUS = 0xc01e0308_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN_TARGETMODESET: NTSTATUS = 0xc01e0309_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_FREQUENCY: NTSTATUS = 0xc01e030a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_ACTIVE_REGION: NTSTATUS = 0xc01e030b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_TOTAL_REGION: NTSTATUS = 0xc01e030c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_SOURCE_MODE: NTSTATUS = 0xc01e0310_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDEO_PRESENT_TARGET_MODE: NTSTATUS = 0xc01e0311_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PINNED_MODE_MUST_REMAIN_IN_SET: NTSTATUS = 0xc01e0312_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PATH_ALREADY_IN_TOPOLOGY: NTSTATUS = 0xc01e0313_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MODE_ALREADY_IN_MODESET: NTSTATUS = 0xc01e0314_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDEOPRESENTSOURCESET: NTSTATUS = 0xc01e0315_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDEOPRESENTTARGETSET: NTSTATUS = 0xc01e0316_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_SOURCE_ALREADY_IN_SET: NTSTATUS = 0xc01e0317_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TARGET_ALREADY_IN_SET: NTSTATUS = 0xc01e0318_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN_PRESENT_PATH: NTSTATUS = 0xc01e0319_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_RECOMMENDED_VIDPN_TOPOLOGY: NTSTATUS = 0xc01e031a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITOR_FREQUENCYRANGESET: NTSTATUS = 0xc01e031b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITOR_FREQUENCYRANGE: NTSTATUS = 0xc01e031c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_FREQUENCYRANGE_NOT_IN_SET: NTSTATUS = 0xc01e031d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_FREQUENCYRANGE_ALREADY_IN_SET: NTSTATUS = 0xc01e031f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_STALE_MODESET: NTSTATUS = 0xc01e0320_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITOR_SOURCEMODESET: NTSTATUS = 0xc01e0321_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITOR_SOURCE_MODE: NTSTATUS = 0xc01e0322_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_RECOMMENDED_FUNCTIONAL_VIDPN: NTSTATUS = 0xc01e0323_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MODE_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e0324_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_EMPTY_ADAPTER_MONITOR_MODE_SUPPORT_INTERSECTION: NTSTATUS = 0xc01e0325_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_VIDEO_PRESENT_TARGETS_LESS_THAN_SOURCES: NTSTATUS = 0xc01e0326_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PATH_NOT_IN_TOPOLOGY: NTSTATUS = 0xc01e0327_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ADAPTER_MUST_HAVE_AT_LEAST_ONE_SOURCE: NTSTATUS = 0xc01e0328_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ADAPTER_MUST_HAVE_AT_LEAST_ONE_TARGET: NTSTATUS = 0xc01e0329_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITORDESCRIPTORSET: NTSTATUS = 0xc01e032a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITORDESCRIPTOR: NTSTATUS = 0xc01e032b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MONITORDESCRIPTOR_NOT_IN_SET: NTSTATUS = 0xc01e032c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MONITORDESCRIPTOR_ALREADY_IN_SET: NTSTATUS = 0xc01e032d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MONITORDESCRIPTOR_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e032e_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN_TARGET_SUBSET_TYPE: NTSTATUS = 0xc01e032f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_RESOURCES_NOT_RELATED: NTSTATUS = 0xc01e0330_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_SOURCE_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e0331_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TARGET_ID_MUST_BE_UNIQUE: NTSTATUS = 0xc01e0332_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_AVAILABLE_VIDPN_TARGET: NTSTATUS = 0xc01e0333_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MONITOR_COULD_NOT_BE_ASSOCIATED_WITH_ADAPTER: NTSTATUS = 0xc01e0334_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_VIDPNMGR: NTSTATUS = 0xc01e0335_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_ACTIVE_VIDPN: NTSTATUS = 0xc01e0336_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_STALE_VIDPN_TOPOLOGY: NTSTATUS = 0xc01e0337_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MONITOR_NOT_CONNECTED: NTSTATUS = 0xc01e0338_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_SOURCE_NOT_IN_TOPOLOGY: NTSTATUS = 0xc01e0339_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PRIMARYSURFACE_SIZE: NTSTATUS = 0xc01e033a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VISIBLEREGION_SIZE: NTSTATUS = 0xc01e033b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_STRIDE: NTSTATUS = 0xc01e033c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PIXELFORMAT: NTSTATUS = 0xc01e033d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_COLORBASIS: NTSTATUS = 0xc01e033e_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PIXELVALUEACCESSMODE: NTSTATUS = 0xc01e033f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TARGET_NOT_IN_TOPOLOGY: NTSTATUS = 0xc01e0340_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_DISPLAY_MODE_MANAGEMENT_SUPPORT: NTSTATUS = 0xc01e0341_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_VIDPN_SOURCE_IN_USE: NTSTATUS = 0xc01e0342_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CANT_ACCESS_ACTIVE_VIDPN: NTSTATUS = 0xc01e0343_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PATH_IMPORTANCE_ORDINAL: NTSTATUS = 0xc01e0344_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PATH_CONTENT_GEOMETRY_TRANSFORMATION: NTSTATUS = 0xc01e0345_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PATH_CONTENT_GEOMETRY_TRANSFORMATION_NOT_SUPPORTED: NTSTATUS = 0xc01e0346_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_GAMMA_RAMP: NTSTATUS = 0xc01e0347_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_GAMMA_RAMP_NOT_SUPPORTED: NTSTATUS = 0xc01e0348_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MULTISAMPLING_NOT_SUPPORTED: NTSTATUS = 0xc01e0349_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MODE_NOT_IN_MODESET: NTSTATUS = 0xc01e034a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_VIDPN_TOPOLOGY_RECOMMENDATION_REASON: NTSTATUS = 0xc01e034d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PATH_CONTENT_TYPE: NTSTATUS = 0xc01e034e_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_COPYPROTECTION_TYPE: NTSTATUS = 0xc01e034f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_UNASSIGNED_MODESET_ALREADY_EXISTS: NTSTATUS = 0xc01e0350_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_SCANLINE_ORDERING: NTSTATUS = 0xc01e0352_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_TOPOLOGY_CHANGES_NOT_ALLOWED: NTSTATUS = 0xc01e0353_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_AVAILABLE_IMPORTANCE_ORDINALS: NTSTATUS = 0xc01e0354_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INCOMPATIBLE_PRIVATE_FORMAT: NTSTATUS = 0xc01e0355_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MODE_PRUNING_ALGORITHM: NTSTATUS = 0xc01e0356_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITOR_CAPABILITY_ORIGIN: NTSTATUS = 0xc01e0357_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_MONITOR_FREQUENCYRANGE_CONSTRAINT: NTSTATUS = 0xc01e0358_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MAX_NUM_PATHS_REACHED: NTSTATUS = 0xc01e0359_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CANCEL_VIDPN_TOPOLOGY_AUGMENTATION: NTSTATUS = 0xc01e035a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_CLIENT_TYPE: NTSTATUS = 0xc01e035b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CLIENTVIDPN_NOT_SET: NTSTATUS = 0xc01e035c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_SPECIFIED_CHILD_ALREADY_CONNECTED: NTSTATUS = 0xc01e0400_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CHILD_DESCRIPTOR_NOT_SUPPORTED: NTSTATUS = 0xc01e0401_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NOT_A_LINKED_ADAPTER: NTSTATUS = 0xc01e0430_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_LEADLINK_NOT_ENUMERATED: NTSTATUS = 0xc01e0431_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CHAINLINKS_NOT_ENUMERATED: NTSTATUS = 0xc01e0432_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ADAPTER_CHAIN_NOT_READY: NTSTATUS = 0xc01e0433_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CHAINLINKS_NOT_STARTED: NTSTATUS = 0xc01e0434_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_CHAINLINKS_NOT_POWERED_ON: NTSTATUS = 0xc01e0435_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INCONSISTENT_DEVICE_LINK_STATE: NTSTATUS = 0xc01e0436_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NOT_POST_DEVICE_DRIVER: NTSTATUS = 0xc01e0438_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ADAPTER_ACCESS_NOT_EXCLUDED: NTSTATUS = 0xc01e043b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_NOT_SUPPORTED: NTSTATUS = 0xc01e0500_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_COPP_NOT_SUPPORTED: NTSTATUS = 0xc01e0501_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_UAB_NOT_SUPPORTED: NTSTATUS = 0xc01e0502_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INVALID_ENCRYPTED_PARAMETERS: NTSTATUS = 0xc01e0503_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_PARAMETER_ARRAY_TOO_SMALL: NTSTATUS = 0xc01e0504_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_NO_PROTECTED_OUTPUTS_EXIST: NTSTATUS = 0xc01e0505_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PVP_NO_DISPLAY_DEVICE_CORRESPONDS_TO_NAME: NTSTATUS = 0xc01e0506_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PVP_DISPLAY_DEVICE_NOT_ATTACHED_TO_DESKTOP: NTSTATUS = 0xc01e0507_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PVP_MIRRORING_DEVICES_NOT_SUPPORTED: NTSTATUS = 0xc01e0508_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INVALID_POINTER: NTSTATUS = 0xc01e050a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INTERNAL_ERROR: NTSTATUS = 0xc01e050b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INVALID_HANDLE: NTSTATUS = 0xc01e050c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PVP_NO_MONITORS_CORRESPOND_TO_DISPLAY_DEVICE: NTSTATUS = 0xc01e050d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PVP_INVALID_CERTIFICATE_LENGTH: NTSTATUS = 0xc01e050e_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_SPANNING_MODE_ENABLED: NTSTATUS = 0xc01e050f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_THEATER_MODE_ENABLED: NTSTATUS = 0xc01e0510_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PVP_HFS_FAILED: NTSTATUS = 0xc01e0511_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INVALID_SRM: NTSTATUS = 0xc01e0512_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_OUTPUT_DOES_NOT_SUPPORT_HDCP: NTSTATUS = 0xc01e0513_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_OUTPUT_DOES_NOT_SUPPORT_ACP: NTSTATUS = 0xc01e0514_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_OUTPUT_DOES_NOT_SUPPORT_CGMSA: NTSTATUS = 0xc01e0515_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_HDCP_SRM_NEVER_SET: NTSTATUS = 0xc01e0516_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_RESOLUTION_TOO_HIGH: NTSTATUS = 0xc01e0517_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_ALL_HDCP_HARDWARE_ALREADY_IN_USE: NTSTATUS = 0xc01e0518_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_PROTECTED_OUTPUT_NO_LONGER_EXISTS: NTSTATUS = 0xc01e051a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_SESSION_TYPE_CHANGE_IN_PROGRESS: NTSTATUS = 0xc01e051b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_PROTECTED_OUTPUT_DOES_NOT_HAVE_COPP_SEMANTICS: NTSTATUS = 0xc01e051c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INVALID_INFORMATION_REQUEST: NTSTATUS = 0xc01e051d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_DRIVER_INTERNAL_ERROR: NTSTATUS = 0xc01e051e_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_PROTECTED_OUTPUT_DOES_NOT_HAVE_OPM_SEMANTICS: NTSTATUS = 0xc01e051f_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_SIGNALING_NOT_SUPPORTED: NTSTATUS = 0xc01e0520_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_OPM_INVALID_CONFIGURATION_REQUEST: NTSTATUS = 0xc01e0521_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_I2C_NOT_SUPPORTED: NTSTATUS = 0xc01e0580_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_I2C_DEVICE_DOES_NOT_EXIST: NTSTATUS = 0xc01e0581_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_I2C_ERROR_TRANSMITTING_DATA: NTSTATUS = 0xc01e0582_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_I2C_ERROR_RECEIVING_DATA: NTSTATUS = 0xc01e0583_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_VCP_NOT_SUPPORTED: NTSTATUS = 0xc01e0584_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_INVALID_DATA: NTSTATUS = 0xc01e0585_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_MONITOR_RETURNED_INVALID_TIMING_STATUS_BYTE: NTSTATUS = 0xc01e0586_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_INVALID_CAPABILITIES_STRING: NTSTATUS = 0xc01e0587_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MCA_INTERNAL_ERROR: NTSTATUS = 0xc01e0588_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_INVALID_MESSAGE_COMMAND: NTSTATUS = 0xc01e0589_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_INVALID_MESSAGE_LENGTH: NTSTATUS = 0xc01e058a_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DDCCI_INVALID_MESSAGE_CHECKSUM: NTSTATUS = 0xc01e058b_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_PHYSICAL_MONITOR_HANDLE: NTSTATUS = 0xc01e058c_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MONITOR_NO_LONGER_EXISTS: NTSTATUS = 0xc01e058d_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_ONLY_CONSOLE_SESSION_SUPPORTED: NTSTATUS = 0xc01e05e0_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_DISPLAY_DEVICE_CORRESPONDS_TO_NAME: NTSTATUS = 0xc01e05e1_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_DISPLAY_DEVICE_NOT_ATTACHED_TO_DESKTOP: NTSTATUS = 0xc01e05e2_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_MIRRORING_DEVICES_NOT_SUPPORTED: NTSTATUS = 0xc01e05e3_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INVALID_POINTER: NTSTATUS = 0xc01e05e4_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_NO_MONITORS_CORRESPOND_TO_DISPLAY_DEVICE: NTSTATUS = 0xc01e05e5_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_PARAMETER_ARRAY_TOO_SMALL: NTSTATUS = 0xc01e05e6_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_INTERNAL_ERROR: NTSTATUS = 0xc01e05e7_u32 as NTSTATUS;
+pub const STATUS_GRAPHICS_SESSION_TYPE_CHANGE_IN_PROGRESS: NTSTATUS = 0xc01e05e8_u32 as NTSTATUS;
+pub const STATUS_FVE_LOCKED_VOLUME: NTSTATUS = 0xc0210000_u32 as NTSTATUS;
+pub const STATUS_FVE_NOT_ENCRYPTED: NTSTATUS = 0xc0210001_u32 as NTSTATUS;
+pub const STATUS_FVE_BAD_INFORMATION: NTSTATUS = 0xc0210002_u32 as NTSTATUS;
+pub const STATUS_FVE_TOO_SMALL: NTSTATUS = 0xc0210003_u32 as NTSTATUS;
+pub const STATUS_FVE_FAILED_WRONG_FS: NTSTATUS = 0xc0210004_u32 as NTSTATUS;
+pub const STATUS_FVE_FAILED_BAD_FS: NTSTATUS = 0xc0210005_u32 as NTSTATUS;
+pub const STATUS_FVE_FS_NOT_EXTENDED: NTSTATUS = 0xc0210006_u32 as NTSTATUS;
+pub const STATUS_FVE_FS_MOUNTED: NTSTATUS = 0xc0210007_u32 as NTSTATUS;
+pub const STATUS_FVE_NO_LICENSE: NTSTATUS = 0xc0210008_u32 as NTSTATUS;
+pub const STATUS_FVE_ACTION_NOT_ALLOWED: NTSTATUS = 0xc0210009_u32 as NTSTATUS;
+pub const STATUS_FVE_BAD_DATA: NTSTATUS = 0xc021000a_u32 as NTSTATUS;
+pub const STATUS_FVE_VOLUME_NOT_BOUND: NTSTATUS = 0xc021000b_u32 as NTSTATUS;
+pub const STATUS_FVE_NOT_DATA_VOLUME: NTSTATUS = 0xc021000c_u32 as NTSTATUS;
+pub const STATUS_FVE_CONV_READ_ERROR: NTSTATUS = 0xc021000d_u32 as NTSTATUS;
+pub const STATUS_FVE_CONV_WRITE_ERROR: NTSTATUS = 0xc021000e_u32 as NTSTATUS;
+pub const STATUS_FVE_OVERLAPPED_UPDATE: NTSTATUS = 0xc021000f_u32 as NTSTATUS;
+pub const STATUS_FVE_FAILED_SECTOR_SIZE: NTSTATUS = 0xc0210010_u32 as NTSTATUS;
+pub const STATUS_FVE_FAILED_AUTHENTICATION: NTSTATUS = 0xc0210011_u32 as NTSTATUS;
+pub const STATUS_FVE_NOT_OS_VOLUME: NTSTATUS = 0xc0210012_u32 as NTSTATUS;
+pub const STATUS_FVE_KEYFILE_NOT_FOUND: NTSTATUS = 0xc0210013_u32 as NTSTATUS;
+pub const STATUS_FVE_KEYFILE_INVALID: NTSTATUS = 0xc0210014_u32 as NTSTATUS;
+pub const STATUS_FVE_KEYFILE_NO_VMK: NTSTATUS = 0xc0210015_u32 as NTSTATUS;
+pub const STATUS_FVE_TPM_DISABLED: NTSTATUS = 0xc0210016_u32 as NTSTATUS;
+pub const STATUS_FVE_TPM_SRK_AUTH_NOT_ZERO: NTSTATUS = 0xc0210017_u32 as NTSTATUS;
+pub const STATUS_FVE_TPM_INVALID_PCR: NTSTATUS = 0xc0210018_u32 as NTSTATUS;
+pub const STATUS_FVE_TPM_NO_VMK: NTSTATUS = 0xc0210019_u32 as NTSTATUS;
+pub const STATUS_FVE_PIN_INVALID: NTSTATUS = 0xc021001a_u32 as NTSTATUS;
+pub const STATUS_FVE_AUTH_INVALID_APPLICATION: NTSTATUS = 0xc021001b_u32 as NTSTATUS;
+pub const STATUS_FVE_AUTH_INVALID_CONFIG: NTSTATUS = 0xc021001c_u32 as NTSTATUS;
+pub const STATUS_FVE_DEBUGGER_ENABLED: NTSTATUS = 0xc021001d_u32 as NTSTATUS;
+pub const STATUS_FVE_DRY_RUN_FAILED: NTSTATUS = 0xc021001e_u32 as NTSTATUS;
+pub const STATUS_FVE_BAD_METADATA_POINTER: NTSTATUS = 0xc021001f_u32 as NTSTATUS;
+pub const STATUS_FVE_OLD_METADATA_COPY: NTSTATUS = 0xc0210020_u32 as NTSTATUS;
+pub const STATUS_FVE_REBOOT_REQUIRED: NTSTATUS = 0xc0210021_u32 as NTSTATUS;
+pub const STATUS_FVE_RAW_ACCESS: NTSTATUS = 0xc0210022_u32 as NTSTATUS;
+pub const STATUS_FVE_RAW_BLOCKED: NTSTATUS = 0xc0210023_u32 as NTSTATUS;
+pub const STATUS_FVE_NO_FEATURE_LICENSE: NTSTATUS = 0xc0210026_u32 as NTSTATUS;
+pub const STATUS_FVE_POLICY_USER_DISABLE_RDV_NOT_ALLOWED: NTSTATUS = 0xc0210027_u32 as NTSTATUS;
+pub const STATUS_FVE_CONV_RECOVERY_FAILED: NTSTATUS = 0xc0210028_u32 as NTSTATUS;
+pub const STATUS_FVE_VIRTUALIZED_SPACE_TOO_BIG: NTSTATUS = 0xc0210029_u32 as NTSTATUS;
+pub const STATUS_FVE_VOLUME_TOO_SMALL: NTSTATUS = 0xc0210030_u32 as NTSTATUS;
+pub const STATUS_FWP_CALLOUT_NOT_FOUND: NTSTATUS = 0xc0220001_u32 as NTSTATUS;
+pub const STATUS_FWP_CONDITION_NOT_FOUND: NTSTATUS = 0xc0220002_u32 as NTSTATUS;
+pub const STATUS_FWP_FILTER_NOT_FOUND: NTSTATUS = 0xc0220003_u32 as NTSTATUS;
+pub const STATUS_FWP_LAYER_NOT_FOUND: NTSTATUS = 0xc0220004_u32 as NTSTATUS;
+pub const STATUS_FWP_PROVIDER_NOT_FOUND: NTSTATUS = 0xc0220005_u32 as NTSTATUS;
+pub const STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND: NTSTATUS = 0xc0220006_u32 as NTSTATUS;
+pub const STATUS_FWP_SUBLAYER_NOT_FOUND: NTSTATUS = 0xc0220007_u32 as NTSTATUS;
+pub const STATUS_FWP_NOT_FOUND: NTSTATUS = 0xc0220008_u32 as NTSTATUS;
+pub const STATUS_FWP_ALREADY_EXISTS: NTSTATUS = 0xc0220009_u32 as NTSTATUS;
+pub const STATUS_FWP_IN_USE: NTSTATUS = 0xc022000a_u32 as NTSTATUS;
+pub const STATUS_FWP_DYNAMIC_SESSION_IN_PROGRESS: NTSTATUS = 0xc022000b_u32 as NTSTATUS;
+pub const STATUS_FWP_WRONG_SESSION: NTSTATUS = 0xc022000c_u32 as NTSTATUS;
+pub const STATUS_FWP_NO_TXN_IN_PROGRESS: NTSTATUS = 0xc022000d_u32 as NTSTATUS;
+pub const STATUS_FWP_TXN_IN_PROGRESS: NTSTATUS = 0xc022000e_u32 as NTSTATUS;
+pub const STATUS_FWP_TXN_ABORTED: NTSTATUS = 0xc022000f_u32 as NTSTATUS;
+pub const STATUS_FWP_SESSION_ABORTED: NTSTATUS = 0xc0220010_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_TXN: NTSTATUS = 0xc0220011_u32 as NTSTATUS;
+pub const STATUS_FWP_TIMEOUT: NTSTATUS = 0xc0220012_u32 as NTSTATUS;
+pub const STATUS_FWP_NET_EVENTS_DISABLED: NTSTATUS = 0xc0220013_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_LAYER: NTSTATUS = 0xc0220014_u32 as NTSTATUS;
+pub const STATUS_FWP_KM_CLIENTS_ONLY: NTSTATUS = 0xc0220015_u32 as NTSTATUS;
+pub const STATUS_FWP_LIFETIME_MISMATCH: NTSTATUS = 0xc0220016_u32 as NTSTATUS;
+pub const STATUS_FWP_BUILTIN_OBJECT: NTSTATUS = 0xc0220017_u32 as NTSTATUS;
+pub const STATUS_FWP_TOO_MANY_BOOTTIME_FILTERS: NTSTATUS = 0xc0220018_u32 as NTSTATUS;
+pub const STATUS_FWP_TOO_MANY_CALLOUTS: NTSTATUS = 0xc0220018_u32 as NTSTATUS;
+pub const STATUS_FWP_NOTIFICATION_DROPPED: NTSTATUS = 0xc0220019_u32 as NTSTATUS;
+pub const STATUS_FWP_TRAFFIC_MISMATCH: NTSTATUS = 0xc022001a_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_SA_STATE: NTSTATUS = 0xc022001b_u32 as NTSTATUS;
+pub const STATUS_FWP_NULL_POINTER: NTSTATUS = 0xc022001c_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_ENUMERATOR: NTSTATUS = 0xc022001d_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_FLAGS: NTSTATUS = 0xc022001e_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_NET_MASK: NTSTATUS = 0xc022001f_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_RANGE: NTSTATUS = 0xc0220020_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_INTERVAL: NTSTATUS = 0xc0220021_u32 as NTSTATUS;
+pub const STATUS_FWP_ZERO_LENGTH_ARRAY: NTSTATUS = 0xc0220022_u32 as NTSTATUS;
+pub const STATUS_FWP_NULL_DISPLAY_NAME: NTSTATUS = 0xc0220023_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_ACTION_TYPE: NTSTATUS = 0xc0220024_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_WEIGHT: NTSTATUS = 0xc0220025_u32 as NTSTATUS;
+pub const STATUS_FWP_MATCH_TYPE_MISMATCH: NTSTATUS = 0xc0220026_u32 as NTSTATUS;
+pub const STATUS_FWP_TYPE_MISMATCH: NTSTATUS = 0xc0220027_u32 as NTSTATUS;
+pub const STATUS_FWP_OUT_OF_BOUNDS: NTSTATUS = 0xc0220028_u32 as NTSTATUS;
+pub const STATUS_FWP_RESERVED: NTSTATUS = 0xc0220029_u32 as NTSTATUS;
+pub const STATUS_FWP_DUPLICATE_CONDITION: NTSTATUS = 0xc022002a_u32 as NTSTATUS;
+pub const STATUS_FWP_DUPLICATE_KEYMOD: NTSTATUS = 0xc022002b_u32 as NTSTATUS;
+pub const STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER: NTSTATUS = 0xc022002c_u32 as NTSTATUS;
+pub const STATUS_FWP_ACTION_INCOMPATIBLE_WITH_SUBLAYER: NTSTATUS = 0xc022002d_u32 as NTSTATUS;
+pub const STATUS_FWP_CONTEXT_INCOMPATIBLE_WITH_LAYER: NTSTATUS = 0xc022002e_u32 as NTSTATUS;
+pub const STATUS_FWP_CONTEXT_INCOMPATIBLE_WITH_CALLOUT: NTSTATUS = 0xc022002f_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_AUTH_METHOD: NTSTATUS = 0xc0220030_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_DH_GROUP: NTSTATUS = 0xc0220031_u32 as NTSTATUS;
+pub const STATUS_FWP_EM_NOT_SUPPORTED: NTSTATUS = 0xc0220032_u32 as NTSTATUS;
+pub const STATUS_FWP_NEVER_MATCH: NTSTATUS = 0xc0220033_u32 as NTSTATUS;
+pub const STATUS_FWP_PROVIDER_CONTEXT_MISMATCH: NTSTATUS = 0xc0220034_u32 as NTSTATUS;
+pub const STATUS_FWP_INVALID_PARAMETER: NTSTATUS = 0xc0220035_u32 as NTSTATUS;
+pub const STATUS_FWP_TOO_MANY_SUBLAYERS: NTSTATUS = 0xc0220036_u32 as NTSTATUS;
+pub const STATUS_FWP_CALLOUT_NOTIFICATION_FAILED: NTSTATUS = 0xc0220037_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_AUTH_CONFIG: NTSTATUS = 0xc0220038_u32 as NTSTATUS;
+pub const STATUS_FWP_INCOMPATIBLE_CIPHER_CONFIG: NTSTATUS = 0xc0220039_u32 as NTSTATUS;
+pub const STATUS_FWP_DUPLICATE_AUTH_METHOD: NTSTATUS = 0xc022003c_u32 as NTSTATUS;
+pub const STATUS_FWP_TCPIP_NOT_READY: NTSTATUS = 0xc0220100_u32 as NTSTATUS;
+pub const STATUS_FWP_INJECT_HANDLE_CLOSING: NTSTATUS = 0xc0220101_u32 as NTSTATUS;
+pub const STATUS_FWP_INJECT_HANDLE_STALE: NTSTATUS = 0xc0220102_u32 as NTSTATUS;
+pub const STATUS_FWP_CANNOT_PEND: NTSTATUS = 0xc0220103_u32 as NTSTATUS;
+pub const STATUS_NDIS_CLOSING: NTSTATUS = 0xc0230002_u32 as NTSTATUS;
+pub const STATUS_NDIS_BAD_VERSION: NTSTATUS = 0xc0230004_u32 as NTSTATUS;
+pub const STATUS_NDIS_BAD_CHARACTERISTICS: NTSTATUS = 0xc0230005_u32 as NTSTATUS;
+pub const STATUS_NDIS_ADAPTER_NOT_FOUND: NTSTATUS = 0xc0230006_u32 as NTSTATUS;
+pub const STATUS_NDIS_OPEN_FAILED: NTSTATUS = 0xc0230007_u32 as NTSTATUS;
+pub const STATUS_NDIS_DEVICE_FAILED: NTSTATUS = 0xc0230008_u32 as NTSTATUS;
+pub const STATUS_NDIS_MULTICAST_FULL: NTSTATUS = 0xc0230009_u32 as NTSTATUS;
+pub const STATUS_NDIS_MULTICAST_EXISTS: NTSTATUS = 0xc023000a_u32 as NTSTATUS;
+pub const STATUS_NDIS_MULTICAST_NOT_FOUND: NTSTATUS = 0xc023000b_u32 as NTSTATUS;
+pub const STATUS_NDIS_REQUEST_ABORTED: NTSTATUS = 0xc023000c_u32 as NTSTATUS;
+pub const STATUS_NDIS_RESET_IN_PROGRESS: NTSTATUS = 0xc023000d_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_PACKET: NTSTATUS = 0xc023000f_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xc0230010_u32 as NTSTATUS;
+pub const STATUS_NDIS_ADAPTER_NOT_READY: NTSTATUS = 0xc0230011_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_LENGTH: NTSTATUS = 0xc0230014_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_DATA: NTSTATUS = 0xc0230015_u32 as NTSTATUS;
+pub const STATUS_NDIS_BUFFER_TOO_SHORT: NTSTATUS = 0xc0230016_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_OID: NTSTATUS = 0xc0230017_u32 as NTSTATUS;
+pub const STATUS_NDIS_ADAPTER_REMOVED: NTSTATUS = 0xc0230018_u32 as NTSTATUS;
+pub const STATUS_NDIS_UNSUPPORTED_MEDIA: NTSTATUS = 0xc0230019_u32 as NTSTATUS;
+pub const STATUS_NDIS_GROUP_ADDRESS_IN_USE: NTSTATUS = 0xc023001a_u32 as NTSTATUS;
+pub const STATUS_NDIS_FILE_NOT_FOUND: NTSTATUS = 0xc023001b_u32 as NTSTATUS;
+pub const STATUS_NDIS_ERROR_READING_FILE: NTSTATUS = 0xc023001c_u32 as NTSTATUS;
+pub const STATUS_NDIS_ALREADY_MAPPED: NTSTATUS = 0xc023001d_u32 as NTSTATUS;
+pub const STATUS_NDIS_RESOURCE_CONFLICT: NTSTATUS = 0xc023001e_u32 as NTSTATUS;
+pub const STATUS_NDIS_MEDIA_DISCONNECTED: NTSTATUS = 0xc023001f_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_ADDRESS: NTSTATUS = 0xc0230022_u32 as NTSTATUS;
+pub const STATUS_NDIS_PAUSED: NTSTATUS = 0xc023002a_u32 as NTSTATUS;
+pub const STATUS_NDIS_INTERFACE_NOT_FOUND: NTSTATUS = 0xc023002b_u32 as NTSTATUS;
+pub const STATUS_NDIS_UNSUPPORTED_REVISION: NTSTATUS = 0xc023002c_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_PORT: NTSTATUS = 0xc023002d_u32 as NTSTATUS;
+pub const STATUS_NDIS_INVALID_PORT_STATE: NTSTATUS = 0xc023002e_u32 as NTSTATUS;
+pub const STATUS_NDIS_LOW_POWER_STATE: NTSTATUS = 0xc023002f_u32 as NTSTATUS;
+pub const STATUS_NDIS_NOT_SUPPORTED: NTSTATUS = 0xc02300bb_u32 as NTSTATUS;
+pub const STATUS_NDIS_OFFLOAD_POLICY: NTSTATUS = 0xc023100f_u32 as NTSTATUS;
+pub const STATUS_NDIS_OFFLOAD_CONNECTION_REJECTED: NTSTATUS = 0xc0231012_u32 as NTSTATUS;
+pub const STATUS_NDIS_OFFLOAD_PATH_REJECTED: NTSTATUS = 0xc0231013_u32 as NTSTATUS;
+pub const STATUS_NDIS_DOT11_AUTO_CONFIG_ENABLED: NTSTATUS = 0xc0232000_u32 as NTSTATUS;
+pub const STATUS_NDIS_DOT11_MEDIA_IN_USE: NTSTATUS = 0xc0232001_u32 as NTSTATUS;
+pub const STATUS_NDIS_DOT11_POWER_STATE_INVALID: NTSTATUS = 0xc0232002_u32 as NTSTATUS;
+pub const STATUS_NDIS_PM_WOL_PATTERN_LIST_FULL: NTSTATUS = 0xc0232003_u32 as NTSTATUS;
+pub const STATUS_NDIS_PM_PROTOCOL_OFFLOAD_LIST_FULL: NTSTATUS = 0xc0232004_u32 as NTSTATUS;
+pub const STATUS_IPSEC_BAD_SPI: NTSTATUS = 0xc0360001_u32 as NTSTATUS;
+pub const STATUS_IPSEC_SA_LIFETIME_EXPIRED: NTSTATUS = 0xc0360002_u32 as NTSTATUS;
+pub const STATUS_IPSEC_WRONG_SA: NTSTATUS = 0xc0360003_u32 as NTSTATUS;
+pub const STATUS_IPSEC_REPLAY_CHECK_FAILED: NTSTATUS = 0xc0360004_u32 as NTSTATUS;
+pub const STATUS_IPSEC_INVALID_PACKET: NTSTATUS = 0xc0360005_u32 as NTSTATUS;
+pub const STATUS_IPSEC_INTEGRITY_CHECK_FAILED: NTSTATUS = 0xc0360006_u32 as NTSTATUS;
+pub const STATUS_IPSEC_CLEAR_TEXT_DROP: NTSTATUS = 0xc0360007_u32 as NTSTATUS;
+pub const STATUS_IPSEC_AUTH_FIREWALL_DROP: NTSTATUS = 0xc0360008_u32 as NTSTATUS;
+pub const STATUS_IPSEC_THROTTLE_DROP: NTSTATUS = 0xc0360009_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_BLOCK: NTSTATUS = 0xc0368000_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_RECEIVED_MULTICAST: NTSTATUS = 0xc0368001_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_INVALID_PACKET: NTSTATUS = 0xc0368002_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_STATE_LOOKUP_FAILED: NTSTATUS = 0xc0368003_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_MAX_ENTRIES: NTSTATUS = 0xc0368004_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_KEYMOD_NOT_ALLOWED: NTSTATUS = 0xc0368005_u32 as NTSTATUS;
+pub const STATUS_IPSEC_DOSP_MAX_PER_IP_RATELIMIT_QUEUES: NTSTATUS = 0xc0368006_u32 as NTSTATUS;
+pub const STATUS_VOLMGR_MIRROR_NOT_SUPPORTED: NTSTATUS = 0xc038005b_u32 as NTSTATUS;
+pub const STATUS_VOLMGR_RAID5_NOT_SUPPORTED: NTSTATUS = 0xc038005c_u32 as NTSTATUS;
+pub const STATUS_VIRTDISK_PROVIDER_NOT_FOUND: NTSTATUS = 0xc03a0014_u32 as NTSTATUS;
+pub const STATUS_VIRTDISK_NOT_VIRTUAL_DISK: NTSTATUS = 0xc03a0015_u32 as NTSTATUS;
+pub const STATUS_VHD_PARENT_VHD_ACCESS_DENIED: NTSTATUS = 0xc03a0016_u32 as NTSTATUS;
+pub const STATUS_VHD_CHILD_PARENT_SIZE_MISMATCH: NTSTATUS = 0xc03a0017_u32 as NTSTATUS;
+pub const STATUS_VHD_DIFFERENCING_CHAIN_CYCLE_DETECTED: NTSTATUS = 0xc03a0018_u32 as NTSTATUS;
+pub const STATUS_VHD_DIFFERENCING_CHAIN_ERROR_IN_PARENT: NTSTATUS = 0xc03a0019_u32 as NTSTATUS;
+pub const STATUS_WDF_QUEUED: NTSTATUS = 0x40200000_u32 as NTSTATUS;
+pub const STATUS_WDF_POSTED: NTSTATUS = 0x40200002_u32 as NTSTATUS;
+pub const STATUS_WDF_NO_PACKAGE: NTSTATUS = 0xc0200200_u32 as NTSTATUS;
+pub const STATUS_WDF_INTERNAL_ERROR: NTSTATUS = 0xc0200201_u32 as NTSTATUS;
+pub const STATUS_WDF_PAUSED: NTSTATUS = 0xc0200203_u32 as NTSTATUS;
+pub const STATUS_WDF_BUSY: NTSTATUS = 0xc0200204_u32 as NTSTATUS;
+pub const STATUS_WDF_IO_TIMEOUT_NOT_SENT: NTSTATUS = 0xc0200205_u32 as NTSTATUS;
+pub const STATUS_WDF_DEVICE_REMOVED_NOT_SENT: NTSTATUS = 0xc0200206_u32 as NTSTATUS;
+pub const STATUS_WDF_REQUEST_ALREADY_PENDING: NTSTATUS = 0xc0200207_u32 as NTSTATUS;
+pub const STATUS_WDF_REQUEST_INVALID_STATE: NTSTATUS = 0xc0200208_u32 as NTSTATUS;
+pub const STATUS_WDF_OBJECT_ATTRIBUTES_INVALID: NTSTATUS = 0xc0200209_u32 as NTSTATUS;
+pub const STATUS_WDF_TOO_FRAGMENTED: NTSTATUS = 0xc020020a_u32 as NTSTATUS;
+pub const STATUS_WDF_NO_CALLBACK: NTSTATUS = 0xc020020b_u32 as NTSTATUS;
+pub const STATUS_WDF_INCOMPATIBLE_EXECUTION_LEVEL: NTSTATUS = 0xc020020c_u32 as NTSTATUS;
+pub const STATUS_WDF_PARENT_ALREADY_ASSIGNED: NTSTATUS = 0xc020020d_u32 as NTSTATUS;
+pub const STATUS_WDF_PARENT_IS_SELF: NTSTATUS = 0xc020020e_u32 as NTSTATUS;
+pub const STATUS_WDF_PARENT_ASSIGNMENT_NOT_ALLOWED: NTSTATUS = 0xc020020f_u32 as NTSTATUS;
+pub const STATUS_WDF_SYNCHRONIZATION_SCOPE_INVALID: NTSTATUS = 0xc0200210_u32 as NTSTATUS;
+pub const STATUS_WDF_EXECUTION_LEVEL_INVALID: NTSTATUS = 0xc0200211_u32 as NTSTATUS;
+pub const STATUS_WDF_PARENT_NOT_SPECIFIED: NTSTATUS = 0xc0200212_u32 as NTSTATUS;
+pub const STATUS_WDF_TOO_MANY_TRANSFERS: NTSTATUS = 0xc0200213_u32 as NTSTATUS;
+pub const STATUS_WDF_NOT_ENOUGH_MAP_REGISTERS: NTSTATUS = 0xc0200214_u32 as NTSTATUS;
 }
