@@ -15,6 +15,7 @@
 use core::ffi::c_void;
 use std::cell::RefCell;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use kmdf_sim::Machine;
@@ -262,40 +263,20 @@ extern "win64" fn invalid_device_request(_device: *mut c_void, _irp: *mut c_void
     })
 }
 
-/// A loaded driver image with its `DRIVER_OBJECT` and registry path.
-pub struct Driver {
+/// One mapping of an image with the `DRIVER_OBJECT` and registry path its entry point gets.
+struct Instance {
     image: Image,
-    service: String,
     objects: Box<DriverObjects>,
 }
 
-impl core::fmt::Debug for Driver {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Driver")
-            .field("service", &self.service)
-            .field("image", &self.image)
-            .finish_non_exhaustive()
-    }
-}
+// SAFETY: the image mapping and the boxed objects are plain process memory with no thread
+// affinity; the driver code that uses them synchronises its own access, as in the kernel.
+unsafe impl Send for Instance {}
+// SAFETY: as for `Send`; `Instance` exposes no interior mutability to safe code.
+unsafe impl Sync for Instance {}
 
-/// What [`Driver::call_entry`] observed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntryReport {
-    /// How the entry point ended.
-    pub outcome: Outcome,
-}
-
-impl Driver {
-    /// Loads the image at `path` as the service `service` (its registry path is
-    /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`).
-    pub fn load(path: &Path, service: &str) -> Result<Driver, LoadError> {
-        let bytes =
-            std::fs::read(path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
-        Self::load_bytes(&bytes, service)
-    }
-
-    /// Loads an image from memory (see [`Driver::load`]).
-    pub fn load_bytes(bytes: &[u8], service: &str) -> Result<Driver, LoadError> {
+impl Instance {
+    fn map(bytes: &[u8], service: &str) -> Result<Instance, LoadError> {
         let image = Image::load(bytes, &resolve)?;
         // The UTF-16 buffers move into the box below; their heap storage does not move.
         let mut texts = vec![
@@ -340,16 +321,74 @@ impl Driver {
         let object: *mut DriverObject = &raw mut objects.object;
         objects.extension.driver_object = object;
         objects.object.driver_extension = &raw mut objects.extension;
+        Ok(Instance { image, objects })
+    }
+
+    fn entry_args(&self) -> crate::wdf::driver::EntryArgs {
+        // SAFETY: the entry point of the loaded, bound image, whose type on x64 is
+        // `NTSTATUS (DRIVER_OBJECT*, UNICODE_STRING*)` with the Microsoft x64 calling convention.
+        let entry: crate::wdf::driver::EntryPoint =
+            unsafe { core::mem::transmute::<usize, _>(self.image.entry()) };
+        crate::wdf::driver::EntryArgs::new(
+            entry,
+            (&raw const self.objects.object).cast_mut(),
+            (&raw const self.objects.registry_path).cast_mut(),
+        )
+    }
+}
+
+/// A loaded driver image with its `DRIVER_OBJECT` and registry path.
+///
+/// Like Windows, which maps a driver anew each time it loads it, every load of the driver
+/// package after the first maps a fresh copy of the image (its data sections initialised again);
+/// the copies stay mapped as long as the `Driver` lives.
+pub struct Driver {
+    first: Arc<Instance>,
+    service: String,
+    bytes: Arc<Vec<u8>>,
+    /// The mappings of the loads after the first, kept until the `Driver` goes.
+    later: Arc<Mutex<Vec<Instance>>>,
+}
+
+impl core::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Driver")
+            .field("service", &self.service)
+            .field("image", &self.first.image)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Driver::call_entry`] observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryReport {
+    /// How the entry point ended.
+    pub outcome: Outcome,
+}
+
+impl Driver {
+    /// Loads the image at `path` as the service `service` (its registry path is
+    /// `\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Services\<service>`).
+    pub fn load(path: &Path, service: &str) -> Result<Driver, LoadError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
+        Self::load_bytes(&bytes, service)
+    }
+
+    /// Loads an image from memory (see [`Driver::load`]).
+    pub fn load_bytes(bytes: &[u8], service: &str) -> Result<Driver, LoadError> {
+        let first = Instance::map(bytes, service)?;
         Ok(Driver {
-            image,
+            first: Arc::new(first),
             service: service.to_owned(),
-            objects,
+            bytes: Arc::new(bytes.to_vec()),
+            later: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
     /// The mapped image.
     pub fn image(&self) -> &Image {
-        &self.image
+        &self.first.image
     }
 
     /// The service name.
@@ -359,7 +398,7 @@ impl Driver {
 
     /// The imports, as bound to host routines.
     pub fn imports(&self) -> &[Import] {
-        self.image.imports()
+        self.first.image.imports()
     }
 
     /// Installs the image on `machine` as the kmdf-sim driver package of its service: kmdf-sim
@@ -368,17 +407,35 @@ impl Driver {
     /// `WdfDriverCreate` joins that load (see [`crate::wdf::driver`]). The `Driver` must stay
     /// alive (mapped) while the machine can call into it.
     pub fn install(&self, machine: &Machine) {
-        let entry = self.image.entry();
-        // SAFETY: `entry` is the entry point of the loaded, bound image, whose type on x64 is
-        // `NTSTATUS (DRIVER_OBJECT*, UNICODE_STRING*)` with the Microsoft x64 calling convention.
-        let entry: crate::wdf::driver::EntryPoint =
-            unsafe { core::mem::transmute::<usize, _>(entry) };
-        crate::wdf::driver::install(
+        let first = Arc::clone(&self.first);
+        let first_used = AtomicBool::new(false);
+        let bytes = Arc::clone(&self.bytes);
+        let later = Arc::clone(&self.later);
+        let service = self.service.clone();
+        crate::wdf::driver::install_with(
             machine,
             &self.service,
-            entry,
-            (&raw const self.objects.object).cast_mut(),
-            (&raw const self.objects.registry_path).cast_mut(),
+            Arc::new(move || {
+                if !first_used.swap(true, Ordering::AcqRel) {
+                    return Ok(first.entry_args());
+                }
+                let instance = Instance::map(&bytes, &service).map_err(|e| {
+                    if let Some(machine) = Machine::current() {
+                        machine.trace().record(
+                            kmdf_sim::trace::TraceKind::Note,
+                            "kmdf-host",
+                            &format!("the image cannot be mapped again: {e}"),
+                        );
+                    }
+                    kmdf_sim::Status::INSUFFICIENT_RESOURCES
+                })?;
+                let args = instance.entry_args();
+                later
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(instance);
+                Ok(args)
+            }),
         );
     }
 

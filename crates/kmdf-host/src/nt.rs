@@ -9,6 +9,7 @@
 //! | `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeResetEvent`, `KeReadStateEvent`, `KeWaitForSingleObject` | a kmdf-sim event per `KEVENT` address; waits on the virtual clock (`WaitAtDispatch` is the verifier's) |
 //! | `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock` | the driver's `KSPIN_LOCK` word itself (atomically), and kmdf-sim's per-thread IRQL |
 //! | `KeRaiseIrqlToDpcLevel`, `KeLowerIrql`, `KeGetCurrentIrql` | kmdf-sim's IRQL (the verifier checks each transition) |
+//! | `KeGetCurrentThread`, `PsGetCurrentThread` | a per-thread `KTHREAD` stand-in, the one GS-relative reads see |
 //! | `KeGetCurrentProcessorNumberEx` | every host thread is a processor of its own (numbers never shared by two live threads) |
 //! | `KeQueryInterruptTimePrecise`, `KeQueryUnbiasedInterruptTime` | the virtual clock in 100-ns ticks |
 //! | `ExInitializeRundownProtection` … `ExWaitForRundownProtectionRelease`, `ExReInitializeRundownProtection`, `ExRundownCompleted` | the driver's `EX_RUNDOWN_REF` word (references counted in steps of 2, bit 0 = rundown active), a kmdf-sim event for the waiter |
@@ -408,6 +409,12 @@ extern "win64" fn ke_get_current_irql() -> u8 {
     raw_irql(current_irql())
 }
 
+/// `KeGetCurrentThread` / `PsGetCurrentThread`: the calling thread's `KTHREAD` stand-in, the
+/// same block a GS-relative read of an image gives (see [`crate::privileged`]).
+extern "win64" fn ke_get_current_thread() -> usize {
+    crate::privileged::current_thread()
+}
+
 /// `PROCESSOR_NUMBER`.
 #[repr(C)]
 struct ProcessorNumber {
@@ -720,15 +727,41 @@ extern "win64" fn dbg_print_ex(
         let text = unsafe { crate::printf::format(format, &mut || next.next().unwrap_or(0)) };
         if let Some(machine) = machine_if_bound() {
             for line in text.lines().filter(|l| !l.is_empty()) {
-                machine.trace().record(
-                    TraceKind::Note,
-                    "DbgPrintEx",
-                    &format!("[{component}:{level}] {line}"),
-                );
+                let (object, note) = trace_note(component, level, line);
+                machine.trace().record(TraceKind::Note, &object, &note);
             }
         }
         STATUS_SUCCESS.cast_unsigned()
     })
+}
+
+/// `DPFLTR_IHVDRIVER_ID`, the component of third-party drivers' `DbgPrintEx`.
+const DPFLTR_IHVDRIVER_ID: u32 = 77;
+
+/// The trace note of one `DbgPrintEx` line: DMF for Rust's driver trace (`Source: message` at
+/// `DPFLTR_IHVDRIVER_ID`, level 0–3 for error, warning, information, verbose) becomes a note of
+/// `Source` worded as the sim backend records it (`[INFO] message`), so a scenario reads the
+/// same trace from the image as from the sim build; any other line is a `DbgPrintEx` note
+/// `[component:level] line`.
+fn trace_note(component: u32, level: u32, line: &str) -> (String, String) {
+    let level_name = match level {
+        0 => Some("ERROR"),
+        1 => Some("WARNING"),
+        2 => Some("INFO"),
+        3 => Some("VERBOSE"),
+        _ => None,
+    };
+    if let (DPFLTR_IHVDRIVER_ID, Some(level_name)) = (component, level_name) {
+        if let Some((source, message)) = line.split_once(": ") {
+            if !source.is_empty() && !source.contains(char::is_whitespace) {
+                return (source.to_owned(), format!("[{level_name}] {message}"));
+            }
+        }
+    }
+    (
+        "DbgPrintEx".to_owned(),
+        format!("[{component}:{level}] {line}"),
+    )
 }
 
 fn machine_if_bound() -> Option<Machine> {
@@ -1415,6 +1448,8 @@ fn core_exports() -> Vec<(&'static str, usize)> {
         KeRaiseIrqlToDpcLevel => ke_raise_irql_to_dpc_level,
         KeLowerIrql => ke_lower_irql,
         KeGetCurrentIrql => ke_get_current_irql,
+        KeGetCurrentThread => ke_get_current_thread,
+        PsGetCurrentThread => ke_get_current_thread,
         KeGetCurrentProcessorNumberEx => ke_get_current_processor_number_ex,
         KeQueryInterruptTimePrecise => ke_query_interrupt_time_precise,
         KeQueryUnbiasedInterruptTime => ke_query_unbiased_interrupt_time,
@@ -1602,8 +1637,25 @@ mod tests {
             0,
             0,
         );
+        let notes = machine.trace().texts(TraceKind::Note, "switchbar");
+        assert_eq!(notes, ["[ERROR] 8 lights, 0xff"]);
+        // Not the driver-trace shape: recorded as printed.
+        dbg_print_ex(0, 3, c"no source here\n".as_ptr(), 0, 0, 0, 0, 0, 0, 0, 0);
+        dbg_print_ex(
+            77,
+            9,
+            c"SwitchBar: level 9\n".as_ptr(),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        );
         let notes = machine.trace().texts(TraceKind::Note, "DbgPrintEx");
-        assert_eq!(notes, ["[77:0] switchbar: 8 lights, 0xff"]);
+        assert_eq!(notes, ["[0:3] no source here", "[77:9] SwitchBar: level 9"]);
     }
 
     fn wide(s: &str) -> Vec<u16> {

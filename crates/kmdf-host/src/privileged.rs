@@ -29,6 +29,15 @@
 //!   register the instruction did not overwrite and clears the trap flag. A `movabs` whose
 //!   address is an immediate (`A1 moffs64`, no register to redirect) is emulated directly.
 //!
+//! * A fault of an image instruction with a `GS` segment prefix (`65`) while the thread's GS base
+//!   is 0: x64 kernel code reaches the processor control region through GS — mingw-w64's headers
+//!   inline `KeGetCurrentThread` (and so `PsGetCurrentThread`) as `mov rax, gs:[0x188]`, which
+//!   C DMF uses to remember a lock's owner. The handler gives the thread its own zeroed `KPCR`
+//!   page (`Self` and `CurrentThread` filled in, the thread a zeroed `KTHREAD`-sized block after
+//!   it), sets the thread's GS base to it (`arch_prctl`; Linux x86_64 leaves GS to the program)
+//!   and retries the instruction, which from then on runs at full speed. The exported
+//!   `KeGetCurrentThread`/`PsGetCurrentThread` of [`crate::nt`] answer the same block.
+//!
 //! Everything else is not ours: the handler chains to the previous one (a default action then
 //! ends the process as the fault would have).
 //!
@@ -292,7 +301,112 @@ struct Substitution {
     substituted: i64,
 }
 
+/// `arch_prctl` codes of Linux's `asm/prctl.h`.
+const ARCH_SET_GS: libc::c_int = 0x1001;
+const ARCH_GET_GS: libc::c_int = 0x1004;
+/// The per-thread block GS points at: a `KPCR` page, then the thread's `KTHREAD` stand-in.
+const PCR_BLOCK: usize = 0x2000;
+/// `KPCR.Self` (x64: the `NT_TIB.Self` slot of the `KPCR` union).
+const PCR_SELF: usize = 0x18;
+/// `KPCR.CurrentPrcb`.
+const PCR_CURRENT_PRCB: usize = 0x20;
+/// `KPCR.Prcb`, the embedded `KPRCB`: right after the 0x180-byte public `KPCR`.
+const PCR_PRCB: usize = 0x180;
+/// `KPRCB.CurrentThread`: mingw-w64's `wdm.h` inlines `KeGetCurrentThread` as
+/// `__readgsqword(0x188)`.
+const PCR_CURRENT_THREAD: usize = 0x188;
+
+/// This thread's processor-control block (mapped on first use, unmapped when the thread ends).
+struct PcrBlock(Cell<*mut u8>);
+
+impl PcrBlock {
+    fn block(&self) -> Option<*mut u8> {
+        let p = self.0.get();
+        if !p.is_null() {
+            return Some(p);
+        }
+        // SAFETY: a fresh anonymous private mapping (mmap is async-signal-safe); checked below.
+        let raw = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                PCR_BLOCK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return None;
+        }
+        let block: *mut u8 = raw.cast();
+        // SAFETY: the three slots lie inside the fresh, writable block.
+        unsafe {
+            block
+                .add(PCR_SELF)
+                .cast::<usize>()
+                .write_unaligned(block as usize);
+            block
+                .add(PCR_CURRENT_PRCB)
+                .cast::<usize>()
+                .write_unaligned(block as usize + PCR_PRCB);
+            block
+                .add(PCR_CURRENT_THREAD)
+                .cast::<usize>()
+                .write_unaligned(block as usize + PCR_BLOCK / 2);
+        }
+        self.0.set(block);
+        Some(block)
+    }
+}
+
+impl Drop for PcrBlock {
+    fn drop(&mut self) {
+        let p = self.0.get();
+        if !p.is_null() {
+            // SAFETY: the thread is ending: its GS base goes back to 0 and nothing of it runs
+            // driver code any more; `p` is the block this thread mapped.
+            unsafe {
+                libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, 0_usize);
+                libc::munmap(p.cast(), PCR_BLOCK);
+            }
+        }
+    }
+}
+
+/// The calling thread's `KTHREAD` stand-in (`KeGetCurrentThread`): a zeroed block, one per
+/// thread, the same address the GS-relative read of an image returns on this thread.
+pub fn current_thread() -> usize {
+    PCR.with(PcrBlock::block)
+        .map_or(0, |block| block as usize + PCR_BLOCK / 2)
+}
+
+/// The thread's GS base.
+fn gs_base() -> usize {
+    let mut base = 0_usize;
+    // SAFETY: ARCH_GET_GS writes the base to the address given, a live local.
+    let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_GET_GS, &raw mut base) };
+    if rc == 0 {
+        base
+    } else {
+        usize::MAX
+    }
+}
+
+/// Whether the instruction's legacy prefixes include the GS segment override (`65`).
+pub fn has_gs_prefix(code: &[u8]) -> bool {
+    code.iter()
+        .take_while(|b| {
+            matches!(
+                b,
+                0xF0 | 0xF2 | 0xF3 | 0x2E | 0x36 | 0x3E | 0x26 | 0x64 | 0x65 | 0x66 | 0x67
+            )
+        })
+        .any(|b| *b == 0x65)
+}
+
 thread_local! {
+    static PCR: PcrBlock = const { PcrBlock(Cell::new(core::ptr::null_mut())) };
     static PENDING: RefCell<Vec<Substitution>> = const { RefCell::new(Vec::new()) };
     static COPY: KusdCopy = const { KusdCopy(Cell::new(core::ptr::null_mut())) };
 }
@@ -429,6 +543,20 @@ unsafe fn emulate_fault(info: *mut libc::siginfo_t, context: *mut libc::c_void) 
             }
         }
         return true;
+    }
+    if has_gs_prefix(code) {
+        // A GS-relative access before the thread has its processor block: give it one and
+        // retry. With GS set, a fault is not ours.
+        if gs_base() != 0 {
+            return false;
+        }
+        let Some(block) = PCR.with(PcrBlock::block) else {
+            return false;
+        };
+        // SAFETY: sets this thread's GS base (the Linux x86_64 ABI leaves GS unused) to the
+        // block just mapped, which lives until the thread ends.
+        let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, block as usize) };
+        return rc == 0;
     }
     // SAFETY: a SIGSEGV's siginfo carries the faulting address (0 for a general-protection fault).
     let address = unsafe { (*info).si_addr() } as usize;
@@ -595,6 +723,33 @@ mod tests {
     use super::*;
     use kmdf_sim::exec::IrqlGuard;
     use std::time::Duration;
+
+    #[test]
+    fn gs_relative_reads_see_the_thread_block() {
+        install();
+        // mov rax, gs:[0x188]; ret
+        let read =
+            ExecutableCode::new(&[0x65, 0x48, 0x8B, 0x04, 0x25, 0x88, 0x01, 0x00, 0x00, 0xC3]);
+        // SAFETY: the bytes above are a complete function returning rax.
+        let f: extern "win64" fn() -> usize = unsafe { core::mem::transmute(read.address()) };
+        // Two threads at once (a block is unmapped when its thread ends, and may be reused).
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let run = |barrier: std::sync::Arc<std::sync::Barrier>| {
+            std::thread::spawn(move || {
+                let seen = (f(), f(), current_thread());
+                barrier.wait();
+                seen
+            })
+        };
+        let (a, b) = (run(barrier.clone()), run(barrier));
+        let (first, second) = (a.join().unwrap(), b.join().unwrap());
+        assert_ne!(first.0, 0);
+        assert_eq!(first.0, first.1, "the same thread block each time");
+        assert_eq!(first.0, first.2, "the export answers the same block");
+        assert_ne!(first.0, second.0, "one block per thread");
+        assert!(has_gs_prefix(&[0xF0, 0x65, 0x48]));
+        assert!(!has_gs_prefix(&[0x48, 0x65]));
+    }
 
     #[test]
     fn decodes_cr8_forms() {

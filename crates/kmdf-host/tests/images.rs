@@ -276,9 +276,11 @@ fn the_wdm_kernel_image_runs_to_completion() {
     let (report, driver) = driver.call_entry(&machine);
     assert_eq!(report.outcome, Outcome::Returned(0));
     assert!(driver.is_some());
+    // Its `DbgPrintEx(DPFLTR_IHVDRIVER_ID, 0, "dmf-kernel-image: …")` lines are notes of
+    // `dmf-kernel-image` at level 0 (DPFLTR_ERROR_LEVEL).
     let lines = machine
         .trace()
-        .texts(kmdf_sim::trace::TraceKind::Note, "DbgPrintEx");
+        .texts(kmdf_sim::trace::TraceKind::Note, "dmf-kernel-image");
     assert!(
         lines
             .iter()
@@ -287,7 +289,7 @@ fn the_wdm_kernel_image_runs_to_completion() {
     );
     assert_eq!(
         lines.last().map(String::as_str),
-        Some("[77:0] dmf-kernel-image: DriverEntry: all NT-layer checks passed"),
+        Some("[ERROR] DriverEntry: all NT-layer checks passed"),
         "{lines:#?}"
     );
     assert!(machine.verifier().violations().is_empty());

@@ -29,6 +29,7 @@ use core::str::FromStr;
 /// `data1`..`data3` are printed as hex numbers; `data4` is printed byte by byte (the first two
 /// bytes form the fourth group of the registry format, the other six the fifth).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(C)]
 pub struct Guid {
     /// The first 32 bits (first group of the printed form).
     pub data1: u32,

@@ -157,6 +157,8 @@ pub enum ObjectState {
 
 struct ObjState {
     state: ObjectState,
+    /// The driver called `WdfObjectDelete` (a framework or parent deletion does not count).
+    delete_called: bool,
     refs: usize,
     creation_ref_held: bool,
     children: Vec<WdfObject>,
@@ -341,6 +343,7 @@ impl WdfObject {
                 state: ObjectState::Alive,
                 refs: 1,
                 creation_ref_held: true,
+                delete_called: false,
                 children: Vec::new(),
                 cleanup: attrs.cleanup,
                 destroy: attrs.destroy,
@@ -497,7 +500,22 @@ impl WdfObject {
     /// object is a [`Rule::DeletedObjectUsed`] violation.
     ///
     /// Errors: `STATUS_INVALID_DEVICE_STATE` when already deleted.
+    ///
+    /// An object its parent's deletion already disposed (its cleanup ran, its destroy waits for
+    /// references) may still be deleted by the driver, once: KMDF's `FxObject::DeleteObject`
+    /// accepts it in the *disposed* state, and drivers do it (C DMF deletes its Modules' memory
+    /// in their cleanup). That call changes nothing. A second explicit delete is a violation.
     pub fn delete(&self) -> Result<(), Status> {
+        {
+            let mut st = lock(&self.0.st);
+            if st.state == ObjectState::Deleted && !st.delete_called {
+                st.delete_called = true;
+                return Ok(());
+            }
+            if st.state == ObjectState::Alive {
+                st.delete_called = true;
+            }
+        }
         self.ensure_alive("WdfObjectDelete")?;
         self.delete_now();
         Ok(())

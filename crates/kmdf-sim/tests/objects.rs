@@ -276,3 +276,23 @@ fn device_init_extension_reaches_the_device() {
     assert!(dev.get_extension::<QueueConfig>().unwrap().default_queue);
     assert_eq!(*dev.extension(|| 9u32), 5);
 }
+
+/// An object disposed by its parent's deletion may still be deleted by its driver, once (KMDF's
+/// `FxObject::DeleteObject` in the disposed state); a second delete is the violation.
+#[test]
+fn a_child_disposed_by_its_parent_may_be_deleted_once_more() {
+    let m = Machine::builder().verifier(VerifierMode::Record).build();
+    let _d = DriverScope::enter("dmf");
+    let parent = WdfObject::create(&m, "WDFOBJECT", ObjectAttributes::new()).unwrap();
+    let child =
+        WdfObject::create(&m, "WDFMEMORY", ObjectAttributes::new().parent(&parent)).unwrap();
+    child.reference();
+    parent.delete().unwrap();
+    assert_eq!(child.state(), ObjectState::Deleted);
+    assert_eq!(child.delete(), Ok(()));
+    assert!(m.verifier().violations().is_empty());
+    assert_eq!(child.delete(), Err(Status::INVALID_DEVICE_STATE));
+    assert_eq!(m.verifier().violations_of(Rule::DeletedObjectUsed).len(), 1);
+    child.dereference();
+    assert_eq!(child.state(), ObjectState::Destroyed);
+}

@@ -18,7 +18,7 @@
 
 use core::cell::RefCell;
 use core::ffi::c_void;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kmdf_sim::driver::{self as sim_driver, DriverConfig};
 use kmdf_sim::object::WdfObject;
@@ -112,8 +112,11 @@ fn of_driver_object(object: usize) -> Option<Arc<HostDriver>> {
 /// leaves the host state for the package's callbacks.
 struct Loading {
     sim: sim_driver::Driver,
-    slot: Arc<OnceLock<Arc<HostDriver>>>,
+    slot: Slot,
 }
+
+/// The host state of a package's current load (empty while it is not loaded).
+type Slot = Arc<Mutex<Option<Arc<HostDriver>>>>;
 
 thread_local! {
     static LOADING: RefCell<Option<Loading>> = const { RefCell::new(None) };
@@ -122,9 +125,35 @@ thread_local! {
 /// The image entry point's type: `NTSTATUS (PDRIVER_OBJECT, PUNICODE_STRING)`.
 pub type EntryPoint = extern "win64" fn(*mut DriverObject, *mut UnicodeString) -> i32;
 
-/// Installs a loaded image as the kmdf-sim driver package `service` on `machine` (see the
-/// [module documentation](self)). `driver_object` and `registry_path` are what the entry point
-/// receives; they must outlive the machine's use of the package.
+/// One load's entry point and what the I/O manager hands it.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryArgs {
+    entry: EntryPoint,
+    driver_object: usize,
+    registry_path: usize,
+}
+
+impl EntryArgs {
+    /// `entry` called with `driver_object` and `registry_path`, which must stay valid while the
+    /// load's driver can run.
+    pub fn new(
+        entry: EntryPoint,
+        driver_object: *mut DriverObject,
+        registry_path: *mut UnicodeString,
+    ) -> EntryArgs {
+        EntryArgs {
+            entry,
+            driver_object: driver_object as usize,
+            registry_path: registry_path as usize,
+        }
+    }
+}
+
+/// Gives the entry arguments of each load of a package (a fresh mapping of the image, for one).
+pub type Loader = Arc<dyn Fn() -> Result<EntryArgs, Status> + Send + Sync>;
+
+/// Installs a driver whose every load calls `entry` with `driver_object` and `registry_path`
+/// (see [`install_with`]).
 pub fn install(
     machine: &Machine,
     service: &str,
@@ -132,48 +161,72 @@ pub fn install(
     driver_object: *mut DriverObject,
     registry_path: *mut UnicodeString,
 ) {
-    let slot: Arc<OnceLock<Arc<HostDriver>>> = Arc::new(OnceLock::new());
-    let (object, path) = (driver_object as usize, registry_path as usize);
+    let args = EntryArgs::new(entry, driver_object, registry_path);
+    install_with(machine, service, Arc::new(move || Ok(args)));
+}
+
+/// Installs a driver image as the kmdf-sim driver package `service` on `machine` (see the
+/// [module documentation](self)). Each load asks `loader` for the entry point to call and its
+/// arguments.
+pub fn install_with(machine: &Machine, service: &str, loader: Loader) {
+    let slot: Slot = Arc::new(Mutex::new(None));
     let entry_slot = Arc::clone(&slot);
     let add_slot = Arc::clone(&slot);
     let unload_slot = Arc::clone(&slot);
     let config = DriverConfig::new(move |_driver, init| {
-        let Some(host) = add_slot.get() else {
+        let Some(host) = lock(&add_slot).clone() else {
             // DriverEntry succeeded without WdfDriverCreate: no EvtDriverDeviceAdd.
             return Err(Status::INVALID_DEVICE_STATE);
         };
-        device::device_add(host, init)
+        device::device_add(&host, init)
     })
     .on_entry(move |driver| {
+        let args = loader()?;
         LOADING.with(|l| {
             *l.borrow_mut() = Some(Loading {
                 sim: driver.clone(),
                 slot: Arc::clone(&entry_slot),
             });
         });
-        let status = entry(object as *mut DriverObject, path as *mut UnicodeString);
+        let status = (args.entry)(
+            args.driver_object as *mut DriverObject,
+            args.registry_path as *mut UnicodeString,
+        );
         LOADING.with(|l| l.borrow_mut().take());
         if status >= 0 {
             Ok(())
         } else {
+            // A failed DriverEntry: KMDF deletes the WDFDRIVER it created.
+            if let Some(host) = lock(&entry_slot).take() {
+                forget(&host);
+            }
             Err(Status(status))
         }
     })
     .on_unload(move |_driver| {
-        if unload_slot.get().is_none() {
+        let Some(host) = lock(&unload_slot).take() else {
             return;
-        }
-        // SAFETY: the driver object outlives the package (the caller's contract).
-        let unload = unsafe { (*(object as *mut DriverObject)).driver_unload };
+        };
+        let object = host.driver_object as *mut DriverObject;
+        // SAFETY: the load's driver object, alive while its image is mapped (the loader's
+        // contract).
+        let unload = unsafe { (*object).driver_unload };
         if unload != 0 {
             // SAFETY: `DriverUnload` is `VOID (PDRIVER_OBJECT)` in the image or the host
             // (`framework_unload`), with the Microsoft x64 calling convention.
             let unload: extern "win64" fn(*mut DriverObject) =
                 unsafe { core::mem::transmute::<usize, _>(unload) };
-            unload(object as *mut DriverObject);
+            unload(object);
         }
+        forget(&host);
     });
     sim_driver::install(machine, service, config);
+}
+
+/// Forgets a load's host state: its WDFDRIVER handle and its place in the driver list.
+fn forget(host: &Arc<HostDriver>) {
+    objects::retire_handle(host.handle);
+    lock(&DRIVERS).retain(|d| !Arc::ptr_eq(d, host));
 }
 
 /// KMDF's `DriverUnload` routine (`WdfDriverCreate` installs it): `EvtDriverUnload`, then the
@@ -197,8 +250,7 @@ extern "win64" fn framework_unload(driver_object: *mut DriverObject) {
                 unsafe { destroy(host.handle as WDFOBJECT) };
             }
         }
-        objects::retire_handle(host.handle);
-        lock(&DRIVERS).retain(|d| !Arc::ptr_eq(d, &host));
+        forget(&host);
     });
 }
 
@@ -244,7 +296,7 @@ extern "win64" fn wdf_driver_create(
             return Status::INVALID_DEVICE_STATE.0;
         };
         let (sim, slot) = loading;
-        if slot.get().is_some() {
+        if lock(&slot).is_some() {
             return Status::INVALID_DEVICE_STATE.0;
         }
         // SAFETY: the registry path the entry point received (FxDriverEntry's copy).
@@ -269,7 +321,7 @@ extern "win64" fn wdf_driver_create(
         let object: WdfObject = sim.object().clone();
         pending.finish(object, Arc::clone(&host));
         lock(&DRIVERS).push(Arc::clone(&host));
-        let _ = slot.set(Arc::clone(&host));
+        *lock(&slot) = Some(Arc::clone(&host));
         // SAFETY: `globals` is the WDF_DRIVER_GLOBALS WdfVersionBind handed out (a host
         // allocation that lives for the process); `driver_object` the entry point's.
         unsafe {

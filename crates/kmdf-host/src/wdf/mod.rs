@@ -109,3 +109,6 @@ mod tests {
         assert!(seen.contains("WdfDriverCreate"));
     }
 }
+
+#[cfg(test)]
+mod abi_tests;

@@ -1,0 +1,114 @@
+//! The samples' end-to-end checks, run against the linked driver images: the same functions the
+//! samples' own tests run on their sim builds (`switchbar::session::check_*`,
+//! `osrfx2_filter::session::check_*`), with the `.sys` image installed as the driver package
+//! instead. Each check runs in a child process (this test binary, re-run on one test), because a
+//! host stop off the entry-point thread ends the process. Skipped when the images are absent
+//! (`bash .ci/kmdf-check` links them; `KMDF_HOST_IMAGES` names another folder).
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kmdf_host::host::Driver;
+use kmdf_sim::Machine;
+
+/// A sample's check: runs its scenario with the driver package installed by the argument.
+type Check = fn(&dyn Fn(&Machine));
+
+/// Set in the child: which check to run.
+const CHILD: &str = "KMDF_HOST_SESSION_CHILD";
+
+fn image(file: &str) -> Option<PathBuf> {
+    let folder = std::env::var_os("KMDF_HOST_IMAGES").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/kmdf-check"),
+        PathBuf::from,
+    );
+    let path = folder.join(file);
+    if path.is_file() {
+        Some(path)
+    } else {
+        println!(
+            "SKIPPED: {} is missing (run `bash .ci/kmdf-check` to link the driver images)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Runs `check` with `file` installed as `service`, in a child process; panics with the child's
+/// output when it fails.
+fn in_child(test: &str, file: &str, service: &'static str, check: Check) {
+    let Some(path) = image(file) else { return };
+    if std::env::var(CHILD).as_deref() == Ok(test) {
+        let driver = Driver::load(&path, service).expect("the image loads");
+        check(&|machine: &Machine| driver.install(machine));
+        // The image stays mapped until the process ends.
+        std::mem::forget(driver);
+        return;
+    }
+    if std::env::var_os(CHILD).is_some() {
+        return; // a child runs only its own check
+    }
+    let out = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .expect("the child runs");
+    assert!(
+        out.status.success(),
+        "{test} on {file}: exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn switchbar_image_scripted_session() {
+    in_child(
+        "switchbar_image_scripted_session",
+        "switchbar.sys",
+        "switchbar",
+        switchbar::session::check_scripted_session,
+    );
+}
+
+#[test]
+fn switchbar_image_seeded_churn() {
+    in_child(
+        "switchbar_image_seeded_churn",
+        "switchbar.sys",
+        "switchbar",
+        switchbar::session::check_seeded_churn,
+    );
+}
+
+#[test]
+fn filter_image_scripted_session() {
+    in_child(
+        "filter_image_scripted_session",
+        "osrfx2_filter.sys",
+        osrfx2_filter::session::FILTER,
+        osrfx2_filter::session::check_scripted_session,
+    );
+}
+
+#[test]
+fn filter_image_passes_every_other_ioctl_down() {
+    in_child(
+        "filter_image_passes_every_other_ioctl_down",
+        "osrfx2_filter.sys",
+        osrfx2_filter::session::FILTER,
+        osrfx2_filter::session::check_pass_through,
+    );
+}
+
+#[test]
+fn filter_image_refuses_non_administrators() {
+    in_child(
+        "filter_image_refuses_non_administrators",
+        "osrfx2_filter.sys",
+        osrfx2_filter::session::FILTER,
+        osrfx2_filter::session::check_non_administrator_refused,
+    );
+}
