@@ -13,16 +13,17 @@
 //!
 //! The id, the IRQL and the held-lock list — what every spin-lock acquire and release reads and
 //! writes — live together in one thread-local of plain cells with a `const` initializer and no
-//! destructor (`ThreadState`), with the held locks in a small inline array (a LIFO release is a
-//! compare and a length decrement; a thread holding more than `INLINE_HELD` locks spills the rest
-//! into a vector). A spin lock's word (`SpinWord`: holder and saved IRQL) is taken and given back
-//! here, next to that state: `SpinWord::acquire` and `SpinWord::release` are one out-of-line call
-//! each, compiled in this crate where the thread-local is defined, so each makes one
-//! thread-pointer-relative access (no lazy-initialization check, no borrow flag, no call through
-//! the thread-local's accessor) around its compare-exchange or store, and their fast paths are
-//! leaves; everything rarer (the thread's first id, a held lock, a contended word, the spill, an
-//! out-of-order release) goes to a cold path. The rest (name, bindings, drivers) is in a second
-//! thread-local that the lock path never touches.
+//! destructor (`ThreadState`): the id, one word holding the IRQL and the number of locks held,
+//! and the held locks in a small inline array (a LIFO release is a compare and a decrement; a
+//! thread holding more than `INLINE_HELD` locks spills the rest into a vector). A spin lock's
+//! word (`SpinWord`: holder and saved IRQL packed into one atomic) is taken and given back here,
+//! next to that state. The usual cases, `SpinWord::try_acquire` and `SpinWord::try_release`, are
+//! small and `#[inline]`, so they compile into the lock's callers, other crates included: one
+//! thread-pointer-relative access (no lazy-initialization check, no borrow flag) around the
+//! compare-exchange or store, with no call. Everything rarer (the thread's first id, a recursive
+//! acquire, a contended word, the spill, an out-of-order release, a misuse) goes to a cold,
+//! out-of-line path. The rest (name, bindings, drivers) is in a second thread-local that the
+//! lock path never touches.
 //!
 //! A test thread binds itself with [`Machine::enter`](crate::Machine::enter); threads the simulator
 //! spawns (the DPC thread, system worker threads, system threads) are bound automatically. Driver
@@ -37,7 +38,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// An interrupt request level. Ordered: `Passive < Apc < Dispatch`.
@@ -146,16 +147,30 @@ struct Ctx {
 /// How many held locks [`ThreadState`] keeps inline; a thread rarely holds more at once.
 pub(crate) const INLINE_HELD: usize = 8;
 
+/// `ThreadState::level` and a [`SpinWord`] keep an IRQL in their low bits (`Irql as` value).
+const IRQL_BITS: u32 = 2;
+const IRQL_MASK: u64 = (1 << IRQL_BITS) - 1;
+
+/// The IRQL kept in the low bits of a level or lock word.
+#[inline]
+fn irql_from_bits(bits: u64) -> Irql {
+    match bits & IRQL_MASK {
+        0 => Irql::Passive,
+        1 => Irql::Apc,
+        _ => Irql::Dispatch,
+    }
+}
+
 /// The per-thread state a lock acquire or release touches: the thread's id, its IRQL and the
 /// locks it holds. Plain cells with a `const` initializer and no destructor, so reaching it is
 /// one thread-local address, with no lazy initialization or borrow flag.
 pub(crate) struct ThreadState {
     /// The thread's unique id; 0 until first needed.
     uid: Cell<u64>,
-    irql: Cell<Irql>,
-    /// How many locks the thread holds: the first `min(held_len, INLINE_HELD)` ids are in
-    /// `held`, the rest in `Ctx::held_spill`.
-    held_len: Cell<usize>,
+    /// The IRQL (low [`IRQL_BITS`]) and how many locks the thread holds (the rest): one word, so
+    /// that a lock's acquire or release reads and writes both with one load and one store. The
+    /// first `min(held, INLINE_HELD)` ids are in `held`, the rest in `Ctx::held_spill`.
+    level: Cell<u64>,
     /// Ids of the first held locks, in acquisition order.
     held: [Cell<u64>; INLINE_HELD],
 }
@@ -165,8 +180,7 @@ thread_local! {
     static THREAD: ThreadState = const {
         ThreadState {
             uid: Cell::new(0),
-            irql: Cell::new(Irql::Passive),
-            held_len: Cell::new(0),
+            level: Cell::new(Irql::Passive as u64),
             held: [const { Cell::new(0) }; INLINE_HELD],
         }
     };
@@ -181,6 +195,12 @@ fn with<R>(default: R, f: impl FnOnce(&mut Ctx) -> R) -> R {
 #[inline]
 fn with_thread<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
     THREAD.with(f)
+}
+
+/// A level word: `held` locks at `irql`.
+#[inline]
+fn level_word(held: u64, irql: u64) -> u64 {
+    held << IRQL_BITS | irql
 }
 
 impl ThreadState {
@@ -204,22 +224,35 @@ impl ThreadState {
     /// The thread's IRQL.
     #[inline]
     pub(crate) fn irql(&self) -> Irql {
-        self.irql.get()
+        irql_from_bits(self.level.get())
     }
 
     /// Sets the thread's IRQL (no checks: callers apply the IRQL rules).
     #[inline]
     pub(crate) fn set_irql(&self, irql: Irql) {
-        self.irql.set(irql);
+        self.level.set(self.level.get() & !IRQL_MASK | irql as u64);
+    }
+
+    /// How many locks the thread holds.
+    #[inline]
+    fn held_len(&self) -> usize {
+        usize::try_from(self.level.get() >> IRQL_BITS).unwrap_or(usize::MAX)
+    }
+
+    /// Sets how many locks the thread holds.
+    #[inline]
+    fn set_held_len(&self, len: usize) {
+        let irql = self.level.get() & IRQL_MASK;
+        self.level.set(level_word(len as u64, irql));
     }
 
     /// Records that the thread now holds lock `id` (the newest).
     #[inline]
     pub(crate) fn push_held(&self, id: u64) {
-        let len = self.held_len.get();
+        let len = self.held_len();
         if let Some(slot) = self.held.get(len) {
             slot.set(id);
-            self.held_len.set(len + 1);
+            self.set_held_len(len + 1);
         } else {
             self.push_spilled(id);
         }
@@ -232,7 +265,7 @@ impl ThreadState {
             c.held_spill.push(id);
             true
         }) {
-            self.held_len.set(self.held_len.get() + 1);
+            self.set_held_len(self.held_len() + 1);
         }
     }
 
@@ -240,10 +273,10 @@ impl ThreadState {
     /// there. Releasing the newest lock — the usual LIFO order — moves nothing.
     #[inline]
     pub(crate) fn remove_held(&self, id: u64) -> bool {
-        let len = self.held_len.get();
+        let len = self.held_len();
         if let Some(last) = len.checked_sub(1).and_then(|i| self.held.get(i)) {
-            if len <= INLINE_HELD && last.get() == id {
-                self.held_len.set(len - 1);
+            if last.get() == id {
+                self.set_held_len(len - 1);
                 return true;
             }
         }
@@ -265,7 +298,7 @@ impl ThreadState {
 
     /// The ids of the locks the thread holds, in acquisition order.
     pub(crate) fn held_locks(&self) -> Vec<u64> {
-        let inline = self.held_len.get().min(INLINE_HELD);
+        let inline = self.held_len().min(INLINE_HELD);
         let mut all: Vec<u64> = self.held[..inline].iter().map(Cell::get).collect();
         with((), |c| all.extend_from_slice(&c.held_spill));
         all
@@ -281,22 +314,21 @@ impl ThreadState {
             c.held_spill.extend_from_slice(spill);
             spill.len()
         });
-        self.held_len.set(list.len().min(INLINE_HELD) + spilled);
+        self.set_held_len(list.len().min(INLINE_HELD) + spilled);
     }
 }
 
-/// A spin lock's word: the holder's thread id (0 when free) and the IRQL to restore on release.
-/// The protocol (one compare-exchange to take it, one store to give it back) lives here, next to
-/// the thread state it updates in the same access; the lock type reports what it refuses.
+/// A spin lock's word: the holder's thread id and the IRQL to restore on release, packed into
+/// one atomic (`uid << IRQL_BITS | irql`; 0 when free), so that taking the lock is one
+/// compare-exchange that also saves the IRQL, and giving it back one load and one store. The
+/// protocol lives here, next to the thread state it updates in the same access; the lock type
+/// reports what it refuses.
 #[derive(Debug, Default)]
 pub(crate) struct SpinWord {
-    /// Thread uid of the holder, 0 when free.
-    owner: AtomicU64,
-    /// The IRQL to restore on release; written by the holder after it acquired the word.
-    saved_irql: AtomicU8,
+    word: AtomicU64,
 }
 
-/// Why [`SpinWord::release`] did nothing.
+/// Why [`SpinWord::release_slow`] did nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReleaseRefused {
     /// Nobody holds the lock.
@@ -305,122 +337,131 @@ pub(crate) enum ReleaseRefused {
     OtherThread,
 }
 
-fn irql_from_u8(raw: u8) -> Irql {
-    match raw {
-        0 => Irql::Passive,
-        1 => Irql::Apc,
-        _ => Irql::Dispatch,
-    }
-}
-
 impl SpinWord {
     /// The holder's thread id, if any.
     pub(crate) fn owner(&self) -> Option<u64> {
-        match self.owner.load(Ordering::Relaxed) {
+        match self.word.load(Ordering::Relaxed) >> IRQL_BITS {
             0 => None,
             owner => Some(owner),
         }
     }
 
-    /// `KeAcquireSpinLock` on this word for the calling thread: raise to DISPATCH_LEVEL, take the
-    /// word (spinning while another thread holds it), keep the previous IRQL with it, record lock
-    /// `id` as held. Returns the IRQL the thread ran at: `Ok` acquired, `Err` if the thread holds
-    /// the word already (a recursive acquire; nothing changed).
-    #[inline(never)]
-    pub(crate) fn acquire(&self, id: u64) -> Result<Irql, Irql> {
+    /// `KeAcquireSpinLock`'s usual case for the calling thread: a thread with an id and room in
+    /// its inline held-lock list takes a free word. Raises to DISPATCH_LEVEL, keeps the previous
+    /// IRQL in the word, records lock `id` as held and returns that IRQL; `None` (nothing
+    /// changed) for everything else, which is [`acquire_slow`](Self::acquire_slow)'s.
+    ///
+    /// Inlined into the lock's callers (other crates too): one thread-local address, two loads,
+    /// the compare-exchange and two stores.
+    #[inline]
+    pub(crate) fn try_acquire(&self, id: u64) -> Option<Irql> {
         THREAD.with(|thread| {
             let me = thread.uid.get();
-            let len = thread.held_len.get();
-            // A thread with an id, room in the inline list, a free word: one compare-exchange.
-            if me != 0 && len < INLINE_HELD {
-                if let (Some(slot), Ok(_)) = (
-                    thread.held.get(len),
-                    self.owner
-                        .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed),
-                ) {
-                    let old = thread.irql.get();
-                    thread.irql.set(Irql::Dispatch);
-                    self.saved_irql.store(old as u8, Ordering::Relaxed);
-                    slot.set(id);
-                    thread.held_len.set(len + 1);
-                    return Ok(old);
+            let level = thread.level.get();
+            let old = level & IRQL_MASK;
+            let len = level >> IRQL_BITS;
+            let slot = usize::try_from(len).ok().and_then(|i| thread.held.get(i))?;
+            if me == 0
+                || self
+                    .word
+                    .compare_exchange(
+                        0,
+                        me << IRQL_BITS | old,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_err()
+            {
+                return None;
+            }
+            slot.set(id);
+            thread.level.set(level_word(len + 1, Irql::Dispatch as u64));
+            Some(irql_from_bits(old))
+        })
+    }
+
+    /// `KeAcquireSpinLock` when [`try_acquire`](Self::try_acquire) declined: the thread's first
+    /// id, a recursive acquire, a held (contended) word, more than `INLINE_HELD` locks held.
+    /// Returns the IRQL the thread ran at: `Ok` acquired, `Err` if the thread holds the word
+    /// already (a recursive acquire; nothing changed).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn acquire_slow(&self, id: u64) -> Result<Irql, Irql> {
+        with_thread(|thread| {
+            let old = thread.irql();
+            let me = thread.uid();
+            if self.owner() == Some(me) {
+                return Err(old);
+            }
+            // Raised before spinning, as a processor raises before it spins on a `KSPIN_LOCK`.
+            thread.set_irql(Irql::Dispatch);
+            let mut spins = 0_u32;
+            while self
+                .word
+                .compare_exchange_weak(
+                    0,
+                    me << IRQL_BITS | old as u64,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(64) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
                 }
             }
-            self.acquire_slow(thread, id)
+            thread.push_held(id);
+            Ok(old)
         })
     }
 
-    /// Everything else: the thread's first id, a recursive acquire, a held (contended) word, more
-    /// than `INLINE_HELD` locks held.
-    #[cold]
-    #[inline(never)]
-    fn acquire_slow(&self, thread: &ThreadState, id: u64) -> Result<Irql, Irql> {
-        let old = thread.irql();
-        let me = thread.uid();
-        if self.owner.load(Ordering::Relaxed) == me {
-            return Err(old);
-        }
-        // Raised before spinning, as a processor raises before it spins on a `KSPIN_LOCK`.
-        thread.set_irql(Irql::Dispatch);
-        let mut spins = 0_u32;
-        while self
-            .owner
-            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-        self.saved_irql.store(old as u8, Ordering::Relaxed);
-        thread.push_held(id);
-        Ok(old)
-    }
-
-    /// `KeReleaseSpinLock` on this word by the calling thread: give the word back, forget lock
-    /// `id`, restore the saved IRQL. Refused (nothing changes) unless the thread holds the word.
-    #[inline(never)]
-    pub(crate) fn release(&self, id: u64) -> Result<(), ReleaseRefused> {
+    /// `KeReleaseSpinLock`'s usual case for the calling thread: the holder releases its newest
+    /// lock (LIFO) from the inline list. Gives the word back, forgets lock `id`, restores the
+    /// saved IRQL and returns true; false (nothing changed) for everything else, which is
+    /// [`release_slow`](Self::release_slow)'s.
+    ///
+    /// Inlined into the lock's callers: one thread-local address, four loads and two stores.
+    #[inline]
+    pub(crate) fn try_release(&self, id: u64) -> bool {
         THREAD.with(|thread| {
             let me = thread.uid.get();
-            let len = thread.held_len.get();
-            // The holder releasing its newest lock (LIFO) from the inline list.
-            if me != 0
-                && len <= INLINE_HELD
-                && self.owner.load(Ordering::Relaxed) == me
-                && len
-                    .checked_sub(1)
-                    .and_then(|newest| thread.held.get(newest))
-                    .is_some_and(|newest| newest.get() == id)
+            let len = thread.level.get() >> IRQL_BITS;
+            let word = self.word.load(Ordering::Relaxed);
+            let newest = len
+                .checked_sub(1)
+                .and_then(|newest| usize::try_from(newest).ok())
+                .and_then(|newest| thread.held.get(newest));
+            if me == 0 || word >> IRQL_BITS != me || newest.is_none_or(|newest| newest.get() != id)
             {
-                let saved = irql_from_u8(self.saved_irql.load(Ordering::Relaxed));
-                self.owner.store(0, Ordering::Release);
-                thread.held_len.set(len - 1);
-                thread.irql.set(saved);
-                return Ok(());
+                return false;
             }
-            self.release_slow(thread, id)
+            self.word.store(0, Ordering::Release);
+            thread.level.set(level_word(len - 1, word & IRQL_MASK));
+            true
         })
     }
 
-    /// Everything else: a misuse, an out-of-order release, spilled held locks.
+    /// `KeReleaseSpinLock` when [`try_release`](Self::try_release) declined: a misuse (refused,
+    /// nothing changes), an out-of-order release, spilled held locks.
     #[cold]
     #[inline(never)]
-    fn release_slow(&self, thread: &ThreadState, id: u64) -> Result<(), ReleaseRefused> {
-        match self.owner.load(Ordering::Relaxed) {
-            0 => Err(ReleaseRefused::NotHeld),
-            owner if owner != thread.uid() => Err(ReleaseRefused::OtherThread),
-            _ => {
-                let saved = irql_from_u8(self.saved_irql.load(Ordering::Relaxed));
-                self.owner.store(0, Ordering::Release);
-                thread.remove_held(id);
-                thread.set_irql(saved);
-                Ok(())
+    pub(crate) fn release_slow(&self, id: u64) -> Result<(), ReleaseRefused> {
+        with_thread(|thread| {
+            let word = self.word.load(Ordering::Relaxed);
+            match word >> IRQL_BITS {
+                0 => Err(ReleaseRefused::NotHeld),
+                owner if owner != thread.uid() => Err(ReleaseRefused::OtherThread),
+                _ => {
+                    self.word.store(0, Ordering::Release);
+                    thread.remove_held(id);
+                    thread.set_irql(irql_from_bits(word));
+                    Ok(())
+                }
             }
-        }
+        })
     }
 }
 

@@ -36,10 +36,11 @@ fn report(core: &Core, rule: Rule, object: &str, message: &str) {
 
 /// A framework spin lock (WDFSPINLOCK).
 ///
-/// The lock word is an atomic owner id (0 = free), so the uncontended acquire/release pair costs
-/// a compare-exchange and a store plus the IRQL and held-lock bookkeeping, one call and one
-/// thread-local access each way. The verifier's checks stay on, and a Module's lock on the
-/// simulator costs about what an uncontended `std::sync::Mutex` costs (bench `lock`). A
+/// The lock word is an atomic holder id and saved IRQL (0 = free), so the uncontended
+/// acquire/release pair costs a compare-exchange and a store plus the IRQL and held-lock
+/// bookkeeping, one thread-local access each way, inlined into the caller. The verifier's checks
+/// stay on, and a Module's lock on the simulator costs a little less than an uncontended
+/// `std::sync::Mutex` (bench `lock`). A
 /// contended acquirer spins (then yields), as a processor spins on a `KSPIN_LOCK`: it is
 /// "running" for `settle` and AutoAdvance, like a real spinning CPU.
 pub struct SpinLock {
@@ -90,12 +91,31 @@ impl SpinLock {
 
     /// `WdfSpinLockAcquire`: raises to DISPATCH_LEVEL and acquires the lock.
     ///
-    /// The uncontended path is one call that reads and writes the thread's state (id, IRQL,
-    /// held locks) in one thread-local access around one compare-exchange; the checks stay on,
-    /// and their reports are out of line.
+    /// The uncontended path is inlined into the caller: it reads and writes the thread's state
+    /// (id, IRQL, held locks) in one thread-local access around one compare-exchange; the checks
+    /// stay on, and everything rarer (contention, a misuse and its report) is out of line.
     #[inline]
     pub fn acquire(&self) {
-        let old = match self.word.acquire(self.id) {
+        match self.word.try_acquire(self.id) {
+            Some(old) => {
+                check_max_irql(old, Irql::Dispatch, "WdfSpinLockAcquire");
+            }
+            None => self.acquire_slow(),
+        }
+    }
+
+    /// `WdfSpinLockRelease`: releases the lock and restores the IRQL saved by `acquire`.
+    #[inline]
+    pub fn release(&self) {
+        if !self.word.try_release(self.id) {
+            self.release_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(&self) {
+        let old = match self.word.acquire_slow(self.id) {
             Ok(old) => old,
             Err(old) => {
                 self.report_recursive_acquire();
@@ -105,16 +125,14 @@ impl SpinLock {
         check_max_irql(old, Irql::Dispatch, "WdfSpinLockAcquire");
     }
 
-    /// `WdfSpinLockRelease`: releases the lock and restores the IRQL saved by `acquire`.
-    #[inline]
-    pub fn release(&self) {
-        if let Err(refused) = self.word.release(self.id) {
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&self) {
+        if let Err(refused) = self.word.release_slow(self.id) {
             self.report_bad_release(refused);
         }
     }
 
-    #[cold]
-    #[inline(never)]
     fn report_recursive_acquire(&self) {
         report(
             &self.core,
@@ -129,8 +147,6 @@ impl SpinLock {
     }
 
     /// A release by a thread that does not hold the lock.
-    #[cold]
-    #[inline(never)]
     fn report_bad_release(&self, refused: ReleaseRefused) {
         if refused == ReleaseRefused::NotHeld {
             report(
@@ -160,6 +176,7 @@ impl SpinLock {
     }
 
     /// Acquires the lock for a scope (RAII form of [`acquire`](Self::acquire)).
+    #[inline]
     pub fn lock(&self) -> SpinLockGuard<'_> {
         self.acquire();
         SpinLockGuard {
@@ -178,6 +195,7 @@ pub struct SpinLockGuard<'a> {
 }
 
 impl Drop for SpinLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.release();
     }
