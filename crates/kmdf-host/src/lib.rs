@@ -12,6 +12,7 @@
 //! | [`nt`] | ntoskrnl.exe: pool, events, spin locks and IRQL, rundown, time, PnP notifications, `DbgPrintEx`, `KeBugCheckEx`, the C memory routines |
 //! | [`wdfldr`] | WDFLDR.SYS: `WdfVersionBind`/`WdfVersionUnbind` and the 458-slot function table |
 //! | [`privileged`] | the emulation of `mov r64, cr8` / `mov cr8, r64` and `KUSER_SHARED_DATA` reads |
+//! | [`oracle`] | C DMF as the oracle: normalised per-step traces of a session, compared with the C image's |
 //! | [`host`] | the import table, `DRIVER_OBJECT`, the entry-point call, and how a run ends early ([`host::stop`]) |
 //!
 //! Phase 1: every WDF function is still a thunk that stops the run with the function's name, so a
@@ -34,6 +35,8 @@
 pub mod host;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod nt;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod oracle;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod pe;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -30,9 +30,14 @@ mod run {
     use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
 
     const USAGE: &str =
-        "usage: kmdf-host <driver.sys> [--service NAME] [--session switchbar|filter]";
+        "usage: kmdf-host <driver.sys> [--service NAME] [--session switchbar|filter]\n\
+                         \x20      kmdf-host --compare switchbar|filter [--c C.sys] [--ours OURS.sys]";
 
     pub fn main() -> i32 {
+        let all: Vec<String> = std::env::args().skip(1).collect();
+        if all.first().map(String::as_str) == Some("--compare") {
+            return compare(&all[1..]);
+        }
         let mut args = std::env::args().skip(1);
         let mut image = None;
         let mut service = None;
@@ -173,6 +178,92 @@ mod run {
                 println!("the verifier found problems:\n{problems}");
                 4
             }
+        }
+    }
+
+    /// `--compare <scenario> [--c C.sys] [--ours OURS.sys]`: the scenario with Microsoft's C DMF
+    /// image, our image and our sim build, compared step by step (kmdf_host::oracle); exit 0
+    /// when every difference between the C image and ours is documented in docs/cdmf-oracle.md,
+    /// 5 otherwise.
+    fn compare(args: &[String]) -> i32 {
+        use kmdf_host::oracle;
+        let Some(scenario) = args.first() else {
+            eprintln!("{USAGE}");
+            return 1;
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let Some(chosen) = oracle::SCENARIOS
+            .iter()
+            .find(|s| s.name == scenario.as_str())
+        else {
+            eprintln!("{USAGE}");
+            return 1;
+        };
+        let default_c = root.join("target/cdmf-oracle").join(chosen.c_image);
+        let default_ours = root.join("target/kmdf-check").join(chosen.our_image);
+        let service = chosen.service;
+        let mut c_path = default_c;
+        let mut ours_path = default_ours;
+        let mut rest = args[1..].iter();
+        while let Some(flag) = rest.next() {
+            match (flag.as_str(), rest.next()) {
+                ("--c", Some(p)) => c_path = PathBuf::from(p),
+                ("--ours", Some(p)) => ours_path = PathBuf::from(p),
+                _ => {
+                    eprintln!("{USAGE}");
+                    return 1;
+                }
+            }
+        }
+        let load = |path: &Path| match Driver::load(path, service) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("kmdf-host: {}: {e}", path.display());
+                None
+            }
+        };
+        let (Some(c_driver), Some(our_driver)) = (load(&c_path), load(&ours_path)) else {
+            return 1;
+        };
+        let c = (chosen.run)("C DMF image", &|m: &kmdf_sim::Machine| c_driver.install(m));
+        let ours = (chosen.run)("our image", &|m: &kmdf_sim::Machine| our_driver.install(m));
+        let sim = (chosen.run)("our sim build", &chosen.sim_install);
+        // The images stay mapped until the process ends.
+        std::mem::forget(c_driver);
+        std::mem::forget(our_driver);
+        let differences = oracle::compare(&c, &ours);
+        print!(
+            "{}",
+            oracle::report(scenario, &[&c, &ours, &sim], &differences)
+        );
+        let doc = std::fs::read_to_string(root.join("docs/cdmf-oracle.md")).unwrap_or_default();
+        let deviations = oracle::documented(&doc);
+        let undocumented: Vec<_> = differences
+            .iter()
+            .filter(|d| !oracle::is_documented(scenario, d, &deviations))
+            .collect();
+        let image_vs_sim = oracle::compare(&ours, &sim).len();
+        println!(
+            "cdmf-oracle: {scenario}: {} steps compared, {} differences ({} documented, {} not); our image vs our sim build: {image_vs_sim} differences",
+            c.steps.len().max(ours.steps.len()),
+            differences.len(),
+            differences.len() - undocumented.len(),
+            undocumented.len()
+        );
+        for d in &undocumented {
+            println!(
+                "undocumented: `{scenario}` step {} `{}` ({}): C: {} | ours: {}",
+                d.step,
+                d.aspect.name(),
+                d.title,
+                d.c,
+                d.ours
+            );
+        }
+        if undocumented.is_empty() && c.verdict.is_ok() && ours.verdict.is_ok() {
+            0
+        } else {
+            5
         }
     }
 

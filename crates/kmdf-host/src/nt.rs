@@ -27,6 +27,7 @@
 //! | `RtlAssert` | stops the run with the failed assertion |
 //! | `ObOpenObjectByPointer`, `ZwClose`, `ZwSetSecurityObject` | the host has no handles: `STATUS_NOT_SUPPORTED`, `STATUS_INVALID_HANDLE` |
 //! | `strlen`, `strcmp`, `strncpy_s`, `sprintf_s`, `_vsnprintf`, `_vsnwprintf` | the C library's meaning (Microsoft's: `_vsnprintf` returns -1 when the text does not fit; in the wide dialect `%s` is a wide string) |
+//! | `DbgPrint`, `ExFreePool` | what drivers written directly on wdk-sys import (wdk's `println!`, wdk-alloc's allocator): a note per line on the object `DbgPrint`; `ExFreePoolWithTag` with the block's own tag |
 
 use core::ffi::{c_char, c_void};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -1420,6 +1421,7 @@ extern "win64" fn nt_sprintf_s(
 pub fn exports() -> Vec<(&'static str, usize)> {
     let mut all = core_exports();
     all.extend(c_dmf_exports());
+    all.extend(wdk_exports());
     all
 }
 
@@ -1496,10 +1498,89 @@ fn c_dmf_exports() -> Vec<(&'static str, usize)> {
     ]
 }
 
+/// The further routines of drivers written directly on wdk-sys (wdk's `println!` prints with
+/// `DbgPrint`, wdk-alloc frees with `ExFreePool`).
+fn wdk_exports() -> Vec<(&'static str, usize)> {
+    routines![
+        DbgPrint => dbg_print,
+        ExFreePool => ex_free_pool,
+    ]
+}
+
+/// `DbgPrint(Format, ...)`: as [`dbg_print_ex`] (the variadic words after the format), each line
+/// a note of the object `DbgPrint`, as printed.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the variadic argument words of DbgPrint"
+)]
+extern "win64" fn dbg_print(
+    format: *const c_char,
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+    a6: usize,
+    a7: usize,
+) -> u32 {
+    guard("DbgPrint", || {
+        if format.is_null() {
+            return 0;
+        }
+        // SAFETY: the routine's contract: a NUL-terminated format.
+        let format = unsafe { core::ffi::CStr::from_ptr(format) }.to_bytes();
+        let args = [a0, a1, a2, a3, a4, a5, a6, a7];
+        let mut next = args.iter().copied();
+        // SAFETY: the routine's contract: the arguments match the format's conversions.
+        let text = unsafe { crate::printf::format(format, &mut || next.next().unwrap_or(0)) };
+        if let Some(machine) = machine_if_bound() {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                machine.trace().record(TraceKind::Note, "DbgPrint", line);
+            }
+        }
+        STATUS_SUCCESS.cast_unsigned()
+    })
+}
+
+/// `ExFreePool(P)`: `ExFreePoolWithTag` with the tag the block was allocated with; a block the
+/// driver does not hold is bug check `BAD_POOL_CALLER`.
+extern "win64" fn ex_free_pool(p: *mut c_void) {
+    let tag = guard("ExFreePool", || {
+        let machine = machine("ExFreePool");
+        lock(&state(&machine).pool)
+            .get(&(p as usize))
+            .map(|e| e.tag)
+    });
+    match tag {
+        Some(tag) => ex_free_pool_with_tag(p, tag),
+        None => bug_check(&format!(
+            "bug check 0xC2 BAD_POOL_CALLER: ExFreePool({p:p}) frees memory that is not a pool \
+             block the driver holds (freed twice, or never allocated)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
+
+    #[test]
+    fn ex_free_pool_frees_with_the_blocks_tag_and_dbg_print_goes_to_the_trace() {
+        let machine = recording_machine();
+        let _bound = machine.enter();
+        let p = ex_allocate_pool2(0x40, 24, u32::from_le_bytes(*b"rust"));
+        assert!(!p.is_null());
+        assert_eq!(machine.pool().outstanding().len(), 1);
+        ex_free_pool(p);
+        assert!(machine.pool().outstanding().is_empty());
+        dbg_print(c"echo: D0Entry from %d\n".as_ptr(), 5, 0, 0, 0, 0, 0, 0, 0);
+        assert_eq!(
+            machine.trace().texts(TraceKind::Note, "DbgPrint"),
+            ["echo: D0Entry from 5"]
+        );
+    }
 
     /// A machine whose clock jumps to the next deadline when every bound thread waits.
     fn recording_machine() -> Machine {

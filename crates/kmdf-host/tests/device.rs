@@ -7,12 +7,9 @@
 //! object left) at the end.
 //!
 //! Each run is a child process (this test binary, running the ignored test `child_scenario`):
-//! a driver thread that calls a WDF function the host does not implement yet stops the process
-//! with the function's name. An image whose run stops there (or faults) is reported as
-//! `PENDING: <image>: <message>` and must not stop at a function of the device layer (all of
-//! whose functions the run needs are implemented); an image that runs through must show the
-//! whole life cycle, and our two images must run through. Each image that is absent is
-//! `SKIPPED: <reason>`.
+//! a driver thread that calls a WDF function the host does not implement stops the process with
+//! the function's name, and the test fails with that message. Every image must show the whole
+//! life cycle and end clean. Each image that is absent is `SKIPPED: <reason>`.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 use std::path::PathBuf;
@@ -39,20 +36,6 @@ const LIFE: [&str; 5] = [
     "EvtDeviceReleaseHardware",
 ];
 
-/// The WDF functions of the device layer (devices, file objects, locks, work items, timers,
-/// strings, collections, registry): a run may not stop at one of them.
-const DEVICE_LAYER: [&str; 9] = [
-    "WdfDevice",
-    "WdfFdoInit",
-    "WdfControl",
-    "WdfFileObject",
-    "WdfSpinLock",
-    "WdfWaitLock",
-    "WdfWorkItem",
-    "WdfTimer",
-    "WdfString",
-];
-
 fn image(folder: &str, file: &str) -> Option<PathBuf> {
     let default = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target")
@@ -77,7 +60,8 @@ fn image(folder: &str, file: &str) -> Option<PathBuf> {
 }
 
 /// The child's side: plug in, remove (`KMDF_HOST_DEVICE_MODE` = `remove` or `surprise`), and
-/// print what happened, one `key: value` line each.
+/// print what happened, one `key: value` line each (with `KMDF_HOST_DEVICE_TRACE` set, every
+/// trace event too, `trace: …`).
 #[test]
 #[ignore = "run by the tests below as a child process"]
 fn child_scenario() {
@@ -115,6 +99,11 @@ fn child_scenario() {
         machine.trace().callbacks_for(&service).join(",")
     );
     drop(bound);
+    if std::env::var_os("KMDF_HOST_DEVICE_TRACE").is_some() {
+        for e in machine.trace().events() {
+            println!("trace: {:?} {:?} {} {}", e.kind, e.driver, e.object, e.text);
+        }
+    }
     match machine.verdict() {
         Ok(_) => println!("verdict: clean"),
         Err(problems) => println!("verdict: {}", problems.replace('\n', " | ")),
@@ -171,26 +160,9 @@ fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{key}` in {lines:#?}"))
 }
 
-/// Asserts a run that ended: the life cycle in order and a clean verdict. A run that did not
-/// end (stopped, or killed by a fault the host does not emulate yet) is reported as pending; a
-/// stop may not name a function of the device layer.
+/// Asserts a run: it ended (no stop, no fault), the life cycle in order and a clean verdict.
 fn check(service: &str, mode: &str, result: Result<Vec<String>, String>) {
-    let lines = match result {
-        Ok(lines) => lines,
-        Err(message) => {
-            println!("PENDING: {service} ({mode}): {message}");
-            let function = message
-                .split("called ")
-                .nth(1)
-                .and_then(|m| m.split(' ').next())
-                .unwrap_or_default();
-            assert!(
-                !DEVICE_LAYER.iter().any(|p| function.starts_with(p)),
-                "{service} ({mode}) stops in the device layer: {message}"
-            );
-            return;
-        }
-    };
+    let lines = result.unwrap_or_else(|stop| panic!("{service} ({mode}): stopped: {stop}"));
     assert_eq!(
         value(&lines, "started"),
         format!("{:?}", NodeState::Started)
@@ -221,20 +193,8 @@ fn check(service: &str, mode: &str, result: Result<Vec<String>, String>) {
             "{service}: {callbacks:?}"
         );
     }
-    let verdict = value(&lines, "verdict");
-    if C_DMF_TEARDOWN_OPEN.contains(&service) && verdict != "clean" {
-        // C DMF's teardown on the host is not clean yet (objects kept by references).
-        println!(
-            "PENDING: {service} ({mode}): verdict {}",
-            &verdict[..verdict.len().min(200)]
-        );
-        return;
-    }
-    assert_eq!(verdict, "clean", "{service} ({mode})");
+    assert_eq!(value(&lines, "verdict"), "clean", "{service} ({mode})");
 }
-
-/// Images whose removal still leaves objects and pool on the host (being worked on).
-const C_DMF_TEARDOWN_OPEN: [&str; 2] = ["SwitchBar1", "SwitchBar4"];
 
 #[test]
 fn each_image_goes_through_add_start_and_orderly_removal() {
@@ -253,19 +213,5 @@ fn each_image_goes_through_add_start_and_surprise_removal() {
             continue;
         };
         check(service, "surprise", run(&path, service, filter, "surprise"));
-    }
-}
-
-/// Our two images run through today: assert it, so that a regression is not taken for a
-/// pending function.
-#[test]
-fn our_images_run_through_the_device_life_cycle() {
-    for (folder, file, service, filter) in &IMAGES[..2] {
-        let Some(path) = image(folder, file) else {
-            continue;
-        };
-        let lines = run(&path, service, *filter, "remove")
-            .unwrap_or_else(|stop| panic!("{service}: stopped: {stop}"));
-        assert_eq!(value(&lines, "verdict"), "clean", "{service}");
     }
 }

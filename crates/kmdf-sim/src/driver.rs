@@ -59,6 +59,11 @@ pub struct DriverConfig {
     pub unload: Option<DriverUnloadFn>,
     /// Extra `DriverEntry` work (runs after `WdfDriverCreate`).
     pub entry: Option<DriverEntryFn>,
+    /// The I/O manager's call of the driver object's `DriverUnload` routine, for a driver that
+    /// brings its own (a linked image: its startup code and KMDF's unload, which call
+    /// `EvtDriverUnload` only if the driver registered one). Runs at unload after `unload`,
+    /// without an `EvtDriverUnload` trace of its own.
+    pub driver_unload: Option<DriverUnloadFn>,
 }
 
 impl fmt::Debug for DriverConfig {
@@ -67,6 +72,7 @@ impl fmt::Debug for DriverConfig {
             .field("device_add", &self.device_add.is_some())
             .field("unload", &self.unload.is_some())
             .field("entry", &self.entry.is_some())
+            .field("driver_unload", &self.driver_unload.is_some())
             .finish()
     }
 }
@@ -80,6 +86,7 @@ impl DriverConfig {
             device_add: Some(Arc::new(device_add)),
             unload: None,
             entry: None,
+            driver_unload: None,
         }
     }
 
@@ -87,6 +94,13 @@ impl DriverConfig {
     #[must_use]
     pub fn on_unload(mut self, f: impl Fn(&Driver) + Send + Sync + 'static) -> Self {
         self.unload = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets the driver object's `DriverUnload` routine (see [`DriverConfig::driver_unload`]).
+    #[must_use]
+    pub fn on_driver_unload(mut self, f: impl Fn(&Driver) + Send + Sync + 'static) -> Self {
+        self.driver_unload = Some(Arc::new(f));
         self
     }
 
@@ -380,6 +394,10 @@ impl Driver {
         let object = self.0.object.name().to_owned();
         if let Some(unload) = &self.0.config.unload {
             verifier::invoke_callback(&self.0.name, &object, "EvtDriverUnload", || unload(self));
+        }
+        if let Some(driver_unload) = &self.0.config.driver_unload {
+            let _scope = crate::exec::DriverScope::enter(&self.0.name);
+            driver_unload(self);
         }
         for dev in self.control_devices() {
             let _ = dev.object().delete();

@@ -31,9 +31,14 @@
 //!    [`WorkItem::create`]).
 //! 2. **Release** of the creation reference, again children first. An object is **destroyed**
 //!    (its `EvtDestroyCallback` runs, then its context is dropped) when it is deleted, its
-//!    reference count is 0 **and all its children are destroyed** — so a parent's destroy always
-//!    follows its children's, and an extra reference taken with `reference()` delays the destroy
-//!    until the matching `dereference()`.
+//!    reference count is 0 **and all its children are destroyed or let go** — so a parent's
+//!    destroy follows the destroy of every child nobody references, and an extra reference
+//!    taken with `reference()` delays the destroy until the matching `dereference()`. As in
+//!    KMDF (`FxObject::DeletedAndDisposedWorkerLocked`: `DestroyChildren`, then the object's own
+//!    release), a parent does not wait for a child that an extra reference keeps alive: once the
+//!    children have released their creation references the parent lets go of them, and such a
+//!    child is destroyed at its last `dereference()`, after its parent (a driver that needs the
+//!    parent until then references the parent itself, as C DMF does for a dynamic Module).
 //!
 //! Callbacks run through [`invoke_callback`](crate::verifier::invoke_callback), attributed to the
 //! owning driver, and are traced (`EvtCleanupCallback`, `EvtDestroyCallback`). State changes are
@@ -597,6 +602,13 @@ impl WdfObject {
     }
 
     /// Phase 2: children release their creation reference first, then we do.
+    ///
+    /// As KMDF's `FxObject::DeletedAndDisposedWorkerLocked` (`DestroyChildren`, then the
+    /// object's own release): once its children have released their creation references, the
+    /// object lets go of the ones still kept alive by a reference (they are destroyed at their
+    /// last dereference, possibly after their parent), so that an object whose child is
+    /// referenced by the object itself — a `WDFCOLLECTION` holding its own children — is not
+    /// kept forever.
     fn release_tree(&self) {
         let children = lock(&self.0.st).children.clone();
         for child in children.iter().rev() {
@@ -608,6 +620,10 @@ impl WdfObject {
             if held {
                 st.creation_ref_held = false;
                 st.refs = st.refs.saturating_sub(1);
+                st.children.retain(|c| {
+                    let child = lock(&c.0.st);
+                    child.state == ObjectState::Deleted && child.creation_ref_held
+                });
             }
             held
         };

@@ -201,3 +201,44 @@ fn fx2_driver_power_up_byte_completes_parked_request_after_idle() {
     // The firmware sends the switch byte on resume (kmdf-sequences §10.6).
     assert_eq!(op.result().unwrap().unwrap(), (vec![0], 1));
 }
+
+#[test]
+fn fx2_driver_answers_the_codes_of_dmfs_header_too() {
+    // C DMF's samples include DMF's copy of public.h (`FILE_DEVICE_OSRUSBFX2 65500U`): the same
+    // IOCTLs with device type 0xFFDC.
+    assert_eq!(dmf_header_code(IOCTL_OSRUSBFX2_READ_SWITCHES), 0xFFDC_6018);
+    assert_eq!(
+        dmf_header_code(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE),
+        0xFFDC_6026
+    );
+    assert_eq!(
+        from_dmf_header(0xFFDC_A014),
+        IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY
+    );
+    assert_eq!(from_dmf_header(0x0022_0004), 0x0022_0004);
+    assert_eq!(
+        osrusbfx2_ioctl_name(0xFFDC_A014),
+        Some("IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY")
+    );
+    let (_m, board, _node, app) = setup();
+    let h = app
+        .open_interface(GUID_DEVINTERFACE_OSRUSBFX2, Access::READ_WRITE)
+        .unwrap();
+    board.set_switches(SwitchState::from_raw(0b0000_0110));
+    let (out, _) = h
+        .device_io_control(dmf_header_code(IOCTL_OSRUSBFX2_READ_SWITCHES), &[], 1)
+        .unwrap();
+    assert_eq!(out, vec![0b0000_0110]);
+    h.device_io_control(
+        dmf_header_code(IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY),
+        &[0x81],
+        0,
+    )
+    .unwrap();
+    assert_eq!(board.snapshot().bar_graph.raw(), 0x81);
+    // Another device type is still not the FX2's.
+    assert_eq!(
+        h.device_io_control(0x0022_6018, &[], 1).map(|_| ()),
+        Err(Status::INVALID_DEVICE_REQUEST)
+    );
+}

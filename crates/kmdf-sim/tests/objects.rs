@@ -57,18 +57,73 @@ fn object_refcount_delays_destroy() {
     let child = WdfObject::create(&m, "WDFOBJECT", attrs(&log, "child").parent(&parent)).unwrap();
     child.reference();
     parent.delete().unwrap();
-    // Both cleaned up, neither destroyed: the child holds a reference, the parent waits for it.
-    assert_eq!(*log.lock().unwrap(), ["cleanup child", "cleanup parent"]);
+    // Both cleaned up; the child holds a reference, so it is not destroyed, and the parent does
+    // not wait for it (KMDF's `DestroyChildren`: the parent lets go of its children, then
+    // releases its own creation reference).
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["cleanup child", "cleanup parent", "destroy parent"]
+    );
     assert_eq!(child.state(), ObjectState::Deleted);
-    assert_eq!(parent.state(), ObjectState::Deleted);
+    assert_eq!(parent.state(), ObjectState::Destroyed);
     child.dereference();
     assert_eq!(
         *log.lock().unwrap(),
         [
             "cleanup child",
             "cleanup parent",
-            "destroy child",
-            "destroy parent"
+            "destroy parent",
+            "destroy child"
+        ]
+    );
+    assert!(live_objects(&m).is_empty());
+}
+
+#[test]
+fn object_referencing_its_own_child_is_destroyed_and_then_releases_it() {
+    // A WDFCOLLECTION that holds a reference on each item, with items parented to it (C DMF's
+    // list of Module configurations): KMDF's collection releases its items when it is destroyed
+    // (`~FxCollection`), which is possible only because the collection does not wait for its
+    // referenced children.
+    let m = Machine::new();
+    let log: Log = Arc::default();
+    let items: Arc<Mutex<Vec<WdfObject>>> = Arc::default();
+    let held = Arc::clone(&items);
+    let (l1, l2) = (Arc::clone(&log), Arc::clone(&log));
+    let owner = WdfObject::create(&m, "WDFOBJECT", attrs(&log, "device")).unwrap();
+    let collection = WdfObject::create(
+        &m,
+        "WDFCOLLECTION",
+        ObjectAttributes::new()
+            .name("collection")
+            .parent(&owner)
+            .on_cleanup(move |_| l1.lock().unwrap().push("cleanup collection".into()))
+            .on_destroy(move |_| {
+                l2.lock().unwrap().push("destroy collection".into());
+                for item in held.lock().unwrap().drain(..) {
+                    item.dereference();
+                }
+            }),
+    )
+    .unwrap();
+    for name in ["item 0", "item 1"] {
+        let item =
+            WdfObject::create(&m, "WDFMEMORY", attrs(&log, name).parent(&collection)).unwrap();
+        item.reference();
+        items.lock().unwrap().push(item);
+    }
+    owner.delete().unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "cleanup item 1",
+            "cleanup item 0",
+            "cleanup collection",
+            "cleanup device",
+            "destroy collection",
+            "destroy item 0",
+            "destroy item 1",
+            "destroy device"
         ]
     );
     assert!(live_objects(&m).is_empty());

@@ -42,6 +42,9 @@ pub struct Step {
     pub trace: Vec<String>,
     /// The board's picture.
     pub picture: String,
+    /// The machine's last trace sequence number when the step ended (the step's events are those
+    /// after the previous step's `last_seq`, up to this one).
+    pub last_seq: u64,
 }
 
 /// The machine with the board, the FX2 driver and the filter.
@@ -130,6 +133,7 @@ impl Session {
             connected: self.board.is_connected(),
             trace,
             picture: self.board.picture(),
+            last_seq: self.seen,
         });
     }
 
@@ -165,7 +169,9 @@ impl Session {
         ));
     }
 
-    /// An application (administrator or not) sends `code` with `input`; returns its result.
+    /// An application (administrator or not) opens the FX2 interface and sends `code` with
+    /// `input`; returns its result, or the open's failure (a filter that admits only
+    /// administrators refuses the open itself).
     pub fn app_ioctl(
         &mut self,
         administrator: bool,
@@ -182,14 +188,19 @@ impl Session {
                 name: who.to_owned(),
             },
         );
-        let handle = app
-            .open_interface(GUID_DEVINTERFACE_OSRUSBFX2, Access::READ_WRITE)
-            .expect("the FX2 interface opens through the filter");
+        let name = kmdf_sim::fx2::ioctl::osrusbfx2_ioctl_name(code).unwrap_or("IOCTL");
+        let handle = match app.open_interface(GUID_DEVINTERFACE_OSRUSBFX2, Access::READ_WRITE) {
+            Ok(handle) => handle,
+            Err(status) => {
+                self.app_lines
+                    .push(format!("           {who} application: open -> {status:?}"));
+                return Err(status);
+            }
+        };
         let result = handle
             .device_io_control(code, input, output)
             .map(|(out, _)| out);
         handle.close();
-        let name = kmdf_sim::fx2::ioctl::osrusbfx2_ioctl_name(code).unwrap_or("IOCTL");
         self.app_lines.push(format!(
             "           {who} application: {name} {input:02X?} -> {}",
             match &result {
@@ -415,4 +426,131 @@ pub fn check_non_administrator_refused(install: &dyn Fn(&Machine)) {
     }
     s.unload();
     assert_eq!(s.verdict().map(|_| ()), Ok(()));
+}
+
+/// Who may open the OSR FX2 interface through the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenPolicy {
+    /// Anyone opens it; the filter checks the caller per IOCTL (this crate's filter).
+    Everyone,
+    /// Only an administrator opens it (`IoctlHandler_AccessModeFilterAdministratorOnly`:
+    /// `EvtDeviceFileCreate` fails a non-administrator's create with `STATUS_ACCESS_DENIED`).
+    AdministratorOnly,
+}
+
+/// How a build of the filter behaves where Microsoft's C DMF SwitchBar4 and this port differ;
+/// [`check_board_session`] asserts the board against it.
+#[derive(Clone, Copy, Debug)]
+pub struct FilterBehaviour {
+    /// Who may open the interface.
+    pub open: OpenPolicy,
+    /// The light-bar byte the filter writes for a switch byte.
+    pub mirror: fn(u8) -> u8,
+    /// Whether an administrator's `IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY` reaches the board
+    /// (passed down), or the filter completes it itself with success.
+    pub admin_sets_the_bar: bool,
+    /// The IOCTL codes of the header the filter and its applications are built with.
+    pub code: fn(u32) -> u32,
+}
+
+/// This crate's filter: anyone opens; a non-administrator's `SET_BAR_GRAPH_DISPLAY` is refused
+/// per IOCTL, an administrator's passed down; the simulated board's direct mirror.
+pub const PORT: FilterBehaviour = FilterBehaviour {
+    open: OpenPolicy::Everyone,
+    mirror: core::convert::identity,
+    admin_sets_the_bar: true,
+    code: core::convert::identity,
+};
+
+/// Microsoft's C DMF SwitchBar4 (`DmfSamples/SwitchBar4`): administrators only open the
+/// interface (`AccessModeFilterAdministratorOnly`); its `SET_BAR_GRAPH_DISPLAY` handler
+/// completes the request with success without passing it down ("filtered out"); the physical
+/// kit's mirror (`RotateUCHAR(switches, 5)`, inverted); DMF's header (`0xFFDC…` codes).
+pub const C_DMF_SWITCHBAR4: FilterBehaviour = FilterBehaviour {
+    open: OpenPolicy::AdministratorOnly,
+    mirror: |switches| !switches.rotate_left(5),
+    admin_sets_the_bar: false,
+    code: kmdf_sim::fx2::ioctl::dmf_header_code,
+};
+
+/// The filter session's board steps with the filter installed by `install` and an
+/// administrator's application, asserted against `behaviour`: the switches and light bar at
+/// every step, the applications' results, both drivers' callbacks and a clean verdict (nothing
+/// of the filter's own notes: Microsoft's C DMF SwitchBar4 traces through WPP). A
+/// non-administrator is refused — at the open under [`OpenPolicy::AdministratorOnly`], at
+/// `SET_BAR_GRAPH_DISPLAY` otherwise — with `STATUS_ACCESS_DENIED`, and the board is unchanged.
+pub fn check_board_session(install: &dyn Fn(&Machine), behaviour: &FilterBehaviour) -> Session {
+    let b = behaviour;
+    let code = b.code;
+    let mut s = Session::start_with(install);
+    s.board.set_switch(2, true).expect("switch 2");
+    s.plug_in();
+    s.flip(4);
+    s.pause();
+    let switches = s.app_ioctl(true, code(IOCTL_OSRUSBFX2_READ_SWITCHES), &[], 1);
+    let bar = s.app_ioctl(true, code(IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY), &[], 1);
+    s.record("an administrator reads the switches and the bar (passed down)");
+    assert_eq!(switches, Ok(vec![0x0A]));
+    assert_eq!(bar, Ok(vec![(b.mirror)(0x0A)]));
+    s.pause();
+    // A non-administrator: refused at the open, or at the IOCTL by a filter that checks per
+    // IOCTL.
+    let refused = s.app_ioctl(
+        false,
+        code(IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY),
+        &[0xFF],
+        0,
+    );
+    s.record("a user tries to set the light bar to 11111111");
+    assert_eq!(refused, Err(Status::ACCESS_DENIED), "{:?}", b.open);
+    let refused_at_open = s.steps[3]
+        .trace
+        .iter()
+        .any(|l| l.contains("user application: open -> STATUS_ACCESS_DENIED"));
+    assert_eq!(
+        refused_at_open,
+        b.open == OpenPolicy::AdministratorOnly,
+        "{:?}",
+        s.steps[3].trace
+    );
+    s.pause();
+    let set = s.app_ioctl(
+        true,
+        code(IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY),
+        &[0xAA],
+        0,
+    );
+    s.record("an administrator tries to set the light bar to 10101010");
+    assert_eq!(set, Ok(vec![]));
+    s.flip(6);
+    s.unplug();
+    s.plug_in();
+    s.unload();
+    let m = b.mirror;
+    let admin_bar = if b.admin_sets_the_bar { 0xAA } else { m(0x0A) };
+    let got: Vec<(u8, u8, bool)> = s
+        .steps
+        .iter()
+        .map(|st| (st.switches, st.bar, st.connected))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0x02, m(0x02), true),   // plugged in: synced
+            (0x0A, m(0x0A), true),   // switch 4: the stream follows
+            (0x0A, m(0x0A), true),   // an administrator reads (passed down)
+            (0x0A, m(0x0A), true),   // a user is refused
+            (0x0A, admin_bar, true), // an administrator sets the bar
+            (0x2A, m(0x2A), true),   // switch 6: back in sync
+            (0x2A, 0x00, false),     // unplugged: dark
+            (0x2A, m(0x2A), true),   // replugged: synced again
+            (0x2A, m(0x2A), true),   // unload (the board stays plugged in)
+        ]
+    );
+    assert!(has(&s.steps[0], "[osrfx2filter] EvtDeviceD0Entry"));
+    assert!(has(&s.steps[0], "[osrusbfx2] EvtDevicePrepareHardware"));
+    assert!(has(&s.steps[6], "[osrfx2filter] EvtDeviceReleaseHardware"));
+    assert!(has(&s.steps[7], "[osrfx2filter] EvtDeviceD0Entry"));
+    assert_eq!(s.verdict().map(|_| ()), Ok(()));
+    s
 }

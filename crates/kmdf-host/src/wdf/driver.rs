@@ -203,7 +203,7 @@ pub fn install_with(machine: &Machine, service: &str, loader: Loader) {
             Err(Status(status))
         }
     })
-    .on_unload(move |_driver| {
+    .on_driver_unload(move |_driver| {
         let Some(host) = lock(&unload_slot).take() else {
             return;
         };
@@ -237,8 +237,15 @@ extern "win64" fn framework_unload(driver_object: *mut DriverObject) {
             return;
         };
         if let Some(unload) = host.unload {
-            // SAFETY: the driver's `EVT_WDF_DRIVER_UNLOAD`, with its own WDFDRIVER.
-            unsafe { unload(host.handle as WDFDRIVER) };
+            kmdf_sim::verifier::invoke_callback(
+                &host.service,
+                host.sim.object().name(),
+                "EvtDriverUnload",
+                || {
+                    // SAFETY: the driver's `EVT_WDF_DRIVER_UNLOAD`, with its own WDFDRIVER.
+                    unsafe { unload(host.handle as WDFDRIVER) };
+                },
+            );
         }
         if let Some(attributes) = host.attributes {
             if let Some(cleanup) = attributes.cleanup {

@@ -292,6 +292,9 @@ struct State {
     information: usize,
     /// The security context of a create (`Parameters.Create.SecurityContext`).
     security: Option<Box<CreateSecurity>>,
+    /// The device a driver-created request's kmdf-sim request belongs to (kmdf-sim parents it
+    /// there; the device's deletion deletes it).
+    owner: Option<WdfObject>,
 }
 
 /// The payload of a `WDFREQUEST`.
@@ -317,7 +320,12 @@ impl Drop for RequestPayload {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         if self.created {
             if let Some(sim) = state.sim.take() {
-                let _ = sim.delete();
+                // The kmdf-sim request is the device's child: when the device was deleted first
+                // (the WDFREQUEST's own parent outlived it), the device's deletion already
+                // deleted it, as KMDF disposes a request with its parent.
+                if !state.owner.as_ref().is_some_and(WdfObject::is_deleted) {
+                    let _ = sim.delete();
+                }
             }
         }
     }
@@ -341,6 +349,7 @@ impl RequestPayload {
                 status: Status::SUCCESS,
                 information: 0,
                 security: None,
+                owner: None,
             }),
             created,
             id,
@@ -1435,7 +1444,9 @@ fn prepare_created(object: &Object, target_sim: &IoTarget) -> Result<Request, St
         sim
     } else {
         let owner = target_sim.owner().ok_or(Status::INVALID_DEVICE_STATE)?;
-        Request::create(&owner)?
+        let created = Request::create(&owner)?;
+        lock(&p.state).owner = Some(owner.object().clone());
+        created
     };
     let input = format.input.map(|r| r.read()).unwrap_or_default();
     let output_len = format.output.map_or(0, |r| r.length);

@@ -268,6 +268,8 @@ fn ioctl(queue: &Queue, req: Request, _out_len: usize, _in_len: usize, code: u32
         req.complete(Status::INVALID_DEVICE_STATE);
         return;
     };
+    // DMF's copy of the header gives the same IOCTLs another device type (`from_dmf_header`).
+    let code = super::ioctl::from_dmf_header(code);
     let (status, info) = match code {
         IOCTL_OSRUSBFX2_GET_CONFIG_DESCRIPTOR => match board.configuration_descriptor() {
             Err(e) => (map(e), 0),

@@ -277,10 +277,35 @@ pub const OSRUSBFX2_IOCTLS: [(u32, &str); 9] = [
 
 /// The `public.h` name of an OSR FX2 IOCTL code, for traces; `None` for any other code.
 pub fn osrusbfx2_ioctl_name(code: u32) -> Option<&'static str> {
+    let code = from_dmf_header(code);
     OSRUSBFX2_IOCTLS
         .iter()
         .find(|(c, _)| *c == code)
         .map(|(_, name)| *name)
+}
+
+/// `FILE_DEVICE_OSRUSBFX2` as DMF's copies of the header define it — `65500U`, decimal
+/// (`Dmf/Modules.Template/Dmf_OsrFx2_Public.h`, which Microsoft's C DMF samples include, and
+/// `DmfSamples/kmdf_fx2_dmf/inc/public.h`, DMF's port of the FX2 driver). It fits the 16-bit
+/// field, so their codes start with `0xFFDC…` where this header's start with `0x5500…`; function,
+/// method and access are the same.
+pub const FILE_DEVICE_OSRUSBFX2_DMF: u32 = 65500;
+
+/// `code` of this header as DMF's header computes it (device type
+/// [`FILE_DEVICE_OSRUSBFX2_DMF`]).
+pub const fn dmf_header_code(code: u32) -> u32 {
+    (FILE_DEVICE_OSRUSBFX2_DMF << 16) | (code & 0xFFFF)
+}
+
+/// A code of DMF's header as this header computes it; any other code unchanged. The simulated
+/// FX2 driver answers both headers' codes, so that drivers and applications built with either
+/// (C DMF's samples with DMF's) talk to it.
+pub const fn from_dmf_header(code: u32) -> u32 {
+    if code >> 16 == FILE_DEVICE_OSRUSBFX2_DMF {
+        (IOCTL_OSRUSBFX2_READ_SWITCHES & 0xFFFF_0000) | (code & 0xFFFF)
+    } else {
+        code
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

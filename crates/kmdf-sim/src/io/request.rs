@@ -1559,7 +1559,9 @@ impl Request {
         drop(old);
     }
 
-    /// `WdfRequestSend` (asynchronous; ≤ `DISPATCH_LEVEL`). See the [module docs](self).
+    /// `WdfRequestSend` (asynchronous; ≤ `DISPATCH_LEVEL`). See the [module docs](self). The
+    /// trace records the send with the sending driver and what is sent (`sent to WDFIOTARGET x#0
+    /// (IOCTL 0x00220004)`).
     ///
     /// Errors: the status of a send that did not reach the target (the driver still owns the
     /// request and completes it); `STATUS_INVALID_DEVICE_REQUEST` if the driver does not own it;
@@ -1609,11 +1611,13 @@ impl Request {
             st.loc = Loc::Framework;
             q
         };
+        let what = describe_sent(&self.parameters());
+        let sender = crate::exec::context::current_driver();
         trace(
             &self.core.machine,
-            None,
+            sender.as_deref(),
             &self.core.name(),
-            &format!("sent to {}", target.name()),
+            &format!("sent to {} ({what})", target.name()),
         );
         let timer = options.timeout.and_then(|t| self.timeout_timer(t));
         if let Some(timer) = timer {
@@ -1883,5 +1887,16 @@ impl Request {
             }
         };
         obj.delete()
+    }
+}
+
+/// What a request carries, for the trace: `IOCTL 0x…`, `read N bytes`, ….
+fn describe_sent(p: &RequestParameters) -> String {
+    match p.kind {
+        RequestType::DeviceControl => format!("IOCTL {:#010x}", p.ioctl_code),
+        RequestType::InternalDeviceControl => format!("internal IOCTL {:#010x}", p.ioctl_code),
+        RequestType::Read => format!("read {} bytes", p.output_length),
+        RequestType::Write => format!("write {} bytes", p.input_length),
+        other => format!("{other:?}"),
     }
 }

@@ -208,7 +208,8 @@ unsafe extern "C" fn evt_driver_unload(driver: WDFDRIVER) {
 }
 
 /// `WdfDriverCreate` for `DriverEntry`: the driver object gets a context holding `config`, and
-/// WDF's `EvtDriverDeviceAdd` / `EvtDriverUnload` go to the trampolines above.
+/// WDF's `EvtDriverDeviceAdd` (and `EvtDriverUnload`, when `config` has unload work) go to the
+/// trampolines above.
 ///
 /// # Safety
 /// Only from `DriverEntry`, with the `DRIVER_OBJECT` and registry path the I/O manager passed
@@ -225,7 +226,11 @@ pub unsafe fn driver_create(
     let mut attributes = object_attributes_with_context(&DRIVER_CONTEXT);
     let mut wdf_config = driver_config_init();
     wdf_config.EvtDriverDeviceAdd = Some(evt_driver_device_add);
-    wdf_config.EvtDriverUnload = Some(evt_driver_unload);
+    // As the sim backend does (and as a C driver does): an EvtDriverUnload only for a driver
+    // that has unload work. The C DMF oracle showed ours registering one for every driver.
+    if config.unload.is_some() {
+        wdf_config.EvtDriverUnload = Some(evt_driver_unload);
+    }
     let mut handle: WDFDRIVER = null_mut();
     // SAFETY: the caller passes DriverEntry's arguments; attributes and config are valid locals;
     // out pointer to our local.
