@@ -717,23 +717,41 @@ extern "win64" fn dbg_print_ex(
     a7: usize,
 ) -> u32 {
     guard("DbgPrintEx", || {
-        if format.is_null() {
-            return 0;
+        // SAFETY: the routine's contract: null or a NUL-terminated format whose conversions the
+        // argument words match.
+        unsafe {
+            print_lines(format, [a0, a1, a2, a3, a4, a5, a6, a7], |line| {
+                trace_note(component, level, line)
+            })
         }
-        // SAFETY: the routine's contract: a NUL-terminated format.
-        let format = unsafe { core::ffi::CStr::from_ptr(format) }.to_bytes();
-        let args = [a0, a1, a2, a3, a4, a5, a6, a7];
-        let mut next = args.iter().copied();
-        // SAFETY: the routine's contract: the arguments match the format's conversions.
-        let text = unsafe { crate::printf::format(format, &mut || next.next().unwrap_or(0)) };
-        if let Some(machine) = machine_if_bound() {
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let (object, note) = trace_note(component, level, line);
-                machine.trace().record(TraceKind::Note, &object, &note);
-            }
-        }
-        STATUS_SUCCESS.cast_unsigned()
     })
+}
+
+/// Formats a `DbgPrint`-family call and records each non-empty line as the note `note` makes of
+/// it (object, text); 0 for a null format, else `STATUS_SUCCESS`.
+///
+/// # Safety
+/// `format` is null or a NUL-terminated format whose conversions `args` match.
+unsafe fn print_lines(
+    format: *const c_char,
+    args: [usize; 8],
+    note: impl Fn(&str) -> (String, String),
+) -> u32 {
+    if format.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's contract: a NUL-terminated format.
+    let format = unsafe { core::ffi::CStr::from_ptr(format) }.to_bytes();
+    let mut next = args.iter().copied();
+    // SAFETY: the caller's contract: the arguments match the format's conversions.
+    let text = unsafe { crate::printf::format(format, &mut || next.next().unwrap_or(0)) };
+    if let Some(machine) = machine_if_bound() {
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let (object, text) = note(line);
+            machine.trace().record(TraceKind::Note, &object, &text);
+        }
+    }
+    STATUS_SUCCESS.cast_unsigned()
 }
 
 /// `DPFLTR_IHVDRIVER_ID`, the component of third-party drivers' `DbgPrintEx`.
@@ -1525,21 +1543,13 @@ extern "win64" fn dbg_print(
     a7: usize,
 ) -> u32 {
     guard("DbgPrint", || {
-        if format.is_null() {
-            return 0;
+        // SAFETY: the routine's contract: null or a NUL-terminated format whose conversions the
+        // argument words match.
+        unsafe {
+            print_lines(format, [a0, a1, a2, a3, a4, a5, a6, a7], |line| {
+                ("DbgPrint".to_owned(), line.to_owned())
+            })
         }
-        // SAFETY: the routine's contract: a NUL-terminated format.
-        let format = unsafe { core::ffi::CStr::from_ptr(format) }.to_bytes();
-        let args = [a0, a1, a2, a3, a4, a5, a6, a7];
-        let mut next = args.iter().copied();
-        // SAFETY: the routine's contract: the arguments match the format's conversions.
-        let text = unsafe { crate::printf::format(format, &mut || next.next().unwrap_or(0)) };
-        if let Some(machine) = machine_if_bound() {
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                machine.trace().record(TraceKind::Note, "DbgPrint", line);
-            }
-        }
-        STATUS_SUCCESS.cast_unsigned()
     })
 }
 

@@ -373,24 +373,29 @@ pub fn report(scenario: &str, runs: &[&Run], differences: &[Difference]) -> Stri
     out
 }
 
+/// One step of a sample session, whichever sample (both samples' `Step` have these fields).
+macro_rules! raw_steps {
+    ($steps:expr) => {
+        $steps
+            .iter()
+            .map(|st| RawStep {
+                title: st.title.clone(),
+                switches: st.switches,
+                bar: st.bar,
+                connected: st.connected,
+                lines: st.trace.clone(),
+                last_seq: st.last_seq,
+            })
+            .collect::<Vec<RawStep>>()
+    };
+}
+
 /// SwitchBar's scripted session with `install` as the package `switchbar`, normalised.
 pub fn switchbar_run(label: &str, install: &dyn Fn(&Machine)) -> Run {
     let s = switchbar::session::Session::scripted_with(false, install);
-    let raw: Vec<RawStep> = s
-        .steps
-        .iter()
-        .map(|st| RawStep {
-            title: st.title.clone(),
-            switches: st.switches,
-            bar: st.bar,
-            connected: st.connected,
-            lines: st.trace.clone(),
-            last_seq: st.last_seq,
-        })
-        .collect();
     Run {
         label: label.to_owned(),
-        steps: normalize(&s.machine, "switchbar", &raw),
+        steps: normalize(&s.machine, "switchbar", &raw_steps!(s.steps)),
         verdict: s.verdict(),
     }
 }
@@ -399,21 +404,13 @@ pub fn switchbar_run(label: &str, install: &dyn Fn(&Machine)) -> Run {
 /// normalised.
 pub fn filter_run(label: &str, install: &dyn Fn(&Machine)) -> Run {
     let s = osrfx2_filter::session::Session::scripted_with(install);
-    let raw: Vec<RawStep> = s
-        .steps
-        .iter()
-        .map(|st| RawStep {
-            title: st.title.clone(),
-            switches: st.switches,
-            bar: st.bar,
-            connected: st.connected,
-            lines: st.trace.clone(),
-            last_seq: st.last_seq,
-        })
-        .collect();
     Run {
         label: label.to_owned(),
-        steps: normalize(&s.machine, osrfx2_filter::session::FILTER, &raw),
+        steps: normalize(
+            &s.machine,
+            osrfx2_filter::session::FILTER,
+            &raw_steps!(s.steps),
+        ),
         verdict: s.verdict(),
     }
 }

@@ -316,6 +316,23 @@ const PCR_PRCB: usize = 0x180;
 /// `__readgsqword(0x188)`.
 const PCR_CURRENT_THREAD: usize = 0x188;
 
+/// A fresh zeroed read-write anonymous mapping of `len` bytes (mmap is async-signal-safe, so the
+/// handlers may call this).
+fn map_zeroed(len: usize) -> Option<*mut u8> {
+    // SAFETY: a fresh anonymous private mapping that overlaps nothing; checked below.
+    let raw = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (raw != libc::MAP_FAILED).then_some(raw.cast())
+}
+
 /// This thread's processor-control block (mapped on first use, unmapped when the thread ends).
 struct PcrBlock(Cell<*mut u8>);
 
@@ -325,21 +342,7 @@ impl PcrBlock {
         if !p.is_null() {
             return Some(p);
         }
-        // SAFETY: a fresh anonymous private mapping (mmap is async-signal-safe); checked below.
-        let raw = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                PCR_BLOCK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return None;
-        }
-        let block: *mut u8 = raw.cast();
+        let block = map_zeroed(PCR_BLOCK)?;
         // SAFETY: the three slots lie inside the fresh, writable block.
         unsafe {
             block
@@ -421,22 +424,9 @@ impl KusdCopy {
         if !p.is_null() {
             return Some(p);
         }
-        // SAFETY: a fresh anonymous private mapping (mmap is async-signal-safe); checked below.
-        let raw = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                KUSD_PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return None;
-        }
-        self.0.set(raw.cast());
-        Some(raw.cast())
+        let page = map_zeroed(KUSD_PAGE)?;
+        self.0.set(page);
+        Some(page)
     }
 }
 

@@ -342,7 +342,11 @@ fn import_definition(ntddk: &Path) -> Result<String, String> {
 /// writes `extern "C"`, which is that convention only on a Windows target). The kernel structures
 /// the WDF types only point to are opaque. bindgen's layout assertions come along: the host's
 /// build checks every size, alignment and offset clang computed for `x86_64-pc-windows-msvc`.
-fn host_bindings(inputs: &Inputs, include_dirs: &[PathBuf], header: &str) -> Result<String, String> {
+fn host_bindings(
+    inputs: &Inputs,
+    include_dirs: &[PathBuf],
+    header: &str,
+) -> Result<String, String> {
     let mut builder = builder(inputs, include_dirs)
         .with_codegen_config(CodegenConfig::TYPES | CodegenConfig::VARS)
         .header_contents("host-input.h", header)
