@@ -77,6 +77,24 @@ const RANGE_SLOTS: usize = 64;
 
 /// Code ranges of loaded images: (start, end) pairs, 0/0 when free. Lock-free so the signal
 /// handler can read it whatever other threads are doing.
+/// How many faults each emulation handled (CR8 accesses, `KUSER_SHARED_DATA` reads, first GS
+/// accesses), for reports and benches.
+static EMULATED: [AtomicUsize; 3] = [
+    AtomicUsize::new(0),
+    AtomicUsize::new(0),
+    AtomicUsize::new(0),
+];
+
+/// The emulations so far in this process: (CR8 accesses, `KUSER_SHARED_DATA` reads, threads
+/// given a processor block through a GS access).
+pub fn emulated_counts() -> (usize, usize, usize) {
+    (
+        EMULATED[0].load(Ordering::Relaxed),
+        EMULATED[1].load(Ordering::Relaxed),
+        EMULATED[2].load(Ordering::Relaxed),
+    )
+}
+
 static RANGES: [(AtomicUsize, AtomicUsize); RANGE_SLOTS] =
     [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; RANGE_SLOTS];
 
@@ -517,6 +535,7 @@ unsafe fn emulate_fault(info: *mut libc::siginfo_t, context: *mut libc::c_void) 
     // `code_at`.
     let code = unsafe { code_at(rip) };
     if let Some(access) = decode_cr8(code) {
+        EMULATED[0].fetch_add(1, Ordering::Relaxed);
         match access {
             Cr8Access::Read { reg, len } => {
                 regs[GREG_OF_REGISTER[reg] as usize] = current_irql() as i64;
@@ -546,6 +565,7 @@ unsafe fn emulate_fault(info: *mut libc::siginfo_t, context: *mut libc::c_void) 
         // SAFETY: sets this thread's GS base (the Linux x86_64 ABI leaves GS unused) to the
         // block just mapped, which lives until the thread ends.
         let rc = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_SET_GS, block as usize) };
+        EMULATED[2].fetch_add(1, Ordering::Relaxed);
         return rc == 0;
     }
     // SAFETY: a SIGSEGV's siginfo carries the faulting address (0 for a general-protection fault).
@@ -556,6 +576,7 @@ unsafe fn emulate_fault(info: *mut libc::siginfo_t, context: *mut libc::c_void) 
     let Some(copy) = refresh_copy() else {
         return false;
     };
+    EMULATED[1].fetch_add(1, Ordering::Relaxed);
     // `movabs rax/eax, [moffs64]`: the address is an immediate; emulate the load.
     if let Some((width, len)) = decode_moffs_load(code) {
         let offset = address - KUSER_SHARED_DATA;
