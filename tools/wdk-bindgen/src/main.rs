@@ -393,10 +393,21 @@ const HOST_TYPES: &[&str] = &[
     "_?P?KPROCESSOR_MODE",
     "_?P?MODE",
     "_?P?WDF.*",
+    // What a create's `Parameters.Create.SecurityContext` points at (the requester's token).
+    "_?P?IO_SECURITY_CONTEXT",
+    "_?P?ACCESS_STATE",
+    "_?P?SECURITY_SUBJECT_CONTEXT",
 ];
 
 /// Constants of the host bindings.
-const HOST_VARS: &[&str] = &["WDF_.*", "IRP_MJ_.*", "FILE_DEVICE_.*", "METHOD_.*"];
+const HOST_VARS: &[&str] = &[
+    "WDF_.*",
+    "IRP_MJ_.*",
+    "FILE_DEVICE_.*",
+    "METHOD_.*",
+    "GENERIC_(READ|WRITE|EXECUTE|ALL)",
+    "FILE_(READ|WRITE)_DATA",
+];
 
 /// Kernel structures the WDF types point to but the host never looks inside.
 const HOST_OPAQUE: &[&str] = &[
@@ -411,7 +422,6 @@ const HOST_OPAQUE: &[&str] = &[
     "_DMA_ADAPTER",
     "_SCATTER_GATHER_LIST",
     "_DEVICE_CAPABILITIES",
-    "_IO_SECURITY_CONTEXT",
     "_KEVENT",
     "_KDPC",
     "_INTERFACE",

@@ -518,6 +518,10 @@ impl<T: Copy + Default, const N: usize> Default for __BindgenOpaqueArray8<[T; N]
         Self([<T as Default>::default(); N])
     }
 }
+pub const GENERIC_READ: u32 = 2147483648;
+pub const GENERIC_WRITE: u32 = 1073741824;
+pub const GENERIC_EXECUTE: u32 = 536870912;
+pub const GENERIC_ALL: u32 = 268435456;
 pub const FILE_DEVICE_BEEP: u32 = 1;
 pub const FILE_DEVICE_CD_ROM: u32 = 2;
 pub const FILE_DEVICE_CD_ROM_FILE_SYSTEM: u32 = 3;
@@ -624,6 +628,8 @@ pub const METHOD_OUT_DIRECT: u32 = 2;
 pub const METHOD_NEITHER: u32 = 3;
 pub const METHOD_DIRECT_TO_HARDWARE: u32 = 1;
 pub const METHOD_DIRECT_FROM_HARDWARE: u32 = 2;
+pub const FILE_READ_DATA: u32 = 1;
+pub const FILE_WRITE_DATA: u32 = 2;
 pub const WDF_DRIVER_GLOBALS_NAME_LEN: u32 = 32;
 pub const WDF_FIRST_VERSION_SUPPORTING_CLIENT_VERSION_HIGHER_THAN_FRAMEWORK: u32 = 25;
 pub const WDF_ALWAYS_AVAILABLE_FUNCTION_COUNT: u32 = 453;
@@ -728,6 +734,24 @@ const _: () = {
 };
 pub type LARGE_INTEGER = _LARGE_INTEGER;
 pub type PLARGE_INTEGER = *mut _LARGE_INTEGER;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _LUID {
+    pub LowPart: ULONG,
+    pub HighPart: LONG,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _LUID"][::core::mem::size_of::<_LUID>() - 8usize];
+    ["Alignment of _LUID"][::core::mem::align_of::<_LUID>() - 4usize];
+    [
+        "Offset of field: _LUID::LowPart",
+    ][::core::mem::offset_of!(_LUID, LowPart) - 0usize];
+    [
+        "Offset of field: _LUID::HighPart",
+    ][::core::mem::offset_of!(_LUID, HighPart) - 4usize];
+};
+pub type LUID = _LUID;
 pub type PHYSICAL_ADDRESS = LARGE_INTEGER;
 #[repr(C)]
 #[derive(Copy, Clone)]
@@ -1032,7 +1056,249 @@ pub type PMDL = *mut _MDL;
 pub type PSECURITY_DESCRIPTOR = PVOID;
 pub type SECURITY_INFORMATION = ULONG;
 pub type ACCESS_MASK = ULONG;
+pub type PACCESS_TOKEN = PVOID;
 pub type PSID = PVOID;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _LUID_AND_ATTRIBUTES {
+    pub Luid: LUID,
+    pub Attributes: ULONG,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _LUID_AND_ATTRIBUTES",
+    ][::core::mem::size_of::<_LUID_AND_ATTRIBUTES>() - 12usize];
+    [
+        "Alignment of _LUID_AND_ATTRIBUTES",
+    ][::core::mem::align_of::<_LUID_AND_ATTRIBUTES>() - 4usize];
+    [
+        "Offset of field: _LUID_AND_ATTRIBUTES::Luid",
+    ][::core::mem::offset_of!(_LUID_AND_ATTRIBUTES, Luid) - 0usize];
+    [
+        "Offset of field: _LUID_AND_ATTRIBUTES::Attributes",
+    ][::core::mem::offset_of!(_LUID_AND_ATTRIBUTES, Attributes) - 8usize];
+};
+pub type LUID_AND_ATTRIBUTES = _LUID_AND_ATTRIBUTES;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _PRIVILEGE_SET {
+    pub PrivilegeCount: ULONG,
+    pub Control: ULONG,
+    pub Privilege: [LUID_AND_ATTRIBUTES; 1usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _PRIVILEGE_SET"][::core::mem::size_of::<_PRIVILEGE_SET>() - 20usize];
+    ["Alignment of _PRIVILEGE_SET"][::core::mem::align_of::<_PRIVILEGE_SET>() - 4usize];
+    [
+        "Offset of field: _PRIVILEGE_SET::PrivilegeCount",
+    ][::core::mem::offset_of!(_PRIVILEGE_SET, PrivilegeCount) - 0usize];
+    [
+        "Offset of field: _PRIVILEGE_SET::Control",
+    ][::core::mem::offset_of!(_PRIVILEGE_SET, Control) - 4usize];
+    [
+        "Offset of field: _PRIVILEGE_SET::Privilege",
+    ][::core::mem::offset_of!(_PRIVILEGE_SET, Privilege) - 8usize];
+};
+pub type PRIVILEGE_SET = _PRIVILEGE_SET;
+pub mod _SECURITY_IMPERSONATION_LEVEL {
+    #[allow(unused_imports)]
+    use super::*;
+    pub type Type = crate::wdf::ctypes::c_int;
+    pub const SecurityAnonymous: Type = 0;
+    pub const SecurityIdentification: Type = 1;
+    pub const SecurityImpersonation: Type = 2;
+    pub const SecurityDelegation: Type = 3;
+}
+pub use self::_SECURITY_IMPERSONATION_LEVEL::Type as SECURITY_IMPERSONATION_LEVEL;
+pub type SECURITY_CONTEXT_TRACKING_MODE = BOOLEAN;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _SECURITY_QUALITY_OF_SERVICE {
+    pub Length: ULONG,
+    pub ImpersonationLevel: SECURITY_IMPERSONATION_LEVEL,
+    pub ContextTrackingMode: SECURITY_CONTEXT_TRACKING_MODE,
+    pub EffectiveOnly: BOOLEAN,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _SECURITY_QUALITY_OF_SERVICE",
+    ][::core::mem::size_of::<_SECURITY_QUALITY_OF_SERVICE>() - 12usize];
+    [
+        "Alignment of _SECURITY_QUALITY_OF_SERVICE",
+    ][::core::mem::align_of::<_SECURITY_QUALITY_OF_SERVICE>() - 4usize];
+    [
+        "Offset of field: _SECURITY_QUALITY_OF_SERVICE::Length",
+    ][::core::mem::offset_of!(_SECURITY_QUALITY_OF_SERVICE, Length) - 0usize];
+    [
+        "Offset of field: _SECURITY_QUALITY_OF_SERVICE::ImpersonationLevel",
+    ][::core::mem::offset_of!(_SECURITY_QUALITY_OF_SERVICE, ImpersonationLevel)
+        - 4usize];
+    [
+        "Offset of field: _SECURITY_QUALITY_OF_SERVICE::ContextTrackingMode",
+    ][::core::mem::offset_of!(_SECURITY_QUALITY_OF_SERVICE, ContextTrackingMode)
+        - 8usize];
+    [
+        "Offset of field: _SECURITY_QUALITY_OF_SERVICE::EffectiveOnly",
+    ][::core::mem::offset_of!(_SECURITY_QUALITY_OF_SERVICE, EffectiveOnly) - 9usize];
+};
+pub type PSECURITY_QUALITY_OF_SERVICE = *mut _SECURITY_QUALITY_OF_SERVICE;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _INITIAL_PRIVILEGE_SET {
+    pub PrivilegeCount: ULONG,
+    pub Control: ULONG,
+    pub Privilege: [LUID_AND_ATTRIBUTES; 3usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _INITIAL_PRIVILEGE_SET",
+    ][::core::mem::size_of::<_INITIAL_PRIVILEGE_SET>() - 44usize];
+    [
+        "Alignment of _INITIAL_PRIVILEGE_SET",
+    ][::core::mem::align_of::<_INITIAL_PRIVILEGE_SET>() - 4usize];
+    [
+        "Offset of field: _INITIAL_PRIVILEGE_SET::PrivilegeCount",
+    ][::core::mem::offset_of!(_INITIAL_PRIVILEGE_SET, PrivilegeCount) - 0usize];
+    [
+        "Offset of field: _INITIAL_PRIVILEGE_SET::Control",
+    ][::core::mem::offset_of!(_INITIAL_PRIVILEGE_SET, Control) - 4usize];
+    [
+        "Offset of field: _INITIAL_PRIVILEGE_SET::Privilege",
+    ][::core::mem::offset_of!(_INITIAL_PRIVILEGE_SET, Privilege) - 8usize];
+};
+pub type INITIAL_PRIVILEGE_SET = _INITIAL_PRIVILEGE_SET;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _SECURITY_SUBJECT_CONTEXT {
+    pub ClientToken: PACCESS_TOKEN,
+    pub ImpersonationLevel: SECURITY_IMPERSONATION_LEVEL,
+    pub PrimaryToken: PACCESS_TOKEN,
+    pub ProcessAuditId: PVOID,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _SECURITY_SUBJECT_CONTEXT",
+    ][::core::mem::size_of::<_SECURITY_SUBJECT_CONTEXT>() - 32usize];
+    [
+        "Alignment of _SECURITY_SUBJECT_CONTEXT",
+    ][::core::mem::align_of::<_SECURITY_SUBJECT_CONTEXT>() - 8usize];
+    [
+        "Offset of field: _SECURITY_SUBJECT_CONTEXT::ClientToken",
+    ][::core::mem::offset_of!(_SECURITY_SUBJECT_CONTEXT, ClientToken) - 0usize];
+    [
+        "Offset of field: _SECURITY_SUBJECT_CONTEXT::ImpersonationLevel",
+    ][::core::mem::offset_of!(_SECURITY_SUBJECT_CONTEXT, ImpersonationLevel) - 8usize];
+    [
+        "Offset of field: _SECURITY_SUBJECT_CONTEXT::PrimaryToken",
+    ][::core::mem::offset_of!(_SECURITY_SUBJECT_CONTEXT, PrimaryToken) - 16usize];
+    [
+        "Offset of field: _SECURITY_SUBJECT_CONTEXT::ProcessAuditId",
+    ][::core::mem::offset_of!(_SECURITY_SUBJECT_CONTEXT, ProcessAuditId) - 24usize];
+};
+pub type SECURITY_SUBJECT_CONTEXT = _SECURITY_SUBJECT_CONTEXT;
+pub type PSECURITY_SUBJECT_CONTEXT = *mut _SECURITY_SUBJECT_CONTEXT;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _ACCESS_STATE {
+    pub OperationID: LUID,
+    pub SecurityEvaluated: BOOLEAN,
+    pub GenerateAudit: BOOLEAN,
+    pub GenerateOnClose: BOOLEAN,
+    pub PrivilegesAllocated: BOOLEAN,
+    pub Flags: ULONG,
+    pub RemainingDesiredAccess: ACCESS_MASK,
+    pub PreviouslyGrantedAccess: ACCESS_MASK,
+    pub OriginalDesiredAccess: ACCESS_MASK,
+    pub SubjectSecurityContext: SECURITY_SUBJECT_CONTEXT,
+    pub SecurityDescriptor: PSECURITY_DESCRIPTOR,
+    pub AuxData: PVOID,
+    pub Privileges: _ACCESS_STATE__bindgen_ty_1,
+    pub AuditPrivileges: BOOLEAN,
+    pub ObjectName: UNICODE_STRING,
+    pub ObjectTypeName: UNICODE_STRING,
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union _ACCESS_STATE__bindgen_ty_1 {
+    pub InitialPrivilegeSet: INITIAL_PRIVILEGE_SET,
+    pub PrivilegeSet: PRIVILEGE_SET,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of _ACCESS_STATE__bindgen_ty_1",
+    ][::core::mem::size_of::<_ACCESS_STATE__bindgen_ty_1>() - 44usize];
+    [
+        "Alignment of _ACCESS_STATE__bindgen_ty_1",
+    ][::core::mem::align_of::<_ACCESS_STATE__bindgen_ty_1>() - 4usize];
+    [
+        "Offset of field: _ACCESS_STATE__bindgen_ty_1::InitialPrivilegeSet",
+    ][::core::mem::offset_of!(_ACCESS_STATE__bindgen_ty_1, InitialPrivilegeSet)
+        - 0usize];
+    [
+        "Offset of field: _ACCESS_STATE__bindgen_ty_1::PrivilegeSet",
+    ][::core::mem::offset_of!(_ACCESS_STATE__bindgen_ty_1, PrivilegeSet) - 0usize];
+};
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _ACCESS_STATE"][::core::mem::size_of::<_ACCESS_STATE>() - 160usize];
+    ["Alignment of _ACCESS_STATE"][::core::mem::align_of::<_ACCESS_STATE>() - 8usize];
+    [
+        "Offset of field: _ACCESS_STATE::OperationID",
+    ][::core::mem::offset_of!(_ACCESS_STATE, OperationID) - 0usize];
+    [
+        "Offset of field: _ACCESS_STATE::SecurityEvaluated",
+    ][::core::mem::offset_of!(_ACCESS_STATE, SecurityEvaluated) - 8usize];
+    [
+        "Offset of field: _ACCESS_STATE::GenerateAudit",
+    ][::core::mem::offset_of!(_ACCESS_STATE, GenerateAudit) - 9usize];
+    [
+        "Offset of field: _ACCESS_STATE::GenerateOnClose",
+    ][::core::mem::offset_of!(_ACCESS_STATE, GenerateOnClose) - 10usize];
+    [
+        "Offset of field: _ACCESS_STATE::PrivilegesAllocated",
+    ][::core::mem::offset_of!(_ACCESS_STATE, PrivilegesAllocated) - 11usize];
+    [
+        "Offset of field: _ACCESS_STATE::Flags",
+    ][::core::mem::offset_of!(_ACCESS_STATE, Flags) - 12usize];
+    [
+        "Offset of field: _ACCESS_STATE::RemainingDesiredAccess",
+    ][::core::mem::offset_of!(_ACCESS_STATE, RemainingDesiredAccess) - 16usize];
+    [
+        "Offset of field: _ACCESS_STATE::PreviouslyGrantedAccess",
+    ][::core::mem::offset_of!(_ACCESS_STATE, PreviouslyGrantedAccess) - 20usize];
+    [
+        "Offset of field: _ACCESS_STATE::OriginalDesiredAccess",
+    ][::core::mem::offset_of!(_ACCESS_STATE, OriginalDesiredAccess) - 24usize];
+    [
+        "Offset of field: _ACCESS_STATE::SubjectSecurityContext",
+    ][::core::mem::offset_of!(_ACCESS_STATE, SubjectSecurityContext) - 32usize];
+    [
+        "Offset of field: _ACCESS_STATE::SecurityDescriptor",
+    ][::core::mem::offset_of!(_ACCESS_STATE, SecurityDescriptor) - 64usize];
+    [
+        "Offset of field: _ACCESS_STATE::AuxData",
+    ][::core::mem::offset_of!(_ACCESS_STATE, AuxData) - 72usize];
+    [
+        "Offset of field: _ACCESS_STATE::Privileges",
+    ][::core::mem::offset_of!(_ACCESS_STATE, Privileges) - 80usize];
+    [
+        "Offset of field: _ACCESS_STATE::AuditPrivileges",
+    ][::core::mem::offset_of!(_ACCESS_STATE, AuditPrivileges) - 124usize];
+    [
+        "Offset of field: _ACCESS_STATE::ObjectName",
+    ][::core::mem::offset_of!(_ACCESS_STATE, ObjectName) - 128usize];
+    [
+        "Offset of field: _ACCESS_STATE::ObjectTypeName",
+    ][::core::mem::offset_of!(_ACCESS_STATE, ObjectTypeName) - 144usize];
+};
+pub type ACCESS_STATE = _ACCESS_STATE;
+pub type PACCESS_STATE = *mut _ACCESS_STATE;
 pub mod _SYSTEM_POWER_STATE {
     #[allow(unused_imports)]
     use super::*;
@@ -3529,10 +3795,12 @@ const _: () = {
 };
 pub type PIRP = *mut _IRP;
 #[repr(C)]
-#[repr(align(8))]
 #[derive(Copy, Clone)]
 pub struct _IO_SECURITY_CONTEXT {
-    pub _bindgen_opaque_blob: __BindgenOpaqueArray8<[u8; 24usize]>,
+    pub SecurityQos: PSECURITY_QUALITY_OF_SERVICE,
+    pub AccessState: PACCESS_STATE,
+    pub DesiredAccess: ACCESS_MASK,
+    pub FullCreateOptions: ULONG,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -3542,7 +3810,20 @@ const _: () = {
     [
         "Alignment of _IO_SECURITY_CONTEXT",
     ][::core::mem::align_of::<_IO_SECURITY_CONTEXT>() - 8usize];
+    [
+        "Offset of field: _IO_SECURITY_CONTEXT::SecurityQos",
+    ][::core::mem::offset_of!(_IO_SECURITY_CONTEXT, SecurityQos) - 0usize];
+    [
+        "Offset of field: _IO_SECURITY_CONTEXT::AccessState",
+    ][::core::mem::offset_of!(_IO_SECURITY_CONTEXT, AccessState) - 8usize];
+    [
+        "Offset of field: _IO_SECURITY_CONTEXT::DesiredAccess",
+    ][::core::mem::offset_of!(_IO_SECURITY_CONTEXT, DesiredAccess) - 16usize];
+    [
+        "Offset of field: _IO_SECURITY_CONTEXT::FullCreateOptions",
+    ][::core::mem::offset_of!(_IO_SECURITY_CONTEXT, FullCreateOptions) - 20usize];
 };
+pub type IO_SECURITY_CONTEXT = _IO_SECURITY_CONTEXT;
 pub type PIO_SECURITY_CONTEXT = *mut _IO_SECURITY_CONTEXT;
 pub mod _BUS_QUERY_ID_TYPE {
     #[allow(unused_imports)]

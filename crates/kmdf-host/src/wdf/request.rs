@@ -175,48 +175,12 @@ impl Params {
     }
 }
 
-/// `SECURITY_SUBJECT_CONTEXT` (wdm.h; the KMDF bindings leave the security types opaque).
-#[repr(C)]
-struct SecuritySubjectContext {
-    client_token: *mut core::ffi::c_void,
-    impersonation_level: i32,
-    primary_token: *mut core::ffi::c_void,
-    process_audit_id: *mut core::ffi::c_void,
-}
-
-/// `ACCESS_STATE` (wdm.h) up to and including `SubjectSecurityContext`, then zeroes standing
-/// for the rest (nothing the drivers we run read).
-#[repr(C)]
-struct AccessState {
-    operation_id: u64,
-    flags_and_booleans: [u32; 2],
-    remaining_desired_access: u32,
-    previously_granted_access: u32,
-    original_desired_access: u32,
-    subject_security_context: SecuritySubjectContext,
-    rest: [usize; 16],
-}
-
-/// `IO_SECURITY_CONTEXT` (wdm.h).
-#[repr(C)]
-struct IoSecurityContext {
-    security_qos: *mut core::ffi::c_void,
-    access_state: *mut AccessState,
-    desired_access: u32,
-    full_create_options: u32,
-}
-
-const _: () = {
-    assert!(size_of::<IoSecurityContext>() == size_of::<super::bindings::_IO_SECURITY_CONTEXT>());
-    assert!(core::mem::offset_of!(AccessState, subject_security_context) == 32);
-};
-
 /// What `Parameters.Create.SecurityContext` points at for a create: the requester's primary
 /// token (an administrator's or not, as the application that opened the handle), which
 /// `SeTokenIsAdmin` answers for.
 struct CreateSecurity {
-    context: IoSecurityContext,
-    access: AccessState,
+    context: super::bindings::IO_SECURITY_CONTEXT,
+    access: super::bindings::ACCESS_STATE,
 }
 
 // SAFETY: plain data and token pointers the host made; the driver reads it during the create.
@@ -236,29 +200,11 @@ fn token(administrator: bool) -> *mut core::ffi::c_void {
 
 impl CreateSecurity {
     fn new(administrator: bool) -> Box<CreateSecurity> {
-        let mut b = Box::new(CreateSecurity {
-            context: IoSecurityContext {
-                security_qos: core::ptr::null_mut(),
-                access_state: core::ptr::null_mut(),
-                desired_access: 0,
-                full_create_options: 0,
-            },
-            access: AccessState {
-                operation_id: 0,
-                flags_and_booleans: [0; 2],
-                remaining_desired_access: 0,
-                previously_granted_access: 0,
-                original_desired_access: 0,
-                subject_security_context: SecuritySubjectContext {
-                    client_token: core::ptr::null_mut(),
-                    impersonation_level: 0,
-                    primary_token: token(administrator),
-                    process_audit_id: core::ptr::null_mut(),
-                },
-                rest: [0; 16],
-            },
-        });
-        b.context.access_state = &raw mut b.access;
+        // SAFETY: IO_SECURITY_CONTEXT and ACCESS_STATE are plain C data; all zeroes is a valid
+        // value of both (null pointers, empty strings, no privileges).
+        let mut b: Box<CreateSecurity> = Box::new(unsafe { core::mem::zeroed() });
+        b.access.SubjectSecurityContext.PrimaryToken = token(administrator);
+        b.context.AccessState = &raw mut b.access;
         b
     }
 }
@@ -698,8 +644,7 @@ extern "win64" fn wdf_request_get_parameters(
                 let security = state
                     .security
                     .get_or_insert_with(|| CreateSecurity::new(administrator));
-                filled.Parameters.Create.SecurityContext =
-                    (&raw mut security.context).cast::<super::bindings::_IO_SECURITY_CONTEXT>();
+                filled.Parameters.Create.SecurityContext = &raw mut security.context;
             }
             RequestType::Cleanup | RequestType::Close => {}
         }

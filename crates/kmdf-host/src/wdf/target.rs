@@ -59,13 +59,7 @@ wdf_exports! {
     WdfIoTargetSendWriteSynchronously => wdf_io_target_send_write_synchronously: PFN_WDFIOTARGETSENDWRITESYNCHRONOUSLY,
 }
 
-/// `GENERIC_READ`, `GENERIC_WRITE`, `GENERIC_ALL`, `FILE_READ_DATA`, `FILE_WRITE_DATA`
-/// (winnt.h; the KMDF bindings do not carry the access-mask constants).
-const GENERIC_READ: u32 = 0x8000_0000;
-const GENERIC_WRITE: u32 = 0x4000_0000;
-const GENERIC_ALL: u32 = 0x1000_0000;
-const FILE_READ_DATA: u32 = 0x0001;
-const FILE_WRITE_DATA: u32 = 0x0002;
+use super::bindings::{FILE_READ_DATA, FILE_WRITE_DATA, GENERIC_ALL, GENERIC_READ, GENERIC_WRITE};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
