@@ -9,6 +9,8 @@
 //! - [`fallible`] — fallible `Box`/`Arc`/`Vec`/`String`: every allocation after `DriverEntry` can
 //!   fail with `STATUS_INSUFFICIENT_RESOURCES` instead of bug-checking.
 //! - [`free_list`] — a bounded lock-free free list with slot keys (the BufferPool fast path).
+//! - [`one_shot`] — a slot written once and taken once, lock-free (a completion's result for its
+//!   waiter).
 //! - [`rundown`] — rundown protection with `EX_RUNDOWN_REF` semantics; the guard of every Method call.
 //! - `sync` — module locks: a spin lock or a wait lock behind one guard, plus auxiliary locks
 //!   (needs a platform backend).
@@ -38,6 +40,7 @@ pub mod module;
 pub mod module_gate;
 #[cfg(all(not(dmf_loom), any(feature = "sim", all(feature = "kmdf", windows))))]
 pub(crate) mod module_gate;
+pub mod one_shot;
 pub mod platform;
 pub mod rundown;
 pub mod status;

@@ -112,6 +112,7 @@ use core::time::Duration;
 
 use dmf_core::fallible::{try_arc, try_box, try_vec_with_capacity, VecExt};
 use dmf_core::module::{Dispatched, Module, ModuleCallbacks, Scope};
+use dmf_core::one_shot::OneShot;
 use dmf_core::platform::contract::io::{
     CompletionParams, PlatformIoTarget, PlatformRequest, SendOptions,
 };
@@ -876,19 +877,16 @@ impl Sender {
         }
         let waiter = try_arc(Waiter {
             done: Event::new(EventKind::Notification, false)?,
-            result: ModuleLock::new(LockKind::Spin, None)?,
+            result: OneShot::new(),
         })?;
         let w = Arc::clone(&waiter);
         self.send(description, true, move |completion| {
-            *w.result.lock() = Some(completion);
+            // One completion per send: the slot is empty here.
+            let _ = w.result.set(completion);
             w.done.set();
         })?;
         let _ = waiter.done.wait(None);
-        let completion = waiter
-            .result
-            .lock()
-            .take()
-            .ok_or(NtStatus::INTERNAL_ERROR)?;
+        let completion = waiter.result.take().ok_or(NtStatus::INTERNAL_ERROR)?;
         if completion.status.is_success() {
             Ok((completion.output, completion.information))
         } else {
@@ -1152,7 +1150,9 @@ fn completion_of(
 
 struct Waiter {
     done: Event,
-    result: ModuleLock<Option<SendCompletion>>,
+    /// The completion, handed over without a lock (a `ModuleLock` here cost a WDF spin lock per
+    /// synchronous send).
+    result: OneShot<SendCompletion>,
 }
 
 /// One-shot requests to an I/O target. See the [module documentation](self).
