@@ -557,6 +557,30 @@ pub fn power_action(action: SystemPowerAction) -> super::bindings::POWER_ACTION:
     }
 }
 
+/// Wires a driver callback taking only the `WDFDEVICE` into a kmdf-sim callback slot: `status`
+/// for one returning `NTSTATUS`, `unit` for one returning nothing.
+macro_rules! device_callback {
+    ($slot:expr, $source:expr, $handle:expr, status) => {
+        if let Some(f) = $source {
+            let handle = $handle;
+            $slot = Some(Arc::new(move |_| {
+                // SAFETY: the driver's callback, called with the WDFDEVICE being created, which
+                // is alive while kmdf-sim calls the device's callbacks.
+                Status(unsafe { f(handle as WDFDEVICE) })
+            }));
+        }
+    };
+    ($slot:expr, $source:expr, $handle:expr, unit) => {
+        if let Some(f) = $source {
+            let handle = $handle;
+            $slot = Some(Arc::new(move |_| {
+                // SAFETY: as for `status` above.
+                unsafe { f(handle as WDFDEVICE) }
+            }));
+        }
+    };
+}
+
 /// The driver's PnP/power callbacks as kmdf-sim's, each calling the driver with `handle`.
 #[allow(
     clippy::too_many_lines,
@@ -603,54 +627,44 @@ fn apply_pnp(init: &mut DeviceInit, cb: &WDF_PNPPOWER_EVENT_CALLBACKS, handle: H
             Status(unsafe { f(handle as WDFDEVICE, power_state(target)) })
         }));
     }
-    if let Some(f) = cb.EvtDeviceSelfManagedIoInit {
-        pnp.self_managed_io_init = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceSelfManagedIoRestart {
-        pnp.self_managed_io_restart = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceSelfManagedIoSuspend {
-        pnp.self_managed_io_suspend = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceSelfManagedIoFlush {
-        pnp.self_managed_io_flush = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceSelfManagedIoCleanup {
-        pnp.self_managed_io_cleanup = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceSurpriseRemoval {
-        pnp.surprise_removal = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceQueryRemove {
-        pnp.query_remove = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceQueryStop {
-        pnp.query_stop = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
+    device_callback!(
+        pnp.self_managed_io_init,
+        cb.EvtDeviceSelfManagedIoInit,
+        handle,
+        status
+    );
+    device_callback!(
+        pnp.self_managed_io_restart,
+        cb.EvtDeviceSelfManagedIoRestart,
+        handle,
+        status
+    );
+    device_callback!(
+        pnp.self_managed_io_suspend,
+        cb.EvtDeviceSelfManagedIoSuspend,
+        handle,
+        status
+    );
+    device_callback!(
+        pnp.self_managed_io_flush,
+        cb.EvtDeviceSelfManagedIoFlush,
+        handle,
+        unit
+    );
+    device_callback!(
+        pnp.self_managed_io_cleanup,
+        cb.EvtDeviceSelfManagedIoCleanup,
+        handle,
+        unit
+    );
+    device_callback!(
+        pnp.surprise_removal,
+        cb.EvtDeviceSurpriseRemoval,
+        handle,
+        unit
+    );
+    device_callback!(pnp.query_remove, cb.EvtDeviceQueryRemove, handle, status);
+    device_callback!(pnp.query_stop, cb.EvtDeviceQueryStop, handle, status);
     if let Some(f) = cb.EvtDeviceRelationsQuery {
         pnp.relations_query = Some(Arc::new(move |_, relation| {
             // SAFETY: see above.
@@ -677,48 +691,48 @@ fn apply_policy(init: &mut DeviceInit, cb: &WDF_POWER_POLICY_EVENT_CALLBACKS, ha
     let policy = &mut init.power_policy;
     // Each closure calls one of the driver's `EVT_WDF_DEVICE_*WAKE*` callbacks with the
     // WDFDEVICE being created (alive while kmdf-sim calls its callbacks).
-    if let Some(f) = cb.EvtDeviceArmWakeFromS0 {
-        policy.arm_wake_from_s0 = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceDisarmWakeFromS0 {
-        policy.disarm_wake_from_s0 = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceWakeFromS0Triggered {
-        policy.wake_from_s0_triggered = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceArmWakeFromSx {
-        policy.arm_wake_from_sx = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            Status(unsafe { f(handle as WDFDEVICE) })
-        }));
-    }
+    device_callback!(
+        policy.arm_wake_from_s0,
+        cb.EvtDeviceArmWakeFromS0,
+        handle,
+        status
+    );
+    device_callback!(
+        policy.disarm_wake_from_s0,
+        cb.EvtDeviceDisarmWakeFromS0,
+        handle,
+        unit
+    );
+    device_callback!(
+        policy.wake_from_s0_triggered,
+        cb.EvtDeviceWakeFromS0Triggered,
+        handle,
+        unit
+    );
+    device_callback!(
+        policy.arm_wake_from_sx,
+        cb.EvtDeviceArmWakeFromSx,
+        handle,
+        status
+    );
     if let Some(f) = cb.EvtDeviceArmWakeFromSxWithReason {
         policy.arm_wake_from_sx_with_reason = Some(Arc::new(move |_, wake, children| {
             // SAFETY: see above.
             Status(unsafe { f(handle as WDFDEVICE, u8::from(wake), u8::from(children)) })
         }));
     }
-    if let Some(f) = cb.EvtDeviceDisarmWakeFromSx {
-        policy.disarm_wake_from_sx = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
-    if let Some(f) = cb.EvtDeviceWakeFromSxTriggered {
-        policy.wake_from_sx_triggered = Some(Arc::new(move |_| {
-            // SAFETY: see above.
-            unsafe { f(handle as WDFDEVICE) }
-        }));
-    }
+    device_callback!(
+        policy.disarm_wake_from_sx,
+        cb.EvtDeviceDisarmWakeFromSx,
+        handle,
+        unit
+    );
+    device_callback!(
+        policy.wake_from_sx_triggered,
+        cb.EvtDeviceWakeFromSxTriggered,
+        handle,
+        unit
+    );
 }
 
 /// The `WDFCMRESLIST` the hardware callbacks receive: NULL (module documentation).
