@@ -147,14 +147,37 @@ impl Request {
         }
     }
 
-    /// `WdfMemoryCreate` parented to the request, filled from `data` or zeroed (`len` bytes);
-    /// null for zero bytes. Replaces (and deletes) the memory previously kept in `slot`.
+    /// The request's memory of `len` bytes in `slot`, filled from `data` or zeroed; null for zero
+    /// bytes. The memory already in `slot` is reused when it has exactly `len` bytes (a reused
+    /// request formatted again, as a stream's is: no `WdfMemoryCreate`/`WdfObjectDelete` pair per
+    /// send); otherwise it is replaced (and deleted) by a new `WdfMemoryCreate` parented to the
+    /// request.
     fn replace_memory(
         &self,
         slot: &AtomicPtr<wdk_sys::WDFMEMORY__>,
         data: Option<&[u8]>,
         len: usize,
     ) -> NtResult<WDFMEMORY> {
+        let kept = slot.load(Ordering::Acquire);
+        if len != 0 && !kept.is_null() {
+            let mut size: usize = 0;
+            // SAFETY: a live memory object we created for this request; out pointer to our
+            // local. The request is being formatted, so the memory is not in use.
+            let buffer = unsafe {
+                call_unsafe_wdf_function_binding!(WdfMemoryGetBuffer, kept, &raw mut size)
+            }
+            .cast::<u8>();
+            if size == len && !buffer.is_null() {
+                // SAFETY: `buffer` holds `len` bytes that only this request's formatting touches.
+                unsafe {
+                    match data {
+                        Some(data) => core::ptr::copy_nonoverlapping(data.as_ptr(), buffer, len),
+                        None => core::ptr::write_bytes(buffer, 0, len),
+                    }
+                }
+                return Ok(kept);
+            }
+        }
         let mut memory: WDFMEMORY = null_mut();
         if len != 0 {
             let mut attributes = object_attributes_init();
