@@ -109,6 +109,20 @@ unsafe fn value_name(name: PCUNICODE_STRING) -> Result<String, NTSTATUS> {
     unsafe { UnicodeString::read(name.cast()) }.ok_or(Status::INVALID_PARAMETER.0)
 }
 
+/// The live `WDFKEY` `key` (a stop otherwise, naming `routine`) and the value name `name`.
+///
+/// # Safety
+/// As [`value_name`].
+unsafe fn key_and_name(
+    key: WDFKEY,
+    name: PCUNICODE_STRING,
+    routine: &str,
+) -> Result<(Arc<Object>, String), NTSTATUS> {
+    let object = key_of(key, routine);
+    // SAFETY: the caller's contract.
+    Ok((object, unsafe { value_name(name) }?))
+}
+
 /// `WdfRegistryClose`: deletes the key object.
 extern "win64" fn wdf_registry_close(_globals: PWDF_DRIVER_GLOBALS, key: WDFKEY) {
     guard("WdfRegistryClose", || {
@@ -134,10 +148,9 @@ extern "win64" fn wdf_registry_query_value(
 ) -> NTSTATUS {
     const ROUTINE: &str = "WdfRegistryQueryValue";
     guard(ROUTINE, || {
-        let object = key_of(key, ROUTINE);
         // SAFETY: the routine's contract: the driver's UNICODE_STRING.
-        let name = match unsafe { value_name(name) } {
-            Ok(n) => n,
+        let (object, name) = match unsafe { key_and_name(key, name, ROUTINE) } {
+            Ok(found) => found,
             Err(status) => return status,
         };
         if value.is_null() && length != 0 {
@@ -185,10 +198,9 @@ extern "win64" fn wdf_registry_query_ulong(
 ) -> NTSTATUS {
     const ROUTINE: &str = "WdfRegistryQueryULong";
     guard(ROUTINE, || {
-        let object = key_of(key, ROUTINE);
         // SAFETY: the routine's contract: the driver's UNICODE_STRING.
-        let name = match unsafe { value_name(name) } {
-            Ok(n) => n,
+        let (object, name) = match unsafe { key_and_name(key, name, ROUTINE) } {
+            Ok(found) => found,
             Err(status) => return status,
         };
         if value.is_null() {
@@ -220,10 +232,9 @@ extern "win64" fn wdf_registry_assign_value(
 ) -> NTSTATUS {
     const ROUTINE: &str = "WdfRegistryAssignValue";
     guard(ROUTINE, || {
-        let object = key_of(key, ROUTINE);
         // SAFETY: the routine's contract: the driver's UNICODE_STRING.
-        let name = match unsafe { value_name(name) } {
-            Ok(n) => n,
+        let (object, name) = match unsafe { key_and_name(key, name, ROUTINE) } {
+            Ok(found) => found,
             Err(status) => return status,
         };
         let Some(kind) = RegistryValueType::from_raw(value_type) else {
@@ -258,10 +269,9 @@ extern "win64" fn wdf_registry_assign_ulong(
 ) -> NTSTATUS {
     const ROUTINE: &str = "WdfRegistryAssignULong";
     guard(ROUTINE, || {
-        let object = key_of(key, ROUTINE);
         // SAFETY: the routine's contract: the driver's UNICODE_STRING.
-        let name = match unsafe { value_name(name) } {
-            Ok(n) => n,
+        let (object, name) = match unsafe { key_and_name(key, name, ROUTINE) } {
+            Ok(found) => found,
             Err(status) => return status,
         };
         registry_key(&object)
@@ -280,10 +290,9 @@ extern "win64" fn wdf_registry_remove_value(
 ) -> NTSTATUS {
     const ROUTINE: &str = "WdfRegistryRemoveValue";
     guard(ROUTINE, || {
-        let object = key_of(key, ROUTINE);
         // SAFETY: the routine's contract: the driver's UNICODE_STRING.
-        let name = match unsafe { value_name(name) } {
-            Ok(n) => n,
+        let (object, name) = match unsafe { key_and_name(key, name, ROUTINE) } {
+            Ok(found) => found,
             Err(status) => return status,
         };
         registry_key(&object)
