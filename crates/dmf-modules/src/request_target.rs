@@ -759,7 +759,12 @@ impl Sender {
             reason = "capacity reserved when the request was sent"
         )]
         state.deferred.push_back(work);
-        if !state.draining {
+        let idle = !state.draining;
+        // Enqueued after the lock is released: the work item's first act is to take it, and a
+        // worker thread that starts at once would otherwise spin on it. The work stays queued in
+        // `deferred` either way: a drain in progress takes it, or this enqueue starts one.
+        drop(state);
+        if idle {
             work_item.enqueue();
         }
     }

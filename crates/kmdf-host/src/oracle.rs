@@ -11,10 +11,8 @@
 //!   `EvtFile…`); object cleanup, completion routines, timers and work items are how a framework
 //!   is built, not what the driver does, and are left out;
 //! - **requests**: the requests the driver sent, as `IOCTL_OSRUSBFX2_READ_SWITCHES ->
-//!   STATUS_SUCCESS`, each distinct one once, in the order first sent (how many times a step
-//!   repeats one depends on thread timing: a flip is mirrored once or twice, in both
-//!   implementations, when the re-sent interrupt request races the FX2 driver's completion); a
-//!   request sent and forgotten (passed down) has no status;
+//!   STATUS_SUCCESS`, each distinct one once, in the order first sent (the step's story, not
+//!   its retries); a request sent and forgotten (passed down) has no status;
 //! - **applications**: what each application's I/O returned (the filter session's).
 //!
 //! Every difference between the C run and ours is either fixed in ours or written down in

@@ -311,7 +311,7 @@ fn service_loop(core: &Arc<Core>, uid: u64, name: &str, queue: Queue) {
     };
     loop {
         let st = core.sched.lock();
-        let (mut st, _) = core.sched.block_until(st, None, &mut |st| {
+        let (mut st, _) = core.sched.block_until_queued(st, &mut |st| {
             st.shutdown
                 || (st.paused == 0
                     && match queue {
@@ -355,7 +355,7 @@ impl Drop for QueuesPaused {
         let sched = &self.machine.0.core.sched;
         let mut st = sched.lock();
         st.paused -= 1;
-        sched.wake_all(&mut st);
+        sched.wake_everyone(&mut st);
     }
 }
 

@@ -9,6 +9,11 @@
 //!   released, a queue filled, time moved) is made under the lock and followed by
 //!   [`Sched::wake_all`], which marks every blocked thread *woken* before notifying. A woken thread
 //!   re-evaluates its wait condition under the lock and either returns or blocks again.
+//! * `service_cv` — idle service threads (the DPC thread and the system worker threads waiting for
+//!   their queue, [`Sched::block_until_queued`]). Their wait can only be satisfied by an entry
+//!   queued, the queues resumed, a timer fired or shutdown, so only those changes wake them
+//!   ([`Sched::wake_service`]); an event set or a lock released does not, as on a real machine,
+//!   where an idle worker thread sleeps on its queue, not on every dispatcher object.
 //! * `idle_cv` — observers: [`Machine::settle`](crate::Machine::settle), `advance`. Notified when a
 //!   thread blocks or leaves.
 //!
@@ -79,6 +84,8 @@ struct ThreadRec {
     role: ThreadRole,
     state: RunState,
     nest: u32,
+    /// Blocked in [`Sched::block_until_queued`] (woken by [`Sched::wake_service`] only).
+    idle_service: bool,
 }
 
 /// Everything the dispatcher lock protects.
@@ -98,6 +105,9 @@ pub(crate) struct SchedState {
     watchdog_waiters: u32,
     pub(crate) shutdown: bool,
     pub(crate) crash: Option<String>,
+    /// Threads (bound or not) sleeping on `wake_cv` and on `service_cv`: a wake-up with nobody
+    /// asleep costs no system call.
+    sleepers: [u32; 2],
 }
 
 impl SchedState {
@@ -111,6 +121,7 @@ impl SchedState {
                 role,
                 state: RunState::Running,
                 nest: 1,
+                idle_service: false,
             });
     }
 
@@ -132,6 +143,7 @@ pub(crate) struct Sched {
     pub(crate) clock: Arc<Clock>,
     state: Mutex<SchedState>,
     wake_cv: Condvar,
+    service_cv: Condvar,
     idle_cv: Condvar,
 }
 
@@ -152,8 +164,10 @@ impl Sched {
                 watchdog_waiters: 0,
                 shutdown: false,
                 crash: None,
+                sleepers: [0; 2],
             }),
             wake_cv: Condvar::new(),
+            service_cv: Condvar::new(),
             idle_cv: Condvar::new(),
         }
     }
@@ -176,28 +190,51 @@ impl Sched {
         self.maybe_auto_advance(st);
     }
 
-    /// Marks every blocked thread woken and notifies them. Call after any change that may
-    /// satisfy a wait, with the lock held.
+    /// Marks every blocked thread woken and notifies them — except idle service threads, which
+    /// only [`wake_service`](Self::wake_service) wakes. Call after any change that may satisfy a
+    /// wait, with the lock held.
     pub(crate) fn wake_all(&self, st: &mut SchedState) {
         st.generation += 1;
         for rec in st.threads.values_mut() {
-            if matches!(rec.state, RunState::Blocked(_)) {
+            if !rec.idle_service && matches!(rec.state, RunState::Blocked(_)) {
                 rec.state = RunState::Woken;
             }
         }
-        self.wake_cv.notify_all();
+        if st.sleepers[0] > 0 {
+            self.wake_cv.notify_all();
+        }
+    }
+
+    /// Marks the idle service threads woken and notifies them: call after a change to what
+    /// their wait reads (a queue filled, the queues resumed, shutdown), with the lock held.
+    pub(crate) fn wake_service(&self, st: &mut SchedState) {
+        st.generation += 1;
+        for rec in st.threads.values_mut() {
+            if rec.idle_service && matches!(rec.state, RunState::Blocked(_)) {
+                rec.state = RunState::Woken;
+            }
+        }
+        if st.sleepers[1] > 0 {
+            self.service_cv.notify_all();
+        }
+    }
+
+    /// [`wake_all`](Self::wake_all) and [`wake_service`](Self::wake_service).
+    pub(crate) fn wake_everyone(&self, st: &mut SchedState) {
+        self.wake_all(st);
+        self.wake_service(st);
     }
 
     /// Something was added to the DPC or work queue.
     pub(crate) fn queued(&self, st: &mut SchedState) {
-        self.wake_all(st);
+        self.wake_everyone(st);
     }
 
     /// The timer queue changed (a timer started or stopped).
     pub(crate) fn deadlines_changed(&self, st: &mut SchedState) {
         if self.clock.mode() == ClockMode::RealTime {
             // Threads sleeping in real time may have to wake earlier now.
-            self.wake_all(st);
+            self.wake_everyone(st);
         } else {
             self.maybe_auto_advance(st);
         }
@@ -217,12 +254,59 @@ impl Sched {
     /// wait forever on a dead machine.
     pub(crate) fn block_until<'a>(
         &'a self,
-        mut st: MutexGuard<'a, SchedState>,
+        st: MutexGuard<'a, SchedState>,
         deadline: Option<u64>,
         cond: &mut dyn FnMut(&mut SchedState) -> bool,
     ) -> (MutexGuard<'a, SchedState>, bool) {
+        self.block_on(st, deadline, cond, false)
+    }
+
+    /// [`block_until`](Self::block_until) for a service thread waiting for its queue: `cond` may
+    /// read only the queues, `paused` and `shutdown`, the state that
+    /// [`wake_service`](Self::wake_service)'s callers change.
+    pub(crate) fn block_until_queued<'a>(
+        &'a self,
+        st: MutexGuard<'a, SchedState>,
+        cond: &mut dyn FnMut(&mut SchedState) -> bool,
+    ) -> (MutexGuard<'a, SchedState>, bool) {
+        self.block_on(st, None, cond, true)
+    }
+
+    fn block_on<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, SchedState>,
+        deadline: Option<u64>,
+        cond: &mut dyn FnMut(&mut SchedState) -> bool,
+        idle_service: bool,
+    ) -> (MutexGuard<'a, SchedState>, bool) {
         let role = context::role_on(self.core_id);
         let me = role.map(|_| context::thread_uid());
+        let which = usize::from(idle_service);
+        if let Some(rec) = me.and_then(|u| st.threads.get_mut(&u)) {
+            rec.idle_service = idle_service;
+        }
+        let (st, satisfied) = self.block_loop(st, deadline, cond, me, role, which);
+        let mut st = st;
+        if let Some(rec) = me.and_then(|u| st.threads.get_mut(&u)) {
+            rec.idle_service = false;
+        }
+        (st, satisfied)
+    }
+
+    fn block_loop<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, SchedState>,
+        deadline: Option<u64>,
+        cond: &mut dyn FnMut(&mut SchedState) -> bool,
+        me: Option<u64>,
+        role: Option<ThreadRole>,
+        which: usize,
+    ) -> (MutexGuard<'a, SchedState>, bool) {
+        let cv = if which == 1 {
+            &self.service_cv
+        } else {
+            &self.wake_cv
+        };
         loop {
             if self.clock.mode() == ClockMode::RealTime {
                 self.fire_due(&mut st);
@@ -247,6 +331,7 @@ impl Sched {
             if st.generation != generation {
                 continue; // woken while we were still here (auto-advance): look again
             }
+            st.sleepers[which] += 1;
             st = if self.clock.mode() == ClockMode::RealTime {
                 let wake_at = [deadline, st.timers.keys().next().map(|k| k.0)]
                     .into_iter()
@@ -255,21 +340,16 @@ impl Sched {
                 match wake_at {
                     Some(t) => {
                         let real = self.clock.real_until(t);
-                        self.wake_cv
-                            .wait_timeout(st, real)
+                        cv.wait_timeout(st, real)
                             .unwrap_or_else(PoisonError::into_inner)
                             .0
                     }
-                    None => self
-                        .wake_cv
-                        .wait(st)
-                        .unwrap_or_else(PoisonError::into_inner),
+                    None => cv.wait(st).unwrap_or_else(PoisonError::into_inner),
                 }
             } else {
-                self.wake_cv
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner)
+                cv.wait(st).unwrap_or_else(PoisonError::into_inner)
             };
+            st.sleepers[which] -= 1;
         }
     }
 
@@ -332,7 +412,7 @@ impl Sched {
             .values()
             .any(|r| matches!(r.state, RunState::Blocked(Some(d)) if d <= now));
         if fired || timed_out {
-            self.wake_all(st);
+            self.wake_everyone(st);
         }
     }
 
@@ -458,7 +538,7 @@ impl Sched {
         let mut st = self.lock();
         let first = !st.shutdown;
         st.shutdown = true;
-        self.wake_all(&mut st);
+        self.wake_everyone(&mut st);
         self.idle_cv.notify_all();
         first
     }
@@ -472,5 +552,69 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched_with_two_blocked() -> (Sched, u64, u64) {
+        let sched = Sched::new(0, Arc::new(Clock::new(ClockMode::Manual)));
+        let (waiter, worker) = (1_u64, 2_u64);
+        {
+            let mut st = sched.lock();
+            st.register(waiter, "waiter", ThreadRole::System);
+            st.register(worker, "worker", ThreadRole::Service);
+            for uid in [waiter, worker] {
+                let rec = st.threads.get_mut(&uid).expect("registered");
+                rec.state = RunState::Blocked(None);
+            }
+            st.threads
+                .get_mut(&worker)
+                .expect("registered")
+                .idle_service = true;
+        }
+        (sched, waiter, worker)
+    }
+
+    fn woken(sched: &Sched, uid: u64) -> bool {
+        matches!(sched.lock().threads[&uid].state, RunState::Woken)
+    }
+
+    #[test]
+    fn an_event_set_leaves_idle_service_threads_asleep() {
+        let (sched, waiter, worker) = sched_with_two_blocked();
+        let mut st = sched.lock();
+        sched.wake_all(&mut st);
+        drop(st);
+        assert!(woken(&sched, waiter), "a waiter re-checks its condition");
+        assert!(
+            !woken(&sched, worker),
+            "an idle worker waits for its queue only"
+        );
+        // Still blocked, so the machine is quiescent once the waiter blocks again.
+        let mut st = sched.lock();
+        st.threads.get_mut(&waiter).expect("registered").state = RunState::Blocked(None);
+        assert!(Sched::quiescent(&st, None));
+    }
+
+    #[test]
+    fn queued_work_wakes_idle_service_threads_and_waiters() {
+        let (sched, waiter, worker) = sched_with_two_blocked();
+        let mut st = sched.lock();
+        sched.queued(&mut st);
+        drop(st);
+        assert!(woken(&sched, worker));
+        assert!(woken(&sched, waiter));
+        let st = sched.lock();
+        assert!(!Sched::quiescent(&st, None));
+    }
+
+    #[test]
+    fn shutdown_wakes_idle_service_threads() {
+        let (sched, _waiter, worker) = sched_with_two_blocked();
+        assert!(sched.begin_shutdown());
+        assert!(woken(&sched, worker));
     }
 }

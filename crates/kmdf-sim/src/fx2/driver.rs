@@ -236,25 +236,42 @@ fn reader_completion(dev: &Device, byte: u8) {
             let _irql = IrqlGuard::raise(Irql::Dispatch);
             let c = ctx(dev);
             *lock(&c.current_switches) = byte;
-            complete_parked(&c, |req| match req.with_output_buffer(1, |b| b[0] = byte) {
-                Ok(()) => req.complete_with_information(Status::SUCCESS, 1),
-                Err(s) => req.complete_with_information(s, 1),
+            // The requests parked when the message arrived, not those parked while they are
+            // completed: on the board this loop runs at DISPATCH_LEVEL and ends within a
+            // microsecond, long before a client's re-sent request (from a PASSIVE_LEVEL work
+            // item, after its own I/O) can reach the queue. In the simulator the loop's thread
+            // can be preempted, and a re-sent request would be completed again with the same
+            // message, any number of times, as thread timing falls; it waits for the next one.
+            let parked = lock(&c.interrupt_queue)
+                .as_ref()
+                .map_or(0, |q| q.status().queued);
+            complete_parked(&c, parked, |req| {
+                match req.with_output_buffer(1, |b| b[0] = byte) {
+                    Ok(()) => req.complete_with_information(Status::SUCCESS, 1),
+                    Err(s) => req.complete_with_information(s, 1),
+                }
             });
         },
     );
 }
 
-fn complete_parked(c: &Fx2Context, mut f: impl FnMut(Request)) {
+/// Retrieves and hands to `f` at most `limit` requests from the interrupt-message queue.
+fn complete_parked(c: &Fx2Context, limit: usize, mut f: impl FnMut(Request)) {
     let Some(q) = lock(&c.interrupt_queue).clone() else {
         return;
     };
-    while let Ok(req) = q.retrieve_next_request() {
+    for _ in 0..limit {
+        let Ok(req) = q.retrieve_next_request() else {
+            break;
+        };
         f(req);
     }
 }
 
 fn self_managed_io_flush(dev: &Device) {
-    complete_parked(&ctx(dev), |req| req.complete(Status::DEVICE_REMOVED));
+    complete_parked(&ctx(dev), usize::MAX, |req| {
+        req.complete(Status::DEVICE_REMOVED)
+    });
 }
 
 /// `OsrFxEvtIoDeviceControl`.

@@ -8,8 +8,10 @@
 //! On x64, `"system"` and `"C"` are the same calling convention; the WDK's `NTAPI`/`FASTCALL`
 //! annotations change nothing there. The variadic `DbgPrintEx` is declared `"C"`.
 //!
+//! `KeGetCurrentIrql`, which the WDK headers implement inline on x64 (a CR8 read), is imported
+//! from ntoskrnl.exe instead (see [`super::irql`] for why).
+//!
 //! Routines the WDK headers implement inline on x64, and which are therefore *not* imported:
-//! - `KeGetCurrentIrql` — reads CR8 (see [`super::irql`]).
 //! - `KeQueryInterruptTime` — reads `KUSER_SHARED_DATA.InterruptTime` (see [`super::clock`]).
 //! - `KeInitializeSpinLock` — stores 0 (see [`super::spin_lock`]).
 //! - `KeAcquireSpinLock(lock, &old)` — a macro for `*old = KeAcquireSpinLockRaiseToDpc(lock)`;
@@ -83,6 +85,8 @@ pub(crate) const DPFLTR_IHVDRIVER_ID: u32 = 77;
 
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "system" {
+    /// `KIRQL KeGetCurrentIrql(VOID)`. Any IRQL.
+    pub(crate) fn KeGetCurrentIrql() -> u8;
     /// `VOID ExInitializeRundownProtection(PEX_RUNDOWN_REF RunRef)`. Any IRQL.
     pub(crate) fn ExInitializeRundownProtection(run_ref: *mut ExRundownRef);
     /// `BOOLEAN ExAcquireRundownProtection(PEX_RUNDOWN_REF RunRef)`. `<= DISPATCH_LEVEL`.

@@ -15,7 +15,7 @@
 //! | [`NtEvent`] | `KeInitializeEvent`, `KeSetEvent`, `KeClearEvent`, `KeReadStateEvent`, `KeWaitForSingleObject` (storage: `ExAllocatePool2` / `ExFreePoolWithTag`) |
 //! | [`NtSpinLock`], [`NtSpinLockGuard`] | `KeInitializeSpinLock` (inline), `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock` |
 //! | [`NtPool`], [`NtPoolBlock`], [`NtPoolAllocator`] | `ExAllocatePool2(POOL_FLAG_NON_PAGED, …)`, `ExFreePoolWithTag` |
-//! | [`current_irql`], [`read_cr8`], [`KIrql`], [`NtCurrentIrql`] | `KeGetCurrentIrql` (x64: the WDK's inline CR8 read) |
+//! | [`current_irql`], [`read_cr8`], [`KIrql`], [`NtCurrentIrql`] | `KeGetCurrentIrql` (the export; [`read_cr8`] is the WDK's inline form) |
 //! | [`interrupt_time`], [`NtClock`] | `KeQueryInterruptTime` (x64: a read of `KUSER_SHARED_DATA`, not an export) |
 //! | [`NtTrace`] | `DbgPrintEx(DPFLTR_IHVDRIVER_ID, …)` |
 //! | [`bug_check`] | `KeBugCheckEx` |
@@ -26,10 +26,10 @@
 //! constructor, an explicit previous IRQL) and are adapted by the backend.
 //!
 //! # Premise: kernel mode
-//! Everything here runs in a kernel-mode image at CPL 0. The safe wrappers rely on it: reading CR8
-//! ([`current_irql`]) and the kernel address of `KUSER_SHARED_DATA` ([`interrupt_time`]) are only
-//! valid there, and the imports only resolve against the kernel. Enabling the feature in user-mode
-//! code is a mistake (such an image fails to load, or faults on the first CR8 read).
+//! Everything here runs in a kernel-mode image at CPL 0. The safe wrappers rely on it: the kernel
+//! address of `KUSER_SHARED_DATA` ([`interrupt_time`]) is only valid there, CR8 ([`read_cr8`]) is
+//! only readable there, and the imports only resolve against the kernel. Enabling the feature in
+//! user-mode code is a mistake (such an image fails to load, or faults on the first clock read).
 //!
 //! # What a kernel image must add
 //! The layer imports nothing but the routines above. An image built with the prebuilt
