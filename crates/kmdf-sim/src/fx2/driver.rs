@@ -270,7 +270,7 @@ fn complete_parked(c: &Fx2Context, limit: usize, mut f: impl FnMut(Request)) {
 
 fn self_managed_io_flush(dev: &Device) {
     complete_parked(&ctx(dev), usize::MAX, |req| {
-        req.complete(Status::DEVICE_REMOVED)
+        req.complete(Status::DEVICE_REMOVED);
     });
 }
 
