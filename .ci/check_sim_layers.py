@@ -14,7 +14,7 @@ from collections import defaultdict
 TABLE = [
     ("values", ["status", "guid", "pnp::state"]),
     ("dispatcher", ["exec::clock", "exec::context", "exec::sched"]),
-    ("checks", ["trace", "verifier", "fault", "pool"]),
+    ("checks", ["trace", "verifier", "fault", "pool", "narrate"]),
     ("machine", ["machine"]),
     ("objects", ["object"]),
     ("execution", ["exec"]),

@@ -16,7 +16,6 @@
 //! power and removes it — with the verifier watching throughout.
 //!
 //! ```
-//! use std::sync::Arc;
 //! use dmf::prelude::*;
 //! use dmf::core::module::{IoRequest, PowerDeviceState};
 //! use dmf::core::platform::contract::device::{Guid, PlatformDevice};
@@ -112,17 +111,31 @@
 //! assert!(machine.pool().outstanding().is_empty());
 //! ```
 #![no_std]
+// The guide's examples (docs/*.md, included below) and these docs compile without a warning
+// (items a snippet declares but does not use, and a callback's unused parameters, aside).
+#![doc(test(attr(deny(warnings), allow(dead_code, unused_variables))))]
 
 pub use dmf_core as core;
 /// Fallible heap allocation (`try_box`, `try_arc`, `VecExt::try_push`, …): every allocation a
 /// driver makes after `DriverEntry`.
 pub use dmf_core::fallible;
+/// `dmf::trace!([Level,] source, "format", args…)`: a trace line through the platform trace
+/// (`DbgPrintEx` on the kernel, a note of the machine's trace on kmdf-sim); docs/trace.md.
+pub use dmf_core::trace;
 pub use dmf_macros::{dmf_callbacks, dmf_module};
 pub use dmf_modules as modules;
 
 #[cfg(all(feature = "kmdf", windows))]
 #[doc(hidden)]
 pub mod kernel;
+
+#[cfg(not(any(feature = "sim", feature = "kmdf")))]
+compile_error!(
+    "dmf: choose a platform backend: feature `sim` (the default — kmdf-sim, the user-mode KMDF \
+     simulation, for `cargo run` and `cargo test` on any OS) or `kmdf` (the real KMDF on \
+     Windows with the WDK: `--no-default-features --features kmdf`, docs/deploy.md). A driver \
+     crate usually forwards both as its own features, as samples/switchbar/Cargo.toml does."
+);
 
 /// The names most drivers and Modules need, in one `use`.
 pub mod prelude {

@@ -47,6 +47,7 @@ pub mod status;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod sync;
 mod sync_facade;
+mod trace_macro;
 
 pub use status::{NtResult, NtStatus};
 

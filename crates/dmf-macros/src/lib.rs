@@ -27,6 +27,7 @@ use proc_macro::TokenStream;
 /// | `context` | the private context type (`Default`) | `()` |
 /// | `shared` | state reached without the lock, built from the config (`dmf_core::module::ModuleShared`) | `()` |
 /// | `open` | `Create`, `PrepareHardware`, `D0Entry`, `D0EntrySystemPowerUp`, `NotifyCreate`, `NotifyPrepareHardware`, `NotifyD0Entry` | required |
+/// | `dynamic_open` | `Create` or `NotifyCreate`: the option of a dynamic instance | the `open` option |
 /// | `lock` | `Passive`, `Dispatch`, `DispatchMaximum` | required |
 /// | `aux_locks` | 0…4 | 0 |
 /// | `transport_required` | `true`/`false` | `false` |
@@ -34,6 +35,10 @@ use proc_macro::TokenStream;
 /// | `trace` | in-flight trace ring entries, 0…64 | 0 |
 /// | `name` | a string | the struct's name |
 /// | `crate` | path to dmf-core | `::dmf::core` |
+///
+/// docs/writing-modules-and-drivers.md ("The `#[dmf_module]` options") gives each key's C DMF
+/// name and a compiled example, and explains the one error a new author meets: calling
+/// `self.lock()` on the handle instead of `self.enter()?.lock()`.
 #[proc_macro_attribute]
 pub fn dmf_module(args: TokenStream, item: TokenStream) -> TokenStream {
     module::expand(args.into(), item.into()).into()

@@ -169,6 +169,7 @@ pub fn normalize(machine: &Machine, service: &str, raw: &[RawStep]) -> Vec<Step>
                 if e.driver.as_deref() == Some(service) {
                     if let Some((_, what)) = e.text.split_once(" (") {
                         if e.text.starts_with("sent to ") {
+                            let what = what.trim_end_matches(" and forgotten");
                             let what = what.trim_end_matches(')');
                             steps[at].requests.push(request_name(what));
                             open.entry(e.object.clone())

@@ -162,6 +162,7 @@
 pub mod exec;
 pub mod fault;
 pub mod machine;
+pub mod narrate;
 pub mod pool;
 pub mod status;
 pub mod trace;

@@ -28,8 +28,7 @@
 #![forbid(unsafe_code)]
 
 use dmf::core::module::ModuleInit;
-use dmf::core::platform::contract::{PlatformTrace, TraceLevel};
-use dmf::core::platform::{Device, Trace};
+use dmf::core::platform::Device;
 use dmf::modules::continuous_request_target::{
     BufferDisposition, ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
@@ -63,11 +62,8 @@ pub const IOCTL_OSRUSBFX2_READ_SWITCHES: u32 = 0x5500_6018;
 /// `CTL_CODE(FILE_DEVICE_OSRUSBFX2, IOCTL_INDEX + 9, METHOD_OUT_DIRECT, FILE_READ_ACCESS)`.
 pub const IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE: u32 = 0x5500_6026;
 
+/// The trace source of this driver's lines (`FX2Filter: …`; `dmf::trace!`).
 const SOURCE: &str = "FX2Filter";
-
-fn note(args: core::fmt::Arguments<'_>) {
-    Trace::trace(TraceLevel::Information, SOURCE, args);
-}
 
 /// Reads the switches through the lower driver and sets the bar to mirror them.
 fn mirror(target: &DefaultTarget) -> NtResult<u8> {
@@ -79,9 +75,10 @@ fn mirror(target: &DefaultTarget) -> NtResult<u8> {
         &[switches],
         0,
     ))?;
-    note(format_args!(
+    dmf::trace!(
+        SOURCE,
         "switches {switches:08b} -> light bar {switches:08b}"
-    ));
+    );
     Ok(switches)
 }
 
@@ -96,7 +93,7 @@ fn interrupt_message(
     match mirror(target) {
         Ok(_) => BufferDisposition::ContinueStreaming,
         Err(status) => {
-            note(format_args!("mirroring failed with {status:?}"));
+            dmf::trace!(Warning, SOURCE, "mirroring failed with {status:?}");
             BufferDisposition::StopStreaming
         }
     }
@@ -113,7 +110,7 @@ fn pass_down(device: &Device, call: &mut IoctlCall<'_>) -> IoctlResult {
     let Some((request, pended)) = call.take() else {
         return IoctlResult::status(NtStatus::INVALID_DEVICE_STATE);
     };
-    note(format_args!("an administrator {what}: passed down"));
+    dmf::trace!(SOURCE, "an administrator {what}: passed down");
     let _ = dmf::core::device::pass_down(request, device);
     IoctlResult::Pending(pended)
 }
@@ -143,7 +140,7 @@ pub fn modules_add(device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
             // The board reported its switches at power-up, before the stream started: sync once.
             .on_post_open(|target| {
                 if let Err(status) = mirror(target) {
-                    note(format_args!("initial mirror failed with {status:?}"));
+                    dmf::trace!(Warning, SOURCE, "initial mirror failed with {status:?}");
                 }
             }),
     );

@@ -17,17 +17,20 @@ use std::time::Duration;
 use std::vec::Vec;
 use std::{format, vec};
 
+use dmf::core::module::lifecycle::SOURCE as MODULE_LIFECYCLE_SOURCE;
+use dmf::core::platform::simulator::SequenceDiagram;
 use kmdf_sim::fx2::driver as fx2;
 use kmdf_sim::fx2::ioctl::{
-    IOCTL_OSRUSBFX2_GET_7_SEGMENT_DISPLAY, IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY,
-    IOCTL_OSRUSBFX2_GET_CONFIG_DESCRIPTOR, IOCTL_OSRUSBFX2_READ_SWITCHES,
-    IOCTL_OSRUSBFX2_REENUMERATE_DEVICE, IOCTL_OSRUSBFX2_RESET_DEVICE,
-    IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
+    osrusbfx2_ioctl_name, IOCTL_OSRUSBFX2_GET_7_SEGMENT_DISPLAY,
+    IOCTL_OSRUSBFX2_GET_BAR_GRAPH_DISPLAY, IOCTL_OSRUSBFX2_GET_CONFIG_DESCRIPTOR,
+    IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_REENUMERATE_DEVICE,
+    IOCTL_OSRUSBFX2_RESET_DEVICE, IOCTL_OSRUSBFX2_SET_7_SEGMENT_DISPLAY,
+    IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
 };
 use kmdf_sim::fx2::{Fx2Board, GUID_DEVINTERFACE_OSRUSBFX2};
 use kmdf_sim::io::{Access, AppConfig, Application};
+use kmdf_sim::narrate::Narrator;
 use kmdf_sim::pnp::{DeviceNode, NodeState};
-use kmdf_sim::trace::{TraceEvent, TraceKind};
 use kmdf_sim::{Machine, Status};
 
 /// The filter's service name.
@@ -61,6 +64,7 @@ pub struct Session {
     pub board: Fx2Board,
     node: Option<DeviceNode>,
     seen: u64,
+    narrator: Narrator,
     app_lines: Vec<String>,
     /// The steps so far.
     pub steps: Vec<Step>,
@@ -71,28 +75,15 @@ pub fn install(machine: &Machine) {
     dmf::core::platform::simulator::install_driver(machine, FILTER, crate::driver_config());
 }
 
-fn line(e: &TraceEvent) -> Option<String> {
-    let ms = e.time.as_secs_f64() * 1000.0;
-    match e.kind {
-        TraceKind::Note if e.object == "FX2Filter" => Some(format!(
-            "{ms:>9.3} ms  filter: {}",
-            e.text.trim_start_matches("[INFO] ")
-        )),
-        TraceKind::Callback
-            if matches!(e.driver.as_deref(), Some(FILTER | fx2::FX2_DRIVER))
-                && (e.text.starts_with("EvtDevicePrepare")
-                    || e.text.starts_with("EvtDeviceD0")
-                    || e.text.starts_with("EvtDeviceRelease")
-                    || e.text.starts_with("EvtDriver")) =>
-        {
-            Some(format!(
-                "{ms:>9.3} ms  [{}] {}",
-                e.driver.as_deref().unwrap_or("-"),
-                e.text
-            ))
-        }
-        _ => None,
-    }
+/// What the main job shows under each step: the filter's and the FX2 driver's PnP and power
+/// callbacks, the filter's own lines, DMF's Module lifecycle lines and the requests the filter
+/// sends (the ones it passes down included), by IOCTL name, with their statuses.
+fn narrator() -> Narrator {
+    Narrator::new(
+        &[FILTER, fx2::FX2_DRIVER],
+        &[("FX2Filter", "filter"), (MODULE_LIFECYCLE_SOURCE, "DMF")],
+        osrusbfx2_ioctl_name,
+    )
 }
 
 impl Session {
@@ -116,6 +107,7 @@ impl Session {
             board,
             node: None,
             seen: 0,
+            narrator: narrator(),
             app_lines: Vec::new(),
             steps: Vec::new(),
         }
@@ -124,11 +116,8 @@ impl Session {
     fn record(&mut self, title: &str) {
         self.machine.settle();
         let events = self.machine.trace().events();
-        let mut trace: Vec<String> = events
-            .iter()
-            .filter(|e| e.seq > self.seen)
-            .filter_map(line)
-            .collect();
+        let new = events.partition_point(|e| e.seq <= self.seen);
+        let mut trace = self.narrator.step(&events[new..]);
         trace.append(&mut self.app_lines);
         self.seen = events.last().map_or(self.seen, |e| e.seq);
         let snapshot = self.board.snapshot();
@@ -267,6 +256,17 @@ impl Session {
         self.record("the drivers unload");
     }
 
+    /// The session so far as a sequence diagram, one banner per step (docs/trace.md): what
+    /// `--diagram <file>` writes and docs/diagrams/ shows.
+    pub fn diagram(&self) -> SequenceDiagram {
+        let steps: Vec<(u64, &str)> = self
+            .steps
+            .iter()
+            .map(|s| (s.last_seq, s.title.as_str()))
+            .collect();
+        SequenceDiagram::from_events(&self.machine.trace().events(), &steps)
+    }
+
     /// The verifier's verdict ([`Machine::verdict`]).
     pub fn verdict(&self) -> Result<String, String> {
         self.machine.verdict()
@@ -330,13 +330,19 @@ pub fn check_scripted_session(install: &dyn Fn(&Machine)) {
         &s.steps[3],
         "user application: IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY [FF] -> STATUS_ACCESS_DENIED"
     ));
+    // The user's open goes down to the FX2 driver; the write is refused before it.
+    assert!(has(&s.steps[3], "[osrfx2filter] Create → passed down"));
     assert!(
-        !has(&s.steps[3], "passed down"),
+        !has(&s.steps[3], "SET_BAR_GRAPH_DISPLAY → passed down"),
         "refused before the FX2 driver"
     );
     assert!(has(
         &s.steps[4],
         "an administrator sets the light bar: passed down"
+    ));
+    assert!(has(
+        &s.steps[4],
+        "[osrfx2filter] IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY → passed down"
     ));
     assert!(has(
         &s.steps[4],

@@ -33,8 +33,7 @@
 
 use dmf::core::module::ModuleInit;
 use dmf::core::platform::contract::device::Guid;
-use dmf::core::platform::contract::{PlatformTrace, TraceLevel};
-use dmf::core::platform::{Device, Trace};
+use dmf::core::platform::Device;
 use dmf::modules::continuous_request_target::{
     BufferDisposition, ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
@@ -78,11 +77,8 @@ pub const fn bar_for_switches(switches: u8, wiring: Wiring) -> u8 {
     }
 }
 
+/// The trace source of this driver's lines (`SwitchBar: …`; `dmf::trace!`).
 const SOURCE: &str = "SwitchBar";
-
-fn note(args: core::fmt::Arguments<'_>) {
-    Trace::trace(TraceLevel::Information, SOURCE, args);
-}
 
 /// Reads the switches and sets the bar to mirror them (`SwitchBar_SwitchesReadAndLightBarSet`).
 fn mirror(target: &DeviceInterfaceTarget) -> NtResult<u8> {
@@ -95,9 +91,7 @@ fn mirror(target: &DeviceInterfaceTarget) -> NtResult<u8> {
         &[bar],
         0,
     ))?;
-    note(format_args!(
-        "switches {switches:08b} -> light bar {bar:08b}"
-    ));
+    dmf::trace!(SOURCE, "switches {switches:08b} -> light bar {bar:08b}");
     Ok(bar)
 }
 
@@ -107,18 +101,22 @@ fn switch_changed(
     completion: &StreamCompletion<'_>,
 ) -> BufferDisposition {
     if !completion.status.is_success() {
-        note(format_args!(
+        dmf::trace!(
+            Warning,
+            SOURCE,
             "interrupt message failed with {:?}: stop streaming",
             completion.status
-        ));
+        );
         return BufferDisposition::StopStreaming;
     }
     match mirror(target) {
         Ok(_) => BufferDisposition::ContinueStreaming,
         Err(status) => {
-            note(format_args!(
+            dmf::trace!(
+                Warning,
+                SOURCE,
                 "mirroring failed with {status:?}: stop streaming"
-            ));
+            );
             BufferDisposition::StopStreaming
         }
     }
@@ -126,21 +124,23 @@ fn switch_changed(
 
 /// `SwitchBar_OnDeviceArrivalNotification` (PostOpen): the FX2 target is open.
 fn on_arrival(target: &DeviceInterfaceTarget) {
-    note(format_args!("OSR FX2 arrived: start streaming"));
+    dmf::trace!(SOURCE, "OSR FX2 arrived: start streaming");
     if let Err(status) = target.stream_start() {
-        note(format_args!("stream start failed with {status:?}"));
+        dmf::trace!(Warning, SOURCE, "stream start failed with {status:?}");
         return;
     }
     if let Err(status) = mirror(target) {
-        note(format_args!("initial mirror failed with {status:?}"));
+        dmf::trace!(Warning, SOURCE, "initial mirror failed with {status:?}");
     }
 }
 
-/// `SwitchBar_OnDeviceRemovalNotification` (PreClose): the FX2 target is going away.
+/// `SwitchBar_OnDeviceRemovalNotification` (PreClose): the FX2 target is about to close — the
+/// board is leaving, or SwitchBar's own device is being removed (unload).
 fn on_removal(target: &DeviceInterfaceTarget) {
-    note(format_args!(
-        "OSR FX2 leaving: stop streaming, wait for it to return"
-    ));
+    dmf::trace!(
+        SOURCE,
+        "OSR FX2 target closing: stop streaming, wait for it to return"
+    );
     let _ = target.stream_stop();
 }
 

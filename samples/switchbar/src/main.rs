@@ -6,12 +6,16 @@
 //! drivers did and a picture of the board, and it ends with the verifier's verdict.
 //!
 //! Flags: `--real-time` runs on the wall clock instead of the virtual one; `--interactive` lets
-//! you flip switches from the keyboard (`1`–`8` flip, `u` unplug, `p` plug in, `q` quit).
+//! you flip switches from the keyboard (`1`–`8` flip, `u` unplug, `p` plug in, `q` quit);
+//! `--diagram <file>` also writes the session as a sequence diagram (`.svg`: SVG, `.mmd` or
+//! `.md`: Mermaid; docs/trace.md).
 #![forbid(unsafe_code)]
 
 use std::io::BufRead as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use dmf::core::platform::simulator::diagram::is_diagram_file;
 use switchbar::session::{Session, Step};
 
 fn print_step(n: usize, step: &Step) {
@@ -64,16 +68,29 @@ fn interactive(real_time: bool) -> Session {
     s
 }
 
+const USAGE: &str = "flags: --real-time, --interactive, --diagram <file.svg|file.mmd|file.md>";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let real_time = args.iter().any(|a| a == "--real-time");
-    let keyboard = args.iter().any(|a| a == "--interactive");
-    if let Some(bad) = args
-        .iter()
-        .find(|a| !matches!(a.as_str(), "--real-time" | "--interactive"))
-    {
-        eprintln!("unknown argument {bad}; flags: --real-time, --interactive");
-        return ExitCode::from(2);
+    let mut real_time = false;
+    let mut keyboard = false;
+    let mut diagram: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--real-time" => real_time = true,
+            "--interactive" => keyboard = true,
+            "--diagram" => match args.next().map(PathBuf::from) {
+                Some(file) if is_diagram_file(&file) => diagram = Some(file),
+                _ => {
+                    eprintln!("--diagram needs a .svg, .mmd or .md file name; {USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            bad => {
+                eprintln!("unknown argument {bad}; {USAGE}");
+                return ExitCode::from(2);
+            }
+        }
     }
     println!("DMF for Rust — SwitchBar on the simulated OSR USB-FX2 board");
     println!(
@@ -84,14 +101,20 @@ fn main() -> ExitCode {
     let session = if keyboard {
         interactive(real_time)
     } else {
-        let s = Session::scripted(real_time);
-        for (i, step) in s.steps.iter().enumerate() {
-            print_step(i + 1, step);
-        }
-        s
+        // Each step is printed as soon as it happened (in real time too).
+        Session::scripted_live(real_time, &switchbar::session::install, &mut |s| {
+            print_step(s.steps.len(), s.steps.last().expect("a step"));
+        })
     };
     if keyboard {
         print_step(session.steps.len(), session.steps.last().expect("a step"));
+    }
+    if let Some(file) = &diagram {
+        if let Err(error) = session.diagram().write(file) {
+            eprintln!("cannot write the diagram: {error}");
+            return ExitCode::FAILURE;
+        }
+        println!("the session's sequence diagram: {}", file.display());
     }
     match session.verdict() {
         Ok(summary) => {

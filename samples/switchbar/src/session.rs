@@ -19,10 +19,13 @@ use std::string::String;
 use std::time::Duration;
 use std::vec::Vec;
 
+use dmf::core::module::lifecycle::SOURCE as MODULE_LIFECYCLE_SOURCE;
+use dmf::core::platform::simulator::SequenceDiagram;
 use kmdf_sim::fx2::driver as fx2;
+use kmdf_sim::fx2::ioctl::osrusbfx2_ioctl_name;
 use kmdf_sim::fx2::Fx2Board;
+use kmdf_sim::narrate::Narrator;
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
-use kmdf_sim::trace::{TraceEvent, TraceKind};
 use kmdf_sim::{ClockMode, Machine};
 
 /// One step's outcome, as printed and as asserted.
@@ -54,6 +57,7 @@ pub struct Session {
     switchbar: Option<DeviceNode>,
     fx2: Option<DeviceNode>,
     seen: u64,
+    narrator: Narrator,
     /// The steps so far.
     pub steps: Vec<Step>,
 }
@@ -66,25 +70,15 @@ pub fn install(machine: &Machine) {
     dmf::core::platform::simulator::install_driver(machine, "switchbar", crate::driver_config());
 }
 
-fn line(e: &TraceEvent) -> Option<String> {
-    let ms = e.time.as_secs_f64() * 1000.0;
-    match e.kind {
-        TraceKind::Note if e.object == "SwitchBar" => Some(format!(
-            "{ms:>9.3} ms  SwitchBar: {}",
-            e.text.trim_start_matches("[INFO] ")
-        )),
-        TraceKind::Callback
-            if matches!(e.driver.as_deref(), Some("switchbar" | fx2::FX2_DRIVER))
-                && (e.text.starts_with("EvtDevice") || e.text.starts_with("EvtDriver")) =>
-        {
-            Some(format!(
-                "{ms:>9.3} ms  [{}] {}",
-                e.driver.as_deref().unwrap_or("-"),
-                e.text
-            ))
-        }
-        _ => None,
-    }
+/// What the main job shows under each step: SwitchBar's and the FX2 driver's PnP and power
+/// callbacks, SwitchBar's own lines, DMF's Module lifecycle lines and the requests SwitchBar
+/// sends, by IOCTL name, with their statuses.
+fn narrator() -> Narrator {
+    Narrator::new(
+        &["switchbar", fx2::FX2_DRIVER],
+        &[("SwitchBar", "SwitchBar"), (MODULE_LIFECYCLE_SOURCE, "DMF")],
+        osrusbfx2_ioctl_name,
+    )
 }
 
 impl Session {
@@ -114,6 +108,7 @@ impl Session {
             switchbar: None,
             fx2: None,
             seen: 0,
+            narrator: narrator(),
             steps: Vec::new(),
         };
         {
@@ -144,11 +139,8 @@ impl Session {
     fn record(&mut self, title: &str) {
         self.machine.settle();
         let events = self.machine.trace().events();
-        let trace = events
-            .iter()
-            .filter(|e| e.seq > self.seen)
-            .filter_map(line)
-            .collect();
+        let new = events.partition_point(|e| e.seq <= self.seen);
+        let trace = self.narrator.step(&events[new..]);
         self.seen = events.last().map_or(self.seen, |e| e.seq);
         let snapshot = self.board.snapshot();
         self.steps.push(Step {
@@ -209,6 +201,17 @@ impl Session {
         self.record("the drivers unload");
     }
 
+    /// The session so far as a sequence diagram, one banner per step (docs/trace.md): what
+    /// `--diagram <file>` writes and docs/diagrams/ shows.
+    pub fn diagram(&self) -> SequenceDiagram {
+        let steps: Vec<(u64, &str)> = self
+            .steps
+            .iter()
+            .map(|s| (s.last_seq, s.title.as_str()))
+            .collect();
+        SequenceDiagram::from_events(&self.machine.trace().events(), &steps)
+    }
+
     /// The verifier's verdict ([`Machine::verdict`]).
     pub fn verdict(&self) -> Result<String, String> {
         self.machine.verdict()
@@ -222,18 +225,35 @@ impl Session {
     /// The scripted session with SwitchBar installed by `install` (see
     /// [`start_with`](Self::start_with)).
     pub fn scripted_with(real_time: bool, install: &dyn Fn(&Machine)) -> Session {
+        Self::scripted_live(real_time, install, &mut |_| {})
+    }
+
+    /// The scripted session, calling `after_step` as soon as each step is recorded (the main
+    /// job prints it then, so a real-time run shows each step as it happens).
+    pub fn scripted_live(
+        real_time: bool,
+        install: &dyn Fn(&Machine),
+        after_step: &mut dyn FnMut(&Session),
+    ) -> Session {
         let mut s = Session::start_with(real_time, install);
+        after_step(&s);
         s.board.set_switch(1, true).expect("switch 1");
         s.board.set_switch(3, true).expect("switch 3");
-        s.plug_in();
-        s.flip(2);
-        s.flip(8);
-        s.flip(1);
-        s.unplug();
-        s.flip(5);
-        s.plug_in();
-        s.flip(5);
-        s.unload();
+        let script: [&dyn Fn(&mut Session); 9] = [
+            &|s| s.plug_in(),
+            &|s| s.flip(2),
+            &|s| s.flip(8),
+            &|s| s.flip(1),
+            &|s| s.unplug(),
+            &|s| s.flip(5),
+            &|s| s.plug_in(),
+            &|s| s.flip(5),
+            &|s| s.unload(),
+        ];
+        for action in script {
+            action(&mut s);
+            after_step(&s);
+        }
         s
     }
 }
@@ -326,6 +346,18 @@ pub fn check_scripted_session(install: &dyn Fn(&Machine)) {
         "SwitchBar: OSR FX2 arrived: start streaming"
     ));
     assert!(has(&s.steps[1], "switches 00000101 -> light bar 00000101"));
+    // DMF's Module events: the target Module opens when the interface arrives and closes when
+    // it leaves; the requests carry their IOCTL names and statuses.
+    assert!(has(&s.steps[1], "DMF: Module DeviceInterfaceTarget opened"));
+    assert!(has(
+        &s.steps[1],
+        "[switchbar] IOCTL_OSRUSBFX2_READ_SWITCHES → STATUS_SUCCESS"
+    ));
+    assert!(has(&s.steps[5], "DMF: Module DeviceInterfaceTarget closed"));
+    assert!(has(
+        &s.steps[5],
+        "[switchbar] IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE → STATUS_CANCELLED"
+    ));
     // Steps 3-5: each flip reaches SwitchBar and it mirrors the new switches, once: the FX2
     // driver completes the interrupt requests parked when the message arrived; the one SwitchBar
     // re-sends (from a work item, at PASSIVE_LEVEL) waits for the next flip.
@@ -343,12 +375,12 @@ pub fn check_scripted_session(install: &dyn Fn(&Machine)) {
         );
     }
     // Step 6: the unplug reaches SwitchBar's PreClose while the interrupt request is pending.
-    assert!(has(&s.steps[5], "SwitchBar: OSR FX2 leaving"));
+    assert!(has(&s.steps[5], "SwitchBar: OSR FX2 target closing"));
     // Step 8: replug resumes with the switch moved while unplugged.
     assert!(has(&s.steps[7], "SwitchBar: OSR FX2 arrived"));
     assert!(has(&s.steps[7], "switches 10010110 -> light bar 10010110"));
     // Step 10: SwitchBar's device leaves first (its Module closes the target), then the FX2.
-    assert!(has(&s.steps[9], "SwitchBar: OSR FX2 leaving"));
+    assert!(has(&s.steps[9], "SwitchBar: OSR FX2 target closing"));
 }
 
 /// A small deterministic generator (xorshift) for the churn test.

@@ -48,6 +48,7 @@ use super::callback_list::callback_list;
 use super::callbacks::{CallbackTable, Handled, IoRequest};
 use super::descriptor::{CallbackSet, OpenOption};
 use super::dispatch_table::{self, Callback, ClientOrder, Row, Siblings, Tree, Unhandled};
+use super::lifecycle::{self, ClosedDuring};
 use super::object::{DeviceShared, ModuleObject, ModuleState, OpenedDuring};
 use super::scope::{handle_of, Added, Module};
 use super::spec::{boxed_exact, create_all, resolve, ModuleInit, Placement};
@@ -257,7 +258,7 @@ impl PhaseLog {
         self.opened.try_reserve_nt(1)?;
         ModuleObject::open(object, during)?;
         if let Err(status) = self.opened.try_push(Arc::clone(object)) {
-            ModuleObject::close(object);
+            ModuleObject::close(object, ClosedDuring::Unwind);
             return Err(status);
         }
         Ok(())
@@ -267,7 +268,7 @@ impl PhaseLog {
         self.registered.try_reserve_nt(1)?;
         ModuleObject::register(object, during)?;
         if let Err(status) = self.registered.try_push(Arc::clone(object)) {
-            ModuleObject::unregister(object);
+            ModuleObject::unregister(object, ClosedDuring::Unwind);
             return Err(status);
         }
         Ok(())
@@ -276,10 +277,10 @@ impl PhaseLog {
     /// Undoes the phase: unregister, then close, each in reverse order (parent first).
     pub(crate) fn unwind(self) {
         for object in self.registered.iter().rev() {
-            ModuleObject::unregister(object);
+            ModuleObject::unregister(object, ClosedDuring::Unwind);
         }
         for object in self.opened.iter().rev() {
-            ModuleObject::close(object);
+            ModuleObject::close(object, ClosedDuring::Unwind);
         }
     }
 }
@@ -411,6 +412,9 @@ impl ModuleCollection {
                 return Err(status);
             }
         };
+        for object in &*modules {
+            lifecycle::record_created_tree(object);
+        }
         let mut log = PhaseLog::default();
         let orders = Orders::build(&modules)
             .and_then(|orders| register_features(&device, &features, &modules).map(|()| orders))
@@ -584,10 +588,10 @@ impl ModuleCollection {
         self.run(Callback::ReleaseHardware, |s| {
             let o = &s.object;
             if o.registered_during() == OpenedDuring::PrepareHardware {
-                ModuleObject::unregister(o);
+                ModuleObject::unregister(o, ClosedDuring::ReleaseHardware);
             }
             if o.opened_during() == OpenedDuring::PrepareHardware {
-                ModuleObject::close(o);
+                ModuleObject::close(o, ClosedDuring::ReleaseHardware);
             }
             if o.implements(CallbackSet::RELEASE_HARDWARE) {
                 s.table.release_hardware(o, resources)?;
@@ -660,14 +664,14 @@ impl ModuleCollection {
         self.run(Callback::D0Exit, |s| {
             let o = &s.object;
             if o.registered_during() == OpenedDuring::D0Entry {
-                ModuleObject::unregister(o);
+                ModuleObject::unregister(o, ClosedDuring::D0Exit);
             }
             match o.opened_during() {
                 OpenedDuring::D0Entry => {
-                    ModuleObject::close(o);
+                    ModuleObject::close(o, ClosedDuring::D0Exit);
                 }
                 OpenedDuring::D0EntrySystemPowerUp if system => {
-                    ModuleObject::close(o);
+                    ModuleObject::close(o, ClosedDuring::D0Exit);
                 }
                 _ => {}
             }

@@ -155,6 +155,7 @@ impl<M: Module> ModuleSpec<M> {
             dynamic: true,
         };
         let object = create_tree(self.erased?, &placement)?;
+        super::lifecycle::record_created_tree(&object);
         let mut log = PhaseLog::default();
         if let Err(status) = open_on_create(core::slice::from_ref(&object), &mut log) {
             log.unwind();

@@ -87,6 +87,7 @@ pub mod dispatch_table;
 mod dynamic;
 pub mod interface;
 mod lazy;
+pub mod lifecycle;
 mod object;
 mod scope;
 mod spec;

@@ -62,6 +62,7 @@ use super::callbacks::CallbackTable;
 use super::descriptor::{CallbackSet, ModuleDescriptor, OpenOption};
 use super::interface::ErasedBinding;
 use super::lazy::{LazyEvent, OnceBox, OnceWeak};
+use super::lifecycle::{self, ClosedDuring, Event};
 use super::Feature;
 use crate::fallible::{try_box, try_boxed_slice, try_collect, try_to_vec, try_vec_filled};
 use crate::module_gate::MethodGate;
@@ -356,6 +357,7 @@ impl ModuleObject {
             });
         if let Err(status) = result {
             this.trace("open failed", u64::from(status.to_bits()));
+            lifecycle::record(this, Event::OpenFailed(during, status));
             this.gate.cancel_open(previous);
             return Err(status);
         }
@@ -363,12 +365,14 @@ impl ModuleObject {
         // Re-arms the rundown, then Opened.
         this.gate.finish_open();
         this.trace("open", during as u64);
+        lifecycle::record(this, Event::Opened(during));
         let _ = Self::event(this, |e| e.post_open.as_ref());
         Ok(())
     }
 
-    /// `DMF_Internal_Close` on this one Module; returns `false` if it was not open (close-once).
-    pub(crate) fn close(this: &Arc<ModuleObject>) -> bool {
+    /// `DMF_Internal_Close` on this one Module, by the phase `during`; returns `false` if it was
+    /// not open (close-once).
+    pub(crate) fn close(this: &Arc<ModuleObject>, during: ClosedDuring) -> bool {
         if !this.gate.begin_close() {
             return false;
         }
@@ -380,6 +384,7 @@ impl ModuleObject {
         this.opened_during.store(0, Ordering::Release);
         this.gate.finish_close();
         this.trace("close", 0);
+        lifecycle::record(this, Event::Closed(during));
         let _ = Self::event(this, |e| e.notification_close.as_ref());
         true
     }
@@ -395,11 +400,13 @@ impl ModuleObject {
         this.registered_during
             .store(during as u8, Ordering::Release);
         this.trace("register", during as u64);
+        lifecycle::record(this, Event::Registered(during));
         Ok(())
     }
 
-    /// NotificationUnregister on this one Module, then close it if its notification left it open.
-    pub(crate) fn unregister(this: &Arc<ModuleObject>) {
+    /// NotificationUnregister on this one Module, by the phase `during`, then close it if its
+    /// notification left it open.
+    pub(crate) fn unregister(this: &Arc<ModuleObject>, during: ClosedDuring) {
         if this.registered_during.swap(0, Ordering::AcqRel) == 0 {
             return;
         }
@@ -407,15 +414,16 @@ impl ModuleObject {
             this.callbacks.notification_unregister(this);
         }
         this.trace("unregister", 0);
-        Self::close(this);
+        lifecycle::record(this, Event::Unregistered(during));
+        Self::close(this, during);
     }
 
     /// Closes (parent first, children backward) and unregisters the whole tree, dynamic children
     /// included: the first half of destruction.
     pub(crate) fn close_tree(this: &Arc<ModuleObject>) {
         super::interface::unbind_all(this);
-        Self::unregister(this);
-        Self::close(this);
+        Self::unregister(this, ClosedDuring::Destroy);
+        Self::close(this, ClosedDuring::Destroy);
         let dynamic = this
             .mutable_if_any()
             .map(|m| core::mem::take(&mut m.lock().dynamic_children))
@@ -444,6 +452,7 @@ impl ModuleObject {
             this.callbacks.destroy(this);
         }
         this.trace("destroy", 0);
+        lifecycle::record(this, Event::Destroyed);
         this.gate.finish_destroy();
     }
 

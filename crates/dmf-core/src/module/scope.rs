@@ -484,5 +484,5 @@ pub fn notification_open<M: Module>(handle: &M) -> NtResult<()> {
 /// `DMF_ModuleNotificationClose` / `DMF_ModuleClose`.
 #[doc(hidden)]
 pub fn notification_close<M: Module>(handle: &M) {
-    ModuleObject::close(&handle.__ref().0);
+    ModuleObject::close(&handle.__ref().0, super::lifecycle::ClosedDuring::Manual);
 }

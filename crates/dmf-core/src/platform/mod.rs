@@ -46,10 +46,16 @@ pub use sim::{
 };
 
 /// Simulator-only entry points: installing and loading drivers on a `kmdf_sim::Machine` (on
-/// Windows the PnP manager and `DriverEntry` do this), and allocation-failure sweeps
-/// ([`alloc_sweep`](simulator::alloc_sweep)).
+/// Windows the PnP manager and `DriverEntry` do this), allocation-failure sweeps
+/// ([`alloc_sweep`](simulator::alloc_sweep)), the Module lifecycle lines of a machine's trace
+/// ([`module_events`](simulator::module_events), [`module_lines`](simulator::module_lines)) and
+/// its sequence diagram ([`SequenceDiagram`](simulator::SequenceDiagram)); docs/trace.md.
 #[cfg(feature = "sim")]
 pub mod simulator {
+    pub use super::sim::diagram::{self, SequenceDiagram};
+    pub use super::sim::module_events::{
+        module_events, module_lines, strip_level, ModuleAction, ModuleEvent,
+    };
     pub use super::sim::{
         alloc_sweep, install_driver, live_heap_blocks, load_driver, platform_guid, plug_in_device,
         sim_guid, CountingAllocator, SweepReport, SWEEP_RUN_LIMIT,

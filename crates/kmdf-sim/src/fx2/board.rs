@@ -595,8 +595,12 @@ impl Fx2Board {
     ///   switches   [1 0 1 1 0 0 0 0]
     ///   light bar  ●○●●○○○○
     ///   7-segment  0x06 (00000110)
-    ///   pipes      interrupt 0 pending · bulk 0/1024 · resets 0 · re-enumerations 0
+    ///   pipes      interrupt messages unread 0 · bulk 0/1024 · resets 0 · re-enumerations 0
     /// ```
+    ///
+    /// "interrupt messages unread" counts switch changes the board queued on its interrupt pipe
+    /// that the host has not read yet: 0 while the FX2 driver keeps its continuous reader
+    /// running, whether or not an application's `GET_INTERRUPT_MESSAGE` is waiting.
     pub fn picture(&self) -> String {
         let snapshot = self.snapshot();
         let capacity = self.config().bulk_capacity;
@@ -920,7 +924,7 @@ fn render_picture(s: &BoardSnapshot, bulk_capacity: usize) -> String {
          \x20 switches   {switches}\n\
          \x20 light bar  {bar}\n\
          \x20 7-segment  {seg}\n\
-         \x20 pipes      interrupt {ipending} pending · bulk {bulk}/{bulk_capacity} · \
+         \x20 pipes      interrupt messages unread {ipending} · bulk {bulk}/{bulk_capacity} · \
          resets {resets} · re-enumerations {reenum}\n",
         power = s.power,
         speed = s.speed,

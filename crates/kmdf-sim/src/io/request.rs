@@ -1613,11 +1613,16 @@ impl Request {
         };
         let what = describe_sent(&self.parameters());
         let sender = crate::exec::context::current_driver();
+        let forgotten = if options.send_and_forget {
+            " and forgotten"
+        } else {
+            ""
+        };
         trace(
             &self.core.machine,
             sender.as_deref(),
             &self.core.name(),
-            &format!("sent to {} ({what})", target.name()),
+            &format!("sent to {} ({what}){forgotten}", target.name()),
         );
         let timer = options.timeout.and_then(|t| self.timeout_timer(t));
         if let Some(timer) = timer {

@@ -39,8 +39,10 @@ use super::contract::{
 use crate::rundown::RundownEvent;
 
 mod device;
+pub mod diagram;
 mod exec;
 mod io;
+pub mod module_events;
 mod sweep;
 
 use crate::status::{NtResult, NtStatus};
