@@ -61,6 +61,8 @@
 //! | [`BufferPool::count`] | `DMF_BufferPool_Count` | ≤ DISPATCH |
 //! | [`BufferPool::context_get`] | `DMF_BufferPool_ContextGet` | ≤ DISPATCH |
 //! | [`BufferPool::enumerate`] | `DMF_BufferPool_Enumerate` | ≤ DISPATCH |
+//! | [`BufferPool::parameters_get`] (and [`Buffer::parameters`]) | `DMF_BufferPool_ParametersGet` | ≤ DISPATCH |
+//! | [`BufferPool::get`] + the [`Buffer`] as `&[u8]` | `DMF_BufferPool_GetWithMemory`, `DMF_BufferPool_GetWithMemoryDescriptor` (merged, see the remarks) | ≤ DISPATCH |
 //!
 //! (PASSIVE_LEVEL only when the client created the pool with `passive_level(true)`.) Every Method
 //! fails with `STATUS_INVALID_DEVICE_STATE` once the Module has begun to close; a `put` that fails
@@ -117,6 +119,16 @@
 //! - **Close** stops the timer and waits for its callback, then frees every buffer the pool holds
 //!   (the expiry callbacks of buffers still listed are not called, as in C DMF). Buffers a client
 //!   holds are its own: dropping a [`Buffer`] frees its memory (it does not return to its pool).
+//! - **A buffer is its own memory object** (`GetWithMemory`, `GetWithMemoryDescriptor`). C DMF
+//!   hands out a `WDFMEMORY` or a `WDF_MEMORY_DESCRIPTOR` with a buffer because C's request
+//!   formatting takes those, not a pointer. Here the target Modules' request description
+//!   (`SendRequest`) and the platform's request formatting take the request buffer as a borrowed
+//!   `&[u8]`, and a [`Buffer`] is exactly that (`AsRef<[u8]>`: its data, `BufferSize` bytes,
+//!   never the sentinel or the context); an output comes back as bytes the client copies into
+//!   `data_mut()` (`AsMut<[u8]>`). So both Methods are `get`: a separate memory handle would be
+//!   a second owner of the same bytes that could outlive the `Buffer` moving on to another pool,
+//!   while the borrow ties the request buffer to the buffer's owner for the request's setup.
+//!   `ParametersGet`'s memory outputs are the same view; its sizes are [`BufferParameters`].
 //! - Open option `OPEN_Create`, `DISPATCH_MAXIMUM` lock, no WDF callback: it can be created
 //!   dynamically. A Source pool's free list is its shared state (`shared = …`), allocated with
 //!   the Module; its buffers are allocated at open.
@@ -144,6 +156,9 @@
 //!
 //! let buffer = sink.get()?;
 //! assert_eq!(&buffer.data()[..5], b"hello");
+//! // The buffer is the memory a request is formatted over (`DMF_BufferPool_GetWithMemory`):
+//! let _write = dmf_modules::request_target::SendRequest::write(buffer.as_ref());
+//! assert_eq!(source.parameters_get(&buffer)?.buffer_size, 64);
 //! source.put(buffer)?;
 //! drop((sink, source)); // close: every buffer freed
 //! assert!(machine.pool().outstanding().is_empty());
@@ -367,6 +382,15 @@ impl Buffer {
         (data, &mut rest[start - data_end..end - data_end])
     }
 
+    /// The sizes of the data and the context (`DMF_BufferPool_ParametersGet` without the
+    /// Module).
+    pub fn parameters(&self) -> BufferParameters {
+        BufferParameters {
+            buffer_size: self.h().data_len,
+            buffer_context_size: self.h().context_len,
+        }
+    }
+
     /// `true` for a buffer a lookaside Source pool allocated beyond its `buffer_count`.
     pub fn is_additional(&self) -> bool {
         self.h().flags & FLAG_ADDITIONAL != 0
@@ -425,6 +449,33 @@ impl Buffer {
         };
         Ok(Buffer(try_box(header)?))
     }
+}
+
+/// The data is the buffer's memory: a `Buffer` is what C DMF's `DMF_BufferPool_GetWithMemory`
+/// returns as a `WDFMEMORY` and `DMF_BufferPool_GetWithMemoryDescriptor` as a
+/// `WDF_MEMORY_DESCRIPTOR`, a view of exactly `BufferSize` bytes (never the sentinel or the
+/// context), so a request is formatted over it directly:
+/// `SendRequest::write(buffer.as_ref())`.
+impl AsRef<[u8]> for Buffer {
+    fn as_ref(&self) -> &[u8] {
+        self.data()
+    }
+}
+
+/// The data, writable (where a request's output is copied to).
+impl AsMut<[u8]> for Buffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+}
+
+/// What `DMF_BufferPool_ParametersGet` reports of a buffer besides its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufferParameters {
+    /// `ClientBufferSize`: bytes of client data.
+    pub buffer_size: u32,
+    /// `ClientBufferContextSize`: bytes of client context.
+    pub buffer_context_size: u32,
 }
 
 /// A `put` that failed: the status and the buffer, handed back to the caller (who may retry,
@@ -960,6 +1011,23 @@ impl BufferPool {
             return Err(NtStatus::DATA_ERROR);
         }
         Ok(buffer.context_mut())
+    }
+
+    /// `DMF_BufferPool_ParametersGet`: the sizes of `buffer`'s data and context, after the same
+    /// checks as [`context_get`](Self::context_get). The data itself is `buffer.data()` — the
+    /// memory (C DMF's `WDFMEMORY` / `WDF_MEMORY_DESCRIPTOR`) a request is formatted over (see
+    /// the module's remarks).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; `STATUS_DATA_ERROR` for a broken sentinel.
+    pub fn parameters_get(&self, buffer: &Buffer) -> NtResult<BufferParameters> {
+        let _module = self.enter()?;
+        if let Some(region) = buffer.overrun() {
+            overrun_trace(buffer.h().owner, "parameters_get", region);
+            return Err(NtStatus::DATA_ERROR);
+        }
+        Ok(buffer.parameters())
     }
 
     /// `DMF_BufferPool_Enumerate`: calls `callback` for each buffer, head first, **with the

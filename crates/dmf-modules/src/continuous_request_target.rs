@@ -20,7 +20,20 @@
 //!   `EvtContinuousRequestTargetBufferOutput` (none: continue on success, stop on error);
 //! - `mode` — `ContinuousRequestTargetMode`: [`StreamMode::Automatic`] streams between the
 //!   Module's D0Entry and D0Exit whenever it has a target; [`StreamMode::Manual`] only between
-//!   [`stream_start`](ContinuousRequestTarget::stream_start) and a stop.
+//!   [`stream_start`](ContinuousRequestTarget::stream_start) and a stop;
+//! - `output_buffer_count` — `BufferCountOutput`: spare output buffers (allocated at open) the
+//!   client may keep from the output callback ([`StreamCompletion::keep`]) and hands back with
+//!   [`buffer_put`](ContinuousRequestTarget::buffer_put);
+//! - `cancel_and_resend_request_in_d0_callbacks` — `CancelAndResendRequestInD0Callbacks`: the
+//!   stream stops (and is waited for) in the Module's D0Exit and starts again in its D0Entry,
+//!   except the D0Entry of the first start (`WdfPowerDeviceD3Final`);
+//! - `purge_and_start_target_in_d0_callbacks` — `PurgeAndStartTargetInD0Callbacks`: the target
+//!   is stopped with its sent requests cancelled in D0Exit and started again in D0Entry (not at
+//!   the first start) — every Module's requests on that target, as in C DMF.
+//!
+//! With `input_buffer_size` and `output_buffer_size` both 0 the stream runs in *zero-buffer
+//! mode*: its requests carry no buffers (a notification IOCTL that only completes), the input
+//! callback is not called and the output callback sees no bytes.
 //!
 //! `passive_level(true)` on the spec (`DMF_MODULE_ATTRIBUTES.PassiveLevel`) delivers completions
 //! (stream and one-shot) at `PASSIVE_LEVEL` from a work item, and resends from there; otherwise
@@ -36,12 +49,17 @@
 //! | [`ContinuousRequestTarget::stream_stop`] | `DMF_ContinuousRequestTarget_Stop` | ≤ DISPATCH |
 //! | [`ContinuousRequestTarget::stop_and_wait`] | `DMF_ContinuousRequestTarget_StopAndWait` | PASSIVE |
 //! | [`ContinuousRequestTarget::is_streaming`] | — | ≤ DISPATCH |
+//! | [`ContinuousRequestTarget::buffer_put`] | `DMF_ContinuousRequestTarget_BufferPut` | ≤ DISPATCH |
 //! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_ContinuousRequestTarget_SendSynchronously` | PASSIVE |
-//! | [`send`](RequestSender::send) | `DMF_ContinuousRequestTarget_SendEx` | ≤ DISPATCH |
+//! | [`send`](RequestSender::send) | `DMF_ContinuousRequestTarget_Send` / `…SendEx` | ≤ DISPATCH |
 //! | [`cancel`](RequestSender::cancel) | `DMF_ContinuousRequestTarget_Cancel` | ≤ DISPATCH |
+//! | [`reuse_create`](RequestReuse::reuse_create) | `DMF_ContinuousRequestTarget_ReuseCreate` | ≤ DISPATCH |
+//! | [`reuse_send`](RequestReuse::reuse_send) | `DMF_ContinuousRequestTarget_ReuseSend` | ≤ DISPATCH |
+//! | [`reuse_delete`](RequestReuse::reuse_delete) | `DMF_ContinuousRequestTarget_ReuseDelete` | PASSIVE |
 //!
 //! The one-shot sends are the [`RequestSender`] Methods every target Module shares; they take a
-//! [`SendRequest`].
+//! [`SendRequest`]. The reuse Methods are the [`RequestReuse`] Methods, as RequestTarget's
+//! (`Send` and `SendEx` are one Method: the ID it returns may be ignored).
 //!
 //! ## Callbacks
 //!
@@ -49,7 +67,9 @@
 //!   BufferDisposition` — the completed output bytes, the status and the information of one
 //!   stream request; returns [`BufferDisposition::ContinueStreaming`] or
 //!   [`BufferDisposition::StopStreaming`] (for that request). Not called once a stop began: a
-//!   request cancelled by a stop just ends.
+//!   request cancelled by a stop just ends. C DMF's four dispositions are the two values plus
+//!   [`StreamCompletion::keep`]: `…ContinuousRequestTargetAnd…` (the Module keeps the buffer)
+//!   is not calling it, `…ClientAnd…` (the client keeps it until `BufferPut`) is calling it.
 //! - [`BufferInputCallback`]: `Fn(&ContinuousRequestTarget, &mut [u8]) -> usize` — fills the
 //!   input buffer of a stream request before each send, returns the bytes used.
 //!
@@ -69,8 +89,28 @@
 //!   and kept until it ends: a running stream allocates nothing.
 //! - `io_target_clear` stops streaming, cancels every request and waits for them.
 //! - Close does the same, so no request or callback outlives the Module.
-//! - C DMF's buffer pools (client-kept output buffers, `BufferPut`) are not ported: the callback
-//!   sees the output bytes, which the Module owns.
+//! - Client-kept output buffers: C DMF hands the client the stream request's own pool buffer and
+//!   gives the request another one for its resend; here [`StreamCompletion::keep`] copies the
+//!   output bytes into one of `output_buffer_count` spare buffers and the request keeps its own
+//!   (the bytes borrowed by the callback cannot move while it runs, and a completion never
+//!   allocates). The bound is the same as C DMF's `BufferCountOutput` without
+//!   `EnableLookAsideOutput` (a look-aside list would allocate in the completion path): when
+//!   every spare is kept, `keep` returns `None`, where C DMF's resend would fail and end that
+//!   stream request. [`buffer_put`](ContinuousRequestTarget::buffer_put) of another Module's
+//!   buffer fails with `STATUS_INVALID_PARAMETER`. Not ported: the per-buffer client contexts
+//!   (`BufferContextInputSize`/`…OutputSize`: a Rust client keeps its context next to the
+//!   buffer), `BufferCountInput` (input buffers are per request here), the pool types (all
+//!   memory is non-paged) and `EnableLookAsideOutput`.
+//! - The D0 flags: `CancelAndResendRequestInD0Callbacks` stops and restarts this Module's
+//!   stream; `PurgeAndStartTargetInD0Callbacks` acts on the target with
+//!   `WdfIoTargetStop(WdfIoTargetCancelSentIo)` / `WdfIoTargetStart` — C DMF purges
+//!   (`WdfIoTargetPurge`), which the platform contract does not have yet: with a stop, a request
+//!   sent while the device is out of D0 waits in the target and goes down at D0Entry instead of
+//!   failing with `STATUS_INVALID_DEVICE_STATE`. C DMF registers its D0 callbacks only when the
+//!   purge flag is set (so the cancel-and-resend flag alone does nothing there); each flag works
+//!   on its own here. A stream that cannot restart in D0Entry does not fail the power-up.
+//! - `io_target_clear` and close also delete every reuse request (one in flight when it comes
+//!   back).
 //! - Open option `OPEN_Create`, DISPATCH_MAXIMUM lock; it implements D0Entry/D0Exit (automatic
 //!   mode), so it cannot be created dynamically on this framework (dynamic Modules may not
 //!   implement WDF callbacks) — use manual mode from the client's own callbacks, or a parent.
@@ -127,16 +167,20 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use dmf_core::fallible::{try_arc, try_box, try_vec_filled};
+use dmf_core::fallible::{try_arc, try_box, try_vec_filled, try_vec_with_capacity, VecExt};
 use dmf_core::module::{Dispatched, Method, ModuleCallbacks, PowerDeviceState};
 use dmf_core::platform::contract::io::{CompletionParams, PlatformIoTarget, PlatformRequest};
 use dmf_core::platform::{IoTarget, Request};
+use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 use crate::request_target::sealed::Route;
-use crate::request_target::{copy_output, RequestKind, RequestSender, SendRequest, Sender, Work};
+use crate::request_target::{
+    copy_output, RequestKind, RequestReuse, RequestSender, SendRequest, Sender, Work,
+};
 
 /// `ContinuousRequestTarget_ModeType`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -167,6 +211,121 @@ pub struct StreamCompletion<'a> {
     pub output: &'a [u8],
     /// `IoStatus.Information`.
     pub information: usize,
+    /// The Module's spare output buffers, for [`keep`](Self::keep).
+    spares: Keeper<'a>,
+}
+
+impl StreamCompletion<'_> {
+    /// C DMF's `ContinuousRequestTarget_BufferDisposition_ClientAnd…`: the client keeps the
+    /// output bytes beyond the callback. Returns them in one of the Module's spare output
+    /// buffers (`output_buffer_count` of them, allocated at open), which the client owns until
+    /// it hands it back with `buffer_put`
+    /// ([`ContinuousRequestTarget::buffer_put`], `DefaultTarget::buffer_put`,
+    /// `DeviceInterfaceTarget::buffer_put`). `None` when every spare buffer is kept already (or
+    /// the config has none): the client then uses the bytes inside the callback only.
+    ///
+    /// The stream request itself goes on with its own buffer (the callback's return value still
+    /// says whether it is resent), so keeping never allocates and never stalls the stream.
+    #[must_use]
+    pub fn keep(&self) -> Option<ClientBuffer> {
+        self.spares.0?.take(self.output)
+    }
+}
+
+/// The spare output buffers of a Module as a stream completion carries them (compared equal
+/// and printed as a name only: they are not part of what a completion says).
+#[derive(Clone, Copy)]
+struct Keeper<'a>(Option<&'a Spares>);
+
+impl PartialEq for Keeper<'_> {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Keeper<'_> {}
+
+impl core::fmt::Debug for Keeper<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Keeper")
+    }
+}
+
+/// An output buffer the client kept from the output callback ([`StreamCompletion::keep`]):
+/// the output bytes, owned by the client until it hands the buffer back with `buffer_put`
+/// (`DMF_ContinuousRequestTarget_BufferPut`). Dropping it instead frees it; the Module then
+/// has one spare buffer less.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClientBuffer {
+    bytes: Vec<u8>,
+    len: usize,
+    /// The pool (one per Module instance) the buffer belongs to.
+    pool: u64,
+}
+
+impl core::ops::Deref for ClientBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl core::ops::DerefMut for ClientBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.len]
+    }
+}
+
+/// The process-wide spare-pool counter: a [`ClientBuffer`] names its pool by this number.
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+
+/// `BufferCountOutput` spare output buffers (C DMF's `BufferPoolOutput`), allocated at open.
+struct Spares {
+    id: u64,
+    free: ModuleLock<Vec<Vec<u8>>>,
+}
+
+impl Spares {
+    /// `count` buffers of `size` bytes, both bounded by the config.
+    fn new(count: u32, size: usize) -> NtResult<Spares> {
+        let count = usize::try_from(count).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        let mut free = try_vec_with_capacity(count)?;
+        for _ in 0..count {
+            free.try_push(try_vec_filled(0u8, size)?)?;
+        }
+        Ok(Spares {
+            id: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
+            free: ModuleLock::new(LockKind::Spin, free)?,
+        })
+    }
+
+    /// A spare buffer holding a copy of `bytes` (at most its size); `None` if none is left.
+    fn take(&self, bytes: &[u8]) -> Option<ClientBuffer> {
+        let mut buffer = self.free.lock().pop()?;
+        let len = bytes.len().min(buffer.len());
+        buffer[..len].copy_from_slice(&bytes[..len]);
+        Some(ClientBuffer {
+            bytes: buffer,
+            len,
+            pool: self.id,
+        })
+    }
+
+    /// A kept buffer comes back; `STATUS_INVALID_PARAMETER` (and it is freed) if it is not
+    /// one of these.
+    fn put(&self, buffer: ClientBuffer) -> NtResult<()> {
+        if buffer.pool != self.id {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let mut free = self.free.lock();
+        // Within the capacity reserved at open (only that many buffers carry this pool's ID):
+        // this never allocates.
+        if free.len() < free.capacity() {
+            free.try_push(buffer.bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// `EVT_DMF_ContinuousRequestTarget_BufferOutput`.
@@ -196,6 +355,18 @@ pub struct ContinuousRequestTargetConfig {
     pub output_callback: Option<BufferOutputCallback>,
     /// `ContinuousRequestTargetMode`.
     pub mode: StreamMode,
+    /// `BufferCountOutput`: spare output buffers, allocated at open, that the client may keep
+    /// from the output callback ([`StreamCompletion::keep`]) and hands back with
+    /// [`buffer_put`](ContinuousRequestTarget::buffer_put) (0: none).
+    pub output_buffer_count: u32,
+    /// `PurgeAndStartTargetInD0Callbacks`: the target is stopped with its sent requests
+    /// cancelled in the Module's D0Exit and started again in its D0Entry (not at the first
+    /// start). It acts on the target, so on every Module sending through it.
+    pub purge_and_start_target_in_d0_callbacks: bool,
+    /// `CancelAndResendRequestInD0Callbacks`: streaming stops (and is waited for) in the
+    /// Module's D0Exit and starts again in its D0Entry (not at the first start). It acts on
+    /// this Module's own requests only.
+    pub cancel_and_resend_request_in_d0_callbacks: bool,
 }
 
 impl Default for ContinuousRequestTargetConfig {
@@ -209,6 +380,9 @@ impl Default for ContinuousRequestTargetConfig {
             output_buffer_size: 0,
             output_callback: None,
             mode: StreamMode::Manual,
+            output_buffer_count: 0,
+            purge_and_start_target_in_d0_callbacks: false,
+            cancel_and_resend_request_in_d0_callbacks: false,
         }
     }
 }
@@ -222,6 +396,15 @@ impl core::fmt::Debug for ContinuousRequestTargetConfig {
             .field("input_buffer_size", &self.input_buffer_size)
             .field("output_buffer_size", &self.output_buffer_size)
             .field("mode", &self.mode)
+            .field("output_buffer_count", &self.output_buffer_count)
+            .field(
+                "purge_and_start_target_in_d0_callbacks",
+                &self.purge_and_start_target_in_d0_callbacks,
+            )
+            .field(
+                "cancel_and_resend_request_in_d0_callbacks",
+                &self.cancel_and_resend_request_in_d0_callbacks,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -242,6 +425,7 @@ struct Shared {
     handle: ContinuousRequestTarget,
     sender: Arc<Sender>,
     config: ContinuousRequestTargetConfig,
+    spares: Spares,
 }
 
 impl Shared {
@@ -332,9 +516,12 @@ impl Stream {
         };
         let shared = Arc::clone(&self.shared);
         self.input.fill(0);
+        // Zero-buffer mode (no input bytes configured): nothing to fill, no callback.
         let used = match &shared.config.input_callback {
-            Some(fill) => fill(&shared.handle, &mut self.input).min(self.input.len()),
-            None => 0,
+            Some(fill) if !self.input.is_empty() => {
+                fill(&shared.handle, &mut self.input).min(self.input.len())
+            }
+            _ => 0,
         };
         let description = SendRequest::new(
             shared.config.request_type,
@@ -373,6 +560,7 @@ impl Stream {
                 status: params.status,
                 output: &self.output[..copied],
                 information: params.information,
+                spares: Keeper(Some(&shared.spares)),
             };
             match &shared.config.output_callback {
                 Some(callback) => callback(&shared.handle, &completion),
@@ -427,6 +615,10 @@ impl ModuleCallbacks for ContinuousRequestTarget {
             handle: module.handle()?,
             sender: Sender::open(module)?,
             config: module.config().clone(),
+            spares: Spares::new(
+                module.config().output_buffer_count,
+                module.config().output_buffer_size,
+            )?,
         })?;
         module.lock().shared = Some(shared);
         Ok(())
@@ -440,19 +632,30 @@ impl ModuleCallbacks for ContinuousRequestTarget {
         }
     }
 
-    fn d0_entry(module: &Dispatched<'_, Self>, _previous: PowerDeviceState) -> NtResult<()> {
+    fn d0_entry(module: &Dispatched<'_, Self>, previous: PowerDeviceState) -> NtResult<()> {
         let shared = {
             let mut context = module.lock();
             context.in_d0 = true;
             context.shared.clone()
         };
-        if module.config().mode == StreamMode::Automatic {
-            if let Some(shared) = shared {
-                if shared.sender.target().is_some() {
-                    // A target that refuses the stream does not fail the power-up.
-                    let _ = shared.start();
-                }
-            }
+        let config = module.config();
+        let Some(shared) = shared else {
+            return Ok(());
+        };
+        let Some(target) = shared.sender.target() else {
+            return Ok(());
+        };
+        // The D0 flags act on a return to D0, not on the first start.
+        let resume = previous != PowerDeviceState::D3Final;
+        if resume && config.purge_and_start_target_in_d0_callbacks {
+            // Before the stream restarts, so that it goes to a started target.
+            let _ = target.start();
+        }
+        if config.mode == StreamMode::Automatic
+            || (resume && config.cancel_and_resend_request_in_d0_callbacks)
+        {
+            // A target that refuses the stream does not fail the power-up.
+            let _ = shared.start();
         }
         Ok(())
     }
@@ -463,9 +666,17 @@ impl ModuleCallbacks for ContinuousRequestTarget {
             context.in_d0 = false;
             context.shared.clone()
         };
-        if module.config().mode == StreamMode::Automatic {
-            if let Some(shared) = shared {
+        let config = module.config();
+        if let Some(shared) = shared {
+            if config.mode == StreamMode::Automatic
+                || config.cancel_and_resend_request_in_d0_callbacks
+            {
                 shared.stop_and_wait(false);
+            }
+            if config.purge_and_start_target_in_d0_callbacks {
+                if let Some(target) = shared.sender.target() {
+                    target.stop(true);
+                }
             }
         }
         Ok(())
@@ -505,8 +716,8 @@ impl ContinuousRequestTarget {
         let (_module, shared) = self.shared()?;
         shared.sender.stream_stop();
         shared.sender.stream_wait();
-        shared.sender.set_target(None);
-        shared.sender.cancel_all();
+        // Forgets the target, cancels the one-shot requests, deletes the reuse requests.
+        shared.sender.clear();
         shared.sender.wait_idle();
         Ok(())
     }
@@ -554,6 +765,18 @@ impl ContinuousRequestTarget {
         self.shared()
             .is_ok_and(|(_module, shared)| shared.sender.stream_running())
     }
+
+    /// `DMF_ContinuousRequestTarget_BufferPut`: hands back an output buffer the client kept
+    /// with [`StreamCompletion::keep`]; it can be kept again.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for a buffer this Module instance did not hand out;
+    /// `STATUS_INVALID_DEVICE_STATE` unless open. Either way the buffer is freed.
+    pub fn buffer_put(&self, buffer: ClientBuffer) -> NtResult<()> {
+        let (_module, shared) = self.shared()?;
+        shared.spares.put(buffer)
+    }
 }
 
 impl Route for ContinuousRequestTarget {
@@ -566,3 +789,7 @@ impl Route for ContinuousRequestTarget {
 /// `DMF_ContinuousRequestTarget_SendSynchronously`, `DMF_ContinuousRequestTarget_SendEx`,
 /// `DMF_ContinuousRequestTarget_Cancel`.
 impl RequestSender for ContinuousRequestTarget {}
+
+/// `DMF_ContinuousRequestTarget_ReuseCreate`, `DMF_ContinuousRequestTarget_ReuseSend`,
+/// `DMF_ContinuousRequestTarget_ReuseDelete`.
+impl RequestReuse for ContinuousRequestTarget {}

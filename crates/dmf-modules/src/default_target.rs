@@ -24,14 +24,21 @@
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
 //! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_DefaultTarget_SendSynchronously` | PASSIVE |
-//! | [`send`](RequestSender::send) | `DMF_DefaultTarget_SendEx` | ≤ DISPATCH |
+//! | [`send`](RequestSender::send) | `DMF_DefaultTarget_Send` / `…SendEx` | ≤ DISPATCH |
 //! | [`cancel`](RequestSender::cancel) | `DMF_DefaultTarget_Cancel` | ≤ DISPATCH |
+//! | [`reuse_create`](RequestReuse::reuse_create) | `DMF_DefaultTarget_ReuseCreate` | ≤ DISPATCH |
+//! | [`reuse_send`](RequestReuse::reuse_send) | `DMF_DefaultTarget_ReuseSend` | ≤ DISPATCH |
+//! | [`reuse_delete`](RequestReuse::reuse_delete) | `DMF_DefaultTarget_ReuseDelete` | PASSIVE |
 //! | [`DefaultTarget::stream_start`] | `DMF_DefaultTarget_StreamStart` | ≤ DISPATCH |
 //! | [`DefaultTarget::stream_stop`] | `DMF_DefaultTarget_StreamStop` | PASSIVE |
+//! | [`DefaultTarget::buffer_put`] | `DMF_DefaultTarget_BufferPut` | ≤ DISPATCH |
 //! | [`DefaultTarget::get_target`] | `DMF_DefaultTarget_Get` | ≤ DISPATCH |
 //!
 //! The one-shot sends are the [`RequestSender`] Methods every target Module shares; they take a
-//! [`SendRequest`](crate::request_target::SendRequest).
+//! [`SendRequest`](crate::request_target::SendRequest). The reuse Methods are the
+//! [`RequestReuse`] Methods (written once in RequestTarget), forwarded to the child doing the
+//! I/O inside this Module's rundown; its reuse requests are deleted when the Module closes
+//! (ReleaseHardware). Every C DMF Method of the Module is here.
 //!
 //! ## Callbacks
 //!
@@ -46,6 +53,11 @@
 //!   waits for the child's requests.
 //! - Automatic streaming starts in the Module's D0Entry and stops (and is waited for) in its
 //!   D0Exit, which runs before the lower driver's D0Exit.
+//! - The stream's output buffers can be kept by the client as ContinuousRequestTarget's
+//!   ([`StreamCompletion::keep`], `output_buffer_count` in the embedded config) and come back
+//!   with [`buffer_put`](DefaultTarget::buffer_put); the embedded config's D0 flags
+//!   (`CancelAndResendRequestInD0Callbacks`, `PurgeAndStartTargetInD0Callbacks`) act in the
+//!   child's D0 callbacks.
 //! - DISPATCH_MAXIMUM lock.
 //!
 //! ## Category
@@ -87,11 +99,11 @@ use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 use crate::continuous_request_target::{
-    BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
+    BufferDisposition, BufferOutputCallback, ClientBuffer, ContinuousRequestTarget,
     ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
 use crate::request_target::sealed::Route;
-use crate::request_target::{RequestSender, RequestTarget, Sender};
+use crate::request_target::{RequestReuse, RequestSender, RequestTarget, Sender};
 use crate::target_sink::Sink;
 
 /// The stream's output callback, with this Module's handle.
@@ -295,6 +307,20 @@ impl DefaultTarget {
         self.sink().is_ok_and(|(_module, sink)| sink.is_streaming())
     }
 
+    /// `DMF_DefaultTarget_BufferPut`: hands back an output buffer the client kept with
+    /// [`StreamCompletion::keep`] (see
+    /// [`ContinuousRequestTarget::buffer_put`]).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; `STATUS_INVALID_DEVICE_REQUEST` without a
+    /// stream config; `STATUS_INVALID_PARAMETER` for a buffer this Module did not hand out.
+    /// Either way the buffer is freed.
+    pub fn buffer_put(&self, buffer: ClientBuffer) -> NtResult<()> {
+        let (_module, sink) = self.sink()?;
+        sink.stream()?.buffer_put(buffer)
+    }
+
     /// `DMF_DefaultTarget_Get`: the default (next lower) target.
     ///
     /// # Errors
@@ -317,3 +343,7 @@ impl Route for DefaultTarget {
 /// `DMF_DefaultTarget_SendSynchronously`, `DMF_DefaultTarget_SendEx`, `DMF_DefaultTarget_Cancel`:
 /// forwarded to the child doing the I/O, inside this Module's rundown.
 impl RequestSender for DefaultTarget {}
+
+/// `DMF_DefaultTarget_ReuseCreate`, `DMF_DefaultTarget_ReuseSend`, `DMF_DefaultTarget_ReuseDelete`:
+/// forwarded to the child doing the I/O, inside this Module's rundown.
+impl RequestReuse for DefaultTarget {}

@@ -13,7 +13,10 @@
 //!
 //! [`DeviceInterfaceTargetConfig`]:
 //! - `interface_guid` — `DeviceInterfaceTargetGuid`;
-//! - `read`, `write` — the access the target is opened with (`OpenMode`);
+//! - `read`, `write` — the access the target is opened with (`OpenMode`). `ShareAccess` is not
+//!   ported: targets open with share access 0 (`WDF_IO_TARGET_OPEN_PARAMS_INIT_OPEN_BY_NAME`'s,
+//!   and C DMF's default config); the platform contract has no share-access field and the
+//!   simulator models no sharing;
 //! - `stream` — the embedded `ContinuousRequestTargetModuleConfig`: with `Some` (and a non-zero
 //!   `request_count`) the Module streams through a ContinuousRequestTarget child; with `None` it
 //!   has a RequestTarget child and offers one-shot sends only. With `mode: Automatic` streaming
@@ -22,8 +25,14 @@
 //! - `output_callback` — the stream's output callback, receiving this Module's handle (C DMF
 //!   redirects the child's callback through the parent the same way); if `None`, the embedded
 //!   config's own callback (receiving the child's handle) is used;
-//! - `query_remove` — `EvtDeviceInterfaceTargetOnStateChangeEx` for `QueryRemove`: return
-//!   `false` to veto the removal of the target's device.
+//! - `query_remove` — `EvtDeviceInterfaceTargetOnStateChangeEx` for `QueryRemove` alone: return
+//!   `false` to veto the removal of the target's device;
+//! - `on_state_change` — `EvtDeviceInterfaceTargetOnStateChangeEx` (and the legacy
+//!   `EvtDeviceInterfaceTargetOnStateChange`, merged): every [`TargetStateChange`] of the target
+//!   (`Open`, `QueryRemove`, `RemoveCancel`, `RemoveComplete`, `Close`); an `Err` vetoes `Open`
+//!   and `QueryRemove`;
+//! - `on_pnp_notification` — `EvtDeviceInterfaceTargetOnPnpNotification`: asked at each
+//!   arrival whether to open that interface instance (C DMF's `IoTargetOpen` out-parameter).
 //!
 //! `passive_level(true)` on the spec is passed on to the child: stream and one-shot completions
 //! then reach the client at `PASSIVE_LEVEL`.
@@ -33,21 +42,35 @@
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
 //! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_DeviceInterfaceTarget_SendSynchronously` | PASSIVE |
-//! | [`send`](RequestSender::send) | `DMF_DeviceInterfaceTarget_SendEx` | ≤ DISPATCH |
+//! | [`send`](RequestSender::send) | `DMF_DeviceInterfaceTarget_Send` / `…SendEx` | ≤ DISPATCH |
 //! | [`cancel`](RequestSender::cancel) | `DMF_DeviceInterfaceTarget_Cancel` | ≤ DISPATCH |
+//! | [`reuse_create`](RequestReuse::reuse_create) | `DMF_DeviceInterfaceTarget_ReuseCreate` | ≤ DISPATCH |
+//! | [`reuse_send`](RequestReuse::reuse_send) | `DMF_DeviceInterfaceTarget_ReuseSend` | ≤ DISPATCH |
+//! | [`reuse_delete`](RequestReuse::reuse_delete) | `DMF_DeviceInterfaceTarget_ReuseDelete` | PASSIVE |
 //! | [`DeviceInterfaceTarget::stream_start`] | `DMF_DeviceInterfaceTarget_StreamStart` | ≤ DISPATCH |
 //! | [`DeviceInterfaceTarget::stream_stop`] | `DMF_DeviceInterfaceTarget_StreamStop` | PASSIVE |
+//! | [`DeviceInterfaceTarget::buffer_put`] | `DMF_DeviceInterfaceTarget_BufferPut` | ≤ DISPATCH |
 //! | [`DeviceInterfaceTarget::get_target`] | `DMF_DeviceInterfaceTarget_Get` | ≤ DISPATCH |
+//! | [`DeviceInterfaceTarget::guid_get`] | `DMF_DeviceInterfaceTarget_GuidGet` | ≤ DISPATCH |
 //! | [`DeviceInterfaceTarget::symbolic_link`] | — | ≤ DISPATCH |
 //!
 //! The one-shot sends are the [`RequestSender`] Methods every target Module shares; they take a
-//! [`SendRequest`](crate::request_target::SendRequest).
+//! [`SendRequest`](crate::request_target::SendRequest). The reuse Methods are the
+//! [`RequestReuse`] Methods (written once in RequestTarget). Every C DMF Method of the Module is
+//! here; `GuidGet` fails while no target is open, as every Method of this Module does (C DMF's
+//! answers at any time — the GUID is the client's own config).
 //!
 //! ## Callbacks
 //!
-//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`], and the client
-//! event callbacks of every Module (PostOpen on arrival and after a cancelled removal, PreClose
-//! before the target is closed).
+//! [`DeviceInterfaceOutputCallback`] (see the config), [`QueryRemoveCallback`],
+//! [`StateChangeCallback`] (`EVT_DMF_DeviceInterfaceTarget_OnStateChange[Ex]`),
+//! [`PnpNotificationCallback`] (`EVT_DMF_DeviceInterfaceTarget_OnPnpNotification`), and the
+//! client event callbacks of every Module (PostOpen on arrival and after a cancelled removal,
+//! PreClose before the target is closed). Order at arrival: `on_pnp_notification`, target
+//! opened, `on_state_change(Open)`, Module opened (PostOpen). At removal:
+//! `on_state_change(QueryRemove / RemoveComplete / Close)`, then PreClose and the close. After
+//! a cancelled removal: reopened, PostOpen, `on_state_change(RemoveCancel)`. `EvtPnpCustom…`
+//! (user mode only) is not ported.
 //!
 //! ## Remarks
 //!
@@ -72,8 +95,15 @@
 //! - A Method that sends synchronously holds the Module open; a synchronous request that never
 //!   completes (a parked `GET_INTERRUPT_MESSAGE`) holds off a removal, as in C DMF. Prefer
 //!   asynchronous sends for requests that may wait: those are cancelled by a removal.
-//! - The remote target objects are not deleted before the device is (the platform contract has
-//!   no `WdfObjectDelete` for targets yet); each arrival creates a new one.
+//! - The stream's output buffers can be kept by the client ([`StreamCompletion::keep`],
+//!   `output_buffer_count` in the embedded config) and come back with
+//!   [`buffer_put`](DeviceInterfaceTarget::buffer_put) while a target is open; put while none
+//!   is, it is refused and freed (the stream then has one spare buffer less).
+//! - Each arrival creates a new remote target (`WdfIoTargetCreate`); a target given up for good
+//!   (removal, a vetoed or failed open, a failed reopen) is closed and deleted
+//!   (`WdfObjectDelete`), as C DMF's close does, so targets do not pile up on a long-lived
+//!   device. A client that kept the `IoTarget` of [`get_target`](DeviceInterfaceTarget::get_target)
+//!   must not use it after PreClose.
 //! - **Dynamic use**: as C DMF (`DmfModuleAttributes->DynamicModule`), the open option is chosen
 //!   when the Module is created: `NOTIFY_Create` for a dynamic instance. So
 //!   `DeviceInterfaceTarget::with(config).create(&parent)` works at any time on a parent bound
@@ -133,11 +163,11 @@ use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
 use crate::continuous_request_target::{
-    BufferDisposition, BufferOutputCallback, ContinuousRequestTarget,
+    BufferDisposition, BufferOutputCallback, ClientBuffer, ContinuousRequestTarget,
     ContinuousRequestTargetConfig, StreamCompletion, StreamMode,
 };
 use crate::request_target::sealed::Route;
-use crate::request_target::{RequestSender, RequestTarget, Sender};
+use crate::request_target::{RequestReuse, RequestSender, RequestTarget, Sender};
 use crate::target_sink::Sink;
 
 /// The stream's output callback, with this Module's handle.
@@ -146,6 +176,38 @@ pub type DeviceInterfaceOutputCallback =
 
 /// Query-remove of the target's device: `false` vetoes it.
 pub type QueryRemoveCallback = Arc<dyn Fn(&DeviceInterfaceTarget) -> bool + Send + Sync>;
+
+/// `DeviceInterfaceTarget_StateType`: what is happening to the target, as the
+/// [`StateChangeCallback`] hears it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TargetStateChange {
+    /// `…_Open`: a target was opened; the Module opens next (an `Err` vetoes: the target is
+    /// closed again and the Module waits for the next arrival).
+    Open,
+    /// `…_QueryRemove`: the target's device is asked to go (an `Err` vetoes the removal).
+    QueryRemove,
+    /// `…_RemoveCancel`: the removal was cancelled; the target was reopened and the Module
+    /// opened again.
+    RemoveCancel,
+    /// `…_RemoveComplete`: the target's device is gone (after a query-remove, or surprise
+    /// removal); the Module closes next if it is still open.
+    RemoveComplete,
+    /// `…_Close`: the Module closes its target for another reason — the interface went away, or
+    /// the Module's own NotificationUnregister (its device leaving, a dynamic Module deleted).
+    Close,
+}
+
+/// `EVT_DMF_DeviceInterfaceTarget_OnStateChangeEx` (and `…OnStateChange`, merged: a callback
+/// that never vetoes returns `Ok(())`): called at `PASSIVE_LEVEL`, serialized with the other
+/// PnP events of the Module. Its `Err` vetoes [`TargetStateChange::Open`] and
+/// [`TargetStateChange::QueryRemove`]; for the others it is ignored.
+pub type StateChangeCallback =
+    Arc<dyn Fn(&DeviceInterfaceTarget, TargetStateChange) -> NtResult<()> + Send + Sync>;
+
+/// `EVT_DMF_DeviceInterfaceTarget_OnPnpNotification`: an interface of the class arrived at this
+/// symbolic link while no target is open; `true` opens it (C DMF's `IoTargetOpen`
+/// out-parameter), `false` ignores this arrival.
+pub type PnpNotificationCallback = Arc<dyn Fn(&DeviceInterfaceTarget, &str) -> bool + Send + Sync>;
 
 /// `DMF_CONFIG_DeviceInterfaceTarget`.
 #[derive(Clone)]
@@ -162,6 +224,10 @@ pub struct DeviceInterfaceTargetConfig {
     pub output_callback: Option<DeviceInterfaceOutputCallback>,
     /// `EvtDeviceInterfaceTargetOnStateChangeEx(QueryRemove)`: `false` vetoes.
     pub query_remove: Option<QueryRemoveCallback>,
+    /// `EvtDeviceInterfaceTargetOnStateChangeEx` / `EvtDeviceInterfaceTargetOnStateChange`.
+    pub on_state_change: Option<StateChangeCallback>,
+    /// `EvtDeviceInterfaceTargetOnPnpNotification`.
+    pub on_pnp_notification: Option<PnpNotificationCallback>,
 }
 
 impl DeviceInterfaceTargetConfig {
@@ -174,6 +240,8 @@ impl DeviceInterfaceTargetConfig {
             stream: None,
             output_callback: None,
             query_remove: None,
+            on_state_change: None,
+            on_pnp_notification: None,
         }
     }
 }
@@ -238,9 +306,23 @@ struct Hub {
     write: bool,
     automatic: bool,
     query_remove: Option<QueryRemoveCallback>,
+    on_state_change: Option<StateChangeCallback>,
+    on_pnp_notification: Option<PnpNotificationCallback>,
 }
 
 impl Hub {
+    /// Tells the client's state callback (if any) about `change`; its verdict (`Ok` without
+    /// a callback).
+    fn state_change(
+        &self,
+        handle: &DeviceInterfaceTarget,
+        change: TargetStateChange,
+    ) -> NtResult<()> {
+        self.on_state_change
+            .as_ref()
+            .map_or(Ok(()), |callback| callback(handle, change))
+    }
+
     fn snapshot(&self) -> Option<(DeviceInterfaceTarget, Sink)> {
         let state = self.state.lock();
         Some((state.handle.clone()?, state.sink.clone()?))
@@ -249,7 +331,7 @@ impl Hub {
     fn on_change(self: &Arc<Self>, change: &InterfaceChange) {
         match change {
             InterfaceChange::Arrival(link) => self.arrival(link),
-            InterfaceChange::Removal(link) => self.removal(Some(link)),
+            InterfaceChange::Removal(link) => self.removal(Some(link), TargetStateChange::Close),
         }
     }
 
@@ -266,6 +348,14 @@ impl Hub {
                 _ => return,
             }
         };
+        // The client decides whether this instance is opened (no lock is held).
+        if !self
+            .on_pnp_notification
+            .as_ref()
+            .is_none_or(|callback| callback(&handle, link))
+        {
+            return;
+        }
         // Everything is allocated before the target is created: an interface that arrives
         // while memory is short is not opened, and nothing is left half done.
         let Ok((params, kept)) = self.open_params(link) else {
@@ -275,6 +365,13 @@ impl Hub {
             return;
         };
         if target.open(params).is_err() {
+            // Never opened: only the object goes.
+            let _ = target.delete();
+            return;
+        }
+        if self.state_change(&handle, TargetStateChange::Open).is_err() {
+            // Vetoed by the client: the target goes again, the Module stays closed.
+            discard(&target);
             return;
         }
         {
@@ -300,7 +397,7 @@ impl Hub {
         let weak: Weak<Hub> = Arc::downgrade(self);
         let remove_complete = try_arc(move |_t: &IoTarget| {
             if let Some(hub) = weak.upgrade() {
-                hub.removal(None);
+                hub.removal(None, TargetStateChange::RemoveComplete);
             }
         })?;
         let params = TargetOpenParams {
@@ -331,7 +428,7 @@ impl Hub {
         } else {
             // Vetoed by the client (or no child): give the target up.
             sink.clear_and_wait();
-            target.close();
+            discard(target);
             self.forget();
         }
     }
@@ -354,8 +451,9 @@ impl Hub {
         sink.clear_and_wait();
     }
 
-    /// Interface removal (`link`), remove-complete (`None`) or unregister: close for good.
-    fn removal(&self, link: Option<&str>) {
+    /// Interface removal (`link`), remove-complete or unregister (`None`): close for good;
+    /// `change` is what the client's state callback hears (`Close` or `RemoveComplete`).
+    fn removal(&self, link: Option<&str>, change: TargetStateChange) {
         let _pnp = self.pnp.lock();
         let (phase, target) = {
             let state = self.state.lock();
@@ -370,13 +468,24 @@ impl Hub {
             Phase::Idle => return,
             Phase::Open => {
                 if let Some((handle, sink)) = self.snapshot() {
+                    // Before the Module closes, so that the client stops using it.
+                    let _ = self.state_change(&handle, change);
                     self.close_module(&handle, &sink);
                 }
             }
-            Phase::QueryRemoved => {}
+            Phase::QueryRemoved => {
+                // Closed at the query already: the interface going away or remove-complete
+                // completes the removal (NotificationUnregister meanwhile says nothing more, as
+                // C DMF's close reason has it).
+                let handle = self.state.lock().handle.clone();
+                let completes = link.is_some() || change == TargetStateChange::RemoveComplete;
+                if let (true, Some(handle)) = (completes, handle) {
+                    let _ = self.state_change(&handle, TargetStateChange::RemoveComplete);
+                }
+            }
         }
         if let Some(target) = target {
-            target.close();
+            discard(&target);
         }
         self.forget();
     }
@@ -402,6 +511,7 @@ impl Hub {
         {
             return Err(NtStatus::UNSUCCESSFUL);
         }
+        self.state_change(&handle, TargetStateChange::QueryRemove)?;
         self.close_module(&handle, &sink);
         if let Some(target) = target {
             target.close_for_query_remove();
@@ -427,8 +537,11 @@ impl Hub {
         if let (Ok(()), Some((handle, sink))) = (target.open(TargetOpenParams::reopen()), snapshot)
         {
             self.open_module(&handle, &sink, &target);
+            if self.state.lock().phase == Phase::Open {
+                let _ = self.state_change(&handle, TargetStateChange::RemoveCancel);
+            }
         } else {
-            target.close();
+            discard(&target);
             self.forget();
         }
     }
@@ -470,6 +583,14 @@ impl Hub {
     }
 }
 
+/// Gives an opened remote target up for good: `WdfIoTargetClose`, then `WdfObjectDelete`, as
+/// C DMF's close does (each arrival creates a new one).
+fn discard(target: &IoTarget) {
+    target.close();
+    // Refused only for a target deleted already: nothing more to do.
+    let _ = target.delete();
+}
+
 fn hub(module: &Scope<'_, DeviceInterfaceTarget>) -> NtResult<Arc<Hub>> {
     module
         .lock()
@@ -509,6 +630,8 @@ fn hub_create(
         write: config.write,
         automatic,
         query_remove: config.query_remove.clone(),
+        on_state_change: config.on_state_change.clone(),
+        on_pnp_notification: config.on_pnp_notification.clone(),
     })?;
     let streams = config.stream.as_ref().is_some_and(|s| s.request_count > 0);
     let redirected = match (streams, config.output_callback.clone()) {
@@ -621,7 +744,7 @@ impl ModuleCallbacks for DeviceInterfaceTarget {
         if let Some(notification) = notification {
             notification.unregister();
         }
-        hub.removal(None);
+        hub.removal(None, TargetStateChange::Close);
         hub.detach();
     }
 
@@ -707,6 +830,28 @@ impl DeviceInterfaceTarget {
         self.with_hub(Hub::get_target)
     }
 
+    /// `DMF_DeviceInterfaceTarget_GuidGet`: the device interface class this Module opens
+    /// (`DeviceInterfaceTargetGuid` of its config).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open (as every Method of this Module).
+    pub fn guid_get(&self) -> NtResult<Guid> {
+        self.with_hub(|hub| Ok(hub.guid))
+    }
+
+    /// `DMF_DeviceInterfaceTarget_BufferPut`: hands back an output buffer the client kept with
+    /// [`StreamCompletion::keep`] (see [`ContinuousRequestTarget::buffer_put`]).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` while no target is open; `STATUS_INVALID_DEVICE_REQUEST`
+    /// without a stream config; `STATUS_INVALID_PARAMETER` for a buffer this Module did not hand
+    /// out. Either way the buffer is freed.
+    pub fn buffer_put(&self, buffer: ClientBuffer) -> NtResult<()> {
+        self.with_hub(|hub| hub.sink()?.stream()?.buffer_put(buffer))
+    }
+
     /// The symbolic link of the open target.
     ///
     /// # Errors
@@ -722,6 +867,12 @@ impl DeviceInterfaceTarget {
 /// Module's rundown; a removal cancels the asynchronous requests (their callbacks still run
 /// once).
 impl RequestSender for DeviceInterfaceTarget {}
+
+/// `DMF_DeviceInterfaceTarget_ReuseCreate`, `DMF_DeviceInterfaceTarget_ReuseSend`,
+/// `DMF_DeviceInterfaceTarget_ReuseDelete`: forwarded to the child doing the I/O, inside this
+/// Module's rundown; a removal of the target deletes every reuse request (one in flight is
+/// cancelled first, its callback still runs once), and their IDs are refused afterwards.
+impl RequestReuse for DeviceInterfaceTarget {}
 
 impl Route for DeviceInterfaceTarget {
     fn route<R>(&self, f: impl FnOnce(&Arc<Sender>) -> NtResult<R>) -> NtResult<R> {

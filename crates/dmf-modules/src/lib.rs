@@ -22,13 +22,17 @@
 //! (AlertableSleep: abortable sleeps on 1…32 slots), [`ring_buffer`] (RingBuffer: fixed items,
 //! fail-if-full or overwrite-oldest), [`ping_pong_buffer`] (PingPongBuffer: packet reassembly),
 //! [`hash_table`] (HashTable: fixed capacity, FNV-1a or client hash), [`time`] (Time: ticks and
-//! elapsed time on the platform clock).
+//! elapsed time on the platform clock), [`string`] (String: MULTI_SZ, lookups, UTF-16/UTF-8, GUID
+//! text) and [`registry`] (Registry: keys and values by path, device key or handle; trees).
 //!
 //! Targets: [`request_target`] (RequestTarget: one-shot sync/async sends, cancel by ID,
 //! time-outs), [`continuous_request_target`] (ContinuousRequestTarget: N requests kept in flight,
 //! manual or automatic streaming), [`device_interface_target`] (DeviceInterfaceTarget: a remote
 //! target found by interface GUID, surviving removal), [`default_target`] (DefaultTarget: the next
 //! lower driver, for filters).
+//!
+//! Bus drivers: [`pdo`] (Pdo: child PDOs of the device — static records at the first D0Entry,
+//! plug/unplug by serial number, eject, each child's own Module tree).
 //!
 //! The crate is `#![no_std]` and forbids `unsafe`: Modules are written only against dmf-core.
 #![no_std]
@@ -56,9 +60,13 @@ pub mod hash_table;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod ping_pong_buffer;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod registry;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod ring_buffer;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod rundown;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod string;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod time;
 
@@ -78,7 +86,11 @@ pub mod continuous_request_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod default_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod device_interface_multiple_target;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod device_interface_target;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod hid_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod request_target;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
@@ -88,6 +100,10 @@ mod target_sink;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod ioctl_handler;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod notify_user_with_event;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod notify_user_with_request;
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+pub mod pdo;
 #[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
 pub mod self_target;

@@ -19,7 +19,14 @@
 //! - `complete` — optional `EVT_DMF_NotifyUserWithRequeset_Complete`: completes a request with an
 //!   event (default: the data is copied to the output buffer, information = its length);
 //! - `pending_requests_cancel` — optional `EvtPendingRequestsCancel`: completes a request the
-//!   application cancelled (default: `STATUS_CANCELLED`).
+//!   application cancelled (default: `STATUS_CANCELLED`);
+//! - `data_cleanup` — optional `EvtDataCleanup`: sees each event's data when the Module is done
+//!   with it;
+//! - `time_stamping` — `TimeStamping`: events and parked requests carry their arrival's tick count.
+//!
+//! Left out: `EnableLookAside` (the event ring would grow by one allocation per event no request
+//! takes, sized by nothing the Module bounds — the kernel rule forbids it; the ring overwrites
+//! instead) and `ClientDriverProviderName` (user-mode event logging only).
 //!
 //! ## Methods
 //!
@@ -29,13 +36,23 @@
 //! | [`NotifyUserWithRequest::event_request_add`] | `DMF_NotifyUserWithRequest_EventRequestAdd` | ≤ DISPATCH |
 //! | [`NotifyUserWithRequest::data_process`] | `DMF_NotifyUserWithRequest_DataProcess` | ≤ DISPATCH |
 //! | [`NotifyUserWithRequest::request_return`] | `DMF_NotifyUserWithRequest_RequestReturn` | ≤ DISPATCH |
+//! | [`NotifyUserWithRequest::request_return_ex`] | `DMF_NotifyUserWithRequest_RequestReturnEx` | ≤ DISPATCH |
 //! | [`NotifyUserWithRequest::request_return_all`] | `DMF_NotifyUserWithRequest_RequestReturnAll` | ≤ DISPATCH |
+//! | [`NotifyDelivery::data_timestamp`] (the callback's argument) | `DMF_NotifyUserWithRequest_DataBufferTimestampGet` | — |
+//! | [`NotifyDelivery::request_timestamp`] (the callback's argument) | `DMF_NotifyUserWithRequest_RequestTimestampGet` | — |
 //! | [`NotifyUserWithRequest::pending_requests`], [`pending_events`](NotifyUserWithRequest::pending_events) | — | ≤ DISPATCH |
 //!
 //! ## Callbacks
 //!
-//! [`NotifyUserCompleteFn`]: `Fn(Request, &[u8], NtStatus)` — it owns the request and must
-//! complete it. Called without any lock held, never under the Module's lock.
+//! - `complete` → [`NotifyUserDeliverFn`]: `Fn(Request, &NotifyDelivery)` — it owns the request and
+//!   must complete it; the [`NotifyDelivery`] holds the event's data and status and, with
+//!   `time_stamping`, both time stamps. C DMF's timestamp Methods may be called "only from the
+//!   callback" (they read the data buffer's header and the request's context); here the stamps
+//!   *are* the callback's argument, so that rule is the type's.
+//! - `pending_requests_cancel` → [`NotifyUserCompleteFn`]: `Fn(Request, &[u8], NtStatus)`.
+//! - `data_cleanup` → [`NotifyUserDataCleanupFn`]: `Fn(&[u8])`, the event's data.
+//!
+//! All are called without any lock of the Module held.
 //!
 //! ## Remarks
 //!
@@ -53,6 +70,17 @@
 //! - Event data longer than `size_of_data_buffer` is refused with `STATUS_BUFFER_TOO_SMALL`; a
 //!   request whose output buffer is shorter than the event's data completes with
 //!   `STATUS_BUFFER_TOO_SMALL` (the event is consumed).
+//! - **Time stamps** are tick counts (`DMF_Time_TickCountGet`: 100-ns units of the interrupt-time
+//!   clock since boot; C DMF's Time child reads `KeQueryPerformanceCounter`, whose unit is the
+//!   machine's; ours is fixed, so `Time::elapsed_time_*` can measure from them). An event is
+//!   stamped by `data_process`, a request when it is parked; the park times of parked requests
+//!   are kept by request in room reserved for `maximum_pending_requests` at open (C allocates a
+//!   request context per park, which can fail; this cannot).
+//! - **`EvtDataCleanup`** runs once for every event `data_process` accepted: after the event
+//!   completed a request, or when it is discarded — overwritten by a newer one in a full ring,
+//!   kept by no ring (`maximum_pending_data_buffers` 0), or still waiting at close. (C DMF calls
+//!   it when the event's buffer goes back to its BufferQueue: after a delivery and at close; an
+//!   overwritten event is reused without it, which would skip the cleanup of its data.)
 //! - Needs a device (its queue): open fails with `STATUS_INVALID_DEVICE_STATE` without one.
 //!   Open option `OPEN_Create`, DISPATCH lock. It implements `ModuleFileCleanup`, so it is a
 //!   static Module (dmf-core refuses WDF callbacks on dynamic Modules).
@@ -170,14 +198,41 @@ use dmf_core::platform::contract::device::PlatformDevice;
 use dmf_core::platform::contract::io::{
     PlatformFileObject, PlatformQueue, PlatformRequest, QueueDispatch,
 };
-use dmf_core::platform::{FileObject, Queue, QueueConfig, Request};
+use dmf_core::platform::contract::PlatformClock;
+use dmf_core::platform::{Clock, FileObject, Queue, QueueConfig, Request};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
 
-/// `EVT_DMF_NotifyUserWithRequeset_Complete` / `EvtPendingRequestsCancel`: completes `request`
-/// with an event's data and status (it owns the request).
+/// `EvtPendingRequestsCancel`, and NotifyUserWithRequestMultiple's `CompletionCallback`:
+/// completes `request` with an event's data and status (it owns the request).
 pub type NotifyUserCompleteFn = Arc<dyn Fn(Request, &[u8], NtStatus) + Send + Sync>;
+
+/// `EVT_DMF_NotifyUserWithRequest_Complete` of [`NotifyUserWithRequest`]: completes `request`
+/// (it owns the request) with what the [`NotifyDelivery`] says.
+pub type NotifyUserDeliverFn = Arc<dyn Fn(Request, &NotifyDelivery<'_>) + Send + Sync>;
+
+/// `EvtDataCleanup` (`EVT_DMF_BufferQueue_ReuseCleanup`): the Module is done with an event's
+/// data — it completed a request, or it is discarded (overwritten in a full ring, kept by no ring,
+/// dropped at close). Called once per event `data_process` accepted, without the Module's locks.
+pub type NotifyUserDataCleanupFn = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// What a parked request is completed with: the event and, with `time_stamping`, C DMF's time
+/// stamps (tick counts: 100-ns units of the interrupt-time clock since boot, as
+/// `Time::tick_count_get` reports them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifyDelivery<'a> {
+    /// The event's data (empty for `request_return_ex`).
+    pub data: &'a [u8],
+    /// The event's status.
+    pub status: NtStatus,
+    /// `DMF_NotifyUserWithRequest_DataBufferTimestampGet`: when `data_process` received the
+    /// event (`None` without `time_stamping`, and for `request_return*`, which has no event).
+    pub data_timestamp: Option<i64>,
+    /// `DMF_NotifyUserWithRequest_RequestTimestampGet`: when the request was parked (`None`
+    /// without `time_stamping`).
+    pub request_timestamp: Option<i64>,
+}
 
 /// `DMF_CONFIG_NotifyUserWithRequest`. See the [module documentation](self).
 #[derive(Clone, Default)]
@@ -189,9 +244,14 @@ pub struct NotifyUserWithRequestConfig {
     /// `SizeOfDataBuffer`: the largest event.
     pub size_of_data_buffer: usize,
     /// `EventCallbackFunction`: completes a request with an event (default: copy to the output).
-    pub complete: Option<NotifyUserCompleteFn>,
+    pub complete: Option<NotifyUserDeliverFn>,
     /// `EvtPendingRequestsCancel`: completes a cancelled request (default: `STATUS_CANCELLED`).
     pub pending_requests_cancel: Option<NotifyUserCompleteFn>,
+    /// `EvtDataCleanup`: sees each event's data when the Module is done with it.
+    pub data_cleanup: Option<NotifyUserDataCleanupFn>,
+    /// `TimeStamping`: events and parked requests carry the tick count of their arrival
+    /// ([`NotifyDelivery`]'s time stamps).
+    pub time_stamping: bool,
 }
 
 impl core::fmt::Debug for NotifyUserWithRequestConfig {
@@ -208,7 +268,38 @@ impl core::fmt::Debug for NotifyUserWithRequestConfig {
                 "pending_requests_cancel",
                 &self.pending_requests_cancel.is_some(),
             )
+            .field("data_cleanup", &self.data_cleanup.is_some())
+            .field("time_stamping", &self.time_stamping)
             .finish()
+    }
+}
+
+/// The tick count of now (`DMF_Time_TickCountGet`: 100-ns units since boot).
+fn tick_count() -> i64 {
+    i64::try_from(Clock::now().as_nanos() / 100).unwrap_or(i64::MAX)
+}
+
+/// The park times of the parked requests, by request ID (`REQUESTCONTEXT.Timestamp`): room for
+/// `maximum_pending_requests` reserved at open; an entry is added after the request was admitted
+/// and removed before it leaves the count, so the room always suffices.
+struct RequestStamps(ModuleLock<Vec<(u64, i64)>>);
+
+impl RequestStamps {
+    fn new(capacity: usize) -> NtResult<Self> {
+        let mut stamps = Vec::new();
+        stamps.try_reserve_exact_nt(capacity)?;
+        Ok(RequestStamps(ModuleLock::new(LockKind::Spin, stamps)?))
+    }
+
+    fn insert(&self, request: u64, stamp: i64) {
+        // Within the reserved room (see above); a refusal would only lose the stamp.
+        let _ = self.0.lock().try_push((request, stamp));
+    }
+
+    fn take(&self, request: u64) -> Option<i64> {
+        let mut stamps = self.0.lock();
+        let index = stamps.iter().position(|(id, _)| *id == request)?;
+        Some(stamps.swap_remove(index).1)
     }
 }
 
@@ -226,6 +317,8 @@ struct Context {
 struct EventRing {
     statuses: Vec<NtStatus>,
     lengths: Vec<usize>,
+    /// Each event's tick count when it arrived (0 without time stamping).
+    stamps: Vec<i64>,
     data: Vec<u8>,
     slot_size: usize,
     head: usize,
@@ -240,6 +333,7 @@ impl EventRing {
         Ok(EventRing {
             statuses: try_vec_filled(NtStatus::SUCCESS, capacity)?,
             lengths: try_vec_filled(0, capacity)?,
+            stamps: try_vec_filled(0, capacity)?,
             data: try_vec_filled(0, bytes)?,
             slot_size,
             head: 0,
@@ -251,29 +345,60 @@ impl EventRing {
         self.statuses.len()
     }
 
-    /// Appends an event; with the ring full the oldest is overwritten. Returns `false` only for a
-    /// ring of capacity 0 (the event is lost).
-    fn push(&mut self, status: NtStatus, data: &[u8]) -> bool {
+    /// An empty ring of capacity 0 (no allocation).
+    fn none() -> Self {
+        EventRing {
+            statuses: Vec::new(),
+            lengths: Vec::new(),
+            stamps: Vec::new(),
+            data: Vec::new(),
+            slot_size: 0,
+            head: 0,
+            count: 0,
+        }
+    }
+
+    /// The events held, oldest first: their data.
+    fn events(&self) -> impl Iterator<Item = &[u8]> {
+        let capacity = self.capacity().max(1);
+        (0..self.count).map(move |i| {
+            let slot = (self.head + i) % capacity;
+            let start = slot * self.slot_size;
+            &self.data[start..start + self.lengths[slot]]
+        })
+    }
+
+    /// Appends an event; with the ring full the oldest is overwritten (its data copied to
+    /// `evicted` first, as far as `evicted` has room). Returns `Lost` only for a ring of capacity
+    /// 0.
+    fn push(&mut self, status: NtStatus, data: &[u8], stamp: i64, evicted: &mut [u8]) -> Kept {
         let capacity = self.capacity();
         if capacity == 0 {
-            return false;
+            return Kept::Lost;
         }
+        let mut kept = Kept::Stored;
         if self.count == capacity {
+            let old = self.head;
+            let start = old * self.slot_size;
+            let length = self.lengths[old].min(evicted.len());
+            evicted[..length].copy_from_slice(&self.data[start..start + length]);
+            kept = Kept::Evicted(length);
             self.head = (self.head + 1) % capacity;
             self.count -= 1;
         }
         let slot = (self.head + self.count) % capacity;
         self.statuses[slot] = status;
+        self.stamps[slot] = stamp;
         self.lengths[slot] = data.len();
         let start = slot * self.slot_size;
         self.data[start..start + data.len()].copy_from_slice(data);
         self.count += 1;
-        true
+        kept
     }
 
-    /// Takes the oldest event, its data copied into `out` (`slot_size` bytes): its status and
-    /// its length.
-    fn pop(&mut self, out: &mut [u8]) -> Option<(NtStatus, usize)> {
+    /// Takes the oldest event, its data copied into `out` (`slot_size` bytes): its status, its
+    /// length and its time stamp.
+    fn pop(&mut self, out: &mut [u8]) -> Option<(NtStatus, usize, i64)> {
         if self.count == 0 {
             return None;
         }
@@ -283,13 +408,19 @@ impl EventRing {
         out[..length].copy_from_slice(&self.data[start..start + length]);
         self.head = (self.head + 1) % self.capacity();
         self.count -= 1;
-        Some((self.statuses[slot], length))
+        Some((self.statuses[slot], length, self.stamps[slot]))
     }
+}
 
-    fn clear(&mut self) {
-        self.head = 0;
-        self.count = 0;
-    }
+/// What [`EventRing::push`] did with an event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// Stored.
+    Stored,
+    /// Kept; the oldest event was overwritten (its data's first `n` bytes copied out).
+    Evicted(usize),
+    /// Not kept: the ring has no room at all.
+    Lost,
 }
 
 /// What the Module's Methods and callbacks share; lives from open to close.
@@ -304,8 +435,17 @@ struct Shared {
     events: ModuleLock<EventRing>,
     maximum_pending_requests: usize,
     size_of_data_buffer: usize,
-    complete: Option<NotifyUserCompleteFn>,
+    complete: Option<NotifyUserDeliverFn>,
     cancel: Option<NotifyUserCompleteFn>,
+    cleanup: Option<NotifyUserDataCleanupFn>,
+    /// With `time_stamping`: the parked requests' park times.
+    stamps: Option<Arc<RequestStamps>>,
+}
+
+/// A request taken from the queue with its park time.
+struct Retrieved {
+    request: Request,
+    stamp: Option<i64>,
 }
 
 /// The default completion: the data into the output buffer, information = its length.
@@ -343,11 +483,20 @@ impl Shared {
             EventRing::new(events, config.size_of_data_buffer)?,
         )?;
         let held = try_arc(AtomicUsize::new(0))?;
+        let stamps = if config.time_stamping {
+            Some(try_arc(RequestStamps::new(maximum_pending_requests)?)?)
+        } else {
+            None
+        };
         let mut queue_config = QueueConfig::new(QueueDispatch::Manual);
         queue_config.power_managed = Some(false);
         let (h, cancel) = (Arc::clone(&held), config.pending_requests_cancel.clone());
+        let st = stamps.clone();
         // EvtIoCanceledOnQueue: the application cancelled, or the queue was purged.
         queue_config.canceled_on_queue = Some(try_arc(move |_queue: &Queue, request: Request| {
+            if let Some(stamps) = &st {
+                let _ = stamps.take(request.id());
+            }
             h.fetch_sub(1, Ordering::SeqCst);
             cancel_complete(cancel.as_ref(), request);
         })?);
@@ -360,21 +509,50 @@ impl Shared {
             size_of_data_buffer: config.size_of_data_buffer,
             complete: config.complete.clone(),
             cancel: config.pending_requests_cancel.clone(),
+            cleanup: config.data_cleanup.clone(),
+            stamps,
         })
     }
 
-    fn deliver(&self, request: Request, data: &[u8], status: NtStatus) {
+    /// The tick count to stamp an event with (0 without time stamping).
+    fn data_stamp(&self) -> i64 {
+        if self.stamps.is_some() {
+            tick_count()
+        } else {
+            0
+        }
+    }
+
+    /// Completes `taken` with an event (`data_stamp`: the event's time stamp, if it has one).
+    fn deliver(&self, taken: Retrieved, data: &[u8], status: NtStatus, data_stamp: Option<i64>) {
+        let timed = self.stamps.is_some();
         match &self.complete {
-            Some(complete) => complete(request, data, status),
-            None => complete_with_data(request, data, status),
+            Some(complete) => complete(
+                taken.request,
+                &NotifyDelivery {
+                    data,
+                    status,
+                    data_timestamp: data_stamp.filter(|_| timed),
+                    request_timestamp: taken.stamp,
+                },
+            ),
+            None => complete_with_data(taken.request, data, status),
+        }
+    }
+
+    /// `EvtDataCleanup` on an event's data.
+    fn clean(&self, data: &[u8]) {
+        if let Some(cleanup) = &self.cleanup {
+            cleanup(data);
         }
     }
 
     /// `WdfIoQueueRetrieveNextRequest` on the parked requests.
-    fn retrieve(&self) -> Option<Request> {
+    fn retrieve(&self) -> Option<Retrieved> {
         let request = self.queue.retrieve_next_request().ok()?;
+        let stamp = self.stamps.as_ref().and_then(|s| s.take(request.id()));
         self.held.fetch_sub(1, Ordering::SeqCst);
-        Some(request)
+        Some(Retrieved { request, stamp })
     }
 
     /// `DMF_NotifyUserWithRequest_EventRequestAdd`.
@@ -383,7 +561,14 @@ impl Shared {
             self.held.fetch_sub(1, Ordering::SeqCst);
             return Err((request, NtStatus::INVALID_DEVICE_STATE));
         }
+        let id = request.id();
+        if let Some(stamps) = &self.stamps {
+            stamps.insert(id, tick_count());
+        }
         request.forward_to_queue(&self.queue).inspect_err(|_| {
+            if let Some(stamps) = &self.stamps {
+                let _ = stamps.take(id);
+            }
             self.held.fetch_sub(1, Ordering::SeqCst);
         })
     }
@@ -397,18 +582,20 @@ impl Shared {
     /// `scratch` (from [`scratch`](Self::scratch)) holds each event's data.
     fn pump(&self, scratch: &mut [u8]) {
         loop {
-            let (request, status, length) = {
+            let (taken, status, length, stamp) = {
                 let mut events = self.events.lock();
                 if events.count == 0 {
                     return;
                 }
-                let Some(request) = self.retrieve() else {
+                let Some(taken) = self.retrieve() else {
                     return;
                 };
-                let (status, length) = events.pop(scratch).unwrap_or((NtStatus::SUCCESS, 0));
-                (request, status, length)
+                let (status, length, stamp) =
+                    events.pop(scratch).unwrap_or((NtStatus::SUCCESS, 0, 0));
+                (taken, status, length, stamp)
             };
-            self.deliver(request, &scratch[..length], status);
+            self.deliver(taken, &scratch[..length], status, Some(stamp));
+            self.clean(&scratch[..length]);
         }
     }
 }
@@ -425,10 +612,14 @@ impl ModuleCallbacks for NotifyUserWithRequest {
         let shared = m.lock().shared.take();
         if let Some(shared) = shared {
             // C DMF: RequestReturnAll(NULL, 0, STATUS_CANCELLED).
-            while let Some(request) = shared.retrieve() {
-                request.complete(NtStatus::CANCELLED);
+            while let Some(taken) = shared.retrieve() {
+                taken.request.complete(NtStatus::CANCELLED);
             }
-            shared.events.lock().clear();
+            // C DMF's BufferQueue flushes at close: `EvtDataCleanup` sees every waiting event.
+            let ring = core::mem::replace(&mut *shared.events.lock(), EventRing::none());
+            for data in ring.events() {
+                shared.clean(data);
+            }
         }
     }
 
@@ -438,6 +629,9 @@ impl ModuleCallbacks for NotifyUserWithRequest {
         let shared = m.lock().shared.clone();
         if let Some(shared) = shared {
             while let Ok(request) = shared.queue.retrieve_request_by_file_object(file) {
+                if let Some(stamps) = &shared.stamps {
+                    let _ = stamps.take(request.id());
+                }
                 shared.held.fetch_sub(1, Ordering::SeqCst);
                 cancel_complete(shared.cancel.as_ref(), request);
             }
@@ -519,23 +713,36 @@ impl NotifyUserWithRequest {
                 return Err(NtStatus::BUFFER_TOO_SMALL);
             }
             let mut scratch = shared.scratch()?;
-            let direct = {
+            // Where an overwritten event's data goes for `EvtDataCleanup`.
+            let mut evicted = if shared.cleanup.is_some() {
+                shared.scratch()?
+            } else {
+                Vec::new()
+            };
+            let stamp = shared.data_stamp();
+            let (direct, kept) = {
                 let mut events = shared.events.lock();
                 if events.count == 0 {
                     // No backlog: straight to a waiting request if there is one, else keep it
                     // (under the lock, so a request parked meanwhile finds it in its pump).
-                    let direct = shared.retrieve();
-                    if direct.is_none() {
-                        let _kept = events.push(status, data);
+                    match shared.retrieve() {
+                        Some(taken) => (Some(taken), Kept::Stored),
+                        None => (None, events.push(status, data, stamp, &mut evicted)),
                     }
-                    direct
                 } else {
-                    let _kept = events.push(status, data);
-                    None
+                    (None, events.push(status, data, stamp, &mut evicted))
                 }
             };
+            match kept {
+                Kept::Stored => {}
+                Kept::Evicted(length) => shared.clean(&evicted[..length]),
+                Kept::Lost => shared.clean(data),
+            }
             match direct {
-                Some(request) => shared.deliver(request, data, status),
+                Some(taken) => {
+                    shared.deliver(taken, data, status, Some(stamp));
+                    shared.clean(data);
+                }
                 None => shared.pump(&mut scratch),
             }
             Ok(())
@@ -550,12 +757,41 @@ impl NotifyUserWithRequest {
     /// `STATUS_INVALID_DEVICE_STATE` once closing.
     pub fn request_return(&self, status: NtStatus, data: &[u8]) -> NtResult<bool> {
         self.with_shared(|shared| match shared.retrieve() {
-            Some(request) => {
-                shared.deliver(request, data, status);
+            Some(taken) => {
+                shared.deliver(taken, data, status, None);
                 true
             }
             None => false,
         })
+    }
+
+    /// `DMF_NotifyUserWithRequest_RequestReturnEx`: hands the oldest parked request to `fill`,
+    /// which completes it itself (C's `EventCallbackFunction`) — for a client that does not know
+    /// whether a request waits and keeps its data until one comes. `fill` gets `status` and, with
+    /// `time_stamping`, the request's park time in the [`NotifyDelivery`] (no data).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_UNSUCCESSFUL` when no request is parked (`fill` is not called);
+    /// `STATUS_INVALID_DEVICE_STATE` once closing.
+    pub fn request_return_ex(
+        &self,
+        status: NtStatus,
+        fill: impl FnOnce(Request, &NotifyDelivery<'_>),
+    ) -> NtResult<()> {
+        self.with_shared(|shared| {
+            let taken = shared.retrieve().ok_or(NtStatus::UNSUCCESSFUL)?;
+            fill(
+                taken.request,
+                &NotifyDelivery {
+                    data: &[],
+                    status,
+                    data_timestamp: None,
+                    request_timestamp: taken.stamp,
+                },
+            );
+            Ok(())
+        })?
     }
 
     /// `DMF_NotifyUserWithRequest_RequestReturnAll`: completes every parked request with
@@ -567,8 +803,8 @@ impl NotifyUserWithRequest {
     pub fn request_return_all(&self, status: NtStatus, data: &[u8]) -> NtResult<usize> {
         self.with_shared(|shared| {
             let mut count = 0;
-            while let Some(request) = shared.retrieve() {
-                shared.deliver(request, data, status);
+            while let Some(taken) = shared.retrieve() {
+                shared.deliver(taken, data, status, None);
                 count += 1;
             }
             count
@@ -762,7 +998,11 @@ impl MultipleShared {
                 let Some(request) = self.retrieve(client) else {
                     return;
                 };
-                let (status, length) = client.events.pop(scratch).unwrap_or((NtStatus::SUCCESS, 0));
+                let (status, length, _) =
+                    client
+                        .events
+                        .pop(scratch)
+                        .unwrap_or((NtStatus::SUCCESS, 0, 0));
                 (request, status, length)
             };
             self.deliver(request, &scratch[..length], status);
@@ -820,7 +1060,7 @@ impl ModuleCallbacks for NotifyUserWithRequestMultiple {
             let mut clients = shared.clients.lock();
             if m.config().replay_last_message_to_new_clients {
                 if let Some((status, data)) = &clients.last {
-                    let _kept = events.push(*status, data);
+                    let _kept = events.push(*status, data, 0, &mut []);
                 }
             }
             clients.insert(Client {
@@ -931,7 +1171,7 @@ impl NotifyUserWithRequestMultiple {
                     *place = shared.retrieve(client);
                 }
                 if place.is_none() {
-                    let _kept = client.events.push(status, data);
+                    let _kept = client.events.push(status, data, 0, &mut []);
                 }
             }
             clients.last = Some((status, last));

@@ -24,14 +24,15 @@
 //! | [`send_synchronously`](RequestSender::send_synchronously) | `DMF_RequestTarget_SendSynchronously` | PASSIVE |
 //! | [`send`](RequestSender::send) | `DMF_RequestTarget_SendEx` | ≤ DISPATCH |
 //! | [`cancel`](RequestSender::cancel) | `DMF_RequestTarget_Cancel` | ≤ DISPATCH |
-//! | [`RequestTarget::reuse_create`] | `DMF_RequestTarget_ReuseCreate` | ≤ DISPATCH |
-//! | [`RequestTarget::reuse_send`] | `DMF_RequestTarget_ReuseSend` | ≤ DISPATCH |
-//! | [`RequestTarget::reuse_delete`] | `DMF_RequestTarget_ReuseDelete` | PASSIVE |
+//! | [`reuse_create`](RequestReuse::reuse_create) | `DMF_RequestTarget_ReuseCreate` | ≤ DISPATCH |
+//! | [`reuse_send`](RequestReuse::reuse_send) | `DMF_RequestTarget_ReuseSend` | ≤ DISPATCH |
+//! | [`reuse_delete`](RequestReuse::reuse_delete) | `DMF_RequestTarget_ReuseDelete` | PASSIVE |
 //!
 //! The send, send-synchronously and cancel Methods are the [`RequestSender`] Methods every target
 //! Module shares (written once, here); what to send is one [`SendRequest`] — C DMF's
 //! `RequestType`, `RequestIoctl`, `RequestBuffer`/`RequestLength`, `ResponseLength` and
-//! `RequestTimeoutMilliseconds` in one value.
+//! `RequestTimeoutMilliseconds` in one value. The reuse Methods are the [`RequestReuse`] Methods
+//! of the target Modules that have them (also written once, here).
 //!
 //! ## Callbacks
 //!
@@ -39,7 +40,8 @@
 //! `FnOnce(SendCompletion)` with the request ID, the completion status, the information (bytes
 //! transferred) and a copy of the output bytes. It runs exactly once per successful `send` —
 //! also for a cancelled or timed-out request — and never for a `send` that returned an error.
-//! [`RequestTarget::reuse_send`] takes the same callback, with the same guarantee per send.
+//! [`reuse_send`](RequestReuse::reuse_send) takes the same callback, with the same guarantee per
+//! send.
 //!
 //! ## Remarks
 //!
@@ -60,13 +62,15 @@
 //!   so clearing the target or closing the Module cancels it too.
 //! - Close refuses new sends, cancels every request in flight and waits until each has completed
 //!   and its callback has returned.
-//! - Reuse requests ([`reuse_create`](RequestTarget::reuse_create)) are created once on the
-//!   current target and kept by the Module; each [`reuse_send`](RequestTarget::reuse_send)
+//! - Reuse requests ([`reuse_create`](RequestReuse::reuse_create)) are created once on the
+//!   current target and kept by the Module; each [`reuse_send`](RequestReuse::reuse_send)
 //!   formats and sends that same request again under a new request ID, and the request is
 //!   `WdfRequestReuse`d when it comes back. It counts as in flight until its completion callback
 //!   has returned (so a resend from inside that callback is refused). `io_target_clear` and close
 //!   cancel and delete every reuse request (one in flight is deleted when it comes back); their
-//!   IDs are unknown afterwards.
+//!   IDs are unknown afterwards. C DMF's `ReuseDelete` (≤ DISPATCH) returns `FALSE` and deletes
+//!   nothing while the request is in flight; ours (PASSIVE) cancels it and waits for its
+//!   callback, so a delete always deletes.
 //! - Open option `OPEN_Create`, DISPATCH_MAXIMUM lock, no WDF callbacks: it can be created
 //!   dynamically.
 //! - **Needs a device.** Its work item (passive-level completions) is a child of the Module's
@@ -170,8 +174,8 @@ pub struct SendCompletion {
     pub output: Vec<u8>,
 }
 
-/// The ID of a reuse request ([`RequestTarget::reuse_create`]): unique for the life of the
-/// process, never reused. Each [`reuse_send`](RequestTarget::reuse_send) of it gets its own
+/// The ID of a reuse request ([`RequestReuse::reuse_create`]): unique for the life of the
+/// process, never reused. Each [`reuse_send`](RequestReuse::reuse_send) of it gets its own
 /// [`RequestId`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReuseId(u64);
@@ -1321,23 +1325,63 @@ impl RequestTarget {
             Ok(())
         })
     }
+}
 
-    /// `DMF_RequestTarget_ReuseCreate`: creates one request on the current target and keeps it
+/// The reuse-request Methods of the target Modules that send on a target they were given or
+/// found — [`RequestTarget`],
+/// [`ContinuousRequestTarget`](crate::continuous_request_target::ContinuousRequestTarget),
+/// [`DefaultTarget`](crate::default_target::DefaultTarget) and
+/// [`DeviceInterfaceTarget`](crate::device_interface_target::DeviceInterfaceTarget): C DMF's
+/// `DMF_<Module>_ReuseCreate`, `DMF_<Module>_ReuseSend` and `DMF_<Module>_ReuseDelete`, written
+/// once. A client creates a request once, sends it as often as it likes (the request is
+/// `WdfRequestReuse`d when it comes back) and deletes it. Each call enters the Module (and the
+/// child doing its I/O, for the Modules that forward), like the [`RequestSender`] Methods.
+///
+/// A [`ReuseId`] belongs to the Module that created it, on the target it had then: an ID of
+/// another Module, one already deleted, or one whose target was cleared (or, for
+/// DeviceInterfaceTarget, removed) is refused with `STATUS_INVALID_PARAMETER`, never acted on.
+/// Close cancels a reuse request in flight, waits until its callback has returned, and deletes
+/// every reuse request. Implemented by those Modules only (sealed).
+///
+/// ```
+/// # use dmf_core::NtResult;
+/// use dmf_modules::default_target::DefaultTarget;
+/// use dmf_modules::request_target::{RequestReuse, SendRequest};
+/// use kmdf_sim::fx2::ioctl::IOCTL_OSRUSBFX2_READ_SWITCHES;
+///
+/// fn poll_twice(target: &DefaultTarget) -> NtResult<()> {
+///     let reuse = target.reuse_create()?;
+///     for _ in 0..2 {
+///         // One send at a time: a second one while the first is in flight is refused.
+///         let sent = target.reuse_send(
+///             reuse,
+///             &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1),
+///             |completion| { let _ = completion.output; },
+///         );
+///         if sent.is_err() { break; }
+///     }
+///     target.reuse_delete(reuse)
+/// }
+/// ```
+pub trait RequestReuse: sealed::Route {
+    /// `DMF_<Module>_ReuseCreate`: creates one request on the current target and keeps it
     /// for [`reuse_send`](Self::reuse_send). It lives until [`reuse_delete`](Self::reuse_delete),
-    /// [`io_target_clear`](Self::io_target_clear) or close.
+    /// until the Module's target is cleared (`IoTargetClear`; for DeviceInterfaceTarget, the
+    /// target's removal) or until close.
     ///
     /// # Errors
     ///
     /// `STATUS_INVALID_DEVICE_STATE` unless open with a target; `STATUS_INSUFFICIENT_RESOURCES` if
     /// the request or its idle event cannot be created.
-    pub fn reuse_create(&self) -> NtResult<ReuseId> {
+    fn reuse_create(&self) -> NtResult<ReuseId> {
         self.route(|sender| sender.reuse_create().map(ReuseId))
     }
 
-    /// `DMF_RequestTarget_ReuseSend`: formats reuse request `id` as `request` and sends it to
+    /// `DMF_<Module>_ReuseSend`: formats reuse request `id` as `request` and sends it to
     /// the current target, like [`send`](RequestSender::send): it returns at once with a new
-    /// request ID (for [`cancel`](RequestSender::cancel)) and `callback` runs exactly once when it comes back. The
-    /// request is then reused and can be sent again once `callback` has returned.
+    /// request ID (for [`cancel`](RequestSender::cancel)) and `callback` runs exactly once when
+    /// it comes back. The request is then reused and can be sent again once `callback` has
+    /// returned.
     ///
     /// # Errors
     ///
@@ -1345,7 +1389,7 @@ impl RequestTarget {
     /// carry ([`SendRequest`]); `STATUS_INVALID_DEVICE_STATE` unless open with a target, or while
     /// a send of `id` is in flight (its callback included); the status of a send that did not
     /// reach the target (the callback is then not called and the request can be sent again).
-    pub fn reuse_send(
+    fn reuse_send(
         &self,
         id: ReuseId,
         request: &SendRequest<'_>,
@@ -1354,7 +1398,7 @@ impl RequestTarget {
         self.route(|sender| sender.reuse_send(id.0, request, callback))
     }
 
-    /// `DMF_RequestTarget_ReuseDelete` (`PASSIVE_LEVEL`): deletes reuse request `id`; if a send
+    /// `DMF_<Module>_ReuseDelete` (`PASSIVE_LEVEL`): deletes reuse request `id`; if a send
     /// of it is in flight it is cancelled first and this waits until its callback has returned
     /// (so never call it from that callback).
     ///
@@ -1362,7 +1406,9 @@ impl RequestTarget {
     ///
     /// `STATUS_INVALID_PARAMETER` for an unknown (or already deleted) `id`;
     /// `STATUS_INVALID_DEVICE_STATE` unless open, or above `PASSIVE_LEVEL`.
-    pub fn reuse_delete(&self, id: ReuseId) -> NtResult<()> {
+    fn reuse_delete(&self, id: ReuseId) -> NtResult<()> {
         self.route(|sender| sender.reuse_delete(id.0))
     }
 }
+
+impl RequestReuse for RequestTarget {}

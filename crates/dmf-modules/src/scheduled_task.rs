@@ -7,7 +7,8 @@
 //! (C DMF: `Dmf_ScheduledTask.c`).
 //!
 //! - **When** ([`ExecuteWhen`]): in the Module's own PrepareHardware or D0Entry callback, or
-//!   `Other` (only by [`ScheduledTask::execute_now`] / [`ScheduledTask::execute_now_deferred`]).
+//!   `Other` (only by [`ScheduledTask::execute_now`] / [`ScheduledTask::execute_now_deferred_ex`]
+//!   / [`ScheduledTask::execute_now_deferred`]).
 //! - **How** ([`ExecutionMode`]): `Immediate` calls the task inside the phase callback; `Deferred`
 //!   starts a PASSIVE_LEVEL timer `time_before_initial_call` later.
 //! - **How often** ([`Persistence`]): the task counts its successful runs ("times run"). A phase
@@ -25,15 +26,17 @@
 //! (`PersistenceType`), `execution_mode` (`ExecutionMode`), `execute_when` (`ExecuteWhen`),
 //! `timer_period_on_success` / `timer_period_on_fail` (`TimerPeriodMsOnSuccess` / `…OnFail`),
 //! `time_before_initial_call` (`TimeMsBeforeInitialCall`). C's `CallbackContext` is whatever the
-//! closure captures.
+//! closure captures. That is the whole of `DMF_CONFIG_ScheduledTask`.
 //!
 //! ## Methods
 //!
 //! | Method | C DMF | IRQL |
 //! |---|---|---|
 //! | [`ScheduledTask::execute_now`] | `DMF_ScheduledTask_ExecuteNow` | PASSIVE |
-//! | [`ScheduledTask::execute_now_deferred`] | `DMF_ScheduledTask_ExecuteNowDeferred` | ≤ DISPATCH |
+//! | [`ScheduledTask::execute_now_deferred_ex`] | `DMF_ScheduledTask_ExecuteNowDeferredEx` | ≤ DISPATCH |
+//! | [`ScheduledTask::execute_now_deferred`] | `DMF_ScheduledTask_ExecuteNowDeferred` (legacy: result not honoured) | ≤ DISPATCH |
 //! | [`ScheduledTask::cancel`] | `DMF_ScheduledTask_Cancel` | ≤ DISPATCH |
+//! | [`ScheduledTask::restart`] | `DMF_ScheduledTask_Restart` | ≤ DISPATCH |
 //! | [`ScheduledTask::times_run`] | `DMF_ScheduledTask_TimesRunGet` | PASSIVE |
 //! | [`ScheduledTask::set_times_run`] | `DMF_ScheduledTask_TimesRunSet` | PASSIVE |
 //!
@@ -48,11 +51,28 @@
 //!
 //! - `execute_now` always calls the task (the client decides; C does the same) and returns its
 //!   result without retrying; a `Success…` result counts as a run.
-//! - `cancel` stops future runs (a pending deferred run or retry); a run in progress finishes.
-//!   `execute_now_deferred` after `cancel` schedules again.
+//! - `execute_now_deferred_ex` runs the task on a PASSIVE_LEVEL work item (C's
+//!   `DeferredOnDemand`), once per call: calls made while runs are pending are counted and run
+//!   one after the other by the same work item (C's `NumberOfPendingCalls`). It honours the
+//!   result: `Success` completes the task (C's `WorkIsCompleted`: later `_ex` runs, and runs when
+//!   a persistent count says the task ran, do not call it), `…ButTryAgain` retries on the timer.
+//!   `execute_now_deferred` is C DMF's legacy variant: the task runs, its result is ignored (C
+//!   keeps that "due to a bug in the original implementation"; C tells the two apart by the first
+//!   pending call's `CallbackContext`, here by which Method queued the batch). C's per-call
+//!   `CallbackContext` is whatever the closure captures, so both Methods take no argument; the
+//!   explicit context of the legacy Method has no Rust counterpart.
+//! - `cancel` (C: ends the Module's rundown) stops future runs — a pending deferred run or retry,
+//!   pending on-demand runs — and refuses `execute_now_deferred(_ex)` with `STATUS_UNSUCCESSFUL`
+//!   until `restart` (C: `DMF_Rundown_Start`); a run in progress finishes. Unlike C's it does not
+//!   wait for that run, so it may be called at DISPATCH_LEVEL and from the task itself. A phase
+//!   still schedules its first run after `cancel`, as C's does.
+//! - A task whose Immediate phase run fails is not an error of the phase here (C fails
+//!   PrepareHardware/D0Entry with `STATUS_UNSUCCESSFUL`, which would fail the device's start for
+//!   a task the Module is built to retry).
 //! - D0Exit (D0Entry tasks) and ReleaseHardware (PrepareHardware tasks) stop pending retries and
 //!   wait for a running deferred task; a task that never succeeded runs again at the next phase.
-//! - Close stops the timer and waits for a running deferred task; nothing outlives the Module.
+//! - Close (C: Cancel) drops pending on-demand runs, waits for the work item and the timer to
+//!   finish a running task; nothing outlives the Module.
 //! - A registry failure while reading the count is treated as "never ran" (the task runs), while
 //!   writing it is traced: running a task twice is safer than never.
 //! - Open option `OPEN_Create` with its own PrepareHardware/D0Entry callbacks, DISPATCH lock.
@@ -106,11 +126,11 @@ use core::time::Duration;
 use dmf_core::fallible::{try_arc, try_string};
 use dmf_core::module::{Dispatched, ModuleCallbacks, PowerDeviceState, Scope};
 use dmf_core::platform::contract::{
-    PlatformRegistryKey, PlatformTimer, PlatformTrace, RegistryValue, TimerExecutionLevel,
-    TraceLevel,
+    PlatformRegistryKey, PlatformTimer, PlatformTrace, PlatformWorkItem, RegistryValue,
+    TimerExecutionLevel, TraceLevel,
 };
 use dmf_core::platform::Resources;
-use dmf_core::platform::{RegistryKey, Timer, Trace};
+use dmf_core::platform::{RegistryKey, Timer, Trace, WorkItem};
 use dmf_core::sync::{LockKind, ModuleLock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
@@ -211,14 +231,37 @@ struct Context {
     shared: Option<Arc<Shared>>,
 }
 
+/// What C DMF's rundown of the Module's on-demand part says.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Admit {
+    /// Runs and retries admitted.
+    #[default]
+    Open,
+    /// `DMF_ScheduledTask_Cancel` until `DMF_ScheduledTask_Restart` (C ends the rundown): no
+    /// retry, no on-demand run, deferred calls refused.
+    Cancelled,
+    /// Closing: nothing runs any more; `restart` does not lift it.
+    Closing,
+}
+
 #[derive(Default)]
 struct State {
-    /// No (re-)arming of the timer: cancelled, powered down or closing.
+    /// No retries: powered down (D0Exit/ReleaseHardware) or closing (C's `DisableRetries`).
     halted: bool,
+    /// Whether on-demand runs and retries are admitted.
+    admit: Admit,
     /// What the deferred run passes to the task.
     previous: Option<PowerDeviceState>,
     /// Times run, when not persistent.
     times_run: u32,
+    /// C's `WorkIsCompleted`: a run that honours the result returned `Success`; an
+    /// `execute_now_deferred_ex` run then does not call the task again.
+    work_is_completed: bool,
+    /// C's `NumberOfPendingCalls`: on-demand runs requested and not yet done.
+    pending: u32,
+    /// The pending batch came from `execute_now_deferred` (result not honoured); C tells the
+    /// two apart by the first call's `CallbackContext`.
+    legacy: bool,
 }
 
 struct Shared {
@@ -228,9 +271,21 @@ struct Shared {
     /// Serialises the read-modify-write of a persistent count (PASSIVE: the registry is there).
     count_lock: ModuleLock<()>,
     timer: Timer,
+    /// C's `DeferredOnDemand`: runs `execute_now_deferred(_ex)` requests.
+    on_demand: WorkItem,
 }
 
 const SOURCE: &str = "ScheduledTask";
+
+/// Why the timer is being started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    /// A phase's deferred first run: lifts the power-down halt (C starts it whatever the
+    /// rundown says).
+    Phase,
+    /// A retry the task asked for: not while halted or cancelled.
+    Retry,
+}
 
 impl Shared {
     fn times_run(&self) -> NtResult<u32> {
@@ -291,28 +346,36 @@ impl Shared {
         result
     }
 
-    /// A run the Module started: retries on the timer when the task asks for it.
+    /// A run that honours the result: counts it, remembers a `Success`, retries on the timer
+    /// when the task asks for it.
     fn run_scheduled(&self, previous: Option<PowerDeviceState>) {
         match self.execute(previous) {
             ScheduledTaskResult::SuccessButTryAgain => {
-                self.arm(self.config.timer_period_on_success, false);
+                self.arm(self.config.timer_period_on_success, Arm::Retry);
             }
             ScheduledTaskResult::FailButTryAgain => {
-                self.arm(self.config.timer_period_on_fail, false);
+                self.arm(self.config.timer_period_on_fail, Arm::Retry);
             }
-            ScheduledTaskResult::Success | ScheduledTaskResult::Fail => {}
+            ScheduledTaskResult::Success => self.state.lock().work_is_completed = true,
+            ScheduledTaskResult::Fail => {}
         }
     }
 
-    /// Starts the timer `due` from now, unless halted (`resume` lifts the halt first).
-    fn arm(&self, due: Duration, resume: bool) {
+    /// Starts the timer `due` from now, as `why` allows.
+    fn arm(&self, due: Duration, why: Arm) {
         let state = &mut *self.state.lock();
-        if resume {
-            state.halted = false;
+        let admitted = match (why, state.admit) {
+            (_, Admit::Closing) | (Arm::Retry, Admit::Cancelled) => false,
+            (Arm::Phase, _) => {
+                state.halted = false;
+                true
+            }
+            (Arm::Retry, Admit::Open) => !state.halted,
+        };
+        if !admitted {
+            return;
         }
-        if !state.halted {
-            self.timer.start(due);
-        }
+        self.timer.start(due);
     }
 
     /// Stops future runs and waits for a running deferred one (PASSIVE, never from the timer).
@@ -334,9 +397,72 @@ impl Shared {
             }
             ExecutionMode::Deferred => {
                 self.state.lock().previous = previous;
-                self.arm(self.config.time_before_initial_call, true);
+                self.arm(self.config.time_before_initial_call, Arm::Phase);
             }
         }
+    }
+
+    /// `DMF_ScheduledTask_ExecuteNowDeferred(Ex)`: one more on-demand run; the work item is
+    /// queued by the call that finds none pending.
+    fn defer(&self, legacy: bool) -> NtResult<()> {
+        let first = {
+            let state = &mut *self.state.lock();
+            if state.admit != Admit::Open {
+                return Err(NtStatus::UNSUCCESSFUL);
+            }
+            state.pending = state
+                .pending
+                .checked_add(1)
+                .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+            if state.pending == 1 {
+                state.legacy = legacy;
+            }
+            state.pending == 1
+        };
+        if first {
+            self.on_demand.enqueue();
+        }
+        Ok(())
+    }
+
+    /// The on-demand work item: runs the task once per pending call (none once cancelled or
+    /// closing: the calls are only counted down).
+    fn on_demand_runs(&self) {
+        loop {
+            let (legacy, run) = {
+                let state = self.state.lock();
+                if state.pending == 0 {
+                    return;
+                }
+                (state.legacy, state.admit == Admit::Open)
+            };
+            if run {
+                if legacy {
+                    // The result is not honoured (C DMF keeps this for legacy clients).
+                    let _ = (self.config.callback)(&self.handle, None);
+                } else if !self.already_done() {
+                    self.run_scheduled(None);
+                }
+            }
+            let state = &mut *self.state.lock();
+            state.pending = state.pending.saturating_sub(1);
+            if state.pending == 0 {
+                state.legacy = false;
+                return;
+            }
+        }
+    }
+
+    /// C's check before an honoured on-demand run: the work was completed (a `Success`), or a
+    /// persistent count says it ran.
+    fn already_done(&self) -> bool {
+        if self.state.lock().work_is_completed {
+            return true;
+        }
+        matches!(
+            self.config.persistence,
+            Persistence::PersistentAcrossReboots { .. }
+        ) && self.times_run().unwrap_or(0) >= 1
     }
 }
 
@@ -390,12 +516,21 @@ impl ModuleCallbacks for ScheduledTask {
                 }
             }
         })?;
+        let on_demand = WorkItem::new(device, module.name(), {
+            let back = Arc::clone(&back);
+            move || {
+                if let Some(shared) = back.upgrade() {
+                    shared.on_demand_runs();
+                }
+            }
+        })?;
         let shared = try_arc(Shared {
             handle,
             config,
             state,
             count_lock,
             timer,
+            on_demand,
         })?;
         back.set(&shared);
         module.lock().shared = Some(shared);
@@ -405,7 +540,14 @@ impl ModuleCallbacks for ScheduledTask {
     fn close(module: &Dispatched<'_, Self>) {
         let shared = module.lock().shared.take();
         if let Some(shared) = shared {
-            shared.halt_and_wait();
+            // C DMF's close cancels: no new run, the on-demand runs flushed, the timer stopped.
+            {
+                let state = &mut *shared.state.lock();
+                state.admit = Admit::Closing;
+                state.halted = true;
+            }
+            shared.on_demand.flush();
+            shared.timer.stop(true);
         }
     }
 
@@ -459,22 +601,39 @@ impl ScheduledTask {
         Ok(shared.execute(None))
     }
 
-    /// `DMF_ScheduledTask_ExecuteNowDeferred` (≤ DISPATCH_LEVEL): runs the task soon on a
-    /// PASSIVE_LEVEL timer, with retries as it asks; lifts an earlier `cancel`.
+    /// `DMF_ScheduledTask_ExecuteNowDeferred` (≤ DISPATCH_LEVEL): calls the task once soon, on
+    /// a PASSIVE_LEVEL work item, **without honouring its result** (no count, no retry) — C DMF
+    /// keeps this behaviour for its legacy clients; use
+    /// [`execute_now_deferred_ex`](Self::execute_now_deferred_ex). Each call is one run (calls
+    /// made while runs are pending join that batch, as in C).
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; `STATUS_UNSUCCESSFUL` after
+    /// [`cancel`](Self::cancel) until [`restart`](Self::restart).
     pub fn execute_now_deferred(&self) -> NtResult<()> {
         let module = self.enter()?;
-        let shared = shared_of_method(&module)?;
-        shared.state.lock().previous = None;
-        shared.arm(Duration::ZERO, true);
-        Ok(())
+        shared_of_method(&module)?.defer(true)
     }
 
-    /// `DMF_ScheduledTask_Cancel` (≤ DISPATCH_LEVEL): no further deferred run or retry starts
-    /// (until `execute_now_deferred` or the next phase); a run in progress finishes.
+    /// `DMF_ScheduledTask_ExecuteNowDeferredEx` (≤ DISPATCH_LEVEL): runs the task soon, on a
+    /// PASSIVE_LEVEL work item, honouring its result: `Success` counts and ends the task (later
+    /// `_ex` runs do not call it again; nor once a persistent count says it ran),
+    /// `…ButTryAgain` retries on the timer. Each call is one run (C's pending-call count).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open; `STATUS_UNSUCCESSFUL` after
+    /// [`cancel`](Self::cancel) until [`restart`](Self::restart).
+    pub fn execute_now_deferred_ex(&self) -> NtResult<()> {
+        let module = self.enter()?;
+        shared_of_method(&module)?.defer(false)
+    }
+
+    /// `DMF_ScheduledTask_Cancel` (≤ DISPATCH_LEVEL): a pending deferred run or retry does not
+    /// start, pending on-demand runs do not call the task (unless `restart` comes first), and
+    /// `execute_now_deferred(_ex)` is refused until [`restart`](Self::restart); a run in progress finishes. A phase (PrepareHardware/D0Entry)
+    /// still schedules its first run, as in C.
     ///
     /// # Errors
     ///
@@ -482,8 +641,29 @@ impl ScheduledTask {
     pub fn cancel(&self) -> NtResult<()> {
         let module = self.enter()?;
         let shared = shared_of_method(&module)?;
-        shared.state.lock().halted = true;
+        {
+            let state = &mut *shared.state.lock();
+            if state.admit == Admit::Open {
+                state.admit = Admit::Cancelled;
+            }
+        }
         shared.timer.stop(false);
+        Ok(())
+    }
+
+    /// `DMF_ScheduledTask_Restart` (≤ DISPATCH_LEVEL): lifts [`cancel`](Self::cancel): deferred
+    /// runs and retries are allowed again. Nothing is scheduled by it.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` unless open.
+    pub fn restart(&self) -> NtResult<()> {
+        let module = self.enter()?;
+        let shared = shared_of_method(&module)?;
+        let state = &mut *shared.state.lock();
+        if state.admit == Admit::Cancelled {
+            state.admit = Admit::Open;
+        }
         Ok(())
     }
 

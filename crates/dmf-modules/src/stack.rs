@@ -102,7 +102,7 @@ impl ModuleCallbacks for Stack {
         let mut source = BufferPoolSourceSettings::new(config.depth, config.element_size);
         source.enable_look_aside = config.unbounded;
         let queue = init.add(
-            BufferQueue::with(BufferQueueConfig { source })
+            BufferQueue::with(BufferQueueConfig::new(source))
                 .passive_level(module.is_passive_level()),
         );
         module.lock().queue = Some(queue);

@@ -18,7 +18,8 @@
 //!
 //! [`ThreadedBufferQueueConfig`] (`DMF_CONFIG_ThreadedBufferQueue`):
 //! - `buffer_queue` — the [`BufferQueueConfig`] of the child (`BufferQueueConfig`: buffer count,
-//!   size, context size, lookaside, pool tag);
+//!   size, context size, lookaside, pool tag; its `reuse_cleanup` is not used — `reuse_cleanup`
+//!   below is this Module's `EvtThreadedBufferQueueReuseCleanup`);
 //! - `pre` / `post` — optional, once when the thread starts / stops
 //!   (`EvtThreadedBufferQueuePre` / `…Post`);
 //! - `work` — `EvtThreadedBufferQueueWork`, once per work buffer;
@@ -112,7 +113,7 @@
 //! let seen = Arc::new(ModuleLock::new(LockKind::Spin, Vec::new())?);
 //! let log = Arc::clone(&seen);
 //! let queue = ThreadedBufferQueue::with(ThreadedBufferQueueConfig {
-//!     buffer_queue: BufferQueueConfig { source: BufferPoolSourceSettings::new(4, 8) },
+//!     buffer_queue: BufferQueueConfig::new(BufferPoolSourceSettings::new(4, 8)),
 //!     pre: None,
 //!     work: Arc::new(move |_queue: &ThreadedBufferQueue, buffer: WorkBuffer| {
 //!         log.lock().push(buffer.data()[0]);
@@ -189,7 +190,8 @@ pub enum BufferDisposition {
 /// `DMF_CONFIG_ThreadedBufferQueue`.
 #[derive(Clone)]
 pub struct ThreadedBufferQueueConfig {
-    /// `BufferQueueConfig`: the buffers (count, size, context size, lookaside, pool tag).
+    /// `BufferQueueConfig`: the buffers (count, size, context size, lookaside, pool tag). Its
+    /// `reuse_cleanup` is not used: this Module's own [`reuse_cleanup`](Self::reuse_cleanup) is.
     pub buffer_queue: BufferQueueConfig,
     /// `EvtThreadedBufferQueuePre`: once each time the thread starts.
     pub pre: Option<ThreadedBufferQueueThreadCallback>,
@@ -592,7 +594,10 @@ impl ModuleCallbacks for ThreadedBufferQueue {
         let config = module.config();
         // The BufferQueue runs at this Module's level (C DMF passes PassiveLevel on) and its
         // buffers carry the private header in front of the client's context.
-        let mut queue_config = config.buffer_queue;
+        let mut queue_config = config.buffer_queue.clone();
+        // This Module's own `reuse_cleanup` sees its buffers (the child's would see the private
+        // header in their context).
+        queue_config.reuse_cleanup = None;
         if let Some(size) = queue_config
             .source
             .buffer_context_size

@@ -2,7 +2,8 @@
 //!
 //! ## Summary
 //!
-//! Tick count and elapsed-time helpers on the platform clock.
+//! Tick count and elapsed-time helpers on the platform clock, and the wall clock: system time
+//! (UTC) and local time.
 //!
 //! ## Configuration
 //!
@@ -16,6 +17,8 @@
 //! | — | [`Time::tick_count_get_in_milliseconds`], [`Time::tick_count_get_in_nanoseconds`] |
 //! | `DMF_Time_ElapsedTimeMillisecondsGet` | [`Time::elapsed_time_milliseconds_get`] |
 //! | `DMF_Time_ElapsedTimeNanosecondsGet` | [`Time::elapsed_time_nanoseconds_get`] |
+//! | `DMF_Time_SystemTimeGet` | [`Time::system_time_get`] |
+//! | `DMF_Time_LocalTimeGet` | [`Time::local_time_get`] |
 //!
 //! All at `≤ DISPATCH_LEVEL`.
 //!
@@ -29,8 +32,16 @@
 //!   platform clock maps to; C DMF reads the performance counter, whose frequency varies. On the
 //!   simulator the clock is the virtual clock.
 //! - A start tick in the future is `STATUS_INVALID_PARAMETER`.
-//! - `DMF_Time_SystemTimeGet` and `DMF_Time_LocalTimeGet` are not offered: the platform contract
-//!   has no wall-clock (system) time yet.
+//! - [`Time::system_time_get`] returns what `DMF_Time_SystemTimeGet` writes to its
+//!   `LARGE_INTEGER`: the system time (UTC) in 100-ns intervals since 1601-01-01, from
+//!   `KeQuerySystemTimePrecise`. [`Time::local_time_get`] returns C DMF's `DMF_TIME_FIELDS`
+//!   ([`TimeFields`]: year, month, day, hour, minute, second, milliseconds, weekday with 0 =
+//!   Sunday) of the local time: `ExSystemTimeToLocalTime` of that system time, split by
+//!   `RtlTimeToTimeFields`, as C DMF does in kernel mode. C DMF's Methods return nothing; ours
+//!   return `NtResult` only for the closed-Module case.
+//! - On the simulator the wall clock is the machine's: it starts at a fixed date, moves with the
+//!   virtual clock, and a test sets the date (`Machine::set_system_time_fields`) and the time zone
+//!   (`Machine::set_time_zone_offset`).
 //!
 //! ## Example
 //!
@@ -47,6 +58,18 @@
 //! machine.advance(Duration::from_millis(1_500));
 //! assert_eq!(time.elapsed_time_milliseconds_get(start)?, 1_500);
 //! assert_eq!(time.elapsed_time_nanoseconds_get(start)?, 1_500_000_000);
+//! // The wall clock: 2024-02-29 23:59:30 UTC, one hour ahead locally.
+//! machine
+//!     .set_system_time_fields(&kmdf_sim::exec::TimeFields {
+//!         year: 2024, month: 2, day: 29, hour: 23, minute: 59, second: 30,
+//!         ..Default::default()
+//!     })
+//!     .unwrap();
+//! machine.set_time_zone_offset(60).unwrap();
+//! let local = time.local_time_get()?;
+//! assert_eq!((local.year, local.month, local.day, local.hour), (2024, 3, 1, 0));
+//! assert_eq!(local.weekday, 5, "a Friday");
+//! assert_eq!(time.system_time_get()?, machine.system_time());
 //! # Ok::<(), NtStatus>(())
 //! ```
 //!
@@ -55,10 +78,12 @@
 //! Driver Patterns.
 
 use dmf_core::module::ModuleCallbacks;
-use dmf_core::platform::contract::PlatformClock;
-use dmf_core::platform::Clock;
+use dmf_core::platform::contract::{PlatformClock, PlatformWallClock};
+use dmf_core::platform::{Clock, WallClock};
 use dmf_core::{NtResult, NtStatus};
 use dmf_macros::{dmf_callbacks, dmf_module};
+
+pub use dmf_core::platform::contract::TimeFields;
 
 /// Nanoseconds per tick (100 ns, the unit of `KeQueryInterruptTime`).
 pub const TICK_NANOSECONDS: i64 = 100;
@@ -110,5 +135,20 @@ impl Time {
         Ok(self
             .elapsed_ticks(start_tick)?
             .saturating_mul(TICK_NANOSECONDS))
+    }
+
+    /// `DMF_Time_SystemTimeGet`: the system time (UTC) in 100-ns intervals since 1601-01-01
+    /// (`KeQuerySystemTimePrecise`).
+    pub fn system_time_get(&self) -> NtResult<i64> {
+        let _module = self.enter()?;
+        Ok(WallClock::system_time())
+    }
+
+    /// `DMF_Time_LocalTimeGet`: the local time as calendar fields (`KeQuerySystemTimePrecise`,
+    /// `ExSystemTimeToLocalTime`, `RtlTimeToTimeFields`).
+    pub fn local_time_get(&self) -> NtResult<TimeFields> {
+        let _module = self.enter()?;
+        let local = WallClock::system_time_to_local_time(WallClock::system_time());
+        Ok(WallClock::time_fields(local))
     }
 }

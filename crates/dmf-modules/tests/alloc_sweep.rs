@@ -47,14 +47,16 @@ use dmf_modules::hash_table::{HashTable, HashTableConfig};
 use dmf_modules::ioctl_handler::{
     IoctlCall, IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult, IoctlTable,
 };
+use dmf_modules::notify_user_with_event::{NotifyUserWithEvent, NotifyUserWithEventConfig};
 use dmf_modules::notify_user_with_request::{
     NotifyUserWithRequest, NotifyUserWithRequestConfig, NotifyUserWithRequestMultiple,
     NotifyUserWithRequestMultipleConfig,
 };
+use dmf_modules::pdo::{Pdo, PdoConfig, PdoRecord};
 use dmf_modules::ping_pong_buffer::{PingPongBuffer, PingPongBufferConfig};
 use dmf_modules::queued_work_item::{QueuedWork, QueuedWorkItem, QueuedWorkItemConfig};
 use dmf_modules::request_target::{
-    RequestKind, RequestSender, RequestTarget, SendCompletion, SendRequest,
+    RequestKind, RequestReuse, RequestSender, RequestTarget, SendCompletion, SendRequest,
 };
 use dmf_modules::ring_buffer::{RingBuffer, RingBufferConfig, RingBufferMode};
 use dmf_modules::rundown::Rundown;
@@ -469,6 +471,11 @@ const SCENARIOS: &[Scenario] = &[
         body: time,
     },
     Scenario {
+        module: "Registry",
+        clock: ClockMode::Manual,
+        body: registry,
+    },
+    Scenario {
         module: "BufferPool",
         clock: ClockMode::Manual,
         body: buffer_pool,
@@ -549,6 +556,11 @@ const SCENARIOS: &[Scenario] = &[
         body: dynamic_ioctl_handler,
     },
     Scenario {
+        module: "NotifyUserWithEvent",
+        clock: ClockMode::Manual,
+        body: notify_user_with_event,
+    },
+    Scenario {
         module: "NotifyUserWithRequest",
         clock: ClockMode::Manual,
         body: notify_user_with_request,
@@ -557,6 +569,11 @@ const SCENARIOS: &[Scenario] = &[
         module: "NotifyUserWithRequestMultiple",
         clock: ClockMode::Manual,
         body: notify_user_with_request_multiple,
+    },
+    Scenario {
+        module: "Pdo",
+        clock: ClockMode::Manual,
+        body: pdo,
     },
 ];
 
@@ -575,6 +592,80 @@ fn rundown(c: &mut Ctx<'_>) {
         c.nt("end_and_wait", rundown.end_and_wait());
     }
     rundown.delete();
+}
+
+fn registry(c: &mut Ctx<'_>) {
+    use dmf_modules::registry::{
+        Registry, RegistryAccess, RegistryBranch, RegistryConfig, RegistryEntry,
+        RegistryEntryValue, RegistryTree,
+    };
+    static TREE: [RegistryTree; 1] = [RegistryTree {
+        path: r"\Registry\Machine\SOFTWARE\Sweep",
+        branches: &[RegistryBranch {
+            prefix: r"\Sub",
+            entries: &[
+                RegistryEntry {
+                    name: "s",
+                    value: RegistryEntryValue::String("text"),
+                },
+                RegistryEntry {
+                    name: "m",
+                    value: RegistryEntryValue::MultiString(&["a", "b"]),
+                },
+            ],
+        }],
+    }];
+    const PATH: Option<&str> = Some(r"\Registry\Machine\SOFTWARE\Sweep\Sub");
+    c.arm();
+    let created = Registry::with(RegistryConfig {
+        tree: &TREE,
+        ..RegistryConfig::default()
+    })
+    .create(&NoParent);
+    let Some(registry) = c.nt("create", created) else {
+        return;
+    };
+    let mut units = [0_u16; 16];
+    if let Some(read) = c.nt(
+        "read string",
+        registry
+            .path_and_value_read_string(PATH, "s", &mut units)
+            .map_err(NtStatus::from),
+    ) {
+        c.expect("read string", &read, &10);
+    }
+    c.nt(
+        "write multi-string",
+        registry.path_and_value_write_multi_string(PATH, "m", &["x", "yz"]),
+    );
+    if let Some(key) = c.nt(
+        "open",
+        registry.handle_open_by_name_ex(PATH, RegistryAccess::All, false),
+    ) {
+        c.nt(
+            "write if needed",
+            registry.value_write_if_needed(
+                &key,
+                "d",
+                dmf_modules::registry::RegistryValueType::Dword,
+                &1_u32.to_le_bytes(),
+                |_| true,
+                true,
+            ),
+        );
+        c.nt(
+            "enumerate values",
+            registry.values_from_handle_enumerate(&key, |_| true),
+        );
+        c.nt("delete key", registry.handle_delete(key));
+    }
+    let mut text = [0_u8; 38];
+    let guid = Guid::new(1, 2, 3, [4; 8]);
+    c.nt(
+        "guid text",
+        dmf_modules::string::guid_to_string(&guid, &mut text).map(drop),
+    );
+    registry.delete();
 }
 
 fn alertable_sleep(c: &mut Ctx<'_>) {
@@ -675,6 +766,31 @@ fn hash_table(c: &mut Ctx<'_>) {
         }),
     );
     table.delete();
+}
+
+fn notify_user_with_event(c: &mut Ctx<'_>) {
+    let listener = kmdf_sim::io::Application::new(c.machine, kmdf_sim::io::AppConfig::default());
+    let Some(ready) = c.sim(
+        "CreateEvent",
+        listener.create_event(r"Global\DmfSweepReady", true, false),
+    ) else {
+        return;
+    };
+    c.arm();
+    let config = NotifyUserWithEventConfig {
+        maximum_event_index: 0,
+        event_names: [r"\BaseNamedObjects\DmfSweepReady", "", "", ""],
+    };
+    let Some(notify) = c.nt(
+        "create",
+        NotifyUserWithEvent::with(config).create(&NoParent),
+    ) else {
+        return;
+    };
+    if c.nt("notify", notify.notify()).is_some() {
+        c.expect("event set", &ready.is_signaled(), &true);
+    }
+    notify.delete();
 }
 
 fn time(c: &mut Ctx<'_>) {
@@ -783,7 +899,13 @@ fn buffer_queue(c: &mut Ctx<'_>) {
     let mut source = BufferPoolSourceSettings::new(1, 16);
     source.buffer_context_size = 4;
     source.enable_look_aside = true;
-    let created = BufferQueue::with(BufferQueueConfig { source }).create(&NoParent);
+    let created = BufferQueue::with(BufferQueueConfig {
+        source,
+        reuse_cleanup: Some(Arc::new(|_q: &BufferQueue, buffer: &mut Buffer| {
+            buffer.context_mut().fill(0);
+        })),
+    })
+    .create(&NoParent);
     let Some(queue) = c.nt("create", created) else {
         return;
     };
@@ -814,9 +936,7 @@ fn threaded_buffer_queue(c: &mut Ctx<'_>) {
     let worked = Arc::new(AtomicU32::new(0));
     let w = Arc::clone(&worked);
     let config = ThreadedBufferQueueConfig {
-        buffer_queue: BufferQueueConfig {
-            source: BufferPoolSourceSettings::new(2, 8),
-        },
+        buffer_queue: BufferQueueConfig::new(BufferPoolSourceSettings::new(2, 8)),
         pre: None,
         work: Arc::new(move |_q: &ThreadedBufferQueue, buffer: WorkBuffer| {
             w.fetch_add(1, Ordering::SeqCst);
@@ -992,7 +1112,10 @@ fn scheduled_task(c: &mut Ctx<'_>) {
         c.machine.advance(Duration::from_millis(60));
         c.machine.settle();
         c.nt("execute_now_deferred", task.execute_now_deferred());
+        c.nt("execute_now_deferred_ex", task.execute_now_deferred_ex());
         c.machine.settle();
+        c.nt("cancel", task.cancel());
+        c.nt("restart", task.restart());
         c.nt("execute_now", task.execute_now());
         c.nt("times_run", task.times_run());
     }
@@ -1134,6 +1257,8 @@ fn interrupt_stream(count: u32, mode: StreamMode) -> ContinuousRequestTargetConf
         request_type: RequestKind::Ioctl,
         ioctl_code: IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
         output_buffer_size: 1,
+        // Spare output buffers a client may keep: allocated at open, swept with it.
+        output_buffer_count: 2,
         mode,
         ..ContinuousRequestTargetConfig::default()
     }
@@ -1717,6 +1842,8 @@ fn notify_user_with_request(c: &mut Ctx<'_>) {
         maximum_pending_requests: 2,
         maximum_pending_data_buffers: 2,
         size_of_data_buffer: 4,
+        data_cleanup: Some(Arc::new(|_data: &[u8]| {})),
+        time_stamping: true,
         ..NotifyUserWithRequestConfig::default()
     };
     let (node, slot) = notifier(
@@ -1832,5 +1959,79 @@ fn notify_user_with_request_multiple(c: &mut Ctx<'_>) {
     }
     c.machine.settle();
     drop(take(&slot));
+    c.remove(&node);
+}
+
+// ---------------------------------------------------------------- Pdo
+
+const PDO_CHILD_ID: &str = "DmfSweep\\Child";
+
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature of Pdo's `PdoModulesAddFn`"
+)]
+fn pdo_child_modules(_device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
+    modules.add(Time::with(()));
+    Ok(())
+}
+
+static PDO_RECORDS: [PdoRecord<'static>; 1] = [PdoRecord {
+    hardware_ids: &[PDO_CHILD_ID],
+    description: "Static child %u",
+    serial_number: 1,
+    modules_add: Some(pdo_child_modules),
+    ..PdoRecord::EMPTY
+}];
+
+/// A bus device with a Pdo: its static child at the first D0Entry, a child plugged and
+/// unplugged, one with its own Modules plugged and ejected, the rest unplugged, then the bus
+/// removed.
+fn pdo(c: &mut Ctx<'_>) {
+    simulator::install_driver(
+        c.machine,
+        "pdochild",
+        DriverConfig {
+            device_add: Arc::new(|_driver, init| {
+                use dmf_core::platform::contract::device::PlatformDeviceInit;
+                init.create_device().map(|_| ())
+            }),
+            unload: None,
+        },
+    );
+    kmdf_sim::driver::bind_hardware_id(c.machine, PDO_CHILD_ID, "pdochild");
+    let slot = driver_support::install(c.machine, "pdobus", false, |init| {
+        init.add(Pdo::with(PdoConfig {
+            pdo_records: &PDO_RECORDS,
+            ..PdoConfig::default()
+        }))
+    });
+    c.arm();
+    let node = c.plug("ROOT\\PdoBus", "pdobus");
+    let module = take(&slot);
+    let Some(node) = node else {
+        return;
+    };
+    if let Some((_device, pdo)) = &module {
+        if let Some(child) = c.nt(
+            "device_plug",
+            pdo.device_plug(&[PDO_CHILD_ID], &[], "Child %u", 2),
+        ) {
+            c.nt("device_unplug", pdo.device_unplug(&child));
+        }
+        let record = PdoRecord {
+            hardware_ids: &[PDO_CHILD_ID],
+            description: "Child with Modules %u",
+            serial_number: 3,
+            modules_add: Some(pdo_child_modules),
+            ..PdoRecord::EMPTY
+        };
+        if c.nt("device_plug_ex", pdo.device_plug_ex(&record))
+            .is_some()
+        {
+            c.nt("device_eject", pdo.device_eject_using_serial_number(3));
+        }
+        c.nt("device_unplug_all", pdo.device_unplug_all());
+    }
+    drop(module);
     c.remove(&node);
 }

@@ -822,3 +822,45 @@ fn bufferpool_scenario(seed: u64) {
         expired.load(Ordering::Relaxed)
     );
 }
+
+/// MODS-BufferPool `ParametersGet` and the buffer as its own memory (`GetWithMemory`,
+/// `GetWithMemoryDescriptor`): the sizes of data and context, from the pool (checked: open,
+/// sentinels) and from the buffer; `AsRef`/`AsMut` are exactly the data, so a request built over
+/// the buffer never reaches the sentinel or the context.
+#[test]
+fn mods_bufferpool_parameters_get_and_the_buffer_as_request_memory() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let mut s = settings(2, 24);
+    s.buffer_context_size = 8;
+    let pool = source(s);
+    let sink = sink();
+    let mut buffer = pool.get().unwrap();
+    let expected = dmf_modules::buffer_pool::BufferParameters {
+        buffer_size: 24,
+        buffer_context_size: 8,
+    };
+    assert_eq!(pool.parameters_get(&buffer), Ok(expected));
+    assert_eq!(sink.parameters_get(&buffer), Ok(expected), "any open pool");
+    assert_eq!(buffer.parameters(), expected);
+    buffer.as_mut().fill(0x5A);
+    assert_eq!(buffer.as_ref().len(), 24);
+    assert!(
+        buffer.context().iter().all(|b| *b == 0),
+        "the context untouched"
+    );
+    let write = dmf_modules::request_target::SendRequest::write(buffer.as_ref());
+    let _ = write;
+    buffer.simulate_overrun(BufferRegion::Data, &[0]);
+    assert_eq!(pool.parameters_get(&buffer), Err(NtStatus::DATA_ERROR));
+    let user = (*pool).clone();
+    drop(buffer);
+    pool.delete();
+    let other = source(settings(1, 4));
+    let b = other.get().unwrap();
+    assert_eq!(user.parameters_get(&b), Err(NtStatus::INVALID_DEVICE_STATE));
+    drop((b, user, other, sink));
+    assert_eq!(tagged_blocks(&machine), 0);
+    machine.settle();
+    assert!(machine.pool().outstanding().is_empty());
+}

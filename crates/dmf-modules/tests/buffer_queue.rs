@@ -33,7 +33,7 @@ fn queue_on(parent: &impl DynamicParent, count: u32, timers: bool) -> DynamicMod
     source.buffer_context_size = 4;
     source.create_with_timer = timers;
     source.pool_tag = TAG;
-    BufferQueue::with(BufferQueueConfig { source })
+    BufferQueue::with(BufferQueueConfig::new(source))
         .create(parent)
         .expect("queue")
 }
@@ -181,7 +181,7 @@ fn mods_bufferqueue_as_a_static_module_closes_with_its_children() {
     let mut init = ModuleInit::new();
     let mut source = BufferPoolSourceSettings::new(2, 8);
     source.pool_tag = TAG;
-    let token = init.add(BufferQueue::with(BufferQueueConfig { source }));
+    let token = init.add(BufferQueue::with(BufferQueueConfig::new(source)));
     let collection = ModuleCollection::create(init, dmf_core::module::CollectionConfig::default())
         .expect("collection");
     let q = collection.get(token).expect("handle");
@@ -345,5 +345,95 @@ fn bufferqueue_scenario(seed: u64) {
         refused.load(Ordering::Relaxed) > 0,
         "seed {seed}: close was not in flight"
     );
+    assert_clean(&machine);
+}
+
+/// MODS-BufferQueue `EvtBufferQueueReuseCleanup` (Dmf_BufferQueue.c's Reuse, Flush and Close):
+/// every buffer on its way back to the producer pool passes the callback once, writable — by
+/// Reuse, by Flush, and by close for the buffers still queued (C's close flushes); a buffer the
+/// client keeps or fetches does not. `DequeueWithMemoryDescriptor` is Dequeue: the buffer is its
+/// own memory (`AsRef<[u8]>`, exactly the data); ContextGet checks the sentinels.
+#[test]
+fn mods_bufferqueue_reuse_cleanup_flush_close_and_memory_descriptor() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let cleaned: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let c = Arc::clone(&cleaned);
+    let mut source = BufferPoolSourceSettings::new(6, 16);
+    source.buffer_context_size = 4;
+    source.pool_tag = TAG;
+    let q = BufferQueue::with(BufferQueueConfig {
+        source,
+        reuse_cleanup: Some(Arc::new(move |_q: &BufferQueue, buffer: &mut Buffer| {
+            c.lock().unwrap().push(buffer.data()[0]);
+            // Writable: the client releases what it attached (here: clears the context).
+            buffer.context_mut().fill(0);
+        })),
+    })
+    .create(&NoParent)
+    .expect("queue");
+    for value in 1..=5 {
+        let mut buffer = filled(&q, value);
+        buffer.context_mut().fill(0xEE);
+        q.enqueue(buffer).unwrap();
+    }
+    let mut head = q.dequeue_with_memory_descriptor().unwrap();
+    assert_eq!(
+        head.as_ref(),
+        &[1u8; 16][..],
+        "the memory is the data, 16 bytes"
+    );
+    assert_eq!(q.context_get(&mut head).unwrap(), &[0xEE; 4]);
+    q.reuse(head).unwrap();
+    assert_eq!(*cleaned.lock().unwrap(), [1]);
+    let fetched = q.fetch().unwrap();
+    assert_eq!(fetched.context(), &[0; 4], "cleaned before it went back");
+    assert_eq!(q.flush(), Ok(4));
+    assert_eq!(
+        *cleaned.lock().unwrap(),
+        [1, 2, 3, 4, 5],
+        "flush cleans in order"
+    );
+    for value in [6, 7] {
+        q.enqueue(filled(&q, value)).unwrap();
+    }
+    let mut kept = fetched;
+    kept.simulate_overrun(dmf_modules::buffer_pool::BufferRegion::Context, &[1]);
+    assert_eq!(q.context_get(&mut kept).err(), Some(NtStatus::DATA_ERROR));
+    drop(kept);
+    q.delete();
+    assert_eq!(
+        *cleaned.lock().unwrap(),
+        [1, 2, 3, 4, 5, 6, 7],
+        "close flushes the queued buffers through the callback"
+    );
+    assert_eq!(tagged_blocks(&machine), 0);
+    assert_clean(&machine);
+}
+
+/// Without a cleanup callback close flushes nothing through anything and frees every buffer;
+/// the Methods added are refused once the queue is gone.
+#[test]
+fn mods_bufferqueue_methods_after_close_are_invalid_device_state() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let q = queue(2, false);
+    q.enqueue(filled(&q, 1)).unwrap();
+    let mut held = q.fetch().unwrap();
+    let user = (*q).clone();
+    q.delete();
+    assert_eq!(
+        user.dequeue_with_memory_descriptor().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_eq!(
+        user.context_get(&mut held).err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    let refused = user.reuse(held).unwrap_err();
+    assert_eq!(refused.status(), NtStatus::INVALID_DEVICE_STATE);
+    drop(refused);
+    drop(user);
+    assert_eq!(tagged_blocks(&machine), 0);
     assert_clean(&machine);
 }

@@ -20,10 +20,14 @@ use dmf_core::platform::contract::{EventKind, Irql, PlatformEvent, PlatformIrql}
 use dmf_core::platform::{CurrentIrql, Event};
 use dmf_core::NtStatus;
 use dmf_modules::continuous_request_target::{
-    BufferDisposition, ContinuousRequestTargetConfig, StreamMode,
+    BufferDisposition, ClientBuffer, ContinuousRequestTargetConfig, StreamMode,
 };
-use dmf_modules::device_interface_target::{DeviceInterfaceTarget, DeviceInterfaceTargetConfig};
-use dmf_modules::request_target::{RequestKind, RequestSender, SendRequest};
+use dmf_modules::device_interface_target::{
+    DeviceInterfaceTarget, DeviceInterfaceTargetConfig, TargetStateChange,
+};
+use dmf_modules::request_target::{
+    RequestKind, RequestReuse, RequestSender, SendCompletion, SendRequest,
+};
 use kmdf_sim::fx2::ioctl::{
     GUID_DEVINTERFACE_OSRUSBFX2, IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE,
     IOCTL_OSRUSBFX2_READ_SWITCHES, IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY,
@@ -112,11 +116,20 @@ struct Fixture {
 }
 
 fn fixture(options: &Options) -> Fixture {
+    fixture_with(options, |_config| {})
+}
+
+/// [`fixture`] with the config changed by `tweak` first.
+fn fixture_with(
+    options: &Options,
+    tweak: impl FnOnce(&mut DeviceInterfaceTargetConfig),
+) -> Fixture {
     let machine = Machine::new();
     let _bound = machine.enter();
     let events = Arc::new(Events::default());
     let e = Arc::clone(&events);
-    let config = switchbar_config(&events, options);
+    let mut config = switchbar_config(&events, options);
+    tweak(&mut config);
     let (manual, passive) = (options.mode == Some(StreamMode::Manual), options.passive);
     let slot = driver_support::install(&machine, "switchbar", false, move |init| {
         let (e1, e2) = (Arc::clone(&e), Arc::clone(&e));
@@ -491,4 +504,257 @@ fn device_interface_target_seeded_arrival_removal_churn() {
         accepted.load(Ordering::SeqCst),
         "seed {seed}: every accepted send completed exactly once"
     );
+}
+
+// ---------------------------------------------------------------------------- wave 2 Methods
+
+type States = Arc<Mutex<Vec<TargetStateChange>>>;
+
+/// `EvtDeviceInterfaceTargetOnPnpNotification` and `EvtDeviceInterfaceTargetOnStateChangeEx`
+/// (MOD-21): the client declines an interface instance (not opened), then accepts; every
+/// state change is reported in order — Open; a QueryRemove the state callback vetoes; a
+/// query-remove then RemoveCancel; an orderly removal (QueryRemove, RemoveComplete); a vetoed
+/// Open (target closed again, Module stays closed); a surprise removal; and Close when the
+/// client's own device goes. `DMF_DeviceInterfaceTarget_GuidGet` answers while open.
+#[test]
+fn device_interface_target_state_changes_and_pnp_notification() {
+    let states = States::default();
+    let links = Arc::new(Mutex::new(Vec::<String>::new()));
+    let decline = Arc::new(AtomicBool::new(true));
+    let veto = Arc::new(Mutex::new(None::<TargetStateChange>));
+    let (seen_states, seen_links, declining, vetoing) = (
+        Arc::clone(&states),
+        Arc::clone(&links),
+        Arc::clone(&decline),
+        Arc::clone(&veto),
+    );
+    let f = fixture_with(
+        &Options {
+            mode: Some(StreamMode::Automatic),
+            passive: false,
+            veto: None,
+        },
+        move |config| {
+            config.on_pnp_notification = Some(Arc::new(move |target, link| {
+                // The Module is not open yet: its Methods refuse.
+                assert_eq!(target.guid_get(), Err(NtStatus::INVALID_DEVICE_STATE));
+                seen_links.lock().unwrap().push(link.to_owned());
+                !declining.load(Ordering::SeqCst)
+            }));
+            config.on_state_change = Some(Arc::new(move |_target, change| {
+                assert_eq!(CurrentIrql::current(), Irql::Passive);
+                seen_states.lock().unwrap().push(change);
+                if *vetoing.lock().unwrap() == Some(change) {
+                    Err(NtStatus::UNSUCCESSFUL)
+                } else {
+                    Ok(())
+                }
+            }));
+        },
+    );
+    let bound = f.machine.enter();
+    let take = || std::mem::take(&mut *states.lock().unwrap());
+    // Declined: asked once, not opened.
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(links.lock().unwrap().len(), 1);
+    assert!(take().is_empty());
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        f.target.get_target().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    unplug(&board, &fx2);
+    f.machine.settle();
+    assert!(take().is_empty(), "nothing was open");
+    // Accepted: Open, then the Module opens and streams.
+    decline.store(false, Ordering::SeqCst);
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(links.lock().unwrap().len(), 2);
+    assert!(links.lock().unwrap()[1].eq_ignore_ascii_case(&f.target.symbolic_link().unwrap()));
+    assert_eq!(take(), [TargetStateChange::Open]);
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 1);
+    assert_eq!(f.target.guid_get(), Ok(FX2));
+    assert!(f.target.is_streaming());
+    // The state callback vetoes the query-remove: the target stays open.
+    *veto.lock().unwrap() = Some(TargetStateChange::QueryRemove);
+    assert!(fx2.remove().is_err(), "vetoed");
+    assert_eq!(take(), [TargetStateChange::QueryRemove]);
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 0);
+    assert!(f.target.is_streaming());
+    // Query-remove, then cancelled: closed, reopened.
+    *veto.lock().unwrap() = None;
+    fx2.query_remove().unwrap();
+    assert_eq!(take(), [TargetStateChange::QueryRemove]);
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 1);
+    fx2.cancel_remove().unwrap();
+    f.machine.settle();
+    assert_eq!(take(), [TargetStateChange::RemoveCancel]);
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 2);
+    // Orderly removal.
+    fx2.remove().unwrap();
+    f.machine.settle();
+    assert_eq!(
+        take(),
+        [
+            TargetStateChange::QueryRemove,
+            TargetStateChange::RemoveComplete
+        ]
+    );
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 2);
+    // A vetoed Open: the target is closed again, PostOpen does not run.
+    *veto.lock().unwrap() = Some(TargetStateChange::Open);
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(take(), [TargetStateChange::Open]);
+    assert_eq!(f.events.post_open.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        f.target.get_target().err(),
+        Some(NtStatus::INVALID_DEVICE_STATE)
+    );
+    unplug(&board, &fx2);
+    f.machine.settle();
+    assert!(take().is_empty());
+    // Surprise removal of an open target: the interface goes first (Close).
+    *veto.lock().unwrap() = None;
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(take(), [TargetStateChange::Open]);
+    unplug(&board, &fx2);
+    f.machine.settle();
+    assert_eq!(take(), [TargetStateChange::Close]);
+    assert_eq!(f.events.pre_close.load(Ordering::SeqCst), 3);
+    // The client's own device goes while a target is open: Close before PreClose.
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(take(), [TargetStateChange::Open]);
+    // Six arrivals, one remote target alive: each one given up was deleted (WdfObjectDelete).
+    let targets = kmdf_sim::object::live_objects(&f.machine)
+        .iter()
+        .filter(|(name, driver)| name.starts_with("WDFIOTARGET") && driver == "switchbar")
+        .count();
+    assert_eq!(targets, 1);
+    drop(bound);
+    let machine = f.machine.clone();
+    f.finish(Some(fx2), 0);
+    assert_eq!(take(), [TargetStateChange::Close]);
+    drop(machine);
+}
+
+/// `DMF_DeviceInterfaceTarget_ReuseCreate/ReuseSend/ReuseDelete` and `…_BufferPut` (MOD-21):
+/// a reuse request parked in the FX2 driver at a surprise removal is cancelled (its callback
+/// runs once) and deleted; its ID is refused after the board is replugged; the stream's client
+/// keeps a buffer and puts it back; nothing leaks.
+#[test]
+fn device_interface_target_reuse_and_buffer_put_across_removal() {
+    let kept = Arc::new(Mutex::new(Vec::<ClientBuffer>::new()));
+    let k = Arc::clone(&kept);
+    let f = fixture_with(
+        &Options {
+            mode: Some(StreamMode::Automatic),
+            passive: false,
+            veto: None,
+        },
+        move |config| {
+            if let Some(stream) = &mut config.stream {
+                stream.output_buffer_count = 1;
+            }
+            config.output_callback = Some(Arc::new(move |_target, completion| {
+                if !completion.status.is_success() {
+                    return BufferDisposition::StopStreaming;
+                }
+                if let Some(buffer) = completion.keep() {
+                    k.lock().unwrap().push(buffer);
+                }
+                BufferDisposition::ContinueStreaming
+            }));
+        },
+    );
+    let bound = f.machine.enter();
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    let log = Arc::new(Mutex::new(Vec::<SendCompletion>::new()));
+    let recorder = |log: &Arc<Mutex<Vec<SendCompletion>>>| {
+        let log = Arc::clone(log);
+        move |c: SendCompletion| log.lock().unwrap().push(c)
+    };
+    let reuse = f.target.reuse_create().unwrap();
+    f.target
+        .reuse_send(
+            reuse,
+            &SendRequest::ioctl(IOCTL_OSRUSBFX2_SET_BAR_GRAPH_DISPLAY, &[0x3C], 0),
+            recorder(&log),
+        )
+        .unwrap();
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap()[0].status, NtStatus::SUCCESS);
+    assert_eq!(board.snapshot().bar_graph.raw(), 0x3C);
+    // Keep a stream buffer and put it back.
+    f.flip(&board, 4);
+    let buffer = kept.lock().unwrap().pop().unwrap();
+    assert_eq!(&*buffer, &[0x08]);
+    f.target.buffer_put(buffer).unwrap();
+    f.flip(&board, 4);
+    assert_eq!(kept.lock().unwrap().len(), 1);
+    // Park the reuse request, then unplug.
+    let parked = f
+        .target
+        .reuse_send(
+            reuse,
+            &SendRequest::ioctl(IOCTL_OSRUSBFX2_GET_INTERRUPT_MESSAGE, &[], 1),
+            recorder(&log),
+        )
+        .unwrap();
+    f.machine.settle();
+    unplug(&board, &fx2);
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap().len(), 2);
+    assert_eq!(log.lock().unwrap()[1].id, parked);
+    assert!(!log.lock().unwrap()[1].status.is_success());
+    // Closed: every Method refuses; the kept buffer is freed by a refused put.
+    let late = kept.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        f.target.buffer_put(late),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_eq!(f.target.reuse_create(), Err(NtStatus::INVALID_DEVICE_STATE));
+    // Replugged: the old ID is unknown to the new target.
+    let board = Fx2Board::new();
+    let fx2 = plug(&f.machine, &board);
+    f.machine.settle();
+    assert_eq!(
+        f.target.reuse_send(
+            reuse,
+            &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1),
+            recorder(&log),
+        ),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        f.target.reuse_delete(reuse),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    let fresh = f.target.reuse_create().unwrap();
+    f.target
+        .reuse_send(
+            fresh,
+            &SendRequest::ioctl(IOCTL_OSRUSBFX2_READ_SWITCHES, &[], 1),
+            recorder(&log),
+        )
+        .unwrap();
+    f.machine.settle();
+    assert_eq!(log.lock().unwrap().len(), 3);
+    assert_eq!(log.lock().unwrap()[2].status, NtStatus::SUCCESS);
+    // Left at rest for close to delete.
+    drop(bound);
+    kept.lock().unwrap().clear();
+    f.finish(Some(fx2), 0);
+    assert_eq!(log.lock().unwrap().len(), 3);
 }

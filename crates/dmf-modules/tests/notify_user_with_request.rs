@@ -19,8 +19,8 @@ use dmf_modules::ioctl_handler::{
     IoctlEntry, IoctlHandler, IoctlHandlerConfig, IoctlResult, IoctlTable,
 };
 use dmf_modules::notify_user_with_request::{
-    NotifyUserWithRequest, NotifyUserWithRequestConfig, NotifyUserWithRequestMultiple,
-    NotifyUserWithRequestMultipleConfig,
+    NotifyDelivery, NotifyUserWithRequest, NotifyUserWithRequestConfig,
+    NotifyUserWithRequestMultiple, NotifyUserWithRequestMultipleConfig,
 };
 use kmdf_sim::io::{Access, AppConfig, Application, Handle, PendingIo};
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec, SystemPowerState};
@@ -320,7 +320,9 @@ fn client_callbacks_complete_cancelled_and_notified_requests() {
     let slot = install(
         &machine,
         NotifyUserWithRequestConfig {
-            complete: Some(Arc::new(move |request, data, status| {
+            complete: Some(Arc::new(move |request, event: &NotifyDelivery<'_>| {
+                let (data, status) = (event.data, event.status);
+                assert_eq!(event.data_timestamp, None, "no time stamping");
                 l1.lock()
                     .unwrap()
                     .push(format!("complete {data:?} {status:?}"));
@@ -612,4 +614,165 @@ fn multiple_broadcasts_to_every_client() {
     drop(multiple);
     drop(slot);
     assert_clean(&machine);
+}
+
+/// A delivery seen by the completion callback: data, data time stamp, request time stamp.
+type Delivered = (Vec<u8>, Option<i64>, Option<i64>);
+/// The time stamps of a delivery: data, request.
+type StampPair = (Option<i64>, Option<i64>);
+
+/// The tick count (100-ns units since boot) of the machine's clock now.
+fn ticks(machine: &Machine) -> i64 {
+    i64::try_from(machine.now().as_nanos() / 100).unwrap()
+}
+
+/// `TimeStamping` (`DataBufferTimestampGet` / `RequestTimestampGet`), `EvtDataCleanup` and
+/// `RequestReturnEx`: an event delivered at once carries the request's park time and its own
+/// arrival; a waiting event carries its arrival, earlier than the request it completes; an
+/// event overwritten in the full ring, every delivered event and the events still waiting at
+/// close each reach the cleanup exactly once, in that order; `request_return_ex` hands the
+/// oldest request to the client's callback, or fails with `STATUS_UNSUCCESSFUL` when none waits.
+#[test]
+fn time_stamps_data_cleanup_and_request_return_ex() {
+    use std::time::Duration;
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let delivered: Arc<Mutex<Vec<Delivered>>> = Arc::default();
+    let cleaned: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let (on_delivery, on_cleanup) = (Arc::clone(&delivered), Arc::clone(&cleaned));
+    let slot = install(
+        &machine,
+        NotifyUserWithRequestConfig {
+            complete: Some(Arc::new(move |request, event: &NotifyDelivery<'_>| {
+                on_delivery.lock().unwrap().push((
+                    event.data.to_vec(),
+                    event.data_timestamp,
+                    event.request_timestamp,
+                ));
+                request.complete(event.status);
+            })),
+            data_cleanup: Some(Arc::new(move |data: &[u8]| {
+                on_cleanup.lock().unwrap().push(data.to_vec());
+            })),
+            time_stamping: true,
+            ..config(4, 2, 2)
+        },
+    );
+    let node = plug(&machine);
+    let handle = open(&machine);
+    let notify = module(&slot);
+
+    // A request parked at t0, an event at t0 + 1 ms: delivered at once.
+    let t0 = ticks(&machine);
+    let a = wait(&handle, 2);
+    machine.settle();
+    machine.advance(Duration::from_millis(1));
+    let t1 = ticks(&machine);
+    assert_eq!(t1 - t0, 10_000, "1 ms in ticks");
+    notify.data_process(NtStatus::SUCCESS, &[1]).unwrap();
+    assert!(a.wait(None).is_some());
+    assert_eq!(delivered.lock().unwrap()[0], (vec![1], Some(t1), Some(t0)));
+    assert_eq!(
+        *cleaned.lock().unwrap(),
+        [vec![1]],
+        "cleaned after delivery"
+    );
+
+    // An event waits from t1; the request parked 2 ms later takes it.
+    notify.data_process(NtStatus::SUCCESS, &[2]).unwrap();
+    machine.advance(Duration::from_millis(2));
+    let t2 = ticks(&machine);
+    let b = wait(&handle, 2);
+    assert!(b.wait(None).is_some());
+    assert_eq!(delivered.lock().unwrap()[1], (vec![2], Some(t1), Some(t2)));
+
+    // Ring of 2: the third event overwrites the oldest, which is cleaned at once.
+    for event in [3u8, 4, 5] {
+        notify.data_process(NtStatus::SUCCESS, &[event]).unwrap();
+    }
+    assert_eq!(notify.pending_events(), Ok(2));
+    assert_eq!(*cleaned.lock().unwrap(), [vec![1], vec![2], vec![3]]);
+
+    // RequestReturnEx: nothing parked → STATUS_UNSUCCESSFUL, the callback not called.
+    let mut called = false;
+    assert_eq!(
+        notify.request_return_ex(NtStatus::SUCCESS, |request, _| {
+            called = true;
+            request.complete(NtStatus::SUCCESS);
+        }),
+        Err(NtStatus::UNSUCCESSFUL)
+    );
+    assert!(!called);
+    let (c1, c2) = (wait(&handle, 2), wait(&handle, 2));
+    assert!(
+        c1.wait(None).is_some() && c2.wait(None).is_some(),
+        "events 4, 5"
+    );
+    machine.advance(Duration::from_millis(1));
+    let t3 = ticks(&machine);
+    let e = wait(&handle, 2);
+    machine.settle();
+    assert!(!e.is_complete());
+    machine.advance(Duration::from_millis(1));
+    notify
+        .request_return_ex(NtStatus::DEVICE_REMOVED, |request, event| {
+            assert_eq!(event.data, &[] as &[u8]);
+            assert_eq!(event.data_timestamp, None);
+            assert_eq!(event.request_timestamp, Some(t3), "its park time");
+            request.complete_with_information(event.status, 0);
+        })
+        .unwrap();
+    assert_eq!(e.wait(None), Some(Err(Status::DEVICE_REMOVED)));
+    assert_eq!(notify.pending_requests(), Ok(0));
+
+    // Events still waiting at close reach the cleanup.
+    notify.data_process(NtStatus::SUCCESS, &[6]).unwrap();
+    notify.data_process(NtStatus::SUCCESS, &[7]).unwrap();
+    handle.close();
+    drop(notify);
+    finish(&machine, slot, node);
+    let cleaned: Vec<u8> = cleaned.lock().unwrap().iter().map(|d| d[0]).collect();
+    assert_eq!(cleaned, [1, 2, 3, 4, 5, 6, 7], "each event cleaned once");
+    assert_eq!(delivered.lock().unwrap().len(), 4, "events 1, 2, 4, 5");
+}
+
+/// Without a ring (`maximum_pending_data_buffers` 0) an event no request waits for is lost and
+/// cleaned at once; without `time_stamping` the delivery carries no stamps.
+#[test]
+fn lost_events_are_cleaned_and_unstamped_without_time_stamping() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let cleaned: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let stamps: Arc<Mutex<Vec<StampPair>>> = Arc::default();
+    let (c, s) = (Arc::clone(&cleaned), Arc::clone(&stamps));
+    let slot = install(
+        &machine,
+        NotifyUserWithRequestConfig {
+            complete: Some(Arc::new(move |request, event: &NotifyDelivery<'_>| {
+                s.lock()
+                    .unwrap()
+                    .push((event.data_timestamp, event.request_timestamp));
+                request.complete(event.status);
+            })),
+            data_cleanup: Some(Arc::new(move |data: &[u8]| {
+                c.lock().unwrap().push(data.to_vec());
+            })),
+            ..config(1, 0, 1)
+        },
+    );
+    let node = plug(&machine);
+    let handle = open(&machine);
+    let notify = module(&slot);
+    notify.data_process(NtStatus::SUCCESS, &[9]).unwrap();
+    assert_eq!(*cleaned.lock().unwrap(), [vec![9]], "lost, cleaned");
+    assert_eq!(notify.pending_events(), Ok(0));
+    let a = wait(&handle, 1);
+    machine.settle();
+    notify.data_process(NtStatus::SUCCESS, &[8]).unwrap();
+    assert!(a.wait(None).is_some());
+    assert_eq!(*stamps.lock().unwrap(), [(None, None)]);
+    assert_eq!(*cleaned.lock().unwrap(), [vec![9], vec![8]]);
+    handle.close();
+    drop(notify);
+    finish(&machine, slot, node);
 }

@@ -19,7 +19,8 @@ use dmf_core::platform::contract::{Irql, PlatformIrql};
 use dmf_core::platform::{CurrentIrql, Device, IoTarget, TargetOpenParams};
 use dmf_core::NtStatus;
 use dmf_modules::request_target::{
-    RequestId, RequestKind, RequestSender, RequestTarget, ReuseId, SendCompletion, SendRequest,
+    RequestId, RequestKind, RequestReuse, RequestSender, RequestTarget, ReuseId, SendCompletion,
+    SendRequest,
 };
 use kmdf_sim::exec::SystemThread;
 use kmdf_sim::fx2::ioctl::{

@@ -249,8 +249,9 @@ fn mods_scheduledtask_persistent_survives_reboot() {
     }
 }
 
-/// MODS-ScheduledTask: "Other" — ExecuteNow returns the result; ExecuteNowDeferred retries until
-/// cancelled; invalid configs are refused with a status.
+/// MODS-ScheduledTask: "Other" — ExecuteNow returns the result; ExecuteNowDeferredEx retries
+/// until cancelled; after Cancel the deferred Methods are refused until Restart; invalid configs
+/// are refused with a status.
 #[test]
 fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
     let machine = Machine::new();
@@ -278,7 +279,7 @@ fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
     assert!(seen.lock().unwrap().is_empty(), "Other: no phase run");
     assert_eq!(task.execute_now(), Ok(ScheduledTaskResult::Fail));
     assert_eq!(task.times_run(), Ok(0));
-    task.execute_now_deferred().unwrap();
+    task.execute_now_deferred_ex().unwrap();
     machine.settle();
     assert_eq!(seen.lock().unwrap().len(), 2);
     machine.advance(Duration::from_millis(200));
@@ -287,9 +288,22 @@ fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
     machine.advance(Duration::from_secs(2));
     assert_eq!(seen.lock().unwrap().len(), 3, "cancelled");
     assert_eq!(task.times_run(), Ok(2));
-    task.execute_now_deferred().unwrap();
+    assert_eq!(
+        task.execute_now_deferred_ex(),
+        Err(NtStatus::UNSUCCESSFUL),
+        "refused until restart"
+    );
+    assert_eq!(task.execute_now_deferred(), Err(NtStatus::UNSUCCESSFUL));
     machine.settle();
-    assert_eq!(seen.lock().unwrap().len(), 4, "deferred again after cancel");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    task.restart().unwrap();
+    task.execute_now_deferred_ex().unwrap();
+    machine.settle();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "deferred again after restart"
+    );
     device.destroy();
 
     let bad = config(
@@ -326,7 +340,7 @@ fn mods_scheduledtask_other_execute_now_deferred_and_cancel() {
 }
 
 /// MODS-ScheduledTask stress (Tests_ScheduledTask): system threads call ExecuteNow,
-/// ExecuteNowDeferred, Cancel and TimesRunGet at random while the task returns random results and
+/// ExecuteNowDeferredEx, Cancel, Restart and TimesRunGet at random while the task returns random results and
 /// one caller closes the Module. Invariants: the task runs at PASSIVE_LEVEL; the persistent count
 /// equals the successful runs; nothing runs after close; every Method after close fails with
 /// STATUS_INVALID_DEVICE_STATE; no verifier violation, no pool leaked.
@@ -404,14 +418,17 @@ fn stress(seed: u64) {
                         continue;
                     }
                     let was_closed = closed.load(Ordering::SeqCst);
-                    let result = match rng.below(5) {
-                        0 => handle.execute_now().map(drop),
-                        1 | 2 => handle.execute_now_deferred(),
-                        3 => handle.cancel(),
-                        _ => handle.times_run().map(drop),
+                    let (result, deferred) = match rng.below(6) {
+                        0 => (handle.execute_now().map(drop), false),
+                        1 | 2 => (handle.execute_now_deferred_ex(), true),
+                        3 => (handle.cancel(), false),
+                        4 => (handle.restart(), false),
+                        _ => (handle.times_run().map(drop), false),
                     };
                     match result {
                         Ok(()) => assert!(!was_closed, "seed {seed}: a call succeeded after close"),
+                        // Cancelled by another caller and not restarted yet.
+                        Err(NtStatus::UNSUCCESSFUL) if deferred => {}
                         Err(status) => {
                             assert_eq!(status, NtStatus::INVALID_DEVICE_STATE, "seed {seed}");
                         }
@@ -443,4 +460,178 @@ fn stress(seed: u64) {
     assert_eq!(stored, expected, "seed {seed}: count != successful runs");
     drop(handle);
     assert_clean(&machine, seed);
+}
+
+/// A device whose task is `Other`, deferred, counting in memory, with `script`'s results.
+fn other_task(script: &Script, seen: &Seen) -> (ModuleCollection, ScheduledTask) {
+    device(config(
+        ExecuteWhen::Other,
+        ExecutionMode::Deferred,
+        Persistence::NotPersistentAcrossReboots,
+        script,
+        seen,
+    ))
+}
+
+/// MODS-ScheduledTask (Tests_ScheduledTask_RunManualTasksEx): every ExecuteNowDeferredEx call is
+/// one run on the work item (calls made while runs are pending are counted, C's
+/// `NumberOfPendingCalls`), at PASSIVE_LEVEL, with the result honoured: `FailButTryAgain`
+/// retries on the timer, and after a `Success` no `_ex` run calls the task again — while
+/// ExecuteNow still does.
+#[test]
+fn mods_scheduledtask_deferred_ex_runs_once_per_call_until_success() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let script: Script = Arc::new(Mutex::new(vec![
+        ScheduledTaskResult::Fail,
+        ScheduledTaskResult::Fail,
+        ScheduledTaskResult::FailButTryAgain,
+    ]));
+    let seen = Seen::default();
+    let (device, task) = other_task(&script, &seen);
+    let paused = machine.pause_queues();
+    for _ in 0..3 {
+        task.execute_now_deferred_ex().unwrap();
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "deferred: not on the caller's thread"
+    );
+    drop(paused);
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 3, "one run per call");
+    assert_eq!(task.times_run(), Ok(0), "three failures");
+    machine.advance(Duration::from_millis(99));
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    machine.advance(Duration::from_millis(1));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "FailButTryAgain retried after timer_period_on_fail, and succeeded"
+    );
+    assert_eq!(task.times_run(), Ok(1));
+    task.execute_now_deferred_ex().unwrap();
+    task.execute_now_deferred_ex().unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 4, "the work is completed");
+    assert_eq!(task.execute_now(), Ok(ScheduledTaskResult::Success));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        5,
+        "ExecuteNow always calls the task"
+    );
+    assert!(seen.lock().unwrap().iter().all(Option::is_none));
+    device.destroy();
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask (Tests_ScheduledTask_RunManualTasks): the legacy ExecuteNowDeferred calls
+/// the task once per call and ignores its result — no count, no retry, and it still calls the
+/// task after a `Success`.
+#[test]
+fn mods_scheduledtask_legacy_deferred_ignores_the_result() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let script: Script = Arc::new(Mutex::new(vec![
+        ScheduledTaskResult::FailButTryAgain,
+        ScheduledTaskResult::SuccessButTryAgain,
+    ]));
+    let seen = Seen::default();
+    let (device, task) = other_task(&script, &seen);
+    task.execute_now_deferred().unwrap();
+    task.execute_now_deferred().unwrap();
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    machine.advance(Duration::from_secs(2));
+    assert_eq!(seen.lock().unwrap().len(), 2, "no retry");
+    assert_eq!(task.times_run(), Ok(0), "not counted");
+    task.execute_now_deferred().unwrap();
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 3, "Success");
+    task.execute_now_deferred().unwrap();
+    machine.settle();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        4,
+        "legacy runs even after a Success"
+    );
+    assert_eq!(task.times_run(), Ok(0));
+    device.destroy();
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask (Tests_ScheduledTask_RunManualTasksExCancel): ExecuteNowDeferredEx, then
+/// Cancel before the work item ran — the task is not called and its retries stop; Restart and
+/// ExecuteNowDeferredEx again, in a loop. Restart alone schedules nothing; Cancel and Restart
+/// are refused once the Module closes.
+#[test]
+fn mods_scheduledtask_cancel_and_restart_loop() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let script: Script = Arc::new(Mutex::new(vec![ScheduledTaskResult::FailButTryAgain; 64]));
+    let seen = Seen::default();
+    let (device, task) = other_task(&script, &seen);
+    for round in 0..5 {
+        if round > 0 {
+            task.restart().unwrap();
+        }
+        // The work item stays queued until Cancel (C waits 30 ms, hoping for the same).
+        let paused = machine.pause_queues();
+        task.execute_now_deferred_ex().unwrap();
+        task.cancel().unwrap();
+        drop(paused);
+        machine.advance(Duration::from_millis(30));
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            0,
+            "round {round}: cancelled first"
+        );
+    }
+    task.restart().unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 0, "restart schedules nothing");
+    task.execute_now_deferred_ex().unwrap();
+    machine.settle();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    machine.advance(Duration::from_millis(100));
+    assert_eq!(seen.lock().unwrap().len(), 2, "retrying");
+    task.cancel().unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), 2, "Cancel stops the retries");
+    task.restart().unwrap();
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "a stopped retry is not resumed"
+    );
+    device.destroy();
+    assert_eq!(task.cancel(), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert_eq!(task.restart(), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert_eq!(
+        task.execute_now_deferred_ex(),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
+    drop(task);
+    assert_clean(&machine, 0);
+}
+
+/// MODS-ScheduledTask: close with on-demand runs requested: it waits for the work item, nothing
+/// runs after it returns, and nothing is leaked.
+#[test]
+fn mods_scheduledtask_close_with_on_demand_runs_requested() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let (script, seen) = (Script::default(), Seen::default());
+    let (device, task) = other_task(&script, &seen);
+    for _ in 0..4 {
+        task.execute_now_deferred_ex().unwrap();
+    }
+    device.destroy();
+    let at_close = seen.lock().unwrap().len();
+    assert!(at_close <= 1, "one Success ends the `_ex` runs");
+    machine.advance(Duration::from_secs(1));
+    assert_eq!(seen.lock().unwrap().len(), at_close, "nothing after close");
+    drop(task);
+    assert_clean(&machine, 0);
 }

@@ -76,7 +76,7 @@ fn config(seen: &Arc<Seen>, count: u32) -> ThreadedBufferQueueConfig {
             r.recycled.lock().unwrap().push(buffer.data()[0]);
         });
     ThreadedBufferQueueConfig {
-        buffer_queue: BufferQueueConfig { source },
+        buffer_queue: BufferQueueConfig::new(source),
         pre: Some(Arc::new(move |_q: &ThreadedBufferQueue| {
             assert_eq!(CurrentIrql::current(), Irql::Passive);
             pre.pre.fetch_add(1, Ordering::SeqCst);
@@ -552,7 +552,7 @@ fn stress(seed: u64) {
     };
     let owner = Arc::new(Mutex::new(Some(
         ThreadedBufferQueue::with(ThreadedBufferQueueConfig {
-            buffer_queue: BufferQueueConfig { source },
+            buffer_queue: BufferQueueConfig::new(source),
             pre: None,
             work,
             post: None,
@@ -749,4 +749,43 @@ fn stress(seed: u64) {
     }
     drop(handle);
     assert_clean(&machine, seed);
+}
+
+/// The child BufferQueue's `EvtBufferQueueReuseCleanup` is not this Module's: a `reuse_cleanup`
+/// set in `buffer_queue` is never called (it would see the private header in the context);
+/// this Module's own `reuse_cleanup` sees every recycled buffer, also at close.
+#[test]
+fn mods_threadedbufferqueue_child_reuse_cleanup_is_not_used() {
+    let machine = Machine::new();
+    let _bound = machine.enter();
+    let seen = Arc::new(Seen::default());
+    let child_calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut config = config(&seen, 3);
+    let calls = Arc::clone(&child_calls);
+    config.buffer_queue.reuse_cleanup = Some(Arc::new(move |_q, _b| {
+        calls.fetch_add(1, Ordering::SeqCst);
+    }));
+    let queue = ThreadedBufferQueue::with(config)
+        .create(&NoParent)
+        .expect("create");
+    for value in 1..=2 {
+        queue.enqueue(filled(&queue, value)).unwrap();
+    }
+    queue.start().unwrap();
+    machine.settle();
+    let spare = queue.fetch().unwrap();
+    queue.reuse(spare).unwrap();
+    queue.enqueue(filled(&queue, 3)).unwrap();
+    machine.settle();
+    queue.stop().unwrap();
+    queue.enqueue(filled(&queue, 4)).unwrap();
+    queue.delete();
+    assert_eq!(*seen.work.lock().unwrap(), [1, 2, 3]);
+    assert_eq!(
+        seen.recycled.lock().unwrap().len(),
+        5,
+        "1, 2, the spare, 3, and 4 at close"
+    );
+    assert_eq!(child_calls.load(Ordering::SeqCst), 0);
+    assert_clean(&machine, 0);
 }

@@ -11,7 +11,7 @@ use dmf_core::platform::contract::{EventKind, PlatformEvent};
 use dmf_core::platform::Event;
 use dmf_core::NtStatus;
 use dmf_modules::time::{Time, TICK_NANOSECONDS};
-use kmdf_sim::exec::{SystemThread, WaitStatus as SimWait};
+use kmdf_sim::exec::{SystemThread, TimeFields as SimFields, WaitStatus as SimWait};
 use kmdf_sim::{ClockMode, Machine, VerifierMode};
 
 /// DMF_Time: ticks are 100 ns of the platform clock; elapsed times follow the virtual clock.
@@ -41,6 +41,112 @@ fn mods_time_ticks_and_elapsed_on_the_virtual_clock() {
     let handle = (*time).clone();
     time.delete();
     assert_eq!(handle.tick_count_get(), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert!(machine.verifier().violations().is_empty());
+}
+
+fn date(year: u16, month: u16, day: u16, hour: u16, minute: u16, second: u16) -> SimFields {
+    SimFields {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        ..SimFields::default()
+    }
+}
+
+/// DMF_Time_SystemTimeGet: the machine's wall clock, set to a known date, in 100-ns intervals
+/// since 1601 (KeQuerySystemTimePrecise), moving with the virtual clock.
+#[test]
+fn mods_time_system_time_get_follows_the_wall_clock() {
+    let machine = Machine::builder().verifier(VerifierMode::Record).build();
+    let _on = machine.enter();
+    let time = Time::with(()).create(&NoParent).unwrap();
+    // 2000-01-01 00:00:00 UTC: 145 731 days after 1601-01-01.
+    machine
+        .set_system_time_fields(&date(2000, 1, 1, 0, 0, 0))
+        .unwrap();
+    let start = time.system_time_get().unwrap();
+    assert_eq!(start, 145_731 * 864_000_000_000);
+    machine.advance(Duration::from_millis(1_250));
+    assert_eq!(time.system_time_get(), Ok(start + 12_500_000));
+    // The time zone does not move the system time.
+    machine.set_time_zone_offset(-300).unwrap();
+    assert_eq!(time.system_time_get(), Ok(start + 12_500_000));
+    let handle = (*time).clone();
+    time.delete();
+    assert_eq!(
+        handle.system_time_get(),
+        Err(NtStatus::INVALID_DEVICE_STATE)
+    );
+    assert_eq!(handle.local_time_get(), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert!(machine.verifier().violations().is_empty());
+}
+
+/// DMF_Time_LocalTimeGet: DMF_TIME_FIELDS of the local time (ExSystemTimeToLocalTime +
+/// RtlTimeToTimeFields) across a leap day, a year end and a century leap year, with offsets on
+/// both sides of UTC.
+#[test]
+fn mods_time_local_time_get_with_offsets_and_leap_days() {
+    let machine = Machine::builder().verifier(VerifierMode::Record).build();
+    let _on = machine.enter();
+    let time = Time::with(()).create(&NoParent).unwrap();
+    let fields = |t: &Time| {
+        let f = t.local_time_get().unwrap();
+        (
+            f.year,
+            f.month,
+            f.day,
+            f.hour,
+            f.minute,
+            f.second,
+            f.milliseconds,
+            f.weekday,
+        )
+    };
+    // 2024-02-28 23:59:59.500 UTC, UTC+0: a Wednesday.
+    machine
+        .set_system_time_fields(&SimFields {
+            milliseconds: 500,
+            ..date(2024, 2, 28, 23, 59, 59)
+        })
+        .unwrap();
+    assert_eq!(fields(&time), (2024, 2, 28, 23, 59, 59, 500, 3));
+    // Half a second later: the leap day, a Thursday.
+    machine.advance(Duration::from_millis(500));
+    assert_eq!(fields(&time), (2024, 2, 29, 0, 0, 0, 0, 4));
+    // UTC-1 turns it back to the 28th; UTC+5:30 on to 05:30 of the 29th.
+    machine.set_time_zone_offset(-60).unwrap();
+    assert_eq!(fields(&time), (2024, 2, 28, 23, 0, 0, 0, 3));
+    machine.set_time_zone_offset(330).unwrap();
+    assert_eq!(fields(&time), (2024, 2, 29, 5, 30, 0, 0, 4));
+    // A day later, March 1st (no 30th of February).
+    machine.advance(Duration::from_hours(24));
+    assert_eq!(fields(&time), (2024, 3, 1, 5, 30, 0, 0, 5));
+    // 2023 has no leap day; its year ends into 2024 in UTC+14 early.
+    machine.set_time_zone_offset(0).unwrap();
+    machine
+        .set_system_time_fields(&date(2023, 2, 28, 12, 0, 0))
+        .unwrap();
+    machine.advance(Duration::from_hours(24));
+    assert_eq!(fields(&time), (2023, 3, 1, 12, 0, 0, 0, 3));
+    machine
+        .set_system_time_fields(&date(2023, 12, 31, 10, 0, 0))
+        .unwrap();
+    machine.set_time_zone_offset(14 * 60).unwrap();
+    assert_eq!(fields(&time), (2024, 1, 1, 0, 0, 0, 0, 1));
+    // 1900 was not a leap year, 2000 was.
+    assert!(machine
+        .set_system_time_fields(&date(1900, 2, 29, 0, 0, 0))
+        .is_err());
+    machine.set_time_zone_offset(0).unwrap();
+    machine
+        .set_system_time_fields(&date(2000, 2, 28, 0, 0, 0))
+        .unwrap();
+    machine.advance(Duration::from_hours(24));
+    assert_eq!(fields(&time), (2000, 2, 29, 0, 0, 0, 0, 2));
+    time.delete();
     assert!(machine.verifier().violations().is_empty());
 }
 

@@ -54,6 +54,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::control::{ControlState, DeviceSecurity};
 use crate::driver::Driver;
+use crate::fault::FaultPoint;
+use crate::guid::Guid;
 use crate::machine::Machine;
 use crate::object::{ObjectAttributes, WdfObject};
 use crate::pnp::state::{
@@ -215,6 +217,125 @@ pub trait DevicePowerHook: Send + Sync {
     }
 }
 
+/// The longest device, hardware, compatible or instance id the simulator takes, in characters
+/// (`MAX_DEVICE_ID_LEN`, 200, from cfgmgr32.h).
+pub const MAX_DEVICE_ID_LENGTH: usize = 200;
+
+/// One `WdfPdoInitAddDeviceText` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceText {
+    /// `DeviceDescription`.
+    pub description: String,
+    /// `DeviceLocation`.
+    pub location: String,
+    /// `LocaleId`.
+    pub locale: u32,
+}
+
+/// A child device's identity as its bus driver set it on the PDO's init.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PdoIdentity {
+    /// `WdfPdoInitAssignDeviceID`.
+    pub device_id: Option<String>,
+    /// `WdfPdoInitAssignInstanceID`.
+    pub instance_id: Option<String>,
+    /// `WdfPdoInitAddHardwareID`, in order.
+    pub hardware_ids: Vec<String>,
+    /// `WdfPdoInitAddCompatibleID`, in order.
+    pub compatible_ids: Vec<String>,
+    /// `WdfPdoInitAddDeviceText`.
+    pub texts: Vec<DeviceText>,
+    /// `WdfPdoInitSetDefaultLocale`.
+    pub default_locale: Option<u32>,
+    /// `WdfPdoInitAssignRawDevice`'s class.
+    pub raw_class: Option<Guid>,
+}
+
+/// `WDF_TRI_STATE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TriState {
+    /// `WdfFalse`.
+    False,
+    /// `WdfTrue`.
+    True,
+    /// `WdfUseDefault`.
+    #[default]
+    UseDefault,
+}
+
+/// `WDF_DEVICE_PNP_CAPABILITIES` (`WdfDeviceSetPnpCapabilities`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PnpCapabilities {
+    /// `LockSupported`.
+    pub lock_supported: TriState,
+    /// `EjectSupported`.
+    pub eject_supported: TriState,
+    /// `Removable`.
+    pub removable: TriState,
+    /// `DockDevice`.
+    pub dock_device: TriState,
+    /// `UniqueID`.
+    pub unique_id: TriState,
+    /// `SilentInstall`.
+    pub silent_install: TriState,
+    /// `SurpriseRemovalOK`.
+    pub surprise_removal_ok: TriState,
+    /// `HardwareDisabled`.
+    pub hardware_disabled: TriState,
+    /// `NoDisplayInUI`.
+    pub no_display_in_ui: TriState,
+    /// `Address` (`None`: `(ULONG) -1`, not set).
+    pub address: Option<u32>,
+    /// `UINumber` (`None`: `(ULONG) -1`, not set).
+    pub ui_number: Option<u32>,
+}
+
+/// `WDF_DEVICE_POWER_CAPABILITIES` (`WdfDeviceSetPowerCapabilities`), the fields a bus driver
+/// usually sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PowerCapabilities {
+    /// `DeviceD1`.
+    pub device_d1: TriState,
+    /// `DeviceD2`.
+    pub device_d2: TriState,
+    /// `WakeFromD0`.
+    pub wake_from_d0: TriState,
+    /// `WakeFromD1`.
+    pub wake_from_d1: TriState,
+    /// `WakeFromD2`.
+    pub wake_from_d2: TriState,
+    /// `WakeFromD3`.
+    pub wake_from_d3: TriState,
+    /// `DeviceState[PowerSystemWorking ..= PowerSystemShutdown]` (S0, S1, S2, S3, S4, S5;
+    /// `None`: `PowerDeviceMaximum`, not set).
+    pub device_state: [Option<DevicePowerState>; 6],
+    /// `DeviceWake` (`None`: not set).
+    pub device_wake: Option<DevicePowerState>,
+}
+
+/// Where a PDO is in its bus driver's hands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PdoStatus {
+    /// Created, not yet reported (`WdfFdoAddStaticChild` not called).
+    Created,
+    /// Reported with `WdfFdoAddStaticChild`; the PnP manager has not enumerated it yet.
+    Reported,
+    /// Enumerated: it has a device node.
+    Enumerated,
+    /// Reported missing (`WdfPdoMarkMissing`, ejected, or its parent went away); deleted.
+    Missing,
+}
+
+/// A PDO's part of a device: its identity, parent, node and reported capabilities.
+pub(crate) struct PdoInner {
+    pub(crate) parent: Weak<DeviceInner>,
+    pub(crate) identity: PdoIdentity,
+    pub(crate) node: Mutex<NodeSlot>,
+    pub(crate) status: Mutex<PdoStatus>,
+    pub(crate) pnp_caps: Mutex<Option<PnpCapabilities>>,
+    pub(crate) power_caps: Mutex<Option<PowerCapabilities>>,
+}
+
 /// `WDFDEVICE_INIT`: what a driver sets up in `EvtDriverDeviceAdd` before `WdfDeviceCreate`.
 pub struct DeviceInit {
     /// The PnP/power callbacks.
@@ -231,6 +352,13 @@ pub struct DeviceInit {
     role: StackRole,
     created: Option<Device>,
     control: Option<DeviceSecurity>,
+    pdo: Option<PdoSetup>,
+}
+
+/// What `WdfPdoInitAllocate` and the `WdfPdoInit…` calls record until `WdfDeviceCreate`.
+struct PdoSetup {
+    parent: Weak<DeviceInner>,
+    identity: PdoIdentity,
 }
 
 impl fmt::Debug for DeviceInit {
@@ -262,6 +390,7 @@ impl DeviceInit {
             role,
             created: None,
             control: None,
+            pdo: None,
         }
     }
 
@@ -294,7 +423,125 @@ impl DeviceInit {
             role: StackRole::Function,
             created: None,
             control: Some(security),
+            pdo: None,
         }
+    }
+
+    /// `WdfPdoInitAllocate(ParentDevice)`: the init of a **child device's PDO**, which the bus
+    /// driver owning `parent` (its FDO) creates and reports. Fill in its identity with the
+    /// `pdo_*` methods (`WdfPdoInitAssignDeviceID`, `WdfPdoInitAddHardwareID`, …) and its
+    /// callbacks, call [`Device::create`], then report it with
+    /// [`Device::add_static_child`](crate::device::Device::add_static_child) on `parent`; see
+    /// [`crate::pnp`] for what the PnP manager then does with it.
+    ///
+    /// Errors: `STATUS_INSUFFICIENT_RESOURCES` (allocation fault point; KMDF returns `NULL`);
+    /// `STATUS_INVALID_DEVICE_REQUEST` for a control device or a PDO as `parent`;
+    /// `STATUS_INVALID_DEVICE_STATE` for a deleted `parent` or one outside a device node.
+    pub fn pdo(parent: &Device) -> Result<DeviceInit, Status> {
+        if parent.is_control() || parent.0.pdo.is_some() {
+            return Err(Status::INVALID_DEVICE_REQUEST);
+        }
+        parent.object().ensure_alive("WdfPdoInitAllocate")?;
+        if parent.0.node.upgrade().is_none() {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        let machine = parent.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+        if machine.faults().should_fail(FaultPoint::Allocation) {
+            return Err(Status::INSUFFICIENT_RESOURCES);
+        }
+        let mut init = DeviceInit::new(parent.driver().clone(), no_node(), StackRole::Bus);
+        init.pdo = Some(PdoSetup {
+            parent: Arc::downgrade(&parent.0),
+            identity: PdoIdentity::default(),
+        });
+        Ok(init)
+    }
+
+    /// True for an init made by [`pdo`](Self::pdo).
+    pub fn is_pdo(&self) -> bool {
+        self.pdo.is_some()
+    }
+
+    fn pdo_identity(&mut self) -> Result<&mut PdoIdentity, Status> {
+        if self.created.is_some() {
+            return Err(Status::INVALID_DEVICE_STATE);
+        }
+        self.pdo
+            .as_mut()
+            .map(|setup| &mut setup.identity)
+            .ok_or(Status::INVALID_DEVICE_REQUEST)
+    }
+
+    fn checked_id(id: &str) -> Result<String, Status> {
+        if id.is_empty() || id.contains('\0') || id.chars().count() > MAX_DEVICE_ID_LENGTH {
+            return Err(Status::INVALID_PARAMETER);
+        }
+        Ok(id.to_owned())
+    }
+
+    /// `WdfPdoInitAssignDeviceID`: the device id (usually the first hardware id).
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_REQUEST` on an init that is not a PDO's;
+    /// `STATUS_INVALID_PARAMETER` for an empty id, one with a NUL or longer than
+    /// [`MAX_DEVICE_ID_LENGTH`]; `STATUS_INVALID_DEVICE_STATE` after `WdfDeviceCreate`.
+    pub fn pdo_assign_device_id(&mut self, id: &str) -> Result<(), Status> {
+        let id = Self::checked_id(id)?;
+        self.pdo_identity()?.device_id = Some(id);
+        Ok(())
+    }
+
+    /// `WdfPdoInitAssignInstanceID`. Errors as [`pdo_assign_device_id`](Self::pdo_assign_device_id).
+    pub fn pdo_assign_instance_id(&mut self, id: &str) -> Result<(), Status> {
+        let id = Self::checked_id(id)?;
+        self.pdo_identity()?.instance_id = Some(id);
+        Ok(())
+    }
+
+    /// `WdfPdoInitAddHardwareID` (most specific first). Errors as
+    /// [`pdo_assign_device_id`](Self::pdo_assign_device_id).
+    pub fn pdo_add_hardware_id(&mut self, id: &str) -> Result<(), Status> {
+        let id = Self::checked_id(id)?;
+        self.pdo_identity()?.hardware_ids.push(id);
+        Ok(())
+    }
+
+    /// `WdfPdoInitAddCompatibleID`. Errors as [`pdo_assign_device_id`](Self::pdo_assign_device_id).
+    pub fn pdo_add_compatible_id(&mut self, id: &str) -> Result<(), Status> {
+        let id = Self::checked_id(id)?;
+        self.pdo_identity()?.compatible_ids.push(id);
+        Ok(())
+    }
+
+    /// `WdfPdoInitAddDeviceText(DeviceDescription, DeviceLocation, LocaleId)`.
+    ///
+    /// Errors: `STATUS_INVALID_DEVICE_REQUEST` on an init that is not a PDO's;
+    /// `STATUS_INVALID_DEVICE_STATE` after `WdfDeviceCreate`.
+    pub fn pdo_add_device_text(
+        &mut self,
+        description: &str,
+        location: &str,
+        locale: u32,
+    ) -> Result<(), Status> {
+        self.pdo_identity()?.texts.push(DeviceText {
+            description: description.to_owned(),
+            location: location.to_owned(),
+            locale,
+        });
+        Ok(())
+    }
+
+    /// `WdfPdoInitSetDefaultLocale`. Errors as [`pdo_add_device_text`](Self::pdo_add_device_text).
+    pub fn pdo_set_default_locale(&mut self, locale: u32) -> Result<(), Status> {
+        self.pdo_identity()?.default_locale = Some(locale);
+        Ok(())
+    }
+
+    /// `WdfPdoInitAssignRawDevice(DeviceClassGuid)`: the PDO runs in raw mode — it starts
+    /// without a function driver when none matches its ids and owns power policy.
+    /// Errors as [`pdo_add_device_text`](Self::pdo_add_device_text).
+    pub fn pdo_assign_raw_device(&mut self, class: Guid) -> Result<(), Status> {
+        self.pdo_identity()?.raw_class = Some(class);
+        Ok(())
     }
 
     /// True for an init made by [`control`](Self::control).
@@ -404,6 +651,7 @@ pub(crate) struct DeviceInner {
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     hooks: Mutex<Vec<Arc<dyn DevicePowerHook>>>,
     pub(crate) control: Option<ControlState>,
+    pub(crate) pdo: Option<PdoInner>,
 }
 
 /// A framework device object (`WDFDEVICE`): FDO or filter DO of one device node. Cheap to clone;
@@ -452,6 +700,12 @@ impl Device {
             return Err(Status::INVALID_PARAMETER);
         }
         let machine = init.driver.machine().ok_or(Status::INVALID_DEVICE_STATE)?;
+        if let Some(setup) = &init.pdo {
+            // KMDF refuses a PDO without a device id, and one whose parent is gone.
+            if setup.identity.device_id.is_none() || setup.parent.upgrade().is_none() {
+                return Err(Status::INVALID_DEVICE_STATE);
+            }
+        }
         if let Some(security) = init.control {
             return crate::control::create(init, security, &machine, attrs);
         }
@@ -461,9 +715,21 @@ impl Device {
             .drain()
             .map(|(k, v)| (k, Arc::from(v)))
             .collect();
+        let raw = init
+            .pdo
+            .as_ref()
+            .is_some_and(|p| p.identity.raw_class.is_some());
         let ppo = init
             .ppo
-            .unwrap_or(init.role == StackRole::Function && !init.filter);
+            .unwrap_or((init.role == StackRole::Function && !init.filter) || raw);
+        let pdo = init.pdo.as_ref().map(|setup| PdoInner {
+            parent: setup.parent.clone(),
+            identity: setup.identity.clone(),
+            node: Mutex::new(no_node()),
+            status: Mutex::new(PdoStatus::Created),
+            pnp_caps: Mutex::new(None),
+            power_caps: Mutex::new(None),
+        });
         let device = Device(Arc::new(DeviceInner {
             object,
             driver: init.driver.clone(),
@@ -479,6 +745,7 @@ impl Device {
             extensions: Mutex::new(extensions),
             hooks: Mutex::new(Vec::new()),
             control: None,
+            pdo,
         }));
         init.driver.device_added();
         init.created = Some(device.clone());
@@ -516,6 +783,7 @@ impl Device {
             extensions: Mutex::new(extensions),
             hooks: Mutex::new(Vec::new()),
             control: Some(control),
+            pdo: None,
         }))
     }
 
@@ -666,6 +934,60 @@ impl Device {
                 h.removed(self);
             }
         }
+    }
+
+    /// True for a PDO a bus driver created ([`DeviceInit::pdo`]).
+    pub fn is_pdo(&self) -> bool {
+        self.0.pdo.is_some()
+    }
+
+    /// A PDO's identity (`None` for other devices).
+    pub fn pdo_identity(&self) -> Option<&PdoIdentity> {
+        self.0.pdo.as_ref().map(|p| &p.identity)
+    }
+
+    /// Where a PDO is in its bus driver's hands (`None` for other devices).
+    pub fn pdo_status(&self) -> Option<PdoStatus> {
+        self.0.pdo.as_ref().map(|p| *lock(&p.status))
+    }
+
+    /// A PDO's parent: the bus driver's FDO it was allocated on (`WdfPdoGetParent`).
+    pub fn pdo_parent(&self) -> Option<Device> {
+        self.0
+            .pdo
+            .as_ref()
+            .and_then(|p| p.parent.upgrade())
+            .map(Device)
+    }
+
+    /// `WdfDeviceSetPnpCapabilities` (a PDO reports them to the PnP manager).
+    pub fn set_pnp_capabilities(&self, caps: PnpCapabilities) {
+        if let Some(p) = &self.0.pdo {
+            *lock(&p.pnp_caps) = Some(caps);
+        } else {
+            self.trace_state("WdfDeviceSetPnpCapabilities on a device that is not a PDO: ignored");
+        }
+    }
+
+    /// The capabilities set with [`set_pnp_capabilities`](Self::set_pnp_capabilities).
+    pub fn pnp_capabilities(&self) -> Option<PnpCapabilities> {
+        self.0.pdo.as_ref().and_then(|p| *lock(&p.pnp_caps))
+    }
+
+    /// `WdfDeviceSetPowerCapabilities`.
+    pub fn set_power_capabilities(&self, caps: PowerCapabilities) {
+        if let Some(p) = &self.0.pdo {
+            *lock(&p.power_caps) = Some(caps);
+        } else {
+            self.trace_state(
+                "WdfDeviceSetPowerCapabilities on a device that is not a PDO: ignored",
+            );
+        }
+    }
+
+    /// The capabilities set with [`set_power_capabilities`](Self::set_power_capabilities).
+    pub fn power_capabilities(&self) -> Option<PowerCapabilities> {
+        self.0.pdo.as_ref().and_then(|p| *lock(&p.power_caps))
     }
 
     /// `WdfDeviceAssignS0IdleSettings` (power policy owner).

@@ -125,6 +125,8 @@ struct DriverTable {
 struct TableInner {
     installed: BTreeMap<String, DriverConfig>,
     loaded: BTreeMap<String, Driver>,
+    /// The INF models: hardware or compatible id (upper case) → driver name.
+    models: BTreeMap<String, String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,6 +143,31 @@ pub fn install(machine: &Machine, name: &str, config: DriverConfig) {
     lock(&table(machine).inner)
         .installed
         .insert(name.to_owned(), config);
+}
+
+/// Names `driver` as the function driver of devices whose hardware id or compatible id is
+/// `id` (the models line of the package's INF; ids compare case-insensitively). The PnP manager
+/// reads it when a bus driver reports a child: the child's hardware ids in order, then its
+/// compatible ids, pick the first package that names one. Binding an id again replaces it.
+pub fn bind_hardware_id(machine: &Machine, id: &str, driver: &str) {
+    lock(&table(machine).inner)
+        .models
+        .insert(id.to_ascii_uppercase(), driver.to_owned());
+}
+
+/// The function driver for a device with these ids (see [`bind_hardware_id`]): the first
+/// hardware id with a package, else the first compatible id with one.
+pub fn driver_for_ids(
+    machine: &Machine,
+    hardware_ids: &[String],
+    compatible_ids: &[String],
+) -> Option<String> {
+    let t = table(machine);
+    let inner = lock(&t.inner);
+    hardware_ids
+        .iter()
+        .chain(compatible_ids)
+        .find_map(|id| inner.models.get(&id.to_ascii_uppercase()).cloned())
 }
 
 /// True if a package named `name` is installed.

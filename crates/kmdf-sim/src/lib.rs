@@ -170,6 +170,7 @@ pub mod verifier;
 
 pub mod fx2;
 pub mod guid;
+pub mod hid;
 pub mod registry;
 
 pub mod control;

@@ -6,7 +6,7 @@
 //! A [`RegistryStore`] is one registry hive tree behind a mutex, addressed by absolute NT paths
 //! such as `\Registry\Machine\System\CurrentControlSet\Services\osrusbfx2\Parameters`. Keys hold
 //! subkeys and values; values are typed ([`RegistryValue`]: `REG_DWORD`, `REG_QWORD`, `REG_SZ`,
-//! `REG_MULTI_SZ`, `REG_BINARY`). As on Windows, key and value names are case-insensitive and
+//! `REG_EXPAND_SZ`, `REG_MULTI_SZ`, `REG_BINARY`). As on Windows, key and value names are case-insensitive and
 //! case-preserving: `PARAMETERS` opens the key created as `Parameters`, and enumeration reports
 //! the spelling used at creation. Enumeration is sorted by the upper-cased name (Windows sorts
 //! subkeys this way; for values it promises no order, so the simulator picks this deterministic
@@ -37,7 +37,9 @@
 //! Every failure is a [`RegistryError`] carrying the NTSTATUS a kernel registry routine returns
 //! ([`RegistryError::ntstatus`]): absent key or value → `STATUS_OBJECT_NAME_NOT_FOUND`, short
 //! buffer → `STATUS_BUFFER_TOO_SMALL` (with the size needed), wrong type for a typed query →
-//! `STATUS_OBJECT_TYPE_MISMATCH`, malformed name or data → `STATUS_INVALID_PARAMETER`.
+//! `STATUS_OBJECT_TYPE_MISMATCH`, malformed name or data → `STATUS_INVALID_PARAMETER`, a write
+//! through a handle opened for reading (or a key deletion without `DELETE`, [`KeyAccess`]) →
+//! `STATUS_ACCESS_DENIED`.
 //!
 //! ```
 //! use kmdf_sim::registry::{RegistryError, RegistryStore, RegistryValue};
@@ -78,6 +80,8 @@ pub const STATUS_INVALID_PARAMETER: i32 = nt(0xC000_000D);
 pub const STATUS_KEY_DELETED: i32 = nt(0xC000_017C);
 /// `STATUS_CANNOT_DELETE`.
 pub const STATUS_CANNOT_DELETE: i32 = nt(0xC000_0121);
+/// `STATUS_ACCESS_DENIED`.
+pub const STATUS_ACCESS_DENIED: i32 = nt(0xC000_0022);
 
 /// Longest key-name component, in characters (Windows: 255).
 pub const MAX_KEY_NAME_LENGTH: usize = 255;
@@ -107,6 +111,34 @@ pub enum RegistryError {
     KeyDeleted,
     /// The key still has subkeys; use [`RegistryStore::delete_tree`] (`STATUS_CANNOT_DELETE`).
     HasSubkeys,
+    /// The handle was opened without the right the operation needs (`STATUS_ACCESS_DENIED`):
+    /// a write through a [`KeyAccess::Read`] handle, a key deletion without [`KeyAccess::All`].
+    AccessDenied,
+}
+
+/// The rights a handle was opened with, as the `ACCESS_MASK` of `ZwOpenKey`/`ZwCreateKey`
+/// groups them. The store's own constructors open with [`KeyAccess::All`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum KeyAccess {
+    /// `KEY_READ`: query values, enumerate, open subkeys.
+    Read,
+    /// `KEY_READ | KEY_WRITE`: also set and delete values and create subkeys.
+    ReadWrite,
+    /// `KEY_ALL_ACCESS`: also delete the key itself (`DELETE`).
+    #[default]
+    All,
+}
+
+impl KeyAccess {
+    /// Whether values may be set or deleted and subkeys created through the handle.
+    pub const fn can_write(self) -> bool {
+        matches!(self, KeyAccess::ReadWrite | KeyAccess::All)
+    }
+
+    /// Whether the key itself may be deleted through the handle.
+    pub const fn can_delete(self) -> bool {
+        matches!(self, KeyAccess::All)
+    }
 }
 
 impl RegistryError {
@@ -119,6 +151,7 @@ impl RegistryError {
             RegistryError::InvalidParameter => STATUS_INVALID_PARAMETER,
             RegistryError::KeyDeleted => STATUS_KEY_DELETED,
             RegistryError::HasSubkeys => STATUS_CANNOT_DELETE,
+            RegistryError::AccessDenied => STATUS_ACCESS_DENIED,
         }
     }
 }
@@ -136,6 +169,7 @@ impl fmt::Display for RegistryError {
             RegistryError::InvalidParameter => f.write_str("invalid registry path, name or data"),
             RegistryError::KeyDeleted => f.write_str("registry key has been deleted"),
             RegistryError::HasSubkeys => f.write_str("registry key has subkeys"),
+            RegistryError::AccessDenied => f.write_str("registry handle lacks the access needed"),
         }
     }
 }
@@ -148,6 +182,9 @@ impl std::error::Error for RegistryError {}
 pub enum RegistryValueType {
     /// `REG_SZ` (1).
     Sz = 1,
+    /// `REG_EXPAND_SZ` (2): a string with `%VARIABLE%` references, stored as is (the registry
+    /// does not expand it; readers do).
+    ExpandSz = 2,
     /// `REG_BINARY` (3).
     Binary = 3,
     /// `REG_DWORD` (4).
@@ -163,6 +200,7 @@ impl RegistryValueType {
     pub const fn from_raw(raw: u32) -> Option<Self> {
         Some(match raw {
             1 => RegistryValueType::Sz,
+            2 => RegistryValueType::ExpandSz,
             3 => RegistryValueType::Binary,
             4 => RegistryValueType::Dword,
             7 => RegistryValueType::MultiSz,
@@ -181,6 +219,7 @@ impl fmt::Display for RegistryValueType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             RegistryValueType::Sz => "REG_SZ",
+            RegistryValueType::ExpandSz => "REG_EXPAND_SZ",
             RegistryValueType::Binary => "REG_BINARY",
             RegistryValueType::Dword => "REG_DWORD",
             RegistryValueType::MultiSz => "REG_MULTI_SZ",
@@ -198,6 +237,8 @@ pub enum RegistryValue {
     Qword(u64),
     /// `REG_SZ` (no embedded NUL).
     Sz(String),
+    /// `REG_EXPAND_SZ` (no embedded NUL).
+    ExpandSz(String),
     /// `REG_MULTI_SZ` (no string empty or with an embedded NUL).
     MultiSz(Vec<String>),
     /// `REG_BINARY`.
@@ -211,6 +252,7 @@ impl RegistryValue {
             RegistryValue::Dword(_) => RegistryValueType::Dword,
             RegistryValue::Qword(_) => RegistryValueType::Qword,
             RegistryValue::Sz(_) => RegistryValueType::Sz,
+            RegistryValue::ExpandSz(_) => RegistryValueType::ExpandSz,
             RegistryValue::MultiSz(_) => RegistryValueType::MultiSz,
             RegistryValue::Binary(_) => RegistryValueType::Binary,
         }
@@ -219,7 +261,7 @@ impl RegistryValue {
     /// Whether the value can be stored: strings have no NUL, multi-strings no empty entry.
     pub fn is_valid(&self) -> bool {
         match self {
-            RegistryValue::Sz(s) => !s.contains('\0'),
+            RegistryValue::Sz(s) | RegistryValue::ExpandSz(s) => !s.contains('\0'),
             RegistryValue::MultiSz(list) => list.iter().all(|s| !s.is_empty() && !s.contains('\0')),
             RegistryValue::Dword(_) | RegistryValue::Qword(_) | RegistryValue::Binary(_) => true,
         }
@@ -236,7 +278,7 @@ impl RegistryValue {
         match self {
             RegistryValue::Dword(v) => v.to_le_bytes().to_vec(),
             RegistryValue::Qword(v) => v.to_le_bytes().to_vec(),
-            RegistryValue::Sz(s) => {
+            RegistryValue::Sz(s) | RegistryValue::ExpandSz(s) => {
                 let mut out = Vec::with_capacity(2 * (s.len() + 1));
                 utf16(s, &mut out);
                 out
@@ -281,13 +323,18 @@ impl RegistryValue {
                     .map_err(|_| RegistryError::InvalidParameter)?,
             )),
             RegistryValueType::Binary => RegistryValue::Binary(bytes.to_vec()),
-            RegistryValueType::Sz => {
+            RegistryValueType::Sz | RegistryValueType::ExpandSz => {
                 let units = units(bytes)?;
                 let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
                 if units[end..].iter().any(|&u| u != 0) {
                     return Err(RegistryError::InvalidParameter);
                 }
-                RegistryValue::Sz(string(&units[..end])?)
+                let text = string(&units[..end])?;
+                if value_type == RegistryValueType::Sz {
+                    RegistryValue::Sz(text)
+                } else {
+                    RegistryValue::ExpandSz(text)
+                }
             }
             RegistryValueType::MultiSz => {
                 let units = units(bytes)?;
@@ -355,7 +402,7 @@ impl fmt::Display for RegistryValue {
         match self {
             RegistryValue::Dword(v) => write!(f, "0x{v:08X} ({v})"),
             RegistryValue::Qword(v) => write!(f, "0x{v:016X} ({v})"),
-            RegistryValue::Sz(s) => write!(f, "{s:?}"),
+            RegistryValue::Sz(s) | RegistryValue::ExpandSz(s) => write!(f, "{s:?}"),
             RegistryValue::MultiSz(list) => write!(f, "{list:?}"),
             RegistryValue::Binary(bytes) => {
                 let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
@@ -604,6 +651,7 @@ impl RegistryStore {
         RegistryKey {
             store: self.clone(),
             path,
+            access: KeyAccess::All,
         }
     }
 
@@ -731,6 +779,7 @@ impl RegistryStore {
 pub struct RegistryKey {
     store: RegistryStore,
     path: KeyPath,
+    access: KeyAccess,
 }
 
 impl RegistryKey {
@@ -765,13 +814,33 @@ impl RegistryKey {
         &self,
         f: impl FnOnce(&mut Node) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
+        if !self.access.can_write() {
+            return Err(RegistryError::AccessDenied);
+        }
         let mut tree = self.store.lock();
         f(tree.handle_node_mut(&self.path)?)
     }
 
-    /// Opens (creating if needed) the subkey at relative `path` (`\`-separated).
+    /// The rights this handle was opened with.
+    pub fn access(&self) -> KeyAccess {
+        self.access
+    }
+
+    /// The same key through a handle with `access` instead (as if opened again with that
+    /// `ACCESS_MASK`; the registry has no security descriptors, so any access is granted).
+    #[must_use]
+    pub fn with_access(mut self, access: KeyAccess) -> RegistryKey {
+        self.access = access;
+        self
+    }
+
+    /// Opens (creating if needed) the subkey at relative `path` (`\`-separated). Needs a handle
+    /// that may write (`KEY_CREATE_SUB_KEY`): `AccessDenied` through a [`KeyAccess::Read`] one.
     pub fn create_subkey(&self, path: &str) -> Result<RegistryKey, RegistryError> {
         let parts = split_path(path, false)?;
+        if !self.access.can_write() {
+            return Err(RegistryError::AccessDenied);
+        }
         let mut tree = self.store.lock();
         tree.handle_node(&self.path)?;
         let key = tree.create(&self.path.folded, &parts)?;
@@ -919,9 +988,25 @@ impl RegistryKey {
         self.with_node(|node| Ok(node.subkeys.values().map(|k| k.name.clone()).collect()))
     }
 
-    /// Deletes this key (`ZwDeleteKey`); fails with `HasSubkeys` if it has any. The handle, and
-    /// every other handle to the key, then reports `KeyDeleted`.
+    /// The name of direct subkey `index` in enumeration order (`ZwEnumerateKey`), `None` past
+    /// the last one.
+    pub fn subkey_at(&self, index: usize) -> Result<Option<String>, RegistryError> {
+        self.with_node(|node| Ok(node.subkeys.values().nth(index).map(|k| k.name.clone())))
+    }
+
+    /// The name and value of value `index` in enumeration order (`ZwEnumerateValueKey`), `None`
+    /// past the last one.
+    pub fn value_at(&self, index: usize) -> Result<Option<(String, RegistryValue)>, RegistryError> {
+        self.with_node(|node| Ok(node.values.values().nth(index).cloned()))
+    }
+
+    /// Deletes this key (`ZwDeleteKey`); fails with `HasSubkeys` if it has any, `AccessDenied`
+    /// unless the handle has [`KeyAccess::All`]. The handle, and every other handle to the key,
+    /// then reports `KeyDeleted`.
     pub fn delete(&self) -> Result<(), RegistryError> {
+        if !self.access.can_delete() {
+            return Err(RegistryError::AccessDenied);
+        }
         let mut tree = self.store.lock();
         tree.handle_node(&self.path)?;
         tree.delete(&self.path.folded, false)
@@ -1014,6 +1099,49 @@ mod tests {
             RegistryValue::from_bytes(RegistryValueType::Sz, &[0x00, 0xD8]),
             Err(RegistryError::InvalidParameter)
         );
+    }
+
+    #[test]
+    fn registry_access_and_enumeration_by_index() {
+        let store = RegistryStore::new();
+        let key = store.create_key(r"\Registry\Machine\Test").unwrap();
+        key.set_value("b", RegistryValue::ExpandSz("%x%".into()))
+            .unwrap();
+        key.set_value("A", 1_u32).unwrap();
+        key.create_subkey("Zeta").unwrap();
+        key.create_subkey("alpha").unwrap();
+        // Enumeration order is the upper-cased names'; past the end is `None`.
+        assert_eq!(key.value_at(0).unwrap().unwrap().0, "A");
+        assert_eq!(
+            key.value_at(1).unwrap(),
+            Some(("b".to_owned(), RegistryValue::ExpandSz("%x%".into())))
+        );
+        assert_eq!(key.value_at(2), Ok(None));
+        assert_eq!(key.subkey_at(0), Ok(Some("alpha".to_owned())));
+        assert_eq!(key.subkey_at(1), Ok(Some("Zeta".to_owned())));
+        assert_eq!(key.subkey_at(2), Ok(None));
+        // REG_EXPAND_SZ is stored as written, type 2.
+        assert_eq!(RegistryValueType::ExpandSz.raw(), 2);
+        assert_eq!(
+            RegistryValue::from_bytes(RegistryValueType::ExpandSz, &[b'a', 0, 0, 0]),
+            Ok(RegistryValue::ExpandSz("a".into()))
+        );
+        // Access: a read handle reads but neither writes nor creates; deletion needs All.
+        let read = key.clone().with_access(KeyAccess::Read);
+        assert_eq!(read.query_dword("a"), Ok(1));
+        assert_eq!(read.set_value("c", 2_u32), Err(RegistryError::AccessDenied));
+        assert_eq!(read.delete_value("A"), Err(RegistryError::AccessDenied));
+        assert_eq!(
+            read.create_subkey("New").err(),
+            Some(RegistryError::AccessDenied)
+        );
+        let alpha = key.open_subkey("ALPHA").unwrap();
+        assert_eq!(
+            alpha.clone().with_access(KeyAccess::ReadWrite).delete(),
+            Err(RegistryError::AccessDenied)
+        );
+        assert_eq!(alpha.delete(), Ok(()));
+        assert_eq!(RegistryError::AccessDenied.ntstatus(), nt(0xC000_0022));
     }
 
     #[test]

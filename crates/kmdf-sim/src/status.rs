@@ -57,6 +57,10 @@ impl Status {
     pub const OBJECT_NAME_NOT_FOUND: Status = nt(0xC000_0034);
     /// `STATUS_OBJECT_NAME_COLLISION` (0xC0000035): a name (e.g. a symbolic link) already exists.
     pub const OBJECT_NAME_COLLISION: Status = nt(0xC000_0035);
+    /// `STATUS_OBJECT_NAME_INVALID` (0xC0000033): an object name that is not valid (empty).
+    pub const OBJECT_NAME_INVALID: Status = nt(0xC000_0033);
+    /// `STATUS_OBJECT_PATH_SYNTAX_BAD` (0xC000003B): a name that is not a path from the root.
+    pub const OBJECT_PATH_SYNTAX_BAD: Status = nt(0xC000_003B);
     /// `STATUS_IO_TIMEOUT` (0xC00000B5): a synchronous send timed out.
     pub const IO_TIMEOUT: Status = nt(0xC000_00B5);
     /// `STATUS_NOT_FOUND` (0xC0000225).
@@ -68,7 +72,7 @@ impl Status {
     /// object (a timer, a work item) got none.
     pub const WDF_PARENT_NOT_SPECIFIED: Status = nt(0xC020_0212);
 
-    const NAMES: [(Status, &'static str); 23] = [
+    const NAMES: [(Status, &'static str); 25] = [
         (Status::SUCCESS, "STATUS_SUCCESS"),
         (Status::TIMEOUT, "STATUS_TIMEOUT"),
         (Status::PENDING, "STATUS_PENDING"),
@@ -99,6 +103,11 @@ impl Status {
         (
             Status::OBJECT_NAME_COLLISION,
             "STATUS_OBJECT_NAME_COLLISION",
+        ),
+        (Status::OBJECT_NAME_INVALID, "STATUS_OBJECT_NAME_INVALID"),
+        (
+            Status::OBJECT_PATH_SYNTAX_BAD,
+            "STATUS_OBJECT_PATH_SYNTAX_BAD",
         ),
         (Status::IO_TIMEOUT, "STATUS_IO_TIMEOUT"),
         (Status::NOT_FOUND, "STATUS_NOT_FOUND"),

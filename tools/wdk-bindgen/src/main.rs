@@ -42,7 +42,8 @@ const CASE_ALIASES: [(&str, &str); 5] = [
 ];
 
 /// What mingw-w64 10's DDK headers lack that the WDK's have and the drivers use: the pool flags
-/// of `ExAllocatePool2` (Windows 10 2004) and the routine itself, declared as `wdm.h` does.
+/// of `ExAllocatePool2` (Windows 10 2004) and the routine itself, and `KeQuerySystemTimePrecise`
+/// (Windows 8), declared as `wdm.h` does.
 const COMPAT_HEADER: &str = r"/* dmf_wdk_compat.h: what mingw-w64's DDK headers lack (wdm.h of the WDK 10.0.19041+). */
 #pragma once
 typedef ULONG64 POOL_FLAGS;
@@ -60,6 +61,7 @@ static const POOL_FLAGS POOL_FLAG_RESERVED2 = 0x0000000000000200ULL;
 static const POOL_FLAGS POOL_FLAG_RESERVED3 = 0x0000000000000400ULL;
 static const POOL_FLAGS POOL_FLAG_REQUIRED_END = 0x0000000080000000ULL;
 NTKERNELAPI PVOID NTAPI ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
+NTKERNELAPI VOID NTAPI KeQuerySystemTimePrecise(PLARGE_INTEGER CurrentTime);
 ";
 
 /// Renames the versioned function-table symbol as wdk-build's callback does.
@@ -119,42 +121,64 @@ fn run() -> Result<(), String> {
     ];
     let base = "#include <ntifs.h>\n#include <ntddk.h>\n#include <ntstrsafe.h>\n#include \"dmf_wdk_compat.h\"\n";
     let all = format!("{base}#include <wdf.h>\n");
+    // The HID class and parser headers (wdk-sys's `hid` feature, `wdk_sys::hid`): their types and
+    // constants only, the HID Modules import the parser's routines themselves. mingw-w64's
+    // hidusage.h lacks the WDK's `USAGE` typedef, which hidpi.h uses: declared first, as the
+    // WDK's hidusage.h declares it.
+    let hid = format!(
+        "{base}typedef USHORT USAGE, *PUSAGE;\n#include <hidusage.h>\n#include <hidclass.h>\n"
+    );
+    let wdf_files = format!("{}/.*", regex_escape(&kmdf_dir.to_string_lossy()));
+    let hid_files = ".*/hid(class|pi|usage)\\.h".to_string();
 
-    let jobs: [(&str, &str, CodegenConfig, bool); 4] = [
-        ("constants.rs", all.as_str(), CodegenConfig::VARS, false),
-        ("types.rs", all.as_str(), CodegenConfig::TYPES, false),
+    let jobs: [(&str, &str, CodegenConfig, Option<&str>); 5] = [
+        ("constants.rs", all.as_str(), CodegenConfig::VARS, None),
+        ("types.rs", all.as_str(), CodegenConfig::TYPES, None),
         (
             "ntddk.rs",
             base,
             (CodegenConfig::TYPES | CodegenConfig::VARS).complement(),
-            false,
+            None,
         ),
         (
             "wdf.rs",
             all.as_str(),
             (CodegenConfig::TYPES | CodegenConfig::VARS).complement(),
-            true,
+            Some(wdf_files.as_str()),
+        ),
+        (
+            "hid.rs",
+            hid.as_str(),
+            CodegenConfig::TYPES | CodegenConfig::VARS,
+            Some(hid_files.as_str()),
         ),
     ];
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
-            .map(|&(file, header, codegen, wdf_only)| {
+            .map(|&(file, header, codegen, only_files)| {
                 let include_dirs = &include_dirs;
                 let inputs = &inputs;
-                let kmdf_dir = &kmdf_dir;
                 scope.spawn(move || {
                     let mut builder = builder(inputs, include_dirs)
                         .with_codegen_config(codegen)
                         .header_contents(&file.replace(".rs", "-input.h"), header);
-                    if wdf_only {
-                        // Only what the WDF headers declare (wdk-sys: "(?i).*wdf.*"), so that
-                        // wdf.rs does not repeat ntddk.rs. The KMDF directory is matched by its
-                        // full path: it may itself sit below a folder named "wdf".
-                        builder = builder.allowlist_file(format!(
-                            "{}/.*",
-                            regex_escape(&kmdf_dir.to_string_lossy())
-                        ));
+                    if let Some(files) = only_files {
+                        // Only what these headers declare: wdf.rs what the WDF headers declare
+                        // (wdk-sys: "(?i).*wdf.*"), so that it does not repeat ntddk.rs — the
+                        // KMDF directory is matched by its full path: it may itself sit below a
+                        // folder named "wdf" —; hid.rs what the HID headers declare.
+                        builder = builder.allowlist_file(files);
+                    }
+                    if file == "hid.rs" {
+                        // What the HID items name from the NT headers (USHORT, NTSTATUS, …) is
+                        // the crate's `types` module's, glob-imported where hid.rs is included.
+                        // The IOCTL codes are `HID_*_CTL_CODE(n)` expansions, which bindgen cannot
+                        // evaluate (it writes `n`): left out rather than wrong.
+                        builder = builder
+                            .allowlist_recursively(false)
+                            .allowlist_type("P?USAGE")
+                            .blocklist_item("IOCTL_.*");
                     }
                     let bindings = builder
                         .generate()

@@ -4,12 +4,13 @@
 
 use std::path::PathBuf;
 
-const GENERATED: [&str; 5] = [
+const GENERATED: [&str; 6] = [
     "types.rs",
     "constants.rs",
     "ntddk.rs",
     "wdf.rs",
     "status.rs",
+    "hid.rs",
 ];
 
 fn main() {

@@ -21,12 +21,14 @@
 //! | wait lock | [`PlatformWaitLock`] | `WdfWaitLockCreate` / `WdfWaitLockAcquire` / `WdfWaitLockRelease` |
 //! | rundown | [`crate::rundown`] + [`PlatformEvent`] | `ExAcquireRundownProtection` / `ExReleaseRundownProtection` / `ExWaitForRundownProtectionRelease` / `ExReInitializeRundownProtection` |
 //! | clock | [`PlatformClock`] | `KeQueryInterruptTime` |
+//! | wall clock | [`PlatformWallClock`] | `KeQuerySystemTimePrecise` / `ExSystemTimeToLocalTime` / `RtlTimeToTimeFields` |
+//! | named event | [`PlatformNamedEvent`] | `ZwOpenEvent` / `ObReferenceObjectByHandle` + `KeSetEvent` + `ObDereferenceObject` / `ZwClose` |
 //! | pool memory | [`PlatformPool`] | `ExAllocatePool2` / `ExFreePoolWithTag` |
 //! | trace | [`PlatformTrace`] | `DbgPrintEx` (WPP in C DMF) |
 //! | timer | [`PlatformTimer`] | `WdfTimerCreate` (parent: a device) / `WdfTimerStart` / `WdfTimerStop` |
 //! | work item | [`PlatformWorkItem`] | `WdfWorkItemCreate` (parent: a device) / `WdfWorkItemEnqueue` / `WdfWorkItemFlush` |
 //! | system thread | [`PlatformThread`] | `PsCreateSystemThread` / `KeWaitForSingleObject` |
-//! | registry | [`PlatformRegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryQuery…` / `WdfRegistryAssign…` / `WdfRegistryRemoveValue` |
+//! | registry | [`PlatformRegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryOpenKey` / `WdfRegistryCreateKey` / `WdfDeviceOpenRegistryKey` / `WdfRegistryQueryValue` / `WdfRegistryAssignValue` / `WdfRegistryRemoveValue` / `WdfRegistryRemoveKey` / `ZwEnumerateKey` / `ZwEnumerateValueKey` |
 //!
 //! The device and I/O items (driver, device, PnP/power callbacks, device interfaces, queue,
 //! request, file object, I/O target, device-interface notification) are in [`device`] and [`io`].
@@ -37,6 +39,7 @@ use core::time::Duration;
 use crate::status::NtResult;
 
 pub mod device;
+pub mod hid;
 pub mod io;
 
 /// Interrupt request level of the current processor (the three levels a KMDF driver sees).
@@ -139,6 +142,63 @@ pub trait PlatformWaitLock: Sized + Send + Sync {
 pub trait PlatformClock {
     /// Time since boot.
     fn now() -> Duration;
+}
+
+/// A time split into calendar fields: `TIME_FIELDS` (what `RtlTimeToTimeFields` fills), and C
+/// DMF's `DMF_TIME_FIELDS`, which has the same members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TimeFields {
+    /// `Year`: 1601 and later.
+    pub year: u16,
+    /// `Month`: 1–12.
+    pub month: u16,
+    /// `Day`: 1–31.
+    pub day: u16,
+    /// `Hour`: 0–23.
+    pub hour: u16,
+    /// `Minute`: 0–59.
+    pub minute: u16,
+    /// `Second`: 0–59.
+    pub second: u16,
+    /// `Milliseconds`: 0–999.
+    pub milliseconds: u16,
+    /// `Weekday`: 0 (Sunday) – 6 (Saturday).
+    pub weekday: u16,
+}
+
+/// The wall clock: system time (UTC), local time and calendar fields. Every routine at any IRQL.
+///
+/// Times are NT system times: 100-ns intervals since 1601-01-01 00:00 UTC (a `LARGE_INTEGER`).
+/// On the simulator the system time is the machine's settable wall clock, which moves with the
+/// virtual clock (outside a machine: the host's clock, in UTC).
+pub trait PlatformWallClock {
+    /// The current system time. Maps to `KeQuerySystemTimePrecise`.
+    fn system_time() -> i64;
+    /// `system_time` in the system's time zone. Maps to `ExSystemTimeToLocalTime`.
+    fn system_time_to_local_time(system_time: i64) -> i64;
+    /// `time` as calendar fields. Maps to `RtlTimeToTimeFields`.
+    fn time_fields(time: i64) -> TimeFields;
+}
+
+/// A named kernel event opened for signalling: an event that another component — typically a
+/// user-mode application, with `CreateEvent` — created in the object manager's namespace.
+/// Maps to `ZwOpenEvent(EVENT_MODIFY_STATE, {name, OBJ_KERNEL_HANDLE})` (open),
+/// `ObReferenceObjectByHandle` + `KeSetEvent` + `ObDereferenceObject` (set) and `ZwClose`
+/// (drop). All at `PASSIVE_LEVEL`.
+///
+/// The handle is a kernel handle (`OBJ_KERNEL_HANDLE`): usable from any process context, and not
+/// visible to user mode. The event lives as long as any handle to it is open, this one included.
+pub trait PlatformNamedEvent: Sized + Send + Sync {
+    /// Opens the event `name`, a full object-manager path (`\BaseNamedObjects\Name` for a
+    /// user-mode `Global\Name`, `\Sessions\<n>\BaseNamedObjects\Name` for a session's).
+    /// `STATUS_OBJECT_NAME_NOT_FOUND` when no such event exists; a name that is not a path is
+    /// refused as `ZwOpenEvent` refuses it (`STATUS_OBJECT_PATH_SYNTAX_BAD`,
+    /// `STATUS_OBJECT_NAME_INVALID`); `STATUS_INSUFFICIENT_RESOURCES` when the name's copy
+    /// cannot be allocated.
+    fn open(name: &str) -> NtResult<Self>;
+    /// Signals the event (priority increment 0, no wait follows). Errors are those of
+    /// `ObReferenceObjectByHandle` on the handle.
+    fn set(&self) -> NtResult<()>;
 }
 
 /// A four-character pool tag, as written in C (`'BfmD'` is written here as `PoolTag(*b"DmfB")`).
@@ -260,33 +320,135 @@ pub trait PlatformThread: Sized + Send + Sync {
     fn wait(&self, timeout: Timeout) -> WaitStatus;
 }
 
-/// A registry value as DMF reads and writes it (`REG_DWORD`, `REG_QWORD`, `REG_SZ`, `REG_BINARY`).
+/// A registry value as DMF reads and writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegistryValue {
     /// `REG_DWORD`.
     Dword(u32),
     /// `REG_QWORD`.
     Qword(u64),
-    /// `REG_SZ`.
+    /// `REG_SZ` (no embedded NUL).
     String(alloc::string::String),
+    /// `REG_EXPAND_SZ` (no embedded NUL; stored unexpanded).
+    ExpandString(alloc::string::String),
+    /// `REG_MULTI_SZ`: the strings, none empty or with an embedded NUL.
+    MultiString(alloc::vec::Vec<alloc::string::String>),
     /// `REG_BINARY`.
     Binary(alloc::vec::Vec<u8>),
 }
 
-/// An open registry key (`WDFKEY`). Maps to `WdfRegistryQueryValue` / `WdfRegistryQueryULong` /
-/// `WdfRegistryQueryUnicodeString` (query), `WdfRegistryAssignValue` / `…AssignULong` (set),
-/// `WdfRegistryRemoveValue` (delete), `WdfRegistryClose` (drop).
+impl RegistryValue {
+    /// The value's type.
+    pub const fn value_type(&self) -> RegistryValueType {
+        match self {
+            RegistryValue::Dword(_) => RegistryValueType::Dword,
+            RegistryValue::Qword(_) => RegistryValueType::Qword,
+            RegistryValue::String(_) => RegistryValueType::String,
+            RegistryValue::ExpandString(_) => RegistryValueType::ExpandString,
+            RegistryValue::MultiString(_) => RegistryValueType::MultiString,
+            RegistryValue::Binary(_) => RegistryValueType::Binary,
+        }
+    }
+}
+
+/// The type of a registry value (the `REG_*` types DMF reads and writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegistryValueType {
+    /// `REG_SZ`: a NUL-terminated UTF-16 string.
+    String,
+    /// `REG_EXPAND_SZ`: a NUL-terminated UTF-16 string holding `%VARIABLE%` references.
+    ExpandString,
+    /// `REG_BINARY`: bytes.
+    Binary,
+    /// `REG_DWORD`: 4 bytes, little-endian.
+    Dword,
+    /// `REG_MULTI_SZ`: NUL-terminated UTF-16 strings followed by one more NUL.
+    MultiString,
+    /// `REG_QWORD`: 8 bytes, little-endian.
+    Qword,
+}
+
+/// The rights a key is opened with (the `DesiredAccess` of `WdfRegistryOpenKey` and friends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegistryAccess {
+    /// `KEY_READ`: query, enumerate, open subkeys.
+    Read,
+    /// `KEY_READ | KEY_WRITE`: also set and delete values, create subkeys.
+    ReadWrite,
+    /// `KEY_ALL_ACCESS`: also delete the key itself.
+    All,
+}
+
+/// A key the PnP manager keeps for a device (`WdfDeviceOpenRegistryKey`'s `DeviceInstanceKeyType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceRegistryKey {
+    /// `PLUGPLAY_REGKEY_DEVICE`: the hardware key (`…\Enum\<instance>\Device Parameters`).
+    Hardware,
+    /// `PLUGPLAY_REGKEY_DRIVER`: the software key (`…\Control\Class\<class>\<nnnn>`).
+    Software,
+}
+
+/// What [`PlatformRegistryKey::query_into`] found: the value's type and the size of its data in
+/// bytes (the data was copied only when `length` fits the buffer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegistryValueInfo {
+    /// The value's type; `None` for a type outside [`RegistryValueType`] (`REG_NONE`, …).
+    pub value_type: Option<RegistryValueType>,
+    /// The size of the value's data in bytes, as stored.
+    pub length: usize,
+}
+
+/// An open registry key (`WDFKEY`). Maps to `WdfDriverOpenParametersRegistryKey`,
+/// `WdfRegistryOpenKey` / `WdfRegistryCreateKey` (by path, or relative to a parent key),
+/// `WdfDeviceOpenRegistryKey` (open), `WdfRegistryQueryValue` (query), `WdfRegistryAssignValue`
+/// (set), `WdfRegistryRemoveValue` (delete a value), `WdfRegistryRemoveKey` (delete the key),
+/// `ZwEnumerateKey` / `ZwEnumerateValueKey` on `WdfRegistryWdmGetHandle` (enumerate) and
+/// `WdfRegistryClose` (drop). Every operation at `PASSIVE_LEVEL`.
 ///
-/// Errors use the registry's statuses: `STATUS_OBJECT_NAME_NOT_FOUND` for a missing value,
-/// `STATUS_OBJECT_TYPE_MISMATCH` for a value of another type.
+/// Errors use the registry's statuses: `STATUS_OBJECT_NAME_NOT_FOUND` for a missing key or value,
+/// `STATUS_OBJECT_TYPE_MISMATCH` for a value of another type, `STATUS_ACCESS_DENIED` for an
+/// operation the key's [`RegistryAccess`] does not allow, `STATUS_CANNOT_DELETE` for deleting a
+/// key that has subkeys, `STATUS_INVALID_PARAMETER` for a malformed path, name or value.
 pub trait PlatformRegistryKey: Sized + Send + Sync {
-    /// Opens the driver's `Parameters` key (`WdfDriverOpenParametersRegistryKey`) for the driver
-    /// named `driver`.
+    /// The device whose PnP keys [`open_device_key`](Self::open_device_key) opens.
+    type Device;
+    /// Opens the driver's `Parameters` key (`WdfDriverOpenParametersRegistryKey`, `KEY_READ |
+    /// KEY_WRITE`) for the driver named `driver`.
     fn open_driver_parameters(driver: &str) -> NtResult<Self>;
+    /// Opens the key at the absolute path `path` (`\Registry\Machine\…`): `WdfRegistryOpenKey`
+    /// with no parent, or, with `create`, `WdfRegistryCreateKey` (`REG_OPTION_NON_VOLATILE`),
+    /// which creates the missing keys along the path.
+    fn open_path(path: &str, access: RegistryAccess, create: bool) -> NtResult<Self>;
+    /// Opens one of `device`'s PnP keys (`WdfDeviceOpenRegistryKey`).
+    fn open_device_key(
+        device: &Self::Device,
+        which: DeviceRegistryKey,
+        access: RegistryAccess,
+    ) -> NtResult<Self>;
+    /// Opens the subkey at `path` relative to this key (`WdfRegistryOpenKey` /
+    /// `WdfRegistryCreateKey` with this key as `ParentKey`).
+    fn open_subkey(&self, path: &str, access: RegistryAccess, create: bool) -> NtResult<Self>;
     /// Reads value `name`.
     fn query(&self, name: &str) -> NtResult<RegistryValue>;
+    /// Reads value `name`'s data as stored (`WdfRegistryQueryValue`) into `buffer` if it fits;
+    /// returns its type and length either way (a length above `buffer.len()` means nothing was
+    /// copied). `buffer` may be empty, to learn the size.
+    fn query_into(&self, name: &str, buffer: &mut [u8]) -> NtResult<RegistryValueInfo>;
     /// Writes value `name`, replacing any value of any type.
     fn set(&self, name: &str, value: RegistryValue) -> NtResult<()>;
+    /// Writes value `name` from data laid out as stored (`WdfRegistryAssignValue`): strings are
+    /// UTF-16LE with their terminators, integers little-endian of their exact size.
+    fn set_raw(&self, name: &str, value_type: RegistryValueType, data: &[u8]) -> NtResult<()>;
     /// Deletes value `name`.
     fn delete(&self, name: &str) -> NtResult<()>;
+    /// Deletes this key (`WdfRegistryRemoveKey`, which also closes it); needs
+    /// [`RegistryAccess::All`] and a key without subkeys.
+    fn delete_key(self) -> NtResult<()>;
+    /// Writes the name of subkey `index` (`ZwEnumerateKey`, `KeyBasicInformation`) into `name`
+    /// as UTF-16 and returns its length in units; `None` past the last subkey
+    /// (`STATUS_NO_MORE_ENTRIES`). `STATUS_BUFFER_OVERFLOW` if `name` is too short.
+    fn subkey_name(&self, index: u32, name: &mut [u16]) -> NtResult<Option<usize>>;
+    /// As [`subkey_name`](Self::subkey_name) for the name of value `index` (`ZwEnumerateValueKey`,
+    /// `KeyValueBasicInformation`).
+    fn value_name(&self, index: u32, name: &mut [u16]) -> NtResult<Option<usize>>;
 }

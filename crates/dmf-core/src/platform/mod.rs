@@ -12,10 +12,13 @@
 //! | [`WaitLock`] | [`PlatformWaitLock`](contract::PlatformWaitLock) | `sync::ModuleLock` (PASSIVE Modules) |
 //! | [`CurrentIrql`] | [`PlatformIrql`](contract::PlatformIrql) | IRQL assertions |
 //! | [`Clock`] | [`PlatformClock`](contract::PlatformClock) | time-outs, the `Time` Module |
+//! | [`WallClock`] | [`PlatformWallClock`](contract::PlatformWallClock) | the `Time` Module's system and local time |
+//! | [`NamedEvent`] | [`PlatformNamedEvent`](contract::PlatformNamedEvent) | the `NotifyUserWithEvent` Module |
 //! | [`Pool`] | [`PlatformPool`](contract::PlatformPool) | buffer Modules |
 //! | [`Trace`] | [`PlatformTrace`](contract::PlatformTrace) | per-Module trace |
 //! | [`Request`], [`Queue`], [`FileObject`], [`IoTarget`] | [`contract::io`] | request dispatch, the target Modules |
 //! | [`Device`], [`DeviceInit`], [`Driver`] | [`contract::device`] | the client-driver API |
+//! | [`HidParser`] | [`contract::hid`] | the `HidTarget` Module |
 //!
 //! Backends, chosen by Cargo feature:
 //! - `sim` (default): the contract on `kmdf-sim`, the user-mode KMDF. The only place in dmf-core that
@@ -39,11 +42,15 @@ pub mod nt;
 #[cfg(feature = "sim")]
 mod sim;
 #[cfg(feature = "sim")]
+pub use sim::HidParser;
+#[cfg(feature = "sim")]
 pub use sim::{
     Clock, CurrentIrql, Device, DeviceInit, Driver, Event, FileObject, InterfaceNotification,
     IoTarget, Pool, PoolBuffer, Queue, RegistryKey, Request, Resources, SpinLock, SystemThread,
     Timer, Trace, WaitLock, WorkItem,
 };
+#[cfg(feature = "sim")]
+pub use sim::{NamedEvent, WallClock};
 
 /// Simulator-only entry points: installing and loading drivers on a `kmdf_sim::Machine` (on
 /// Windows the PnP manager and `DriverEntry` do this), allocation-failure sweeps
@@ -86,11 +93,15 @@ pub type TargetOpenParams = contract::io::TargetOpenParams<IoTarget>;
 #[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
 mod kmdf;
 #[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
+pub use kmdf::HidParser;
+#[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
 pub use kmdf::{
     Clock, CurrentIrql, Device, DeviceInit, Driver, Event, FileObject, InterfaceNotification,
     IoTarget, Pool, PoolBuffer, Queue, RegistryKey, Request, Resources, SpinLock, SystemThread,
     Timer, Trace, WaitLock, WorkItem,
 };
+#[cfg(all(feature = "kmdf", not(feature = "sim"), windows))]
+pub use kmdf::{NamedEvent, WallClock};
 
 /// Kernel-only entry points: what `DriverEntry` calls (on kmdf-sim, [`simulator`] plays this
 /// part).
@@ -150,7 +161,7 @@ const _: () = {
         Tm: contract::PlatformTimer<Device = Device>,
         Wi: contract::PlatformWorkItem<Device = Device>,
         Th: contract::PlatformThread,
-        R: contract::PlatformRegistryKey,
+        R: contract::PlatformRegistryKey<Device = Device>,
     >() {
     }
     const fn implements_device_contract<
@@ -178,4 +189,26 @@ const _: () = {
     >();
     implements_device_contract::<Driver, DeviceInit, Device, Request, Queue, FileObject, IoTarget>(
     );
+};
+
+/// Compile-time proof that the selected backend implements the wall-clock and named-event items.
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+const _: () = {
+    const fn implements_system_contract<
+        C: contract::PlatformWallClock,
+        N: contract::PlatformNamedEvent,
+    >() {
+    }
+    implements_system_contract::<WallClock, NamedEvent>();
+};
+
+/// Compile-time proof that the selected backend implements the bus-driver items (child PDOs).
+#[cfg(any(feature = "sim", all(feature = "kmdf", windows)))]
+const _: () = {
+    const fn implements_bus_contract<
+        Dev: contract::device::PlatformBus<PdoInit = Init>,
+        Init: contract::device::PlatformPdoInit + contract::device::PlatformDeviceInit<Device = Dev>,
+    >() {
+    }
+    implements_bus_contract::<Device, DeviceInit>();
 };

@@ -5,8 +5,8 @@
 //! A `WDFKEY` is a kmdf-sim object of that kind (default parent: the driver) whose payload is
 //! the kmdf-sim [`RegistryKey`]; statuses are the ones the kernel's registry routines return
 //! (kmdf-sim's [`RegistryError::ntstatus`]). `DesiredAccess` is not enforced (kmdf-sim's keys
-//! have no security). Value types kmdf-sim does not model (`REG_EXPAND_SZ`, …) are refused with
-//! `STATUS_NOT_SUPPORTED`.
+//! have no security). Value types kmdf-sim does not model (`REG_LINK`, `REG_NONE`, …) are refused
+//! with `STATUS_NOT_SUPPORTED`.
 
 use std::sync::Arc;
 
@@ -420,13 +420,13 @@ mod tests {
             wdf_registry_query_ulong(g, key, &raw const name, &raw mut out),
             STATUS_OBJECT_TYPE_MISMATCH
         );
-        // REG_EXPAND_SZ (2) is not modelled; a DWORD of the wrong length does not decode.
+        // REG_LINK (6) is not modelled; a DWORD of the wrong length does not decode.
         assert_eq!(
             wdf_registry_assign_value(
                 g,
                 key,
                 &raw const name,
-                2,
+                6,
                 text_len,
                 text.as_ptr().cast_mut().cast()
             ),

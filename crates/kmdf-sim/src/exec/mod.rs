@@ -21,6 +21,8 @@
 //! | [`WorkItem`] | WDFWORKITEM (`WdfWorkItemCreate`, `WdfWorkItemEnqueue`, `EvtWorkItem`), a child of a device | a system worker thread at PASSIVE |
 //! | [`Dpc`] | WDFDPC (`WdfDpcEnqueue`, `EvtDpcFunc`) | the DPC thread at DISPATCH |
 //! | [`SystemThread`] | `PsCreateSystemThread`, `PsTerminateSystemThread` | its own thread at PASSIVE |
+//! | [`NamedEvent`] | a named KEVENT: `ZwCreateEvent`, `ZwOpenEvent`, `ZwClose` (and user-mode `CreateEvent`) | — |
+//! | [`wall_clock`] | `KeQuerySystemTimePrecise`, `ExSystemTimeToLocalTime`, `RtlTimeToTimeFields` | — |
 //!
 //! Callbacks are boxed closures that receive a borrowed handle of their object (so a timer can
 //! restart itself); they are invoked through
@@ -47,9 +49,11 @@ pub mod dpc;
 pub mod event;
 pub mod irql;
 pub mod lock;
+pub mod named_event;
 pub(crate) mod sched;
 pub mod thread;
 pub mod timer;
+pub mod wall_clock;
 pub mod workitem;
 
 pub use clock::{duration_to_ticks, ticks_to_duration, ClockMode};
@@ -58,8 +62,10 @@ pub use dpc::Dpc;
 pub use event::{Event, EventKind, WaitStatus};
 pub use irql::{current_irql, lower_irql, raise_irql, require_max_irql, Irql, IrqlGuard};
 pub use lock::{SpinLock, SpinLockGuard, WaitLock, WaitLockGuard};
+pub use named_event::NamedEvent;
 pub use thread::SystemThread;
 pub use timer::{ExecutionLevel, Timer, TimerConfig};
+pub use wall_clock::TimeFields;
 pub use workitem::WorkItem;
 
 use std::sync::Mutex;

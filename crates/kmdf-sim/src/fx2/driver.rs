@@ -14,7 +14,7 @@
 //! | read / write queues: sequential, `EvtIoRead`/`EvtIoWrite` + `EvtIoStop` | bulk loopback |
 //! | interrupt-message queue: manual, not power-managed | parked `GET_INTERRUPT_MESSAGE` |
 //! | wait lock serializing `RESET_DEVICE` | [`WaitLock`] |
-//! | PrepareHardware: find the device | the board named by the node's resource `fx2 board <n>` |
+//! | PrepareHardware: find the device | the board named by the node's resource `fx2 board <n>`, or the board attached to a bus child's instance id |
 //! | D0Entry: start the interrupt pipe (continuous reader) | power the board on / resume it, register the interrupt hook |
 //! | D0Exit: stop the interrupt pipe | remove the hook, suspend the board |
 //! | reader completion: store the byte, complete every parked request | the hook (at `DISPATCH_LEVEL`) |
@@ -26,7 +26,9 @@
 //! → `STATUS_INVALID_DEVICE_STATE`, stall → `STATUS_UNSUCCESSFUL`.
 //!
 //! [`install`] plugs a board in as a device node with this driver; [`stack_spec`] gives the
-//! [`StackSpec`] so a test can add upper or lower filters before plugging it in.
+//! [`StackSpec`] so a test can add upper or lower filters before plugging it in. On a bus
+//! driver's children: [`install_for_hardware_id`] binds the driver to the children's hardware id
+//! and [`attach_board`] puts a board behind one child (by its device instance id).
 //!
 //! [`usb/kmdf_fx2`]: https://github.com/microsoft/Windows-driver-samples/tree/main/usb/kmdf_fx2
 
@@ -117,6 +119,37 @@ pub fn stack_spec(machine: &Machine, board: &Fx2Board) -> StackSpec {
     StackSpec::new(FX2_HARDWARE_ID, FX2_DRIVER).resource(&format!("fx2 board {n}"))
 }
 
+/// The boards behind children of a bus driver, by the child's device instance id (upper case).
+#[derive(Default)]
+struct ChildBoards(Mutex<std::collections::HashMap<String, Fx2Board>>);
+
+/// Makes this driver the function driver of the children a bus driver reports with hardware id
+/// `hardware_id` (installs the package, and binds the id as the models line of its INF would):
+/// a virtual bus's children are driven by it, each finding its board by [`attach_board`].
+pub fn install_for_hardware_id(machine: &Machine, hardware_id: &str) {
+    if !driver::is_installed(machine, FX2_DRIVER) {
+        driver::install(machine, FX2_DRIVER, DriverConfig::new(device_add));
+    }
+    driver::bind_hardware_id(machine, hardware_id, FX2_DRIVER);
+}
+
+/// Puts `board` behind the bus child whose device instance id will be `instance_id`
+/// (`{device id}\{instance id}`, see [`crate::pnp::bus`]) and plugs it in: the driver's
+/// PrepareHardware finds it there when its node has no `fx2 board <n>` resource. Attaching
+/// again replaces the board; [`detach_board`] forgets it.
+pub fn attach_board(machine: &Machine, instance_id: &str, board: &Fx2Board) {
+    let boards = machine.extension(ChildBoards::default);
+    lock(&boards.0).insert(instance_id.to_ascii_uppercase(), board.clone());
+    board.plug_in();
+}
+
+/// Forgets the board behind the bus child `instance_id` (the board itself is left as it is).
+pub fn detach_board(machine: &Machine, instance_id: &str) -> Option<Fx2Board> {
+    let boards = machine.extension(ChildBoards::default);
+    let removed = lock(&boards.0).remove(&instance_id.to_ascii_uppercase());
+    removed
+}
+
 /// Plugs `board` into `machine` as a device node driven by this driver (first start included).
 ///
 /// Errors: the start failure.
@@ -178,7 +211,16 @@ fn prepare_hardware(dev: &Device, res: &Resources) -> Status {
         .iter()
         .find_map(|r| r.strip_prefix("fx2 board "))
         .and_then(|n| n.parse::<usize>().ok())
-        .and_then(|n| lock(&boards.0).get(n).cloned());
+        .and_then(|n| lock(&boards.0).get(n).cloned())
+        .or_else(|| {
+            // A child of a bus driver: the board attached to its device instance.
+            let node = dev.node()?;
+            let children = machine.extension(ChildBoards::default);
+            let board = lock(&children.0)
+                .get(&node.instance_id().to_ascii_uppercase())
+                .cloned();
+            board
+        });
     let Some(board) = board else {
         return Status::INVALID_DEVICE_STATE;
     };

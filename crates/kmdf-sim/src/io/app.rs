@@ -50,11 +50,34 @@ use super::dispatch_to_device;
 use super::file::FileObject;
 use super::request::{self, Mem, ReqCore, RequestParameters, RequestType, RequestorMode};
 use crate::device::lock;
+use crate::exec::{EventKind, NamedEvent};
 use crate::guid::Guid;
 use crate::interface::{find_interface, interfaces_of_class};
 use crate::machine::Machine;
 use crate::object::bind;
 use crate::status::Status;
+
+/// The session the simulated applications run in (the first interactive session).
+pub const APPLICATION_SESSION: u32 = 1;
+
+/// Where a user-mode event name lives in the object manager's namespace: `Global\X` in
+/// `\BaseNamedObjects\X`, `Local\X` and a bare `X` in the application's session,
+/// `\Sessions\1\BaseNamedObjects\X` ([`APPLICATION_SESSION`]). A kernel-mode `ZwOpenEvent`
+/// names the event by this path.
+///
+/// # Errors
+///
+/// `STATUS_OBJECT_NAME_INVALID` for an empty name (or an empty name after the prefix).
+pub fn event_object_name(name: &str) -> Result<String, Status> {
+    let path = if let Some(rest) = name.strip_prefix("Global\\") {
+        (!rest.is_empty()).then(|| format!("\\BaseNamedObjects\\{rest}"))
+    } else {
+        let rest = name.strip_prefix("Local\\").unwrap_or(name);
+        (!rest.is_empty())
+            .then(|| format!("\\Sessions\\{APPLICATION_SESSION}\\BaseNamedObjects\\{rest}"))
+    };
+    path.ok_or(Status::OBJECT_NAME_INVALID)
+}
 
 /// Output bytes (truncated to the information) and the information (bytes transferred).
 pub type IoResult = (Vec<u8>, usize);
@@ -133,6 +156,46 @@ impl Application {
     /// The configuration.
     pub fn config(&self) -> &AppConfig {
         &self.config
+    }
+
+    /// `CreateEventW(NULL, manual_reset, initial_state, name)`: creates the named event `name`
+    /// (a Win32 name, placed by [`event_object_name`]), or opens it if it exists
+    /// ([`NamedEvent::existed`]). Wait on it with [`NamedEvent::wait`] (virtual clock); close it
+    /// with [`NamedEvent::close`] (`CloseHandle`).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_OBJECT_NAME_INVALID` for an empty name.
+    pub fn create_event(
+        &self,
+        name: &str,
+        manual_reset: bool,
+        initial_state: bool,
+    ) -> Result<NamedEvent, Status> {
+        let _g = bind(&self.machine);
+        let kind = if manual_reset {
+            EventKind::Notification
+        } else {
+            EventKind::Synchronization
+        };
+        NamedEvent::create(
+            &self.machine,
+            &event_object_name(name)?,
+            kind,
+            initial_state,
+        )
+    }
+
+    /// `OpenEventW(SYNCHRONIZE | EVENT_MODIFY_STATE, FALSE, name)`: a handle to the existing
+    /// named event `name` (a Win32 name).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_OBJECT_NAME_NOT_FOUND` when it does not exist; `STATUS_OBJECT_NAME_INVALID` for an
+    /// empty name.
+    pub fn open_event(&self, name: &str) -> Result<NamedEvent, Status> {
+        let _g = bind(&self.machine);
+        NamedEvent::open(&self.machine, &event_object_name(name)?)
     }
 
     /// `CreateFile(symbolic_link, access, OPEN_EXISTING)`: sends a create to the top of the

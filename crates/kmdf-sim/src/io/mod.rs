@@ -128,7 +128,10 @@ use crate::status::Status;
 use crate::trace::TraceKind;
 use crate::verifier::invoke_callback;
 
-pub use app::{Access, AppConfig, Application, Handle, IoResult, PendingIo};
+pub use app::{
+    event_object_name, Access, AppConfig, Application, Handle, IoResult, PendingIo,
+    APPLICATION_SESSION,
+};
 pub use file::{FileConfig, FileObject};
 pub use queue::{DispatchType, FoundRequest, Queue, QueueConfig, QueueStatus, StopFlags};
 pub use request::{

@@ -5,8 +5,11 @@
 //! A [`DeviceNode`] is one device instance: a PDO (root-enumerated, or a child of another node —
 //! the bus device) plus a stack of device objects built by **driver packages** ([`crate::driver`]):
 //! optional lower filters, one function driver, optional upper filters ([`StackSpec`]). The PDO
-//! itself has no driver code in the simulator; its part of each sequence (bringing the child to
-//! D0 first, lowering it to Dx last) is recorded as a trace state event on the node.
+//! of a node plugged in by a test ([`PnpManager::plug_in`], [`PnpManager::plug_in_child`]) has
+//! no driver code; its part of each sequence (bringing the child to D0 first, lowering it to Dx
+//! last) is recorded as a trace state event on the node. A child a **bus driver** reports
+//! ([`bus`]: `WdfPdoInitAllocate`, `WdfFdoAddStaticChild`) has the bus driver's PDO at the
+//! bottom of its stack, whose callbacks run in those places.
 //!
 //! [`PnpManager`] (`machine.pnp()`) plugs nodes in and runs system power transitions; each node
 //! runs its own operations. Every operation runs **on the calling thread** (bound to the machine
@@ -79,7 +82,8 @@
 //!   callbacks run. Target-device-change hooks get remove-complete after surprise removal too.
 //! * Query-remove / remove-cancel / remove have no KMDF driver callback for the cancel; only the
 //!   target hooks hear it. A node with a special file in its path vetoes query-remove.
-//! * Removing a bus node removes its children first (surprise removal: surprise-removes them).
+//! * Removing a bus node removes its children first (surprise removal, or a failure of the bus:
+//!   surprise-removes them).
 //! * The wake signal order is documented: WakeFromS0Triggered after D0Entry and before
 //!   DisarmWakeFromS0 ([`EvtDeviceWakeFromS0Triggered`]); WakeFromSxTriggered is placed the same
 //!   way (inferred).
@@ -106,6 +110,7 @@
 //! [`Device::assign_s0_idle_timeout`]: crate::device::Device::assign_s0_idle_timeout
 //! [`invoke_callback`]: crate::verifier::invoke_callback
 
+pub mod bus;
 pub(crate) mod scenarios;
 pub mod state;
 
@@ -238,6 +243,8 @@ struct NodeSt {
     hibernation_path: bool,
     special_files: HashMap<SpecialFileType, usize>,
     children: Vec<DeviceNode>,
+    /// A bus driver of this stack reported a static child: enumerate once started.
+    pending_enumeration: bool,
 }
 
 pub(crate) struct NodeInner {
@@ -245,6 +252,9 @@ pub(crate) struct NodeInner {
     instance_id: String,
     spec: StackSpec,
     parent: Option<Weak<NodeInner>>,
+    /// The bus driver's PDO of a child node (`None` for a root-enumerated node, whose PDO has no
+    /// driver code in the simulator).
+    pdo: Option<Device>,
     op: Mutex<()>,
     st: Mutex<NodeSt>,
     hooks: Mutex<Vec<(u64, Arc<dyn TargetDeviceHook>)>>,
@@ -313,7 +323,7 @@ impl PnpManager {
     ///
     /// Errors: the failing status (the node is then [`NodeState::Failed`]).
     pub fn plug_in(&self, spec: StackSpec) -> Result<DeviceNode, Status> {
-        self.plug_in_under(None, spec)
+        self.plug_in_under(None, spec, None)
     }
 
     /// Plugs in a device as a child of `parent` (the bus device).
@@ -328,27 +338,33 @@ impl PnpManager {
         if parent.state() != NodeState::Started {
             return Err(Status::INVALID_DEVICE_STATE);
         }
-        self.plug_in_under(Some(parent), spec)
+        self.plug_in_under(Some(parent), spec, None)
     }
 
     fn plug_in_under(
         &self,
         parent: Option<&DeviceNode>,
         spec: StackSpec,
+        pdo: Option<(Device, Option<String>)>,
     ) -> Result<DeviceNode, Status> {
         let machine = self.machine()?;
         let _g = bind(&machine);
         let instance_id = {
             let mut st = lock(&self.st);
             let n = st.instances.entry(spec.hardware_id.clone()).or_insert(0);
-            let id = format!("{}\\{:04}", spec.hardware_id, *n);
+            let id = match pdo.as_ref().and_then(|(_, instance)| instance.as_ref()) {
+                Some(instance) => format!("{}\\{instance}", spec.hardware_id),
+                None => format!("{}\\{:04}", spec.hardware_id, *n),
+            };
             *n += 1;
             id
         };
+        let pdo = pdo.map(|(device, _)| device);
         let node = DeviceNode(Arc::new(NodeInner {
             machine: MachineRef::new(&machine),
             instance_id,
             parent: parent.map(|p| Arc::downgrade(&p.0)),
+            pdo,
             op: Mutex::new(()),
             st: Mutex::new(NodeSt {
                 state: NodeState::Starting,
@@ -371,6 +387,7 @@ impl PnpManager {
                 hibernation_path: false,
                 special_files: HashMap::new(),
                 children: Vec::new(),
+                pending_enumeration: false,
             }),
             spec,
             hooks: Mutex::new(Vec::new()),
@@ -379,6 +396,12 @@ impl PnpManager {
         lock(&self.st).nodes.push(node.clone());
         if let Some(p) = parent {
             lock(&p.0.st).children.push(node.clone());
+        }
+        if let Some(pdo) = &node.0.pdo {
+            if !bus::attach(pdo, &node) {
+                node.set_state(NodeState::Removed);
+                return Err(Status::NO_SUCH_DEVICE);
+            }
         }
         node.trace("plugged in");
         node.op("plug in", DeviceNode::build_and_start)?;
@@ -640,16 +663,17 @@ impl DeviceNode {
         lock(&self.0.st).in_op = Some(me);
         let r = f(self);
         loop {
-            let (failure, power_up, idle) = {
+            let (failure, power_up, idle, enumerate) = {
                 let mut st = lock(&self.0.st);
                 let failure = st.pending_failure.take();
                 let power_up = std::mem::take(&mut st.pending_power_up);
                 let idle = std::mem::take(&mut st.pending_idle);
-                if failure.is_none() && !power_up && !idle {
+                let enumerate = std::mem::take(&mut st.pending_enumeration);
+                if failure.is_none() && !power_up && !idle && !enumerate {
                     st.in_op = None;
                     break;
                 }
-                (failure, power_up, idle)
+                (failure, power_up, idle, enumerate)
             };
             if let Some(action) = failure {
                 self.fail(action);
@@ -658,6 +682,11 @@ impl DeviceNode {
             } else if idle && self.can_idle() {
                 self.trace("idle timeout expired");
                 let _ = self.go_idle();
+            }
+            // Bus relations: the children reported meanwhile (a failure above leaves the node
+            // without a stack, and then nothing is enumerated).
+            if enumerate && self.state() == NodeState::Started {
+                self.enumerate_children();
             }
         }
         r
@@ -785,7 +814,18 @@ impl DeviceNode {
         let Some(machine) = self.0.machine.machine() else {
             return Err(Status::INVALID_DEVICE_STATE);
         };
+        if let Some(pdo) = &self.0.pdo {
+            if !bus::pdo_can_start(self, pdo) {
+                lock(&self.0.st).last_status = Status::NO_SUCH_DEVICE;
+                self.set_state(NodeState::Failed);
+                return Err(Status::NO_SUCH_DEVICE);
+            }
+            lock(&self.0.st).stack.push(pdo.clone());
+        }
         for (name, role) in self.0.spec.drivers() {
+            if name.is_empty() && self.0.pdo.is_some() {
+                continue; // a raw PDO without a function driver
+            }
             let r = Driver::load_installed(&machine, &name).and_then(|driver| {
                 let mut init = DeviceInit::new(driver.clone(), self.slot(), role);
                 let add = driver.config().device_add.clone();
@@ -857,23 +897,32 @@ impl DeviceNode {
                 dev.hooks_stack_started();
             }
         }
-        lock(&self.0.st).idle = false;
+        {
+            let mut st = lock(&self.0.st);
+            st.idle = false;
+            // The PnP manager asks a started stack for its bus relations.
+            st.pending_enumeration = true;
+        }
         self.set_state(NodeState::Started);
         self.idle_check();
         Ok(())
     }
 
-    fn delete_device(dev: &Device) {
+    pub(crate) fn delete_device(dev: &Device) {
         dev.hooks_removed();
         let _ = dev.object().delete();
         dev.driver().device_removed();
     }
 
     /// Deletes every device object, top down, and releases (maybe unloads) the drivers.
+    /// A child node's PDO stays (its bus driver owns it until it is reported missing); see
+    /// [`finish_removal`](Self::finish_removal).
     fn teardown_objects(&self) {
         let stack = std::mem::take(&mut lock(&self.0.st).stack);
         for dev in stack.iter().rev() {
-            Self::delete_device(dev);
+            if self.0.pdo.as_ref() != Some(dev) {
+                Self::delete_device(dev);
+            }
         }
     }
 
@@ -887,7 +936,16 @@ impl DeviceNode {
                 h.remove_complete(self);
             }
         }
+        // The bus driver's FDO goes: its children that never started, and the ones it reported
+        // but the PnP manager has not enumerated yet, are gone with it.
+        self.release_children();
         self.teardown_objects();
+        if matches!(state, NodeState::Removed | NodeState::SurpriseRemoved) {
+            // Removed for good (unplugged, ejected, or its parent went): the PDO is deleted.
+            if let Some(pdo) = &self.0.pdo {
+                bus::delete_pdo(pdo);
+            }
+        }
         let timer = {
             let mut st = lock(&self.0.st);
             st.idle = false;
@@ -913,6 +971,12 @@ impl DeviceNode {
 
     /// The surprise-removal list over the whole stack (highest first).
     fn surprise_stack(&self) {
+        // Children go first (a failed or surprise-removed bus takes its children with it).
+        for child in self.children() {
+            if child.state().has_stack() {
+                let _ = child.surprise_remove();
+            }
+        }
         self.disable_interfaces();
         for dev in self.stack().iter().rev() {
             scenarios::surprise(dev);
@@ -1377,7 +1441,10 @@ impl DeviceInit {
 impl Device {
     /// The device node this device belongs to (gone once the node is dropped).
     pub fn node(&self) -> Option<DeviceNode> {
-        DeviceNode::from_slot(&self.0.node)
+        DeviceNode::from_slot(&self.0.node).or_else(|| {
+            let pdo = self.0.pdo.as_ref()?;
+            DeviceNode::from_slot(&lock(&pdo.node))
+        })
     }
 
     /// The next-lower device of the stack (`None` at the bottom: below is the PDO).

@@ -246,6 +246,8 @@ pub enum SpecialFileType {
 /// Where a driver sits in a device stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackRole {
+    /// The bus driver's PDO, at the bottom of a child device's stack (`WdfPdoInitAllocate`).
+    Bus,
     /// A lower filter (below the function driver).
     LowerFilter,
     /// The function driver (FDO).

@@ -63,6 +63,17 @@ pub mod wdf {
     }
 }
 
+/// The types and constants of the HID class and parser headers (`hidclass.h`, `hidpi.h`,
+/// `hidusage.h`), as the real crate's `hid` feature gives them.
+#[cfg(feature = "hid")]
+pub mod hid {
+    pub use bindings::*;
+    mod bindings {
+        use crate::types::*;
+        include!(concat!(env!("OUT_DIR"), "/hid.rs"));
+    }
+}
+
 mod macros {
     include!(concat!(
         env!("OUT_DIR"),

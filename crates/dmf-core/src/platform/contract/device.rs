@@ -7,6 +7,7 @@
 //! | device | [`PlatformDevice`] | `WDFDEVICE`: `WdfDeviceSetFailed`, `WdfDeviceStopIdle` / `WdfDeviceResumeIdle`, `WdfDeviceCreateDeviceInterface`, `WdfDeviceSetDeviceInterfaceState` |
 //! | PnP/power callbacks | [`PnpPowerCallbacks`] | `WDF_PNPPOWER_EVENT_CALLBACKS` (+ `EvtDeviceQueryRemove`/`QueryStop`/`RelationsQuery`/`UsageNotificationEx`) |
 //! | power-policy callbacks | [`PowerPolicyCallbacks`] | `WDF_POWER_POLICY_EVENT_CALLBACKS` |
+//! | child PDOs (bus driver) | [`PlatformBus`], [`PlatformPdoInit`], [`PnpCapabilities`], [`PowerCapabilities`] | `WdfPdoInitAllocate`, `WdfPdoInitAssignDeviceID` / `…AssignInstanceID` / `…AddHardwareID` / `…AddCompatibleID` / `…AddDeviceText` / `…SetDefaultLocale` / `…AssignRawDevice`, `WdfFdoAddStaticChild`, `WdfFdoLockStaticChildListForIteration` + `WdfFdoRetrieveNextStaticChild` + `WdfFdoUnlockStaticChildListFromIteration`, `WdfPdoMarkMissing`, `WdfPdoRequestEject`, `WdfObjectDelete`, `WdfDeviceSetPnpCapabilities`, `WdfDeviceSetPowerCapabilities` |
 //!
 //! The callback structs are generic over the backend's device and resource types; the platform
 //! module re-exports them instantiated (`platform::PnpPowerCallbacks`). Callbacks return
@@ -488,4 +489,176 @@ pub trait PlatformDriver: Clone + Send + Sync + 'static {
     /// `SDDL_DEVOBJ_SYS_ALL_ADM_ALL`; otherwise `SDDL_DEVOBJ_SYS_ALL_ADM_RWX_WORLD_RW_RES_R`.
     /// PnP, power and power-policy callbacks set on it are never called.
     fn control_device_init(&self, administrators_only: bool) -> Self::DeviceInit;
+}
+
+/// `WDF_TRI_STATE`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TriState {
+    /// `WdfFalse`.
+    False,
+    /// `WdfTrue`.
+    True,
+    /// `WdfUseDefault`: the framework (or the bus) decides.
+    #[default]
+    UseDefault,
+}
+
+/// `DEVICE_POWER_STATE` (a device's Dx, as the power capabilities name it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DevicePowerLevel {
+    /// `PowerDeviceD0`.
+    D0,
+    /// `PowerDeviceD1`.
+    D1,
+    /// `PowerDeviceD2`.
+    D2,
+    /// `PowerDeviceD3`.
+    D3,
+}
+
+/// `WDF_DEVICE_PNP_CAPABILITIES` (`WDF_DEVICE_PNP_CAPABILITIES_INIT`: every flag `UseDefault`,
+/// no address, no UI number), what `WdfDeviceSetPnpCapabilities` reports for a PDO.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PnpCapabilities {
+    /// `LockSupported`.
+    pub lock_supported: TriState,
+    /// `EjectSupported`.
+    pub eject_supported: TriState,
+    /// `Removable`.
+    pub removable: TriState,
+    /// `DockDevice`.
+    pub dock_device: TriState,
+    /// `UniqueID`.
+    pub unique_id: TriState,
+    /// `SilentInstall`.
+    pub silent_install: TriState,
+    /// `SurpriseRemovalOK`.
+    pub surprise_removal_ok: TriState,
+    /// `HardwareDisabled`.
+    pub hardware_disabled: TriState,
+    /// `NoDisplayInUI`.
+    pub no_display_in_ui: TriState,
+    /// `Address` (`None`: left at `(ULONG) -1`).
+    pub address: Option<u32>,
+    /// `UINumber` (`None`: left at `(ULONG) -1`).
+    pub ui_number: Option<u32>,
+}
+
+/// `WDF_DEVICE_POWER_CAPABILITIES` (`WDF_DEVICE_POWER_CAPABILITIES_INIT`: flags `UseDefault`,
+/// states `PowerDeviceMaximum`), the fields a bus driver sets for its PDO with
+/// `WdfDeviceSetPowerCapabilities`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PowerCapabilities {
+    /// `DeviceD1`.
+    pub device_d1: TriState,
+    /// `DeviceD2`.
+    pub device_d2: TriState,
+    /// `WakeFromD0`.
+    pub wake_from_d0: TriState,
+    /// `WakeFromD1`.
+    pub wake_from_d1: TriState,
+    /// `WakeFromD2`.
+    pub wake_from_d2: TriState,
+    /// `WakeFromD3`.
+    pub wake_from_d3: TriState,
+    /// `DeviceState[PowerSystemWorking ..= PowerSystemShutdown]`: S0, S1, S2, S3, S4, S5
+    /// (`None`: `PowerDeviceMaximum`, the framework's default).
+    pub device_state: [Option<DevicePowerLevel>; 6],
+    /// `DeviceWake` (`None`: `PowerDeviceMaximum`).
+    pub device_wake: Option<DevicePowerLevel>,
+}
+
+/// A child device's identity on its PDO's init (`WdfPdoInit…`), set by the bus driver between
+/// [`PlatformBus::pdo_init_allocate`] and [`PlatformDeviceInit::create_device_with`].
+pub trait PlatformPdoInit {
+    /// `WdfPdoInitAssignDeviceID`: required before the PDO is created.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_REQUEST` on an init that is not a PDO's; `STATUS_INVALID_PARAMETER`
+    /// for an empty id or one containing a NUL; `STATUS_INSUFFICIENT_RESOURCES`.
+    fn assign_device_id(&mut self, id: &str) -> NtResult<()>;
+    /// `WdfPdoInitAssignInstanceID`.
+    ///
+    /// # Errors
+    ///
+    /// As [`assign_device_id`](Self::assign_device_id).
+    fn assign_instance_id(&mut self, id: &str) -> NtResult<()>;
+    /// `WdfPdoInitAddHardwareID` (most specific first).
+    ///
+    /// # Errors
+    ///
+    /// As [`assign_device_id`](Self::assign_device_id).
+    fn add_hardware_id(&mut self, id: &str) -> NtResult<()>;
+    /// `WdfPdoInitAddCompatibleID`.
+    ///
+    /// # Errors
+    ///
+    /// As [`assign_device_id`](Self::assign_device_id).
+    fn add_compatible_id(&mut self, id: &str) -> NtResult<()>;
+    /// `WdfPdoInitAddDeviceText(DeviceDescription, DeviceLocation, LocaleId)`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_REQUEST` on an init that is not a PDO's;
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    fn add_device_text(&mut self, description: &str, location: &str, locale: u32) -> NtResult<()>;
+    /// `WdfPdoInitSetDefaultLocale`.
+    fn set_default_locale(&mut self, locale: u32);
+    /// `WdfPdoInitAssignRawDevice(DeviceClassGuid)`: the PDO can run without a function driver
+    /// (raw mode) and owns power policy then.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_REQUEST` on an init that is not a PDO's.
+    fn assign_raw_device(&mut self, class: Guid) -> NtResult<()>;
+}
+
+/// A bus driver's side of its device (the FDO) and of the PDOs it reports (static
+/// enumeration).
+pub trait PlatformBus: PlatformDevice {
+    /// The init a PDO is built from: a device init that also takes the `WdfPdoInit…` calls.
+    type PdoInit: PlatformPdoInit + PlatformDeviceInit<Device = Self>;
+    /// `WdfPdoInitAllocate(self)`: the init of a child PDO of this FDO. Dropping it without
+    /// creating the device is `WdfDeviceInitFree`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` (KMDF returns `NULL`); `STATUS_INVALID_DEVICE_REQUEST` on
+    /// a control device or a PDO.
+    fn pdo_init_allocate(&self) -> NtResult<Self::PdoInit>;
+    /// `WdfFdoAddStaticChild(self, pdo)`: reports `pdo` as a child; the PnP manager enumerates
+    /// it (loads its function driver by its hardware ids) once this device is started.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` / `STATUS_INVALID_DEVICE_REQUEST` for a device that is not
+    /// a PDO of this FDO; `STATUS_INVALID_DEVICE_STATE` if it was already added.
+    fn add_static_child(&self, pdo: &Self) -> NtResult<()>;
+    /// Visits the static children added and not yet reported missing
+    /// (`WdfFdoLockStaticChildListForIteration`, `WdfFdoRetrieveNextStaticChild` with
+    /// `WdfRetrieveAddedChildren`, `WdfFdoUnlockStaticChildListFromIteration`) until `visit`
+    /// returns `false`. `visit` must not add or remove children of this device.
+    fn for_each_static_child(&self, visit: &mut dyn FnMut(&Self) -> bool);
+    /// `WdfPdoMarkMissing` on a PDO: the child is gone (surprise removal of its stack, then the
+    /// PDO is deleted).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_REQUEST` if this is not a PDO; `STATUS_NO_SUCH_DEVICE` if it is
+    /// not an added child (never added, or already missing).
+    fn pdo_mark_missing(&self) -> NtResult<()>;
+    /// `WdfPdoRequestEject` on a PDO: asks the PnP manager to eject the child.
+    fn pdo_request_eject(&self);
+    /// `WdfObjectDelete` of a PDO that was created but never added as a child (the bus driver's
+    /// undo of `WdfDeviceCreate` when a later step of setting it up fails).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` for a device that is not such a PDO.
+    fn pdo_delete(&self) -> NtResult<()>;
+    /// `WdfDeviceSetPnpCapabilities`.
+    fn set_pnp_capabilities(&self, capabilities: &PnpCapabilities);
+    /// `WdfDeviceSetPowerCapabilities`.
+    fn set_power_capabilities(&self, capabilities: &PowerCapabilities);
 }

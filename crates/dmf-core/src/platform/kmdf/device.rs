@@ -338,6 +338,9 @@ pub struct DeviceInit {
     /// A control-device init (`WdfControlDeviceInitAllocate`): the driver owns it until
     /// `WdfDeviceCreate` and frees it otherwise; PnP/power calls are not made on it.
     control: bool,
+    /// A PDO's init (`WdfPdoInitAllocate`): the driver owns it until `WdfDeviceCreate` and frees
+    /// it otherwise.
+    pdo: bool,
     /// The first failure of a call whose contract method returns nothing (`assign_name`), or of
     /// the allocation; `create_device` reports it.
     status: NtResult<()>,
@@ -345,8 +348,8 @@ pub struct DeviceInit {
 
 impl Drop for DeviceInit {
     fn drop(&mut self) {
-        if self.control && !self.raw.is_null() {
-            // SAFETY: a control-device init the driver allocated and WdfDeviceCreate did not
+        if (self.control || self.pdo) && !self.raw.is_null() {
+            // SAFETY: a control-device or PDO init the driver allocated and WdfDeviceCreate did not
             // consume (invariant: `raw` is nulled on success), freed once.
             unsafe { call_unsafe_wdf_function_binding!(WdfDeviceInitFree, self.raw) };
         }
@@ -370,8 +373,22 @@ impl DeviceInit {
             file: FileObjectConfig::default(),
             filter: false,
             control: false,
+            pdo: false,
             status: Ok(()),
         }
+    }
+
+    /// The init `WdfPdoInitAllocate` returned (non-null), owned by the driver until
+    /// `WdfDeviceCreate`.
+    pub(super) fn new_pdo(raw: PWDFDEVICE_INIT) -> Self {
+        let mut init = DeviceInit::new(raw);
+        init.pdo = true;
+        init
+    }
+
+    /// Whether this is a PDO's init.
+    pub(super) fn is_pdo(&self) -> bool {
+        self.pdo
     }
 
     /// The `PWDFDEVICE_INIT` (null after the device was created), for WDF calls the contract
@@ -634,6 +651,13 @@ impl Device {
     /// The `WDFDEVICE` handle, for WDF calls the contract does not cover.
     pub fn raw(&self) -> WDFDEVICE {
         self.handle
+    }
+
+    /// Records that the driver deleted the device; false if it was already recorded (a second
+    /// `WdfObjectDelete`) or the device is not the backend's.
+    pub(super) fn mark_deleted(&self) -> bool {
+        self.state()
+            .is_some_and(|state| !state.deleted.swap(true, Ordering::AcqRel))
     }
 
     fn state(&self) -> Option<&DeviceState> {

@@ -10,7 +10,7 @@
 //! | [`Timer`] | `WdfTimerCreate` / `WdfTimerStart` / `WdfTimerStop` / `WdfObjectDelete`; `EvtTimerFunc` trampoline |
 //! | [`WorkItem`] | `WdfWorkItemCreate` / `WdfWorkItemEnqueue` / `WdfWorkItemFlush` / `WdfObjectDelete`; `EvtWorkItem` trampoline |
 //! | [`SystemThread`] | `PsCreateSystemThread` + `ObReferenceObjectByHandle` + `ZwClose` / `KeWaitForSingleObject` / `ObfDereferenceObject` |
-//! | [`RegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryQueryValue` / `WdfRegistryAssignValue` / `WdfRegistryRemoveValue` / `WdfRegistryClose` |
+//! | [`RegistryKey`] | `WdfDriverOpenParametersRegistryKey` / `WdfRegistryOpenKey` / `WdfRegistryCreateKey` / `WdfDeviceOpenRegistryKey` / `WdfRegistryQueryValue` / `WdfRegistryAssignValue` / `WdfRegistryRemoveValue` / `WdfRegistryRemoveKey` / `ZwEnumerateKey` and `ZwEnumerateValueKey` on `WdfRegistryWdmGetHandle` / `WdfRegistryClose` |
 //!
 //! # Parents of timers and work items
 //! KMDF requires a timer's or work item's `ParentObject` to be a device (or an object whose
@@ -30,9 +30,11 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use core::time::Duration;
 
 use wdk_sys::{
-    call_unsafe_wdf_function_binding, _KWAIT_REASON, HANDLE, PVOID, REG_BINARY, REG_DWORD,
-    REG_EXPAND_SZ, REG_QWORD, REG_SZ, STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS, STATUS_TIMEOUT,
-    ULONG, WDFKEY, WDFOBJECT, WDFSPINLOCK, WDFTIMER, WDFWAITLOCK, WDFWORKITEM,
+    call_unsafe_wdf_function_binding, _KWAIT_REASON, HANDLE, KEY_BASIC_INFORMATION,
+    KEY_VALUE_BASIC_INFORMATION, PVOID, REG_BINARY, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ,
+    REG_QWORD, REG_SZ, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_NO_MORE_ENTRIES,
+    STATUS_SUCCESS, STATUS_TIMEOUT, ULONG, WDFKEY, WDFOBJECT, WDFSPINLOCK, WDFTIMER, WDFWAITLOCK,
+    WDFWORKITEM,
 };
 
 use super::device::Device;
@@ -45,9 +47,10 @@ use crate::fallible::{
     try_arc, try_box, try_to_vec, try_vec_filled, try_vec_with_capacity, VecExt,
 };
 use crate::platform::contract::{
-    EventKind, Irql, PlatformEvent, PlatformIrql, PlatformPool, PlatformRegistryKey,
-    PlatformSpinLock, PlatformThread, PlatformTimer, PlatformTrace, PlatformWaitLock,
-    PlatformWorkItem, PoolTag, RegistryValue, Timeout, TimerExecutionLevel, TraceLevel, WaitStatus,
+    DeviceRegistryKey, EventKind, Irql, PlatformEvent, PlatformIrql, PlatformPool,
+    PlatformRegistryKey, PlatformSpinLock, PlatformThread, PlatformTimer, PlatformTrace,
+    PlatformWaitLock, PlatformWorkItem, PoolTag, RegistryAccess, RegistryValue, RegistryValueInfo,
+    RegistryValueType, Timeout, TimerExecutionLevel, TraceLevel, WaitStatus,
 };
 use crate::platform::nt::{self, NtCurrentIrql, NtEvent};
 use crate::rundown::RundownEvent;
@@ -608,9 +611,44 @@ impl Drop for SystemThread {
 /// `KEY_READ | KEY_WRITE`.
 const KEY_READ_WRITE: wdk_sys::ACCESS_MASK = wdk_sys::KEY_READ | wdk_sys::KEY_WRITE;
 
-/// An open `WDFKEY` (the driver's `Parameters` key), closed on drop.
+/// The `ACCESS_MASK` of a [`RegistryAccess`].
+fn access_mask(access: RegistryAccess) -> wdk_sys::ACCESS_MASK {
+    match access {
+        RegistryAccess::Read => wdk_sys::KEY_READ,
+        RegistryAccess::ReadWrite => KEY_READ_WRITE,
+        RegistryAccess::All => wdk_sys::KEY_ALL_ACCESS,
+    }
+}
+
+/// The `REG_*` number of a [`RegistryValueType`].
+fn reg_type(value_type: RegistryValueType) -> ULONG {
+    match value_type {
+        RegistryValueType::String => REG_SZ,
+        RegistryValueType::ExpandString => REG_EXPAND_SZ,
+        RegistryValueType::Binary => REG_BINARY,
+        RegistryValueType::Dword => REG_DWORD,
+        RegistryValueType::MultiString => REG_MULTI_SZ,
+        RegistryValueType::Qword => REG_QWORD,
+    }
+}
+
+/// The [`RegistryValueType`] of a `REG_*` number, if it is one DMF reads.
+fn value_type_of(kind: ULONG) -> Option<RegistryValueType> {
+    Some(match kind {
+        REG_SZ => RegistryValueType::String,
+        REG_EXPAND_SZ => RegistryValueType::ExpandString,
+        REG_BINARY => RegistryValueType::Binary,
+        REG_DWORD => RegistryValueType::Dword,
+        REG_MULTI_SZ => RegistryValueType::MultiString,
+        REG_QWORD => RegistryValueType::Qword,
+        _ => return None,
+    })
+}
+
+/// An open `WDFKEY`, closed on drop.
 pub struct RegistryKey {
-    // INVARIANT: a WDFKEY opened by `open_driver_parameters`, closed only by `drop`.
+    // INVARIANT: an open WDFKEY (opened by one of the `open_*` functions), closed only by `drop`
+    // or deleted by `delete_key` (which then forgets `self`).
     key: WDFKEY,
 }
 
@@ -625,7 +663,100 @@ impl core::fmt::Debug for RegistryKey {
     }
 }
 
+impl RegistryKey {
+    /// `WdfRegistryOpenKey` / `WdfRegistryCreateKey` below `parent` (null: `name` is absolute).
+    fn open_below(
+        parent: WDFKEY,
+        name: &str,
+        access: RegistryAccess,
+        create: bool,
+    ) -> NtResult<Self> {
+        let name = UnicodeName::new(name)?;
+        let mut key: WDFKEY = null_mut();
+        let status = if create {
+            // SAFETY: `parent` is null or an open key (callers); a valid name; no disposition
+            // wanted; no attributes; out pointer to our local.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRegistryCreateKey,
+                    parent,
+                    name.as_ptr(),
+                    access_mask(access),
+                    wdk_sys::REG_OPTION_NON_VOLATILE,
+                    null_mut(),
+                    wdk_sys::WDF_NO_OBJECT_ATTRIBUTES,
+                    &raw mut key
+                )
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRegistryOpenKey,
+                    parent,
+                    name.as_ptr(),
+                    access_mask(access),
+                    wdk_sys::WDF_NO_OBJECT_ATTRIBUTES,
+                    &raw mut key
+                )
+            }
+        };
+        nt_result(status)?;
+        Ok(RegistryKey { key })
+    }
+
+    /// `ZwEnumerateKey` / `ZwEnumerateValueKey` (`enumerate`) on the key's WDM handle into a
+    /// buffer holding the `…BASIC_INFORMATION` header (`NameLength` at `length_offset`, `Name` at
+    /// `name_offset`) and `name.len()` units; copies the name out.
+    fn enumerate_name(
+        &self,
+        name: &mut [u16],
+        length_offset: usize,
+        name_offset: usize,
+        enumerate: impl FnOnce(HANDLE, PVOID, ULONG, &mut ULONG) -> wdk_sys::NTSTATUS,
+    ) -> NtResult<Option<usize>> {
+        let bytes = name_offset + core::mem::size_of_val(name);
+        let mut buffer: Vec<u64> = try_vec_filled(0, bytes.div_ceil(size_of::<u64>()))?;
+        let length = ULONG::try_from(buffer.len() * size_of::<u64>())
+            .map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        // SAFETY: open key (invariant).
+        let handle =
+            unsafe { call_unsafe_wdf_function_binding!(WdfRegistryWdmGetHandle, self.key) };
+        let mut result: ULONG = 0;
+        let status = enumerate(
+            handle,
+            buffer.as_mut_ptr().cast::<c_void>(),
+            length,
+            &mut result,
+        );
+        if status == STATUS_NO_MORE_ENTRIES {
+            return Ok(None);
+        }
+        if status == STATUS_BUFFER_OVERFLOW || status == STATUS_BUFFER_TOO_SMALL {
+            return Err(NtStatus::BUFFER_OVERFLOW);
+        }
+        nt_result(status)?;
+        let raw: Vec<u8> =
+            crate::fallible::try_collect(buffer.iter().flat_map(|word| word.to_le_bytes()))?;
+        let field = raw
+            .get(length_offset..length_offset + size_of::<ULONG>())
+            .ok_or(NtStatus::BUFFER_OVERFLOW)?;
+        let name_bytes = ULONG::from_le_bytes([field[0], field[1], field[2], field[3]]) as usize;
+        let raw_name = raw
+            .get(name_offset..name_offset + name_bytes)
+            .ok_or(NtStatus::BUFFER_OVERFLOW)?;
+        let units = name_bytes / size_of::<u16>();
+        let out = name.get_mut(..units).ok_or(NtStatus::BUFFER_OVERFLOW)?;
+        for (unit, pair) in out.iter_mut().zip(raw_name.chunks_exact(size_of::<u16>())) {
+            *unit = u16::from_le_bytes([pair[0], pair[1]]);
+        }
+        Ok(Some(units))
+    }
+}
+
 impl PlatformRegistryKey for RegistryKey {
+    type Device = Device;
+
     /// `WdfDriverOpenParametersRegistryKey(WdfGetDriver(), KEY_READ | KEY_WRITE)`. A kernel
     /// image holds one driver, so `_driver` is not needed to find it.
     fn open_driver_parameters(_driver: &str) -> NtResult<Self> {
@@ -645,84 +776,149 @@ impl PlatformRegistryKey for RegistryKey {
         Ok(RegistryKey { key })
     }
 
+    /// `WdfRegistryOpenKey(NULL, …)` / `WdfRegistryCreateKey(NULL, …, REG_OPTION_NON_VOLATILE)`.
+    fn open_path(path: &str, access: RegistryAccess, create: bool) -> NtResult<Self> {
+        Self::open_below(null_mut(), path, access, create)
+    }
+
+    /// `WdfDeviceOpenRegistryKey(device, PLUGPLAY_REGKEY_DEVICE | PLUGPLAY_REGKEY_DRIVER, …)`.
+    fn open_device_key(
+        device: &Device,
+        which: DeviceRegistryKey,
+        access: RegistryAccess,
+    ) -> NtResult<Self> {
+        let kind = match which {
+            DeviceRegistryKey::Hardware => wdk_sys::PLUGPLAY_REGKEY_DEVICE,
+            DeviceRegistryKey::Software => wdk_sys::PLUGPLAY_REGKEY_DRIVER,
+        };
+        let mut key: WDFKEY = null_mut();
+        // SAFETY: a live device (the reference); no attributes; out pointer to our local.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfDeviceOpenRegistryKey,
+                device.raw(),
+                kind,
+                access_mask(access),
+                wdk_sys::WDF_NO_OBJECT_ATTRIBUTES,
+                &raw mut key
+            )
+        };
+        nt_result(status)?;
+        Ok(RegistryKey { key })
+    }
+
+    /// `WdfRegistryOpenKey` / `WdfRegistryCreateKey` with this key as `ParentKey`.
+    fn open_subkey(&self, path: &str, access: RegistryAccess, create: bool) -> NtResult<Self> {
+        Self::open_below(self.key, path, access, create)
+    }
+
     /// `WdfRegistryQueryValue`, once for the size (`STATUS_BUFFER_OVERFLOW`) and once for the data.
     fn query(&self, name: &str) -> NtResult<RegistryValue> {
+        let info = self.query_into(name, &mut [])?;
+        let mut data = try_vec_filled(0_u8, info.length)?;
+        let info = self.query_into(name, &mut data)?;
+        if info.length > data.len() {
+            // The value grew between the two calls.
+            return Err(NtStatus::BUFFER_OVERFLOW);
+        }
+        data.truncate(info.length);
+        let units = || {
+            data.chunks_exact(size_of::<u16>())
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        };
+        match info.value_type {
+            Some(RegistryValueType::Dword) if data.len() == size_of::<u32>() => {
+                Ok(RegistryValue::Dword(u32::from_le_bytes([
+                    data[0], data[1], data[2], data[3],
+                ])))
+            }
+            Some(RegistryValueType::Qword) if data.len() == size_of::<u64>() => {
+                let mut bytes = [0_u8; size_of::<u64>()];
+                bytes.copy_from_slice(&data);
+                Ok(RegistryValue::Qword(u64::from_le_bytes(bytes)))
+            }
+            Some(RegistryValueType::String) => Ok(RegistryValue::String(string_from_utf16_lossy(
+                units().take_while(|&u| u != 0),
+            )?)),
+            Some(RegistryValueType::ExpandString) => Ok(RegistryValue::ExpandString(
+                string_from_utf16_lossy(units().take_while(|&u| u != 0))?,
+            )),
+            Some(RegistryValueType::MultiString) => {
+                let all: Vec<u16> = crate::fallible::try_collect(units())?;
+                let mut list = Vec::new();
+                for piece in all.split(|&u| u == 0) {
+                    if piece.is_empty() {
+                        break;
+                    }
+                    list.try_push(string_from_utf16_lossy(piece.iter().copied())?)?;
+                }
+                Ok(RegistryValue::MultiString(list))
+            }
+            Some(RegistryValueType::Binary) => Ok(RegistryValue::Binary(data)),
+            _ => Err(NtStatus::OBJECT_TYPE_MISMATCH),
+        }
+    }
+
+    /// `WdfRegistryQueryValue` with the caller's buffer: `STATUS_BUFFER_OVERFLOW` (the length and
+    /// type are still reported) means it did not fit.
+    fn query_into(&self, name: &str, buffer: &mut [u8]) -> NtResult<RegistryValueInfo> {
         let name = UnicodeName::new(name)?;
-        let mut length: ULONG = 0;
+        let length = ULONG::try_from(buffer.len()).unwrap_or(ULONG::MAX);
+        let data = if buffer.is_empty() {
+            null_mut()
+        } else {
+            buffer.as_mut_ptr().cast::<c_void>()
+        };
+        let mut queried: ULONG = 0;
         let mut kind: ULONG = 0;
-        // SAFETY: open key (invariant); a valid name; no buffer with length 0; out pointers to
-        // our locals.
+        // SAFETY: open key (invariant); a valid name; `data` holds `length` writable bytes (or is
+        // null with length 0); out pointers to our locals.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfRegistryQueryValue,
                 self.key,
                 name.as_ptr(),
-                0,
-                null_mut(),
-                &raw mut length,
+                length,
+                data,
+                &raw mut queried,
                 &raw mut kind
             )
         };
         if status != STATUS_BUFFER_OVERFLOW {
             nt_result(status)?;
         }
-        let mut data = try_vec_filled(0_u8, length as usize)?;
-        // SAFETY: as above, with a buffer of `length` bytes.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRegistryQueryValue,
-                self.key,
-                name.as_ptr(),
-                length,
-                data.as_mut_ptr().cast::<c_void>(),
-                &raw mut length,
-                &raw mut kind
-            )
-        };
-        nt_result(status)?;
-        data.truncate(length as usize);
-        match kind {
-            REG_DWORD if data.len() == size_of::<u32>() => {
-                Ok(RegistryValue::Dword(u32::from_le_bytes([
-                    data[0], data[1], data[2], data[3],
-                ])))
-            }
-            REG_QWORD if data.len() == size_of::<u64>() => {
-                let mut bytes = [0_u8; size_of::<u64>()];
-                bytes.copy_from_slice(&data);
-                Ok(RegistryValue::Qword(u64::from_le_bytes(bytes)))
-            }
-            REG_SZ | REG_EXPAND_SZ => {
-                let units = data
-                    .chunks_exact(size_of::<u16>())
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .take_while(|&u| u != 0);
-                Ok(RegistryValue::String(string_from_utf16_lossy(units)?))
-            }
-            REG_BINARY => Ok(RegistryValue::Binary(data)),
-            _ => Err(NtStatus::OBJECT_TYPE_MISMATCH),
-        }
+        Ok(RegistryValueInfo {
+            value_type: value_type_of(kind),
+            length: queried as usize,
+        })
     }
 
     /// `WdfRegistryAssignValue` with the value's type and bytes.
     fn set(&self, name: &str, value: RegistryValue) -> NtResult<()> {
-        let name = UnicodeName::new(name)?;
-        let (kind, mut data) = match value {
-            RegistryValue::Dword(v) => (REG_DWORD, try_to_vec(&v.to_le_bytes())?),
-            RegistryValue::Qword(v) => (REG_QWORD, try_to_vec(&v.to_le_bytes())?),
-            RegistryValue::String(s) => (REG_SZ, reg_sz_bytes(&s)?),
-            RegistryValue::Binary(b) => (REG_BINARY, b),
+        let value_type = value.value_type();
+        let data = match value {
+            RegistryValue::Dword(v) => try_to_vec(&v.to_le_bytes())?,
+            RegistryValue::Qword(v) => try_to_vec(&v.to_le_bytes())?,
+            RegistryValue::String(s) | RegistryValue::ExpandString(s) => reg_sz_bytes(&s)?,
+            RegistryValue::MultiString(list) => reg_multi_sz_bytes(&list)?,
+            RegistryValue::Binary(b) => b,
         };
+        self.set_raw(name, value_type, &data)
+    }
+
+    /// `WdfRegistryAssignValue`.
+    fn set_raw(&self, name: &str, value_type: RegistryValueType, data: &[u8]) -> NtResult<()> {
+        let name = UnicodeName::new(name)?;
         let length = ULONG::try_from(data.len()).map_err(|_| NtStatus::INVALID_PARAMETER)?;
-        // SAFETY: open key (invariant); valid name; `data` holds `length` bytes for the call.
+        // SAFETY: open key (invariant); valid name; `data` holds `length` bytes, only read.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfRegistryAssignValue,
                 self.key,
                 name.as_ptr(),
-                kind,
+                reg_type(value_type),
                 length,
-                data.as_mut_ptr().cast::<c_void>()
+                data.as_ptr().cast_mut().cast::<c_void>()
             )
         };
         nt_result(status)
@@ -736,6 +932,61 @@ impl PlatformRegistryKey for RegistryKey {
         };
         nt_result(status)
     }
+
+    /// `WdfRegistryRemoveKey`: on success the framework has closed the key (no
+    /// `WdfRegistryClose` may follow); on failure it stays open and is closed by the drop.
+    fn delete_key(self) -> NtResult<()> {
+        // SAFETY: open key (invariant).
+        let status = unsafe { call_unsafe_wdf_function_binding!(WdfRegistryRemoveKey, self.key) };
+        nt_result(status)?;
+        core::mem::forget(self);
+        Ok(())
+    }
+
+    /// `ZwEnumerateKey(WdfRegistryWdmGetHandle(key), index, KeyBasicInformation, …)`.
+    fn subkey_name(&self, index: u32, name: &mut [u16]) -> NtResult<Option<usize>> {
+        self.enumerate_name(
+            name,
+            core::mem::offset_of!(KEY_BASIC_INFORMATION, NameLength),
+            core::mem::offset_of!(KEY_BASIC_INFORMATION, Name),
+            |handle, buffer, length, result| {
+                // SAFETY: the key's WDM handle; `buffer` holds `length` writable bytes, 8-aligned;
+                // `result` is ours.
+                unsafe {
+                    wdk_sys::ntddk::ZwEnumerateKey(
+                        handle,
+                        index,
+                        wdk_sys::_KEY_INFORMATION_CLASS::KeyBasicInformation,
+                        buffer,
+                        length,
+                        result,
+                    )
+                }
+            },
+        )
+    }
+
+    /// `ZwEnumerateValueKey(WdfRegistryWdmGetHandle(key), index, KeyValueBasicInformation, …)`.
+    fn value_name(&self, index: u32, name: &mut [u16]) -> NtResult<Option<usize>> {
+        self.enumerate_name(
+            name,
+            core::mem::offset_of!(KEY_VALUE_BASIC_INFORMATION, NameLength),
+            core::mem::offset_of!(KEY_VALUE_BASIC_INFORMATION, Name),
+            |handle, buffer, length, result| {
+                // SAFETY: as in `subkey_name`.
+                unsafe {
+                    wdk_sys::ntddk::ZwEnumerateValueKey(
+                        handle,
+                        index,
+                        wdk_sys::_KEY_VALUE_INFORMATION_CLASS::KeyValueBasicInformation,
+                        buffer,
+                        length,
+                        result,
+                    )
+                }
+            },
+        )
+    }
 }
 
 /// The `REG_SZ` bytes of `text`: UTF-16LE with the terminating NUL.
@@ -745,6 +996,23 @@ fn reg_sz_bytes(text: &str) -> NtResult<Vec<u8>> {
     for unit in text.encode_utf16().chain([0]) {
         bytes.try_extend_from_slice(&unit.to_le_bytes())?;
     }
+    Ok(bytes)
+}
+
+/// The `REG_MULTI_SZ` bytes of `list`: each string UTF-16LE with its NUL, then one more NUL.
+fn reg_multi_sz_bytes(list: &[alloc::string::String]) -> NtResult<Vec<u8>> {
+    let units: usize = list
+        .iter()
+        .map(|s| s.encode_utf16().count() + 1)
+        .sum::<usize>()
+        + 1;
+    let mut bytes = try_vec_with_capacity(units * size_of::<u16>())?;
+    for text in list {
+        for unit in text.encode_utf16().chain([0]) {
+            bytes.try_extend_from_slice(&unit.to_le_bytes())?;
+        }
+    }
+    bytes.try_extend_from_slice(&0_u16.to_le_bytes())?;
     Ok(bytes)
 }
 

@@ -21,7 +21,10 @@
 //! | `wdf.rs` | `WDF_*_INIT` as `const fn`s (sizes and member offsets asserted), the enumerator and flag names call sites use, typed object contexts, counted strings |
 //! | `exec.rs` | event, spin lock, wait lock, IRQL, clock, pool, trace, timer, work item, system thread, registry |
 //! | `device.rs` | driver (`DriverEntry` → `WdfDriverCreate`), device init, device, PnP/power and power-policy trampolines |
+//! | `bus.rs` | child PDOs of a bus driver: the PDO init's identity calls, static children, mark missing, eject, capabilities |
 //! | `io/` | one file per object: request, queue, file object, I/O target, device-interface notification, each with its trampolines (`io/mod.rs`: their object contexts) |
+//! | `system.rs` | wall clock, named event (NT routines) |
+//! | `hid.rs` | HID parser (`hidparse.sys`, raw-dylib) |
 //! | `pins.rs` | no contract item: compile-time checks of dmf-core's hand-copied WDK values (`NtStatus`, the NT layer) against wdk-sys |
 //!
 //! # How closures reach WDF callbacks
@@ -31,10 +34,13 @@
 //! given and calls the closure. The context's value is dropped by the object's
 //! `EvtDestroyCallback`, so the closures live exactly as long as the WDF object.
 
+mod bus;
 mod device;
 mod exec;
+mod hid;
 mod io;
 mod pins;
+mod system;
 mod wdf;
 
 pub use device::{driver_create, Device, DeviceInit, Driver, Resources};
@@ -42,4 +48,6 @@ pub use exec::{
     Clock, CurrentIrql, Event, Pool, PoolBuffer, RegistryKey, SpinLock, SystemThread, Timer, Trace,
     WaitLock, WorkItem,
 };
+pub use hid::HidParser;
 pub use io::{FileObject, InterfaceNotification, IoTarget, Queue, Request};
+pub use system::{NamedEvent, WallClock};

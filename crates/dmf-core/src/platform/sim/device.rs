@@ -243,6 +243,11 @@ impl DeviceInit {
     pub fn sim_mut(&mut self) -> &mut SimDeviceInit {
         &mut self.0
     }
+
+    /// Wraps a kmdf-sim init the driver allocated (`WdfPdoInitAllocate`).
+    pub(super) fn from_sim(init: SimDeviceInit) -> DeviceInit {
+        DeviceInit(init)
+    }
 }
 
 impl core::fmt::Debug for DeviceInit {

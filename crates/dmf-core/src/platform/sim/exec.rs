@@ -8,12 +8,15 @@ use kmdf_sim::exec::{
     WaitStatus as SimWait, WorkItem as SimWorkItem,
 };
 use kmdf_sim::object::ObjectAttributes;
-use kmdf_sim::registry::{RegistryKey as SimKey, RegistryValue as SimValue};
+use kmdf_sim::registry::{
+    KeyAccess, RegistryKey as SimKey, RegistryValue as SimValue, RegistryValueType as SimType,
+};
 
 use super::device::Device;
 use super::{current_machine, from_sim_status};
 use crate::platform::contract::{
-    PlatformRegistryKey, PlatformThread, PlatformTimer, PlatformWorkItem, RegistryValue, Timeout,
+    DeviceRegistryKey, PlatformRegistryKey, PlatformThread, PlatformTimer, PlatformWorkItem,
+    RegistryAccess, RegistryValue, RegistryValueInfo, RegistryValueType, Timeout,
     TimerExecutionLevel, WaitStatus,
 };
 use crate::status::{NtResult, NtStatus};
@@ -128,31 +131,151 @@ fn registry_status(error: &kmdf_sim::registry::RegistryError) -> NtStatus {
     NtStatus::from_raw(error.ntstatus())
 }
 
+fn sim_access(access: RegistryAccess) -> KeyAccess {
+    match access {
+        RegistryAccess::Read => KeyAccess::Read,
+        RegistryAccess::ReadWrite => KeyAccess::ReadWrite,
+        RegistryAccess::All => KeyAccess::All,
+    }
+}
+
+fn sim_type(value_type: RegistryValueType) -> SimType {
+    match value_type {
+        RegistryValueType::String => SimType::Sz,
+        RegistryValueType::ExpandString => SimType::ExpandSz,
+        RegistryValueType::Binary => SimType::Binary,
+        RegistryValueType::Dword => SimType::Dword,
+        RegistryValueType::MultiString => SimType::MultiSz,
+        RegistryValueType::Qword => SimType::Qword,
+    }
+}
+
+fn platform_type(value_type: SimType) -> RegistryValueType {
+    match value_type {
+        SimType::Sz => RegistryValueType::String,
+        SimType::ExpandSz => RegistryValueType::ExpandString,
+        SimType::Binary => RegistryValueType::Binary,
+        SimType::Dword => RegistryValueType::Dword,
+        SimType::MultiSz => RegistryValueType::MultiString,
+        SimType::Qword => RegistryValueType::Qword,
+    }
+}
+
+/// The registry routines run at `PASSIVE_LEVEL` (the verifier reports a call above it).
+fn passive(routine: &str) {
+    kmdf_sim::exec::irql::require_max_irql(kmdf_sim::exec::Irql::Passive, routine);
+}
+
+/// Copies `text` into `out` as UTF-16; its length in units, or `STATUS_BUFFER_OVERFLOW`.
+fn name_into(text: &str, out: &mut [u16]) -> NtResult<usize> {
+    let mut length = 0;
+    for unit in text.encode_utf16() {
+        *out.get_mut(length).ok_or(NtStatus::BUFFER_OVERFLOW)? = unit;
+        length += 1;
+    }
+    Ok(length)
+}
+
 impl PlatformRegistryKey for RegistryKey {
+    type Device = Device;
+
     fn open_driver_parameters(driver: &str) -> NtResult<Self> {
+        passive("WdfDriverOpenParametersRegistryKey");
         let machine = current_machine()?;
         machine
             .registry()
             .driver_parameters(driver)
-            .map(RegistryKey)
+            .map(|key| RegistryKey(key.with_access(KeyAccess::ReadWrite)))
+            .map_err(|e| registry_status(&e))
+    }
+
+    fn open_path(path: &str, access: RegistryAccess, create: bool) -> NtResult<Self> {
+        passive(if create {
+            "WdfRegistryCreateKey"
+        } else {
+            "WdfRegistryOpenKey"
+        });
+        let store = current_machine()?.registry();
+        let key = if create {
+            store.create_key(path)
+        } else {
+            store.open_key(path)
+        };
+        key.map(|key| RegistryKey(key.with_access(sim_access(access))))
+            .map_err(|e| registry_status(&e))
+    }
+
+    /// The keys kmdf-sim's registry keeps for the device's node, by its instance id. A control
+    /// device has no node: `STATUS_INVALID_DEVICE_REQUEST`, as KMDF answers for one.
+    fn open_device_key(
+        device: &Device,
+        which: DeviceRegistryKey,
+        access: RegistryAccess,
+    ) -> NtResult<Self> {
+        passive("WdfDeviceOpenRegistryKey");
+        let node = device
+            .sim()
+            .node()
+            .ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+        let store = current_machine()?.registry();
+        let key = match which {
+            DeviceRegistryKey::Hardware => store.device_hardware_key(node.instance_id()),
+            DeviceRegistryKey::Software => store.device_software_key(node.instance_id()),
+        };
+        key.map(|key| RegistryKey(key.with_access(sim_access(access))))
+            .map_err(|e| registry_status(&e))
+    }
+
+    fn open_subkey(&self, path: &str, access: RegistryAccess, create: bool) -> NtResult<Self> {
+        passive(if create {
+            "WdfRegistryCreateKey"
+        } else {
+            "WdfRegistryOpenKey"
+        });
+        let key = if create {
+            self.0.create_subkey(path)
+        } else {
+            self.0.open_subkey(path)
+        };
+        key.map(|key| RegistryKey(key.with_access(sim_access(access))))
             .map_err(|e| registry_status(&e))
     }
 
     fn query(&self, name: &str) -> NtResult<RegistryValue> {
-        match self.0.query_value(name).map_err(|e| registry_status(&e))? {
-            SimValue::Dword(v) => Ok(RegistryValue::Dword(v)),
-            SimValue::Qword(v) => Ok(RegistryValue::Qword(v)),
-            SimValue::Sz(s) => Ok(RegistryValue::String(s)),
-            SimValue::Binary(b) => Ok(RegistryValue::Binary(b)),
-            SimValue::MultiSz(_) => Err(NtStatus::OBJECT_TYPE_MISMATCH),
+        passive("WdfRegistryQueryValue");
+        Ok(
+            match self.0.query_value(name).map_err(|e| registry_status(&e))? {
+                SimValue::Dword(v) => RegistryValue::Dword(v),
+                SimValue::Qword(v) => RegistryValue::Qword(v),
+                SimValue::Sz(s) => RegistryValue::String(s),
+                SimValue::ExpandSz(s) => RegistryValue::ExpandString(s),
+                SimValue::MultiSz(list) => RegistryValue::MultiString(list),
+                SimValue::Binary(b) => RegistryValue::Binary(b),
+            },
+        )
+    }
+
+    fn query_into(&self, name: &str, buffer: &mut [u8]) -> NtResult<RegistryValueInfo> {
+        passive("WdfRegistryQueryValue");
+        let value = self.0.query_value(name).map_err(|e| registry_status(&e))?;
+        let bytes = value.to_bytes();
+        if let Some(target) = buffer.get_mut(..bytes.len()) {
+            target.copy_from_slice(&bytes);
         }
+        Ok(RegistryValueInfo {
+            value_type: Some(platform_type(value.value_type())),
+            length: bytes.len(),
+        })
     }
 
     fn set(&self, name: &str, value: RegistryValue) -> NtResult<()> {
+        passive("WdfRegistryAssignValue");
         let value = match value {
             RegistryValue::Dword(v) => SimValue::Dword(v),
             RegistryValue::Qword(v) => SimValue::Qword(v),
             RegistryValue::String(s) => SimValue::Sz(s),
+            RegistryValue::ExpandString(s) => SimValue::ExpandSz(s),
+            RegistryValue::MultiString(list) => SimValue::MultiSz(list),
             RegistryValue::Binary(b) => SimValue::Binary(b),
         };
         self.0
@@ -160,8 +283,43 @@ impl PlatformRegistryKey for RegistryKey {
             .map_err(|e| registry_status(&e))
     }
 
+    /// The data is decoded as the kernel would store it: an integer of the wrong size, a string of
+    /// odd length or invalid UTF-16 is `STATUS_INVALID_PARAMETER`.
+    fn set_raw(&self, name: &str, value_type: RegistryValueType, data: &[u8]) -> NtResult<()> {
+        passive("WdfRegistryAssignValue");
+        let value =
+            SimValue::from_bytes(sim_type(value_type), data).map_err(|e| registry_status(&e))?;
+        self.0
+            .set_value(name, value)
+            .map_err(|e| registry_status(&e))
+    }
+
     fn delete(&self, name: &str) -> NtResult<()> {
+        passive("WdfRegistryRemoveValue");
         self.0.delete_value(name).map_err(|e| registry_status(&e))
+    }
+
+    fn delete_key(self) -> NtResult<()> {
+        passive("WdfRegistryRemoveKey");
+        self.0.delete().map_err(|e| registry_status(&e))
+    }
+
+    fn subkey_name(&self, index: u32, name: &mut [u16]) -> NtResult<Option<usize>> {
+        passive("ZwEnumerateKey");
+        let index = usize::try_from(index).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        match self.0.subkey_at(index).map_err(|e| registry_status(&e))? {
+            Some(found) => name_into(&found, name).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn value_name(&self, index: u32, name: &mut [u16]) -> NtResult<Option<usize>> {
+        passive("ZwEnumerateValueKey");
+        let index = usize::try_from(index).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        match self.0.value_at(index).map_err(|e| registry_status(&e))? {
+            Some((found, _)) => name_into(&found, name).map(Some),
+            None => Ok(None),
+        }
     }
 }
 

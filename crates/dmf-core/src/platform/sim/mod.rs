@@ -38,12 +38,15 @@ use super::contract::{
 };
 use crate::rundown::RundownEvent;
 
+mod bus;
 mod device;
 pub mod diagram;
 mod exec;
+mod hid;
 mod io;
 pub mod module_events;
 mod sweep;
+mod system;
 
 use crate::status::{NtResult, NtStatus};
 pub use device::{
@@ -51,8 +54,10 @@ pub use device::{
     Driver, Resources,
 };
 pub use exec::{RegistryKey, SystemThread, Timer, WorkItem};
+pub use hid::HidParser;
 pub use io::{FileObject, InterfaceNotification, IoTarget, Queue, Request};
 pub use sweep::{alloc_sweep, live_heap_blocks, CountingAllocator, SweepReport, SWEEP_RUN_LIMIT};
+pub use system::{NamedEvent, WallClock};
 
 fn current_machine() -> NtResult<Machine> {
     Machine::current().ok_or(NtStatus::INVALID_DEVICE_STATE)
