@@ -853,6 +853,133 @@ impl<T> Drop for TakeCell<T> {
     }
 }
 
+/// The header of a [`ThinOnce`] block: how to call, and how to drop, the closure that follows it.
+#[repr(C)]
+struct OnceHeader<A> {
+    call: unsafe fn(*mut OnceHeader<A>, A),
+    drop: unsafe fn(*mut OnceHeader<A>),
+}
+
+/// A [`ThinOnce`] block: the header, then the closure (`repr(C)`: the header is at offset 0).
+#[repr(C)]
+struct OnceBlock<A, F> {
+    header: OnceHeader<A>,
+    f: F,
+}
+
+/// `call` of a block of closure type `F`: takes the block back and runs the closure.
+///
+/// # Safety
+/// `header` is the address of a block of `F` from `Box::into_raw`, owned by the caller.
+unsafe fn call_block<A, F: FnOnce(A)>(header: *mut OnceHeader<A>, argument: A) {
+    // SAFETY: the caller's contract; the header is the block's first field (`repr(C)`), so the
+    // block's address is the header's.
+    let block = unsafe { alloc::boxed::Box::from_raw(header.cast::<OnceBlock<A, F>>()) };
+    (block.f)(argument);
+}
+
+/// `drop` of a block of closure type `F`.
+///
+/// # Safety
+/// As for [`call_block`].
+unsafe fn drop_block<A, F>(header: *mut OnceHeader<A>) {
+    // SAFETY: as in `call_block`.
+    drop(unsafe { alloc::boxed::Box::from_raw(header.cast::<OnceBlock<A, F>>()) });
+}
+
+/// A `FnOnce(A)` in **one** pool allocation behind a thin pointer, so an atomic slot
+/// ([`OnceCell`]) can hold it: a `Box<dyn FnOnce>` is a fat pointer and would need a second box.
+/// A completion routine is stored for every request sent, so the second allocation was one per
+/// send.
+pub(super) struct ThinOnce<A> {
+    // INVARIANT: the header of a block from `Box::into_raw(Box<OnceBlock<A, F>>)` whose functions
+    // are `call_block::<A, F>` / `drop_block::<A, F>`, for an `F: Send`; owned by this value.
+    header: core::ptr::NonNull<OnceHeader<A>>,
+}
+
+// SAFETY: the closure is `Send` (required by `try_new`); the value owns the block alone.
+unsafe impl<A> Send for ThinOnce<A> {}
+
+impl<A> ThinOnce<A> {
+    /// Boxes `f` (`STATUS_INSUFFICIENT_RESOURCES` when the pool refuses).
+    pub(super) fn try_new<F: FnOnce(A) + Send + 'static>(f: F) -> NtResult<Self> {
+        let block = crate::fallible::try_box(OnceBlock {
+            header: OnceHeader {
+                call: call_block::<A, F>,
+                drop: drop_block::<A, F>,
+            },
+            f,
+        })?;
+        let header = alloc::boxed::Box::into_raw(block).cast::<OnceHeader<A>>();
+        // SAFETY: `Box::into_raw` never returns null.
+        let header = unsafe { core::ptr::NonNull::new_unchecked(header) };
+        Ok(Self { header })
+    }
+
+    /// Runs the closure (consuming it).
+    pub(super) fn call(self, argument: A) {
+        let header = self.header.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: the invariant: `call` is the block's own `call_block`, and the block is ours
+        // (`forget` keeps `Drop` from freeing it too).
+        unsafe { ((*header).call)(header, argument) };
+    }
+
+    fn into_raw(self) -> *mut OnceHeader<A> {
+        let header = self.header.as_ptr();
+        core::mem::forget(self);
+        header
+    }
+
+    /// # Safety
+    /// `header` is non-null and came from [`into_raw`](Self::into_raw), and is owned by the caller.
+    unsafe fn from_raw(header: *mut OnceHeader<A>) -> Self {
+        // SAFETY: the caller's contract: non-null.
+        let header = unsafe { core::ptr::NonNull::new_unchecked(header) };
+        Self { header }
+    }
+}
+
+impl<A> Drop for ThinOnce<A> {
+    fn drop(&mut self) {
+        let header = self.header.as_ptr();
+        // SAFETY: the invariant: `drop` is the block's own `drop_block`; dropped once, here.
+        unsafe { ((*header).drop)(header) };
+    }
+}
+
+/// A [`TakeCell`] for a [`ThinOnce`]: one atomic pointer; all-zero bytes are the empty cell.
+#[repr(transparent)]
+pub(super) struct OnceCell<A> {
+    // INVARIANT: null, or a pointer from `ThinOnce::into_raw` owned by the cell.
+    ptr: core::sync::atomic::AtomicPtr<OnceHeader<A>>,
+}
+
+impl<A> OnceCell<A> {
+    /// Stores `value`, dropping the closure it held before.
+    pub(super) fn put(&self, value: ThinOnce<A>) {
+        let old = self.ptr.swap(value.into_raw(), Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: `old` came from `ThinOnce::into_raw` (invariant) and the swap made it ours.
+            drop(unsafe { ThinOnce::from_raw(old) });
+        }
+    }
+
+    /// Takes the closure out, leaving the cell empty.
+    pub(super) fn take(&self) -> Option<ThinOnce<A>> {
+        let old = self.ptr.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: non-null values come from `ThinOnce::into_raw` (invariant); the swap made it
+        // ours.
+        (!old.is_null()).then(|| unsafe { ThinOnce::from_raw(old) })
+    }
+}
+
+impl<A> Drop for OnceCell<A> {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
 /// A context type whose value is valid as all-zero bytes (atomics, null pointers, [`TakeCell`]s):
 /// no initialisation step, so it also works for objects WDF creates itself (the requests it
 /// presents, the file objects it opens). The destroy callback drops the value in place.

@@ -23,8 +23,8 @@ use crate::platform::contract::io::{
 };
 use crate::platform::kmdf::wdf::{
     as_object, boolean, nt_result, object_attributes_init, relative_timeout,
-    request_parameters_init, request_reuse_params_init, request_send_options_init, TakeCell, FALSE,
-    USER_MODE,
+    request_parameters_init, request_reuse_params_init, request_send_options_init, OnceCell,
+    TakeCell, ThinOnce, FALSE, USER_MODE,
 };
 use crate::status::{NtResult, NtStatus};
 
@@ -87,7 +87,7 @@ fn request_type(value: WDF_REQUEST_TYPE) -> RequestType {
 /// WDF gives a new request) are a valid, empty state.
 pub(in crate::platform::kmdf) struct RequestState {
     cancel: TakeCell<Box<dyn FnOnce(Request) + Send>>,
-    completion: TakeCell<Box<dyn FnOnce(Request, CompletionParams) + Send>>,
+    completion: OnceCell<(Request, CompletionParams)>,
     /// The target a driver-created request was created for (null for presented requests).
     pub(super) target: AtomicPtr<wdk_sys::WDFIOTARGET__>,
     /// The input `WDFMEMORY` of the last `format_for_*`.
@@ -315,7 +315,7 @@ unsafe extern "C" fn evt_request_completion(
         information: request.information(),
     };
     if let Some(routine) = request.state().and_then(|s| s.completion.take()) {
-        routine(request, params);
+        routine.call((request, params));
     }
 }
 
@@ -656,10 +656,8 @@ impl PlatformRequest for Request {
         routine: impl FnOnce(Request, CompletionParams) + Send + 'static,
     ) {
         let Some(state) = self.state() else { return };
-        let stored = try_box(routine).and_then(|routine| {
-            let routine: Box<dyn FnOnce(Request, CompletionParams) + Send> = routine;
-            try_box(routine)
-        });
+        // One allocation (closure and its call/drop functions), not a box of a `Box<dyn FnOnce>`.
+        let stored = ThinOnce::try_new(move |(request, params)| routine(request, params));
         let Ok(routine) = stored else {
             drop(state.completion.take());
             state.completion_refused.store(true, Ordering::Release);
