@@ -1,4 +1,5 @@
-//! The four driver images — ours (`switchbar.sys`, `osrfx2_filter.sys`, from `.ci/kmdf-check`)
+//! The driver images — ours (`switchbar.sys`, `osrfx2_filter.sys`, `virtual_bus.sys` (a bus
+//! driver with no children yet), from `.ci/kmdf-check`)
 //! and Microsoft's C DMF samples (`SwitchBar1.sys`, `SwitchBar4.sys`, from
 //! `tools/cdmf-oracle/build.sh`) — installed on a machine, their device node plugged in
 //! (`EvtDriverDeviceAdd`, `WdfDeviceCreate`, `EvtDevicePrepareHardware`, `EvtDeviceD0Entry`,
@@ -20,9 +21,10 @@ use kmdf_sim::pnp::{NodeState, StackSpec};
 use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
 
 /// (image folder under `target/`, file, service, plugged in as the FX2 board's upper filter).
-const IMAGES: [(&str, &str, &str, bool); 4] = [
+const IMAGES: [(&str, &str, &str, bool); 5] = [
     ("kmdf-check", "switchbar.sys", "switchbar", false),
     ("kmdf-check", "osrfx2_filter.sys", "osrfx2filter", true),
+    ("kmdf-check", "virtual_bus.sys", "virtualbus", false),
     ("cdmf-oracle", "SwitchBar1.sys", "SwitchBar1", false),
     ("cdmf-oracle", "SwitchBar4.sys", "SwitchBar4", true),
 ];

@@ -1,4 +1,5 @@
-//! The two real driver images `.ci/kmdf-check` links (SwitchBar and the OSR FX2 upper filter):
+//! The three real driver images `.ci/kmdf-check` links (SwitchBar, the OSR FX2 upper filter and
+//! the VirtualBus bus driver):
 //! they load (every import resolved by the host), their entry point runs —
 //! `FxDriverEntry` → `WdfVersionBind` → `DriverEntry` → `WdfDriverCreate` — to success, and they
 //! unload (`DriverUnload` → `EvtDriverUnload` → `WdfVersionUnbind`). The same for Microsoft's C
@@ -14,7 +15,7 @@ use kmdf_host::host::{Driver, Outcome};
 use kmdf_sim::{ClockMode, MachineBuilder, VerifierMode};
 
 /// The images `.ci/kmdf-check` links.
-const IMAGES: [&str; 2] = ["switchbar.sys", "osrfx2_filter.sys"];
+const IMAGES: [&str; 3] = ["switchbar.sys", "osrfx2_filter.sys", "virtual_bus.sys"];
 
 /// The image, or `None` after printing why the test is skipped.
 fn image(file: &str) -> Option<PathBuf> {

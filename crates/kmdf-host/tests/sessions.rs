@@ -1,6 +1,6 @@
 //! The samples' end-to-end checks, run against the linked driver images: the same functions the
 //! samples' own tests run on their sim builds (`switchbar::session::check_*`,
-//! `osrfx2_filter::session::check_*`), with the `.sys` image installed as the driver package
+//! `osrfx2_filter::session::check_*`, `virtual_bus::session::check_*`), with the `.sys` image installed as the driver package
 //! instead — ours, and Microsoft's C DMF samples (`SwitchBar1.sys`, `SwitchBar4.sys`, from
 //! `tools/cdmf-oracle/build.sh`) through the checks that do not depend on our notes. Each check runs in a child process (this test binary, re-run on one test), because a
 //! host stop off the entry-point thread ends the process. Skipped when the images are absent
@@ -177,5 +177,42 @@ fn c_dmf_switchbar4_image_board_session() {
                 &osrfx2_filter::session::C_DMF_SWITCHBAR4,
             );
         },
+    );
+}
+
+/// The VirtualBus image (a bus driver on the Pdo Module) through its scripted session: boards
+/// plugged in as child PDOs, each enumerated with the FX2 function driver on top, switches read
+/// through the children, unplug, eject and surprise removal, with a clean verdict.
+#[test]
+fn virtual_bus_image_scripted_session() {
+    in_child(
+        "virtual_bus_image_scripted_session",
+        "virtual_bus.sys",
+        virtual_bus::session::VIRTUALBUS_DRIVER,
+        |install| {
+            virtual_bus::session::check_scripted_session(install);
+        },
+    );
+}
+
+/// The VirtualBus image refuses bad control requests as its sim build does.
+#[test]
+fn virtual_bus_image_control_refusals() {
+    in_child(
+        "virtual_bus_image_control_refusals",
+        "virtual_bus.sys",
+        virtual_bus::session::VIRTUALBUS_DRIVER,
+        virtual_bus::session::check_control_refusals,
+    );
+}
+
+/// The VirtualBus image through seeded plug/unplug/yank/eject/flip churn over four boards.
+#[test]
+fn virtual_bus_image_seeded_churn() {
+    in_child(
+        "virtual_bus_image_seeded_churn",
+        "virtual_bus.sys",
+        virtual_bus::session::VIRTUALBUS_DRIVER,
+        virtual_bus::session::check_seeded_churn,
     );
 }

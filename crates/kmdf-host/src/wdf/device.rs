@@ -277,7 +277,7 @@ pub(crate) fn device_add(host: &HostDriver, init: &mut DeviceInit) -> Result<(),
 ///
 /// # Safety
 /// `p` is null or points to a readable `T` whose first field is its `ULONG Size`.
-unsafe fn read_sized<T: Copy>(p: *const T, routine: &str, what: &str) -> T {
+pub(crate) unsafe fn read_sized<T: Copy>(p: *const T, routine: &str, what: &str) -> T {
     if p.is_null() {
         stop(Stop {
             message: format!("kmdf-host: the driver passed {routine} a NULL {what}"),
@@ -870,7 +870,7 @@ extern "win64" fn wdf_device_create_symbolic_link(
 ///
 /// # Safety
 /// `p` is null or points to a readable `GUID`.
-unsafe fn guid_at(p: *const GUID) -> Option<Guid> {
+pub(crate) unsafe fn guid_at(p: *const GUID) -> Option<Guid> {
     if p.is_null() {
         return None;
     }
@@ -1221,6 +1221,24 @@ extern "win64" fn wdf_device_set_failed(
         };
         payload_of(&object).sim.set_failed(action);
     });
+}
+
+/// A host-owned init (`WdfPdoInitAllocate`): registered like a control init, freed by
+/// `WdfDeviceCreate` (which consumes it) or `WdfDeviceInitFree`.
+pub(crate) fn allocate_owned_init(sim: DeviceInit, driver: Handle) -> PWDFDEVICE_INIT {
+    let mut owned = Box::new(sim);
+    let mut state = Box::new(InitState::new(&raw mut *owned, driver));
+    state.owned = Some(owned);
+    let p = Box::into_raw(state);
+    register_init(p);
+    p.cast()
+}
+
+/// The kmdf-sim init behind the live, unconsumed init `p`, or a stop naming `routine`.
+pub(crate) fn sim_init_of<'a>(p: PWDFDEVICE_INIT, routine: &str) -> &'a mut DeviceInit {
+    let state: &'a mut InitState = open_init(p, routine);
+    // SAFETY: as `InitState::sim`: the init is registered (checked), so `sim` is live.
+    unsafe { &mut *state.sim }
 }
 
 /// A test driver written against the C ABI (as an image is), for the unit tests of the device,

@@ -43,6 +43,7 @@ pub mod fileobject;
 pub mod memory;
 pub mod object;
 pub mod objects;
+pub mod pdo;
 pub mod queue;
 pub mod registry;
 pub mod request;
@@ -79,6 +80,7 @@ pub fn implemented() -> Vec<(&'static str, usize)> {
     all.extend(fileobject::exports());
     all.extend(memory::exports());
     all.extend(object::exports());
+    all.extend(pdo::exports());
     all.extend(queue::exports());
     all.extend(registry::exports());
     all.extend(request::exports());

@@ -68,6 +68,9 @@ extern "win64" fn wdf_object_create(
 extern "win64" fn wdf_object_delete(_globals: PWDF_DRIVER_GLOBALS, object: WDFOBJECT) {
     guard("WdfObjectDelete", || {
         let object = objects::expect(object as usize, "WdfObjectDelete");
+        if super::pdo::delete_unreported_pdo(&object) {
+            return;
+        }
         let _ = object.sim().delete();
     });
 }
