@@ -232,3 +232,8 @@ macro_rules! __driver_entry {
 #[cfg(all(doctest, feature = "sim"))]
 #[doc = include_str!("../docs/writing-modules-and-drivers.md")]
 pub struct GuideWritingModulesAndDrivers;
+
+/// The tracing page's examples, compiled (and the first run) as doctests.
+#[cfg(all(doctest, feature = "sim"))]
+#[doc = include_str!("../docs/trace.md")]
+pub struct GuideTrace;
