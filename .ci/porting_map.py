@@ -15,6 +15,7 @@ says.
 
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,13 +126,10 @@ def self_test():
     assert list(secs) == ["Summary", "Configuration", "Methods", "Callbacks", "Remarks"], secs
     assert plain_links("| `DMF_Demo_Go` | [`Demo::go`] |") == "| `DMF_Demo_Go` | `Demo::go` |"
     assert plain_links("see [the pool](crate::buffer_pool) and [`x`](Demo::x)") == "see the pool and `x`"
-    tmp = Path("/tmp") if Path("/tmp").is_dir() else ROOT / "target"
-    f = tmp / "porting_map_self_test.rs"
-    f.write_text("\n".join("//! " + l if l else "//!" for l in doc) + "\n", encoding="utf-8")
-    try:
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "porting_map_self_test.rs"
+        f.write_text("\n".join("//! " + l if l else "//!" for l in doc) + "\n", encoding="utf-8")
         (_, markdown), errors = module_entry_at(f)
-    finally:
-        f.unlink()
     assert errors == ["porting_map_self_test.rs: `## Callbacks` is empty (write `None.` if it has none)"], errors
     assert "#### Methods" in markdown and "**Notes**" in markdown and "`Demo::go`" in markdown, markdown
     assert "#### Configuration\n\nNone." in markdown, markdown
