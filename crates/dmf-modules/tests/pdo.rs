@@ -457,6 +457,88 @@ fn a_pair_with_their_own_modules_plugs_and_unplugs_by_serial_number() {
     assert_clean(&machine);
 }
 
+static KEPT_COUNTERS: Counters = Counters {
+    opens: AtomicUsize::new(0),
+    d0_entries: AtomicUsize::new(0),
+    closes: AtomicUsize::new(0),
+};
+
+fn kept_modules(_device: &Device, modules: &mut ModuleInit) -> NtResult<()> {
+    modules.add(Marker::with(&KEPT_COUNTERS));
+    Ok(())
+}
+
+/// A child disabled and enabled again keeps its PDO's Module tree: as in KMDF, a PDO its bus
+/// still reports gets EvtDeviceSelfManagedIoFlush but not EvtDeviceSelfManagedIoCleanup (where
+/// DMF destroys a device's Modules) on the way down, and EvtDeviceSelfManagedIoRestart on the
+/// way up; its Modules see D0Entry again and are closed only when the child is unplugged.
+#[test]
+fn a_disabled_then_enabled_child_keeps_its_pdos_modules() {
+    let (machine, bus_node, _device, pdo) = bus(PdoConfig::default(), &NO_VETO);
+    let on = machine.enter();
+    let record = PdoRecord {
+        hardware_ids: &[KERNEL_ID],
+        description: "DMF Test Function Driver (Kernel)",
+        serial_number: 7,
+        modules_add: Some(kept_modules),
+        ..PdoRecord::EMPTY
+    };
+    let child_pdo = pdo.device_plug_ex(&record).unwrap();
+    let child = node_of(&bus_node, &child_pdo);
+    assert_eq!(child.state(), NodeState::Started);
+    assert_eq!(KEPT_COUNTERS.opens.load(Ordering::SeqCst), 1);
+    assert_eq!(KEPT_COUNTERS.d0_entries.load(Ordering::SeqCst), 1);
+
+    child.disable().unwrap();
+    assert_eq!(child.state(), NodeState::Disabled);
+    assert_eq!(
+        KEPT_COUNTERS.closes.load(Ordering::SeqCst),
+        0,
+        "no Cleanup on the kept PDO: its Modules live on"
+    );
+    child.enable().unwrap();
+    assert_eq!(child.state(), NodeState::Started);
+    assert_eq!(child.pdo().as_ref(), Some(child_pdo.sim()));
+    assert_eq!(
+        KEPT_COUNTERS.d0_entries.load(Ordering::SeqCst),
+        2,
+        "the same Module tree saw the restart's D0Entry"
+    );
+    assert_eq!(
+        KEPT_COUNTERS.opens.load(Ordering::SeqCst),
+        1,
+        "not recreated"
+    );
+    let restarts = machine
+        .trace()
+        .filter(|e| {
+            e.kind == TraceKind::Callback
+                && e.object == child_pdo.sim().name()
+                && e.text.starts_with("EvtDeviceSelfManagedIo")
+        })
+        .into_iter()
+        .map(|e| e.text)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        restarts,
+        [
+            "EvtDeviceSelfManagedIoInit",
+            "EvtDeviceSelfManagedIoSuspend",
+            "EvtDeviceSelfManagedIoFlush",
+            "EvtDeviceSelfManagedIoRestart",
+        ]
+    );
+
+    // Disabled again, then unplugged: the PDO is cleaned up, its Modules closed.
+    child.disable().unwrap();
+    pdo.device_unplug(&child_pdo).unwrap();
+    assert_eq!(child_pdo.sim().pdo_status(), Some(PdoStatus::Missing));
+    assert_eq!(KEPT_COUNTERS.closes.load(Ordering::SeqCst), 1);
+    bus_node.remove().unwrap();
+    drop(on);
+    assert_clean(&machine);
+}
+
 // ---------------------------------------------------------------- bus removal
 
 #[test]

@@ -626,6 +626,10 @@ pub(crate) struct DeviceState {
     pub(crate) power: DevicePowerState,
     pub(crate) prepared: bool,
     pub(crate) smio_initialized: bool,
+    /// EvtDeviceSelfManagedIoFlush ran on a removal that kept the device (a disabled child's
+    /// PDO); EvtDeviceSelfManagedIoCleanup is pending until the PDO is reported missing (KMDF's
+    /// self-managed-I/O state machine in its Flushed state).
+    pub(crate) smio_flushed: bool,
     pub(crate) ever_started: bool,
     pub(crate) armed_s0: bool,
     pub(crate) armed_sx: bool,

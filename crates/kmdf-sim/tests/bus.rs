@@ -2,7 +2,8 @@
 //! enumerates them under its node — children reported in `EvtDriverDeviceAdd` wait for the bus
 //! to start, the child's function driver is picked by hardware id, the PDO's callbacks run
 //! first on the way up and last on the way down, a failing bus takes its children with it,
-//! disable/enable keeps the PDO, and every misuse of the PDO calls is refused.
+//! disable/enable keeps the PDO (flushed, not cleaned up, as KMDF's PDO package does; cleaned
+//! up when reported missing), and every misuse of the PDO calls is refused.
 
 use std::sync::{Arc, Mutex};
 
@@ -289,5 +290,213 @@ fn a_child_list_creates_reported_children_and_removes_missing_ones() {
     drop(on);
     bus.surprise_remove().unwrap();
     assert_eq!(b.state(), NodeState::SurpriseRemoved);
+    m.verdict().unwrap();
+}
+
+/// Every PnP callback of the removal and restart paths on `init`, so the trace shows them.
+fn all_pnp_callbacks(init: &mut DeviceInit) {
+    init.pnp.prepare_hardware = Some(Arc::new(|_d, _r| Status::SUCCESS));
+    init.pnp.release_hardware = Some(Arc::new(|_d, _r| Status::SUCCESS));
+    init.pnp.d0_entry = Some(Arc::new(|_d, _p| Status::SUCCESS));
+    init.pnp.d0_exit = Some(Arc::new(|_d, _t| Status::SUCCESS));
+    init.pnp.self_managed_io_init = Some(Arc::new(|_d| Status::SUCCESS));
+    init.pnp.self_managed_io_restart = Some(Arc::new(|_d| Status::SUCCESS));
+    init.pnp.self_managed_io_suspend = Some(Arc::new(|_d| Status::SUCCESS));
+    init.pnp.self_managed_io_flush = Some(Arc::new(|_d| {}));
+    init.pnp.self_managed_io_cleanup = Some(Arc::new(|_d| {}));
+}
+
+/// A bus driver (`pdobus`, FDO without callbacks) reporting `ids` as children whose PDOs have
+/// every PnP callback, and a function driver `pdofunc` (every PnP callback) for them.
+fn install_traced_bus(m: &Machine, ids: &'static [&'static str], pdos: &Pdos) {
+    let pdos = Arc::clone(pdos);
+    driver::install(
+        m,
+        "pdobus",
+        DriverConfig::new(move |_d, init| {
+            let fdo = Device::create(init, ObjectAttributes::new())?;
+            for (i, id) in ids.iter().enumerate() {
+                let mut child = pdo_init(&fdo, id, &i.to_string());
+                all_pnp_callbacks(&mut child);
+                let pdo = Device::create(&mut child, ObjectAttributes::new())?;
+                fdo.add_static_child(&pdo)?;
+                pdos.lock().unwrap().push(pdo);
+            }
+            Ok(())
+        }),
+    );
+    driver::install(
+        m,
+        "pdofunc",
+        DriverConfig::new(|_d, init| {
+            all_pnp_callbacks(init);
+            Device::create(init, ObjectAttributes::new())?;
+            Ok(())
+        }),
+    );
+    for id in ids {
+        driver::bind_hardware_id(m, id, "pdofunc");
+    }
+}
+
+const REMOVE_TO_FLUSH: [&str; 4] = [
+    "EvtDeviceSelfManagedIoSuspend",
+    "EvtDeviceD0Exit(D3Final)",
+    "EvtDeviceReleaseHardware",
+    "EvtDeviceSelfManagedIoFlush",
+];
+
+/// KMDF (Windows Driver Frameworks source, `fxpkgpdo.cpp`): a PDO removed while its bus still
+/// reports it waits after EvtDeviceSelfManagedIoFlush — no EvtDeviceSelfManagedIoCleanup, not
+/// deleted — and a new start from there runs EvtDeviceSelfManagedIoRestart
+/// (`selfmanagediostatemachine.cpp`: Flushed → Restarting). The function driver above it is
+/// torn down and added again as usual.
+#[test]
+fn a_disabled_childs_pdo_is_flushed_kept_and_restarted() {
+    let m = Machine::new();
+    let pdos = Pdos::default();
+    install_traced_bus(&m, &["PdoBus\\A"], &pdos);
+    let bus = m
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\PdoBus", "pdobus"))
+        .unwrap();
+    let child = bus.children()[0].clone();
+    assert_eq!(child.state(), NodeState::Started);
+    let pdo = pdos.lock().unwrap()[0].clone();
+    assert_eq!(
+        m.trace().callbacks_for("pdobus"),
+        [
+            "DriverEntry",
+            "EvtDriverDeviceAdd",
+            "EvtDevicePrepareHardware",
+            "EvtDeviceD0Entry(D3Final)",
+            "EvtDeviceSelfManagedIoInit",
+        ],
+        "the bus FDO's add, then the PDO's first start"
+    );
+    let func = child.device("pdofunc").unwrap();
+
+    // 1. Disable: the PDO gets the removal list up to Flush, no Cleanup, and stays.
+    m.trace().clear();
+    child.disable().unwrap();
+    assert_eq!(child.state(), NodeState::Disabled);
+    assert_eq!(m.trace().callbacks_for("pdobus"), REMOVE_TO_FLUSH);
+    let mut full_remove = REMOVE_TO_FLUSH.to_vec();
+    full_remove.push("EvtDeviceSelfManagedIoCleanup");
+    assert_eq!(
+        m.trace().callbacks_for("pdofunc"),
+        full_remove,
+        "the function driver is torn down as before"
+    );
+    assert!(func.object().is_deleted());
+    assert!(!pdo.object().is_deleted());
+    assert_eq!(pdo.pdo_status(), Some(PdoStatus::Enumerated));
+
+    // 2. Enable: the PDO starts again with Restart (not Init); the function driver is added
+    // and started anew.
+    m.trace().clear();
+    child.enable().unwrap();
+    assert_eq!(child.state(), NodeState::Started);
+    assert_eq!(
+        m.trace().callbacks_for("pdobus"),
+        [
+            "EvtDevicePrepareHardware",
+            "EvtDeviceD0Entry(D3Final)",
+            "EvtDeviceSelfManagedIoRestart",
+        ]
+    );
+    assert_eq!(
+        m.trace().callbacks_for("pdofunc"),
+        [
+            "DriverEntry", // unloaded with its last device, loaded again
+            "EvtDriverDeviceAdd",
+            "EvtDevicePrepareHardware",
+            "EvtDeviceD0Entry(D3Final)",
+            "EvtDeviceSelfManagedIoInit",
+        ]
+    );
+    assert_eq!(child.stack()[0], pdo);
+
+    // A second round behaves the same.
+    m.trace().clear();
+    child.disable().unwrap();
+    child.enable().unwrap();
+    assert_eq!(
+        m.trace().callbacks_for("pdobus"),
+        [
+            &REMOVE_TO_FLUSH[..],
+            &[
+                "EvtDevicePrepareHardware",
+                "EvtDeviceD0Entry(D3Final)",
+                "EvtDeviceSelfManagedIoRestart",
+            ],
+        ]
+        .concat()
+    );
+
+    // Removed for good from the started state: the whole list, Cleanup once, PDO deleted.
+    m.trace().clear();
+    child.remove().unwrap();
+    assert_eq!(child.state(), NodeState::Removed);
+    assert_eq!(m.trace().callbacks_for("pdobus"), full_remove);
+    assert!(pdo.object().is_deleted());
+    bus.remove().unwrap();
+    m.verdict().unwrap();
+}
+
+/// A disabled (flushed) child's PDO reported missing — `WdfPdoMarkMissing`, an eject, or its
+/// bus removed — gets its EvtDeviceSelfManagedIoCleanup before it is deleted, once (KMDF runs a
+/// removed PDO's cleanup only when it is reported missing, `fxpkgpdo.cpp`).
+#[test]
+fn a_disabled_childs_pdo_reported_missing_is_cleaned_up_then_deleted() {
+    let m = Machine::new();
+    let pdos = Pdos::default();
+    install_traced_bus(&m, &["PdoBus\\A", "PdoBus\\B", "PdoBus\\C"], &pdos);
+    let bus = m
+        .pnp()
+        .plug_in(StackSpec::new("ROOT\\PdoBus", "pdobus"))
+        .unwrap();
+    let children = bus.children();
+    assert_eq!(children.len(), 3);
+    for child in &children {
+        child.disable().unwrap();
+    }
+    let pdos: Vec<Device> = pdos.lock().unwrap().clone();
+
+    // WdfPdoMarkMissing.
+    m.trace().clear();
+    {
+        let _on = m.enter();
+        pdos[0].pdo_mark_missing().unwrap();
+    }
+    assert_eq!(
+        m.trace().callbacks_for("pdobus"),
+        ["EvtDeviceSelfManagedIoCleanup"]
+    );
+    assert!(pdos[0].object().is_deleted());
+    assert_eq!(children[0].state(), NodeState::Removed);
+
+    // WdfPdoRequestEject.
+    m.trace().clear();
+    {
+        let _on = m.enter();
+        pdos[1].pdo_request_eject();
+    }
+    assert_eq!(
+        m.trace().callbacks_for("pdobus"),
+        ["EvtDeviceSelfManagedIoCleanup"]
+    );
+    assert!(pdos[1].object().is_deleted());
+
+    // The bus removed: the disabled child's PDO is cleaned up, then deleted.
+    m.trace().clear();
+    bus.remove().unwrap();
+    assert_eq!(
+        m.trace().callbacks_for("pdobus"),
+        ["EvtDeviceSelfManagedIoCleanup"],
+        "the bus FDO has no callbacks"
+    );
+    assert!(pdos[2].object().is_deleted());
+    assert_eq!(children[2].state(), NodeState::Removed);
     m.verdict().unwrap();
 }

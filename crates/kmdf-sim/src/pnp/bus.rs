@@ -39,6 +39,14 @@
 //!   operation ends with the node started.
 //! * A child that is orderly removed or disabled on its own keeps its PDO while it is disabled
 //!   or failed (the bus still reports it); a removed one's PDO is deleted.
+//!
+//! A disabled child's PDO follows KMDF's PDO package (Windows Driver Frameworks source,
+//! `fxpkgpdo.cpp`): a PDO removed but not reported missing waits after the removal list's
+//! EvtDeviceSelfManagedIoFlush, without EvtDeviceSelfManagedIoCleanup and without being deleted;
+//! enabling the child starts it again with EvtDevicePrepareHardware, EvtDeviceD0Entry and
+//! EvtDeviceSelfManagedIoRestart (`selfmanagediostatemachine.cpp`: from Flushed a start goes to
+//! Restarting). When it is then reported missing (`WdfPdoMarkMissing`, eject, its bus removed)
+//! its EvtDeviceSelfManagedIoCleanup runs before it is deleted.
 //! * The child's instance id is `{device id}\{instance id}` (or a counter when the bus assigned
 //!   none).
 //!
@@ -145,6 +153,8 @@ pub(super) fn delete_pdo(pdo: &Device) {
             lock(&list.entries).retain(|e| e.pdo.as_ref() != Some(pdo));
         }
     }
+    // A PDO flushed when its child was disabled is cleaned up now, before it goes.
+    super::scenarios::cleanup_flushed(pdo);
     pdo.trace_state("PDO reported missing: deleted");
     DeviceNode::delete_device(pdo);
 }

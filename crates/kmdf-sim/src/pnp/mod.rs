@@ -33,7 +33,7 @@
 //! | [`DeviceNode::wake_from_idle`] / [`DeviceNode::signal_wake`] | D0Entry(Dx), PostInterruptsEnabled(Dx), WakeFromS0Triggered (if signalled), DisarmWakeFromS0 (if armed), *queues started*, SelfManagedIoRestart | [A Device Returns to Its Working State], [`EvtDeviceArmWakeFromS0`] |
 //! | [`PnpManager::system_sleep`] / [`PnpManager::system_resume`] | as idle/wake with ArmWakeFromSx\[WithReason\] / WakeFromSxTriggered / DisarmWakeFromSx | [A Device Enters a Low-Power State], [A Device Returns to Its Working State] (system sleep and resume triggers) |
 //! | [`DeviceNode::rebalance`] | QueryStop (veto), then Suspend, *stop (Suspend)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware; then PrepareHardware(new), D0Entry(D3Final), …, *start*, SelfManagedIoRestart | [The PnP Manager Redistributes System Resources] |
-//! | [`DeviceNode::remove`] / [`DeviceNode::disable`] | target hooks query-remove, QueryRemove (veto), interfaces disabled, Suspend, *stop (Purge)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware, Flush, Cleanup, target hooks remove-complete, objects deleted | [A User Unplugs a Device] |
+//! | [`DeviceNode::remove`] / [`DeviceNode::disable`] | target hooks query-remove, QueryRemove (veto), interfaces disabled, Suspend, *stop (Purge)*, Pre…(D3Final), D0Exit(D3Final), ReleaseHardware, Flush, Cleanup, target hooks remove-complete, objects deleted (a disabled bus child's PDO: Flush without Cleanup, kept — see [`bus`]) | [A User Unplugs a Device] |
 //! | [`DeviceNode::surprise_remove`] | interfaces disabled, SurpriseRemoval, (if in D0: *stop (Purge)*, Suspend, Pre…, D0Exit(D3Final)), ReleaseHardware, Flush, Cleanup, remove-complete, objects deleted | [A User Unplugs a Device], [`EvtDeviceSurpriseRemoval`] |
 //! | [`Device::set_failed`] | the surprise-removal list, then (AttemptRestart) a new AddDevice + first start, at most [`MAX_RESTARTS`] times | [Reporting Device Failures], [`WdfDeviceSetFailed`] |
 //!
@@ -1023,13 +1023,22 @@ impl DeviceNode {
 
     /// Device Manager "disable": orderly removal, ending in [`NodeState::Disabled`].
     ///
+    /// On a bus child the PDO stays (its bus driver still reports it) and, as in KMDF, gets the
+    /// removal list only up to and including EvtDeviceSelfManagedIoFlush: a PDO not reported
+    /// missing waits in KMDF's "removed PDO wait" state, and its EvtDeviceSelfManagedIoCleanup
+    /// runs only when it is reported missing (`WdfPdoMarkMissing`, eject, its bus removed) —
+    /// see [`bus`]. The devices above it are torn down.
+    ///
     /// Errors: as [`remove`](Self::remove).
     pub fn disable(&self) -> Result<(), Status> {
         self.query_remove()?;
         self.complete_remove(NodeState::Disabled)
     }
 
-    /// Re-enables a disabled node: a new AddDevice and first start.
+    /// Re-enables a disabled node: a new AddDevice and first start. A bus child's PDO, kept
+    /// flushed by [`disable`](Self::disable), starts again with EvtDevicePrepareHardware,
+    /// EvtDeviceD0Entry(D3Final), … and EvtDeviceSelfManagedIoRestart (KMDF's self-managed-I/O
+    /// state machine goes from Flushed to Restarting on a start), not Init.
     ///
     /// Errors: the start failure; `STATUS_INVALID_DEVICE_STATE` if not disabled.
     pub fn enable(&self) -> Result<(), Status> {
@@ -1128,7 +1137,15 @@ impl DeviceNode {
             }
             n.disable_interfaces();
             for dev in n.stack().iter().rev() {
-                let _ = scenarios::power_down(dev, Down::Remove);
+                // A disabled child keeps its PDO (its bus still reports it): KMDF flushes the
+                // PDO's self-managed I/O but leaves its Cleanup until the PDO is reported
+                // missing ([`Down::RemoveKept`]).
+                let down = if end == NodeState::Disabled && n.0.pdo.as_ref() == Some(dev) {
+                    Down::RemoveKept
+                } else {
+                    Down::Remove
+                };
+                let _ = scenarios::power_down(dev, down);
             }
             n.trace("bus: child to D3");
             n.finish_removal(end, Status::SUCCESS, true);

@@ -164,8 +164,14 @@ pub(crate) fn power_up(dev: &Device, up: Up, res: &Resources) -> Result<(), (UpF
         }
     }
     queues_started(dev);
-    dev.state().pnp = DevicePnpState::Started;
-    let init = !std::mem::replace(&mut dev.state().smio_initialized, true);
+    let init = {
+        let mut st = dev.state();
+        st.pnp = DevicePnpState::Started;
+        // A flushed PDO (its child was disabled) starts again with Restart: KMDF's
+        // self-managed-I/O state machine goes from Flushed to Restarting on a start.
+        st.smio_flushed = false;
+        !std::mem::replace(&mut st.smio_initialized, true)
+    };
     let s = if init {
         status_cb(
             dev,
@@ -202,6 +208,20 @@ pub(crate) enum Down {
     /// Orderly removal (*A User Unplugs a Device*): … D0Exit(D3Final), ReleaseHardware, Flush,
     /// Cleanup.
     Remove,
+    /// Orderly removal of a PDO its bus driver still reports (its child node disabled): as
+    /// [`Remove`](Self::Remove) up to and including Flush, without Cleanup. KMDF's PDO package
+    /// sends a PDO that is not reported missing to its "removed PDO wait" state after the remove
+    /// path's EvtDeviceSelfManagedIoFlush; the cleanup (EvtDeviceSelfManagedIoCleanup, the
+    /// device's children disposed) runs only once the PDO is reported missing, and a new start
+    /// from the flushed state runs EvtDeviceSelfManagedIoRestart (Windows Driver Frameworks
+    /// source: `fxpkgpdo.cpp`, `selfmanagediostatemachine.cpp`). See [`cleanup_flushed`].
+    RemoveKept,
+}
+
+impl Down {
+    fn is_remove(self) -> bool {
+        matches!(self, Down::Remove | Down::RemoveKept)
+    }
 }
 
 /// Power-down list for one device (*A Device Enters a Low-Power State*, *A User Unplugs a
@@ -219,10 +239,10 @@ pub(crate) fn power_down(dev: &Device, down: Down) -> Result<(), Status> {
             "EvtDeviceSelfManagedIoSuspend",
             pnp.self_managed_io_suspend.as_ref(),
         );
-        if !s.is_success() && down != Down::Remove {
+        if !s.is_success() && !down.is_remove() {
             return Err(s);
         }
-        let action = if down == Down::Remove {
+        let action = if down.is_remove() {
             StopAction::Purge
         } else {
             StopAction::Suspend
@@ -239,12 +259,16 @@ pub(crate) fn power_down(dev: &Device, down: Down) -> Result<(), Status> {
         };
         power_exit(dev, target);
     }
-    if matches!(down, Down::Stop | Down::Remove) {
+    if matches!(down, Down::Stop | Down::Remove | Down::RemoveKept) {
         release_hardware(dev);
     }
     match down {
         Down::Remove => {
             flush_and_cleanup(dev);
+            dev.state().pnp = DevicePnpState::Removed;
+        }
+        Down::RemoveKept => {
+            flush_only(dev);
             dev.state().pnp = DevicePnpState::Removed;
         }
         Down::Stop => dev.state().pnp = DevicePnpState::Stopped,
@@ -315,19 +339,52 @@ fn release_hardware(dev: &Device) {
     }
 }
 
+/// Flush then Cleanup, if self-managed I/O was initialized; a device already flushed (a
+/// disabled child's PDO whose restart failed) is only cleaned up.
 fn flush_and_cleanup(dev: &Device) {
-    let started = dev.state().smio_initialized;
+    let (started, flushed) = {
+        let st = dev.state();
+        (st.smio_initialized, st.smio_flushed)
+    };
     if started {
-        let pnp = &dev.0.pnp;
+        if !flushed {
+            flush_only(dev);
+        }
+        cleanup_flushed(dev);
+    }
+}
+
+/// EvtDeviceSelfManagedIoFlush (if self-managed I/O was initialized and not flushed yet); the
+/// device is left flushed, its Cleanup pending ([`Down::RemoveKept`]).
+fn flush_only(dev: &Device) {
+    let run = {
+        let mut st = dev.state();
+        let run = st.smio_initialized && !st.smio_flushed;
+        if run {
+            st.smio_flushed = true;
+        }
+        run
+    };
+    if run {
         void_cb(
             dev,
             "EvtDeviceSelfManagedIoFlush",
-            pnp.self_managed_io_flush.as_ref(),
+            dev.0.pnp.self_managed_io_flush.as_ref(),
         );
+    }
+}
+
+/// EvtDeviceSelfManagedIoCleanup of a flushed device. Called for a PDO being deleted after it
+/// was reported missing: KMDF runs the cleanup of a removed PDO only then (the PDO package's
+/// removed-common code, `fxpkgpdo.cpp` in the Windows Driver Frameworks source), so a PDO
+/// whose child was disabled gets its Cleanup here, before the device is deleted. A device not
+/// flushed (already cleaned up, or never started) gets nothing.
+pub(crate) fn cleanup_flushed(dev: &Device) {
+    if std::mem::take(&mut dev.state().smio_flushed) {
         void_cb(
             dev,
             "EvtDeviceSelfManagedIoCleanup",
-            pnp.self_managed_io_cleanup.as_ref(),
+            dev.0.pnp.self_managed_io_cleanup.as_ref(),
         );
     }
 }
