@@ -80,10 +80,11 @@
 //! - **Feature get/set** build the report with `HidP_InitializeReportForID` (an ID the
 //!   collection has no feature report for fails with the parser's
 //!   `HIDP_STATUS_REPORT_DOES_NOT_EXIST`). `feature_set` of part of a report reads the report
-//!   first (`IOCTL_HID_GET_FEATURE`), as C DMF does, so the other bytes keep their values. The
-//!   report goes to `IOCTL_HID_GET_FEATURE` as the input buffer: the platform's synchronous IOCTL
-//!   send cannot pre-fill an output buffer, and the simulator's hidclass takes the report ID from
-//!   there.
+//!   first (`IOCTL_HID_GET_FEATURE`), as C DMF does, so the other bytes keep their values. As
+//!   `HidD_GetFeature` and C DMF do, the initialized report (its ID in byte 0) goes to
+//!   `IOCTL_HID_GET_FEATURE` as the output buffer's first bytes
+//!   ([`SendRequest::output_prefix`]), where hidclass reads the report ID
+//!   (`METHOD_OUT_DIRECT`); `input_report_get` sends the caller's buffer the same way.
 //! - **The read loop**: [`input_read`](HidTarget::input_read) sends one read (C DMF: one per
 //!   call, the client calls again); [`input_read_ex`](HidTarget::input_read_ex) keeps
 //!   `pended_input_read_request_count` reads pending, each sent again as it completes, until
@@ -897,7 +898,9 @@ impl HidTarget {
     ) -> NtResult<Vec<u8>> {
         let report = Self::report_for(opened, HidReportType::Feature, report_id)?;
         let (mut out, n) = sender.send_synchronously(
-            &SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &report, report.len()).timeout(timeout),
+            &SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &[], report.len())
+                .output_prefix(&report)
+                .timeout(timeout),
         )?;
         out.truncate(n);
         Ok(out)
@@ -960,7 +963,8 @@ impl HidTarget {
                 .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
             sender
                 .send(
-                    &SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &report, report.len()),
+                    &SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &[], report.len())
+                        .output_prefix(&report),
                     false,
                     move |completion| {
                         let n = completion.information.min(completion.output.len());
@@ -1040,23 +1044,29 @@ impl HidTarget {
     }
 
     /// `DMF_HidTarget_InputReportGet`: the collection's current input report
-    /// (`IOCTL_HID_GET_INPUT_REPORT`) into `buffer`; the bytes written.
+    /// (`IOCTL_HID_GET_INPUT_REPORT`) into `buffer`; the bytes written. As in C DMF (whose
+    /// client passes a report from `DMF_HidTarget_ReportCreate`), byte 0 of `buffer` names the
+    /// report: the first input-report-length bytes of `buffer` go out as the request's output
+    /// buffer, where hidclass reads the report ID ([`report_create`](Self::report_create) of
+    /// [`HidReportType::Input`] makes one).
     ///
     /// # Errors
     ///
     /// `STATUS_INVALID_DEVICE_STATE` while no collection is open; `STATUS_BUFFER_TOO_SMALL` if
-    /// `buffer` is shorter than the caps' input length; the request's status.
+    /// `buffer` is shorter than the caps' input length; the request's status (hidclass refuses
+    /// an ID the collection has no input report for).
     pub fn input_report_get(&self, buffer: &mut [u8]) -> NtResult<usize> {
         self.with_open(|_hub, opened, sender| {
             let length = usize::from(opened.caps.input_report_byte_length);
             if buffer.len() < length {
                 return Err(NtStatus::BUFFER_TOO_SMALL);
             }
-            let (out, n) = sender.send_synchronously(&SendRequest::ioctl(
-                IOCTL_HID_GET_INPUT_REPORT,
-                &[],
-                length,
-            ))?;
+            // As `HidD_GetInputReport`: the caller's report (its ID in byte 0) goes out in the
+            // output buffer, where hidclass reads the ID.
+            let (out, n) = sender.send_synchronously(
+                &SendRequest::ioctl(IOCTL_HID_GET_INPUT_REPORT, &[], length)
+                    .output_prefix(&buffer[..length]),
+            )?;
             let n = n.min(out.len()).min(buffer.len());
             buffer[..n].copy_from_slice(&out[..n]);
             Ok(n)

@@ -212,6 +212,7 @@ static NEXT_REUSE_ID: AtomicU64 = AtomicU64::new(1);
 /// | `RequestBuffer`, `RequestLength` | `input` (the bytes sent; none for a read) |
 /// | `ResponseBuffer`, `ResponseLength` | `output_length` (room for the bytes that come back; none for a write) |
 /// | `RequestTimeoutMilliseconds` | [`timeout`](Self::timeout) (none: no time-out) |
+/// | what the caller wrote into `ResponseBuffer` before sending | [`output_prefix`](Self::output_prefix) (none: the output starts zeroed) |
 ///
 /// The completion callback of the asynchronous sends (`EVT_DMF_RequestTarget_SendCompletion`)
 /// is their own argument.
@@ -219,7 +220,8 @@ static NEXT_REUSE_ID: AtomicU64 = AtomicU64::new(1);
 /// A description is checked when it is sent, in one place for every target Module: a length
 /// that does not fit the request's `ULONG` length fields (`Parameters.Read.Length`,
 /// `Parameters.DeviceIoControl.InputBufferLength`, …) is refused with `STATUS_INVALID_PARAMETER`
-/// before anything is allocated or formatted.
+/// before anything is allocated or formatted; so is an [`output_prefix`](Self::output_prefix)
+/// longer than `output_length`.
 ///
 /// ```
 /// use core::time::Duration;
@@ -238,6 +240,7 @@ pub struct SendRequest<'a> {
     ioctl_code: u32,
     input: &'a [u8],
     output_length: usize,
+    output_prefix: &'a [u8],
     timeout: Option<Duration>,
 }
 
@@ -256,6 +259,7 @@ impl<'a> SendRequest<'a> {
             ioctl_code: code,
             input,
             output_length,
+            output_prefix: &[],
             timeout: None,
         }
     }
@@ -289,11 +293,30 @@ impl<'a> SendRequest<'a> {
         self
     }
 
+    /// The first bytes of the output buffer, written into it after the request is formatted and
+    /// before it is sent (the rest stays zeroed) — what a caller who fills its `ResponseBuffer`
+    /// before sending does: `HidD_GetFeature` and C DMF's `DMF_HidTarget_FeatureGet` put the
+    /// report ID in byte 0 of the output of `IOCTL_HID_GET_FEATURE`, where hidclass reads it.
+    ///
+    /// The target sees these bytes when the output buffer is the sender's memory itself: IOCTLs
+    /// with `METHOD_IN_DIRECT`, `METHOD_OUT_DIRECT` or (kernel callers) `METHOD_NEITHER`. A
+    /// `METHOD_BUFFERED` IOCTL or a buffered read gets a system buffer the framework fills from
+    /// the input only, as in the kernel. A prefix longer than the output (`output_length`; a
+    /// write has none) is refused with `STATUS_INVALID_PARAMETER` when the request is sent.
+    #[must_use]
+    pub const fn output_prefix(mut self, prefix: &'a [u8]) -> Self {
+        self.output_prefix = prefix;
+        self
+    }
+
     /// The one check of a description's values: its lengths fit the request's `ULONG` length
-    /// fields.
+    /// fields, and the output prefix fits the output.
     fn check(&self) -> NtResult<()> {
         let fits = |length: usize| u32::try_from(length).is_ok();
-        if fits(self.input.len()) && fits(self.output_length) {
+        if fits(self.input.len())
+            && fits(self.output_length)
+            && self.output_prefix.len() <= self.output_length
+        {
             Ok(())
         } else {
             Err(NtStatus::INVALID_PARAMETER)
@@ -307,7 +330,8 @@ impl<'a> SendRequest<'a> {
     }
 
     /// Formats a driver-created request as described (`WdfIoTargetFormatRequestFor…`), once the
-    /// description is checked.
+    /// description is checked, then writes the output prefix into the output memory the
+    /// formatting gave it (`WdfMemoryGetBuffer` of that memory in the kernel).
     pub(crate) fn format(&self, request: &Request) -> NtResult<()> {
         self.check()?;
         match self.kind {
@@ -319,7 +343,14 @@ impl<'a> SendRequest<'a> {
             RequestKind::InternalIoctl => {
                 request.format_for_internal_ioctl(self.ioctl_code, self.input, self.output_length)
             }
+        }?;
+        let prefix = self.output_prefix;
+        if prefix.is_empty() {
+            return Ok(());
         }
+        request.with_output_buffer(prefix.len(), |buffer| {
+            buffer[..prefix.len()].copy_from_slice(prefix);
+        })
     }
 }
 

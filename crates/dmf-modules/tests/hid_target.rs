@@ -396,9 +396,24 @@ fn hid_target_feature_output_and_input_reports() {
 
     // Input report get and a synchronous buffer read.
     device.set_switches(0x24);
-    let mut input = [0u8; 2];
+    // The report ID goes out in byte 0 of the output buffer, where hidclass reads it.
+    let mut input = [REPORT_ID_SWITCHES, 0];
     assert_eq!(f.hid.input_report_get(&mut input), Ok(2));
     assert_eq!(input, [REPORT_ID_SWITCHES, 0x24]);
+    let created = f
+        .hid
+        .report_create(HidReportType::Input, REPORT_ID_SWITCHES)
+        .unwrap();
+    let mut input = [0u8; 2];
+    input.copy_from_slice(&created);
+    assert_eq!(f.hid.input_report_get(&mut input), Ok(2));
+    assert_eq!(input, [REPORT_ID_SWITCHES, 0x24]);
+    // A report ID the collection has no input report for: hidclass refuses it.
+    let mut input = [REPORT_ID_LIGHT_BAR, 0];
+    assert_eq!(
+        f.hid.input_report_get(&mut input).err(),
+        Some(NtStatus::INVALID_PARAMETER)
+    );
     // The flip above was kept by the collection: the read gets it at once.
     let mut read = [0u8; 8];
     assert_eq!(

@@ -144,6 +144,9 @@ fn send_request_keeps_what_its_kind_uses() {
         SendRequest::ioctl(7, b"in", 3),
         SendRequest::internal_ioctl(7, b"in", 3)
     );
+    let prefixed = SendRequest::ioctl(7, b"in", 3).output_prefix(&[1]);
+    assert_ne!(prefixed, SendRequest::ioctl(7, b"in", 3));
+    assert_eq!(prefixed.output_prefix(&[]), SendRequest::ioctl(7, b"in", 3));
     let timed = SendRequest::read(3).timeout(Duration::from_millis(100));
     assert_ne!(timed, SendRequest::read(3));
     assert_eq!(timed.timeout(None), SendRequest::read(3));
@@ -790,6 +793,135 @@ fn request_target_reuse_times_out_on_the_virtual_clock() {
         }
     );
     assert_eq!(log.lock().unwrap().len(), 2);
+    drop(bound);
+    finish_with_verdict(f);
+}
+
+/// `SendRequest::output_prefix`: the first bytes of the output buffer go out with the request.
+/// hidclass reads the report ID of `IOCTL_HID_GET_FEATURE` (`METHOD_OUT_DIRECT`) from byte 0 of
+/// the output buffer, so the feature report comes back only when the prefix reached the target
+/// — on the synchronous, the asynchronous and the reuse send. A prefix longer than the output
+/// is refused before anything is sent.
+#[test]
+fn request_target_output_prefix_reaches_the_target() {
+    use kmdf_sim::hid::device::{REPORT_ID_LIGHT_BAR, REPORT_ID_VERSION};
+    use kmdf_sim::hid::{HidDevice, HidDeviceConfig, GUID_DEVINTERFACE_HID};
+    const IOCTL_HID_GET_FEATURE: u32 = kmdf_sim::hid::IOCTL_HID_GET_FEATURE;
+
+    let f = fixture(false);
+    let bound = f.machine.enter();
+    let hid = HidDevice::new(HidDeviceConfig::default());
+    let collection = kmdf_sim::hid::driver::install(&f.machine, &hid).unwrap();
+    let link = kmdf_sim::interface::interfaces_of_class(&f.machine, GUID_DEVINTERFACE_HID)
+        .pop()
+        .unwrap();
+    let hid_target = f.device.create_io_target().unwrap();
+    hid_target.open(TargetOpenParams::by_name(&link)).unwrap();
+    f.target.io_target_set(hid_target.clone()).unwrap();
+    hid.set_feature(&[REPORT_ID_LIGHT_BAR, 0x5A]).unwrap();
+    let version = HidDeviceConfig::default().version_number.to_le_bytes();
+
+    // Synchronous: the ID in byte 0 of the output names the report.
+    let get =
+        |id: &'static [u8]| SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &[], 3).output_prefix(id);
+    assert_eq!(
+        f.target.send_synchronously(&get(&[REPORT_ID_LIGHT_BAR])),
+        Ok((vec![REPORT_ID_LIGHT_BAR, 0x5A, 0], 3))
+    );
+    assert_eq!(
+        f.target
+            .send_synchronously(&get(&[REPORT_ID_VERSION, 0xEE, 0xEE])),
+        Ok((vec![REPORT_ID_VERSION, version[0], version[1]], 3))
+    );
+    // Without a prefix the output starts zeroed (report ID 0: none); an ID in the input buffer
+    // is not where hidclass looks.
+    assert_eq!(
+        f.target.send_synchronously(&SendRequest::ioctl(
+            IOCTL_HID_GET_FEATURE,
+            &[REPORT_ID_LIGHT_BAR],
+            3
+        )),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+
+    // Asynchronous.
+    let log = Completions::default();
+    let id = f
+        .target
+        .send(&get(&[REPORT_ID_VERSION]), recorder(&log))
+        .unwrap();
+    f.machine.settle();
+    assert_eq!(
+        log.lock().unwrap().clone(),
+        [SendCompletion {
+            id,
+            status: NtStatus::SUCCESS,
+            information: 3,
+            output: vec![REPORT_ID_VERSION, version[0], version[1]],
+        }]
+    );
+
+    // A reuse request sent twice with different prefixes: each send writes its own.
+    let reuse = f.target.reuse_create().unwrap();
+    for (prefix, expected) in [
+        (
+            &[REPORT_ID_LIGHT_BAR][..],
+            vec![REPORT_ID_LIGHT_BAR, 0x5A, 0],
+        ),
+        (
+            &[REPORT_ID_VERSION][..],
+            vec![REPORT_ID_VERSION, version[0], version[1]],
+        ),
+    ] {
+        let log = Completions::default();
+        f.target
+            .reuse_send(
+                reuse,
+                &SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &[], 3).output_prefix(prefix),
+                recorder(&log),
+            )
+            .unwrap();
+        f.machine.settle();
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (log[0].status, &log[0].output),
+            (NtStatus::SUCCESS, &expected)
+        );
+    }
+
+    // Longer than the output (a write has none): refused on every send path, nothing sent.
+    let too_long = SendRequest::ioctl(IOCTL_HID_GET_FEATURE, &[], 2).output_prefix(&[2, 0, 0]);
+    assert_eq!(
+        f.target.send_synchronously(&too_long),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        f.target
+            .send(&too_long, |_| panic!("a refused send has no completion"))
+            .err(),
+        Some(NtStatus::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        f.target
+            .reuse_send(reuse, &too_long, |_| panic!(
+                "a refused send has no completion"
+            ))
+            .err(),
+        Some(NtStatus::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        f.target
+            .send_synchronously(&SendRequest::write(b"x").output_prefix(&[1])),
+        Err(NtStatus::INVALID_PARAMETER)
+    );
+    f.target.reuse_delete(reuse).unwrap();
+
+    // Back to the FX2; the collection goes.
+    f.target.io_target_set(f.io_target.clone()).unwrap();
+    hid_target.close();
+    hid_target.delete().unwrap();
+    collection.remove().unwrap();
     drop(bound);
     finish_with_verdict(f);
 }

@@ -87,15 +87,43 @@ fn collection_information_feature_output_and_input_reports() {
         Some(Status::INVALID_PARAMETER)
     );
 
+    // hidclass takes the ID from the output buffer only: an ID in the input buffer is ignored.
+    let mut out = [REPORT_ID_LIGHT_BAR, 0, 0];
+    assert_eq!(
+        h.device_io_control_buffer(IOCTL_HID_GET_FEATURE, &[REPORT_ID_VERSION], &mut out),
+        Ok(3)
+    );
+    assert_eq!(out, [REPORT_ID_LIGHT_BAR, 0x5A, 0]);
+    let mut out = [0, 0, 0];
+    assert_eq!(
+        h.device_io_control_buffer(IOCTL_HID_GET_FEATURE, &[REPORT_ID_LIGHT_BAR], &mut out)
+            .err(),
+        Some(Status::INVALID_PARAMETER)
+    );
+
     // The output report lights the bar; the input report shows the switches.
     h.device_io_control(IOCTL_HID_SET_OUTPUT_REPORT, &[REPORT_ID_LIGHT_BAR, 0x81], 0)
         .unwrap();
     assert_eq!(device.light_bar(), 0x81);
     device.set_switches(0x42);
-    let (report, _) = h
-        .device_io_control(IOCTL_HID_GET_INPUT_REPORT, &[], 2)
-        .unwrap();
-    assert_eq!(report, vec![REPORT_ID_SWITCHES, 0x42]);
+    let mut report = [REPORT_ID_SWITCHES, 0];
+    assert_eq!(
+        h.device_io_control_buffer(IOCTL_HID_GET_INPUT_REPORT, &[], &mut report),
+        Ok(2)
+    );
+    assert_eq!(report, [REPORT_ID_SWITCHES, 0x42]);
+    // Byte 0 of the output names the input report: an ID with no input report is refused.
+    let mut report = [REPORT_ID_LIGHT_BAR, 0];
+    assert_eq!(
+        h.device_io_control_buffer(IOCTL_HID_GET_INPUT_REPORT, &[], &mut report)
+            .err(),
+        Some(Status::INVALID_PARAMETER)
+    );
+    assert_eq!(
+        h.device_io_control(IOCTL_HID_GET_INPUT_REPORT, &[], 2)
+            .err(),
+        Some(Status::INVALID_PARAMETER)
+    );
     h.close();
     node.remove().unwrap();
     assert!(machine.verdict().is_ok(), "{:?}", machine.verdict());

@@ -11,9 +11,9 @@
 //! |---|---|
 //! | `IOCTL_HID_GET_COLLECTION_INFORMATION` | `HID_COLLECTION_INFORMATION` (12 bytes): preparsed size, not polled, VID, PID, version |
 //! | `IOCTL_HID_GET_COLLECTION_DESCRIPTOR` | the preparsed data (the simulator's layout, [`parser`](super::parser)) |
-//! | `IOCTL_HID_GET_FEATURE` | the feature report whose ID is the first byte of the input buffer if one is given, else of the output buffer |
+//! | `IOCTL_HID_GET_FEATURE` | the feature report whose ID is the first byte of the output buffer (`METHOD_OUT_DIRECT`: the caller's own memory, which `HidD_GetFeature` fills with the report ID) |
 //! | `IOCTL_HID_SET_FEATURE` / `IOCTL_HID_SET_OUTPUT_REPORT` | the report from the input buffer (else the output buffer) |
-//! | `IOCTL_HID_GET_INPUT_REPORT` | the current input report |
+//! | `IOCTL_HID_GET_INPUT_REPORT` | the current input report, if the first byte of the output buffer names it (as GET_FEATURE) |
 //! | write | an output report |
 //! | read | the next input report; reports that arrive while no read waits are kept (up to 32, hidclass's default ring; the oldest goes) |
 //!
@@ -21,9 +21,10 @@
 //! (hidclass: `STATUS_INVALID_BUFFER_SIZE`). Parked reads wait in a manual, power-managed
 //! queue: cancelable, and purged (`STATUS_CANCELLED`) when the collection goes; any left at
 //! SelfManagedIoFlush complete with `STATUS_DEVICE_REMOVED`.
-//! Deviations: one ring per collection rather than per open handle; GET_FEATURE also takes
-//! the report ID from the input buffer, because a driver's synchronous IOCTL send has no way
-//! to pre-fill an output buffer here.
+//! A GET whose output buffer's byte 0 names no report of that type fails with
+//! `STATUS_INVALID_PARAMETER` (the status real hidclass gives there is not modelled: the
+//! minidriver and the device decide it). Deviation: one ring per collection rather than per
+//! open handle.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -295,6 +296,12 @@ fn report_in(req: &Request) -> Result<Vec<u8>, Status> {
     }
 }
 
+/// The report ID a GET names: byte 0 of the output buffer (hidclass reads it there; the
+/// input buffer is ignored).
+fn report_id_out(req: &Request) -> Result<u8, Status> {
+    req.with_output_buffer(1, |b| b[0])
+}
+
 fn write_out(req: &Request, data: &[u8], min: usize) -> (Status, usize) {
     match req.with_output_buffer(min.max(data.len()), |b| {
         b.fill(0);
@@ -336,7 +343,7 @@ fn ioctl(queue: &Queue, req: Request, out_len: usize, _in_len: usize, code: u32)
             if out_len < len {
                 (Status::BUFFER_TOO_SMALL, 0)
             } else {
-                match report_in(&req).and_then(|r| hid.feature(r[0])) {
+                match report_id_out(&req).and_then(|id| hid.feature(id)) {
                     Ok(report) => write_out(&req, &report, len),
                     Err(s) => (s, 0),
                 }
@@ -366,7 +373,12 @@ fn ioctl(queue: &Queue, req: Request, out_len: usize, _in_len: usize, code: u32)
             if out_len < len {
                 (Status::BUFFER_TOO_SMALL, 0)
             } else {
-                write_out(&req, &hid.input_report(), len)
+                let report = hid.input_report();
+                match report_id_out(&req) {
+                    Ok(id) if id == report[0] => write_out(&req, &report, len),
+                    Ok(_) => (Status::INVALID_PARAMETER, 0),
+                    Err(s) => (s, 0),
+                }
             }
         }
         _ => (Status::INVALID_DEVICE_REQUEST, 0),
