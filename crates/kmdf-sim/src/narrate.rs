@@ -10,6 +10,9 @@
 //!   first, `→ pending` (its status follows in the step it completes in); a request sent and
 //!   forgotten (passed down) is `→ passed down`.
 //!
+//! A session may add lines of its own kinds (a bus driver's PnP states, say) with
+//! [`Narrator::with_extra`]; they keep their place among the others.
+//!
 //! Lines start with the virtual time of the event. Work items, timers, DPCs, completion routines
 //! and object bookkeeping are left out: they are how a framework is built, not what the driver
 //! does.
@@ -27,6 +30,8 @@ pub struct Narrator {
     drivers: Vec<String>,
     sources: Vec<(String, String)>,
     name_ioctl: IoctlNamer,
+    /// The session's own lines, asked first for every event.
+    extra: Option<fn(&TraceEvent) -> Option<String>>,
     /// Requests sent and not back yet: object name → (sending driver, request name).
     open: HashMap<String, (String, String)>,
 }
@@ -43,8 +48,17 @@ impl Narrator {
                 .map(|(s, l)| ((*s).to_owned(), (*l).to_owned()))
                 .collect(),
             name_ioctl,
+            extra: None,
             open: HashMap::new(),
         }
+    }
+
+    /// Asks `extra` first for every event: a line it returns is told in the event's place, and
+    /// the event is not told otherwise.
+    #[must_use]
+    pub fn with_extra(mut self, extra: fn(&TraceEvent) -> Option<String>) -> Self {
+        self.extra = Some(extra);
+        self
     }
 
     fn follows(&self, driver: Option<&str>) -> Option<String> {
@@ -73,6 +87,10 @@ impl Narrator {
         // Sent in this step and not back yet: object → index of its line.
         let mut sent_here: HashMap<String, usize> = HashMap::new();
         for e in events {
+            if let Some(line) = self.extra.and_then(|extra| extra(e)) {
+                lines.push(line);
+                continue;
+            }
             let ms = e.time.as_secs_f64() * 1000.0;
             match e.kind {
                 TraceKind::Note => {
@@ -273,6 +291,27 @@ mod tests {
             ["    5.000 ms  [bar] IOCTL 0x55006024 → STATUS_CANCELLED"]
         );
         assert!(n.step(&step2).is_empty(), "told once");
+    }
+
+    #[test]
+    fn extra_lines_keep_their_place() {
+        fn states(e: &TraceEvent) -> Option<String> {
+            (e.kind == TraceKind::State).then(|| format!("[PnP] {}: {}", e.object, e.text))
+        }
+        let mut n = Narrator::new(&["bar"], &[("Bar", "Bar")], name).with_extra(states);
+        let step = [
+            event(1, 0, Some("bar"), TraceKind::Note, "Bar", "first"),
+            event(2, 0, None, TraceKind::State, "node", "Started"),
+            event(3, 0, Some("bar"), TraceKind::Note, "Bar", "last"),
+        ];
+        assert_eq!(
+            n.step(&step),
+            [
+                "    0.000 ms  Bar: first",
+                "[PnP] node: Started",
+                "    0.000 ms  Bar: last"
+            ]
+        );
     }
 
     #[test]

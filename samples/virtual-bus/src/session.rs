@@ -19,11 +19,13 @@ use std::time::Duration;
 use std::vec;
 use std::vec::Vec;
 
-use dmf::core::platform::simulator::{sim_guid, strip_level, SequenceDiagram};
+use dmf::core::module::lifecycle::SOURCE as MODULE_LIFECYCLE_SOURCE;
+use dmf::core::platform::simulator::{sim_guid, SequenceDiagram};
 use kmdf_sim::fx2::driver as fx2;
-use kmdf_sim::fx2::ioctl::IOCTL_OSRUSBFX2_READ_SWITCHES;
+use kmdf_sim::fx2::ioctl::{osrusbfx2_ioctl_name, IOCTL_OSRUSBFX2_READ_SWITCHES};
 use kmdf_sim::fx2::Fx2Board;
 use kmdf_sim::io::{Access, AppConfig, Application};
+use kmdf_sim::narrate::Narrator;
 use kmdf_sim::pnp::{DeviceNode, NodeState, StackSpec};
 use kmdf_sim::trace::{TraceEvent, TraceKind};
 use kmdf_sim::{ClockMode, Machine, Status};
@@ -79,50 +81,56 @@ pub struct Session {
     pub boards: BTreeMap<u32, Fx2Board>,
     bus: Option<DeviceNode>,
     seen: u64,
+    narrator: Narrator,
     apps: Vec<String>,
     switches_read: BTreeMap<u32, u8>,
     /// The steps so far.
     pub steps: Vec<Step>,
 }
 
-fn line(e: &TraceEvent) -> Option<String> {
+/// What the main job shows under each step: the bus driver's and the FX2 driver's PnP and power
+/// callbacks, VirtualBus's own lines, DMF's Module events and the requests the drivers send
+/// (kmdf-sim's [`Narrator`]), and — this sample's own — the PnP manager's view of the bus's and
+/// its children's device nodes and interfaces, and the bus driver's PDOs.
+fn narrator() -> Narrator {
+    Narrator::new(
+        &[VIRTUALBUS_DRIVER, fx2::FX2_DRIVER],
+        &[
+            ("VirtualBus", "VirtualBus"),
+            (MODULE_LIFECYCLE_SOURCE, "DMF"),
+        ],
+        osrusbfx2_ioctl_name,
+    )
+    .with_extra(bus_line)
+}
+
+/// The PnP manager's and the bus driver's PDO lines of the narration.
+fn bus_line(e: &TraceEvent) -> Option<String> {
+    if e.kind != TraceKind::State {
+        return None;
+    }
     let ms = e.time.as_secs_f64() * 1000.0;
     let driver = e.driver.as_deref().unwrap_or("-");
-    match e.kind {
-        TraceKind::Note if e.object == "VirtualBus" || e.object == "DMF" => Some(format!(
-            "{ms:>9.3} ms  {}: {}",
-            e.object,
-            strip_level(&e.text)
-        )),
-        TraceKind::Callback
-            if matches!(driver, VIRTUALBUS_DRIVER | fx2::FX2_DRIVER)
-                && (e.text.starts_with("EvtDevice") || e.text.starts_with("EvtDriver")) =>
-        {
-            Some(format!("{ms:>9.3} ms  [{driver}] {}", e.text))
-        }
+    if e.object.starts_with(CHILD_HARDWARE_ID)
+        || e.object.starts_with(VIRTUALBUS_HARDWARE_ID)
+        || e.object.starts_with("\\??\\DmfVirtualBus#")
+        || e.object.starts_with("\\??\\ROOT#VIRTUALBUS#")
+    {
         // The PnP manager: the bus's and its children's device nodes and interfaces.
-        TraceKind::State
-            if e.object.starts_with(CHILD_HARDWARE_ID)
-                || e.object.starts_with(VIRTUALBUS_HARDWARE_ID)
-                || e.object.starts_with("\\??\\DmfVirtualBus#")
-                || e.object.starts_with("\\??\\ROOT#VIRTUALBUS#") =>
-        {
-            Some(format!("{ms:>9.3} ms  [PnP] {}: {}", e.object, e.text))
-        }
+        Some(format!("{ms:>9.3} ms  [PnP] {}: {}", e.object, e.text))
+    } else if driver == VIRTUALBUS_DRIVER
+        && e.object.starts_with("WDFDEVICE ")
+        && !e.object.ends_with("#0")
+        && (e.text == "created" || e.text.starts_with("PDO"))
+    {
         // The bus driver's PDOs (its own device is `#0`).
-        TraceKind::State
-            if driver == VIRTUALBUS_DRIVER
-                && e.object.starts_with("WDFDEVICE ")
-                && !e.object.ends_with("#0")
-                && (e.text == "created" || e.text.starts_with("PDO")) =>
-        {
-            Some(format!(
-                "{ms:>9.3} ms  [{driver}] PDO {}: {}",
-                e.object.trim_start_matches("WDFDEVICE "),
-                e.text
-            ))
-        }
-        _ => None,
+        Some(format!(
+            "{ms:>9.3} ms  [{driver}] PDO {}: {}",
+            e.object.trim_start_matches("WDFDEVICE "),
+            e.text
+        ))
+    } else {
+        None
     }
 }
 
@@ -150,6 +158,7 @@ impl Session {
             boards: BTreeMap::new(),
             bus: None,
             seen: 0,
+            narrator: narrator(),
             apps: Vec::new(),
             switches_read: BTreeMap::new(),
             steps: Vec::new(),
@@ -188,11 +197,8 @@ impl Session {
     fn record(&mut self, title: &str) {
         self.machine.settle();
         let events = self.machine.trace().events();
-        let trace = events
-            .iter()
-            .filter(|e| e.seq > self.seen)
-            .filter_map(line)
-            .collect();
+        let new = events.partition_point(|e| e.seq <= self.seen);
+        let trace = self.narrator.step(&events[new..]);
         self.seen = events.last().map_or(self.seen, |e| e.seq);
         let children = self.children();
         self.steps.push(Step {

@@ -1,6 +1,10 @@
 //! Callback pictures: a machine's trace drawn as a sequence diagram, as Mermaid text or as a
 //! standalone SVG (docs/trace.md).
 //!
+//! Host code for tests and the samples' runners: it lives in the sim backend (feature `sim`, the
+//! one part of dmf-core with `std`) and is never in a driver image, so it allocates freely
+//! (`format!`, `String`) — the kernel allocation rule covers driver code, not this.
+//!
 //! Lifelines: `Applications` (requests applications issue), `KMDF` (the framework and the PnP
 //! manager: WDF callbacks), each driver followed by its Modules (from the Module lifecycle lines,
 //! `module_events`), and `Board` (the hardware: plug-in, removal and USB completions). Arrows:
